@@ -1,0 +1,1 @@
+//! The work agent (arrives with the vertical-slice issue).

@@ -1,0 +1,1 @@
+//! The embedded MQTT broker (arrives with the vertical-slice issue).

@@ -1,0 +1,1 @@
+//! The hub: the CloudEvents source (arrives with the vertical-slice issue).

@@ -1,0 +1,42 @@
+//! # workbus-schemas: the wire protocol, and nothing else
+//!
+//! This crate is the single place that knows the Open Cluster Management (OCM)
+//! event-based ManifestWork protocol as OCM's Go implementation (sdk-go, Maestro)
+//! speaks it over MQTT: event types, CloudEvent extensions, MQTT topic layout,
+//! payload shapes, the status hash, sequence ids and resync payloads.
+//!
+//! It does no I/O: no sockets, no files (the MQTT config type parses bytes the
+//! caller read), no async runtime. Hub and agent build every topic and every
+//! attribute through it.
+//!
+//! Module map:
+//! - [`event_type`]: the `<group>.<version>.<resource>.<subresource>.<action>` grammar.
+//! - [`extensions`]: names and typed, lenient accessors for the OCM extensions.
+//! - [`envelope`]: the CloudEvent envelope and builders for spec/status events.
+//! - [`mqtt`]: CloudEvent <-> MQTT message mapping (binary and structured mode).
+//! - [`topics`]: topic roles, validation and publish/subscribe substitution.
+//! - [`config`]: the sdk-go MQTT config file (YAML or JSON).
+//! - [`work`]: ManifestWork spec/status types, ObjectMeta, bundle validation.
+//! - [`status_hash`]: Go-compatible canonical JSON and the status hash.
+//! - [`resource_id`]: UUIDv5 work ids.
+//! - [`sequence_id`]: snowflake sequence ids and their comparison rules.
+//! - [`resync`]: resync request payloads.
+//! - [`metadata`]: the `metadata` extension <-> ObjectMeta mapping rules.
+//! - [`proto`]: the CloudEvents protobuf format, for the audit log.
+
+pub mod config;
+pub mod envelope;
+pub mod event_type;
+pub mod extensions;
+pub mod metadata;
+pub mod mqtt;
+pub mod proto;
+pub mod resource_id;
+pub mod resync;
+pub mod sequence_id;
+pub mod status_hash;
+pub mod topics;
+pub mod work;
+
+/// The CloudEvent envelope type used throughout workbus (from `cloudevents-sdk`).
+pub use cloudevents::Event;

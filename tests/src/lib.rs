@@ -1,0 +1,1 @@
+//! Cross-crate integration and fault tests (arrive with the vertical-slice issue).
