@@ -301,9 +301,16 @@ fn parse_schema(name: &str, attr: Attr) -> Result<Url, ProtoError> {
 fn parse_time(name: &str, attr: Attr) -> Result<DateTime<Utc>, ProtoError> {
     match attr {
         Attr::CeTimestamp(ts) => from_timestamp(name, &ts),
-        Attr::CeString(s) => DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ProtoError::InvalidTimestamp(name.to_string())),
+        Attr::CeString(s) => {
+            let invalid = || ProtoError::InvalidTimestamp(name.to_string());
+            let time = DateTime::parse_from_rfc3339(&s)
+                .map_err(|_| invalid())?
+                .with_timezone(&Utc);
+            // Keep to what a Timestamp can hold (no year 0, no leap second), so a
+            // decoded event can always be encoded again.
+            to_timestamp(&time).map_err(|_| invalid())?;
+            Ok(time)
+        }
         _ => Err(ProtoError::AttributeType {
             name: name.to_string(),
             expected: "ce_timestamp or ce_string",
@@ -736,10 +743,13 @@ mod tests {
             from_proto(message(vec![("time", Attr::CeInteger(1))])),
             Err(ProtoError::AttributeType { .. })
         ));
-        assert!(matches!(
-            from_proto(message(vec![("time", Attr::CeString("yesterday".into()))])),
-            Err(ProtoError::InvalidTimestamp(_))
-        ));
+        for text in ["yesterday", "0000-01-01T00:00:00Z", "2016-12-31T23:59:60Z"] {
+            assert_eq!(
+                from_proto(message(vec![("time", Attr::CeString(text.into()))])),
+                Err(ProtoError::InvalidTimestamp("time".into())),
+                "{text}"
+            );
+        }
         assert!(matches!(
             from_proto(message(vec![(
                 "time",
