@@ -145,7 +145,8 @@ const OK: &[(&str, &str)] = &[
 #[test]
 fn malformed_messages_are_typed_errors() {
     use DecodeError::*;
-    let cases: Vec<(MqttMessage, fn(&DecodeError) -> bool)> =
+    type Check = fn(&DecodeError) -> bool;
+    let cases: Vec<(MqttMessage, Check)> =
         vec![
         (msg(&[], None, b"hello"), |e| matches!(e, UnknownEncoding(_))),
         (msg(&[], Some("application/json"), b"{}"), |e| matches!(e, UnknownEncoding(_))),
