@@ -27,10 +27,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
+mod from_config;
 mod tls;
 mod v311;
 mod v5;
 
+pub use from_config::TransportConfigError;
 pub use tls::{TlsError, TlsSettings};
 
 /// The MQTT protocol version a transport speaks.
