@@ -250,7 +250,11 @@ impl FromStr for EventType {
 
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.data_type, self.sub_resource, self.action)
+        write!(
+            f,
+            "{}.{}.{}",
+            self.data_type, self.sub_resource, self.action
+        )
     }
 }
 

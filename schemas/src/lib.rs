@@ -21,7 +21,7 @@
 //! - [`resource_id`]: UUIDv5 work ids.
 //! - [`sequence_id`]: snowflake sequence ids and their comparison rules.
 //! - [`resync`]: resync request payloads.
-//! - [`metadata`]: the `metadata` extension <-> ObjectMeta mapping rules.
+//! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - [`proto`]: the CloudEvents protobuf format, for the audit log.
 
 pub mod config;

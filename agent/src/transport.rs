@@ -1,0 +1,501 @@
+//! The MQTT client transport shared by agents and the hub: one reconnecting MQTT
+//! session that moves [`MqttMessage`]s and knows nothing of CloudEvents.
+//!
+//! What it guarantees, mirroring sdk-go's generic client (reference §1.1, §1.3, §8):
+//! - CONNECT with CleanStart and no session expiry; after every successful (re)connect it
+//!   subscribes to all configured filters in one SUBSCRIBE and then reports
+//!   [`TransportEvent::Subscribed`] — the caller's cue to send a resync request;
+//! - reconnects forever with exponential backoff and jitter (a fleet of edge agents must
+//!   not reconnect in lock-step after a broker restart);
+//! - [`Publisher::publish`] resolves only when the broker has acknowledged the message
+//!   (PUBACK for QoS 1), which is what the hub's outbox needs to delete a row safely.
+//!
+//! MQTT 5 is the default; MQTT 3.1.1 is available for small brokers and devices and can
+//! only carry structured-mode events (it has no user properties).
+//!
+//! It lives in the agent crate because the agent is the constrained side that must own
+//! its dependencies; the hub reuses it rather than keeping a second MQTT client.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use workbus_schemas::mqtt::MqttMessage;
+
+mod from_config;
+mod tls;
+mod v311;
+mod v5;
+
+pub use from_config::TransportConfigError;
+pub use tls::{TlsError, TlsSettings};
+
+/// The MQTT protocol version a transport speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// MQTT 5 (what sdk-go speaks; required for binary-mode events).
+    #[default]
+    V5,
+    /// MQTT 3.1.1 (structured-mode events only).
+    V311,
+}
+
+/// Reconnect delays: exponential with jitter, capped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconnectPolicy {
+    /// First delay after a failure.
+    pub min_delay: Duration,
+    /// Upper bound of a delay.
+    pub max_delay: Duration,
+    /// Growth factor per failure.
+    pub factor: f32,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            factor: 2.0,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// An endless sequence of jittered delays.
+    fn delays(&self) -> backon::ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(self.factor)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+/// Everything needed to open and keep one MQTT session.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// MQTT ClientIdentifier (agents: `<agent id>-client`).
+    pub client_id: String,
+    /// Optional username/password.
+    pub credentials: Option<(String, String)>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// TLS settings; `None` means plain TCP.
+    pub tls: Option<TlsSettings>,
+    /// Protocol version.
+    pub protocol: Protocol,
+    /// Topic filters subscribed after every connect.
+    pub subscriptions: Vec<String>,
+    /// Subscription QoS (0, 1 or 2).
+    pub sub_qos: u8,
+    /// Publish QoS (0, 1 or 2).
+    pub pub_qos: u8,
+    /// Largest packet accepted and sent (ManifestWorks reach 500 KiB plus envelope).
+    pub max_packet_size: usize,
+    /// Reconnect behaviour.
+    pub reconnect: ReconnectPolicy,
+    /// Capacity of the received-message queue (backpressure towards the broker).
+    pub inbound_capacity: usize,
+}
+
+impl TransportConfig {
+    /// A plain-TCP MQTT 5 config with the protocol defaults (keep-alive 60 s, QoS 1).
+    pub fn new(host: impl Into<String>, port: u16, client_id: impl Into<String>) -> Self {
+        TransportConfig {
+            host: host.into(),
+            port,
+            client_id: client_id.into(),
+            credentials: None,
+            keep_alive: Duration::from_secs(60),
+            tls: None,
+            protocol: Protocol::V5,
+            subscriptions: Vec::new(),
+            sub_qos: 1,
+            pub_qos: 1,
+            max_packet_size: 1024 * 1024,
+            reconnect: ReconnectPolicy::default(),
+            inbound_capacity: 1024,
+        }
+    }
+}
+
+/// What the session reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// All subscriptions are in place after a (re)connect: time to resync.
+    Subscribed,
+    /// A message arrived on one of the subscriptions.
+    Message(MqttMessage),
+    /// The connection was lost (or could not be made); a reconnect follows.
+    Disconnected(String),
+}
+
+/// Why a publish did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The transport has been shut down.
+    #[error("the transport is closed")]
+    Closed,
+    /// MQTT 3.1.1 cannot carry user properties or a content type: use structured mode.
+    #[error("MQTT 3.1.1 cannot carry user properties or a content type; use structured mode")]
+    PropertiesUnsupported,
+    /// The message exceeds the configured packet size.
+    #[error("message of {size} bytes exceeds the {limit}-byte packet limit")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// No acknowledgement arrived in time; the caller may retry (receivers are idempotent).
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Counters of one transport, cheap to read at any time.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Successful connects after the first one.
+    pub reconnects: AtomicU64,
+    /// Successful connects including the first.
+    pub connects: AtomicU64,
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Messages acknowledged by the broker.
+    pub published: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_received: AtomicU64,
+    /// Payload bytes published.
+    pub bytes_published: AtomicU64,
+}
+
+/// Matches broker acknowledgements to publish calls.
+///
+/// rumqttc reports `Outgoing::Publish(pkid)` in request order, so the n-th unmatched
+/// outgoing publish belongs to the n-th waiter; retransmissions after a reconnect reuse
+/// their packet id and are recognised by it.
+#[derive(Default)]
+struct AckTracker {
+    unassigned: VecDeque<oneshot::Sender<()>>,
+    inflight: HashMap<u16, oneshot::Sender<()>>,
+}
+
+impl AckTracker {
+    fn on_outgoing_publish(&mut self, pkid: u16) {
+        if pkid != 0 && self.inflight.contains_key(&pkid) {
+            return; // retransmission
+        }
+        if let Some(waiter) = self.unassigned.pop_front() {
+            if pkid == 0 {
+                let _ = waiter.send(()); // QoS 0: done once written
+            } else {
+                self.inflight.insert(pkid, waiter);
+            }
+        }
+    }
+
+    fn on_ack(&mut self, pkid: u16) -> bool {
+        match self.inflight.remove(&pkid) {
+            Some(waiter) => {
+                let _ = waiter.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The sending half of a transport. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    client: Client,
+    acks: Arc<Mutex<AckTracker>>,
+    // Held across "register waiter + enqueue" so waiters and requests stay in one order.
+    order: tokio::sync::Mutex<()>,
+    qos: u8,
+    max_packet_size: usize,
+    ack_timeout: Duration,
+    stats: Arc<TransportStats>,
+}
+
+#[derive(Clone)]
+enum Client {
+    V5(rumqttc::v5::AsyncClient),
+    V311(rumqttc::AsyncClient),
+}
+
+impl Publisher {
+    /// Publishes `message` and waits until the broker acknowledged it.
+    pub async fn publish(&self, message: &MqttMessage) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        if message.payload.len() > inner.max_packet_size {
+            return Err(PublishError::TooLarge {
+                size: message.payload.len(),
+                limit: inner.max_packet_size,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let _order = inner.order.lock().await;
+            inner
+                .acks
+                .lock()
+                .map_err(|_| PublishError::Closed)?
+                .unassigned
+                .push_back(tx);
+            let payload = Bytes::from(message.payload.clone());
+            let sent = match &inner.client {
+                Client::V5(c) => v5::publish(c, message, inner.qos, payload).await,
+                Client::V311(c) => v311::publish(c, message, inner.qos, payload).await,
+            };
+            if let Err(e) = sent {
+                // Take our waiter back out; it is the last one pushed.
+                if let Ok(mut acks) = inner.acks.lock() {
+                    acks.unassigned.pop_back();
+                }
+                return Err(e);
+            }
+        }
+        match tokio::time::timeout(inner.ack_timeout, rx).await {
+            Ok(Ok(())) => {
+                inner.stats.published.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .bytes_published
+                    .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(PublishError::Closed),
+            Err(_) => Err(PublishError::Timeout(inner.ack_timeout)),
+        }
+    }
+
+    /// Counters of this transport.
+    pub fn stats(&self) -> &Arc<TransportStats> {
+        &self.inner.stats
+    }
+
+    /// Sends DISCONNECT; the session task then ends and [`Transport::join`] returns.
+    pub async fn disconnect(&self) {
+        match &self.inner.client {
+            Client::V5(c) => {
+                let _ = c.disconnect().await;
+            }
+            Client::V311(c) => {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+}
+
+/// A running MQTT session: its publisher, its event stream and its task.
+pub struct Transport {
+    /// Sending half.
+    pub publisher: Publisher,
+    /// Received messages and connection state changes.
+    pub events: mpsc::Receiver<TransportEvent>,
+    task: JoinHandle<()>,
+}
+
+impl Transport {
+    /// Starts the session task. Connection failures are retried in the background and
+    /// reported as [`TransportEvent::Disconnected`]; this call itself only fails on
+    /// unusable TLS material.
+    pub fn start(config: TransportConfig) -> Result<Transport, TlsError> {
+        let stats = Arc::new(TransportStats::default());
+        let acks = Arc::new(Mutex::new(AckTracker::default()));
+        let (events_tx, events) = mpsc::channel(config.inbound_capacity.max(1));
+        let tls = match &config.tls {
+            Some(t) => Some(t.client_config(&config.host)?),
+            None => None,
+        };
+        let (client, task) = match config.protocol {
+            Protocol::V5 => {
+                let (client, task) =
+                    v5::spawn(&config, tls, acks.clone(), events_tx, stats.clone());
+                (Client::V5(client), task)
+            }
+            Protocol::V311 => {
+                let (client, task) =
+                    v311::spawn(&config, tls, acks.clone(), events_tx, stats.clone());
+                (Client::V311(client), task)
+            }
+        };
+        let publisher = Publisher {
+            inner: Arc::new(PublisherInner {
+                client,
+                acks,
+                order: tokio::sync::Mutex::new(()),
+                qos: config.pub_qos,
+                max_packet_size: config.max_packet_size,
+                ack_timeout: Duration::from_secs(30),
+                stats,
+            }),
+        };
+        Ok(Transport {
+            publisher,
+            events,
+            task,
+        })
+    }
+
+    /// Waits for the session task to end (after [`Publisher::disconnect`]).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+
+    /// Stops the session task at once, without a DISCONNECT (a crash, for tests).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Shared state of a session task, whichever protocol it speaks.
+struct SessionLoop {
+    acks: Arc<Mutex<AckTracker>>,
+    events: mpsc::Sender<TransportEvent>,
+    stats: Arc<TransportStats>,
+    delays: backon::ExponentialBackoff,
+    policy: ReconnectPolicy,
+    connected_once: bool,
+    client_id: String,
+}
+
+impl SessionLoop {
+    fn new(
+        config: &TransportConfig,
+        acks: Arc<Mutex<AckTracker>>,
+        events: mpsc::Sender<TransportEvent>,
+        stats: Arc<TransportStats>,
+    ) -> Self {
+        SessionLoop {
+            acks,
+            events,
+            stats,
+            delays: config.reconnect.delays(),
+            policy: config.reconnect,
+            connected_once: false,
+            client_id: config.client_id.clone(),
+        }
+    }
+
+    fn on_connected(&mut self) {
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        if self.connected_once {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.connected_once = true;
+        self.delays = self.policy.delays();
+        tracing::debug!(client_id = %self.client_id, "mqtt connected");
+    }
+
+    fn on_outgoing_publish(&self, pkid: u16) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.on_outgoing_publish(pkid);
+        }
+    }
+
+    fn on_ack(&self, pkid: u16) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.on_ack(pkid);
+        }
+    }
+
+    /// Forwards an event; false when the owner has gone away.
+    async fn emit(&self, event: TransportEvent) -> bool {
+        if let TransportEvent::Message(m) = &event {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_received
+                .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+        }
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Reports a lost connection and waits the next backoff delay. False when the owner
+    /// has gone away.
+    async fn on_error(&mut self, error: String) -> bool {
+        tracing::debug!(client_id = %self.client_id, %error, "mqtt connection error");
+        if !self.emit(TransportEvent::Disconnected(error)).await {
+            return false;
+        }
+        let delay = self.delays.next().unwrap_or(self.policy.max_delay);
+        tokio::time::sleep(delay).await;
+        true
+    }
+}
+
+fn qos_v5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
+    match q {
+        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        2 => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+        _ => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+    }
+}
+
+fn qos_v4(q: u8) -> rumqttc::QoS {
+    match q {
+        0 => rumqttc::QoS::AtMostOnce,
+        2 => rumqttc::QoS::ExactlyOnce,
+        _ => rumqttc::QoS::AtLeastOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_tracker_matches_in_order_and_ignores_retransmissions() {
+        let mut t = AckTracker::default();
+        let (a_tx, mut a_rx) = oneshot::channel();
+        let (b_tx, mut b_rx) = oneshot::channel();
+        t.unassigned.push_back(a_tx);
+        t.unassigned.push_back(b_tx);
+        t.on_outgoing_publish(7);
+        t.on_outgoing_publish(7); // retransmission after reconnect
+        t.on_outgoing_publish(8);
+        assert!(t.on_ack(8));
+        assert!(b_rx.try_recv().is_ok());
+        assert!(a_rx.try_recv().is_err());
+        assert!(t.on_ack(7));
+        assert!(a_rx.try_recv().is_ok());
+        assert!(!t.on_ack(9));
+    }
+
+    #[test]
+    fn qos0_completes_when_written() {
+        let mut t = AckTracker::default();
+        let (tx, mut rx) = oneshot::channel();
+        t.unassigned.push_back(tx);
+        t.on_outgoing_publish(0);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn reconnect_delays_are_bounded() {
+        let p = ReconnectPolicy {
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            factor: 2.0,
+        };
+        // Jitter may add up to one more max_delay.
+        assert!(p.delays().take(50).all(|d| d <= Duration::from_millis(200)));
+    }
+}

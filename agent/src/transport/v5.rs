@@ -1,0 +1,140 @@
+//! The MQTT 5 session loop (rumqttc `v5`): binary-mode events travel in PUBLISH user
+//! properties and the Content Type property, which this module maps to and from
+//! [`MqttMessage`] unchanged.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::{Outgoing, Transport as RumqttTransport};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use workbus_schemas::mqtt::MqttMessage;
+
+use super::{
+    AckTracker, PublishError, SessionLoop, TransportConfig, TransportEvent, TransportStats, qos_v5,
+};
+
+pub(super) fn spawn(
+    config: &TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    acks: Arc<Mutex<AckTracker>>,
+    events: mpsc::Sender<TransportEvent>,
+    stats: Arc<TransportStats>,
+) -> (AsyncClient, JoinHandle<()>) {
+    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    options.set_keep_alive(config.keep_alive);
+    options.set_clean_start(true);
+    options.set_max_packet_size(Some(config.max_packet_size as u32));
+    if let Some((user, pass)) = &config.credentials {
+        options.set_credentials(user, pass);
+    }
+    if let Some(tls) = tls {
+        options.set_transport(RumqttTransport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let filters: Vec<Filter> = config
+        .subscriptions
+        .iter()
+        .map(|t| Filter::new(t.clone(), qos_v5(config.sub_qos)))
+        .collect();
+    let session = SessionLoop::new(config, acks, events, stats);
+    let task = tokio::spawn(run(session, client.clone(), eventloop, filters));
+    (client, task)
+}
+
+async fn run(
+    mut session: SessionLoop,
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    filters: Vec<Filter>,
+) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                session.on_connected();
+                if filters.is_empty() {
+                    if !session.emit(TransportEvent::Subscribed).await {
+                        return;
+                    }
+                } else if client.subscribe_many(filters.clone()).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let failed: Vec<_> = ack
+                    .return_codes
+                    .iter()
+                    .filter(|c| {
+                        !matches!(
+                            c,
+                            rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                        )
+                    })
+                    .collect();
+                if failed.is_empty() {
+                    if !session.emit(TransportEvent::Subscribed).await {
+                        return;
+                    }
+                } else {
+                    // Like sdk-go: a refused subscription fails the whole subscribe; retry
+                    // on a fresh connection after a backoff delay.
+                    let reason = format!("subscription refused: {failed:?}");
+                    let _ = client.disconnect().await;
+                    if !session.on_error(reason).await {
+                        return;
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let props = p.properties.unwrap_or_default();
+                let message = MqttMessage {
+                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    content_type: props.content_type,
+                    user_properties: props.user_properties,
+                    payload: p.payload.to_vec(),
+                };
+                if !session.emit(TransportEvent::Message(message)).await {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => session.on_ack(ack.pkid),
+            Ok(Event::Incoming(Packet::PubComp(ack))) => session.on_ack(ack.pkid),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => session.on_outgoing_publish(pkid),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(ConnectionError::RequestsDone) => return,
+            Err(e) => {
+                if !session.on_error(e.to_string()).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn publish(
+    client: &AsyncClient,
+    message: &MqttMessage,
+    qos: u8,
+    payload: Bytes,
+) -> Result<(), PublishError> {
+    let properties = PublishProperties {
+        content_type: message.content_type.clone(),
+        user_properties: message.user_properties.clone(),
+        ..Default::default()
+    };
+    client
+        .publish_with_properties(
+            message.topic.clone(),
+            qos_v5(qos),
+            false,
+            payload,
+            properties,
+        )
+        .await
+        .map_err(|_| PublishError::Closed)
+}

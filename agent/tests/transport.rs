@@ -1,0 +1,123 @@
+//! The MQTT transport against a real broker (Mosquitto on 127.0.0.1:1883): properties
+//! pass unchanged, publishes complete on acknowledgement, and every connect ends in
+//! `Subscribed`.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
+use workbus_agent::transport::{Protocol, Transport, TransportConfig, TransportEvent};
+use workbus_schemas::mqtt::MqttMessage;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{n:x}-{}", std::process::id())
+}
+
+async fn next_subscribed(t: &mut Transport) {
+    loop {
+        match timeout(WAIT, t.events.recv()).await.expect("event in time") {
+            Some(TransportEvent::Subscribed) => return,
+            Some(TransportEvent::Disconnected(e)) => eprintln!("disconnected: {e}"),
+            Some(other) => panic!("unexpected {other:?}"),
+            None => panic!("transport ended"),
+        }
+    }
+}
+
+async fn next_message(t: &mut Transport) -> MqttMessage {
+    loop {
+        match timeout(WAIT, t.events.recv())
+            .await
+            .expect("message in time")
+        {
+            Some(TransportEvent::Message(m)) => return m,
+            Some(_) => continue,
+            None => panic!("transport ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn v5_properties_round_trip_through_mosquitto() {
+    let topic = unique("workbus-test/v5");
+    let mut sub_cfg = TransportConfig::new("127.0.0.1", 1883, unique("sub"));
+    sub_cfg.subscriptions = vec![topic.clone()];
+    let mut sub = Transport::start(sub_cfg).unwrap();
+    next_subscribed(&mut sub).await;
+
+    let mut pub_t =
+        Transport::start(TransportConfig::new("127.0.0.1", 1883, unique("pub"))).unwrap();
+    next_subscribed(&mut pub_t).await;
+    let msg = MqttMessage {
+        topic: topic.clone(),
+        content_type: Some("application/json".into()),
+        user_properties: vec![
+            ("ce-specversion".into(), "1.0".into()),
+            ("ce-originalsource".into(), String::new()),
+        ],
+        payload: vec![b'x'; 600 * 1024],
+    };
+    timeout(WAIT, pub_t.publisher.publish(&msg))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_message(&mut sub).await, msg);
+    assert_eq!(
+        pub_t
+            .publisher
+            .stats()
+            .published
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn v311_carries_structured_payloads_only() {
+    let topic = unique("workbus-test/v311");
+    let mut cfg = TransportConfig::new("127.0.0.1", 1883, unique("v311"));
+    cfg.protocol = Protocol::V311;
+    cfg.subscriptions = vec![topic.clone()];
+    let mut t = Transport::start(cfg).unwrap();
+    next_subscribed(&mut t).await;
+    let msg = MqttMessage {
+        topic: topic.clone(),
+        content_type: None,
+        user_properties: vec![],
+        payload: br#"{"specversion":"1.0"}"#.to_vec(),
+    };
+    timeout(WAIT, t.publisher.publish(&msg))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_message(&mut t).await, msg);
+    let with_props = MqttMessage {
+        user_properties: vec![("ce-id".into(), "1".into())],
+        ..msg
+    };
+    assert!(t.publisher.publish(&with_props).await.is_err());
+}
+
+#[tokio::test]
+async fn unreachable_broker_reports_and_keeps_trying() {
+    let mut cfg = TransportConfig::new("127.0.0.1", 1, unique("nobody"));
+    cfg.reconnect.min_delay = Duration::from_millis(10);
+    cfg.reconnect.max_delay = Duration::from_millis(20);
+    let mut t = Transport::start(cfg).unwrap();
+    for _ in 0..3 {
+        match timeout(WAIT, t.events.recv()).await.unwrap() {
+            Some(TransportEvent::Disconnected(_)) => {}
+            other => panic!("expected a disconnect report, got {other:?}"),
+        }
+    }
+}
