@@ -1,8 +1,29 @@
 //! # workbus-agent: the work agent
 //!
-//! Receives ManifestWork spec events for its cluster, applies them through a target, and
-//! reports status events back (the vertical-slice issue fills this in).
+//! Receives ManifestWork spec events for its cluster as CloudEvents over MQTT, applies
+//! them through a [`target::Target`], and reports status events back, wire-compatible
+//! with OCM's Go work agent. A library with a thin binary (`src/main.rs`), so one process
+//! can also run thousands of agents (tests, benchmarks, the hub's quickstart).
 //!
-//! - [`transport`]: the reconnecting MQTT session shared with the hub.
+//! Module map:
+//! - [`runtime`]: the agent loop tying everything together ([`runtime::start`]).
+//! - [`config`], [`cli`]: what an agent needs, and the OCM-compatible command line.
+//! - [`transport`]: the reconnecting MQTT session (shared with the hub).
+//! - [`spec_handler`]: the §7.2 rules for incoming spec events (pure).
+//! - [`status_report`]: building status events and resync requests.
+//! - [`outgoing`]: the coalescing, retrying publish queue.
+//! - [`store`]: durable local state.
+//! - [`target`], [`reconcile`], [`conditions`]: applying manifests and
+//!   computing status.
 
+pub mod cli;
+pub mod conditions;
+pub mod config;
+pub mod outgoing;
+pub mod reconcile;
+pub mod runtime;
+pub mod spec_handler;
+pub mod status_report;
+pub mod store;
+pub mod target;
 pub mod transport;

@@ -1,0 +1,60 @@
+//! What one agent needs to run: its cluster, identities, topics and timing. Built by the
+//! command line ([`crate::cli`]) or directly by code that runs many agents in one
+//! process (tests, benchmarks, the hub's quickstart).
+
+use std::time::Duration;
+
+use workbus_schemas::mqtt::Encoding;
+use workbus_schemas::topics::{self, TopicError, Topics};
+
+use crate::transport::TransportConfig;
+
+/// Configuration of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The managed cluster's name (`--spoke-cluster-name`).
+    pub cluster_name: String,
+    /// CloudEvents source of the agent's events (`--cloudevents-client-id`), by
+    /// convention `<cluster>-work-agent`. The MQTT client id is this plus `-client`.
+    pub agent_id: String,
+    /// Topic templates (sdk-go config `topics`).
+    pub topics: Topics,
+    /// Broker connection; its subscriptions and client id are derived by [`AgentConfig::new`].
+    pub transport: TransportConfig,
+    /// How outgoing events are encoded (binary on MQTT 5, structured on MQTT 3.1.1).
+    pub encoding: Encoding,
+    /// Upper bound between two status refreshes of a work (upstream: 10 s).
+    pub status_sync_interval: Duration,
+}
+
+impl AgentConfig {
+    /// An agent of `cluster_name` for the given topics and broker connection: derives the
+    /// agent id, the MQTT client id (`<agent id>-client`, as sdk-go) and the
+    /// subscriptions, and checks that the topics can be used by this agent.
+    pub fn new(
+        cluster_name: &str,
+        agent_id: Option<&str>,
+        topics: Topics,
+        mut transport: TransportConfig,
+    ) -> Result<AgentConfig, TopicError> {
+        topics::validate_segment(topics::SegmentKind::ClusterName, cluster_name)?;
+        topics.validate_for_agent(cluster_name)?;
+        let agent_id = agent_id
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{cluster_name}-work-agent"));
+        transport.client_id = format!("{agent_id}-client");
+        transport.subscriptions = topics::agent_subscriptions(&topics, cluster_name)?;
+        let encoding = match transport.protocol {
+            crate::transport::Protocol::V5 => Encoding::Binary,
+            crate::transport::Protocol::V311 => Encoding::Structured,
+        };
+        Ok(AgentConfig {
+            cluster_name: cluster_name.to_string(),
+            agent_id,
+            topics,
+            transport,
+            encoding,
+            status_sync_interval: Duration::from_secs(10),
+        })
+    }
+}

@@ -1,0 +1,573 @@
+//! The agent loop: one task per agent that ties the MQTT transport, the durable store,
+//! the reconciler and the outgoing queue together.
+//!
+//! Data flow of one spec event: transport message → `mqtt::decode` → dispatch on the
+//! type (§3.3) → `metadata::decode_spec_event` (§5.4) → [`spec_handler::decide`] (§7.2) →
+//! store the record → reconcile (apply + status) → store again → if the status hash
+//! changed, queue a status event → on broker acknowledgement, remember the reported hash.
+//!
+//! Other inputs: `Subscribed` (after every (re)connect) sends the spec resync request and
+//! re-queues any status the broker never acknowledged; a status resync request is
+//! answered from the store (§6.3); a per-work timer refreshes status (readiness,
+//! feedback) and drives deletion until cleanup completes and the final `Deleted` status
+//! is acknowledged, after which the work is forgotten (§6.5).
+//!
+//! Works are processed one at a time per agent, which keeps per-work ordering trivial;
+//! a process can run thousands of agents as independent tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use workbus_schemas::event_type::{Action, SubResource};
+use workbus_schemas::metadata::{decode_spec_event, deleted_condition};
+use workbus_schemas::mqtt::{self, MqttMessage};
+use workbus_schemas::resync::{status_resync_answer, StatusResyncRequest};
+use workbus_schemas::sequence_id::{SequenceId, SequenceIdGenerator};
+use workbus_schemas::status_hash::status_hash;
+use workbus_schemas::work::{set_condition, ManifestWork, Time};
+use workbus_schemas::{envelope, extensions::OcmExtensions};
+
+use crate::config::AgentConfig;
+use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
+use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
+use crate::spec_handler::{decide, IgnoreReason, SpecDecision};
+use crate::status_report::{spec_resync_message, status_message};
+use crate::store::{AgentStore, StoreError, WorkRecord};
+use crate::target::Target;
+use crate::transport::{Transport, TransportEvent, TransportStats};
+
+/// Counters of one agent.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Spec events accepted and applied.
+    pub applied: AtomicU64,
+    /// Spec events ignored as stale (lower generation).
+    pub stale: AtomicU64,
+    /// Spec events ignored as duplicates.
+    pub duplicates: AtomicU64,
+    /// Events for other clusters, ignored.
+    pub other_cluster: AtomicU64,
+    /// Messages that are not valid events, or events that fail to decode.
+    pub malformed: AtomicU64,
+    /// Status events acknowledged by the broker.
+    pub status_sent: AtomicU64,
+    /// Spec resync requests sent.
+    pub resync_requests: AtomicU64,
+    /// Status resync requests answered.
+    pub status_resyncs: AtomicU64,
+    /// Works whose deletion completed.
+    pub deleted: AtomicU64,
+    /// Store failures (the event is dropped; resync repairs it).
+    pub store_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsError),
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    stats: Arc<AgentStats>,
+    transport_stats: Arc<TransportStats>,
+    shutdown: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl AgentHandle {
+    /// The agent's counters.
+    pub fn stats(&self) -> &Arc<AgentStats> {
+        &self.stats
+    }
+
+    /// The MQTT transport's counters.
+    pub fn transport_stats(&self) -> &Arc<TransportStats> {
+        &self.transport_stats
+    }
+
+    /// Disconnects cleanly and waits for the agent to stop.
+    pub async fn shutdown(self) {
+        self.shutdown.notify_one();
+        let _ = self.task.await;
+    }
+
+    /// Stops the agent at once without a DISCONNECT: a crash, for fault tests. The store
+    /// keeps whatever was written.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// True once the agent task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts an agent: loads its store, connects, and runs until shut down.
+pub fn start<T: Target, S: AgentStore>(
+    config: AgentConfig,
+    target: Arc<T>,
+    store: Arc<S>,
+) -> Result<AgentHandle, AgentError> {
+    let records = store.load()?;
+    let mut sequence = SequenceIdGenerator::default();
+    // Never go below an id already sent, whatever the clock did meanwhile (§7.3).
+    if let Some(last) = records
+        .iter()
+        .filter_map(|r| r.last_sequence_id.parse::<SequenceId>().ok())
+        .max()
+    {
+        sequence.resume_after(last);
+    }
+    let transport = Transport::start(config.transport.clone())?;
+    let stats = Arc::new(AgentStats::default());
+    let transport_stats = transport.publisher.stats().clone();
+    let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
+    let outgoing = outgoing::spawn(
+        transport.publisher.clone(),
+        delivered_tx,
+        config.transport.reconnect,
+    );
+    let shutdown = Arc::new(Notify::new());
+    let now = Instant::now();
+    let mut due = HashMap::new();
+    for r in &records {
+        // Resume unfinished work at once; otherwise just refresh what was applied.
+        due.insert(r.uid().to_string(), now);
+    }
+    let agent = Agent {
+        reconciler: Reconciler::new(target),
+        works: records
+            .into_iter()
+            .map(|r| (r.uid().to_string(), r))
+            .collect(),
+        due,
+        queued_hash: HashMap::new(),
+        config,
+        store,
+        sequence,
+        outgoing,
+        stats: stats.clone(),
+    };
+    let task = tokio::spawn(agent.run(transport, delivered_rx, shutdown.clone()));
+    Ok(AgentHandle {
+        stats,
+        transport_stats,
+        shutdown,
+        task,
+    })
+}
+
+struct Agent<T: Target, S: AgentStore> {
+    config: AgentConfig,
+    reconciler: Reconciler<T>,
+    store: Arc<S>,
+    works: BTreeMap<String, WorkRecord>,
+    /// When each work wants its next refresh or cleanup step.
+    due: HashMap<String, Instant>,
+    /// Hash of the status last queued per work (to queue only on change).
+    queued_hash: HashMap<String, String>,
+    sequence: SequenceIdGenerator,
+    outgoing: mpsc::UnboundedSender<OutgoingItem>,
+    stats: Arc<AgentStats>,
+}
+
+impl<T: Target, S: AgentStore> Agent<T, S> {
+    async fn run(
+        mut self,
+        mut transport: Transport,
+        mut delivered: mpsc::UnboundedReceiver<Delivered>,
+        shutdown: Arc<Notify>,
+    ) {
+        loop {
+            let next = self.due.values().min().copied();
+            let sleep = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = transport.events.recv() => match event {
+                    Some(event) => self.on_transport(event).await,
+                    None => break,
+                },
+                Some(d) = delivered.recv() => self.on_delivered(d),
+                _ = sleep => self.on_timers().await,
+                _ = shutdown.notified() => {
+                    transport.publisher.disconnect().await;
+                    transport.join().await;
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn on_transport(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::Subscribed => self.on_subscribed(),
+            TransportEvent::Message(m) => self.on_message(m).await,
+            TransportEvent::Disconnected(reason) => {
+                tracing::debug!(cluster = %self.config.cluster_name, %reason, "disconnected");
+            }
+        }
+    }
+
+    /// After every (re)subscribe: ask the sources for what changed (§6.1), and re-queue
+    /// any status the broker never acknowledged.
+    fn on_subscribed(&mut self) {
+        match spec_resync_message(&self.config, self.works.values()) {
+            Ok(message) => {
+                bump(&self.stats.resync_requests);
+                let _ = self.outgoing.send(OutgoingItem {
+                    key: RESYNC_KEY.to_string(),
+                    message,
+                    hash: String::new(),
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build the spec resync request"),
+        }
+        let unreported: Vec<String> = self
+            .works
+            .values()
+            .filter(|r| !r.state.status.conditions.is_empty() || r.work.metadata.deletion_timestamp.is_some())
+            .filter(|r| status_hash(&r.state.status) != r.reported_hash)
+            .map(|r| r.uid().to_string())
+            .collect();
+        for uid in unreported {
+            self.queued_hash.remove(&uid);
+            self.queue_status(&uid, Action::UpdateRequest);
+        }
+    }
+
+    async fn on_message(&mut self, message: MqttMessage) {
+        let event = match mqtt::decode(&message) {
+            Ok(e) => e,
+            Err(e) => {
+                bump(&self.stats.malformed);
+                tracing::warn!(topic = %message.topic, error = %e, "dropping undecodable message");
+                return;
+            }
+        };
+        let ty = match envelope::decode_event_type(&event) {
+            Ok(t) => t,
+            Err(e) => {
+                bump(&self.stats.malformed);
+                tracing::warn!(error = %e, "dropping event with a bad type");
+                return;
+            }
+        };
+        match (&ty.action, ty.sub_resource) {
+            (Action::ResyncRequest, SubResource::Status) => self.on_status_resync(&event),
+            (Action::ResyncRequest, SubResource::Spec) => {} // another agent's request
+            (_, SubResource::Spec) if ty.data_type.is_manifest_bundles() => {
+                match event.cluster_name() {
+                    Ok(Some(c)) if c == self.config.cluster_name => {}
+                    Ok(_) => {
+                        bump(&self.stats.other_cluster);
+                        return;
+                    }
+                    Err(e) => {
+                        bump(&self.stats.malformed);
+                        tracing::warn!(error = %e, "dropping spec event");
+                        return;
+                    }
+                }
+                self.on_spec(&event).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_spec(&mut self, event: &workbus_schemas::Event) {
+        let decoded = match decode_spec_event(event) {
+            Ok(d) => d,
+            Err(e) => {
+                bump(&self.stats.malformed);
+                tracing::warn!(error = %e, "rejecting spec event");
+                return;
+            }
+        };
+        let uid = decoded.work.metadata.uid.clone();
+        match decide(self.works.get(&uid), decoded.work) {
+            SpecDecision::Ignore(IgnoreReason::Stale) => bump(&self.stats.stale),
+            SpecDecision::Ignore(IgnoreReason::Duplicate) => bump(&self.stats.duplicates),
+            SpecDecision::Ignore(IgnoreReason::Deleting) => {}
+            SpecDecision::Apply(work) => {
+                bump(&self.stats.applied);
+                self.apply(work).await;
+            }
+            SpecDecision::Delete(work) => {
+                self.upsert(work);
+                self.persist(&uid);
+                self.step_deletion(&uid).await;
+            }
+        }
+    }
+
+    /// Stores `work` (keeping local state of a held record) without applying it.
+    fn upsert(&mut self, work: ManifestWork) {
+        let uid = work.metadata.uid.clone();
+        match self.works.get_mut(&uid) {
+            Some(r) => r.work = work,
+            None => {
+                self.works.insert(
+                    uid,
+                    WorkRecord {
+                        work,
+                        state: WorkState::default(),
+                        applied_generation: 0,
+                        reported_hash: String::new(),
+                        last_sequence_id: String::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn persist(&mut self, uid: &str) {
+        if let Some(r) = self.works.get(uid)
+            && let Err(e) = self.store.put(r)
+        {
+            bump(&self.stats.store_errors);
+            tracing::error!(error = %e, "cannot store work {uid}");
+        }
+    }
+
+    async fn apply(&mut self, work: ManifestWork) {
+        let uid = work.metadata.uid.clone();
+        let generation = work.metadata.generation;
+        self.upsert(work);
+        // Stored before applying: a crash mid-apply resumes from here on restart.
+        self.persist(&uid);
+        let Some(record) = self.works.get(&uid) else { return };
+        let outcome = self
+            .reconciler
+            .apply(&record.work, &record.state, Time::now())
+            .await;
+        if let Some(r) = self.works.get_mut(&uid) {
+            r.state = WorkState {
+                applied: outcome.applied,
+                status: outcome.status,
+            };
+            r.applied_generation = generation;
+        }
+        self.persist(&uid);
+        self.schedule(&uid, outcome.requeue_after);
+        self.queue_status(&uid, Action::UpdateRequest);
+    }
+
+    async fn refresh(&mut self, uid: &str) {
+        let Some(record) = self.works.get(uid) else { return };
+        if record.applied_generation < record.work.metadata.generation {
+            // Interrupted before or during apply (e.g. a crash): finish it.
+            let work = record.work.clone();
+            self.apply(work).await;
+            return;
+        }
+        let outcome = self
+            .reconciler
+            .refresh(&record.work, &record.state, Time::now())
+            .await;
+        let changed = outcome.status != record.state.status || outcome.applied != record.state.applied;
+        if let Some(r) = self.works.get_mut(uid) {
+            r.state = WorkState {
+                applied: outcome.applied,
+                status: outcome.status,
+            };
+        }
+        if changed {
+            self.persist(uid);
+        }
+        self.schedule(uid, outcome.requeue_after);
+        self.queue_status(uid, Action::UpdateRequest);
+    }
+
+    /// One step of the deletion flow (§6.5): clean up; once everything is gone, send the
+    /// final status with `Deleted` and forget the work when the broker acknowledged it.
+    async fn step_deletion(&mut self, uid: &str) {
+        let Some(record) = self.works.get(uid) else { return };
+        let now = Time::now();
+        let outcome = self.reconciler.cleanup(&record.work, &record.state).await;
+        let cluster = self.config.cluster_name.clone();
+        let Some(r) = self.works.get_mut(uid) else { return };
+        match outcome {
+            CleanupOutcome::Pending {
+                remaining,
+                requeue_after,
+            } => {
+                r.state.applied = remaining;
+                set_condition(
+                    &mut r.state.status.conditions,
+                    crate::conditions::deleting_condition(r.work.metadata.generation, now),
+                    now,
+                );
+                self.persist(uid);
+                self.schedule(uid, Some(requeue_after));
+                self.queue_status(uid, Action::UpdateRequest);
+            }
+            CleanupOutcome::Done => {
+                r.state.applied.clear();
+                r.work
+                    .metadata
+                    .remove_finalizer(workbus_schemas::work::meta::FINALIZER_MANIFEST_WORK_CLEANUP);
+                set_condition(
+                    &mut r.state.status.conditions,
+                    deleted_condition(&cluster, now),
+                    now,
+                );
+                self.persist(uid);
+                self.due.remove(uid);
+                self.queue_status(uid, Action::UpdateRequest);
+            }
+        }
+    }
+
+    fn schedule(&mut self, uid: &str, requeue_after: Option<Duration>) {
+        let wait = requeue_after
+            .unwrap_or(self.config.status_sync_interval)
+            .min(self.config.status_sync_interval);
+        self.due.insert(uid.to_string(), Instant::now() + wait);
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<String> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in ready {
+            self.due.remove(&uid);
+            let deleting = self
+                .works
+                .get(&uid)
+                .is_some_and(|r| r.work.metadata.deletion_timestamp.is_some());
+            if deleting {
+                if self.is_deleted(&uid) {
+                    // Final status not yet acknowledged: it is queued; nothing to do.
+                    continue;
+                }
+                self.step_deletion(&uid).await;
+            } else {
+                self.refresh(&uid).await;
+            }
+        }
+    }
+
+    fn is_deleted(&self, uid: &str) -> bool {
+        self.works
+            .get(uid)
+            .is_some_and(|r| workbus_schemas::metadata::is_deleted(&r.state.status))
+    }
+
+    /// Queues the work's status when it differs from what was last queued or reported.
+    fn queue_status(&mut self, uid: &str, action: Action) {
+        let Some(record) = self.works.get(uid) else { return };
+        if record.state.status.conditions.is_empty()
+            && record.state.status.resource_status.manifests.is_empty()
+        {
+            return; // nothing observed yet
+        }
+        let hash = status_hash(&record.state.status);
+        let last = self
+            .queued_hash
+            .get(uid)
+            .map(String::as_str)
+            .unwrap_or(record.reported_hash.as_str());
+        if action == Action::UpdateRequest && hash == last {
+            return;
+        }
+        match status_message(
+            &self.config,
+            record,
+            &record.state.status,
+            action,
+            &mut self.sequence,
+        ) {
+            Ok(built) => {
+                self.queued_hash.insert(uid.to_string(), built.hash.clone());
+                if let Some(r) = self.works.get_mut(uid) {
+                    r.last_sequence_id = built.sequence_id;
+                }
+                let _ = self.outgoing.send(OutgoingItem {
+                    key: uid.to_string(),
+                    message: built.message,
+                    hash: built.hash,
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build status event for {uid}"),
+        }
+    }
+
+    fn on_delivered(&mut self, d: Delivered) {
+        if d.key == RESYNC_KEY {
+            return;
+        }
+        bump(&self.stats.status_sent);
+        let deleted = self.is_deleted(&d.key);
+        if let Some(r) = self.works.get_mut(&d.key) {
+            if status_hash(&r.state.status) != d.hash {
+                return; // superseded meanwhile; the newer one is queued
+            }
+            r.reported_hash = d.hash;
+        }
+        if deleted {
+            self.works.remove(&d.key);
+            self.due.remove(&d.key);
+            self.queued_hash.remove(&d.key);
+            bump(&self.stats.deleted);
+            if let Err(e) = self.store.remove(&d.key) {
+                bump(&self.stats.store_errors);
+                tracing::error!(error = %e, "cannot remove work {}", d.key);
+            }
+        } else {
+            self.persist(&d.key);
+        }
+    }
+
+    /// Answers a status resync request from the store (§6.3).
+    fn on_status_resync(&mut self, event: &workbus_schemas::Event) {
+        bump(&self.stats.status_resyncs);
+        let request: StatusResyncRequest = match envelope::json_data(event)
+            .map(serde_json::from_value)
+            .transpose()
+        {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                bump(&self.stats.malformed);
+                tracing::warn!(error = %e, "bad status resync request");
+                return;
+            }
+        };
+        let hashes: Vec<(String, String)> = self
+            .works
+            .values()
+            .map(|r| (r.uid().to_string(), status_hash(&r.state.status)))
+            .collect();
+        let send = status_resync_answer(
+            &request,
+            hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),
+        );
+        for uid in send {
+            self.queued_hash.remove(&uid);
+            self.queue_status(&uid, Action::ResyncResponse);
+        }
+    }
+}

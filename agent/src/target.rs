@@ -1,0 +1,3 @@
+//! (placeholder until the target module lands)
+/// A cluster the agent applies to.
+pub trait Target: Send + Sync + 'static {}
