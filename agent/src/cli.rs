@@ -1,1 +1,227 @@
-//! (cli arrives next)
+//! The agent's command line, compatible with the OCM work agent's flags as Maestro runs
+//! it (`--spoke-cluster-name`, `--workload-source-driver=mqtt`,
+//! `--workload-source-config=<sdk-go MQTT config>`, `--cloudevents-client-id`), so it can
+//! replace that agent in place, plus workbus's own flags. Every flag can also come from a
+//! `WORKBUS_AGENT_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use workbus_schemas::config::{MqttConfig, parse_go_duration};
+use workbus_schemas::topics::Topics;
+
+use crate::config::AgentConfig;
+use crate::transport::{Protocol, TransportConfig};
+
+/// Which cluster the agent applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// The simulated cluster (demos, scale runs, tests).
+    Sim,
+    /// A real Kubernetes API server (not available yet).
+    Kube,
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MqttVersion {
+    /// MQTT 5 (binary-mode events, as sdk-go).
+    #[value(name = "5")]
+    V5,
+    /// MQTT 3.1.1 (structured-mode events; for small brokers and devices).
+    #[value(name = "3.1.1")]
+    V311,
+}
+
+/// `workbus-agent`: the workbus work agent.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "workbus-agent",
+    version,
+    about = "workbus work agent: applies ManifestWorks received as CloudEvents over MQTT"
+)]
+pub struct Args {
+    /// Name of the managed cluster this agent serves (the ManifestWork namespace).
+    #[arg(long, env = "WORKBUS_AGENT_CLUSTER")]
+    pub spoke_cluster_name: String,
+    /// Transport driver; only `mqtt` is supported.
+    #[arg(long, default_value = "mqtt", env = "WORKBUS_AGENT_SOURCE_DRIVER")]
+    pub workload_source_driver: String,
+    /// sdk-go MQTT config file (YAML or JSON: brokerHost, topics, TLS...). Without it,
+    /// --broker and --source-id give the embedded hub's layout.
+    #[arg(long, env = "WORKBUS_AGENT_SOURCE_CONFIG")]
+    pub workload_source_config: Option<PathBuf>,
+    /// CloudEvents source id of this agent (default `<cluster>-work-agent`); the MQTT
+    /// client id is this plus `-client`.
+    #[arg(long, env = "WORKBUS_AGENT_CLIENT_ID")]
+    pub cloudevents_client_id: Option<String>,
+    /// Broker address when no config file is given.
+    #[arg(long, default_value = "127.0.0.1:1883", env = "WORKBUS_AGENT_BROKER")]
+    pub broker: String,
+    /// Source id whose topics to use when no config file is given.
+    #[arg(long, default_value = "workbus", env = "WORKBUS_AGENT_SOURCE_ID")]
+    pub source_id: String,
+    /// Where the agent applies works.
+    #[arg(long, value_enum, default_value = "sim", env = "WORKBUS_AGENT_TARGET")]
+    pub target: TargetKind,
+    /// Directory for durable state (default `./workbus-agent-data/<cluster>`).
+    #[arg(long, env = "WORKBUS_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// MQTT protocol version.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "5",
+        env = "WORKBUS_AGENT_MQTT_VERSION"
+    )]
+    pub mqtt_version: MqttVersion,
+    /// Longest time between two status refreshes of a work (Go duration).
+    #[arg(long, default_value = "10s", value_parser = go_duration, env = "WORKBUS_AGENT_STATUS_SYNC_INTERVAL")]
+    pub status_sync_interval: Duration,
+    /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
+    #[arg(long, default_value = "2s", value_parser = go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
+    pub sim_ready_after: Duration,
+}
+
+fn go_duration(s: &str) -> Result<Duration, String> {
+    parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+/// Why the command line cannot become an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Unsupported driver.
+    #[error("--workload-source-driver={0} is not supported; only mqtt is")]
+    Driver(String),
+    /// The kube target is a later feature.
+    #[error("--target=kube is not available yet; use --target=sim")]
+    KubeTarget,
+    /// The config file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadConfig {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The config file is invalid.
+    #[error("{path}: {source}")]
+    Config {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        source: workbus_schemas::config::ConfigError,
+    },
+    /// Topics unusable for this cluster.
+    #[error(transparent)]
+    Topics(#[from] workbus_schemas::topics::TopicError),
+    /// Broker address.
+    #[error("--broker: {0}")]
+    Broker(workbus_schemas::config::ConfigError),
+    /// Transport settings.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportConfigError),
+}
+
+impl Args {
+    /// The agent configuration these flags describe.
+    pub fn agent_config(&self) -> Result<AgentConfig, CliError> {
+        if self.workload_source_driver != "mqtt" {
+            return Err(CliError::Driver(self.workload_source_driver.clone()));
+        }
+        if self.target == TargetKind::Kube {
+            return Err(CliError::KubeTarget);
+        }
+        let cluster = &self.spoke_cluster_name;
+        let (topics, mut transport) = match &self.workload_source_config {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| CliError::ReadConfig {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                let mqtt = MqttConfig::from_bytes(&bytes).map_err(|e| CliError::Config {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                let transport = TransportConfig::from_mqtt_config(&mqtt, "", Vec::new())?;
+                (mqtt.topics.clone(), transport)
+            }
+            None => {
+                let addr = workbus_schemas::config::split_host_port(&self.broker)
+                    .map_err(CliError::Broker)?;
+                let topics = Topics::for_agent(&self.source_id, cluster)?;
+                (topics, TransportConfig::new(addr.host, addr.port, ""))
+            }
+        };
+        transport.protocol = match self.mqtt_version {
+            MqttVersion::V5 => Protocol::V5,
+            MqttVersion::V311 => Protocol::V311,
+        };
+        let mut config = AgentConfig::new(
+            cluster,
+            self.cloudevents_client_id.as_deref(),
+            topics,
+            transport,
+        )?;
+        config.status_sync_interval = self.status_sync_interval;
+        Ok(config)
+    }
+
+    /// The data directory: `--data-dir` or `./workbus-agent-data/<cluster>`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("workbus-agent-data").join(&self.spoke_cluster_name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maestro_style_flags_parse() {
+        let dir = std::env::temp_dir().join(format!("workbus-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("mqtt.yaml");
+        std::fs::write(
+            &cfg,
+            "brokerHost: broker:1883\ntopics:\n  sourceEvents: sources/maestro/consumers/c1/sourceevents\n  agentEvents: sources/maestro/consumers/c1/agentevents\n",
+        )
+        .unwrap();
+        let args = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=c1",
+            "--workload-source-driver=mqtt",
+            &format!("--workload-source-config={}", cfg.display()),
+            "--cloudevents-client-id=c1-work-agent",
+        ])
+        .unwrap();
+        let config = args.agent_config().unwrap();
+        assert_eq!(config.transport.client_id, "c1-work-agent-client");
+        assert_eq!(config.transport.host, "broker");
+        assert_eq!(
+            config.transport.subscriptions,
+            vec!["sources/maestro/consumers/c1/sourceevents".to_string()]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let args = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=edge-1"]).unwrap();
+        let config = args.agent_config().unwrap();
+        assert_eq!(config.agent_id, "edge-1-work-agent");
+        assert_eq!(
+            config.transport.subscriptions,
+            vec!["sources/workbus/consumers/edge-1/sourceevents".to_string()]
+        );
+        let bad = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=Edge_1"]).unwrap();
+        assert!(bad.agent_config().is_err());
+        let kube =
+            Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=e", "--target=kube"])
+                .unwrap();
+        assert!(matches!(kube.agent_config(), Err(CliError::KubeTarget)));
+    }
+}

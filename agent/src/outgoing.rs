@@ -117,7 +117,10 @@ mod tests {
         enqueue(&mut q, item("a", "1"));
         enqueue(&mut q, item("b", "1"));
         enqueue(&mut q, item("a", "2"));
-        let got: Vec<_> = q.iter().map(|i| (i.key.as_str(), i.hash.as_str())).collect();
+        let got: Vec<_> = q
+            .iter()
+            .map(|i| (i.key.as_str(), i.hash.as_str()))
+            .collect();
         assert_eq!(got, vec![("a", "2"), ("b", "1")]);
     }
 }

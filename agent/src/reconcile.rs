@@ -67,12 +67,30 @@ impl<T: Send + Sync + 'static> Reconciler<T> {
         Reconciler { _target: target }
     }
     /// Apply and compute status.
-    pub async fn apply(&self, _work: &ManifestWork, state: &WorkState, _now: Time) -> ReconcileOutcome {
-        ReconcileOutcome { status: state.status.clone(), applied: state.applied.clone(), requeue_after: None }
+    pub async fn apply(
+        &self,
+        _work: &ManifestWork,
+        state: &WorkState,
+        _now: Time,
+    ) -> ReconcileOutcome {
+        ReconcileOutcome {
+            status: state.status.clone(),
+            applied: state.applied.clone(),
+            requeue_after: None,
+        }
     }
     /// Status only.
-    pub async fn refresh(&self, _work: &ManifestWork, state: &WorkState, _now: Time) -> ReconcileOutcome {
-        ReconcileOutcome { status: state.status.clone(), applied: state.applied.clone(), requeue_after: None }
+    pub async fn refresh(
+        &self,
+        _work: &ManifestWork,
+        state: &WorkState,
+        _now: Time,
+    ) -> ReconcileOutcome {
+        ReconcileOutcome {
+            status: state.status.clone(),
+            applied: state.applied.clone(),
+            requeue_after: None,
+        }
     }
     /// Delete.
     pub async fn cleanup(&self, _work: &ManifestWork, _state: &WorkState) -> CleanupOutcome {

@@ -16,26 +16,27 @@
 //! a process can run thousands of agents as independent tasks.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use workbus_schemas::event_type::{Action, SubResource};
 use workbus_schemas::metadata::{decode_spec_event, deleted_condition};
 use workbus_schemas::mqtt::{self, MqttMessage};
-use workbus_schemas::resync::{status_resync_answer, StatusResyncRequest};
+use workbus_schemas::resync::{StatusResyncRequest, status_resync_answer};
 use workbus_schemas::sequence_id::{SequenceId, SequenceIdGenerator};
 use workbus_schemas::status_hash::status_hash;
-use workbus_schemas::work::{set_condition, ManifestWork, Time};
+use workbus_schemas::work::status::set_condition;
+use workbus_schemas::work::{ManifestWork, Time};
 use workbus_schemas::{envelope, extensions::OcmExtensions};
 
 use crate::config::AgentConfig;
 use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
-use crate::spec_handler::{decide, IgnoreReason, SpecDecision};
+use crate::spec_handler::{IgnoreReason, SpecDecision, decide};
 use crate::status_report::{spec_resync_message, status_message};
 use crate::store::{AgentStore, StoreError, WorkRecord};
 use crate::target::Target;
@@ -245,7 +246,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         let unreported: Vec<String> = self
             .works
             .values()
-            .filter(|r| !r.state.status.conditions.is_empty() || r.work.metadata.deletion_timestamp.is_some())
+            .filter(|r| {
+                !r.state.status.conditions.is_empty()
+                    || r.work.metadata.deletion_timestamp.is_some()
+            })
             .filter(|r| status_hash(&r.state.status) != r.reported_hash)
             .map(|r| r.uid().to_string())
             .collect();
@@ -355,7 +359,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         self.upsert(work);
         // Stored before applying: a crash mid-apply resumes from here on restart.
         self.persist(&uid);
-        let Some(record) = self.works.get(&uid) else { return };
+        let Some(record) = self.works.get(&uid) else {
+            return;
+        };
         let outcome = self
             .reconciler
             .apply(&record.work, &record.state, Time::now())
@@ -373,7 +379,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     }
 
     async fn refresh(&mut self, uid: &str) {
-        let Some(record) = self.works.get(uid) else { return };
+        let Some(record) = self.works.get(uid) else {
+            return;
+        };
         if record.applied_generation < record.work.metadata.generation {
             // Interrupted before or during apply (e.g. a crash): finish it.
             let work = record.work.clone();
@@ -384,7 +392,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .reconciler
             .refresh(&record.work, &record.state, Time::now())
             .await;
-        let changed = outcome.status != record.state.status || outcome.applied != record.state.applied;
+        let changed =
+            outcome.status != record.state.status || outcome.applied != record.state.applied;
         if let Some(r) = self.works.get_mut(uid) {
             r.state = WorkState {
                 applied: outcome.applied,
@@ -401,11 +410,15 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     /// One step of the deletion flow (§6.5): clean up; once everything is gone, send the
     /// final status with `Deleted` and forget the work when the broker acknowledged it.
     async fn step_deletion(&mut self, uid: &str) {
-        let Some(record) = self.works.get(uid) else { return };
+        let Some(record) = self.works.get(uid) else {
+            return;
+        };
         let now = Time::now();
         let outcome = self.reconciler.cleanup(&record.work, &record.state).await;
         let cluster = self.config.cluster_name.clone();
-        let Some(r) = self.works.get_mut(uid) else { return };
+        let Some(r) = self.works.get_mut(uid) else {
+            return;
+        };
         match outcome {
             CleanupOutcome::Pending {
                 remaining,
@@ -479,7 +492,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
 
     /// Queues the work's status when it differs from what was last queued or reported.
     fn queue_status(&mut self, uid: &str, action: Action) {
-        let Some(record) = self.works.get(uid) else { return };
+        let Some(record) = self.works.get(uid) else {
+            return;
+        };
         if record.state.status.conditions.is_empty()
             && record.state.status.resource_status.manifests.is_empty()
         {

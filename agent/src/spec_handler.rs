@@ -11,8 +11,8 @@
 //! - the same generation with the same spec and metadata, already applied, is a
 //!   duplicate: nothing is re-applied (Maestro re-sends stored events, §10 item 17).
 
-use workbus_schemas::work::meta::FINALIZER_MANIFEST_WORK_CLEANUP;
 use workbus_schemas::work::ManifestWork;
+use workbus_schemas::work::meta::FINALIZER_MANIFEST_WORK_CLEANUP;
 
 use crate::store::WorkRecord;
 
@@ -131,7 +131,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decide(None, work(1, true, 0)), SpecDecision::Delete(_)));
+        assert!(matches!(
+            decide(None, work(1, true, 0)),
+            SpecDecision::Delete(_)
+        ));
     }
 
     #[test]
@@ -145,10 +148,19 @@ mod tests {
             decide(Some(&h), work(5, false, 1)),
             SpecDecision::Ignore(IgnoreReason::Duplicate)
         );
-        assert!(matches!(decide(Some(&h), work(5, false, 2)), SpecDecision::Apply(_)));
-        assert!(matches!(decide(Some(&h), work(6, false, 1)), SpecDecision::Apply(_)));
+        assert!(matches!(
+            decide(Some(&h), work(5, false, 2)),
+            SpecDecision::Apply(_)
+        ));
+        assert!(matches!(
+            decide(Some(&h), work(6, false, 1)),
+            SpecDecision::Apply(_)
+        ));
         // Unversioned (0) is never stale.
-        assert!(matches!(decide(Some(&h), work(0, false, 1)), SpecDecision::Apply(_)));
+        assert!(matches!(
+            decide(Some(&h), work(0, false, 1)),
+            SpecDecision::Apply(_)
+        ));
     }
 
     #[test]

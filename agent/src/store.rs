@@ -120,7 +120,13 @@ impl FileStore {
         // UIDs come from the network: keep only characters that are safe in a file name.
         let safe: String = uid
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join(format!("{safe}.json"))
     }
@@ -145,7 +151,9 @@ impl AgentStore for FileStore {
             let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
             match serde_json::from_slice::<WorkRecord>(&bytes) {
                 Ok(r) => records.push(r),
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "skipping unreadable work record"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "skipping unreadable work record")
+                }
             }
         }
         records.sort_by(|a, b| a.uid().cmp(b.uid()));
