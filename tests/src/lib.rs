@@ -1,1 +1,39 @@
-//! Cross-crate integration and fault tests (arrive with the vertical-slice issue).
+//! # workbus-tests: the harness of the cross-crate integration and fault tests
+//!
+//! Everything here talks to real parts: a real MQTT broker (the embedded one, or
+//! Mosquitto on 127.0.0.1:1883), real agents with their stores, the hub with SQLite.
+//! Waits are bounded and event-driven: [`FakeSource::next_event`] returns as soon as a
+//! matching event arrives, or fails after its deadline.
+
+pub mod fake_source;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use fake_source::FakeSource;
+
+/// How long any single expected event may take before a test fails.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Mosquitto, as installed and started by `.ci/run`.
+pub const MOSQUITTO: (&str, u16) = ("127.0.0.1", 1883);
+
+/// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`), so
+/// tests sharing a broker never see each other's traffic.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() % 1_000_000_000)
+        .unwrap_or(0);
+    format!("{prefix}-{pid:x}-{t:x}-{n}")
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
