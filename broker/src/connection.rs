@@ -743,14 +743,10 @@ impl<A: Authorizer> Session<A> {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.shutdown()).await;
     }
 
-    /// Releases everything the connection holds in the router; publishes the will if the
-    /// connection ended abnormally (`error` is set) or the client asked for it.
+    /// Publishes the will if the connection ended abnormally (`error` is set) or the client
+    /// asked for it. Router state is released by `Drop`, which also covers a connection
+    /// dropped mid-handshake at shutdown.
     fn finish(&mut self, error: Option<&ConnError>) {
-        let router = &self.shared.router;
-        for pf in self.subs.drain(..) {
-            router.unsubscribe(&pf, self.handle.conn);
-        }
-        router.unregister(&self.info.client_id, self.handle.conn);
         // An orderly end (client DISCONNECT, shutdown) already cleared the will unless the
         // client sent MQTT 5 "disconnect with will message"; an error left it in place.
         if let Some(will) = self.will.take() {
@@ -764,8 +760,20 @@ impl<A: Authorizer> Session<A> {
                 properties: will.properties,
             });
             if let Ok(topic) = std::str::from_utf8(&message.topic) {
-                router.route(topic, self.handle.conn, &message);
+                self.shared.router.route(topic, self.handle.conn, &message);
             }
         }
+    }
+}
+
+impl<A: Authorizer> Drop for Session<A> {
+    /// Removes the connection's subscriptions and client-id registration. Runs before the
+    /// socket (a field) is closed, so a client that sees the close can rely on it.
+    fn drop(&mut self) {
+        let router = &self.shared.router;
+        for pf in self.subs.drain(..) {
+            router.unsubscribe(&pf, self.handle.conn);
+        }
+        router.unregister(&self.info.client_id, self.handle.conn);
     }
 }

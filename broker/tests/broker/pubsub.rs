@@ -320,3 +320,65 @@ async fn will_is_published_when_a_client_vanishes() {
         .expect("queued");
     assert_eq!(&watcher.next_publish().await.topic[..], b"wills/fence");
 }
+
+#[tokio::test]
+async fn qos2_publish_completes_and_unsubscribe_stops_delivery() {
+    let broker = start(local_config()).await;
+    let addr = broker.local_addr();
+    let (mut sub, _) = connect_v5(v5_options(addr, "sub")).await;
+    // QoS 2 is requested; QoS 1 is the most the broker grants.
+    sub.client
+        .subscribe("q/+", QoS::ExactlyOnce)
+        .await
+        .expect("queued");
+    let codes = sub
+        .expect("SUBACK", |ev| match ev {
+            Ok(rumqttc::v5::Event::Incoming(p5::Packet::SubAck(a))) => Some(a.return_codes.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        codes,
+        vec![p5::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+
+    let (mut publisher, _) = connect_v5(v5_options(addr, "pub")).await;
+    publisher
+        .client
+        .publish("q/1", QoS::ExactlyOnce, false, "two")
+        .await
+        .expect("queued");
+    publisher
+        .expect("PUBCOMP", |ev| match ev {
+            Ok(rumqttc::v5::Event::Incoming(p5::Packet::PubComp(c))) => Some(c.reason),
+            _ => None,
+        })
+        .await;
+    let got = sub.next_publish().await;
+    assert_eq!((got.qos, &got.payload[..]), (QoS::AtLeastOnce, &b"two"[..]));
+
+    sub.client.unsubscribe("q/+").await.expect("queued");
+    let reasons = sub
+        .expect("UNSUBACK", |ev| match ev {
+            Ok(rumqttc::v5::Event::Incoming(p5::Packet::UnsubAck(a))) => Some(a.reasons.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reasons, vec![p5::UnsubAckReason::Success]);
+    sub.sub(&["fence"]).await;
+    publisher
+        .client
+        .publish("q/2", QoS::AtLeastOnce, false, "gone")
+        .await
+        .expect("queued");
+    publisher
+        .client
+        .publish("fence", QoS::AtLeastOnce, false, "")
+        .await
+        .expect("queued");
+    assert_eq!(
+        &sub.next_publish().await.topic[..],
+        b"fence",
+        "nothing after UNSUBSCRIBE"
+    );
+}
