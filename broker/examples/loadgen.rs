@@ -6,8 +6,9 @@
 //! until every agent has it. Raw sockets with pre-encoded packets keep the generator's own
 //! cost per connection small, so one process can drive 10,000+ connections.
 //!
-//! Usage: `cargo run --release -p workbus-broker --example loadgen -- ADDR N [PAYLOAD_BYTES]`
-//! where ADDR must be a loopback address. The run is bounded: every wait has a timeout.
+//! Usage: `cargo run --release -p workbus-broker --example loadgen -- ADDR N [PAYLOAD_BYTES] [BROKER_PID]`
+//! where ADDR must be a loopback address; with BROKER_PID the broker's RSS is reported.
+//! `LOADGEN_CONNECTING=K` limits concurrent handshakes (default: all at once). The run is bounded: every wait has a timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 
 fn encode(packets: Vec<p5::Packet>) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -51,13 +52,22 @@ fn connect_packet(id: String) -> p5::Packet {
     )
 }
 
-/// Reads packets until `stop` says so; counts PUBLISHes into `received`, acks QoS 1.
+/// Connects, subscribes, waits at `ready`, then returns after its first PUBLISH (acked).
 async fn agent(
     addr: SocketAddr,
     i: usize,
     ready: Arc<Barrier>,
     received: Arc<AtomicUsize>,
+    connecting: Arc<Semaphore>,
 ) -> std::io::Result<()> {
+    // At most `connecting` handshakes at once, so brokers with small accept backlogs are
+    // measured on memory, not on how they cope with a connection storm.
+    let mut permit = Some(
+        connecting
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?,
+    );
     let mut s = TcpStream::connect(addr).await?;
     let mut sub = p5::Subscribe::new(p5::Filter::new(topic(i), QoS::AtLeastOnce), None);
     sub.pkid = 1;
@@ -72,6 +82,7 @@ async fn agent(
         match p5::Packet::read(&mut buf, None) {
             Ok(p5::Packet::SubAck(_)) if !acked => {
                 acked = true;
+                permit.take();
                 // Idle agents should hold no big buffer either.
                 buf = BytesMut::new();
                 ready.wait().await;
@@ -121,6 +132,11 @@ async fn main() {
     }
     let payload_len: usize = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(1024);
     let broker_pid: Option<u32> = args.get(3).and_then(|p| p.parse().ok());
+    let concurrency: usize = std::env::var("LOADGEN_CONNECTING")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(n.max(1));
+    let connecting = Arc::new(Semaphore::new(concurrency));
     let rss_before = broker_rss_kib(broker_pid);
 
     let ready = Arc::new(Barrier::new(n + 1));
@@ -129,8 +145,9 @@ async fn main() {
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let (ready, received) = (Arc::clone(&ready), Arc::clone(&received));
+        let connecting = Arc::clone(&connecting);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = agent(addr, i, ready, received).await {
+            if let Err(e) = agent(addr, i, ready, received, connecting).await {
                 eprintln!("agent {i}: {e}");
             }
         }));
