@@ -1,0 +1,779 @@
+//! One client connection: CONNECT handshake, then a single task that reads packets,
+//! writes queued messages and watches keep-alive, kicks and shutdown.
+//!
+//! One task per connection, with no per-connection buffers kept while idle (the read and
+//! write buffers are dropped whenever they are empty), keeps an idle agent's cost to the
+//! task, its socket and its queue: the 10,000–100,000 idle-connection target depends on it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::v5::mqttbytes::v5::ConnAckProperties;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::auth::{
+    Authorizer, ClientInfo, ConnectDenied, ConnectRequest, Decision, ProtocolVersion,
+    PublishRequest, SubscribeRequest,
+};
+use crate::codec::{
+    self, CloseReason, ConnAckCode, ConnectIn, FilterIn, Inbound, Outbound, PublishIn, SubCode,
+    WillIn,
+};
+use crate::config::BrokerConfig;
+use crate::error::ConnError;
+use crate::frame::{self, ConnectKind, FrameError, FrameInfo};
+use crate::router::{ClientHandle, ConnId, Delivery, Kick, Message, Router};
+use crate::topic::{ParsedFilter, parse_filter, valid_topic_name};
+
+/// State shared by every connection of one broker.
+pub(crate) struct Shared<A> {
+    pub config: BrokerConfig,
+    pub router: Arc<Router>,
+    pub authorizer: A,
+    pub next_conn: AtomicU64,
+}
+
+/// Reads are done in chunks of at least this size; packets larger than that get a buffer
+/// sized for the whole packet as soon as its header is in.
+const READ_CHUNK: usize = 1024;
+/// Pending outgoing bytes after which a batch is written out before encoding more.
+const WRITE_BATCH: usize = 64 * 1024;
+/// How long a closing connection may take to send its DISCONNECT.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves one accepted TCP connection until it ends. Never fails: every problem with a
+/// client ends that client's connection and is logged.
+pub(crate) async fn serve<A: Authorizer>(
+    shared: Arc<Shared<A>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (reader, writer) = stream.into_split();
+    let handshake = handshake(&shared, conn, peer, reader, writer);
+    let session = tokio::select! {
+        s = handshake => s,
+        _ = shutdown.changed() => return,
+    };
+    let mut session = match session {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            debug!(%peer, error = %e, "connection refused during handshake");
+            return;
+        }
+    };
+    let client_id = Arc::clone(&session.info.client_id);
+    debug!(%peer, client_id = %client_id, protocol = ?session.proto, "client connected");
+    let result = session.run(&mut shutdown).await;
+    session.finish(result.as_ref().err());
+    match result {
+        Ok(()) => debug!(%peer, client_id = %client_id, "client disconnected"),
+        Err(e) => debug!(%peer, client_id = %client_id, reason = %e, "connection closed"),
+    }
+}
+
+/// Reads from `reader` until `buf` holds one complete packet, and splits it off.
+async fn read_one_frame(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: u32,
+) -> Result<(FrameInfo, BytesMut), ConnError> {
+    loop {
+        match frame::peek(buf, max) {
+            Ok(Some(info)) if buf.len() >= info.total_len => {
+                return Ok((info, buf.split_to(info.total_len)));
+            }
+            Ok(Some(info)) => buf.reserve(info.total_len - buf.len()),
+            Ok(None) => buf.reserve(64),
+            Err(FrameError::TooLarge(size)) => return Err(ConnError::PacketTooLarge { size, max }),
+            Err(FrameError::BadLength) => {
+                return Err(ConnError::Malformed("remaining length".into()));
+            }
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return Err(ConnError::Closed);
+        }
+    }
+}
+
+/// Writes `buf` with the configured timeout.
+async fn write_all(
+    writer: &mut OwnedWriteHalf,
+    buf: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnError> {
+    tokio::time::timeout(timeout, writer.write_all(buf))
+        .await
+        .map_err(|_| ConnError::WriteTimeout)?
+        .map_err(ConnError::from)
+}
+
+/// Sends a refusing CONNACK and closes (best effort: the client may already be gone).
+async fn refuse(writer: &mut OwnedWriteHalf, proto: ProtocolVersion, code: ConnAckCode) {
+    let mut buf = BytesMut::new();
+    if codec::encode(
+        proto,
+        Outbound::ConnAck {
+            code,
+            properties: None,
+        },
+        &mut buf,
+    )
+    .is_ok()
+    {
+        let _ = write_all(writer, &buf, GOODBYE_TIMEOUT).await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Waits for CONNECT, authenticates, registers the client and answers CONNACK.
+/// `Ok(None)` means the client was refused with a CONNACK.
+async fn handshake<A: Authorizer>(
+    shared: &Arc<Shared<A>>,
+    conn: ConnId,
+    peer: SocketAddr,
+    mut reader: OwnedReadHalf,
+    mut writer: OwnedWriteHalf,
+) -> Result<Option<Session<A>>, ConnError> {
+    let config = &shared.config;
+    let mut rbuf = BytesMut::new();
+    let (info, packet) = tokio::time::timeout(
+        config.connect_timeout,
+        read_one_frame(&mut reader, &mut rbuf, config.max_packet_size),
+    )
+    .await
+    .map_err(|_| ConnError::ConnectTimeout)??;
+
+    let proto = match frame::classify_connect(&packet, info) {
+        ConnectKind::Supported(p) => p,
+        ConnectKind::UnsupportedLevel(level) => {
+            // The 3.1.1 CONNACK (return code 1) is also what 3.1 clients understand.
+            refuse(
+                &mut writer,
+                ProtocolVersion::V311,
+                ConnAckCode::UnsupportedProtocol,
+            )
+            .await;
+            debug!(%peer, level, "unsupported MQTT protocol level");
+            return Ok(None);
+        }
+        ConnectKind::NotConnect => return Err(ConnError::Protocol("first packet is not CONNECT")),
+    };
+    let Inbound::Connect(connect) = codec::decode(proto, packet)? else {
+        return Err(ConnError::Protocol("first packet is not CONNECT"));
+    };
+    let ConnectIn {
+        client_id,
+        clean_start,
+        keep_alive,
+        username,
+        password,
+        will,
+        receive_max,
+        max_packet_size,
+        auth_method,
+        session_expiry,
+    } = *connect;
+
+    if auth_method.is_some() {
+        // MQTT 5 enhanced authentication (AUTH exchanges) is not offered.
+        refuse(&mut writer, proto, ConnAckCode::BadAuthMethod).await;
+        return Ok(None);
+    }
+    let assigned = client_id.is_empty();
+    if assigned && proto == ProtocolVersion::V311 && !clean_start {
+        // 3.1.1 §3.1.3.1: an empty id requires CleanSession = 1.
+        refuse(&mut writer, proto, ConnAckCode::ClientIdRejected).await;
+        return Ok(None);
+    }
+
+    let request = ConnectRequest {
+        client_id: client_id.clone(),
+        username: username.clone(),
+        password,
+        protocol: proto,
+        peer_addr: peer,
+        peer_certificates: Vec::new(),
+    };
+    let principal = match shared.authorizer.authenticate(&request).await {
+        Ok(p) => p,
+        Err(denied) => {
+            let code = match denied {
+                ConnectDenied::BadCredentials => ConnAckCode::BadCredentials,
+                ConnectDenied::NotAuthorized => ConnAckCode::NotAuthorized,
+                ConnectDenied::ClientIdRejected => ConnAckCode::ClientIdRejected,
+                ConnectDenied::ServerUnavailable => ConnAckCode::ServerUnavailable,
+            };
+            debug!(%peer, client_id = %client_id, ?denied, "authentication refused");
+            refuse(&mut writer, proto, code).await;
+            return Ok(None);
+        }
+    };
+    let client_id: Arc<str> = if assigned {
+        format!("workbus-auto-{conn}").into()
+    } else {
+        client_id.into()
+    };
+    let info = ClientInfo {
+        client_id: Arc::clone(&client_id),
+        username: username.map(Into::into),
+        protocol: proto,
+        peer_addr: peer,
+    };
+
+    // The will is a publish like any other: check it now, while the client can be told.
+    if let Some(w) = &will {
+        let Some(topic) = std::str::from_utf8(&w.topic)
+            .ok()
+            .filter(|t| valid_topic_name(t))
+        else {
+            return Err(ConnError::Malformed("will topic".into()));
+        };
+        if w.retain && proto == ProtocolVersion::V5 {
+            refuse(&mut writer, proto, ConnAckCode::RetainNotSupported).await;
+            return Ok(None);
+        }
+        let req = PublishRequest {
+            topic,
+            qos: w.qos,
+            retain: w.retain,
+            payload_len: w.payload.len(),
+            is_will: true,
+        };
+        if shared
+            .authorizer
+            .authorize_publish(&info, &principal, &req)
+            .await
+            == Decision::Deny
+        {
+            debug!(%peer, client_id = %client_id, "will topic not authorized");
+            refuse(&mut writer, proto, ConnAckCode::NotAuthorized).await;
+            return Ok(None);
+        }
+    }
+
+    // Keep-alive: honour the client's value up to the configured maximum.
+    let max_ka = config.max_keepalive;
+    let effective_ka = if max_ka != 0 && (keep_alive == 0 || keep_alive > max_ka) {
+        max_ka
+    } else {
+        keep_alive
+    };
+
+    let (handle, rx) = ClientHandle::new(conn, config.max_queued_messages);
+    shared
+        .router
+        .register(Arc::clone(&client_id), Arc::clone(&handle));
+
+    let properties = (proto == ProtocolVersion::V5).then(|| ConnAckProperties {
+        // No persistent sessions: say so when the client asked for one.
+        session_expiry_interval: session_expiry.filter(|&s| s > 0).map(|_| 0),
+        receive_max: None,
+        max_qos: None,
+        retain_available: Some(0),
+        max_packet_size: Some(config.max_packet_size),
+        assigned_client_identifier: assigned.then(|| client_id.to_string()),
+        topic_alias_max: None,
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: Some(1),
+        subscription_identifiers_available: Some(0),
+        shared_subscription_available: Some(1),
+        server_keep_alive: (effective_ka != keep_alive).then_some(effective_ka),
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    });
+    let mut session = Session {
+        shared: Arc::clone(shared),
+        proto,
+        info,
+        principal,
+        handle,
+        rx,
+        reader,
+        rbuf,
+        writer,
+        wbuf: BytesMut::new(),
+        subs: Vec::new(),
+        inflight: HashSet::new(),
+        inflight_limit: usize::from(
+            receive_max
+                .unwrap_or(u16::MAX)
+                .min(config.max_inflight)
+                .max(1),
+        ),
+        next_pkid: 0,
+        qos2_in: HashSet::new(),
+        client_max_packet: max_packet_size,
+        will,
+        keepalive: (effective_ka > 0)
+            .then(|| Duration::from_millis(u64::from(effective_ka) * 1500)),
+    };
+    session.queue(Outbound::ConnAck {
+        code: ConnAckCode::Accepted,
+        properties,
+    })?;
+    if let Err(e) = session.flush().await {
+        session.finish(Some(&e));
+        return Err(e);
+    }
+    Ok(Some(session))
+}
+
+/// Whether to keep reading after a packet.
+enum Flow {
+    Continue,
+    /// The client sent DISCONNECT.
+    ClientDisconnected,
+}
+
+/// A connected, authenticated client.
+struct Session<A: Authorizer> {
+    shared: Arc<Shared<A>>,
+    proto: ProtocolVersion,
+    info: ClientInfo,
+    principal: A::Principal,
+    handle: Arc<ClientHandle>,
+    rx: mpsc::Receiver<Delivery>,
+    reader: OwnedReadHalf,
+    rbuf: BytesMut,
+    writer: OwnedWriteHalf,
+    wbuf: BytesMut,
+    /// Filters this connection subscribed to, for removal when it ends.
+    subs: Vec<ParsedFilter>,
+    /// Packet ids of QoS 1 messages sent and not yet acknowledged.
+    inflight: HashSet<u16>,
+    inflight_limit: usize,
+    next_pkid: u16,
+    /// Packet ids of QoS 2 messages received, PUBREC sent, PUBREL awaited.
+    qos2_in: HashSet<u16>,
+    client_max_packet: Option<u32>,
+    will: Option<WillIn>,
+    /// 1.5 × the effective keep-alive; `None` when keep-alive is off.
+    keepalive: Option<Duration>,
+}
+
+impl<A: Authorizer> Session<A> {
+    fn conn(&self) -> ConnId {
+        self.handle.conn
+    }
+
+    /// Runs the connection until it ends. `Ok` means an orderly end (client DISCONNECT or
+    /// broker shutdown), after which no will is published.
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ConnError> {
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let deadline = tokio::time::sleep(self.keepalive.unwrap_or(far));
+        tokio::pin!(deadline);
+        if *shutdown.borrow() {
+            self.will = None;
+            self.goodbye(CloseReason::ShuttingDown).await;
+            return Ok(());
+        }
+        let handle = Arc::clone(&self.handle);
+        loop {
+            let can_send = self.inflight.len() < self.inflight_limit;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    self.will = None;
+                    self.goodbye(CloseReason::ShuttingDown).await;
+                    return Ok(());
+                }
+                kick = handle.kicked() => {
+                    let (reason, err) = match kick {
+                        Kick::SessionTakenOver => (CloseReason::TakenOver, ConnError::Protocol("session taken over")),
+                        Kick::QueueFull | Kick::None => (CloseReason::QuotaExceeded, ConnError::Protocol("outgoing queue overflow")),
+                    };
+                    self.goodbye(reason).await;
+                    return Err(err);
+                }
+                readable = self.reader.readable() => {
+                    readable?;
+                    if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                        self.rbuf.reserve(READ_CHUNK);
+                    }
+                    match self.reader.try_read_buf(&mut self.rbuf) {
+                        Ok(0) => return Err(ConnError::Closed),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                    if let Some(ka) = self.keepalive {
+                        deadline.as_mut().reset(Instant::now() + ka);
+                    }
+                    // Boxed: packet handling (authorizer calls, writes) has a large
+                    // future (~600 B measured) that an idle connection's task would
+                    // otherwise carry inline for its whole life.
+                    let flow = Box::pin(self.process_input()).await;
+                    // Send acknowledgements even when the input ended the connection.
+                    self.flush().await?;
+                    match flow? {
+                        Flow::Continue => {}
+                        Flow::ClientDisconnected => return Ok(()),
+                    }
+                }
+                delivery = self.rx.recv(), if can_send => {
+                    // The handle holds a sender, so the queue never reports closed here.
+                    if let Some(d) = delivery {
+                        self.send_delivery(d)?;
+                        while self.inflight.len() < self.inflight_limit && self.wbuf.len() < WRITE_BATCH {
+                            match self.rx.try_recv() {
+                                Ok(d) => self.send_delivery(d)?,
+                                Err(_) => break,
+                            }
+                        }
+                        self.flush().await?;
+                    }
+                }
+                _ = &mut deadline, if self.keepalive.is_some() => {
+                    self.goodbye(CloseReason::KeepAlive).await;
+                    return Err(ConnError::KeepAliveTimeout);
+                }
+            }
+        }
+    }
+
+    /// Handles every complete packet in the read buffer.
+    async fn process_input(&mut self) -> Result<Flow, ConnError> {
+        let max = self.shared.config.max_packet_size;
+        loop {
+            let info = match frame::peek(&self.rbuf, max) {
+                Ok(Some(info)) => info,
+                Ok(None) => break,
+                Err(FrameError::TooLarge(size)) => {
+                    self.queue_close(CloseReason::PacketTooLarge);
+                    return Err(ConnError::PacketTooLarge { size, max });
+                }
+                Err(FrameError::BadLength) => {
+                    self.queue_close(CloseReason::Malformed);
+                    return Err(ConnError::Malformed("remaining length".into()));
+                }
+            };
+            if self.rbuf.len() < info.total_len {
+                // Size the buffer for the whole packet once, not by repeated doubling.
+                self.rbuf.reserve(info.total_len - self.rbuf.len());
+                return Ok(Flow::Continue);
+            }
+            let packet = self.rbuf.split_to(info.total_len);
+            let inbound = match codec::decode(self.proto, packet) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.queue_close(CloseReason::Malformed);
+                    return Err(e);
+                }
+            };
+            if let Flow::ClientDisconnected = self.on_packet(inbound).await? {
+                return Ok(Flow::ClientDisconnected);
+            }
+            if self.wbuf.len() >= WRITE_BATCH {
+                self.flush().await?;
+            }
+        }
+        // Idle connections keep no read buffer (the memory target is per idle client).
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_packet(&mut self, packet: Inbound) -> Result<Flow, ConnError> {
+        match packet {
+            Inbound::Publish(p) => self.on_publish(p).await?,
+            Inbound::Subscribe { pkid, filters } => self.on_subscribe(pkid, filters).await?,
+            Inbound::Unsubscribe { pkid, filters } => {
+                let found = filters
+                    .iter()
+                    .map(|raw| match parse_filter(raw) {
+                        Ok(pf) => {
+                            self.subs.retain(|s| s != &pf);
+                            self.shared.router.unsubscribe(&pf, self.conn())
+                        }
+                        Err(_) => false,
+                    })
+                    .collect();
+                self.queue(Outbound::UnsubAck { pkid, found })?;
+            }
+            Inbound::PubAck(pkid) => {
+                self.inflight.remove(&pkid);
+            }
+            Inbound::PubRel(pkid) => {
+                let found = self.qos2_in.remove(&pkid);
+                self.queue(Outbound::PubComp { pkid, found })?;
+            }
+            // The broker never sends QoS 2, so these acknowledge nothing; ignore them.
+            Inbound::PubRec | Inbound::PubComp => {}
+            Inbound::PingReq => self.queue(Outbound::PingResp)?,
+            Inbound::Disconnect { with_will } => {
+                if !with_will {
+                    self.will = None;
+                }
+                return Ok(Flow::ClientDisconnected);
+            }
+            Inbound::Connect(_) => {
+                self.queue_close(CloseReason::Protocol);
+                return Err(ConnError::Protocol("second CONNECT"));
+            }
+            Inbound::Unexpected(what) => {
+                self.queue_close(CloseReason::Protocol);
+                debug!(client_id = %self.info.client_id, packet = what, "unexpected packet");
+                return Err(ConnError::Protocol("packet a client must not send"));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_publish(&mut self, p: PublishIn) -> Result<(), ConnError> {
+        if p.properties
+            .as_ref()
+            .is_some_and(|pr| pr.topic_alias.is_some())
+        {
+            // CONNACK announced Topic Alias Maximum 0.
+            self.queue_close(CloseReason::TopicAliasInvalid);
+            return Err(ConnError::Protocol("topic alias not allowed"));
+        }
+        let Some(topic) = std::str::from_utf8(&p.topic)
+            .ok()
+            .filter(|t| valid_topic_name(t))
+        else {
+            self.queue_close(CloseReason::TopicNameInvalid);
+            return Err(ConnError::Protocol("invalid topic name"));
+        };
+        if p.retain && self.proto == ProtocolVersion::V5 {
+            // CONNACK announced Retain Available 0. (3.1.1 cannot be told: its retain
+            // flag is ignored and the message is forwarded as a normal one.)
+            self.queue_close(CloseReason::RetainNotSupported);
+            return Err(ConnError::Protocol("retain not supported"));
+        }
+        if p.qos == 2 && self.qos2_in.contains(&p.pkid) {
+            // A resend of a QoS 2 message already routed: acknowledge again, route once.
+            return self.queue(Outbound::PubRec {
+                pkid: p.pkid,
+                denied: false,
+            });
+        }
+        let request = PublishRequest {
+            topic,
+            qos: p.qos,
+            retain: p.retain,
+            payload_len: p.payload.len(),
+            is_will: false,
+        };
+        let decision = self
+            .shared
+            .authorizer
+            .authorize_publish(&self.info, &self.principal, &request)
+            .await;
+        if decision == Decision::Deny {
+            debug!(client_id = %self.info.client_id, topic, "publish not authorized");
+            return match (self.proto, p.qos) {
+                (ProtocolVersion::V311, _) => {
+                    // 3.1.1 has no negative acknowledgement: closing is the only signal.
+                    Err(ConnError::Protocol("publish not authorized"))
+                }
+                (ProtocolVersion::V5, 0) => Ok(()),
+                (ProtocolVersion::V5, 1) => self.queue(Outbound::PubAck {
+                    pkid: p.pkid,
+                    denied: true,
+                }),
+                (ProtocolVersion::V5, _) => self.queue(Outbound::PubRec {
+                    pkid: p.pkid,
+                    denied: true,
+                }),
+            };
+        }
+        let mut properties = p.properties;
+        if let Some(pr) = properties.as_mut() {
+            // Subscription identifiers belong to the receiving side (none are offered).
+            pr.subscription_identifiers.clear();
+        }
+        let qos = p.qos;
+        let pkid = p.pkid;
+        let message = Arc::new(Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos,
+            properties,
+        });
+        // `topic` borrowed the bytes now owned by the message; they were checked above.
+        let topic = std::str::from_utf8(&message.topic).unwrap_or_default();
+        self.shared.router.route(topic, self.conn(), &message);
+        match qos {
+            0 => Ok(()),
+            1 => self.queue(Outbound::PubAck {
+                pkid,
+                denied: false,
+            }),
+            _ => {
+                self.qos2_in.insert(pkid);
+                self.queue(Outbound::PubRec {
+                    pkid,
+                    denied: false,
+                })
+            }
+        }
+    }
+
+    async fn on_subscribe(&mut self, pkid: u16, filters: Vec<FilterIn>) -> Result<(), ConnError> {
+        let mut codes = Vec::with_capacity(filters.len());
+        for f in filters {
+            let code = match parse_filter(&f.path) {
+                // MQTT 5 §3.8.3.1: No Local on a shared subscription is not allowed.
+                Ok(pf) if pf.share_group.is_some() && f.no_local => SubCode::FilterInvalid,
+                Ok(pf) => {
+                    let request = SubscribeRequest {
+                        raw: &f.path,
+                        filter: &pf.filter,
+                        share_group: pf.share_group.as_deref(),
+                        qos: f.qos,
+                    };
+                    let decision = self
+                        .shared
+                        .authorizer
+                        .authorize_subscribe(&self.info, &self.principal, &request)
+                        .await;
+                    if decision == Decision::Deny {
+                        debug!(client_id = %self.info.client_id, filter = %f.path, "subscribe not authorized");
+                        SubCode::NotAuthorized
+                    } else {
+                        // Outgoing QoS 2 is not implemented: grant at most QoS 1.
+                        let granted = f.qos.min(1);
+                        self.shared.router.subscribe(
+                            &pf,
+                            Arc::clone(&self.handle),
+                            granted,
+                            f.no_local,
+                        );
+                        if !self.subs.contains(&pf) {
+                            self.subs.push(pf);
+                        }
+                        SubCode::Granted(granted)
+                    }
+                }
+                Err(_) => SubCode::FilterInvalid,
+            };
+            codes.push(code);
+        }
+        self.queue(Outbound::SubAck { pkid, codes })
+    }
+
+    /// Encodes one queued message for this client.
+    fn send_delivery(&mut self, d: Delivery) -> Result<(), ConnError> {
+        let qos = d.qos;
+        let properties = match self.proto {
+            ProtocolVersion::V5 => d.msg.properties.clone(),
+            // 3.1.1 has no properties; the message crosses without them.
+            ProtocolVersion::V311 => None,
+        };
+        if let Some(max) = self.client_max_packet {
+            let size = codec::v5_publish_size(&d.msg.topic, &d.msg.payload, qos, &properties);
+            if size > max as usize {
+                // MQTT 5 §3.1.2.11.4: discard what the client said it cannot take.
+                self.shared
+                    .router
+                    .counters
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(client_id = %self.info.client_id, size, max, "message larger than the client's maximum packet size dropped");
+                return Ok(());
+            }
+        }
+        let pkid = if qos > 0 { self.alloc_pkid() } else { 0 };
+        self.queue(Outbound::Publish {
+            qos,
+            topic: d.msg.topic.clone(),
+            pkid,
+            payload: d.msg.payload.clone(),
+            properties,
+        })
+    }
+
+    /// Next free packet id; called only while fewer than 65,535 are in flight.
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            if self.inflight.insert(self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    fn queue(&mut self, packet: Outbound) -> Result<(), ConnError> {
+        codec::encode(self.proto, packet, &mut self.wbuf).map(|_| ())
+    }
+
+    /// Queues an MQTT 5 DISCONNECT (3.1.1 has none); the caller then ends the connection.
+    fn queue_close(&mut self, reason: CloseReason) {
+        let _ = codec::encode(self.proto, Outbound::Disconnect(reason), &mut self.wbuf);
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.shared.config.write_timeout;
+        let result = write_all(&mut self.writer, &self.wbuf, timeout).await;
+        // Idle connections keep no write buffer either.
+        self.wbuf = BytesMut::new();
+        result
+    }
+
+    /// Best-effort DISCONNECT with a reason, bounded in time.
+    async fn goodbye(&mut self, reason: CloseReason) {
+        self.queue_close(reason);
+        if !self.wbuf.is_empty() {
+            let _ = write_all(&mut self.writer, &self.wbuf, GOODBYE_TIMEOUT).await;
+            self.wbuf = BytesMut::new();
+        }
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.shutdown()).await;
+    }
+
+    /// Publishes the will if the connection ended abnormally (`error` is set) or the client
+    /// asked for it. Router state is released by `Drop`, which also covers a connection
+    /// dropped mid-handshake at shutdown.
+    fn finish(&mut self, error: Option<&ConnError>) {
+        // An orderly end (client DISCONNECT, shutdown) already cleared the will unless the
+        // client sent MQTT 5 "disconnect with will message"; an error left it in place.
+        if let Some(will) = self.will.take() {
+            if let Some(e) = error {
+                debug!(client_id = %self.info.client_id, reason = %e, "publishing will");
+            }
+            let message = Arc::new(Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                properties: will.properties,
+            });
+            if let Ok(topic) = std::str::from_utf8(&message.topic) {
+                self.shared.router.route(topic, self.handle.conn, &message);
+            }
+        }
+    }
+}
+
+impl<A: Authorizer> Drop for Session<A> {
+    /// Removes the connection's subscriptions and client-id registration. Runs before the
+    /// socket (a field) is closed, so a client that sees the close can rely on it.
+    fn drop(&mut self) {
+        let router = &self.shared.router;
+        for pf in self.subs.drain(..) {
+            router.unsubscribe(&pf, self.handle.conn);
+        }
+        router.unregister(&self.info.client_id, self.handle.conn);
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: a real broker on 127.0.0.1:0, real `rumqttc` clients (MQTT 5 and
+//! 3.1.1) and raw sockets. One test binary keeps link time down.
+
+mod auth;
+mod common;
+mod lifecycle;
+mod pubsub;
+mod robustness;
