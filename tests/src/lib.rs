@@ -5,6 +5,8 @@
 //! Waits are bounded and event-driven: [`FakeSource::next_event`] returns as soon as a
 //! matching event arrives, or fails after its deadline.
 
+pub mod agents;
+pub mod brokers;
 pub mod fake_source;
 
 use std::sync::atomic::{AtomicU64, Ordering};
