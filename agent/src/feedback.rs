@@ -163,10 +163,9 @@ pub fn select<'v>(root: &'v Value, path: &str) -> Result<Option<&'v Value>, Stri
                     return Ok(None);
                 };
                 match items.iter().find(|item| {
-                    select(item, field)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|v| v.as_str() == Some(wanted) || v.to_string().as_str() == wanted)
+                    select(item, field).ok().flatten().is_some_and(|v| {
+                        v.as_str() == Some(wanted) || v.to_string().as_str() == wanted
+                    })
                 }) {
                     Some(item) => cur = item,
                     None => return Ok(None),
