@@ -4,11 +4,15 @@
 //!
 //! - per manifest: `Applied`, `Available`, `StatusFeedbackSynced`;
 //! - per work: `Applied` and `Available`, aggregated over the manifests (§3.1);
+//! - per manifest and per work: the condition types produced by `conditionRules`
+//!   (`WellKnownConditions`; CEL is reported as unsupported), aggregated per type;
 //! - `Deleting` while the agent cleans a work up.
 //!
 //! Work-level conditions carry `observedGeneration` = the work's generation; the
 //! per-manifest ones carry none, as the Go agent's status events show.
 
+use serde_json::Value;
+use workbus_schemas::work::spec::ConditionRule;
 use workbus_schemas::work::status::{condition_status as st, condition_type as ty};
 use workbus_schemas::work::{Condition, ManifestCondition, Time};
 
@@ -110,11 +114,168 @@ pub fn feedback_synced(errors: Option<&[String]>, at: Time) -> Condition {
             "StatusFeedbackSyncFailed",
             &format!(
                 "Sync status feedback failed with error {}",
-                errors.join("; ")
+                aggregate_errors(errors)
             ),
             at,
         ),
     }
+}
+
+/// Formats several errors like apimachinery's `utilerrors.NewAggregate(errs).Error()`,
+/// which the Go agent puts in its messages: one error as is, several as `[a, b]`, with
+/// duplicate messages collapsed.
+pub fn aggregate_errors(errors: &[String]) -> String {
+    let mut unique: Vec<&str> = Vec::with_capacity(errors.len());
+    for e in errors {
+        if !unique.contains(&e.as_str()) {
+            unique.push(e);
+        }
+    }
+    match unique.as_slice() {
+        [one] => (*one).to_string(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+/// The condition-rule types of `conditionRules[].type`.
+pub mod rule_type {
+    /// Built-in rules (only `Complete` for Jobs and Pods).
+    pub const WELL_KNOWN_CONDITIONS: &str = "WellKnownConditions";
+    /// CEL expressions.
+    pub const CEL: &str = "CEL";
+}
+
+/// Reasons of rule-produced conditions (§3.2).
+pub mod rule_reason {
+    /// The rule was evaluated.
+    pub const EVALUATED: &str = "ConditionRuleEvaluated";
+    /// The rule could not be built (here: CEL, which this agent does not evaluate).
+    pub const INTERNAL_ERROR: &str = "ConditionRuleInternalError";
+    /// Unknown rule type.
+    pub const INVALID: &str = "ConditionRuleInvalid";
+    /// Work-level aggregation.
+    pub const AGGREGATED: &str = "ConditionRulesAggregated";
+}
+
+/// The per-manifest condition one rule yields for the live object of the given kind,
+/// or `None` when the rule produces nothing for it (a well-known rule for another kind
+/// or condition, or a rule without a condition name). `observedGeneration` is the
+/// work's generation.
+pub fn rule_condition(
+    rule: &ConditionRule,
+    gvk: (&str, &str, &str),
+    live: &Value,
+    generation: i64,
+    at: Time,
+) -> Option<Condition> {
+    let evaluated = |name: &str, ok: bool, message: String| {
+        cond(
+            name,
+            if ok { st::TRUE } else { st::FALSE },
+            rule_reason::EVALUATED,
+            &message,
+            at,
+        )
+        .with_observed_generation(generation)
+    };
+    match rule.type_.as_str() {
+        rule_type::WELL_KNOWN_CONDITIONS => {
+            let name = if rule.condition.is_empty() {
+                ty::COMPLETE
+            } else {
+                rule.condition.as_str()
+            };
+            if name != ty::COMPLETE {
+                return None;
+            }
+            match gvk {
+                ("batch", "v1", "Job") => {
+                    let finished = live["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            (c["type"] == "Complete" || c["type"] == "Failed")
+                                && c["status"] == "True"
+                        })
+                    });
+                    let message = if finished {
+                        "Job is finished"
+                    } else {
+                        "Job is not finished"
+                    };
+                    Some(evaluated(name, finished, message.to_string()))
+                }
+                ("", "v1", "Pod") => {
+                    let phase = live["status"]["phase"].as_str().unwrap_or_default();
+                    let done = phase == "Succeeded" || phase == "Failed";
+                    Some(evaluated(name, done, format!("Pod is in phase {phase}")))
+                }
+                _ => None,
+            }
+        }
+        _ if rule.condition.is_empty() => None,
+        rule_type::CEL => Some(
+            cond(
+                &rule.condition,
+                st::UNKNOWN,
+                rule_reason::INTERNAL_ERROR,
+                "CEL condition rules are not supported by this agent",
+                at,
+            )
+            .with_observed_generation(generation),
+        ),
+        other => Some(
+            cond(
+                &rule.condition,
+                st::UNKNOWN,
+                rule_reason::INVALID,
+                &format!("unsupported condition rule type {other:?}"),
+                at,
+            )
+            .with_observed_generation(generation),
+        ),
+    }
+}
+
+/// The work-level condition of one rule-produced type, aggregated over the manifests'
+/// conditions of that type (§3.1): `Progressing` is True if any is True, else Unknown if
+/// any is Unknown, else False; every other type is False if any is False, else Unknown
+/// if any is Unknown (or none is True), else True. `None` when no manifest has it.
+pub fn work_rule_condition(
+    type_: &str,
+    manifests: &[ManifestCondition],
+    generation: i64,
+    at: Time,
+) -> Option<Condition> {
+    let found: Vec<&Condition> = manifests
+        .iter()
+        .filter_map(|m| m.conditions.iter().find(|c| c.type_ == type_))
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let any = |s: &str| found.iter().any(|c| c.status == s);
+    let status = if type_ == ty::PROGRESSING {
+        if any(st::TRUE) {
+            st::TRUE
+        } else if any(st::UNKNOWN) {
+            st::UNKNOWN
+        } else {
+            st::FALSE
+        }
+    } else if any(st::FALSE) {
+        st::FALSE
+    } else if any(st::UNKNOWN) || !any(st::TRUE) {
+        st::UNKNOWN
+    } else {
+        st::TRUE
+    };
+    let message = match found.as_slice() {
+        [one] => one.message.clone(),
+        many => format!("Aggregated from {} manifest conditions", many.len()),
+    };
+    Some(
+        cond(type_, status, rule_reason::AGGREGATED, &message, at)
+            .with_observed_generation(generation),
+    )
 }
 
 /// Work-level `Applied`, aggregated: True when every manifest's `Applied` is True.

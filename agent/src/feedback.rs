@@ -3,7 +3,7 @@
 //! `statusFeedback.values`.
 //!
 //! Paths use the Kubernetes JSONPath subset the rules are written in, without braces:
-//! `.a.b`, `.a[0]`, `.a[?(@.type=="X")].b`. A path to a missing field yields no value and
+//! `.a.b`, `.a[0]`, `.a[*]`, `.a[?(@.type=="X")].b` (see [`select`]). A path to a missing field yields no value and
 //! no error. Scalars become `Integer`/`String`/`Boolean`; anything else becomes `JsonRaw`
 //! (Maestro forces `RawFeedbackJsonString` on; so do we), up to a length limit.
 
@@ -107,22 +107,26 @@ fn add(out: &mut Feedback, name: &str, path: &str, object: &Value, max_json_raw:
             return;
         }
     };
-    let Some(value) = found else { return };
-    let field_value = match value {
-        Value::Null => return,
-        Value::Bool(b) => FieldValue::Boolean(*b),
-        Value::String(s) => FieldValue::String(s.clone()),
-        Value::Number(n) if n.is_i64() => FieldValue::Integer(n.as_i64().unwrap_or_default()),
-        other => {
-            let raw = other.to_string();
-            if raw.len() > max_json_raw {
-                out.errors.push(format!(
-                    "the length of the value for {name} exceeds the limit {max_json_raw}"
-                ));
-                return;
-            }
-            FieldValue::JsonRaw(raw)
-        }
+    let field_value = match found.as_slice() {
+        // A missing field is no value and no error (§4.2), and so is a null.
+        [] | [Value::Null] => return,
+        [Value::Bool(b)] => FieldValue::Boolean(*b),
+        [Value::String(s)] => FieldValue::String(s.clone()),
+        [Value::Number(n)] if n.is_i64() => FieldValue::Integer(n.as_i64().unwrap_or_default()),
+        // Objects, lists, floats and multiple matches: JsonRaw (RawFeedbackJsonString on,
+        // as Maestro runs it).
+        [other] => match raw(other, name, max_json_raw) {
+            Ok(v) => v,
+            Err(e) => return out.errors.push(e),
+        },
+        many => match raw(
+            &Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+            name,
+            max_json_raw,
+        ) {
+            Ok(v) => v,
+            Err(e) => return out.errors.push(e),
+        },
     };
     out.values.push(FeedbackValue {
         name: name.to_string(),
@@ -131,73 +135,163 @@ fn add(out: &mut Feedback, name: &str, path: &str, object: &Value, max_json_raw:
     });
 }
 
-/// Evaluates a braceless Kubernetes JSONPath. `Ok(None)` when the path leads nowhere.
-pub fn select<'v>(root: &'v Value, path: &str) -> Result<Option<&'v Value>, String> {
-    let mut cur = root;
+/// A `JsonRaw` value, or the error when it is longer than the limit.
+fn raw(value: &Value, name: &str, max_json_raw: usize) -> Result<FieldValue, String> {
+    let raw = value.to_string();
+    if raw.len() > max_json_raw {
+        return Err(format!(
+            "the length of the value for {name} exceeds the limit {max_json_raw}"
+        ));
+    }
+    Ok(FieldValue::JsonRaw(raw))
+}
+
+/// Evaluates a Kubernetes JSONPath (braces optional) and returns every match, in
+/// document order; an empty list when the path leads nowhere. Supported: `.field`,
+/// `['field']`, `[n]` (negative counts from the end), `[*]` / `.*`, and filters
+/// `[?(@.a.b=="x")]` / `!=` against strings, numbers and booleans. Anything else is an
+/// error, never a panic.
+pub fn select<'v>(root: &'v Value, path: &str) -> Result<Vec<&'v Value>, String> {
     let mut rest = path.trim();
-    if rest.starts_with('{') && rest.ends_with('}') {
-        rest = &rest[1..rest.len() - 1];
+    if let Some(inner) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        rest = inner.trim();
     }
     if let Some(r) = rest.strip_prefix('$') {
         rest = r;
     }
+    if rest.is_empty() {
+        return Err("empty path".into());
+    }
+    let mut cur: Vec<&'v Value> = vec![root];
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let key = &r[..end];
-            if key.is_empty() {
-                return Err("empty field name".into());
-            }
-            match cur.get(key) {
-                Some(v) => cur = v,
-                None => return Ok(None),
-            }
             rest = &r[end..];
+            cur = match key {
+                "" => return Err("empty field name".into()),
+                "*" => cur.into_iter().flat_map(children).collect(),
+                key => cur.into_iter().filter_map(|v| v.get(key)).collect(),
+            };
         } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or("unterminated [")?;
-            let inner = &r[..end];
+            let end = closing_bracket(r).ok_or("unterminated [")?;
+            let inner = r[..end].trim();
             rest = &r[end + 1..];
-            if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
-                let (field, wanted) = parse_filter(filter)?;
-                let Some(items) = cur.as_array() else {
-                    return Ok(None);
-                };
-                match items.iter().find(|item| {
-                    select(item, field).ok().flatten().is_some_and(|v| {
-                        v.as_str() == Some(wanted) || v.to_string().as_str() == wanted
-                    })
-                }) {
-                    Some(item) => cur = item,
-                    None => return Ok(None),
+            cur = if inner == "*" {
+                cur.into_iter().flat_map(children).collect()
+            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
+            {
+                let filter = Filter::parse(filter)?;
+                let mut next = Vec::new();
+                for v in cur {
+                    for item in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+                        if filter.matches(item)? {
+                            next.push(item);
+                        }
+                    }
                 }
+                next
+            } else if let Some(key) = unquote(inner) {
+                cur.into_iter().filter_map(|v| v.get(key)).collect()
             } else {
-                let index: usize = inner
-                    .trim()
+                let index: i64 = inner
                     .parse()
                     .map_err(|_| format!("unsupported index {inner}"))?;
-                match cur.get(index) {
-                    Some(v) => cur = v,
-                    None => return Ok(None),
-                }
-            }
+                cur.into_iter()
+                    .filter_map(|v| {
+                        let items = v.as_array()?;
+                        let len = i64::try_from(items.len()).ok()?;
+                        let i = if index < 0 { len + index } else { index };
+                        usize::try_from(i).ok().and_then(|i| items.get(i))
+                    })
+                    .collect()
+            };
         } else {
             return Err(format!("unexpected {rest:?}"));
         }
     }
-    Ok(Some(cur))
+    Ok(cur)
 }
 
-/// `@.type=="Complete"` → (`.type`, `Complete`).
-fn parse_filter(filter: &str) -> Result<(&str, &str), String> {
-    let (lhs, rhs) = filter
-        .split_once("==")
-        .ok_or_else(|| format!("unsupported filter {filter}"))?;
-    let field = lhs
-        .trim()
-        .strip_prefix('@')
-        .ok_or_else(|| format!("unsupported filter {filter}"))?;
-    let value = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
-    Ok((field, value))
+/// The elements of a list or the values of an object.
+fn children(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(m) => m.values().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Position of the `]` closing a bracket, skipping quoted text (filters may compare
+/// against strings containing `]`).
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ']') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `'x'` or `"x"` → `x`.
+fn unquote(s: &str) -> Option<&str> {
+    s.strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .or_else(|| s.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
+}
+
+/// A `?(@.field == value)` filter.
+struct Filter<'p> {
+    field: &'p str,
+    equal: bool,
+    value: &'p str,
+    quoted: bool,
+}
+
+impl<'p> Filter<'p> {
+    fn parse(filter: &'p str) -> Result<Self, String> {
+        let (lhs, rhs, equal) = if let Some((l, r)) = filter.split_once("!=") {
+            (l, r, false)
+        } else if let Some((l, r)) = filter.split_once("==") {
+            (l, r, true)
+        } else {
+            return Err(format!("unsupported filter {filter}"));
+        };
+        let field = lhs
+            .trim()
+            .strip_prefix('@')
+            .ok_or_else(|| format!("unsupported filter {filter}"))?;
+        let rhs = rhs.trim();
+        let (value, quoted) = match unquote(rhs) {
+            Some(v) => (v, true),
+            None => (rhs, false),
+        };
+        Ok(Filter {
+            field,
+            equal,
+            value,
+            quoted,
+        })
+    }
+
+    fn matches(&self, item: &Value) -> Result<bool, String> {
+        let found = if self.field.is_empty() {
+            vec![item]
+        } else {
+            select(item, self.field)?
+        };
+        let hit = found.iter().any(|v| match v {
+            Value::String(s) => self.quoted && s == self.value,
+            Value::Bool(b) => !self.quoted && self.value == if *b { "true" } else { "false" },
+            Value::Number(n) => !self.quoted && n.to_string() == self.value,
+            Value::Null | Value::Array(_) | Value::Object(_) => false,
+        });
+        Ok(hit == self.equal)
+    }
 }
 
 #[cfg(test)]
@@ -280,8 +374,52 @@ mod tests {
     #[test]
     fn bad_paths_are_errors_not_panics() {
         let obj = json!({"a": [1]});
-        for p in ["a", ".a[", ".a[x]", ".a[?(bad)]", ".."] {
+        for p in ["a", ".a[", ".a[x]", ".a[?(bad)]", "..", "", "{}", ".a[1:2]"] {
             assert!(select(&obj, p).is_err(), "{p}");
         }
+        assert!(select(&obj, ".b[0].c").unwrap().is_empty());
+    }
+
+    #[test]
+    fn multiple_matches_filters_and_indexes() {
+        let obj = json!({"s": {"c": [
+            {"type": "A", "n": 1, "ok": true, "v": "x"},
+            {"type": "B", "n": 2, "ok": false, "v": "y]"},
+            {"type": "A", "n": 3, "ok": true, "v": "z"}]}, "m": {"a.b": 7}});
+        let one = |p: &str| select(&obj, p).unwrap();
+        assert_eq!(one(".s.c[?(@.type==\"A\")].n"), [&json!(1), &json!(3)]);
+        assert_eq!(one(".s.c[?(@.type!=\"A\")].n"), [&json!(2)]);
+        assert_eq!(one(".s.c[?(@.n==2)].type"), [&json!("B")]);
+        assert_eq!(one(".s.c[?(@.ok==false)].n"), [&json!(2)]);
+        assert_eq!(one(".s.c[?(@.v==\"y]\")].n"), [&json!(2)]);
+        assert_eq!(one(".s.c[-1].n"), [&json!(3)]);
+        assert_eq!(one(".s.c[*].type").len(), 3);
+        assert_eq!(one(".m['a.b']"), [&json!(7)]);
+        assert_eq!(one("{.s.c[0].v}"), [&json!("x")]);
+        let f = evaluate(
+            &[rule(
+                "JSONPaths",
+                &[("as", ".s.c[?(@.type==\"A\")].n"), ("f", ".s.c[9]")],
+            )],
+            &obj,
+            ("", "v1", "Pod"),
+            1024,
+        );
+        assert_eq!(f.values.len(), 1);
+        assert_eq!(f.values[0].field_value, FieldValue::JsonRaw("[1,3]".into()));
+    }
+
+    #[test]
+    fn version_mismatch_is_an_error_for_that_path_only() {
+        let obj = json!({"status": {"replicas": 1}});
+        let mut r = rule(
+            "JSONPaths",
+            &[("a", ".status.replicas"), ("b", ".status.replicas")],
+        );
+        r.json_paths[1].version = "v2".into();
+        let f = evaluate(&[r], &obj, ("apps", "v1", "Deployment"), 1024);
+        assert_eq!(f.values.len(), 1);
+        assert_eq!(f.errors.len(), 1);
+        assert!(f.errors[0].contains("version set in the path b"));
     }
 }

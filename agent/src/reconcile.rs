@@ -2,15 +2,22 @@
 //! agent (manifestwork-semantics §2–6). Three entry points, called by the runtime:
 //!
 //! - [`Reconciler::apply`]: apply every manifest (kind-rank order, `ordinal` = spec
-//!   index, failures isolated per manifest), remove objects dropped from the spec that
-//!   this work owns, then compute the status;
-//! - [`Reconciler::refresh`]: status only (Available, feedback) — no writes;
-//! - [`Reconciler::cleanup`]: delete per `deleteOption` when the work is deleted.
+//!   index, failures isolated per manifest, owner references per `deleteOption`), remove
+//!   objects dropped from the spec that this work owns (UID-checked), then compute the
+//!   status;
+//! - [`Reconciler::refresh`]: status only (Available, feedback, condition rules) — no
+//!   writes;
+//! - [`Reconciler::cleanup`]: delete per `deleteOption` when the work is deleted, until
+//!   every owned object is actually gone.
 //!
-//! Status is stable: with nothing changed, `refresh` returns an identical status (same
-//! transition times), so the runtime publishes only real changes.
+//! Status is stable: with nothing changed, `refresh` (and `apply`) return an identical
+//! status (same transition times), so the runtime publishes only real changes. Like the
+//! Go agent's apply cache, `apply` skips the write for an object when neither the
+//! manifest nor the live object changed since this reconciler last wrote it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +25,9 @@ use serde_json::Value;
 use workbus_schemas::work::spec::{
     ManifestConfigOption, PropagationPolicy, ResourceIdentifier, UpdateStrategyType,
 };
-use workbus_schemas::work::status::{condition_type, find_condition, set_condition};
+use workbus_schemas::work::status::{
+    condition_status, condition_type, find_condition, remove_condition, set_condition,
+};
 use workbus_schemas::work::{
     Condition, Manifest, ManifestCondition, ManifestResourceMeta, ManifestWork, ManifestWorkStatus,
     StatusFeedbackResult, Time,
@@ -26,10 +35,15 @@ use workbus_schemas::work::{
 
 use crate::conditions::{self, Availability};
 use crate::feedback;
-use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, Target};
+use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target};
+
+/// How soon to look again at objects still being deleted (finalizers running). The Go
+/// agent backs off exponentially; a fixed short period keeps deletion prompt here.
+const DELETION_RECHECK: Duration = Duration::from_secs(1);
 
 /// An object applied for a work (an AppliedManifestWork `appliedResources` entry).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Ordered by group, version, resource, namespace, name (then uid), as §6 sorts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AppliedResource {
     /// API group.
     pub group: String,
@@ -47,17 +61,31 @@ pub struct AppliedResource {
 
 impl AppliedResource {
     fn at(&self) -> ObjectRef {
-        ObjectRef {
-            group: self.group.clone(),
-            version: self.version.clone(),
-            resource: self.resource.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+        ObjectRef::new(
+            &self.group,
+            &self.version,
+            &self.resource,
+            &self.namespace,
+            &self.name,
+        )
+    }
+
+    fn from_live(at: &ObjectRef, live: &Value) -> Self {
+        AppliedResource {
+            group: at.group.clone(),
+            version: at.version.clone(),
+            resource: at.resource.clone(),
+            namespace: at.namespace.clone(),
+            name: at.name.clone(),
+            uid: live["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
+    /// Same object, whatever version it was applied at (the Go agent ignores versions).
     fn same_object(&self, other: &AppliedResource) -> bool {
-        // Version is ignored, as upstream does.
         (&self.group, &self.resource, &self.namespace, &self.name)
             == (&other.group, &other.resource, &other.namespace, &other.name)
     }
@@ -66,7 +94,7 @@ impl AppliedResource {
 /// What the agent keeps per work between reconciles (persisted by the runtime).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkState {
-    /// Objects applied, sorted by group, version, resource, namespace, name.
+    /// Objects applied (and objects still being deleted), sorted as §6 sorts them.
     pub applied: Vec<AppliedResource>,
     /// The work's current status.
     pub status: ManifestWorkStatus,
@@ -77,9 +105,11 @@ pub struct WorkState {
 pub struct ReconcileOutcome {
     /// The new status.
     pub status: ManifestWorkStatus,
-    /// The applied objects.
+    /// The applied objects (including removed ones still being deleted).
     pub applied: Vec<AppliedResource>,
-    /// When the status may change on its own next (e.g. a rollout completing).
+    /// When the status may change on its own next (e.g. a rollout completing, or an
+    /// object removed from the spec finishing its deletion); `None`: only the regular
+    /// status sync applies.
     pub requeue_after: Option<Duration>,
 }
 
@@ -88,7 +118,7 @@ pub struct ReconcileOutcome {
 pub enum CleanupOutcome {
     /// Every owned object is gone (or orphaned): the deletion can be confirmed.
     Done,
-    /// Objects are still being deleted.
+    /// Objects are still being deleted (or could not be reached).
     Pending {
         /// What is left.
         remaining: Vec<AppliedResource>,
@@ -107,31 +137,37 @@ struct Planned<'w> {
     config: Merged<'w>,
 }
 
-/// The manifestConfigs that apply to one manifest, merged (§2.3).
+/// The manifestConfigs that apply to one manifest, merged (§2.3): the first non-empty
+/// feedback rules, condition rules and the first update strategy win.
 #[derive(Default)]
 struct Merged<'w> {
     feedback: Option<&'w ManifestConfigOption>,
+    conditions: Option<&'w ManifestConfigOption>,
     strategy: Option<&'w ManifestConfigOption>,
 }
 
-impl Merged<'_> {
-    fn strategy(&self) -> UpdateStrategyType {
-        self.strategy
-            .and_then(|c| c.update_strategy.as_ref())
-            .map(|s| s.kind())
-            .unwrap_or(UpdateStrategyType::Update)
-    }
+/// How one manifest is written.
+enum Write {
+    /// Never written (ReadOnly).
+    Never,
+    /// Written in this mode.
+    With(ApplyMode),
+    /// A strategy this agent does not know: the manifest fails rather than guessing.
+    Unsupported(String),
+}
 
-    fn apply_mode(&self) -> Option<ApplyMode> {
-        match self.strategy() {
-            UpdateStrategyType::ReadOnly => None,
-            UpdateStrategyType::CreateOnly => Some(ApplyMode::CreateOnly),
-            UpdateStrategyType::ServerSideApply => {
-                let ssa = self
-                    .strategy
-                    .and_then(|c| c.update_strategy.as_ref())
-                    .and_then(|s| s.server_side_apply.as_ref());
-                Some(ApplyMode::ServerSideApply {
+impl Merged<'_> {
+    fn write(&self) -> Write {
+        let strategy = self.strategy.and_then(|c| c.update_strategy.as_ref());
+        match strategy.map(|s| s.kind()) {
+            None | Some(UpdateStrategyType::Update) | Some(UpdateStrategyType::Unset) => {
+                Write::With(ApplyMode::Update)
+            }
+            Some(UpdateStrategyType::ReadOnly) => Write::Never,
+            Some(UpdateStrategyType::CreateOnly) => Write::With(ApplyMode::CreateOnly),
+            Some(UpdateStrategyType::ServerSideApply) => {
+                let ssa = strategy.and_then(|s| s.server_side_apply.as_ref());
+                Write::With(ApplyMode::ServerSideApply {
                     field_manager: ssa
                         .map(|s| s.field_manager.clone())
                         .filter(|f| !f.is_empty())
@@ -139,15 +175,31 @@ impl Merged<'_> {
                     force: ssa.is_some_and(|s| s.force),
                 })
             }
-            _ => Some(ApplyMode::Update),
+            Some(UpdateStrategyType::Other(t)) => {
+                Write::Unsupported(format!("unsupported update strategy type {t:?}"))
+            }
         }
     }
 }
 
-/// Applies works to a target and computes their status.
+/// What the apply cache remembers of the last write of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    /// Hash of (object, mode, owner change) as written.
+    request: u64,
+    /// The live object's resourceVersion right after the write.
+    resource_version: String,
+}
+
+/// Cache key: the work's UID and the object.
+type CacheKey = (String, ObjectRef);
+
+/// Applies works to a target and computes their status. One per agent; cheap to call
+/// concurrently for different works.
 pub struct Reconciler<T> {
     target: Arc<T>,
     max_json_raw: usize,
+    written: Mutex<HashMap<CacheKey, Written>>,
 }
 
 /// Kind rank for apply order (§2.1): cluster-level prerequisites first, workloads late.
@@ -181,37 +233,28 @@ fn kind_rank(kind: &str) -> u32 {
         | "ValidatingWebhookConfiguration"
         | "ValidatingAdmissionPolicy"
         | "ValidatingAdmissionPolicyBinding" => 6,
+        // No kind at all: the manifest could not be decoded.
         "" => 1001,
         _ => 1000,
     }
 }
 
-/// `*` matches any run of characters.
+/// `*` matches any run of characters (§2.3 name/namespace globs).
 fn glob(pattern: &str, value: &str) -> bool {
-    if pattern == "*" || pattern == value {
-        return true;
-    }
     let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == value; // no `*`
+    };
+    let Some(mut rest) = value.strip_prefix(first) else {
         return false;
-    }
-    let mut rest = value;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(pos) => rest = &rest[pos + part.len()..],
+            None => return false,
         }
     }
-    true
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 fn identifies(id: &ResourceIdentifier, meta: &ManifestResourceMeta) -> bool {
@@ -228,6 +271,28 @@ fn owner_of(work: &ManifestWork) -> Owner {
     }
 }
 
+/// Whether the work's deleteOption orphans this object (§2.2): Orphan orphans all;
+/// Foreground none; any other value (SelectivelyOrphan, empty, unknown) orphans what
+/// the orphaning rules match exactly.
+fn orphaned(work: &ManifestWork, group: &str, resource: &str, namespace: &str, name: &str) -> bool {
+    let Some(option) = work.spec.delete_option.as_ref() else {
+        return false;
+    };
+    match option.policy() {
+        PropagationPolicy::Foreground => false,
+        PropagationPolicy::Orphan => true,
+        _ => option.selectively_orphans.as_ref().is_some_and(|s| {
+            s.orphaning_rules.iter().any(|rule| {
+                rule.group == group
+                    && rule.resource == resource
+                    && rule.namespace == namespace
+                    && rule.name == name
+            })
+        }),
+    }
+}
+
+/// Full resourceMeta without the ordinal (to find a manifest's previous status entry).
 fn meta_key(m: &ManifestResourceMeta) -> (&str, &str, &str, &str, &str, &str) {
     (
         &m.group,
@@ -239,39 +304,84 @@ fn meta_key(m: &ManifestResourceMeta) -> (&str, &str, &str, &str, &str, &str) {
     )
 }
 
+/// Per-manifest condition types the agent maintains itself; every other type on a
+/// manifest comes from conditionRules.
+const MANIFEST_BASE_TYPES: [&str; 3] = [
+    condition_type::APPLIED,
+    condition_type::AVAILABLE,
+    condition_type::STATUS_FEEDBACK_SYNCED,
+];
+
+/// Work-level condition types not produced by conditionRules aggregation.
+const WORK_BASE_TYPES: [&str; 4] = [
+    condition_type::APPLIED,
+    condition_type::AVAILABLE,
+    condition_type::DELETING,
+    condition_type::DELETED,
+];
+
+fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find_condition(conditions, type_).is_some_and(|c| c.status == condition_status::TRUE)
+}
+
+fn min_requeue(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn request_hash(object: &Value, mode: &ApplyMode, owner: &OwnerChange) -> u64 {
+    let mut h = DefaultHasher::new();
+    object.to_string().hash(&mut h);
+    format!("{mode:?}|{owner:?}").hash(&mut h);
+    h.finish()
+}
+
 impl<T: Target> Reconciler<T> {
     /// A reconciler for `target`, with Maestro's 1 MiB JsonRaw limit.
     pub fn new(target: Arc<T>) -> Self {
         Reconciler {
             target,
             max_json_raw: feedback::DEFAULT_MAX_JSON_RAW,
+            written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets the longest `JsonRaw` feedback value reported (`--max-json-raw-length`).
+    pub fn with_max_json_raw(mut self, max: usize) -> Self {
+        self.max_json_raw = max;
+        self
+    }
+
+    /// The target this reconciler writes to.
+    pub fn target(&self) -> &Arc<T> {
+        &self.target
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<CacheKey, Written>> {
+        // The map holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn plan<'w>(&self, work: &'w ManifestWork) -> Vec<Planned<'w>> {
         let mut planned = Vec::with_capacity(work.spec.workload.manifests.len());
         for (i, manifest) in work.spec.workload.manifests.iter().enumerate() {
-            let api_version = manifest
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or("");
-            let name = manifest
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let namespace = manifest
-                .get("metadata")
-                .and_then(|m| m.get("namespace"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            fn text(v: Option<&Value>) -> &str {
+                v.and_then(Value::as_str).unwrap_or("")
+            }
+            let api_version = text(manifest.get("apiVersion"));
+            let kind = text(manifest.get("kind"));
+            let metadata = manifest.get("metadata");
+            let name = text(metadata.and_then(|m| m.get("name")));
+            let namespace = text(metadata.and_then(|m| m.get("namespace")));
             let (group, version) = match api_version.rsplit_once('/') {
                 Some((g, v)) => (g, v),
                 None => ("", api_version),
             };
+            let ordinal = i32::try_from(i).unwrap_or(i32::MAX);
             let mut meta = ManifestResourceMeta {
-                ordinal: i as i32,
+                ordinal,
                 group: group.into(),
                 version: version.into(),
                 kind: kind.into(),
@@ -285,6 +395,7 @@ impl<T: Target> Reconciler<T> {
                     if !m.namespaced {
                         meta.namespace.clear();
                     } else if meta.namespace.is_empty() {
+                        // Where `kubectl apply` would put it.
                         meta.namespace = "default".into();
                     }
                     let at = ObjectRef {
@@ -306,12 +417,15 @@ impl<T: Target> Reconciler<T> {
                 if config.feedback.is_none() && !c.feedback_rules.is_empty() {
                     config.feedback = Some(c);
                 }
+                if config.conditions.is_none() && !c.condition_rules.is_empty() {
+                    config.conditions = Some(c);
+                }
                 if config.strategy.is_none() && c.update_strategy.is_some() {
                     config.strategy = Some(c);
                 }
             }
             planned.push(Planned {
-                ordinal: i as i32,
+                ordinal,
                 manifest,
                 meta,
                 at,
@@ -322,72 +436,188 @@ impl<T: Target> Reconciler<T> {
         planned
     }
 
-    /// Applies the work's manifests and computes its status.
+    /// The previous status entry of a manifest: by full resourceMeta, else by meta
+    /// without ordinal when unique (so re-ordering the spec keeps history, §3.2).
+    fn previous<'s>(
+        previous: &'s ManifestWorkStatus,
+        p: &Planned<'_>,
+    ) -> Option<&'s ManifestCondition> {
+        let manifests = &previous.resource_status.manifests;
+        manifests
+            .iter()
+            .find(|m| {
+                meta_key(&m.resource_meta) == meta_key(&p.meta)
+                    && m.resource_meta.ordinal == p.ordinal
+            })
+            .or_else(|| {
+                let mut same = manifests
+                    .iter()
+                    .filter(|m| meta_key(&m.resource_meta) == meta_key(&p.meta));
+                match (same.next(), same.next()) {
+                    (Some(one), None) => Some(one),
+                    _ => None,
+                }
+            })
+    }
+
+    /// Applies the work's manifests, removes objects dropped from the spec, and
+    /// computes the status. Never fails as a whole: per-manifest errors go into the
+    /// manifests' `Applied` conditions.
     pub async fn apply(
         &self,
         work: &ManifestWork,
         state: &WorkState,
         now: Time,
     ) -> ReconcileOutcome {
+        if is_true(&state.status.conditions, condition_type::COMPLETE) {
+            // §4.5: a completed work is no longer applied; status evaluation continues.
+            return self.refresh(work, state, now).await;
+        }
         let planned = self.plan(work).await;
         let owner = owner_of(work);
         let mut order: Vec<&Planned> = planned.iter().collect();
-        order.sort_by_key(|p| kind_rank(&p.meta.kind));
+        order.sort_by_key(|p| kind_rank(&p.meta.kind)); // stable: spec order within a rank
         let mut applied_conditions: Vec<(i32, Condition)> = Vec::new();
         let mut applied = Vec::new();
         for p in order {
-            let cond = match (&p.at, &p.resolve_error) {
-                (_, Some(e)) => conditions::manifest_apply_failed(e, now),
-                (None, None) => conditions::manifest_apply_failed("unresolved resource", now),
-                (Some(at), None) => match p.config.apply_mode() {
-                    None => conditions::manifest_applied(now), // ReadOnly: never written
-                    Some(mode) => {
-                        let mut object = Value::Object(p.manifest.clone());
-                        // A uid inside a manifest is ignored (conformance item 4).
-                        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove("uid");
-                        }
-                        match self.target.apply(at, &object, &mode, Some(&owner)).await {
-                            Ok(live) => {
-                                applied.push(AppliedResource {
-                                    group: at.group.clone(),
-                                    version: at.version.clone(),
-                                    resource: at.resource.clone(),
-                                    namespace: at.namespace.clone(),
-                                    name: at.name.clone(),
-                                    uid: live["metadata"]["uid"]
-                                        .as_str()
-                                        .unwrap_or_default()
-                                        .to_string(),
-                                });
-                                conditions::manifest_applied(now)
-                            }
-                            Err(e) => conditions::manifest_apply_failed(&e.to_string(), now),
-                        }
-                    }
-                },
-            };
-            applied_conditions.push((p.ordinal, cond));
+            let (cond, exists) = self.apply_one(work, state, &owner, p, now).await;
+            if let Some(cond) = cond {
+                applied_conditions.push((p.ordinal, cond));
+            }
+            applied.extend(exists);
         }
         applied.sort();
         applied.dedup();
-        // Objects this work applied before but no longer lists (§6): delete if still ours.
+
+        // §6: objects applied before but no longer in the spec are released (deleted if
+        // only this work owns them); ones still terminating stay listed until gone.
+        let mut requeue = None;
         for old in &state.applied {
-            if !applied.iter().any(|a| a.same_object(old)) {
-                self.release(old, &owner, true).await;
+            if applied.iter().any(|a| a.same_object(old)) {
+                continue;
+            }
+            if self.release(old, &owner, true).await {
+                self.cache().remove(&(owner.uid.clone(), old.at()));
+            } else {
+                applied.push(old.clone());
+                requeue = Some(DELETION_RECHECK);
             }
         }
-        let (status, requeue_after) = self
-            .observe(work, &planned, &applied_conditions, &state.status, now)
+        applied.sort();
+
+        let (status, observed) = self
+            .observe(
+                work,
+                &planned,
+                Some(&applied_conditions),
+                &state.status,
+                now,
+            )
             .await;
         ReconcileOutcome {
             status,
             applied,
-            requeue_after,
+            requeue_after: min_requeue(requeue, observed),
         }
     }
 
-    /// Recomputes status (Available, feedback) without writing anything.
+    /// Applies one manifest. Returns its new `Applied` condition (`None`: keep the
+    /// previous one, for a completed manifest) and the applied-resource entry when the
+    /// object exists afterwards.
+    async fn apply_one(
+        &self,
+        work: &ManifestWork,
+        state: &WorkState,
+        owner: &Owner,
+        p: &Planned<'_>,
+        now: Time,
+    ) -> (Option<Condition>, Option<AppliedResource>) {
+        let Some(at) = &p.at else {
+            let error = p.resolve_error.as_deref().unwrap_or("unresolved resource");
+            return (Some(conditions::manifest_apply_failed(error, now)), None);
+        };
+        let existing = || async {
+            match self.target.get(at).await {
+                Ok(Some(live)) => Some(AppliedResource::from_live(at, &live)),
+                _ => None,
+            }
+        };
+        if Self::previous(&state.status, p)
+            .is_some_and(|m| is_true(&m.conditions, condition_type::COMPLETE))
+        {
+            // §4.5: a completed manifest is neither updated nor re-created.
+            return (None, existing().await);
+        }
+        let mode = match p.config.write() {
+            Write::Never => return (Some(conditions::manifest_applied(now)), existing().await),
+            Write::Unsupported(e) => {
+                return (
+                    Some(conditions::manifest_apply_failed(&e, now)),
+                    existing().await,
+                );
+            }
+            Write::With(mode) => mode,
+        };
+        let owner_change = if orphaned(work, &at.group, &at.resource, &at.namespace, &at.name) {
+            OwnerChange::Remove(owner.uid.clone())
+        } else {
+            OwnerChange::Add(owner.clone())
+        };
+        let mut object = Value::Object(p.manifest.clone());
+        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            // A uid inside a manifest is ignored (conformance item 4).
+            m.remove("uid");
+            if matches!(mode, ApplyMode::ServerSideApply { .. }) {
+                m.remove("creationTimestamp");
+            }
+        }
+        let request = request_hash(&object, &mode, &owner_change);
+        let key = (owner.uid.clone(), at.clone());
+        let cached = self.cache().get(&key).cloned();
+        if let Some(cached) = cached.filter(|c| c.request == request)
+            && let Ok(Some(live)) = self.target.get(at).await
+            && live["metadata"]["resourceVersion"].as_str()
+                == Some(cached.resource_version.as_str())
+        {
+            // Nothing changed on either side since our last write: no apply call.
+            return (
+                Some(conditions::manifest_applied(now)),
+                Some(AppliedResource::from_live(at, &live)),
+            );
+        }
+        match self.target.apply(at, &object, &mode, &owner_change).await {
+            Ok(live) => {
+                let resource_version = live["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.cache().insert(
+                    key,
+                    Written {
+                        request,
+                        resource_version,
+                    },
+                );
+                (
+                    Some(conditions::manifest_applied(now)),
+                    Some(AppliedResource::from_live(at, &live)),
+                )
+            }
+            Err(e) => {
+                self.cache().remove(&key);
+                // The object may exist from an earlier generation: keep tracking it, so
+                // a failed update never turns into a deletion.
+                (
+                    Some(conditions::manifest_apply_failed(&e.to_string(), now)),
+                    existing().await,
+                )
+            }
+        }
+    }
+
+    /// Recomputes status (Available, feedback, condition rules) without writing
+    /// anything. Objects removed from the spec and still being deleted are dropped from
+    /// `applied` once they are gone.
     pub async fn refresh(
         &self,
         work: &ManifestWork,
@@ -395,32 +625,43 @@ impl<T: Target> Reconciler<T> {
         now: Time,
     ) -> ReconcileOutcome {
         let planned = self.plan(work).await;
-        let previous = &state.status.resource_status.manifests;
-        let applied_conditions: Vec<(i32, Condition)> = planned
-            .iter()
-            .filter_map(|p| {
-                previous
-                    .iter()
-                    .find(|m| m.resource_meta.ordinal == p.ordinal)
-                    .and_then(|m| find_condition(&m.conditions, condition_type::APPLIED).cloned())
-                    .map(|c| (p.ordinal, c))
-            })
-            .collect();
-        let (status, requeue_after) = self
-            .observe(work, &planned, &applied_conditions, &state.status, now)
-            .await;
+        let mut applied = Vec::with_capacity(state.applied.len());
+        let mut requeue = None;
+        for r in &state.applied {
+            let in_spec = planned.iter().any(|p| {
+                p.at.as_ref().is_some_and(|at| {
+                    (&at.group, &at.resource, &at.namespace, &at.name)
+                        == (&r.group, &r.resource, &r.namespace, &r.name)
+                })
+            });
+            if in_spec {
+                applied.push(r.clone());
+                continue;
+            }
+            match self.target.get(&r.at()).await {
+                Ok(None) => {}
+                Ok(Some(live)) if live["metadata"]["uid"].as_str() != Some(r.uid.as_str()) => {}
+                _ => {
+                    applied.push(r.clone());
+                    requeue = Some(DELETION_RECHECK);
+                }
+            }
+        }
+        let (status, observed) = self.observe(work, &planned, None, &state.status, now).await;
         ReconcileOutcome {
             status,
-            applied: state.applied.clone(),
-            requeue_after,
+            applied,
+            requeue_after: min_requeue(requeue, observed),
         }
     }
 
+    /// Builds the status. `applied_conditions`: the new per-manifest `Applied`
+    /// conditions after an apply (`None` on a refresh: keep the previous ones).
     async fn observe(
         &self,
         work: &ManifestWork,
         planned: &[Planned<'_>],
-        applied_conditions: &[(i32, Condition)],
+        applied_conditions: Option<&[(i32, Condition)]>,
         previous: &ManifestWorkStatus,
         now: Time,
     ) -> (ManifestWorkStatus, Option<Duration>) {
@@ -428,62 +669,33 @@ impl<T: Target> Reconciler<T> {
         let mut manifests = Vec::with_capacity(planned.len());
         let mut requeue: Option<Duration> = None;
         for p in planned {
-            // Keep history: match the previous entry by full meta, else without ordinal.
-            let prev = previous
-                .resource_status
-                .manifests
-                .iter()
-                .find(|m| {
-                    meta_key(&m.resource_meta) == meta_key(&p.meta)
-                        && m.resource_meta.ordinal == p.ordinal
-                })
-                .or_else(|| {
-                    previous
-                        .resource_status
-                        .manifests
-                        .iter()
-                        .find(|m| meta_key(&m.resource_meta) == meta_key(&p.meta))
-                });
-            let mut mc = prev.cloned().unwrap_or_else(|| ManifestCondition {
-                resource_meta: p.meta.clone(),
-                status_feedback: StatusFeedbackResult::default(),
-                conditions: Vec::new(),
-                extra: Default::default(),
-            });
+            let mut mc =
+                Self::previous(previous, p)
+                    .cloned()
+                    .unwrap_or_else(|| ManifestCondition {
+                        resource_meta: p.meta.clone(),
+                        status_feedback: StatusFeedbackResult::default(),
+                        conditions: Vec::new(),
+                        extra: Default::default(),
+                    });
             mc.resource_meta = p.meta.clone();
-            if let Some((_, c)) = applied_conditions.iter().find(|(o, _)| *o == p.ordinal) {
+            if let Some(c) = applied_conditions
+                .and_then(|a| a.iter().find(|(o, _)| *o == p.ordinal))
+                .map(|(_, c)| c)
+            {
                 set_condition(&mut mc.conditions, c.clone(), now);
             }
+            let rules = p
+                .config
+                .conditions
+                .map(|c| c.condition_rules.as_slice())
+                .unwrap_or_default();
             let availability = match &p.at {
                 None => Availability::IncompleteMeta,
                 Some(at) => match self.target.get(at).await {
                     Ok(Some(live)) => {
-                        let gvk = (
-                            p.meta.group.as_str(),
-                            p.meta.version.as_str(),
-                            p.meta.kind.as_str(),
-                        );
-                        let rules = p.config.feedback.map(|c| c.feedback_rules.as_slice());
-                        let fb =
-                            rules.map(|r| feedback::evaluate(r, &live, gvk, self.max_json_raw));
-                        let errors = fb.as_ref().map(|f| f.errors.clone());
-                        let values = fb.map(|f| f.values).unwrap_or_default();
-                        if values != mc.status_feedback.values {
-                            // The transition time marks the last value change (§3.2).
-                            workbus_schemas::work::status::remove_condition(
-                                &mut mc.conditions,
-                                condition_type::STATUS_FEEDBACK_SYNCED,
-                            );
-                            mc.status_feedback.values = values;
-                        }
-                        set_condition(
-                            &mut mc.conditions,
-                            conditions::feedback_synced(errors.as_deref(), now),
-                            now,
-                        );
-                        if let Some(d) = self.target.next_change(at) {
-                            requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
-                        }
+                        self.observe_live(p, &live, &mut mc, generation, now);
+                        requeue = min_requeue(requeue, self.target.next_change(at));
                         Availability::Exists
                     }
                     Ok(None) => Availability::Missing,
@@ -495,24 +707,97 @@ impl<T: Target> Reconciler<T> {
                 conditions::manifest_available(availability, now),
                 now,
             );
+            // Conditions of rules no longer configured go away (checklist item 48).
+            mc.conditions.retain(|c| {
+                MANIFEST_BASE_TYPES.contains(&c.type_.as_str())
+                    || rules.iter().any(|r| {
+                        r.condition == c.type_
+                            || (r.condition.is_empty() && c.type_ == condition_type::COMPLETE)
+                    })
+            });
             manifests.push(mc);
         }
+
         let mut status = previous.clone();
         status.resource_status.manifests = manifests;
-        if !status.resource_status.manifests.is_empty() || !applied_conditions.is_empty() {
-            let applied =
-                conditions::work_applied(&status.resource_status.manifests, generation, now);
+        let ms = &status.resource_status.manifests;
+        if applied_conditions.is_some() {
+            let applied = conditions::work_applied(ms, generation, now);
             set_condition(&mut status.conditions, applied, now);
-            let available =
-                conditions::work_available(&status.resource_status.manifests, generation, now);
+        }
+        // §3.1/§11: Available only once the work has an Applied condition.
+        if find_condition(&status.conditions, condition_type::APPLIED).is_some() {
+            let available = conditions::work_available(ms, generation, now);
             set_condition(&mut status.conditions, available, now);
+        }
+        // Rule-produced types, aggregated; ones no manifest produces any more are pruned.
+        let mut rule_types: Vec<String> = ms
+            .iter()
+            .flat_map(|m| m.conditions.iter())
+            .filter(|c| !MANIFEST_BASE_TYPES.contains(&c.type_.as_str()))
+            .map(|c| c.type_.clone())
+            .collect();
+        rule_types.sort();
+        rule_types.dedup();
+        let aggregated: Vec<Condition> = rule_types
+            .iter()
+            .filter_map(|t| conditions::work_rule_condition(t, ms, generation, now))
+            .collect();
+        status.conditions.retain(|c| {
+            WORK_BASE_TYPES.contains(&c.type_.as_str()) || rule_types.contains(&c.type_)
+        });
+        for c in aggregated {
+            set_condition(&mut status.conditions, c, now);
         }
         (status, requeue)
     }
 
-    /// Releases one applied object from `owner`: delete it when `delete` and nobody else
-    /// owns it (UID precondition), else only drop our owner reference. True when it no
-    /// longer needs attention.
+    /// Feedback values and rule conditions from a readable live object.
+    fn observe_live(
+        &self,
+        p: &Planned<'_>,
+        live: &Value,
+        mc: &mut ManifestCondition,
+        generation: i64,
+        now: Time,
+    ) {
+        let gvk = (
+            p.meta.group.as_str(),
+            p.meta.version.as_str(),
+            p.meta.kind.as_str(),
+        );
+        let rules = p.config.feedback.map(|c| c.feedback_rules.as_slice());
+        let fb = rules.map(|r| feedback::evaluate(r, live, gvk, self.max_json_raw));
+        let errors = fb.as_ref().map(|f| f.errors.clone());
+        let values = fb.map(|f| f.values).unwrap_or_default();
+        if values != mc.status_feedback.values {
+            // Removed and re-added, so its transition time marks the last value change
+            // (§3.2).
+            remove_condition(&mut mc.conditions, condition_type::STATUS_FEEDBACK_SYNCED);
+            mc.status_feedback.values = values;
+        }
+        set_condition(
+            &mut mc.conditions,
+            conditions::feedback_synced(errors.as_deref(), now),
+            now,
+        );
+        for rule in p
+            .config
+            .conditions
+            .map(|c| c.condition_rules.as_slice())
+            .unwrap_or_default()
+        {
+            if let Some(c) = conditions::rule_condition(rule, gvk, live, generation, now) {
+                set_condition(&mut mc.conditions, c, now);
+            }
+        }
+    }
+
+    /// Releases one applied object from `owner` (§6): skip it when gone, re-created by
+    /// someone else (UID differs) or not owned by us; only drop our owner reference when
+    /// orphaning or when another AppliedManifestWork also owns it; otherwise delete it
+    /// with a UID precondition. True when it needs no further attention, false while it
+    /// is still terminating or the target could not be reached.
     async fn release(&self, r: &AppliedResource, owner: &Owner, delete: bool) -> bool {
         let at = r.at();
         let live = match self.target.get(&at).await {
@@ -520,15 +805,26 @@ impl<T: Target> Reconciler<T> {
             Ok(None) => return true,
             Err(_) => return false,
         };
-        let owners: Vec<&str> = live["metadata"]["ownerReferences"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|o| o["uid"].as_str()).collect())
-            .unwrap_or_default();
-        if !owners.contains(&owner.uid.as_str()) {
-            return true; // not ours (any more)
+        let meta = &live["metadata"];
+        if !r.uid.is_empty() && meta["uid"].as_str() != Some(r.uid.as_str()) {
+            return true; // not the object we applied
         }
-        if !delete || owners.len() > 1 {
+        let refs = meta["ownerReferences"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if !refs.iter().any(|o| o["uid"] == owner.uid.as_str()) {
+            return true; // not ours (orphaned, ReadOnly, or never owned)
+        }
+        let work_owners = refs
+            .iter()
+            .filter(|o| o["kind"] == "AppliedManifestWork")
+            .count();
+        if !delete || work_owners > 1 {
             return self.target.remove_owner(&at, &owner.uid).await.is_ok();
+        }
+        if meta.get("deletionTimestamp").is_some() {
+            return false; // already terminating: wait until it is gone
         }
         let uid = (!r.uid.is_empty()).then_some(r.uid.as_str());
         matches!(
@@ -537,40 +833,27 @@ impl<T: Target> Reconciler<T> {
         )
     }
 
-    /// Deletes the work's applied objects per its `deleteOption` (§2.2, §6).
+    /// Deletes the work's applied objects per its `deleteOption` (§2.2, §6): Foreground
+    /// deletes what only this work owns and reports [`CleanupOutcome::Pending`] until it
+    /// is actually gone; orphaned objects (Orphan, SelectivelyOrphan rules) only lose
+    /// this work's owner reference; objects owned by another work too, ReadOnly ones and
+    /// ones re-created by someone else are left alone.
     pub async fn cleanup(&self, work: &ManifestWork, state: &WorkState) -> CleanupOutcome {
         let owner = owner_of(work);
-        let option = work.spec.delete_option.as_ref();
-        let policy = option
-            .map(|o| o.policy())
-            .unwrap_or(PropagationPolicy::Foreground);
         let mut remaining = Vec::new();
         for r in &state.applied {
-            let orphan = match &policy {
-                PropagationPolicy::Foreground => false,
-                PropagationPolicy::Orphan => true,
-                // Any other value, including empty, is evaluated with the selective rules.
-                _ => option
-                    .and_then(|o| o.selectively_orphans.as_ref())
-                    .is_some_and(|s| {
-                        s.orphaning_rules.iter().any(|rule| {
-                            rule.group == r.group
-                                && rule.resource == r.resource
-                                && rule.namespace == r.namespace
-                                && rule.name == r.name
-                        })
-                    }),
-            };
+            let orphan = orphaned(work, &r.group, &r.resource, &r.namespace, &r.name);
             if !self.release(r, &owner, !orphan).await {
                 remaining.push(r.clone());
             }
         }
         if remaining.is_empty() {
+            self.cache().retain(|(uid, _), _| *uid != owner.uid);
             CleanupOutcome::Done
         } else {
             CleanupOutcome::Pending {
                 remaining,
-                requeue_after: Duration::from_secs(1),
+                requeue_after: DELETION_RECHECK,
             }
         }
     }
@@ -583,11 +866,16 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob("*", "x"));
+        assert!(glob("*", ""));
         assert!(glob("web-*", "web-1"));
         assert!(glob("*-db", "main-db"));
         assert!(glob("a*c*e", "abcde"));
+        assert!(glob("a*a", "aa"));
+        assert!(!glob("a*a", "a"), "prefix and suffix may not overlap");
         assert!(!glob("web-*", "api-1"));
         assert!(!glob("x", "y"));
+        assert!(glob("", ""));
+        assert!(!glob("", "x"));
     }
 
     #[test]
@@ -595,5 +883,6 @@ mod tests {
         assert!(kind_rank("Namespace") < kind_rank("ConfigMap"));
         assert!(kind_rank("ConfigMap") < kind_rank("Deployment"));
         assert!(kind_rank("Deployment") < kind_rank("Widget"));
+        assert!(kind_rank("Widget") < kind_rank(""));
     }
 }

@@ -27,7 +27,7 @@ pub struct ResourceMapping {
 }
 
 /// An object's address: group/version/resource plus namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ObjectRef {
     /// API group.
     pub group: String,
@@ -39,6 +39,19 @@ pub struct ObjectRef {
     pub namespace: String,
     /// Name.
     pub name: String,
+}
+
+impl ObjectRef {
+    /// An address from its parts (`namespace` empty for cluster-scoped objects).
+    pub fn new(group: &str, version: &str, resource: &str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }
 
 /// The owner the agent records on what it applies (the work's AppliedManifestWork).
@@ -61,6 +74,18 @@ impl Owner {
             "uid": self.uid,
         })
     }
+}
+
+/// What an apply does to the object's owner references (manifestwork-semantics §2.2, §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerChange {
+    /// Make the work's AppliedManifestWork an owner (Foreground deletion).
+    Add(Owner),
+    /// Remove the owner reference with this UID if present (Orphan, or a
+    /// SelectivelyOrphan rule matched): the object must survive the work's deletion.
+    Remove(String),
+    /// Leave owner references as they are.
+    Keep,
 }
 
 /// How to write an object (the work's update strategy, §5).
@@ -90,9 +115,13 @@ pub enum DeleteResult {
     UidMismatch,
 }
 
-/// Errors from a target.
+/// Errors from a target, one variant per kind of API server answer the agent treats
+/// differently; the `Display` text is what ends up in condition messages.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// Something the operation needs does not exist (e.g. the object's namespace).
+    #[error("{0}")]
+    NotFound(String),
     /// The kind is not served (`the server doesn't have a resource type "X"`).
     #[error("the server doesn't have a resource type \"{0}\"")]
     UnknownKind(String),
@@ -125,18 +154,20 @@ pub trait Target: Send + Sync + 'static {
         at: &ObjectRef,
     ) -> impl Future<Output = Result<Option<Value>, TargetError>> + Send;
 
-    /// Writes `object` at `at` with `mode`, adding `owner` to its ownerReferences (or
-    /// removing the owner when `None` and `remove_owner_uid` is given by the caller via
-    /// [`Target::remove_owner`]). Returns the live object.
+    /// Writes `object` at `at` with `mode` (creating it when missing), changing its
+    /// ownerReferences as `owner` says; existing foreign owners, finalizers, labels and
+    /// annotations are preserved. Returns the live object after the write.
     fn apply(
         &self,
         at: &ObjectRef,
         object: &Value,
         mode: &ApplyMode,
-        owner: Option<&Owner>,
+        owner: &OwnerChange,
     ) -> impl Future<Output = Result<Value, TargetError>> + Send;
 
-    /// Deletes the object if its UID is `uid` (when given).
+    /// Deletes the object if its UID is `uid` (when given), with background propagation.
+    /// An object held by finalizers only gets a `deletionTimestamp`:
+    /// [`DeleteResult::Pending`] until the finalizers are gone.
     fn delete(
         &self,
         at: &ObjectRef,

@@ -2,25 +2,49 @@
 //! API server on what the agent uses, for demos, scale runs and tests. It is a
 //! stand-in, clearly named as one; nothing here talks to Kubernetes.
 //!
-//! What it does like the real thing: knows the common kinds (resource names, namespaced
-//! or cluster-scoped) and refuses others with the API server's message; assigns UIDs,
-//! resourceVersions, generations and creation timestamps; keeps owner references; only
-//! bumps `generation` when the spec changes; honours UID preconditions on delete.
-//! What it simulates: Deployments, DaemonSets, StatefulSets, ReplicaSets, Jobs and Pods
-//! progress to ready/complete `ready_after` their last spec change, with the status
-//! fields controllers write. It can be told to fail a manifest, counts writes per object
-//! (so tests can assert "no duplicate applies"), and can keep a JSON snapshot on disk so
-//! an agent process restarted with the same data dir finds its objects again.
+//! Like the real thing, it:
+//! - knows the common built-in kinds (resource names, namespaced or cluster-scoped),
+//!   plus any kind defined by a `CustomResourceDefinition` stored in it, and refuses
+//!   others with the API server's message;
+//! - assigns UIDs, resourceVersions, generations and creation timestamps; bumps
+//!   `generation` only when the spec changes and `resourceVersion` only on real writes;
+//! - keeps owner references, finalizers, foreign labels and annotations; honours UID
+//!   preconditions on delete; an object with finalizers only gets a `deletionTimestamp`
+//!   until they are removed ([`SimulatedCluster::finish_finalizers`]); deleting a
+//!   Namespace deletes what is in it;
+//! - records server-side apply field managers in `managedFields`.
+//!
+//! What it simulates ([`status`]): Deployments, DaemonSets, StatefulSets, ReplicaSets,
+//! Jobs and Pods become ready/complete `ready_after` their last spec change, with the
+//! status fields their controllers write.
+//!
+//! Deliberate simplifications (documented, so tests do not over-trust it): namespaces
+//! are not required to exist unless [`SimulatedCluster::require_namespaces`] is set
+//! (demos stay easy); server-side apply conflicts are detected per object, not per
+//! field (a different manager applied before, `force` is off, and the content differs);
+//! discovery is never "unavailable".
+//!
+//! Test hooks: failure injection per manifest ([`SimulatedCluster::fail_manifest`]), an
+//! unavailable API ([`SimulatedCluster::set_unavailable`]), apply counters per object
+//! (so tests can assert "no duplicate applies"), an injectable clock ([`SimClock`]), and a
+//! JSON snapshot on disk so an agent process restarted with the same data dir finds its
+//! objects again.
+
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use workbus_schemas::work::Time;
 
-use super::{ApplyMode, DeleteResult, ObjectRef, Owner, ResourceMapping, Target, TargetError};
+use super::{
+    ApplyMode, DeleteResult, ObjectRef, OwnerChange, ResourceMapping, Target, TargetError,
+};
 
 /// Settings of a simulated cluster.
 #[derive(Debug, Clone)]
@@ -40,7 +64,56 @@ impl Default for SimConfig {
     }
 }
 
-/// (group, version, kind, plural, namespaced) of the kinds the simulated API serves.
+/// The simulated cluster's time source: the system clock, or a manual clock that only
+/// moves when a test says so (so readiness delays are tested without sleeping).
+#[derive(Debug, Clone, Default)]
+pub struct SimClock {
+    /// Unix milliseconds of a manual clock; `None` follows the system clock.
+    manual: Option<Arc<AtomicI64>>,
+}
+
+impl SimClock {
+    /// Follows the system clock.
+    pub fn system() -> SimClock {
+        SimClock { manual: None }
+    }
+
+    /// A manual clock starting at `start_unix_ms` (Unix milliseconds).
+    pub fn manual(start_unix_ms: i64) -> SimClock {
+        SimClock {
+            manual: Some(Arc::new(AtomicI64::new(start_unix_ms))),
+        }
+    }
+
+    /// Moves a manual clock forward; does nothing to the system clock.
+    pub fn advance(&self, by: Duration) {
+        if let Some(ms) = &self.manual {
+            let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+            // fetch_update cannot fail with a closure that always returns Some.
+            let _ = ms.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(by))
+            });
+        }
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match &self.manual {
+            Some(ms) => ms.load(Ordering::SeqCst),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Now, as a status time (what the agent passes to the reconciler in tests).
+    pub fn now(&self) -> Time {
+        Time::new(chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default())
+    }
+}
+
+/// (group, version, kind, plural, namespaced) of the built-in kinds the simulation serves.
 const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "Namespace", "namespaces", false),
     ("", "v1", "ConfigMap", "configmaps", true),
@@ -131,6 +204,7 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ),
 ];
 
+/// One stored object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SimObject {
     /// The stored object (metadata + desired fields; status is computed on read).
@@ -138,7 +212,7 @@ struct SimObject {
     kind: String,
     /// Unix ms of the last spec change (drives readiness).
     changed_at_ms: i64,
-    /// Writes through `apply`.
+    /// Calls to `apply` for this object (including ones that changed nothing).
     applies: u64,
 }
 
@@ -150,37 +224,35 @@ struct Failure {
     message: String,
 }
 
+/// Everything behind the lock; the persisted part is `objects` and `counter`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     objects: BTreeMap<String, SimObject>,
+    /// Last resourceVersion handed out (one counter for the whole cluster, like etcd).
     counter: u64,
     #[serde(skip)]
     failures: Vec<Failure>,
+    #[serde(skip)]
+    unavailable: Option<String>,
 }
 
-/// The simulated cluster. Cheap to share (`Arc`); all methods take `&self`.
+/// The simulated cluster. Share it with `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct SimulatedCluster {
     config: SimConfig,
+    clock: SimClock,
+    require_namespaces: bool,
     state: Mutex<State>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Objects are stored once per group/resource, whatever version they are read at (as
+/// the API server does).
+fn key(group: &str, resource: &str, namespace: &str, name: &str) -> String {
+    format!("{group}/{resource}/{namespace}/{name}")
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn key(at: &ObjectRef) -> String {
-    format!(
-        "{}/{}/{}/{}/{}",
-        at.group, at.version, at.resource, at.namespace, at.name
-    )
+fn key_of(at: &ObjectRef) -> String {
+    key(&at.group, &at.resource, &at.namespace, &at.name)
 }
 
 fn split_api_version(api_version: &str) -> (&str, &str) {
@@ -188,205 +260,6 @@ fn split_api_version(api_version: &str) -> (&str, &str) {
         Some((g, v)) => (g, v),
         None => ("", api_version),
     }
-}
-
-impl SimulatedCluster {
-    /// A simulated cluster; loads its snapshot if one is configured and present.
-    pub fn new(config: SimConfig) -> SimulatedCluster {
-        let state = config
-            .snapshot
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        SimulatedCluster {
-            config,
-            state: Mutex::new(state),
-        }
-    }
-
-    /// Makes every apply of the object with this kind, namespace and name fail with
-    /// `message` (as if the API server rejected it).
-    pub fn fail_manifest(&self, kind: &str, namespace: &str, name: &str, message: &str) {
-        if let Ok(mut s) = self.state.lock() {
-            s.failures.push(Failure {
-                kind: kind.into(),
-                namespace: namespace.into(),
-                name: name.into(),
-                message: message.into(),
-            });
-        }
-    }
-
-    /// Removes every injected failure.
-    pub fn clear_failures(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.failures.clear();
-        }
-    }
-
-    /// The live object (with its simulated status), if it exists.
-    pub fn object(
-        &self,
-        group: &str,
-        version: &str,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Value> {
-        let at = ObjectRef {
-            group: group.into(),
-            version: version.into(),
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let s = self.state.lock().ok()?;
-        s.objects.get(&key(&at)).map(|o| self.live(o))
-    }
-
-    /// How many times the object was written through `apply`.
-    pub fn apply_count(
-        &self,
-        group: &str,
-        version: &str,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> u64 {
-        let k = format!("{group}/{version}/{resource}/{namespace}/{name}");
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.objects.get(&k).map(|o| o.applies))
-            .unwrap_or(0)
-    }
-
-    /// Deletes an object behind the agent's back (someone ran `kubectl delete`).
-    pub fn delete_out_of_band(
-        &self,
-        group: &str,
-        version: &str,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> bool {
-        let k = format!("{group}/{version}/{resource}/{namespace}/{name}");
-        let removed = self
-            .state
-            .lock()
-            .map(|mut s| s.objects.remove(&k).is_some())
-            .unwrap_or(false);
-        self.save();
-        removed
-    }
-
-    /// Number of objects stored.
-    pub fn len(&self) -> usize {
-        self.state.lock().map(|s| s.objects.len()).unwrap_or(0)
-    }
-
-    /// True when no object is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn save(&self) {
-        let Some(path) = &self.config.snapshot else {
-            return;
-        };
-        let Ok(bytes) = self.state.lock().map(|s| serde_json::to_vec(&*s)) else {
-            return;
-        };
-        let Ok(bytes) = bytes else { return };
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
-        }
-    }
-
-    fn ready(&self, o: &SimObject) -> bool {
-        now_ms() - o.changed_at_ms >= self.config.ready_after.as_millis() as i64
-    }
-
-    /// The object as read from the API: stored fields plus the simulated status.
-    fn live(&self, o: &SimObject) -> Value {
-        let mut v = o.object.clone();
-        if let Some(status) = simulated_status(&o.kind, &v, self.ready(o))
-            && let Some(map) = v.as_object_mut()
-        {
-            map.insert("status".into(), status);
-        }
-        v
-    }
-}
-
-/// The status controllers would have written by now.
-fn simulated_status(kind: &str, obj: &Value, ready: bool) -> Option<Value> {
-    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
-    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-    let now = now_rfc3339();
-    let mut status = Map::new();
-    let mut put = |k: &str, v: Value| {
-        // Kubernetes omits zero counts.
-        if v != json!(0) {
-            status.insert(k.to_string(), v);
-        }
-    };
-    match kind {
-        "Deployment" | "StatefulSet" | "ReplicaSet" => {
-            put("observedGeneration", json!(generation));
-            put("replicas", json!(replicas));
-            put("updatedReplicas", json!(replicas));
-            if ready {
-                put("readyReplicas", json!(replicas));
-                put("availableReplicas", json!(replicas));
-                if kind == "Deployment" {
-                    put(
-                        "conditions",
-                        json!([
-                            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                             "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
-                            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                             "message": "ReplicaSet has successfully progressed.", "lastUpdateTime": now, "lastTransitionTime": now}
-                        ]),
-                    );
-                }
-            } else {
-                put("unavailableReplicas", json!(replicas));
-            }
-        }
-        "DaemonSet" => {
-            put("observedGeneration", json!(generation));
-            put("desiredNumberScheduled", json!(1));
-            put("currentNumberScheduled", json!(1));
-            put("updatedNumberScheduled", json!(1));
-            put("numberReady", json!(if ready { 1 } else { 0 }));
-            put("numberAvailable", json!(if ready { 1 } else { 0 }));
-            put("numberUnavailable", json!(if ready { 0 } else { 1 }));
-        }
-        "Job" => {
-            let completions = obj["spec"]["completions"].as_i64().unwrap_or(1);
-            if ready {
-                put("succeeded", json!(completions));
-                put(
-                    "conditions",
-                    json!([{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}]),
-                );
-            } else {
-                put("active", json!(1));
-            }
-        }
-        "Pod" => {
-            put("phase", json!(if ready { "Running" } else { "Pending" }));
-            put(
-                "conditions",
-                json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}]),
-            );
-        }
-        _ => return None,
-    }
-    Some(Value::Object(status))
 }
 
 /// The desired part of an object: everything but metadata and status.
@@ -401,40 +274,352 @@ fn desired(obj: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn merge_owner(meta: &mut Map<String, Value>, owner: Option<&Owner>) {
-    let Some(owner) = owner else { return };
-    let refs = meta
-        .entry("ownerReferences")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if let Some(list) = refs.as_array_mut()
-        && !list.iter().any(|r| r["uid"] == owner.uid.as_str())
-    {
-        list.push(owner.reference());
+/// Applies an owner change to object metadata; true when something changed.
+fn change_owner(meta: &mut Map<String, Value>, owner: &OwnerChange) -> bool {
+    match owner {
+        OwnerChange::Keep => false,
+        OwnerChange::Add(owner) => {
+            let refs = meta
+                .entry("ownerReferences")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !refs.is_array() {
+                *refs = Value::Array(Vec::new());
+            }
+            match refs.as_array_mut() {
+                Some(list) if !list.iter().any(|r| r["uid"] == owner.uid.as_str()) => {
+                    list.push(owner.reference());
+                    true
+                }
+                _ => false,
+            }
+        }
+        OwnerChange::Remove(uid) => {
+            let Some(list) = meta
+                .get_mut("ownerReferences")
+                .and_then(Value::as_array_mut)
+            else {
+                return false;
+            };
+            let before = list.len();
+            list.retain(|r| r["uid"] != uid.as_str());
+            before != list.len()
+        }
     }
+}
+
+/// Merges labels and annotations of `want` into `meta`; true when something changed.
+fn merge_labels(meta: &mut Map<String, Value>, want: &Value) -> bool {
+    let mut changed = false;
+    for field in ["labels", "annotations"] {
+        let Some(Value::Object(want)) = want.get(field) else {
+            continue;
+        };
+        let have = meta.entry(field).or_insert_with(|| json!({}));
+        if !have.is_object() {
+            *have = json!({});
+        }
+        if let Some(have) = have.as_object_mut() {
+            for (k, v) in want {
+                if have.get(k) != Some(v) {
+                    have.insert(k.clone(), v.clone());
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// The field manager that last server-side applied the object, if any.
+fn ssa_manager(meta: &Value) -> Option<&str> {
+    meta["managedFields"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["operation"] == "Apply")
+        .and_then(|m| m["manager"].as_str())
+}
+
+/// Records `manager` as the object's server-side apply manager.
+fn record_manager(meta: &mut Map<String, Value>, manager: &str, api_version: &Value, at: &str) {
+    let mut entries: Vec<Value> = meta
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|m| m["manager"] != manager);
+    entries.push(json!({
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": api_version,
+        "time": at,
+        "fieldsType": "FieldsV1",
+    }));
+    meta.insert("managedFields".into(), Value::Array(entries));
+}
+
+impl SimulatedCluster {
+    /// A simulated cluster on the system clock; loads its snapshot if one is configured
+    /// and readable (an unreadable snapshot starts an empty cluster).
+    pub fn new(config: SimConfig) -> SimulatedCluster {
+        let state = config
+            .snapshot
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        SimulatedCluster {
+            config,
+            clock: SimClock::system(),
+            require_namespaces: false,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Uses `clock` instead of the system clock (tests: [`SimClock::manual`]).
+    pub fn with_clock(mut self, clock: SimClock) -> SimulatedCluster {
+        self.clock = clock;
+        self
+    }
+
+    /// When true, namespaced objects can only be created in an existing Namespace
+    /// (`namespaces "x" not found`, as a real cluster answers). Default false, so demos
+    /// need not ship Namespace manifests.
+    pub fn require_namespaces(mut self, require: bool) -> SimulatedCluster {
+        self.require_namespaces = require;
+        self
+    }
+
+    /// The cluster's clock.
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// The state, even after a panic elsewhere poisoned the lock: every mutation below
+    /// leaves the state consistent before anything that could panic.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every apply of the object with this kind, namespace (`""` for
+    /// cluster-scoped) and name fail with `message`, as if the API server (e.g. an
+    /// admission webhook) rejected it. Other manifests are unaffected.
+    pub fn fail_manifest(&self, kind: &str, namespace: &str, name: &str, message: &str) {
+        self.state().failures.push(Failure {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Removes every injected failure.
+    pub fn clear_failures(&self) {
+        self.state().failures.clear();
+    }
+
+    /// `Some(message)`: every read and write fails with [`TargetError::Unavailable`]
+    /// (the API server is down); `None`: back to normal. Kind resolution keeps working,
+    /// like a client's cached discovery.
+    pub fn set_unavailable(&self, message: Option<&str>) {
+        self.state().unavailable = message.map(str::to_string);
+    }
+
+    /// The live object (with its simulated status), if it exists. `version` is accepted
+    /// for symmetry with the API but objects are stored once per group/resource.
+    pub fn object(
+        &self,
+        group: &str,
+        _version: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let s = self.state();
+        s.objects
+            .get(&key(group, resource, namespace, name))
+            .map(|o| self.live(o))
+    }
+
+    /// How many times `apply` was called for the object (writes that changed nothing
+    /// included; injected failures excluded).
+    pub fn apply_count(
+        &self,
+        group: &str,
+        _version: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> u64 {
+        self.state()
+            .objects
+            .get(&key(group, resource, namespace, name))
+            .map_or(0, |o| o.applies)
+    }
+
+    /// Deletes an object behind the agent's back (someone ran `kubectl delete`),
+    /// ignoring finalizers. True when it existed.
+    pub fn delete_out_of_band(
+        &self,
+        group: &str,
+        _version: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> bool {
+        let removed = {
+            let mut s = self.state();
+            let removed = s.objects.remove(&key(group, resource, namespace, name));
+            if let Some(o) = &removed
+                && o.kind == "Namespace"
+            {
+                remove_namespace_contents(&mut s, name);
+            }
+            removed.is_some()
+        };
+        self.save();
+        removed
+    }
+
+    /// Removes the object's finalizers, as the controller holding them would once done;
+    /// an object already being deleted then goes away. True when it existed.
+    pub fn finish_finalizers(
+        &self,
+        group: &str,
+        _version: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> bool {
+        let found = {
+            let mut s = self.state();
+            let k = key(group, resource, namespace, name);
+            s.counter += 1;
+            let rv = s.counter.to_string();
+            match s.objects.get_mut(&k) {
+                None => false,
+                Some(o) => {
+                    let terminating = o.object["metadata"].get("deletionTimestamp").is_some();
+                    if let Some(meta) = o.object["metadata"].as_object_mut() {
+                        meta.remove("finalizers");
+                        meta.insert("resourceVersion".into(), json!(rv));
+                    }
+                    if terminating {
+                        let kind = o.kind.clone();
+                        s.objects.remove(&k);
+                        if kind == "Namespace" {
+                            remove_namespace_contents(&mut s, name);
+                        }
+                    }
+                    true
+                }
+            }
+        };
+        self.save();
+        found
+    }
+
+    /// Number of objects stored.
+    pub fn len(&self) -> usize {
+        self.state().objects.len()
+    }
+
+    /// True when no object is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the snapshot (if configured) through a temporary file and a rename, so a
+    /// crash mid-write leaves the previous snapshot intact. Best effort: the simulation
+    /// must not fail the agent over its own bookkeeping.
+    fn save(&self) {
+        let Some(path) = &self.config.snapshot else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&*self.state()) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+
+    fn ready_at_ms(&self, o: &SimObject) -> i64 {
+        let delay = i64::try_from(self.config.ready_after.as_millis()).unwrap_or(i64::MAX);
+        o.changed_at_ms.saturating_add(delay)
+    }
+
+    /// The object as read from the API: stored fields plus the simulated status.
+    fn live(&self, o: &SimObject) -> Value {
+        let mut v = o.object.clone();
+        let ready_at = self.ready_at_ms(o);
+        let ready = self.clock.now_ms() >= ready_at;
+        if let Some(status) = status::simulated(&o.kind, &v, o.changed_at_ms, ready_at, ready)
+            && let Some(map) = v.as_object_mut()
+        {
+            map.insert("status".into(), status);
+        }
+        v
+    }
+
+    /// Kinds defined by stored CustomResourceDefinitions (served versions only).
+    fn custom_kind(s: &State, group: &str, version: &str, kind: &str) -> Option<ResourceMapping> {
+        s.objects
+            .values()
+            .filter(|o| o.kind == "CustomResourceDefinition")
+            .map(|o| &o.object["spec"])
+            .find(|spec| {
+                spec["group"] == group
+                    && spec["names"]["kind"] == kind
+                    && spec["versions"].as_array().is_some_and(|vs| {
+                        vs.iter()
+                            .any(|v| v["name"] == version && v["served"] != false)
+                    })
+            })
+            .and_then(|spec| {
+                Some(ResourceMapping {
+                    group: group.into(),
+                    version: version.into(),
+                    kind: kind.into(),
+                    resource: spec["names"]["plural"].as_str()?.to_string(),
+                    namespaced: spec["scope"] != "Cluster",
+                })
+            })
+    }
+}
+
+/// A deleted Namespace takes its objects with it.
+fn remove_namespace_contents(s: &mut State, namespace: &str) {
+    s.objects
+        .retain(|_, o| o.object["metadata"]["namespace"].as_str() != Some(namespace));
 }
 
 impl Target for SimulatedCluster {
     async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, TargetError> {
         let (group, version) = split_api_version(api_version);
-        KINDS
+        if let Some((g, v, k, r, n)) = KINDS
             .iter()
             .find(|(g, v, k, _, _)| *g == group && *v == version && *k == kind)
-            .map(|(g, v, k, r, n)| ResourceMapping {
+        {
+            return Ok(ResourceMapping {
                 group: g.to_string(),
                 version: v.to_string(),
                 kind: k.to_string(),
                 resource: r.to_string(),
                 namespaced: *n,
-            })
+            });
+        }
+        Self::custom_kind(&self.state(), group, version, kind)
             .ok_or_else(|| TargetError::UnknownKind(kind.to_string()))
     }
 
     async fn get(&self, at: &ObjectRef) -> Result<Option<Value>, TargetError> {
-        let s = self
-            .state
-            .lock()
-            .map_err(|_| TargetError::Unavailable("simulated cluster poisoned".into()))?;
-        Ok(s.objects.get(&key(at)).map(|o| self.live(o)))
+        let s = self.state();
+        if let Some(message) = &s.unavailable {
+            return Err(TargetError::Unavailable(message.clone()));
+        }
+        Ok(s.objects.get(&key_of(at)).map(|o| self.live(o)))
     }
 
     async fn apply(
@@ -442,14 +627,16 @@ impl Target for SimulatedCluster {
         at: &ObjectRef,
         object: &Value,
         mode: &ApplyMode,
-        owner: Option<&Owner>,
+        owner: &OwnerChange,
     ) -> Result<Value, TargetError> {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let now_ms = self.clock.now_ms();
+        let now = status::rfc3339(now_ms);
         let live = {
-            let mut s = self
-                .state
-                .lock()
-                .map_err(|_| TargetError::Unavailable("simulated cluster poisoned".into()))?;
+            let mut s = self.state();
+            if let Some(message) = &s.unavailable {
+                return Err(TargetError::Unavailable(message.clone()));
+            }
             if let Some(f) = s
                 .failures
                 .iter()
@@ -457,44 +644,67 @@ impl Target for SimulatedCluster {
             {
                 return Err(TargetError::Invalid(f.message.clone()));
             }
+            if at.name.is_empty() {
+                return Err(TargetError::Invalid(
+                    "resource name may not be empty".into(),
+                ));
+            }
+            let k = key_of(at);
+            if self.require_namespaces
+                && !at.namespace.is_empty()
+                && !s
+                    .objects
+                    .contains_key(&key("", "namespaces", "", &at.namespace))
+            {
+                return Err(TargetError::NotFound(format!(
+                    "namespaces \"{}\" not found",
+                    at.namespace
+                )));
+            }
+            // Checked before anything changes, so a conflict leaves the object as it was.
+            if let (
+                Some(existing),
+                ApplyMode::ServerSideApply {
+                    field_manager,
+                    force,
+                },
+            ) = (s.objects.get(&k), mode)
+                && !force
+                && desired(&existing.object) != desired(object)
+                && let Some(other) = ssa_manager(&existing.object["metadata"])
+                && other != field_manager
+            {
+                return Err(TargetError::Conflict(format!(
+                    "Apply failed with 1 conflict: conflict with \"{other}\""
+                )));
+            }
             s.counter += 1;
             let rv = s.counter.to_string();
-            let k = key(at);
             match s.objects.get_mut(&k) {
                 Some(existing) => {
                     existing.applies += 1;
                     let mut changed = false;
-                    if *mode != ApplyMode::CreateOnly
-                        && desired(&existing.object) != desired(object)
-                    {
+                    let modifies = *mode != ApplyMode::CreateOnly;
+                    if modifies && desired(&existing.object) != desired(object) {
                         let mut next = desired(object);
                         next.insert("metadata".into(), existing.object["metadata"].clone());
                         existing.object = Value::Object(next);
                         let meta = &mut existing.object["metadata"];
                         let generation = meta["generation"].as_i64().unwrap_or(1) + 1;
                         meta["generation"] = json!(generation);
-                        existing.changed_at_ms = now_ms();
+                        existing.changed_at_ms = now_ms;
                         changed = true;
                     }
                     if let Some(meta) = existing.object["metadata"].as_object_mut() {
-                        if *mode != ApplyMode::CreateOnly {
-                            for field in ["labels", "annotations"] {
-                                if let Some(Value::Object(want)) = object["metadata"].get(field) {
-                                    let have = meta.entry(field).or_insert_with(|| json!({}));
-                                    if let Some(have) = have.as_object_mut() {
-                                        for (k, v) in want {
-                                            if have.get(k) != Some(v) {
-                                                have.insert(k.clone(), v.clone());
-                                                changed = true;
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                        if modifies {
+                            changed |= merge_labels(meta, &object["metadata"]);
                         }
-                        let before = meta.get("ownerReferences").cloned();
-                        merge_owner(meta, owner);
-                        changed |= before != meta.get("ownerReferences").cloned();
+                        changed |= change_owner(meta, owner);
+                        if let ApplyMode::ServerSideApply { field_manager, .. } = mode
+                            && changed
+                        {
+                            record_manager(meta, field_manager, &object["apiVersion"], &now);
+                        }
                         if changed {
                             meta.insert("resourceVersion".into(), json!(rv));
                         }
@@ -505,14 +715,15 @@ impl Target for SimulatedCluster {
                 None => {
                     let mut obj = desired(object);
                     let mut meta = object["metadata"].as_object().cloned().unwrap_or_default();
-                    for drop in [
+                    for server_owned in [
                         "uid",
                         "resourceVersion",
                         "generation",
                         "creationTimestamp",
+                        "deletionTimestamp",
                         "managedFields",
                     ] {
-                        meta.remove(drop);
+                        meta.remove(server_owned);
                     }
                     meta.insert("name".into(), json!(at.name));
                     if at.namespace.is_empty() {
@@ -523,13 +734,16 @@ impl Target for SimulatedCluster {
                     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
                     meta.insert("resourceVersion".into(), json!(rv));
                     meta.insert("generation".into(), json!(1));
-                    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-                    merge_owner(&mut meta, owner);
+                    meta.insert("creationTimestamp".into(), json!(now));
+                    change_owner(&mut meta, owner);
+                    if let ApplyMode::ServerSideApply { field_manager, .. } = mode {
+                        record_manager(&mut meta, field_manager, &object["apiVersion"], &now);
+                    }
                     obj.insert("metadata".into(), Value::Object(meta));
                     let o = SimObject {
                         object: Value::Object(obj),
                         kind,
-                        changed_at_ms: now_ms(),
+                        changed_at_ms: now_ms,
                         applies: 1,
                     };
                     let live = self.live(&o);
@@ -543,21 +757,39 @@ impl Target for SimulatedCluster {
     }
 
     async fn delete(&self, at: &ObjectRef, uid: Option<&str>) -> Result<DeleteResult, TargetError> {
+        let now = status::rfc3339(self.clock.now_ms());
         let result = {
-            let mut s = self
-                .state
-                .lock()
-                .map_err(|_| TargetError::Unavailable("simulated cluster poisoned".into()))?;
-            let k = key(at);
-            match s.objects.get(&k) {
-                None => DeleteResult::Gone,
-                Some(o) if uid.is_some_and(|u| o.object["metadata"]["uid"] != u) => {
-                    DeleteResult::UidMismatch
+            let mut s = self.state();
+            if let Some(message) = &s.unavailable {
+                return Err(TargetError::Unavailable(message.clone()));
+            }
+            let k = key_of(at);
+            s.counter += 1;
+            let rv = s.counter.to_string();
+            let Some(o) = s.objects.get_mut(&k) else {
+                return Ok(DeleteResult::Gone);
+            };
+            if uid.is_some_and(|u| o.object["metadata"]["uid"] != u) {
+                return Ok(DeleteResult::UidMismatch);
+            }
+            let held = o.object["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if held {
+                if let Some(meta) = o.object["metadata"].as_object_mut()
+                    && !meta.contains_key("deletionTimestamp")
+                {
+                    meta.insert("deletionTimestamp".into(), json!(now));
+                    meta.insert("resourceVersion".into(), json!(rv));
                 }
-                Some(_) => {
-                    s.objects.remove(&k);
-                    DeleteResult::Gone
+                DeleteResult::Pending
+            } else {
+                let kind = o.kind.clone();
+                s.objects.remove(&k);
+                if kind == "Namespace" {
+                    remove_namespace_contents(&mut s, &at.name);
                 }
+                DeleteResult::Gone
             }
         };
         self.save();
@@ -566,14 +798,17 @@ impl Target for SimulatedCluster {
 
     async fn remove_owner(&self, at: &ObjectRef, owner_uid: &str) -> Result<(), TargetError> {
         {
-            let mut s = self
-                .state
-                .lock()
-                .map_err(|_| TargetError::Unavailable("simulated cluster poisoned".into()))?;
-            if let Some(o) = s.objects.get_mut(&key(at))
-                && let Some(list) = o.object["metadata"]["ownerReferences"].as_array_mut()
+            let mut s = self.state();
+            if let Some(message) = &s.unavailable {
+                return Err(TargetError::Unavailable(message.clone()));
+            }
+            s.counter += 1;
+            let rv = s.counter.to_string();
+            if let Some(o) = s.objects.get_mut(&key_of(at))
+                && let Some(meta) = o.object["metadata"].as_object_mut()
+                && change_owner(meta, &OwnerChange::Remove(owner_uid.to_string()))
             {
-                list.retain(|r| r["uid"] != owner_uid);
+                meta.insert("resourceVersion".into(), json!(rv));
             }
         }
         self.save();
@@ -581,12 +816,13 @@ impl Target for SimulatedCluster {
     }
 
     fn next_change(&self, at: &ObjectRef) -> Option<Duration> {
-        let s = self.state.lock().ok()?;
-        let o = s.objects.get(&key(at))?;
-        simulated_status(&o.kind, &o.object, false)?;
-        let elapsed = (now_ms() - o.changed_at_ms).max(0) as u64;
-        let ready = self.config.ready_after.as_millis() as u64;
-        (elapsed < ready).then(|| Duration::from_millis(ready - elapsed + 10))
+        let s = self.state();
+        let o = s.objects.get(&key_of(at))?;
+        if !status::progresses(&o.kind) {
+            return None;
+        }
+        let remaining = self.ready_at_ms(o).saturating_sub(self.clock.now_ms());
+        (remaining > 0).then(|| Duration::from_millis(remaining.unsigned_abs()))
     }
 }
 
@@ -594,93 +830,30 @@ impl Target for SimulatedCluster {
 mod tests {
     use super::*;
 
-    fn at(resource: &str, ns: &str, name: &str, group: &str) -> ObjectRef {
-        ObjectRef {
-            group: group.into(),
-            version: "v1".into(),
-            resource: resource.into(),
-            namespace: ns.into(),
-            name: name.into(),
-        }
-    }
-
     #[tokio::test]
-    async fn resolves_known_kinds_only() {
-        let sim = SimulatedCluster::new(SimConfig::default());
-        let m = sim.resolve("apps/v1", "Deployment").await.unwrap();
-        assert_eq!(m.resource, "deployments");
-        assert!(m.namespaced);
-        assert!(!sim.resolve("v1", "Namespace").await.unwrap().namespaced);
-        assert_eq!(
-            sim.resolve("example.com/v1", "Widget")
-                .await
-                .unwrap_err()
-                .to_string(),
-            "the server doesn't have a resource type \"Widget\""
-        );
-    }
-
-    #[tokio::test]
-    async fn deployment_becomes_ready_and_generation_tracks_spec() {
+    async fn clock_drives_readiness_without_sleeping() {
+        let clock = SimClock::manual(1_000_000);
         let sim = SimulatedCluster::new(SimConfig {
-            ready_after: Duration::from_millis(0),
+            ready_after: Duration::from_secs(5),
             snapshot: None,
-        });
-        let r = at("deployments", "default", "web", "apps");
+        })
+        .with_clock(clock.clone());
+        let at = ObjectRef::new("apps", "v1", "deployments", "default", "web");
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}});
-        let live = sim.apply(&r, &d, &ApplyMode::Update, None).await.unwrap();
-        assert_eq!(live["status"]["readyReplicas"], 2);
-        assert_eq!(live["metadata"]["generation"], 1);
-        let same = sim.apply(&r, &d, &ApplyMode::Update, None).await.unwrap();
-        assert_eq!(same["metadata"]["generation"], 1);
-        assert_eq!(
-            same["metadata"]["resourceVersion"],
-            live["metadata"]["resourceVersion"]
-        );
-        let mut d2 = d.clone();
-        d2["spec"]["replicas"] = json!(3);
-        let changed = sim.apply(&r, &d2, &ApplyMode::Update, None).await.unwrap();
-        assert_eq!(changed["metadata"]["generation"], 2);
-        assert_eq!(
-            sim.apply_count("apps", "v1", "deployments", "default", "web"),
-            3
-        );
-        let kept = sim
-            .apply(&r, &d, &ApplyMode::CreateOnly, None)
+        let live = sim
+            .apply(&at, &d, &ApplyMode::Update, &OwnerChange::Keep)
             .await
             .unwrap();
-        assert_eq!(kept["spec"]["replicas"], 3, "CreateOnly never modifies");
-    }
-
-    #[tokio::test]
-    async fn failures_uid_preconditions_and_snapshot() {
-        let file = std::env::temp_dir().join(format!("workbus-sim-{}.json", std::process::id()));
-        let cfg = SimConfig {
-            ready_after: Duration::from_secs(60),
-            snapshot: Some(file.clone()),
-        };
-        let sim = SimulatedCluster::new(cfg.clone());
-        let r = at("configmaps", "default", "cm", "");
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
-        sim.fail_manifest("ConfigMap", "default", "cm", "admission webhook denied");
-        assert!(sim.apply(&r, &cm, &ApplyMode::Update, None).await.is_err());
-        sim.clear_failures();
-        let live = sim.apply(&r, &cm, &ApplyMode::Update, None).await.unwrap();
+        assert!(live["status"].get("readyReplicas").is_none());
+        assert_eq!(sim.next_change(&at), Some(Duration::from_secs(5)));
+        clock.advance(Duration::from_secs(5));
+        let ready = sim.get(&at).await.unwrap().unwrap();
+        assert_eq!(ready["status"]["readyReplicas"], 2);
+        assert_eq!(sim.next_change(&at), None);
         assert_eq!(
-            sim.delete(&r, Some("other")).await.unwrap(),
-            DeleteResult::UidMismatch
+            sim.get(&at).await.unwrap().unwrap(),
+            ready,
+            "reads are stable"
         );
-        let reopened = SimulatedCluster::new(cfg);
-        assert!(
-            reopened.get(&r).await.unwrap().is_some(),
-            "snapshot reloaded"
-        );
-        let uid = live["metadata"]["uid"].as_str().unwrap().to_string();
-        assert_eq!(
-            reopened.delete(&r, Some(&uid)).await.unwrap(),
-            DeleteResult::Gone
-        );
-        assert!(reopened.get(&r).await.unwrap().is_none());
-        let _ = std::fs::remove_file(file);
     }
 }
