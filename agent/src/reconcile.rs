@@ -35,7 +35,7 @@ use workbus_schemas::work::{
 
 use crate::conditions::{self, Availability};
 use crate::feedback;
-use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target};
+use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target, TargetError};
 
 /// How soon to look again at objects still being deleted (finalizers running). The Go
 /// agent backs off exponentially; a fixed short period keeps deletion prompt here.
@@ -133,7 +133,7 @@ struct Planned<'w> {
     manifest: &'w Manifest,
     meta: ManifestResourceMeta,
     at: Option<ObjectRef>,
-    resolve_error: Option<String>,
+    resolve_error: Option<TargetError>,
     config: Merged<'w>,
 }
 
@@ -407,7 +407,7 @@ impl<T: Target> Reconciler<T> {
                     };
                     (Some(at), None)
                 }
-                Err(e) => (None, Some(e.to_string())),
+                Err(e) => (None, Some(e)),
             };
             let mut config = Merged::default();
             for c in &work.spec.manifest_configs {
@@ -492,8 +492,20 @@ impl<T: Target> Reconciler<T> {
         // §6: objects applied before but no longer in the spec are released (deleted if
         // only this work owns them); ones still terminating stay listed until gone.
         let mut requeue = None;
+        // A manifest that could not be resolved for a reason other than an unknown kind
+        // (discovery failing) cannot be told apart from a removed one: no removal then.
+        let uncertain = planned.iter().any(|p| {
+            p.resolve_error
+                .as_ref()
+                .is_some_and(|e| !matches!(e, TargetError::UnknownKind(_)))
+        });
         for old in &state.applied {
             if applied.iter().any(|a| a.same_object(old)) {
+                continue;
+            }
+            if uncertain {
+                applied.push(old.clone());
+                requeue = Some(DELETION_RECHECK);
                 continue;
             }
             if self.release(old, &owner, true).await {
@@ -533,8 +545,11 @@ impl<T: Target> Reconciler<T> {
         now: Time,
     ) -> (Option<Condition>, Option<AppliedResource>) {
         let Some(at) = &p.at else {
-            let error = p.resolve_error.as_deref().unwrap_or("unresolved resource");
-            return (Some(conditions::manifest_apply_failed(error, now)), None);
+            let error = p
+                .resolve_error
+                .as_ref()
+                .map_or_else(|| "unresolved resource".to_string(), ToString::to_string);
+            return (Some(conditions::manifest_apply_failed(&error, now)), None);
         };
         let existing = || async {
             match self.target.get(at).await {

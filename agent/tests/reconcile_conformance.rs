@@ -541,7 +541,10 @@ async fn items_27_30_31_aggregation() {
     );
     // Item 41: no feedback rules.
     let synced = cond(&out.status, 0, "StatusFeedbackSynced");
-    assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("True", "NoStatusFeedbackSynced"));
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("True", "NoStatusFeedbackSynced")
+    );
     // Progressing/Degraded are never set by the agent itself (item 32).
     assert!(
         out.status.condition("Progressing").is_none() && out.status.condition("Degraded").is_none()

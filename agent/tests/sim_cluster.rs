@@ -443,6 +443,24 @@ async fn snapshot_survives_a_restart() {
         reopened.apply_count("", "v1", "configmaps", "default", "kept"),
         1
     );
+    // Malformed objects in a snapshot are dropped, never trusted.
+    let odd = r#"{"objects": {"/configmaps/default/x": {"object": 5, "kind": "ConfigMap", "changed_at_ms": 0, "applies": 1},
+        "/configmaps/default/y": {"object": {"metadata": {"generation": 9223372036854775807}, "data": {}}, "kind": "ConfigMap", "changed_at_ms": 0, "applies": 1}}, "counter": 3}"#;
+    std::fs::write(&file, odd).unwrap();
+    let odd = SimulatedCluster::new(SimConfig {
+        ready_after: Duration::ZERO,
+        snapshot: Some(file.clone()),
+    });
+    assert_eq!(odd.len(), 1);
+    odd.apply(
+        &cm_at("y"),
+        &cm("y", "1"),
+        &ApplyMode::Update,
+        &OwnerChange::Keep,
+    )
+    .await
+    .unwrap();
+    odd.delete(&cm_at("y"), None).await.unwrap();
     // A corrupt snapshot starts an empty cluster rather than failing.
     std::fs::write(&file, b"{not json").unwrap();
     assert!(

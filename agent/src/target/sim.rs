@@ -362,12 +362,17 @@ impl SimulatedCluster {
     /// A simulated cluster on the system clock; loads its snapshot if one is configured
     /// and readable (an unreadable snapshot starts an empty cluster).
     pub fn new(config: SimConfig) -> SimulatedCluster {
-        let state = config
+        let mut state: State = config
             .snapshot
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        // The snapshot is input like any other: keep only well-formed objects, so the
+        // code below may rely on an object with object metadata.
+        state
+            .objects
+            .retain(|_, o| o.object.get("metadata").is_some_and(Value::is_object));
         SimulatedCluster {
             config,
             clock: SimClock::system(),
@@ -690,7 +695,7 @@ impl Target for SimulatedCluster {
                         next.insert("metadata".into(), existing.object["metadata"].clone());
                         existing.object = Value::Object(next);
                         let meta = &mut existing.object["metadata"];
-                        let generation = meta["generation"].as_i64().unwrap_or(1) + 1;
+                        let generation = meta["generation"].as_i64().unwrap_or(1).saturating_add(1);
                         meta["generation"] = json!(generation);
                         existing.changed_at_ms = now_ms;
                         changed = true;
