@@ -1,0 +1,1 @@
+//! The kubectl-like command line (arrives next).
