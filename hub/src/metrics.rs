@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Counters keyed by one label value.
+type Labelled = Mutex<BTreeMap<String, u64>>;
+
 /// All counters of one hub.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -67,7 +70,7 @@ impl Metrics {
     /// The Prometheus text exposition, with the outbox depth gauge.
     pub fn render(&self, outbox_depth: Option<u64>) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, &str, &Mutex<BTreeMap<String, u64>>); 3] = [
+        let families: [(&str, &str, &str, &Labelled); 3] = [
             (
                 "workbus_hub_events_sent_total",
                 "Events acknowledged by the broker.",

@@ -26,9 +26,29 @@ pub fn object_meta(work: &WorkRecord) -> ObjectMeta {
     }
 }
 
-/// The full `ManifestWork` (apiVersion, kind, metadata, spec, latest status).
+/// Prefix of the read-only annotations the REST view adds (never stored, never sent
+/// to agents, stripped from submitted works so `get -o yaml | apply` is a no-op).
+pub const HUB_ANNOTATION_PREFIX: &str = "hub.workbus.io/";
+/// When the latest status was received (RFC 3339).
+pub const ANNOTATION_STATUS_RECEIVED: &str = "hub.workbus.io/status-received-at";
+/// The generation the latest status is for.
+pub const ANNOTATION_STATUS_GENERATION: &str = "hub.workbus.io/status-generation";
+
+/// The full `ManifestWork` for REST clients (apiVersion, kind, metadata, spec, latest
+/// status), with the status' receive time and generation as read-only annotations.
 pub fn manifest_work(work: &WorkRecord) -> ManifestWork {
-    let mut mw = ManifestWork::new(object_meta(work), work.spec.clone());
+    let mut meta = object_meta(work);
+    if let Some(s) = &work.status {
+        meta.annotations.insert(
+            ANNOTATION_STATUS_RECEIVED.to_string(),
+            Time::new(s.received).to_rfc3339(),
+        );
+        meta.annotations.insert(
+            ANNOTATION_STATUS_GENERATION.to_string(),
+            s.generation.to_string(),
+        );
+    }
+    let mut mw = ManifestWork::new(meta, work.spec.clone());
     mw.status = work.status.as_ref().map(|s| s.status.clone());
     mw
 }

@@ -14,6 +14,7 @@ use workbus_schemas::work::ManifestWork;
 
 use super::error::ApiError;
 use crate::store::{DesiredWork, WorkKey};
+use crate::work_view::HUB_ANNOTATION_PREFIX;
 
 /// Body formats the API reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,13 @@ pub fn desired_work(
         key: WorkKey { cluster, name },
         uid,
         labels: work.metadata.labels.clone(),
-        annotations: work.metadata.annotations.clone(),
+        annotations: work
+            .metadata
+            .annotations
+            .iter()
+            .filter(|(k, _)| !k.starts_with(HUB_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         spec: work.spec,
     })
 }
