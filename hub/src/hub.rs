@@ -60,6 +60,7 @@ pub struct HubHandle {
     metrics: Arc<Metrics>,
     transport: Transport,
     stop_http: Option<oneshot::Sender<()>>,
+    subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -120,7 +121,9 @@ impl Hub {
         let notify = Arc::new(Notify::new());
         let watchers = Watchers::default();
 
+        let subscriptions = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let source = SourceLoop {
+            subscriptions: subscriptions.clone(),
             store: store.clone(),
             source_id: config.source_id.clone(),
             outbox: notify.clone(),
@@ -166,6 +169,7 @@ impl Hub {
             metrics,
             transport,
             stop_http: Some(stop_tx),
+            subscriptions,
             tasks,
         })
     }
@@ -185,6 +189,15 @@ impl HubHandle {
     /// The store (for inspection; the hub keeps using it).
     pub fn store(&self) -> &StoreHandle {
         &self.store
+    }
+
+    /// Waits until the hub has subscribed to the broker at least once (and queued its
+    /// status resync requests); false on timeout.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.subscriptions.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The hub's counters.

@@ -48,6 +48,8 @@ pub struct SourceLoop {
     pub metrics: Arc<Metrics>,
     /// REST watchers.
     pub watchers: Watchers,
+    /// Counts completed (re)subscriptions; readiness for tests and health checks.
+    pub subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// An audit row for a received event.
@@ -70,6 +72,7 @@ impl SourceLoop {
                 TransportEvent::Subscribed => {
                     tracing::info!("subscribed; requesting status resync from every cluster");
                     self.request_status_resync().await;
+                    self.subscriptions.send_modify(|n| *n += 1);
                 }
                 TransportEvent::Message(message) => self.handle_message(message).await,
                 TransportEvent::Disconnected(reason) => {
