@@ -13,12 +13,13 @@
 //! - [`status_report`]: building status events and resync requests.
 //! - [`outgoing`]: the coalescing, retrying publish queue.
 //! - [`store`]: durable local state.
-//! - [`target`], [`reconcile`], [`conditions`]: applying manifests and
+//! - [`target`], [`reconcile`], [`conditions`], [`feedback`]: applying manifests and
 //!   computing status.
 
 pub mod cli;
 pub mod conditions;
 pub mod config;
+pub mod feedback;
 pub mod outgoing;
 pub mod reconcile;
 pub mod runtime;

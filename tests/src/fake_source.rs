@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::timeout;
 use workbus_agent::transport::{Transport, TransportConfig, TransportEvent};
+use workbus_schemas::Event;
 use workbus_schemas::envelope::{self, SpecEventFields};
 use workbus_schemas::event_type::{Action, EventType, SubResource};
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
-use workbus_schemas::Event;
 
 /// A source connected to a broker under its own source id.
 pub struct FakeSource {
@@ -74,7 +74,11 @@ impl FakeSource {
 
     /// The next received event for which `pred` holds; others are skipped. Panics after
     /// [`crate::WAIT`].
-    pub async fn next_event(&mut self, what: &str, pred: impl Fn(&Event, &EventType) -> bool) -> Event {
+    pub async fn next_event(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Event, &EventType) -> bool,
+    ) -> Event {
         let deadline = tokio::time::Instant::now() + crate::WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -23,7 +23,7 @@ use workbus_schemas::work::meta::{
 use workbus_schemas::work::{ManifestBundle, ObjectMeta};
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
-use workbus_tests::{unique, FakeSource};
+use workbus_tests::{FakeSource, unique};
 
 fn fixture(name: &str) -> workbus_schemas::Event {
     let path = format!(
@@ -43,7 +43,13 @@ fn configmap_bundle(name: &str, value: &str) -> serde_json::Value {
         "metadata": {"name": name, "namespace": "default"}, "data": {"k": value}}]})
 }
 
-fn spec(source: &str, cluster: &str, id: &str, generation: i64, bundle: serde_json::Value) -> SpecEventFields {
+fn spec(
+    source: &str,
+    cluster: &str,
+    id: &str,
+    generation: i64,
+    bundle: serde_json::Value,
+) -> SpecEventFields {
     let meta = ObjectMeta {
         name: id.to_string(),
         namespace: cluster.to_string(),
@@ -74,7 +80,8 @@ async fn wait_spec_resync(source: &mut FakeSource, cluster: &str) -> SpecResyncR
                 && e.cluster_name().ok().flatten() == Some(c.as_str())
         })
         .await;
-    serde_json::from_value(workbus_schemas::envelope::json_data(&e).expect("data")).expect("payload")
+    serde_json::from_value(workbus_schemas::envelope::json_data(&e).expect("data"))
+        .expect("payload")
 }
 
 macro_rules! on_both_brokers {
@@ -125,7 +132,10 @@ async fn maestro_spec_event_is_applied_and_answered(broker: &TestBroker) {
         Arc::new(MemoryStore::default()),
     );
     let resync = wait_spec_resync(&mut source, &cluster).await;
-    assert!(resync.resource_versions.is_empty(), "a new agent holds nothing");
+    assert!(
+        resync.resource_versions.is_empty(),
+        "a new agent holds nothing"
+    );
 
     source.publish(&cluster, &spec_event).await;
     let (event, status) = source
@@ -138,7 +148,7 @@ async fn maestro_spec_event_is_applied_and_answered(broker: &TestBroker) {
 
     // Envelope and extensions (reference §4, TV-10, TV-16).
     assert_eq!(event.specversion().to_string(), "1.0");
-    assert_eq!(event.source(), format!("{cluster}-work-agent"));
+    assert_eq!(event.source(), &format!("{cluster}-work-agent"));
     assert_eq!(
         event.ty(),
         "io.open-cluster-management.works.v1alpha1.manifestbundles.status.update_request"
@@ -178,7 +188,9 @@ async fn maestro_spec_event_is_applied_and_answered(broker: &TestBroker) {
     assert_eq!(applied.reason, "AppliedManifestWorkComplete");
     assert_eq!(applied.observed_generation, 1);
     let data = workbus_schemas::envelope::json_data(&event).unwrap();
-    let rs = data["resourceStatus"].as_array().expect("flat resourceStatus array");
+    let rs = data["resourceStatus"]
+        .as_array()
+        .expect("flat resourceStatus array");
     assert_eq!(rs.len(), 1);
     let meta = &rs[0]["resourceMeta"];
     assert_eq!(meta["ordinal"], 0);
@@ -193,7 +205,9 @@ async fn maestro_spec_event_is_applied_and_answered(broker: &TestBroker) {
     // fixture) is reported as JsonRaw.
     source
         .next_status("available status with feedback", &resource_id, |d| {
-            d.status.condition("Available").is_some_and(|c| c.status == "True")
+            d.status
+                .condition("Available")
+                .is_some_and(|c| c.status == "True")
                 && d.status.resource_status.manifests[0]
                     .status_feedback
                     .values
@@ -219,17 +233,35 @@ async fn stale_duplicate_and_foreign_events_are_ignored(broker: &TestBroker) {
     wait_spec_resync(&mut source, &cluster).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 2, configmap_bundle("cm1", "v2")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            2,
+            configmap_bundle("cm1", "v2"),
+        ))
         .await;
     source
         .next_status("generation 2 applied", &id, |d| d.generation == 2)
         .await;
     // Older generation: stale. Same generation again: duplicate. Another cluster: foreign.
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 1, configmap_bundle("cm1", "v1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("cm1", "v1"),
+        ))
         .await;
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 2, configmap_bundle("cm1", "v2")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            2,
+            configmap_bundle("cm1", "v2"),
+        ))
         .await;
     let mut foreign = spec(&source_id, &cluster, &id, 9, configmap_bundle("cm1", "x"));
     foreign.cluster_name = "someone-else".into();
@@ -237,7 +269,13 @@ async fn stale_duplicate_and_foreign_events_are_ignored(broker: &TestBroker) {
     source.publish(&cluster, &foreign_event).await;
     // A newer generation afterwards is applied: the three above were processed before it.
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 3, configmap_bundle("cm1", "v3")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            3,
+            configmap_bundle("cm1", "v3"),
+        ))
         .await;
     source
         .next_status("generation 3 applied", &id, |d| d.generation == 3)
@@ -267,10 +305,22 @@ async fn status_resync_answers_only_changed_works(broker: &TestBroker) {
     let a = uuid::Uuid::new_v4().to_string();
     let b = uuid::Uuid::new_v4().to_string();
     source
-        .publish_spec(&spec(&source_id, &cluster, &a, 1, configmap_bundle("a", "1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &a,
+            1,
+            configmap_bundle("a", "1"),
+        ))
         .await;
     source
-        .publish_spec(&spec(&source_id, &cluster, &b, 1, configmap_bundle("b", "1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &b,
+            1,
+            configmap_bundle("b", "1"),
+        ))
         .await;
     let (_, sa) = source.next_status("a applied", &a, |_| true).await;
     source.next_status("b applied", &b, |_| true).await;
@@ -306,10 +356,19 @@ async fn delete_reports_deleted_and_forgets_the_work(broker: &TestBroker) {
     wait_spec_resync(&mut source, &cluster).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 1, configmap_bundle("gone", "1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("gone", "1"),
+        ))
         .await;
     source.next_status("applied", &id, |_| true).await;
-    assert!(sim.object("", "v1", "configmaps", "default", "gone").is_some());
+    assert!(
+        sim.object("", "v1", "configmaps", "default", "gone")
+            .is_some()
+    );
     let mut delete = spec(&source_id, &cluster, &id, 1, configmap_bundle("gone", "1"));
     delete.action = Action::DeleteRequest;
     delete.bundle = None;
@@ -324,7 +383,10 @@ async fn delete_reports_deleted_and_forgets_the_work(broker: &TestBroker) {
         deleted.message,
         format!("The manifests are deleted from the cluster {cluster}")
     );
-    assert!(sim.object("", "v1", "configmaps", "default", "gone").is_none());
+    assert!(
+        sim.object("", "v1", "configmaps", "default", "gone")
+            .is_none()
+    );
     // A reconnecting agent no longer lists it.
     agent.shutdown().await;
     let agent = start_agent(
@@ -353,7 +415,13 @@ async fn killed_agent_restarts_without_duplicate_applies(broker: &TestBroker) {
     wait_spec_resync(&mut source, &cluster).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 1, configmap_bundle("kept", "1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("kept", "1"),
+        ))
         .await;
     let (_, first) = source.next_status("applied", &id, |_| true).await;
     let applies = sim.apply_count("", "v1", "configmaps", "default", "kept");
@@ -373,17 +441,36 @@ async fn killed_agent_restarts_without_duplicate_applies(broker: &TestBroker) {
     source
         .request_status_resync(&cluster, serde_json::json!({"statusHashes": []}))
         .await;
-    let (_, again) = source.next_status("status after restart", &id, |_| true).await;
+    let (_, again) = source
+        .next_status("status after restart", &id, |_| true)
+        .await;
     assert_eq!(status_hash(&again.status), status_hash(&first.status));
     // ...and a re-sent spec of the same generation is not applied again.
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 1, configmap_bundle("kept", "1")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("kept", "1"),
+        ))
         .await;
     source
-        .publish_spec(&spec(&source_id, &cluster, &id, 2, configmap_bundle("kept", "2")))
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            2,
+            configmap_bundle("kept", "2"),
+        ))
         .await;
-    source.next_status("generation 2", &id, |d| d.generation == 2).await;
-    assert_eq!(sim.apply_count("", "v1", "configmaps", "default", "kept"), 2);
+    source
+        .next_status("generation 2", &id, |d| d.generation == 2)
+        .await;
+    assert_eq!(
+        sim.apply_count("", "v1", "configmaps", "default", "kept"),
+        2
+    );
     assert_eq!(agent.stats().duplicates.load(Ordering::Relaxed), 1);
     agent.shutdown().await;
     source.close().await;

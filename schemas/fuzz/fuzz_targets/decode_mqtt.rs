@@ -1,5 +1,6 @@
 //! Fuzzes every decoder an untrusted MQTT message reaches: the MQTT mapping (both
-//! modes and the dispatch between them), then the typed extension accessors.
+//! modes and the dispatch between them), the typed extension accessors, the spec and
+//! status codecs, the resync payloads and the protobuf round trip.
 //! Input layout: byte 0 picks the content type; the rest is split at the first 0xFF
 //! into a user-property block (`key=value` lines) and the payload.
 #![no_main]
@@ -42,6 +43,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = event.log_tracing();
         let _ = event.status_hash();
         let _ = workbus_schemas::envelope::decode_event_type(&event);
+        // The typed codecs the agent and the hub run next.
+        let _ = workbus_schemas::metadata::decode_spec_event(&event);
+        if let Ok(status) = workbus_schemas::metadata::decode_status_event(&event) {
+            let _ = workbus_schemas::status_hash::status_hash(&status.status);
+        }
+        if let Some(data) = workbus_schemas::envelope::json_data(&event) {
+            let _ = serde_json::from_value::<workbus_schemas::resync::SpecResyncRequest>(data.clone());
+            let _ = serde_json::from_value::<workbus_schemas::resync::StatusResyncRequest>(data);
+        }
+        if let Ok(bytes) = workbus_schemas::proto::encode_to_vec(&event) {
+            let back = workbus_schemas::proto::decode(&bytes).expect("own protobuf decodes");
+            let _ = back;
+        }
         // Whatever decodes must encode again.
         mqtt::encode(&event, "fuzz", mqtt::Encoding::Binary).expect("re-encode binary");
         mqtt::encode(&event, "fuzz", mqtt::Encoding::Structured).expect("re-encode structured");

@@ -1,3 +1,0 @@
-//! (placeholder until the target module lands)
-/// A cluster the agent applies to.
-pub trait Target: Send + Sync + 'static {}

@@ -1,0 +1,159 @@
+//! Where the agent applies manifests: the [`Target`] trait, a view of a cluster shaped
+//! like the Kubernetes API (resolve a kind, get, apply, delete with a UID precondition,
+//! drop an owner reference), so that the simulated cluster ([`sim`]) and a real
+//! Kubernetes target implement the same contract and the reconciler cannot tell them
+//! apart.
+
+pub mod sim;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What the API server knows about a kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMapping {
+    /// API group (`""` for core).
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Namespaced (true) or cluster-scoped (false).
+    pub namespaced: bool,
+}
+
+/// An object's address: group/version/resource plus namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// The owner the agent records on what it applies (the work's AppliedManifestWork).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `AppliedManifestWork` name.
+    pub name: String,
+    /// Its UID.
+    pub uid: String,
+}
+
+impl Owner {
+    /// The ownerReference JSON: plain owner, not controller (several works may own one
+    /// object, manifestwork-semantics §7).
+    pub fn reference(&self) -> Value {
+        serde_json::json!({
+            "apiVersion": "work.open-cluster-management.io/v1",
+            "kind": "AppliedManifestWork",
+            "name": self.name,
+            "uid": self.uid,
+        })
+    }
+}
+
+/// How to write an object (the work's update strategy, §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Create, or update what differs.
+    Update,
+    /// Create if missing; never modify afterwards (owner references are still merged).
+    CreateOnly,
+    /// Server-side apply with a field manager.
+    ServerSideApply {
+        /// Field manager (default `work-agent`).
+        field_manager: String,
+        /// Take over conflicting fields.
+        force: bool,
+    },
+}
+
+/// Result of a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteResult {
+    /// The object is gone (or was already).
+    Gone,
+    /// Deletion started; the object still exists (finalizers).
+    Pending,
+    /// Not deleted: its UID differs from the one given (someone re-created it).
+    UidMismatch,
+}
+
+/// Errors from a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The kind is not served (`the server doesn't have a resource type "X"`).
+    #[error("the server doesn't have a resource type \"{0}\"")]
+    UnknownKind(String),
+    /// The object is invalid for the API server.
+    #[error("{0}")]
+    Invalid(String),
+    /// A write conflicted (e.g. server-side apply field conflict).
+    #[error("{0}")]
+    Conflict(String),
+    /// The agent may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The API server is unreachable or failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A cluster the agent applies manifests to.
+pub trait Target: Send + Sync + 'static {
+    /// Maps apiVersion + kind to its resource, or fails for kinds the cluster lacks.
+    fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> impl Future<Output = Result<ResourceMapping, TargetError>> + Send;
+
+    /// Reads an object's live state.
+    fn get(
+        &self,
+        at: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<Value>, TargetError>> + Send;
+
+    /// Writes `object` at `at` with `mode`, adding `owner` to its ownerReferences (or
+    /// removing the owner when `None` and `remove_owner_uid` is given by the caller via
+    /// [`Target::remove_owner`]). Returns the live object.
+    fn apply(
+        &self,
+        at: &ObjectRef,
+        object: &Value,
+        mode: &ApplyMode,
+        owner: Option<&Owner>,
+    ) -> impl Future<Output = Result<Value, TargetError>> + Send;
+
+    /// Deletes the object if its UID is `uid` (when given).
+    fn delete(
+        &self,
+        at: &ObjectRef,
+        uid: Option<&str>,
+    ) -> impl Future<Output = Result<DeleteResult, TargetError>> + Send;
+
+    /// Removes the owner reference with `owner_uid` from the object (orphaning it).
+    fn remove_owner(
+        &self,
+        at: &ObjectRef,
+        owner_uid: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// When the object's observed state may change next on its own (e.g. a rollout
+    /// finishing), so the agent can refresh status then instead of polling. `None`: no
+    /// such knowledge (a real cluster), the agent's status sync interval applies.
+    fn next_change(&self, _at: &ObjectRef) -> Option<Duration> {
+        None
+    }
+}
