@@ -10,7 +10,10 @@ use workbus_broker::{Broker, BrokerConfig, BrokerError, BrokerHandle};
 /// Starts the embedded broker on `preferred`, or on a free port of the same interface
 /// if that one is in use. Returns the handle and whether the fallback was used.
 pub async fn start(preferred: SocketAddr) -> Result<(BrokerHandle, bool), BrokerError> {
-    match Broker::new(BrokerConfig::with_listen(preferred)).start().await {
+    match Broker::new(BrokerConfig::with_listen(preferred))
+        .start()
+        .await
+    {
         Ok(h) => Ok((h, false)),
         Err(BrokerError::Bind { .. }) if preferred.port() != 0 => {
             let mut any = preferred;

@@ -16,13 +16,17 @@
 //! - [`api`]: the REST API; [`watch`]: change fan-out to watchers; [`metrics`].
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
+//! - [`embedded_broker`]: the default, in-process MQTT broker; [`quickstart`]: the
+//!   main job on embedded defaults.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod embedded_broker;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+pub mod quickstart;
 pub mod source;
 pub mod store;
 pub mod watch;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use workbus_agent::config::AgentConfig;
 use workbus_agent::runtime::{self, AgentHandle};
 use workbus_agent::store::FileStore;
@@ -75,15 +75,37 @@ fn sample_work(cluster: &str) -> Value {
 
 /// One line per condition state, e.g. `Applied=True Available=True`.
 fn summary(work: &Value) -> String {
-    let conds = work["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conds = work["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut parts: Vec<String> = conds
         .iter()
-        .map(|c| format!("{}={}", c["type"].as_str().unwrap_or("?"), c["status"].as_str().unwrap_or("?")))
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["type"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
-    for m in work["status"]["resourceStatus"]["manifests"].as_array().into_iter().flatten() {
-        for v in m["statusFeedback"]["values"].as_array().into_iter().flatten() {
+    for m in work["status"]["resourceStatus"]["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for v in m["statusFeedback"]["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let fv = &v["fieldValue"];
-            let val = fv.get("integer").or(fv.get("string")).or(fv.get("boolean")).cloned().unwrap_or(Value::Null);
+            let val = fv
+                .get("integer")
+                .or(fv.get("string"))
+                .or(fv.get("boolean"))
+                .cloned()
+                .unwrap_or(Value::Null);
             parts.push(format!("{}={}", v["name"].as_str().unwrap_or("?"), val));
         }
     }
@@ -105,13 +127,19 @@ fn available(work: &Value) -> bool {
 /// Runs the quickstart until Ctrl-C (or until ready with `--exit-when-ready`).
 pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
     let started = Instant::now();
-    println!("workbus quickstart: embedded broker + hub (SQLite) + {} simulated clusters", args.clusters);
+    println!(
+        "workbus quickstart: embedded broker + hub (SQLite) + {} simulated clusters",
+        args.clusters
+    );
     let (broker, moved) = crate::embedded_broker::start(args.broker_listen)
         .await
         .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
     let broker_addr = broker.local_addr();
     if moved {
-        println!("  note: {} is in use; the embedded broker took {broker_addr}", args.broker_listen);
+        println!(
+            "  note: {} is in use; the embedded broker took {broker_addr}",
+            args.broker_listen
+        );
     }
     let listen = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => {
@@ -121,7 +149,10 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         Err(_) => {
             let mut any = args.listen;
             any.set_port(0);
-            println!("  note: {} is in use; the REST API takes a free port", args.listen);
+            println!(
+                "  note: {} is in use; the REST API takes a free port",
+                args.listen
+            );
             any
         }
     };
@@ -144,7 +175,9 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
 
     // Simulated clusters, each with a real agent over MQTT and durable state on disk.
     let mut agents: Vec<AgentHandle> = Vec::new();
-    let clusters: Vec<String> = (1..=args.clusters.max(1)).map(|i| format!("edge-{i}")).collect();
+    let clusters: Vec<String> = (1..=args.clusters.max(1))
+        .map(|i| format!("edge-{i}"))
+        .collect();
     for cluster in &clusters {
         let dir = args.data_dir.join("agents").join(cluster);
         let store = Arc::new(FileStore::open(&dir).map_err(|e| e.to_string())?);
@@ -154,7 +187,8 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         }));
         let topics = Topics::for_agent(&args.source_id, cluster).map_err(|e| e.to_string())?;
         let transport = TransportConfig::new(broker_addr.ip().to_string(), broker_addr.port(), "");
-        let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(|e| e.to_string())?;
+        let mut config =
+            AgentConfig::new(cluster, None, topics, transport).map_err(|e| e.to_string())?;
         config.status_sync_interval = Duration::from_secs(5);
         agents.push(runtime::start(config, sim, store).map_err(|e| e.to_string())?);
     }
@@ -171,13 +205,19 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         }
         let work = sample_work(&first);
         let answer = client
-            .put(&format!("/api/v1/clusters/{first}/works/hello-workbus"), &work)
+            .put(
+                &format!("/api/v1/clusters/{first}/works/hello-workbus"),
+                &work,
+            )
             .map_err(|e| e.to_string())?;
         Ok(answer.outcome.unwrap_or_else(|| "applied".into()))
     })
     .await
     .map_err(|e| e.to_string())??;
-    println!("  applied ManifestWork {}/hello-workbus ({applied}); waiting for its status...", clusters[0]);
+    println!(
+        "  applied ManifestWork {}/hello-workbus ({applied}); waiting for its status...",
+        clusters[0]
+    );
 
     // Progress: print each status change until the work is available.
     let mut last = String::new();
@@ -193,12 +233,17 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let line = summary(&work);
         if line != last {
-            println!("  [{:>5.1}s] status: {line}", started.elapsed().as_secs_f64());
+            println!(
+                "  [{:>5.1}s] status: {line}",
+                started.elapsed().as_secs_f64()
+            );
             last = line;
         }
-        if available(&work) && work["status"]["resourceStatus"]["manifests"][1]["statusFeedback"]["values"]
-            .as_array()
-            .is_some_and(|v| !v.is_empty())
+        // Done when the Deployment reports ready replicas through status feedback.
+        if available(&work)
+            && work["status"]["resourceStatus"]["manifests"][1]["statusFeedback"]["values"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x["name"] == "ReadyReplicas"))
         {
             ready = true;
             break;
@@ -206,27 +251,43 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if ready {
-        println!("  work applied and available after {:.1}s", started.elapsed().as_secs_f64());
+        println!(
+            "  work applied and available after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
     } else {
-        println!("  warning: the work did not become available within 60s; see `workbus-hub describe work hello-workbus -n {}`", clusters[0]);
+        println!(
+            "  warning: the work did not become available within 60s; see `workbus-hub describe work hello-workbus -n {}`",
+            clusters[0]
+        );
     }
     println!();
     println!("REST API   {base_url}   (OpenAPI: {base_url}/openapi.json)");
-    println!("MQTT       {broker_addr}   (MQTT 5 and 3.1.1; source id `{}`)", args.source_id);
+    println!(
+        "MQTT       {broker_addr}   (MQTT 5 and 3.1.1; source id `{}`)",
+        args.source_id
+    );
     println!("data       {}", args.data_dir.display());
     println!("clusters   {}", clusters.join(", "));
     println!();
     println!("Try, in another terminal:");
     println!("  export WORKBUS_SERVER={base_url}");
     println!("  cargo run --release -p workbus-hub -- get works");
-    println!("  cargo run --release -p workbus-hub -- describe work hello-workbus -n {}", clusters[0]);
+    println!(
+        "  cargo run --release -p workbus-hub -- describe work hello-workbus -n {}",
+        clusters[0]
+    );
     println!(
         "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --broker={broker_addr} --source-id={}",
         args.source_id
     );
     if args.exit_when_ready {
         shutdown(agents, hub, broker).await;
-        return if ready { Ok(()) } else { Err("the sample work did not become available".into()) };
+        return if ready {
+            Ok(())
+        } else {
+            Err("the sample work did not become available".into())
+        };
     }
     println!();
     println!("Serving; press Ctrl-C to stop.");
@@ -236,7 +297,11 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown(agents: Vec<AgentHandle>, hub: crate::hub::HubHandle, broker: workbus_broker::BrokerHandle) {
+async fn shutdown(
+    agents: Vec<AgentHandle>,
+    hub: crate::hub::HubHandle,
+    broker: workbus_broker::BrokerHandle,
+) {
     for a in agents {
         a.shutdown().await;
     }

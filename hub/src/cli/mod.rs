@@ -41,8 +41,12 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the hub: REST API, store, MQTT source.
+    /// Run the hub: REST API, store, MQTT source (with the embedded broker unless
+    /// --broker or --mqtt-config names an external one).
     Serve(serve::ServeArgs),
+    /// The main job on embedded defaults: embedded broker, hub, simulated clusters and a
+    /// sample work whose status is shown as it arrives.
+    Quickstart(crate::quickstart::QuickstartArgs),
     /// Create or update works from a file (`-f -` reads standard input; YAML or JSON,
     /// several YAML documents allowed).
     Apply {
@@ -228,9 +232,9 @@ pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
     let client = Client::new(server);
     let now = Utc::now();
     match command {
-        Command::Serve(_) => {
+        Command::Serve(_) | Command::Quickstart(_) => {
             return Err(CliError::Input(
-                "`serve` runs a hub; it is not a client command".into(),
+                "`serve` and `quickstart` run a hub; they are not client commands".into(),
             ));
         }
         Command::Apply { file } => {

@@ -1,6 +1,7 @@
 //! `workbus-hub serve`: runs a hub until Ctrl-C / SIGTERM. Broker settings come from
-//! `--mqtt-config FILE` (sdk-go format) or `--broker HOST:PORT`; this is the seam where
-//! an embedded broker can be started first and handed over as an address.
+//! `--mqtt-config FILE` (sdk-go format) or `--broker HOST:PORT`; with neither, the hub
+//! starts its embedded MQTT broker on `--broker-listen` (the no-setup default) and agents
+//! connect there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,9 +27,13 @@ pub struct ServeArgs {
     /// sdk-go MQTT config file (broker, TLS, topics).
     #[arg(long, conflicts_with = "broker")]
     pub mqtt_config: Option<PathBuf>,
-    /// Broker `host:port` (plain TCP, default topics).
+    /// External broker `host:port` (plain TCP, default topics).
     #[arg(long)]
     pub broker: Option<String>,
+    /// Where the embedded broker listens when no external broker is given (a free port
+    /// is used if this one is taken).
+    #[arg(long, default_value = "0.0.0.0:1883")]
+    pub broker_listen: SocketAddr,
 }
 
 impl ServeArgs {
@@ -63,12 +68,40 @@ impl ServeArgs {
 
 /// Runs the hub until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    let config = args.hub_config()?;
+    let mut config = args.hub_config()?;
+    let embedded = if args.mqtt_config.is_none() && args.broker.is_none() {
+        let (broker, moved) = crate::embedded_broker::start(args.broker_listen)
+            .await
+            .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
+        let addr = broker.local_addr();
+        if moved {
+            println!(
+                "note: {} is in use; the embedded broker took {addr}",
+                args.broker_listen
+            );
+        }
+        println!("embedded MQTT broker (MQTT 5 and 3.1.1) listening on {addr}");
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        config.broker = BrokerSettings::Address {
+            host,
+            port: addr.port(),
+        };
+        Some(broker)
+    } else {
+        None
+    };
     let hub = Hub::start(config).await.map_err(|e| e.to_string())?;
     println!("workbus hub listening on {}", hub.base_url());
     shutdown_signal().await;
     tracing::info!("shutting down");
     hub.shutdown().await;
+    if let Some(broker) = embedded {
+        broker.shutdown().await;
+    }
     Ok(())
 }
 
