@@ -61,6 +61,7 @@ pub struct HubHandle {
     transport: Transport,
     stop_http: Option<oneshot::Sender<()>>,
     subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
+    watchers: Watchers,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -148,7 +149,7 @@ impl Hub {
             source_id: config.source_id.clone(),
             outbox: notify,
             metrics: metrics.clone(),
-            watchers,
+            watchers: watchers.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -170,12 +171,19 @@ impl Hub {
             transport,
             stop_http: Some(stop_tx),
             subscriptions,
+            watchers,
             tasks,
         })
     }
 }
 
 impl HubHandle {
+    /// Notifications of every work change (spec, accepted status, completed deletion),
+    /// as the REST watch endpoint sees them.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<crate::watch::WorkChange> {
+        self.watchers.subscribe()
+    }
+
     /// The bound REST address.
     pub fn rest_addr(&self) -> SocketAddr {
         self.rest_addr
