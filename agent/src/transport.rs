@@ -310,7 +310,17 @@ pub struct Transport {
     pub publisher: Publisher,
     /// Received messages and connection state changes.
     pub events: mpsc::Receiver<TransportEvent>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Transport {
+    // The session lives exactly as long as its owner: an owner that crashes (or is
+    // aborted) must not leave a connection behind that keeps its client id busy.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Transport {
@@ -351,18 +361,22 @@ impl Transport {
         Ok(Transport {
             publisher,
             events,
-            task,
+            task: Some(task),
         })
     }
 
     /// Waits for the session task to end (after [`Publisher::disconnect`]).
-    pub async fn join(self) {
-        let _ = self.task.await;
+    pub async fn join(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Stops the session task at once, without a DISCONNECT (a crash, for tests).
     pub fn abort(&self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

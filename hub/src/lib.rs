@@ -1,1 +1,36 @@
-//! The hub: the CloudEvents source (arrives with the vertical-slice issue).
+//! # workbus-hub: the hub, an OCM CloudEvents *source*
+//!
+//! The hub owns the desired state (ManifestWorks per managed cluster), publishes spec
+//! events to agents over MQTT, ingests their status events and answers resync
+//! requests, speaking OCM's wire protocol through `workbus_schemas`. Users reach it
+//! over REST ([`api`]) or the kubectl-like CLI ([`cli`]).
+//!
+//! Module map:
+//! - [`hub`]: [`Hub::start`] / [`HubHandle`]: run a hub in-process.
+//! - [`config`]: [`HubConfig`], [`BrokerSettings`].
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations,
+//!   outbox, audit log).
+//! - [`outbox`]: the publisher that drains the outbox after broker acknowledgements.
+//! - [`source`]: the source behaviour: status resync requests, spec resync answers,
+//!   the status acceptance rule.
+//! - [`api`]: the REST API; [`watch`]: change fan-out to watchers; [`metrics`].
+//! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
+//! - [`cli`]: the command line (server and client commands).
+//! - [`embedded_broker`]: the default, in-process MQTT broker; [`quickstart`]: the
+//!   main job on embedded defaults.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod embedded_broker;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod quickstart;
+pub mod source;
+pub mod store;
+pub mod watch;
+pub mod work_view;
+
+pub use config::{BrokerSettings, HubConfig};
+pub use hub::{Hub, HubError, HubHandle};

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod brokers;
 pub mod fake_source;
+pub mod hubs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

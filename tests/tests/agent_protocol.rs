@@ -17,10 +17,10 @@ use workbus_schemas::metadata::metadata_json;
 use workbus_schemas::resync::{ResourceStatusHash, SpecResyncRequest, StatusResyncRequest};
 use workbus_schemas::sequence_id::SequenceId;
 use workbus_schemas::status_hash::status_hash;
+use workbus_schemas::work::ObjectMeta;
 use workbus_schemas::work::meta::{
     ANNOTATION_DATA_TYPE, FINALIZER_MANIFEST_WORK_CLEANUP, LABEL_ORIGINAL_SOURCE,
 };
-use workbus_schemas::work::{ManifestBundle, ObjectMeta};
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::{FakeSource, unique};
@@ -477,7 +477,38 @@ async fn killed_agent_restarts_without_duplicate_applies(broker: &TestBroker) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[allow(dead_code)]
-fn _bundle_type_check(b: ManifestBundle) -> ManifestBundle {
-    b
+/// Regression: killing an agent (aborting its task, as a crash would) used to leave its
+/// MQTT session running in the background, so a restarted agent with the same client id
+/// and the orphaned session kicked each other off the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agent_leaves_no_connection_behind() {
+    let broker = workbus_broker::Broker::new(workbus_broker::BrokerConfig::with_listen(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .start()
+    .await
+    .unwrap();
+    let port = broker.local_addr().port();
+    let source_id = unique("src");
+    let cluster = unique("c");
+    let mut source = FakeSource::connect("127.0.0.1", port, &source_id).await;
+    let agent = start_agent(
+        agent_config("127.0.0.1", port, &source_id, &cluster),
+        sim(),
+        Arc::new(MemoryStore::default()),
+    );
+    wait_spec_resync(&mut source, &cluster).await;
+    assert_eq!(broker.stats().connected_clients, 2);
+    agent.kill();
+    // No event tells us the broker saw the socket close; poll its counter, bounded.
+    let deadline = std::time::Instant::now() + workbus_tests::WAIT;
+    while broker.stats().connected_clients != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed agent's connection stayed open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    source.close().await;
+    broker.shutdown().await;
 }

@@ -1,0 +1,158 @@
+//! Reading a submitted ManifestWork exactly as kubectl users write it
+//! (`apiVersion: work.open-cluster-management.io/v1`, `kind: ManifestWork`,
+//! `metadata.namespace` = cluster) in JSON or YAML, chosen by Content-Type, and turning
+//! it into the store's [`DesiredWork`] after validation (names, namespace, the bundle
+//! validator of `workbus_schemas` with its upstream messages).
+//!
+//! Server-owned metadata in the body (uid, generation, resourceVersion, timestamps) is
+//! ignored: the hub assigns it.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use workbus_schemas::resource_id::work_resource_id;
+use workbus_schemas::topics::{self, SegmentKind};
+use workbus_schemas::work::ManifestWork;
+
+use super::error::ApiError;
+use crate::store::{DesiredWork, WorkKey};
+use crate::work_view::HUB_ANNOTATION_PREFIX;
+
+/// Body formats the API reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json` (also assumed without a Content-Type).
+    Json,
+    /// `application/yaml`, `application/x-yaml`, `text/yaml`, `text/x-yaml`.
+    Yaml,
+}
+
+/// The format named by the request's Content-Type.
+pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let media = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" | "text/json" | "" => Ok(BodyFormat::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Ok(BodyFormat::Yaml)
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "content type {other:?} is not supported; use application/json or application/yaml"
+            ),
+        )),
+    }
+}
+
+/// Parses the body into a ManifestWork.
+pub fn parse_work(format: BodyFormat, body: &[u8]) -> Result<ManifestWork, ApiError> {
+    let value: serde_json::Value = match format {
+        BodyFormat::Json => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?,
+        BodyFormat::Yaml => serde_norway::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("body is not valid YAML: {e}")))?,
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("body must be a ManifestWork object"));
+    }
+    let work: ManifestWork = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("body is not a ManifestWork: {e}")))?;
+    if work.api_version != ManifestWork::API_VERSION || work.kind != ManifestWork::KIND {
+        return Err(ApiError::bad_request(format!(
+            "expected apiVersion {:?} and kind {:?}, got {:?} and {:?}",
+            ManifestWork::API_VERSION,
+            ManifestWork::KIND,
+            work.api_version,
+            work.kind
+        )));
+    }
+    Ok(work)
+}
+
+/// True for a Kubernetes DNS subdomain name (lower-case alphanumerics, `-`, `.`,
+/// starting and ending alphanumeric, at most 253 characters).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(ok_char)
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+}
+
+/// Checks a cluster name (it is an MQTT topic segment: `[a-z0-9-]+`).
+pub fn check_cluster_name(name: &str) -> Result<(), ApiError> {
+    topics::validate_segment(SegmentKind::ClusterName, name)
+        .map_err(|e| ApiError::invalid(format!("invalid cluster name {name:?}: {e}")))
+}
+
+/// Validates a submitted work and addresses it. `path` is the `{cluster}/{name}` of the
+/// URL, when the request has one; the body must agree with it.
+pub fn desired_work(
+    work: ManifestWork,
+    path: Option<&WorkKey>,
+    source_id: &str,
+) -> Result<DesiredWork, ApiError> {
+    let meta = &work.metadata;
+    let cluster = match (path, meta.namespace.as_str()) {
+        (Some(p), "") => p.cluster.clone(),
+        (Some(p), ns) if ns != p.cluster => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.namespace {ns:?} does not match the cluster {:?} in the URL",
+                p.cluster
+            )));
+        }
+        (_, "") => {
+            return Err(ApiError::invalid(
+                "metadata.namespace is required: it names the target cluster",
+            ));
+        }
+        (_, ns) => ns.to_string(),
+    };
+    let name = match (path, meta.name.as_str()) {
+        (Some(p), "") => p.name.clone(),
+        (Some(p), n) if n != p.name => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.name {n:?} does not match the name {:?} in the URL",
+                p.name
+            )));
+        }
+        (_, n) => n.to_string(),
+    };
+    if !is_dns_subdomain(&name) {
+        return Err(ApiError::invalid(format!(
+            "metadata.name {name:?} must be a DNS subdomain (lower-case letters, digits, '-', '.')"
+        )));
+    }
+    check_cluster_name(&cluster)?;
+    if meta.extra.contains_key("generateName") {
+        return Err(ApiError::invalid("metadata.generateName is not supported"));
+    }
+    work.spec
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("invalid manifest bundle: {e}")))?;
+    let uid = work_resource_id(source_id, &cluster, &name).to_string();
+    Ok(DesiredWork {
+        key: WorkKey { cluster, name },
+        uid,
+        labels: work.metadata.labels.clone(),
+        annotations: work
+            .metadata
+            .annotations
+            .iter()
+            .filter(|(k, _)| !k.starts_with(HUB_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        spec: work.spec,
+    })
+}

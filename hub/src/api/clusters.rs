@@ -1,0 +1,74 @@
+//! `/api/v1/clusters` and `/api/v1/clusters/{name}`: register, list, show and remove
+//! managed clusters. A cluster with works cannot be removed (409), so no work is ever
+//! left without its cluster.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::body::check_cluster_name;
+use super::error::ApiError;
+use crate::store::Cluster;
+
+/// The body of `POST /api/v1/clusters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCluster {
+    /// The cluster name (`[a-z0-9-]+`).
+    pub name: String,
+    /// Optional labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/clusters`.
+pub async fn create(
+    State(state): State<ApiState>,
+    body: Result<Json<NewCluster>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Cluster>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_cluster_name(&body.name)?;
+    let cluster = state
+        .store
+        .run(move |s| s.create_cluster(&body.name, &body.labels, Utc::now()))
+        .await?;
+    tracing::info!(cluster = %cluster.name, "cluster registered");
+    Ok((StatusCode::CREATED, Json(cluster)))
+}
+
+/// `GET /api/v1/clusters`.
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let clusters = state.store.run(|s| s.list_clusters()).await?;
+    Ok(Json(json!({ "items": clusters })))
+}
+
+/// `GET /api/v1/clusters/{name}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Cluster>, ApiError> {
+    let lookup = name.clone();
+    state
+        .store
+        .run(move |s| s.get_cluster(&lookup))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("cluster {name:?} not found")))
+}
+
+/// `DELETE /api/v1/clusters/{name}`: 409 while the cluster has works.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let target = name.clone();
+    state.store.run(move |s| s.delete_cluster(&target)).await?;
+    tracing::info!(cluster = %name, "cluster removed");
+    Ok(StatusCode::NO_CONTENT)
+}

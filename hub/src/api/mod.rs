@@ -1,0 +1,106 @@
+//! The REST API (axum, JSON; works also accepted as YAML): routes, shared state, and
+//! the small endpoints (`/healthz`, `/metrics`, `/openapi.json`).
+//!
+//! | path | methods |
+//! |---|---|
+//! | `/api/v1/clusters` | GET list, POST create |
+//! | `/api/v1/clusters/{name}` | GET, DELETE (409 while it has works) |
+//! | `/api/v1/works` | GET list (`cluster`, `labelSelector`, `limit`, `continue`), POST create |
+//! | `/api/v1/clusters/{cluster}/works/{name}` | GET, PUT create-or-update, DELETE (202) |
+//! | `/api/v1/watch/works` | GET server-sent events (`cluster`) |
+
+pub mod body;
+pub mod clusters;
+pub mod error;
+pub mod watch;
+pub mod works;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::store::StoreHandle;
+use crate::watch::Watchers;
+
+/// The hand-written OpenAPI 3.0 document of this API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: StoreHandle,
+    /// Our source id (work uids derive from it).
+    pub source_id: String,
+    /// Wakes the outbox publisher after a commit.
+    pub outbox: Arc<Notify>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Work change fan-out.
+    pub watchers: Watchers,
+}
+
+/// All routes.
+pub fn router(state: ApiState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route(
+            "/api/v1/clusters",
+            get(clusters::list).post(clusters::create),
+        )
+        .route(
+            "/api/v1/clusters/{name}",
+            get(clusters::get).delete(clusters::delete),
+        )
+        .route("/api/v1/works", get(works::list).post(works::create))
+        .route(
+            "/api/v1/clusters/{cluster}/works/{name}",
+            get(works::get).put(works::put).delete(works::delete),
+        )
+        .route("/api/v1/watch/works", get(watch::watch))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| {
+                let metrics = metrics.clone();
+                async move {
+                    let resp = next.run(req).await;
+                    if resp.status().is_client_error() {
+                        metrics
+                            .api_rejected
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    resp
+                }
+            },
+        ))
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok")
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("no such endpoint; see /openapi.json")
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
+    let depth = state.store.run(|s| s.outbox_depth()).await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(depth),
+    )
+}

@@ -1,0 +1,258 @@
+//! The ManifestWork endpoints: list (filters + pagination), create, get,
+//! create-or-update, delete. Every accepted change is committed together with its spec
+//! event in the outbox (see `store`), then the outbox publisher is woken.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use workbus_schemas::work::ManifestWork;
+
+use super::ApiState;
+use super::body::{body_format, desired_work, parse_work};
+use super::error::ApiError;
+use crate::source::spec_events::change_event;
+use crate::store::{ApplyOutcome, DesiredWork, WorkFilter, WorkKey, WorkRecord};
+use crate::watch::{ChangeKind, WorkChange};
+use crate::work_view::manifest_work;
+
+/// Page size when the client gives no `limit`.
+pub const DEFAULT_LIMIT: usize = 500;
+/// Largest page.
+pub const MAX_LIMIT: usize = 1000;
+/// Response header telling `created`, `updated` or `unchanged` (for `apply`).
+pub const OUTCOME_HEADER: &str = "x-workbus-outcome";
+
+/// Query of `GET /api/v1/works`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// `k=v,k2=v2`: every label must match.
+    pub label_selector: Option<String>,
+    /// Page size (1..=1000).
+    pub limit: Option<usize>,
+    /// Token from the previous page.
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+}
+
+/// What a continue token carries: where the page ended and which query it belongs to.
+#[derive(Debug, Serialize, Deserialize)]
+struct ContinueToken {
+    c: String,
+    n: String,
+    q: String,
+}
+
+fn query_fingerprint(q: &ListQuery) -> String {
+    format!(
+        "{}|{}",
+        q.cluster.as_deref().unwrap_or(""),
+        q.label_selector.as_deref().unwrap_or("")
+    )
+}
+
+/// Parses `k=v,k2=v2`.
+pub fn parse_label_selector(s: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            ApiError::bad_request(format!("labelSelector term {part:?} is not key=value"))
+        })?;
+        let k = k.trim();
+        let v = v.trim().trim_start_matches('=');
+        let key_ok = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !key_ok {
+            return Err(ApiError::bad_request(format!(
+                "invalid label key {k:?} in labelSelector"
+            )));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+fn encode_token(key: &WorkKey, q: &ListQuery) -> String {
+    let token = ContinueToken {
+        c: key.cluster.clone(),
+        n: key.name.clone(),
+        q: query_fingerprint(q),
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
+}
+
+fn decode_token(token: &str, q: &ListQuery) -> Result<WorkKey, ApiError> {
+    let bad = || ApiError::bad_request("invalid continue token; restart the listing without it");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if t.q != query_fingerprint(q) {
+        return Err(ApiError::bad_request(
+            "continue token belongs to a listing with other filters",
+        ));
+    }
+    Ok(WorkKey {
+        cluster: t.c,
+        name: t.n,
+    })
+}
+
+/// `GET /api/v1/works`.
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let filter = WorkFilter {
+        cluster: q.cluster.clone().filter(|c| !c.is_empty()),
+        labels: parse_label_selector(q.label_selector.as_deref().unwrap_or(""))?,
+        after: q
+            .continue_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| decode_token(t, &q))
+            .transpose()?,
+        limit: limit + 1,
+    };
+    let mut works = state.store.run(move |s| s.list_works(&filter)).await?;
+    let more = works.len() > limit;
+    works.truncate(limit);
+    let next = if more {
+        works.last().map(|w| encode_token(&w.key, &q))
+    } else {
+        None
+    };
+    let items: Vec<ManifestWork> = works.iter().map(manifest_work).collect();
+    let mut metadata = serde_json::Map::new();
+    if let Some(token) = next {
+        metadata.insert("continue".into(), token.into());
+    }
+    Ok(Json(json!({
+        "apiVersion": ManifestWork::API_VERSION,
+        "kind": "ManifestWorkList",
+        "metadata": metadata,
+        "items": items,
+    })))
+}
+
+async fn apply(
+    state: &ApiState,
+    desired: DesiredWork,
+    create_only: bool,
+) -> Result<(ApplyOutcome, WorkRecord), ApiError> {
+    let source_id = state.source_id.clone();
+    let (outcome, record) = state
+        .store
+        .run(move |s| {
+            let now = Utc::now();
+            s.apply_work(&desired, create_only, now, &|w, change| {
+                change_event(&source_id, w, change, now)
+            })
+        })
+        .await?;
+    if outcome != ApplyOutcome::Unchanged {
+        state.outbox.notify_one();
+        state.watchers.notify(WorkChange {
+            kind: ChangeKind::Spec,
+            object: manifest_work(&record),
+        });
+        tracing::info!(cluster = %record.key.cluster, name = %record.key.name, generation = record.generation, outcome = outcome.as_str(), "work applied");
+    }
+    Ok((outcome, record))
+}
+
+fn applied_response(outcome: ApplyOutcome, record: &WorkRecord) -> Response {
+    let status = if outcome == ApplyOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(manifest_work(record))).into_response();
+    resp.headers_mut()
+        .insert(OUTCOME_HEADER, HeaderValue::from_static(outcome.as_str()));
+    resp
+}
+
+/// `POST /api/v1/works`: create (409 when it exists).
+pub async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let work = parse_work(body_format(&headers)?, &body)?;
+    let desired = desired_work(work, None, &state.source_id)?;
+    let (outcome, record) = apply(&state, desired, true).await?;
+    Ok(applied_response(outcome, &record))
+}
+
+/// `PUT /api/v1/clusters/{cluster}/works/{name}`: create or update.
+pub async fn put(
+    State(state): State<ApiState>,
+    Path((cluster, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let work = parse_work(body_format(&headers)?, &body)?;
+    let key = WorkKey { cluster, name };
+    let desired = desired_work(work, Some(&key), &state.source_id)?;
+    let (outcome, record) = apply(&state, desired, false).await?;
+    Ok(applied_response(outcome, &record))
+}
+
+/// `GET /api/v1/clusters/{cluster}/works/{name}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((cluster, name)): Path<(String, String)>,
+) -> Result<Json<ManifestWork>, ApiError> {
+    let key = WorkKey {
+        cluster: cluster.clone(),
+        name: name.clone(),
+    };
+    state
+        .store
+        .run(move |s| s.get_work(&key))
+        .await?
+        .map(|w| Json(manifest_work(&w)))
+        .ok_or_else(|| ApiError::not_found(format!("work {cluster}/{name} not found")))
+}
+
+/// `DELETE /api/v1/clusters/{cluster}/works/{name}`: marks the work deleting (202);
+/// it disappears once the agent confirms the deletion.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((cluster, name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
+    let key = WorkKey { cluster, name };
+    let source_id = state.source_id.clone();
+    let record = state
+        .store
+        .run(move |s| {
+            let now = Utc::now();
+            s.mark_deleting(&key, now, &|w, change| {
+                change_event(&source_id, w, change, now)
+            })
+        })
+        .await?;
+    state.outbox.notify_one();
+    state.watchers.notify(WorkChange {
+        kind: ChangeKind::Spec,
+        object: manifest_work(&record),
+    });
+    tracing::info!(cluster = %record.key.cluster, name = %record.key.name, "work marked deleting");
+    Ok((StatusCode::ACCEPTED, Json(manifest_work(&record))))
+}

@@ -1,0 +1,364 @@
+//! The kubectl-like command line of `workbus-hub`: `serve` runs a hub; every other
+//! command talks to a running hub's REST API (`--server`, env `WORKBUS_SERVER`).
+//! Errors from the server are printed as kubectl does
+//! (`Error from server (Reason): message`) and give exit code 1.
+
+pub mod client;
+pub mod output;
+pub mod serve;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use client::{CliError, Client, encode_component};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "workbus-hub",
+    version,
+    about = "The workbus hub (OCM ManifestWork source) and its kubectl-like client"
+)]
+pub struct Cli {
+    /// Hub REST API address.
+    #[arg(
+        long,
+        global = true,
+        env = "WORKBUS_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: REST API, store, MQTT source (with the embedded broker unless
+    /// --broker or --mqtt-config names an external one).
+    Serve(serve::ServeArgs),
+    /// The main job on embedded defaults: embedded broker, hub, simulated clusters and a
+    /// sample work whose status is shown as it arrives.
+    Quickstart(crate::quickstart::QuickstartArgs),
+    /// Create or update works from a file (`-f -` reads standard input; YAML or JSON,
+    /// several YAML documents allowed).
+    Apply {
+        /// The file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// List or show resources.
+    Get {
+        /// What.
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Show a human summary of a work.
+    Describe {
+        /// What.
+        #[command(subcommand)]
+        what: DescribeWhat,
+    },
+    /// Delete a work (it disappears once the agent confirms).
+    Delete {
+        /// What.
+        #[command(subcommand)]
+        what: DeleteWhat,
+    },
+    /// Register resources.
+    Create {
+        /// What.
+        #[command(subcommand)]
+        what: CreateWhat,
+    },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+    /// A table with more columns.
+    Wide,
+}
+
+/// `get` targets.
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// List works.
+    #[command(visible_aliases = ["manifestworks", "mw"])]
+    Works {
+        /// Only this cluster.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
+        /// Label selector `k=v,k2=v2`.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// Show one work.
+    #[command(visible_alias = "manifestwork")]
+    Work(WorkRef),
+    /// List clusters.
+    #[command(visible_alias = "cluster")]
+    Clusters {
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+}
+
+/// A work by name and cluster.
+#[derive(Debug, Args)]
+pub struct WorkRef {
+    /// Work name.
+    pub name: String,
+    /// Cluster (namespace).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: String,
+    /// Output format (default: YAML).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
+}
+
+/// `describe` targets.
+#[derive(Debug, Subcommand)]
+pub enum DescribeWhat {
+    /// A work.
+    #[command(visible_alias = "manifestwork")]
+    Work {
+        /// Work name.
+        name: String,
+        /// Cluster (namespace).
+        #[arg(short = 'n', long = "namespace")]
+        namespace: String,
+    },
+}
+
+/// `delete` targets.
+#[derive(Debug, Subcommand)]
+pub enum DeleteWhat {
+    /// A work.
+    #[command(visible_alias = "manifestwork")]
+    Work {
+        /// Work name.
+        name: String,
+        /// Cluster (namespace).
+        #[arg(short = 'n', long = "namespace")]
+        namespace: String,
+    },
+    /// A cluster (refused while it has works).
+    Cluster {
+        /// Cluster name.
+        name: String,
+    },
+}
+
+/// `create` targets.
+#[derive(Debug, Subcommand)]
+pub enum CreateWhat {
+    /// A cluster.
+    Cluster {
+        /// Cluster name (`[a-z0-9-]+`).
+        name: String,
+        /// Labels `k=v` (repeatable).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
+    },
+}
+
+const WORK_KIND: &str = "manifestwork.work.open-cluster-management.io";
+
+fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
+    match output {
+        Some(Output::Json) => {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+        _ => {
+            let yaml = serde_norway::to_string(v).map_err(|e| CliError::Input(e.to_string()))?;
+            print!("{yaml}");
+        }
+    }
+    Ok(())
+}
+
+fn work_path(namespace: &str, name: &str) -> String {
+    format!(
+        "/api/v1/clusters/{}/works/{}",
+        encode_component(namespace),
+        encode_component(name)
+    )
+}
+
+/// Reads the documents of an apply file (YAML stream or JSON).
+pub fn read_documents(file: &PathBuf) -> Result<Vec<Value>, CliError> {
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Input(format!("cannot read standard input: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+    }
+    let mut docs = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let v = Value::deserialize(doc).map_err(|e| {
+            CliError::Input(format!("{}: not valid YAML/JSON: {e}", file.display()))
+        })?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    if docs.is_empty() {
+        return Err(CliError::Input(format!("{}: no objects", file.display())));
+    }
+    Ok(docs)
+}
+
+/// Runs a client command (everything but `serve`).
+pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
+    let client = Client::new(server);
+    let now = Utc::now();
+    match command {
+        Command::Serve(_) | Command::Quickstart(_) => {
+            return Err(CliError::Input(
+                "`serve` and `quickstart` run a hub; they are not client commands".into(),
+            ));
+        }
+        Command::Apply { file } => {
+            for doc in read_documents(&file)? {
+                let meta = |k: &str| {
+                    doc.pointer(&format!("/metadata/{k}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let (ns, name) = (meta("namespace"), meta("name"));
+                if ns.is_empty() || name.is_empty() {
+                    return Err(CliError::Input(
+                        "every object needs metadata.name and metadata.namespace (the cluster)"
+                            .into(),
+                    ));
+                }
+                let answer = client.put(&work_path(&ns, &name), &doc)?;
+                let word = match answer.outcome.as_deref() {
+                    Some("created") => "created",
+                    Some("unchanged") => "unchanged",
+                    _ => "configured",
+                };
+                println!("{WORK_KIND}/{name} {word}");
+            }
+        }
+        Command::Get { what } => match what {
+            GetWhat::Works {
+                namespace,
+                selector,
+                output,
+            } => {
+                let mut items = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let mut query = vec!["limit=500".to_string()];
+                    if let Some(ns) = &namespace {
+                        query.push(format!("cluster={}", encode_component(ns)));
+                    }
+                    if let Some(sel) = &selector {
+                        query.push(format!("labelSelector={}", encode_component(sel)));
+                    }
+                    if let Some(t) = &token {
+                        query.push(format!("continue={}", encode_component(t)));
+                    }
+                    let page = client
+                        .get(&format!("/api/v1/works?{}", query.join("&")))?
+                        .body;
+                    items.extend(
+                        page.get("items")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    token = page
+                        .pointer("/metadata/continue")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                match output {
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(
+                        &json!({"apiVersion": "v1", "kind": "List", "items": items}),
+                        output,
+                    )?,
+                    _ if items.is_empty() => eprintln!("No resources found"),
+                    wide => print!(
+                        "{}",
+                        output::works_table(&items, wide == Some(Output::Wide), now)
+                    ),
+                }
+            }
+            GetWhat::Work(w) => {
+                let v = client.get(&work_path(&w.namespace, &w.name))?.body;
+                match w.output {
+                    Some(Output::Wide) => print!("{}", output::works_table(&[v], true, now)),
+                    other => print_value(&v, other)?,
+                }
+            }
+            GetWhat::Clusters { output } => {
+                let v = client.get("/api/v1/clusters")?.body;
+                let items = v
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                match output {
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
+                    _ if items.is_empty() => eprintln!("No resources found"),
+                    _ => print!("{}", output::clusters_table(&items, now)),
+                }
+            }
+        },
+        Command::Describe {
+            what: DescribeWhat::Work { name, namespace },
+        } => {
+            let v = client.get(&work_path(&namespace, &name))?.body;
+            print!("{}", output::describe_work(&v, now));
+        }
+        Command::Delete { what } => match what {
+            DeleteWhat::Work { name, namespace } => {
+                client.delete(&work_path(&namespace, &name))?;
+                println!("{WORK_KIND} \"{name}\" deleted (waiting for the agent to confirm)");
+            }
+            DeleteWhat::Cluster { name } => {
+                client.delete(&format!("/api/v1/clusters/{}", encode_component(&name)))?;
+                println!("cluster \"{name}\" deleted");
+            }
+        },
+        Command::Create {
+            what: CreateWhat::Cluster { name, labels },
+        } => {
+            let mut map = serde_json::Map::new();
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .ok_or_else(|| CliError::Input(format!("label {l:?} is not key=value")))?;
+                map.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            client.post("/api/v1/clusters", &json!({"name": name, "labels": map}))?;
+            println!("cluster/{name} created");
+        }
+    }
+    Ok(())
+}

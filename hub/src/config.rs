@@ -1,0 +1,72 @@
+//! [`HubConfig`]: everything needed to start a hub, and how the broker connection is
+//! described ([`BrokerSettings`]).
+//!
+//! The topics come from the sdk-go MQTT config file when one is given, otherwise they
+//! are our default source layout (`Topics::for_source`). The embedded broker (added by
+//! the `quickstart` wiring) only needs to start first and pass its address as
+//! [`BrokerSettings::Address`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use workbus_agent::transport::TransportConfig;
+use workbus_schemas::config::MqttConfig;
+use workbus_schemas::mqtt::Encoding;
+
+/// How to reach the MQTT broker.
+#[derive(Debug, Clone)]
+pub enum BrokerSettings {
+    /// A plain-TCP MQTT 5 broker at `host:port`, default topics.
+    Address {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// An sdk-go MQTT config file (broker, TLS, credentials, QoS and topics).
+    MqttConfig(Box<MqttConfig>),
+    /// A fully specified transport (default topics; its subscriptions are replaced by
+    /// the source's).
+    Transport(Box<TransportConfig>),
+}
+
+/// Settings of one hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Where the SQLite database lives (created if missing).
+    pub data_dir: PathBuf,
+    /// REST listen address; port 0 picks a free port (see `HubHandle::rest_addr`).
+    pub listen: SocketAddr,
+    /// The source id: CloudEvent `source`, topic segment, part of every work uid.
+    pub source_id: String,
+    /// The broker.
+    pub broker: BrokerSettings,
+    /// How events are laid out on MQTT (binary by default, as sdk-go).
+    pub encoding: Encoding,
+    /// MQTT client id; default `<source-id>-hub-<random>` so replicas never collide.
+    pub client_id: Option<String>,
+}
+
+impl HubConfig {
+    /// A config with defaults: `./workbus-data`, `127.0.0.1:8080`, source id `workbus`,
+    /// broker `127.0.0.1:1883`, binary mode.
+    pub fn new() -> Self {
+        HubConfig {
+            data_dir: PathBuf::from("./workbus-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            source_id: "workbus".to_string(),
+            broker: BrokerSettings::Address {
+                host: "127.0.0.1".to_string(),
+                port: 1883,
+            },
+            encoding: Encoding::Binary,
+            client_id: None,
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,242 @@
+//! Starting and stopping a hub in-process: [`Hub::start`] opens the store, connects the
+//! MQTT transport, and runs three tasks — the source loop (received events), the outbox
+//! publisher (sent events) and the REST server — until [`HubHandle::shutdown`].
+//!
+//! The `serve` command, the tests and the quickstart all start hubs this way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use workbus_agent::transport::{TlsError, Transport, TransportConfig, TransportConfigError};
+use workbus_schemas::topics::{self, TopicError, Topics};
+
+use crate::api::{self, ApiState};
+use crate::config::{BrokerSettings, HubConfig};
+use crate::metrics::Metrics;
+use crate::outbox::OutboxPublisher;
+use crate::source::SourceLoop;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{StoreError, StoreHandle};
+use crate::watch::Watchers;
+
+/// The database file name inside the data directory.
+pub const DB_FILE: &str = "hub.db";
+
+/// Why a hub did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The data directory or listen socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The source id or topics are unusable.
+    #[error("topics: {0}")]
+    Topics(#[from] TopicError),
+    /// The MQTT config file cannot become a transport.
+    #[error("mqtt config: {0}")]
+    TransportConfig(#[from] TransportConfigError),
+    /// TLS material is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Namespace for [`Hub::start`].
+pub struct Hub;
+
+/// A running hub.
+pub struct HubHandle {
+    rest_addr: SocketAddr,
+    store: StoreHandle,
+    metrics: Arc<Metrics>,
+    transport: Transport,
+    stop_http: Option<oneshot::Sender<()>>,
+    subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
+    watchers: Watchers,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn transport_config(config: &HubConfig) -> Result<(Topics, TransportConfig), HubError> {
+    let client_id = config.client_id.clone().unwrap_or_else(|| {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{}-hub-{}", config.source_id, &suffix[..8])
+    });
+    let (topics, mut tc) = match &config.broker {
+        BrokerSettings::Address { host, port } => (
+            Topics::for_source(&config.source_id)?,
+            TransportConfig::new(host.clone(), *port, client_id),
+        ),
+        BrokerSettings::MqttConfig(mqtt) => {
+            let topics = mqtt.topics.clone();
+            topics.validate_for_source(&config.source_id)?;
+            (
+                topics,
+                TransportConfig::from_mqtt_config(mqtt, client_id, Vec::new())?,
+            )
+        }
+        BrokerSettings::Transport(tc) => (Topics::for_source(&config.source_id)?, (**tc).clone()),
+    };
+    tc.subscriptions = topics::source_subscriptions(&topics, &config.source_id)?;
+    if matches!(config.broker, BrokerSettings::Address { .. }) {
+        // A local broker: reconnect quickly rather than after up to 30 s.
+        tc.reconnect.max_delay = Duration::from_secs(5);
+    }
+    Ok((topics, tc))
+}
+
+impl Hub {
+    /// Starts a hub. Returns once the store is open and the REST socket is bound; the
+    /// broker connection is made (and retried) in the background.
+    pub async fn start(config: HubConfig) -> Result<HubHandle, HubError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| HubError::Io {
+            what: format!("cannot create {}", config.data_dir.display()),
+            source,
+        })?;
+        let db = config.data_dir.join(DB_FILE);
+        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let store = StoreHandle::new(Arc::new(sqlite));
+        let (topics, tc) = transport_config(&config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| HubError::Io {
+                what: format!("cannot listen on {}", config.listen),
+                source,
+            })?;
+        let rest_addr = listener.local_addr().map_err(|source| HubError::Io {
+            what: "cannot read the listen address".into(),
+            source,
+        })?;
+        let mut transport = Transport::start(tc)?;
+        let metrics = Arc::new(Metrics::default());
+        let notify = Arc::new(Notify::new());
+        let watchers = Watchers::default();
+
+        let subscriptions = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let source = SourceLoop {
+            subscriptions: subscriptions.clone(),
+            store: store.clone(),
+            source_id: config.source_id.clone(),
+            outbox: notify.clone(),
+            metrics: metrics.clone(),
+            watchers: watchers.clone(),
+        };
+        let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
+        let mut tasks = vec![tokio::spawn(source.run(events))];
+        let publisher = OutboxPublisher {
+            store: store.clone(),
+            publisher: transport.publisher.clone(),
+            topics,
+            source_id: config.source_id.clone(),
+            encoding: config.encoding,
+            notify: notify.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn(publisher.run()));
+
+        let state = ApiState {
+            store: store.clone(),
+            source_id: config.source_id.clone(),
+            outbox: notify,
+            metrics: metrics.clone(),
+            watchers: watchers.clone(),
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = api::router(state);
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "REST server failed");
+            }
+        }));
+        tracing::info!(%rest_addr, source_id = %config.source_id, "hub started");
+        Ok(HubHandle {
+            rest_addr,
+            store,
+            metrics,
+            transport,
+            stop_http: Some(stop_tx),
+            subscriptions,
+            watchers,
+            tasks,
+        })
+    }
+}
+
+impl HubHandle {
+    /// Notifications of every work change (spec, accepted status, completed deletion),
+    /// as the REST watch endpoint sees them.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<crate::watch::WorkChange> {
+        self.watchers.subscribe()
+    }
+
+    /// The bound REST address.
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.rest_addr
+    }
+
+    /// `http://<rest_addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.rest_addr)
+    }
+
+    /// The store (for inspection; the hub keeps using it).
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// Waits until the hub has subscribed to the broker at least once (and queued its
+    /// status resync requests); false on timeout.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.subscriptions.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The hub's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops serving, stops the tasks and disconnects from the broker. Events still in
+    /// the outbox stay there and are published by the next start.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        let http = self.tasks.pop();
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(mut http) = http {
+            // Open watch streams would keep a graceful shutdown waiting forever.
+            if tokio::time::timeout(Duration::from_secs(2), &mut http)
+                .await
+                .is_err()
+            {
+                tracing::warn!("REST server did not stop in time; aborting it");
+                http.abort();
+            }
+        }
+        self.transport.publisher.disconnect().await;
+        self.transport.abort();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The hub's counters, rendered in the Prometheus text format by `/metrics`.
+//!
+//! Label sets are small and fixed (event type, drop reason): no per-work or
+//! per-cluster labels, which is the cardinality trap Maestro fell into.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters keyed by one label value.
+type Labelled = Mutex<BTreeMap<String, u64>>;
+
+/// All counters of one hub.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sent: Mutex<BTreeMap<String, u64>>,
+    received: Mutex<BTreeMap<String, u64>>,
+    dropped: Mutex<BTreeMap<String, u64>>,
+    /// Failed publish attempts (each retried).
+    pub publish_failures: AtomicU64,
+    /// Status events accepted.
+    pub statuses_accepted: AtomicU64,
+    /// Deletions completed by a `Deleted` status.
+    pub deletions_completed: AtomicU64,
+    /// Rejected REST requests (4xx).
+    pub api_rejected: AtomicU64,
+}
+
+fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
+    if let Ok(mut m) = map.lock() {
+        *m.entry(key.to_string()).or_default() += 1;
+    }
+}
+
+fn get(map: &Mutex<BTreeMap<String, u64>>, key: &str) -> u64 {
+    map.lock()
+        .map(|m| m.get(key).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counts an event acknowledged by the broker, by CloudEvent type.
+    pub fn sent(&self, event_type: &str) {
+        bump(&self.sent, event_type);
+    }
+    /// Counts a received, decodable event, by CloudEvent type.
+    pub fn received(&self, event_type: &str) {
+        bump(&self.received, event_type);
+    }
+    /// Counts a dropped received event, by reason.
+    pub fn dropped(&self, reason: &str) {
+        bump(&self.dropped, reason);
+    }
+    /// Events sent of one type so far.
+    pub fn sent_count(&self, event_type: &str) -> u64 {
+        get(&self.sent, event_type)
+    }
+    /// Events dropped for one reason so far.
+    pub fn dropped_count(&self, reason: &str) -> u64 {
+        get(&self.dropped, reason)
+    }
+
+    /// The Prometheus text exposition, with the outbox depth gauge.
+    pub fn render(&self, outbox_depth: Option<u64>) -> String {
+        let mut out = String::new();
+        let families: [(&str, &str, &str, &Labelled); 3] = [
+            (
+                "workbus_hub_events_sent_total",
+                "Events acknowledged by the broker.",
+                "type",
+                &self.sent,
+            ),
+            (
+                "workbus_hub_events_received_total",
+                "Events received from agents.",
+                "type",
+                &self.received,
+            ),
+            (
+                "workbus_hub_events_dropped_total",
+                "Received events dropped, by reason.",
+                "reason",
+                &self.dropped,
+            ),
+        ];
+        for (name, help, label, map) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(m) = map.lock() {
+                for (k, v) in m.iter() {
+                    let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
+                }
+            }
+        }
+        let plain = [
+            (
+                "workbus_hub_publish_failures_total",
+                "Failed publish attempts (retried).",
+                &self.publish_failures,
+            ),
+            (
+                "workbus_hub_statuses_accepted_total",
+                "Status events stored.",
+                &self.statuses_accepted,
+            ),
+            (
+                "workbus_hub_deletions_completed_total",
+                "Works hard-deleted after the agent confirmed.",
+                &self.deletions_completed,
+            ),
+            (
+                "workbus_hub_api_rejected_total",
+                "REST requests answered with 4xx.",
+                &self.api_rejected,
+            ),
+        ];
+        for (name, help, c) in plain {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        if let Some(depth) = outbox_depth {
+            let name = "workbus_hub_outbox_depth";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Events waiting for a broker acknowledgement.\n# TYPE {name} gauge\n{name} {depth}"
+            );
+        }
+        out
+    }
+}

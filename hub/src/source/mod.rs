@@ -1,0 +1,229 @@
+//! The hub as an OCM CloudEvents *source* (reference §4–7): the loop over transport
+//! events.
+//!
+//! - `Subscribed` (first connect and every reconnect): queue a status resync request
+//!   per known cluster ([`resync::status_resync_requests`]).
+//! - a message: decode (`mqtt::decode`; malformed → counted, logged, dropped), audit,
+//!   then dispatch on the type: a spec `resync_request` is answered
+//!   ([`resync::spec_resync_answer_events`]), a status event goes through the
+//!   acceptance rule ([`status_rule`]) in the store; anything else is counted and
+//!   dropped.
+//!
+//! Outgoing events never go to the broker from here: they are queued in the outbox
+//! (see `outbox`) like every other event.
+
+pub mod resync;
+pub mod spec_events;
+pub mod status;
+pub mod status_rule;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use cloudevents::AttributesReader;
+use tokio::sync::{Notify, mpsc};
+use workbus_agent::transport::TransportEvent;
+use workbus_schemas::Event;
+use workbus_schemas::envelope::{decode_event_type, json_data};
+use workbus_schemas::event_type::{Action, SubResource};
+use workbus_schemas::extensions::OcmExtensions;
+use workbus_schemas::mqtt::{self, MqttMessage};
+use workbus_schemas::resync::SpecResyncRequest;
+use workbus_schemas::topics::{self, SegmentKind};
+
+use crate::metrics::Metrics;
+use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle};
+use crate::watch::Watchers;
+
+/// The shared state of the source side.
+#[derive(Clone)]
+pub struct SourceLoop {
+    /// The store.
+    pub store: StoreHandle,
+    /// Our source id.
+    pub source_id: String,
+    /// Wakes the outbox publisher.
+    pub outbox: Arc<Notify>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// REST watchers.
+    pub watchers: Watchers,
+    /// Counts completed (re)subscriptions; readiness for tests and health checks.
+    pub subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// An audit row for a received event.
+pub(crate) fn received_audit(event: &Event) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        direction: AuditDirection::Received,
+        cluster: event.cluster_name().ok().flatten().map(str::to_string),
+        resource_id: event.resource_id().ok().map(str::to_string),
+        event_type: event.ty().to_string(),
+        event: event.clone(),
+    }
+}
+
+impl SourceLoop {
+    /// Consumes transport events until the transport closes.
+    pub async fn run(self, mut events: mpsc::Receiver<TransportEvent>) {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                TransportEvent::Subscribed => {
+                    tracing::info!("subscribed; requesting status resync from every cluster");
+                    self.request_status_resync().await;
+                    self.subscriptions.send_modify(|n| *n += 1);
+                }
+                TransportEvent::Message(message) => self.handle_message(message).await,
+                TransportEvent::Disconnected(reason) => {
+                    tracing::warn!(%reason, "broker connection lost; reconnecting");
+                }
+            }
+        }
+    }
+
+    /// Queues a status resync request per known cluster.
+    pub async fn request_status_resync(&self) {
+        let source_id = self.source_id.clone();
+        let result = self
+            .store
+            .run(move |s| {
+                let now = Utc::now();
+                let mut events = Vec::new();
+                for cluster in s.list_clusters()? {
+                    if topics::validate_segment(SegmentKind::ClusterName, &cluster.name).is_err() {
+                        continue; // registered before validation existed; cannot be addressed
+                    }
+                    let works = s.works_of_cluster(&cluster.name)?;
+                    events.extend(resync::status_resync_requests(
+                        &source_id,
+                        &cluster.name,
+                        &works,
+                        now,
+                    ));
+                }
+                s.enqueue(&events, now)?;
+                Ok(events.len())
+            })
+            .await;
+        match result {
+            Ok(n) => {
+                tracing::debug!(events = n, "status resync requests queued");
+                self.outbox.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot queue status resync requests"),
+        }
+    }
+
+    async fn handle_message(&self, message: MqttMessage) {
+        let event = match mqtt::decode(&message) {
+            Ok(e) => e,
+            Err(e) => {
+                self.metrics.dropped("malformed");
+                tracing::warn!(topic = %message.topic, error = %e, "dropping malformed message");
+                return;
+            }
+        };
+        let ty = match decode_event_type(&event) {
+            Ok(ty) if ty.data_type.is_manifest_bundles() => ty,
+            Ok(ty) => {
+                self.drop_and_audit(&event, "unsupported_type", &ty.to_string())
+                    .await;
+                return;
+            }
+            Err(e) => {
+                self.drop_and_audit(&event, "unsupported_type", &e.to_string())
+                    .await;
+                return;
+            }
+        };
+        self.metrics.received(event.ty());
+        match (ty.sub_resource, &ty.action) {
+            (SubResource::Spec, Action::ResyncRequest) => self.answer_spec_resync(event).await,
+            (SubResource::Status, Action::ResyncRequest) => {
+                // Only agents answer status resync requests.
+                self.drop_and_audit(&event, "unexpected_type", "status resync request")
+                    .await;
+            }
+            (SubResource::Status, _) => self.handle_status(event).await,
+            (SubResource::Spec, _) => {
+                self.drop_and_audit(&event, "unexpected_type", "spec event from an agent")
+                    .await;
+            }
+        }
+    }
+
+    /// Records a received event we do not act on, counting why.
+    pub(crate) async fn drop_and_audit(&self, event: &Event, reason: &'static str, detail: &str) {
+        self.metrics.dropped(reason);
+        tracing::warn!(
+            id = event.id(),
+            ty = event.ty(),
+            reason,
+            detail,
+            "dropping received event"
+        );
+        self.audit(event).await;
+    }
+
+    pub(crate) async fn audit(&self, event: &Event) {
+        let entry = received_audit(event);
+        if let Err(e) = self.store.run(move |s| s.audit_received(&entry)).await {
+            tracing::error!(error = %e, "cannot write the audit row of a received event");
+        }
+    }
+
+    async fn answer_spec_resync(&self, event: Event) {
+        let cluster = match event.cluster_name() {
+            Ok(Some(c)) if topics::validate_segment(SegmentKind::ClusterName, c).is_ok() => {
+                c.to_string()
+            }
+            _ => {
+                self.drop_and_audit(
+                    &event,
+                    "bad_clustername",
+                    "spec resync without a usable clustername",
+                )
+                .await;
+                return;
+            }
+        };
+        let request: SpecResyncRequest = match json_data(&event).map(serde_json::from_value) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                self.drop_and_audit(&event, "malformed_payload", &e.to_string())
+                    .await;
+                return;
+            }
+            None => {
+                self.drop_and_audit(&event, "malformed_payload", "no JSON data")
+                    .await;
+                return;
+            }
+        };
+        let source_id = self.source_id.clone();
+        let audit = received_audit(&event);
+        let result = self
+            .store
+            .run(move |s| {
+                s.audit_received(&audit)?;
+                let works = s.works_of_cluster(&cluster)?;
+                let now = Utc::now();
+                let (events, errors): (Vec<NewOutbox>, Vec<String>) =
+                    resync::spec_resync_answer_events(&source_id, &cluster, &request, &works, now);
+                s.enqueue(&events, now)?;
+                Ok((cluster, events.len(), errors))
+            })
+            .await;
+        match result {
+            Ok((cluster, n, errors)) => {
+                for e in errors {
+                    tracing::error!(%cluster, error = %e, "cannot build a spec resync answer");
+                }
+                tracing::info!(%cluster, answers = n, "spec resync answered");
+                self.outbox.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot answer a spec resync request"),
+        }
+    }
+}

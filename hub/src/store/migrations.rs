@@ -1,0 +1,99 @@
+//! Versioned schema migrations of the SQLite store.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`. [`MIGRATIONS`] is append-only:
+//! migration *n* (1-based) moves the schema from version *n-1* to *n*; each runs in its
+//! own transaction together with the version bump, so a crash leaves either the old or
+//! the new schema. A database newer than this binary is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The migrations, oldest first. Never edit a released entry; append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE clusters (
+        name        TEXT PRIMARY KEY NOT NULL,
+        labels      TEXT NOT NULL,            -- JSON object
+        created     TEXT NOT NULL,            -- RFC 3339, fixed width (sortable)
+        last_heard  TEXT
+    );
+    CREATE TABLE works (
+        uid         TEXT PRIMARY KEY NOT NULL,
+        cluster     TEXT NOT NULL REFERENCES clusters(name) ON DELETE RESTRICT,
+        name        TEXT NOT NULL,
+        labels      TEXT NOT NULL,            -- JSON object
+        annotations TEXT NOT NULL,            -- JSON object
+        spec        TEXT NOT NULL,            -- ManifestWorkSpec JSON
+        generation  INTEGER NOT NULL CHECK (generation >= 1),
+        created     TEXT NOT NULL,
+        updated     TEXT NOT NULL,
+        deletion    TEXT,
+        UNIQUE (cluster, name)
+    );
+    CREATE TABLE work_status (
+        uid         TEXT PRIMARY KEY NOT NULL REFERENCES works(uid) ON DELETE CASCADE,
+        status      TEXT NOT NULL,            -- ManifestWorkStatus JSON
+        generation  INTEGER NOT NULL,
+        sequence_id TEXT NOT NULL,
+        status_hash TEXT,
+        received    TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster     TEXT NOT NULL,
+        resource_id TEXT,
+        event_type  TEXT NOT NULL,
+        event       TEXT NOT NULL,            -- structured CloudEvent JSON
+        created     TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          TEXT NOT NULL,
+        direction   TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+        cluster     TEXT,
+        resource_id TEXT,
+        event_type  TEXT NOT NULL,
+        event       TEXT NOT NULL             -- structured CloudEvent JSON
+    );
+    CREATE INDEX audit_resource ON audit(resource_id, id);
+    -- The audit log is append-only: history must survive hard deletes of works.
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
+];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// The schema version of an open database.
+pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Brings the database to [`latest_version`]; returns the version it started from.
+pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let start = current_version(conn)?;
+    if start > latest_version() {
+        return Err(StoreError::Backend(format!(
+            "database schema version {start} is newer than this binary's {}",
+            latest_version()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // PRAGMA takes no bound parameters; `version` is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        tx.commit()?;
+        tracing::info!(version, "store migrated");
+    }
+    Ok(start)
+}

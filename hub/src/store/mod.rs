@@ -1,0 +1,164 @@
+//! The hub's durable state: clusters, works, their latest statuses, the outbox of
+//! events waiting for a broker acknowledgement, and the append-only audit log.
+//!
+//! [`Store`] is the storage contract; [`sqlite::SqliteStore`] is the embedded
+//! implementation (a PostgreSQL one can implement the same trait). Every method is
+//! synchronous and atomic: a method that changes a work *and* queues its spec event
+//! does both in one transaction, which is what makes publishing durable (a committed
+//! change is always eventually published, see `outbox`).
+//!
+//! Async code never calls a [`Store`] directly: it goes through [`StoreHandle`], which
+//! runs each call on the blocking thread pool so SQLite I/O (with `fsync`) never stalls
+//! the runtime.
+
+pub mod handle;
+pub mod migrations;
+pub mod model;
+pub mod sqlite;
+
+pub use handle::StoreHandle;
+pub use model::{
+    ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
+    NewOutbox, OutboxEntry, StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
+};
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use workbus_schemas::Event;
+
+/// Why a store operation failed. Conflicts and missing objects are ordinary outcomes
+/// the API maps to 4xx; `Backend` and `Corrupt` are server faults.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named object does not exist.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// `cluster` or `work`.
+        kind: &'static str,
+        /// Its name (`cluster/name` for works).
+        name: String,
+    },
+    /// The object already exists (create only).
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// `cluster` or `work`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The change conflicts with the object's state (deleting work, cluster with works).
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller-supplied event builder refused the change (e.g. generation overflow).
+    #[error("cannot build the event: {0}")]
+    Event(String),
+    /// A stored row does not decode: the row is left untouched and reported.
+    #[error("corrupt stored data in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// The database itself failed (I/O, lock, constraint).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Builds the spec event for a work inside the transaction that changes it, so the event
+/// sees exactly the committed generation and timestamps. Returns the event to queue.
+pub type SpecEventBuilder<'a> =
+    &'a (dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Sync);
+
+/// Which kind of spec change a queued event announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecChange {
+    /// The work was created.
+    Create,
+    /// Its spec, labels or annotations changed.
+    Update,
+    /// It was marked deleting.
+    Delete,
+}
+
+/// The storage contract of the hub. Implementations must make every method atomic and
+/// durable once it returns `Ok`.
+pub trait Store: Send + Sync + 'static {
+    /// Registers a cluster.
+    fn create_cluster(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Cluster, StoreError>;
+    /// One cluster.
+    fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError>;
+    /// All clusters, by name.
+    fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError>;
+    /// Removes a cluster; [`StoreError::Conflict`] while it still has works.
+    fn delete_cluster(&self, name: &str) -> Result<(), StoreError>;
+    /// Records that an event arrived from the cluster (no-op for unknown clusters).
+    fn touch_cluster(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Creates or updates a work and queues its spec event in the same transaction.
+    /// A no-op apply (same spec, labels, annotations) changes and queues nothing.
+    /// `create_only` makes an existing work an [`StoreError::AlreadyExists`].
+    fn apply_work(
+        &self,
+        desired: &DesiredWork,
+        create_only: bool,
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<(ApplyOutcome, WorkRecord), StoreError>;
+    /// Marks a work deleting and queues its delete event (idempotent: an already
+    /// deleting work is returned unchanged and nothing is queued).
+    fn mark_deleting(
+        &self,
+        key: &WorkKey,
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<WorkRecord, StoreError>;
+    /// One work with its latest status.
+    fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError>;
+    /// One work by its uid (the wire `resourceid`).
+    fn get_work_by_uid(&self, uid: &str) -> Result<Option<WorkRecord>, StoreError>;
+    /// Works matching `filter`, ordered by (cluster, name), at most `filter.limit`.
+    fn list_works(&self, filter: &WorkFilter) -> Result<Vec<WorkRecord>, StoreError>;
+    /// All works of one cluster (including deleting ones), ordered by name.
+    fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError>;
+
+    /// Applies a received status by the hub's acceptance rule (see `source::status_rule`)
+    /// in one transaction: stores it, hard-deletes a work whose deletion completed, or
+    /// changes nothing and says why.
+    /// `audit` (the received event) is appended and the cluster's last-heard time
+    /// updated in the same transaction, whatever the outcome.
+    fn ingest_status(
+        &self,
+        status: &IncomingStatus,
+        audit: &AuditEntry,
+    ) -> Result<StatusOutcome, StoreError>;
+
+    /// Queues events that change no work (resync answers and requests).
+    fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Up to `limit` queued events with id greater than `after`, oldest first.
+    fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Removes a published event and writes its audit row, atomically.
+    fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a failed publish attempt.
+    fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError>;
+    /// Number of queued events.
+    fn outbox_depth(&self) -> Result<u64, StoreError>;
+
+    /// Appends a received event to the audit log and updates the cluster's last-heard
+    /// time.
+    fn audit_received(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
+    fn audit(&self, resource_id: Option<&str>, limit: usize)
+    -> Result<Vec<AuditEntry>, StoreError>;
+}

@@ -1,0 +1,249 @@
+//! The records the [`Store`](super::Store) reads and writes: plain data, no I/O.
+//!
+//! A [`WorkRecord`] is the hub's own view of a ManifestWork (desired state plus the
+//! latest accepted status); `api` turns it into the kubectl-shaped `ManifestWork` and
+//! `source::spec_events` into the wire spec event.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use workbus_schemas::Event;
+use workbus_schemas::work::{ManifestWorkSpec, ManifestWorkStatus};
+
+/// A managed cluster (OCM: consumer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// Its name: the works' namespace and a topic segment.
+    pub name: String,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it was registered.
+    pub created: DateTime<Utc>,
+    /// When an event from it last arrived.
+    pub last_heard: Option<DateTime<Utc>>,
+}
+
+/// Address of a work: cluster (namespace) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WorkKey {
+    /// The cluster (ManifestWork namespace).
+    pub cluster: String,
+    /// The ManifestWork name.
+    pub name: String,
+}
+
+/// What a user asked for: the desired state of one work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredWork {
+    /// Where it goes.
+    pub key: WorkKey,
+    /// Its uid (`resource_id::work_resource_id(source, cluster, name)`).
+    pub uid: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec`.
+    pub spec: ManifestWorkSpec,
+}
+
+/// The latest accepted status of a work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStatus {
+    /// The status in the API shape.
+    pub status: ManifestWorkStatus,
+    /// The generation it is for (the event's `resourceversion`).
+    pub generation: i64,
+    /// The agent's `sequenceid`.
+    pub sequence_id: String,
+    /// The agent's `statushash`, sent back in status resync requests.
+    pub status_hash: Option<String>,
+    /// When the hub received it.
+    pub received: DateTime<Utc>,
+}
+
+/// A stored work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkRecord {
+    /// uid (the wire `resourceid`).
+    pub uid: String,
+    /// cluster and name.
+    pub key: WorkKey,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec`.
+    pub spec: ManifestWorkSpec,
+    /// Starts at 1, +1 per spec/label/annotation change; also the `resourceVersion`.
+    pub generation: i64,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Last change time.
+    pub updated: DateTime<Utc>,
+    /// Set once a delete was accepted; the row goes when the agent confirms.
+    pub deletion: Option<DateTime<Utc>>,
+    /// The latest accepted status.
+    pub status: Option<StoredStatus>,
+}
+
+/// Result of [`Store::apply_work`](super::Store::apply_work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// A new work (generation 1).
+    Created,
+    /// The generation was raised.
+    Updated,
+    /// Nothing changed; nothing was queued.
+    Unchanged,
+}
+
+impl ApplyOutcome {
+    /// `created`, `updated` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Updated => "updated",
+            ApplyOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Filter and page of a work listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkFilter {
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// Every label must equal (`k=v,k2=v2`).
+    pub labels: Vec<(String, String)>,
+    /// Start strictly after this key (pagination).
+    pub after: Option<WorkKey>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A received status, decoded, as the acceptance rule needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingStatus {
+    /// The `resourceid`.
+    pub uid: String,
+    /// The `clustername` the agent sent (must match the work's).
+    pub cluster: Option<String>,
+    /// The `resourceversion`.
+    pub generation: i64,
+    /// The `sequenceid`.
+    pub sequence_id: String,
+    /// The `statushash`.
+    pub status_hash: Option<String>,
+    /// The status.
+    pub status: ManifestWorkStatus,
+    /// Whether it carries `Deleted=True`.
+    pub deleted: bool,
+    /// Receive time.
+    pub received: DateTime<Utc>,
+}
+
+/// What [`Store::ingest_status`](super::Store::ingest_status) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusOutcome {
+    /// Stored; the work as it is now.
+    Accepted(Box<WorkRecord>),
+    /// `Deleted=True`: the work row is gone (this was its last state).
+    Deleted(Box<WorkRecord>),
+    /// Dropped; the reason is a metric label (`unknown_work`, `stale_generation`, ...).
+    Dropped(DropReason),
+}
+
+/// Why a status was dropped. [`DropReason::as_str`] is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// No work with this uid.
+    UnknownWork,
+    /// The agent's `clustername` differs from the work's cluster.
+    ClusterMismatch,
+    /// `resourceversion` is not the current generation.
+    StaleGeneration,
+    /// The sequence id is not newer (duplicate or older).
+    NotNewer,
+    /// The sequence ids cannot be compared (bad text, different snowflake node).
+    BadSequenceId,
+}
+
+impl DropReason {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownWork => "unknown_work",
+            DropReason::ClusterMismatch => "cluster_mismatch",
+            DropReason::StaleGeneration => "stale_generation",
+            DropReason::NotNewer => "not_newer",
+            DropReason::BadSequenceId => "bad_sequence_id",
+        }
+    }
+}
+
+/// An event to queue for publishing.
+#[derive(Debug, Clone)]
+pub struct NewOutbox {
+    /// The target cluster (`clustername`).
+    pub cluster: String,
+    /// The `resourceid`, when the event is about one work.
+    pub resource_id: Option<String>,
+    /// The event.
+    pub event: Event,
+}
+
+/// A queued event.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Queue position (strictly increasing).
+    pub id: i64,
+    /// The target cluster.
+    pub cluster: String,
+    /// The `resourceid`, if any.
+    pub resource_id: Option<String>,
+    /// The event, or why the stored JSON no longer decodes (the row is then skipped
+    /// and left in place for inspection).
+    pub event: Result<Event, String>,
+    /// Failed publish attempts so far.
+    pub attempts: i64,
+}
+
+/// Direction of an audited event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDirection {
+    /// Published by the hub (after the broker acknowledged it).
+    Sent,
+    /// Received from an agent.
+    Received,
+}
+
+impl AuditDirection {
+    /// `sent` or `received`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDirection::Sent => "sent",
+            AuditDirection::Received => "received",
+        }
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// When it was sent/received.
+    pub at: DateTime<Utc>,
+    /// Direction.
+    pub direction: AuditDirection,
+    /// The cluster, when known.
+    pub cluster: Option<String>,
+    /// The `resourceid`, when present.
+    pub resource_id: Option<String>,
+    /// The CloudEvent `type`.
+    pub event_type: String,
+    /// The full event.
+    pub event: Event,
+}

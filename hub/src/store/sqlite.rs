@@ -1,0 +1,712 @@
+//! The embedded [`Store`]: one SQLite file in WAL mode with `synchronous=FULL`, so a
+//! call that returned `Ok` survives a power cut, and foreign keys on (a cluster with
+//! works cannot vanish; a work's status goes with the work).
+//!
+//! One connection behind a mutex: SQLite serialises writers anyway, and the hub's write
+//! rate is bounded by `fsync`, not by lock contention. Stored JSON that no longer
+//! decodes is reported as [`StoreError::Corrupt`] and left untouched.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use cloudevents::AttributesReader;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use workbus_schemas::Event;
+use workbus_schemas::mqtt::structured;
+
+use super::model::*;
+use super::{SpecChange, SpecEventBuilder, Store, StoreError, migrations};
+use crate::source::status_rule::{StatusDecision, decide};
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+/// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, so text order is
+/// time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            table,
+            reason: format!("bad time {s:?}: {e}"),
+        })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    what: &str,
+    s: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: format!("{what}: {e}"),
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
+}
+
+fn event_json(event: &Event) -> Result<String, StoreError> {
+    serde_json::to_string(event).map_err(|e| StoreError::Event(e.to_string()))
+}
+
+fn parse_event(s: &str) -> Result<Event, String> {
+    structured::decode(s.as_bytes()).map_err(|e| e.to_string())
+}
+
+const WORK_SELECT: &str = "SELECT w.uid, w.cluster, w.name, w.labels, w.annotations, w.spec, \
+     w.generation, w.created, w.updated, w.deletion, s.status, s.generation, s.sequence_id, \
+     s.status_hash, s.received FROM works w LEFT JOIN work_status s ON s.uid = w.uid";
+
+/// A work row as text, decoded outside the rusqlite closure so bad JSON becomes
+/// [`StoreError::Corrupt`] instead of a driver error.
+struct RawWork {
+    cols: [Option<String>; 15],
+    generation: i64,
+    status_generation: Option<i64>,
+}
+
+impl RawWork {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawWork> {
+        let mut cols: [Option<String>; 15] = Default::default();
+        for (i, col) in cols.iter_mut().enumerate() {
+            if i == 6 || i == 11 {
+                continue;
+            }
+            *col = r.get(i)?;
+        }
+        Ok(RawWork {
+            cols,
+            generation: r.get(6)?,
+            status_generation: r.get(11)?,
+        })
+    }
+
+    fn into_record(self) -> Result<WorkRecord, StoreError> {
+        let t = "works";
+        let c = |i: usize| self.cols[i].clone().unwrap_or_default();
+        let status = match (&self.cols[10], self.status_generation) {
+            (Some(status), Some(generation)) => Some(StoredStatus {
+                status: parse_json("work_status", "status", status)?,
+                generation,
+                sequence_id: c(12),
+                status_hash: self.cols[13].clone(),
+                received: parse_ts("work_status", &c(14))?,
+            }),
+            _ => None,
+        };
+        Ok(WorkRecord {
+            uid: c(0),
+            key: WorkKey {
+                cluster: c(1),
+                name: c(2),
+            },
+            labels: parse_json(t, "labels", &c(3))?,
+            annotations: parse_json(t, "annotations", &c(4))?,
+            spec: parse_json(t, "spec", &c(5))?,
+            generation: self.generation,
+            created: parse_ts(t, &c(7))?,
+            updated: parse_ts(t, &c(8))?,
+            deletion: self.cols[9]
+                .as_deref()
+                .map(|s| parse_ts(t, s))
+                .transpose()?,
+            status,
+        })
+    }
+}
+
+fn query_works(
+    conn: &Connection,
+    where_sql: &str,
+    values: Vec<SqlValue>,
+) -> Result<Vec<WorkRecord>, StoreError> {
+    let sql = format!("{WORK_SELECT} {where_sql}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let raws = stmt
+        .query_map(rusqlite::params_from_iter(values), RawWork::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raws.into_iter().map(RawWork::into_record).collect()
+}
+
+fn work_by_key(conn: &Connection, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
+    Ok(query_works(
+        conn,
+        "WHERE w.cluster = ?1 AND w.name = ?2",
+        vec![key.cluster.clone().into(), key.name.clone().into()],
+    )?
+    .pop())
+}
+
+fn work_by_uid(conn: &Connection, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
+    Ok(query_works(conn, "WHERE w.uid = ?1", vec![uid.to_string().into()])?.pop())
+}
+
+fn insert_outbox(
+    tx: &Transaction<'_>,
+    cluster: &str,
+    resource_id: Option<&str>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO outbox (cluster, resource_id, event_type, event, created) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            cluster,
+            resource_id,
+            event.ty(),
+            event_json(event)?,
+            ts(now)
+        ],
+    )?;
+    Ok(())
+}
+
+fn queue_spec(
+    tx: &Transaction<'_>,
+    record: &WorkRecord,
+    change: SpecChange,
+    now: DateTime<Utc>,
+    build: SpecEventBuilder<'_>,
+) -> Result<(), StoreError> {
+    let event = build(record, change).map_err(StoreError::Event)?;
+    insert_outbox(tx, &record.key.cluster, Some(&record.uid), &event, now)
+}
+
+fn insert_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            ts(entry.at),
+            entry.direction.as_str(),
+            entry.cluster,
+            entry.resource_id,
+            entry.event_type,
+            event_json(&entry.event)?
+        ],
+    )?;
+    if entry.direction == AuditDirection::Received
+        && let Some(cluster) = &entry.cluster
+    {
+        tx.execute(
+            "UPDATE clusters SET last_heard = ?1 WHERE name = ?2",
+            params![ts(entry.at), cluster],
+        )?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers do not block the writer; FULL: fsync the WAL on every commit, so
+        // nothing the API acknowledged is lost on power failure.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "cannot enable WAL (journal mode {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        migrations::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store connection lock poisoned".into()))
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so a
+    /// read-then-write never fails half way with SQLITE_BUSY) and commits on `Ok`.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        migrations::current_version(&*self.conn()?)
+    }
+}
+
+fn row_to_cluster(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn cluster_from_raw(raw: (String, String, String, Option<String>)) -> Result<Cluster, StoreError> {
+    Ok(Cluster {
+        name: raw.0,
+        labels: parse_json("clusters", "labels", &raw.1)?,
+        created: parse_ts("clusters", &raw.2)?,
+        last_heard: raw
+            .3
+            .as_deref()
+            .map(|s| parse_ts("clusters", s))
+            .transpose()?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_cluster(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Cluster, StoreError> {
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO clusters (name, labels, created) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, to_json(labels)?, ts(now)],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    kind: "cluster",
+                    name: name.to_string(),
+                });
+            }
+            Ok(Cluster {
+                name: name.to_string(),
+                labels: labels.clone(),
+                created: now,
+                last_heard: None,
+            })
+        })
+    }
+
+    fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
+        let conn = self.conn()?;
+        let raw = conn
+            .query_row(
+                "SELECT name, labels, created, last_heard FROM clusters WHERE name = ?1",
+                [name],
+                row_to_cluster,
+            )
+            .optional()?;
+        raw.map(cluster_from_raw).transpose()
+    }
+
+    fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, labels, created, last_heard FROM clusters ORDER BY name",
+        )?;
+        let raws = stmt
+            .query_map([], row_to_cluster)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(cluster_from_raw).collect()
+    }
+
+    fn delete_cluster(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let works: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM works WHERE cluster = ?1",
+                [name],
+                |r| r.get(0),
+            )?;
+            if works > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "cluster {name:?} still has {works} work(s); delete them first"
+                )));
+            }
+            if tx.execute("DELETE FROM clusters WHERE name = ?1", [name])? == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "cluster",
+                    name: name.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn touch_cluster(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE clusters SET last_heard = ?1 WHERE name = ?2",
+                params![ts(at), name],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn apply_work(
+        &self,
+        desired: &DesiredWork,
+        create_only: bool,
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
+        self.write(|tx| {
+            let cluster_exists: bool = tx
+                .query_row(
+                    "SELECT 1 FROM clusters WHERE name = ?1",
+                    [&desired.key.cluster],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !cluster_exists {
+                return Err(StoreError::NotFound {
+                    kind: "cluster",
+                    name: desired.key.cluster.clone(),
+                });
+            }
+            let existing = work_by_key(tx, &desired.key)?;
+            let (outcome, record) = match existing {
+                None => {
+                    let record = WorkRecord {
+                        uid: desired.uid.clone(),
+                        key: desired.key.clone(),
+                        labels: desired.labels.clone(),
+                        annotations: desired.annotations.clone(),
+                        spec: desired.spec.clone(),
+                        generation: 1,
+                        created: now,
+                        updated: now,
+                        deletion: None,
+                        status: None,
+                    };
+                    tx.execute(
+                        "INSERT INTO works (uid, cluster, name, labels, annotations, spec, \
+                         generation, created, updated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                        params![
+                            record.uid,
+                            record.key.cluster,
+                            record.key.name,
+                            to_json(&record.labels)?,
+                            to_json(&record.annotations)?,
+                            to_json(&record.spec)?,
+                            record.generation,
+                            ts(now),
+                            ts(now)
+                        ],
+                    )?;
+                    queue_spec(tx, &record, SpecChange::Create, now, build)?;
+                    (ApplyOutcome::Created, record)
+                }
+                Some(_) if create_only => {
+                    return Err(StoreError::AlreadyExists {
+                        kind: "work",
+                        name: format!("{}/{}", desired.key.cluster, desired.key.name),
+                    });
+                }
+                Some(current) if current.deletion.is_some() => {
+                    return Err(StoreError::Conflict(format!(
+                        "work {}/{} is being deleted",
+                        desired.key.cluster, desired.key.name
+                    )));
+                }
+                Some(current)
+                    if current.spec == desired.spec
+                        && current.labels == desired.labels
+                        && current.annotations == desired.annotations =>
+                {
+                    (ApplyOutcome::Unchanged, current)
+                }
+                Some(mut current) => {
+                    current.labels = desired.labels.clone();
+                    current.annotations = desired.annotations.clone();
+                    current.spec = desired.spec.clone();
+                    current.generation += 1;
+                    current.updated = now;
+                    tx.execute(
+                        "UPDATE works SET labels = ?1, annotations = ?2, spec = ?3, \
+                         generation = ?4, updated = ?5 WHERE uid = ?6",
+                        params![
+                            to_json(&current.labels)?,
+                            to_json(&current.annotations)?,
+                            to_json(&current.spec)?,
+                            current.generation,
+                            ts(now),
+                            current.uid
+                        ],
+                    )?;
+                    queue_spec(tx, &current, SpecChange::Update, now, build)?;
+                    (ApplyOutcome::Updated, current)
+                }
+            };
+            Ok((outcome, record))
+        })
+    }
+
+    fn mark_deleting(
+        &self,
+        key: &WorkKey,
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<WorkRecord, StoreError> {
+        self.write(|tx| {
+            let mut work = work_by_key(tx, key)?.ok_or_else(|| StoreError::NotFound {
+                kind: "work",
+                name: format!("{}/{}", key.cluster, key.name),
+            })?;
+            if work.deletion.is_some() {
+                return Ok(work);
+            }
+            work.deletion = Some(now);
+            work.updated = now;
+            tx.execute(
+                "UPDATE works SET deletion = ?1, updated = ?1 WHERE uid = ?2",
+                params![ts(now), work.uid],
+            )?;
+            queue_spec(tx, &work, SpecChange::Delete, now, build)?;
+            Ok(work)
+        })
+    }
+
+    fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
+        work_by_key(&*self.conn()?, key)
+    }
+
+    fn get_work_by_uid(&self, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
+        work_by_uid(&*self.conn()?, uid)
+    }
+
+    fn list_works(&self, filter: &WorkFilter) -> Result<Vec<WorkRecord>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut values: Vec<SqlValue> = Vec::new();
+        if let Some(cluster) = &filter.cluster {
+            values.push(cluster.clone().into());
+            clauses.push(format!("w.cluster = ?{}", values.len()));
+        }
+        for (k, v) in &filter.labels {
+            // The key goes into a JSON path as a quoted member name; callers reject keys
+            // containing `"` (not valid label keys anyway).
+            values.push(format!("$.\"{k}\"").into());
+            values.push(v.clone().into());
+            clauses.push(format!(
+                "json_extract(w.labels, ?{}) = ?{}",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        if let Some(after) = &filter.after {
+            values.push(after.cluster.clone().into());
+            values.push(after.name.clone().into());
+            clauses.push(format!(
+                "(w.cluster, w.name) > (?{}, ?{})",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        let mut sql = String::new();
+        if !clauses.is_empty() {
+            sql.push_str("WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        values.push((filter.limit.min(i64::MAX as usize) as i64).into());
+        sql.push_str(&format!(
+            " ORDER BY w.cluster, w.name LIMIT ?{}",
+            values.len()
+        ));
+        query_works(&*self.conn()?, &sql, values)
+    }
+
+    fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
+        query_works(
+            &*self.conn()?,
+            "WHERE w.cluster = ?1 ORDER BY w.name",
+            vec![cluster.to_string().into()],
+        )
+    }
+
+    fn ingest_status(
+        &self,
+        incoming: &IncomingStatus,
+        audit: &AuditEntry,
+    ) -> Result<StatusOutcome, StoreError> {
+        self.write(|tx| {
+            insert_audit(tx, audit)?;
+            let work = work_by_uid(tx, &incoming.uid)?;
+            match (decide(work.as_ref(), incoming), work) {
+                (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
+                (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
+                (StatusDecision::CompleteDeletion, Some(work)) => {
+                    tx.execute("DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+                    Ok(StatusOutcome::Deleted(Box::new(work)))
+                }
+                (StatusDecision::Accept, Some(mut work)) => {
+                    tx.execute(
+                        "INSERT INTO work_status (uid, status, generation, sequence_id, \
+                         status_hash, received) VALUES (?1,?2,?3,?4,?5,?6) \
+                         ON CONFLICT(uid) DO UPDATE SET status = excluded.status, \
+                         generation = excluded.generation, sequence_id = excluded.sequence_id, \
+                         status_hash = excluded.status_hash, received = excluded.received",
+                        params![
+                            work.uid,
+                            to_json(&incoming.status)?,
+                            incoming.generation,
+                            incoming.sequence_id,
+                            incoming.status_hash,
+                            ts(incoming.received)
+                        ],
+                    )?;
+                    work.status = Some(StoredStatus {
+                        status: incoming.status.clone(),
+                        generation: incoming.generation,
+                        sequence_id: incoming.sequence_id.clone(),
+                        status_hash: incoming.status_hash.clone(),
+                        received: incoming.received,
+                    });
+                    Ok(StatusOutcome::Accepted(Box::new(work)))
+                }
+            }
+        })
+    }
+
+    fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for e in events {
+                insert_outbox(tx, &e.cluster, e.resource_id.as_deref(), &e.event, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, cluster, resource_id, event, attempts FROM outbox \
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, cluster, resource_id, event, attempts)| OutboxEntry {
+                id,
+                cluster,
+                resource_id,
+                event: parse_event(&event),
+                attempts,
+            })
+            .collect())
+    }
+
+    fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let row = tx
+                .query_row(
+                    "SELECT cluster, resource_id, event_type, event FROM outbox WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            if let Some((cluster, resource_id, event_type, event)) = row {
+                tx.execute(
+                    "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
+                     VALUES (?1, 'sent', ?2, ?3, ?4, ?5)",
+                    params![ts(sent_at), cluster, resource_id, event_type, event],
+                )?;
+                tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1",
+                [id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()?
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn audit_received(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|tx| insert_audit(tx, entry))
+    }
+
+    fn audit(
+        &self,
+        resource_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, direction, cluster, resource_id, event_type, event FROM audit \
+             WHERE ?1 IS NULL OR resource_id = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![resource_id, limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(at, dir, cluster, resource_id, event_type, event)| {
+                Ok(AuditEntry {
+                    at: parse_ts("audit", &at)?,
+                    direction: if dir == "sent" {
+                        AuditDirection::Sent
+                    } else {
+                        AuditDirection::Received
+                    },
+                    cluster,
+                    resource_id,
+                    event_type,
+                    event: parse_event(&event).map_err(|reason| StoreError::Corrupt {
+                        table: "audit",
+                        reason,
+                    })?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,209 @@
+//! The SQLite store on a real file: migrations, persistence across reopen, cluster and
+//! work CRUD with the generation rules, the outbox written in the same transaction,
+//! the append-only audit log, and a corrupt row reported instead of a panic.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use workbus_hub::source::spec_events::change_event;
+use workbus_hub::store::migrations::latest_version;
+use workbus_hub::store::sqlite::SqliteStore;
+use workbus_hub::store::{
+    ApplyOutcome, DesiredWork, IncomingStatus, Store, StoreError, WorkFilter, WorkKey,
+};
+use workbus_schemas::work::{ManifestWorkSpec, ManifestWorkStatus};
+
+fn desired(cluster: &str, name: &str, data: &str) -> DesiredWork {
+    let spec: ManifestWorkSpec = serde_json::from_value(serde_json::json!({
+        "workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cm", "namespace": "default"}, "data": {"k": data}}]}
+    }))
+    .unwrap();
+    DesiredWork {
+        key: WorkKey {
+            cluster: cluster.into(),
+            name: name.into(),
+        },
+        uid: workbus_schemas::resource_id::work_resource_id("src", cluster, name).to_string(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        spec,
+    }
+}
+
+fn apply(s: &SqliteStore, d: &DesiredWork) -> Result<ApplyOutcome, StoreError> {
+    let now = Utc::now();
+    s.apply_work(d, false, now, &|w, c| change_event("src", w, c, now))
+        .map(|(o, _)| o)
+}
+
+#[test]
+fn migrations_crud_outbox_and_persistence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), latest_version());
+        s.create_cluster("c1", &BTreeMap::new(), Utc::now())
+            .unwrap();
+        assert!(matches!(
+            s.create_cluster("c1", &BTreeMap::new(), Utc::now()),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            apply(&s, &desired("nope", "w", "a")),
+            Err(StoreError::NotFound {
+                kind: "cluster",
+                ..
+            })
+        ));
+        let d = desired("c1", "w1", "a");
+        assert_eq!(apply(&s, &d).unwrap(), ApplyOutcome::Created);
+        assert_eq!(apply(&s, &d).unwrap(), ApplyOutcome::Unchanged);
+        assert_eq!(
+            apply(&s, &desired("c1", "w1", "b")).unwrap(),
+            ApplyOutcome::Updated
+        );
+        let mut labelled = desired("c1", "w1", "b");
+        labelled.labels.insert("x".into(), "y".into());
+        assert_eq!(apply(&s, &labelled).unwrap(), ApplyOutcome::Updated);
+        let w = s.get_work(&d.key).unwrap().unwrap();
+        assert_eq!(w.generation, 3);
+        // One queued event per accepted change, in order.
+        let queued = s.outbox_batch(0, 10).unwrap();
+        let types: Vec<String> = queued
+            .iter()
+            .map(|e| {
+                use cloudevents::AttributesReader;
+                e.event
+                    .as_ref()
+                    .unwrap()
+                    .ty()
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            ["create_request", "update_request", "update_request"]
+        );
+        // Completing an entry removes it and audits it.
+        s.complete_outbox(queued[0].id, Utc::now()).unwrap();
+        assert_eq!(s.outbox_depth().unwrap(), 2);
+        assert_eq!(s.audit(Some(&w.uid), 10).unwrap().len(), 1);
+        assert!(matches!(
+            s.delete_cluster("c1"),
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    // Reopen: everything is still there, migrations are not re-run.
+    let s = SqliteStore::open(&path).unwrap();
+    let key = WorkKey {
+        cluster: "c1".into(),
+        name: "w1".into(),
+    };
+    let w = s.get_work(&key).unwrap().unwrap();
+    assert_eq!(w.generation, 3);
+    assert_eq!(w.labels.get("x").map(String::as_str), Some("y"));
+    assert_eq!(s.outbox_depth().unwrap(), 2);
+
+    // Deleting keeps the generation, queues a delete, and is idempotent.
+    let now = Utc::now();
+    let build = |w: &_, c| change_event("src", w, c, now);
+    let deleting = s.mark_deleting(&key, now, &build).unwrap();
+    assert!(deleting.deletion.is_some());
+    s.mark_deleting(&key, now, &build).unwrap();
+    assert_eq!(s.outbox_depth().unwrap(), 3);
+    assert!(matches!(
+        apply(&s, &desired("c1", "w1", "z")),
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Deleted=True removes the work; a later status for it is an unknown work.
+    let status = IncomingStatus {
+        uid: w.uid.clone(),
+        cluster: Some("c1".into()),
+        generation: 3,
+        sequence_id: "2000808179721572352".into(),
+        status_hash: None,
+        status: ManifestWorkStatus::default(),
+        deleted: true,
+        received: Utc::now(),
+    };
+    let audit = workbus_hub::store::AuditEntry {
+        at: Utc::now(),
+        direction: workbus_hub::store::AuditDirection::Received,
+        cluster: Some("c1".into()),
+        resource_id: Some(w.uid.clone()),
+        event_type: "t".into(),
+        event: s.outbox_batch(0, 1).unwrap()[0].event.clone().unwrap(),
+    };
+    assert!(matches!(
+        s.ingest_status(&status, &audit).unwrap(),
+        workbus_hub::store::StatusOutcome::Deleted(_)
+    ));
+    assert!(s.get_work(&key).unwrap().is_none());
+    assert!(s.get_cluster("c1").unwrap().unwrap().last_heard.is_some());
+    s.delete_cluster("c1").unwrap();
+    assert!(s.list_clusters().unwrap().is_empty());
+}
+
+#[test]
+fn audit_is_append_only_and_corrupt_rows_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_cluster("c1", &BTreeMap::new(), Utc::now())
+            .unwrap();
+        apply(&s, &desired("c1", "w1", "a")).unwrap();
+        let id = s.outbox_batch(0, 1).unwrap()[0].id;
+        s.complete_outbox(id, Utc::now()).unwrap();
+        for i in 0..3 {
+            apply(&s, &desired("c1", &format!("x{i}"), "a")).unwrap();
+        }
+        let page = s
+            .list_works(&WorkFilter {
+                after: Some(WorkKey {
+                    cluster: "c1".into(),
+                    name: "x0".into(),
+                }),
+                limit: 10,
+                ..WorkFilter::default()
+            })
+            .unwrap();
+        let names: Vec<&str> = page.iter().map(|w| w.key.name.as_str()).collect();
+        assert_eq!(names, ["x1", "x2"]);
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert!(
+        conn.execute("UPDATE audit SET event_type = 'x'", [])
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    conn.execute("UPDATE works SET spec = 'not json' WHERE name = 'x0'", [])
+        .unwrap();
+    drop(conn);
+    let s = SqliteStore::open(&path).unwrap();
+    let err = s
+        .get_work(&WorkKey {
+            cluster: "c1".into(),
+            name: "x0".into(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { table: "works", .. }),
+        "{err}"
+    );
+    // Other works still read fine.
+    assert!(
+        s.get_work(&WorkKey {
+            cluster: "c1".into(),
+            name: "w1".into(),
+        })
+        .unwrap()
+        .is_some()
+    );
+}

@@ -1,0 +1,113 @@
+//! Running the hub in tests and talking to it over its REST API, with waits driven by
+//! the hub's own change notifications.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+use workbus_hub::cli::client::Client;
+use workbus_hub::watch::WorkChange;
+use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle};
+
+/// Starts a hub with its database in `data_dir`, following `source_id`'s topics on the
+/// broker at `host:port`, REST on a free port.
+pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) -> HubHandle {
+    Hub::start(HubConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source_id: source_id.to_string(),
+        broker: BrokerSettings::Address {
+            host: host.to_string(),
+            port,
+        },
+        ..HubConfig::new()
+    })
+    .await
+    .expect("hub starts")
+}
+
+/// A REST call on a blocking thread: `method` is GET, PUT, POST or DELETE. Returns the
+/// HTTP status and body.
+pub async fn rest(hub: &HubHandle, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = hub.base_url();
+    let method = method.to_string();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c = Client::new(&url);
+        let r = match method.as_str() {
+            "GET" => c.get(&path),
+            "DELETE" => c.delete(&path),
+            "POST" => c.post(&path, &body.unwrap_or(Value::Null)),
+            _ => c.put(&path, &body.unwrap_or(Value::Null)),
+        };
+        match r {
+            Ok(a) => (a.status, a.body),
+            Err(workbus_hub::cli::client::CliError::Server { code, message, .. }) => {
+                (code, Value::String(message))
+            }
+            Err(e) => panic!("REST {path}: {e}"),
+        }
+    })
+    .await
+    .expect("rest call")
+}
+
+/// Waits until `pred` holds for the work's REST representation (`None` = 404), checking
+/// the current state first and again after every change notification. Panics after
+/// [`crate::WAIT`].
+pub async fn wait_work(
+    hub: &HubHandle,
+    changes: &mut broadcast::Receiver<WorkChange>,
+    cluster: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + crate::WAIT;
+    let path = format!("/api/v1/clusters/{cluster}/works/{name}");
+    loop {
+        let (code, body) = rest(hub, "GET", &path, None).await;
+        let current = (code == 200).then_some(body);
+        if pred(current.as_ref()) {
+            return current;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, changes.recv()).await {
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                panic!("hub stopped while waiting for {what}")
+            }
+            Err(_) => panic!("timed out waiting for {what}; last state: {current:?}"),
+        }
+    }
+}
+
+/// `status.conditions[type].status` of a REST work, if present.
+pub fn condition<'a>(work: &'a Value, type_: &str) -> Option<&'a Value> {
+    work["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// True when the work reports `Applied=True` for `generation`.
+pub fn applied_at(work: Option<&Value>, generation: i64) -> bool {
+    work.and_then(|w| condition(w, "Applied"))
+        .is_some_and(|c| c["status"] == "True" && c["observedGeneration"] == generation)
+}
+
+/// A kubectl-shaped ManifestWork with one ConfigMap holding `value`.
+pub fn configmap_work(cluster: &str, name: &str, cm: &str, value: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "work.open-cluster-management.io/v1",
+        "kind": "ManifestWork",
+        "metadata": {"name": name, "namespace": cluster},
+        "spec": {"workload": {"manifests": [
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": cm, "namespace": "default"}, "data": {"v": value}}]}}
+    })
+}
+
+/// How long the broker-restart tests give clients to notice (reconnect backoff bound).
+pub const RECONNECT: Duration = Duration::from_secs(5);
