@@ -2,17 +2,15 @@
 //! CloudEvent → typed work (§5.4), and the agent event's status hash recomputed from its
 //! data (TV-11, TV-16).
 
+mod maestro_fixtures;
+
 use workbus_schemas::metadata::{decode_spec_event, decode_status_event};
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::status_hash::status_hash;
 use workbus_schemas::work::meta::{ANNOTATION_DATA_TYPE, LABEL_ORIGINAL_SOURCE};
 
 fn fixture(name: &str) -> workbus_schemas::Event {
-    let path = format!(
-        "{}/../../shared/fixtures/maestro/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let bytes = maestro_fixtures::read(name);
     mqtt::structured::decode(&bytes).expect("fixture decodes")
 }
 

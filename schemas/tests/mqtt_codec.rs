@@ -2,6 +2,8 @@
 //! binary and structured modes, the Go receiver's dispatch rules (§2.2), and malformed
 //! messages of every kind.
 
+mod maestro_fixtures;
+
 use cloudevents::event::{Data, ExtensionValue};
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use proptest::prelude::*;
@@ -9,11 +11,7 @@ use workbus_schemas::extensions::OcmExtensions;
 use workbus_schemas::mqtt::{self, DecodeError, Encoding, MqttMessage, binary};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../shared/fixtures/maestro/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    maestro_fixtures::read(name)
 }
 
 fn structured(name: &str) -> Event {

@@ -10,6 +10,10 @@ pub mod brokers;
 pub mod fake_source;
 pub mod hubs;
 
+/// Maestro's golden events (shared with the schemas crate's tests).
+#[path = "../../schemas/tests/maestro_fixtures/mod.rs"]
+pub mod maestro_fixtures;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use fake_source::FakeSource;

@@ -26,11 +26,7 @@ use workbus_tests::brokers::TestBroker;
 use workbus_tests::{FakeSource, unique};
 
 fn fixture(name: &str) -> workbus_schemas::Event {
-    let path = format!(
-        "{}/../../shared/fixtures/maestro/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let bytes = workbus_tests::maestro_fixtures::read(name);
     workbus_schemas::mqtt::structured::decode(&bytes).expect("fixture decodes")
 }
 

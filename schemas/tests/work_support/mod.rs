@@ -22,13 +22,12 @@ use workbus_schemas::work::{ManifestResourceStatus, ManifestWorkStatus, Time};
 
 /// Reads a Maestro fixture (`shared/fixtures/maestro/<name>`) as JSON.
 pub fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../../shared/fixtures/maestro/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let bytes = maestro_fixtures::read(name);
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
+
+#[path = "../maestro_fixtures/mod.rs"]
+mod maestro_fixtures;
 
 /// JSON equality where numbers compare by value (`1` equals `1.0`), since Go's float
 /// formatting prints integral floats without a fraction.
