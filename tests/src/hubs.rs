@@ -111,3 +111,35 @@ pub fn configmap_work(cluster: &str, name: &str, cm: &str, value: &str) -> Value
 
 /// How long the broker-restart tests give clients to notice (reconnect backoff bound).
 pub const RECONNECT: Duration = Duration::from_secs(5);
+
+/// Registers `cluster` through the REST API; returns the HTTP status.
+pub async fn register_cluster(hub: &HubHandle, cluster: &str) -> u16 {
+    rest(
+        hub,
+        "POST",
+        "/api/v1/clusters",
+        Some(serde_json::json!({"name": cluster})),
+    )
+    .await
+    .0
+}
+
+/// Creates or updates work `name` (one ConfigMap `cm` holding `value`) through the REST
+/// API; returns the HTTP status.
+pub async fn put_work(hub: &HubHandle, cluster: &str, name: &str, cm: &str, value: &str) -> u16 {
+    let path = format!("/api/v1/clusters/{cluster}/works/{name}");
+    rest(
+        hub,
+        "PUT",
+        &path,
+        Some(configmap_work(cluster, name, cm, value)),
+    )
+    .await
+    .0
+}
+
+/// Deletes work `name` through the REST API; returns the HTTP status.
+pub async fn delete_work(hub: &HubHandle, cluster: &str, name: &str) -> u16 {
+    let path = format!("/api/v1/clusters/{cluster}/works/{name}");
+    rest(hub, "DELETE", &path, None).await.0
+}

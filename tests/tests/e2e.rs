@@ -10,7 +10,9 @@ use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::SimulatedCluster;
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
-use workbus_tests::hubs::{applied_at, configmap_work, rest, start_hub, wait_work};
+use workbus_tests::hubs::{
+    applied_at, delete_work, put_work, register_cluster, start_hub, wait_work,
+};
 use workbus_tests::unique;
 
 macro_rules! on_both_brokers {
@@ -65,24 +67,10 @@ async fn create_update_delete_round_trip(broker: &mut TestBroker) {
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
-    let (code, _) = rest(
-        &hub,
-        "POST",
-        "/api/v1/clusters",
-        Some(serde_json::json!({"name": cluster})),
-    )
-    .await;
-    assert_eq!(code, 201);
-    let path = format!("/api/v1/clusters/{cluster}/works/app");
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
 
     // Create → applied status back at the hub.
-    let (code, _) = rest(
-        &hub,
-        "PUT",
-        &path,
-        Some(configmap_work(&cluster, "app", "app-config", "v1")),
-    )
-    .await;
+    let code = put_work(&hub, &cluster, "app", "app-config", "v1").await;
     assert!(code == 200 || code == 201, "create answered {code}");
     let work = wait_work(
         &hub,
@@ -102,13 +90,7 @@ async fn create_update_delete_round_trip(broker: &mut TestBroker) {
     );
 
     // Update → new generation applied, new status.
-    rest(
-        &hub,
-        "PUT",
-        &path,
-        Some(configmap_work(&cluster, "app", "app-config", "v2")),
-    )
-    .await;
+    put_work(&hub, &cluster, "app", "app-config", "v2").await;
     wait_work(
         &hub,
         &mut changes,
@@ -125,7 +107,7 @@ async fn create_update_delete_round_trip(broker: &mut TestBroker) {
     );
 
     // Delete → Deleted from the agent → the work is gone, and so is its object.
-    let (code, _) = rest(&hub, "DELETE", &path, None).await;
+    let code = delete_work(&hub, &cluster, "app").await;
     assert_eq!(code, 202);
     wait_work(&hub, &mut changes, &cluster, "app", "the work gone", |w| {
         w.is_none()
@@ -154,29 +136,9 @@ async fn offline_agent_converges_after_reconnect(broker: &mut TestBroker) {
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
-    rest(
-        &hub,
-        "POST",
-        "/api/v1/clusters",
-        Some(serde_json::json!({"name": cluster})),
-    )
-    .await;
-    let keep = format!("/api/v1/clusters/{cluster}/works/keep");
-    let gone = format!("/api/v1/clusters/{cluster}/works/gone");
-    rest(
-        &hub,
-        "PUT",
-        &keep,
-        Some(configmap_work(&cluster, "keep", "keep-cm", "1")),
-    )
-    .await;
-    rest(
-        &hub,
-        "PUT",
-        &gone,
-        Some(configmap_work(&cluster, "gone", "gone-cm", "1")),
-    )
-    .await;
+    register_cluster(&hub, &cluster).await;
+    put_work(&hub, &cluster, "keep", "keep-cm", "1").await;
+    put_work(&hub, &cluster, "gone", "gone-cm", "1").await;
     wait_work(&hub, &mut changes, &cluster, "keep", "keep applied", |w| {
         applied_at(w, 1)
     })
@@ -189,14 +151,8 @@ async fn offline_agent_converges_after_reconnect(broker: &mut TestBroker) {
     // The agent goes away (killed: no graceful disconnect) while one work is updated
     // and the other deleted; both changes are published to nobody.
     agent.kill();
-    rest(
-        &hub,
-        "PUT",
-        &keep,
-        Some(configmap_work(&cluster, "keep", "keep-cm", "2")),
-    )
-    .await;
-    rest(&hub, "DELETE", &gone, None).await;
+    put_work(&hub, &cluster, "keep", "keep-cm", "2").await;
+    delete_work(&hub, &cluster, "gone").await;
     wait_work(
         &hub,
         &mut changes,
@@ -259,20 +215,8 @@ async fn hub_stopped_before_publishing_delivers_after_restart(broker: &mut TestB
     // A hub that cannot reach any broker: the change is committed (outbox) but cannot
     // be published. Port 1 on loopback refuses connections.
     let cut_off = start_hub(&dir.join("hub"), &source, "127.0.0.1", 1).await;
-    rest(
-        &cut_off,
-        "POST",
-        "/api/v1/clusters",
-        Some(serde_json::json!({"name": cluster})),
-    )
-    .await;
-    let (code, _) = rest(
-        &cut_off,
-        "PUT",
-        &format!("/api/v1/clusters/{cluster}/works/durable"),
-        Some(configmap_work(&cluster, "durable", "durable-cm", "1")),
-    )
-    .await;
+    register_cluster(&cut_off, &cluster).await;
+    let code = put_work(&cut_off, &cluster, "durable", "durable-cm", "1").await;
     assert!(code == 200 || code == 201);
     cut_off.shutdown().await;
     assert!(sim.is_empty(), "nothing can have been delivered yet");
@@ -315,21 +259,8 @@ async fn broker_restart_mid_stream_converges(broker: &mut TestBroker) {
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
-    rest(
-        &hub,
-        "POST",
-        "/api/v1/clusters",
-        Some(serde_json::json!({"name": cluster})),
-    )
-    .await;
-    let path = format!("/api/v1/clusters/{cluster}/works/steady");
-    rest(
-        &hub,
-        "PUT",
-        &path,
-        Some(configmap_work(&cluster, "steady", "steady-cm", "1")),
-    )
-    .await;
+    register_cluster(&hub, &cluster).await;
+    put_work(&hub, &cluster, "steady", "steady-cm", "1").await;
     wait_work(
         &hub,
         &mut changes,
@@ -342,21 +273,8 @@ async fn broker_restart_mid_stream_converges(broker: &mut TestBroker) {
 
     // The broker goes down; changes keep being accepted meanwhile.
     broker.halt().await;
-    rest(
-        &hub,
-        "PUT",
-        &path,
-        Some(configmap_work(&cluster, "steady", "steady-cm", "2")),
-    )
-    .await;
-    let other = format!("/api/v1/clusters/{cluster}/works/late");
-    rest(
-        &hub,
-        "PUT",
-        &other,
-        Some(configmap_work(&cluster, "late", "late-cm", "1")),
-    )
-    .await;
+    put_work(&hub, &cluster, "steady", "steady-cm", "2").await;
+    put_work(&hub, &cluster, "late", "late-cm", "1").await;
     broker.resume().await;
 
     // Everyone reconnects, resyncs, and converges.
