@@ -79,6 +79,9 @@ pub struct Args {
     /// Longest time between two status refreshes of a work (Go duration).
     #[arg(long, default_value = "10s", value_parser = go_duration, env = "WORKBUS_AGENT_STATUS_SYNC_INTERVAL")]
     pub status_sync_interval: Duration,
+    /// How often every work is fully re-applied to correct drift (Go duration).
+    #[arg(long, default_value = "5m", value_parser = go_duration, env = "WORKBUS_AGENT_APPLY_RESYNC_INTERVAL")]
+    pub apply_resync_interval: Duration,
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
     #[arg(long, default_value = "2s", value_parser = go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
@@ -165,6 +168,7 @@ impl Args {
             transport,
         )?;
         config.status_sync_interval = self.status_sync_interval;
+        config.apply_resync_interval = self.apply_resync_interval;
         Ok(config)
     }
 

@@ -25,6 +25,9 @@ pub struct AgentConfig {
     pub encoding: Encoding,
     /// Upper bound between two status refreshes of a work (upstream: 10 s).
     pub status_sync_interval: Duration,
+    /// How often a work is fully re-applied to correct drift on the cluster (upstream:
+    /// 4–6 min). Cheap: unchanged objects are not written again.
+    pub apply_resync_interval: Duration,
 }
 
 impl AgentConfig {
@@ -55,6 +58,7 @@ impl AgentConfig {
             transport,
             encoding,
             status_sync_interval: Duration::from_secs(10),
+            apply_resync_interval: Duration::from_secs(300),
         })
     }
 }

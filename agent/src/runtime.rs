@@ -157,6 +157,8 @@ pub fn start<T: Target, S: AgentStore>(
             .into_iter()
             .map(|r| (r.uid().to_string(), r))
             .collect(),
+        // Loaded works are not re-applied on start; their drift check comes later.
+        last_apply: due.keys().map(|uid: &String| (uid.clone(), now)).collect(),
         due,
         queued_hash: HashMap::new(),
         config,
@@ -183,6 +185,8 @@ struct Agent<T: Target, S: AgentStore> {
     due: HashMap<String, Instant>,
     /// Hash of the status last queued per work (to queue only on change).
     queued_hash: HashMap<String, String>,
+    /// When each work was last fully applied (drift correction, see `refresh`).
+    last_apply: HashMap<String, Instant>,
     sequence: SequenceIdGenerator,
     outgoing: mpsc::UnboundedSender<OutgoingItem>,
     stats: Arc<AgentStats>,
@@ -366,6 +370,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .reconciler
             .apply(&record.work, &record.state, Time::now())
             .await;
+        self.last_apply.insert(uid.clone(), Instant::now());
         if let Some(r) = self.works.get_mut(&uid) {
             r.state = WorkState {
                 applied: outcome.applied,
@@ -382,9 +387,16 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         let Some(record) = self.works.get(uid) else {
             return;
         };
-        if record.applied_generation < record.work.metadata.generation {
-            // Interrupted before or during apply (e.g. a crash): finish it.
+        let drift_check_due = self
+            .last_apply
+            .get(uid)
+            .is_some_and(|at| at.elapsed() >= self.config.apply_resync_interval);
+        if record.applied_generation < record.work.metadata.generation || drift_check_due {
+            // Interrupted before or during apply (e.g. a crash): finish it. Or a
+            // periodic re-apply corrects drift on the cluster (unchanged objects are not
+            // written again).
             let work = record.work.clone();
+            tracing::debug!(%uid, drift_check_due, "re-applying");
             self.apply(work).await;
             return;
         }
@@ -545,6 +557,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
         if deleted {
             self.works.remove(&d.key);
+            self.last_apply.remove(&d.key);
             self.due.remove(&d.key);
             self.queued_hash.remove(&d.key);
             bump(&self.stats.deleted);

@@ -508,3 +508,55 @@ async fn killed_agent_leaves_no_connection_behind() {
     source.close().await;
     broker.shutdown().await;
 }
+
+/// An object deleted behind the agent's back shows as not available, and the periodic
+/// re-apply puts it back (manifestwork-semantics §12 item 29).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reported_and_corrected() {
+    let broker = TestBroker::embedded().await;
+    let source_id = unique("src");
+    let cluster = unique("c");
+    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
+    let sim = sim();
+    let mut config = agent_config(broker.host(), broker.port(), &source_id, &cluster);
+    config.status_sync_interval = std::time::Duration::from_millis(100);
+    config.apply_resync_interval = std::time::Duration::from_millis(600);
+    let agent = start_agent(config, sim.clone(), Arc::new(MemoryStore::default()));
+    wait_spec_resync(&mut source, &cluster).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    source
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("drifty", "1"),
+        ))
+        .await;
+    let available = |d: &workbus_schemas::metadata::DecodedStatus, want: &str| {
+        d.status
+            .condition("Available")
+            .is_some_and(|c| c.status == want)
+    };
+    source
+        .next_status("available", &id, |d| available(d, "True"))
+        .await;
+    assert!(sim.delete_out_of_band("", "v1", "configmaps", "default", "drifty"));
+    source
+        .next_status("not available after the deletion", &id, |d| {
+            available(d, "False")
+        })
+        .await;
+    source
+        .next_status("available again after the re-apply", &id, |d| {
+            available(d, "True")
+        })
+        .await;
+    assert!(
+        sim.object("", "v1", "configmaps", "default", "drifty")
+            .is_some()
+    );
+    agent.shutdown().await;
+    source.close().await;
+    broker.stop().await;
+}
