@@ -20,7 +20,8 @@
 //! - [`status_hash`]: Go-compatible canonical JSON and the status hash.
 //! - [`resource_id`]: UUIDv5 work ids.
 //! - [`sequence_id`]: snowflake sequence ids and their comparison rules.
-//! - [`resync`]: resync request payloads.
+//! - [`resync`]: resync request payloads and the two resync answers.
+//! - [`resync_digest`]: per-cluster resync digests, a compatible extension (design + functions).
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - [`proto`]: the CloudEvents protobuf format, for the audit log.
 
@@ -33,6 +34,7 @@ pub mod mqtt;
 pub mod proto;
 pub mod resource_id;
 pub mod resync;
+pub mod resync_digest;
 pub mod sequence_id;
 pub mod status_hash;
 pub mod topics;
