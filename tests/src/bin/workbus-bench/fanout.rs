@@ -1,0 +1,106 @@
+//! `fanout`: one work per cluster, then one update of every work at once through the
+//! REST API; time until every applied status is back at the hub, and per-agent
+//! latency (PUT sent → status with the new generation accepted by the hub).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{BenchError, ms, summary, target};
+use crate::fleet::{BrokerKind, Fleet, Tracker, put_works};
+
+/// Concurrent REST connections used to issue the updates.
+pub const REST_CONCURRENCY: usize = 16;
+
+/// One round's figures.
+async fn round(
+    fleet: &Fleet,
+    tracker: &std::sync::Arc<Tracker>,
+    generation: i64,
+    value: &str,
+    limit: Duration,
+    label: &str,
+) -> Value {
+    tracker.reset(generation);
+    let t = Instant::now();
+    let failed = put_works(
+        &fleet.hub,
+        &fleet.prefix,
+        0..fleet.n,
+        value,
+        REST_CONCURRENCY,
+        Some(tracker.clone()),
+    )
+    .await;
+    let issue = t.elapsed();
+    let all = tracker.wait_all(label, limit).await;
+    let (lat, total) = tracker.latencies();
+    json!({
+        "rest_issue_s": (ms(issue) / 1000.0 * 100.0).round() / 100.0,
+        "rest_failed": failed,
+        "back": tracker.done.load(Ordering::Relaxed),
+        "all_back": all,
+        "all_back_s": total.map(|t| (t / 10.0).round() / 100.0),
+        "latency": summary(lat),
+        "lagged_notifications": tracker.lagged.load(Ordering::Relaxed),
+    })
+}
+
+/// Runs the scenario; returns (parameters, figures, targets, notes).
+pub async fn run(
+    kind: BrokerKind,
+    n: usize,
+    limit: Duration,
+) -> Result<(Value, Value, Vec<Value>, Vec<String>), BenchError> {
+    let mut fleet = Fleet::start(kind, n).await?;
+    let connect = fleet.wait_connected(limit).await?;
+    let tracker = Tracker::start(&fleet.hub, &fleet.prefix, n);
+    let create = round(&fleet, &tracker, 1, "v1", limit, "fanout-create").await;
+    let update = round(&fleet, &tracker, 2, "v2", limit, "fanout-update").await;
+    let agents = crate::fleet::fleet_stats(&mut fleet.workers).await?;
+    let broker = match &fleet.broker {
+        workbus_tests::brokers::TestBroker::Embedded {
+            handle: Some(h), ..
+        } => {
+            let s = h.stats();
+            json!({"published": s.published, "delivered": s.delivered, "dropped": s.dropped})
+        }
+        _ => Value::Null,
+    };
+    let hub_metrics = fleet.hub.metrics().clone();
+    let figures = json!({
+        "connect_all_s": (connect.as_secs_f64() * 10.0).round() / 10.0,
+        "create": create,
+        "update": update,
+        "agents": agents,
+        "broker": broker,
+        "hub": {
+            "statuses_accepted": hub_metrics.statuses_accepted.load(Ordering::Relaxed),
+            "publish_failures": hub_metrics.publish_failures.load(Ordering::Relaxed),
+        },
+    });
+    fleet.stop().await;
+    let all_back = update["all_back_s"]
+        .as_f64()
+        .filter(|_| update["all_back"] == true);
+    let p99 = update["latency"]["p99_ms"].as_f64().map(|v| v / 1000.0);
+    let scale = if n >= 10_000 {
+        String::new()
+    } else {
+        format!(" (run at N={n}; targets are for N=10,000)")
+    };
+    let targets = vec![
+        target(
+            &format!("all statuses back{scale}"),
+            all_back,
+            "<=",
+            10.0,
+            "s",
+        ),
+        target(&format!("p99 latency{scale}"), p99, "<=", 5.0, "s"),
+    ];
+    let params = json!({"agents": n, "broker": kind.name(), "rest_concurrency": REST_CONCURRENCY,
+        "works_per_cluster": 1, "timeout_s": limit.as_secs()});
+    Ok((params, figures, targets, Vec::new()))
+}

@@ -1,0 +1,471 @@
+//! A fleet under test: a broker (embedded in this process, or Mosquitto), a hub in this
+//! process with SQLite in a temporary directory, clusters registered in its store, and N
+//! simulated agents running as tokio tasks in child processes (`agents-worker`), so the
+//! hub/broker process and the agents each stay under the open-files hard limit.
+//!
+//! Status tracking uses the hub's own change notifications ([`HubHandle::watch`]): a
+//! work is "back" when the hub has accepted a status with `Applied=True` for the awaited
+//! generation.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::broadcast::error::RecvError;
+use workbus_hub::HubHandle;
+use workbus_hub::cli::client::Client;
+use workbus_hub::watch::ChangeKind;
+use workbus_tests::brokers::TestBroker;
+use workbus_tests::hubs::{configmap_work, start_hub};
+
+use crate::common::{BenchError, Progress};
+
+/// Agents per worker process (each holds one socket per agent).
+pub const PER_WORKER: usize = 8_000;
+
+/// Which broker to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrokerKind {
+    /// The embedded `workbus-broker`, started in this process on a free port.
+    Embedded,
+    /// Mosquitto at 127.0.0.1:1883.
+    Mosquitto,
+}
+
+impl BrokerKind {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerKind::Embedded => "embedded",
+            BrokerKind::Mosquitto => "mosquitto",
+        }
+    }
+
+    /// Starts (embedded) or designates (Mosquitto) the broker.
+    pub async fn start(self) -> TestBroker {
+        match self {
+            BrokerKind::Embedded => TestBroker::embedded().await,
+            BrokerKind::Mosquitto => TestBroker::mosquitto(),
+        }
+    }
+}
+
+/// A unique run id usable as a topic segment.
+pub fn run_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 100_000_000)
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), t)
+}
+
+/// One agents-worker child process.
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Worker {
+    /// Starts a worker running `count` agents `prefix-<first..first+count>`.
+    pub fn spawn(
+        host: &str,
+        port: u16,
+        source: &str,
+        prefix: &str,
+        first: usize,
+        count: usize,
+    ) -> Result<Worker, BenchError> {
+        let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
+        let mut child = tokio::process::Command::new(exe)
+            .args([
+                "agents-worker",
+                "--host",
+                host,
+                "--port",
+                &port.to_string(),
+                "--source",
+                source,
+                "--prefix",
+                prefix,
+                "--first",
+                &first.to_string(),
+                "--count",
+                &count.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(BenchError::io("cannot start an agents worker"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| BenchError::Setup("worker stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Setup("worker stdout".into()))?;
+        Ok(Worker {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+        })
+    }
+
+    /// Asks for the worker's aggregated counters (one JSON line).
+    pub async fn stats(&mut self) -> Result<Value, BenchError> {
+        self.stdin
+            .write_all(b"stats\n")
+            .await
+            .map_err(BenchError::io("worker stdin"))?;
+        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
+            .await
+            .map_err(|_| BenchError::Timeout("worker stats".into()))?
+            .map_err(BenchError::io("worker stdout"))?
+            .ok_or_else(|| BenchError::Setup("worker exited".into()))?;
+        serde_json::from_str(&line)
+            .map_err(|e| BenchError::Setup(format!("bad worker stats {line:?}: {e}")))
+    }
+
+    /// Asks the worker to stop its agents and waits (bounded) for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.stdin.write_all(b"quit\n").await;
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Sums numeric fields of the workers' stats.
+pub async fn fleet_stats(workers: &mut [Worker]) -> Result<BTreeMap<String, u64>, BenchError> {
+    let mut total = BTreeMap::new();
+    for w in workers.iter_mut() {
+        if let Value::Object(m) = w.stats().await? {
+            for (k, v) in m {
+                *total.entry(k).or_insert(0) += v.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Which cluster index a namespace `prefix-<i>` names.
+pub fn cluster_index(prefix: &str, namespace: &str) -> Option<usize> {
+    namespace
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// The cluster name of index `i`.
+pub fn cluster_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i}")
+}
+
+/// Per-cluster "sent at" and "back at" times (ns since `t0`; 0 = not yet) for one round,
+/// fed from the hub's change notifications.
+pub struct Tracker {
+    /// Reference instant.
+    pub t0: Instant,
+    /// When each cluster's update was sent.
+    pub sent: Vec<AtomicU64>,
+    /// When each cluster's applied status was accepted.
+    pub back: Vec<AtomicU64>,
+    /// Generation awaited.
+    pub generation: AtomicI64,
+    /// Clusters back this round.
+    pub done: AtomicUsize,
+    /// Notifications this tracker missed (broadcast lag).
+    pub lagged: AtomicU64,
+}
+
+impl Tracker {
+    /// A tracker for `n` clusters following `hub`'s notifications.
+    pub fn start(hub: &HubHandle, prefix: &str, n: usize) -> Arc<Tracker> {
+        let t = Arc::new(Tracker {
+            t0: Instant::now(),
+            sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            back: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            generation: AtomicI64::new(i64::MAX),
+            done: AtomicUsize::new(0),
+            lagged: AtomicU64::new(0),
+        });
+        let mut rx = hub.watch();
+        let tracker = t.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) if change.kind == ChangeKind::Status => {
+                        let Some(i) = cluster_index(&prefix, change.cluster()) else {
+                            continue;
+                        };
+                        let want = tracker.generation.load(Ordering::Relaxed);
+                        let applied = change.object.status.as_ref().is_some_and(|s| {
+                            s.conditions.iter().any(|c| {
+                                c.type_ == "Applied"
+                                    && c.status == "True"
+                                    && c.observed_generation >= want
+                            })
+                        });
+                        if applied && i < tracker.back.len() {
+                            let now = tracker.t0.elapsed().as_nanos() as u64;
+                            if tracker.back[i]
+                                .compare_exchange(
+                                    0,
+                                    now.max(1),
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                            {
+                                tracker.done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        tracker.lagged.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        t
+    }
+
+    /// Starts a new round awaiting `generation`.
+    pub fn reset(&self, generation: i64) {
+        for a in self.sent.iter().chain(self.back.iter()) {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.done.store(0, Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Now, in tracker ns.
+    pub fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Waits until all `n` are back or `limit` passes; prints progress. True when all back.
+    pub async fn wait_all(&self, label: &str, limit: Duration) -> bool {
+        let n = self.back.len();
+        let deadline = Instant::now() + limit;
+        let mut progress = Progress::new(label);
+        loop {
+            let done = self.done.load(Ordering::Relaxed);
+            progress.tick(
+                || {
+                    format!(
+                        "{done}/{n} applied statuses back (lagged notifications: {})",
+                        self.lagged.load(Ordering::Relaxed)
+                    )
+                },
+                done >= n,
+            );
+            if done >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                progress.tick(|| format!("gave up at {done}/{n}"), true);
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Per-cluster latencies (ms) of those back, and the time from the first send to
+    /// the last status (ms).
+    pub fn latencies(&self) -> (Vec<f64>, Option<f64>) {
+        let mut out = Vec::new();
+        let mut first_sent = u64::MAX;
+        let mut last_back = 0;
+        for (s, b) in self.sent.iter().zip(&self.back) {
+            let (s, b) = (s.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+            if s > 0 {
+                first_sent = first_sent.min(s);
+            }
+            if s > 0 && b > 0 {
+                out.push(b.saturating_sub(s) as f64 / 1e6);
+                last_back = last_back.max(b);
+            }
+        }
+        let total = (first_sent != u64::MAX && last_back > 0)
+            .then(|| last_back.saturating_sub(first_sent) as f64 / 1e6);
+        (out, total)
+    }
+}
+
+/// PUTs one ConfigMap work named `w` (value `value`) into each of `clusters` through the
+/// REST API with `concurrency` keep-alive connections, recording each send in
+/// `tracker.sent`. Returns the number of failed requests.
+pub async fn put_works(
+    hub: &HubHandle,
+    prefix: &str,
+    clusters: std::ops::Range<usize>,
+    value: &str,
+    concurrency: usize,
+    tracker: Option<Arc<Tracker>>,
+) -> usize {
+    let url = hub.base_url();
+    let prefix = prefix.to_string();
+    let value = value.to_string();
+    let next = Arc::new(AtomicUsize::new(clusters.start));
+    let end = clusters.end;
+    let mut joins = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (url, prefix, value, next, tracker) = (
+            url.clone(),
+            prefix.clone(),
+            value.clone(),
+            next.clone(),
+            tracker.clone(),
+        );
+        joins.push(tokio::task::spawn_blocking(move || {
+            let client = Client::new(&url);
+            let mut failed = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let cluster = cluster_name(&prefix, i);
+                let body = configmap_work(&cluster, "w", "cm", &value);
+                if let Some(t) = &tracker {
+                    t.sent[i].store(t.now().max(1), Ordering::Relaxed);
+                }
+                let ok = client
+                    .put(&format!("/api/v1/clusters/{cluster}/works/w"), &body)
+                    .is_ok_and(|a| a.status < 300);
+                if !ok {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for j in joins {
+        failed += j.await.unwrap_or(0);
+    }
+    failed
+}
+
+/// Registers clusters `prefix-<range>` in the hub's store.
+pub async fn create_clusters(
+    hub: &HubHandle,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> Result<(), BenchError> {
+    let prefix = prefix.to_string();
+    hub.store()
+        .run(move |s| {
+            let labels = BTreeMap::new();
+            for i in range {
+                s.create_cluster(&cluster_name(&prefix, i), &labels, chrono::Utc::now())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot create clusters: {e}")))
+}
+
+/// A running fleet.
+pub struct Fleet {
+    /// The broker.
+    pub broker: TestBroker,
+    /// The hub.
+    pub hub: HubHandle,
+    /// Agent worker processes.
+    pub workers: Vec<Worker>,
+    /// Cluster name prefix.
+    pub prefix: String,
+    /// Number of agents.
+    pub n: usize,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts broker, hub, registers `n` clusters and starts `n` agents.
+    pub async fn start(kind: BrokerKind, n: usize) -> Result<Fleet, BenchError> {
+        let broker = kind.start().await;
+        let id = run_id();
+        let source = format!("bench-{id}");
+        let prefix = format!("b{id}");
+        let dir = tempfile::tempdir().map_err(BenchError::io("temp dir"))?;
+        let hub = start_hub(dir.path(), &source, broker.host(), broker.port()).await;
+        if !hub.wait_subscribed(Duration::from_secs(10)).await {
+            return Err(BenchError::Timeout("hub did not subscribe".into()));
+        }
+        let t = Instant::now();
+        create_clusters(&hub, &prefix, 0..n).await?;
+        eprintln!(
+            "[setup] {n} clusters registered in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        let mut workers = Vec::new();
+        let mut first = 0;
+        while first < n {
+            let count = PER_WORKER.min(n - first);
+            workers.push(Worker::spawn(
+                broker.host(),
+                broker.port(),
+                &source,
+                &prefix,
+                first,
+                count,
+            )?);
+            first += count;
+        }
+        Ok(Fleet {
+            broker,
+            hub,
+            workers,
+            prefix,
+            n,
+            _dir: dir,
+        })
+    }
+
+    /// Waits until every agent has connected at least once.
+    pub async fn wait_connected(&mut self, limit: Duration) -> Result<Duration, BenchError> {
+        let t = Instant::now();
+        let mut progress = Progress::new("connect");
+        loop {
+            let s = fleet_stats(&mut self.workers).await?;
+            let c = s.get("connected").copied().unwrap_or(0) as usize;
+            progress.tick(|| format!("{c}/{} agents connected", self.n), c >= self.n);
+            if c >= self.n {
+                return Ok(t.elapsed());
+            }
+            if t.elapsed() > limit {
+                return Err(BenchError::Timeout(format!(
+                    "only {c}/{} agents connected",
+                    self.n
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stops agents, hub and broker.
+    pub async fn stop(self) {
+        for w in self.workers {
+            w.stop().await;
+        }
+        self.hub.shutdown().await;
+        self.broker.stop().await;
+    }
+}
