@@ -243,6 +243,14 @@ enum Client {
 impl Publisher {
     /// Publishes `message` and waits until the broker acknowledged it.
     pub async fn publish(&self, message: &MqttMessage) -> Result<(), PublishError> {
+        self.send(message).await?.acknowledged().await
+    }
+
+    /// Queues `message` for publishing and returns at once with a handle that resolves
+    /// on the broker's acknowledgement. Messages go out in the order `send` is called,
+    /// so a caller can keep many publishes in flight (pipelining) and still rely on
+    /// per-topic order.
+    pub async fn send(&self, message: &MqttMessage) -> Result<PendingAck, PublishError> {
         let inner = &self.inner;
         if message.payload.len() > inner.max_packet_size {
             return Err(PublishError::TooLarge {
@@ -251,39 +259,31 @@ impl Publisher {
             });
         }
         let (tx, rx) = oneshot::channel();
-        {
-            let _order = inner.order.lock().await;
-            inner
-                .acks
-                .lock()
-                .map_err(|_| PublishError::Closed)?
-                .unassigned
-                .push_back(tx);
-            let payload = Bytes::from(message.payload.clone());
-            let sent = match &inner.client {
-                Client::V5(c) => v5::publish(c, message, inner.qos, payload).await,
-                Client::V311(c) => v311::publish(c, message, inner.qos, payload).await,
-            };
-            if let Err(e) = sent {
-                // Take our waiter back out; it is the last one pushed.
-                if let Ok(mut acks) = inner.acks.lock() {
-                    acks.unassigned.pop_back();
-                }
-                return Err(e);
+        let _order = inner.order.lock().await;
+        inner
+            .acks
+            .lock()
+            .map_err(|_| PublishError::Closed)?
+            .unassigned
+            .push_back(tx);
+        let payload = Bytes::from(message.payload.clone());
+        let sent = match &inner.client {
+            Client::V5(c) => v5::publish(c, message, inner.qos, payload).await,
+            Client::V311(c) => v311::publish(c, message, inner.qos, payload).await,
+        };
+        if let Err(e) = sent {
+            // Take our waiter back out; it is the last one pushed.
+            if let Ok(mut acks) = inner.acks.lock() {
+                acks.unassigned.pop_back();
             }
+            return Err(e);
         }
-        match tokio::time::timeout(inner.ack_timeout, rx).await {
-            Ok(Ok(())) => {
-                inner.stats.published.fetch_add(1, Ordering::Relaxed);
-                inner
-                    .stats
-                    .bytes_published
-                    .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(PublishError::Closed),
-            Err(_) => Err(PublishError::Timeout(inner.ack_timeout)),
-        }
+        Ok(PendingAck {
+            rx,
+            bytes: message.payload.len() as u64,
+            timeout: inner.ack_timeout,
+            stats: inner.stats.clone(),
+        })
     }
 
     /// Counters of this transport.
@@ -300,6 +300,31 @@ impl Publisher {
             Client::V311(c) => {
                 let _ = c.disconnect().await;
             }
+        }
+    }
+}
+
+/// A publish on its way: resolves when the broker acknowledged it.
+pub struct PendingAck {
+    rx: oneshot::Receiver<()>,
+    bytes: u64,
+    timeout: Duration,
+    stats: Arc<TransportStats>,
+}
+
+impl PendingAck {
+    /// Waits for the acknowledgement (bounded by the transport's ack timeout).
+    pub async fn acknowledged(self) -> Result<(), PublishError> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(())) => {
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .bytes_published
+                    .fetch_add(self.bytes, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(PublishError::Closed),
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
         }
     }
 }

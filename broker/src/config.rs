@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     /// Most messages queued for one client. A client whose queue overflows is disconnected
     /// (MQTT 5 reason Quota exceeded) rather than silently losing messages, so that it
     /// reconnects and resynchronises (OCM repairs losses by resync after reconnect).
+    /// The default is sized for the hub's fan-in: after a fleet-wide update every agent
+    /// answers at once, and a source that is cut off must then resync the whole fleet.
+    /// An empty queue costs nothing, so idle agents do not pay for the headroom.
     pub max_queued_messages: usize,
     /// Time one socket write may take before the client is considered dead.
     pub write_timeout: Duration,
@@ -55,7 +58,7 @@ impl Default for BrokerConfig {
             max_keepalive: 600,
             connect_timeout: Duration::from_secs(10),
             max_inflight: 100,
-            max_queued_messages: 1000,
+            max_queued_messages: 200_000,
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
         }

@@ -3,25 +3,26 @@
 //!
 //! Every accepted change commits its spec event into the `outbox` table in the same
 //! transaction as the change (see `store`), so the only way an event is lost is the
-//! database being lost. This task publishes the oldest row, waits for the PUBACK
-//! ([`Publisher::publish`] resolves then), and only then deletes the row and writes its
+//! database being lost. This task publishes rows in order, waits for each PUBACK
+//! ([`PendingAck`] resolves then), and only then deletes the row and writes its
 //! audit row (one transaction). A failure is retried with backoff; a hub killed in
 //! between publishes the row again on restart (receivers are idempotent by generation,
 //! reference §10 item 17). It is woken by [`Notify`] on every commit, with a slow poll
 //! as a safety net.
 //!
-//! Publishing is sequential: one event in flight keeps per-cluster order trivially
-//! right (a delete never overtakes the create before it). Rows whose event can never be
-//! published (undecodable JSON, no valid topic) are skipped, logged and counted, and
-//! left in the table for inspection.
+//! Publishing is pipelined: up to `WINDOW` events are in flight, handed to the
+//! transport in row order (so the wire keeps per-cluster order: a delete never
+//! overtakes the create before it) and completed in row order; at the first failure
+//! the rest are not completed and go out again (receivers are idempotent).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use cloudevents::AttributesReader;
 use tokio::sync::Notify;
-use workbus_agent::transport::Publisher;
+use workbus_agent::transport::{PendingAck, PublishError, Publisher};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::decode_event_type;
 use workbus_schemas::extensions::OcmExtensions;
@@ -32,7 +33,9 @@ use crate::metrics::Metrics;
 use crate::store::{OutboxEntry, StoreHandle};
 
 /// Rows fetched per query.
-const BATCH: usize = 64;
+const BATCH: usize = 512;
+/// Events in flight (sent, not yet acknowledged) at once.
+const WINDOW: usize = 256;
 /// Safety-net poll interval when idle (commits normally wake the task at once).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// First and last retry delay after a failed publish.
@@ -71,6 +74,13 @@ fn unpublishable(
     Ok((topic, event))
 }
 
+/// A row whose event is on its way to the broker.
+struct InFlight {
+    id: i64,
+    ty: String,
+    ack: PendingAck,
+}
+
 impl OutboxPublisher {
     /// Runs until the task is aborted.
     pub async fn run(self) {
@@ -92,63 +102,114 @@ impl OutboxPublisher {
                 let _ = tokio::time::timeout(IDLE_POLL, self.notify.notified()).await;
                 continue;
             }
+            // Pipelined: up to WINDOW events in flight, sent in row order (the transport
+            // keeps send order on the wire) and completed in row order.
+            let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
+            let mut failed = false;
             for entry in batch {
                 let (topic, event) = match unpublishable(&entry, &self.topics, &self.source_id) {
                     Ok(ok) => ok,
                     Err(reason) => {
                         tracing::error!(id = entry.id, %reason, "outbox row cannot be published; skipped and kept");
                         self.metrics.dropped("outbox_unpublishable");
-                        cursor = entry.id;
+                        if inflight.is_empty() {
+                            cursor = entry.id;
+                        }
                         continue;
                     }
                 };
-                if self.publish_one(&entry, &topic, &event).await {
-                    cursor = entry.id;
-                    delay = RETRY_MIN;
-                } else {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                    break; // retry this row first: order matters
+                while inflight.len() >= WINDOW {
+                    match self.complete_front(&mut inflight).await {
+                        Some(id) => cursor = id,
+                        None => failed = true,
+                    }
+                    if failed {
+                        break;
+                    }
                 }
+                if failed {
+                    break;
+                }
+                match self.send(&entry, &topic, &event).await {
+                    Some(ack) => inflight.push_back(InFlight {
+                        id: entry.id,
+                        ty: event.ty().to_string(),
+                        ack,
+                    }),
+                    None => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            // Complete what is in flight, in order; stop at the first failure so a later
+            // row is never completed before an earlier one (it is simply sent again).
+            while !failed && !inflight.is_empty() {
+                match self.complete_front(&mut inflight).await {
+                    Some(id) => cursor = id,
+                    None => failed = true,
+                }
+            }
+            if failed {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            } else {
+                delay = RETRY_MIN;
             }
         }
     }
 
-    /// Publishes one row; true when it is acknowledged and removed.
-    async fn publish_one(&self, entry: &OutboxEntry, topic: &str, event: &Event) -> bool {
+    /// Hands one row's event to the transport; `None` when it could not be sent.
+    async fn send(&self, entry: &OutboxEntry, topic: &str, event: &Event) -> Option<PendingAck> {
         let message = match mqtt::encode(event, topic, self.encoding) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(id = entry.id, error = %e, "cannot encode outbox event");
-                return false;
+                return None;
             }
         };
-        if let Err(e) = self.publisher.publish(&message).await {
-            self.metrics
-                .publish_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(id = entry.id, attempts = entry.attempts + 1, error = %e, "publish failed; will retry");
-            let id = entry.id;
-            if let Err(e) = self.store.run(move |s| s.outbox_attempt_failed(id)).await {
-                tracing::warn!(error = %e, "cannot count the failed attempt");
+        match self.publisher.send(&message).await {
+            Ok(ack) => Some(ack),
+            Err(e) => {
+                self.publish_failed(entry.id, &e).await;
+                None
             }
-            return false;
         }
-        let id = entry.id;
+    }
+
+    async fn publish_failed(&self, id: i64, error: &PublishError) {
+        self.metrics
+            .publish_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(id, %error, "publish failed; will retry");
+        if let Err(e) = self.store.run(move |s| s.outbox_attempt_failed(id)).await {
+            tracing::warn!(error = %e, "cannot count the failed attempt");
+        }
+    }
+
+    /// Waits for the oldest in-flight row's acknowledgement and removes the row; returns
+    /// its id, or `None` on failure (the row stays and is sent again).
+    async fn complete_front(&self, inflight: &mut VecDeque<InFlight>) -> Option<i64> {
+        let front = inflight.pop_front()?;
+        if let Err(e) = front.ack.acknowledged().await {
+            self.publish_failed(front.id, &e).await;
+            return None;
+        }
+        let id = front.id;
         match self
             .store
             .run(move |s| s.complete_outbox(id, Utc::now()))
             .await
         {
             Ok(()) => {
-                self.metrics.sent(event.ty());
-                tracing::debug!(id, topic, ty = event.ty(), "published");
-                true
+                self.metrics.sent(&front.ty);
+                tracing::debug!(id, ty = front.ty, "published");
+                Some(id)
             }
             Err(e) => {
                 // Published but not recorded: it will be sent again (idempotent receivers).
                 tracing::error!(id, error = %e, "published but cannot complete the outbox row");
-                false
+                None
             }
         }
     }

@@ -35,7 +35,11 @@ pub(super) fn spawn(
             rumqttc::TlsConfiguration::Rustls(tls),
         ));
     }
-    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    // See v5.rs: small latency-bound messages need TCP_NODELAY.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let filters: Vec<SubscribeFilter> = config
         .subscriptions
         .iter()

@@ -42,6 +42,11 @@ pub(super) fn spawn(
             rumqttc::TlsConfiguration::Rustls(tls),
         ));
     }
+    // Events are small and latency-bound (publish → PUBACK): without TCP_NODELAY, Nagle
+    // plus delayed ACKs cost ~40 ms per acknowledged publish.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     let (client, eventloop) = AsyncClient::new(options, 64);
     let filters: Vec<Filter> = config
         .subscriptions
