@@ -80,6 +80,32 @@ async fn wait_spec_resync(source: &mut FakeSource, cluster: &str) -> SpecResyncR
         .expect("payload")
 }
 
+/// A fresh source id and cluster, a connected [`FakeSource`] and a running agent on a
+/// new simulated cluster with `store`, returned once the agent has subscribed (its first
+/// spec resync request arrived).
+async fn connected<S: workbus_agent::store::AgentStore>(
+    broker: &TestBroker,
+    store: Arc<S>,
+) -> (
+    String,
+    String,
+    FakeSource,
+    Arc<SimulatedCluster>,
+    workbus_agent::runtime::AgentHandle,
+) {
+    let source_id = unique("src");
+    let cluster = unique("c");
+    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
+    let sim = sim();
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source_id, &cluster),
+        sim.clone(),
+        store,
+    );
+    wait_spec_resync(&mut source, &cluster).await;
+    (source_id, cluster, source, sim, agent)
+}
+
 macro_rules! on_both_brokers {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -217,16 +243,8 @@ async fn maestro_spec_event_is_applied_and_answered(broker: &TestBroker) {
 }
 
 async fn stale_duplicate_and_foreign_events_are_ignored(broker: &TestBroker) {
-    let source_id = unique("src");
-    let cluster = unique("c");
-    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
-    let sim = sim();
-    let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source_id, &cluster),
-        sim.clone(),
-        Arc::new(MemoryStore::default()),
-    );
-    wait_spec_resync(&mut source, &cluster).await;
+    let (source_id, cluster, mut source, sim, agent) =
+        connected(broker, Arc::new(MemoryStore::default())).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
         .publish_spec(&spec(
@@ -289,15 +307,8 @@ async fn stale_duplicate_and_foreign_events_are_ignored(broker: &TestBroker) {
 }
 
 async fn status_resync_answers_only_changed_works(broker: &TestBroker) {
-    let source_id = unique("src");
-    let cluster = unique("c");
-    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
-    let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source_id, &cluster),
-        sim(),
-        Arc::new(MemoryStore::default()),
-    );
-    wait_spec_resync(&mut source, &cluster).await;
+    let (source_id, cluster, mut source, _sim, agent) =
+        connected(broker, Arc::new(MemoryStore::default())).await;
     let a = uuid::Uuid::new_v4().to_string();
     let b = uuid::Uuid::new_v4().to_string();
     source
@@ -340,16 +351,8 @@ async fn status_resync_answers_only_changed_works(broker: &TestBroker) {
 }
 
 async fn delete_reports_deleted_and_forgets_the_work(broker: &TestBroker) {
-    let source_id = unique("src");
-    let cluster = unique("c");
-    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
-    let sim = sim();
-    let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source_id, &cluster),
-        sim.clone(),
-        Arc::new(MemoryStore::default()),
-    );
-    wait_spec_resync(&mut source, &cluster).await;
+    let (source_id, cluster, mut source, sim, agent) =
+        connected(broker, Arc::new(MemoryStore::default())).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
         .publish_spec(&spec(
@@ -397,18 +400,9 @@ async fn delete_reports_deleted_and_forgets_the_work(broker: &TestBroker) {
 }
 
 async fn killed_agent_restarts_without_duplicate_applies(broker: &TestBroker) {
-    let source_id = unique("src");
-    let cluster = unique("c");
     let dir = std::env::temp_dir().join(unique("agent-store"));
-    let mut source = FakeSource::connect(broker.host(), broker.port(), &source_id).await;
-    let sim = sim();
-    let store = Arc::new(FileStore::open(&dir).unwrap());
-    let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source_id, &cluster),
-        sim.clone(),
-        store,
-    );
-    wait_spec_resync(&mut source, &cluster).await;
+    let (source_id, cluster, mut source, sim, agent) =
+        connected(broker, Arc::new(FileStore::open(&dir).unwrap())).await;
     let id = uuid::Uuid::new_v4().to_string();
     source
         .publish_spec(&spec(
