@@ -61,6 +61,8 @@ pub struct AgentStats {
     pub resync_requests: AtomicU64,
     /// Status resync requests answered.
     pub status_resyncs: AtomicU64,
+    /// Status resync requests whose digest matched: answered with nothing.
+    pub status_resyncs_unchanged: AtomicU64,
     /// Works whose deletion completed.
     pub deleted: AtomicU64,
     /// Store failures (the event is dropped; resync repairs it).
@@ -589,6 +591,17 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .values()
             .map(|r| (r.uid().to_string(), status_hash(&r.state.status)))
             .collect();
+        // A workbus source sends the digest of what it holds: equal to ours means
+        // nothing differs, so nothing is sent (resync_digest module).
+        if let Some(theirs) = workbus_schemas::resync_digest::digest_of(event) {
+            let ours = workbus_schemas::resync_digest::status_digest(
+                hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),
+            );
+            if ours == theirs {
+                bump(&self.stats.status_resyncs_unchanged);
+                return;
+            }
+        }
         let send = status_resync_answer(
             &request,
             hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),

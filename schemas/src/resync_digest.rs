@@ -7,7 +7,7 @@
 //! broker restart, a fleet of 10,000 agents with 100 works each moves ~10^6 entries to
 //! learn that nothing changed.
 //!
-//! ## The extension (designed here; wiring into hub and agent is the next step)
+//! ## The extension (status side wired; spec side designed)
 //! - A digest is the lower-hex SHA-256 of the entries sorted by `resourceID`, each
 //!   written as `<resourceID>\n<value>\n` (value = decimal version, or status hash).
 //!   [`spec_digest`] and [`status_digest`] compute it; sorting makes it independent of
@@ -17,11 +17,13 @@
 //! - **Advertising.** A workbus source adds `resyncdigest` (its digest for the cluster)
 //!   to its status resync requests; a workbus agent adds its spec digest to its spec
 //!   resync requests. Each side remembers, per peer, that the other understands digests.
-//! - **Status resync, digest form.** To a cluster whose agent has advertised, the source
-//!   sends the request with the digest and the full list as today (an OCM agent would
-//!   read an empty list as "send everything", so the list is only dropped towards agents
-//!   known to understand digests). An agent whose own status digest equals the
-//!   request's answers nothing without comparing per work.
+//! - **Status resync, digest form (implemented).** The workbus hub puts its digest of the
+//!   cluster's `(resourceID, statusHash)` set on every status resync request, next to the
+//!   full list (an OCM agent would read an empty list as "send everything", so the list
+//!   stays until the agent is known to understand digests). The workbus agent compares
+//!   it with the digest of its own works and answers nothing at once when they are equal;
+//!   otherwise it falls back to the per-work comparison. Dropping the list towards agents
+//!   that advertised is the next step.
 //! - **Spec resync, digest form.** An agent that knows its source understands digests
 //!   sends its spec resync request with the digest and an empty list plus
 //!   [`RESYNC_MODE`]` = digest`. The source compares with its own spec digest for the
@@ -35,6 +37,8 @@
 //! size, and every mismatch falls back to the upstream protocol, which stays the source
 //! of truth.
 
+use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
 use sha2::{Digest, Sha256};
 
 /// Extension carrying a per-cluster resync digest.
@@ -67,6 +71,19 @@ pub fn spec_digest<'a>(entries: impl IntoIterator<Item = (&'a str, i64)>) -> Str
 /// Digest of `(resourceID, statusHash)` pairs (status side).
 pub fn status_digest<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     digest(entries.into_iter().map(|(id, h)| (id, h.to_string())))
+}
+
+/// Puts `digest` on a resync request.
+pub fn set_digest(event: &mut Event, digest: &str) {
+    event.set_extension(RESYNC_DIGEST, digest);
+}
+
+/// The digest a resync request carries, if any (a non-string value counts as none).
+pub fn digest_of(event: &Event) -> Option<&str> {
+    match event.extension(RESYNC_DIGEST) {
+        Some(ExtensionValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -66,9 +66,19 @@ impl FakeSource {
         self.publish(&fields.cluster_name, &event).await;
     }
 
-    /// Publishes a status resync request to `cluster` with the given hashes payload.
-    pub async fn request_status_resync(&self, cluster: &str, payload: serde_json::Value) {
-        let event = envelope::status_resync_request(&self.source_id, cluster, payload, Utc::now());
+    /// Publishes a status resync request to `cluster` with the given hashes payload and,
+    /// like the workbus hub, optionally the digest of the cluster's set.
+    pub async fn request_status_resync(
+        &self,
+        cluster: &str,
+        payload: serde_json::Value,
+        digest: Option<&str>,
+    ) {
+        let mut event =
+            envelope::status_resync_request(&self.source_id, cluster, payload, Utc::now());
+        if let Some(d) = digest {
+            workbus_schemas::resync_digest::set_digest(&mut event, d);
+        }
         self.publish(cluster, &event).await;
     }
 

@@ -330,14 +330,33 @@ async fn status_resync_answers_only_changed_works(broker: &TestBroker) {
         ))
         .await;
     let (_, sa) = source.next_status("a applied", &a, |_| true).await;
-    source.next_status("b applied", &b, |_| true).await;
-    // The source knows a's current hash and a stale one for b: only b is resent.
+    let (_, sb) = source.next_status("b applied", &b, |_| true).await;
+    let (ha, hb) = (status_hash(&sa.status), status_hash(&sb.status));
+    // With the digest of exactly what the agent holds (the workbus hub's extension), the
+    // agent answers nothing at all.
+    let same = StatusResyncRequest::new(vec![
+        ResourceStatusHash::new(a.clone(), ha.clone()),
+        ResourceStatusHash::new(b.clone(), hb.clone()),
+    ]);
+    let digest = workbus_schemas::resync_digest::status_digest([
+        (a.as_str(), ha.as_str()),
+        (b.as_str(), hb.as_str()),
+    ]);
+    source
+        .request_status_resync(
+            &cluster,
+            serde_json::to_value(&same).unwrap(),
+            Some(&digest),
+        )
+        .await;
+    // The source knows a's current hash and a stale one for b: only b is resent (and it
+    // is the first resync response at all, so the digest request produced none).
     let request = StatusResyncRequest::new(vec![
-        ResourceStatusHash::new(a.clone(), status_hash(&sa.status)),
+        ResourceStatusHash::new(a.clone(), ha),
         ResourceStatusHash::new(b.clone(), "0".repeat(64)),
     ]);
     source
-        .request_status_resync(&cluster, serde_json::to_value(&request).unwrap())
+        .request_status_resync(&cluster, serde_json::to_value(&request).unwrap(), None)
         .await;
     let event = source
         .next_event("status resync response", |_, ty| {
@@ -345,7 +364,14 @@ async fn status_resync_answers_only_changed_works(broker: &TestBroker) {
         })
         .await;
     assert_eq!(event.resource_id().unwrap(), b);
-    assert_eq!(agent.stats().status_resyncs.load(Ordering::Relaxed), 1);
+    assert_eq!(agent.stats().status_resyncs.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        agent
+            .stats()
+            .status_resyncs_unchanged
+            .load(Ordering::Relaxed),
+        1
+    );
     agent.shutdown().await;
     source.close().await;
 }
@@ -429,7 +455,7 @@ async fn killed_agent_restarts_without_duplicate_applies(broker: &TestBroker) {
     assert_eq!(resync.resource_versions[0].resource_version, 1);
     // ...answers a status resync from what it knows...
     source
-        .request_status_resync(&cluster, serde_json::json!({"statusHashes": []}))
+        .request_status_resync(&cluster, serde_json::json!({"statusHashes": []}), None)
         .await;
     let (_, again) = source
         .next_status("status after restart", &id, |_| true)

@@ -45,6 +45,13 @@ pub fn status_resync_requests(
             ResourceStatusHash::new(w.uid.clone(), hash)
         })
         .collect();
+    // Digest of the whole cluster's set, on every chunk: a workbus agent whose own digest
+    // matches answers nothing (OCM agents ignore the extension).
+    let digest = workbus_schemas::resync_digest::status_digest(
+        hashes
+            .iter()
+            .map(|h| (h.resource_id.as_str(), h.status_hash.as_str())),
+    );
     let chunks: Vec<Vec<ResourceStatusHash>> = if hashes.is_empty() {
         vec![Vec::new()]
     } else {
@@ -58,10 +65,12 @@ pub fn status_resync_requests(
         .map(|chunk| {
             let payload = serde_json::to_value(StatusResyncRequest::new(chunk))
                 .unwrap_or_else(|_| serde_json::json!({"statusHashes": []}));
+            let mut event = status_resync_request(source_id, cluster, payload, now);
+            workbus_schemas::resync_digest::set_digest(&mut event, &digest);
             NewOutbox {
                 cluster: cluster.to_string(),
                 resource_id: None,
-                event: status_resync_request(source_id, cluster, payload, now),
+                event,
             }
         })
         .collect()
