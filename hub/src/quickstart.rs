@@ -173,11 +173,26 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         return Err("the hub could not subscribe to the embedded broker".into());
     }
 
-    // Simulated clusters, each with a real agent over MQTT and durable state on disk.
-    let mut agents: Vec<AgentHandle> = Vec::new();
+    // Register the clusters first (so the hub knows them when their agents first speak),
+    // then start a real agent per simulated cluster, then apply the sample work. The
+    // registration and the work go through the REST API, like a user's.
     let clusters: Vec<String> = (1..=args.clusters.max(1))
         .map(|i| format!("edge-{i}"))
         .collect();
+    let client_url = base_url.clone();
+    let names = clusters.clone();
+    tokio::task::spawn_blocking(move || {
+        let client = Client::new(&client_url);
+        for c in &names {
+            // Already registered by an earlier run: fine.
+            let _ = client.post("/api/v1/clusters", &json!({"name": c}));
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    // Simulated clusters, each with a real agent over MQTT and durable state on disk.
+    let mut agents: Vec<AgentHandle> = Vec::new();
     for cluster in &clusters {
         let dir = args.data_dir.join("agents").join(cluster);
         let store = Arc::new(FileStore::open(&dir).map_err(|e| e.to_string())?);
@@ -193,16 +208,10 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         agents.push(runtime::start(config, sim, store).map_err(|e| e.to_string())?);
     }
 
-    // Register the clusters and apply the sample work, through the REST API.
     let client_url = base_url.clone();
     let first = clusters[0].clone();
-    let names = clusters.clone();
     let applied = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let client = Client::new(&client_url);
-        for c in &names {
-            // Already registered by an earlier run: fine.
-            let _ = client.post("/api/v1/clusters", &json!({"name": c}));
-        }
         let work = sample_work(&first);
         let answer = client
             .put(
