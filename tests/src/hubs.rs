@@ -2,7 +2,6 @@
 //! the hub's own change notifications.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -108,9 +107,6 @@ pub fn configmap_work(cluster: &str, name: &str, cm: &str, value: &str) -> Value
              "metadata": {"name": cm, "namespace": "default"}, "data": {"v": value}}]}}
     })
 }
-
-/// How long the broker-restart tests give clients to notice (reconnect backoff bound).
-pub const RECONNECT: Duration = Duration::from_secs(5);
 
 /// Registers `cluster` through the REST API; returns the HTTP status.
 pub async fn register_cluster(hub: &HubHandle, cluster: &str) -> u16 {
