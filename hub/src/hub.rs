@@ -105,7 +105,8 @@ impl Hub {
         let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let store = StoreHandle::new(Arc::new(sqlite));
+        let metrics = Arc::new(Metrics::default());
+        let store = StoreHandle::new(Arc::new(sqlite), metrics.clone());
         let (topics, tc) = transport_config(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -118,7 +119,6 @@ impl Hub {
             source,
         })?;
         let mut transport = Transport::start(tc)?;
-        let metrics = Arc::new(Metrics::default());
         let notify = Arc::new(Notify::new());
         let watchers = Watchers::default();
 

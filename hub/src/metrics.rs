@@ -25,6 +25,10 @@ pub struct Metrics {
     pub deletions_completed: AtomicU64,
     /// Rejected REST requests (4xx).
     pub api_rejected: AtomicU64,
+    /// Group commits of the store (each one `fsync`).
+    pub store_commits: AtomicU64,
+    /// Writes made durable by those commits.
+    pub store_writes: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -118,6 +122,16 @@ impl Metrics {
                 "workbus_hub_api_rejected_total",
                 "REST requests answered with 4xx.",
                 &self.api_rejected,
+            ),
+            (
+                "workbus_hub_store_commits_total",
+                "Group commits of the store (one fsync each).",
+                &self.store_commits,
+            ),
+            (
+                "workbus_hub_store_writes_total",
+                "Writes made durable by group commits.",
+                &self.store_writes,
             ),
         ];
         for (name, help, c) in plain {

@@ -30,12 +30,14 @@ use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
 
 use crate::metrics::Metrics;
-use crate::store::{OutboxEntry, StoreHandle};
+use crate::store::{OutboxEntry, StoreHandle, WriteOp};
 
 /// Rows fetched per query.
 const BATCH: usize = 512;
 /// Events in flight (sent, not yet acknowledged) at once.
 const WINDOW: usize = 256;
+/// Acknowledged rows completed per store write.
+const COMPLETE_BATCH: usize = 64;
 /// Safety-net poll interval when idle (commits normally wake the task at once).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// First and last retry delay after a failed publish.
@@ -103,8 +105,10 @@ impl OutboxPublisher {
                 continue;
             }
             // Pipelined: up to WINDOW events in flight, sent in row order (the transport
-            // keeps send order on the wire) and completed in row order.
+            // keeps send order on the wire) and acknowledged in row order; acknowledged
+            // rows are completed COMPLETE_BATCH at a time.
             let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
+            let mut acked: Vec<(i64, String)> = Vec::with_capacity(COMPLETE_BATCH);
             let mut failed = false;
             for entry in batch {
                 let (topic, event) = match unpublishable(&entry, &self.topics, &self.source_id) {
@@ -112,19 +116,19 @@ impl OutboxPublisher {
                     Err(reason) => {
                         tracing::error!(id = entry.id, %reason, "outbox row cannot be published; skipped and kept");
                         self.metrics.dropped("outbox_unpublishable");
-                        if inflight.is_empty() {
+                        if inflight.is_empty() && acked.is_empty() {
                             cursor = entry.id;
                         }
                         continue;
                     }
                 };
-                while inflight.len() >= WINDOW {
-                    match self.complete_front(&mut inflight).await {
-                        Some(id) => cursor = id,
-                        None => failed = true,
-                    }
-                    if failed {
-                        break;
+                while inflight.len() >= WINDOW && !failed {
+                    failed = !self.ack_front(&mut inflight, &mut acked).await;
+                    if acked.len() >= COMPLETE_BATCH && !failed {
+                        match self.complete(&mut acked).await {
+                            Some(id) => cursor = id,
+                            None => failed = true,
+                        }
                     }
                 }
                 if failed {
@@ -142,10 +146,14 @@ impl OutboxPublisher {
                     }
                 }
             }
-            // Complete what is in flight, in order; stop at the first failure so a later
-            // row is never completed before an earlier one (it is simply sent again).
+            // Acknowledge what is in flight, in order; stop at the first failure so a
+            // later row is never completed before an earlier one (it is sent again).
             while !failed && !inflight.is_empty() {
-                match self.complete_front(&mut inflight).await {
+                failed = !self.ack_front(&mut inflight, &mut acked).await;
+            }
+            // Rows acknowledged before a failure are still completed.
+            if !acked.is_empty() {
+                match self.complete(&mut acked).await {
                     Some(id) => cursor = id,
                     None => failed = true,
                 }
@@ -187,28 +195,49 @@ impl OutboxPublisher {
         }
     }
 
-    /// Waits for the oldest in-flight row's acknowledgement and removes the row; returns
-    /// its id, or `None` on failure (the row stays and is sent again).
-    async fn complete_front(&self, inflight: &mut VecDeque<InFlight>) -> Option<i64> {
-        let front = inflight.pop_front()?;
-        if let Err(e) = front.ack.acknowledged().await {
-            self.publish_failed(front.id, &e).await;
-            return None;
-        }
-        let id = front.id;
-        match self
-            .store
-            .run(move |s| s.complete_outbox(id, Utc::now()))
-            .await
-        {
+    /// Waits for the oldest in-flight row's acknowledgement and moves it to `acked`;
+    /// `false` on failure (the row stays and is sent again).
+    async fn ack_front(
+        &self,
+        inflight: &mut VecDeque<InFlight>,
+        acked: &mut Vec<(i64, String)>,
+    ) -> bool {
+        let Some(front) = inflight.pop_front() else {
+            return true;
+        };
+        match front.ack.acknowledged().await {
             Ok(()) => {
-                self.metrics.sent(&front.ty);
-                tracing::debug!(id, ty = front.ty, "published");
-                Some(id)
+                acked.push((front.id, front.ty));
+                true
             }
             Err(e) => {
-                // Published but not recorded: it will be sent again (idempotent receivers).
-                tracing::error!(id, error = %e, "published but cannot complete the outbox row");
+                self.publish_failed(front.id, &e).await;
+                false
+            }
+        }
+    }
+
+    /// Removes acknowledged rows and writes their audit rows, in one group-committed
+    /// write; returns the last completed id, or `None` if the store failed (the rows
+    /// stay and are sent again: receivers are idempotent).
+    async fn complete(&self, acked: &mut Vec<(i64, String)>) -> Option<i64> {
+        let last = acked.last()?.0;
+        let ids = acked.iter().map(|(id, _)| *id).collect();
+        let op = WriteOp::CompleteOutbox {
+            ids,
+            sent_at: Utc::now(),
+        };
+        match self.store.write(op).await {
+            Ok(_) => {
+                for (id, ty) in acked.drain(..) {
+                    self.metrics.sent(&ty);
+                    tracing::debug!(id, ty, "published");
+                }
+                Some(last)
+            }
+            Err(e) => {
+                tracing::error!(last, error = %e, "published but cannot complete the outbox rows");
+                acked.clear();
                 None
             }
         }

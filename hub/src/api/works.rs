@@ -2,6 +2,8 @@
 //! create-or-update, delete. Every accepted change is committed together with its spec
 //! event in the outbox (see `store`), then the outbox publisher is woken.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,7 +20,9 @@ use super::ApiState;
 use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
 use crate::source::spec_events::change_event;
-use crate::store::{ApplyOutcome, DesiredWork, WorkFilter, WorkKey, WorkRecord};
+use crate::store::{
+    ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
+};
 use crate::watch::{ChangeKind, WorkChange};
 use crate::work_view::manifest_work;
 
@@ -150,20 +154,22 @@ pub async fn list(
     })))
 }
 
+/// The spec event builder for a change made at `now` (runs inside the store
+/// transaction, so the event carries exactly the committed generation).
+fn event_builder(state: &ApiState, now: chrono::DateTime<Utc>) -> SharedSpecEventBuilder {
+    let source_id = state.source_id.clone();
+    Arc::new(move |w, change| change_event(&source_id, w, change, now))
+}
+
 async fn apply(
     state: &ApiState,
     desired: DesiredWork,
     create_only: bool,
 ) -> Result<(ApplyOutcome, WorkRecord), ApiError> {
-    let source_id = state.source_id.clone();
+    let now = Utc::now();
     let (outcome, record) = state
         .store
-        .run(move |s| {
-            let now = Utc::now();
-            s.apply_work(&desired, create_only, now, &|w, change| {
-                change_event(&source_id, w, change, now)
-            })
-        })
+        .apply_work(desired, create_only, now, event_builder(state, now))
         .await?;
     if outcome != ApplyOutcome::Unchanged {
         state.outbox.notify_one();
@@ -238,15 +244,10 @@ pub async fn delete(
     Path((cluster, name)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
     let key = WorkKey { cluster, name };
-    let source_id = state.source_id.clone();
+    let now = Utc::now();
     let record = state
         .store
-        .run(move |s| {
-            let now = Utc::now();
-            s.mark_deleting(&key, now, &|w, change| {
-                change_event(&source_id, w, change, now)
-            })
-        })
+        .mark_deleting(key, now, event_builder(&state, now))
         .await?;
     state.outbox.notify_one();
     state.watchers.notify(WorkChange {

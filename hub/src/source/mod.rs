@@ -32,8 +32,9 @@ use workbus_schemas::resync::SpecResyncRequest;
 use workbus_schemas::topics::{self, SegmentKind};
 
 use crate::metrics::Metrics;
-use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle};
+use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle, WriteOp};
 use crate::watch::Watchers;
+use status::QueuedStatus;
 
 /// The shared state of the source side.
 #[derive(Clone)]
@@ -67,6 +68,10 @@ pub(crate) fn received_audit(event: &Event) -> AuditEntry {
 impl SourceLoop {
     /// Consumes transport events until the transport closes.
     pub async fn run(self, mut events: mpsc::Receiver<TransportEvent>) {
+        // Statuses are queued for group commit in arrival order; their outcomes are
+        // handled by one task, in the same order (see `status`).
+        let (statuses, outcomes) = mpsc::channel(crate::store::group_commit::QUEUE);
+        tokio::spawn(self.clone().finish_statuses(outcomes));
         while let Some(ev) = events.recv().await {
             match ev {
                 TransportEvent::Subscribed => {
@@ -74,7 +79,7 @@ impl SourceLoop {
                     self.request_status_resync().await;
                     self.subscriptions.send_modify(|n| *n += 1);
                 }
-                TransportEvent::Message(message) => self.handle_message(message).await,
+                TransportEvent::Message(message) => self.handle_message(message, &statuses).await,
                 TransportEvent::Disconnected(reason) => {
                     tracing::warn!(%reason, "broker connection lost; reconnecting");
                 }
@@ -115,7 +120,7 @@ impl SourceLoop {
         }
     }
 
-    async fn handle_message(&self, message: MqttMessage) {
+    async fn handle_message(&self, message: MqttMessage, statuses: &mpsc::Sender<QueuedStatus>) {
         let event = match mqtt::decode(&message) {
             Ok(e) => e,
             Err(e) => {
@@ -145,7 +150,7 @@ impl SourceLoop {
                 self.drop_and_audit(&event, "unexpected_type", "status resync request")
                     .await;
             }
-            (SubResource::Status, _) => self.handle_status(event).await,
+            (SubResource::Status, _) => self.handle_status(event, statuses).await,
             (SubResource::Spec, _) => {
                 self.drop_and_audit(&event, "unexpected_type", "spec event from an agent")
                     .await;
@@ -166,11 +171,16 @@ impl SourceLoop {
         self.audit(event).await;
     }
 
+    /// Queues the audit row of a received event (group-committed, in arrival order);
+    /// a failure is logged when the commit reports it.
     pub(crate) async fn audit(&self, event: &Event) {
-        let entry = received_audit(event);
-        if let Err(e) = self.store.run(move |s| s.audit_received(&entry)).await {
-            tracing::error!(error = %e, "cannot write the audit row of a received event");
-        }
+        let entry = Box::new(received_audit(event));
+        let pending = self.store.submit(WriteOp::AuditReceived(entry)).await;
+        tokio::spawn(async move {
+            if let Err(e) = pending.outcome().await {
+                tracing::error!(error = %e, "cannot write the audit row of a received event");
+            }
+        });
     }
 
     async fn answer_spec_resync(&self, event: Event) {

@@ -1,21 +1,41 @@
 //! Handling of a received status event: decode (`metadata::decode_status_event`),
-//! check it is addressed to us, then let the store apply the acceptance rule
-//! ([`super::status_rule`]) atomically with the audit row; count the outcome and tell
-//! REST watchers.
+//! check it is addressed to us, then queue it for the store, which applies the
+//! acceptance rule ([`super::status_rule`]) atomically with the audit row.
+//!
+//! Statuses are the hub's hottest write (a fleet-wide update brings one per cluster at
+//! once), so the source loop does not wait for each commit: it queues the status for
+//! group commit (see `store::group_commit`) in arrival order and hands the pending
+//! result to [`SourceLoop::finish_statuses`], which counts the outcomes and tells REST
+//! watchers in that same order.
 
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
+use tokio::sync::mpsc;
 use workbus_schemas::Event;
 use workbus_schemas::metadata::decode_status_event;
 
 use super::{SourceLoop, received_audit};
-use crate::store::{IncomingStatus, StatusOutcome};
+use crate::store::handle::unexpected;
+use crate::store::{IncomingStatus, PendingWrite, StatusOutcome, WriteOp, WriteOutput};
 use crate::watch::{ChangeKind, WorkChange};
 use crate::work_view::manifest_work;
 
+/// A status queued for commit, with what its log line needs.
+pub(crate) struct QueuedStatus {
+    pending: PendingWrite,
+    about: StatusLabel,
+}
+
+/// Identifies a received status in log lines.
+struct StatusLabel {
+    resource_id: String,
+    generation: i64,
+    sequence_id: String,
+}
+
 impl SourceLoop {
-    pub(crate) async fn handle_status(&self, event: Event) {
+    pub(crate) async fn handle_status(&self, event: Event, queued: &mpsc::Sender<QueuedStatus>) {
         let decoded = match decode_status_event(&event) {
             Ok(d) => d,
             Err(e) => {
@@ -32,21 +52,55 @@ impl SourceLoop {
             self.drop_and_audit(&event, "foreign_source", owner).await;
             return;
         }
+        let resource_id = decoded.resource_id.clone();
+        let generation = decoded.generation;
+        let sequence_id = decoded.sequence_id.clone();
+        let deleted = decoded.is_deleted();
         let incoming = IncomingStatus {
-            uid: decoded.resource_id.clone(),
-            cluster: decoded.cluster_name.clone(),
-            generation: decoded.generation,
-            sequence_id: decoded.sequence_id.clone(),
-            status_hash: decoded.status_hash.clone(),
-            deleted: decoded.is_deleted(),
+            uid: decoded.resource_id,
+            cluster: decoded.cluster_name,
+            generation,
+            sequence_id: decoded.sequence_id,
+            status_hash: decoded.status_hash,
+            deleted,
             status: decoded.status,
             received: Utc::now(),
         };
-        let audit = received_audit(&event);
-        let outcome = self
-            .store
-            .run(move |s| s.ingest_status(&incoming, &audit))
-            .await;
+        let op = WriteOp::IngestStatus {
+            status: Box::new(incoming),
+            audit: Box::new(received_audit(&event)),
+        };
+        let pending = self.store.submit(op).await;
+        let queued_status = QueuedStatus {
+            pending,
+            about: StatusLabel {
+                resource_id,
+                generation,
+                sequence_id,
+            },
+        };
+        if queued.send(queued_status).await.is_err() {
+            tracing::error!("status outcome task stopped; outcome not reported");
+        }
+    }
+
+    /// Reports committed statuses in arrival order until the source loop stops.
+    pub(crate) async fn finish_statuses(self, mut queued: mpsc::Receiver<QueuedStatus>) {
+        while let Some(QueuedStatus { pending, about }) = queued.recv().await {
+            let outcome = match pending.outcome().await {
+                Ok(WriteOutput::Status(outcome)) => Ok(outcome),
+                Ok(other) => Err(unexpected(other)),
+                Err(e) => Err(e),
+            };
+            self.report_status(outcome, &about);
+        }
+    }
+
+    fn report_status(
+        &self,
+        outcome: Result<StatusOutcome, crate::store::StoreError>,
+        q: &StatusLabel,
+    ) {
         match outcome {
             Ok(StatusOutcome::Accepted(work)) => {
                 self.metrics
@@ -70,11 +124,11 @@ impl SourceLoop {
             }
             Ok(StatusOutcome::Dropped(reason)) => {
                 self.metrics.dropped(reason.as_str());
-                tracing::info!(uid = %decoded.resource_id, generation = decoded.generation, sequence_id = %decoded.sequence_id, reason = reason.as_str(), "status dropped");
+                tracing::info!(uid = %q.resource_id, generation = q.generation, sequence_id = %q.sequence_id, reason = reason.as_str(), "status dropped");
             }
             Err(e) => {
                 self.metrics.dropped("store_error");
-                tracing::error!(error = %e, "cannot store a received status");
+                tracing::error!(uid = %q.resource_id, error = %e, "cannot store a received status");
             }
         }
     }

@@ -1,23 +1,36 @@
 //! [`StoreHandle`]: how async code uses a [`Store`] without blocking the runtime.
 //!
-//! Each call runs on tokio's blocking thread pool (`spawn_blocking`), because a SQLite
-//! commit with `synchronous=FULL` waits for `fsync` and must not stall the reactor that
-//! also serves HTTP and MQTT.
+//! Reads (and rare writes) run on tokio's blocking thread pool with [`StoreHandle::run`],
+//! because a SQLite commit with `synchronous=FULL` waits for `fsync` and must not stall
+//! the reactor that also serves HTTP and MQTT. The hot writes (REST changes, statuses,
+//! outbox completions) are queued with [`StoreHandle::submit`] and group-committed (see
+//! [`group_commit`](super::group_commit)).
 
 use std::sync::Arc;
 
-use super::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::group_commit::{self, Job, PendingWrite};
+use super::{
+    ApplyOutcome, DesiredWork, SharedSpecEventBuilder, Store, StoreError, WorkKey, WorkRecord,
+    WriteOp, WriteOutput,
+};
+use crate::metrics::Metrics;
 
 /// A cheaply clonable, async-friendly reference to the store.
 #[derive(Clone)]
 pub struct StoreHandle {
     store: Arc<dyn Store>,
+    committer: mpsc::Sender<Job>,
 }
 
 impl StoreHandle {
-    /// Wraps a store.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        StoreHandle { store }
+    /// Wraps a store and starts its group committer (needs a tokio runtime). Commit
+    /// counts go to `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        let (committer, queue) = mpsc::channel(group_commit::QUEUE);
+        tokio::spawn(group_commit::run(store.clone(), queue, metrics));
+        StoreHandle { store, committer }
     }
 
     /// The store itself, for synchronous callers (tests, blocking threads).
@@ -36,4 +49,60 @@ impl StoreHandle {
             .await
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
+
+    /// Queues a write for group commit and returns once it is queued: writes run in
+    /// the order they were queued. Await [`PendingWrite::outcome`] for the result.
+    pub async fn submit(&self, op: WriteOp) -> PendingWrite {
+        let (reply, rx) = oneshot::channel();
+        match self.committer.send((op, reply)).await {
+            Ok(()) => PendingWrite(Some(rx)),
+            Err(_) => PendingWrite(None),
+        }
+    }
+
+    /// Queues a write and waits until it is durable.
+    pub async fn write(&self, op: WriteOp) -> Result<WriteOutput, StoreError> {
+        self.submit(op).await.outcome().await
+    }
+
+    /// [`Store::apply_work`], group-committed.
+    pub async fn apply_work(
+        &self,
+        desired: DesiredWork,
+        create_only: bool,
+        now: chrono::DateTime<chrono::Utc>,
+        build: SharedSpecEventBuilder,
+    ) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
+        let op = WriteOp::ApplyWork {
+            desired: Box::new(desired),
+            create_only,
+            now,
+            build,
+        };
+        match self.write(op).await? {
+            WriteOutput::Applied(outcome, work) => Ok((outcome, *work)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Store::mark_deleting`], group-committed.
+    pub async fn mark_deleting(
+        &self,
+        key: WorkKey,
+        now: chrono::DateTime<chrono::Utc>,
+        build: SharedSpecEventBuilder,
+    ) -> Result<WorkRecord, StoreError> {
+        match self
+            .write(WriteOp::MarkDeleting { key, now, build })
+            .await?
+        {
+            WriteOutput::MarkedDeleting(work) => Ok(*work),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A store answered an op with another op's output: a bug in the store.
+pub(crate) fn unexpected(output: WriteOutput) -> StoreError {
+    StoreError::Backend(format!("store returned an unexpected result: {output:?}"))
 }

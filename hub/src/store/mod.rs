@@ -11,11 +11,13 @@
 //! runs each call on the blocking thread pool so SQLite I/O (with `fsync`) never stalls
 //! the runtime.
 
+pub mod group_commit;
 pub mod handle;
 pub mod migrations;
 pub mod model;
 pub mod sqlite;
 
+pub use group_commit::PendingWrite;
 pub use handle::StoreHandle;
 pub use model::{
     ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
@@ -75,6 +77,64 @@ impl From<rusqlite::Error> for StoreError {
 /// sees exactly the committed generation and timestamps. Returns the event to queue.
 pub type SpecEventBuilder<'a> =
     &'a (dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Sync);
+
+/// An owned [`SpecEventBuilder`], for writes queued for group commit.
+pub type SharedSpecEventBuilder =
+    std::sync::Arc<dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Send + Sync>;
+
+/// One write, owned so it can wait in the group-commit queue (see [`group_commit`]).
+/// Each variant is the owned form of the [`Store`] method of the same name.
+pub enum WriteOp {
+    /// [`Store::apply_work`].
+    ApplyWork {
+        /// What the user asked for.
+        desired: Box<DesiredWork>,
+        /// Refuse to replace an existing work.
+        create_only: bool,
+        /// The change time.
+        now: DateTime<Utc>,
+        /// Builds the spec event to queue.
+        build: SharedSpecEventBuilder,
+    },
+    /// [`Store::mark_deleting`].
+    MarkDeleting {
+        /// The work.
+        key: WorkKey,
+        /// The change time.
+        now: DateTime<Utc>,
+        /// Builds the delete event to queue.
+        build: SharedSpecEventBuilder,
+    },
+    /// [`Store::ingest_status`].
+    IngestStatus {
+        /// The decoded status.
+        status: Box<IncomingStatus>,
+        /// The received event's audit row.
+        audit: Box<AuditEntry>,
+    },
+    /// [`Store::complete_outbox`] for several rows at once.
+    CompleteOutbox {
+        /// The published rows, in row order.
+        ids: Vec<i64>,
+        /// When the broker acknowledged them.
+        sent_at: DateTime<Utc>,
+    },
+    /// [`Store::audit_received`].
+    AuditReceived(Box<AuditEntry>),
+}
+
+/// What a [`WriteOp`] produced.
+#[derive(Debug)]
+pub enum WriteOutput {
+    /// From [`WriteOp::ApplyWork`].
+    Applied(ApplyOutcome, Box<WorkRecord>),
+    /// From [`WriteOp::MarkDeleting`]: the work as it is now.
+    MarkedDeleting(Box<WorkRecord>),
+    /// From [`WriteOp::IngestStatus`].
+    Status(StatusOutcome),
+    /// From operations that return nothing.
+    Done,
+}
 
 /// Which kind of spec change a queued event announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +204,17 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<StatusOutcome, StoreError>;
 
+    /// Runs `ops` in order, each atomically, and makes them durable together: one
+    /// commit (one `fsync`) for the whole batch is what group commit is for. A failing
+    /// op changes nothing and does not affect the others; if the final commit fails,
+    /// every op fails. Results are in `ops` order.
+    ///
+    /// The default runs each op through its own method (each durable on its own);
+    /// implementations override it to share one commit.
+    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>> {
+        ops.into_iter().map(|op| run_op_alone(self, op)).collect()
+    }
+
     /// Queues events that change no work (resync answers and requests).
     fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Up to `limit` queued events with id greater than `after`, oldest first.
@@ -161,4 +232,31 @@ pub trait Store: Send + Sync + 'static {
     /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
     fn audit(&self, resource_id: Option<&str>, limit: usize)
     -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Runs one [`WriteOp`] through the plain [`Store`] methods.
+fn run_op_alone<S: Store + ?Sized>(store: &S, op: WriteOp) -> Result<WriteOutput, StoreError> {
+    match op {
+        WriteOp::ApplyWork {
+            desired,
+            create_only,
+            now,
+            build,
+        } => store
+            .apply_work(&desired, create_only, now, &*build)
+            .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
+        WriteOp::MarkDeleting { key, now, build } => store
+            .mark_deleting(&key, now, &*build)
+            .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
+        WriteOp::IngestStatus { status, audit } => store
+            .ingest_status(&status, &audit)
+            .map(WriteOutput::Status),
+        WriteOp::CompleteOutbox { ids, sent_at } => {
+            for id in ids {
+                store.complete_outbox(id, sent_at)?;
+            }
+            Ok(WriteOutput::Done)
+        }
+        WriteOp::AuditReceived(entry) => store.audit_received(&entry).map(|()| WriteOutput::Done),
+    }
 }

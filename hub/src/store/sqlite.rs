@@ -13,12 +13,12 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudevents::AttributesReader;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use workbus_schemas::Event;
 use workbus_schemas::mqtt::structured;
 
 use super::model::*;
-use super::{SpecChange, SpecEventBuilder, Store, StoreError, migrations};
+use super::{SpecChange, SpecEventBuilder, Store, StoreError, WriteOp, WriteOutput, migrations};
 use crate::source::status_rule::{StatusDecision, decide};
 
 /// The SQLite implementation of [`Store`].
@@ -153,7 +153,7 @@ fn work_by_uid(conn: &Connection, uid: &str) -> Result<Option<WorkRecord>, Store
 }
 
 fn insert_outbox(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     cluster: &str,
     resource_id: Option<&str>,
     event: &Event,
@@ -174,7 +174,7 @@ fn insert_outbox(
 }
 
 fn queue_spec(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     record: &WorkRecord,
     change: SpecChange,
     now: DateTime<Utc>,
@@ -184,7 +184,7 @@ fn queue_spec(
     insert_outbox(tx, &record.key.cluster, Some(&record.uid), &event, now)
 }
 
-fn insert_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
+fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -206,6 +206,227 @@ fn insert_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> Result<(), StoreErr
         )?;
     }
     Ok(())
+}
+
+fn apply_work_in(
+    tx: &Connection,
+    desired: &DesiredWork,
+    create_only: bool,
+    now: DateTime<Utc>,
+    build: SpecEventBuilder<'_>,
+) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
+    let cluster_exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM clusters WHERE name = ?1",
+            [&desired.key.cluster],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !cluster_exists {
+        return Err(StoreError::NotFound {
+            kind: "cluster",
+            name: desired.key.cluster.clone(),
+        });
+    }
+    let existing = work_by_key(tx, &desired.key)?;
+    let (outcome, record) = match existing {
+        None => {
+            let record = WorkRecord {
+                uid: desired.uid.clone(),
+                key: desired.key.clone(),
+                labels: desired.labels.clone(),
+                annotations: desired.annotations.clone(),
+                spec: desired.spec.clone(),
+                generation: 1,
+                created: now,
+                updated: now,
+                deletion: None,
+                status: None,
+            };
+            tx.execute(
+                "INSERT INTO works (uid, cluster, name, labels, annotations, spec, \
+                     generation, created, updated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                params![
+                    record.uid,
+                    record.key.cluster,
+                    record.key.name,
+                    to_json(&record.labels)?,
+                    to_json(&record.annotations)?,
+                    to_json(&record.spec)?,
+                    record.generation,
+                    ts(now),
+                    ts(now)
+                ],
+            )?;
+            queue_spec(tx, &record, SpecChange::Create, now, build)?;
+            (ApplyOutcome::Created, record)
+        }
+        Some(_) if create_only => {
+            return Err(StoreError::AlreadyExists {
+                kind: "work",
+                name: format!("{}/{}", desired.key.cluster, desired.key.name),
+            });
+        }
+        Some(current) if current.deletion.is_some() => {
+            return Err(StoreError::Conflict(format!(
+                "work {}/{} is being deleted",
+                desired.key.cluster, desired.key.name
+            )));
+        }
+        Some(current)
+            if current.spec == desired.spec
+                && current.labels == desired.labels
+                && current.annotations == desired.annotations =>
+        {
+            (ApplyOutcome::Unchanged, current)
+        }
+        Some(mut current) => {
+            current.labels = desired.labels.clone();
+            current.annotations = desired.annotations.clone();
+            current.spec = desired.spec.clone();
+            current.generation += 1;
+            current.updated = now;
+            tx.execute(
+                "UPDATE works SET labels = ?1, annotations = ?2, spec = ?3, \
+                     generation = ?4, updated = ?5 WHERE uid = ?6",
+                params![
+                    to_json(&current.labels)?,
+                    to_json(&current.annotations)?,
+                    to_json(&current.spec)?,
+                    current.generation,
+                    ts(now),
+                    current.uid
+                ],
+            )?;
+            queue_spec(tx, &current, SpecChange::Update, now, build)?;
+            (ApplyOutcome::Updated, current)
+        }
+    };
+    Ok((outcome, record))
+}
+
+fn mark_deleting_in(
+    tx: &Connection,
+    key: &WorkKey,
+    now: DateTime<Utc>,
+    build: SpecEventBuilder<'_>,
+) -> Result<WorkRecord, StoreError> {
+    let mut work = work_by_key(tx, key)?.ok_or_else(|| StoreError::NotFound {
+        kind: "work",
+        name: format!("{}/{}", key.cluster, key.name),
+    })?;
+    if work.deletion.is_some() {
+        return Ok(work);
+    }
+    work.deletion = Some(now);
+    work.updated = now;
+    tx.execute(
+        "UPDATE works SET deletion = ?1, updated = ?1 WHERE uid = ?2",
+        params![ts(now), work.uid],
+    )?;
+    queue_spec(tx, &work, SpecChange::Delete, now, build)?;
+    Ok(work)
+}
+
+fn ingest_status_in(
+    tx: &Connection,
+    incoming: &IncomingStatus,
+    audit: &AuditEntry,
+) -> Result<StatusOutcome, StoreError> {
+    insert_audit(tx, audit)?;
+    let work = work_by_uid(tx, &incoming.uid)?;
+    match (decide(work.as_ref(), incoming), work) {
+        (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
+        (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
+        (StatusDecision::CompleteDeletion, Some(work)) => {
+            tx.execute("DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+            Ok(StatusOutcome::Deleted(Box::new(work)))
+        }
+        (StatusDecision::Accept, Some(mut work)) => {
+            tx.execute(
+                "INSERT INTO work_status (uid, status, generation, sequence_id, \
+                     status_hash, received) VALUES (?1,?2,?3,?4,?5,?6) \
+                     ON CONFLICT(uid) DO UPDATE SET status = excluded.status, \
+                     generation = excluded.generation, sequence_id = excluded.sequence_id, \
+                     status_hash = excluded.status_hash, received = excluded.received",
+                params![
+                    work.uid,
+                    to_json(&incoming.status)?,
+                    incoming.generation,
+                    incoming.sequence_id,
+                    incoming.status_hash,
+                    ts(incoming.received)
+                ],
+            )?;
+            work.status = Some(StoredStatus {
+                status: incoming.status.clone(),
+                generation: incoming.generation,
+                sequence_id: incoming.sequence_id.clone(),
+                status_hash: incoming.status_hash.clone(),
+                received: incoming.received,
+            });
+            Ok(StatusOutcome::Accepted(Box::new(work)))
+        }
+    }
+}
+
+fn complete_outbox_in(tx: &Connection, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
+    let row = tx
+        .query_row(
+            "SELECT cluster, resource_id, event_type, event FROM outbox WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    if let Some((cluster, resource_id, event_type, event)) = row {
+        tx.execute(
+            "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
+                 VALUES (?1, 'sent', ?2, ?3, ?4, ?5)",
+            params![ts(sent_at), cluster, resource_id, event_type, event],
+        )?;
+        tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+    }
+    Ok(())
+}
+
+fn enqueue_in(tx: &Connection, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
+    for e in events {
+        insert_outbox(tx, &e.cluster, e.resource_id.as_deref(), &e.event, now)?;
+    }
+    Ok(())
+}
+
+/// Runs one queued write on a connection that is inside a transaction.
+fn write_op_in(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> {
+    match op {
+        WriteOp::ApplyWork {
+            desired,
+            create_only,
+            now,
+            build,
+        } => apply_work_in(tx, &desired, create_only, now, &*build)
+            .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
+        WriteOp::MarkDeleting { key, now, build } => mark_deleting_in(tx, &key, now, &*build)
+            .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
+        WriteOp::IngestStatus { status, audit } => {
+            ingest_status_in(tx, &status, &audit).map(WriteOutput::Status)
+        }
+        WriteOp::CompleteOutbox { ids, sent_at } => {
+            for id in ids {
+                complete_outbox_in(tx, id, sent_at)?;
+            }
+            Ok(WriteOutput::Done)
+        }
+        WriteOp::AuditReceived(entry) => insert_audit(tx, &entry).map(|()| WriteOutput::Done),
+    }
 }
 
 impl SqliteStore {
@@ -238,7 +459,7 @@ impl SqliteStore {
     /// read-then-write never fails half way with SQLITE_BUSY) and commits on `Ok`.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -362,97 +583,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         build: SpecEventBuilder<'_>,
     ) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
-        self.write(|tx| {
-            let cluster_exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM clusters WHERE name = ?1",
-                    [&desired.key.cluster],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if !cluster_exists {
-                return Err(StoreError::NotFound {
-                    kind: "cluster",
-                    name: desired.key.cluster.clone(),
-                });
-            }
-            let existing = work_by_key(tx, &desired.key)?;
-            let (outcome, record) = match existing {
-                None => {
-                    let record = WorkRecord {
-                        uid: desired.uid.clone(),
-                        key: desired.key.clone(),
-                        labels: desired.labels.clone(),
-                        annotations: desired.annotations.clone(),
-                        spec: desired.spec.clone(),
-                        generation: 1,
-                        created: now,
-                        updated: now,
-                        deletion: None,
-                        status: None,
-                    };
-                    tx.execute(
-                        "INSERT INTO works (uid, cluster, name, labels, annotations, spec, \
-                         generation, created, updated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                        params![
-                            record.uid,
-                            record.key.cluster,
-                            record.key.name,
-                            to_json(&record.labels)?,
-                            to_json(&record.annotations)?,
-                            to_json(&record.spec)?,
-                            record.generation,
-                            ts(now),
-                            ts(now)
-                        ],
-                    )?;
-                    queue_spec(tx, &record, SpecChange::Create, now, build)?;
-                    (ApplyOutcome::Created, record)
-                }
-                Some(_) if create_only => {
-                    return Err(StoreError::AlreadyExists {
-                        kind: "work",
-                        name: format!("{}/{}", desired.key.cluster, desired.key.name),
-                    });
-                }
-                Some(current) if current.deletion.is_some() => {
-                    return Err(StoreError::Conflict(format!(
-                        "work {}/{} is being deleted",
-                        desired.key.cluster, desired.key.name
-                    )));
-                }
-                Some(current)
-                    if current.spec == desired.spec
-                        && current.labels == desired.labels
-                        && current.annotations == desired.annotations =>
-                {
-                    (ApplyOutcome::Unchanged, current)
-                }
-                Some(mut current) => {
-                    current.labels = desired.labels.clone();
-                    current.annotations = desired.annotations.clone();
-                    current.spec = desired.spec.clone();
-                    current.generation += 1;
-                    current.updated = now;
-                    tx.execute(
-                        "UPDATE works SET labels = ?1, annotations = ?2, spec = ?3, \
-                         generation = ?4, updated = ?5 WHERE uid = ?6",
-                        params![
-                            to_json(&current.labels)?,
-                            to_json(&current.annotations)?,
-                            to_json(&current.spec)?,
-                            current.generation,
-                            ts(now),
-                            current.uid
-                        ],
-                    )?;
-                    queue_spec(tx, &current, SpecChange::Update, now, build)?;
-                    (ApplyOutcome::Updated, current)
-                }
-            };
-            Ok((outcome, record))
-        })
+        self.write(|tx| apply_work_in(tx, desired, create_only, now, build))
     }
 
     fn mark_deleting(
@@ -461,23 +592,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         build: SpecEventBuilder<'_>,
     ) -> Result<WorkRecord, StoreError> {
-        self.write(|tx| {
-            let mut work = work_by_key(tx, key)?.ok_or_else(|| StoreError::NotFound {
-                kind: "work",
-                name: format!("{}/{}", key.cluster, key.name),
-            })?;
-            if work.deletion.is_some() {
-                return Ok(work);
-            }
-            work.deletion = Some(now);
-            work.updated = now;
-            tx.execute(
-                "UPDATE works SET deletion = ?1, updated = ?1 WHERE uid = ?2",
-                params![ts(now), work.uid],
-            )?;
-            queue_spec(tx, &work, SpecChange::Delete, now, build)?;
-            Ok(work)
-        })
+        self.write(|tx| mark_deleting_in(tx, key, now, build))
     }
 
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
@@ -541,52 +656,45 @@ impl Store for SqliteStore {
         incoming: &IncomingStatus,
         audit: &AuditEntry,
     ) -> Result<StatusOutcome, StoreError> {
-        self.write(|tx| {
-            insert_audit(tx, audit)?;
-            let work = work_by_uid(tx, &incoming.uid)?;
-            match (decide(work.as_ref(), incoming), work) {
-                (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
-                (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
-                (StatusDecision::CompleteDeletion, Some(work)) => {
-                    tx.execute("DELETE FROM works WHERE uid = ?1", [&work.uid])?;
-                    Ok(StatusOutcome::Deleted(Box::new(work)))
-                }
-                (StatusDecision::Accept, Some(mut work)) => {
-                    tx.execute(
-                        "INSERT INTO work_status (uid, status, generation, sequence_id, \
-                         status_hash, received) VALUES (?1,?2,?3,?4,?5,?6) \
-                         ON CONFLICT(uid) DO UPDATE SET status = excluded.status, \
-                         generation = excluded.generation, sequence_id = excluded.sequence_id, \
-                         status_hash = excluded.status_hash, received = excluded.received",
-                        params![
-                            work.uid,
-                            to_json(&incoming.status)?,
-                            incoming.generation,
-                            incoming.sequence_id,
-                            incoming.status_hash,
-                            ts(incoming.received)
-                        ],
-                    )?;
-                    work.status = Some(StoredStatus {
-                        status: incoming.status.clone(),
-                        generation: incoming.generation,
-                        sequence_id: incoming.sequence_id.clone(),
-                        status_hash: incoming.status_hash.clone(),
-                        received: incoming.received,
-                    });
-                    Ok(StatusOutcome::Accepted(Box::new(work)))
-                }
-            }
-        })
+        self.write(|tx| ingest_status_in(tx, incoming, audit))
+    }
+
+    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>> {
+        let n = ops.len();
+        let fail_all = |e: &dyn std::fmt::Display| {
+            (0..n)
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect::<Vec<_>>()
+        };
+        let mut conn = match self.conn() {
+            Ok(c) => c,
+            Err(e) => return fail_all(&e),
+        };
+        let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(&e),
+        };
+        let mut results = Vec::with_capacity(n);
+        for op in ops {
+            // A savepoint per op: a failing op is rolled back alone (dropping an
+            // uncommitted savepoint rolls it back) and the batch goes on.
+            let result = match tx.savepoint() {
+                Ok(sp) => match write_op_in(&sp, op) {
+                    Ok(out) => sp.commit().map(|()| out).map_err(StoreError::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            };
+            results.push(result);
+        }
+        match tx.commit() {
+            Ok(()) => results,
+            Err(e) => fail_all(&format!("group commit failed: {e}")),
+        }
     }
 
     fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for e in events {
-                insert_outbox(tx, &e.cluster, e.resource_id.as_deref(), &e.event, now)?;
-            }
-            Ok(())
-        })
+        self.write(|tx| enqueue_in(tx, events, now))
     }
 
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -619,31 +727,7 @@ impl Store for SqliteStore {
     }
 
     fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let row = tx
-                .query_row(
-                    "SELECT cluster, resource_id, event_type, event FROM outbox WHERE id = ?1",
-                    [id],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            if let Some((cluster, resource_id, event_type, event)) = row {
-                tx.execute(
-                    "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
-                     VALUES (?1, 'sent', ?2, ?3, ?4, ?5)",
-                    params![ts(sent_at), cluster, resource_id, event_type, event],
-                )?;
-                tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
-            }
-            Ok(())
-        })
+        self.write(|tx| complete_outbox_in(tx, id, sent_at))
     }
 
     fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError> {
