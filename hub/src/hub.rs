@@ -125,6 +125,7 @@ impl Hub {
         let subscriptions = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let source = SourceLoop {
             subscriptions: subscriptions.clone(),
+            resync_slots: Arc::new(tokio::sync::Semaphore::new(crate::source::RESYNC_SLOTS)),
             store: store.clone(),
             source_id: config.source_id.clone(),
             outbox: notify.clone(),

@@ -51,7 +51,12 @@ pub struct SourceLoop {
     pub watchers: Watchers,
     /// Counts completed (re)subscriptions; readiness for tests and health checks.
     pub subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bounds the spec resync requests answered at once.
+    pub resync_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Spec resync requests answered concurrently (each is one read and one queued write).
+pub const RESYNC_SLOTS: usize = 64;
 
 /// An audit row for a received event.
 pub(crate) fn received_audit(event: &Event) -> AuditEntry {
@@ -144,7 +149,18 @@ impl SourceLoop {
         };
         self.metrics.received(event.ty());
         match (ty.sub_resource, &ty.action) {
-            (SubResource::Spec, Action::ResyncRequest) => self.answer_spec_resync(event).await,
+            (SubResource::Spec, Action::ResyncRequest) => {
+                // Answered off the loop (a reconnecting fleet sends thousands at once
+                // and statuses must not queue behind them), a bounded number at a time.
+                let Ok(permit) = self.resync_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.answer_spec_resync(event).await;
+                    drop(permit);
+                });
+            }
             (SubResource::Status, Action::ResyncRequest) => {
                 // Only agents answer status resync requests.
                 self.drop_and_audit(&event, "unexpected_type", "status resync request")
@@ -211,20 +227,33 @@ impl SourceLoop {
                 return;
             }
         };
-        let source_id = self.source_id.clone();
-        let audit = received_audit(&event);
-        let result = self
-            .store
-            .run(move |s| {
-                s.audit_received(&audit)?;
-                let works = s.works_of_cluster(&cluster)?;
+        self.audit(&event).await;
+        let works = {
+            let cluster = cluster.clone();
+            self.store.run(move |s| s.works_of_cluster(&cluster)).await
+        };
+        // Not atomic with the read, and need not be: a change committed in between
+        // queues its own, newer event after this answer, and agents keep the newer
+        // generation whatever order they see them in.
+        let result = match works {
+            Ok(works) => {
                 let now = Utc::now();
                 let (events, errors): (Vec<NewOutbox>, Vec<String>) =
-                    resync::spec_resync_answer_events(&source_id, &cluster, &request, &works, now);
-                s.enqueue(&events, now)?;
-                Ok((cluster, events.len(), errors))
-            })
-            .await;
+                    resync::spec_resync_answer_events(
+                        &self.source_id,
+                        &cluster,
+                        &request,
+                        &works,
+                        now,
+                    );
+                let n = events.len();
+                self.store
+                    .write(WriteOp::Enqueue { events, now })
+                    .await
+                    .map(|_| (cluster, n, errors))
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok((cluster, n, errors)) => {
                 for e in errors {

@@ -121,6 +121,13 @@ pub enum WriteOp {
     },
     /// [`Store::audit_received`].
     AuditReceived(Box<AuditEntry>),
+    /// [`Store::enqueue`].
+    Enqueue {
+        /// The events, in queue order.
+        events: Vec<NewOutbox>,
+        /// The queue time.
+        now: DateTime<Utc>,
+    },
 }
 
 /// What a [`WriteOp`] produced.
@@ -258,5 +265,6 @@ fn run_op_alone<S: Store + ?Sized>(store: &S, op: WriteOp) -> Result<WriteOutput
             Ok(WriteOutput::Done)
         }
         WriteOp::AuditReceived(entry) => store.audit_received(&entry).map(|()| WriteOutput::Done),
+        WriteOp::Enqueue { events, now } => store.enqueue(&events, now).map(|()| WriteOutput::Done),
     }
 }

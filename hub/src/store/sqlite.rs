@@ -426,6 +426,9 @@ fn write_op_in(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> 
             Ok(WriteOutput::Done)
         }
         WriteOp::AuditReceived(entry) => insert_audit(tx, &entry).map(|()| WriteOutput::Done),
+        WriteOp::Enqueue { events, now } => {
+            enqueue_in(tx, &events, now).map(|()| WriteOutput::Done)
+        }
     }
 }
 

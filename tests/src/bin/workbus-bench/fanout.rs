@@ -11,7 +11,7 @@ use crate::common::{BenchError, ms, summary, target};
 use crate::fleet::{BrokerKind, Fleet, Tracker, put_works};
 
 /// Concurrent REST connections used to issue the updates.
-pub const REST_CONCURRENCY: usize = 16;
+pub const REST_CONCURRENCY: usize = 64;
 
 /// One round's figures.
 async fn round(
