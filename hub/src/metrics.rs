@@ -29,6 +29,8 @@ pub struct Metrics {
     pub store_commits: AtomicU64,
     /// Writes made durable by those commits.
     pub store_writes: AtomicU64,
+    /// Time spent in group commits (running the batch and `fsync`), microseconds.
+    pub store_commit_micros: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -132,6 +134,11 @@ impl Metrics {
                 "workbus_hub_store_writes_total",
                 "Writes made durable by group commits.",
                 &self.store_writes,
+            ),
+            (
+                "workbus_hub_store_commit_microseconds_total",
+                "Time spent running and committing store batches.",
+                &self.store_commit_micros,
             ),
         ];
         for (name, help, c) in plain {

@@ -61,6 +61,7 @@ pub(super) async fn run(
         let (ops, replies): (Vec<WriteOp>, Vec<_>) = jobs.drain(..).unzip();
         let n = ops.len() as u64;
         let store = store.clone();
+        let started = std::time::Instant::now();
         let results = match tokio::task::spawn_blocking(move || store.write_batch(ops)).await {
             Ok(results) => results,
             Err(e) => {
@@ -71,6 +72,9 @@ pub(super) async fn run(
                     .collect()
             }
         };
+        metrics
+            .store_commit_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         metrics.store_commits.fetch_add(1, Ordering::Relaxed);
         metrics.store_writes.fetch_add(n, Ordering::Relaxed);
         for (reply, result) in replies.into_iter().zip(results) {

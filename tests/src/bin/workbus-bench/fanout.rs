@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{BenchError, ms, summary, target};
-use crate::fleet::{BrokerKind, Fleet, Tracker, put_works};
+use crate::common::{self, BenchError, ms, summary, target};
+use crate::fleet::{BrokerKind, Fleet, PutPlan, Tracker, put_works};
 
 /// Concurrent REST connections used to issue the updates.
 pub const REST_CONCURRENCY: usize = 64;
@@ -17,24 +17,22 @@ pub const REST_CONCURRENCY: usize = 64;
 async fn round(
     fleet: &Fleet,
     tracker: &std::sync::Arc<Tracker>,
-    generation: i64,
     value: &str,
     limit: Duration,
     label: &str,
 ) -> Value {
-    tracker.reset(generation);
+    tracker.reset();
     let t = Instant::now();
-    let failed = put_works(
-        &fleet.hub,
-        &fleet.prefix,
-        0..fleet.n,
-        value,
-        REST_CONCURRENCY,
-        Some(tracker.clone()),
-    )
-    .await;
+    let plan = PutPlan {
+        clusters: fleet.n,
+        slots: 0..fleet.n,
+        value: value.to_string(),
+        concurrency: REST_CONCURRENCY,
+        rate: None,
+    };
+    let failed = put_works(&fleet.hub, &fleet.prefix, plan, tracker.clone()).await;
     let issue = t.elapsed();
-    let all = tracker.wait_all(label, limit).await;
+    let all = tracker.wait_all(label, fleet.n, limit).await;
     let (lat, total) = tracker.latencies();
     json!({
         "rest_issue_s": (ms(issue) / 1000.0 * 100.0).round() / 100.0,
@@ -55,9 +53,9 @@ pub async fn run(
 ) -> Result<(Value, Value, Vec<Value>, Vec<String>), BenchError> {
     let mut fleet = Fleet::start(kind, n).await?;
     let connect = fleet.wait_connected(limit).await?;
-    let tracker = Tracker::start(&fleet.hub, &fleet.prefix, n);
-    let create = round(&fleet, &tracker, 1, "v1", limit, "fanout-create").await;
-    let update = round(&fleet, &tracker, 2, "v2", limit, "fanout-update").await;
+    let tracker = Tracker::start(&fleet.hub, &fleet.prefix, n, 1);
+    let create = round(&fleet, &tracker, "v1", limit, "fanout-create").await;
+    let update = round(&fleet, &tracker, "v2", limit, "fanout-update").await;
     let agents = crate::fleet::fleet_stats(&mut fleet.workers).await?;
     let broker = match &fleet.broker {
         workbus_tests::brokers::TestBroker::Embedded {
@@ -77,6 +75,9 @@ pub async fn run(
         "broker": broker,
         "hub": {
             "statuses_accepted": hub_metrics.statuses_accepted.load(Ordering::Relaxed),
+            "store_commits": hub_metrics.store_commits.load(Ordering::Relaxed),
+            "store_writes": hub_metrics.store_writes.load(Ordering::Relaxed),
+            "store_commit_s": common::round(hub_metrics.store_commit_micros.load(Ordering::Relaxed) as f64 / 1e6),
             "publish_failures": hub_metrics.publish_failures.load(Ordering::Relaxed),
         },
     });

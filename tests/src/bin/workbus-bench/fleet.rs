@@ -173,31 +173,58 @@ pub fn cluster_name(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i}")
 }
 
-/// Per-cluster "sent at" and "back at" times (ns since `t0`; 0 = not yet) for one round,
-/// fed from the hub's change notifications.
+/// The name of work `j` of a cluster (`w`, `w1`, `w2`, ...).
+pub fn work_name(j: usize) -> String {
+    if j == 0 {
+        "w".to_string()
+    } else {
+        format!("w{j}")
+    }
+}
+
+/// The inverse of [`work_name`].
+fn work_index(name: &str) -> Option<usize> {
+    match name.strip_prefix('w')? {
+        "" => Some(0),
+        digits => digits.parse().ok(),
+    }
+}
+
+/// Per-work "sent at" and "back at" times (ns since `t0`; 0 = not yet) for one round,
+/// fed from the hub's change notifications. Works are numbered by slot: slot
+/// `j * clusters + i` is work [`work_name`]`(j)` of cluster `i`, so consecutive slots
+/// are on different clusters.
 pub struct Tracker {
     /// Reference instant.
     pub t0: Instant,
-    /// When each cluster's update was sent.
+    /// Number of clusters.
+    pub clusters: usize,
+    /// When each slot's change was sent.
     pub sent: Vec<AtomicU64>,
-    /// When each cluster's applied status was accepted.
+    /// When each slot's applied status was accepted.
     pub back: Vec<AtomicU64>,
-    /// Generation awaited.
-    pub generation: AtomicI64,
-    /// Clusters back this round.
+    /// The generation each slot's status must reach (0 = not awaited this round).
+    pub want: Vec<AtomicI64>,
+    /// Each slot's generation at the hub so far (every PUT the bench makes changes the
+    /// work, so it raises the generation by one; a create makes 1).
+    pub generation: Vec<AtomicI64>,
+    /// Slots back this round.
     pub done: AtomicUsize,
     /// Notifications this tracker missed (broadcast lag).
     pub lagged: AtomicU64,
 }
 
 impl Tracker {
-    /// A tracker for `n` clusters following `hub`'s notifications.
-    pub fn start(hub: &HubHandle, prefix: &str, n: usize) -> Arc<Tracker> {
+    /// A tracker for `clusters` × `works` works following `hub`'s notifications.
+    pub fn start(hub: &HubHandle, prefix: &str, clusters: usize, works: usize) -> Arc<Tracker> {
+        let slots = clusters * works.max(1);
         let t = Arc::new(Tracker {
             t0: Instant::now(),
-            sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            back: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            generation: AtomicI64::new(i64::MAX),
+            clusters,
+            sent: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            back: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            want: (0..slots).map(|_| AtomicI64::new(0)).collect(),
+            generation: (0..slots).map(|_| AtomicI64::new(0)).collect(),
             done: AtomicUsize::new(0),
             lagged: AtomicU64::new(0),
         });
@@ -211,17 +238,25 @@ impl Tracker {
                         let Some(i) = cluster_index(&prefix, change.cluster()) else {
                             continue;
                         };
-                        let want = tracker.generation.load(Ordering::Relaxed);
-                        let applied = change.object.status.as_ref().is_some_and(|s| {
-                            s.conditions.iter().any(|c| {
-                                c.type_ == "Applied"
-                                    && c.status == "True"
-                                    && c.observed_generation >= want
-                            })
-                        });
-                        if applied && i < tracker.back.len() {
+                        let Some(j) = work_index(&change.object.metadata.name) else {
+                            continue;
+                        };
+                        let slot = j * tracker.clusters + i;
+                        if i >= tracker.clusters || slot >= tracker.back.len() {
+                            continue;
+                        }
+                        let want = tracker.want[slot].load(Ordering::Relaxed);
+                        let applied = want > 0
+                            && change.object.status.as_ref().is_some_and(|s| {
+                                s.conditions.iter().any(|c| {
+                                    c.type_ == "Applied"
+                                        && c.status == "True"
+                                        && c.observed_generation >= want
+                                })
+                            });
+                        if applied {
                             let now = tracker.t0.elapsed().as_nanos() as u64;
-                            if tracker.back[i]
+                            if tracker.back[slot]
                                 .compare_exchange(
                                     0,
                                     now.max(1),
@@ -245,13 +280,23 @@ impl Tracker {
         t
     }
 
-    /// Starts a new round awaiting `generation`.
-    pub fn reset(&self, generation: i64) {
+    /// Starts a new round: nothing awaited until [`Tracker::expect`].
+    pub fn reset(&self) {
         for a in self.sent.iter().chain(self.back.iter()) {
             a.store(0, Ordering::Relaxed);
         }
+        for w in &self.want {
+            w.store(0, Ordering::Relaxed);
+        }
         self.done.store(0, Ordering::Relaxed);
-        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Records that a change of `slot` is sent now and awaits the generation it makes
+    /// (call just before sending).
+    pub fn expect(&self, slot: usize) {
+        let generation = self.generation[slot].fetch_add(1, Ordering::Relaxed) + 1;
+        self.want[slot].store(generation, Ordering::Relaxed);
+        self.sent[slot].store(self.now().max(1), Ordering::Relaxed);
     }
 
     /// Now, in tracker ns.
@@ -259,9 +304,9 @@ impl Tracker {
         self.t0.elapsed().as_nanos() as u64
     }
 
-    /// Waits until all `n` are back or `limit` passes; prints progress. True when all back.
-    pub async fn wait_all(&self, label: &str, limit: Duration) -> bool {
-        let n = self.back.len();
+    /// Waits until `expected` slots are back or `limit` passes; prints progress. True
+    /// when all are back.
+    pub async fn wait_all(&self, label: &str, expected: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut progress = Progress::new(label);
         loop {
@@ -269,24 +314,24 @@ impl Tracker {
             progress.tick(
                 || {
                     format!(
-                        "{done}/{n} applied statuses back (lagged notifications: {})",
+                        "{done}/{expected} applied statuses back (lagged notifications: {})",
                         self.lagged.load(Ordering::Relaxed)
                     )
                 },
-                done >= n,
+                done >= expected,
             );
-            if done >= n {
+            if done >= expected {
                 return true;
             }
             if Instant::now() >= deadline {
-                progress.tick(|| format!("gave up at {done}/{n}"), true);
+                progress.tick(|| format!("gave up at {done}/{expected}"), true);
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Per-cluster latencies (ms) of those back, and the time from the first send to
+    /// Per-slot latencies (ms) of those back, and the time from the first send to
     /// the last status (ms).
     pub fn latencies(&self) -> (Vec<f64>, Option<f64>) {
         let mut out = Vec::new();
@@ -308,46 +353,62 @@ impl Tracker {
     }
 }
 
-/// PUTs one ConfigMap work named `w` (value `value`) into each of `clusters` through the
-/// REST API with `concurrency` keep-alive connections, recording each send in
-/// `tracker.sent`. Returns the number of failed requests.
+/// How [`put_works`] paces and tracks its requests.
+pub struct PutPlan {
+    /// Number of clusters (slot → cluster and work, see [`Tracker`]).
+    pub clusters: usize,
+    /// The slots to PUT, in this order.
+    pub slots: std::ops::Range<usize>,
+    /// The ConfigMap value written (must differ from the previous round's).
+    pub value: String,
+    /// Keep-alive connections (one blocking thread each).
+    pub concurrency: usize,
+    /// Offered rate in requests per second; `None` = as fast as the connections go.
+    pub rate: Option<f64>,
+}
+
+/// PUTs one ConfigMap work per slot of `plan` through the REST API, paced at
+/// `plan.rate`, recording each send in `tracker`. Returns the number of failed requests.
 pub async fn put_works(
     hub: &HubHandle,
     prefix: &str,
-    clusters: std::ops::Range<usize>,
-    value: &str,
-    concurrency: usize,
-    tracker: Option<Arc<Tracker>>,
+    plan: PutPlan,
+    tracker: Arc<Tracker>,
 ) -> usize {
     let url = hub.base_url();
-    let prefix = prefix.to_string();
-    let value = value.to_string();
-    let next = Arc::new(AtomicUsize::new(clusters.start));
-    let end = clusters.end;
+    let next = Arc::new(AtomicUsize::new(plan.slots.start));
+    let started = Instant::now();
+    let plan = Arc::new(plan);
     let mut joins = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (url, prefix, value, next, tracker) = (
+    for _ in 0..plan.concurrency.max(1) {
+        let (url, prefix, next, tracker, plan) = (
             url.clone(),
-            prefix.clone(),
-            value.clone(),
+            prefix.to_string(),
             next.clone(),
             tracker.clone(),
+            plan.clone(),
         );
         joins.push(tokio::task::spawn_blocking(move || {
             let client = Client::new(&url);
             let mut failed = 0;
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= end {
+                let slot = next.fetch_add(1, Ordering::Relaxed);
+                if slot >= plan.slots.end {
                     break;
                 }
-                let cluster = cluster_name(&prefix, i);
-                let body = configmap_work(&cluster, "w", "cm", &value);
-                if let Some(t) = &tracker {
-                    t.sent[i].store(t.now().max(1), Ordering::Relaxed);
+                if let Some(rate) = plan.rate {
+                    let due =
+                        started + Duration::from_secs_f64((slot - plan.slots.start) as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                 }
+                let cluster = cluster_name(&prefix, slot % plan.clusters);
+                let name = work_name(slot / plan.clusters);
+                let body = configmap_work(&cluster, &name, &name, &plan.value);
+                tracker.expect(slot);
                 let ok = client
-                    .put(&format!("/api/v1/clusters/{cluster}/works/w"), &body)
+                    .put(&format!("/api/v1/clusters/{cluster}/works/{name}"), &body)
                     .is_ok_and(|a| a.status < 300);
                 if !ok {
                     failed += 1;

@@ -60,13 +60,14 @@ enum Scenario {
         #[command(flatten)]
         common: Common,
         /// Seconds per rate step.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         step_secs: u64,
-        /// Rates (updates/s) to try, in order; stops at the first whose p99 exceeds 1 s.
+        /// Offered rates (updates/s) to try, in order; stops after the first whose p99
+        /// exceeds 1 s.
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "100,200,400,800,1600,3200"
+            default_value = "500,1000,2000,4000,8000,12000"
         )]
         rates: Vec<u64>,
     },
