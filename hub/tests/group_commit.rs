@@ -172,3 +172,34 @@ async fn concurrent_writers_share_commits() {
     let works = store.run(|s| s.works_of_cluster("c1")).await.unwrap();
     assert_eq!(works.len(), WRITERS);
 }
+
+/// The background checkpointer copies committed pages into the database file while the
+/// writer's own automatic checkpoint (16,384 pages) is far from due.
+#[test]
+fn wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.create_cluster("c1", &BTreeMap::new(), Utc::now())
+        .unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    // ~200 works with a 4 KiB value each: ~1 MB of pages, far below the writer's
+    // threshold (~64 MiB).
+    let big = "x".repeat(4096);
+    let ops = (0..200)
+        .map(|i| apply_op(desired("c1", &format!("w{i}"), &big)))
+        .collect();
+    assert!(s.write_batch(ops).iter().all(Result::is_ok));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now > before + 500_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file still {now} bytes (was {before}): no background checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -11,6 +11,7 @@
 //! runs each call on the blocking thread pool so SQLite I/O (with `fsync`) never stalls
 //! the runtime.
 
+pub mod checkpoint;
 pub mod group_commit;
 pub mod handle;
 pub mod migrations;

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use workbus_schemas::Event;
 use workbus_schemas::mqtt::structured;
 
+use super::checkpoint::{self, Checkpointer};
 use super::model::*;
 use super::{SpecChange, SpecEventBuilder, Store, StoreError, WriteOp, WriteOutput, migrations};
 use crate::source::status_rule::{StatusDecision, decide};
@@ -24,6 +25,8 @@ use crate::source::status_rule::{StatusDecision, decide};
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Keeps WAL checkpoints off the commit path; stopped when the store is dropped.
+    _checkpointer: Checkpointer,
 }
 
 /// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, so text order is
@@ -461,11 +464,23 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // Savepoints (one per group-committed op) journal the pages they touch; in memory
+        // that costs nothing durable (the WAL is what survives a crash), on a temp file
+        // it was ~6% of a commit. A 64 MiB page cache keeps the hot tables and indexes
+        // out of the read path.
+        conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;")?;
         // Room for every statement of the hot paths (rusqlite's default is 16).
         conn.set_prepared_statement_cache_capacity(64);
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+        )?;
         migrations::migrate(&mut conn)?;
+        let checkpointer = Checkpointer::start(path)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: checkpointer,
         })
     }
 
