@@ -51,9 +51,13 @@ impl Default for Watchers {
 }
 
 impl Watchers {
-    /// Notifies every current watcher (nobody listening is fine).
-    pub fn notify(&self, change: WorkChange) {
-        let _ = self.tx.send(change);
+    /// Notifies every current watcher (nobody listening is fine). The change is built
+    /// only when someone listens: rendering a ManifestWork for every status would be
+    /// wasted work on a hub nobody watches.
+    pub fn notify(&self, change: impl FnOnce() -> WorkChange) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(change());
+        }
     }
 
     /// A new watcher.

@@ -1,4 +1,4 @@
-//! Smoke test of the `workbus-bench` harness: small runs of `fanout` and `footprint`
+//! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput` and `footprint`
 //! that check the harness works end to end and writes a well-formed JSON report. The
 //! figures themselves are not checked (debug build, shared CI machine).
 
@@ -72,5 +72,39 @@ fn footprint_smoke_reports_hub_memory() {
             .as_str()
             .unwrap()
             .contains("cargo build --release")
+    );
+}
+
+#[test]
+fn throughput_smoke_runs_paced_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "throughput",
+            "--agents",
+            "20",
+            "--rates",
+            "20,40",
+            "--step-secs",
+            "1",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("throughput.json"),
+    );
+    assert_eq!(report["scenario"], "throughput");
+    // 40/s × 1 s over 20 clusters: two works each, all created and back.
+    assert_eq!(report["figures"]["works_per_cluster"], 2);
+    assert_eq!(report["figures"]["create"]["back"], 40);
+    let steps = report["figures"]["steps"].as_array().unwrap();
+    assert!(!steps.is_empty());
+    assert_eq!(steps[0]["changes"], 20);
+    assert_eq!(steps[0]["back"], 20);
+    assert!(steps[0]["latency"]["p99_ms"].is_number());
+    assert!(
+        report["targets"][0]["name"]
+            .as_str()
+            .unwrap()
+            .contains("round trips")
     );
 }

@@ -173,7 +173,7 @@ async fn apply(
         .await?;
     if outcome != ApplyOutcome::Unchanged {
         state.outbox.notify_one();
-        state.watchers.notify(WorkChange {
+        state.watchers.notify(|| WorkChange {
             kind: ChangeKind::Spec,
             object: manifest_work(&record),
         });
@@ -250,7 +250,7 @@ pub async fn delete(
         .mark_deleting(key, now, event_builder(&state, now))
         .await?;
     state.outbox.notify_one();
-    state.watchers.notify(WorkChange {
+    state.watchers.notify(|| WorkChange {
         kind: ChangeKind::Spec,
         object: manifest_work(&record),
     });

@@ -107,7 +107,7 @@ impl SourceLoop {
                     .statuses_accepted
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(uid = %work.uid, generation = work.generation, "status accepted");
-                self.watchers.notify(WorkChange {
+                self.watchers.notify(|| WorkChange {
                     kind: ChangeKind::Status,
                     object: manifest_work(&work),
                 });
@@ -117,7 +117,7 @@ impl SourceLoop {
                     .deletions_completed
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(uid = %work.uid, cluster = %work.key.cluster, name = %work.key.name, "deletion confirmed by the agent; work removed");
-                self.watchers.notify(WorkChange {
+                self.watchers.notify(|| WorkChange {
                     kind: ChangeKind::Deleted,
                     object: manifest_work(&work),
                 });
