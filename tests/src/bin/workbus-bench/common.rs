@@ -71,6 +71,19 @@ pub fn self_rss_kb() -> u64 {
     proc_status_kb(std::process::id(), "VmRSS").unwrap_or(0)
 }
 
+/// Bytes this process has caused to be written to storage so far (`write_bytes` of
+/// `/proc/self/io`; 0 when unavailable). The hub's SQLite writes are the bulk of it.
+pub fn self_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Cores, memory, kernel and CPU model of this machine.
 pub fn machine() -> Value {
     let cores = std::thread::available_parallelism()

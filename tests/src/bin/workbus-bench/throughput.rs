@@ -39,6 +39,11 @@ async fn step(
 ) -> Value {
     tracker.reset();
     let (slots, rate) = (plan.slots.len(), plan.rate);
+    let metrics = fleet.hub.metrics().clone();
+    let commits0 = metrics.store_commits.load(Ordering::Relaxed);
+    let writes0 = metrics.store_writes.load(Ordering::Relaxed);
+    let commit_us0 = metrics.store_commit_micros.load(Ordering::Relaxed);
+    let bytes0 = common::self_write_bytes();
     let t = Instant::now();
     let failed = put_works(&fleet.hub, &fleet.prefix, plan, tracker.clone()).await;
     let issue = t.elapsed();
@@ -48,6 +53,11 @@ async fn step(
         .filter(|t| *t > 0.0)
         .map(|t| slots as f64 / (t / 1000.0));
     let issued_rate = slots as f64 / issue.as_secs_f64().max(1e-9);
+    let commits = metrics.store_commits.load(Ordering::Relaxed) - commits0;
+    let writes = metrics.store_writes.load(Ordering::Relaxed) - writes0;
+    let commit_s = (metrics.store_commit_micros.load(Ordering::Relaxed) - commit_us0) as f64 / 1e6;
+    let written = common::self_write_bytes().saturating_sub(bytes0);
+    let per_change = |v: f64| common::round(v / slots as f64);
     json!({
         "offered_per_s": rate.map(common::round),
         "changes": slots,
@@ -60,6 +70,15 @@ async fn step(
         "round_trips_per_s": achieved.map(common::round),
         "latency": summary(lat),
         "lagged_notifications": tracker.lagged.load(Ordering::Relaxed),
+        "store": {
+            "commits": commits,
+            "writes": writes,
+            "writes_per_commit": common::round(writes as f64 / commits.max(1) as f64),
+            "commit_busy_s": common::round(commit_s),
+            "mean_commit_ms": common::round(commit_s * 1000.0 / commits.max(1) as f64),
+            "disk_bytes_written": written,
+            "disk_bytes_per_round_trip": per_change(written as f64),
+        },
     })
 }
 
