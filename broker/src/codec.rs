@@ -12,6 +12,7 @@ use rumqttc::v5::mqttbytes::v5::{
 
 use crate::auth::ProtocolVersion;
 use crate::error::ConnError;
+pub(crate) use crate::publish::PublishIn;
 
 /// A will message carried by CONNECT.
 #[derive(Debug)]
@@ -20,7 +21,8 @@ pub(crate) struct WillIn {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
-    pub properties: Option<PublishProperties>,
+    /// Raw MQTT 5 property block (see [`crate::publish`]); empty for 3.1.1.
+    pub properties: Bytes,
 }
 
 /// The fields of CONNECT the broker uses.
@@ -40,17 +42,6 @@ pub(crate) struct ConnectIn {
     pub auth_method: Option<String>,
     /// MQTT 5 Session Expiry Interval the client asked for (sessions are not kept).
     pub session_expiry: Option<u32>,
-}
-
-/// A PUBLISH from a client.
-#[derive(Debug)]
-pub(crate) struct PublishIn {
-    pub qos: u8,
-    pub retain: bool,
-    pub topic: Bytes,
-    pub pkid: u16,
-    pub payload: Bytes,
-    pub properties: Option<PublishProperties>,
 }
 
 /// One filter of a SUBSCRIBE.
@@ -96,6 +87,12 @@ fn malformed(e: impl std::fmt::Display) -> ConnError {
 pub(crate) fn decode(proto: ProtocolVersion, mut frame: BytesMut) -> Result<Inbound, ConnError> {
     if proto == ProtocolVersion::V5 && frame.first().is_some_and(|b| b >> 4 == 0xE) {
         return decode_v5_disconnect(&frame);
+    }
+    if frame.first().is_some_and(|b| b >> 4 == 3) {
+        let Ok(Some(info)) = crate::frame::peek(&frame, u32::MAX) else {
+            return Err(ConnError::Malformed("PUBLISH header".into()));
+        };
+        return crate::publish::decode(proto, frame, info.header_len).map(Inbound::Publish);
     }
     // The frame was already checked against our limit; the codec needs no second limit.
     match proto {
@@ -144,7 +141,7 @@ fn decode_v4(packet: v4::Packet) -> Result<Inbound, ConnError> {
                     payload: w.message,
                     qos: w.qos as u8,
                     retain: w.retain,
-                    properties: None,
+                    properties: Bytes::new(),
                 }),
                 receive_max: None,
                 max_packet_size: None,
@@ -152,14 +149,8 @@ fn decode_v4(packet: v4::Packet) -> Result<Inbound, ConnError> {
                 session_expiry: None,
             }))
         }
-        v4::Packet::Publish(p) => Inbound::Publish(PublishIn {
-            qos: p.qos as u8,
-            retain: p.retain,
-            topic: Bytes::from(p.topic.into_bytes()),
-            pkid: p.pkid,
-            payload: p.payload,
-            properties: None,
-        }),
+        // Read by `crate::publish` before the codec is reached.
+        v4::Packet::Publish(_) => Inbound::Unexpected("PUBLISH"),
         v4::Packet::PubAck(a) => Inbound::PubAck(a.pkid),
         v4::Packet::PubRec(_) => Inbound::PubRec,
         v4::Packet::PubRel(a) => Inbound::PubRel(a.pkid),
@@ -206,36 +197,38 @@ fn decode_v5(packet: v5::Packet) -> Result<Inbound, ConnError> {
                 keep_alive: c.keep_alive,
                 username,
                 password,
-                will: will.map(|w| WillIn {
-                    topic: w.topic,
-                    payload: w.message,
-                    qos: w.qos as u8,
-                    retain: w.retain,
-                    properties: w.properties.map(|p| PublishProperties {
-                        payload_format_indicator: p.payload_format_indicator,
-                        message_expiry_interval: p.message_expiry_interval,
-                        topic_alias: None,
-                        response_topic: p.response_topic,
-                        correlation_data: p.correlation_data,
-                        user_properties: p.user_properties,
-                        subscription_identifiers: Vec::new(),
-                        content_type: p.content_type,
-                    }),
-                }),
+                will: will
+                    .map(|w| -> Result<WillIn, ConnError> {
+                        let properties = match w.properties {
+                            Some(p) => crate::publish::raw_properties(&PublishProperties {
+                                payload_format_indicator: p.payload_format_indicator,
+                                message_expiry_interval: p.message_expiry_interval,
+                                topic_alias: None,
+                                response_topic: p.response_topic,
+                                correlation_data: p.correlation_data,
+                                user_properties: p.user_properties,
+                                subscription_identifiers: Vec::new(),
+                                content_type: p.content_type,
+                            })?,
+                            None => Bytes::new(),
+                        };
+                        Ok(WillIn {
+                            topic: w.topic,
+                            payload: w.message,
+                            qos: w.qos as u8,
+                            retain: w.retain,
+                            properties,
+                        })
+                    })
+                    .transpose()?,
                 receive_max: props.as_ref().and_then(|p| p.receive_maximum),
                 max_packet_size: props.as_ref().and_then(|p| p.max_packet_size),
                 session_expiry: props.as_ref().and_then(|p| p.session_expiry_interval),
                 auth_method: props.and_then(|p| p.authentication_method),
             }))
         }
-        v5::Packet::Publish(p) => Inbound::Publish(PublishIn {
-            qos: p.qos as u8,
-            retain: p.retain,
-            topic: p.topic,
-            pkid: p.pkid,
-            payload: p.payload,
-            properties: p.properties,
-        }),
+        // Read by `crate::publish` before the codec is reached.
+        v5::Packet::Publish(_) => Inbound::Unexpected("PUBLISH"),
         v5::Packet::PubAck(a) => Inbound::PubAck(a.pkid),
         v5::Packet::PubRec(_) => Inbound::PubRec,
         v5::Packet::PubRel(a) => Inbound::PubRel(a.pkid),
@@ -304,19 +297,12 @@ pub(crate) enum CloseReason {
     RetainNotSupported,
 }
 
-/// A packet the broker sends.
+/// A packet the broker sends (PUBLISH is written by [`crate::publish::encode`]).
 #[derive(Debug)]
 pub(crate) enum Outbound {
     ConnAck {
         code: ConnAckCode,
         properties: Option<ConnAckProperties>,
-    },
-    Publish {
-        qos: u8,
-        topic: Bytes,
-        pkid: u16,
-        payload: Bytes,
-        properties: Option<PublishProperties>,
     },
     PubAck {
         pkid: u16,
@@ -358,19 +344,6 @@ fn qos_of_v4(n: u8) -> rumqttc::QoS {
     }
 }
 
-/// Size in bytes of an encoded MQTT 5 PUBLISH, to honour a client's Maximum Packet Size.
-pub(crate) fn v5_publish_size(
-    topic: &Bytes,
-    payload: &Bytes,
-    qos: u8,
-    properties: &Option<PublishProperties>,
-) -> usize {
-    let mut p = v5::Publish::new("", qos_of(qos), payload.clone(), properties.clone());
-    p.topic = topic.clone();
-    p.pkid = u16::from(qos > 0);
-    p.size()
-}
-
 /// Appends one encoded packet to `buf`. Returns `Ok(false)` when the packet has no
 /// MQTT 3.1.1 form (a DISCONNECT from the server): the caller then just closes.
 pub(crate) fn encode(
@@ -400,24 +373,6 @@ fn encode_v4(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
             },
             false,
         )),
-        Outbound::Publish {
-            qos,
-            topic,
-            pkid,
-            payload,
-            ..
-        } => {
-            // The topic came from a PUBLISH whose UTF-8 the broker already checked.
-            let topic = String::from_utf8(topic.to_vec()).map_err(malformed)?;
-            v4::Packet::Publish(v4::Publish {
-                dup: false,
-                qos: qos_of_v4(qos),
-                retain: false,
-                topic,
-                pkid,
-                payload,
-            })
-        }
         // 3.1.1 acknowledgements carry no reason; a denied publish closes the connection
         // before we get here.
         Outbound::PubAck { pkid, .. } => v4::Packet::PubAck(v4::PubAck::new(pkid)),
@@ -458,21 +413,6 @@ fn encode_v5(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 ConnAckCode::BadAuthMethod => C::BadAuthenticationMethod,
                 ConnAckCode::RetainNotSupported => C::RetainNotSupported,
             },
-            properties,
-        }),
-        Outbound::Publish {
-            qos,
-            topic,
-            pkid,
-            payload,
-            properties,
-        } => v5::Packet::Publish(v5::Publish {
-            dup: false,
-            qos: qos_of(qos),
-            retain: false,
-            topic,
-            pkid,
-            payload,
             properties,
         }),
         Outbound::PubAck { pkid, denied } => v5::Packet::PubAck(v5::PubAck {

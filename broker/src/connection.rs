@@ -31,6 +31,7 @@ use crate::codec::{
 use crate::config::BrokerConfig;
 use crate::error::ConnError;
 use crate::frame::{self, ConnectKind, FrameError, FrameInfo};
+use crate::publish;
 use crate::router::{ClientHandle, ConnId, Delivery, Kick, Message, Router};
 use crate::topic::{ParsedFilter, parse_filter, valid_topic_name};
 
@@ -42,9 +43,13 @@ pub(crate) struct Shared<A> {
     pub next_conn: AtomicU64,
 }
 
-/// Reads are done in chunks of at least this size; packets larger than that get a buffer
-/// sized for the whole packet as soon as its header is in.
+/// Reads start in chunks of this size; packets larger than that get a buffer sized for
+/// the whole packet as soon as its header is in.
 const READ_CHUNK: usize = 1024;
+/// Largest read chunk. A connection whose reads keep filling the buffer (the hub
+/// publishing a fleet-wide update) doubles its chunk up to this, so a burst costs a few
+/// large reads rather than two or three small ones per packet.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// Pending outgoing bytes after which a batch is written out before encoding more.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a closing connection may take to send its DISCONNECT.
@@ -107,6 +112,18 @@ async fn read_one_frame(
         if reader.read_buf(buf).await? == 0 {
             return Err(ConnError::Closed);
         }
+    }
+}
+
+/// The next read size: double after a read that filled the space offered, halve (not
+/// below [`READ_CHUNK`]) after one that used less than a quarter of the chunk.
+fn next_read_chunk(chunk: usize, read: usize, offered: usize) -> usize {
+    if read >= offered {
+        (chunk * 2).min(MAX_READ_CHUNK)
+    } else if read < chunk / 4 {
+        (chunk / 2).max(READ_CHUNK)
+    } else {
+        chunk
     }
 }
 
@@ -308,6 +325,7 @@ async fn handshake<A: Authorizer>(
         rx,
         reader,
         rbuf,
+        read_chunk: READ_CHUNK,
         writer,
         wbuf: BytesMut::new(),
         subs: Vec::new(),
@@ -353,6 +371,8 @@ struct Session<A: Authorizer> {
     rx: mpsc::Receiver<Delivery>,
     reader: OwnedReadHalf,
     rbuf: BytesMut,
+    /// Current read size (adapts between [`READ_CHUNK`] and [`MAX_READ_CHUNK`]).
+    read_chunk: usize,
     writer: OwnedWriteHalf,
     wbuf: BytesMut,
     /// Filters this connection subscribed to, for removal when it ends.
@@ -385,17 +405,27 @@ impl<A: Authorizer> Session<A> {
             self.goodbye(CloseReason::ShuttingDown).await;
             return Ok(());
         }
+        // Created once: re-creating these futures on every turn of the loop registers
+        // and unregisters a waiter (a lock each time) per packet.
         let handle = Arc::clone(&self.handle);
+        let kicked = handle.kicked();
+        tokio::pin!(kicked);
+        let stop = shutdown.changed();
+        tokio::pin!(stop);
+        // The keep-alive timer is moved only when it fires (to the last read plus the
+        // allowance), not on every read: resetting a timer per packet costs a timer-wheel
+        // update each time.
+        let mut last_read = Instant::now();
         loop {
             let can_send = self.inflight.len() < self.inflight_limit;
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
+                _ = &mut stop => {
                     self.will = None;
                     self.goodbye(CloseReason::ShuttingDown).await;
                     return Ok(());
                 }
-                kick = handle.kicked() => {
+                kick = &mut kicked => {
                     let (reason, err) = match kick {
                         Kick::SessionTakenOver => (CloseReason::TakenOver, ConnError::Protocol("session taken over")),
                         Kick::QueueFull | Kick::None => (CloseReason::QuotaExceeded, ConnError::Protocol("outgoing queue overflow")),
@@ -405,18 +435,19 @@ impl<A: Authorizer> Session<A> {
                 }
                 readable = self.reader.readable() => {
                     readable?;
-                    if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                        self.rbuf.reserve(READ_CHUNK);
+                    let spare = self.rbuf.capacity() - self.rbuf.len();
+                    if spare < self.read_chunk / 4 {
+                        self.rbuf.reserve(self.read_chunk);
                     }
-                    match self.reader.try_read_buf(&mut self.rbuf) {
+                    let spare = self.rbuf.capacity() - self.rbuf.len();
+                    let n = match self.reader.try_read_buf(&mut self.rbuf) {
                         Ok(0) => return Err(ConnError::Closed),
-                        Ok(_) => {}
+                        Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Err(e.into()),
-                    }
-                    if let Some(ka) = self.keepalive {
-                        deadline.as_mut().reset(Instant::now() + ka);
-                    }
+                    };
+                    self.read_chunk = next_read_chunk(self.read_chunk, n, spare);
+                    last_read = Instant::now();
                     // Boxed: packet handling (authorizer calls, writes) has a large
                     // future (~600 B measured) that an idle connection's task would
                     // otherwise carry inline for its whole life.
@@ -442,6 +473,11 @@ impl<A: Authorizer> Session<A> {
                     }
                 }
                 _ = &mut deadline, if self.keepalive.is_some() => {
+                    let ka = self.keepalive.unwrap_or(far);
+                    if last_read.elapsed() < ka {
+                        deadline.as_mut().reset(last_read + ka);
+                        continue;
+                    }
                     self.goodbye(CloseReason::KeepAlive).await;
                     return Err(ConnError::KeepAliveTimeout);
                 }
@@ -539,10 +575,7 @@ impl<A: Authorizer> Session<A> {
     }
 
     async fn on_publish(&mut self, p: PublishIn) -> Result<(), ConnError> {
-        if p.properties
-            .as_ref()
-            .is_some_and(|pr| pr.topic_alias.is_some())
-        {
+        if p.topic_alias {
             // CONNACK announced Topic Alias Maximum 0.
             self.queue_close(CloseReason::TopicAliasInvalid);
             return Err(ConnError::Protocol("topic alias not allowed"));
@@ -597,11 +630,9 @@ impl<A: Authorizer> Session<A> {
                 }),
             };
         }
-        let mut properties = p.properties;
-        if let Some(pr) = properties.as_mut() {
-            // Subscription identifiers belong to the receiving side (none are offered).
-            pr.subscription_identifiers.clear();
-        }
+        // Subscription identifiers were already removed by the decoder: they belong to
+        // the receiving side (none are offered).
+        let properties = p.properties;
         let qos = p.qos;
         let pkid = p.pkid;
         let message = Arc::new(Message {
@@ -675,13 +706,9 @@ impl<A: Authorizer> Session<A> {
     /// Encodes one queued message for this client.
     fn send_delivery(&mut self, d: Delivery) -> Result<(), ConnError> {
         let qos = d.qos;
-        let properties = match self.proto {
-            ProtocolVersion::V5 => d.msg.properties.clone(),
-            // 3.1.1 has no properties; the message crosses without them.
-            ProtocolVersion::V311 => None,
-        };
         if let Some(max) = self.client_max_packet {
-            let size = codec::v5_publish_size(&d.msg.topic, &d.msg.payload, qos, &properties);
+            let m = &d.msg;
+            let size = publish::size(self.proto, &m.topic, &m.payload, qos, &m.properties);
             if size > max as usize {
                 // MQTT 5 §3.1.2.11.4: discard what the client said it cannot take.
                 self.shared
@@ -694,13 +721,19 @@ impl<A: Authorizer> Session<A> {
             }
         }
         let pkid = if qos > 0 { self.alloc_pkid() } else { 0 };
-        self.queue(Outbound::Publish {
+        let m = &d.msg;
+        // Written straight from the shared message: no per-delivery copy of topic,
+        // properties or payload other than into the socket buffer.
+        publish::encode(
+            self.proto,
+            &mut self.wbuf,
             qos,
-            topic: d.msg.topic.clone(),
             pkid,
-            payload: d.msg.payload.clone(),
-            properties,
-        })
+            &m.topic,
+            &m.payload,
+            &m.properties,
+        );
+        Ok(())
     }
 
     /// Next free packet id; called only while fewer than 65,535 are in flight.
@@ -726,8 +759,22 @@ impl<A: Authorizer> Session<A> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        // Most writes fit the socket buffer at once: try that first, so the common case
+        // arms no timer; only a partial write waits (bounded) for the rest.
+        let done = match self.writer.try_write(&self.wbuf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                self.wbuf = BytesMut::new();
+                return Err(e.into());
+            }
+        };
         let timeout = self.shared.config.write_timeout;
-        let result = write_all(&mut self.writer, &self.wbuf, timeout).await;
+        let result = if done < self.wbuf.len() {
+            write_all(&mut self.writer, &self.wbuf[done..], timeout).await
+        } else {
+            Ok(())
+        };
         // Idle connections keep no write buffer either.
         self.wbuf = BytesMut::new();
         result
@@ -775,5 +822,24 @@ impl<A: Authorizer> Drop for Session<A> {
             router.unsubscribe(&pf, self.handle.conn);
         }
         router.unregister(&self.info.client_id, self.handle.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_chunk_grows_on_full_reads_and_shrinks_on_small_ones() {
+        let mut c = READ_CHUNK;
+        for _ in 0..10 {
+            c = next_read_chunk(c, c, c);
+        }
+        assert_eq!(c, MAX_READ_CHUNK);
+        assert_eq!(next_read_chunk(c, c / 2, c), c);
+        for _ in 0..10 {
+            c = next_read_chunk(c, 10, c);
+        }
+        assert_eq!(c, READ_CHUNK);
     }
 }

@@ -35,6 +35,7 @@ mod config;
 mod connection;
 mod error;
 mod frame;
+mod publish;
 mod router;
 mod server;
 mod topic;

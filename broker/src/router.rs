@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use tokio::sync::{Notify, mpsc};
 
 use crate::topic::ParsedFilter;
@@ -30,9 +29,11 @@ pub(crate) struct Message {
     pub payload: Bytes,
     /// QoS the publisher used.
     pub qos: u8,
-    /// MQTT 5 properties to forward unchanged (user properties, content type, ...), with
-    /// the per-connection ones (topic alias, subscription identifiers) removed.
-    pub properties: Option<PublishProperties>,
+    /// The MQTT 5 property block as the publisher sent it (user properties, content
+    /// type, ...), forwarded byte for byte; subscription identifiers removed, topic
+    /// aliases refused before routing. Empty when there are none or the publisher spoke
+    /// 3.1.1. Shared, never copied per delivery (see `crate::publish`).
+    pub properties: Bytes,
 }
 
 /// One message queued for one subscriber, at the QoS granted to that subscriber.
@@ -439,7 +440,7 @@ mod tests {
             topic: Bytes::copy_from_slice(topic.as_bytes()),
             payload: Bytes::from_static(b"x"),
             qos: 1,
-            properties: None,
+            properties: Bytes::new(),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput` and `footprint`
-//! that check the harness works end to end and writes a well-formed JSON report. The
-//! figures themselves are not checked (debug build, shared CI machine).
+//! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput`,
+//! `broker` and `footprint` that check the harness works end to end and writes a
+//! well-formed JSON report. The figures themselves are not checked (debug build,
+//! shared CI machine).
 
 use std::path::Path;
 use std::process::Command;
@@ -107,4 +108,36 @@ fn throughput_smoke_runs_paced_steps() {
             .unwrap()
             .contains("round trips")
     );
+}
+
+#[test]
+fn broker_smoke_reports_both_brokers_and_a_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "broker",
+            "--agents",
+            "20",
+            "--rounds",
+            "2",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("broker.json"),
+    );
+    assert_eq!(report["scenario"], "broker");
+    for broker in ["embedded", "mosquitto"] {
+        let f = &report["figures"][broker];
+        assert_eq!(f["rounds_measured"], 2, "{broker}: {f}");
+        assert_eq!(f["messages"], 2 * 4 * 20, "{broker}: {f}");
+        assert_eq!(f["latency_round_trip"]["count"], 40, "{broker}: {f}");
+        assert!(f["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0), "{f}");
+        assert!(f["round_ms"]["p50"].is_number(), "{f}");
+    }
+    // Every publish of the embedded broker's run was routed, none dropped.
+    let stats = &report["figures"]["embedded"]["broker_stats"];
+    assert_eq!(stats["dropped"], 0, "{stats}");
+    let ratio = report["figures"]["ratio"]["throughput_embedded_over_mosquitto"].as_f64();
+    assert!(ratio.is_some_and(|r| r > 0.0), "{report}");
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(1));
 }

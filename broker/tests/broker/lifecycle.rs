@@ -87,6 +87,35 @@ async fn second_connection_with_same_client_id_takes_over() {
     assert_eq!(broker.stats().connected_clients, 1);
 }
 
+/// A client that keeps talking is never timed out, even though the broker moves its
+/// keep-alive timer only when it fires (regression for the lazily re-armed timer).
+#[tokio::test]
+async fn keepalive_is_extended_by_traffic() {
+    let mut config = local_config();
+    config.max_keepalive = 1;
+    let broker = start(config).await;
+    let mut raw = Raw::connect(broker.local_addr()).await;
+    raw.handshake("chatty", 1).await;
+    // 3 s of a PINGREQ every 0.5 s: twice the 1.5 s allowance, never 1.5 s of silence.
+    // The pauses are the behaviour under test, not a synchronisation.
+    for _ in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        raw.send(p5::Packet::PingReq(p5::PingReq)).await;
+        match raw.recv().await {
+            Some(p5::Packet::PingResp(_)) => {}
+            other => panic!("expected PINGRESP, got {other:?}"),
+        }
+    }
+    assert_eq!(broker.stats().connected_clients, 1);
+    // Then silence: the broker ends the connection.
+    match raw.recv().await {
+        Some(p5::Packet::Disconnect(d)) => {
+            assert_eq!(d.reason_code, p5::DisconnectReasonCode::KeepAliveTimeout)
+        }
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn connack_announces_limits_and_keepalive_is_enforced() {
     let mut config = local_config();

@@ -89,6 +89,9 @@ enum Scenario {
         #[arg(long)]
         agent_bin: Option<PathBuf>,
     },
+    /// Internal: the embedded broker in a child process (for the `broker` scenario).
+    #[command(hide = true)]
+    EmbeddedBroker,
     /// Internal: a child process running agents.
     #[command(hide = true)]
     AgentsWorker {
@@ -146,6 +149,7 @@ async fn run(scenario: Scenario) -> Result<(), BenchError> {
             first,
             count,
         } => return worker::run(&host, port, &source, &prefix, first, count).await,
+        Scenario::EmbeddedBroker => return broker_cmp::serve_embedded().await,
         Scenario::Fanout(c) => (
             "fanout",
             c.clone(),
