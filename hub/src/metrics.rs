@@ -25,6 +25,8 @@ pub struct Metrics {
     pub deletions_completed: AtomicU64,
     /// Rejected REST requests (4xx).
     pub api_rejected: AtomicU64,
+    /// Spec resync requests answered (answers queued, or nothing to send).
+    pub spec_resyncs_answered: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -118,6 +120,11 @@ impl Metrics {
                 "workbus_hub_api_rejected_total",
                 "REST requests answered with 4xx.",
                 &self.api_rejected,
+            ),
+            (
+                "workbus_hub_spec_resyncs_answered_total",
+                "Spec resync requests answered.",
+                &self.spec_resyncs_answered,
             ),
         ];
         for (name, help, c) in plain {

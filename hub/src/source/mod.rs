@@ -50,6 +50,8 @@ pub struct SourceLoop {
     pub watchers: Watchers,
     /// Counts completed (re)subscriptions; readiness for tests and health checks.
     pub subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Clusters whose agent advertised resync digests.
+    pub digest_clusters: resync::DigestClusters,
 }
 
 /// An audit row for a received event.
@@ -85,6 +87,7 @@ impl SourceLoop {
     /// Queues a status resync request per known cluster.
     pub async fn request_status_resync(&self) {
         let source_id = self.source_id.clone();
+        let digest_clusters = self.digest_clusters.clone();
         let result = self
             .store
             .run(move |s| {
@@ -99,6 +102,7 @@ impl SourceLoop {
                         &source_id,
                         &cluster.name,
                         &works,
+                        digest_clusters.contains(&cluster.name),
                         now,
                     ));
                 }
@@ -201,6 +205,9 @@ impl SourceLoop {
                 return;
             }
         };
+        // A digest-only request has an empty list on purpose; the form decides.
+        let form = resync::SpecRequestForm::of(&event, request);
+        self.digest_clusters.note(&cluster, form.advertises());
         let source_id = self.source_id.clone();
         let audit = received_audit(&event);
         let result = self
@@ -210,7 +217,7 @@ impl SourceLoop {
                 let works = s.works_of_cluster(&cluster)?;
                 let now = Utc::now();
                 let (events, errors): (Vec<NewOutbox>, Vec<String>) =
-                    resync::spec_resync_answer_events(&source_id, &cluster, &request, &works, now);
+                    resync::spec_resync_reply_events(&source_id, &cluster, &form, &works, now);
                 s.enqueue(&events, now)?;
                 Ok((cluster, events.len(), errors))
             })
@@ -221,6 +228,9 @@ impl SourceLoop {
                     tracing::error!(%cluster, error = %e, "cannot build a spec resync answer");
                 }
                 tracing::info!(%cluster, answers = n, "spec resync answered");
+                self.metrics
+                    .spec_resyncs_answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.outbox.notify_one();
             }
             Err(e) => tracing::error!(error = %e, "cannot answer a spec resync request"),
