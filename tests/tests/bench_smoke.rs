@@ -1,4 +1,5 @@
-//! Smoke test of the `workbus-bench` harness: small runs of `fanout` and `footprint`
+//! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `footprint` and
+//! `reconnect-storm`
 //! that check the harness works end to end and writes a well-formed JSON report. The
 //! figures themselves are not checked (debug build, shared CI machine).
 
@@ -73,4 +74,33 @@ fn footprint_smoke_reports_hub_memory() {
             .unwrap()
             .contains("cargo build --release")
     );
+}
+
+#[test]
+fn reconnect_storm_smoke_reports_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "reconnect-storm",
+            "--agents",
+            "50",
+            "--max-works",
+            "3",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("storm.json"),
+    );
+    assert_eq!(report["scenario"], "reconnect-storm");
+    let f = &report["figures"];
+    for form in ["digest", "upstream"] {
+        assert_eq!(f[form]["cut"], 50, "{form}");
+        assert!(f[form]["resynced_all_s"].is_number(), "{form}: {f}");
+        assert!(f[form]["per_agent"]["bytes"].is_number(), "{form}");
+    }
+    // The digest form was used, and nothing was re-sent to unchanged agents.
+    assert_eq!(f["digest"]["storm_totals"]["digest_requests"], 50);
+    assert_eq!(f["digest"]["storm_totals"]["specs_applied"], 0);
+    assert_eq!(f["upstream"]["storm_totals"]["digest_requests"], 0);
+    assert!(f["bytes_saved_percent"].is_number());
 }
