@@ -28,6 +28,10 @@ pub struct AgentConfig {
     /// How often a work is fully re-applied to correct drift on the cluster (upstream:
     /// 4–6 min). Cheap: unchanged objects are not written again.
     pub apply_resync_interval: Duration,
+    /// Whether to use the resync digest extension (`workbus_schemas::resync_digest`):
+    /// advertise it, and use the digest forms with sources that advertised it. Off, the
+    /// agent speaks exactly the upstream resync protocol (benchmarks compare the two).
+    pub resync_digest: bool,
 }
 
 impl AgentConfig {
@@ -59,6 +63,7 @@ impl AgentConfig {
             encoding,
             status_sync_interval: Duration::from_secs(10),
             apply_resync_interval: Duration::from_secs(300),
+            resync_digest: true,
         })
     }
 }

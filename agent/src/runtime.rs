@@ -15,7 +15,7 @@
 //! Works are processed one at a time per agent, which keeps per-work ordering trivial;
 //! a process can run thousands of agents as independent tasks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,10 +23,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use workbus_schemas::AttributesReader;
 use workbus_schemas::event_type::{Action, SubResource};
 use workbus_schemas::metadata::{decode_spec_event, deleted_condition};
 use workbus_schemas::mqtt::{self, MqttMessage};
 use workbus_schemas::resync::{StatusResyncRequest, status_resync_answer};
+use workbus_schemas::resync_digest::{self, ResyncReply};
 use workbus_schemas::sequence_id::{SequenceId, SequenceIdGenerator};
 use workbus_schemas::status_hash::status_hash;
 use workbus_schemas::work::status::set_condition;
@@ -37,7 +39,7 @@ use crate::config::AgentConfig;
 use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
 use crate::spec_handler::{IgnoreReason, SpecDecision, decide};
-use crate::status_report::{spec_resync_message, status_message};
+use crate::status_report::{ResyncForm, spec_resync_message, status_message};
 use crate::store::{AgentStore, StoreError, WorkRecord};
 use crate::target::Target;
 use crate::transport::{Transport, TransportEvent, TransportStats};
@@ -63,6 +65,14 @@ pub struct AgentStats {
     pub status_resyncs: AtomicU64,
     /// Status resync requests whose digest matched: answered with nothing.
     pub status_resyncs_unchanged: AtomicU64,
+    /// Spec resync requests sent in the digest-only form (part of `resync_requests`).
+    pub digest_requests: AtomicU64,
+    /// Spec resyncs completed by an "in sync" reply (digest form, nothing changed).
+    pub spec_resyncs_in_sync: AtomicU64,
+    /// Spec resyncs completed by a "done" reply after the per-work answers.
+    pub spec_resyncs_done: AtomicU64,
+    /// "full" replies: the digests differed and the request was repeated upstream-style.
+    pub spec_resync_fallbacks: AtomicU64,
     /// Works whose deletion completed.
     pub deleted: AtomicU64,
     /// Store failures (the event is dropped; resync repairs it).
@@ -128,6 +138,7 @@ pub fn start<T: Target, S: AgentStore>(
     store: Arc<S>,
 ) -> Result<AgentHandle, AgentError> {
     let records = store.load()?;
+    let digest_sources = store.digest_sources()?;
     let mut sequence = SequenceIdGenerator::default();
     // Never go below an id already sent, whatever the clock did meanwhile (§7.3).
     if let Some(last) = records
@@ -163,6 +174,7 @@ pub fn start<T: Target, S: AgentStore>(
         last_apply: due.keys().map(|uid: &String| (uid.clone(), now)).collect(),
         due,
         queued_hash: HashMap::new(),
+        digest_sources,
         config,
         store,
         sequence,
@@ -189,6 +201,8 @@ struct Agent<T: Target, S: AgentStore> {
     queued_hash: HashMap<String, String>,
     /// When each work was last fully applied (drift correction, see `refresh`).
     last_apply: HashMap<String, Instant>,
+    /// Source ids known to understand resync digests (persisted in the store).
+    digest_sources: BTreeSet<String>,
     sequence: SequenceIdGenerator,
     outgoing: mpsc::UnboundedSender<OutgoingItem>,
     stats: Arc<AgentStats>,
@@ -238,17 +252,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     /// After every (re)subscribe: ask the sources for what changed (§6.1), and re-queue
     /// any status the broker never acknowledged.
     fn on_subscribed(&mut self) {
-        match spec_resync_message(&self.config, self.works.values()) {
-            Ok(message) => {
-                bump(&self.stats.resync_requests);
-                let _ = self.outgoing.send(OutgoingItem {
-                    key: RESYNC_KEY.to_string(),
-                    message,
-                    hash: String::new(),
-                });
-            }
-            Err(e) => tracing::error!(error = %e, "cannot build the spec resync request"),
-        }
+        self.send_spec_resync(self.resync_form());
         let unreported: Vec<String> = self
             .works
             .values()
@@ -262,6 +266,79 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         for uid in unreported {
             self.queued_hash.remove(&uid);
             self.queue_status(&uid, Action::UpdateRequest);
+        }
+    }
+
+    /// The form of the next spec resync request: digest-only when every source we hold
+    /// works from (and at least one) advertised digests — a source that did not would
+    /// read the empty list as "send everything" — else upstream, advertising when enabled.
+    fn resync_form(&self) -> ResyncForm {
+        if !self.config.resync_digest {
+            return ResyncForm::Upstream;
+        }
+        let all_known = self.works.values().all(|r| {
+            r.work
+                .metadata
+                .original_source()
+                .is_some_and(|s| self.digest_sources.contains(s))
+        });
+        if !self.digest_sources.is_empty() && all_known {
+            ResyncForm::DigestOnly
+        } else {
+            ResyncForm::Advertising
+        }
+    }
+
+    fn send_spec_resync(&mut self, form: ResyncForm) {
+        match spec_resync_message(&self.config, self.works.values(), form) {
+            Ok(message) => {
+                bump(&self.stats.resync_requests);
+                if form == ResyncForm::DigestOnly {
+                    bump(&self.stats.digest_requests);
+                }
+                // One key: a newer request replaces one not yet sent.
+                let _ = self.outgoing.send(OutgoingItem {
+                    key: RESYNC_KEY.to_string(),
+                    message,
+                    hash: String::new(),
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build the spec resync request"),
+        }
+    }
+
+    /// A source's reply to our spec resync request (resync_digest module).
+    fn on_resync_reply(&mut self, source: &str, reply: ResyncReply) {
+        self.learn_digest_source(source, true);
+        match reply {
+            ResyncReply::InSync => bump(&self.stats.spec_resyncs_in_sync),
+            ResyncReply::Done => bump(&self.stats.spec_resyncs_done),
+            ResyncReply::Full => {
+                bump(&self.stats.spec_resync_fallbacks);
+                let form = if self.config.resync_digest {
+                    ResyncForm::Advertising
+                } else {
+                    ResyncForm::Upstream
+                };
+                self.send_spec_resync(form);
+            }
+        }
+    }
+
+    /// Records whether `source` understands digests, durably when that changes.
+    fn learn_digest_source(&mut self, source: &str, understands: bool) {
+        if !self.config.resync_digest {
+            return;
+        }
+        let changed = if understands {
+            self.digest_sources.insert(source.to_string())
+        } else {
+            self.digest_sources.remove(source)
+        };
+        if changed && let Err(e) = self.store.set_digest_sources(&self.digest_sources) {
+            // Only an optimisation is at stake: the upstream form stays correct.
+            bump(&self.stats.store_errors);
+            tracing::error!(error = %e, "cannot store the digest sources");
         }
     }
 
@@ -297,6 +374,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                         tracing::warn!(error = %e, "dropping spec event");
                         return;
                     }
+                }
+                if let Some(reply) = resync_digest::reply_of(&event) {
+                    self.on_resync_reply(event.source(), reply);
+                    return;
                 }
                 self.on_spec(&event).await;
             }
@@ -591,16 +672,23 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .values()
             .map(|r| (r.uid().to_string(), status_hash(&r.state.status)))
             .collect();
-        // A workbus source sends the digest of what it holds: equal to ours means
-        // nothing differs, so nothing is sent (resync_digest module).
-        if let Some(theirs) = workbus_schemas::resync_digest::digest_of(event) {
-            let ours = workbus_schemas::resync_digest::status_digest(
-                hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),
-            );
+        if !self.config.resync_digest {
+            // Exactly the upstream protocol: the extension is not looked at.
+        } else if let Some(theirs) = resync_digest::digest_of(event) {
+            // A workbus source sends the digest of what it holds: equal to ours means
+            // nothing differs, so nothing is sent (resync_digest module). It also
+            // advertises that the source understands digests.
+            self.learn_digest_source(event.source(), true);
+            let ours =
+                resync_digest::status_digest(hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())));
             if ours == theirs {
                 bump(&self.stats.status_resyncs_unchanged);
                 return;
             }
+        } else {
+            // Every source sends this after it (re)subscribes; one without the digest does
+            // not (or no longer) understand it.
+            self.learn_digest_source(event.source(), false);
         }
         let send = status_resync_answer(
             &request,

@@ -10,6 +10,7 @@ use workbus_schemas::event_type::{Action, EventType, SubResource};
 use workbus_schemas::metadata::{log_tracing_of, metadata_json};
 use workbus_schemas::mqtt::{self, MqttMessage};
 use workbus_schemas::resync::{ResourceVersion, SpecResyncRequest};
+use workbus_schemas::resync_digest;
 use workbus_schemas::sequence_id::SequenceIdGenerator;
 use workbus_schemas::status_hash::status_hash;
 use workbus_schemas::topics;
@@ -98,20 +99,50 @@ pub fn status_message(
     })
 }
 
-/// The spec resync request listing every held work (§6.2 step 1), to all sources.
+/// Which form of the spec resync request to send (see `workbus_schemas::resync_digest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncForm {
+    /// Upstream (§6.2), exactly as sdk-go: every held work listed, no extension.
+    Upstream,
+    /// Upstream, plus our spec digest to advertise that we understand digests.
+    Advertising,
+    /// Digest only: an empty list, the digest and `resyncmode = digest`. Only towards a
+    /// source that advertised digests.
+    DigestOnly,
+}
+
+/// The spec resync request (§6.2 step 1), to all sources, in `form`.
 pub fn spec_resync_message<'a>(
     config: &AgentConfig,
     records: impl IntoIterator<Item = &'a WorkRecord>,
+    form: ResyncForm,
 ) -> Result<MqttMessage, ReportError> {
-    let request = SpecResyncRequest::new(
-        records
-            .into_iter()
-            .map(|r| ResourceVersion::new(r.uid(), r.work.metadata.generation))
-            .collect(),
-    );
-    let payload = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
-    let event =
+    let versions: Vec<ResourceVersion> = records
+        .into_iter()
+        .map(|r| ResourceVersion::new(r.uid(), r.work.metadata.generation))
+        .collect();
+    // The digest covers exactly what the upstream list would carry.
+    let digest = (form != ResyncForm::Upstream).then(|| {
+        resync_digest::spec_digest(
+            versions
+                .iter()
+                .map(|v| (v.resource_id.as_str(), v.resource_version)),
+        )
+    });
+    let listed = if form == ResyncForm::DigestOnly {
+        Vec::new()
+    } else {
+        versions
+    };
+    let payload =
+        serde_json::to_value(SpecResyncRequest::new(listed)).unwrap_or(serde_json::Value::Null);
+    let mut event =
         envelope::spec_resync_request(&config.agent_id, &config.cluster_name, payload, Utc::now());
+    match (form, &digest) {
+        (ResyncForm::DigestOnly, Some(d)) => resync_digest::set_digest_request(&mut event, d),
+        (ResyncForm::Advertising, Some(d)) => resync_digest::set_digest(&mut event, d),
+        _ => {}
+    }
     let ty = EventType::manifest_bundles(SubResource::Spec, Action::ResyncRequest);
     let topic = topics::agent_publish_topic(&config.topics, &config.cluster_name, &ty, Some(""))?;
     Ok(mqtt::encode(&event, &topic, config.encoding)?)

@@ -10,7 +10,7 @@
 //! [`MemoryStore`] serves tests and benchmarks that run thousands of agents in one
 //! process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -70,12 +70,20 @@ pub trait AgentStore: Send + Sync + 'static {
     fn put(&self, record: &WorkRecord) -> Result<(), StoreError>;
     /// Removes a record; durable when this returns.
     fn remove(&self, uid: &str) -> Result<(), StoreError>;
+    /// The source ids known to understand resync digests
+    /// (`workbus_schemas::resync_digest`). Kept durably so that a restarted agent uses
+    /// the digest form at once instead of relearning it with a full resync.
+    fn digest_sources(&self) -> Result<BTreeSet<String>, StoreError>;
+    /// Replaces the set returned by [`AgentStore::digest_sources`]; durable when this
+    /// returns.
+    fn set_digest_sources(&self, sources: &BTreeSet<String>) -> Result<(), StoreError>;
 }
 
 /// In-memory store (tests, benchmarks).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     records: Mutex<BTreeMap<String, WorkRecord>>,
+    digest_sources: Mutex<BTreeSet<String>>,
 }
 
 impl AgentStore for MemoryStore {
@@ -100,12 +108,28 @@ impl AgentStore for MemoryStore {
         }
         Ok(())
     }
+
+    fn digest_sources(&self) -> Result<BTreeSet<String>, StoreError> {
+        Ok(self
+            .digest_sources
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default())
+    }
+
+    fn set_digest_sources(&self, sources: &BTreeSet<String>) -> Result<(), StoreError> {
+        if let Ok(mut s) = self.digest_sources.lock() {
+            *s = sources.clone();
+        }
+        Ok(())
+    }
 }
 
-/// One file per work, replaced atomically.
+/// One file per work, replaced atomically, plus `<data-dir>/digest-sources.json`.
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl FileStore {
@@ -113,7 +137,14 @@ impl FileStore {
     pub fn open(data_dir: &Path) -> Result<FileStore, StoreError> {
         let dir = data_dir.join("works");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        Ok(FileStore { dir })
+        Ok(FileStore {
+            dir,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    fn digest_sources_path(&self) -> PathBuf {
+        self.data_dir.join("digest-sources.json")
     }
 
     fn path_of(&self, uid: &str) -> PathBuf {
@@ -161,15 +192,8 @@ impl AgentStore for FileStore {
     }
 
     fn put(&self, record: &WorkRecord) -> Result<(), StoreError> {
-        let path = self.path_of(record.uid());
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-        sync_dir(&self.dir)
+        write_atomically(&self.path_of(record.uid()), &bytes)
     }
 
     fn remove(&self, uid: &str) -> Result<(), StoreError> {
@@ -179,6 +203,39 @@ impl AgentStore for FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&path, e)),
         }
+    }
+
+    fn digest_sources(&self) -> Result<BTreeSet<String>, StoreError> {
+        let path = self.digest_sources_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                // Only an optimisation is lost: the agent relearns it at the next resync.
+                tracing::error!(path = %path.display(), error = %e, "ignoring unreadable digest sources");
+                BTreeSet::new()
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+            Err(e) => Err(io(&path, e)),
+        }
+    }
+
+    fn set_digest_sources(&self, sources: &BTreeSet<String>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(sources).map_err(|e| StoreError::Encode(e.to_string()))?;
+        write_atomically(&self.digest_sources_path(), &bytes)
+    }
+}
+
+/// Writes `bytes` to a temporary file, syncs it and renames it over `path` (then syncs
+/// the directory), so a crash leaves either the old or the new content.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+    f.sync_all().map_err(|e| io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
     }
 }
 
@@ -228,6 +285,13 @@ mod tests {
         reopened.remove("c").unwrap();
         reopened.remove("c").unwrap();
         assert_eq!(reopened.load().unwrap().len(), 1);
+        assert!(reopened.digest_sources().unwrap().is_empty());
+        let sources: BTreeSet<String> = ["hub-1".to_string()].into();
+        reopened.set_digest_sources(&sources).unwrap();
+        assert_eq!(
+            FileStore::open(&dir).unwrap().digest_sources().unwrap(),
+            sources
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -179,6 +179,25 @@ pub struct TransportStats {
     pub bytes_received: AtomicU64,
     /// Payload bytes published.
     pub bytes_published: AtomicU64,
+    /// Bytes of whole messages received: topic, content type, user properties (the
+    /// `ce-*` attributes in binary mode) and payload — what a message costs beyond
+    /// MQTT's own few bytes of framing.
+    pub message_bytes_received: AtomicU64,
+    /// Bytes of whole messages published (as [`TransportStats::message_bytes_received`]).
+    pub message_bytes_published: AtomicU64,
+}
+
+/// Size of a message as counted by the `message_bytes_*` counters.
+pub fn message_size(message: &MqttMessage) -> u64 {
+    let props: usize = message
+        .user_properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    (message.topic.len()
+        + message.content_type.as_ref().map_or(0, String::len)
+        + props
+        + message.payload.len()) as u64
 }
 
 /// Matches broker acknowledgements to publish calls.
@@ -281,6 +300,7 @@ impl Publisher {
         Ok(PendingAck {
             rx,
             bytes: message.payload.len() as u64,
+            message_bytes: message_size(message),
             timeout: inner.ack_timeout,
             stats: inner.stats.clone(),
         })
@@ -308,6 +328,7 @@ impl Publisher {
 pub struct PendingAck {
     rx: oneshot::Receiver<()>,
     bytes: u64,
+    message_bytes: u64,
     timeout: Duration,
     stats: Arc<TransportStats>,
 }
@@ -321,6 +342,9 @@ impl PendingAck {
                 self.stats
                     .bytes_published
                     .fetch_add(self.bytes, Ordering::Relaxed);
+                self.stats
+                    .message_bytes_published
+                    .fetch_add(self.message_bytes, Ordering::Relaxed);
                 Ok(())
             }
             Ok(Err(_)) => Err(PublishError::Closed),
@@ -463,6 +487,9 @@ impl SessionLoop {
             self.stats
                 .bytes_received
                 .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+            self.stats
+                .message_bytes_received
+                .fetch_add(message_size(m), Ordering::Relaxed);
         }
         self.events.send(event).await.is_ok()
     }

@@ -426,9 +426,13 @@ impl<A: Authorizer> Session<A> {
                     return Ok(());
                 }
                 kick = &mut kicked => {
+                    if kick == Kick::Dropped {
+                        // A simulated network failure: no DISCONNECT, just the socket closed.
+                        return Err(ConnError::Protocol("dropped on request"));
+                    }
                     let (reason, err) = match kick {
                         Kick::SessionTakenOver => (CloseReason::TakenOver, ConnError::Protocol("session taken over")),
-                        Kick::QueueFull | Kick::None => (CloseReason::QuotaExceeded, ConnError::Protocol("outgoing queue overflow")),
+                        Kick::QueueFull | Kick::None | Kick::Dropped => (CloseReason::QuotaExceeded, ConnError::Protocol("outgoing queue overflow")),
                     };
                     self.goodbye(reason).await;
                     return Err(err);

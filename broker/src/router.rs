@@ -52,6 +52,9 @@ pub(crate) enum Kick {
     SessionTakenOver = 1,
     /// The outgoing queue overflowed (MQTT 5 reason 0x97).
     QueueFull = 2,
+    /// Dropped on request ([`crate::BrokerHandle::drop_clients`]): the socket is closed
+    /// without a DISCONNECT, as a network failure would.
+    Dropped = 3,
 }
 
 /// The router's handle on one connection: its queue and a way to ask it to close.
@@ -109,6 +112,7 @@ impl ClientHandle {
         match self.kick_reason.load(Ordering::Acquire) {
             1 => Kick::SessionTakenOver,
             2 => Kick::QueueFull,
+            3 => Kick::Dropped,
             _ => Kick::None,
         }
     }
@@ -322,6 +326,20 @@ impl Router {
         if clients.get(client_id).is_some_and(|h| h.conn == conn) {
             clients.remove(client_id);
         }
+    }
+
+    /// Kicks every connected client whose id satisfies `pred` with `reason`; returns how
+    /// many.
+    pub fn kick_where(&self, pred: impl Fn(&str) -> bool, reason: Kick) -> usize {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = 0;
+        for (id, handle) in clients.iter() {
+            if pred(id) {
+                handle.kick(reason);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Number of registered (connected) clients.

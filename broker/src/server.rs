@@ -229,6 +229,13 @@ impl BrokerHandle {
         }
     }
 
+    /// Closes the connection of every client whose id satisfies `pred`, without a
+    /// DISCONNECT, as a network failure would (fault tests and the reconnect-storm
+    /// benchmark). Returns how many connections were asked to close.
+    pub fn drop_clients(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.router.kick_where(pred, crate::router::Kick::Dropped)
+    }
+
     /// Stops gracefully: closes the listeners, sends every MQTT 5 client a DISCONNECT
     /// with reason "server shutting down" (3.1.1 clients see the socket close), and returns
     /// when every connection has ended or `shutdown_timeout` has passed.

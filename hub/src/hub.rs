@@ -131,6 +131,7 @@ impl Hub {
             outbox: notify.clone(),
             metrics: metrics.clone(),
             watchers: watchers.clone(),
+            digest_clusters: Default::default(),
         };
         let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
         let mut tasks = vec![tokio::spawn(source.run(events))];

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub store_writes: AtomicU64,
     /// Time spent in group commits (running the batch and `fsync`), microseconds.
     pub store_commit_micros: AtomicU64,
+    /// Spec resync requests answered (answers queued, or nothing to send).
+    pub spec_resyncs_answered: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -139,6 +141,11 @@ impl Metrics {
                 "workbus_hub_store_commit_microseconds_total",
                 "Time spent running and committing store batches.",
                 &self.store_commit_micros,
+            ),
+            (
+                "workbus_hub_spec_resyncs_answered_total",
+                "Spec resync requests answered.",
+                &self.spec_resyncs_answered,
             ),
         ];
         for (name, help, c) in plain {

@@ -40,5 +40,6 @@ pub mod status_hash;
 pub mod topics;
 pub mod work;
 
-/// The CloudEvent envelope type used throughout workbus (from `cloudevents-sdk`).
-pub use cloudevents::Event;
+/// The CloudEvent envelope type used throughout workbus (from `cloudevents-sdk`), and the
+/// trait that reads its attributes.
+pub use cloudevents::{AttributesReader, Event};

@@ -78,6 +78,17 @@ impl TestBroker {
         }
     }
 
+    /// Cuts (without DISCONNECT, like a network failure) every client whose id satisfies
+    /// `pred`; returns how many. Only the embedded broker can; Mosquitto returns 0.
+    pub fn drop_clients(&self, pred: impl Fn(&str) -> bool) -> usize {
+        match self {
+            TestBroker::Embedded {
+                handle: Some(h), ..
+            } => h.drop_clients(pred),
+            _ => 0,
+        }
+    }
+
     /// Stops the broker at the end of a test.
     pub async fn stop(mut self) {
         self.halt().await;

@@ -44,3 +44,16 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits until `cond` holds, checking every 10 ms; panics after [`WAIT`] naming `what`.
+/// For state that only counters expose (no event to await).
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -68,6 +68,14 @@ fn spec(
 }
 
 async fn wait_spec_resync(source: &mut FakeSource, cluster: &str) -> SpecResyncRequest {
+    wait_spec_resync_event(source, cluster).await.1
+}
+
+/// The next spec resync request of `cluster`, as event and payload.
+async fn wait_spec_resync_event(
+    source: &mut FakeSource,
+    cluster: &str,
+) -> (workbus_schemas::Event, SpecResyncRequest) {
     let c = cluster.to_string();
     let e = source
         .next_event("spec resync request", |e, ty| {
@@ -76,8 +84,9 @@ async fn wait_spec_resync(source: &mut FakeSource, cluster: &str) -> SpecResyncR
                 && e.cluster_name().ok().flatten() == Some(c.as_str())
         })
         .await;
-    serde_json::from_value(workbus_schemas::envelope::json_data(&e).expect("data"))
-        .expect("payload")
+    let payload = serde_json::from_value(workbus_schemas::envelope::json_data(&e).expect("data"))
+        .expect("payload");
+    (e, payload)
 }
 
 /// A fresh source id and cluster, a connected [`FakeSource`] and a running agent on a
@@ -136,6 +145,8 @@ on_both_brokers!(
     status_resync_answers_only_changed_works,
     delete_reports_deleted_and_forgets_the_work,
     killed_agent_restarts_without_duplicate_applies,
+    ocm_source_sees_only_the_upstream_form,
+    advertising_source_gets_the_digest_form_and_full_falls_back,
 );
 
 /// Maestro's real spec event, published in binary mode as sdk-go does; our agent applies
@@ -579,4 +590,135 @@ async fn drift_is_reported_and_corrected() {
     agent.shutdown().await;
     source.close().await;
     broker.stop().await;
+}
+
+/// Restarts `agent` on the same store directory and simulated cluster.
+async fn restart_on(
+    broker: &TestBroker,
+    agent: workbus_agent::runtime::AgentHandle,
+    source_id: &str,
+    cluster: &str,
+    sim: &Arc<SimulatedCluster>,
+    dir: &std::path::Path,
+) -> workbus_agent::runtime::AgentHandle {
+    agent.shutdown().await;
+    start_agent(
+        agent_config(broker.host(), broker.port(), source_id, cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(dir).unwrap()),
+    )
+}
+
+/// A source that never advertises digests (every OCM source) only ever gets upstream
+/// spec resync requests listing every work, across restarts; the agent's digest rides
+/// along as an extension the source ignores.
+async fn ocm_source_sees_only_the_upstream_form(broker: &TestBroker) {
+    let dir = std::env::temp_dir().join(unique("agent-store"));
+    let (source_id, cluster, mut source, sim, agent) =
+        connected(broker, Arc::new(FileStore::open(&dir).unwrap())).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    source
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("o", "1"),
+        ))
+        .await;
+    source.next_status("applied", &id, |_| true).await;
+    // An OCM source's status resync request has no digest: answered upstream-style.
+    source
+        .request_status_resync(&cluster, serde_json::json!({"statusHashes": []}), None)
+        .await;
+    source
+        .next_status("status resync answer", &id, |_| true)
+        .await;
+    let mut agent = agent;
+    for _ in 0..2 {
+        agent = restart_on(broker, agent, &source_id, &cluster, &sim, &dir).await;
+        let (event, request) = wait_spec_resync_event(&mut source, &cluster).await;
+        assert!(!workbus_schemas::resync_digest::is_digest_request(&event));
+        assert_eq!(request.resource_versions.len(), 1);
+        assert_eq!(request.resource_versions[0].resource_id, id);
+        assert_eq!(
+            workbus_schemas::resync_digest::digest_of(&event),
+            Some(workbus_schemas::resync_digest::spec_digest([(id.as_str(), 1)]).as_str()),
+            "advertised, not used"
+        );
+    }
+    assert_eq!(agent.stats().digest_requests.load(Ordering::Relaxed), 0);
+    agent.shutdown().await;
+    source.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Once the source advertised (here: the "done" reply our hub sends), the agent — also
+/// after a restart, from its store — sends only its digest; a "full" reply makes it
+/// repeat the request upstream-style; a status resync request without digest (a source
+/// replaced by an OCM one) makes it forget, durably.
+async fn advertising_source_gets_the_digest_form_and_full_falls_back(broker: &TestBroker) {
+    use workbus_schemas::resync_digest::{
+        ResyncReply, digest_of, is_digest_request, spec_digest, spec_resync_reply,
+    };
+    let dir = std::env::temp_dir().join(unique("agent-store"));
+    let (source_id, cluster, mut source, sim, agent) =
+        connected(broker, Arc::new(FileStore::open(&dir).unwrap())).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    source
+        .publish_spec(&spec(
+            &source_id,
+            &cluster,
+            &id,
+            1,
+            configmap_bundle("d", "1"),
+        ))
+        .await;
+    source.next_status("applied", &id, |_| true).await;
+    let reply = |r| spec_resync_reply(&source_id, &cluster, r, "source-digest", chrono::Utc::now());
+    source.publish(&cluster, &reply(ResyncReply::Done)).await;
+    let stats = agent.stats().clone();
+    workbus_tests::wait_until("the done reply", || {
+        stats.spec_resyncs_done.load(Ordering::Relaxed) == 1
+    })
+    .await;
+
+    let agent = restart_on(broker, agent, &source_id, &cluster, &sim, &dir).await;
+    let (event, request) = wait_spec_resync_event(&mut source, &cluster).await;
+    assert!(is_digest_request(&event), "digest form after a restart");
+    assert!(request.resource_versions.is_empty());
+    assert_eq!(
+        digest_of(&event),
+        Some(spec_digest([(id.as_str(), 1)]).as_str())
+    );
+    source.publish(&cluster, &reply(ResyncReply::Full)).await;
+    let (event, request) = wait_spec_resync_event(&mut source, &cluster).await;
+    assert!(!is_digest_request(&event), "upstream form after full");
+    assert_eq!(request.resource_versions.len(), 1);
+    let stats = agent.stats().clone();
+    assert_eq!(stats.spec_resync_fallbacks.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.digest_requests.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.resync_requests.load(Ordering::Relaxed), 2);
+
+    // The source no longer advertises: forgotten, also on disk.
+    source
+        .request_status_resync(&cluster, serde_json::json!({"statusHashes": []}), None)
+        .await;
+    source
+        .next_status("status resync answer", &id, |_| true)
+        .await;
+    use workbus_agent::store::AgentStore;
+    assert!(
+        FileStore::open(&dir)
+            .unwrap()
+            .digest_sources()
+            .unwrap()
+            .is_empty()
+    );
+    let agent = restart_on(broker, agent, &source_id, &cluster, &sim, &dir).await;
+    let (event, _) = wait_spec_resync_event(&mut source, &cluster).await;
+    assert!(!is_digest_request(&event));
+    agent.shutdown().await;
+    source.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,7 @@
 //! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput`,
-//! `broker` and `footprint` that check the harness works end to end and writes a
-//! well-formed JSON report. The figures themselves are not checked (debug build,
-//! shared CI machine).
+//! `broker`, `reconnect-storm` and `footprint` that check the harness works end to end
+//! and writes a well-formed JSON report. The figures themselves are not checked (debug
+//! build, shared CI machine).
 
 use std::path::Path;
 use std::process::Command;
@@ -140,4 +140,33 @@ fn broker_smoke_reports_both_brokers_and_a_ratio() {
     let ratio = report["figures"]["ratio"]["throughput_embedded_over_mosquitto"].as_f64();
     assert!(ratio.is_some_and(|r| r > 0.0), "{report}");
     assert_eq!(report["targets"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn reconnect_storm_smoke_reports_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "reconnect-storm",
+            "--agents",
+            "50",
+            "--max-works",
+            "3",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("storm.json"),
+    );
+    assert_eq!(report["scenario"], "reconnect-storm");
+    let f = &report["figures"];
+    for form in ["digest", "upstream"] {
+        assert_eq!(f[form]["cut"], 50, "{form}");
+        assert!(f[form]["resynced_all_s"].is_number(), "{form}: {f}");
+        assert!(f[form]["per_agent"]["bytes"].is_number(), "{form}");
+    }
+    // The digest form was used, and nothing was re-sent to unchanged agents.
+    assert_eq!(f["digest"]["storm_totals"]["digest_requests"], 50);
+    assert_eq!(f["digest"]["storm_totals"]["specs_applied"], 0);
+    assert_eq!(f["upstream"]["storm_totals"]["digest_requests"], 0);
+    assert!(f["bytes_saved_percent"].is_number());
 }

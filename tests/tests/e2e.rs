@@ -5,15 +5,16 @@
 //! and publish, a broker restarted mid-stream.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::SimulatedCluster;
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{
-    applied_at, delete_work, put_work, register_cluster, start_hub, wait_work,
+    applied_at, condition, delete_work, put_work, register_cluster, start_hub, wait_work,
 };
-use workbus_tests::unique;
+use workbus_tests::{unique, wait_until};
 
 macro_rules! on_both_brokers {
     ($($name:ident),* $(,)?) => {
@@ -44,7 +45,18 @@ on_both_brokers!(
     offline_agent_converges_after_reconnect,
     hub_stopped_before_publishing_delivers_after_restart,
     broker_restart_mid_stream_converges,
+    unchanged_agent_resyncs_with_one_digest_round_trip,
+    changed_works_fall_back_from_digest_and_converge,
 );
+
+/// Status resync with an empty list towards an agent that advertised digests. Needs a
+/// broker that can cut the hub's connection, so embedded only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_resync_to_advertising_agent_carries_no_list() {
+    let mut broker = TestBroker::embedded().await;
+    status_resync_digest_only(&mut broker).await;
+    broker.stop().await;
+}
 
 fn sim() -> Arc<SimulatedCluster> {
     Arc::new(SimulatedCluster::new(
@@ -301,6 +313,207 @@ async fn broker_restart_mid_stream_converges(broker: &mut TestBroker) {
             .unwrap()["data"]["v"],
         "2"
     );
+    agent.shutdown().await;
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Hub, registered cluster, agent on a `FileStore` in `dir/agent`, `works` applied, and
+/// the agent's first resync completed (upstream form with its digest → "done" reply, so
+/// it now knows the hub understands digests).
+async fn digest_setup(
+    broker: &TestBroker,
+    works: &[&str],
+) -> (
+    String,
+    String,
+    std::path::PathBuf,
+    workbus_hub::HubHandle,
+    tokio::sync::broadcast::Receiver<workbus_hub::watch::WorkChange>,
+    Arc<SimulatedCluster>,
+    workbus_agent::runtime::AgentHandle,
+) {
+    let source = unique("hub");
+    let cluster = unique("edge");
+    let dir = std::env::temp_dir().join(unique("e2e"));
+    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let mut changes = hub.watch();
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+    let sim = sim();
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source, &cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
+    );
+    for w in works {
+        put_work(&hub, &cluster, w, &format!("{w}-cm"), "1").await;
+    }
+    // Applied and Available: the last status the simulated cluster produces, so the
+    // hub's stored status hashes are final.
+    for w in works {
+        wait_work(
+            &hub,
+            &mut changes,
+            &cluster,
+            w,
+            "applied and available",
+            |x| {
+                applied_at(x, 1)
+                    && x.and_then(|x| condition(x, "Available"))
+                        .is_some_and(|c| c["status"] == "True")
+            },
+        )
+        .await;
+    }
+    let stats = agent.stats().clone();
+    wait_until("the first resync's done reply", || {
+        count(&stats.spec_resyncs_done) >= 1
+    })
+    .await;
+    assert_eq!(
+        count(&stats.digest_requests),
+        0,
+        "not known before the reply"
+    );
+    (source, cluster, dir, hub, changes, sim, agent)
+}
+
+async fn unchanged_agent_resyncs_with_one_digest_round_trip(broker: &mut TestBroker) {
+    let (source, cluster, dir, hub, _changes, sim, agent) =
+        digest_setup(broker, &["a", "b", "c"]).await;
+    let answered = count(&hub.metrics().spec_resyncs_answered);
+    // Restarted with its store: it remembers that the hub understands digests.
+    agent.shutdown().await;
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source, &cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
+    );
+    let (stats, transport) = (agent.stats().clone(), agent.transport_stats().clone());
+    wait_until("the in-sync reply", || {
+        count(&stats.spec_resyncs_in_sync) == 1
+    })
+    .await;
+    // One request (digest form), one reply, no per-work answer before it (answers are
+    // queued before the reply, so they would have arrived first).
+    assert_eq!(count(&stats.resync_requests), 1);
+    assert_eq!(count(&stats.digest_requests), 1);
+    assert_eq!(count(&stats.spec_resync_fallbacks), 0);
+    assert_eq!(count(&transport.received), 1, "only the reply");
+    assert_eq!(count(&stats.applied) + count(&stats.duplicates), 0);
+    assert_eq!(count(&hub.metrics().spec_resyncs_answered), answered + 1);
+    assert_eq!(
+        sim.apply_count("", "v1", "configmaps", "default", "a-cm"),
+        1
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn changed_works_fall_back_from_digest_and_converge(broker: &mut TestBroker) {
+    let (source, cluster, dir, hub, mut changes, sim, agent) =
+        digest_setup(broker, &["keep", "gone"]).await;
+    // Changes made while the agent is away are published to nobody.
+    agent.kill();
+    put_work(&hub, &cluster, "keep", "keep-cm", "2").await;
+    put_work(&hub, &cluster, "new", "new-cm", "1").await;
+    delete_work(&hub, &cluster, "gone").await;
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source, &cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
+    );
+    for (w, g) in [("keep", 2), ("new", 1)] {
+        wait_work(&hub, &mut changes, &cluster, w, "converged", |x| {
+            applied_at(x, g)
+        })
+        .await;
+    }
+    wait_work(&hub, &mut changes, &cluster, "gone", "gone deleted", |w| {
+        w.is_none()
+    })
+    .await;
+    let stats = agent.stats().clone();
+    wait_until("the fallback's done reply", || {
+        count(&stats.spec_resyncs_done) == 1
+    })
+    .await;
+    // Digest request → "full" → upstream request → answers + "done".
+    assert_eq!(count(&stats.digest_requests), 1);
+    assert_eq!(count(&stats.spec_resync_fallbacks), 1);
+    assert_eq!(count(&stats.resync_requests), 2);
+    assert_eq!(count(&stats.spec_resyncs_in_sync), 0);
+    assert_eq!(
+        sim.object("", "v1", "configmaps", "default", "keep-cm")
+            .unwrap()["data"]["v"],
+        "2"
+    );
+    assert!(
+        sim.object("", "v1", "configmaps", "default", "gone-cm")
+            .is_none()
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn status_resync_digest_only(broker: &mut TestBroker) {
+    use workbus_agent::transport::{Transport, TransportConfig, TransportEvent};
+    use workbus_schemas::event_type::{Action, SubResource};
+    use workbus_schemas::resync::StatusResyncRequest;
+
+    let (source, cluster, dir, hub, _changes, _sim, agent) =
+        digest_setup(broker, &["a", "b"]).await;
+    // A plain MQTT observer of what the hub sends to this cluster.
+    let mut cfg = TransportConfig::new(broker.host(), broker.port(), unique("observer"));
+    cfg.subscriptions = vec![format!("sources/{source}/consumers/{cluster}/sourceevents")];
+    let mut observer = Transport::start(cfg).unwrap();
+    loop {
+        match tokio::time::timeout(workbus_tests::WAIT, observer.events.recv()).await {
+            Ok(Some(TransportEvent::Subscribed)) => break,
+            Ok(Some(_)) => {}
+            other => panic!("observer could not subscribe: {other:?}"),
+        }
+    }
+    let stats = agent.stats().clone();
+    let sent_before = count(&stats.status_sent);
+    // The hub may already have sent one at its first subscribe (full list then).
+    let resyncs_before = count(&stats.status_resyncs);
+    let unchanged_before = count(&stats.status_resyncs_unchanged);
+    // Cut only the hub: its resubscribe sends a status resync request to every cluster.
+    let prefix = format!("{source}-hub-");
+    assert_eq!(broker.drop_clients(|id| id.starts_with(&prefix)), 1);
+    let request = loop {
+        let Ok(Some(ev)) = tokio::time::timeout(workbus_tests::WAIT, observer.events.recv()).await
+        else {
+            panic!("no status resync request");
+        };
+        if let TransportEvent::Message(m) = ev
+            && let Ok(e) = workbus_schemas::mqtt::decode(&m)
+            && let Ok(ty) = workbus_schemas::envelope::decode_event_type(&e)
+            && ty.sub_resource == SubResource::Status
+            && ty.action == Action::ResyncRequest
+        {
+            break e;
+        }
+    };
+    let payload: StatusResyncRequest =
+        serde_json::from_value(workbus_schemas::envelope::json_data(&request).unwrap()).unwrap();
+    assert!(payload.status_hashes.is_empty(), "no per-work list");
+    assert!(workbus_schemas::resync_digest::digest_of(&request).is_some());
+    // The agent's statuses match the digest: it answers nothing.
+    wait_until("the agent's digest comparison", || {
+        count(&stats.status_resyncs_unchanged) == unchanged_before + 1
+    })
+    .await;
+    assert_eq!(count(&stats.status_resyncs), resyncs_before + 1);
+    assert_eq!(count(&stats.status_sent), sent_before);
+    observer.abort();
     agent.shutdown().await;
     hub.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -53,6 +53,8 @@ pub struct SourceLoop {
     pub subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
     /// Bounds the spec resync requests answered at once.
     pub resync_slots: Arc<tokio::sync::Semaphore>,
+    /// Clusters whose agent advertised resync digests.
+    pub digest_clusters: resync::DigestClusters,
 }
 
 /// Spec resync requests answered concurrently (each is one read and one queued write).
@@ -95,6 +97,7 @@ impl SourceLoop {
     /// Queues a status resync request per known cluster.
     pub async fn request_status_resync(&self) {
         let source_id = self.source_id.clone();
+        let digest_clusters = self.digest_clusters.clone();
         let result = self
             .store
             .run(move |s| {
@@ -109,6 +112,7 @@ impl SourceLoop {
                         &source_id,
                         &cluster.name,
                         &works,
+                        digest_clusters.contains(&cluster.name),
                         now,
                     ));
                 }
@@ -227,6 +231,9 @@ impl SourceLoop {
                 return;
             }
         };
+        // A digest-only request has an empty list on purpose; the form decides.
+        let form = resync::SpecRequestForm::of(&event, request);
+        self.digest_clusters.note(&cluster, form.advertises());
         self.audit(&event).await;
         let works = {
             let cluster = cluster.clone();
@@ -239,13 +246,7 @@ impl SourceLoop {
             Ok(works) => {
                 let now = Utc::now();
                 let (events, errors): (Vec<NewOutbox>, Vec<String>) =
-                    resync::spec_resync_answer_events(
-                        &self.source_id,
-                        &cluster,
-                        &request,
-                        &works,
-                        now,
-                    );
+                    resync::spec_resync_reply_events(&self.source_id, &cluster, &form, &works, now);
                 let n = events.len();
                 self.store
                     .write(WriteOp::Enqueue { events, now })
@@ -260,6 +261,9 @@ impl SourceLoop {
                     tracing::error!(%cluster, error = %e, "cannot build a spec resync answer");
                 }
                 tracing::info!(%cluster, answers = n, "spec resync answered");
+                self.metrics
+                    .spec_resyncs_answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.outbox.notify_one();
             }
             Err(e) => tracing::error!(error = %e, "cannot answer a spec resync request"),

@@ -80,6 +80,7 @@ impl Worker {
         prefix: &str,
         first: usize,
         count: usize,
+        extra: &[&str],
     ) -> Result<Worker, BenchError> {
         let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
         let mut child = tokio::process::Command::new(exe)
@@ -98,6 +99,7 @@ impl Worker {
                 "--count",
                 &count.to_string(),
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -461,6 +463,15 @@ pub struct Fleet {
 impl Fleet {
     /// Starts broker, hub, registers `n` clusters and starts `n` agents.
     pub async fn start(kind: BrokerKind, n: usize) -> Result<Fleet, BenchError> {
+        Fleet::start_with(kind, n, &[]).await
+    }
+
+    /// [`Fleet::start`], passing `worker_args` to every agents-worker.
+    pub async fn start_with(
+        kind: BrokerKind,
+        n: usize,
+        worker_args: &[&str],
+    ) -> Result<Fleet, BenchError> {
         let broker = kind.start().await;
         let id = run_id();
         let source = format!("bench-{id}");
@@ -487,6 +498,7 @@ impl Fleet {
                 &prefix,
                 first,
                 count,
+                worker_args,
             )?);
             first += count;
         }

@@ -68,7 +68,7 @@ pub async fn run(
     create_clusters(&hub, &prefix, 0..n).await?;
     tokio::time::sleep(SETTLE).await;
     let before = self_rss_kb();
-    let mut worker = Worker::spawn(broker.host(), broker.port(), &source, &prefix, 0, n)?;
+    let mut worker = Worker::spawn(broker.host(), broker.port(), &source, &prefix, 0, n, &[])?;
     let t = Instant::now();
     let mut progress = Progress::new("footprint-idle");
     loop {

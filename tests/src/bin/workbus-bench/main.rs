@@ -71,8 +71,16 @@ enum Scenario {
         )]
         rates: Vec<u64>,
     },
-    /// All agents lose their connection at once (embedded broker restart).
-    ReconnectStorm(Common),
+    /// All agents lose their connection at once (cut at the embedded broker, the hub stays
+    /// connected); time until the fleet has resynced, cost per unchanged agent, with the
+    /// digest extension and with the upstream per-work form.
+    ReconnectStorm {
+        #[command(flatten)]
+        common: Common,
+        /// Most works per agent (agent i gets 1 + i % max).
+        #[arg(long, default_value_t = 10)]
+        max_works: usize,
+    },
     /// The same QoS 1 fan-out/fan-in workload through the embedded broker and Mosquitto.
     Broker {
         #[command(flatten)]
@@ -107,6 +115,8 @@ enum Scenario {
         first: usize,
         #[arg(long)]
         count: usize,
+        #[arg(long)]
+        no_digest: bool,
     },
 }
 
@@ -148,7 +158,8 @@ async fn run(scenario: Scenario) -> Result<(), BenchError> {
             prefix,
             first,
             count,
-        } => return worker::run(&host, port, &source, &prefix, first, count).await,
+            no_digest,
+        } => return worker::run(&host, port, &source, &prefix, first, count, no_digest).await,
         Scenario::EmbeddedBroker => return broker_cmp::serve_embedded().await,
         Scenario::Fanout(c) => (
             "fanout",
@@ -171,10 +182,19 @@ async fn run(scenario: Scenario) -> Result<(), BenchError> {
             )
             .await,
         ),
-        Scenario::ReconnectStorm(c) => (
+        Scenario::ReconnectStorm {
+            common: c,
+            max_works,
+        } => (
             "reconnect-storm",
             c.clone(),
-            reconnect::run(c.agents, Duration::from_secs(c.timeout)).await,
+            reconnect::run(
+                c.broker,
+                c.agents,
+                max_works,
+                Duration::from_secs(c.timeout),
+            )
+            .await,
         ),
         Scenario::Broker { common: c, rounds } => (
             "broker",

@@ -1,7 +1,9 @@
 //! `agents-worker`: a child process running many simulated agents as tokio tasks. It
 //! answers `stats` on stdin with one JSON line of summed counters and stops its agents
-//! on `quit` or when stdin closes.
+//! on `quit` or when stdin closes. `--no-digest` makes its agents speak only the upstream
+//! resync protocol.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub async fn run(
     prefix: &str,
     first: usize,
     count: usize,
+    no_digest: bool,
 ) -> Result<(), BenchError> {
     raise_nofile();
     let mut agents: Vec<AgentHandle> = Vec::with_capacity(count);
@@ -37,6 +40,8 @@ pub async fn run(
         config.status_sync_interval = Duration::from_secs(3600);
         config.transport.reconnect.min_delay = Duration::from_millis(200);
         config.transport.reconnect.max_delay = Duration::from_secs(3);
+        // Upstream resync only, as an OCM agent (reconnect-storm compares the two).
+        config.resync_digest = !no_digest;
         let sim = Arc::new(SimulatedCluster::new(SimConfig {
             ready_after: Duration::ZERO,
             snapshot: None,
@@ -53,32 +58,51 @@ pub async fn run(
     while let Ok(Some(line)) = lines.next_line().await {
         match line.trim() {
             "stats" => {
-                let mut s = [0u64; 12];
+                let mut t: BTreeMap<&str, u64> = BTreeMap::new();
+                let mut add = |k: &'static str, v: u64| *t.entry(k).or_insert(0) += v;
                 for a in &agents {
-                    let t = a.transport_stats();
+                    let ts = a.transport_stats();
                     let g = a.stats();
-                    let c = t.connects.load(Ordering::Relaxed);
-                    s[0] += u64::from(c > 0);
-                    s[1] += c;
-                    s[2] += t.reconnects.load(Ordering::Relaxed);
-                    s[3] += t.received.load(Ordering::Relaxed);
-                    s[4] += t.published.load(Ordering::Relaxed);
-                    s[5] += t.bytes_received.load(Ordering::Relaxed);
-                    s[6] += t.bytes_published.load(Ordering::Relaxed);
-                    s[7] += g.applied.load(Ordering::Relaxed);
-                    s[8] += g.status_sent.load(Ordering::Relaxed);
-                    s[9] += g.resync_requests.load(Ordering::Relaxed);
-                    s[10] += g.status_resyncs.load(Ordering::Relaxed);
-                    s[11] += u64::from(a.is_finished());
+                    let c = ts.connects.load(Ordering::Relaxed);
+                    add("connected", u64::from(c > 0));
+                    add("connects", c);
+                    add("reconnects", ts.reconnects.load(Ordering::Relaxed));
+                    add("received", ts.received.load(Ordering::Relaxed));
+                    add("published", ts.published.load(Ordering::Relaxed));
+                    add("bytes_received", ts.bytes_received.load(Ordering::Relaxed));
+                    add(
+                        "bytes_published",
+                        ts.bytes_published.load(Ordering::Relaxed),
+                    );
+                    add(
+                        "message_bytes_received",
+                        ts.message_bytes_received.load(Ordering::Relaxed),
+                    );
+                    add(
+                        "message_bytes_published",
+                        ts.message_bytes_published.load(Ordering::Relaxed),
+                    );
+                    add("applied", g.applied.load(Ordering::Relaxed));
+                    add("duplicates", g.duplicates.load(Ordering::Relaxed));
+                    add("stale", g.stale.load(Ordering::Relaxed));
+                    add("status_sent", g.status_sent.load(Ordering::Relaxed));
+                    add("resync_requests", g.resync_requests.load(Ordering::Relaxed));
+                    add("digest_requests", g.digest_requests.load(Ordering::Relaxed));
+                    add(
+                        "resyncs_in_sync",
+                        g.spec_resyncs_in_sync.load(Ordering::Relaxed),
+                    );
+                    add("resyncs_done", g.spec_resyncs_done.load(Ordering::Relaxed));
+                    add(
+                        "resync_fallbacks",
+                        g.spec_resync_fallbacks.load(Ordering::Relaxed),
+                    );
+                    add("status_resyncs", g.status_resyncs.load(Ordering::Relaxed));
+                    add("finished", u64::from(a.is_finished()));
                 }
-                let v = json!({
-                    "agents": agents.len(), "connected": s[0], "connects": s[1],
-                    "reconnects": s[2], "received": s[3], "published": s[4],
-                    "bytes_received": s[5], "bytes_published": s[6], "applied": s[7],
-                    "status_sent": s[8], "resync_requests": s[9], "status_resyncs": s[10],
-                    "finished": s[11],
-                    "rss_kb": crate::common::self_rss_kb(),
-                });
+                let mut v = json!(t);
+                v["agents"] = json!(agents.len());
+                v["rss_kb"] = json!(crate::common::self_rss_kb());
                 let line = format!("{v}\n");
                 if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
                     break;
