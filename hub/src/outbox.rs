@@ -12,8 +12,11 @@
 //!
 //! Publishing is pipelined: up to `WINDOW` events are in flight, handed to the
 //! transport in row order (so the wire keeps per-cluster order: a delete never
-//! overtakes the create before it) and completed in row order; at the first failure
+//! overtakes the create before it) and acknowledged in row order; at the first failure
 //! the rest are not completed and go out again (receivers are idempotent).
+//! Acknowledged rows are completed `COMPLETE_BATCH` at a time through the store's group
+//! commit, without stopping to wait for it; the cursor only moves past rows whose
+//! completion committed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,10 +33,10 @@ use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
 
 use crate::metrics::Metrics;
-use crate::store::{OutboxEntry, StoreHandle, WriteOp};
+use crate::store::{OutboxEntry, PendingWrite, StoreHandle, WriteOp};
 
 /// Rows fetched per query.
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// Events in flight (sent, not yet acknowledged) at once.
 const WINDOW: usize = 256;
 /// Acknowledged rows completed per store write.
@@ -76,6 +79,12 @@ fn unpublishable(
     Ok((topic, event))
 }
 
+/// Acknowledged rows whose removal is committing.
+struct Completing {
+    pending: PendingWrite,
+    rows: Vec<(i64, String)>,
+}
+
 /// A row whose event is on its way to the broker.
 struct InFlight {
     id: i64,
@@ -109,6 +118,7 @@ impl OutboxPublisher {
             // rows are completed COMPLETE_BATCH at a time.
             let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
             let mut acked: Vec<(i64, String)> = Vec::with_capacity(COMPLETE_BATCH);
+            let mut completing: VecDeque<Completing> = VecDeque::new();
             let mut failed = false;
             for entry in batch {
                 let (topic, event) = match unpublishable(&entry, &self.topics, &self.source_id) {
@@ -116,7 +126,7 @@ impl OutboxPublisher {
                     Err(reason) => {
                         tracing::error!(id = entry.id, %reason, "outbox row cannot be published; skipped and kept");
                         self.metrics.dropped("outbox_unpublishable");
-                        if inflight.is_empty() && acked.is_empty() {
+                        if inflight.is_empty() && acked.is_empty() && completing.is_empty() {
                             cursor = entry.id;
                         }
                         continue;
@@ -125,10 +135,7 @@ impl OutboxPublisher {
                 while inflight.len() >= WINDOW && !failed {
                     failed = !self.ack_front(&mut inflight, &mut acked).await;
                     if acked.len() >= COMPLETE_BATCH && !failed {
-                        match self.complete(&mut acked).await {
-                            Some(id) => cursor = id,
-                            None => failed = true,
-                        }
+                        completing.push_back(self.queue_completion(&mut acked).await);
                     }
                 }
                 if failed {
@@ -153,9 +160,19 @@ impl OutboxPublisher {
             }
             // Rows acknowledged before a failure are still completed.
             if !acked.is_empty() {
-                match self.complete(&mut acked).await {
-                    Some(id) => cursor = id,
-                    None => failed = true,
+                completing.push_back(self.queue_completion(&mut acked).await);
+            }
+            // The cursor moves past completed rows only, in order: rows of a failed
+            // completion are read and sent again (receivers are idempotent).
+            let mut contiguous = true;
+            for c in completing.drain(..) {
+                match self.finish_completion(c).await {
+                    Some(id) if contiguous => cursor = id,
+                    Some(_) => {}
+                    None => {
+                        contiguous = false;
+                        failed = true;
+                    }
                 }
             }
             if failed {
@@ -217,19 +234,27 @@ impl OutboxPublisher {
         }
     }
 
-    /// Removes acknowledged rows and writes their audit rows, in one group-committed
-    /// write; returns the last completed id, or `None` if the store failed (the rows
-    /// stay and are sent again: receivers are idempotent).
-    async fn complete(&self, acked: &mut Vec<(i64, String)>) -> Option<i64> {
-        let last = acked.last()?.0;
-        let ids = acked.iter().map(|(id, _)| *id).collect();
+    /// Queues the removal of acknowledged rows (and their audit rows) as one
+    /// group-committed write, without waiting for it: publishing goes on while it commits.
+    async fn queue_completion(&self, acked: &mut Vec<(i64, String)>) -> Completing {
+        let rows = std::mem::take(acked);
         let op = WriteOp::CompleteOutbox {
-            ids,
+            ids: rows.iter().map(|(id, _)| *id).collect(),
             sent_at: Utc::now(),
         };
-        match self.store.write(op).await {
+        Completing {
+            pending: self.store.submit(op).await,
+            rows,
+        }
+    }
+
+    /// Waits for a queued completion; returns the last completed id, or `None` if the
+    /// store failed (the rows stay and are sent again).
+    async fn finish_completion(&self, c: Completing) -> Option<i64> {
+        let last = c.rows.last()?.0;
+        match c.pending.outcome().await {
             Ok(_) => {
-                for (id, ty) in acked.drain(..) {
+                for (id, ty) in c.rows {
                     self.metrics.sent(&ty);
                     tracing::debug!(id, ty, "published");
                 }
@@ -237,7 +262,6 @@ impl OutboxPublisher {
             }
             Err(e) => {
                 tracing::error!(last, error = %e, "published but cannot complete the outbox rows");
-                acked.clear();
                 None
             }
         }
