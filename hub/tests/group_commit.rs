@@ -2,11 +2,14 @@
 //! (a failing op leaves no trace and does not spoil the others), and the whole batch is
 //! durable once answered; concurrent writers through `StoreHandle` share commits.
 
+mod work_fixture;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
+use work_fixture::desired;
 use workbus_hub::metrics::Metrics;
 use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::sqlite::SqliteStore;
@@ -14,25 +17,6 @@ use workbus_hub::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, Store, StoreError, StoreHandle, WorkKey,
     WriteOp, WriteOutput,
 };
-use workbus_schemas::work::ManifestWorkSpec;
-
-fn desired(cluster: &str, name: &str, data: &str) -> DesiredWork {
-    let spec: ManifestWorkSpec = serde_json::from_value(serde_json::json!({
-        "workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "cm", "namespace": "default"}, "data": {"k": data}}]}
-    }))
-    .unwrap();
-    DesiredWork {
-        key: WorkKey {
-            cluster: cluster.into(),
-            name: name.into(),
-        },
-        uid: workbus_schemas::resource_id::work_resource_id("src", cluster, name).to_string(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        spec,
-    }
-}
 
 fn builder() -> SharedSpecEventBuilder {
     let now = Utc::now();

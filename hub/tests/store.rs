@@ -2,34 +2,19 @@
 //! work CRUD with the generation rules, the outbox written in the same transaction,
 //! the append-only audit log, and a corrupt row reported instead of a panic.
 
+mod work_fixture;
+
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use work_fixture::desired;
 use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::migrations::latest_version;
 use workbus_hub::store::sqlite::SqliteStore;
 use workbus_hub::store::{
     ApplyOutcome, DesiredWork, IncomingStatus, Store, StoreError, WorkFilter, WorkKey,
 };
-use workbus_schemas::work::{ManifestWorkSpec, ManifestWorkStatus};
-
-fn desired(cluster: &str, name: &str, data: &str) -> DesiredWork {
-    let spec: ManifestWorkSpec = serde_json::from_value(serde_json::json!({
-        "workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "cm", "namespace": "default"}, "data": {"k": data}}]}
-    }))
-    .unwrap();
-    DesiredWork {
-        key: WorkKey {
-            cluster: cluster.into(),
-            name: name.into(),
-        },
-        uid: workbus_schemas::resource_id::work_resource_id("src", cluster, name).to_string(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        spec,
-    }
-}
+use workbus_schemas::work::ManifestWorkStatus;
 
 fn apply(s: &SqliteStore, d: &DesiredWork) -> Result<ApplyOutcome, StoreError> {
     let now = Utc::now();

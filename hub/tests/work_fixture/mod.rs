@@ -1,0 +1,26 @@
+//! The desired work the store tests write: one ConfigMap whose value varies.
+
+use std::collections::BTreeMap;
+
+use workbus_hub::store::{DesiredWork, WorkKey};
+use workbus_schemas::work::ManifestWorkSpec;
+
+/// Work `name` on `cluster` holding a ConfigMap with `data` (uid as the hub derives it
+/// for source `src`).
+pub fn desired(cluster: &str, name: &str, data: &str) -> DesiredWork {
+    let spec: ManifestWorkSpec = serde_json::from_value(serde_json::json!({
+        "workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cm", "namespace": "default"}, "data": {"k": data}}]}
+    }))
+    .unwrap();
+    DesiredWork {
+        key: WorkKey {
+            cluster: cluster.into(),
+            name: name.into(),
+        },
+        uid: workbus_schemas::resource_id::work_resource_id("src", cluster, name).to_string(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        spec,
+    }
+}
