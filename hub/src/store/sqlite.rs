@@ -2,9 +2,11 @@
 //! call that returned `Ok` survives a power cut, and foreign keys on (a cluster with
 //! works cannot vanish; a work's status goes with the work).
 //!
-//! One connection behind a mutex: SQLite serialises writers anyway, and the hub's write
-//! rate is bounded by `fsync`, not by lock contention. Stored JSON that no longer
-//! decodes is reported as [`StoreError::Corrupt`] and left untouched.
+//! One write connection (SQLite serialises writers anyway; the group committer batches
+//! onto it), one read connection (WAL lets reads run beside a commit, so listing works
+//! or reading the outbox never waits for one), and the background checkpointer's.
+//! Stored JSON that no longer decodes is reported as [`StoreError::Corrupt`] and left
+//! untouched.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +27,8 @@ use crate::source::status_rule::{StatusDecision, decide};
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Reads go here, so listing works or reading the outbox never waits for a commit.
+    reader: Mutex<Connection>,
     /// Keeps WAL checkpoints off the commit path; stopped when the store is dropped.
     _checkpointer: Checkpointer,
 }
@@ -478,8 +482,13 @@ impl SqliteStore {
         )?;
         migrations::migrate(&mut conn)?;
         let checkpointer = Checkpointer::start(path)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")?;
+        reader.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             _checkpointer: checkpointer,
         })
     }
@@ -488,6 +497,14 @@ impl SqliteStore {
         self.conn
             .lock()
             .map_err(|_| StoreError::Backend("store connection lock poisoned".into()))
+    }
+
+    /// The read connection: reads see the last committed state and never wait for the
+    /// writer's batch (WAL lets one writer and readers run at once).
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.reader
+            .lock()
+            .map_err(|_| StoreError::Backend("store read connection lock poisoned".into()))
     }
 
     /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so a
@@ -558,7 +575,7 @@ impl Store for SqliteStore {
     }
 
     fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let raw = conn
             .query_row(
                 "SELECT name, labels, created, last_heard FROM clusters WHERE name = ?1",
@@ -570,7 +587,7 @@ impl Store for SqliteStore {
     }
 
     fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT name, labels, created, last_heard FROM clusters ORDER BY name",
         )?;
@@ -633,11 +650,11 @@ impl Store for SqliteStore {
     }
 
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_key(&*self.conn()?, key)
+        work_by_key(&*self.reader()?, key)
     }
 
     fn get_work_by_uid(&self, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_uid(&*self.conn()?, uid)
+        work_by_uid(&*self.reader()?, uid)
     }
 
     fn list_works(&self, filter: &WorkFilter) -> Result<Vec<WorkRecord>, StoreError> {
@@ -677,12 +694,12 @@ impl Store for SqliteStore {
             " ORDER BY w.cluster, w.name LIMIT ?{}",
             values.len()
         ));
-        query_works(&*self.conn()?, &sql, values)
+        query_works(&*self.reader()?, &sql, values)
     }
 
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
         query_works(
-            &*self.conn()?,
+            &*self.reader()?,
             "WHERE w.cluster = ?1 ORDER BY w.name",
             vec![cluster.to_string().into()],
         )
@@ -726,7 +743,7 @@ impl Store for SqliteStore {
     }
 
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, cluster, resource_id, event, attempts FROM outbox \
              WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -771,7 +788,7 @@ impl Store for SqliteStore {
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
         let n: i64 = self
-            .conn()?
+            .reader()?
             .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
@@ -785,7 +802,7 @@ impl Store for SqliteStore {
         resource_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT at, direction, cluster, resource_id, event_type, event FROM audit \
              WHERE ?1 IS NULL OR resource_id = ?1 ORDER BY id LIMIT ?2",
