@@ -106,7 +106,7 @@ impl Hub {
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
         let metrics = Arc::new(Metrics::default());
-        let store = StoreHandle::new(Arc::new(sqlite), metrics.clone());
+        let store = StoreHandle::new(Arc::new(sqlite), metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

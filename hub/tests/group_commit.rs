@@ -127,7 +127,7 @@ async fn concurrent_writers_share_commits() {
         .create_cluster("c1", &BTreeMap::new(), Utc::now())
         .unwrap();
     let metrics = Arc::new(Metrics::default());
-    let store = StoreHandle::new(Arc::new(sqlite), metrics.clone());
+    let store = StoreHandle::new(Arc::new(sqlite), metrics.clone()).unwrap();
     const WRITERS: usize = 400;
     let mut joins = Vec::new();
     for i in 0..WRITERS {

@@ -25,12 +25,13 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Wraps a store and starts its group committer (needs a tokio runtime). Commit
-    /// counts go to `metrics`.
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    /// Wraps a store and starts its group committer thread. Commit counts go to
+    /// `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let (committer, queue) = mpsc::channel(group_commit::QUEUE);
-        tokio::spawn(group_commit::run(store.clone(), queue, metrics));
-        StoreHandle { store, committer }
+        group_commit::start(store.clone(), queue, metrics)
+            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+        Ok(StoreHandle { store, committer })
     }
 
     /// The store itself, for synchronous callers (tests, blocking threads).
