@@ -16,7 +16,7 @@
 //! holds, deleting ones included); the hub's covers every work it holds for the cluster.
 //!
 //! ## Extensions
-//! - [`RESYNC_DIGEST`] (`resyncdigest`, string): a digest, or on a reply the sender's own.
+//! - [`RESYNC_DIGEST`] (`resyncdigest`, string): a digest (requests only; a reply needs none).
 //! - [`RESYNC_MODE`] (`resyncmode`, string): [`MODE_DIGEST`] on a digest-only request;
 //!   on a reply one of [`MODE_IN_SYNC`], [`MODE_FULL`], [`MODE_DONE`] ([`ResyncReply`]).
 //!
@@ -42,7 +42,7 @@
 //!    got it anyway would read the empty list upstream-style and resend every work: more
 //!    traffic, still correct, because §7.2 ignores what the agent already has.)
 //! 2. The source answers with **one** reply event, `...spec.resync_response` carrying
-//!    `clustername`, `resyncmode` and the source's digest, and no `resourceid` and no data:
+//!    `clustername` and `resyncmode`, and no `resourceid`, no data and no digest:
 //!    - [`ResyncReply::InSync`] when [`spec_digest_reply`] finds the digests equal and no
 //!      work deleting or unversioned, i.e. exactly when the upstream answer to the listed
 //!      request would be empty. That is the whole resync: one request, one reply.
@@ -180,13 +180,13 @@ pub fn is_digest_request(event: &Event) -> bool {
 }
 
 /// The source's reply event to a spec resync request of `cluster`: a
-/// `...spec.resync_response` with `clustername`, `originalsource = ""`, [`RESYNC_MODE`]
-/// and the source's own spec digest, no `resourceid` and no data.
+/// `...spec.resync_response` with `clustername`, `originalsource = ""` and
+/// [`RESYNC_MODE`]; no `resourceid`, no data and no digest (the agent has no use for the
+/// source's digest, and an unchanged agent's resync should cost as few bytes as it can).
 pub fn spec_resync_reply(
     source_id: &str,
     cluster: &str,
     reply: ResyncReply,
-    source_digest: &str,
     time: DateTime<Utc>,
 ) -> Event {
     let ty = EventType::manifest_bundles(SubResource::Spec, Action::ResyncResponse);
@@ -194,7 +194,6 @@ pub fn spec_resync_reply(
     e.set_cluster_name(cluster);
     e.set_original_source("");
     e.set_extension(RESYNC_MODE, reply.as_str());
-    set_digest(&mut e, source_digest);
     e
 }
 
@@ -217,20 +216,19 @@ pub fn reply_of(event: &Event) -> Option<ResyncReply> {
 /// upstream answer ([`crate::resync::spec_resync_answer`]) to the equivalent listed
 /// request would be empty — same `(id, version)` set, no work being deleted (those are
 /// always sent) and none unversioned (version 0 is always sent); otherwise
-/// [`ResyncReply::Full`]. Returns the source's digest too, for the reply.
-pub fn spec_digest_reply(request_digest: &str, works: &[SourceWork]) -> (ResyncReply, String) {
+/// [`ResyncReply::Full`].
+pub fn spec_digest_reply(request_digest: &str, works: &[SourceWork]) -> ResyncReply {
     let ours = spec_digest(
         works
             .iter()
             .map(|w| (w.resource_id.as_str(), w.resource_version)),
     );
     let quiet = works.iter().all(|w| !w.deleting && w.resource_version != 0);
-    let reply = if quiet && ours == request_digest {
+    if quiet && ours == request_digest {
         ResyncReply::InSync
     } else {
         ResyncReply::Full
-    };
-    (reply, ours)
+    }
 }
 
 #[cfg(test)]
@@ -267,24 +265,22 @@ mod tests {
     fn in_sync_exactly_when_the_upstream_answer_would_be_empty() {
         let works = [work("w1", 1, false), work("w2", 3, false)];
         let agent = spec_digest([("w2", 3), ("w1", 1)]);
-        let (reply, ours) = spec_digest_reply(&agent, &works);
-        assert_eq!(reply, ResyncReply::InSync);
-        assert_eq!(ours, agent);
+        assert_eq!(spec_digest_reply(&agent, &works), ResyncReply::InSync);
         // Newer version at the source, a work the agent lacks, one it has extra.
         for other in [
             spec_digest([("w1", 1), ("w2", 2)]),
             spec_digest([("w1", 1)]),
             spec_digest([("w1", 1), ("w2", 3), ("w3", 1)]),
         ] {
-            assert_eq!(spec_digest_reply(&other, &works).0, ResyncReply::Full);
+            assert_eq!(spec_digest_reply(&other, &works), ResyncReply::Full);
         }
         // A deleting work is always sent upstream, so it is never "in sync".
         let deleting = [work("w1", 1, true)];
         let d = spec_digest([("w1", 1)]);
-        assert_eq!(spec_digest_reply(&d, &deleting).0, ResyncReply::Full);
+        assert_eq!(spec_digest_reply(&d, &deleting), ResyncReply::Full);
         // No works on either side: in sync.
         assert_eq!(
-            spec_digest_reply(&spec_digest([]), &[]).0,
+            spec_digest_reply(&spec_digest([]), &[]),
             ResyncReply::InSync
         );
     }
@@ -292,10 +288,11 @@ mod tests {
     #[test]
     fn reply_and_digest_request_survive_binary_mode() {
         use crate::mqtt::{Encoding, decode, encode};
-        let reply = spec_resync_reply("hub", "edge-1", ResyncReply::InSync, "abc", Utc::now());
+        let reply = spec_resync_reply("hub", "edge-1", ResyncReply::InSync, Utc::now());
         let decoded = decode(&encode(&reply, "t", Encoding::Binary).unwrap()).unwrap();
         assert_eq!(reply_of(&decoded), Some(ResyncReply::InSync));
-        assert_eq!(digest_of(&decoded), Some("abc"));
+        // A reply carries no digest: the agent has no use for the source's.
+        assert_eq!(digest_of(&decoded), None);
         assert!(!is_digest_request(&decoded));
         // An ordinary spec event with a resourceid is never taken for a reply.
         let mut spec = decoded.clone();

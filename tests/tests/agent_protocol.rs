@@ -675,7 +675,7 @@ async fn advertising_source_gets_the_digest_form_and_full_falls_back(broker: &Te
         ))
         .await;
     source.next_status("applied", &id, |_| true).await;
-    let reply = |r| spec_resync_reply(&source_id, &cluster, r, "source-digest", chrono::Utc::now());
+    let reply = |r| spec_resync_reply(&source_id, &cluster, r, chrono::Utc::now());
     source.publish(&cluster, &reply(ResyncReply::Done)).await;
     let stats = agent.stats().clone();
     workbus_tests::wait_until("the done reply", || {

@@ -202,10 +202,10 @@ pub fn spec_resync_reply_events(
     works: &[WorkRecord],
     now: DateTime<Utc>,
 ) -> (Vec<NewOutbox>, Vec<String>) {
-    let reply = |reply: ResyncReply, digest: &str| NewOutbox {
+    let reply = |reply: ResyncReply| NewOutbox {
         cluster: cluster.to_string(),
         resource_id: None,
-        event: resync_digest::spec_resync_reply(source_id, cluster, reply, digest, now),
+        event: resync_digest::spec_resync_reply(source_id, cluster, reply, now),
     };
     match form {
         SpecRequestForm::Upstream(request) => {
@@ -214,15 +214,13 @@ pub fn spec_resync_reply_events(
         SpecRequestForm::Advertising(request) => {
             let (mut events, errors) =
                 spec_resync_answer_events(source_id, cluster, request, works, now);
-            let ours =
-                resync_digest::spec_digest(works.iter().map(|w| (w.uid.as_str(), w.generation)));
             // Queued after the answers, so it reaches the agent after them.
-            events.push(reply(ResyncReply::Done, &ours));
+            events.push(reply(ResyncReply::Done));
             (events, errors)
         }
         SpecRequestForm::DigestOnly(theirs) => {
-            let (verdict, ours) = resync_digest::spec_digest_reply(theirs, &source_works(works));
-            (vec![reply(verdict, &ours)], Vec::new())
+            let verdict = resync_digest::spec_digest_reply(theirs, &source_works(works));
+            (vec![reply(verdict)], Vec::new())
         }
     }
 }
