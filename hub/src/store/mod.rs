@@ -216,12 +216,7 @@ pub trait Store: Send + Sync + 'static {
     /// commit (one `fsync`) for the whole batch is what group commit is for. A failing
     /// op changes nothing and does not affect the others; if the final commit fails,
     /// every op fails. Results are in `ops` order.
-    ///
-    /// The default runs each op through its own method (each durable on its own);
-    /// implementations override it to share one commit.
-    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>> {
-        ops.into_iter().map(|op| run_op_alone(self, op)).collect()
-    }
+    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>>;
 
     /// Queues events that change no work (resync answers and requests).
     fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError>;
@@ -240,32 +235,4 @@ pub trait Store: Send + Sync + 'static {
     /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
     fn audit(&self, resource_id: Option<&str>, limit: usize)
     -> Result<Vec<AuditEntry>, StoreError>;
-}
-
-/// Runs one [`WriteOp`] through the plain [`Store`] methods.
-fn run_op_alone<S: Store + ?Sized>(store: &S, op: WriteOp) -> Result<WriteOutput, StoreError> {
-    match op {
-        WriteOp::ApplyWork {
-            desired,
-            create_only,
-            now,
-            build,
-        } => store
-            .apply_work(&desired, create_only, now, &*build)
-            .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
-        WriteOp::MarkDeleting { key, now, build } => store
-            .mark_deleting(&key, now, &*build)
-            .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
-        WriteOp::IngestStatus { status, audit } => store
-            .ingest_status(&status, &audit)
-            .map(WriteOutput::Status),
-        WriteOp::CompleteOutbox { ids, sent_at } => {
-            for id in ids {
-                store.complete_outbox(id, sent_at)?;
-            }
-            Ok(WriteOutput::Done)
-        }
-        WriteOp::AuditReceived(entry) => store.audit_received(&entry).map(|()| WriteOutput::Done),
-        WriteOp::Enqueue { events, now } => store.enqueue(&events, now).map(|()| WriteOutput::Done),
-    }
 }
