@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use workbus_schemas::mqtt::MqttMessage;
 
-use crate::transport::{Publisher, ReconnectPolicy};
+use crate::transport::{PublishError, Publisher, ReconnectPolicy};
 
 /// One event to deliver.
 #[derive(Debug, Clone)]
@@ -85,15 +85,19 @@ async fn run(
                     hash: item.hash,
                 });
             }
-            Err(crate::transport::PublishError::Closed) => return,
+            Err(PublishError::Closed) => return,
             Err(e) => {
                 tracing::debug!(error = %e, key = %item.key, "publish failed; will retry");
                 // Put it back unless a newer one for the same key arrived meanwhile.
                 if !pending.iter().any(|p| p.key == item.key) {
                     pending.push_front(item);
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(retry.max_delay.max(Duration::from_millis(1)));
+                // A lost connection is no reason to wait: the next publish queues until
+                // the transport has reconnected. Anything else backs off.
+                if e != PublishError::ConnectionLost {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(retry.max_delay.max(Duration::from_millis(1)));
+                }
             }
         }
     }

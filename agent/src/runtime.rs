@@ -57,6 +57,9 @@ pub struct AgentStats {
     pub other_cluster: AtomicU64,
     /// Messages that are not valid events, or events that fail to decode.
     pub malformed: AtomicU64,
+    /// Status events queued for publishing (a newer one of the same work replaces one
+    /// not yet sent).
+    pub status_queued: AtomicU64,
     /// Status events acknowledged by the broker.
     pub status_sent: AtomicU64,
     /// Spec resync requests sent.
@@ -94,6 +97,13 @@ pub enum AgentError {
     Tls(#[from] crate::transport::TlsError),
 }
 
+/// The longest [`AgentHandle::shutdown`] takes, in every connection state.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the DISCONNECT may take to reach the broker when connected: a work being
+/// applied finishes first, so this leaves the rest of [`SHUTDOWN_LIMIT`] for it.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
 /// A running agent.
 pub struct AgentHandle {
     stats: Arc<AgentStats>,
@@ -113,10 +123,18 @@ impl AgentHandle {
         &self.transport_stats
     }
 
-    /// Disconnects cleanly and waits for the agent to stop.
-    pub async fn shutdown(self) {
+    /// Disconnects cleanly when connected and waits for the agent to stop — never longer
+    /// than [`SHUTDOWN_LIMIT`], connected or not (systemd and Kubernetes SIGKILL what
+    /// does not stop in time). Whatever the agent holds is already in its store.
+    pub async fn shutdown(mut self) {
         self.shutdown.notify_one();
-        let _ = self.task.await;
+        if tokio::time::timeout(SHUTDOWN_LIMIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("agent did not stop within {SHUTDOWN_LIMIT:?}; stopping it");
+            self.task.abort();
+        }
     }
 
     /// Stops the agent at once without a DISCONNECT: a crash, for fault tests. The store
@@ -231,8 +249,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 Some(d) = delivered.recv() => self.on_delivered(d),
                 _ = sleep => self.on_timers().await,
                 _ = shutdown.notified() => {
-                    transport.publisher.disconnect().await;
-                    transport.join().await;
+                    // Everything the agent holds is already durable (store and target are
+                    // written on every change); only the goodbye to the broker is left,
+                    // and an edge device is often without one.
+                    transport.shutdown(DISCONNECT_GRACE).await;
                     break;
                 }
             }
@@ -616,6 +636,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 if let Some(r) = self.works.get_mut(uid) {
                     r.last_sequence_id = built.sequence_id;
                 }
+                bump(&self.stats.status_queued);
                 let _ = self.outgoing.send(OutgoingItem {
                     key: uid.to_string(),
                     message: built.message,

@@ -16,8 +16,7 @@
 //! It lives in the agent crate because the agent is the constrained side that must own
 //! its dependencies; the hub reuses it rather than keeping a second MQTT client.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
+use acks::AckTracker;
+
+mod acks;
 mod from_config;
 mod tls;
 mod v311;
@@ -108,6 +110,9 @@ pub struct TransportConfig {
     pub reconnect: ReconnectPolicy,
     /// Capacity of the received-message queue (backpressure towards the broker).
     pub inbound_capacity: usize,
+    /// How long a publish may wait for its acknowledgement on a live connection
+    /// (a lost connection fails it at once with [`PublishError::ConnectionLost`]).
+    pub ack_timeout: Duration,
 }
 
 impl TransportConfig {
@@ -127,6 +132,7 @@ impl TransportConfig {
             max_packet_size: 1024 * 1024,
             reconnect: ReconnectPolicy::default(),
             inbound_capacity: 1024,
+            ack_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -162,6 +168,11 @@ pub enum PublishError {
     /// No acknowledgement arrived in time; the caller may retry (receivers are idempotent).
     #[error("no acknowledgement within {0:?}")]
     Timeout(Duration),
+    /// The connection was lost before the broker acknowledged the message, and the
+    /// session it was sent in is gone (CleanStart): it was not delivered, or was
+    /// delivered without our knowing. The caller publishes it again.
+    #[error("connection lost before the broker acknowledged the message")]
+    ConnectionLost,
 }
 
 /// Counters of one transport, cheap to read at any time.
@@ -185,6 +196,10 @@ pub struct TransportStats {
     pub message_bytes_received: AtomicU64,
     /// Bytes of whole messages published (as [`TransportStats::message_bytes_received`]).
     pub message_bytes_published: AtomicU64,
+    /// Publishes failed because the connection was lost before their acknowledgement.
+    pub publishes_lost: AtomicU64,
+    /// Whether the session is connected now.
+    pub connected: AtomicBool,
 }
 
 /// Size of a message as counted by the `message_bytes_*` counters.
@@ -198,42 +213,6 @@ pub fn message_size(message: &MqttMessage) -> u64 {
         + message.content_type.as_ref().map_or(0, String::len)
         + props
         + message.payload.len()) as u64
-}
-
-/// Matches broker acknowledgements to publish calls.
-///
-/// rumqttc reports `Outgoing::Publish(pkid)` in request order, so the n-th unmatched
-/// outgoing publish belongs to the n-th waiter; retransmissions after a reconnect reuse
-/// their packet id and are recognised by it.
-#[derive(Default)]
-struct AckTracker {
-    unassigned: VecDeque<oneshot::Sender<()>>,
-    inflight: HashMap<u16, oneshot::Sender<()>>,
-}
-
-impl AckTracker {
-    fn on_outgoing_publish(&mut self, pkid: u16) {
-        if pkid != 0 && self.inflight.contains_key(&pkid) {
-            return; // retransmission
-        }
-        if let Some(waiter) = self.unassigned.pop_front() {
-            if pkid == 0 {
-                let _ = waiter.send(()); // QoS 0: done once written
-            } else {
-                self.inflight.insert(pkid, waiter);
-            }
-        }
-    }
-
-    fn on_ack(&mut self, pkid: u16) -> bool {
-        match self.inflight.remove(&pkid) {
-            Some(waiter) => {
-                let _ = waiter.send(());
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// The sending half of a transport. Cheap to clone.
@@ -283,8 +262,7 @@ impl Publisher {
             .acks
             .lock()
             .map_err(|_| PublishError::Closed)?
-            .unassigned
-            .push_back(tx);
+            .push(tx);
         let payload = Bytes::from(message.payload.clone());
         let sent = match &inner.client {
             Client::V5(c) => v5::publish(c, message, inner.qos, payload).await,
@@ -293,7 +271,7 @@ impl Publisher {
         if let Err(e) = sent {
             // Take our waiter back out; it is the last one pushed.
             if let Ok(mut acks) = inner.acks.lock() {
-                acks.unassigned.pop_back();
+                acks.pop_last();
             }
             return Err(e);
         }
@@ -311,6 +289,12 @@ impl Publisher {
         &self.inner.stats
     }
 
+    /// True while the session has a connection to the broker (between CONNACK and the
+    /// next connection loss).
+    pub fn is_connected(&self) -> bool {
+        self.inner.stats.connected.load(Ordering::Relaxed)
+    }
+
     /// Sends DISCONNECT; the session task then ends and [`Transport::join`] returns.
     pub async fn disconnect(&self) {
         match &self.inner.client {
@@ -326,7 +310,7 @@ impl Publisher {
 
 /// A publish on its way: resolves when the broker acknowledged it.
 pub struct PendingAck {
-    rx: oneshot::Receiver<()>,
+    rx: oneshot::Receiver<Result<(), PublishError>>,
     bytes: u64,
     message_bytes: u64,
     timeout: Duration,
@@ -337,7 +321,7 @@ impl PendingAck {
     /// Waits for the acknowledgement (bounded by the transport's ack timeout).
     pub async fn acknowledged(self) -> Result<(), PublishError> {
         match tokio::time::timeout(self.timeout, self.rx).await {
-            Ok(Ok(())) => {
+            Ok(Ok(Ok(()))) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_published
@@ -347,6 +331,7 @@ impl PendingAck {
                     .fetch_add(self.message_bytes, Ordering::Relaxed);
                 Ok(())
             }
+            Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(PublishError::Closed),
             Err(_) => Err(PublishError::Timeout(self.timeout)),
         }
@@ -403,7 +388,7 @@ impl Transport {
                 order: tokio::sync::Mutex::new(()),
                 qos: config.pub_qos,
                 max_packet_size: config.max_packet_size,
-                ack_timeout: Duration::from_secs(30),
+                ack_timeout: config.ack_timeout,
                 stats,
             }),
         };
@@ -421,11 +406,47 @@ impl Transport {
         }
     }
 
+    /// Ends the session within `grace`, whatever the connection's state: sends
+    /// DISCONNECT when connected and waits for it to go out; without a connection (the
+    /// normal state of an edge device) or past `grace`, stops the session task at once.
+    /// Unacknowledged publishes are simply not acknowledged: their owners keep them.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        // The request queue may be full while disconnected: never wait for room in it.
+        let queued = tokio::time::timeout_at(deadline, self.publisher.disconnect()).await;
+        if queued.is_ok() && self.publisher.is_connected() {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_ok() {
+                return;
+            }
+            tracing::debug!("DISCONNECT did not go out in time; stopping the session");
+        }
+        task.abort();
+        let _ = task.await;
+    }
+
     /// Stops the session task at once, without a DISCONNECT (a crash, for tests).
     pub fn abort(&self) {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// Whether a session task goes on after handling an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// The owner has gone away or asked to disconnect.
+    Stop,
+}
+
+impl From<bool> for Flow {
+    /// `true` (the owner is still there) continues.
+    fn from(go_on: bool) -> Self {
+        if go_on { Flow::Continue } else { Flow::Stop }
     }
 }
 
@@ -464,6 +485,7 @@ impl SessionLoop {
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.connected_once = true;
+        self.stats.connected.store(true, Ordering::Relaxed);
         self.delays = self.policy.delays();
         tracing::debug!(client_id = %self.client_id, "mqtt connected");
     }
@@ -477,6 +499,30 @@ impl SessionLoop {
     fn on_ack(&self, pkid: u16) {
         if let Ok(mut acks) = self.acks.lock() {
             acks.on_ack(pkid);
+        }
+    }
+
+    /// The connection is gone and, with it, the session: fails the waiters of every
+    /// publish rumqttc dropped (all written ones and the first `unsent_dropped` not yet
+    /// written, see [`acks`]).
+    fn connection_lost(&self, unsent_dropped: usize) {
+        self.stats.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut acks) = self.acks.lock() {
+            let failed = acks.connection_lost(unsent_dropped);
+            if failed > 0 {
+                self.stats
+                    .publishes_lost
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                tracing::debug!(client_id = %self.client_id, failed, "unacknowledged publishes dropped with the connection");
+            }
+        }
+    }
+
+    /// The session task ends: nobody will acknowledge anything any more.
+    fn closed(&self) {
+        self.stats.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.close();
         }
     }
 
@@ -526,33 +572,6 @@ fn qos_v4(q: u8) -> rumqttc::QoS {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ack_tracker_matches_in_order_and_ignores_retransmissions() {
-        let mut t = AckTracker::default();
-        let (a_tx, mut a_rx) = oneshot::channel();
-        let (b_tx, mut b_rx) = oneshot::channel();
-        t.unassigned.push_back(a_tx);
-        t.unassigned.push_back(b_tx);
-        t.on_outgoing_publish(7);
-        t.on_outgoing_publish(7); // retransmission after reconnect
-        t.on_outgoing_publish(8);
-        assert!(t.on_ack(8));
-        assert!(b_rx.try_recv().is_ok());
-        assert!(a_rx.try_recv().is_err());
-        assert!(t.on_ack(7));
-        assert!(a_rx.try_recv().is_ok());
-        assert!(!t.on_ack(9));
-    }
-
-    #[test]
-    fn qos0_completes_when_written() {
-        let mut t = AckTracker::default();
-        let (tx, mut rx) = oneshot::channel();
-        t.unassigned.push_back(tx);
-        t.on_outgoing_publish(0);
-        assert!(rx.try_recv().is_ok());
-    }
 
     #[test]
     fn reconnect_delays_are_bounded() {

@@ -235,8 +235,8 @@ impl HubHandle {
                 http.abort();
             }
         }
-        self.transport.publisher.disconnect().await;
-        self.transport.abort();
+        // Bounded: with the broker unreachable the DISCONNECT cannot go out.
+        self.transport.shutdown(Duration::from_secs(1)).await;
         for task in self.tasks {
             let _ = task.await;
         }

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod brokers;
 pub mod fake_source;
+pub mod fault_proxy;
 pub mod hubs;
 
 /// Maestro's golden events (shared with the schemas crate's tests).

@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
 use rumqttc::{Outgoing, Transport as RumqttTransport};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::{
-    AckTracker, PublishError, SessionLoop, TransportConfig, TransportEvent, TransportStats, qos_v5,
+    AckTracker, Flow, PublishError, SessionLoop, TransportConfig, TransportEvent, TransportStats,
+    qos_v5,
 };
 
 /// Most QoS 1 publishes in flight on one MQTT 5 connection (rumqttc's v4 default).
@@ -65,66 +66,123 @@ async fn run(
     filters: Vec<Filter>,
 ) {
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                session.on_connected();
-                if filters.is_empty() {
-                    if !session.emit(TransportEvent::Subscribed).await {
-                        return;
-                    }
-                } else if client.subscribe_many(filters.clone()).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let failed: Vec<_> = ack
-                    .return_codes
-                    .iter()
-                    .filter(|c| {
-                        !matches!(
-                            c,
-                            rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
-                        )
-                    })
-                    .collect();
-                if failed.is_empty() {
-                    if !session.emit(TransportEvent::Subscribed).await {
-                        return;
-                    }
-                } else {
-                    // Like sdk-go: a refused subscription fails the whole subscribe; retry
-                    // on a fresh connection after a backoff delay.
-                    let reason = format!("subscription refused: {failed:?}");
-                    let _ = client.disconnect().await;
-                    if !session.on_error(reason).await {
-                        return;
-                    }
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let props = p.properties.unwrap_or_default();
-                let message = MqttMessage {
-                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                    content_type: props.content_type,
-                    user_properties: props.user_properties,
-                    payload: p.payload.to_vec(),
-                };
-                if !session.emit(TransportEvent::Message(message)).await {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => session.on_ack(ack.pkid),
-            Ok(Event::Incoming(Packet::PubComp(ack))) => session.on_ack(ack.pkid),
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => session.on_outgoing_publish(pkid),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(ConnectionError::RequestsDone) => return,
-            Err(e) => {
-                if !session.on_error(e.to_string()).await {
-                    return;
-                }
+        let flow = match eventloop.poll().await {
+            Ok(event) => on_event(&mut session, &client, &filters, event).await,
+            Err(ConnectionError::RequestsDone) => Flow::Stop,
+            Err(e) => on_connection_lost(&mut session, &mut eventloop, e.to_string()).await,
+        };
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    session.closed();
+}
+
+/// Settles what the lost connection leaves behind, then waits the backoff delay.
+async fn on_connection_lost(
+    session: &mut SessionLoop,
+    eventloop: &mut EventLoop,
+    error: String,
+) -> Flow {
+    // Acknowledgements, writes and messages rumqttc read before the failure are still
+    // buffered; they count. Nothing else of the dead connection does.
+    let buffered: Vec<Event> = eventloop.state.events.drain(..).collect();
+    for event in buffered {
+        let counts = matches!(
+            event,
+            Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_) | Packet::Publish(_))
+                | Event::Outgoing(Outgoing::Publish(_) | Outgoing::Disconnect)
+        );
+        if counts && on_packet(session, event).await == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    // CleanStart: rumqttc drops the old session's publishes (moved to `pending` by its
+    // clean-up, the collision held back) on the next CONNACK. Those taken from the
+    // request channel were never written (packet id 0) and precede everything still in
+    // the channel; the written ones are the tracker's in-flight waiters.
+    let collided = usize::from(eventloop.state.collision.take().is_some());
+    let unsent = eventloop
+        .pending
+        .iter()
+        .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+        .count();
+    eventloop
+        .pending
+        .retain(|r| !matches!(r, Request::Publish(_)));
+    session.connection_lost(collided + unsent);
+    session.on_error(error).await.into()
+}
+
+async fn on_event(
+    session: &mut SessionLoop,
+    client: &AsyncClient,
+    filters: &[Filter],
+    event: Event,
+) -> Flow {
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => {
+            session.on_connected();
+            if filters.is_empty() {
+                session.emit(TransportEvent::Subscribed).await.into()
+            } else if client.subscribe_many(filters.to_vec()).await.is_err() {
+                Flow::Stop
+            } else {
+                Flow::Continue
             }
         }
+        Event::Incoming(Packet::SubAck(ack)) => {
+            let failed: Vec<_> = ack
+                .return_codes
+                .iter()
+                .filter(|c| {
+                    !matches!(
+                        c,
+                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                    )
+                })
+                .collect();
+            if failed.is_empty() {
+                session.emit(TransportEvent::Subscribed).await.into()
+            } else {
+                // Like sdk-go: a refused subscription fails the whole subscribe; retry
+                // on a fresh connection after a backoff delay.
+                let reason = format!("subscription refused: {failed:?}");
+                let _ = client.disconnect().await;
+                session.on_error(reason).await.into()
+            }
+        }
+        other => on_packet(session, other).await,
+    }
+}
+
+/// Messages, acknowledgements and writes: the same on a live or a lost connection.
+async fn on_packet(session: &mut SessionLoop, event: Event) -> Flow {
+    match event {
+        Event::Incoming(Packet::Publish(p)) => {
+            let props = p.properties.unwrap_or_default();
+            let message = MqttMessage {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                content_type: props.content_type,
+                user_properties: props.user_properties,
+                payload: p.payload.to_vec(),
+            };
+            session.emit(TransportEvent::Message(message)).await.into()
+        }
+        Event::Incoming(Packet::PubAck(ack)) => {
+            session.on_ack(ack.pkid);
+            Flow::Continue
+        }
+        Event::Incoming(Packet::PubComp(ack)) => {
+            session.on_ack(ack.pkid);
+            Flow::Continue
+        }
+        Event::Outgoing(Outgoing::Publish(pkid)) => {
+            session.on_outgoing_publish(pkid);
+            Flow::Continue
+        }
+        Event::Outgoing(Outgoing::Disconnect) => Flow::Stop,
+        _ => Flow::Continue,
     }
 }
 

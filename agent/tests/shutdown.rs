@@ -1,0 +1,142 @@
+//! The agent process stops on SIGTERM within its bound in every connection state (issue
+//! 9, bug 4: without a broker it printed `shutting down` and hung until SIGKILL, which
+//! systemd and Kubernetes would send on every stop of an edge device).
+//!
+//! States: never connected (nothing listens), connecting to a peer that never answers
+//! (a black-holed broker), and connected once, then the broker gone.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use workbus_agent::runtime::SHUTDOWN_LIMIT;
+
+/// Mosquitto, as `.ci/run` starts it.
+const MOSQUITTO: &str = "127.0.0.1:1883";
+
+/// A started agent process and its output lines (logs and banner, both streams).
+struct AgentProcess {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    _data: tempfile::TempDir,
+}
+
+/// Forwards every line of `stream` to `lines` until it ends.
+fn forward_lines(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    lines: mpsc::UnboundedSender<String>,
+) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            let _ = lines.send(line);
+        }
+    });
+}
+
+impl AgentProcess {
+    fn start(broker: &str) -> AgentProcess {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_workbus-agent"))
+            .arg("--spoke-cluster-name=edge-shutdown")
+            .arg(format!("--broker={broker}"))
+            .arg(format!("--data-dir={}", data.path().display()))
+            .env("RUST_LOG", "workbus_agent=debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent starts");
+        let (tx, lines) = mpsc::unbounded_channel();
+        forward_lines(child.stderr.take().unwrap(), tx.clone());
+        forward_lines(child.stdout.take().unwrap(), tx);
+        AgentProcess {
+            child,
+            lines,
+            _data: data,
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    async fn wait_line(&mut self, needle: &str) {
+        let found = timeout(Duration::from_secs(20), async {
+            while let Some(line) = self.lines.recv().await {
+                if line.contains(needle) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "agent never logged {needle:?}");
+    }
+
+    /// Sends SIGTERM and asserts a clean exit within the shutdown bound.
+    async fn terminate_within_bound(mut self) {
+        let pid = self.child.id().expect("running") as i32;
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exit = timeout(SHUTDOWN_LIMIT + Duration::from_secs(1), self.child.wait())
+            .await
+            .expect("the agent exits within its shutdown bound");
+        assert!(exit.unwrap().success(), "clean exit");
+        assert!(started.elapsed() <= SHUTDOWN_LIMIT + Duration::from_secs(1));
+    }
+}
+
+#[tokio::test]
+async fn exits_on_sigterm_when_never_connected() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut agent = AgentProcess::start(&format!("127.0.0.1:{port}"));
+    agent.wait_line("mqtt connection error").await;
+    agent.terminate_within_bound().await;
+}
+
+#[tokio::test]
+async fn exits_on_sigterm_while_the_broker_never_answers() {
+    // Accepts TCP, reads nothing, answers nothing: CONNECT waits for a CONNACK.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let mut agent = AgentProcess::start(&addr.to_string());
+    agent.wait_line("workbus-agent: cluster").await;
+    agent.terminate_within_bound().await;
+    held.abort();
+}
+
+#[tokio::test]
+async fn exits_on_sigterm_after_losing_the_broker() {
+    // A forwarder to Mosquitto that the test takes away once the agent is connected.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let forwarder = tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut broker = tokio::net::TcpStream::connect(MOSQUITTO).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+    });
+    let mut agent = AgentProcess::start(&addr.to_string());
+    agent.wait_line("mqtt connected").await;
+    forwarder.abort(); // closes both sockets and the listener
+    agent.wait_line("mqtt connection error").await;
+    agent.terminate_within_bound().await;
+}
