@@ -6,6 +6,7 @@
 //! forwards again. Loopback only.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +19,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     paused: watch::Sender<bool>,
     connections: Arc<Mutex<JoinSet<()>>>,
+    from_clients: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -28,16 +30,19 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("proxy address");
         let (paused, _) = watch::channel(false);
         let connections = Arc::new(Mutex::new(JoinSet::new()));
+        let from_clients = Arc::new(AtomicU64::new(0));
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
             paused.clone(),
             connections.clone(),
+            from_clients.clone(),
         ));
         FaultProxy {
             addr,
             paused,
             connections,
+            from_clients,
             accept,
         }
     }
@@ -45,6 +50,12 @@ impl FaultProxy {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Bytes read from clients so far, forwarded or held: tells a test that a client
+    /// has written something while the proxy is paused.
+    pub fn bytes_from_clients(&self) -> u64 {
+        self.from_clients.load(Ordering::Relaxed)
     }
 
     /// Stops forwarding; connections stay open, new ones are accepted and held.
@@ -77,13 +88,19 @@ async fn accept_loop(
     upstream: SocketAddr,
     paused: watch::Sender<bool>,
     connections: Arc<Mutex<JoinSet<()>>>,
+    from_clients: Arc<AtomicU64>,
 ) {
     while let Ok((client, _)) = listener.accept().await {
         let paused = paused.subscribe();
         if let Ok(mut set) = connections.lock() {
             // Reap finished connections so the set stays small in long runs.
             while set.try_join_next().is_some() {}
-            set.spawn(forward_connection(client, upstream, paused));
+            set.spawn(forward_connection(
+                client,
+                upstream,
+                paused,
+                from_clients.clone(),
+            ));
         }
     }
 }
@@ -92,6 +109,7 @@ async fn forward_connection(
     client: TcpStream,
     upstream: SocketAddr,
     paused: watch::Receiver<bool>,
+    from_clients: Arc<AtomicU64>,
 ) {
     let _ = client.set_nodelay(true);
     // A paused proxy holds a new connection before reaching the broker.
@@ -106,8 +124,8 @@ async fn forward_connection(
     let (server_read, server_write) = server.into_split();
     // Either direction ending ends the connection (like a broker closing it).
     tokio::select! {
-        _ = pump(client_read, server_write, paused.clone()) => {}
-        _ = pump(server_read, client_write, paused) => {}
+        _ = pump(client_read, server_write, paused.clone(), Some(from_clients)) => {}
+        _ = pump(server_read, client_write, paused, None) => {}
     }
 }
 
@@ -116,6 +134,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut paused: watch::Receiver<bool>,
+    counter: Option<Arc<AtomicU64>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -123,6 +142,9 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if let Some(counter) = &counter {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if wait_unpaused(&mut paused).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
             return;
         }

@@ -55,6 +55,7 @@ macro_rules! on_both_brokers {
 on_both_brokers!(
     acknowledgements_stay_matched_after_a_connection_loss,
     agent_keeps_converging_after_a_cut_in_flight_status,
+    hub_keeps_publishing_after_a_cut_in_flight_spec,
 );
 
 fn broker_addr(broker: &TestBroker) -> SocketAddr {
@@ -281,4 +282,78 @@ fn deployment_work(cluster: &str) -> serde_json::Value {
             }]
         }
     })
+}
+
+async fn hub_keeps_publishing_after_a_cut_in_flight_spec(broker: &mut TestBroker) {
+    let source = unique("hub");
+    let cluster = unique("edge");
+    let dir = tempfile::tempdir().unwrap();
+    // The hub reaches the broker through the proxy; the agent directly.
+    let proxy = FaultProxy::start(broker_addr(broker)).await;
+    let hub = start_hub(
+        &dir.path().join("hub"),
+        &source,
+        "127.0.0.1",
+        proxy.addr().port(),
+    )
+    .await;
+    let mut changes = hub.watch();
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+    let sim = Arc::new(SimulatedCluster::new(SimConfig {
+        ready_after: Duration::from_millis(50),
+        snapshot: None,
+    }));
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source, &cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
+    );
+    assert_eq!(put_work(&hub, &cluster, "w0", "cm0", "v").await, 201);
+    wait_work(&hub, &mut changes, &cluster, "w0", "w0 applied", |w| {
+        applied_at(w, 1)
+    })
+    .await;
+
+    // A spec event goes out while the broker does not answer; then the broker is gone.
+    proxy.pause();
+    let written = proxy.bytes_from_clients();
+    assert_eq!(put_work(&hub, &cluster, "w1", "cm1", "v").await, 201);
+    wait_until("the hub writes the spec event", || {
+        proxy.bytes_from_clients() > written
+    })
+    .await;
+    proxy.cut();
+    proxy.resume();
+    wait_work(&hub, &mut changes, &cluster, "w1", "w1 applied", |w| {
+        applied_at(w, 1)
+    })
+    .await;
+
+    // Every later spec reaches the agent in bounded time while packet ids come round.
+    for n in 2..=40 {
+        let name = format!("w{n}");
+        assert_eq!(
+            put_work(&hub, &cluster, &name, &format!("cm{n}"), "v").await,
+            201
+        );
+    }
+    for n in 2..=40 {
+        let name = format!("w{n}");
+        wait_work(
+            &hub,
+            &mut changes,
+            &cluster,
+            &name,
+            &format!("{name} applied"),
+            |w| applied_at(w, 1),
+        )
+        .await;
+    }
+    assert_eq!(
+        sim.object("", "v1", "configmaps", "default", "cm40")
+            .unwrap()["data"]["v"],
+        "v"
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
 }
