@@ -12,7 +12,7 @@ use workbus_schemas::config::{MqttConfig, parse_go_duration};
 use workbus_schemas::topics::Topics;
 
 use crate::config::AgentConfig;
-use crate::transport::{Protocol, TransportConfig};
+use workbus_transport::{Protocol, TransportConfig};
 
 /// Which cluster the agent applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,7 +124,7 @@ pub enum CliError {
     Broker(workbus_schemas::config::ConfigError),
     /// Transport settings.
     #[error(transparent)]
-    Transport(#[from] crate::transport::TransportConfigError),
+    Transport(#[from] workbus_transport::TransportConfigError),
 }
 
 impl Args {

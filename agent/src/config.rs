@@ -7,7 +7,7 @@ use std::time::Duration;
 use workbus_schemas::mqtt::Encoding;
 use workbus_schemas::topics::{self, TopicError, Topics};
 
-use crate::transport::TransportConfig;
+use workbus_transport::TransportConfig;
 
 /// Configuration of one agent.
 #[derive(Debug, Clone)]
@@ -52,8 +52,8 @@ impl AgentConfig {
         transport.client_id = format!("{agent_id}-client");
         transport.subscriptions = topics::agent_subscriptions(&topics, cluster_name)?;
         let encoding = match transport.protocol {
-            crate::transport::Protocol::V5 => Encoding::Binary,
-            crate::transport::Protocol::V311 => Encoding::Structured,
+            workbus_transport::Protocol::V5 => Encoding::Binary,
+            workbus_transport::Protocol::V311 => Encoding::Structured,
         };
         Ok(AgentConfig {
             cluster_name: cluster_name.to_string(),

@@ -27,4 +27,3 @@ pub mod spec_handler;
 pub mod status_report;
 pub mod store;
 pub mod target;
-pub mod transport;

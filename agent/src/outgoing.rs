@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use workbus_schemas::mqtt::MqttMessage;
 
-use crate::transport::{PublishError, Publisher, ReconnectPolicy};
+use workbus_transport::{PublishError, Publisher, ReconnectPolicy};
 
 /// One event to deliver.
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ use crate::spec_handler::{IgnoreReason, SpecDecision, decide};
 use crate::status_report::{ResyncForm, spec_resync_message, status_message};
 use crate::store::{AgentStore, StoreError, WorkRecord};
 use crate::target::Target;
-use crate::transport::{Transport, TransportEvent, TransportStats};
+use workbus_transport::{Transport, TransportEvent, TransportStats};
 
 /// Counters of one agent.
 #[derive(Debug, Default)]
@@ -94,7 +94,7 @@ pub enum AgentError {
     Store(#[from] StoreError),
     /// TLS material is unusable.
     #[error(transparent)]
-    Tls(#[from] crate::transport::TlsError),
+    Tls(#[from] workbus_transport::TlsError),
 }
 
 /// The longest [`AgentHandle::shutdown`] takes, in every connection state.

@@ -45,7 +45,7 @@ impl AgentProcess {
             .arg("--spoke-cluster-name=edge-shutdown")
             .arg(format!("--broker={broker}"))
             .arg(format!("--data-dir={}", data.path().display()))
-            .env("RUST_LOG", "workbus_agent=debug")
+            .env("RUST_LOG", "workbus_agent=debug,workbus_transport=debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

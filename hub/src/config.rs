@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use workbus_agent::transport::TransportConfig;
 use workbus_schemas::config::MqttConfig;
 use workbus_schemas::mqtt::Encoding;
+use workbus_transport::TransportConfig;
 
 /// How to reach the MQTT broker.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
-use workbus_agent::transport::{TlsError, Transport, TransportConfig, TransportConfigError};
 use workbus_schemas::topics::{self, TopicError, Topics};
+use workbus_transport::{TlsError, Transport, TransportConfig, TransportConfigError};
 
 use crate::api::{self, ApiState};
 use crate::config::{BrokerSettings, HubConfig};

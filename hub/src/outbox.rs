@@ -25,12 +25,12 @@ use std::time::Duration;
 use chrono::Utc;
 use cloudevents::AttributesReader;
 use tokio::sync::Notify;
-use workbus_agent::transport::{PendingAck, PublishError, Publisher};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::decode_event_type;
 use workbus_schemas::extensions::OcmExtensions;
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
+use workbus_transport::{PendingAck, PublishError, Publisher};
 
 use crate::metrics::Metrics;
 use crate::store::{OutboxEntry, PendingWrite, StoreHandle, WriteOp};

@@ -18,8 +18,8 @@ use workbus_agent::config::AgentConfig;
 use workbus_agent::runtime::{self, AgentHandle};
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_agent::transport::TransportConfig;
 use workbus_schemas::topics::Topics;
+use workbus_transport::TransportConfig;
 
 use crate::cli::client::Client;
 use crate::config::{BrokerSettings, HubConfig};

@@ -7,8 +7,8 @@ use workbus_agent::config::AgentConfig;
 use workbus_agent::runtime::{self, AgentHandle};
 use workbus_agent::store::AgentStore;
 use workbus_agent::target::sim::SimulatedCluster;
-use workbus_agent::transport::TransportConfig;
 use workbus_schemas::topics::Topics;
+use workbus_transport::TransportConfig;
 
 /// The config of an agent for `cluster` following `source_id`'s topics on a broker, with
 /// test-friendly timings (fast reconnects, short status refresh).

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::timeout;
-use workbus_agent::transport::{Transport, TransportConfig, TransportEvent};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::{self, SpecEventFields};
 use workbus_schemas::event_type::{Action, EventType, SubResource};
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
+use workbus_transport::{Transport, TransportConfig, TransportEvent};
 
 /// A source connected to a broker under its own source id.
 pub struct FakeSource {

@@ -463,9 +463,9 @@ async fn changed_works_fall_back_from_digest_and_converge(broker: &mut TestBroke
 }
 
 async fn status_resync_digest_only(broker: &mut TestBroker) {
-    use workbus_agent::transport::{Transport, TransportConfig, TransportEvent};
     use workbus_schemas::event_type::{Action, SubResource};
     use workbus_schemas::resync::StatusResyncRequest;
+    use workbus_transport::{Transport, TransportConfig, TransportEvent};
 
     let (source, cluster, dir, hub, _changes, _sim, agent) =
         digest_setup(broker, &["a", "b"]).await;

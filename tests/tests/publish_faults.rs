@@ -17,13 +17,13 @@ use std::time::Duration;
 use tokio::time::timeout;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_agent::transport::{PublishError, Transport, TransportConfig, TransportEvent};
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::fault_proxy::FaultProxy;
 use workbus_tests::hubs::{applied_at, put_work, register_cluster, rest, start_hub, wait_work};
 use workbus_tests::{WAIT, unique, wait_until};
+use workbus_transport::{PublishError, Transport, TransportConfig, TransportEvent};
 
 /// Bound on one publish round trip on a healthy connection.
 const ROUND_TRIP: Duration = Duration::from_secs(5);

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use cloudevents::AttributesReader;
 use tokio::sync::{Notify, mpsc};
-use workbus_agent::transport::TransportEvent;
 use workbus_schemas::Event;
 use workbus_schemas::envelope::{decode_event_type, json_data};
 use workbus_schemas::event_type::{Action, SubResource};
@@ -30,6 +29,7 @@ use workbus_schemas::extensions::OcmExtensions;
 use workbus_schemas::mqtt::{self, MqttMessage};
 use workbus_schemas::resync::SpecResyncRequest;
 use workbus_schemas::topics::{self, SegmentKind};
+use workbus_transport::TransportEvent;
 
 use crate::metrics::Metrics;
 use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle, WriteOp};

@@ -12,13 +12,13 @@ use chrono::Utc;
 use cloudevents::AttributesReader;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
-use workbus_agent::transport::{Transport, TransportConfig, TransportEvent};
 use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::{self, StatusEventFields};
 use workbus_schemas::event_type::{Action, EventType};
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
+use workbus_transport::{Transport, TransportConfig, TransportEvent};
 
 /// Longest wait for anything.
 pub const WAIT: Duration = Duration::from_secs(15);

@@ -100,6 +100,27 @@ pub fn encode(event: &Event, topic: &str, encoding: Encoding) -> Result<MqttMess
     }
 }
 
+/// True when the content type names structured mode (`application/cloudevents…`, as the
+/// Go receiver reads it, §2.2).
+fn is_structured_content_type(content_type: &str) -> bool {
+    content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/cloudevents")
+}
+
+/// True when an MQTT 3.1.1 PUBLISH can carry `message` without losing anything that
+/// matters: 3.1.1 has no properties, so no user properties, and a content type only if
+/// it is structured mode's, which the payload itself implies (receivers accept a
+/// structured event that arrives with no content type, see [`decode`]).
+pub fn fits_mqtt_v311(message: &MqttMessage) -> bool {
+    message.user_properties.is_empty()
+        && message
+            .content_type
+            .as_deref()
+            .is_none_or(is_structured_content_type)
+}
+
 /// Decodes a received message, accepting both modes as the Go receiver does (§2.2): a
 /// content type starting with `application/cloudevents` means structured mode; otherwise a
 /// `ce-specversion` user property means binary mode; anything else is rejected.
@@ -109,11 +130,11 @@ pub fn decode(message: &MqttMessage) -> Result<Event, DecodeError> {
 
 /// Like [`decode`], also telling which mode the message used (peers answer in kind).
 pub fn decode_with_encoding(message: &MqttMessage) -> Result<(Event, Encoding), DecodeError> {
-    if message.content_type.as_deref().is_some_and(|ct| {
-        ct.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/cloudevents")
-    }) {
+    if message
+        .content_type
+        .as_deref()
+        .is_some_and(is_structured_content_type)
+    {
         return Ok((structured::decode(&message.payload)?, Encoding::Structured));
     }
     if message

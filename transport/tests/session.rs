@@ -1,12 +1,13 @@
-//! The MQTT transport against a real broker (Mosquitto on 127.0.0.1:1883): properties
-//! pass unchanged, publishes complete on acknowledgement, and every connect ends in
-//! `Subscribed`.
+//! The MQTT transport against a real broker (Mosquitto on 127.0.0.1:1883, and the
+//! embedded broker where a test needs a broker that refuses): properties pass unchanged,
+//! publishes complete on acknowledgement, every connect ends in `Subscribed`, and a
+//! refused subscription is retried on a new connection.
 
 use std::time::Duration;
 
 use tokio::time::timeout;
-use workbus_agent::transport::{Protocol, Transport, TransportConfig, TransportEvent};
 use workbus_schemas::mqtt::MqttMessage;
+use workbus_transport::{Protocol, Transport, TransportConfig, TransportEvent};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -120,4 +121,88 @@ async fn unreachable_broker_reports_and_keeps_trying() {
             other => panic!("expected a disconnect report, got {other:?}"),
         }
     }
+}
+
+/// Refuses the first `refusals` SUBSCRIBE filters, then allows everything.
+struct RefuseFirstSubscribes {
+    refusals: std::sync::atomic::AtomicUsize,
+}
+
+impl workbus_broker::Authorizer for RefuseFirstSubscribes {
+    type Principal = ();
+
+    async fn authenticate(
+        &self,
+        _request: &workbus_broker::ConnectRequest,
+    ) -> Result<(), workbus_broker::ConnectDenied> {
+        Ok(())
+    }
+
+    async fn authorize_publish(
+        &self,
+        _client: &workbus_broker::ClientInfo,
+        _principal: &(),
+        _request: &workbus_broker::PublishRequest<'_>,
+    ) -> workbus_broker::Decision {
+        workbus_broker::Decision::Allow
+    }
+
+    async fn authorize_subscribe(
+        &self,
+        _client: &workbus_broker::ClientInfo,
+        _principal: &(),
+        _request: &workbus_broker::SubscribeRequest<'_>,
+    ) -> workbus_broker::Decision {
+        use std::sync::atomic::Ordering;
+        let left = self.refusals.load(Ordering::Relaxed);
+        if left > 0 {
+            self.refusals.store(left - 1, Ordering::Relaxed);
+            workbus_broker::Decision::Deny
+        } else {
+            workbus_broker::Decision::Allow
+        }
+    }
+}
+
+/// Regression: the DISCONNECT sent after a refused subscription ended the session for
+/// good instead of retrying on a new connection.
+#[tokio::test]
+async fn refused_subscription_is_retried_on_a_new_connection() {
+    let broker = workbus_broker::Broker::new(workbus_broker::BrokerConfig::with_listen(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .with_authorizer(RefuseFirstSubscribes {
+        refusals: std::sync::atomic::AtomicUsize::new(2),
+    })
+    .start()
+    .await
+    .unwrap();
+    let mut cfg = TransportConfig::new("127.0.0.1", broker.local_addr().port(), unique("refused"));
+    cfg.subscriptions = vec![unique("workbus-test/refused")];
+    cfg.reconnect.min_delay = Duration::from_millis(10);
+    cfg.reconnect.max_delay = Duration::from_millis(50);
+    let mut t = Transport::start(cfg).unwrap();
+    let mut refusals = 0;
+    loop {
+        match timeout(WAIT, t.events.recv()).await.expect("event in time") {
+            Some(TransportEvent::Subscribed) => break,
+            Some(TransportEvent::Disconnected(reason)) => {
+                if reason.contains("refused") {
+                    refusals += 1;
+                }
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+            None => panic!("the session ended after a refused subscription"),
+        }
+    }
+    assert_eq!(refusals, 2);
+    assert!(
+        t.publisher
+            .stats()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    t.shutdown(Duration::from_secs(1)).await;
+    broker.shutdown().await;
 }

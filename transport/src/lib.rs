@@ -1,5 +1,7 @@
-//! The MQTT client transport shared by agents and the hub: one reconnecting MQTT
-//! session that moves [`MqttMessage`]s and knows nothing of CloudEvents.
+//! # workbus-transport: the MQTT client transport shared by agents and the hub
+//!
+//! One reconnecting MQTT session that moves [`MqttMessage`]s and knows nothing of
+//! CloudEvents.
 //!
 //! What it guarantees, mirroring sdk-go's generic client (reference §1.1, §1.3, §8):
 //! - CONNECT with CleanStart and no session expiry; after every successful (re)connect it
@@ -13,8 +15,9 @@
 //! MQTT 5 is the default; MQTT 3.1.1 is available for small brokers and devices and can
 //! only carry structured-mode events (it has no user properties).
 //!
-//! It lives in the agent crate because the agent is the constrained side that must own
-//! its dependencies; the hub reuses it rather than keeping a second MQTT client.
+//! It is its own crate so that hub and agent share one MQTT client without the hub
+//! compiling the agent, and the agent (the constrained side) pulls in nothing of the
+//! hub's: `schemas ← transport ← {hub, agent}`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,7 @@ use acks::AckTracker;
 
 mod acks;
 mod from_config;
+mod session;
 mod tls;
 mod v311;
 mod v5;
@@ -432,124 +436,6 @@ impl Transport {
         if let Some(task) = &self.task {
             task.abort();
         }
-    }
-}
-
-/// Whether a session task goes on after handling an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    /// The owner has gone away or asked to disconnect.
-    Stop,
-}
-
-impl From<bool> for Flow {
-    /// `true` (the owner is still there) continues.
-    fn from(go_on: bool) -> Self {
-        if go_on { Flow::Continue } else { Flow::Stop }
-    }
-}
-
-/// Shared state of a session task, whichever protocol it speaks.
-struct SessionLoop {
-    acks: Arc<Mutex<AckTracker>>,
-    events: mpsc::Sender<TransportEvent>,
-    stats: Arc<TransportStats>,
-    delays: backon::ExponentialBackoff,
-    policy: ReconnectPolicy,
-    connected_once: bool,
-    client_id: String,
-}
-
-impl SessionLoop {
-    fn new(
-        config: &TransportConfig,
-        acks: Arc<Mutex<AckTracker>>,
-        events: mpsc::Sender<TransportEvent>,
-        stats: Arc<TransportStats>,
-    ) -> Self {
-        SessionLoop {
-            acks,
-            events,
-            stats,
-            delays: config.reconnect.delays(),
-            policy: config.reconnect,
-            connected_once: false,
-            client_id: config.client_id.clone(),
-        }
-    }
-
-    fn on_connected(&mut self) {
-        self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        if self.connected_once {
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        self.connected_once = true;
-        self.stats.connected.store(true, Ordering::Relaxed);
-        self.delays = self.policy.delays();
-        tracing::debug!(client_id = %self.client_id, "mqtt connected");
-    }
-
-    fn on_outgoing_publish(&self, pkid: u16) {
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.on_outgoing_publish(pkid);
-        }
-    }
-
-    fn on_ack(&self, pkid: u16) {
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.on_ack(pkid);
-        }
-    }
-
-    /// The connection is gone and, with it, the session: fails the waiters of every
-    /// publish rumqttc dropped (all written ones and the first `unsent_dropped` not yet
-    /// written, see [`acks`]).
-    fn connection_lost(&self, unsent_dropped: usize) {
-        self.stats.connected.store(false, Ordering::Relaxed);
-        if let Ok(mut acks) = self.acks.lock() {
-            let failed = acks.connection_lost(unsent_dropped);
-            if failed > 0 {
-                self.stats
-                    .publishes_lost
-                    .fetch_add(failed as u64, Ordering::Relaxed);
-                tracing::debug!(client_id = %self.client_id, failed, "unacknowledged publishes dropped with the connection");
-            }
-        }
-    }
-
-    /// The session task ends: nobody will acknowledge anything any more.
-    fn closed(&self) {
-        self.stats.connected.store(false, Ordering::Relaxed);
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.close();
-        }
-    }
-
-    /// Forwards an event; false when the owner has gone away.
-    async fn emit(&self, event: TransportEvent) -> bool {
-        if let TransportEvent::Message(m) = &event {
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes_received
-                .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
-            self.stats
-                .message_bytes_received
-                .fetch_add(message_size(m), Ordering::Relaxed);
-        }
-        self.events.send(event).await.is_ok()
-    }
-
-    /// Reports a lost connection and waits the next backoff delay. False when the owner
-    /// has gone away.
-    async fn on_error(&mut self, error: String) -> bool {
-        tracing::debug!(client_id = %self.client_id, %error, "mqtt connection error");
-        if !self.emit(TransportEvent::Disconnected(error)).await {
-            return false;
-        }
-        let delay = self.delays.next().unwrap_or(self.policy.max_delay);
-        tokio::time::sleep(delay).await;
-        true
     }
 }
 

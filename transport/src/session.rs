@@ -1,0 +1,283 @@
+//! The session loop, written once for both MQTT versions: drives a rumqttc client
+//! family (behind [`MqttSession`]: `v5` and `v311` map their packet types to
+//! [`SessionEvent`]) and turns what happens into [`TransportEvent`]s, acknowledgements
+//! and reconnects.
+//!
+//! Per connection: CONNACK → subscribe to every filter in one SUBSCRIBE → SUBACK →
+//! `Subscribed` (a refused filter fails the connection, like sdk-go). On a lost
+//! connection: settle what rumqttc buffered and dropped (see [`super::acks`]), report
+//! `Disconnected`, wait the next backoff delay, and let rumqttc reconnect.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use workbus_schemas::mqtt::MqttMessage;
+
+use super::{
+    AckTracker, ReconnectPolicy, TransportConfig, TransportEvent, TransportStats, message_size,
+};
+
+/// What one rumqttc client family reports, in the session loop's terms.
+#[derive(Debug)]
+pub(super) enum SessionEvent {
+    /// CONNACK: connected with a new session.
+    Connected,
+    /// SUBACK: every filter granted, or why not.
+    Subscribed(Result<(), String>),
+    /// A message arrived.
+    Message(MqttMessage),
+    /// The broker acknowledged this packet id (PUBACK, or PUBCOMP for QoS 2).
+    Acknowledged(u16),
+    /// rumqttc wrote the next publish request with this packet id (0 for QoS 0).
+    Written(u16),
+    /// rumqttc wrote our DISCONNECT.
+    Disconnecting,
+    /// Anything the loop does not act on (pings, and so on).
+    Other,
+}
+
+/// Why polling stopped.
+pub(super) enum PollError {
+    /// Every client handle is gone: the session ends.
+    Done,
+    /// The connection failed or was lost; rumqttc reconnects on the next poll.
+    Lost(String),
+}
+
+/// One rumqttc client family (MQTT 5 or 3.1.1): its event loop, and a [`Control`]
+/// handle for the requests the loop makes (kept apart: the event loop is not `Sync`).
+pub(super) trait MqttSession: Send {
+    /// The client side: subscribe and disconnect.
+    type Control: Control;
+    /// The client handle.
+    fn control(&self) -> Self::Control;
+    /// The next event (reconnecting first when there is no connection).
+    fn poll(&mut self) -> impl Future<Output = Result<SessionEvent, PollError>> + Send;
+    /// After a lost connection: the events rumqttc buffered before the failure (taken
+    /// out of it), and how many publish requests it had taken but never written, which
+    /// it drops with the CleanStart session (a collision held back, requests drained
+    /// from its channel). Forgets the dropped requests.
+    fn settle_lost_connection(&mut self) -> (Vec<SessionEvent>, usize);
+}
+
+/// The requests a session loop makes of its client.
+pub(super) trait Control: Send + Sync {
+    /// Subscribes to every filter in one SUBSCRIBE; `Ok(false)` when there are none,
+    /// `Err` when the client is gone.
+    fn subscribe(&self) -> impl Future<Output = Result<bool, ()>> + Send;
+    /// Queues a DISCONNECT.
+    fn disconnect(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs a session until its owner goes away or disconnects.
+pub(super) async fn run(mut session: SessionLoop, mut mqtt: impl MqttSession) {
+    let control = mqtt.control();
+    loop {
+        let flow = match mqtt.poll().await {
+            Ok(event) => on_event(&mut session, &control, event).await,
+            Err(PollError::Done) => Flow::Stop,
+            Err(PollError::Lost(error)) => on_connection_lost(&mut session, &mut mqtt, error).await,
+        };
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    session.closed();
+}
+
+async fn on_event(session: &mut SessionLoop, mqtt: &impl Control, event: SessionEvent) -> Flow {
+    match event {
+        SessionEvent::Connected => {
+            session.on_connected();
+            match mqtt.subscribe().await {
+                Ok(true) => Flow::Continue,
+                Ok(false) => session.emit(TransportEvent::Subscribed).await.into(),
+                Err(()) => Flow::Stop,
+            }
+        }
+        SessionEvent::Subscribed(Ok(())) => session.emit(TransportEvent::Subscribed).await.into(),
+        SessionEvent::Subscribed(Err(reason)) => {
+            // Like sdk-go: a refused subscription fails the whole connection; the broker
+            // closes it after our DISCONNECT, and we retry after a backoff delay.
+            tracing::warn!(client_id = %session.client_id, %reason, "subscription refused; reconnecting");
+            session.retry_after_disconnect = true;
+            mqtt.disconnect().await;
+            session
+                .emit(TransportEvent::Disconnected(reason))
+                .await
+                .into()
+        }
+        other => on_packet(session, other).await,
+    }
+}
+
+/// Messages, acknowledgements and writes: the same on a live or a lost connection.
+async fn on_packet(session: &mut SessionLoop, event: SessionEvent) -> Flow {
+    match event {
+        SessionEvent::Message(message) => {
+            session.emit(TransportEvent::Message(message)).await.into()
+        }
+        SessionEvent::Acknowledged(pkid) => {
+            session.on_ack(pkid);
+            Flow::Continue
+        }
+        SessionEvent::Written(pkid) => {
+            session.on_outgoing_publish(pkid);
+            Flow::Continue
+        }
+        // Our own DISCONNECT after a refused subscription is not the owner's goodbye.
+        SessionEvent::Disconnecting if session.retry_after_disconnect => {
+            session.retry_after_disconnect = false;
+            Flow::Continue
+        }
+        SessionEvent::Disconnecting => Flow::Stop,
+        _ => Flow::Continue,
+    }
+}
+
+/// Settles what the lost connection leaves behind, then waits the backoff delay.
+async fn on_connection_lost(
+    session: &mut SessionLoop,
+    mqtt: &mut impl MqttSession,
+    error: String,
+) -> Flow {
+    let (buffered, unsent_dropped) = mqtt.settle_lost_connection();
+    // Acknowledgements, writes and messages read before the failure still count;
+    // nothing else of the dead connection does (a late CONNACK must not subscribe).
+    for event in buffered {
+        let counts = matches!(
+            event,
+            SessionEvent::Message(_)
+                | SessionEvent::Acknowledged(_)
+                | SessionEvent::Written(_)
+                | SessionEvent::Disconnecting
+        );
+        if counts && on_packet(session, event).await == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    session.connection_lost(unsent_dropped);
+    session.on_error(error).await.into()
+}
+
+/// Whether a session task goes on after handling an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// The owner has gone away or asked to disconnect.
+    Stop,
+}
+
+impl From<bool> for Flow {
+    /// `true` (the owner is still there) continues.
+    fn from(go_on: bool) -> Self {
+        if go_on { Flow::Continue } else { Flow::Stop }
+    }
+}
+
+/// Shared state of a session task, whichever protocol it speaks.
+pub(super) struct SessionLoop {
+    acks: Arc<Mutex<AckTracker>>,
+    events: mpsc::Sender<TransportEvent>,
+    stats: Arc<TransportStats>,
+    delays: backon::ExponentialBackoff,
+    policy: ReconnectPolicy,
+    connected_once: bool,
+    client_id: String,
+    /// We sent DISCONNECT to start over (a refused subscription), not to end.
+    retry_after_disconnect: bool,
+}
+
+impl SessionLoop {
+    pub(super) fn new(
+        config: &TransportConfig,
+        acks: Arc<Mutex<AckTracker>>,
+        events: mpsc::Sender<TransportEvent>,
+        stats: Arc<TransportStats>,
+    ) -> Self {
+        SessionLoop {
+            acks,
+            events,
+            stats,
+            delays: config.reconnect.delays(),
+            policy: config.reconnect,
+            connected_once: false,
+            client_id: config.client_id.clone(),
+            retry_after_disconnect: false,
+        }
+    }
+
+    fn on_connected(&mut self) {
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        if self.connected_once {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.connected_once = true;
+        self.stats.connected.store(true, Ordering::Relaxed);
+        self.delays = self.policy.delays();
+        tracing::debug!(client_id = %self.client_id, "mqtt connected");
+    }
+
+    fn on_outgoing_publish(&self, pkid: u16) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.on_outgoing_publish(pkid);
+        }
+    }
+
+    fn on_ack(&self, pkid: u16) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.on_ack(pkid);
+        }
+    }
+
+    /// The connection is gone and, with it, the session: fails the waiters of every
+    /// publish rumqttc dropped (all written ones and the first `unsent_dropped` not yet
+    /// written, see [`acks`]).
+    fn connection_lost(&self, unsent_dropped: usize) {
+        self.stats.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut acks) = self.acks.lock() {
+            let failed = acks.connection_lost(unsent_dropped);
+            if failed > 0 {
+                self.stats
+                    .publishes_lost
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                tracing::debug!(client_id = %self.client_id, failed, "unacknowledged publishes dropped with the connection");
+            }
+        }
+    }
+
+    /// The session task ends: nobody will acknowledge anything any more.
+    fn closed(&self) {
+        self.stats.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.close();
+        }
+    }
+
+    /// Forwards an event; false when the owner has gone away.
+    async fn emit(&self, event: TransportEvent) -> bool {
+        if let TransportEvent::Message(m) = &event {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_received
+                .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+            self.stats
+                .message_bytes_received
+                .fetch_add(message_size(m), Ordering::Relaxed);
+        }
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Reports a lost connection and waits the next backoff delay. False when the owner
+    /// has gone away.
+    async fn on_error(&mut self, error: String) -> bool {
+        tracing::debug!(client_id = %self.client_id, %error, "mqtt connection error");
+        if !self.emit(TransportEvent::Disconnected(error)).await {
+            return false;
+        }
+        let delay = self.delays.next().unwrap_or(self.policy.max_delay);
+        tokio::time::sleep(delay).await;
+        true
+    }
+}

@@ -1,0 +1,165 @@
+//! MQTT 3.1.1 (rumqttc's v4 API) behind [`MqttSession`]. MQTT 3.1.1 has no properties, so only
+//! structured-mode events (one JSON document per payload) can travel over it.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Request,
+    SubscribeFilter, Transport as RumqttTransport,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use workbus_schemas::mqtt::MqttMessage;
+
+use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
+use super::{AckTracker, PublishError, TransportConfig, TransportEvent, TransportStats, qos_v4};
+
+pub(super) fn spawn(
+    config: &TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    acks: Arc<Mutex<AckTracker>>,
+    events: mpsc::Sender<TransportEvent>,
+    stats: Arc<TransportStats>,
+) -> (AsyncClient, JoinHandle<()>) {
+    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    options.set_keep_alive(config.keep_alive);
+    options.set_clean_session(true);
+    options.set_max_packet_size(config.max_packet_size, config.max_packet_size);
+    if let Some((user, pass)) = &config.credentials {
+        options.set_credentials(user, pass);
+    }
+    if let Some(tls) = tls {
+        options.set_transport(RumqttTransport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    // See v5.rs: small latency-bound messages need TCP_NODELAY.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    let filters: Vec<SubscribeFilter> = config
+        .subscriptions
+        .iter()
+        .map(|t| SubscribeFilter::new(t.clone(), qos_v4(config.sub_qos)))
+        .collect();
+    let session = SessionLoop::new(config, acks, events, stats);
+    let mqtt = V311Session {
+        client: client.clone(),
+        eventloop,
+        filters,
+    };
+    let task = tokio::spawn(session::run(session, mqtt));
+    (client, task)
+}
+
+/// rumqttc's MQTT 3.1.1 client, its event loop and the filters to subscribe.
+struct V311Session {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    filters: Vec<SubscribeFilter>,
+}
+
+impl MqttSession for V311Session {
+    type Control = V311Control;
+
+    fn control(&self) -> V311Control {
+        V311Control {
+            client: self.client.clone(),
+            filters: self.filters.clone(),
+        }
+    }
+
+    async fn poll(&mut self) -> Result<SessionEvent, PollError> {
+        match self.eventloop.poll().await {
+            Ok(event) => Ok(session_event(event)),
+            Err(ConnectionError::RequestsDone) => Err(PollError::Done),
+            Err(e) => Err(PollError::Lost(e.to_string())),
+        }
+    }
+
+    fn settle_lost_connection(&mut self) -> (Vec<SessionEvent>, usize) {
+        let buffered = self
+            .eventloop
+            .state
+            .events
+            .drain(..)
+            .map(session_event)
+            .collect();
+        let collided = usize::from(self.eventloop.state.collision.take().is_some());
+        let pending = &mut self.eventloop.pending;
+        let unsent = pending
+            .iter()
+            .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+            .count();
+        pending.retain(|r| !matches!(r, Request::Publish(_)));
+        (buffered, collided + unsent)
+    }
+}
+
+/// The client handle of [`V311Session`] and the filters to subscribe.
+struct V311Control {
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+}
+
+impl Control for V311Control {
+    async fn subscribe(&self) -> Result<bool, ()> {
+        if self.filters.is_empty() {
+            return Ok(false);
+        }
+        self.client
+            .subscribe_many(self.filters.clone())
+            .await
+            .map(|()| true)
+            .map_err(|_| ())
+    }
+
+    async fn disconnect(&self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+fn session_event(event: Event) -> SessionEvent {
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => SessionEvent::Connected,
+        Event::Incoming(Packet::SubAck(ack)) => SessionEvent::Subscribed(
+            if ack
+                .return_codes
+                .iter()
+                .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+            {
+                Err("subscription refused".into())
+            } else {
+                Ok(())
+            },
+        ),
+        Event::Incoming(Packet::Publish(p)) => SessionEvent::Message(MqttMessage {
+            topic: p.topic,
+            content_type: None,
+            user_properties: Vec::new(),
+            payload: p.payload.to_vec(),
+        }),
+        Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(ack.pkid),
+        Event::Incoming(Packet::PubComp(ack)) => SessionEvent::Acknowledged(ack.pkid),
+        Event::Outgoing(Outgoing::Publish(pkid)) => SessionEvent::Written(pkid),
+        Event::Outgoing(Outgoing::Disconnect) => SessionEvent::Disconnecting,
+        _ => SessionEvent::Other,
+    }
+}
+
+pub(super) async fn publish(
+    client: &AsyncClient,
+    message: &MqttMessage,
+    qos: u8,
+    payload: Bytes,
+) -> Result<(), PublishError> {
+    if !workbus_schemas::mqtt::fits_mqtt_v311(message) {
+        return Err(PublishError::PropertiesUnsupported);
+    }
+    client
+        .publish_bytes(message.topic.clone(), qos_v4(qos), false, payload)
+        .await
+        .map_err(|_| PublishError::Closed)
+}
