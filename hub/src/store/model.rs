@@ -141,7 +141,7 @@ pub struct IncomingStatus {
     pub status: ManifestWorkStatus,
     /// Whether it carries `Deleted=True`.
     pub deleted: bool,
-    /// Receive time.
+    /// Receive time (the hub's clock): the `now` of the acceptance rule.
     pub received: DateTime<Utc>,
 }
 
@@ -169,6 +169,9 @@ pub enum DropReason {
     NotNewer,
     /// The sequence ids cannot be compared (bad text, different snowflake node).
     BadSequenceId,
+    /// The sequence id's time is implausibly ahead of the hub's clock (see
+    /// `source::status_rule::MAX_SEQUENCE_ID_SKEW`).
+    FutureSequenceId,
 }
 
 impl DropReason {
@@ -180,6 +183,7 @@ impl DropReason {
             DropReason::StaleGeneration => "stale_generation",
             DropReason::NotNewer => "not_newer",
             DropReason::BadSequenceId => "bad_sequence_id",
+            DropReason::FutureSequenceId => "future_sequence_id",
         }
     }
 }

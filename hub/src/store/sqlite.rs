@@ -353,7 +353,7 @@ fn ingest_status_in(
 ) -> Result<StatusOutcome, StoreError> {
     insert_audit(tx, audit)?;
     let work = work_by_uid(tx, &incoming.uid)?;
-    match (decide(work.as_ref(), incoming), work) {
+    match (decide(work.as_ref(), incoming, incoming.received), work) {
         (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
         (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
         (StatusDecision::CompleteDeletion, Some(work)) => {
