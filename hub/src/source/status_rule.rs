@@ -6,7 +6,20 @@
 //! In order:
 //! 1. unknown work → drop (never retried: sdk-go retries forever, §10 item 11);
 //! 2. a `clustername` other than the work's → drop (Maestro: "unmatched consumer name");
-//! 3. `Deleted=True` → the deletion is complete, before any generation/sequence check;
+//! 3. `Deleted=True` completes the deletion only when it answers the hub's own delete
+//!    request, of this incarnation of the work: the work is deleting (else
+//!    `not_deleting`) and the status is for its current generation (else
+//!    `stale_generation`). A work's uid depends only on source, cluster and name (§0), so
+//!    a re-created work has its predecessor's uid; the store continues generations across
+//!    incarnations (a re-created work starts above its predecessor's last generation,
+//!    kept in a tombstone), so a generation names one incarnation and a late or
+//!    redelivered `Deleted` of an earlier one (QoS 1 allows duplicates) can neither
+//!    remove a re-created work nor complete its later deletion. sdk-go honours `Deleted`
+//!    before any generation check (§6.5 step 5); requiring the generation is safe
+//!    because agents report the delete event's generation (§7.2: a delete sets the held
+//!    generation, an unknown uid is added with it). Checked before the sequence id: a
+//!    confirmation never becomes a comparison floor (the row goes), so an agent whose
+//!    clock is off still completes the deletions it was asked for;
 //! 4. `resourceversion` ≠ current generation → drop (Maestro's rule, §10 item 10);
 //! 5. a sequence id that does not parse → drop (`bad_sequence_id`); one whose time is
 //!    more than [`MAX_SEQUENCE_ID_SKEW`] ahead of `now` → drop (`future_sequence_id`).
@@ -62,7 +75,13 @@ pub fn decide(
         return StatusDecision::Drop(DropReason::ClusterMismatch);
     }
     if incoming.deleted {
-        return StatusDecision::CompleteDeletion;
+        return if work.deletion.is_none() {
+            StatusDecision::Drop(DropReason::NotDeleting)
+        } else if incoming.generation != work.generation {
+            StatusDecision::Drop(DropReason::StaleGeneration)
+        } else {
+            StatusDecision::CompleteDeletion
+        };
     }
     if incoming.generation != work.generation {
         return StatusDecision::Drop(DropReason::StaleGeneration);
@@ -139,6 +158,18 @@ mod tests {
                 status_hash: None,
                 received: now(),
             }),
+        }
+    }
+
+    fn deleting(mut w: WorkRecord) -> WorkRecord {
+        w.deletion = Some(now());
+        w
+    }
+
+    fn deleted(generation: i64, sequence_id: &str) -> IncomingStatus {
+        IncomingStatus {
+            deleted: true,
+            ..status(generation, sequence_id)
         }
     }
 
@@ -270,6 +301,55 @@ mod tests {
                 decide(Some(&w), &status(1, &seq_at(TimeDelta::zero())), now()),
                 StatusDecision::Accept,
                 "{stored}"
+            );
+        }
+    }
+
+    #[test]
+    fn deleted_completes_only_the_requested_deletion_of_this_incarnation() {
+        let seq = seq_at(TimeDelta::zero());
+        // Generation 3 is deleting: its own confirmation completes it.
+        let w = deleting(work(3, Some((3, seq_at(TimeDelta::seconds(-5))))));
+        assert_eq!(
+            decide(Some(&w), &deleted(3, &seq), now()),
+            StatusDecision::CompleteDeletion
+        );
+        // An earlier incarnation's confirmation (generations continue across
+        // incarnations, so it carries a lower one) does not.
+        assert_eq!(
+            decide(Some(&w), &deleted(2, &seq), now()),
+            StatusDecision::Drop(DropReason::StaleGeneration)
+        );
+        // Nor does any confirmation of a work the hub has not asked to delete.
+        let live = work(3, None);
+        assert_eq!(
+            decide(Some(&live), &deleted(3, &seq), now()),
+            StatusDecision::Drop(DropReason::NotDeleting)
+        );
+        assert_eq!(
+            decide(Some(&live), &deleted(2, &seq), now()),
+            StatusDecision::Drop(DropReason::NotDeleting)
+        );
+        assert_eq!(
+            decide(None, &deleted(3, &seq), now()),
+            StatusDecision::Drop(DropReason::UnknownWork)
+        );
+    }
+
+    #[test]
+    fn deleted_is_not_held_to_the_sequence_id() {
+        // A duplicate, an older id, one from a skewed clock: the confirmation stands,
+        // since it never becomes the comparison floor.
+        let w = deleting(work(3, Some((3, seq_at(TimeDelta::seconds(-5))))));
+        for seq in [
+            seq_at(TimeDelta::seconds(-5)),
+            seq_at(TimeDelta::seconds(-60)),
+            FAR_FUTURE.to_string(),
+        ] {
+            assert_eq!(
+                decide(Some(&w), &deleted(3, &seq), now()),
+                StatusDecision::CompleteDeletion,
+                "{seq}"
             );
         }
     }

@@ -252,7 +252,7 @@ fn apply_work_in(
                 labels: desired.labels.clone(),
                 annotations: desired.annotations.clone(),
                 spec: desired.spec.clone(),
-                generation: 1,
+                generation: first_generation(tx, &desired.uid)?,
                 created: now,
                 updated: now,
                 deletion: None,
@@ -322,6 +322,51 @@ fn apply_work_in(
     Ok((outcome, record))
 }
 
+/// The generation a work created with `uid` starts at: 1, or one above the last
+/// generation of an earlier work with that uid (same source, cluster and name), whose
+/// tombstone it takes over. Continuing the count makes a generation name one
+/// incarnation, which is how a late `Deleted` status of an earlier one is recognised
+/// (`source::status_rule`); it also keeps `resourceversion` increasing per `resourceid`
+/// for agents that still hold an earlier incarnation (§7.2).
+fn first_generation(tx: &Connection, uid: &str) -> Result<i64, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT generation FROM work_tombstones WHERE uid = ?1")?
+        .query_row([uid], |r| r.get(0))
+        .optional()?;
+    let Some(last) = last else {
+        return Ok(1);
+    };
+    exec(tx, "DELETE FROM work_tombstones WHERE uid = ?1", [uid])?;
+    last.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        table: "work_tombstones",
+        reason: format!("generation {last} of {uid} cannot be continued"),
+    })
+}
+
+/// Hard-deletes a work whose deletion the agent confirmed, leaving its tombstone.
+fn remove_work(
+    tx: &Connection,
+    work: &WorkRecord,
+    confirmed: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    exec(tx, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+    exec(
+        tx,
+        "INSERT INTO work_tombstones (uid, cluster, name, generation, deleted) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(uid) DO UPDATE SET \
+         cluster = excluded.cluster, name = excluded.name, \
+         generation = excluded.generation, deleted = excluded.deleted",
+        params![
+            work.uid,
+            work.key.cluster,
+            work.key.name,
+            work.generation,
+            ts(confirmed)
+        ],
+    )?;
+    Ok(())
+}
+
 fn mark_deleting_in(
     tx: &Connection,
     key: &WorkKey,
@@ -357,7 +402,7 @@ fn ingest_status_in(
         (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
         (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
         (StatusDecision::CompleteDeletion, Some(work)) => {
-            exec(tx, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+            remove_work(tx, &work, incoming.received)?;
             Ok(StatusOutcome::Deleted(Box::new(work)))
         }
         (StatusDecision::Accept, Some(mut work)) => {
