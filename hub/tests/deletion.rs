@@ -2,7 +2,9 @@
 //!
 //! - bug 2: a redelivered `Deleted` status of an earlier incarnation of a work (same
 //!   name, hence same uid) must not remove the re-created work, nor complete its later
-//!   deletion.
+//!   deletion;
+//! - bug 3: a `Deleted` status sent while the hub was down is lost; the hub re-drives
+//!   the deletions it waits for after its restart, and on a backoff while it runs.
 //!
 //! A ConfigMap with a foreign finalizer holds the agent's cleanup (the object only gets
 //! a `deletionTimestamp`) until the test releases it: that is how the agent is "paused"
@@ -28,6 +30,7 @@ use workbus_hub::watch::WorkChange;
 use workbus_schemas::metadata::decode_status_event;
 use workbus_schemas::mqtt::{self, MqttMessage};
 use workbus_schemas::resource_id::work_resource_id;
+use workbus_schemas::sequence_id::SequenceIdGenerator;
 use workbus_schemas::topics::{self, Topics};
 
 /// The finalizer that holds the agent's cleanup until [`release`].
@@ -170,6 +173,15 @@ async fn delete(hub: &HubHandle, cluster: &str, name: &str) -> u16 {
     )
     .await
     .status
+}
+
+/// A plain counter from `/metrics` (0 when absent).
+async fn counter(hub: &HubHandle, name: &str) -> u64 {
+    let text = http("GET", format!("{}/metrics", hub.base_url()), None, None).await;
+    let text = text.body.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Every status the hub dropped so far, whatever the reason.
@@ -340,4 +352,121 @@ async fn earlier_incarnations_deleted_status_does_not_complete_a_later_deletion(
     s.agent.shutdown().await;
     s.hub.shutdown().await;
     drop(s.dir);
+}
+
+/// Bug 3, as reported: the agent finishes a deletion (and sends `Deleted`) while the hub
+/// is down, so nobody receives the confirmation; the agent then no longer holds the work.
+/// The restarted hub must get the deletion completed without the agent reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_confirmed_while_the_hub_was_down_completes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("redrive");
+    let cluster = unique("c");
+    let hub = start_hub(dir.path(), &source).await;
+    let mut changes = hub.watch();
+    assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
+    let sim = sim();
+    let agent = start_agent(&source, &cluster, sim.clone());
+    let created = put_work(&hub, &work_with_configmap(&cluster, "w1", "a", true)).await;
+    assert_eq!(created.status, 201);
+    let generation = generation_of(&created.body);
+    wait_work(&hub, &mut changes, &cluster, "w1", "w1 applied", |w| {
+        condition_true(w, "Applied", generation)
+    })
+    .await;
+
+    // DELETE; the agent receives it (the hub has published it) but cannot finish yet.
+    assert_eq!(delete(&hub, &cluster, "w1").await, 202);
+    eventually("the agent started cleaning up", || async {
+        configmap(&sim, "w1").is_some_and(|cm| cm["metadata"]["deletionTimestamp"].is_string())
+    })
+    .await;
+    hub.shutdown().await;
+
+    // The agent finishes while the hub is down: its Deleted status reaches nobody, and
+    // once the broker acknowledged it the agent forgets the work.
+    let stats = agent.stats().clone();
+    release(&sim, "w1");
+    eventually("the agent confirmed to nobody", || async {
+        stats.deleted.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(configmap(&sim, "w1").is_none());
+
+    // Restarted on the same data: the deletion completes, the name is free again.
+    let hub = start_hub(dir.path(), &source).await;
+    let mut changes = hub.watch();
+    wait_work(
+        &hub,
+        &mut changes,
+        &cluster,
+        "w1",
+        "the deletion completed after the restart",
+        |w| w.is_none(),
+    )
+    .await;
+    assert!(counter(&hub, "workbus_hub_deletions_redriven_total").await >= 1);
+    assert_eq!(
+        put_work(&hub, &work_with_configmap(&cluster, "w1", "b", false))
+            .await
+            .status,
+        201
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
+}
+
+/// Bug 3, while the hub runs: a deletion nobody confirms is published again after the
+/// first backoff interval (5 s), with the deletion's generation, until confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_deletion_is_redriven_until_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("backoff");
+    let hub = start_hub(dir.path(), &source).await;
+    let cluster = unique("c");
+    assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
+    let mut agent = FakeAgent::connect(&source, &cluster).await;
+    let uid = work_resource_id(&source, &cluster, "w1").to_string();
+    put_work(&hub, &work_json(&cluster, "w1", "a")).await;
+    agent
+        .next("create", |e| is_type(e, "spec.create_request"))
+        .await;
+    assert_eq!(delete(&hub, &cluster, "w1").await, 202);
+    let first = agent
+        .next("delete", |e| is_type(e, "spec.delete_request"))
+        .await;
+    let asked = Instant::now();
+    let again = agent
+        .next("the re-driven delete", |e| {
+            is_type(e, "spec.delete_request") && ext(e, "resourceid").as_deref() == Some(&uid)
+        })
+        .await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(3),
+        "re-driven too early"
+    );
+    assert_eq!(
+        ext(&again, "resourceversion"),
+        ext(&first, "resourceversion")
+    );
+    assert!(ext(&again, "deletiontimestamp").is_some());
+    assert!(counter(&hub, "workbus_hub_deletions_redriven_total").await >= 1);
+
+    // Confirmed: the work goes.
+    let generation: i64 = ext(&first, "resourceversion").unwrap().parse().unwrap();
+    let seq = SequenceIdGenerator::default().next().unwrap().to_string();
+    agent
+        .send_status(&uid, generation, &seq, deleted_status())
+        .await;
+    eventually("work removed", || async {
+        get_work(&hub, &cluster, "w1").await.status == 404
+    })
+    .await;
+    hub.shutdown().await;
+}
+
+fn deleted_status() -> Value {
+    json!({"conditions": [{"type": "Deleted", "status": "True",
+        "lastTransitionTime": "2025-12-16T06:00:17Z", "reason": "ManifestsDeleted",
+        "message": "The manifests are deleted from the cluster"}]})
 }

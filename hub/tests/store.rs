@@ -291,3 +291,50 @@ fn generations_continue_across_incarnations() {
     };
     assert_eq!(s.get_work(&other).unwrap().unwrap().generation, 1);
 }
+
+/// The deletion re-drive's store side: pending deletions are listed; queueing their
+/// delete events again skips works no longer deleting (completed, or re-created).
+#[test]
+fn pending_deletions_are_listed_and_redriven_only_while_deleting() {
+    use cloudevents::AttributesReader;
+    use workbus_schemas::extensions::OcmExtensions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    let now = Utc::now();
+    let build = |w: &_, c| change_event("src", w, c, now);
+    s.create_cluster("c1", &BTreeMap::new(), now).unwrap();
+    for name in ["w1", "w2"] {
+        apply(&s, &desired("c1", name, "a")).unwrap();
+    }
+    let key = |name: &str| WorkKey {
+        cluster: "c1".into(),
+        name: name.into(),
+    };
+    let w1 = s.mark_deleting(&key("w1"), now, &build).unwrap();
+    let w2 = s.get_work(&key("w2")).unwrap().unwrap();
+    let pending = s.pending_deletions().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].uid, w1.uid);
+    assert_eq!(pending[0].requested, w1.deletion.unwrap());
+
+    let depth = s.outbox_depth().unwrap();
+    let uids = [w1.uid.clone(), w2.uid.clone(), "unknown".to_string()];
+    assert_eq!(s.redrive_deletions(&uids, now, &build).unwrap(), 1);
+    let queued = s.outbox_batch(0, 100).unwrap();
+    assert_eq!(queued.len() as u64, depth + 1);
+    let again = queued.last().unwrap().event.as_ref().unwrap();
+    assert!(again.ty().ends_with("spec.delete_request"));
+    assert_eq!(again.resource_id().unwrap(), w1.uid);
+    assert_eq!(again.resource_version().unwrap(), w1.generation);
+    assert!(again.deletion_timestamp().unwrap().is_some());
+
+    // Confirmed, then re-created: nothing to re-drive any more.
+    let confirmed = deleted_status(&w1.uid, w1.generation, "2000808179721572352");
+    s.ingest_status(&confirmed, &received_audit(&w1.uid))
+        .unwrap();
+    assert!(s.pending_deletions().unwrap().is_empty());
+    apply(&s, &desired("c1", "w1", "b")).unwrap();
+    assert_eq!(s.redrive_deletions(&uids, now, &build).unwrap(), 0);
+    assert_eq!(s.outbox_depth().unwrap(), depth + 2); // + the re-creation
+}

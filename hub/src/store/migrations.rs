@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[&str] = &[
         deleted     TEXT NOT NULL             -- when the agent's confirmation arrived
     );
     "#,
+    // 3: the deleting works, listed by the deletion re-drive (source::redrive) without
+    // scanning every work.
+    r#"
+    CREATE INDEX works_deleting ON works(deletion) WHERE deletion IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

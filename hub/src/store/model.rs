@@ -91,6 +91,15 @@ pub struct WorkRecord {
     pub status: Option<StoredStatus>,
 }
 
+/// A work waiting for its agent's deletion confirmation (see `source::redrive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeletion {
+    /// Its uid.
+    pub uid: String,
+    /// When the deletion was requested (the work's `deletion`).
+    pub requested: DateTime<Utc>,
+}
+
 /// Result of [`Store::apply_work`](super::Store::apply_work).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOutcome {

@@ -391,6 +391,34 @@ fn mark_deleting_in(
     Ok(work)
 }
 
+fn redrive_deletions_in(
+    tx: &Connection,
+    uids: &[String],
+    now: DateTime<Utc>,
+    build: SpecEventBuilder<'_>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for uid in uids {
+        // One work that cannot be re-driven (a corrupt row, an event that does not
+        // build) must not hold back the rest of the batch, run after run.
+        let queue = match work_by_uid(tx, uid) {
+            Ok(Some(work)) if work.deletion.is_some() => {
+                queue_spec(tx, &work, SpecChange::Delete, now, build)
+            }
+            Ok(_) => continue, // completed (or re-created) since it was listed
+            Err(e) => Err(e),
+        };
+        match queue {
+            Ok(()) => queued += 1,
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::Event(_))) => {
+                tracing::error!(%uid, error = %e, "cannot re-drive this deletion");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(queued)
+}
+
 fn ingest_status_in(
     tx: &Connection,
     incoming: &IncomingStatus,
@@ -483,6 +511,9 @@ fn write_op_in(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> 
             .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
         WriteOp::MarkDeleting { key, now, build } => mark_deleting_in(tx, &key, now, &*build)
             .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
+        WriteOp::RedriveDeletions { uids, now, build } => {
+            redrive_deletions_in(tx, &uids, now, &*build).map(WriteOutput::Redriven)
+        }
         WriteOp::IngestStatus { status, audit } => {
             ingest_status_in(tx, &status, &audit).map(WriteOutput::Status)
         }
@@ -748,6 +779,33 @@ impl Store for SqliteStore {
             "WHERE w.cluster = ?1 ORDER BY w.name",
             vec![cluster.to_string().into()],
         )
+    }
+
+    fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT uid, deletion FROM works WHERE deletion IS NOT NULL ORDER BY deletion",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(uid, deletion)| {
+                Ok(PendingDeletion {
+                    uid,
+                    requested: parse_ts("works", &deletion)?,
+                })
+            })
+            .collect()
+    }
+
+    fn redrive_deletions(
+        &self,
+        uids: &[String],
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| redrive_deletions_in(tx, uids, now, build))
     }
 
     fn ingest_status(
