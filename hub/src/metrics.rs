@@ -23,6 +23,9 @@ pub struct Metrics {
     pub statuses_accepted: AtomicU64,
     /// Deletions completed by a `Deleted` status.
     pub deletions_completed: AtomicU64,
+    /// Delete events queued again for deletions still awaiting the agent's
+    /// confirmation (`source::redrive`).
+    pub deletions_redriven: AtomicU64,
     /// Rejected REST requests (4xx).
     pub api_rejected: AtomicU64,
     /// Group commits of the store (each one `fsync`).
@@ -121,6 +124,11 @@ impl Metrics {
                 "workbus_hub_deletions_completed_total",
                 "Works hard-deleted after the agent confirmed.",
                 &self.deletions_completed,
+            ),
+            (
+                "workbus_hub_deletions_redriven_total",
+                "Delete events published again for deletions awaiting the agent's confirmation.",
+                &self.deletions_redriven,
             ),
             (
                 "workbus_hub_api_rejected_total",

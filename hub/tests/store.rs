@@ -12,7 +12,8 @@ use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::migrations::latest_version;
 use workbus_hub::store::sqlite::SqliteStore;
 use workbus_hub::store::{
-    ApplyOutcome, DesiredWork, IncomingStatus, Store, StoreError, WorkFilter, WorkKey,
+    ApplyOutcome, AuditDirection, AuditEntry, DesiredWork, DropReason, IncomingStatus,
+    StatusOutcome, Store, StoreError, WorkFilter, WorkKey,
 };
 use workbus_schemas::work::ManifestWorkStatus;
 
@@ -191,4 +192,149 @@ fn audit_is_append_only_and_corrupt_rows_are_reported() {
         .unwrap()
         .is_some()
     );
+}
+
+fn deleted_status(uid: &str, generation: i64, sequence_id: &str) -> IncomingStatus {
+    IncomingStatus {
+        uid: uid.to_string(),
+        cluster: Some("c1".into()),
+        generation,
+        sequence_id: sequence_id.into(),
+        status_hash: None,
+        status: ManifestWorkStatus::default(),
+        deleted: true,
+        received: Utc::now(),
+    }
+}
+
+fn received_audit(uid: &str) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        direction: AuditDirection::Received,
+        cluster: Some("c1".into()),
+        resource_id: Some(uid.to_string()),
+        event_type: "t".into(),
+        event: workbus_schemas::envelope::status_resync_request(
+            "src",
+            "c1",
+            serde_json::json!({"statusHashes": []}),
+            Utc::now(),
+        ),
+    }
+}
+
+/// A work re-created under a name used before continues its predecessor's generations
+/// (also after a reopen), so each incarnation's `Deleted` confirmation is told apart.
+#[test]
+fn generations_continue_across_incarnations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let key = WorkKey {
+        cluster: "c1".into(),
+        name: "w1".into(),
+    };
+    let now = Utc::now();
+    let build = |w: &_, c| change_event("src", w, c, now);
+    let ingest = |s: &SqliteStore, uid: &str, generation: i64| {
+        let status = deleted_status(uid, generation, "2000808179721572352");
+        s.ingest_status(&status, &received_audit(uid)).unwrap()
+    };
+    let uid = {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_cluster("c1", &BTreeMap::new(), now).unwrap();
+        apply(&s, &desired("c1", "w1", "a")).unwrap();
+        apply(&s, &desired("c1", "w1", "b")).unwrap();
+        let first = s.mark_deleting(&key, now, &build).unwrap();
+        assert_eq!(first.generation, 2);
+        assert!(matches!(
+            ingest(&s, &first.uid, 2),
+            StatusOutcome::Deleted(_)
+        ));
+
+        // Re-created: same uid, generation 3.
+        assert_eq!(
+            apply(&s, &desired("c1", "w1", "c")).unwrap(),
+            ApplyOutcome::Created
+        );
+        let second = s.get_work(&key).unwrap().unwrap();
+        assert_eq!(
+            (second.uid.as_str(), second.generation),
+            (first.uid.as_str(), 3)
+        );
+        // The first incarnation's confirmation, again: not this work's deletion.
+        assert_eq!(
+            ingest(&s, &first.uid, 2),
+            StatusOutcome::Dropped(DropReason::NotDeleting)
+        );
+        s.mark_deleting(&key, now, &build).unwrap();
+        assert_eq!(
+            ingest(&s, &first.uid, 2),
+            StatusOutcome::Dropped(DropReason::StaleGeneration)
+        );
+        assert!(s.get_work(&key).unwrap().is_some());
+        assert!(matches!(
+            ingest(&s, &first.uid, 3),
+            StatusOutcome::Deleted(_)
+        ));
+        first.uid
+    };
+    // The tombstone is durable: a third incarnation after a reopen starts at 4.
+    let s = SqliteStore::open(&path).unwrap();
+    apply(&s, &desired("c1", "w1", "d")).unwrap();
+    let third = s.get_work(&key).unwrap().unwrap();
+    assert_eq!((third.uid, third.generation), (uid, 4));
+    // A name never deleted starts at 1.
+    apply(&s, &desired("c1", "w2", "a")).unwrap();
+    let other = WorkKey {
+        cluster: "c1".into(),
+        name: "w2".into(),
+    };
+    assert_eq!(s.get_work(&other).unwrap().unwrap().generation, 1);
+}
+
+/// The deletion re-drive's store side: pending deletions are listed; queueing their
+/// delete events again skips works no longer deleting (completed, or re-created).
+#[test]
+fn pending_deletions_are_listed_and_redriven_only_while_deleting() {
+    use cloudevents::AttributesReader;
+    use workbus_schemas::extensions::OcmExtensions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    let now = Utc::now();
+    let build = |w: &_, c| change_event("src", w, c, now);
+    s.create_cluster("c1", &BTreeMap::new(), now).unwrap();
+    for name in ["w1", "w2"] {
+        apply(&s, &desired("c1", name, "a")).unwrap();
+    }
+    let key = |name: &str| WorkKey {
+        cluster: "c1".into(),
+        name: name.into(),
+    };
+    let w1 = s.mark_deleting(&key("w1"), now, &build).unwrap();
+    let w2 = s.get_work(&key("w2")).unwrap().unwrap();
+    let pending = s.pending_deletions().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].uid, w1.uid);
+    assert_eq!(pending[0].requested, w1.deletion.unwrap());
+
+    let depth = s.outbox_depth().unwrap();
+    let uids = [w1.uid.clone(), w2.uid.clone(), "unknown".to_string()];
+    assert_eq!(s.redrive_deletions(&uids, now, &build).unwrap(), 1);
+    let queued = s.outbox_batch(0, 100).unwrap();
+    assert_eq!(queued.len() as u64, depth + 1);
+    let again = queued.last().unwrap().event.as_ref().unwrap();
+    assert!(again.ty().ends_with("spec.delete_request"));
+    assert_eq!(again.resource_id().unwrap(), w1.uid);
+    assert_eq!(again.resource_version().unwrap(), w1.generation);
+    assert!(again.deletion_timestamp().unwrap().is_some());
+
+    // Confirmed, then re-created: nothing to re-drive any more.
+    let confirmed = deleted_status(&w1.uid, w1.generation, "2000808179721572352");
+    s.ingest_status(&confirmed, &received_audit(&w1.uid))
+        .unwrap();
+    assert!(s.pending_deletions().unwrap().is_empty());
+    apply(&s, &desired("c1", "w1", "b")).unwrap();
+    assert_eq!(s.redrive_deletions(&uids, now, &build).unwrap(), 0);
+    assert_eq!(s.outbox_depth().unwrap(), depth + 2); // + the re-creation
 }

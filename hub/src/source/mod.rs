@@ -2,7 +2,9 @@
 //! events.
 //!
 //! - `Subscribed` (first connect and every reconnect): queue a status resync request
-//!   per known cluster ([`resync::status_resync_requests`]).
+//!   per known cluster ([`resync::status_resync_requests`]), and have every deletion
+//!   still awaiting its agent's confirmation published again ([`redrive`], which also
+//!   re-drives each one on a bounded backoff while the hub runs).
 //! - a message: decode (`mqtt::decode`; malformed → counted, logged, dropped), audit,
 //!   then dispatch on the type: a spec `resync_request` is answered
 //!   ([`resync::spec_resync_answer_events`]), a status event goes through the
@@ -12,6 +14,7 @@
 //! Outgoing events never go to the broker from here: they are queued in the outbox
 //! (see `outbox`) like every other event.
 
+pub mod redrive;
 pub mod resync;
 pub mod spec_events;
 pub mod status;
@@ -21,7 +24,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudevents::AttributesReader;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::{decode_event_type, json_data};
 use workbus_schemas::event_type::{Action, SubResource};
@@ -79,15 +82,20 @@ impl SourceLoop {
         // handled by one task, in the same order (see `status`).
         let (statuses, outcomes) = mpsc::channel(crate::store::group_commit::QUEUE);
         tokio::spawn(self.clone().finish_statuses(outcomes));
+        // The re-drive stops when `link` goes, i.e. with this loop.
+        let (link, link_rx) = watch::channel(redrive::Link::Down);
+        tokio::spawn(redrive::run(self.clone(), link_rx));
         while let Some(ev) = events.recv().await {
             match ev {
                 TransportEvent::Subscribed => {
                     tracing::info!("subscribed; requesting status resync from every cluster");
                     self.request_status_resync().await;
+                    link.send_replace(redrive::Link::Subscribed);
                     self.subscriptions.send_modify(|n| *n += 1);
                 }
                 TransportEvent::Message(message) => self.handle_message(message, &statuses).await,
                 TransportEvent::Disconnected(reason) => {
+                    link.send_replace(redrive::Link::Down);
                     tracing::warn!(%reason, "broker connection lost; reconnecting");
                 }
             }

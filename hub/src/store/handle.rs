@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::group_commit::{self, Job, PendingWrite};
 use super::{
@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 pub struct StoreHandle {
     store: Arc<dyn Store>,
     committer: mpsc::Sender<Job>,
+    deletion_requests: Arc<Notify>,
 }
 
 impl StoreHandle {
@@ -31,7 +32,17 @@ impl StoreHandle {
         let (committer, queue) = mpsc::channel(group_commit::QUEUE);
         group_commit::start(store.clone(), queue, metrics)
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
-        Ok(StoreHandle { store, committer })
+        Ok(StoreHandle {
+            store,
+            committer,
+            deletion_requests: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Woken after every committed [`StoreHandle::mark_deleting`], so the deletion
+    /// re-drive (`source::redrive`) schedules the new deletion without polling.
+    pub fn deletion_requests(&self) -> Arc<Notify> {
+        self.deletion_requests.clone()
     }
 
     /// The store itself, for synchronous callers (tests, blocking threads).
@@ -97,7 +108,27 @@ impl StoreHandle {
             .write(WriteOp::MarkDeleting { key, now, build })
             .await?
         {
-            WriteOutput::MarkedDeleting(work) => Ok(*work),
+            WriteOutput::MarkedDeleting(work) => {
+                self.deletion_requests.notify_one();
+                Ok(*work)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Store::redrive_deletions`], group-committed (in order with the writes that
+    /// complete or re-create works).
+    pub async fn redrive_deletions(
+        &self,
+        uids: Vec<String>,
+        now: chrono::DateTime<chrono::Utc>,
+        build: SharedSpecEventBuilder,
+    ) -> Result<usize, StoreError> {
+        match self
+            .write(WriteOp::RedriveDeletions { uids, now, build })
+            .await?
+        {
+            WriteOutput::Redriven(queued) => Ok(queued),
             other => Err(unexpected(other)),
         }
     }

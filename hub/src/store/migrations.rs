@@ -65,6 +65,24 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 2: the last generation of every hard-deleted work. A work re-created under the
+    // same name has the same uid and continues from here (the row goes, the work row
+    // carries on), so a generation names one incarnation (see source::status_rule,
+    // `Deleted`). At most one row per name ever used and not currently held.
+    r#"
+    CREATE TABLE work_tombstones (
+        uid         TEXT PRIMARY KEY NOT NULL,
+        cluster     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        generation  INTEGER NOT NULL,         -- the last generation of the removed work
+        deleted     TEXT NOT NULL             -- when the agent's confirmation arrived
+    );
+    "#,
+    // 3: the deleting works, listed by the deletion re-drive (source::redrive) without
+    // scanning every work.
+    r#"
+    CREATE INDEX works_deleting ON works(deletion) WHERE deletion IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

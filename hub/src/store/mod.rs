@@ -22,7 +22,8 @@ pub use group_commit::PendingWrite;
 pub use handle::StoreHandle;
 pub use model::{
     ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, OutboxEntry, StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
+    NewOutbox, OutboxEntry, PendingDeletion, StatusOutcome, StoredStatus, WorkFilter, WorkKey,
+    WorkRecord,
 };
 
 use chrono::{DateTime, Utc};
@@ -106,6 +107,15 @@ pub enum WriteOp {
         /// Builds the delete event to queue.
         build: SharedSpecEventBuilder,
     },
+    /// [`Store::redrive_deletions`].
+    RedriveDeletions {
+        /// The works whose delete event is due again.
+        uids: Vec<String>,
+        /// The queue time.
+        now: DateTime<Utc>,
+        /// Builds the delete events to queue.
+        build: SharedSpecEventBuilder,
+    },
     /// [`Store::ingest_status`].
     IngestStatus {
         /// The decoded status.
@@ -138,6 +148,8 @@ pub enum WriteOutput {
     Applied(ApplyOutcome, Box<WorkRecord>),
     /// From [`WriteOp::MarkDeleting`]: the work as it is now.
     MarkedDeleting(Box<WorkRecord>),
+    /// From [`WriteOp::RedriveDeletions`]: how many delete events were queued.
+    Redriven(usize),
     /// From [`WriteOp::IngestStatus`].
     Status(StatusOutcome),
     /// From operations that return nothing.
@@ -200,6 +212,18 @@ pub trait Store: Send + Sync + 'static {
     fn list_works(&self, filter: &WorkFilter) -> Result<Vec<WorkRecord>, StoreError>;
     /// All works of one cluster (including deleting ones), ordered by name.
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError>;
+    /// Every work waiting for its agent's deletion confirmation, oldest request first.
+    fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError>;
+    /// Queues the delete event of each listed work again, for those still deleting,
+    /// reading and queueing in one transaction: a work completed (or completed and
+    /// re-created) since it was listed gets no event, so a stale delete can never
+    /// follow a newer incarnation's create. Returns how many were queued.
+    fn redrive_deletions(
+        &self,
+        uids: &[String],
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<usize, StoreError>;
 
     /// Applies a received status by the hub's acceptance rule (see `source::status_rule`)
     /// in one transaction: stores it, hard-deletes a work whose deletion completed, or

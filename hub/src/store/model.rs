@@ -77,7 +77,9 @@ pub struct WorkRecord {
     pub annotations: BTreeMap<String, String>,
     /// `spec`.
     pub spec: ManifestWorkSpec,
-    /// Starts at 1, +1 per spec/label/annotation change; also the `resourceVersion`.
+    /// +1 per spec/label/annotation change; also the `resourceVersion`. Starts at 1, or
+    /// for a work re-created under a name (hence uid) used before, one above the last
+    /// generation of its predecessor: a generation names one incarnation.
     pub generation: i64,
     /// Creation time.
     pub created: DateTime<Utc>,
@@ -87,6 +89,15 @@ pub struct WorkRecord {
     pub deletion: Option<DateTime<Utc>>,
     /// The latest accepted status.
     pub status: Option<StoredStatus>,
+}
+
+/// A work waiting for its agent's deletion confirmation (see `source::redrive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeletion {
+    /// Its uid.
+    pub uid: String,
+    /// When the deletion was requested (the work's `deletion`).
+    pub requested: DateTime<Utc>,
 }
 
 /// Result of [`Store::apply_work`](super::Store::apply_work).
@@ -141,7 +152,7 @@ pub struct IncomingStatus {
     pub status: ManifestWorkStatus,
     /// Whether it carries `Deleted=True`.
     pub deleted: bool,
-    /// Receive time.
+    /// Receive time (the hub's clock): the `now` of the acceptance rule.
     pub received: DateTime<Utc>,
 }
 
@@ -169,6 +180,12 @@ pub enum DropReason {
     NotNewer,
     /// The sequence ids cannot be compared (bad text, different snowflake node).
     BadSequenceId,
+    /// A `Deleted` status for a work the hub has not asked to delete (a late or
+    /// redelivered confirmation of an earlier incarnation with the same uid).
+    NotDeleting,
+    /// The sequence id's time is implausibly ahead of the hub's clock (see
+    /// `source::status_rule::MAX_SEQUENCE_ID_SKEW`).
+    FutureSequenceId,
 }
 
 impl DropReason {
@@ -180,6 +197,8 @@ impl DropReason {
             DropReason::StaleGeneration => "stale_generation",
             DropReason::NotNewer => "not_newer",
             DropReason::BadSequenceId => "bad_sequence_id",
+            DropReason::NotDeleting => "not_deleting",
+            DropReason::FutureSequenceId => "future_sequence_id",
         }
     }
 }

@@ -252,7 +252,7 @@ fn apply_work_in(
                 labels: desired.labels.clone(),
                 annotations: desired.annotations.clone(),
                 spec: desired.spec.clone(),
-                generation: 1,
+                generation: first_generation(tx, &desired.uid)?,
                 created: now,
                 updated: now,
                 deletion: None,
@@ -322,6 +322,51 @@ fn apply_work_in(
     Ok((outcome, record))
 }
 
+/// The generation a work created with `uid` starts at: 1, or one above the last
+/// generation of an earlier work with that uid (same source, cluster and name), whose
+/// tombstone it takes over. Continuing the count makes a generation name one
+/// incarnation, which is how a late `Deleted` status of an earlier one is recognised
+/// (`source::status_rule`); it also keeps `resourceversion` increasing per `resourceid`
+/// for agents that still hold an earlier incarnation (§7.2).
+fn first_generation(tx: &Connection, uid: &str) -> Result<i64, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT generation FROM work_tombstones WHERE uid = ?1")?
+        .query_row([uid], |r| r.get(0))
+        .optional()?;
+    let Some(last) = last else {
+        return Ok(1);
+    };
+    exec(tx, "DELETE FROM work_tombstones WHERE uid = ?1", [uid])?;
+    last.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        table: "work_tombstones",
+        reason: format!("generation {last} of {uid} cannot be continued"),
+    })
+}
+
+/// Hard-deletes a work whose deletion the agent confirmed, leaving its tombstone.
+fn remove_work(
+    tx: &Connection,
+    work: &WorkRecord,
+    confirmed: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    exec(tx, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+    exec(
+        tx,
+        "INSERT INTO work_tombstones (uid, cluster, name, generation, deleted) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(uid) DO UPDATE SET \
+         cluster = excluded.cluster, name = excluded.name, \
+         generation = excluded.generation, deleted = excluded.deleted",
+        params![
+            work.uid,
+            work.key.cluster,
+            work.key.name,
+            work.generation,
+            ts(confirmed)
+        ],
+    )?;
+    Ok(())
+}
+
 fn mark_deleting_in(
     tx: &Connection,
     key: &WorkKey,
@@ -346,6 +391,34 @@ fn mark_deleting_in(
     Ok(work)
 }
 
+fn redrive_deletions_in(
+    tx: &Connection,
+    uids: &[String],
+    now: DateTime<Utc>,
+    build: SpecEventBuilder<'_>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for uid in uids {
+        // One work that cannot be re-driven (a corrupt row, an event that does not
+        // build) must not hold back the rest of the batch, run after run.
+        let queue = match work_by_uid(tx, uid) {
+            Ok(Some(work)) if work.deletion.is_some() => {
+                queue_spec(tx, &work, SpecChange::Delete, now, build)
+            }
+            Ok(_) => continue, // completed (or re-created) since it was listed
+            Err(e) => Err(e),
+        };
+        match queue {
+            Ok(()) => queued += 1,
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::Event(_))) => {
+                tracing::error!(%uid, error = %e, "cannot re-drive this deletion");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(queued)
+}
+
 fn ingest_status_in(
     tx: &Connection,
     incoming: &IncomingStatus,
@@ -353,11 +426,11 @@ fn ingest_status_in(
 ) -> Result<StatusOutcome, StoreError> {
     insert_audit(tx, audit)?;
     let work = work_by_uid(tx, &incoming.uid)?;
-    match (decide(work.as_ref(), incoming), work) {
+    match (decide(work.as_ref(), incoming, incoming.received), work) {
         (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
         (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
         (StatusDecision::CompleteDeletion, Some(work)) => {
-            exec(tx, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+            remove_work(tx, &work, incoming.received)?;
             Ok(StatusOutcome::Deleted(Box::new(work)))
         }
         (StatusDecision::Accept, Some(mut work)) => {
@@ -438,6 +511,9 @@ fn write_op_in(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> 
             .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
         WriteOp::MarkDeleting { key, now, build } => mark_deleting_in(tx, &key, now, &*build)
             .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
+        WriteOp::RedriveDeletions { uids, now, build } => {
+            redrive_deletions_in(tx, &uids, now, &*build).map(WriteOutput::Redriven)
+        }
         WriteOp::IngestStatus { status, audit } => {
             ingest_status_in(tx, &status, &audit).map(WriteOutput::Status)
         }
@@ -703,6 +779,33 @@ impl Store for SqliteStore {
             "WHERE w.cluster = ?1 ORDER BY w.name",
             vec![cluster.to_string().into()],
         )
+    }
+
+    fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT uid, deletion FROM works WHERE deletion IS NOT NULL ORDER BY deletion",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(uid, deletion)| {
+                Ok(PendingDeletion {
+                    uid,
+                    requested: parse_ts("works", &deletion)?,
+                })
+            })
+            .collect()
+    }
+
+    fn redrive_deletions(
+        &self,
+        uids: &[String],
+        now: DateTime<Utc>,
+        build: SpecEventBuilder<'_>,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| redrive_deletions_in(tx, uids, now, build))
     }
 
     fn ingest_status(
