@@ -1,7 +1,8 @@
 //! Issue 9, bug 5 (outbox poison): a request whose spec event can never be published is
 //! refused at the API, and an unpublishable row already in the outbox (accepted by an
 //! older version) is parked without stopping any other cluster's events — on the
-//! embedded broker and on Mosquitto, across a hub restart.
+//! embedded broker and on Mosquitto, across a hub restart — until a newer event of its
+//! work supersedes it.
 
 mod common;
 
@@ -12,8 +13,9 @@ use common::*;
 use serde_json::{Value, json};
 use workbus_broker::{Broker, BrokerConfig};
 use workbus_hub::HubHandle;
+use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::sqlite::SqliteStore;
-use workbus_hub::store::{NewOutbox, Store};
+use workbus_hub::store::{DesiredWork, NewOutbox, Store, WorkKey};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::SpecEventFields;
 use workbus_schemas::event_type::Action;
@@ -353,4 +355,97 @@ async fn parked_rows_do_not_block_other_clusters_embedded_broker() {
 #[tokio::test]
 async fn parked_rows_do_not_block_other_clusters_mosquitto() {
     parked_rows_do_not_block_other_clusters(BROKER.0, BROKER.1).await;
+}
+
+#[tokio::test]
+async fn a_work_stored_by_an_older_version_is_replaced_before_it_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("legacy");
+    {
+        // An older version accepted a work whose metadata cannot travel.
+        let store = SqliteStore::open(&dir.path().join(workbus_hub::hub::DB_FILE)).unwrap();
+        store
+            .create_cluster("edge-1", &BTreeMap::new(), Utc::now())
+            .unwrap();
+        let work = work_json("edge-1", "big", "a");
+        let desired = DesiredWork {
+            key: WorkKey {
+                cluster: "edge-1".into(),
+                name: "big".into(),
+            },
+            uid: work_resource_id(&source, "edge-1", "big").to_string(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::from([(
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "x".repeat(70_000),
+            )]),
+            spec: serde_json::from_value(work["spec"].clone()).unwrap(),
+        };
+        let now = Utc::now();
+        store
+            .apply_work(&desired, false, now, &|w, c| {
+                change_event(&source, w, c, now)
+            })
+            .unwrap();
+    }
+    let hub = start_hub(dir.path(), &source).await;
+    eventually("its create event parked", || async {
+        metric(&hub, "workbus_hub_outbox_parked").await == Some(1)
+    })
+    .await;
+    // Its delete event would not fit either: refused, with the way out.
+    let url = format!("{}/api/v1/clusters/edge-1/works/big", hub.base_url());
+    assert_error(
+        &http("DELETE", url.clone(), None, None).await,
+        409,
+        "Conflict",
+        &["ce-metadata", "replace it (PUT)"],
+    );
+    // Replacing it with a version that fits supersedes the parked event; then it can go.
+    let r = put_work(&hub, &work_json("edge-1", "big", "a")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    eventually("the parked event superseded", || async {
+        metric(&hub, "workbus_hub_outbox_parked").await == Some(0)
+    })
+    .await;
+    assert_eq!(http("DELETE", url, None, None).await.status, 202);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_parked_listing_pages_and_checks_its_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("listing");
+    {
+        let store = SqliteStore::open(&dir.path().join(workbus_hub::hub::DB_FILE)).unwrap();
+        let rows: Vec<NewOutbox> = (0..3)
+            .map(|i| old_spec_event(&source, "edge-1", &format!("w{i}"), json!({}), 1_200_000))
+            .collect();
+        store.enqueue(&rows, Utc::now()).unwrap();
+    }
+    let hub = start_hub(dir.path(), &source).await;
+    eventually("three rows parked", || async {
+        metric(&hub, "workbus_hub_outbox_parked").await == Some(3)
+    })
+    .await;
+    let base = format!("{}/api/v1/outbox/parked", hub.base_url());
+    let page = http("GET", format!("{base}?limit=2"), None, None)
+        .await
+        .body;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let next = page["metadata"]["continue"].as_str().unwrap().to_string();
+    let rest = http("GET", format!("{base}?limit=2&after={next}"), None, None)
+        .await
+        .body;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["metadata"].get("continue").is_none());
+    assert_eq!(
+        rest["items"][0]["resourceId"],
+        work_resource_id(&source, "edge-1", "w2").to_string()
+    );
+    for bad in ["limit=0", "limit=1001", "after=x"] {
+        let r = http("GET", format!("{base}?{bad}"), None, None).await;
+        assert_error(&r, 400, "BadRequest", &[]);
+    }
+    hub.shutdown().await;
 }
