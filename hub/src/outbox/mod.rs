@@ -391,8 +391,10 @@ impl<S: Sink> OutboxPublisher<S> {
                     }
                 }
                 Err(e) => {
-                    // Closed: the connection is gone for everyone, not this row's fault.
+                    // Closed: the transport is gone for everyone, not this row's fault;
+                    // what is in flight gets only the grace period.
                     self.count_failure(entry.id, &e).await;
+                    grace = Some(Instant::now() + ACK_GRACE);
                     end = PassEnd::Stalled;
                     break;
                 }
@@ -614,5 +616,59 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_counts_against_a_row_only_when_others_got_through() {
+        let mut s = Schedule::default();
+        assert_eq!(s.strike("a", 7), 1);
+        // Nothing acknowledged since: the connection, not the row.
+        assert_eq!(s.strike("a", 7), 1);
+        s.acked("b", true);
+        assert_eq!(s.strike("a", 7), 2);
+        s.acked("a", false); // a held row of the same cluster: no completion
+        assert_eq!(s.strike("a", 7), 3);
+        // Another row of the cluster starts over; a completion clears the streak.
+        assert_eq!(s.strike("a", 9), 1);
+        s.acked("a", true);
+        assert!(s.strikes.is_empty() && s.failures.is_empty());
+    }
+
+    #[test]
+    fn holds_back_off_per_cluster_and_rewind_the_scan_when_released() {
+        let now = Instant::now();
+        let mut s = Schedule {
+            scan: 50,
+            ..Schedule::default()
+        };
+        s.hold("a", 20, now);
+        s.hold("a", 10, now); // reaches back, keeps its expiry
+        s.hold("b", 30, now);
+        assert_eq!(s.holds["a"].first_id, 10);
+        assert_eq!(s.next_expiry(), Some(now + RETRY_MIN));
+        // Not expired: nothing moves.
+        s.release_expired(now);
+        assert_eq!((s.scan, s.holds.len()), (50, 2));
+        s.release_expired(now + RETRY_MIN);
+        assert_eq!((s.scan, s.holds.len()), (9, 0));
+        // The next hold of a cluster that failed before waits longer, up to RETRY_MAX.
+        s.hold("a", 10, now);
+        assert_eq!(s.holds["a"].until, now + RETRY_MIN * 2);
+        for _ in 0..20 {
+            s.release_expired(now + RETRY_MAX * 2);
+            s.hold("a", 10, now);
+        }
+        assert_eq!(s.holds["a"].until, now + RETRY_MAX);
+    }
+
+    #[test]
+    fn cut_marks_what_it_drops() {
+        assert_eq!(cut("edge-1", 64), "edge-1");
+        assert_eq!(cut(&"p".repeat(70_000), 3), "ppp…");
     }
 }
