@@ -433,15 +433,23 @@ fn park_outbox_in(
     Ok(exec(tx, SUPERSEDE_PARKED, [id])? as u64)
 }
 
-/// Reads outbox rows; `parked` selects parked rather than pending ones. Returns the
-/// entries with the parked columns (type, reason, created, parked time).
-#[allow(clippy::type_complexity)]
+/// An outbox row as read: the entry plus the columns only parked rows need.
+struct OutboxRow {
+    entry: OutboxEntry,
+    event_type: String,
+    parked: Option<String>,
+    created: String,
+    parked_at: Option<String>,
+}
+
+/// Reads outbox rows with id greater than `after`, oldest first; `parked` selects
+/// parked rather than pending ones (each through its own index).
 fn outbox_rows(
     conn: &Connection,
     parked: bool,
     after: i64,
     limit: usize,
-) -> Result<Vec<(OutboxEntry, String, Option<String>, String, Option<String>)>, StoreError> {
+) -> Result<Vec<OutboxRow>, StoreError> {
     let sql = if parked {
         "SELECT id, cluster, resource_id, event, attempts, event_type, parked, created, \
          parked_at FROM outbox WHERE id > ?1 AND parked IS NOT NULL ORDER BY id LIMIT ?2"
@@ -452,34 +460,23 @@ fn outbox_rows(
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
         .query_map(params![after, limit.min(i64::MAX as usize) as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, Option<String>>(8)?,
-            ))
+            let event: String = r.get(3)?;
+            Ok(OutboxRow {
+                entry: OutboxEntry {
+                    id: r.get(0)?,
+                    cluster: r.get(1)?,
+                    resource_id: r.get(2)?,
+                    event: parse_event(&event),
+                    attempts: r.get(4)?,
+                },
+                event_type: r.get(5)?,
+                parked: r.get(6)?,
+                created: r.get(7)?,
+                parked_at: r.get(8)?,
+            })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, cluster, resource_id, event, attempts, ty, reason, created, parked_at)| {
-                let entry = OutboxEntry {
-                    id,
-                    cluster,
-                    resource_id,
-                    event: parse_event(&event),
-                    attempts,
-                };
-                (entry, ty, reason, created, parked_at)
-            },
-        )
-        .collect())
+    Ok(rows)
 }
 
 fn enqueue_in(tx: &Connection, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -826,7 +823,7 @@ impl Store for SqliteStore {
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(outbox_rows(&*self.reader()?, false, after, limit)?
             .into_iter()
-            .map(|row| row.0)
+            .map(|row| row.entry)
             .collect())
     }
 
@@ -877,14 +874,14 @@ impl Store for SqliteStore {
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
         outbox_rows(&*self.reader()?, true, after, limit)?
             .into_iter()
-            .map(|(entry, event_type, reason, created, parked_at)| {
-                let created = parse_ts("outbox", &created)?;
+            .map(|row| {
+                let created = parse_ts("outbox", &row.created)?;
                 Ok(ParkedOutbox {
-                    entry,
-                    event_type,
-                    reason: reason.unwrap_or_default(),
+                    entry: row.entry,
+                    event_type: row.event_type,
+                    reason: row.parked.unwrap_or_default(),
                     created,
-                    parked_at: match parked_at {
+                    parked_at: match row.parked_at {
                         Some(t) => parse_ts("outbox", &t)?,
                         None => created,
                     },
