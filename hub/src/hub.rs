@@ -16,7 +16,7 @@ use workbus_transport::{TlsError, Transport, TransportConfig, TransportConfigErr
 use crate::api::{self, ApiState};
 use crate::config::{BrokerSettings, HubConfig};
 use crate::metrics::Metrics;
-use crate::outbox::OutboxPublisher;
+use crate::outbox::{OutboxPublisher, WireFormat};
 use crate::source::SourceLoop;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, StoreHandle};
@@ -108,6 +108,13 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let store = StoreHandle::new(Arc::new(sqlite), metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
+        // What the outbox can publish, shared with the API so it refuses what cannot be.
+        let wire = Arc::new(WireFormat::new(
+            topics,
+            config.source_id.clone(),
+            config.encoding,
+            tc.publish_limits(),
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| HubError::Io {
@@ -138,9 +145,7 @@ impl Hub {
         let publisher = OutboxPublisher {
             store: store.clone(),
             publisher: transport.publisher.clone(),
-            topics,
-            source_id: config.source_id.clone(),
-            encoding: config.encoding,
+            wire: wire.clone(),
             notify: notify.clone(),
             metrics: metrics.clone(),
         };
@@ -150,6 +155,7 @@ impl Hub {
             store: store.clone(),
             source_id: config.source_id.clone(),
             outbox: notify,
+            wire,
             metrics: metrics.clone(),
             watchers: watchers.clone(),
         };

@@ -36,6 +36,18 @@ pub struct Metrics {
     pub store_commit_micros: AtomicU64,
     /// Spec resync requests answered (answers queued, or nothing to send).
     pub spec_resyncs_answered: AtomicU64,
+    /// Outbox rows parked because they can never be published (see `outbox`).
+    pub outbox_parked: AtomicU64,
+}
+
+/// The outbox gauges, read from the store when `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxGauges {
+    /// Events waiting to be published (parked ones excluded).
+    pub pending: u64,
+    /// Events parked as unpublishable, kept until a newer event of their work
+    /// supersedes them.
+    pub parked: u64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -78,8 +90,8 @@ impl Metrics {
         get(&self.dropped, reason)
     }
 
-    /// The Prometheus text exposition, with the outbox depth gauge.
-    pub fn render(&self, outbox_depth: Option<u64>) -> String {
+    /// The Prometheus text exposition, with the outbox gauges when the store answered.
+    pub fn render(&self, outbox: Option<OutboxGauges>) -> String {
         let mut out = String::new();
         let families: [(&str, &str, &str, &Labelled); 3] = [
             (
@@ -155,6 +167,11 @@ impl Metrics {
                 "Spec resync requests answered.",
                 &self.spec_resyncs_answered,
             ),
+            (
+                "workbus_hub_outbox_parked_total",
+                "Outbox events parked because they can never be published.",
+                &self.outbox_parked,
+            ),
         ];
         for (name, help, c) in plain {
             let _ = writeln!(
@@ -163,12 +180,25 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
-        if let Some(depth) = outbox_depth {
-            let name = "workbus_hub_outbox_depth";
-            let _ = writeln!(
-                out,
-                "# HELP {name} Events waiting for a broker acknowledgement.\n# TYPE {name} gauge\n{name} {depth}"
-            );
+        if let Some(outbox) = outbox {
+            let gauges = [
+                (
+                    "workbus_hub_outbox_depth",
+                    "Events waiting for a broker acknowledgement (parked ones excluded).",
+                    outbox.pending,
+                ),
+                (
+                    "workbus_hub_outbox_parked",
+                    "Events parked as unpublishable, kept until a newer event of the same work supersedes them.",
+                    outbox.parked,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
         }
         out
     }

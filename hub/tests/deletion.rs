@@ -24,7 +24,6 @@ use workbus_agent::config::AgentConfig;
 use workbus_agent::runtime::{self, AgentHandle};
 use workbus_agent::store::MemoryStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_transport::{Transport, TransportConfig, TransportEvent};
 use workbus_hub::HubHandle;
 use workbus_hub::watch::WorkChange;
 use workbus_schemas::metadata::decode_status_event;
@@ -32,6 +31,7 @@ use workbus_schemas::mqtt::{self, MqttMessage};
 use workbus_schemas::resource_id::work_resource_id;
 use workbus_schemas::sequence_id::SequenceIdGenerator;
 use workbus_schemas::topics::{self, Topics};
+use workbus_transport::{Transport, TransportConfig, TransportEvent};
 
 /// The finalizer that holds the agent's cleanup until [`release`].
 const HOLD: &str = "workbus.test/hold";

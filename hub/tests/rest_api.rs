@@ -362,6 +362,7 @@ async fn openapi_health_metrics_and_watch() {
         "/api/v1/works",
         "/api/v1/clusters/{cluster}/works/{name}",
         "/api/v1/watch/works",
+        "/api/v1/outbox/parked",
         "/openapi.json",
         "/healthz",
         "/metrics",
@@ -413,6 +414,8 @@ async fn openapi_health_metrics_and_watch() {
         .body;
     let text = metrics.as_str().unwrap();
     assert!(text.contains("workbus_hub_outbox_depth"));
+    assert!(text.contains("workbus_hub_outbox_parked 0"));
+    assert!(text.contains("workbus_hub_outbox_parked_total 0"));
     assert!(text.contains("workbus_hub_events_sent_total"));
     assert!(text.contains("workbus_hub_api_rejected_total 1"));
     hub.shutdown().await;

@@ -1,20 +1,23 @@
 //! The SQLite store on a real file: migrations, persistence across reopen, cluster and
 //! work CRUD with the generation rules, the outbox written in the same transaction,
-//! the append-only audit log, and a corrupt row reported instead of a panic.
+//! the append-only audit log, a corrupt row reported instead of a panic, and parked
+//! outbox rows (kept out of the queue, superseded by newer events, migrated from v1).
 
 mod work_fixture;
 
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use serde_json::json;
 use work_fixture::desired;
 use workbus_hub::source::spec_events::change_event;
-use workbus_hub::store::migrations::latest_version;
+use workbus_hub::store::migrations::{MIGRATIONS, latest_version};
 use workbus_hub::store::sqlite::SqliteStore;
 use workbus_hub::store::{
-    ApplyOutcome, AuditDirection, AuditEntry, DesiredWork, DropReason, IncomingStatus,
+    ApplyOutcome, AuditDirection, AuditEntry, DesiredWork, DropReason, IncomingStatus, NewOutbox,
     StatusOutcome, Store, StoreError, WorkFilter, WorkKey,
 };
+use workbus_schemas::envelope::status_resync_request;
 use workbus_schemas::work::ManifestWorkStatus;
 
 fn apply(s: &SqliteStore, d: &DesiredWork) -> Result<ApplyOutcome, StoreError> {
@@ -337,4 +340,101 @@ fn pending_deletions_are_listed_and_redriven_only_while_deleting() {
     apply(&s, &desired("c1", "w1", "b")).unwrap();
     assert_eq!(s.redrive_deletions(&uids, now, &build).unwrap(), 0);
     assert_eq!(s.outbox_depth().unwrap(), depth + 2); // + the re-creation
+}
+
+#[test]
+fn parked_rows_leave_the_queue_until_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    s.create_cluster("c1", &BTreeMap::new(), Utc::now())
+        .unwrap();
+    s.create_cluster("c2", &BTreeMap::new(), Utc::now())
+        .unwrap();
+    apply(&s, &desired("c1", "w1", "a")).unwrap(); // u1 generation 1
+    apply(&s, &desired("c1", "w1", "b")).unwrap(); // u1 generation 2
+    apply(&s, &desired("c1", "w2", "a")).unwrap(); // u2 generation 1
+    apply(&s, &desired("c1", "w2", "b")).unwrap(); // u2 generation 2
+    apply(&s, &desired("c2", "w1", "a")).unwrap(); // another cluster
+    // Two events about no work, of one type, for c1.
+    let resync = |n: usize| NewOutbox {
+        cluster: "c1".into(),
+        resource_id: None,
+        event: status_resync_request("src", "c1", json!({"statusHashes": [n]}), Utc::now()),
+    };
+    s.enqueue(&[resync(1), resync(2)], Utc::now()).unwrap();
+    let ids: Vec<i64> = s
+        .outbox_batch(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let [u1g1, u1g2, u2g1, u2g2, c2w1, r1, r2] = ids[..] else {
+        panic!("{ids:?}")
+    };
+
+    // Parking takes a row out of the queue and the depth, and keeps it with the reason.
+    assert_eq!(s.park_outbox(u1g2, "too large", Utc::now()).unwrap(), 0);
+    assert_eq!(s.outbox_depth().unwrap(), 6);
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+    assert!(s.outbox_batch(0, 10).unwrap().iter().all(|e| e.id != u1g2));
+    let parked = s.parked_outbox(0, 10).unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].reason, "too large");
+    assert!(parked[0].entry.event.is_ok());
+    assert!(matches!(
+        s.park_outbox(u1g2, "again", Utc::now()),
+        Err(StoreError::NotFound { .. })
+    ));
+    // Completing an older event of the work leaves the newer parked one alone.
+    s.complete_outbox(u1g1, Utc::now()).unwrap();
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+
+    // A newer event of the same work supersedes a parked one, parked or published.
+    s.park_outbox(u2g1, "too large", Utc::now()).unwrap();
+    assert_eq!(
+        s.park_outbox(u2g2, "still too large", Utc::now()).unwrap(),
+        1
+    );
+    let parked: Vec<i64> = s
+        .parked_outbox(0, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.entry.id)
+        .collect();
+    assert_eq!(parked, [u1g2, u2g2]);
+    // For events about no work, the same type for the same cluster supersedes.
+    s.park_outbox(r1, "bad", Utc::now()).unwrap();
+    s.complete_outbox(c2w1, Utc::now()).unwrap();
+    assert_eq!(s.outbox_parked_count().unwrap(), 3);
+    s.complete_outbox(r2, Utc::now()).unwrap();
+    assert_eq!(s.outbox_parked_count().unwrap(), 2);
+
+    // Unparked rows are pending again, in their place.
+    s.unpark_outbox(&[u1g2]).unwrap();
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+    assert_eq!(s.outbox_batch(0, 10).unwrap()[0].id, u1g2);
+    assert_eq!(s.outbox_depth().unwrap(), 1);
+}
+
+#[test]
+fn outbox_rows_of_a_version_1_database_stay_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        let event = status_resync_request("src", "c1", json!({}), Utc::now());
+        conn.execute(
+            "INSERT INTO outbox (cluster, resource_id, event_type, event, created) \
+             VALUES ('c1', NULL, 't', ?1, '2025-01-01T00:00:00.000000000Z')",
+            [serde_json::to_string(&event).unwrap()],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), latest_version());
+    assert_eq!(s.outbox_depth().unwrap(), 1);
+    assert_eq!(s.outbox_parked_count().unwrap(), 0);
+    assert_eq!(s.outbox_batch(0, 10).unwrap().len(), 1);
 }

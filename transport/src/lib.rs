@@ -27,7 +27,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use workbus_schemas::mqtt::MqttMessage;
+use workbus_schemas::mqtt::{
+    MessageLimitError, MqttMessage, MqttVersion, PublishLimits, check_publishable,
+};
 
 use acks::AckTracker;
 
@@ -120,6 +122,18 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
+    /// The limits every published message is checked against.
+    pub fn publish_limits(&self) -> PublishLimits {
+        PublishLimits {
+            version: match self.protocol {
+                Protocol::V5 => MqttVersion::V5,
+                Protocol::V311 => MqttVersion::V311,
+            },
+            qos: self.pub_qos,
+            max_packet_size: self.max_packet_size,
+        }
+    }
+
     /// A plain-TCP MQTT 5 config with the protocol defaults (keep-alive 60 s, QoS 1).
     pub fn new(host: impl Into<String>, port: u16, client_id: impl Into<String>) -> Self {
         TransportConfig {
@@ -158,17 +172,11 @@ pub enum PublishError {
     /// The transport has been shut down.
     #[error("the transport is closed")]
     Closed,
-    /// MQTT 3.1.1 cannot carry user properties or a content type: use structured mode.
-    #[error("MQTT 3.1.1 cannot carry user properties or a content type; use structured mode")]
-    PropertiesUnsupported,
-    /// The message exceeds the configured packet size.
-    #[error("message of {size} bytes exceeds the {limit}-byte packet limit")]
-    TooLarge {
-        /// Payload size.
-        size: usize,
-        /// Configured limit.
-        limit: usize,
-    },
+    /// The message can never be published under this connection's limits (MQTT string
+    /// and packet sizes, characters, MQTT 3.1.1 without properties): checked before it
+    /// reaches rumqttc, which would otherwise drop the connection over it.
+    #[error("{0}")]
+    Unpublishable(#[from] MessageLimitError),
     /// No acknowledgement arrived in time; the caller may retry (receivers are idempotent).
     #[error("no acknowledgement within {0:?}")]
     Timeout(Duration),
@@ -231,7 +239,8 @@ struct PublisherInner {
     // Held across "register waiter + enqueue" so waiters and requests stay in one order.
     order: tokio::sync::Mutex<()>,
     qos: u8,
-    max_packet_size: usize,
+    /// What a message must fit before it is handed to rumqttc.
+    limits: PublishLimits,
     ack_timeout: Duration,
     stats: Arc<TransportStats>,
 }
@@ -254,12 +263,7 @@ impl Publisher {
     /// per-topic order.
     pub async fn send(&self, message: &MqttMessage) -> Result<PendingAck, PublishError> {
         let inner = &self.inner;
-        if message.payload.len() > inner.max_packet_size {
-            return Err(PublishError::TooLarge {
-                size: message.payload.len(),
-                limit: inner.max_packet_size,
-            });
-        }
+        check_publishable(message, &inner.limits)?;
         let (tx, rx) = oneshot::channel();
         let _order = inner.order.lock().await;
         inner
@@ -391,7 +395,7 @@ impl Transport {
                 acks,
                 order: tokio::sync::Mutex::new(()),
                 qos: config.pub_qos,
-                max_packet_size: config.max_packet_size,
+                limits: config.publish_limits(),
                 ack_timeout: config.ack_timeout,
                 stats,
             }),

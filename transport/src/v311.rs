@@ -155,9 +155,6 @@ pub(super) async fn publish(
     qos: u8,
     payload: Bytes,
 ) -> Result<(), PublishError> {
-    if !workbus_schemas::mqtt::fits_mqtt_v311(message) {
-        return Err(PublishError::PropertiesUnsupported);
-    }
     client
         .publish_bytes(message.topic.clone(), qos_v4(qos), false, payload)
         .await

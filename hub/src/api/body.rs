@@ -1,8 +1,9 @@
 //! Reading a submitted ManifestWork exactly as kubectl users write it
 //! (`apiVersion: work.open-cluster-management.io/v1`, `kind: ManifestWork`,
 //! `metadata.namespace` = cluster) in JSON or YAML, chosen by Content-Type, and turning
-//! it into the store's [`DesiredWork`] after validation (names, namespace, the bundle
-//! validator of `workbus_schemas` with its upstream messages).
+//! it into the store's [`DesiredWork`] after validation (names as Kubernetes validates
+//! them, namespace, the bundle validator of `workbus_schemas` with its upstream
+//! messages).
 //!
 //! Server-owned metadata in the body (uid, generation, resourceVersion, timestamps) is
 //! ignored: the hub assigns it.
@@ -11,8 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use workbus_schemas::resource_id::work_resource_id;
 use workbus_schemas::topics::{self, SegmentKind};
 use workbus_schemas::work::ManifestWork;
+use workbus_schemas::work::names::{NameError, dns1123_label_errors, dns1123_subdomain_errors};
 
 use super::error::ApiError;
+use crate::outbox::cut;
 use crate::store::{DesiredWork, WorkKey};
 use crate::work_view::HUB_ANNOTATION_PREFIX;
 
@@ -78,20 +81,38 @@ pub fn parse_work(format: BodyFormat, body: &[u8]) -> Result<ManifestWork, ApiEr
     Ok(work)
 }
 
-/// True for a Kubernetes DNS subdomain name (lower-case alphanumerics, `-`, `.`,
-/// starting and ending alphanumeric, at most 253 characters).
-pub fn is_dns_subdomain(name: &str) -> bool {
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(ok_char)
-        && name.starts_with(alnum)
-        && name.ends_with(alnum)
+/// How much of a refused name an error message repeats.
+const NAME_IN_ERROR_CHARS: usize = 64;
+
+/// `invalid <what> "<name>": <rule>; <rule>` with the name cut (it may be huge).
+fn name_error(what: &str, name: &str, errors: &[NameError]) -> ApiError {
+    let rules: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    ApiError::invalid(format!(
+        "invalid {what} {:?} ({} characters): {}",
+        cut(name, NAME_IN_ERROR_CHARS),
+        name.chars().count(),
+        rules.join("; ")
+    ))
 }
 
-/// Checks a cluster name (it is an MQTT topic segment: `[a-z0-9-]+`).
+/// Checks a work name: a Kubernetes DNS-1123 subdomain (at most 253 characters).
+pub fn check_work_name(name: &str) -> Result<(), ApiError> {
+    let errors = dns1123_subdomain_errors(name);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(name_error("metadata.name", name, &errors))
+    }
+}
+
+/// Checks a cluster name: the namespace of its works, so a Kubernetes DNS-1123 label
+/// (at most 63 characters), and an MQTT topic segment (`[a-z0-9-]+`, which every label
+/// is; checked too because it is the protocol's rule).
 pub fn check_cluster_name(name: &str) -> Result<(), ApiError> {
+    let errors = dns1123_label_errors(name);
+    if !errors.is_empty() {
+        return Err(name_error("cluster name", name, &errors));
+    }
     topics::validate_segment(SegmentKind::ClusterName, name)
         .map_err(|e| ApiError::invalid(format!("invalid cluster name {name:?}: {e}")))
 }
@@ -129,11 +150,7 @@ pub fn desired_work(
         }
         (_, n) => n.to_string(),
     };
-    if !is_dns_subdomain(&name) {
-        return Err(ApiError::invalid(format!(
-            "metadata.name {name:?} must be a DNS subdomain (lower-case letters, digits, '-', '.')"
-        )));
-    }
+    check_work_name(&name)?;
     check_cluster_name(&cluster)?;
     if meta.extra.contains_key("generateName") {
         return Err(ApiError::invalid("metadata.generateName is not supported"));

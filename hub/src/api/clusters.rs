@@ -1,6 +1,7 @@
 //! `/api/v1/clusters` and `/api/v1/clusters/{name}`: register, list, show and remove
 //! managed clusters. A cluster with works cannot be removed (409), so no work is ever
-//! left without its cluster.
+//! left without its cluster. A name must be a DNS-1123 label whose publish topic fits
+//! MQTT (422 otherwise).
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,8 @@ use crate::store::Cluster;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCluster {
-    /// The cluster name (`[a-z0-9-]+`).
+    /// The cluster name: a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63
+    /// characters), as it names the works' namespace and a topic segment.
     pub name: String,
     /// Optional labels.
     #[serde(default)]
@@ -34,6 +36,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Cluster>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_cluster_name(&body.name)?;
+    state
+        .wire
+        .check_cluster(&body.name)
+        .map_err(|e| ApiError::unpublishable(&format!("cluster {:?}", body.name), &e))?;
     let cluster = state
         .store
         .run(move |s| s.create_cluster(&body.name, &body.labels, Utc::now()))

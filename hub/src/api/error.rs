@@ -1,12 +1,14 @@
 //! The REST error shape: every 4xx/5xx answer is JSON `{code, reason, message}`
 //! (`code` = HTTP status, `reason` = a Kubernetes-style reason such as `NotFound`,
-//! `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `UnsupportedMediaType`).
+//! `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `UnsupportedMediaType`,
+//! `RequestEntityTooLarge`).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::outbox::Unpublishable;
 use crate::store::StoreError;
 
 /// The JSON body of an error answer.
@@ -43,6 +45,22 @@ impl ApiError {
     /// 404 NotFound.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+    /// The answer to a change whose events could never be published over MQTT:
+    /// 413 RequestEntityTooLarge when a size limit is broken (the message names the
+    /// limit and the measured size), 422 Invalid otherwise. `subject` names what was
+    /// refused; `why` is the limit error.
+    pub fn unpublishable(subject: &str, why: &Unpublishable) -> Self {
+        let message = format!("{subject} cannot be published over MQTT: {why}");
+        if why.is_too_large() {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                message,
+            )
+        } else {
+            Self::invalid(message)
+        }
     }
     /// Any status and reason.
     pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {

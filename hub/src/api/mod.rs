@@ -8,10 +8,12 @@
 //! | `/api/v1/works` | GET list (`cluster`, `labelSelector`, `limit`, `continue`), POST create |
 //! | `/api/v1/clusters/{cluster}/works/{name}` | GET, PUT create-or-update, DELETE (202) |
 //! | `/api/v1/watch/works` | GET server-sent events (`cluster`) |
+//! | `/api/v1/outbox/parked` | GET the events parked as unpublishable (`after`, `limit`) |
 
 pub mod body;
 pub mod clusters;
 pub mod error;
+pub mod outbox;
 pub mod watch;
 pub mod works;
 
@@ -24,7 +26,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::Notify;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutboxGauges};
+use crate::outbox::WireFormat;
 use crate::store::StoreHandle;
 use crate::watch::Watchers;
 
@@ -40,6 +43,9 @@ pub struct ApiState {
     pub source_id: String,
     /// Wakes the outbox publisher after a commit.
     pub outbox: Arc<Notify>,
+    /// How events become MQTT messages: changes whose events could never be published
+    /// are refused.
+    pub wire: Arc<WireFormat>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Work change fan-out.
@@ -64,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
             get(works::get).put(works::put).delete(works::delete),
         )
         .route("/api/v1/watch/works", get(watch::watch))
+        .route("/api/v1/outbox/parked", get(outbox::parked))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -98,9 +105,18 @@ async fn not_found() -> error::ApiError {
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
-    let depth = state.store.run(|s| s.outbox_depth()).await.ok();
+    let gauges = state
+        .store
+        .run(|s| {
+            Ok(OutboxGauges {
+                pending: s.outbox_depth()?,
+                parked: s.outbox_parked_count()?,
+            })
+        })
+        .await
+        .ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(depth),
+        state.metrics.render(gauges),
     )
 }

@@ -1,6 +1,13 @@
 //! The ManifestWork endpoints: list (filters + pagination), create, get,
 //! create-or-update, delete. Every accepted change is committed together with its spec
 //! event in the outbox (see `store`), then the outbox publisher is woken.
+//!
+//! A change is accepted only if every spec event the work can produce from then on fits
+//! MQTT (`WireFormat::check_work`: string and packet limits, measured on the largest
+//! generation, action and timestamps): an accepted event that can never be published
+//! would only be parked by the outbox. Too large is 413, otherwise 422; a delete whose
+//! event would not fit (a work stored by an older version) is 409 until the work is
+//! replaced by one that fits.
 
 use std::sync::Arc;
 
@@ -11,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use workbus_schemas::work::ManifestWork;
@@ -19,6 +26,7 @@ use workbus_schemas::work::ManifestWork;
 use super::ApiState;
 use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
+use crate::outbox::WorkEvents;
 use crate::source::spec_events::change_event;
 use crate::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
@@ -161,12 +169,49 @@ fn event_builder(state: &ApiState, now: chrono::DateTime<Utc>) -> SharedSpecEven
     Arc::new(move |w, change| change_event(&source_id, w, change, now))
 }
 
+/// The work as it would be stored if `desired` is accepted at `now` (generation and
+/// times are replaced by their largest forms when it is measured).
+fn prospective_record(desired: &DesiredWork, now: DateTime<Utc>) -> WorkRecord {
+    WorkRecord {
+        uid: desired.uid.clone(),
+        key: desired.key.clone(),
+        labels: desired.labels.clone(),
+        annotations: desired.annotations.clone(),
+        spec: desired.spec.clone(),
+        generation: 1,
+        created: now,
+        updated: now,
+        deletion: None,
+        status: None,
+    }
+}
+
+fn work_subject(key: &WorkKey) -> String {
+    format!("work {}/{}", key.cluster, key.name)
+}
+
 async fn apply(
     state: &ApiState,
     desired: DesiredWork,
     create_only: bool,
 ) -> Result<(ApplyOutcome, WorkRecord), ApiError> {
     let now = Utc::now();
+    state
+        .wire
+        .check_work(
+            &prospective_record(&desired, now),
+            WorkEvents::Lifetime,
+            now,
+        )
+        .map_err(|e| {
+            ApiError::unpublishable(
+                &format!(
+                    "{} (its largest spec event, at any later generation and when deleted)",
+                    work_subject(&desired.key)
+                ),
+                &e,
+            )
+        })?;
     let (outcome, record) = state
         .store
         .apply_work(desired, create_only, now, event_builder(state, now))
@@ -245,6 +290,23 @@ pub async fn delete(
 ) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
     let key = WorkKey { cluster, name };
     let now = Utc::now();
+    // A work stored by an older version may have a delete event that cannot be
+    // published: it would be parked and the work would stay deleting forever.
+    let lookup = key.clone();
+    if let Some(work) = state.store.run(move |s| s.get_work(&lookup)).await?
+        && work.deletion.is_none()
+        && let Err(e) = state.wire.check_work(&work, WorkEvents::Deletion, now)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "{} cannot be deleted: its delete event cannot be published over MQTT: {e}; \
+                 replace it (PUT) with a version that fits, then delete it",
+                work_subject(&key)
+            ),
+        ));
+    }
     let record = state
         .store
         .mark_deleting(key, now, event_builder(&state, now))

@@ -83,6 +83,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX works_deleting ON works(deletion) WHERE deletion IS NOT NULL;
     "#,
+    // 4: parked outbox rows (events that can never be published, see `outbox`): kept
+    // with the reason, out of the pending queue. Partial indexes, empty while nothing
+    // is parked: by work, to find the parked rows a newer event supersedes; by id, to
+    // list and count parked rows without reading the (large) pending ones.
+    r#"
+    ALTER TABLE outbox ADD COLUMN parked TEXT;      -- why it cannot be published; NULL = pending
+    ALTER TABLE outbox ADD COLUMN parked_at TEXT;
+    CREATE INDEX outbox_parked ON outbox(cluster, resource_id, id) WHERE parked IS NOT NULL;
+    CREATE INDEX outbox_parked_id ON outbox(id) WHERE parked IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

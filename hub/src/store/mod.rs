@@ -22,8 +22,8 @@ pub use group_commit::PendingWrite;
 pub use handle::StoreHandle;
 pub use model::{
     ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, OutboxEntry, PendingDeletion, StatusOutcome, StoredStatus, WorkFilter, WorkKey,
-    WorkRecord,
+    NewOutbox, OutboxEntry, ParkedOutbox, PendingDeletion, StatusOutcome, StoredStatus, WorkFilter,
+    WorkKey, WorkRecord,
 };
 
 use chrono::{DateTime, Utc};
@@ -244,14 +244,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queues events that change no work (resync answers and requests).
     fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Up to `limit` queued events with id greater than `after`, oldest first.
+    /// Up to `limit` pending (not parked) events with id greater than `after`, oldest
+    /// first.
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// Removes a published event and writes its audit row, atomically.
+    /// Removes a published event and writes its audit row, atomically. Parked events
+    /// it supersedes (older ones with the same [supersession key](Store::park_outbox))
+    /// are removed with it.
     fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Counts a failed publish attempt.
     fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError>;
-    /// Number of queued events.
+    /// Number of pending events (parked ones are [`Store::outbox_parked_count`]).
     fn outbox_depth(&self) -> Result<u64, StoreError>;
+    /// Parks a pending event that can never be published: the row stays, with
+    /// `reason`, out of the pending queue. Older parked events with the same
+    /// supersession key — the same cluster and `resource_id`, or, for events about no
+    /// work, the same cluster and event type — are removed: at most the newest
+    /// unpublishable event per key is kept. Returns how many were removed.
+    fn park_outbox(&self, id: i64, reason: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Puts parked events back into the pending queue (they are publishable under the
+    /// current configuration).
+    fn unpark_outbox(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Up to `limit` parked events with id greater than `after`, oldest first.
+    fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError>;
+    /// Number of parked events.
+    fn outbox_parked_count(&self) -> Result<u64, StoreError>;
 
     /// Appends a received event to the audit log and updates the cluster's last-heard
     /// time.

@@ -214,7 +214,7 @@ pub struct NewOutbox {
     pub event: Event,
 }
 
-/// A queued event.
+/// A queued event (pending, or inside a [`ParkedOutbox`]).
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
     /// Queue position (strictly increasing).
@@ -223,11 +223,28 @@ pub struct OutboxEntry {
     pub cluster: String,
     /// The `resourceid`, if any.
     pub resource_id: Option<String>,
-    /// The event, or why the stored JSON no longer decodes (the row is then skipped
-    /// and left in place for inspection).
+    /// The event, or why the stored JSON no longer decodes (the publisher then parks
+    /// the row, leaving it in place for inspection).
     pub event: Result<Event, String>,
     /// Failed publish attempts so far.
     pub attempts: i64,
+}
+
+/// A parked event: one that can never be published as it is (see `outbox`), kept out
+/// of the pending queue with the reason until a newer event of the same work supersedes
+/// it.
+#[derive(Debug, Clone)]
+pub struct ParkedOutbox {
+    /// The row (its event, or why the stored JSON does not decode).
+    pub entry: OutboxEntry,
+    /// The CloudEvent `type`, as stored.
+    pub event_type: String,
+    /// Why it cannot be published.
+    pub reason: String,
+    /// When it was queued.
+    pub created: DateTime<Utc>,
+    /// When it was parked.
+    pub parked_at: DateTime<Utc>,
 }
 
 /// Direction of an audited event.

@@ -462,6 +462,17 @@ fn ingest_status_in(
     }
 }
 
+/// Removes the parked rows that row `?1` supersedes: older, parked, same cluster, and
+/// the same `resource_id` (for rows about no work: the same event type). A newer event
+/// of the same work makes an older one moot — receivers keep only the latest generation
+/// (reference §7.2) — so a parked row never outlives the first newer event of its work
+/// that is published or parked. The scalar subqueries read row `?1` by primary key, so
+/// the delete probes the partial index `outbox_parked` by cluster.
+const SUPERSEDE_PARKED: &str = "DELETE FROM outbox WHERE parked IS NOT NULL AND id < ?1 \
+     AND cluster = (SELECT cluster FROM outbox WHERE id = ?1) \
+     AND resource_id IS (SELECT resource_id FROM outbox WHERE id = ?1) \
+     AND (resource_id IS NOT NULL OR event_type = (SELECT event_type FROM outbox WHERE id = ?1))";
+
 fn complete_outbox_in(tx: &Connection, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
     // The audit row is copied inside SQLite: the event never travels through Rust.
     exec(
@@ -470,8 +481,75 @@ fn complete_outbox_in(tx: &Connection, id: i64, sent_at: DateTime<Utc>) -> Resul
          SELECT ?1, 'sent', cluster, resource_id, event_type, event FROM outbox WHERE id = ?2",
         params![ts(sent_at), id],
     )?;
+    exec(tx, SUPERSEDE_PARKED, [id])?;
     exec(tx, "DELETE FROM outbox WHERE id = ?1", [id])?;
     Ok(())
+}
+
+fn park_outbox_in(
+    tx: &Connection,
+    id: i64,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let parked = exec(
+        tx,
+        "UPDATE outbox SET parked = ?2, parked_at = ?3 WHERE id = ?1 AND parked IS NULL",
+        params![id, reason, ts(at)],
+    )?;
+    if parked == 0 {
+        return Err(StoreError::NotFound {
+            kind: "pending outbox row",
+            name: id.to_string(),
+        });
+    }
+    Ok(exec(tx, SUPERSEDE_PARKED, [id])? as u64)
+}
+
+/// An outbox row as read: the entry plus the columns only parked rows need.
+struct OutboxRow {
+    entry: OutboxEntry,
+    event_type: String,
+    parked: Option<String>,
+    created: String,
+    parked_at: Option<String>,
+}
+
+/// Reads outbox rows with id greater than `after`, oldest first; `parked` selects
+/// parked rather than pending ones (each through its own index).
+fn outbox_rows(
+    conn: &Connection,
+    parked: bool,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let sql = if parked {
+        "SELECT id, cluster, resource_id, event, attempts, event_type, parked, created, \
+         parked_at FROM outbox WHERE id > ?1 AND parked IS NOT NULL ORDER BY id LIMIT ?2"
+    } else {
+        "SELECT id, cluster, resource_id, event, attempts, event_type, parked, created, \
+         parked_at FROM outbox WHERE id > ?1 AND parked IS NULL ORDER BY id LIMIT ?2"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params![after, limit.min(i64::MAX as usize) as i64], |r| {
+            let event: String = r.get(3)?;
+            Ok(OutboxRow {
+                entry: OutboxEntry {
+                    id: r.get(0)?,
+                    cluster: r.get(1)?,
+                    resource_id: r.get(2)?,
+                    event: parse_event(&event),
+                    attempts: r.get(4)?,
+                },
+                event_type: r.get(5)?,
+                parked: r.get(6)?,
+                created: r.get(7)?,
+                parked_at: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 fn enqueue_in(tx: &Connection, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -846,31 +924,9 @@ impl Store for SqliteStore {
     }
 
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, cluster, resource_id, event, attempts FROM outbox \
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows
+        Ok(outbox_rows(&*self.reader()?, false, after, limit)?
             .into_iter()
-            .map(|(id, cluster, resource_id, event, attempts)| OutboxEntry {
-                id,
-                cluster,
-                resource_id,
-                event: parse_event(&event),
-                attempts,
-            })
+            .map(|row| row.entry)
             .collect())
     }
 
@@ -890,9 +946,59 @@ impl Store for SqliteStore {
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .reader()?
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        // Two index-only counts: filtering the table on `parked` would read every row,
+        // overflow pages of large events included.
+        let n: i64 = self.reader()?.query_row(
+            "SELECT (SELECT COUNT(*) FROM outbox) \
+             - (SELECT COUNT(*) FROM outbox WHERE parked IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn park_outbox(&self, id: i64, reason: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(|tx| park_outbox_in(tx, id, reason, at))
+    }
+
+    fn unpark_outbox(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for id in ids {
+                exec(
+                    tx,
+                    "UPDATE outbox SET parked = NULL, parked_at = NULL WHERE id = ?1",
+                    [id],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
+        outbox_rows(&*self.reader()?, true, after, limit)?
+            .into_iter()
+            .map(|row| {
+                let created = parse_ts("outbox", &row.created)?;
+                Ok(ParkedOutbox {
+                    entry: row.entry,
+                    event_type: row.event_type,
+                    reason: row.parked.unwrap_or_default(),
+                    created,
+                    parked_at: match row.parked_at {
+                        Some(t) => parse_ts("outbox", &t)?,
+                        None => created,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn outbox_parked_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.reader()?.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE parked IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n.max(0) as u64)
     }
 

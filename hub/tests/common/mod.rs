@@ -193,13 +193,18 @@ pub struct FakeAgent {
 }
 
 impl FakeAgent {
-    /// Connects and waits until subscribed.
+    /// Connects to Mosquitto and waits until subscribed.
     pub async fn connect(source_id: &str, cluster: &str) -> FakeAgent {
+        Self::connect_at(BROKER.0, BROKER.1, source_id, cluster).await
+    }
+
+    /// Connects to the broker at `host:port` and waits until subscribed.
+    pub async fn connect_at(host: &str, port: u16, source_id: &str, cluster: &str) -> FakeAgent {
         let topics = Topics::for_agent(source_id, cluster).unwrap();
         let subs = topics::agent_subscriptions(&topics, cluster).unwrap();
         let mut cfg = TransportConfig::new(
-            BROKER.0,
-            BROKER.1,
+            host,
+            port,
             format!("{cluster}-{source_id}-work-agent-client"),
         );
         cfg.subscriptions = subs;

@@ -10,10 +10,14 @@
 //!
 //! [`decode`] accepts both and dispatches exactly as the Go receiver does (§2.2). The
 //! MQTT client code in hub and agent only moves [`MqttMessage`]s; it never touches
-//! property names.
+//! property names. [`limits`] says whether a message fits MQTT at all (string and packet
+//! sizes, §10 item 19) before anyone tries to send it.
 
 pub mod binary;
+pub mod limits;
 pub mod structured;
+
+pub use limits::{MessageLimitError, MqttVersion, PublishLimits, check_publishable};
 
 use cloudevents::Event;
 

@@ -12,6 +12,8 @@
 //! - [`status`]: conditions, per-manifest status, the API-shaped [`ManifestWorkStatus`]
 //!   and the wire [`ManifestBundleStatus`] (status event data).
 //! - [`validation`]: sdk-go's manifest validation with its exact error texts.
+//! - [`names`]: cluster (DNS-1123 label) and work (DNS-1123 subdomain) names, with
+//!   apimachinery's texts.
 //!
 //! Design rules shared by every type here:
 //!
@@ -77,6 +79,7 @@ macro_rules! wire_enum {
 }
 
 pub mod meta;
+pub mod names;
 pub mod spec;
 pub mod status;
 pub mod validation;
