@@ -421,6 +421,16 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             SpecDecision::Ignore(IgnoreReason::Deleting) => {}
             SpecDecision::Apply(work) => {
                 bump(&self.stats.applied);
+                if self
+                    .works
+                    .get(&uid)
+                    .is_some_and(|r| r.work.metadata.deletion_timestamp.is_some())
+                {
+                    // The next incarnation of a deleted work (see `spec_handler`): it
+                    // starts from nothing, not from the old one's applied state.
+                    self.works.remove(&uid);
+                    self.queued_hash.remove(&uid);
+                }
                 self.apply(work).await;
             }
             SpecDecision::Delete(work) => {

@@ -7,7 +7,10 @@
 //!   cached spec and status are kept;
 //! - otherwise a generation lower than the cached one is stale (0 means unversioned and is
 //!   never stale);
-//! - a work already being deleted stays deleted: a late update cannot resurrect it;
+//! - a work already being deleted stays deleted: a late update cannot resurrect it —
+//!   except a newer generation once cleanup is complete, which is the work's next
+//!   incarnation (the hub re-creates a name only after our `Deleted`, and continues its
+//!   generations);
 //! - the same generation with the same spec and metadata, already applied, is a
 //!   duplicate: nothing is re-applied (Maestro re-sends stored events, §10 item 17).
 
@@ -63,10 +66,21 @@ pub fn decide(held: Option<&WorkRecord>, mut incoming: ManifestWork) -> SpecDeci
         work.metadata.add_finalizer(FINALIZER_MANIFEST_WORK_CLEANUP);
         return SpecDecision::Delete(work);
     }
-    if held.work.metadata.deletion_timestamp.is_some() {
-        return SpecDecision::Ignore(IgnoreReason::Deleting);
-    }
     let generation = incoming.metadata.generation;
+    if held.work.metadata.deletion_timestamp.is_some() {
+        // A newer generation of a work we are deleting is its next incarnation: a hub
+        // re-creates a name only after it took our `Deleted` confirmation (so cleanup
+        // is done, only the broker's acknowledgement may be missing), and its
+        // generations continue across incarnations. Anything else is a late update
+        // that must not resurrect the work.
+        if !(generation > held.work.metadata.generation && deletion_confirmed(held)) {
+            return SpecDecision::Ignore(IgnoreReason::Deleting);
+        }
+        incoming
+            .metadata
+            .add_finalizer(FINALIZER_MANIFEST_WORK_CLEANUP);
+        return SpecDecision::Apply(incoming);
+    }
     if generation != 0 && generation < held.work.metadata.generation {
         return SpecDecision::Ignore(IgnoreReason::Stale);
     }
@@ -85,6 +99,11 @@ pub fn decide(held: Option<&WorkRecord>, mut incoming: ManifestWork) -> SpecDeci
         return SpecDecision::Ignore(IgnoreReason::Duplicate);
     }
     SpecDecision::Apply(incoming)
+}
+
+/// True when the held work's cleanup finished and its `Deleted` status was built.
+fn deletion_confirmed(held: &WorkRecord) -> bool {
+    workbus_schemas::metadata::is_deleted(&held.state.status)
 }
 
 #[cfg(test)]
@@ -161,6 +180,41 @@ mod tests {
             decide(Some(&h), work(0, false, 1)),
             SpecDecision::Apply(_)
         ));
+    }
+
+    /// With the cleanup done and only the broker's acknowledgement of `Deleted`
+    /// missing, the hub may already have re-created the name (its generations go on):
+    /// that create must not be ignored, or the new incarnation is never applied.
+    #[test]
+    fn newer_generation_after_a_confirmed_deletion_is_the_next_incarnation() {
+        let mut d = held(5, true);
+        let cleanup_pending = d.clone();
+        d.state
+            .status
+            .conditions
+            .push(workbus_schemas::metadata::deleted_condition(
+                "c",
+                Time::now(),
+            ));
+        match decide(Some(&d), work(6, false, 2)) {
+            SpecDecision::Apply(w) => {
+                assert_eq!(w.metadata.generation, 6);
+                assert_eq!(w.spec.workload.manifests.len(), 2);
+                assert!(w.metadata.deletion_timestamp.is_none());
+                assert!(w.metadata.has_finalizer(FINALIZER_MANIFEST_WORK_CLEANUP));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Same or older generation: a late update of the deleted incarnation.
+        assert_eq!(
+            decide(Some(&d), work(5, false, 1)),
+            SpecDecision::Ignore(IgnoreReason::Deleting)
+        );
+        // Cleanup still running: not yet.
+        assert_eq!(
+            decide(Some(&cleanup_pending), work(6, false, 1)),
+            SpecDecision::Ignore(IgnoreReason::Deleting)
+        );
     }
 
     #[test]
