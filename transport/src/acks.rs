@@ -66,11 +66,13 @@ impl AckTracker {
         }
     }
 
-    /// The broker acknowledged `pkid`; false when no publish was waiting for it.
-    pub(super) fn on_ack(&mut self, pkid: u16) -> bool {
+    /// The broker answered `pkid`: accepted, or refused with a reason (an MQTT 5
+    /// PUBACK/PUBREC reason code of 0x80 or above); false when no publish was waiting
+    /// for it.
+    pub(super) fn on_ack(&mut self, pkid: u16, outcome: Result<(), String>) -> bool {
         match self.inflight.remove(&pkid) {
             Some(waiter) => {
-                let _ = waiter.send(Ok(()));
+                let _ = waiter.send(outcome.map_err(PublishError::Refused));
                 true
             }
             None => false,
@@ -125,12 +127,12 @@ mod tests {
         let mut b = waiter(&mut t);
         t.on_outgoing_publish(7);
         t.on_outgoing_publish(8);
-        assert!(t.on_ack(8));
+        assert!(t.on_ack(8, Ok(())));
         assert_eq!(b.try_recv(), Ok(Ok(())));
         assert!(a.try_recv().is_err(), "a is still waiting");
-        assert!(t.on_ack(7));
+        assert!(t.on_ack(7, Ok(())));
         assert_eq!(a.try_recv(), Ok(Ok(())));
-        assert!(!t.on_ack(9));
+        assert!(!t.on_ack(9, Ok(())));
     }
 
     #[test]
@@ -155,12 +157,24 @@ mod tests {
         assert_eq!(dropped.try_recv(), Ok(Err(PublishError::ConnectionLost)));
         // The new connection reuses packet id 1 for the surviving request.
         t.on_outgoing_publish(1);
-        assert!(t.on_ack(1));
+        assert!(t.on_ack(1, Ok(())));
         assert_eq!(queued.try_recv(), Ok(Ok(())));
         let mut next = waiter(&mut t);
         t.on_outgoing_publish(2);
-        assert!(t.on_ack(2));
+        assert!(t.on_ack(2, Ok(())));
         assert_eq!(next.try_recv(), Ok(Ok(())));
+    }
+
+    #[test]
+    fn a_refusal_fails_its_publish_with_the_reason() {
+        let mut t = AckTracker::default();
+        let mut rx = waiter(&mut t);
+        t.on_outgoing_publish(4);
+        assert!(t.on_ack(4, Err("NotAuthorized".into())));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Err(PublishError::Refused("NotAuthorized".into())))
+        );
     }
 
     #[test]

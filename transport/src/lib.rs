@@ -177,6 +177,11 @@ pub enum PublishError {
     /// reaches rumqttc, which would otherwise drop the connection over it.
     #[error("{0}")]
     Unpublishable(#[from] MessageLimitError),
+    /// The broker refused the message (an MQTT 5 reason code such as NotAuthorized or
+    /// QuotaExceeded on its PUBACK): it was not delivered. Whether retrying can help
+    /// depends on the reason.
+    #[error("the broker refused the message: {0}")]
+    Refused(String),
     /// No acknowledgement arrived in time; the caller may retry (receivers are idempotent).
     #[error("no acknowledgement within {0:?}")]
     Timeout(Duration),

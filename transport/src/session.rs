@@ -27,8 +27,9 @@ pub(super) enum SessionEvent {
     Subscribed(Result<(), String>),
     /// A message arrived.
     Message(MqttMessage),
-    /// The broker acknowledged this packet id (PUBACK, or PUBCOMP for QoS 2).
-    Acknowledged(u16),
+    /// The broker answered this packet id (PUBACK, or PUBCOMP for QoS 2): accepted,
+    /// or refused with the reason it gave.
+    Acknowledged(u16, Result<(), String>),
     /// rumqttc wrote the next publish request with this packet id (0 for QoS 0).
     Written(u16),
     /// rumqttc wrote our DISCONNECT.
@@ -118,8 +119,8 @@ async fn on_packet(session: &mut SessionLoop, event: SessionEvent) -> Flow {
         SessionEvent::Message(message) => {
             session.emit(TransportEvent::Message(message)).await.into()
         }
-        SessionEvent::Acknowledged(pkid) => {
-            session.on_ack(pkid);
+        SessionEvent::Acknowledged(pkid, outcome) => {
+            session.on_ack(pkid, outcome);
             Flow::Continue
         }
         SessionEvent::Written(pkid) => {
@@ -149,7 +150,7 @@ async fn on_connection_lost(
         let counts = matches!(
             event,
             SessionEvent::Message(_)
-                | SessionEvent::Acknowledged(_)
+                | SessionEvent::Acknowledged(..)
                 | SessionEvent::Written(_)
                 | SessionEvent::Disconnecting
         );
@@ -225,9 +226,12 @@ impl SessionLoop {
         }
     }
 
-    fn on_ack(&self, pkid: u16) {
+    fn on_ack(&self, pkid: u16, outcome: Result<(), String>) {
+        if let Err(reason) = &outcome {
+            tracing::warn!(client_id = %self.client_id, pkid, %reason, "the broker refused a publish");
+        }
         if let Ok(mut acks) = self.acks.lock() {
-            acks.on_ack(pkid);
+            acks.on_ack(pkid, outcome);
         }
     }
 

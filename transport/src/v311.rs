@@ -141,8 +141,9 @@ fn session_event(event: Event) -> SessionEvent {
             user_properties: Vec::new(),
             payload: p.payload.to_vec(),
         }),
-        Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(ack.pkid),
-        Event::Incoming(Packet::PubComp(ack)) => SessionEvent::Acknowledged(ack.pkid),
+        // MQTT 3.1.1 acknowledgements carry no reason: they always mean accepted.
+        Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(ack.pkid, Ok(())),
+        Event::Incoming(Packet::PubComp(ack)) => SessionEvent::Acknowledged(ack.pkid, Ok(())),
         Event::Outgoing(Outgoing::Publish(pkid)) => SessionEvent::Written(pkid),
         Event::Outgoing(Outgoing::Disconnect) => SessionEvent::Disconnecting,
         _ => SessionEvent::Other,

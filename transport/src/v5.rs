@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{
+    Filter, Packet, PubAckReason, PubCompReason, PublishProperties, SubscribeReasonCode,
+};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
 use rumqttc::{Outgoing, Transport as RumqttTransport};
 use tokio::sync::mpsc;
@@ -156,8 +158,21 @@ fn session_event(event: Event) -> SessionEvent {
                 payload: p.payload.to_vec(),
             })
         }
-        Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(ack.pkid),
-        Event::Incoming(Packet::PubComp(ack)) => SessionEvent::Acknowledged(ack.pkid),
+        Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(
+            ack.pkid,
+            match ack.reason {
+                // Accepted; nobody subscribed is still delivered to the broker (§1.7).
+                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
+                refused => Err(format!("{refused:?}")),
+            },
+        ),
+        Event::Incoming(Packet::PubComp(ack)) => SessionEvent::Acknowledged(
+            ack.pkid,
+            match ack.reason {
+                PubCompReason::Success => Ok(()),
+                refused => Err(format!("{refused:?}")),
+            },
+        ),
         Event::Outgoing(Outgoing::Publish(pkid)) => SessionEvent::Written(pkid),
         Event::Outgoing(Outgoing::Disconnect) => SessionEvent::Disconnecting,
         _ => SessionEvent::Other,

@@ -123,12 +123,14 @@ async fn unreachable_broker_reports_and_keeps_trying() {
     }
 }
 
-/// Refuses the first `refusals` SUBSCRIBE filters, then allows everything.
-struct RefuseFirstSubscribes {
+/// Refuses the first `refusals` SUBSCRIBE filters and every PUBLISH to `denied_topic`;
+/// allows everything else.
+struct Refusals {
     refusals: std::sync::atomic::AtomicUsize,
+    denied_topic: Option<String>,
 }
 
-impl workbus_broker::Authorizer for RefuseFirstSubscribes {
+impl workbus_broker::Authorizer for Refusals {
     type Principal = ();
 
     async fn authenticate(
@@ -142,9 +144,13 @@ impl workbus_broker::Authorizer for RefuseFirstSubscribes {
         &self,
         _client: &workbus_broker::ClientInfo,
         _principal: &(),
-        _request: &workbus_broker::PublishRequest<'_>,
+        request: &workbus_broker::PublishRequest<'_>,
     ) -> workbus_broker::Decision {
-        workbus_broker::Decision::Allow
+        if self.denied_topic.as_deref() == Some(request.topic) {
+            workbus_broker::Decision::Deny
+        } else {
+            workbus_broker::Decision::Allow
+        }
     }
 
     async fn authorize_subscribe(
@@ -171,8 +177,9 @@ async fn refused_subscription_is_retried_on_a_new_connection() {
     let broker = workbus_broker::Broker::new(workbus_broker::BrokerConfig::with_listen(
         "127.0.0.1:0".parse().unwrap(),
     ))
-    .with_authorizer(RefuseFirstSubscribes {
+    .with_authorizer(Refusals {
         refusals: std::sync::atomic::AtomicUsize::new(2),
+        denied_topic: None,
     })
     .start()
     .await
@@ -203,6 +210,54 @@ async fn refused_subscription_is_retried_on_a_new_connection() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 3
     );
+    t.shutdown(Duration::from_secs(1)).await;
+    broker.shutdown().await;
+}
+
+/// Regression: a PUBACK with a refusal reason (0x87 NotAuthorized) resolved the publish
+/// as delivered, so the hub's outbox forgot an event the broker had dropped.
+#[tokio::test]
+async fn a_refused_publish_fails_with_the_reason() {
+    let denied = unique("workbus-test/denied");
+    let broker = workbus_broker::Broker::new(workbus_broker::BrokerConfig::with_listen(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .with_authorizer(Refusals {
+        refusals: std::sync::atomic::AtomicUsize::new(0),
+        denied_topic: Some(denied.clone()),
+    })
+    .start()
+    .await
+    .unwrap();
+    let mut t = Transport::start(TransportConfig::new(
+        "127.0.0.1",
+        broker.local_addr().port(),
+        unique("denied"),
+    ))
+    .unwrap();
+    next_subscribed(&mut t).await;
+    let message = |topic: &str| MqttMessage {
+        topic: topic.to_string(),
+        content_type: None,
+        user_properties: vec![],
+        payload: b"{}".to_vec(),
+    };
+    let refused = timeout(WAIT, t.publisher.publish(&message(&denied)))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, Err(workbus_transport::PublishError::Refused(r)) if r.contains("NotAuthorized")),
+        "{refused:?}"
+    );
+    // The connection stays usable and an allowed publish still succeeds.
+    timeout(
+        WAIT,
+        t.publisher
+            .publish(&message(&unique("workbus-test/allowed"))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     t.shutdown(Duration::from_secs(1)).await;
     broker.shutdown().await;
 }
