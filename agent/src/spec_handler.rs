@@ -3,8 +3,9 @@
 //!
 //! - an unknown UID is added (in deleting state if the event carries
 //!   `deletiontimestamp`, so that cleanup still runs and is confirmed, §6.5 step 2);
-//! - `deletiontimestamp` always wins: only the deletion time and generation change, the
-//!   cached spec and status are kept;
+//! - `deletiontimestamp` wins over the spec: only the deletion time and generation
+//!   change, the cached spec and status are kept — unless its generation is lower than
+//!   the held one (a delete of an earlier incarnation of the same UID, which is stale);
 //! - otherwise a generation lower than the cached one is stale (0 means unversioned and is
 //!   never stale);
 //! - a work already being deleted stays deleted: a late update cannot resurrect it —
@@ -57,6 +58,13 @@ pub fn decide(held: Option<&WorkRecord>, mut incoming: ManifestWork) -> SpecDeci
     if deleting {
         if held.work.metadata.deletion_timestamp.is_some() {
             return SpecDecision::Ignore(IgnoreReason::Deleting);
+        }
+        // A delete older than the work we hold is about an earlier incarnation (queued
+        // before the name was re-created, e.g. in a resync answer): it must not take
+        // the new one down. Sources never lower a live work's generation.
+        let generation = incoming.metadata.generation;
+        if generation != 0 && generation < held.work.metadata.generation {
+            return SpecDecision::Ignore(IgnoreReason::Stale);
         }
         let mut work = held.work.clone();
         work.metadata.deletion_timestamp = incoming.metadata.deletion_timestamp;
@@ -228,6 +236,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A delete of an earlier incarnation does not take the current one down.
+        assert_eq!(
+            decide(Some(&h), work(4, true, 0)),
+            SpecDecision::Ignore(IgnoreReason::Stale)
+        );
         let d = held(5, true);
         assert_eq!(
             decide(Some(&d), work(7, false, 3)),
