@@ -26,6 +26,7 @@ pub mod embedded_broker;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+#[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod source;
 pub mod store;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use workbus_hub::cli::{Cli, Command, run_client, serve};
+#[cfg(feature = "quickstart")]
 use workbus_hub::quickstart;
 
 fn main() -> ExitCode {
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_async("info", serve::serve(args)),
         // Quiet logs: the quickstart prints its own progress.
+        #[cfg(feature = "quickstart")]
         Command::Quickstart(args) => run_async("warn", quickstart::quickstart(args)),
         command => match run_client(&cli.server, command) {
             Ok(()) => ExitCode::SUCCESS,

@@ -46,6 +46,7 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The main job on embedded defaults: embedded broker, hub, simulated clusters and a
     /// sample work whose status is shown as it arrives.
+    #[cfg(feature = "quickstart")]
     Quickstart(crate::quickstart::QuickstartArgs),
     /// Create or update works from a file (`-f -` reads standard input; YAML or JSON,
     /// several YAML documents allowed).
@@ -227,16 +228,18 @@ pub fn read_documents(file: &PathBuf) -> Result<Vec<Value>, CliError> {
     Ok(docs)
 }
 
+fn not_a_client_command() -> CliError {
+    CliError::Input("`serve` and `quickstart` run a hub; they are not client commands".into())
+}
+
 /// Runs a client command (everything but `serve`).
 pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
     let client = Client::new(server);
     let now = Utc::now();
     match command {
-        Command::Serve(_) | Command::Quickstart(_) => {
-            return Err(CliError::Input(
-                "`serve` and `quickstart` run a hub; they are not client commands".into(),
-            ));
-        }
+        Command::Serve(_) => return Err(not_a_client_command()),
+        #[cfg(feature = "quickstart")]
+        Command::Quickstart(_) => return Err(not_a_client_command()),
         Command::Apply { file } => {
             for doc in read_documents(&file)? {
                 let meta = |k: &str| {

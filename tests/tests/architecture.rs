@@ -1,0 +1,97 @@
+//! The crate graph ARCHITECTURE.md promises, checked from `cargo metadata` rather than
+//! written down only: `schemas ← transport ← {hub, agent}`, the protocol crate without
+//! I/O dependencies, the agent without the hub's server stack, and the hub linking the
+//! agent only for its quickstart (an optional dependency behind the `quickstart`
+//! feature).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Every workspace package's declared dependencies: (package, dependency, kind, optional).
+fn declared_dependencies() -> Vec<(String, String, String, bool)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata JSON");
+    let mut edges = Vec::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().unwrap_or_default().to_string();
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            edges.push((
+                name.clone(),
+                dep["name"].as_str().unwrap_or_default().to_string(),
+                dep["kind"].as_str().unwrap_or("normal").to_string(),
+                dep["optional"].as_bool().unwrap_or(false),
+            ));
+        }
+    }
+    edges
+}
+
+/// The dependencies `package` needs to build (not tests, not optional features).
+fn required(edges: &[(String, String, String, bool)], package: &str) -> Vec<String> {
+    edges
+        .iter()
+        .filter(|(p, _, kind, optional)| p == package && kind == "normal" && !optional)
+        .map(|(_, dep, _, _)| dep.clone())
+        .collect()
+}
+
+#[test]
+fn crate_graph_points_one_way() {
+    let edges = declared_dependencies();
+    let schemas = required(&edges, "workbus-schemas");
+    assert!(
+        !schemas.iter().any(|d| d.starts_with("workbus-")),
+        "schemas depends on no other workspace crate: {schemas:?}"
+    );
+    for io in ["tokio", "rumqttc", "rusqlite", "axum", "ureq"] {
+        assert!(
+            !schemas.iter().any(|d| d == io),
+            "schemas does no I/O, yet depends on {io}"
+        );
+    }
+    let transport = required(&edges, "workbus-transport");
+    assert_eq!(
+        transport
+            .iter()
+            .filter(|d| d.starts_with("workbus-"))
+            .collect::<Vec<_>>(),
+        ["workbus-schemas"],
+        "transport builds on schemas only"
+    );
+    let agent = required(&edges, "workbus-agent");
+    for forbidden in ["workbus-hub", "workbus-broker", "axum", "rusqlite", "ureq"] {
+        assert!(
+            !agent.iter().any(|d| d == forbidden),
+            "the agent (small devices) must not depend on {forbidden}"
+        );
+    }
+    let hub = required(&edges, "workbus-hub");
+    assert!(
+        !hub.iter().any(|d| d == "workbus-agent"),
+        "the hub links the agent only for the quickstart (optional dependency)"
+    );
+    assert!(
+        edges.iter().any(|(p, d, kind, optional)| p == "workbus-hub"
+            && d == "workbus-agent"
+            && kind == "normal"
+            && *optional),
+        "the quickstart's agent dependency is optional"
+    );
+}
