@@ -33,15 +33,19 @@
 //!   `workbus_hub_outbox_depth` no longer counts them). `GET /api/v1/outbox/parked`
 //!   lists them. The API refuses requests whose events would be unpublishable, so
 //!   parked rows come from older versions, changed limits, or a bug.
-//! - **Transient** — the acknowledgement did not come (timeout, connection lost). The
+//! - **Transient** — the acknowledgement did not come (timeout, connection lost) or the
+//!   broker refused the message (an MQTT 5 reason code on its PUBACK). The
 //!   row's cluster is **held**: its later rows are not sent (rows of it already in
 //!   flight are not completed, and go out again after it), and the cluster is retried
 //!   from that row after a per-cluster backoff (200 ms doubling to 10 s). Every other
 //!   cluster goes on. The pass that saw the failure stops sending and waits for the
 //!   rest of its in-flight acknowledgements only `ACK_GRACE` more, so a dead connection
-//!   costs one acknowledgement timeout, not one per row. A row that fails
+//!   costs one acknowledgement timeout, not one per row. A row the broker *refuses*
 //!   `POISON_STRIKES` times while other events were acknowledged in between (so the
 //!   connection works and it is this event the broker will not take) is parked too.
+//!   Timeouts and lost connections never park a row: they say nothing about the event
+//!   (a frozen or restarting broker looks the same), and parking on a flapping link
+//!   would lose an acknowledged work's event.
 //!
 //! **Later events of a cluster with a parked row still go out**, including later
 //! generations of the very work whose event was parked. Waiting would gain nothing —
@@ -462,11 +466,18 @@ impl<S: Sink> OutboxPublisher<S> {
             Err(e) => {
                 *grace = Some(Instant::now() + ACK_GRACE);
                 self.count_failure(row.id, &e).await;
-                let strikes = schedule.strike(&row.cluster, row.id);
                 schedule.hold(&row.cluster, row.id, Instant::now());
+                // Only the broker's explicit refusal is this event's own doing. A timeout
+                // or a lost connection says nothing about the event (a frozen or
+                // restarting broker looks the same), and parking an acknowledged work's
+                // event on a flapping link would lose it.
+                if !matches!(e, PublishError::Refused(_)) {
+                    return;
+                }
+                let strikes = schedule.strike(&row.cluster, row.id);
                 if strikes >= POISON_STRIKES {
                     let reason =
-                        format!("not acknowledged {strikes} times while other events were: {e}");
+                        format!("refused {strikes} times while other events were taken: {e}");
                     if self.park_id(row.id, &row.cluster, &row.ty, &reason).await {
                         schedule.forget(&row.cluster);
                     }
