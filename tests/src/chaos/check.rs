@@ -361,10 +361,17 @@ pub struct Convergence {
     pub polls: u64,
 }
 
-/// Polls [`observe`] + [`evaluate`] until no problem remains or `within` passed.
-pub async fn converge(fleet: &Fleet, models: &[ClusterModel], within: Duration) -> Convergence {
+/// Polls [`observe`] + [`evaluate`] until no problem remains or `within` passed,
+/// printing what is still open every 5 s (prefixed with `label`).
+pub async fn converge(
+    fleet: &Fleet,
+    models: &[ClusterModel],
+    within: Duration,
+    label: &str,
+) -> Convergence {
     let start = Instant::now();
     let mut polls = 0;
+    let mut last_line = Instant::now();
     loop {
         polls += 1;
         let problems = match observe(fleet).await {
@@ -381,6 +388,18 @@ pub async fn converge(fleet: &Fleet, models: &[ClusterModel], within: Duration) 
                 problems,
                 polls,
             };
+        }
+        if last_line.elapsed() >= Duration::from_secs(5) {
+            last_line = Instant::now();
+            let mut by_class: BTreeMap<&str, usize> = BTreeMap::new();
+            for p in &problems {
+                *by_class.entry(p.class.name()).or_default() += 1;
+            }
+            eprintln!(
+                "[chaos {label} {:5.1}s] converging: open {by_class:?}; e.g. {}",
+                start.elapsed().as_secs_f64(),
+                problems[0]
+            );
         }
         if start.elapsed() >= within {
             return Convergence {

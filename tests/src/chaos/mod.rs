@@ -126,13 +126,14 @@ impl Params {
     pub fn reproduce(&self, leg: BrokerKind) -> String {
         format!(
             "WORKBUS_CHAOS_SEED={} WORKBUS_CHAOS_OPS={} WORKBUS_CHAOS_FAULTS={} \
-             WORKBUS_CHAOS_AGENTS={} WORKBUS_CHAOS_NAMES={} cargo test -p workbus-tests{} \
-             --test chaos -- {} --nocapture",
+             WORKBUS_CHAOS_AGENTS={} WORKBUS_CHAOS_NAMES={} WORKBUS_CHAOS_KEEPALIVE_SECS={} \
+             cargo test -p workbus-tests{} --test chaos -- {} --nocapture",
             self.seed,
             self.ops,
             self.faults,
             self.agents,
             self.names,
+            self.keep_alive_secs,
             if cfg!(debug_assertions) {
                 ""
             } else {
@@ -248,7 +249,7 @@ pub async fn run_leg(params: &Params, leg: BrokerKind, setup: &LegSetup) -> repo
         rep.fail("restart", e);
     }
     eprintln!("[chaos {}] quiesced; waiting for convergence", leg.name());
-    let conv = check::converge(&fleet, &models, params.converge).await;
+    let conv = check::converge(&fleet, &models, params.converge, leg.name()).await;
     rep.convergence(&conv);
     for hang in fleet.shutdown(Duration::from_secs(10)).await {
         rep.fail("sigterm", hang);
