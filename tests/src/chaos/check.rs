@@ -89,18 +89,7 @@ pub async fn observe(fleet: &Fleet) -> Result<Observation, String> {
     let mut objects = Vec::new();
     let mut agent = Vec::new();
     for (i, cluster) in fleet.clusters.iter().enumerate() {
-        let path = format!("/api/v1/works?cluster={cluster}&limit=1000");
-        let items = match fleet.rest.call_async("GET", &path, None).await {
-            Reply::Answer { code: 200, body } => body["items"].as_array().cloned(),
-            other => return Err(format!("GET {path}: {other:?}")),
-        }
-        .ok_or_else(|| format!("GET {path}: no items"))?;
-        hub.push(
-            items
-                .into_iter()
-                .filter_map(|w| Some((w["metadata"]["name"].as_str()?.to_string(), w)))
-                .collect(),
-        );
+        hub.push(list_works(fleet, cluster).await?);
         objects.push(read_snapshot(&fleet.snapshot(i))?);
         agent.push(read_agent_store(&fleet.agent_works(i)));
     }
@@ -109,6 +98,31 @@ pub async fn observe(fleet: &Fleet) -> Result<Observation, String> {
         objects,
         agent,
     })
+}
+
+/// Every work of `cluster` on the hub, by name (following `continue` tokens).
+async fn list_works(fleet: &Fleet, cluster: &str) -> Result<BTreeMap<String, Value>, String> {
+    let mut works = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let path = format!("/api/v1/works?cluster={cluster}&limit=1000&continue={token}");
+        let body = match fleet.rest.call_async("GET", &path, None).await {
+            Reply::Answer { code: 200, body } => body,
+            other => return Err(format!("GET {path}: {other:?}")),
+        };
+        let items = body["items"]
+            .as_array()
+            .ok_or_else(|| format!("GET {path}: no items in {body}"))?;
+        for w in items {
+            if let Some(name) = w["metadata"]["name"].as_str() {
+                works.insert(name.to_string(), w.clone());
+            }
+        }
+        match body["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_string(),
+            _ => return Ok(works),
+        }
+    }
 }
 
 /// The agent's work records (`<data-dir>/works/<uid>.json`) by uid; unreadable ones

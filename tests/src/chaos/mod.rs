@@ -441,3 +441,22 @@ pub fn dirs_from_env(default: &Path) -> (PathBuf, PathBuf) {
         .map_or_else(|| default.to_path_buf(), PathBuf::from);
     (work, report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_in_decimal_and_hex_and_streams_differ_by_leg_and_id() {
+        assert_eq!(parse_seed(" 42 "), Some(42));
+        assert_eq!(parse_seed("0x2a"), Some(42));
+        assert_eq!(parse_seed("forty-two"), None);
+        let draw = |leg, id| stream_rng(7, leg, id).random_range(0..u64::MAX);
+        assert_eq!(draw(BrokerKind::Embedded, 1), draw(BrokerKind::Embedded, 1));
+        assert_ne!(
+            draw(BrokerKind::Embedded, 1),
+            draw(BrokerKind::Mosquitto, 1)
+        );
+        assert_ne!(draw(BrokerKind::Embedded, 1), draw(BrokerKind::Embedded, 2));
+    }
+}

@@ -17,9 +17,10 @@ use std::fmt;
 
 use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::rest::Reply;
+use crate::hubs::configmaps_work;
 
 /// Most manifests in one work.
 pub const MAX_MANIFESTS: usize = 4;
@@ -38,20 +39,11 @@ impl fmt::Display for Spec {
 impl Spec {
     /// The kubectl-shaped ManifestWork `cluster/name` with these manifests.
     pub fn work_body(&self, cluster: &str, name: &str) -> Value {
-        let manifests: Vec<Value> = self
-            .0
-            .iter()
-            .map(|(cm, v)| {
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": cm, "namespace": "default"}, "data": {"v": v}})
-            })
-            .collect();
-        json!({
-            "apiVersion": "work.open-cluster-management.io/v1",
-            "kind": "ManifestWork",
-            "metadata": {"name": name, "namespace": cluster},
-            "spec": {"workload": {"manifests": manifests}}
-        })
+        configmaps_work(
+            cluster,
+            name,
+            self.0.iter().map(|(cm, v)| (cm.as_str(), v.as_str())),
+        )
     }
 
     /// The manifests of a ManifestWork as the hub returns it; `None` when they are not

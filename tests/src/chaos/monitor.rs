@@ -68,6 +68,7 @@ impl Seen {
             work["metadata"]["uid"].as_str().unwrap_or("?")
         );
         let generation = work["metadata"]["generation"].as_i64();
+        let gen_text = |g: Option<i64>| g.map_or_else(|| "?".to_string(), |g| g.to_string());
         match kind {
             "status" => {
                 self.statuses += 1;
@@ -78,8 +79,11 @@ impl Seen {
                 let observed = condition(work, "Applied").map(|c| c["observedGeneration"].clone());
                 if status_gen != generation {
                     self.stale_accepted.push(format!(
-                        "{who}: status for generation {status_gen:?} (Applied observed \
-                         {observed:?}) accepted while the work is at generation {generation:?}"
+                        "{who}: status for generation {} (Applied observed {}) accepted \
+                         while the work is at generation {}",
+                        gen_text(status_gen),
+                        observed.map_or_else(|| "-".to_string(), |g| g.to_string()),
+                        gen_text(generation)
                     ));
                 }
             }
@@ -87,8 +91,9 @@ impl Seen {
                 self.deletions += 1;
                 if work["metadata"]["deletionTimestamp"].is_null() {
                     self.spurious_deletions.push(format!(
-                        "{who} at generation {generation:?}: removed by a Deleted confirmation \
-                         but never marked deleting"
+                        "{who} at generation {}: removed by a Deleted confirmation but never \
+                         marked deleting",
+                        gen_text(generation)
                     ));
                 }
             }
