@@ -3,7 +3,7 @@
 //! One *leg* runs a broker (the embedded broker standalone, or a private Mosquitto), the
 //! hub on that broker and N agents on simulated clusters, each its own process
 //! (`workbus-chaos-node`, [`fleet`]). One worker per cluster sends a seeded random stream
-//! of REST operations ([`model::OpStream`]: creates, re-creates of deleted names, data
+//! of REST operations ([`driver`], [`model::OpStream`]: creates, re-creates of deleted names, data
 //! changes, manifests added and removed, deletes) and records every answer in the
 //! cluster's [`model::ClusterModel`]. Meanwhile a seeded schedule of [`faults`] — SIGKILL
 //! of the hub, an agent or the broker, graceful broker restarts, agents paused past
@@ -19,6 +19,7 @@
 //! so a seed reproduces the *conditions* of a failure, usually the failure itself.
 
 pub mod check;
+pub mod driver;
 pub mod faults;
 pub mod fleet;
 pub mod model;
@@ -28,17 +29,13 @@ pub mod report;
 pub mod rest;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::watch;
 
-use self::fleet::{Fleet, READY};
-use self::model::{ClusterModel, Op, OpStream};
-use self::rest::{Reply, Rest};
+use self::fleet::Fleet;
+use self::rest::Reply;
 
 /// The simulated cluster's snapshot file in an agent's data dir (as `workbus-agent`
 /// names it).
@@ -112,13 +109,13 @@ impl Params {
 
     /// Mean pause between two operations of one worker, so the operations spread over
     /// the faults (about 3 s per fault) instead of finishing before the first.
-    fn pace(&self) -> Duration {
+    pub fn pace(&self) -> Duration {
         let span = self.faults.max(1) as f64 * 3.0;
         Duration::from_secs_f64((span * self.agents as f64 / self.ops.max(1) as f64).min(2.0))
     }
 
     /// Upper bound of the operation phase (operations and faults).
-    fn op_deadline(&self) -> Duration {
+    pub fn op_deadline(&self) -> Duration {
         Duration::from_secs(120 + self.ops as u64 / 5 + self.faults as u64 * 15)
     }
 
@@ -162,7 +159,7 @@ fn random_seed() -> u64 {
 }
 
 /// An independent generator for stream `id` of a leg.
-fn stream_rng(seed: u64, leg: BrokerKind, id: u64) -> Xoshiro256PlusPlus {
+pub fn stream_rng(seed: u64, leg: BrokerKind, id: u64) -> Xoshiro256PlusPlus {
     let leg = leg as u64 + 1;
     Xoshiro256PlusPlus::seed_from_u64(
         seed ^ leg.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -177,15 +174,6 @@ pub struct LegSetup {
     pub work_dir: PathBuf,
     /// Where the JSON report goes.
     pub report_dir: PathBuf,
-}
-
-/// Live counters shared by the workers (for progress lines).
-#[derive(Default)]
-struct Progress {
-    done: AtomicU64,
-    answered: AtomicU64,
-    unknown: AtomicU64,
-    not_sent: AtomicU64,
 }
 
 /// Runs one leg; returns its report (which says whether it passed).
@@ -243,7 +231,7 @@ pub async fn run_leg(params: &Params, leg: BrokerKind, setup: &LegSetup) -> repo
         }
     }
     let monitor = monitor::Monitor::start(fleet.rest.base());
-    let models = operate(params, leg, &mut fleet, &mut rep).await;
+    let models = driver::operate(params, leg, &mut fleet, &mut rep).await;
     // Quiesced: every fault is over (killed parts restarted, paused ones continued).
     if let Err(e) = fleet.restart_crashed().await {
         rep.fail("restart", e);
@@ -259,177 +247,6 @@ pub async fn run_leg(params: &Params, leg: BrokerKind, setup: &LegSetup) -> repo
     rep.models(&models);
     drop(fleet);
     rep.finish(started, &setup.report_dir)
-}
-
-/// The operation phase: the workers and the fault schedule, to the end of both.
-async fn operate(
-    params: &Params,
-    leg: BrokerKind,
-    fleet: &mut Fleet,
-    rep: &mut report::LegReport,
-) -> Vec<ClusterModel> {
-    let t0 = Instant::now();
-    let deadline = t0 + params.op_deadline();
-    let schedule = faults::schedule(
-        &mut stream_rng(params.seed, leg, 0),
-        params.ops,
-        params.faults,
-        params.agents,
-        Duration::from_secs(params.keep_alive_secs),
-    );
-    rep.schedule(&schedule);
-    let tickets = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::new(Progress::default());
-    let first = schedule.first().map_or(params.ops, |f| f.at_op);
-    let (gate, gate_rx) = watch::channel(first);
-    let workers: Vec<_> = fleet
-        .clusters
-        .iter()
-        .enumerate()
-        .map(|(i, cluster)| {
-            let w = Worker {
-                cluster: cluster.clone(),
-                rest: fleet.rest.clone(),
-                stream: OpStream::new(stream_rng(params.seed, leg, 1 + i as u64), params.names),
-                pace_rng: stream_rng(params.seed, leg, 1_000_000 + i as u64),
-                pace: params.pace(),
-                tickets: tickets.clone(),
-                total: params.ops,
-                gate: gate_rx.clone(),
-                progress: progress.clone(),
-                deadline,
-            };
-            tokio::spawn(w.run())
-        })
-        .collect();
-    let mut last_line = Instant::now();
-    let mut line = |done: usize, force: bool| {
-        if force || last_line.elapsed() >= Duration::from_secs(2) {
-            last_line = Instant::now();
-            eprintln!(
-                "[chaos {} {:6.1}s] ops {}/{} (answered {}, unknown {}, refused {}); faults {done}/{}",
-                leg.name(),
-                t0.elapsed().as_secs_f64(),
-                progress.done.load(Ordering::Relaxed),
-                params.ops,
-                progress.answered.load(Ordering::Relaxed),
-                progress.unknown.load(Ordering::Relaxed),
-                progress.not_sent.load(Ordering::Relaxed),
-                schedule.len()
-            );
-        }
-    };
-    for (k, fault) in schedule.iter().enumerate() {
-        while tickets.load(Ordering::SeqCst) <= fault.at_op
-            && !workers.iter().all(|w| w.is_finished())
-            && Instant::now() < deadline
-        {
-            line(k, false);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let next = schedule.get(k + 1).map_or(params.ops, |f| f.at_op);
-        let _ = gate.send(next);
-        if let Err(e) = fleet.restart_crashed().await {
-            rep.fail("restart", e);
-        }
-        eprintln!(
-            "[chaos {} {:6.1}s] fault {}/{}: {fault}",
-            leg.name(),
-            t0.elapsed().as_secs_f64(),
-            k + 1,
-            schedule.len()
-        );
-        match faults::inject(fleet, fault, t0).await {
-            Ok(done) => rep.fault_done(done),
-            Err(e) => rep.fail("fault", format!("{fault}: {e}")),
-        }
-        line(k + 1, true);
-    }
-    let _ = gate.send(params.ops);
-    let mut models = Vec::new();
-    for w in workers {
-        while !w.is_finished() && Instant::now() < deadline {
-            line(schedule.len(), false);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if !w.is_finished() {
-            w.abort();
-            rep.fail(
-                "deadline",
-                format!(
-                    "the operation phase exceeded {:?}; a worker was stopped",
-                    params.op_deadline()
-                ),
-            );
-        }
-        match w.await {
-            Ok(m) => models.push(m),
-            Err(e) => rep.fail("worker", e.to_string()),
-        }
-    }
-    line(schedule.len(), true);
-    models
-}
-
-/// One cluster's operation driver.
-struct Worker {
-    cluster: String,
-    rest: Rest,
-    stream: OpStream,
-    pace_rng: Xoshiro256PlusPlus,
-    pace: Duration,
-    tickets: Arc<AtomicUsize>,
-    total: usize,
-    gate: watch::Receiver<usize>,
-    progress: Arc<Progress>,
-    deadline: Instant,
-}
-
-impl Worker {
-    /// Takes operation tickets until all are taken; returns the cluster's model.
-    async fn run(mut self) -> ClusterModel {
-        let mut model = ClusterModel::new(&self.cluster);
-        loop {
-            let ticket = self.tickets.fetch_add(1, Ordering::SeqCst);
-            if ticket >= self.total || Instant::now() >= self.deadline {
-                return model;
-            }
-            // Wait while a fault is in progress and this ticket is past the next one's
-            // trigger point.
-            while *self.gate.borrow_and_update() <= ticket {
-                let left = self.deadline.saturating_duration_since(Instant::now());
-                if !matches!(
-                    tokio::time::timeout(left, self.gate.changed()).await,
-                    Ok(Ok(()))
-                ) {
-                    return model;
-                }
-            }
-            let (name, op) = self.stream.next(&model, ticket);
-            let path = format!("/api/v1/clusters/{}/works/{name}", self.cluster);
-            let reply = match &op {
-                Op::Put(spec) => {
-                    let body = spec.work_body(&self.cluster, &name);
-                    self.rest.call_async("PUT", &path, Some(body)).await
-                }
-                Op::Delete => self.rest.call_async("DELETE", &path, None).await,
-            };
-            model.record(ticket, &name, &op, &reply);
-            let p = &self.progress;
-            p.done.fetch_add(1, Ordering::Relaxed);
-            match reply {
-                Reply::Answer { .. } => p.answered.fetch_add(1, Ordering::Relaxed),
-                Reply::Unknown(_) => p.unknown.fetch_add(1, Ordering::Relaxed),
-                Reply::NotSent(_) => {
-                    // The hub is down: wait for it rather than burn the tickets.
-                    let _ = self.rest.wait_healthy(READY).await;
-                    p.not_sent.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-            let pause = self.pace.mul_f64(self.pace_rng.random_range(0.0..2.0));
-            tokio::time::sleep(pause).await;
-        }
-    }
 }
 
 /// The run directory's parent and the report directory used by `tests/tests/chaos.rs`:

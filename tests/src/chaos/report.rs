@@ -146,6 +146,10 @@ impl LegReport {
         ] {
             counts.insert(class.into(), self.count(class).into());
         }
+        // Classes of harness-level failures (setup, restart, deadline, worker) when any.
+        for (class, list) in &self.problems {
+            counts.insert(class.clone(), list.len().into());
+        }
         json!({
             "duration_s": round(self.duration.as_secs_f64()),
             "operations": {
