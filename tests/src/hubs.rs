@@ -98,13 +98,28 @@ pub fn applied_at(work: Option<&Value>, generation: i64) -> bool {
 
 /// A kubectl-shaped ManifestWork with one ConfigMap holding `value`.
 pub fn configmap_work(cluster: &str, name: &str, cm: &str, value: &str) -> Value {
+    configmaps_work(cluster, name, [(cm, value)])
+}
+
+/// A kubectl-shaped ManifestWork with one ConfigMap (in `default`) per `(name, value)`,
+/// each holding its value under the data key `v`.
+pub fn configmaps_work<'a>(
+    cluster: &str,
+    name: &str,
+    configmaps: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Value {
+    let manifests: Vec<Value> = configmaps
+        .into_iter()
+        .map(|(cm, value)| {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": cm, "namespace": "default"}, "data": {"v": value}})
+        })
+        .collect();
     serde_json::json!({
         "apiVersion": "work.open-cluster-management.io/v1",
         "kind": "ManifestWork",
         "metadata": {"name": name, "namespace": cluster},
-        "spec": {"workload": {"manifests": [
-            {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": cm, "namespace": "default"}, "data": {"v": value}}]}}
+        "spec": {"workload": {"manifests": manifests}}
     })
 }
 

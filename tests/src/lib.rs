@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod brokers;
+pub mod chaos;
 pub mod fake_source;
 pub mod fault_proxy;
 pub mod hubs;

@@ -1,0 +1,189 @@
+//! The system under test of one chaos leg: a broker, the hub (on an external broker, so
+//! the broker can fail on its own) and one agent per simulated cluster, each a
+//! [`Proc`] started from `workbus-chaos-node` (or Mosquitto), with fixed ports and data
+//! directories so every restart finds its state again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::processes::{Proc, free_port, mosquitto_config, mosquitto_program, wait_listening};
+use super::rest::Rest;
+use super::{BrokerKind, SIM_SNAPSHOT};
+
+/// How long a (re)started part may take to be ready.
+pub const READY: Duration = Duration::from_secs(30);
+
+/// Every process of one leg.
+pub struct Fleet {
+    /// The broker (standalone embedded broker or private Mosquitto).
+    pub broker: Proc,
+    /// The hub.
+    pub hub: Proc,
+    /// One agent per cluster, index = cluster index.
+    pub agents: Vec<Proc>,
+    /// Cluster names, index = agent index.
+    pub clusters: Vec<String>,
+    /// Where the broker listens.
+    pub broker_addr: SocketAddr,
+    /// The hub's REST client.
+    pub rest: Rest,
+    agent_dirs: Vec<PathBuf>,
+    /// Unexpected exits seen (a process that died without being killed).
+    pub crashes: Vec<String>,
+}
+
+impl Fleet {
+    /// Describes and starts the leg's processes in `dir`; returns once the broker
+    /// listens and the hub answers.
+    pub async fn start(
+        node_exe: &Path,
+        kind: BrokerKind,
+        dir: &Path,
+        source_id: &str,
+        agents: usize,
+        keep_alive_secs: u64,
+    ) -> Result<Fleet, String> {
+        let broker_port = free_port();
+        let hub_port = free_port();
+        let broker_addr: SocketAddr = ([127, 0, 0, 1], broker_port).into();
+        let exe = node_exe.to_path_buf();
+        let broker = match kind {
+            BrokerKind::Embedded => Proc::new(
+                "broker",
+                &exe,
+                vec!["broker".into(), "--listen".into(), broker_addr.to_string()],
+                dir.join("broker.log"),
+            ),
+            BrokerKind::Mosquitto => {
+                let conf = mosquitto_config(dir, broker_port)?;
+                Proc::new(
+                    "broker",
+                    &mosquitto_program()?,
+                    vec!["-c".into(), conf.display().to_string()],
+                    dir.join("broker.log"),
+                )
+            }
+        };
+        let hub = Proc::new(
+            "hub",
+            &exe,
+            vec![
+                "hub".into(),
+                format!("--listen=127.0.0.1:{hub_port}"),
+                format!("--data-dir={}", dir.join("hub").display()),
+                format!("--source-id={source_id}"),
+                format!("--broker={broker_addr}"),
+            ],
+            dir.join("hub.log"),
+        );
+        let clusters: Vec<String> = (0..agents).map(|i| format!("edge-{i}")).collect();
+        let agent_dirs: Vec<PathBuf> = clusters.iter().map(|c| dir.join(c)).collect();
+        let agent_procs = clusters
+            .iter()
+            .zip(&agent_dirs)
+            .enumerate()
+            .map(|(i, (cluster, data))| {
+                Proc::new(
+                    &format!("agent-{i}"),
+                    &exe,
+                    vec![
+                        "agent".into(),
+                        format!("--spoke-cluster-name={cluster}"),
+                        format!("--broker={broker_addr}"),
+                        format!("--source-id={source_id}"),
+                        format!("--data-dir={}", data.display()),
+                        "--target=sim".into(),
+                        format!("--keep-alive-secs={keep_alive_secs}"),
+                    ],
+                    dir.join(format!("{cluster}.log")),
+                )
+                .with_log("info,workbus_agent=debug")
+            })
+            .collect();
+        let mut fleet = Fleet {
+            broker,
+            hub,
+            agents: agent_procs,
+            clusters,
+            broker_addr,
+            rest: Rest::new(&format!("http://127.0.0.1:{hub_port}")),
+            agent_dirs,
+            crashes: Vec::new(),
+        };
+        fleet.start_broker().await?;
+        fleet.start_hub().await?;
+        for i in 0..agents {
+            fleet.agents[i].start()?;
+        }
+        Ok(fleet)
+    }
+
+    /// Starts the broker and waits until it listens.
+    pub async fn start_broker(&mut self) -> Result<(), String> {
+        self.broker.start()?;
+        wait_listening(self.broker_addr, READY).await
+    }
+
+    /// Starts the hub and waits until it answers.
+    pub async fn start_hub(&mut self) -> Result<(), String> {
+        self.hub.start()?;
+        self.rest.wait_healthy(READY).await
+    }
+
+    /// The simulated cluster's snapshot file of agent `i`.
+    pub fn snapshot(&self, i: usize) -> PathBuf {
+        self.agent_dirs[i].join(SIM_SNAPSHOT)
+    }
+
+    /// The directory of agent `i`'s durable work records.
+    pub fn agent_works(&self, i: usize) -> PathBuf {
+        self.agent_dirs[i].join("works")
+    }
+
+    /// Every process, broker first.
+    fn all(&mut self) -> impl Iterator<Item = &mut Proc> {
+        std::iter::once(&mut self.broker)
+            .chain(std::iter::once(&mut self.hub))
+            .chain(self.agents.iter_mut())
+    }
+
+    /// Finds processes that exited on their own (a crash: nothing here stops one
+    /// without restarting it), records them, and starts them again.
+    pub async fn restart_crashed(&mut self) -> Result<(), String> {
+        let mut crashed = Vec::new();
+        for (i, p) in self.all().enumerate() {
+            if let Some(status) = p.exited() {
+                crashed.push((i, format!("{} exited on its own ({status})", p.name)));
+            }
+        }
+        for (i, what) in crashed {
+            self.crashes.push(what);
+            match i {
+                0 => self.start_broker().await?,
+                1 => self.start_hub().await?,
+                n => self.agents[n - 2].start()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops everything with SIGTERM (agents, then the hub, then the broker); returns
+    /// the processes that did not exit within `grace` (they were killed).
+    pub async fn shutdown(&mut self, grace: Duration) -> Vec<String> {
+        let mut hangs = Vec::new();
+        self.agents.iter_mut().for_each(Proc::term);
+        let deadline = std::time::Instant::now() + grace;
+        for a in &mut self.agents {
+            if let Err(e) = a.wait_exit(deadline).await {
+                hangs.push(e);
+            }
+        }
+        for p in [&mut self.hub, &mut self.broker] {
+            if let Err(e) = p.terminate(grace).await {
+                hangs.push(e);
+            }
+        }
+        hangs
+    }
+}
