@@ -193,6 +193,7 @@ pub fn start<T: Target, S: AgentStore>(
         due,
         queued_hash: HashMap::new(),
         digest_sources,
+        spec_resync_unanswered: false,
         config,
         store,
         sequence,
@@ -221,6 +222,9 @@ struct Agent<T: Target, S: AgentStore> {
     last_apply: HashMap<String, Instant>,
     /// Source ids known to understand resync digests (persisted in the store).
     digest_sources: BTreeSet<String>,
+    /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
+    /// lost while the source was away).
+    spec_resync_unanswered: bool,
     sequence: SequenceIdGenerator,
     outgoing: mpsc::UnboundedSender<OutgoingItem>,
     stats: Arc<AgentStats>,
@@ -312,6 +316,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     fn send_spec_resync(&mut self, form: ResyncForm) {
         match spec_resync_message(&self.config, self.works.values(), form) {
             Ok(message) => {
+                self.spec_resync_unanswered = true;
                 bump(&self.stats.resync_requests);
                 if form == ResyncForm::DigestOnly {
                     bump(&self.stats.digest_requests);
@@ -331,8 +336,14 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     fn on_resync_reply(&mut self, source: &str, reply: ResyncReply) {
         self.learn_digest_source(source, true);
         match reply {
-            ResyncReply::InSync => bump(&self.stats.spec_resyncs_in_sync),
-            ResyncReply::Done => bump(&self.stats.spec_resyncs_done),
+            ResyncReply::InSync => {
+                self.spec_resync_unanswered = false;
+                bump(&self.stats.spec_resyncs_in_sync);
+            }
+            ResyncReply::Done => {
+                self.spec_resync_unanswered = false;
+                bump(&self.stats.spec_resyncs_done);
+            }
             ResyncReply::Full => {
                 bump(&self.stats.spec_resync_fallbacks);
                 let form = if self.config.resync_digest {
@@ -687,6 +698,17 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     /// Answers a status resync request from the store (§6.3).
     fn on_status_resync(&mut self, event: &workbus_schemas::Event) {
         bump(&self.stats.status_resyncs);
+        // A source sends this after it (re)subscribes. A spec resync request we sent
+        // while it was away (a hub restart) was dropped by the broker, and the source
+        // itself only asks for statuses: ask again, unless a digest source already
+        // answered our last request (an OCM source never says, so it is always asked).
+        if self.spec_resync_unanswered || !self.digest_sources.contains(event.source()) {
+            tracing::debug!(
+                source = event.source(),
+                "source (re)subscribed; asking again for specs"
+            );
+            self.send_spec_resync(self.resync_form());
+        }
         let request: StatusResyncRequest = match envelope::json_data(event)
             .map(serde_json::from_value)
             .transpose()

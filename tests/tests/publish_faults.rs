@@ -4,6 +4,9 @@
 //! — before the fix, packet ids coming round after the reconnect credited PUBACKs to
 //! dropped messages and the agent's publish queue stalled for good.
 //!
+//! Also a request lost the same way: an agent's spec resync request sent while its hub
+//! was down (found by the chaos suite) is asked again when the hub comes back.
+//!
 //! The faults come from a [`FaultProxy`] between the client and a real broker (the
 //! embedded one, and Mosquitto, whose Receive Maximum of 20 makes packet ids come round
 //! quickly). Pausing the proxy is what a SIGSTOPped broker looks like to a client;
@@ -56,6 +59,7 @@ on_both_brokers!(
     acknowledgements_stay_matched_after_a_connection_loss,
     agent_keeps_converging_after_a_cut_in_flight_status,
     hub_keeps_publishing_after_a_cut_in_flight_spec,
+    spec_resync_sent_while_the_hub_was_down_is_asked_again,
 );
 
 fn broker_addr(broker: &TestBroker) -> SocketAddr {
@@ -353,6 +357,79 @@ async fn hub_keeps_publishing_after_a_cut_in_flight_spec(broker: &mut TestBroker
         sim.object("", "v1", "configmaps", "default", "cm40")
             .unwrap()["data"]["v"],
         "v"
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
+}
+
+/// Found by the chaos suite: the agent reconnected and sent its spec resync request
+/// while the hub was down (the broker dropped it: no subscriber); the restarted hub only
+/// asks for statuses, so an update the agent had missed was never sent again.
+async fn spec_resync_sent_while_the_hub_was_down_is_asked_again(broker: &mut TestBroker) {
+    let source = unique("hub");
+    let cluster = unique("edge");
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let hub = start_hub(&hub_dir, &source, broker.host(), broker.port()).await;
+    let mut changes = hub.watch();
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+    let proxy = FaultProxy::start(broker_addr(broker)).await;
+    let sim = Arc::new(SimulatedCluster::new(SimConfig {
+        ready_after: Duration::from_millis(50),
+        snapshot: None,
+    }));
+    let agent = start_agent(
+        agent_config("127.0.0.1", proxy.addr().port(), &source, &cluster),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
+    );
+    let stats = agent.stats().clone();
+    assert_eq!(put_work(&hub, &cluster, "app", "cm", "v1").await, 201);
+    wait_work(&hub, &mut changes, &cluster, "app", "applied gen 1", |w| {
+        applied_at(w, 1)
+    })
+    .await;
+
+    // The agent loses the broker (its reconnects are held); the update goes out to
+    // nobody; then the hub stops.
+    proxy.pause();
+    proxy.cut();
+    assert_eq!(put_work(&hub, &cluster, "app", "cm", "v2").await, 200);
+    // Published (the broker acknowledged it, to no subscriber) before the hub stops.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hub.store().run(|s| s.outbox_depth()).await.unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "update never published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hub.shutdown().await;
+
+    // The agent comes back while the hub is away: its spec resync request is lost.
+    let asked = stats.resync_requests.load(Ordering::Relaxed);
+    let sent = agent.transport_stats().published.load(Ordering::Relaxed);
+    proxy.resume();
+    wait_until("the agent asks for specs while the hub is down", || {
+        stats.resync_requests.load(Ordering::Relaxed) > asked
+    })
+    .await;
+    // Wait for the broker's PUBACK of that request, so it is surely gone.
+    wait_until("the request is acknowledged by the broker", || {
+        agent.transport_stats().published.load(Ordering::Relaxed) > sent
+    })
+    .await;
+
+    // The hub comes back: the agent must get generation 2 without reconnecting.
+    let hub = start_hub(&hub_dir, &source, broker.host(), broker.port()).await;
+    let mut changes = hub.watch();
+    wait_work(&hub, &mut changes, &cluster, "app", "applied gen 2", |w| {
+        applied_at(w, 2)
+    })
+    .await;
+    assert_eq!(
+        sim.object("", "v1", "configmaps", "default", "cm").unwrap()["data"]["v"],
+        "v2"
     );
     agent.shutdown().await;
     hub.shutdown().await;
