@@ -147,6 +147,9 @@ pub struct WorkModel {
     pub maybe: Vec<Expect>,
     /// Operation index (ticket) of the last answer, for reports.
     pub last_ticket: Option<usize>,
+    /// The highest generation any answer showed for this name: the hub continues
+    /// generations across incarnations, so a re-created work starts above it.
+    pub highest_generation: i64,
 }
 
 impl Default for WorkModel {
@@ -155,6 +158,7 @@ impl Default for WorkModel {
             known: Known::Absent,
             maybe: Vec::new(),
             last_ticket: None,
+            highest_generation: 0,
         }
     }
 }
@@ -269,7 +273,7 @@ impl ClusterModel {
             Reply::Answer { code, body } => (*code, body),
         };
         self.counts.answered += 1;
-        let Some(verdict) = judge(&work.known, op, code, body) else {
+        let Some(verdict) = judge(&work.known, work.highest_generation, op, code, body) else {
             // Not a valid answer to a valid request: reported, and (since nothing says
             // it had no effect) counted as an unknown outcome.
             self.unexpected
@@ -294,6 +298,9 @@ impl ClusterModel {
                 ));
             }
         }
+        if let Known::Live { generation, .. } = &verdict.after {
+            work.highest_generation = work.highest_generation.max(*generation);
+        }
         work.known = verdict.after;
         work.maybe.clear();
         work.last_ticket = Some(ticket);
@@ -307,9 +314,10 @@ struct Verdict {
     contradictions: Vec<String>,
 }
 
-/// Judges answer `code`/`body` to `op` given the state `before`; `None` for answers a
-/// valid request should never get.
-fn judge(before: &Known, op: &Op, code: u16, body: &Value) -> Option<Verdict> {
+/// Judges answer `code`/`body` to `op` given the state `before` and the highest
+/// generation seen for the name so far; `None` for answers a valid request should
+/// never get.
+fn judge(before: &Known, highest: i64, op: &Op, code: u16, body: &Value) -> Option<Verdict> {
     let mut contradictions = Vec::new();
     let (answer, after) = match (op, code) {
         (Op::Put(spec), 200 | 201) => {
@@ -322,9 +330,11 @@ fn judge(before: &Known, op: &Op, code: u16, body: &Value) -> Option<Verdict> {
                     Known::Live { .. } => {
                         contradictions.push("the acknowledged live work was lost".into())
                     }
-                    _ if generation != 1 => {
-                        contradictions.push(format!("at generation {generation}, not 1"))
-                    }
+                    // A new incarnation starts above every earlier one (a generation names
+                    // one incarnation of the name's fixed UID).
+                    _ if generation <= highest || generation < 1 => contradictions.push(format!(
+                        "at generation {generation}, not above the earlier {highest}"
+                    )),
                     _ => {}
                 }
             } else {
@@ -529,6 +539,26 @@ mod tests {
         m.record(3, "w0", &Op::Put(a.clone()), &answer(201, "c", "w0", &a, 1));
         assert_eq!(m.anomalies.len(), 1, "{:?}", m.anomalies);
         assert!(m.anomalies[0].contains("lost"));
+    }
+
+    /// The hub continues generations across incarnations of a name (its UID is fixed):
+    /// a re-created work at or below an earlier generation would be an old incarnation.
+    #[test]
+    fn a_re_created_work_starts_above_every_earlier_generation() {
+        let mut m = ClusterModel::new("c");
+        let a = spec(&[("w2-m0", "1")]);
+        let b = spec(&[("w2-m0", "2")]);
+        m.record(0, "w2", &Op::Put(a.clone()), &answer(201, "c", "w2", &a, 1));
+        m.record(1, "w2", &Op::Put(b.clone()), &answer(200, "c", "w2", &b, 2));
+        m.record(2, "w2", &Op::Delete, &answer(202, "c", "w2", &b, 2));
+        m.record(3, "w2", &Op::Delete, &answer(404, "c", "w2", &b, 2));
+        m.record(4, "w2", &Op::Put(a.clone()), &answer(201, "c", "w2", &a, 3));
+        assert!(m.anomalies.is_empty(), "{:?}", m.anomalies);
+        m.record(5, "w2", &Op::Delete, &answer(202, "c", "w2", &a, 3));
+        m.record(6, "w2", &Op::Delete, &answer(404, "c", "w2", &a, 3));
+        m.record(7, "w2", &Op::Put(a.clone()), &answer(201, "c", "w2", &a, 1));
+        assert_eq!(m.anomalies.len(), 1, "{:?}", m.anomalies);
+        assert!(m.anomalies[0].contains("not above the earlier 3"));
     }
 
     #[test]
