@@ -23,7 +23,13 @@ pub(super) fn spawn(
     stats: Arc<TransportStats>,
 ) -> (AsyncClient, JoinHandle<()>) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options.set_keep_alive(config.keep_alive);
+    // rumqttc's MQTT 3.1.1 client takes whole seconds (or zero: no keep-alive) and
+    // panics on a fraction; round a fraction up.
+    let keep_alive = match config.keep_alive {
+        d if d.is_zero() || d.subsec_nanos() == 0 => d,
+        d => std::time::Duration::from_secs(d.as_secs() + 1),
+    };
+    options.set_keep_alive(keep_alive);
     options.set_clean_session(true);
     options.set_max_packet_size(config.max_packet_size, config.max_packet_size);
     if let Some((user, pass)) = &config.credentials {

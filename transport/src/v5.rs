@@ -3,6 +3,7 @@
 //! [`MqttMessage`] unchanged.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{
@@ -17,6 +18,23 @@ use workbus_schemas::mqtt::MqttMessage;
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
 use super::{AckTracker, PublishError, TransportConfig, TransportEvent, TransportStats, qos_v5};
 
+/// The shortest keep-alive rumqttc's MQTT 5 client takes (it panics below).
+const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// `configured`, raised to [`MIN_KEEP_ALIVE`] with a warning: an sdk-go config may ask
+/// for less (`keepAlive: 2`), which must not crash the process.
+fn keep_alive(configured: Duration) -> Duration {
+    if configured < MIN_KEEP_ALIVE {
+        tracing::warn!(
+            ?configured,
+            used = ?MIN_KEEP_ALIVE,
+            "keep-alive below the MQTT 5 client's minimum; raised"
+        );
+        return MIN_KEEP_ALIVE;
+    }
+    configured
+}
+
 /// Most QoS 1 publishes in flight on one MQTT 5 connection (rumqttc's v4 default).
 const MAX_OUTGOING_INFLIGHT: u16 = 100;
 
@@ -28,7 +46,7 @@ pub(super) fn spawn(
     stats: Arc<TransportStats>,
 ) -> (AsyncClient, JoinHandle<()>) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options.set_keep_alive(config.keep_alive);
+    options.set_keep_alive(keep_alive(config.keep_alive));
     options.set_clean_start(true);
     options.set_max_packet_size(Some(config.max_packet_size as u32));
     // rumqttc sizes its outgoing-inflight table up front from this limit (default

@@ -261,3 +261,21 @@ async fn a_refused_publish_fails_with_the_reason() {
     t.shutdown(Duration::from_secs(1)).await;
     broker.shutdown().await;
 }
+
+/// Regression: a keep-alive below rumqttc's MQTT 5 minimum (an sdk-go config may say
+/// `keepAlive: 2`) panicked inside the client instead of connecting.
+#[tokio::test]
+async fn a_short_keep_alive_is_raised_not_a_crash() {
+    for (protocol, keep_alive) in [
+        (Protocol::V5, Duration::from_secs(2)),
+        (Protocol::V311, Duration::from_millis(1500)),
+    ] {
+        let mut cfg = TransportConfig::new("127.0.0.1", 1883, unique("keepalive"));
+        cfg.protocol = protocol;
+        cfg.keep_alive = keep_alive;
+        cfg.subscriptions = vec![unique("workbus-test/keepalive")];
+        let mut t = Transport::start(cfg).unwrap();
+        next_subscribed(&mut t).await;
+        t.shutdown(Duration::from_secs(1)).await;
+    }
+}
