@@ -23,6 +23,34 @@ pub use fake_source::FakeSource;
 /// How long any single expected event may take before a test fails.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// Runs each listed `async fn name(broker: &mut TestBroker)` (or `&TestBroker`) as two
+/// tests, `embedded::name` on a fresh embedded broker and `mosquitto::name` on
+/// Mosquitto: every protocol and end-to-end suite runs on both.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let mut broker = $crate::brokers::TestBroker::embedded().await;
+                    super::$name(&mut broker).await;
+                    broker.stop().await;
+                }
+            )*
+        }
+        mod mosquitto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let mut broker = $crate::brokers::TestBroker::mosquitto();
+                    super::$name(&mut broker).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Mosquitto, as installed and started by `.ci/run`.
 pub const MOSQUITTO: (&str, u16) = ("127.0.0.1", 1883);
 

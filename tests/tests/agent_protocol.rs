@@ -115,31 +115,7 @@ async fn connected<S: workbus_agent::store::AgentStore>(
     (source_id, cluster, source, sim, agent)
 }
 
-macro_rules! on_both_brokers {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let broker = workbus_tests::brokers::TestBroker::embedded().await;
-                    super::$name(&broker).await;
-                    broker.stop().await;
-                }
-            )*
-        }
-        mod mosquitto {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let broker = workbus_tests::brokers::TestBroker::mosquitto();
-                    super::$name(&broker).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_brokers!(
+workbus_tests::on_both_brokers!(
     maestro_spec_event_is_applied_and_answered,
     stale_duplicate_and_foreign_events_are_ignored,
     status_resync_answers_only_changed_works,

@@ -6,7 +6,7 @@
 //!
 //! Short form (default, part of `cargo test --workspace`): 300 operations, 8 faults,
 //! 4 agents per leg. Long form (BENCHMARKS.md, "Chaos suite"):
-//! `WORKBUS_CHAOS_OPS=10000 WORKBUS_CHAOS_FAULTS=100 cargo test -p workbus-tests --release --test chaos -- --nocapture`.
+//! `WORKBUS_CHAOS_OPS=10000 WORKBUS_CHAOS_FAULTS=100 cargo test -p workbus-tests --test chaos -- --nocapture`.
 //! A failure message starts with the seed and the command that repeats the leg.
 
 use std::path::Path;

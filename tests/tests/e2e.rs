@@ -16,31 +16,7 @@ use workbus_tests::hubs::{
 };
 use workbus_tests::{unique, wait_until};
 
-macro_rules! on_both_brokers {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let mut broker = workbus_tests::brokers::TestBroker::embedded().await;
-                    super::$name(&mut broker).await;
-                    broker.stop().await;
-                }
-            )*
-        }
-        mod mosquitto {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let mut broker = workbus_tests::brokers::TestBroker::mosquitto();
-                    super::$name(&mut broker).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_brokers!(
+workbus_tests::on_both_brokers!(
     create_update_delete_round_trip,
     offline_agent_converges_after_reconnect,
     hub_stopped_before_publishing_delivers_after_restart,

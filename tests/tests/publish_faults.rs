@@ -31,31 +31,7 @@ use workbus_transport::{PublishError, Transport, TransportConfig, TransportEvent
 /// Bound on one publish round trip on a healthy connection.
 const ROUND_TRIP: Duration = Duration::from_secs(5);
 
-macro_rules! on_both_brokers {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let mut broker = workbus_tests::brokers::TestBroker::embedded().await;
-                    super::$name(&mut broker).await;
-                    broker.stop().await;
-                }
-            )*
-        }
-        mod mosquitto {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let mut broker = workbus_tests::brokers::TestBroker::mosquitto();
-                    super::$name(&mut broker).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_brokers!(
+workbus_tests::on_both_brokers!(
     acknowledgements_stay_matched_after_a_connection_loss,
     agent_keeps_converging_after_a_cut_in_flight_status,
     hub_keeps_publishing_after_a_cut_in_flight_spec,
