@@ -50,7 +50,7 @@ pub struct QuickstartArgs {
 
 fn sample_work(cluster: &str) -> Value {
     json!({
-        "apiVersion": "work.open-cluster-management.io/v1",
+        "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
         "kind": "ManifestWork",
         "metadata": {"name": "hello-workbus", "namespace": cluster, "labels": {"app": "hello"}},
         "spec": {

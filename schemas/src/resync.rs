@@ -126,6 +126,10 @@ impl SpecResyncRequest {
     }
 }
 
+/// Most hashes in one status resync request (Maestro's fix for the 512 KiB limit on an
+/// event: a cluster with more works gets several requests).
+pub const MAX_HASHES_PER_EVENT: usize = 1000;
+
 impl StatusResyncRequest {
     /// A request listing `hashes`.
     pub fn new(hashes: Vec<ResourceStatusHash>) -> Self {
@@ -133,6 +137,25 @@ impl StatusResyncRequest {
             status_hashes: hashes,
             unknown_fields: Map::new(),
         }
+    }
+
+    /// The requests a source sends for `hashes`: at most [`MAX_HASHES_PER_EVENT`] each,
+    /// and one with an empty list when there are none (which asks the agent for every
+    /// status it holds, §6.3).
+    pub fn split(hashes: &[ResourceStatusHash]) -> Vec<StatusResyncRequest> {
+        if hashes.is_empty() {
+            return vec![StatusResyncRequest::new(Vec::new())];
+        }
+        hashes
+            .chunks(MAX_HASHES_PER_EVENT)
+            .map(|chunk| StatusResyncRequest::new(chunk.to_vec()))
+            .collect()
+    }
+
+    /// The JSON payload (`{"statusHashes": [...]}`).
+    pub fn to_json(&self) -> serde_json::Value {
+        // Strings and lists only: serialization cannot fail.
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"statusHashes": []}))
     }
 }
 
@@ -274,6 +297,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_resync_requests_are_split_at_the_hash_limit() {
+        let hashes: Vec<ResourceStatusHash> = (0..2_500)
+            .map(|i| ResourceStatusHash::new(format!("id-{i}"), "h"))
+            .collect();
+        let sizes: Vec<usize> = StatusResyncRequest::split(&hashes)
+            .iter()
+            .map(|r| r.status_hashes.len())
+            .collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        // None held: one request with an empty list (asks for every status).
+        let empty = StatusResyncRequest::split(&[]);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(empty[0].to_json(), serde_json::json!({"statusHashes": []}));
+    }
     use serde_json::json;
 
     #[test]

@@ -1,9 +1,15 @@
-//! The crate graph ARCHITECTURE.md promises, checked from `cargo metadata` rather than
-//! written down only: `schemas ← transport ← {hub, agent}`, the protocol crate without
-//! I/O dependencies, the agent without the hub's server stack, and the hub linking the
-//! agent only for its quickstart (an optional dependency behind the `quickstart`
-//! feature).
+//! Architecture invariants of ARCHITECTURE.md, checked rather than written down only:
+//!
+//! - the crate graph, from `cargo metadata`: `schemas ← transport ← {hub, agent}`, the
+//!   protocol crate without I/O dependencies, the agent without the hub's server stack,
+//!   and the hub linking the agent only for its quickstart (an optional dependency
+//!   behind the `quickstart` feature);
+//! - only `schemas/` knows protocol facts: no `ce-` property, topic fragment, OCM
+//!   extension or resync payload field name, event-type group or ManifestWork API group
+//!   is spelled out in the hub, agent, broker or transport sources (their `#[cfg(test)]`
+//!   modules may, to check against).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -93,5 +99,72 @@ fn crate_graph_points_one_way() {
             && kind == "normal"
             && *optional),
         "the quickstart's agent dependency is optional"
+    );
+}
+
+/// Literals that name a protocol fact (`schemas/` owns each of them).
+const PROTOCOL_FACTS: &[&str] = &[
+    "\"ce-",
+    "\"sources/",
+    "/sourceevents",
+    "/agentevents",
+    "\"resourceid\"",
+    "\"resourceversion\"",
+    "\"sequenceid\"",
+    "\"statushash\"",
+    "\"clustername\"",
+    "\"originalsource\"",
+    "\"deletiontimestamp\"",
+    "\"logtracing\"",
+    "\"resyncdigest\"",
+    "\"resyncmode\"",
+    "\"statusHashes\"",
+    "\"resourceVersions\"",
+    "io.open-cluster-management.works",
+    "work.open-cluster-management.io",
+];
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("readable source dir")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn protocol_facts_live_only_in_schemas() {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut files = Vec::new();
+    for crate_dir in ["hub/src", "agent/src", "broker/src", "transport/src"] {
+        rust_files(&root.join(crate_dir), &mut files);
+    }
+    assert!(files.len() > 20, "sources found: {}", files.len());
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("readable source");
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break; // tests may spell facts out to check against them
+            }
+            let code = line.split("//").next().unwrap_or_default();
+            for fact in PROTOCOL_FACTS {
+                if code.contains(fact) {
+                    found.push(format!("{}:{}: {fact}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "protocol facts outside schemas/ (use the schemas constants and builders):\n{}",
+        found.join("\n")
     );
 }

@@ -68,7 +68,8 @@ impl Owner {
     /// object, manifestwork-semantics §7).
     pub fn reference(&self) -> Value {
         serde_json::json!({
-            "apiVersion": "work.open-cluster-management.io/v1",
+            // AppliedManifestWork lives in the ManifestWork's API group and version.
+            "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
             "kind": "AppliedManifestWork",
             "name": self.name,
             "uid": self.uid,

@@ -179,7 +179,7 @@ pub enum CreateWhat {
     },
 }
 
-const WORK_KIND: &str = "manifestwork.work.open-cluster-management.io";
+const WORK_KIND: &str = workbus_schemas::work::ManifestWork::KUBECTL_NAME;
 
 fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
     match output {

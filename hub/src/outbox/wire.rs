@@ -44,7 +44,7 @@ pub enum Unpublishable {
     #[error("event type: {0}")]
     EventType(#[from] EventTypeError),
     /// The `clustername` extension is not a string.
-    #[error("clustername: {0}")]
+    #[error("cluster name extension: {0}")]
     ClusterName(#[from] ExtensionError),
     /// No publish topic can be made for it (e.g. the cluster name is not a topic
     /// segment).

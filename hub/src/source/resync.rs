@@ -3,7 +3,7 @@
 //! - [`status_resync_requests`]: after every (re)subscribe the hub asks each known
 //!   cluster for the statuses it may have missed, listing per work the agent's own
 //!   last `statushash` (or `NO_STATUS_HASH`, which never matches, when it has none),
-//!   at most [`MAX_HASHES_PER_EVENT`] per event (Maestro's fix for the 512 KiB limit).
+//!   at most `resync::MAX_HASHES_PER_EVENT` per event (Maestro's fix for the 512 KiB limit).
 //!   Always per cluster, never the broadcast form (§10 item 18). Every request carries
 //!   the cluster's status digest; towards a cluster whose agent advertised digests
 //!   ([`DigestClusters`]) the list is left out (`workbus_schemas::resync_digest`).
@@ -30,9 +30,6 @@ use workbus_schemas::status_hash::NO_STATUS_HASH;
 
 use super::spec_events::{spec_event, synthetic_delete};
 use crate::store::{NewOutbox, WorkRecord};
-
-/// Most hashes in one status resync request.
-pub const MAX_HASHES_PER_EVENT: usize = 1000;
 
 /// The clusters whose agent advertised resync digests (its last spec resync request
 /// carried `resyncdigest`). In memory on purpose: after a hub restart every cluster gets
@@ -92,19 +89,15 @@ pub fn status_resync_requests(
             .iter()
             .map(|h| (h.resource_id.as_str(), h.status_hash.as_str())),
     );
-    let chunks: Vec<Vec<ResourceStatusHash>> = if hashes.is_empty() || digest_only {
-        vec![Vec::new()]
+    let requests = if digest_only {
+        StatusResyncRequest::split(&[])
     } else {
-        hashes
-            .chunks(MAX_HASHES_PER_EVENT)
-            .map(<[ResourceStatusHash]>::to_vec)
-            .collect()
+        StatusResyncRequest::split(&hashes)
     };
-    chunks
+    requests
         .into_iter()
-        .map(|chunk| {
-            let payload = serde_json::to_value(StatusResyncRequest::new(chunk))
-                .unwrap_or_else(|_| serde_json::json!({"statusHashes": []}));
+        .map(|request| {
+            let payload = request.to_json();
             let mut event = status_resync_request(source_id, cluster, payload, now);
             resync_digest::set_digest(&mut event, &digest);
             NewOutbox {

@@ -585,6 +585,9 @@ impl ManifestWork {
     pub const API_VERSION: &'static str = "work.open-cluster-management.io/v1";
     /// `ManifestWork`.
     pub const KIND: &'static str = "ManifestWork";
+    /// The work's `kind.group`, as kubectl names it in its messages
+    /// (`manifestwork.work.open-cluster-management.io/<name> created`).
+    pub const KUBECTL_NAME: &'static str = "manifestwork.work.open-cluster-management.io";
 
     /// A work with `apiVersion`/`kind` set, the given metadata and spec, and no status.
     pub fn new(metadata: ObjectMeta, spec: ManifestWorkSpec) -> Self {
