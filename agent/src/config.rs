@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use workbus_schemas::client_id;
 use workbus_schemas::mqtt::Encoding;
 use workbus_schemas::topics::{self, TopicError, Topics};
 
@@ -48,8 +49,8 @@ impl AgentConfig {
         topics.validate_for_agent(cluster_name)?;
         let agent_id = agent_id
             .map(str::to_string)
-            .unwrap_or_else(|| format!("{cluster_name}-work-agent"));
-        transport.client_id = format!("{agent_id}-client");
+            .unwrap_or_else(|| client_id::default_agent_id(cluster_name));
+        transport.client_id = client_id::mqtt_client_id(&agent_id);
         transport.subscriptions = topics::agent_subscriptions(&topics, cluster_name)?;
         let encoding = match transport.protocol {
             workbus_transport::Protocol::V5 => Encoding::Binary,

@@ -25,6 +25,7 @@
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - [`proto`]: the CloudEvents protobuf format, for the audit log.
 
+pub mod client_id;
 pub mod config;
 pub mod envelope;
 pub mod event_type;
