@@ -116,7 +116,7 @@ pub fn configmaps_work<'a>(
         })
         .collect();
     serde_json::json!({
-        "apiVersion": "work.open-cluster-management.io/v1",
+        "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
         "kind": "ManifestWork",
         "metadata": {"name": name, "namespace": cluster},
         "spec": {"workload": {"manifests": manifests}}

@@ -89,7 +89,7 @@ fn properties(kind: &str, source: &str, cluster: &str, seq: u64) -> PublishPrope
         ("ce-id".to_string(), uid.clone()),
         (
             "ce-type".to_string(),
-            format!("io.open-cluster-management.works.v1alpha1.manifestbundles.{kind}"),
+            format!("{}.{kind}", workbus_schemas::event_type::MANIFEST_BUNDLES),
         ),
         ("ce-source".to_string(), source.to_string()),
         (
