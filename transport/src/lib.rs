@@ -10,7 +10,12 @@
 //! - reconnects forever with exponential backoff and jitter (a fleet of edge agents must
 //!   not reconnect in lock-step after a broker restart);
 //! - [`Publisher::publish`] resolves only when the broker has acknowledged the message
-//!   (PUBACK for QoS 1), which is what the hub's outbox needs to delete a row safely.
+//!   (PUBACK for QoS 1), which is what the hub's outbox needs to delete a row safely; a
+//!   lost connection fails exactly the publishes it dropped ([`PublishError::ConnectionLost`],
+//!   see `acks`), a refusal on the PUBACK fails its publish ([`PublishError::Refused`]);
+//! - every message is checked against MQTT's limits before rumqttc sees it
+//!   ([`PublishError::Unpublishable`]): rumqttc would drop the connection over it;
+//! - [`Transport::shutdown`] ends the session in bounded time, connected or not.
 //!
 //! MQTT 5 is the default; MQTT 3.1.1 is available for small brokers and devices and can
 //! only carry structured-mode events (it has no user properties).
