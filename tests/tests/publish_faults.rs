@@ -17,9 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
 use tokio::time::timeout;
+use workbus_agent::runtime::AgentHandle;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
+use workbus_hub::HubHandle;
+use workbus_hub::watch::WorkChange;
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
@@ -139,44 +143,134 @@ async fn acknowledgements_stay_matched_after_a_connection_loss(broker: &mut Test
     sub.shutdown(Duration::from_secs(1)).await;
 }
 
-async fn agent_keeps_converging_after_a_cut_in_flight_status(broker: &mut TestBroker) {
-    let source = unique("hub");
-    let cluster = unique("edge");
-    let dir = tempfile::tempdir().unwrap();
-    let hub = start_hub(
-        &dir.path().join("hub"),
-        &source,
-        broker.host(),
-        broker.port(),
-    )
-    .await;
-    let mut changes = hub.watch();
-    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+/// Which side reaches the broker through the fault proxy (the other connects directly).
+#[derive(Clone, Copy, PartialEq)]
+enum Behind {
+    Agent,
+    Hub,
+}
 
-    // The agent reaches the broker through the proxy; the hub directly.
-    let proxy = FaultProxy::start(broker_addr(broker)).await;
+/// A hub, one registered cluster with its agent on a simulated cluster, and a fault
+/// proxy in front of the broker for one of them.
+struct Rig {
+    source: String,
+    cluster: String,
+    dir: tempfile::TempDir,
+    proxy: FaultProxy,
+    /// Where the hub connects (it is restarted on the same data dir by some tests).
+    hub_at: (String, u16),
+    hub: Option<HubHandle>,
+    changes: broadcast::Receiver<WorkChange>,
+    sim: Arc<SimulatedCluster>,
+    agent: AgentHandle,
+}
+
+impl Rig {
+    async fn start(broker: &TestBroker, behind: Behind, ready_after: Duration) -> Rig {
+        let source = unique("hub");
+        let cluster = unique("edge");
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = FaultProxy::start(broker_addr(broker)).await;
+        let (direct, proxied) = (
+            (broker.host(), broker.port()),
+            ("127.0.0.1", proxy.addr().port()),
+        );
+        let (hub_at, agent_at) = match behind {
+            Behind::Agent => (direct, proxied),
+            Behind::Hub => (proxied, direct),
+        };
+        let hub_at = (hub_at.0.to_string(), hub_at.1);
+        let hub = start_hub(&dir.path().join("hub"), &source, &hub_at.0, hub_at.1).await;
+        let changes = hub.watch();
+        assert_eq!(register_cluster(&hub, &cluster).await, 201);
+        let sim = Arc::new(SimulatedCluster::new(SimConfig {
+            ready_after,
+            snapshot: None,
+        }));
+        let agent = start_agent(
+            agent_config(agent_at.0, agent_at.1, &source, &cluster),
+            sim.clone(),
+            Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
+        );
+        Rig {
+            source,
+            cluster,
+            dir,
+            proxy,
+            hub_at,
+            hub: Some(hub),
+            changes,
+            sim,
+            agent,
+        }
+    }
+
+    fn hub(&self) -> &HubHandle {
+        self.hub.as_ref().expect("the hub is running")
+    }
+
+    async fn stop_hub(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await;
+        }
+    }
+
+    /// Starts the hub again on its data dir.
+    async fn restart_hub(&mut self) {
+        let dir = self.dir.path().join("hub");
+        let hub = start_hub(&dir, &self.source, &self.hub_at.0, self.hub_at.1).await;
+        self.changes = hub.watch();
+        self.hub = Some(hub);
+    }
+
+    /// Creates or updates work `name` (one ConfigMap `cm` = `value`); returns the status.
+    async fn put(&self, name: &str, cm: &str, value: &str) -> u16 {
+        put_work(self.hub(), &self.cluster, name, cm, value).await
+    }
+
+    /// Waits until the hub shows `name` meeting `pred`.
+    async fn wait(
+        &mut self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(Option<&serde_json::Value>) -> bool,
+    ) {
+        let hub = self.hub.as_ref().expect("the hub is running");
+        wait_work(hub, &mut self.changes, &self.cluster, name, what, pred).await;
+    }
+
+    /// Waits until the hub shows `name` applied at `generation`.
+    async fn wait_applied(&mut self, name: &str, generation: i64) {
+        let what = format!("{name} applied at generation {generation}");
+        self.wait(name, &what, |w| applied_at(w, generation)).await;
+    }
+
+    /// The data value of ConfigMap `cm` on the simulated cluster.
+    fn value_of(&self, cm: &str) -> serde_json::Value {
+        self.sim
+            .object("", "v1", "configmaps", "default", cm)
+            .map(|o| o["data"]["v"].clone())
+            .unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        self.stop_hub().await;
+        self.agent.shutdown().await;
+    }
+}
+
+async fn agent_keeps_converging_after_a_cut_in_flight_status(broker: &mut TestBroker) {
     // Readiness comes a while after the apply, so a second status follows the first.
-    let sim = Arc::new(SimulatedCluster::new(SimConfig {
-        ready_after: Duration::from_millis(300),
-        snapshot: None,
-    }));
-    let agent = start_agent(
-        agent_config("127.0.0.1", proxy.addr().port(), &source, &cluster),
-        sim.clone(),
-        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
-    );
-    let stats = agent.stats().clone();
+    let mut rig = Rig::start(broker, Behind::Agent, Duration::from_millis(300)).await;
+    let stats = rig.agent.stats().clone();
 
     // A Deployment with status feedback: its status changes again when it becomes
     // ready, a while after the apply — that second status is the one left in flight.
-    let path = format!("/api/v1/clusters/{cluster}/works/web");
-    let (code, _) = rest(&hub, "PUT", &path, Some(deployment_work(&cluster))).await;
+    let path = format!("/api/v1/clusters/{}/works/web", rig.cluster);
+    let (code, _) = rest(rig.hub(), "PUT", &path, Some(deployment_work(&rig.cluster))).await;
     assert_eq!(code, 201);
-    wait_work(&hub, &mut changes, &cluster, "web", "applied gen 1", |w| {
-        applied_at(w, 1)
-    })
-    .await;
-    proxy.pause();
+    rig.wait_applied("web", 1).await;
+    rig.proxy.pause();
     let queued = stats.status_queued.load(Ordering::Relaxed);
     let sent = stats.status_sent.load(Ordering::Relaxed);
     wait_until("the readiness status is queued", || {
@@ -184,60 +278,33 @@ async fn agent_keeps_converging_after_a_cut_in_flight_status(broker: &mut TestBr
     })
     .await;
     assert_eq!(stats.status_sent.load(Ordering::Relaxed), sent);
-    proxy.cut();
-    proxy.resume();
+    rig.proxy.cut();
+    rig.proxy.resume();
 
     // The readiness status arrives after the reconnect.
-    wait_work(
-        &hub,
-        &mut changes,
-        &cluster,
-        "web",
-        "readiness feedback",
-        |w| w.is_some_and(|w| w.to_string().contains("ReadyReplicas")),
-    )
+    rig.wait("web", "readiness feedback", |w| {
+        w.is_some_and(|w| w.to_string().contains("ReadyReplicas"))
+    })
     .await;
 
     // Every later generation converges in bounded time (the report: from about the
     // 19th update every status took 31–40 s, and a second work got none at all).
-    assert_eq!(put_work(&hub, &cluster, "app", "cm", "v1").await, 201);
-    for generation in 1..=30 {
-        if generation > 1 {
-            let value = format!("v{generation}");
-            assert_eq!(put_work(&hub, &cluster, "app", "cm", &value).await, 200);
-        }
-        wait_work(
-            &hub,
-            &mut changes,
-            &cluster,
-            "app",
-            &format!("applied gen {generation}"),
-            |w| applied_at(w, generation),
-        )
-        .await;
+    assert_eq!(rig.put("app", "cm", "v1").await, 201);
+    rig.wait_applied("app", 1).await;
+    for generation in 2..=30 {
+        assert_eq!(rig.put("app", "cm", &format!("v{generation}")).await, 200);
+        rig.wait_applied("app", generation).await;
     }
-    assert_eq!(put_work(&hub, &cluster, "second", "cm2", "x").await, 201);
-    wait_work(
-        &hub,
-        &mut changes,
-        &cluster,
-        "second",
-        "second work applied",
-        |w| applied_at(w, 1),
-    )
-    .await;
-    assert_eq!(
-        sim.object("", "v1", "configmaps", "default", "cm").unwrap()["data"]["v"],
-        "v30"
-    );
-    agent.shutdown().await;
-    hub.shutdown().await;
+    assert_eq!(rig.put("second", "cm2", "x").await, 201);
+    rig.wait_applied("second", 1).await;
+    assert_eq!(rig.value_of("cm"), "v30");
+    rig.stop().await;
 }
 
 /// A work with one Deployment and a WellKnownStatus feedback rule on it.
 fn deployment_work(cluster: &str) -> serde_json::Value {
     serde_json::json!({
-        "apiVersion": "work.open-cluster-management.io/v1",
+        "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
         "kind": "ManifestWork",
         "metadata": {"name": "web", "namespace": cluster},
         "spec": {
@@ -265,148 +332,82 @@ fn deployment_work(cluster: &str) -> serde_json::Value {
 }
 
 async fn hub_keeps_publishing_after_a_cut_in_flight_spec(broker: &mut TestBroker) {
-    let source = unique("hub");
-    let cluster = unique("edge");
-    let dir = tempfile::tempdir().unwrap();
-    // The hub reaches the broker through the proxy; the agent directly.
-    let proxy = FaultProxy::start(broker_addr(broker)).await;
-    let hub = start_hub(
-        &dir.path().join("hub"),
-        &source,
-        "127.0.0.1",
-        proxy.addr().port(),
-    )
-    .await;
-    let mut changes = hub.watch();
-    assert_eq!(register_cluster(&hub, &cluster).await, 201);
-    let sim = Arc::new(SimulatedCluster::new(SimConfig {
-        ready_after: Duration::from_millis(50),
-        snapshot: None,
-    }));
-    let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
-        sim.clone(),
-        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
-    );
-    assert_eq!(put_work(&hub, &cluster, "w0", "cm0", "v").await, 201);
-    wait_work(&hub, &mut changes, &cluster, "w0", "w0 applied", |w| {
-        applied_at(w, 1)
-    })
-    .await;
+    let mut rig = Rig::start(broker, Behind::Hub, Duration::from_millis(50)).await;
+    assert_eq!(rig.put("w0", "cm0", "v").await, 201);
+    rig.wait_applied("w0", 1).await;
 
     // A spec event goes out while the broker does not answer; then the broker is gone.
-    proxy.pause();
-    let written = proxy.bytes_from_clients();
-    assert_eq!(put_work(&hub, &cluster, "w1", "cm1", "v").await, 201);
+    rig.proxy.pause();
+    let written = rig.proxy.bytes_from_clients();
+    assert_eq!(rig.put("w1", "cm1", "v").await, 201);
     wait_until("the hub writes the spec event", || {
-        proxy.bytes_from_clients() > written
+        rig.proxy.bytes_from_clients() > written
     })
     .await;
-    proxy.cut();
-    proxy.resume();
-    wait_work(&hub, &mut changes, &cluster, "w1", "w1 applied", |w| {
-        applied_at(w, 1)
-    })
-    .await;
+    rig.proxy.cut();
+    rig.proxy.resume();
+    rig.wait_applied("w1", 1).await;
 
     // Every later spec reaches the agent in bounded time while packet ids come round.
     for n in 2..=40 {
-        let name = format!("w{n}");
-        assert_eq!(
-            put_work(&hub, &cluster, &name, &format!("cm{n}"), "v").await,
-            201
-        );
+        assert_eq!(rig.put(&format!("w{n}"), &format!("cm{n}"), "v").await, 201);
     }
     for n in 2..=40 {
-        let name = format!("w{n}");
-        wait_work(
-            &hub,
-            &mut changes,
-            &cluster,
-            &name,
-            &format!("{name} applied"),
-            |w| applied_at(w, 1),
-        )
-        .await;
+        rig.wait_applied(&format!("w{n}"), 1).await;
     }
-    assert_eq!(
-        sim.object("", "v1", "configmaps", "default", "cm40")
-            .unwrap()["data"]["v"],
-        "v"
-    );
-    agent.shutdown().await;
-    hub.shutdown().await;
+    assert_eq!(rig.value_of("cm40"), "v");
+    rig.stop().await;
 }
 
 /// Found by the chaos suite: the agent reconnected and sent its spec resync request
 /// while the hub was down (the broker dropped it: no subscriber); the restarted hub only
 /// asks for statuses, so an update the agent had missed was never sent again.
 async fn spec_resync_sent_while_the_hub_was_down_is_asked_again(broker: &mut TestBroker) {
-    let source = unique("hub");
-    let cluster = unique("edge");
-    let dir = tempfile::tempdir().unwrap();
-    let hub_dir = dir.path().join("hub");
-    let hub = start_hub(&hub_dir, &source, broker.host(), broker.port()).await;
-    let mut changes = hub.watch();
-    assert_eq!(register_cluster(&hub, &cluster).await, 201);
-    let proxy = FaultProxy::start(broker_addr(broker)).await;
-    let sim = Arc::new(SimulatedCluster::new(SimConfig {
-        ready_after: Duration::from_millis(50),
-        snapshot: None,
-    }));
-    let agent = start_agent(
-        agent_config("127.0.0.1", proxy.addr().port(), &source, &cluster),
-        sim.clone(),
-        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
-    );
-    let stats = agent.stats().clone();
-    assert_eq!(put_work(&hub, &cluster, "app", "cm", "v1").await, 201);
-    wait_work(&hub, &mut changes, &cluster, "app", "applied gen 1", |w| {
-        applied_at(w, 1)
-    })
-    .await;
+    let mut rig = Rig::start(broker, Behind::Agent, Duration::from_millis(50)).await;
+    let stats = rig.agent.stats().clone();
+    assert_eq!(rig.put("app", "cm", "v1").await, 201);
+    rig.wait_applied("app", 1).await;
 
     // The agent loses the broker (its reconnects are held); the update goes out to
-    // nobody; then the hub stops.
-    proxy.pause();
-    proxy.cut();
-    assert_eq!(put_work(&hub, &cluster, "app", "cm", "v2").await, 200);
-    // Published (the broker acknowledged it, to no subscriber) before the hub stops.
+    // nobody (the broker acknowledges it: no subscriber); then the hub stops.
+    rig.proxy.pause();
+    rig.proxy.cut();
+    assert_eq!(rig.put("app", "cm", "v2").await, 200);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while hub.store().run(|s| s.outbox_depth()).await.unwrap() > 0 {
+    while rig.hub().store().run(|s| s.outbox_depth()).await.unwrap() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "update never published"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    hub.shutdown().await;
+    rig.stop_hub().await;
 
     // The agent comes back while the hub is away: its spec resync request is lost.
     let asked = stats.resync_requests.load(Ordering::Relaxed);
-    let sent = agent.transport_stats().published.load(Ordering::Relaxed);
-    proxy.resume();
+    let sent = rig
+        .agent
+        .transport_stats()
+        .published
+        .load(Ordering::Relaxed);
+    rig.proxy.resume();
     wait_until("the agent asks for specs while the hub is down", || {
         stats.resync_requests.load(Ordering::Relaxed) > asked
     })
     .await;
     // Wait for the broker's PUBACK of that request, so it is surely gone.
     wait_until("the request is acknowledged by the broker", || {
-        agent.transport_stats().published.load(Ordering::Relaxed) > sent
+        rig.agent
+            .transport_stats()
+            .published
+            .load(Ordering::Relaxed)
+            > sent
     })
     .await;
 
     // The hub comes back: the agent must get generation 2 without reconnecting.
-    let hub = start_hub(&hub_dir, &source, broker.host(), broker.port()).await;
-    let mut changes = hub.watch();
-    wait_work(&hub, &mut changes, &cluster, "app", "applied gen 2", |w| {
-        applied_at(w, 2)
-    })
-    .await;
-    assert_eq!(
-        sim.object("", "v1", "configmaps", "default", "cm").unwrap()["data"]["v"],
-        "v2"
-    );
-    agent.shutdown().await;
-    hub.shutdown().await;
+    rig.restart_hub().await;
+    rig.wait_applied("app", 2).await;
+    assert_eq!(rig.value_of("cm"), "v2");
+    rig.stop().await;
 }
