@@ -422,15 +422,12 @@ async fn deletion_confirmed_while_the_hub_was_down_completes_after_restart() {
 async fn unconfirmed_deletion_is_redriven_until_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let source = unique("backoff");
-    let hub = start_hub(dir.path(), &source).await;
-    let cluster = unique("c");
-    assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
-    let mut agent = FakeAgent::connect(&source, &cluster).await;
-    let uid = work_resource_id(&source, &cluster, "w1").to_string();
-    put_work(&hub, &work_json(&cluster, "w1", "a")).await;
-    agent
-        .next("create", |e| is_type(e, "spec.create_request"))
-        .await;
+    let CreatedWork {
+        hub,
+        cluster,
+        mut agent,
+        uid,
+    } = CreatedWork::start(dir.path(), &source).await;
     assert_eq!(delete(&hub, &cluster, "w1").await, 202);
     let first = agent
         .next("delete", |e| is_type(e, "spec.delete_request"))

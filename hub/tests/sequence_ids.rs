@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use workbus_schemas::resource_id::work_resource_id;
 use workbus_schemas::sequence_id::SequenceIdGenerator;
 
 /// The report's sequence id: node 1, valid syntax, timestamp in ~2080.
@@ -32,15 +31,12 @@ async fn stored_reason(hub: &workbus_hub::HubHandle, cluster: &str) -> Option<St
 async fn far_future_sequence_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let source = unique("skew");
-    let hub = start_hub(dir.path(), &source).await;
-    let cluster = unique("c");
-    assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
-    let mut agent = FakeAgent::connect(&source, &cluster).await;
-    let uid = work_resource_id(&source, &cluster, "w1").to_string();
-    put_work(&hub, &work_json(&cluster, "w1", "a")).await;
-    agent
-        .next("create", |e| is_type(e, "spec.create_request"))
-        .await;
+    let CreatedWork {
+        hub,
+        cluster,
+        agent,
+        uid,
+    } = CreatedWork::start(dir.path(), &source).await;
 
     agent
         .send_status(&uid, 1, FAR_FUTURE, applied_status(1, "FromTheFuture"))
@@ -65,15 +61,12 @@ async fn far_future_sequence_id_is_refused() {
 async fn far_future_sequence_id_stored_by_an_older_hub_does_not_freeze_the_work() {
     let dir = tempfile::tempdir().unwrap();
     let source = unique("poison");
-    let hub = start_hub(dir.path(), &source).await;
-    let cluster = unique("c");
-    assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
-    let mut agent = FakeAgent::connect(&source, &cluster).await;
-    let uid = work_resource_id(&source, &cluster, "w1").to_string();
-    put_work(&hub, &work_json(&cluster, "w1", "a")).await;
-    agent
-        .next("create", |e| is_type(e, "spec.create_request"))
-        .await;
+    let CreatedWork {
+        hub,
+        cluster,
+        mut agent,
+        uid,
+    } = CreatedWork::start(dir.path(), &source).await;
     let mut seq = SequenceIdGenerator::default();
     let first = seq.next().unwrap().to_string();
     agent

@@ -313,3 +313,38 @@ pub fn is_type(e: &Event, suffix: &str) -> bool {
 pub fn ext(e: &Event, name: &str) -> Option<String> {
     e.extension(name).map(|v| v.to_string())
 }
+
+/// A hub with source `source` on `dir`, a new cluster, a fake agent subscribed for it,
+/// and work `w1` created and delivered: the start of every status-rule scenario.
+pub struct CreatedWork {
+    /// The hub.
+    pub hub: HubHandle,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The fake agent of the cluster (it has seen the create).
+    pub agent: FakeAgent,
+    /// The work's resource id.
+    pub uid: String,
+}
+
+impl CreatedWork {
+    /// Starts it all; `w1` holds one ConfigMap with data `a`.
+    pub async fn start(dir: &std::path::Path, source: &str) -> CreatedWork {
+        let hub = start_hub(dir, source).await;
+        let cluster = unique("c");
+        assert_eq!(create_cluster(&hub, &cluster).await.status, 201);
+        let mut agent = FakeAgent::connect(source, &cluster).await;
+        let uid =
+            workbus_schemas::resource_id::work_resource_id(source, &cluster, "w1").to_string();
+        put_work(&hub, &work_json(&cluster, "w1", "a")).await;
+        agent
+            .next("create", |e| is_type(e, "spec.create_request"))
+            .await;
+        CreatedWork {
+            hub,
+            cluster,
+            agent,
+            uid,
+        }
+    }
+}
