@@ -15,9 +15,6 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use workbus_agent::runtime::SHUTDOWN_LIMIT;
 
-/// Mosquitto, as `.ci/run` starts it.
-const MOSQUITTO: &str = "127.0.0.1:1883";
-
 /// A started agent process and its output lines (logs and banner, both streams).
 struct AgentProcess {
     child: Child,
@@ -131,7 +128,9 @@ async fn exits_on_sigterm_after_losing_the_broker() {
     let addr = listener.local_addr().unwrap();
     let forwarder = tokio::spawn(async move {
         let (mut client, _) = listener.accept().await.unwrap();
-        let mut broker = tokio::net::TcpStream::connect(MOSQUITTO).await.unwrap();
+        let mut broker = tokio::net::TcpStream::connect(workbus_testkit::mosquitto().addr())
+            .await
+            .unwrap();
         let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
     });
     let mut agent = AgentProcess::start(&addr.to_string());

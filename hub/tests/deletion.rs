@@ -39,7 +39,7 @@ const HOLD: &str = "workbus.test/hold";
 /// A real agent for `cluster` on Mosquitto, test-friendly timings, memory store.
 fn start_agent(source: &str, cluster: &str, sim: Arc<SimulatedCluster>) -> AgentHandle {
     let topics = Topics::for_agent(source, cluster).unwrap();
-    let mut transport = TransportConfig::new(BROKER.0, BROKER.1, "");
+    let mut transport = TransportConfig::new(broker().0, broker().1, "");
     transport.reconnect.min_delay = Duration::from_millis(50);
     transport.reconnect.max_delay = Duration::from_millis(500);
     let mut config = AgentConfig::new(cluster, None, topics, transport).unwrap();
@@ -80,7 +80,7 @@ struct Observer {
 impl Observer {
     async fn connect(source: &str) -> Observer {
         let topics = Topics::for_source(source).unwrap();
-        let mut cfg = TransportConfig::new(BROKER.0, BROKER.1, unique("observer"));
+        let mut cfg = TransportConfig::new(broker().0, broker().1, unique("observer"));
         cfg.subscriptions = topics::source_subscriptions(&topics, source).unwrap();
         let mut transport = Transport::start(cfg).unwrap();
         loop {

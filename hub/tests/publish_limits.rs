@@ -354,7 +354,7 @@ async fn parked_rows_do_not_block_other_clusters_embedded_broker() {
 
 #[tokio::test]
 async fn parked_rows_do_not_block_other_clusters_mosquitto() {
-    parked_rows_do_not_block_other_clusters(BROKER.0, BROKER.1).await;
+    parked_rows_do_not_block_other_clusters(broker().0, broker().1).await;
 }
 
 #[tokio::test]

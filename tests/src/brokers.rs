@@ -14,7 +14,7 @@ pub enum TestBroker {
         /// Where it listens (kept across restarts).
         addr: SocketAddr,
     },
-    /// Mosquitto at 127.0.0.1:1883.
+    /// Mosquitto: this process's private one (`workbus-testkit`), started on first use.
     Mosquitto,
 }
 
@@ -46,7 +46,7 @@ impl TestBroker {
     pub fn port(&self) -> u16 {
         match self {
             TestBroker::Embedded { addr, .. } => addr.port(),
-            TestBroker::Mosquitto => crate::MOSQUITTO.1,
+            TestBroker::Mosquitto => workbus_testkit::mosquitto().port(),
         }
     }
 

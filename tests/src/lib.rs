@@ -1,7 +1,7 @@
 //! # workbus-tests: the harness of the cross-crate integration and fault tests
 //!
 //! Everything here talks to real parts: a real MQTT broker (the embedded one, or
-//! Mosquitto on 127.0.0.1:1883), real agents with their stores, the hub with SQLite.
+//! a private Mosquitto per test process), real agents with their stores, the hub with SQLite.
 //! Waits are bounded and event-driven: [`FakeSource::next_event`] returns as soon as a
 //! matching event arrives, or fails after its deadline.
 
@@ -50,9 +50,6 @@ macro_rules! on_both_brokers {
         }
     };
 }
-
-/// Mosquitto, as installed and started by `.ci/run`.
-pub const MOSQUITTO: (&str, u16) = ("127.0.0.1", 1883);
 
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`), so
 /// tests sharing a broker never see each other's traffic.

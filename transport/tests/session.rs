@@ -1,4 +1,4 @@
-//! The MQTT transport against a real broker (Mosquitto on 127.0.0.1:1883, and the
+//! The MQTT transport against a real broker (a private Mosquitto, and the
 //! embedded broker where a test needs a broker that refuses): properties pass unchanged,
 //! publishes complete on acknowledgement, every connect ends in `Subscribed`, and a
 //! refused subscription is retried on a new connection.
@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::time::timeout;
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{Protocol, Transport, TransportConfig, TransportEvent};
+
+use workbus_testkit::mosquitto;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -51,13 +53,17 @@ async fn next_message(t: &mut Transport) -> MqttMessage {
 #[tokio::test]
 async fn v5_properties_round_trip_through_mosquitto() {
     let topic = unique("workbus-test/v5");
-    let mut sub_cfg = TransportConfig::new("127.0.0.1", 1883, unique("sub"));
+    let mut sub_cfg = TransportConfig::new(mosquitto().host(), mosquitto().port(), unique("sub"));
     sub_cfg.subscriptions = vec![topic.clone()];
     let mut sub = Transport::start(sub_cfg).unwrap();
     next_subscribed(&mut sub).await;
 
-    let mut pub_t =
-        Transport::start(TransportConfig::new("127.0.0.1", 1883, unique("pub"))).unwrap();
+    let mut pub_t = Transport::start(TransportConfig::new(
+        mosquitto().host(),
+        mosquitto().port(),
+        unique("pub"),
+    ))
+    .unwrap();
     next_subscribed(&mut pub_t).await;
     let msg = MqttMessage {
         topic: topic.clone(),
@@ -86,7 +92,7 @@ async fn v5_properties_round_trip_through_mosquitto() {
 #[tokio::test]
 async fn v311_carries_structured_payloads_only() {
     let topic = unique("workbus-test/v311");
-    let mut cfg = TransportConfig::new("127.0.0.1", 1883, unique("v311"));
+    let mut cfg = TransportConfig::new(mosquitto().host(), mosquitto().port(), unique("v311"));
     cfg.protocol = Protocol::V311;
     cfg.subscriptions = vec![topic.clone()];
     let mut t = Transport::start(cfg).unwrap();
@@ -270,7 +276,8 @@ async fn a_short_keep_alive_is_raised_not_a_crash() {
         (Protocol::V5, Duration::from_secs(2)),
         (Protocol::V311, Duration::from_millis(1500)),
     ] {
-        let mut cfg = TransportConfig::new("127.0.0.1", 1883, unique("keepalive"));
+        let mut cfg =
+            TransportConfig::new(mosquitto().host(), mosquitto().port(), unique("keepalive"));
         cfg.protocol = protocol;
         cfg.keep_alive = keep_alive;
         cfg.subscriptions = vec![unique("workbus-test/keepalive")];

@@ -1,5 +1,5 @@
 //! Shared test helpers: start a hub on a temp dir with REST on port 0 against Mosquitto
-//! (127.0.0.1:1883), a small REST client, a fake agent built from `Transport`, and
+//! (a private one per test process, `workbus-testkit`), a small REST client, a fake agent built from `Transport`, and
 //! bounded waits. Every test uses its own source id so parallel tests never see each
 //! other's traffic.
 
@@ -23,8 +23,11 @@ use workbus_transport::{Transport, TransportConfig, TransportEvent};
 /// Longest wait for anything.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// Mosquitto, as the task environment provides it.
-pub const BROKER: (&str, u16) = ("127.0.0.1", 1883);
+/// Mosquitto: this test process's own (`workbus-testkit`).
+pub fn broker() -> (&'static str, u16) {
+    let m = workbus_testkit::mosquitto();
+    (m.host(), m.port())
+}
 
 /// A source id unique to this test run and call.
 pub fn unique(prefix: &str) -> String {
@@ -56,7 +59,7 @@ pub async fn start_hub_with(
 
 /// Starts a hub against Mosquitto and waits until it is subscribed.
 pub async fn start_hub(dir: &std::path::Path, source_id: &str) -> HubHandle {
-    let hub = start_hub_with(dir, source_id, BROKER.0, BROKER.1).await;
+    let hub = start_hub_with(dir, source_id, broker().0, broker().1).await;
     assert!(
         hub.wait_subscribed(WAIT).await,
         "hub subscribed to the broker"
@@ -195,7 +198,7 @@ pub struct FakeAgent {
 impl FakeAgent {
     /// Connects to Mosquitto and waits until subscribed.
     pub async fn connect(source_id: &str, cluster: &str) -> FakeAgent {
-        Self::connect_at(BROKER.0, BROKER.1, source_id, cluster).await
+        Self::connect_at(broker().0, broker().1, source_id, cluster).await
     }
 
     /// Connects to the broker at `host:port` and waits until subscribed.

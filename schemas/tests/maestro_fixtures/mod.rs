@@ -1,6 +1,6 @@
-//! Finds Maestro's golden events (`shared/fixtures/maestro/`, kept next to the repository
-//! and never copied into it): `$WORKBUS_FIXTURES` if set, else the first
-//! `shared/fixtures/maestro` found walking up from this crate.
+//! Maestro's golden events (`data/`, see its README): `$WORKBUS_FIXTURES` if set (to
+//! check against another copy), else the copy in this repository, so the tests need
+//! nothing beside the checkout.
 
 use std::path::PathBuf;
 
@@ -9,18 +9,10 @@ pub fn dir() -> PathBuf {
     if let Ok(d) = std::env::var("WORKBUS_FIXTURES") {
         return PathBuf::from(d);
     }
-    let mut at = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(p) = at {
-        let candidate = p.join("shared/fixtures/maestro");
-        if candidate.is_dir() {
-            return candidate;
-        }
-        at = p.parent();
-    }
-    panic!(
-        "Maestro fixtures not found: set WORKBUS_FIXTURES or keep `shared/fixtures/maestro` in a parent directory of {}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/tests/maestro_fixtures/data"
+    ))
 }
 
 /// The bytes of one fixture file.

@@ -290,20 +290,16 @@ impl BrokerProc {
         })
     }
 
-    /// Mosquitto at 127.0.0.1:1883; its pid from the pid file or `/proc/*/comm`.
+    /// A private Mosquitto of this process (`workbus-testkit`, started on first use).
     async fn mosquitto() -> Result<BrokerProc, BenchError> {
-        let (host, port) = workbus_tests::MOSQUITTO;
-        if tokio::net::TcpStream::connect((host, port)).await.is_err() {
-            return Err(BenchError::Setup(format!(
-                "Mosquitto is not listening on {host}:{port} \
-                 (start it: mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
-            )));
-        }
+        let m = tokio::task::spawn_blocking(workbus_testkit::mosquitto)
+            .await
+            .map_err(|e| BenchError::Setup(format!("cannot start Mosquitto: {e}")))?;
         Ok(BrokerProc {
             name: "mosquitto",
-            host: host.into(),
-            port,
-            pid: mosquitto_pid(),
+            host: m.host().into(),
+            port: m.port(),
+            pid: Some(m.pid()),
             child: None,
         })
     }
@@ -335,26 +331,6 @@ impl BrokerProc {
             }
         }
     }
-}
-
-/// Mosquitto's pid: its pid file, else the only process named `mosquitto`.
-fn mosquitto_pid() -> Option<u32> {
-    let alive = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "mosquitto")
-    };
-    if let Some(pid) = std::fs::read_to_string("/run/mosquitto/mosquitto.pid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&p| alive(p))
-    {
-        return Some(pid);
-    }
-    let found: Vec<u32> = std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&p| alive(p))
-        .collect();
-    (found.len() == 1).then(|| found[0])
 }
 
 /// CPU time (ns) of every thread of `pid`, from `/proc/<pid>/task/*/schedstat`.

@@ -33,7 +33,7 @@ pub const PER_WORKER: usize = 8_000;
 pub enum BrokerKind {
     /// The embedded `workbus-broker`, started in this process on a free port.
     Embedded,
-    /// Mosquitto at 127.0.0.1:1883.
+    /// A private Mosquitto (`workbus-testkit`).
     Mosquitto,
 }
 
