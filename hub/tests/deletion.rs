@@ -214,6 +214,30 @@ struct DeletedOnce {
     first_deleted: MqttMessage,
 }
 
+impl DeletedOnce {
+    /// Creates `w1` again (data `b`; its ConfigMap held by a foreign finalizer when
+    /// `held`) and waits until it is applied; returns its generation.
+    async fn recreate(&mut self, held: bool) -> i64 {
+        let created = put_work(
+            &self.hub,
+            &work_with_configmap(&self.cluster, "w1", "b", held),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        let generation = generation_of(&created.body);
+        wait_work(
+            &self.hub,
+            &mut self.changes,
+            &self.cluster,
+            "w1",
+            "w1 applied again",
+            |w| condition_true(w, "Applied", generation),
+        )
+        .await;
+        generation
+    }
+}
+
 async fn create_and_delete_once() -> DeletedOnce {
     let dir = tempfile::tempdir().unwrap();
     let source = unique("incarnation");
@@ -270,19 +294,8 @@ async fn redeliver_first_deleted(s: &DeletedOnce) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deleted_status_does_not_remove_a_recreated_work() {
     let mut s = create_and_delete_once().await;
-    let created = put_work(&s.hub, &work_with_configmap(&s.cluster, "w1", "b", false)).await;
-    assert_eq!(created.status, 201);
-    let generation = generation_of(&created.body);
+    let generation = s.recreate(false).await;
     assert_eq!(generation, 2, "generations continue across incarnations");
-    wait_work(
-        &s.hub,
-        &mut s.changes,
-        &s.cluster,
-        "w1",
-        "w1 applied again",
-        |w| condition_true(w, "Applied", generation),
-    )
-    .await;
 
     redeliver_first_deleted(&s).await;
 
@@ -307,18 +320,7 @@ async fn duplicate_deleted_status_does_not_remove_a_recreated_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn earlier_incarnations_deleted_status_does_not_complete_a_later_deletion() {
     let mut s = create_and_delete_once().await;
-    let created = put_work(&s.hub, &work_with_configmap(&s.cluster, "w1", "b", true)).await;
-    assert_eq!(created.status, 201);
-    let generation = generation_of(&created.body);
-    wait_work(
-        &s.hub,
-        &mut s.changes,
-        &s.cluster,
-        "w1",
-        "w1 applied again",
-        |w| condition_true(w, "Applied", generation),
-    )
-    .await;
+    s.recreate(true).await;
     // Deleted again; the agent starts cleaning up but the finalizer holds it.
     assert_eq!(delete(&s.hub, &s.cluster, "w1").await, 202);
     eventually("the agent started cleaning up", || async {

@@ -145,21 +145,20 @@ impl WireFormat {
             .max_by_key(|a| a.as_str().len())
             .cloned()
             .unwrap_or(Action::ResyncResponse);
+        // One copy of the work, measured as a live work and then as deleted.
         let mut largest = work.clone();
         largest.generation = i64::from(i32::MAX);
-        let mut forms = Vec::with_capacity(2);
-        if events == WorkEvents::Lifetime {
-            largest.deletion = None;
-            forms.push(largest.clone());
-        }
-        largest.deletion = Some(longest_time);
-        forms.push(largest);
-        for form in &forms {
+        let measure = |form: &WorkRecord| -> Result<(), Unpublishable> {
             let event = spec_event(&self.source_id, form, action.clone(), longest_time)
                 .map_err(Unpublishable::Build)?;
-            self.message(&event)?;
+            self.message(&event).map(drop)
+        };
+        if events == WorkEvents::Lifetime {
+            largest.deletion = None;
+            measure(&largest)?;
         }
-        Ok(())
+        largest.deletion = Some(longest_time);
+        measure(&largest)
     }
 
     /// Checks that events can be published to `cluster` at all: its publish topic can
