@@ -1,5 +1,5 @@
 //! [`HubConfig`]: everything needed to start a hub, and how the broker connection is
-//! described ([`BrokerSettings`]).
+//! described ([`BrokerSettings`]) and where its state is kept ([`StoreSettings`]).
 //!
 //! The topics come from the sdk-go MQTT config file when one is given, otherwise they
 //! are our default source layout (`Topics::for_source`). The embedded broker (added by
@@ -30,11 +30,32 @@ pub enum BrokerSettings {
     Transport(Box<TransportConfig>),
 }
 
+/// Where the hub keeps its state: which [`Store`](crate::store::Store) backend, and
+/// where (see [`crate::store::open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The embedded SQLite database (`hub.db`) in this directory, created if
+    /// missing.
+    Sqlite {
+        /// The directory.
+        data_dir: PathBuf,
+    },
+}
+
+impl StoreSettings {
+    /// SQLite in `data_dir`.
+    pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
+        StoreSettings::Sqlite {
+            data_dir: data_dir.into(),
+        }
+    }
+}
+
 /// Settings of one hub.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// Where the SQLite database lives (created if missing).
-    pub data_dir: PathBuf,
+    /// Which store, and where.
+    pub store: StoreSettings,
     /// REST listen address; port 0 picks a free port (see `HubHandle::rest_addr`).
     pub listen: SocketAddr,
     /// The source id: CloudEvent `source`, topic segment, part of every work uid.
@@ -52,7 +73,7 @@ impl HubConfig {
     /// broker `127.0.0.1:1883`, binary mode.
     pub fn new() -> Self {
         HubConfig {
-            data_dir: PathBuf::from("./workbus-data"),
+            store: StoreSettings::sqlite("./workbus-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             source_id: "workbus".to_string(),
             broker: BrokerSettings::Address {

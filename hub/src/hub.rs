@@ -18,12 +18,11 @@ use crate::config::{BrokerSettings, HubConfig};
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxPublisher, WireFormat};
 use crate::source::SourceLoop;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreError, StoreHandle};
 use crate::watch::Watchers;
 
-/// The database file name inside the data directory.
-pub const DB_FILE: &str = "hub.db";
+/// The SQLite database file name inside the data directory.
+pub const DB_FILE: &str = crate::store::SQLITE_FILE;
 
 /// Why a hub did not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,16 +96,12 @@ impl Hub {
     /// Starts a hub. Returns once the store is open and the REST socket is bound; the
     /// broker connection is made (and retried) in the background.
     pub async fn start(config: HubConfig) -> Result<HubHandle, HubError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| HubError::Io {
-            what: format!("cannot create {}", config.data_dir.display()),
-            source,
-        })?;
-        let db = config.data_dir.join(DB_FILE);
-        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+        let settings = config.store.clone();
+        let opened = tokio::task::spawn_blocking(move || crate::store::open(&settings))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
         let metrics = Arc::new(Metrics::default());
-        let store = StoreHandle::new(Arc::new(sqlite), metrics.clone())?;
+        let store = StoreHandle::new(opened, metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
         // What the outbox can publish, shared with the API so it refuses what cannot be.
         let wire = Arc::new(WireFormat::new(

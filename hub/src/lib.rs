@@ -33,5 +33,5 @@ pub mod store;
 pub mod watch;
 pub mod work_view;
 
-pub use config::{BrokerSettings, HubConfig};
+pub use config::{BrokerSettings, HubConfig, StoreSettings};
 pub use hub::{Hub, HubError, HubHandle};

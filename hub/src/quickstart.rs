@@ -22,7 +22,7 @@ use workbus_schemas::topics::Topics;
 use workbus_transport::TransportConfig;
 
 use crate::cli::client::Client;
-use crate::config::{BrokerSettings, HubConfig};
+use crate::config::{BrokerSettings, HubConfig, StoreSettings};
 use crate::hub::Hub;
 
 /// Flags of `quickstart`.
@@ -157,7 +157,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         }
     };
     let hub = Hub::start(HubConfig {
-        data_dir: args.data_dir.join("hub"),
+        store: StoreSettings::sqlite(args.data_dir.join("hub")),
         listen,
         source_id: args.source_id.clone(),
         broker: BrokerSettings::Address {

@@ -16,6 +16,7 @@ use common::eventually;
 use workbus_hub::metrics::Metrics;
 use workbus_hub::outbox::{AckFuture, OutboxPublisher, Sink, WireFormat};
 use workbus_hub::store::sqlite::SqliteStore;
+use workbus_hub::store::writes::Enqueue;
 use workbus_hub::store::{NewOutbox, StoreHandle};
 use workbus_schemas::envelope::SpecEventFields;
 use workbus_schemas::event_type::Action;
@@ -94,7 +95,12 @@ async fn start(rows: Vec<NewOutbox>, fails: Script) -> Rig {
     let metrics = Arc::new(Metrics::default());
     let store = StoreHandle::new(Arc::new(sqlite), metrics.clone()).unwrap();
     store
-        .run(move |s| s.enqueue(&rows, Utc::now()))
+        .run(move |s| {
+            s.write(Enqueue {
+                events: rows,
+                now: Utc::now(),
+            })
+        })
         .await
         .unwrap();
     let sent = Arc::new(Mutex::new(Vec::new()));

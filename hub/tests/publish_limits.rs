@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use common::*;
@@ -15,6 +16,7 @@ use workbus_broker::{Broker, BrokerConfig};
 use workbus_hub::HubHandle;
 use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::sqlite::SqliteStore;
+use workbus_hub::store::writes::{ApplyWork, CreateCluster, Enqueue};
 use workbus_hub::store::{DesiredWork, NewOutbox, Store, WorkKey};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::SpecEventFields;
@@ -230,7 +232,12 @@ fn seed_old_outbox(dir: &std::path::Path, source: &str) {
         // And an ordinary event behind them.
         old_spec_event(source, "edge-ok", "w0", json!({}), 10),
     ];
-    store.enqueue(&rows, Utc::now()).unwrap();
+    (&store as &dyn Store)
+        .write(Enqueue {
+            events: rows,
+            now: Utc::now(),
+        })
+        .unwrap();
 }
 
 async fn start_hub_at(dir: &std::path::Path, source: &str, host: &str, port: u16) -> HubHandle {
@@ -364,8 +371,13 @@ async fn a_work_stored_by_an_older_version_is_replaced_before_it_is_deleted() {
     {
         // An older version accepted a work whose metadata cannot travel.
         let store = SqliteStore::open(&dir.path().join(workbus_hub::hub::DB_FILE)).unwrap();
+        let store: &dyn Store = &store;
         store
-            .create_cluster("edge-1", &BTreeMap::new(), Utc::now())
+            .write(CreateCluster {
+                name: "edge-1".into(),
+                labels: BTreeMap::new(),
+                now: Utc::now(),
+            })
             .unwrap();
         let work = work_json("edge-1", "big", "a");
         let desired = DesiredWork {
@@ -382,9 +394,13 @@ async fn a_work_stored_by_an_older_version_is_replaced_before_it_is_deleted() {
             spec: serde_json::from_value(work["spec"].clone()).unwrap(),
         };
         let now = Utc::now();
+        let source = source.clone();
         store
-            .apply_work(&desired, false, now, &|w, c| {
-                change_event(&source, w, c, now)
+            .write(ApplyWork {
+                desired,
+                create_only: false,
+                now,
+                build: Arc::new(move |w, c| change_event(&source, w, c, now)),
             })
             .unwrap();
     }
@@ -421,7 +437,12 @@ async fn the_parked_listing_pages_and_checks_its_query() {
         let rows: Vec<NewOutbox> = (0..3)
             .map(|i| old_spec_event(&source, "edge-1", &format!("w{i}"), json!({}), 1_200_000))
             .collect();
-        store.enqueue(&rows, Utc::now()).unwrap();
+        (&store as &dyn Store)
+            .write(Enqueue {
+                events: rows,
+                now: Utc::now(),
+            })
+            .unwrap();
     }
     let hub = start_hub(dir.path(), &source).await;
     eventually("three rows parked", || async {

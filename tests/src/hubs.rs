@@ -7,13 +7,13 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use workbus_hub::cli::client::Client;
 use workbus_hub::watch::WorkChange;
-use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle};
+use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
 
 /// Starts a hub with its database in `data_dir`, following `source_id`'s topics on the
 /// broker at `host:port`, REST on a free port.
 pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) -> HubHandle {
     Hub::start(HubConfig {
-        data_dir: data_dir.to_path_buf(),
+        store: StoreSettings::sqlite(data_dir),
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source_id.to_string(),
         broker: BrokerSettings::Address {

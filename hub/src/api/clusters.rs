@@ -16,6 +16,7 @@ use super::ApiState;
 use super::body::check_cluster_name;
 use super::error::ApiError;
 use crate::store::Cluster;
+use crate::store::writes::{CreateCluster, DeleteCluster};
 
 /// The body of `POST /api/v1/clusters`.
 #[derive(Debug, Deserialize)]
@@ -42,7 +43,13 @@ pub async fn create(
         .map_err(|e| ApiError::unpublishable(&format!("cluster {:?}", body.name), &e))?;
     let cluster = state
         .store
-        .run(move |s| s.create_cluster(&body.name, &body.labels, Utc::now()))
+        .run(move |s| {
+            s.write(CreateCluster {
+                name: body.name,
+                labels: body.labels,
+                now: Utc::now(),
+            })
+        })
         .await?;
     tracing::info!(cluster = %cluster.name, "cluster registered");
     Ok((StatusCode::CREATED, Json(cluster)))
@@ -74,7 +81,10 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let target = name.clone();
-    state.store.run(move |s| s.delete_cluster(&target)).await?;
+    state
+        .store
+        .run(move |s| s.write(DeleteCluster { name: target }))
+        .await?;
     tracing::info!(cluster = %name, "cluster removed");
     Ok(StatusCode::NO_CONTENT)
 }

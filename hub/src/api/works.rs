@@ -28,6 +28,7 @@ use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
 use crate::outbox::WorkEvents;
 use crate::source::spec_events::change_event;
+use crate::store::writes::{ApplyWork, MarkDeleting};
 use crate::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
 };
@@ -214,7 +215,12 @@ async fn apply(
         })?;
     let (outcome, record) = state
         .store
-        .apply_work(desired, create_only, now, event_builder(state, now))
+        .write(ApplyWork {
+            desired,
+            create_only,
+            now,
+            build: event_builder(state, now),
+        })
         .await?;
     if outcome != ApplyOutcome::Unchanged {
         state.outbox.notify_one();
@@ -309,7 +315,11 @@ pub async fn delete(
     }
     let record = state
         .store
-        .mark_deleting(key, now, event_builder(&state, now))
+        .mark_deleting(MarkDeleting {
+            key,
+            now,
+            build: event_builder(&state, now),
+        })
         .await?;
     state.outbox.notify_one();
     state.watchers.notify(|| WorkChange {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use workbus_schemas::config::{MqttConfig, split_host_port};
 
-use crate::config::{BrokerSettings, HubConfig};
+use crate::config::{BrokerSettings, HubConfig, StoreSettings};
 use crate::hub::Hub;
 
 /// Flags of `serve`.
@@ -57,7 +57,7 @@ impl ServeArgs {
             (None, None) => HubConfig::new().broker,
         };
         Ok(HubConfig {
-            data_dir: self.data_dir.clone(),
+            store: StoreSettings::sqlite(&self.data_dir),
             listen: self.listen,
             source_id: self.source_id.clone(),
             broker,

@@ -85,7 +85,8 @@ use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{PublishError, Publisher};
 
 use crate::metrics::Metrics;
-use crate::store::{OutboxEntry, PendingWrite, StoreHandle, WriteOp};
+use crate::store::writes::{CompleteOutbox, OutboxAttemptFailed, ParkOutbox, UnparkOutbox};
+use crate::store::{OutboxEntry, PendingWrite, StoreHandle};
 
 /// Rows fetched per query.
 const BATCH: usize = 2048;
@@ -148,7 +149,7 @@ pub struct OutboxPublisher<S: Sink = Publisher> {
 
 /// Acknowledged rows whose removal is committing.
 struct Completing {
-    pending: PendingWrite,
+    pending: PendingWrite<()>,
     rows: Vec<Sent>,
 }
 
@@ -492,7 +493,11 @@ impl<S: Sink> OutboxPublisher<S> {
             .publish_failures
             .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(id, %error, "publish failed; will retry");
-        if let Err(e) = self.store.run(move |s| s.outbox_attempt_failed(id)).await {
+        if let Err(e) = self
+            .store
+            .run(move |s| s.write(OutboxAttemptFailed(id)))
+            .await
+        {
             tracing::warn!(error = %e, "cannot count the failed attempt");
         }
     }
@@ -513,7 +518,13 @@ impl<S: Sink> OutboxPublisher<S> {
         let stored = reason.clone();
         match self
             .store
-            .run(move |s| s.park_outbox(id, &stored, Utc::now()))
+            .run(move |s| {
+                s.write(ParkOutbox {
+                    id,
+                    reason: stored,
+                    at: Utc::now(),
+                })
+            })
             .await
         {
             Ok(superseded) => {
@@ -570,7 +581,11 @@ impl<S: Sink> OutboxPublisher<S> {
             still += (page.len() - publishable.len()) as u64;
             if !publishable.is_empty() {
                 let n = publishable.len();
-                match self.store.run(move |s| s.unpark_outbox(&publishable)).await {
+                match self
+                    .store
+                    .run(move |s| s.write(UnparkOutbox(publishable)))
+                    .await
+                {
                     Ok(()) => tracing::info!(n, "parked outbox events fit now; queued again"),
                     Err(e) => tracing::warn!(error = %e, "cannot queue parked events again"),
                 }
@@ -588,7 +603,7 @@ impl<S: Sink> OutboxPublisher<S> {
     /// group-committed write, without waiting for it: publishing goes on while it commits.
     async fn queue_completion(&self, acked: &mut Vec<Sent>) -> Completing {
         let rows = std::mem::take(acked);
-        let op = WriteOp::CompleteOutbox {
+        let op = CompleteOutbox {
             ids: rows.iter().map(|r| r.id).collect(),
             sent_at: Utc::now(),
         };

@@ -8,7 +8,7 @@
 //! - a message: decode (`mqtt::decode`; malformed → counted, logged, dropped), audit,
 //!   then dispatch on the type: a spec `resync_request` is answered
 //!   ([`resync::spec_resync_answer_events`]), a status event goes through the
-//!   acceptance rule ([`status_rule`]) in the store; anything else is counted and
+//!   acceptance rule ([`crate::store::rules::status`]) in the store; anything else is counted and
 //!   dropped.
 //!
 //! Outgoing events never go to the broker from here: they are queued in the outbox
@@ -18,7 +18,6 @@ pub mod redrive;
 pub mod resync;
 pub mod spec_events;
 pub mod status;
-pub mod status_rule;
 
 use std::sync::Arc;
 
@@ -35,7 +34,8 @@ use workbus_schemas::topics::{self, SegmentKind};
 use workbus_transport::TransportEvent;
 
 use crate::metrics::Metrics;
-use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle, WriteOp};
+use crate::store::writes::{AuditReceived, Enqueue};
+use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle};
 use crate::watch::Watchers;
 use status::QueuedStatus;
 
@@ -124,8 +124,9 @@ impl SourceLoop {
                         now,
                     ));
                 }
-                s.enqueue(&events, now)?;
-                Ok(events.len())
+                let n = events.len();
+                s.write(Enqueue { events, now })?;
+                Ok(n)
             })
             .await;
         match result {
@@ -202,8 +203,10 @@ impl SourceLoop {
     /// Queues the audit row of a received event (group-committed, in arrival order);
     /// a failure is logged when the commit reports it.
     pub(crate) async fn audit(&self, event: &Event) {
-        let entry = Box::new(received_audit(event));
-        let pending = self.store.submit(WriteOp::AuditReceived(entry)).await;
+        let pending = self
+            .store
+            .submit(AuditReceived(received_audit(event)))
+            .await;
         tokio::spawn(async move {
             if let Err(e) = pending.outcome().await {
                 tracing::error!(error = %e, "cannot write the audit row of a received event");
@@ -257,7 +260,7 @@ impl SourceLoop {
                     resync::spec_resync_reply_events(&self.source_id, &cluster, &form, &works, now);
                 let n = events.len();
                 self.store
-                    .write(WriteOp::Enqueue { events, now })
+                    .write(Enqueue { events, now })
                     .await
                     .map(|_| (cluster, n, errors))
             }

@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use super::SourceLoop;
 use super::spec_events::change_event;
 use crate::store::PendingDeletion;
+use crate::store::writes::RedriveDeletions;
 
 /// The first re-drive of a deletion, after its request.
 pub const FIRST_REDRIVE: Duration = Duration::from_secs(5);
@@ -166,7 +167,11 @@ impl SourceLoop {
             tracing::debug!(uids = ?batch, "re-driving deletions");
             match self
                 .store
-                .redrive_deletions(batch.to_vec(), now, build)
+                .write(RedriveDeletions {
+                    uids: batch.to_vec(),
+                    now,
+                    build,
+                })
                 .await
             {
                 Ok(n) => queued += n,

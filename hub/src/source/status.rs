@@ -1,6 +1,6 @@
 //! Handling of a received status event: decode (`metadata::decode_status_event`),
 //! check it is addressed to us, then queue it for the store, which applies the
-//! acceptance rule ([`super::status_rule`]) atomically with the audit row.
+//! acceptance rule ([`crate::store::rules::status`]) atomically with the audit row.
 //!
 //! Statuses are the hub's hottest write (a fleet-wide update brings one per cluster at
 //! once), so the source loop does not wait for each commit: it queues the status for
@@ -16,14 +16,14 @@ use workbus_schemas::Event;
 use workbus_schemas::metadata::decode_status_event;
 
 use super::{SourceLoop, received_audit};
-use crate::store::handle::unexpected;
-use crate::store::{IncomingStatus, PendingWrite, StatusOutcome, WriteOp, WriteOutput};
+use crate::store::writes::IngestStatus;
+use crate::store::{IncomingStatus, PendingWrite, StatusOutcome};
 use crate::watch::{ChangeKind, WorkChange};
 use crate::work_view::manifest_work;
 
 /// A status queued for commit, with what its log line needs.
 pub(crate) struct QueuedStatus {
-    pending: PendingWrite,
+    pending: PendingWrite<StatusOutcome>,
     about: StatusLabel,
 }
 
@@ -66,9 +66,9 @@ impl SourceLoop {
             status: decoded.status,
             received: Utc::now(),
         };
-        let op = WriteOp::IngestStatus {
-            status: Box::new(incoming),
-            audit: Box::new(received_audit(&event)),
+        let op = IngestStatus {
+            status: incoming,
+            audit: received_audit(&event),
         };
         let pending = self.store.submit(op).await;
         let queued_status = QueuedStatus {
@@ -87,12 +87,7 @@ impl SourceLoop {
     /// Reports committed statuses in arrival order until the source loop stops.
     pub(crate) async fn finish_statuses(self, mut queued: mpsc::Receiver<QueuedStatus>) {
         while let Some(QueuedStatus { pending, about }) = queued.recv().await {
-            let outcome = match pending.outcome().await {
-                Ok(WriteOutput::Status(outcome)) => Ok(outcome),
-                Ok(other) => Err(unexpected(other)),
-                Err(e) => Err(e),
-            };
-            self.report_status(outcome, &about);
+            self.report_status(pending.outcome().await, &about);
         }
     }
 

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
-use super::group_commit::{self, Job, PendingWrite};
-use super::{
-    ApplyOutcome, DesiredWork, SharedSpecEventBuilder, Store, StoreError, WorkKey, WorkRecord,
-    WriteOp, WriteOutput,
-};
+use super::group_commit::{self, Job, PendingWrite, QueuedWrite};
+use super::writes::{MarkDeleting, Write};
+use super::{Store, StoreError, WorkRecord};
 use crate::metrics::Metrics;
 
 /// A cheaply clonable, async-friendly reference to the store.
@@ -64,77 +62,23 @@ impl StoreHandle {
 
     /// Queues a write for group commit and returns once it is queued: writes run in
     /// the order they were queued. Await [`PendingWrite::outcome`] for the result.
-    pub async fn submit(&self, op: WriteOp) -> PendingWrite {
-        let (reply, rx) = oneshot::channel();
-        match self.committer.send((op, reply)).await {
+    pub async fn submit<W: Write>(&self, op: W) -> PendingWrite<W::Output> {
+        let (job, rx) = QueuedWrite::queue(op);
+        match self.committer.send(job).await {
             Ok(()) => PendingWrite(Some(rx)),
             Err(_) => PendingWrite(None),
         }
     }
 
     /// Queues a write and waits until it is durable.
-    pub async fn write(&self, op: WriteOp) -> Result<WriteOutput, StoreError> {
+    pub async fn write<W: Write>(&self, op: W) -> Result<W::Output, StoreError> {
         self.submit(op).await.outcome().await
     }
 
-    /// [`Store::apply_work`], group-committed.
-    pub async fn apply_work(
-        &self,
-        desired: DesiredWork,
-        create_only: bool,
-        now: chrono::DateTime<chrono::Utc>,
-        build: SharedSpecEventBuilder,
-    ) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
-        let op = WriteOp::ApplyWork {
-            desired: Box::new(desired),
-            create_only,
-            now,
-            build,
-        };
-        match self.write(op).await? {
-            WriteOutput::Applied(outcome, work) => Ok((outcome, *work)),
-            other => Err(unexpected(other)),
-        }
+    /// [`MarkDeleting`], group-committed; wakes the deletion re-drive.
+    pub async fn mark_deleting(&self, op: MarkDeleting) -> Result<WorkRecord, StoreError> {
+        let work = self.write(op).await?;
+        self.deletion_requests.notify_one();
+        Ok(work)
     }
-
-    /// [`Store::mark_deleting`], group-committed.
-    pub async fn mark_deleting(
-        &self,
-        key: WorkKey,
-        now: chrono::DateTime<chrono::Utc>,
-        build: SharedSpecEventBuilder,
-    ) -> Result<WorkRecord, StoreError> {
-        match self
-            .write(WriteOp::MarkDeleting { key, now, build })
-            .await?
-        {
-            WriteOutput::MarkedDeleting(work) => {
-                self.deletion_requests.notify_one();
-                Ok(*work)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// [`Store::redrive_deletions`], group-committed (in order with the writes that
-    /// complete or re-create works).
-    pub async fn redrive_deletions(
-        &self,
-        uids: Vec<String>,
-        now: chrono::DateTime<chrono::Utc>,
-        build: SharedSpecEventBuilder,
-    ) -> Result<usize, StoreError> {
-        match self
-            .write(WriteOp::RedriveDeletions { uids, now, build })
-            .await?
-        {
-            WriteOutput::Redriven(queued) => Ok(queued),
-            other => Err(unexpected(other)),
-        }
-    }
-}
-
-/// A store answered an op with another op's output: a bug in the store.
-pub(crate) fn unexpected(output: WriteOutput) -> StoreError {
-    StoreError::Backend(format!("store returned an unexpected result: {output:?}"))
 }

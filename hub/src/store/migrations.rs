@@ -67,7 +67,7 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 2: the last generation of every hard-deleted work. A work re-created under the
     // same name has the same uid and continues from here (the row goes, the work row
-    // carries on), so a generation names one incarnation (see source::status_rule,
+    // carries on), so a generation names one incarnation (see store::rules::status,
     // `Deleted`). At most one row per name ever used and not currently held.
     r#"
     CREATE TABLE work_tombstones (

@@ -1,11 +1,17 @@
 //! The hub's durable state: clusters, works, their latest statuses, the outbox of
 //! events waiting for a broker acknowledgement, and the append-only audit log.
 //!
-//! [`Store`] is the storage contract; [`sqlite::SqliteStore`] is the embedded
-//! implementation (a PostgreSQL one can implement the same trait). Every method is
-//! synchronous and atomic: a method that changes a work *and* queues its spec event
-//! does both in one transaction, which is what makes publishing durable (a committed
-//! change is always eventually published, see `outbox`).
+//! Three layers, so a second backend (PostgreSQL) adds storage and nothing else:
+//! - [`rules`]: the business rules as pure functions (apply, deletion, status
+//!   acceptance, cluster removal);
+//! - [`writes`]: every change as a typed [`Write`] — the rules over row operations,
+//!   written once;
+//! - a backend: [`Store`] (reads and transactions) and [`StoreTx`] (row operations
+//!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one.
+//!
+//! Every write is synchronous and atomic: one that changes a work *and* queues its spec
+//! event does both in one transaction, which is what makes publishing durable (a
+//! committed change is always eventually published, see `outbox`).
 //!
 //! Async code never calls a [`Store`] directly: it goes through [`StoreHandle`], which
 //! runs each call on the blocking thread pool so SQLite I/O (with `fsync`) never stalls
@@ -16,19 +22,26 @@ pub mod group_commit;
 pub mod handle;
 pub mod migrations;
 pub mod model;
+pub mod rules;
 pub mod sqlite;
+pub mod tx;
+pub mod writes;
 
-pub use group_commit::PendingWrite;
+pub use group_commit::{Batch, PendingWrite};
 pub use handle::StoreHandle;
 pub use model::{
     ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
     NewOutbox, OutboxEntry, ParkedOutbox, PendingDeletion, StatusOutcome, StoredStatus, WorkFilter,
     WorkKey, WorkRecord,
 };
+pub use tx::StoreTx;
+pub use writes::Write;
 
-use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use workbus_schemas::Event;
+
+use crate::config::StoreSettings;
 
 /// Why a store operation failed. Conflicts and missing objects are ordinary outcomes
 /// the API maps to 4xx; `Backend` and `Corrupt` are server faults.
@@ -77,84 +90,8 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Builds the spec event for a work inside the transaction that changes it, so the event
 /// sees exactly the committed generation and timestamps. Returns the event to queue.
-pub type SpecEventBuilder<'a> =
-    &'a (dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Sync);
-
-/// An owned [`SpecEventBuilder`], for writes queued for group commit.
 pub type SharedSpecEventBuilder =
     std::sync::Arc<dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Send + Sync>;
-
-/// One write, owned so it can wait in the group-commit queue (see [`group_commit`]).
-/// Each variant is the owned form of the [`Store`] method of the same name.
-pub enum WriteOp {
-    /// [`Store::apply_work`].
-    ApplyWork {
-        /// What the user asked for.
-        desired: Box<DesiredWork>,
-        /// Refuse to replace an existing work.
-        create_only: bool,
-        /// The change time.
-        now: DateTime<Utc>,
-        /// Builds the spec event to queue.
-        build: SharedSpecEventBuilder,
-    },
-    /// [`Store::mark_deleting`].
-    MarkDeleting {
-        /// The work.
-        key: WorkKey,
-        /// The change time.
-        now: DateTime<Utc>,
-        /// Builds the delete event to queue.
-        build: SharedSpecEventBuilder,
-    },
-    /// [`Store::redrive_deletions`].
-    RedriveDeletions {
-        /// The works whose delete event is due again.
-        uids: Vec<String>,
-        /// The queue time.
-        now: DateTime<Utc>,
-        /// Builds the delete events to queue.
-        build: SharedSpecEventBuilder,
-    },
-    /// [`Store::ingest_status`].
-    IngestStatus {
-        /// The decoded status.
-        status: Box<IncomingStatus>,
-        /// The received event's audit row.
-        audit: Box<AuditEntry>,
-    },
-    /// [`Store::complete_outbox`] for several rows at once.
-    CompleteOutbox {
-        /// The published rows, in row order.
-        ids: Vec<i64>,
-        /// When the broker acknowledged them.
-        sent_at: DateTime<Utc>,
-    },
-    /// [`Store::audit_received`].
-    AuditReceived(Box<AuditEntry>),
-    /// [`Store::enqueue`].
-    Enqueue {
-        /// The events, in queue order.
-        events: Vec<NewOutbox>,
-        /// The queue time.
-        now: DateTime<Utc>,
-    },
-}
-
-/// What a [`WriteOp`] produced.
-#[derive(Debug)]
-pub enum WriteOutput {
-    /// From [`WriteOp::ApplyWork`].
-    Applied(ApplyOutcome, Box<WorkRecord>),
-    /// From [`WriteOp::MarkDeleting`]: the work as it is now.
-    MarkedDeleting(Box<WorkRecord>),
-    /// From [`WriteOp::RedriveDeletions`]: how many delete events were queued.
-    Redriven(usize),
-    /// From [`WriteOp::IngestStatus`].
-    Status(StatusOutcome),
-    /// From operations that return nothing.
-    Done,
-}
 
 /// Which kind of spec change a queued event announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,43 +104,26 @@ pub enum SpecChange {
     Delete,
 }
 
-/// The storage contract of the hub. Implementations must make every method atomic and
-/// durable once it returns `Ok`.
+/// The storage contract of the hub: reads, and write transactions over the backend's
+/// [`StoreTx`] row operations. Changes are [`Write`]s ([`writes`]), which hold the
+/// business rules ([`rules`]) once for every backend; run one with
+/// [`write`](trait.Store.html#method.write) (`impl dyn Store`) or group-committed through
+/// [`StoreHandle`]. Implementations must make every committed transaction durable
+/// before [`Store::transaction`] returns `Ok`.
 pub trait Store: Send + Sync + 'static {
-    /// Registers a cluster.
-    fn create_cluster(
+    /// Runs `body` in one write transaction: commits (durably) when it returns `Ok`,
+    /// rolls back everything when it returns `Err` (and returns that error). Writers
+    /// are serialised; `body` runs exactly once.
+    fn transaction(
         &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        now: DateTime<Utc>,
-    ) -> Result<Cluster, StoreError>;
+        body: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
     /// One cluster.
     fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError>;
     /// All clusters, by name.
     fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError>;
-    /// Removes a cluster; [`StoreError::Conflict`] while it still has works.
-    fn delete_cluster(&self, name: &str) -> Result<(), StoreError>;
-    /// Records that an event arrived from the cluster (no-op for unknown clusters).
-    fn touch_cluster(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Creates or updates a work and queues its spec event in the same transaction.
-    /// A no-op apply (same spec, labels, annotations) changes and queues nothing.
-    /// `create_only` makes an existing work an [`StoreError::AlreadyExists`].
-    fn apply_work(
-        &self,
-        desired: &DesiredWork,
-        create_only: bool,
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<(ApplyOutcome, WorkRecord), StoreError>;
-    /// Marks a work deleting and queues its delete event (idempotent: an already
-    /// deleting work is returned unchanged and nothing is queued).
-    fn mark_deleting(
-        &self,
-        key: &WorkKey,
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<WorkRecord, StoreError>;
     /// One work with its latest status.
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError>;
     /// One work by its uid (the wire `resourceid`).
@@ -214,65 +134,57 @@ pub trait Store: Send + Sync + 'static {
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError>;
     /// Every work waiting for its agent's deletion confirmation, oldest request first.
     fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError>;
-    /// Queues the delete event of each listed work again, for those still deleting,
-    /// reading and queueing in one transaction: a work completed (or completed and
-    /// re-created) since it was listed gets no event, so a stale delete can never
-    /// follow a newer incarnation's create. Returns how many were queued.
-    fn redrive_deletions(
-        &self,
-        uids: &[String],
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<usize, StoreError>;
 
-    /// Applies a received status by the hub's acceptance rule (see `source::status_rule`)
-    /// in one transaction: stores it, hard-deletes a work whose deletion completed, or
-    /// changes nothing and says why.
-    /// `audit` (the received event) is appended and the cluster's last-heard time
-    /// updated in the same transaction, whatever the outcome.
-    fn ingest_status(
-        &self,
-        status: &IncomingStatus,
-        audit: &AuditEntry,
-    ) -> Result<StatusOutcome, StoreError>;
-
-    /// Runs `ops` in order, each atomically, and makes them durable together: one
-    /// commit (one `fsync`) for the whole batch is what group commit is for. A failing
-    /// op changes nothing and does not affect the others; if the final commit fails,
-    /// every op fails. Results are in `ops` order.
-    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>>;
-
-    /// Queues events that change no work (resync answers and requests).
-    fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Up to `limit` pending (not parked) events with id greater than `after`, oldest
     /// first.
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// Removes a published event and writes its audit row, atomically. Parked events
-    /// it supersedes (older ones with the same [supersession key](Store::park_outbox))
-    /// are removed with it.
-    fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Counts a failed publish attempt.
-    fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError>;
     /// Number of pending events (parked ones are [`Store::outbox_parked_count`]).
     fn outbox_depth(&self) -> Result<u64, StoreError>;
-    /// Parks a pending event that can never be published: the row stays, with
-    /// `reason`, out of the pending queue. Older parked events with the same
-    /// supersession key — the same cluster and `resource_id`, or, for events about no
-    /// work, the same cluster and event type — are removed: at most the newest
-    /// unpublishable event per key is kept. Returns how many were removed.
-    fn park_outbox(&self, id: i64, reason: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Puts parked events back into the pending queue (they are publishable under the
-    /// current configuration).
-    fn unpark_outbox(&self, ids: &[i64]) -> Result<(), StoreError>;
-    /// Up to `limit` parked events with id greater than `after`, oldest first.
+    /// Up to `limit` parked events with id greater than `after`, oldest first. A parked
+    /// event can never be published as it is; it stays, with its reason, out of the
+    /// pending queue. Parking removes older parked events with the same supersession
+    /// key — the same cluster and `resource_id`, or, for events about no work, the same
+    /// cluster and event type — and so does publishing: at most the newest
+    /// unpublishable event per key is kept ([`writes::ParkOutbox`],
+    /// [`writes::CompleteOutbox`]).
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError>;
     /// Number of parked events.
     fn outbox_parked_count(&self) -> Result<u64, StoreError>;
 
-    /// Appends a received event to the audit log and updates the cluster's last-heard
-    /// time.
-    fn audit_received(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
     fn audit(&self, resource_id: Option<&str>, limit: usize)
     -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// The file name of the SQLite database inside its data directory.
+pub const SQLITE_FILE: &str = "hub.db";
+
+/// Opens (creating and migrating if needed) the store `settings` describe. Blocking.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    match settings {
+        StoreSettings::Sqlite { data_dir } => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
+            })?;
+            Ok(Arc::new(sqlite::SqliteStore::open(
+                &data_dir.join(SQLITE_FILE),
+            )?))
+        }
+    }
+}
+
+impl dyn Store {
+    /// Runs one [`Write`] in its own transaction and returns its answer once durable.
+    pub fn write<W: Write>(&self, op: W) -> Result<W::Output, StoreError> {
+        let mut op = Some(op);
+        let mut output = None;
+        self.transaction(&mut |tx| {
+            let op = op.take().ok_or_else(|| {
+                StoreError::Backend("the store ran a transaction body twice".into())
+            })?;
+            output = Some(op.run(tx)?);
+            Ok(())
+        })?;
+        output.ok_or_else(|| StoreError::Backend("the store skipped a transaction body".into()))
+    }
 }

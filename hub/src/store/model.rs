@@ -184,7 +184,7 @@ pub enum DropReason {
     /// redelivered confirmation of an earlier incarnation with the same uid).
     NotDeleting,
     /// The sequence id's time is implausibly ahead of the hub's clock (see
-    /// `source::status_rule::MAX_SEQUENCE_ID_SKEW`).
+    /// `store::rules::status::MAX_SEQUENCE_ID_SKEW`).
     FutureSequenceId,
 }
 

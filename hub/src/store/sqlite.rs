@@ -8,7 +8,6 @@
 //! Stored JSON that no longer decodes is reported as [`StoreError::Corrupt`] and left
 //! untouched.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -21,8 +20,7 @@ use workbus_schemas::mqtt::structured;
 
 use super::checkpoint::{self, Checkpointer};
 use super::model::*;
-use super::{SpecChange, SpecEventBuilder, Store, StoreError, WriteOp, WriteOutput, migrations};
-use crate::source::status_rule::{StatusDecision, decide};
+use super::{Store, StoreError, StoreTx, migrations};
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -166,39 +164,6 @@ fn work_by_uid(conn: &Connection, uid: &str) -> Result<Option<WorkRecord>, Store
     Ok(query_works(conn, "WHERE w.uid = ?1", vec![uid.to_string().into()])?.pop())
 }
 
-fn insert_outbox(
-    tx: &Connection,
-    cluster: &str,
-    resource_id: Option<&str>,
-    event: &Event,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    exec(
-        tx,
-        "INSERT INTO outbox (cluster, resource_id, event_type, event, created) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            cluster,
-            resource_id,
-            event.ty(),
-            event_json(event)?,
-            ts(now)
-        ],
-    )?;
-    Ok(())
-}
-
-fn queue_spec(
-    tx: &Connection,
-    record: &WorkRecord,
-    change: SpecChange,
-    now: DateTime<Utc>,
-    build: SpecEventBuilder<'_>,
-) -> Result<(), StoreError> {
-    let event = build(record, change).map_err(StoreError::Event)?;
-    insert_outbox(tx, &record.key.cluster, Some(&record.uid), &event, now)
-}
-
 fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
     exec(
         tx,
@@ -213,253 +178,7 @@ fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
             event_json(&entry.event)?
         ],
     )?;
-    if entry.direction == AuditDirection::Received
-        && let Some(cluster) = &entry.cluster
-    {
-        exec(
-            tx,
-            "UPDATE clusters SET last_heard = ?1 WHERE name = ?2",
-            params![ts(entry.at), cluster],
-        )?;
-    }
     Ok(())
-}
-
-fn apply_work_in(
-    tx: &Connection,
-    desired: &DesiredWork,
-    create_only: bool,
-    now: DateTime<Utc>,
-    build: SpecEventBuilder<'_>,
-) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
-    let cluster_exists: bool = tx
-        .prepare_cached("SELECT 1 FROM clusters WHERE name = ?1")?
-        .query_row([&desired.key.cluster], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !cluster_exists {
-        return Err(StoreError::NotFound {
-            kind: "cluster",
-            name: desired.key.cluster.clone(),
-        });
-    }
-    let existing = work_by_key(tx, &desired.key)?;
-    let (outcome, record) = match existing {
-        None => {
-            let record = WorkRecord {
-                uid: desired.uid.clone(),
-                key: desired.key.clone(),
-                labels: desired.labels.clone(),
-                annotations: desired.annotations.clone(),
-                spec: desired.spec.clone(),
-                generation: first_generation(tx, &desired.uid)?,
-                created: now,
-                updated: now,
-                deletion: None,
-                status: None,
-            };
-            exec(
-                tx,
-                "INSERT INTO works (uid, cluster, name, labels, annotations, spec, \
-                     generation, created, updated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                params![
-                    record.uid,
-                    record.key.cluster,
-                    record.key.name,
-                    to_json(&record.labels)?,
-                    to_json(&record.annotations)?,
-                    to_json(&record.spec)?,
-                    record.generation,
-                    ts(now),
-                    ts(now)
-                ],
-            )?;
-            queue_spec(tx, &record, SpecChange::Create, now, build)?;
-            (ApplyOutcome::Created, record)
-        }
-        Some(_) if create_only => {
-            return Err(StoreError::AlreadyExists {
-                kind: "work",
-                name: format!("{}/{}", desired.key.cluster, desired.key.name),
-            });
-        }
-        Some(current) if current.deletion.is_some() => {
-            return Err(StoreError::Conflict(format!(
-                "work {}/{} is being deleted",
-                desired.key.cluster, desired.key.name
-            )));
-        }
-        Some(current)
-            if current.spec == desired.spec
-                && current.labels == desired.labels
-                && current.annotations == desired.annotations =>
-        {
-            (ApplyOutcome::Unchanged, current)
-        }
-        Some(mut current) => {
-            current.labels = desired.labels.clone();
-            current.annotations = desired.annotations.clone();
-            current.spec = desired.spec.clone();
-            current.generation += 1;
-            current.updated = now;
-            exec(
-                tx,
-                "UPDATE works SET labels = ?1, annotations = ?2, spec = ?3, \
-                     generation = ?4, updated = ?5 WHERE uid = ?6",
-                params![
-                    to_json(&current.labels)?,
-                    to_json(&current.annotations)?,
-                    to_json(&current.spec)?,
-                    current.generation,
-                    ts(now),
-                    current.uid
-                ],
-            )?;
-            queue_spec(tx, &current, SpecChange::Update, now, build)?;
-            (ApplyOutcome::Updated, current)
-        }
-    };
-    Ok((outcome, record))
-}
-
-/// The generation a work created with `uid` starts at: 1, or one above the last
-/// generation of an earlier work with that uid (same source, cluster and name), whose
-/// tombstone it takes over. Continuing the count makes a generation name one
-/// incarnation, which is how a late `Deleted` status of an earlier one is recognised
-/// (`source::status_rule`); it also keeps `resourceversion` increasing per `resourceid`
-/// for agents that still hold an earlier incarnation (§7.2).
-fn first_generation(tx: &Connection, uid: &str) -> Result<i64, StoreError> {
-    let last: Option<i64> = tx
-        .prepare_cached("SELECT generation FROM work_tombstones WHERE uid = ?1")?
-        .query_row([uid], |r| r.get(0))
-        .optional()?;
-    let Some(last) = last else {
-        return Ok(1);
-    };
-    exec(tx, "DELETE FROM work_tombstones WHERE uid = ?1", [uid])?;
-    last.checked_add(1).ok_or_else(|| StoreError::Corrupt {
-        table: "work_tombstones",
-        reason: format!("generation {last} of {uid} cannot be continued"),
-    })
-}
-
-/// Hard-deletes a work whose deletion the agent confirmed, leaving its tombstone.
-fn remove_work(
-    tx: &Connection,
-    work: &WorkRecord,
-    confirmed: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    exec(tx, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
-    exec(
-        tx,
-        "INSERT INTO work_tombstones (uid, cluster, name, generation, deleted) \
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(uid) DO UPDATE SET \
-         cluster = excluded.cluster, name = excluded.name, \
-         generation = excluded.generation, deleted = excluded.deleted",
-        params![
-            work.uid,
-            work.key.cluster,
-            work.key.name,
-            work.generation,
-            ts(confirmed)
-        ],
-    )?;
-    Ok(())
-}
-
-fn mark_deleting_in(
-    tx: &Connection,
-    key: &WorkKey,
-    now: DateTime<Utc>,
-    build: SpecEventBuilder<'_>,
-) -> Result<WorkRecord, StoreError> {
-    let mut work = work_by_key(tx, key)?.ok_or_else(|| StoreError::NotFound {
-        kind: "work",
-        name: format!("{}/{}", key.cluster, key.name),
-    })?;
-    if work.deletion.is_some() {
-        return Ok(work);
-    }
-    work.deletion = Some(now);
-    work.updated = now;
-    exec(
-        tx,
-        "UPDATE works SET deletion = ?1, updated = ?1 WHERE uid = ?2",
-        params![ts(now), work.uid],
-    )?;
-    queue_spec(tx, &work, SpecChange::Delete, now, build)?;
-    Ok(work)
-}
-
-fn redrive_deletions_in(
-    tx: &Connection,
-    uids: &[String],
-    now: DateTime<Utc>,
-    build: SpecEventBuilder<'_>,
-) -> Result<usize, StoreError> {
-    let mut queued = 0;
-    for uid in uids {
-        // One work that cannot be re-driven (a corrupt row, an event that does not
-        // build) must not hold back the rest of the batch, run after run.
-        let queue = match work_by_uid(tx, uid) {
-            Ok(Some(work)) if work.deletion.is_some() => {
-                queue_spec(tx, &work, SpecChange::Delete, now, build)
-            }
-            Ok(_) => continue, // completed (or re-created) since it was listed
-            Err(e) => Err(e),
-        };
-        match queue {
-            Ok(()) => queued += 1,
-            Err(e @ (StoreError::Corrupt { .. } | StoreError::Event(_))) => {
-                tracing::error!(%uid, error = %e, "cannot re-drive this deletion");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(queued)
-}
-
-fn ingest_status_in(
-    tx: &Connection,
-    incoming: &IncomingStatus,
-    audit: &AuditEntry,
-) -> Result<StatusOutcome, StoreError> {
-    insert_audit(tx, audit)?;
-    let work = work_by_uid(tx, &incoming.uid)?;
-    match (decide(work.as_ref(), incoming, incoming.received), work) {
-        (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
-        (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
-        (StatusDecision::CompleteDeletion, Some(work)) => {
-            remove_work(tx, &work, incoming.received)?;
-            Ok(StatusOutcome::Deleted(Box::new(work)))
-        }
-        (StatusDecision::Accept, Some(mut work)) => {
-            exec(
-                tx,
-                "INSERT INTO work_status (uid, status, generation, sequence_id, \
-                     status_hash, received) VALUES (?1,?2,?3,?4,?5,?6) \
-                     ON CONFLICT(uid) DO UPDATE SET status = excluded.status, \
-                     generation = excluded.generation, sequence_id = excluded.sequence_id, \
-                     status_hash = excluded.status_hash, received = excluded.received",
-                params![
-                    work.uid,
-                    to_json(&incoming.status)?,
-                    incoming.generation,
-                    incoming.sequence_id,
-                    incoming.status_hash,
-                    ts(incoming.received)
-                ],
-            )?;
-            work.status = Some(StoredStatus {
-                status: incoming.status.clone(),
-                generation: incoming.generation,
-                sequence_id: incoming.sequence_id.clone(),
-                status_hash: incoming.status_hash.clone(),
-                received: incoming.received,
-            });
-            Ok(StatusOutcome::Accepted(Box::new(work)))
-        }
-    }
 }
 
 /// Removes the parked rows that row `?1` supersedes: older, parked, same cluster, and
@@ -472,39 +191,6 @@ const SUPERSEDE_PARKED: &str = "DELETE FROM outbox WHERE parked IS NOT NULL AND 
      AND cluster = (SELECT cluster FROM outbox WHERE id = ?1) \
      AND resource_id IS (SELECT resource_id FROM outbox WHERE id = ?1) \
      AND (resource_id IS NOT NULL OR event_type = (SELECT event_type FROM outbox WHERE id = ?1))";
-
-fn complete_outbox_in(tx: &Connection, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-    // The audit row is copied inside SQLite: the event never travels through Rust.
-    exec(
-        tx,
-        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
-         SELECT ?1, 'sent', cluster, resource_id, event_type, event FROM outbox WHERE id = ?2",
-        params![ts(sent_at), id],
-    )?;
-    exec(tx, SUPERSEDE_PARKED, [id])?;
-    exec(tx, "DELETE FROM outbox WHERE id = ?1", [id])?;
-    Ok(())
-}
-
-fn park_outbox_in(
-    tx: &Connection,
-    id: i64,
-    reason: &str,
-    at: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let parked = exec(
-        tx,
-        "UPDATE outbox SET parked = ?2, parked_at = ?3 WHERE id = ?1 AND parked IS NULL",
-        params![id, reason, ts(at)],
-    )?;
-    if parked == 0 {
-        return Err(StoreError::NotFound {
-            kind: "pending outbox row",
-            name: id.to_string(),
-        });
-    }
-    Ok(exec(tx, SUPERSEDE_PARKED, [id])? as u64)
-}
 
 /// An outbox row as read: the entry plus the columns only parked rows need.
 struct OutboxRow {
@@ -552,59 +238,249 @@ fn outbox_rows(
     Ok(rows)
 }
 
-fn enqueue_in(tx: &Connection, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
-    for e in events {
-        insert_outbox(tx, &e.cluster, e.resource_id.as_deref(), &e.event, now)?;
-    }
-    Ok(())
+/// [`StoreTx`] over the write connection inside its open transaction.
+struct SqliteTx<'c> {
+    conn: &'c Connection,
 }
 
-/// Runs one queued write inside a savepoint, so a failing op is rolled back alone and
-/// the batch goes on. (Cached statements rather than rusqlite's `Savepoint`, which
-/// parses its SQL on every use.)
-fn write_op_isolated(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> {
-    exec(tx, "SAVEPOINT write_op", [])?;
-    match write_op_in(tx, op) {
-        Ok(out) => {
-            exec(tx, "RELEASE write_op", [])?;
-            Ok(out)
+impl StoreTx for SqliteTx<'_> {
+    fn isolated(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn StoreTx) -> bool,
+    ) -> Result<(), StoreError> {
+        // Cached statements rather than rusqlite's `Savepoint`, which parses its SQL on
+        // every use.
+        exec(self.conn, "SAVEPOINT write_op", [])?;
+        if !body(self) {
+            exec(self.conn, "ROLLBACK TO write_op", [])?;
         }
-        Err(e) => {
-            exec(tx, "ROLLBACK TO write_op", [])?;
-            exec(tx, "RELEASE write_op", [])?;
-            Err(e)
-        }
+        exec(self.conn, "RELEASE write_op", [])?;
+        Ok(())
     }
-}
 
-/// Runs one queued write on a connection that is inside a transaction.
-fn write_op_in(tx: &Connection, op: WriteOp) -> Result<WriteOutput, StoreError> {
-    match op {
-        WriteOp::ApplyWork {
-            desired,
-            create_only,
-            now,
-            build,
-        } => apply_work_in(tx, &desired, create_only, now, &*build)
-            .map(|(o, w)| WriteOutput::Applied(o, Box::new(w))),
-        WriteOp::MarkDeleting { key, now, build } => mark_deleting_in(tx, &key, now, &*build)
-            .map(|w| WriteOutput::MarkedDeleting(Box::new(w))),
-        WriteOp::RedriveDeletions { uids, now, build } => {
-            redrive_deletions_in(tx, &uids, now, &*build).map(WriteOutput::Redriven)
+    fn insert_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError> {
+        let inserted = exec(
+            self.conn,
+            "INSERT INTO clusters (name, labels, created, last_heard) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(name) DO NOTHING",
+            params![
+                cluster.name,
+                to_json(&cluster.labels)?,
+                ts(cluster.created),
+                cluster.last_heard.map(ts)
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn remove_cluster(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(exec(self.conn, "DELETE FROM clusters WHERE name = ?1", [name])? == 1)
+    }
+
+    fn cluster_exists(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM clusters WHERE name = ?1")?
+            .query_row([name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn count_works(&mut self, cluster: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM works WHERE cluster = ?1")?
+            .query_row([cluster], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "UPDATE clusters SET last_heard = ?1 WHERE name = ?2",
+            params![ts(at), cluster],
+        )?;
+        Ok(())
+    }
+
+    fn work_by_key(&mut self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
+        work_by_key(self.conn, key)
+    }
+
+    fn work_by_uid(&mut self, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
+        work_by_uid(self.conn, uid)
+    }
+
+    fn tombstone(&mut self, uid: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT generation FROM work_tombstones WHERE uid = ?1")?
+            .query_row([uid], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn insert_work(&mut self, work: &WorkRecord) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "INSERT INTO works (uid, cluster, name, labels, annotations, spec, generation, \
+             created, updated, deletion) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                work.uid,
+                work.key.cluster,
+                work.key.name,
+                to_json(&work.labels)?,
+                to_json(&work.annotations)?,
+                to_json(&work.spec)?,
+                work.generation,
+                ts(work.created),
+                ts(work.updated),
+                work.deletion.map(ts)
+            ],
+        )?;
+        exec(
+            self.conn,
+            "DELETE FROM work_tombstones WHERE uid = ?1",
+            [&work.uid],
+        )?;
+        Ok(())
+    }
+
+    fn update_work(&mut self, work: &WorkRecord) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "UPDATE works SET labels = ?1, annotations = ?2, spec = ?3, generation = ?4, \
+             updated = ?5 WHERE uid = ?6",
+            params![
+                to_json(&work.labels)?,
+                to_json(&work.annotations)?,
+                to_json(&work.spec)?,
+                work.generation,
+                ts(work.updated),
+                work.uid
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_deletion(&mut self, work: &WorkRecord) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "UPDATE works SET deletion = ?1, updated = ?2 WHERE uid = ?3",
+            params![work.deletion.map(ts), ts(work.updated), work.uid],
+        )?;
+        Ok(())
+    }
+
+    fn remove_work(
+        &mut self,
+        work: &WorkRecord,
+        confirmed: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        exec(self.conn, "DELETE FROM works WHERE uid = ?1", [&work.uid])?;
+        exec(
+            self.conn,
+            "INSERT INTO work_tombstones (uid, cluster, name, generation, deleted) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(uid) DO UPDATE SET \
+             cluster = excluded.cluster, name = excluded.name, \
+             generation = excluded.generation, deleted = excluded.deleted",
+            params![
+                work.uid,
+                work.key.cluster,
+                work.key.name,
+                work.generation,
+                ts(confirmed)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn store_status(&mut self, uid: &str, status: &StoredStatus) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "INSERT INTO work_status (uid, status, generation, sequence_id, status_hash, \
+             received) VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT(uid) DO UPDATE SET \
+             status = excluded.status, generation = excluded.generation, \
+             sequence_id = excluded.sequence_id, status_hash = excluded.status_hash, \
+             received = excluded.received",
+            params![
+                uid,
+                to_json(&status.status)?,
+                status.generation,
+                status.sequence_id,
+                status.status_hash,
+                ts(status.received)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_outbox(&mut self, event: &NewOutbox, now: DateTime<Utc>) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "INSERT INTO outbox (cluster, resource_id, event_type, event, created) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                event.cluster,
+                event.resource_id,
+                event.event.ty(),
+                event_json(&event.event)?,
+                ts(now)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
+        // The audit row is copied inside SQLite: the event never travels through Rust.
+        exec(
+            self.conn,
+            "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
+             SELECT ?1, 'sent', cluster, resource_id, event_type, event FROM outbox \
+             WHERE id = ?2",
+            params![ts(sent_at), id],
+        )?;
+        exec(self.conn, SUPERSEDE_PARKED, [id])?;
+        exec(self.conn, "DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn count_outbox_attempt(&mut self, id: i64) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn park_outbox(
+        &mut self,
+        id: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        let parked = exec(
+            self.conn,
+            "UPDATE outbox SET parked = ?2, parked_at = ?3 WHERE id = ?1 AND parked IS NULL",
+            params![id, reason, ts(at)],
+        )?;
+        if parked == 0 {
+            return Ok(None);
         }
-        WriteOp::IngestStatus { status, audit } => {
-            ingest_status_in(tx, &status, &audit).map(WriteOutput::Status)
-        }
-        WriteOp::CompleteOutbox { ids, sent_at } => {
-            for id in ids {
-                complete_outbox_in(tx, id, sent_at)?;
-            }
-            Ok(WriteOutput::Done)
-        }
-        WriteOp::AuditReceived(entry) => insert_audit(tx, &entry).map(|()| WriteOutput::Done),
-        WriteOp::Enqueue { events, now } => {
-            enqueue_in(tx, &events, now).map(|()| WriteOutput::Done)
-        }
+        Ok(Some(exec(self.conn, SUPERSEDE_PARKED, [id])? as u64))
+    }
+
+    fn unpark_outbox(&mut self, id: i64) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "UPDATE outbox SET parked = NULL, parked_at = NULL WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        insert_audit(self.conn, entry)
     }
 }
 
@@ -661,19 +537,6 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("store read connection lock poisoned".into()))
     }
 
-    /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so a
-    /// read-then-write never fails half way with SQLITE_BUSY) and commits on `Ok`.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         migrations::current_version(&*self.conn()?)
@@ -700,32 +563,17 @@ fn cluster_from_raw(raw: (String, String, String, Option<String>)) -> Result<Clu
 }
 
 impl Store for SqliteStore {
-    fn create_cluster(
+    fn transaction(
         &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        now: DateTime<Utc>,
-    ) -> Result<Cluster, StoreError> {
-        self.write(|tx| {
-            let inserted = exec(
-                tx,
-                "INSERT INTO clusters (name, labels, created) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(name) DO NOTHING",
-                params![name, to_json(labels)?, ts(now)],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists {
-                    kind: "cluster",
-                    name: name.to_string(),
-                });
-            }
-            Ok(Cluster {
-                name: name.to_string(),
-                labels: labels.clone(),
-                created: now,
-                last_heard: None,
-            })
-        })
+        body: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE takes the write lock up front, so a read-then-write never fails half
+        // way with SQLITE_BUSY.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        body(&mut SqliteTx { conn: &tx })?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
@@ -749,58 +597,6 @@ impl Store for SqliteStore {
             .query_map([], row_to_cluster)?
             .collect::<Result<Vec<_>, _>>()?;
         raws.into_iter().map(cluster_from_raw).collect()
-    }
-
-    fn delete_cluster(&self, name: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let works: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM works WHERE cluster = ?1",
-                [name],
-                |r| r.get(0),
-            )?;
-            if works > 0 {
-                return Err(StoreError::Conflict(format!(
-                    "cluster {name:?} still has {works} work(s); delete them first"
-                )));
-            }
-            if exec(tx, "DELETE FROM clusters WHERE name = ?1", [name])? == 0 {
-                return Err(StoreError::NotFound {
-                    kind: "cluster",
-                    name: name.to_string(),
-                });
-            }
-            Ok(())
-        })
-    }
-
-    fn touch_cluster(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|tx| {
-            exec(
-                tx,
-                "UPDATE clusters SET last_heard = ?1 WHERE name = ?2",
-                params![ts(at), name],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn apply_work(
-        &self,
-        desired: &DesiredWork,
-        create_only: bool,
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<(ApplyOutcome, WorkRecord), StoreError> {
-        self.write(|tx| apply_work_in(tx, desired, create_only, now, build))
-    }
-
-    fn mark_deleting(
-        &self,
-        key: &WorkKey,
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<WorkRecord, StoreError> {
-        self.write(|tx| mark_deleting_in(tx, key, now, build))
     }
 
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
@@ -877,72 +673,11 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn redrive_deletions(
-        &self,
-        uids: &[String],
-        now: DateTime<Utc>,
-        build: SpecEventBuilder<'_>,
-    ) -> Result<usize, StoreError> {
-        self.write(|tx| redrive_deletions_in(tx, uids, now, build))
-    }
-
-    fn ingest_status(
-        &self,
-        incoming: &IncomingStatus,
-        audit: &AuditEntry,
-    ) -> Result<StatusOutcome, StoreError> {
-        self.write(|tx| ingest_status_in(tx, incoming, audit))
-    }
-
-    fn write_batch(&self, ops: Vec<WriteOp>) -> Vec<Result<WriteOutput, StoreError>> {
-        let n = ops.len();
-        let fail_all = |e: &dyn std::fmt::Display| {
-            (0..n)
-                .map(|_| Err(StoreError::Backend(e.to_string())))
-                .collect::<Vec<_>>()
-        };
-        let mut conn = match self.conn() {
-            Ok(c) => c,
-            Err(e) => return fail_all(&e),
-        };
-        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(&e),
-        };
-        let mut results = Vec::with_capacity(n);
-        for op in ops {
-            results.push(write_op_isolated(&tx, op));
-        }
-        match tx.commit() {
-            Ok(()) => results,
-            Err(e) => fail_all(&format!("group commit failed: {e}")),
-        }
-    }
-
-    fn enqueue(&self, events: &[NewOutbox], now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|tx| enqueue_in(tx, events, now))
-    }
-
     fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(outbox_rows(&*self.reader()?, false, after, limit)?
             .into_iter()
             .map(|row| row.entry)
             .collect())
-    }
-
-    fn complete_outbox(&self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|tx| complete_outbox_in(tx, id, sent_at))
-    }
-
-    fn outbox_attempt_failed(&self, id: i64) -> Result<(), StoreError> {
-        self.write(|tx| {
-            exec(
-                tx,
-                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1",
-                [id],
-            )?;
-            Ok(())
-        })
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
@@ -955,23 +690,6 @@ impl Store for SqliteStore {
             |r| r.get(0),
         )?;
         Ok(n.max(0) as u64)
-    }
-
-    fn park_outbox(&self, id: i64, reason: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.write(|tx| park_outbox_in(tx, id, reason, at))
-    }
-
-    fn unpark_outbox(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for id in ids {
-                exec(
-                    tx,
-                    "UPDATE outbox SET parked = NULL, parked_at = NULL WHERE id = ?1",
-                    [id],
-                )?;
-            }
-            Ok(())
-        })
     }
 
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
@@ -1000,10 +718,6 @@ impl Store for SqliteStore {
             |r| r.get(0),
         )?;
         Ok(n.max(0) as u64)
-    }
-
-    fn audit_received(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.write(|tx| insert_audit(tx, entry))
     }
 
     fn audit(

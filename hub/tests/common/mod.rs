@@ -12,7 +12,7 @@ use chrono::Utc;
 use cloudevents::AttributesReader;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
-use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle};
+use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::{self, StatusEventFields};
 use workbus_schemas::event_type::{Action, EventType};
@@ -45,7 +45,7 @@ pub async fn start_hub_with(
     port: u16,
 ) -> HubHandle {
     let config = HubConfig {
-        data_dir: dir.to_path_buf(),
+        store: StoreSettings::sqlite(dir),
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source_id.to_string(),
         broker: BrokerSettings::Address {

@@ -19,6 +19,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
 use workbus_hub::cli::client::Client;
+use workbus_hub::store::writes::CreateCluster;
 use workbus_hub::watch::ChangeKind;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{configmap_work, start_hub};
@@ -437,7 +438,11 @@ pub async fn create_clusters(
         .run(move |s| {
             let labels = BTreeMap::new();
             for i in range {
-                s.create_cluster(&cluster_name(&prefix, i), &labels, chrono::Utc::now())?;
+                s.write(CreateCluster {
+                    name: cluster_name(&prefix, i),
+                    labels: labels.clone(),
+                    now: chrono::Utc::now(),
+                })?;
             }
             Ok(())
         })

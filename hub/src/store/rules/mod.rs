@@ -1,0 +1,14 @@
+//! The store's business rules as pure functions: what a write does to the stored
+//! records, decided from the records the backend read and the caller's clock. No I/O,
+//! no backend types: every [`Store`](super::Store) implementation runs the same rules
+//! (through [`writes`](super::writes)), so a second backend cannot drift from the first.
+//!
+//! - [`apply`]: creating, updating or leaving a work unchanged, and its generation;
+//! - [`deletion`]: marking a work deleting and re-driving its delete event;
+//! - [`status`]: the acceptance rule for a received status;
+//! - [`cluster`]: when a cluster may be removed.
+
+pub mod apply;
+pub mod cluster;
+pub mod deletion;
+pub mod status;

@@ -1,0 +1,78 @@
+//! [`StoreTx`]: the row operations a storage backend offers inside one write
+//! transaction. They carry no business rules — those are decided by
+//! [`rules`](super::rules) and sequenced by [`writes`](super::writes), once for every
+//! backend — so a backend is its SQL (or other storage) and nothing more.
+//!
+//! Every method runs inside the transaction that [`Store::transaction`](super::Store)
+//! opened: nothing is durable until that transaction commits, and a failure rolls back
+//! everything it did.
+
+use chrono::{DateTime, Utc};
+
+use super::{AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord};
+
+/// Row operations inside an open write transaction.
+pub trait StoreTx {
+    /// Runs `body` so that what it did is rolled back, alone, when it returns `false`
+    /// (a savepoint); the rest of the transaction is kept. `Err` only when the backend
+    /// cannot isolate (then the whole transaction must fail).
+    fn isolated(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn StoreTx) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts a cluster; `false` (and no change) when one with that name exists.
+    fn insert_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError>;
+    /// Removes a cluster row; `false` when there was none.
+    fn remove_cluster(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// Whether a cluster exists.
+    fn cluster_exists(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// How many works (deleting ones included) a cluster holds.
+    fn count_works(&mut self, cluster: &str) -> Result<u64, StoreError>;
+    /// Records when an event from the cluster last arrived (no-op for unknown clusters).
+    fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The work under `key`, with its latest status.
+    fn work_by_key(&mut self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError>;
+    /// The work with `uid`, with its latest status.
+    fn work_by_uid(&mut self, uid: &str) -> Result<Option<WorkRecord>, StoreError>;
+    /// The last generation of a completed work with `uid`, if one left a tombstone.
+    fn tombstone(&mut self, uid: &str) -> Result<Option<i64>, StoreError>;
+    /// Inserts a new work (its status, if any, is not stored) and removes the tombstone
+    /// of its uid, which the new work's generation continues.
+    fn insert_work(&mut self, work: &WorkRecord) -> Result<(), StoreError>;
+    /// Stores a work's labels, annotations, spec, generation and update time.
+    fn update_work(&mut self, work: &WorkRecord) -> Result<(), StoreError>;
+    /// Stores a work's deletion request time (and update time).
+    fn update_deletion(&mut self, work: &WorkRecord) -> Result<(), StoreError>;
+    /// Removes a work whose deletion was confirmed at `confirmed`, with its status,
+    /// leaving a tombstone with its last generation.
+    fn remove_work(
+        &mut self,
+        work: &WorkRecord,
+        confirmed: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Stores a work's latest status (replacing the previous one).
+    fn store_status(&mut self, uid: &str, status: &StoredStatus) -> Result<(), StoreError>;
+
+    /// Appends an event to the outbox, queued at `now`.
+    fn insert_outbox(&mut self, event: &NewOutbox, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Removes a published outbox row and appends its `sent` audit row (at `sent_at`),
+    /// with the parked rows it supersedes (see [`Store::park_outbox`](super::Store)).
+    fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a failed publish attempt of an outbox row.
+    fn count_outbox_attempt(&mut self, id: i64) -> Result<(), StoreError>;
+    /// Parks a pending outbox row with `reason` and removes the parked rows it
+    /// supersedes; `None` when no such pending row exists, else how many were removed.
+    fn park_outbox(
+        &mut self,
+        id: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Puts a parked outbox row back into the pending queue.
+    fn unpark_outbox(&mut self, id: i64) -> Result<(), StoreError>;
+
+    /// Appends a row to the audit log.
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+}

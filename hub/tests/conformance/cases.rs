@@ -1,0 +1,679 @@
+//! The conformance cases: each takes a [`Backend`] and uses nothing but `dyn Store`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cloudevents::AttributesReader;
+use serde_json::json;
+use workbus_hub::source::spec_events::change_event;
+use workbus_hub::store::writes::{
+    ApplyWork, AuditReceived, CompleteOutbox, CreateCluster, DeleteCluster, Enqueue, IngestStatus,
+    MarkDeleting, ParkOutbox, RedriveDeletions, TouchCluster, UnparkOutbox,
+};
+use workbus_hub::store::{
+    ApplyOutcome, AuditDirection, AuditEntry, Batch, DesiredWork, DropReason, IncomingStatus,
+    NewOutbox, SharedSpecEventBuilder, StatusOutcome, Store, StoreError, WorkFilter, WorkKey,
+    WorkRecord,
+};
+use workbus_schemas::envelope::status_resync_request;
+use workbus_schemas::extensions::OcmExtensions;
+use workbus_schemas::sequence_id::{DEFAULT_NODE, SequenceId};
+use workbus_schemas::work::ManifestWorkStatus;
+
+use super::Backend;
+use crate::work_fixture::desired;
+
+fn build(now: DateTime<Utc>) -> SharedSpecEventBuilder {
+    Arc::new(move |w, c| change_event("src", w, c, now))
+}
+
+fn cluster(s: &dyn Store, name: &str) {
+    s.write(CreateCluster {
+        name: name.into(),
+        labels: BTreeMap::new(),
+        now: Utc::now(),
+    })
+    .unwrap();
+}
+
+fn apply(s: &dyn Store, d: &DesiredWork) -> Result<ApplyOutcome, StoreError> {
+    apply_op(d, false).run_on(s).map(|(o, _)| o)
+}
+
+fn apply_op(d: &DesiredWork, create_only: bool) -> ApplyWork {
+    let now = Utc::now();
+    ApplyWork {
+        desired: d.clone(),
+        create_only,
+        now,
+        build: build(now),
+    }
+}
+
+fn mark_deleting(s: &dyn Store, key: &WorkKey) -> Result<WorkRecord, StoreError> {
+    let now = Utc::now();
+    s.write(MarkDeleting {
+        key: key.clone(),
+        now,
+        build: build(now),
+    })
+}
+
+/// Runs a write on a store (reads better than `s.write(op)` in long chains).
+trait RunOn: workbus_hub::store::Write + Sized {
+    fn run_on(self, s: &dyn Store) -> Result<Self::Output, StoreError> {
+        s.write(self)
+    }
+}
+impl<W: workbus_hub::store::Write> RunOn for W {}
+
+fn key(cluster: &str, name: &str) -> WorkKey {
+    WorkKey {
+        cluster: cluster.into(),
+        name: name.into(),
+    }
+}
+
+/// A sequence id stamped now (plus `n` ms: later ids are newer).
+fn seq(n: i64) -> String {
+    SequenceId::new(Utc::now().timestamp_millis() + n, DEFAULT_NODE, 0)
+        .unwrap()
+        .to_string()
+}
+
+fn status(uid: &str, generation: i64, sequence_id: &str, deleted: bool) -> IncomingStatus {
+    IncomingStatus {
+        uid: uid.to_string(),
+        cluster: Some("c1".into()),
+        generation,
+        sequence_id: sequence_id.into(),
+        status_hash: Some(format!("hash-{sequence_id}")),
+        status: ManifestWorkStatus::default(),
+        deleted,
+        received: Utc::now(),
+    }
+}
+
+fn received_audit(uid: &str) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        direction: AuditDirection::Received,
+        cluster: Some("c1".into()),
+        resource_id: Some(uid.to_string()),
+        event_type: "t".into(),
+        event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
+    }
+}
+
+fn ingest(s: &dyn Store, status: IncomingStatus) -> StatusOutcome {
+    let audit = received_audit(&status.uid);
+    s.write(IngestStatus { status, audit }).unwrap()
+}
+
+fn action_of(e: &workbus_hub::store::OutboxEntry) -> String {
+    let ty = e.event.as_ref().unwrap().ty().to_string();
+    ty.rsplit('.').next().unwrap().to_string()
+}
+
+pub fn clusters_and_works_crud_with_the_generation_rules(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    assert!(matches!(
+        CreateCluster {
+            name: "c1".into(),
+            labels: BTreeMap::new(),
+            now: Utc::now()
+        }
+        .run_on(s),
+        Err(StoreError::AlreadyExists {
+            kind: "cluster",
+            ..
+        })
+    ));
+    assert!(matches!(
+        apply(s, &desired("nope", "w", "a")),
+        Err(StoreError::NotFound {
+            kind: "cluster",
+            ..
+        })
+    ));
+    let d = desired("c1", "w1", "a");
+    assert_eq!(apply(s, &d).unwrap(), ApplyOutcome::Created);
+    assert_eq!(apply(s, &d).unwrap(), ApplyOutcome::Unchanged);
+    assert!(matches!(
+        apply_op(&d, true).run_on(s),
+        Err(StoreError::AlreadyExists { kind: "work", .. })
+    ));
+    assert_eq!(
+        apply(s, &desired("c1", "w1", "b")).unwrap(),
+        ApplyOutcome::Updated
+    );
+    let mut labelled = desired("c1", "w1", "b");
+    labelled.labels.insert("x".into(), "y".into());
+    assert_eq!(apply(s, &labelled).unwrap(), ApplyOutcome::Updated);
+    let w = s.get_work(&d.key).unwrap().unwrap();
+    assert_eq!(w.generation, 3);
+    assert_eq!(w.labels.get("x").map(String::as_str), Some("y"));
+    assert_eq!(s.get_work_by_uid(&w.uid).unwrap().unwrap(), w);
+    assert!(s.get_work(&key("c1", "none")).unwrap().is_none());
+    assert!(matches!(
+        DeleteCluster { name: "c1".into() }.run_on(s),
+        Err(StoreError::Conflict(m)) if m.contains("still has 1 work")
+    ));
+    assert!(matches!(
+        DeleteCluster { name: "c9".into() }.run_on(s),
+        Err(StoreError::NotFound {
+            kind: "cluster",
+            ..
+        })
+    ));
+    cluster(s, "c0");
+    let names: Vec<String> = s
+        .list_clusters()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["c0", "c1"]);
+    assert!(s.get_cluster("c0").unwrap().unwrap().last_heard.is_none());
+    let heard = Utc::now();
+    TouchCluster {
+        name: "c0".into(),
+        at: heard,
+    }
+    .run_on(s)
+    .unwrap();
+    assert_eq!(
+        s.get_cluster("c0").unwrap().unwrap().last_heard,
+        Some(heard)
+    );
+    DeleteCluster { name: "c0".into() }.run_on(s).unwrap();
+    assert!(s.get_cluster("c0").unwrap().is_none());
+}
+
+pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    apply(s, &desired("c1", "w1", "a")).unwrap();
+    apply(s, &desired("c1", "w1", "a")).unwrap(); // unchanged: queues nothing
+    apply(s, &desired("c1", "w1", "b")).unwrap();
+    Enqueue {
+        events: vec![NewOutbox {
+            cluster: "c1".into(),
+            resource_id: None,
+            event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
+        }],
+        now: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    // One row per accepted change, in order, then the enqueued one.
+    let queued = s.outbox_batch(0, 10).unwrap();
+    let actions: Vec<String> = queued.iter().map(action_of).collect();
+    assert_eq!(
+        actions,
+        ["create_request", "update_request", "resync_request"]
+    );
+    assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(queued[2].resource_id, None);
+    let uid = queued[0].resource_id.clone().unwrap();
+    assert_eq!(queued[1].resource_id.as_deref(), Some(uid.as_str()));
+    assert_eq!(s.outbox_batch(queued[0].id, 10).unwrap().len(), 2);
+    assert_eq!(s.outbox_batch(0, 1).unwrap().len(), 1);
+    assert_eq!(s.outbox_depth().unwrap(), 3);
+    // Completing rows removes them and writes their `sent` audit rows (the full event).
+    let sent_at = Utc::now();
+    CompleteOutbox {
+        ids: vec![queued[0].id, queued[1].id],
+        sent_at,
+    }
+    .run_on(s)
+    .unwrap();
+    assert_eq!(s.outbox_depth().unwrap(), 1);
+    let audit = s.audit(Some(&uid), 10).unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.direction == AuditDirection::Sent && a.at == sent_at)
+    );
+    assert_eq!(&audit[0].event, queued[0].event.as_ref().unwrap());
+    assert_eq!(audit[1].event_type, queued[1].event.as_ref().unwrap().ty());
+    // A received event is audited and makes its cluster heard.
+    AuditReceived(received_audit(&uid)).run_on(s).unwrap();
+    let all = s.audit(None, 10).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].direction, AuditDirection::Received);
+    assert!(s.get_cluster("c1").unwrap().unwrap().last_heard.is_some());
+    assert_eq!(s.audit(None, 2).unwrap().len(), 2);
+}
+
+pub fn everything_answered_survives_a_reopen(b: &dyn Backend) {
+    let uid = {
+        let s = b.open();
+        let s = s.as_ref();
+        cluster(s, "c1");
+        apply(s, &desired("c1", "w1", "a")).unwrap();
+        apply(s, &desired("c1", "w1", "b")).unwrap();
+        let id = s.outbox_batch(0, 1).unwrap()[0].id;
+        CompleteOutbox {
+            ids: vec![id],
+            sent_at: Utc::now(),
+        }
+        .run_on(s)
+        .unwrap();
+        let w = s.get_work(&key("c1", "w1")).unwrap().unwrap();
+        let outcome = ingest(s, status(&w.uid, 2, &seq(0), false));
+        assert!(matches!(outcome, StatusOutcome::Accepted(_)));
+        w.uid
+    };
+    let s = b.open();
+    let w = s.get_work(&key("c1", "w1")).unwrap().unwrap();
+    assert_eq!((w.uid.as_str(), w.generation), (uid.as_str(), 2));
+    assert_eq!(w.status.as_ref().map(|st| st.generation), Some(2));
+    assert_eq!(s.outbox_depth().unwrap(), 1);
+    assert_eq!(s.audit(Some(&uid), 10).unwrap().len(), 2); // sent + received
+    assert_eq!(s.list_clusters().unwrap().len(), 1);
+}
+
+pub fn deletion_is_idempotent_and_completed_by_the_agent(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    let k = key("c1", "w1");
+    assert!(matches!(
+        mark_deleting(s, &k),
+        Err(StoreError::NotFound { kind: "work", .. })
+    ));
+    apply(s, &desired("c1", "w1", "a")).unwrap();
+    let deleting = mark_deleting(s, &k).unwrap();
+    assert_eq!(deleting.generation, 1, "a delete keeps the generation");
+    let requested = deleting.deletion.expect("marked");
+    let again = mark_deleting(s, &k).unwrap();
+    assert_eq!(again.deletion, Some(requested), "idempotent");
+    assert_eq!(s.outbox_depth().unwrap(), 2, "one create, one delete");
+    let queued = s.outbox_batch(0, 10).unwrap();
+    let delete = queued[1].event.as_ref().unwrap();
+    assert!(delete.ty().ends_with("spec.delete_request"));
+    assert!(delete.deletion_timestamp().unwrap().is_some());
+    assert!(matches!(
+        apply(s, &desired("c1", "w1", "z")),
+        Err(StoreError::Conflict(m)) if m.contains("being deleted")
+    ));
+    assert_eq!(s.pending_deletions().unwrap()[0].requested, requested);
+    // Deleted=True removes the work; the cluster can go once it has none.
+    assert!(matches!(
+        ingest(s, status(&deleting.uid, 1, &seq(0), true)),
+        StatusOutcome::Deleted(w) if w.key == k
+    ));
+    assert!(s.get_work(&k).unwrap().is_none());
+    assert!(s.pending_deletions().unwrap().is_empty());
+    assert_eq!(
+        ingest(s, status(&deleting.uid, 1, &seq(1), false)),
+        StatusOutcome::Dropped(DropReason::UnknownWork)
+    );
+    DeleteCluster { name: "c1".into() }.run_on(s).unwrap();
+    assert!(s.list_clusters().unwrap().is_empty());
+}
+
+pub fn generations_continue_across_incarnations(b: &dyn Backend) {
+    let k = key("c1", "w1");
+    let uid = {
+        let s = b.open();
+        let s = s.as_ref();
+        cluster(s, "c1");
+        apply(s, &desired("c1", "w1", "a")).unwrap();
+        apply(s, &desired("c1", "w1", "b")).unwrap();
+        let first = mark_deleting(s, &k).unwrap();
+        assert_eq!(first.generation, 2);
+        assert!(matches!(
+            ingest(s, status(&first.uid, 2, &seq(0), true)),
+            StatusOutcome::Deleted(_)
+        ));
+        // Re-created: same uid, generation 3.
+        assert_eq!(
+            apply(s, &desired("c1", "w1", "c")).unwrap(),
+            ApplyOutcome::Created
+        );
+        let second = s.get_work(&k).unwrap().unwrap();
+        assert_eq!(
+            (second.uid.as_str(), second.generation),
+            (first.uid.as_str(), 3)
+        );
+        // The first incarnation's confirmation, again: not this work's deletion.
+        assert_eq!(
+            ingest(s, status(&first.uid, 2, &seq(1), true)),
+            StatusOutcome::Dropped(DropReason::NotDeleting)
+        );
+        mark_deleting(s, &k).unwrap();
+        assert_eq!(
+            ingest(s, status(&first.uid, 2, &seq(2), true)),
+            StatusOutcome::Dropped(DropReason::StaleGeneration)
+        );
+        assert!(s.get_work(&k).unwrap().is_some());
+        assert!(matches!(
+            ingest(s, status(&first.uid, 3, &seq(3), true)),
+            StatusOutcome::Deleted(_)
+        ));
+        first.uid
+    };
+    // The tombstone is durable: a third incarnation after a reopen starts at 4.
+    let s = b.open();
+    let s = s.as_ref();
+    apply(s, &desired("c1", "w1", "d")).unwrap();
+    let third = s.get_work(&k).unwrap().unwrap();
+    assert_eq!((third.uid, third.generation), (uid, 4));
+    // A name never deleted starts at 1.
+    apply(s, &desired("c1", "w2", "a")).unwrap();
+    assert_eq!(s.get_work(&key("c1", "w2")).unwrap().unwrap().generation, 1);
+}
+
+pub fn pending_deletions_are_redriven_only_while_deleting(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    let now = Utc::now();
+    cluster(s, "c1");
+    for name in ["w1", "w2"] {
+        apply(s, &desired("c1", name, "a")).unwrap();
+    }
+    let w1 = mark_deleting(s, &key("c1", "w1")).unwrap();
+    let w2 = s.get_work(&key("c1", "w2")).unwrap().unwrap();
+    let pending = s.pending_deletions().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].uid, w1.uid);
+    assert_eq!(pending[0].requested, w1.deletion.unwrap());
+
+    let depth = s.outbox_depth().unwrap();
+    let uids = vec![w1.uid.clone(), w2.uid.clone(), "unknown".to_string()];
+    let redrive = || RedriveDeletions {
+        uids: uids.clone(),
+        now,
+        build: build(now),
+    };
+    assert_eq!(redrive().run_on(s).unwrap(), 1);
+    let queued = s.outbox_batch(0, 100).unwrap();
+    assert_eq!(queued.len() as u64, depth + 1);
+    let again = queued.last().unwrap().event.as_ref().unwrap();
+    assert!(again.ty().ends_with("spec.delete_request"));
+    assert_eq!(again.resource_id().unwrap(), w1.uid);
+    assert_eq!(again.resource_version().unwrap(), w1.generation);
+    assert!(again.deletion_timestamp().unwrap().is_some());
+
+    // Confirmed, then re-created: nothing to re-drive any more.
+    ingest(s, status(&w1.uid, w1.generation, &seq(0), true));
+    assert!(s.pending_deletions().unwrap().is_empty());
+    apply(s, &desired("c1", "w1", "b")).unwrap();
+    assert_eq!(redrive().run_on(s).unwrap(), 0);
+    assert_eq!(s.outbox_depth().unwrap(), depth + 2); // + the re-creation
+}
+
+pub fn statuses_follow_the_acceptance_rule(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    apply(s, &desired("c1", "w1", "a")).unwrap();
+    let w = s.get_work(&key("c1", "w1")).unwrap().unwrap();
+    let (older, newer) = (seq(-10), seq(0));
+    let accepted = ingest(s, status(&w.uid, 1, &newer, false));
+    let StatusOutcome::Accepted(stored) = accepted else {
+        panic!("first status of the generation: {accepted:?}");
+    };
+    let kept = stored.status.as_ref().unwrap();
+    assert_eq!(
+        (kept.generation, kept.sequence_id.as_str()),
+        (1, newer.as_str())
+    );
+    assert_eq!(
+        kept.status_hash.as_deref(),
+        Some(format!("hash-{newer}").as_str())
+    );
+    assert_eq!(s.get_work(&w.key).unwrap().unwrap().status, stored.status);
+    assert_eq!(
+        ingest(s, status(&w.uid, 1, &older, false)),
+        StatusOutcome::Dropped(DropReason::NotNewer)
+    );
+    assert_eq!(
+        ingest(s, status(&w.uid, 7, &seq(5), false)),
+        StatusOutcome::Dropped(DropReason::StaleGeneration)
+    );
+    let mut elsewhere = status(&w.uid, 1, &seq(6), false);
+    elsewhere.cluster = Some("c2".into());
+    assert_eq!(
+        ingest(s, elsewhere),
+        StatusOutcome::Dropped(DropReason::ClusterMismatch)
+    );
+    assert_eq!(
+        ingest(s, status(&w.uid, 1, &seq(7), true)),
+        StatusOutcome::Dropped(DropReason::NotDeleting)
+    );
+    // Every received status was audited, whatever its outcome.
+    let received = s.audit(Some(&w.uid), 100).unwrap();
+    assert_eq!(received.len(), 5);
+    // The stored status is still the accepted one.
+    let now = s.get_work(&w.key).unwrap().unwrap();
+    assert_eq!(now.status.unwrap().sequence_id, newer);
+}
+
+pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    let park = |id: i64, reason: &str| {
+        ParkOutbox {
+            id,
+            reason: reason.into(),
+            at: Utc::now(),
+        }
+        .run_on(s)
+    };
+    let complete = |id: i64| {
+        CompleteOutbox {
+            ids: vec![id],
+            sent_at: Utc::now(),
+        }
+        .run_on(s)
+        .unwrap()
+    };
+    cluster(s, "c1");
+    cluster(s, "c2");
+    apply(s, &desired("c1", "w1", "a")).unwrap(); // u1 generation 1
+    apply(s, &desired("c1", "w1", "b")).unwrap(); // u1 generation 2
+    apply(s, &desired("c1", "w2", "a")).unwrap(); // u2 generation 1
+    apply(s, &desired("c1", "w2", "b")).unwrap(); // u2 generation 2
+    apply(s, &desired("c2", "w1", "a")).unwrap(); // another cluster
+    // Two events about no work, of one type, for c1.
+    let resync = |n: usize| NewOutbox {
+        cluster: "c1".into(),
+        resource_id: None,
+        event: status_resync_request("src", "c1", json!({"statusHashes": [n]}), Utc::now()),
+    };
+    Enqueue {
+        events: vec![resync(1), resync(2)],
+        now: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    let ids: Vec<i64> = s
+        .outbox_batch(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let [u1g1, u1g2, u2g1, u2g2, c2w1, r1, r2] = ids[..] else {
+        panic!("{ids:?}")
+    };
+
+    // Parking takes a row out of the queue and the depth, and keeps it with the reason.
+    assert_eq!(park(u1g2, "too large").unwrap(), 0);
+    assert_eq!(s.outbox_depth().unwrap(), 6);
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+    assert!(s.outbox_batch(0, 10).unwrap().iter().all(|e| e.id != u1g2));
+    let parked = s.parked_outbox(0, 10).unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].reason, "too large");
+    assert!(parked[0].event_type.ends_with("update_request"));
+    assert!(parked[0].parked_at >= parked[0].created);
+    assert!(parked[0].entry.event.is_ok());
+    assert!(matches!(
+        park(u1g2, "again"),
+        Err(StoreError::NotFound { .. })
+    ));
+    // Completing an older event of the work leaves the newer parked one alone.
+    complete(u1g1);
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+
+    // A newer event of the same work supersedes a parked one, parked or published.
+    park(u2g1, "too large").unwrap();
+    assert_eq!(park(u2g2, "still too large").unwrap(), 1);
+    let parked: Vec<i64> = s
+        .parked_outbox(0, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.entry.id)
+        .collect();
+    assert_eq!(parked, [u1g2, u2g2]);
+    assert_eq!(s.parked_outbox(u1g2, 10).unwrap().len(), 1);
+    // For events about no work, the same type for the same cluster supersedes.
+    park(r1, "bad").unwrap();
+    complete(c2w1);
+    assert_eq!(s.outbox_parked_count().unwrap(), 3);
+    complete(r2);
+    assert_eq!(s.outbox_parked_count().unwrap(), 2);
+
+    // Unparked rows are pending again, in their place.
+    UnparkOutbox(vec![u1g2]).run_on(s).unwrap();
+    assert_eq!(s.outbox_parked_count().unwrap(), 1);
+    assert_eq!(s.outbox_batch(0, 10).unwrap()[0].id, u1g2);
+    assert_eq!(s.outbox_depth().unwrap(), 1);
+}
+
+pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
+    {
+        let s = b.open();
+        let s = s.as_ref();
+        cluster(s, "c1");
+        let mut batch = Batch::new();
+        let w1 = batch.push(apply_op(&desired("c1", "w1", "a"), false));
+        // Unknown cluster: fails, and must not undo w1 or w2.
+        let unknown = batch.push(apply_op(&desired("nope", "w", "a"), false));
+        let w2 = batch.push(apply_op(&desired("c1", "w2", "a"), false));
+        // The same work again in the same batch sees the earlier write.
+        let w1_again = batch.push(apply_op(&desired("c1", "w1", "b"), false));
+        let now = Utc::now();
+        let missing = batch.push(MarkDeleting {
+            key: key("c1", "missing"),
+            now,
+            build: build(now),
+        });
+        // A write that fails half way (its event does not build) leaves no trace.
+        let half = batch.push(ApplyWork {
+            desired: desired("c1", "w3", "a"),
+            create_only: false,
+            now,
+            build: Arc::new(|_, _| Err("refused".to_string())),
+        });
+        assert_eq!(batch.len(), 6);
+        batch.commit(s).unwrap();
+        assert_eq!(w1.answered().unwrap().0, ApplyOutcome::Created);
+        assert!(matches!(
+            unknown.answered(),
+            Err(StoreError::NotFound {
+                kind: "cluster",
+                ..
+            })
+        ));
+        assert_eq!(w2.answered().unwrap().0, ApplyOutcome::Created);
+        let (outcome, work) = w1_again.answered().unwrap();
+        assert_eq!((outcome, work.generation), (ApplyOutcome::Updated, 2));
+        assert!(matches!(
+            missing.answered(),
+            Err(StoreError::NotFound { kind: "work", .. })
+        ));
+        assert!(matches!(half.answered(), Err(StoreError::Event(m)) if m == "refused"));
+        assert!(s.get_work(&key("c1", "w3")).unwrap().is_none());
+    }
+    // Reopened: everything answered Ok is there, in order, and nothing else.
+    let s = b.open();
+    assert_eq!(s.get_work(&key("c1", "w1")).unwrap().unwrap().generation, 2);
+    assert!(s.get_work(&key("c1", "w2")).unwrap().is_some());
+    let queued = s.outbox_batch(0, 10).unwrap();
+    let order: Vec<(String, String)> = queued
+        .iter()
+        .map(|e| {
+            (
+                e.event.as_ref().unwrap().resource_id().unwrap().to_string(),
+                action_of(e),
+            )
+        })
+        .collect();
+    let uid = |n: &str| desired("c1", n, "").uid;
+    assert_eq!(
+        order,
+        [
+            (uid("w1"), "create_request".to_string()),
+            (uid("w2"), "create_request".to_string()),
+            (uid("w1"), "update_request".to_string()),
+        ]
+    );
+}
+
+pub fn listing_works_filters_and_pages(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    cluster(s, "c2");
+    for (c, n, team) in [
+        ("c1", "x0", "a"),
+        ("c1", "x1", "b"),
+        ("c1", "x2", "a"),
+        ("c2", "x0", "a"),
+    ] {
+        let mut d = desired(c, n, "v");
+        d.labels.insert("team".into(), team.into());
+        apply(s, &d).unwrap();
+    }
+    let names = |filter: WorkFilter| -> Vec<String> {
+        s.list_works(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|w| format!("{}/{}", w.key.cluster, w.key.name))
+            .collect()
+    };
+    let all = WorkFilter {
+        limit: 10,
+        ..WorkFilter::default()
+    };
+    assert_eq!(names(all.clone()), ["c1/x0", "c1/x1", "c1/x2", "c2/x0"]);
+    assert_eq!(
+        names(WorkFilter {
+            cluster: Some("c1".into()),
+            after: Some(key("c1", "x0")),
+            ..all.clone()
+        }),
+        ["c1/x1", "c1/x2"]
+    );
+    assert_eq!(
+        names(WorkFilter {
+            labels: vec![("team".into(), "a".into())],
+            ..all.clone()
+        }),
+        ["c1/x0", "c1/x2", "c2/x0"]
+    );
+    assert_eq!(
+        names(WorkFilter {
+            after: Some(key("c1", "x2")),
+            limit: 1,
+            ..all.clone()
+        }),
+        ["c2/x0"]
+    );
+    let of_c1: Vec<String> = s
+        .works_of_cluster("c1")
+        .unwrap()
+        .into_iter()
+        .map(|w| w.key.name)
+        .collect();
+    assert_eq!(of_c1, ["x0", "x1", "x2"]);
+}

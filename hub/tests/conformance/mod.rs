@@ -1,0 +1,35 @@
+//! The backends the conformance suite runs on, and the suite's cases.
+
+pub mod cases;
+
+use std::sync::Arc;
+
+use workbus_hub::StoreSettings;
+use workbus_hub::store::Store;
+
+/// A backend under test: a fresh, empty storage location that can be opened again
+/// (to check durability across a restart).
+pub trait Backend {
+    /// Its name in test output.
+    fn name(&self) -> &'static str;
+    /// Opens a store on this backend's location (the same data every time).
+    fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Every backend of the hub, each on a fresh location.
+pub fn backends() -> Vec<Box<dyn Backend>> {
+    vec![Box::new(Sqlite(tempfile::tempdir().unwrap()))]
+}
+
+/// The embedded SQLite backend in a temporary directory.
+struct Sqlite(tempfile::TempDir);
+
+impl Backend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        workbus_hub::store::open(&StoreSettings::sqlite(self.0.path())).unwrap()
+    }
+}
