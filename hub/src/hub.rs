@@ -134,6 +134,7 @@ impl Hub {
             metrics: metrics.clone(),
             watchers: watchers.clone(),
             digest_clusters: Default::default(),
+            wire: wire.clone(),
         };
         let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
         let mut tasks = vec![tokio::spawn(source.run(events))];

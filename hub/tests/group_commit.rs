@@ -20,7 +20,7 @@ use workbus_hub::store::{
 
 fn builder() -> SharedSpecEventBuilder {
     let now = Utc::now();
-    Arc::new(move |w, c| change_event("src", w, c, now))
+    Arc::new(move |w, c| change_event("src", w, c, now).map(Into::into))
 }
 
 fn apply_op(d: DesiredWork) -> ApplyWork {

@@ -17,7 +17,7 @@ use workbus_hub::metrics::Metrics;
 use workbus_hub::outbox::{AckFuture, OutboxPublisher, Sink, WireFormat};
 use workbus_hub::store::sqlite::SqliteStore;
 use workbus_hub::store::writes::Enqueue;
-use workbus_hub::store::{NewOutbox, StoreHandle};
+use workbus_hub::store::{NewOutbox, QueuedMessage, StoreHandle};
 use workbus_schemas::envelope::SpecEventFields;
 use workbus_schemas::event_type::Action;
 use workbus_schemas::mqtt::{Encoding, MqttMessage, PublishLimits};
@@ -77,6 +77,7 @@ fn event(cluster: &str, resource: &str) -> NewOutbox {
         cluster: cluster.into(),
         resource_id: Some(resource.into()),
         event,
+        message: None,
     }
 }
 
@@ -86,6 +87,16 @@ struct Rig {
     sent: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
+}
+
+/// The publisher's wire format.
+fn wire() -> WireFormat {
+    WireFormat::new(
+        Topics::for_source(SOURCE).unwrap(),
+        SOURCE,
+        Encoding::Binary,
+        PublishLimits::v5(1 << 20),
+    )
 }
 
 /// Queues `rows`, then runs a publisher over `fails`.
@@ -110,12 +121,7 @@ async fn start(rows: Vec<NewOutbox>, fails: Script) -> Rig {
             sent: sent.clone(),
             fails,
         },
-        wire: Arc::new(WireFormat::new(
-            Topics::for_source(SOURCE).unwrap(),
-            SOURCE,
-            Encoding::Binary,
-            PublishLimits::v5(1 << 20),
-        )),
+        wire: Arc::new(wire()),
         notify: Arc::new(tokio::sync::Notify::new()),
         metrics: metrics.clone(),
     };
@@ -261,5 +267,43 @@ async fn a_row_that_times_out_is_retried_and_never_parked() {
     let a1 = done.iter().position(|d| d == "a1").unwrap();
     let a2 = done.iter().position(|d| d == "a2").unwrap();
     assert!(a1 < a2, "per-cluster order kept: {done:?}");
+    rig.task.abort();
+}
+
+/// A row queued with its message under the publisher's wire format is sent as stored;
+/// one queued under another format, or without a message (an older version's row), is
+/// made again from its event.
+#[tokio::test]
+async fn stored_messages_are_sent_as_queued_and_others_made_again() {
+    let with_message = |resource: &str, marker: &str, wire: &str| {
+        let mut row = event("c1", resource);
+        let mut message = self::wire().message(&row.event).unwrap();
+        for (k, v) in &mut message.user_properties {
+            if k == "ce-resourceid" {
+                *v = marker.to_string();
+            }
+        }
+        row.message = Some(QueuedMessage {
+            message,
+            wire: wire.to_string(),
+        });
+        row
+    };
+    let current = wire().fingerprint().to_string();
+    let rows = vec![
+        with_message("r1", "sent-as-stored", &current),
+        with_message("r2", "stale-format", "another-format"),
+        event("c1", "r3"),
+    ];
+    let rig = start(rows, Arc::new(|_| None)).await;
+    eventually("all three completed", || async {
+        rig.completed().await.len() == 3
+    })
+    .await;
+    assert_eq!(
+        *rig.sent.lock().unwrap(),
+        ["sent-as-stored", "r2", "r3"],
+        "the stored bytes for the current format, the event made again otherwise"
+    );
     rig.task.abort();
 }

@@ -213,6 +213,7 @@ fn old_spec_event(
         cluster: cluster.to_string(),
         resource_id: Some(uid),
         event,
+        message: None,
     }
 }
 
@@ -400,7 +401,7 @@ async fn a_work_stored_by_an_older_version_is_replaced_before_it_is_deleted() {
                 desired,
                 create_only: false,
                 now,
-                build: Arc::new(move |w, c| change_event(&source, w, c, now)),
+                build: Arc::new(move |w, c| change_event(&source, w, c, now).map(Into::into)),
             })
             .unwrap();
     }

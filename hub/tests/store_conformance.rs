@@ -6,7 +6,8 @@
 //! same transaction as the change, the `sent` audit rows, persistence across a reopen,
 //! deletion (idempotent, confirmed by status, re-driven only while deleting),
 //! generations continued across incarnations, the status acceptance rule's outcomes,
-//! parked outbox rows and their supersession, and batches (a failing write rolled back
+//! parked outbox rows and their supersession, ready-to-publish messages kept byte for
+//! byte (and the event for any other wire format), and batches (a failing write rolled back
 //! alone, the rest durable). Backend-specific behaviour (SQLite migrations, triggers,
 //! corrupt rows) lives in `store_sqlite.rs`.
 
@@ -38,6 +39,7 @@ conformance!(
     parked_rows_leave_the_queue_until_superseded,
     a_failing_write_in_a_batch_is_rolled_back_alone,
     listing_works_filters_and_pages,
+    queued_messages_come_back_for_their_wire_format_only,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

@@ -18,6 +18,9 @@ use workbus_hub::store::writes::{ApplyWork, CompleteOutbox, CreateCluster};
 use workbus_hub::store::{Store, StoreError, WorkKey};
 use workbus_schemas::envelope::status_resync_request;
 
+/// No wire format: rows come with their events.
+const NO_WIRE: &str = "";
+
 fn open(path: &std::path::Path) -> (SqliteStore, i64) {
     let s = SqliteStore::open(path).unwrap();
     let version = s.schema_version().unwrap();
@@ -30,7 +33,7 @@ fn apply(s: &dyn Store, cluster: &str, name: &str) {
         desired: desired(cluster, name, "a"),
         create_only: false,
         now,
-        build: Arc::new(move |w, c| change_event("src", w, c, now)),
+        build: Arc::new(move |w, c| change_event("src", w, c, now).map(Into::into)),
     })
     .unwrap();
 }
@@ -50,7 +53,7 @@ fn audit_is_append_only_and_corrupt_rows_are_reported() {
         })
         .unwrap();
         apply(s, "c1", "w1");
-        let id = s.outbox_batch(0, 1).unwrap()[0].id;
+        let id = s.outbox_batch(0, 1, NO_WIRE).unwrap()[0].id;
         s.write(CompleteOutbox {
             ids: vec![id],
             sent_at: Utc::now(),
@@ -111,5 +114,5 @@ fn outbox_rows_of_a_version_1_database_stay_pending() {
     assert_eq!(version, latest_version());
     assert_eq!(s.outbox_depth().unwrap(), 1);
     assert_eq!(s.outbox_parked_count().unwrap(), 0);
-    assert_eq!(s.outbox_batch(0, 10).unwrap().len(), 1);
+    assert_eq!(s.outbox_batch(0, 10, NO_WIRE).unwrap().len(), 1);
 }

@@ -51,7 +51,7 @@ pub async fn parked(
                 "id": p.entry.id,
                 "cluster": cut(&p.entry.cluster, CLUSTER_CHARS),
                 "resourceId": p.entry.resource_id,
-                "eventType": p.event_type,
+                "eventType": p.entry.event_type,
                 "reason": p.reason,
                 "attempts": p.entry.attempts,
                 "created": p.created,

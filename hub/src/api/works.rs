@@ -9,8 +9,6 @@
 //! event would not fit (a work stored by an older version) is 409 until the work is
 //! replaced by one that fits.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -27,7 +25,7 @@ use super::ApiState;
 use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
 use crate::outbox::WorkEvents;
-use crate::source::spec_events::change_event;
+use crate::source::spec_events::change_builder;
 use crate::store::writes::{ApplyWork, MarkDeleting};
 use crate::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
@@ -166,8 +164,7 @@ pub async fn list(
 /// The spec event builder for a change made at `now` (runs inside the store
 /// transaction, so the event carries exactly the committed generation).
 fn event_builder(state: &ApiState, now: chrono::DateTime<Utc>) -> SharedSpecEventBuilder {
-    let source_id = state.source_id.clone();
-    Arc::new(move |w, change| change_event(&source_id, w, change, now))
+    change_builder(state.wire.clone(), now)
 }
 
 /// The work as it would be stored if `desired` is accepted at `now` (generation and

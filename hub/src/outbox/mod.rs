@@ -24,9 +24,12 @@
 //! - **Permanent** — the event can never be published as it is ([`Unpublishable`]: the
 //!   stored JSON does not decode, no topic can be made for it, it does not encode, or it
 //!   breaks an MQTT limit — a string over 65,535 bytes, a forbidden character, a packet
-//!   over the maximum packet size). Every row goes through [`WireFormat::message`]
-//!   before it is handed to the transport, so such a message never reaches the MQTT
-//!   client (which would write a corrupt packet or drop the connection for everyone).
+//!   over the maximum packet size). A row holds the MQTT message made when its event
+//!   was queued ([`WireFormat::outgoing`]); a row queued under another wire format, or
+//!   without one, is made again from its event ([`WireFormat::message`]). Either way it
+//!   is checked against the limits before it is handed to the transport, so such a
+//!   message never reaches the MQTT client (which would write a corrupt packet or drop
+//!   the connection for everyone).
 //!   The row is **parked**: kept in the store with the reason, out of the pending
 //!   queue, logged once at error level and counted (`workbus_hub_outbox_parked_total`;
 //!   the gauge `workbus_hub_outbox_parked` says how many are parked now, and
@@ -70,6 +73,7 @@ pub mod wire;
 
 pub use wire::{Unpublishable, WireFormat, WorkEvents};
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -78,7 +82,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use cloudevents::AttributesReader;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use workbus_schemas::mqtt::MqttMessage;
@@ -86,7 +89,7 @@ use workbus_transport::{PublishError, Publisher};
 
 use crate::metrics::Metrics;
 use crate::store::writes::{CompleteOutbox, OutboxAttemptFailed, ParkOutbox, UnparkOutbox};
-use crate::store::{OutboxEntry, PendingWrite, StoreHandle};
+use crate::store::{OutboxEntry, OutboxPayload, PendingWrite, StoreHandle};
 
 /// Rows fetched per query.
 const BATCH: usize = 2048;
@@ -303,7 +306,12 @@ impl<S: Sink> OutboxPublisher<S> {
         loop {
             schedule.release_expired(Instant::now());
             let after = schedule.scan;
-            let batch = match self.store.run(move |s| s.outbox_batch(after, BATCH)).await {
+            let wire = self.wire.fingerprint().to_string();
+            let batch = match self
+                .store
+                .run(move |s| s.outbox_batch(after, BATCH, &wire))
+                .await
+            {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox; retrying");
@@ -348,14 +356,18 @@ impl<S: Sink> OutboxPublisher<S> {
                 schedule.scan = entry.id;
                 continue;
             }
-            let checked = match &entry.event {
-                Ok(event) => self
-                    .wire
-                    .message(event)
-                    .map(|m| (m, event.ty().to_string())),
-                Err(reason) => Err(Unpublishable::Undecodable(reason.clone())),
+            // A row queued under this wire format is sent as stored (checked against the
+            // limits again: they may have changed); any other is made from its event.
+            let checked = match &entry.payload {
+                OutboxPayload::Message(message) => {
+                    self.wire.check(message).map(|()| Cow::Borrowed(message))
+                }
+                OutboxPayload::Event(Ok(event)) => self.wire.message(event).map(Cow::Owned),
+                OutboxPayload::Event(Err(reason)) => {
+                    Err(Unpublishable::Undecodable(reason.clone()))
+                }
             };
-            let (message, ty) = match checked {
+            let message = match checked {
                 Ok(ok) => ok,
                 Err(why) => {
                     if !self.park(&entry, &why.to_string()).await {
@@ -381,7 +393,7 @@ impl<S: Sink> OutboxPublisher<S> {
                     row: Sent {
                         id: entry.id,
                         cluster: entry.cluster.clone(),
-                        ty,
+                        ty: entry.event_type.clone(),
                     },
                     ack,
                 }),
@@ -505,12 +517,8 @@ impl<S: Sink> OutboxPublisher<S> {
     /// Parks a row that can never be published; false if the store failed (the row
     /// stays pending and is tried again).
     async fn park(&self, entry: &OutboxEntry, reason: &str) -> bool {
-        let ty = entry
-            .event
-            .as_ref()
-            .map(|e| e.ty().to_string())
-            .unwrap_or_default();
-        self.park_id(entry.id, &entry.cluster, &ty, reason).await
+        self.park_id(entry.id, &entry.cluster, &entry.event_type, reason)
+            .await
     }
 
     async fn park_id(&self, id: i64, cluster: &str, ty: &str, reason: &str) -> bool {
@@ -572,9 +580,8 @@ impl<S: Sink> OutboxPublisher<S> {
                 .iter()
                 .filter(|p| {
                     p.entry
-                        .event
-                        .as_ref()
-                        .is_ok_and(|e| self.wire.message(e).is_ok())
+                        .event()
+                        .is_some_and(|e| e.as_ref().is_ok_and(|e| self.wire.message(e).is_ok()))
                 })
                 .map(|p| p.entry.id)
                 .collect();

@@ -1,10 +1,13 @@
-//! What the hub can publish: the one place a queued event becomes the MQTT message the
+//! What the hub can publish: the one place an event becomes the MQTT message the
 //! outbox sends (publish topic, binary or structured encoding) and is checked against
 //! MQTT's limits ([`workbus_schemas::mqtt::check_publishable`]).
 //!
-//! The outbox runs [`WireFormat::message`] before every send, so a message that breaks
-//! a limit never reaches the MQTT client (which would corrupt or drop the connection
-//! for everyone). The API runs [`WireFormat::check_work`] before accepting a change, on
+//! Messages are made when their event is queued ([`WireFormat::outgoing`], inside the
+//! store transaction), stored with the format's [`fingerprint`](WireFormat::fingerprint)
+//! and sent as stored; the outbox checks each against the limits again before the send
+//! (and makes it again from the event if the hub now runs another format), so a message
+//! that breaks a limit never reaches the MQTT client (which would corrupt or drop the
+//! connection for everyone). The API runs [`WireFormat::check_work`] before accepting a change, on
 //! the largest spec events that work can ever produce, so such a message is normally
 //! refused at the door rather than parked later.
 
@@ -20,7 +23,7 @@ use workbus_schemas::topics::{self, TopicError, Topics};
 use workbus_transport::PublishError;
 
 use crate::source::spec_events::spec_event;
-use crate::store::WorkRecord;
+use crate::store::{NewOutbox, Outgoing, QueuedMessage, WorkRecord};
 
 /// The spec actions the hub publishes for a work (changes, deletes, resync answers).
 const SPEC_ACTIONS: [Action; 4] = [
@@ -93,6 +96,7 @@ pub struct WireFormat {
     source_id: String,
     encoding: Encoding,
     limits: PublishLimits,
+    fingerprint: String,
 }
 
 impl WireFormat {
@@ -103,12 +107,54 @@ impl WireFormat {
         encoding: Encoding,
         limits: PublishLimits,
     ) -> Self {
+        let source_id = source_id.into();
+        // Everything that decides a message's topic and bytes (the limits only decide
+        // whether it may be sent, and are checked again at every send).
+        let described = format!("{encoding:?}\n{source_id}\n{topics:?}");
+        let fingerprint = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, described.as_bytes());
         WireFormat {
             topics,
-            source_id: source_id.into(),
+            source_id,
             encoding,
             limits,
+            fingerprint: fingerprint.to_string(),
         }
+    }
+
+    /// Names this format's topic layout, source id and encoding: a message queued under
+    /// the same fingerprint is sent as stored, any other is made again from its event
+    /// (the hub restarted with another configuration).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The message for `event`, made now to be queued with it; `None` when it cannot be
+    /// made (left to the publisher, which finds out again and parks the row).
+    pub fn queued_message(&self, event: &Event) -> Option<QueuedMessage> {
+        let message = self.message(event).ok()?;
+        Some(QueuedMessage {
+            message,
+            wire: self.fingerprint.clone(),
+        })
+    }
+
+    /// `event` on its way out, with its message.
+    pub fn outgoing(&self, event: Event) -> Outgoing {
+        Outgoing {
+            message: self.queued_message(&event),
+            event,
+        }
+    }
+
+    /// `queued` with its message made by this format.
+    pub fn ready(&self, mut queued: NewOutbox) -> NewOutbox {
+        queued.message = self.queued_message(&queued.event);
+        queued
+    }
+
+    /// The source id events are published as.
+    pub fn source_id(&self) -> &str {
+        &self.source_id
     }
 
     /// The limits messages are checked against.
@@ -124,6 +170,12 @@ impl WireFormat {
         let message = mqtt::encode(event, &topic, self.encoding)?;
         mqtt::check_publishable(&message, &self.limits)?;
         Ok(message)
+    }
+
+    /// Checks a message made earlier against the current limits.
+    pub fn check(&self, message: &MqttMessage) -> Result<(), Unpublishable> {
+        mqtt::check_publishable(message, &self.limits)?;
+        Ok(())
     }
 
     /// Checks that every spec event `work` can produce from now on fits, measured on

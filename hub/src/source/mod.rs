@@ -34,6 +34,7 @@ use workbus_schemas::topics::{self, SegmentKind};
 use workbus_transport::TransportEvent;
 
 use crate::metrics::Metrics;
+use crate::outbox::WireFormat;
 use crate::store::writes::{AuditReceived, Enqueue};
 use crate::store::{AuditDirection, AuditEntry, NewOutbox, StoreHandle};
 use crate::watch::Watchers;
@@ -58,6 +59,8 @@ pub struct SourceLoop {
     pub resync_slots: Arc<tokio::sync::Semaphore>,
     /// Clusters whose agent advertised resync digests.
     pub digest_clusters: resync::DigestClusters,
+    /// How queued events become MQTT messages (made when they are queued).
+    pub wire: Arc<WireFormat>,
 }
 
 /// Spec resync requests answered concurrently (each is one read and one queued write).
@@ -106,6 +109,7 @@ impl SourceLoop {
     pub async fn request_status_resync(&self) {
         let source_id = self.source_id.clone();
         let digest_clusters = self.digest_clusters.clone();
+        let wire = self.wire.clone();
         let result = self
             .store
             .run(move |s| {
@@ -116,13 +120,14 @@ impl SourceLoop {
                         continue; // registered before validation existed; cannot be addressed
                     }
                     let works = s.works_of_cluster(&cluster.name)?;
-                    events.extend(resync::status_resync_requests(
+                    let requests = resync::status_resync_requests(
                         &source_id,
                         &cluster.name,
                         &works,
                         digest_clusters.contains(&cluster.name),
                         now,
-                    ));
+                    );
+                    events.extend(requests.into_iter().map(|e| wire.ready(e)));
                 }
                 let n = events.len();
                 s.write(Enqueue { events, now })?;
@@ -258,6 +263,8 @@ impl SourceLoop {
                 let now = Utc::now();
                 let (events, errors): (Vec<NewOutbox>, Vec<String>) =
                     resync::spec_resync_reply_events(&self.source_id, &cluster, &form, &works, now);
+                let events: Vec<NewOutbox> =
+                    events.into_iter().map(|e| self.wire.ready(e)).collect();
                 let n = events.len();
                 self.store
                     .write(Enqueue { events, now })

@@ -30,7 +30,6 @@
 //! everything). Visible: `workbus_hub_deletions_redriven_total` and one info line per
 //! run that queued something.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::SourceLoop;
-use super::spec_events::change_event;
+use super::spec_events::change_builder;
 use crate::store::PendingDeletion;
 use crate::store::writes::RedriveDeletions;
 
@@ -162,8 +161,7 @@ impl SourceLoop {
             .collect();
         let mut queued = 0;
         for batch in due.chunks(REDRIVE_BATCH) {
-            let source_id = self.source_id.clone();
-            let build = Arc::new(move |w: &_, change| change_event(&source_id, w, change, now));
+            let build = change_builder(self.wire.clone(), now);
             tracing::debug!(uids = ?batch, "re-driving deletions");
             match self
                 .store

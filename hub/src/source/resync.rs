@@ -100,11 +100,7 @@ pub fn status_resync_requests(
             let payload = request.to_json();
             let mut event = status_resync_request(source_id, cluster, payload, now);
             resync_digest::set_digest(&mut event, &digest);
-            NewOutbox {
-                cluster: cluster.to_string(),
-                resource_id: None,
-                event,
-            }
+            NewOutbox::new(cluster, None, event.into())
         })
         .collect()
 }
@@ -145,11 +141,11 @@ pub fn spec_resync_answer_events(
             ),
         };
         match built {
-            Ok(event) => events.push(NewOutbox {
-                cluster: cluster.to_string(),
-                resource_id: Some(resource_id.clone()),
-                event,
-            }),
+            Ok(event) => events.push(NewOutbox::new(
+                cluster,
+                Some(resource_id.clone()),
+                event.into(),
+            )),
             Err(e) => errors.push(format!("{resource_id}: {e}")),
         }
     }
@@ -195,10 +191,9 @@ pub fn spec_resync_reply_events(
     works: &[WorkRecord],
     now: DateTime<Utc>,
 ) -> (Vec<NewOutbox>, Vec<String>) {
-    let reply = |reply: ResyncReply| NewOutbox {
-        cluster: cluster.to_string(),
-        resource_id: None,
-        event: resync_digest::spec_resync_reply(source_id, cluster, reply, now),
+    let reply = |reply: ResyncReply| {
+        let event = resync_digest::spec_resync_reply(source_id, cluster, reply, now);
+        NewOutbox::new(cluster, None, event.into())
     };
     match form {
         SpecRequestForm::Upstream(request) => {

@@ -4,6 +4,8 @@
 //! `deletiontimestamp` and still the metadata, but no data (as sdk-go); a synthetic
 //! resync delete carries neither metadata nor data.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use workbus_schemas::Event;
 use workbus_schemas::envelope::SpecEventFields;
@@ -11,7 +13,8 @@ use workbus_schemas::event_type::Action;
 use workbus_schemas::metadata::{log_tracing_of, metadata_json};
 use workbus_schemas::work::ManifestBundle;
 
-use crate::store::{SpecChange, WorkRecord};
+use crate::outbox::WireFormat;
+use crate::store::{SharedSpecEventBuilder, SpecChange, WorkRecord};
 use crate::work_view::object_meta;
 
 /// The spec event for `work` with the given action. A deleting work always produces a
@@ -58,6 +61,14 @@ pub fn change_event(
         SpecChange::Delete => Action::DeleteRequest,
     };
     spec_event(source_id, work, action, now)
+}
+
+/// Builds, inside the store transaction, each changed work's spec event at `now` with
+/// the MQTT message that carries it (so the outbox row is ready to publish).
+pub fn change_builder(wire: Arc<WireFormat>, now: DateTime<Utc>) -> SharedSpecEventBuilder {
+    Arc::new(move |work, change| {
+        change_event(wire.source_id(), work, change, now).map(|event| wire.outgoing(event))
+    })
 }
 
 /// A synthetic resync delete for a work the agent holds and the hub does not (§5.2):

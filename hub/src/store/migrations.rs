@@ -93,6 +93,16 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_parked ON outbox(cluster, resource_id, id) WHERE parked IS NOT NULL;
     CREATE INDEX outbox_parked_id ON outbox(id) WHERE parked IS NOT NULL;
     "#,
+    // 5: outbox rows carry the MQTT message made when the event was queued (publishing
+    // sends stored bytes instead of decoding and re-encoding the event), and the
+    // fingerprint of the wire format that made it. Older rows (NULL) are encoded when
+    // published, as before; `event` stays for the `sent` audit row.
+    r#"
+    ALTER TABLE outbox ADD COLUMN topic TEXT;
+    ALTER TABLE outbox ADD COLUMN properties TEXT;  -- JSON: contentType, userProperties
+    ALTER TABLE outbox ADD COLUMN payload BLOB;
+    ALTER TABLE outbox ADD COLUMN wire TEXT;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -31,15 +31,13 @@ pub use group_commit::{Batch, PendingWrite};
 pub use handle::StoreHandle;
 pub use model::{
     ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, OutboxEntry, ParkedOutbox, PendingDeletion, StatusOutcome, StoredStatus, WorkFilter,
-    WorkKey, WorkRecord,
+    NewOutbox, OutboxEntry, OutboxPayload, Outgoing, ParkedOutbox, PendingDeletion, QueuedMessage,
+    StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
 };
 pub use tx::StoreTx;
 pub use writes::Write;
 
 use std::sync::Arc;
-
-use workbus_schemas::Event;
 
 use crate::config::StoreSettings;
 
@@ -89,9 +87,10 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// Builds the spec event for a work inside the transaction that changes it, so the event
-/// sees exactly the committed generation and timestamps. Returns the event to queue.
+/// sees exactly the committed generation and timestamps. Returns the event to queue,
+/// with its MQTT message when the caller knows the wire format.
 pub type SharedSpecEventBuilder =
-    std::sync::Arc<dyn Fn(&WorkRecord, SpecChange) -> Result<Event, String> + Send + Sync>;
+    std::sync::Arc<dyn Fn(&WorkRecord, SpecChange) -> Result<Outgoing, String> + Send + Sync>;
 
 /// Which kind of spec change a queued event announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +135,14 @@ pub trait Store: Send + Sync + 'static {
     fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError>;
 
     /// Up to `limit` pending (not parked) events with id greater than `after`, oldest
-    /// first.
-    fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// first. A row whose message was made by the wire format with fingerprint `wire`
+    /// comes as [`OutboxPayload::Message`]; any other as [`OutboxPayload::Event`].
+    fn outbox_batch(
+        &self,
+        after: i64,
+        limit: usize,
+        wire: &str,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// Number of pending events (parked ones are [`Store::outbox_parked_count`]).
     fn outbox_depth(&self) -> Result<u64, StoreError>;
     /// Up to `limit` parked events with id greater than `after`, oldest first. A parked

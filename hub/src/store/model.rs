@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use workbus_schemas::Event;
+use workbus_schemas::mqtt::MqttMessage;
 use workbus_schemas::work::{ManifestWorkSpec, ManifestWorkStatus};
 
 /// A managed cluster (OCM: consumer).
@@ -203,6 +204,38 @@ impl DropReason {
     }
 }
 
+/// The MQTT message that carries a queued event, made when the event was queued (so
+/// publishing sends stored bytes), and which wire format made it: topic layout, source
+/// id and encoding (see `outbox::WireFormat::fingerprint`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedMessage {
+    /// The message, checked against the MQTT limits when it was made.
+    pub message: MqttMessage,
+    /// The fingerprint of the wire format that made it.
+    pub wire: String,
+}
+
+/// An event on its way out: the full event (the outbox row keeps it for the audit log)
+/// and the message that carries it — `None` when it cannot be made, which the
+/// publisher then finds out again and parks the row for.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The event.
+    pub event: Event,
+    /// Its message, ready to publish.
+    pub message: Option<QueuedMessage>,
+}
+
+impl From<Event> for Outgoing {
+    /// An event without its message: the publisher makes it (tests, tools).
+    fn from(event: Event) -> Self {
+        Outgoing {
+            event,
+            message: None,
+        }
+    }
+}
+
 /// An event to queue for publishing.
 #[derive(Debug, Clone)]
 pub struct NewOutbox {
@@ -210,8 +243,41 @@ pub struct NewOutbox {
     pub cluster: String,
     /// The `resourceid`, when the event is about one work.
     pub resource_id: Option<String>,
-    /// The event.
+    /// The event (kept for the `sent` audit row).
     pub event: Event,
+    /// Its MQTT message, ready to publish (see [`QueuedMessage`]).
+    pub message: Option<QueuedMessage>,
+}
+
+impl NewOutbox {
+    /// Queues `outgoing` for `cluster` (and work `resource_id`).
+    pub fn new(
+        cluster: impl Into<String>,
+        resource_id: Option<String>,
+        outgoing: Outgoing,
+    ) -> Self {
+        NewOutbox {
+            cluster: cluster.into(),
+            resource_id,
+            event: outgoing.event,
+            message: outgoing.message,
+        }
+    }
+}
+
+/// What a pending outbox row gives the publisher.
+// Entries live in one batch at a time (a few hundred); boxing would cost an
+// allocation per row for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum OutboxPayload {
+    /// The message made when the event was queued, by the wire format the publisher
+    /// asked for: sent as it is.
+    Message(MqttMessage),
+    /// The event, for rows queued without a message or under another wire format (the
+    /// publisher makes the message now), or why the stored JSON no longer decodes (the
+    /// publisher then parks the row, leaving it in place for inspection).
+    Event(Result<Event, String>),
 }
 
 /// A queued event (pending, or inside a [`ParkedOutbox`]).
@@ -223,11 +289,22 @@ pub struct OutboxEntry {
     pub cluster: String,
     /// The `resourceid`, if any.
     pub resource_id: Option<String>,
-    /// The event, or why the stored JSON no longer decodes (the publisher then parks
-    /// the row, leaving it in place for inspection).
-    pub event: Result<Event, String>,
+    /// The CloudEvent `type`, as stored.
+    pub event_type: String,
+    /// What to publish.
+    pub payload: OutboxPayload,
     /// Failed publish attempts so far.
     pub attempts: i64,
+}
+
+impl OutboxEntry {
+    /// The event, when the row was read with it (parked rows always are).
+    pub fn event(&self) -> Option<&Result<Event, String>> {
+        match &self.payload {
+            OutboxPayload::Event(event) => Some(event),
+            OutboxPayload::Message(_) => None,
+        }
+    }
 }
 
 /// A parked event: one that can never be published as it is (see `outbox`), kept out
@@ -235,10 +312,8 @@ pub struct OutboxEntry {
 /// it.
 #[derive(Debug, Clone)]
 pub struct ParkedOutbox {
-    /// The row (its event, or why the stored JSON does not decode).
+    /// The row (its payload is the event, or why the stored JSON does not decode).
     pub entry: OutboxEntry,
-    /// The CloudEvent `type`, as stored.
-    pub event_type: String,
     /// Why it cannot be published.
     pub reason: String,
     /// When it was queued.

@@ -16,7 +16,7 @@ use cloudevents::AttributesReader;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use workbus_schemas::Event;
-use workbus_schemas::mqtt::structured;
+use workbus_schemas::mqtt::{MqttMessage, structured};
 
 use super::checkpoint::{self, Checkpointer};
 use super::model::*;
@@ -195,45 +195,93 @@ const SUPERSEDE_PARKED: &str = "DELETE FROM outbox WHERE parked IS NOT NULL AND 
 /// An outbox row as read: the entry plus the columns only parked rows need.
 struct OutboxRow {
     entry: OutboxEntry,
-    event_type: String,
     parked: Option<String>,
     created: String,
     parked_at: Option<String>,
 }
 
+/// The MQTT 5 properties of a queued message, as stored (`outbox.properties`).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    user_properties: Vec<(String, String)>,
+}
+
+/// The stored message columns (topic, properties, payload) back into a message.
+fn stored_message(
+    topic: String,
+    properties: Option<String>,
+    payload: Vec<u8>,
+) -> Result<MqttMessage, String> {
+    let properties: StoredProperties = match properties {
+        Some(json) => serde_json::from_str(&json).map_err(|e| format!("properties: {e}"))?,
+        None => StoredProperties {
+            content_type: None,
+            user_properties: Vec::new(),
+        },
+    };
+    Ok(MqttMessage {
+        topic,
+        content_type: properties.content_type,
+        user_properties: properties.user_properties,
+        payload,
+    })
+}
+
 /// Reads outbox rows with id greater than `after`, oldest first; `parked` selects
-/// parked rather than pending ones (each through its own index).
+/// parked rather than pending ones (each through its own index). A row whose message
+/// was made by wire format `wire` comes with its message and without its event; any
+/// other row (and every row when `wire` is `None`) with its event only.
 fn outbox_rows(
     conn: &Connection,
     parked: bool,
     after: i64,
     limit: usize,
+    wire: Option<&str>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
+    const COLUMNS: &str = "SELECT id, cluster, resource_id, attempts, event_type, parked, \
+         created, parked_at, CASE WHEN wire = ?3 THEN topic END, \
+         CASE WHEN wire = ?3 THEN properties END, CASE WHEN wire = ?3 THEN payload END, \
+         CASE WHEN wire = ?3 AND topic IS NOT NULL THEN NULL ELSE event END FROM outbox";
     let sql = if parked {
-        "SELECT id, cluster, resource_id, event, attempts, event_type, parked, created, \
-         parked_at FROM outbox WHERE id > ?1 AND parked IS NOT NULL ORDER BY id LIMIT ?2"
+        format!("{COLUMNS} WHERE id > ?1 AND parked IS NOT NULL ORDER BY id LIMIT ?2")
     } else {
-        "SELECT id, cluster, resource_id, event, attempts, event_type, parked, created, \
-         parked_at FROM outbox WHERE id > ?1 AND parked IS NULL ORDER BY id LIMIT ?2"
+        format!("{COLUMNS} WHERE id > ?1 AND parked IS NULL ORDER BY id LIMIT ?2")
     };
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(params![after, limit.min(i64::MAX as usize) as i64], |r| {
-            let event: String = r.get(3)?;
-            Ok(OutboxRow {
-                entry: OutboxEntry {
-                    id: r.get(0)?,
-                    cluster: r.get(1)?,
-                    resource_id: r.get(2)?,
-                    event: parse_event(&event),
-                    attempts: r.get(4)?,
-                },
-                event_type: r.get(5)?,
-                parked: r.get(6)?,
-                created: r.get(7)?,
-                parked_at: r.get(8)?,
-            })
-        })?
+        .query_map(
+            params![after, limit.min(i64::MAX as usize) as i64, wire],
+            |r| {
+                let topic: Option<String> = r.get(8)?;
+                let payload = match topic {
+                    Some(topic) => match stored_message(topic, r.get(9)?, r.get(10)?) {
+                        Ok(message) => OutboxPayload::Message(message),
+                        Err(e) => OutboxPayload::Event(Err(format!("stored message: {e}"))),
+                    },
+                    None => {
+                        let event: String = r.get(11)?;
+                        OutboxPayload::Event(parse_event(&event))
+                    }
+                };
+                Ok(OutboxRow {
+                    entry: OutboxEntry {
+                        id: r.get(0)?,
+                        cluster: r.get(1)?,
+                        resource_id: r.get(2)?,
+                        attempts: r.get(3)?,
+                        event_type: r.get(4)?,
+                        payload,
+                    },
+                    parked: r.get(5)?,
+                    created: r.get(6)?,
+                    parked_at: r.get(7)?,
+                })
+            },
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -415,16 +463,36 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn insert_outbox(&mut self, event: &NewOutbox, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let (topic, properties, payload, wire) = match &event.message {
+            Some(queued) => {
+                let m = &queued.message;
+                let properties = StoredProperties {
+                    content_type: m.content_type.clone(),
+                    user_properties: m.user_properties.clone(),
+                };
+                (
+                    Some(m.topic.as_str()),
+                    Some(to_json(&properties)?),
+                    Some(m.payload.as_slice()),
+                    Some(queued.wire.as_str()),
+                )
+            }
+            None => (None, None, None, None),
+        };
         exec(
             self.conn,
-            "INSERT INTO outbox (cluster, resource_id, event_type, event, created) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (cluster, resource_id, event_type, event, created, topic, \
+             properties, payload, wire) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 event.cluster,
                 event.resource_id,
                 event.event.ty(),
                 event_json(&event.event)?,
-                ts(now)
+                ts(now),
+                topic,
+                properties,
+                payload,
+                wire
             ],
         )?;
         Ok(())
@@ -673,11 +741,18 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn outbox_batch(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(outbox_rows(&*self.reader()?, false, after, limit)?
-            .into_iter()
-            .map(|row| row.entry)
-            .collect())
+    fn outbox_batch(
+        &self,
+        after: i64,
+        limit: usize,
+        wire: &str,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(
+            outbox_rows(&*self.reader()?, false, after, limit, Some(wire))?
+                .into_iter()
+                .map(|row| row.entry)
+                .collect(),
+        )
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
@@ -693,13 +768,12 @@ impl Store for SqliteStore {
     }
 
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
-        outbox_rows(&*self.reader()?, true, after, limit)?
+        outbox_rows(&*self.reader()?, true, after, limit, None)?
             .into_iter()
             .map(|row| {
                 let created = parse_ts("outbox", &row.created)?;
                 Ok(ParkedOutbox {
                     entry: row.entry,
-                    event_type: row.event_type,
                     reason: row.parked.unwrap_or_default(),
                     created,
                     parked_at: match row.parked_at {

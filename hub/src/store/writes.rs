@@ -358,15 +358,9 @@ fn queue_spec(
     now: DateTime<Utc>,
     build: &SharedSpecEventBuilder,
 ) -> Result<(), StoreError> {
-    let event = build(work, change).map_err(StoreError::Event)?;
-    tx.insert_outbox(
-        &NewOutbox {
-            cluster: work.key.cluster.clone(),
-            resource_id: Some(work.uid.clone()),
-            event,
-        },
-        now,
-    )
+    let outgoing = build(work, change).map_err(StoreError::Event)?;
+    let queued = NewOutbox::new(work.key.cluster.clone(), Some(work.uid.clone()), outgoing);
+    tx.insert_outbox(&queued, now)
 }
 
 /// A received event's audit row, and the cluster's last-heard time.

@@ -24,8 +24,11 @@ use workbus_schemas::work::ManifestWorkStatus;
 use super::Backend;
 use crate::work_fixture::desired;
 
+/// No wire format: rows come with their events.
+const NO_WIRE: &str = "";
+
 fn build(now: DateTime<Utc>) -> SharedSpecEventBuilder {
-    Arc::new(move |w, c| change_event("src", w, c, now))
+    Arc::new(move |w, c| change_event("src", w, c, now).map(Into::into))
 }
 
 fn cluster(s: &dyn Store, name: &str) {
@@ -112,7 +115,7 @@ fn ingest(s: &dyn Store, status: IncomingStatus) -> StatusOutcome {
 }
 
 fn action_of(e: &workbus_hub::store::OutboxEntry) -> String {
-    let ty = e.event.as_ref().unwrap().ty().to_string();
+    let ty = e.event().unwrap().as_ref().unwrap().ty().to_string();
     ty.rsplit('.').next().unwrap().to_string()
 }
 
@@ -205,13 +208,14 @@ pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
             cluster: "c1".into(),
             resource_id: None,
             event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
+            message: None,
         }],
         now: Utc::now(),
     }
     .run_on(s)
     .unwrap();
     // One row per accepted change, in order, then the enqueued one.
-    let queued = s.outbox_batch(0, 10).unwrap();
+    let queued = s.outbox_batch(0, 10, NO_WIRE).unwrap();
     let actions: Vec<String> = queued.iter().map(action_of).collect();
     assert_eq!(
         actions,
@@ -221,8 +225,8 @@ pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
     assert_eq!(queued[2].resource_id, None);
     let uid = queued[0].resource_id.clone().unwrap();
     assert_eq!(queued[1].resource_id.as_deref(), Some(uid.as_str()));
-    assert_eq!(s.outbox_batch(queued[0].id, 10).unwrap().len(), 2);
-    assert_eq!(s.outbox_batch(0, 1).unwrap().len(), 1);
+    assert_eq!(s.outbox_batch(queued[0].id, 10, NO_WIRE).unwrap().len(), 2);
+    assert_eq!(s.outbox_batch(0, 1, NO_WIRE).unwrap().len(), 1);
     assert_eq!(s.outbox_depth().unwrap(), 3);
     // Completing rows removes them and writes their `sent` audit rows (the full event).
     let sent_at = Utc::now();
@@ -240,8 +244,14 @@ pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
             .iter()
             .all(|a| a.direction == AuditDirection::Sent && a.at == sent_at)
     );
-    assert_eq!(&audit[0].event, queued[0].event.as_ref().unwrap());
-    assert_eq!(audit[1].event_type, queued[1].event.as_ref().unwrap().ty());
+    assert_eq!(
+        &audit[0].event,
+        queued[0].event().unwrap().as_ref().unwrap()
+    );
+    assert_eq!(
+        audit[1].event_type,
+        queued[1].event().unwrap().as_ref().unwrap().ty()
+    );
     // A received event is audited and makes its cluster heard.
     AuditReceived(received_audit(&uid)).run_on(s).unwrap();
     let all = s.audit(None, 10).unwrap();
@@ -258,7 +268,7 @@ pub fn everything_answered_survives_a_reopen(b: &dyn Backend) {
         cluster(s, "c1");
         apply(s, &desired("c1", "w1", "a")).unwrap();
         apply(s, &desired("c1", "w1", "b")).unwrap();
-        let id = s.outbox_batch(0, 1).unwrap()[0].id;
+        let id = s.outbox_batch(0, 1, NO_WIRE).unwrap()[0].id;
         CompleteOutbox {
             ids: vec![id],
             sent_at: Utc::now(),
@@ -295,8 +305,8 @@ pub fn deletion_is_idempotent_and_completed_by_the_agent(b: &dyn Backend) {
     let again = mark_deleting(s, &k).unwrap();
     assert_eq!(again.deletion, Some(requested), "idempotent");
     assert_eq!(s.outbox_depth().unwrap(), 2, "one create, one delete");
-    let queued = s.outbox_batch(0, 10).unwrap();
-    let delete = queued[1].event.as_ref().unwrap();
+    let queued = s.outbox_batch(0, 10, NO_WIRE).unwrap();
+    let delete = queued[1].event().unwrap().as_ref().unwrap();
     assert!(delete.ty().ends_with("spec.delete_request"));
     assert!(delete.deletion_timestamp().unwrap().is_some());
     assert!(matches!(
@@ -394,9 +404,9 @@ pub fn pending_deletions_are_redriven_only_while_deleting(b: &dyn Backend) {
         build: build(now),
     };
     assert_eq!(redrive().run_on(s).unwrap(), 1);
-    let queued = s.outbox_batch(0, 100).unwrap();
+    let queued = s.outbox_batch(0, 100, NO_WIRE).unwrap();
     assert_eq!(queued.len() as u64, depth + 1);
-    let again = queued.last().unwrap().event.as_ref().unwrap();
+    let again = queued.last().unwrap().event().unwrap().as_ref().unwrap();
     assert!(again.ty().ends_with("spec.delete_request"));
     assert_eq!(again.resource_id().unwrap(), w1.uid);
     assert_eq!(again.resource_version().unwrap(), w1.generation);
@@ -488,6 +498,7 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
         cluster: "c1".into(),
         resource_id: None,
         event: status_resync_request("src", "c1", json!({"statusHashes": [n]}), Utc::now()),
+        message: None,
     };
     Enqueue {
         events: vec![resync(1), resync(2)],
@@ -496,7 +507,7 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
     .run_on(s)
     .unwrap();
     let ids: Vec<i64> = s
-        .outbox_batch(0, 10)
+        .outbox_batch(0, 10, NO_WIRE)
         .unwrap()
         .iter()
         .map(|e| e.id)
@@ -509,13 +520,18 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
     assert_eq!(park(u1g2, "too large").unwrap(), 0);
     assert_eq!(s.outbox_depth().unwrap(), 6);
     assert_eq!(s.outbox_parked_count().unwrap(), 1);
-    assert!(s.outbox_batch(0, 10).unwrap().iter().all(|e| e.id != u1g2));
+    assert!(
+        s.outbox_batch(0, 10, NO_WIRE)
+            .unwrap()
+            .iter()
+            .all(|e| e.id != u1g2)
+    );
     let parked = s.parked_outbox(0, 10).unwrap();
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].reason, "too large");
-    assert!(parked[0].event_type.ends_with("update_request"));
+    assert!(parked[0].entry.event_type.ends_with("update_request"));
     assert!(parked[0].parked_at >= parked[0].created);
-    assert!(parked[0].entry.event.is_ok());
+    assert!(parked[0].entry.event().is_some_and(Result::is_ok));
     assert!(matches!(
         park(u1g2, "again"),
         Err(StoreError::NotFound { .. })
@@ -545,7 +561,7 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
     // Unparked rows are pending again, in their place.
     UnparkOutbox(vec![u1g2]).run_on(s).unwrap();
     assert_eq!(s.outbox_parked_count().unwrap(), 1);
-    assert_eq!(s.outbox_batch(0, 10).unwrap()[0].id, u1g2);
+    assert_eq!(s.outbox_batch(0, 10, NO_WIRE).unwrap()[0].id, u1g2);
     assert_eq!(s.outbox_depth().unwrap(), 1);
 }
 
@@ -598,12 +614,18 @@ pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
     let s = b.open();
     assert_eq!(s.get_work(&key("c1", "w1")).unwrap().unwrap().generation, 2);
     assert!(s.get_work(&key("c1", "w2")).unwrap().is_some());
-    let queued = s.outbox_batch(0, 10).unwrap();
+    let queued = s.outbox_batch(0, 10, NO_WIRE).unwrap();
     let order: Vec<(String, String)> = queued
         .iter()
         .map(|e| {
             (
-                e.event.as_ref().unwrap().resource_id().unwrap().to_string(),
+                e.event()
+                    .unwrap()
+                    .as_ref()
+                    .unwrap()
+                    .resource_id()
+                    .unwrap()
+                    .to_string(),
                 action_of(e),
             )
         })
@@ -676,4 +698,73 @@ pub fn listing_works_filters_and_pages(b: &dyn Backend) {
         .map(|w| w.key.name)
         .collect();
     assert_eq!(of_c1, ["x0", "x1", "x2"]);
+}
+
+pub fn queued_messages_come_back_for_their_wire_format_only(b: &dyn Backend) {
+    use workbus_hub::store::{OutboxPayload, QueuedMessage};
+    use workbus_schemas::mqtt::MqttMessage;
+
+    let s = b.open();
+    let s = s.as_ref();
+    let event = status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now());
+    let message = MqttMessage {
+        topic: "sources/src/consumers/c1/sourceevents".into(),
+        content_type: Some("application/json".into()),
+        user_properties: vec![
+            ("ce-type".into(), event.ty().to_string()),
+            ("ce-empty".into(), String::new()),
+        ],
+        payload: vec![0, 159, 146, 150, b'{'],
+    };
+    let bare = MqttMessage {
+        content_type: None,
+        user_properties: Vec::new(),
+        ..message.clone()
+    };
+    let queued = |m: &MqttMessage| NewOutbox {
+        cluster: "c1".into(),
+        resource_id: None,
+        event: event.clone(),
+        message: Some(QueuedMessage {
+            message: m.clone(),
+            wire: "format-a".into(),
+        }),
+    };
+    Enqueue {
+        events: vec![queued(&message), queued(&bare)],
+        now: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    // Read for the format that made them: the stored bytes, exactly.
+    let rows = s.outbox_batch(0, 10, "format-a").unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, expected) in rows.iter().zip([&message, &bare]) {
+        match &row.payload {
+            OutboxPayload::Message(m) => assert_eq!(m, expected),
+            other => panic!("expected the stored message, got {other:?}"),
+        }
+        assert_eq!(row.event_type, event.ty());
+    }
+    // For any other format: the event, to be encoded again.
+    for row in s.outbox_batch(0, 10, "format-b").unwrap() {
+        assert!(matches!(&row.payload, OutboxPayload::Event(Ok(e)) if *e == event));
+    }
+    // Parked rows are listed with their events; the `sent` audit row has the event.
+    ParkOutbox {
+        id: rows[1].id,
+        reason: "r".into(),
+        at: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    let parked = s.parked_outbox(0, 10).unwrap();
+    assert!(matches!(parked[0].entry.event(), Some(Ok(e)) if *e == event));
+    CompleteOutbox {
+        ids: vec![rows[0].id],
+        sent_at: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    assert_eq!(s.audit(None, 10).unwrap()[0].event, event);
 }
