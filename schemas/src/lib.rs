@@ -23,7 +23,8 @@
 //! - [`resync`]: resync request payloads and the two resync answers.
 //! - [`resync_digest`]: per-cluster resync digests, a compatible extension (design + functions).
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
-//! - [`proto`]: the CloudEvents protobuf format, for the audit log.
+//! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
+//!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
 pub mod client_id;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod event_type;
 pub mod extensions;
 pub mod metadata;
 pub mod mqtt;
+#[cfg(feature = "protobuf")]
 pub mod proto;
 pub mod resource_id;
 pub mod resync;

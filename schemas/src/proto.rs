@@ -1,4 +1,6 @@
-//! The CloudEvents protobuf event format, used for workbus's audit log.
+//! The CloudEvents protobuf event format (feature `protobuf`): what sdk-go's gRPC
+//! driver and Maestro's gRPC source API carry, for tools that exchange events with
+//! them.
 //!
 //! `proto/cloudevent.proto` (package `io.cloudevents.v1`) is compiled at build time
 //! (see `build.rs`); its messages [`CloudEvent`] and [`CloudEventAttributeValue`]
@@ -8,8 +10,9 @@
 //! * [`encode_to_vec`] / [`decode`] go straight between [`Event`] and bytes.
 //!
 //! Nothing on the MQTT wire uses this format; OCM peers speak binary-mode
-//! CloudEvents there. It exists so a record of an event can be stored and read
-//! back without losing anything.
+//! CloudEvents there, and the hub's audit log stores structured JSON. The conversion
+//! is lossless, so an event read from a gRPC peer can be relayed or recorded as it
+//! came.
 //!
 //! # Mapping
 //!
