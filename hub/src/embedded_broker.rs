@@ -98,7 +98,10 @@ mod tests {
         assert_ne!(broker.local_addr().port(), preferred.port());
         match hub_settings(&broker) {
             BrokerSettings::Address { host, port } => {
-                assert_eq!((host.as_str(), port), ("127.0.0.1", broker.local_addr().port()))
+                assert_eq!(
+                    (host.as_str(), port),
+                    ("127.0.0.1", broker.local_addr().port())
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -124,13 +124,20 @@ mod tests {
         let e = load_mqtt_config(&missing).unwrap_err();
         assert!(matches!(e, LoadConfigError::Read { .. }), "{e:?}");
         assert_eq!(e.path(), missing);
-        assert!(e.to_string().starts_with(&format!("cannot read {}: ", missing.display())));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot read {}: ", missing.display()))
+        );
 
         let invalid = dir.join("invalid.yaml");
         std::fs::write(&invalid, "topics: 7\n").unwrap();
         let e = load_mqtt_config(&invalid).unwrap_err();
         assert!(matches!(e, LoadConfigError::Invalid { .. }), "{e:?}");
-        assert!(e.to_string().starts_with(&format!("{}: ", invalid.display())), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", invalid.display())),
+            "{e}"
+        );
 
         let valid = dir.join("valid.yaml");
         std::fs::write(

