@@ -2,17 +2,36 @@
 //! it (`--spoke-cluster-name`, `--workload-source-driver=mqtt`,
 //! `--workload-source-config=<sdk-go MQTT config>`, `--cloudevents-client-id`), so it can
 //! replace that agent in place, plus workbus's own flags. Every flag can also come from a
-//! `WORKBUS_AGENT_*` environment variable.
+//! `WORKBUS_AGENT_*` environment variable; the defaults are the library's
+//! ([`crate::config`], [`crate::target::sim`], [`workbus_process::defaults`]).
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use workbus_schemas::config::{MqttConfig, parse_go_duration};
+use workbus_process::defaults;
+use workbus_schemas::config::{ConfigError, format_go_duration, parse_go_duration};
 use workbus_schemas::topics::Topics;
+use workbus_transport::{LoadConfigError, Protocol, TransportConfig, load_mqtt_config};
 
-use crate::config::AgentConfig;
-use workbus_transport::{Protocol, TransportConfig};
+use crate::config::{AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_STATUS_SYNC_INTERVAL};
+use crate::target::sim::DEFAULT_READY_AFTER;
+
+/// The one `--workload-source-driver` supported.
+pub const MQTT_DRIVER: &str = "mqtt";
+
+/// Parent of the default data directory (`<this>/<cluster>`).
+pub const DATA_DIR_ROOT: &str = "workbus-agent-data";
+
+/// The duration defaults as Go durations, for clap (which shows and parses text).
+static STATUS_SYNC_INTERVAL: LazyLock<String> =
+    LazyLock::new(|| format_go_duration(DEFAULT_STATUS_SYNC_INTERVAL));
+static APPLY_RESYNC_INTERVAL: LazyLock<String> =
+    LazyLock::new(|| format_go_duration(DEFAULT_APPLY_RESYNC_INTERVAL));
+static SIM_READY_AFTER: LazyLock<String> =
+    LazyLock::new(|| format_go_duration(DEFAULT_READY_AFTER));
 
 /// Which cluster the agent applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +53,26 @@ pub enum MqttVersion {
     V311,
 }
 
+/// Writes a value as it is spelled on the command line (clap shows defaults this way).
+fn write_value_name(value: &impl ValueEnum, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match value.to_possible_value() {
+        Some(v) => f.write_str(v.get_name()),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
+impl fmt::Display for MqttVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
 /// `workbus-agent`: the workbus work agent.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -46,7 +85,7 @@ pub struct Args {
     #[arg(long, env = "WORKBUS_AGENT_CLUSTER")]
     pub spoke_cluster_name: String,
     /// Transport driver; only `mqtt` is supported.
-    #[arg(long, default_value = "mqtt", env = "WORKBUS_AGENT_SOURCE_DRIVER")]
+    #[arg(long, default_value = MQTT_DRIVER, env = "WORKBUS_AGENT_SOURCE_DRIVER")]
     pub workload_source_driver: String,
     /// sdk-go MQTT config file (YAML or JSON: brokerHost, topics, TLS...). Without it,
     /// --broker and --source-id give the embedded hub's layout.
@@ -57,13 +96,13 @@ pub struct Args {
     #[arg(long, env = "WORKBUS_AGENT_CLIENT_ID")]
     pub cloudevents_client_id: Option<String>,
     /// Broker address when no config file is given.
-    #[arg(long, default_value = "127.0.0.1:1883", env = "WORKBUS_AGENT_BROKER")]
+    #[arg(long, default_value_t = defaults::LOCAL_BROKER.to_string(), env = "WORKBUS_AGENT_BROKER")]
     pub broker: String,
     /// Source id whose topics to use when no config file is given.
-    #[arg(long, default_value = "workbus", env = "WORKBUS_AGENT_SOURCE_ID")]
+    #[arg(long, default_value = defaults::SOURCE_ID, env = "WORKBUS_AGENT_SOURCE_ID")]
     pub source_id: String,
     /// Where the agent applies works.
-    #[arg(long, value_enum, default_value = "sim", env = "WORKBUS_AGENT_TARGET")]
+    #[arg(long, value_enum, default_value_t = TargetKind::Sim, env = "WORKBUS_AGENT_TARGET")]
     pub target: TargetKind,
     /// Directory for durable state (default `./workbus-agent-data/<cluster>`).
     #[arg(long, env = "WORKBUS_AGENT_DATA_DIR")]
@@ -72,56 +111,47 @@ pub struct Args {
     #[arg(
         long,
         value_enum,
-        default_value = "5",
+        default_value_t = MqttVersion::V5,
         env = "WORKBUS_AGENT_MQTT_VERSION"
     )]
     pub mqtt_version: MqttVersion,
     /// Longest time between two status refreshes of a work (Go duration).
-    #[arg(long, default_value = "10s", value_parser = go_duration, env = "WORKBUS_AGENT_STATUS_SYNC_INTERVAL")]
+    #[arg(long, default_value = STATUS_SYNC_INTERVAL.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_STATUS_SYNC_INTERVAL")]
     pub status_sync_interval: Duration,
     /// How often every work is fully re-applied to correct drift (Go duration).
-    #[arg(long, default_value = "5m", value_parser = go_duration, env = "WORKBUS_AGENT_APPLY_RESYNC_INTERVAL")]
+    #[arg(long, default_value = APPLY_RESYNC_INTERVAL.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_APPLY_RESYNC_INTERVAL")]
     pub apply_resync_interval: Duration,
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
-    #[arg(long, default_value = "2s", value_parser = go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
+    #[arg(long, default_value = SIM_READY_AFTER.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
-}
-
-fn go_duration(s: &str) -> Result<Duration, String> {
-    parse_go_duration(s).map_err(|e| e.to_string())
+    /// Log filter, e.g. info or workbus_agent=debug (without it: RUST_LOG, else info).
+    #[arg(long, value_name = "FILTER", env = "WORKBUS_AGENT_LOG")]
+    pub log: Option<String>,
 }
 
 /// Why the command line cannot become an agent.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Unsupported driver.
-    #[error("--workload-source-driver={0} is not supported; only mqtt is")]
+    #[error("--workload-source-driver={0} is not supported; only {MQTT_DRIVER} is")]
     Driver(String),
     /// The kube target is a later feature.
     #[error("--target=kube is not available yet; use --target=sim")]
     KubeTarget,
-    /// The config file could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadConfig {
-        /// File.
-        path: PathBuf,
-        /// Error.
-        source: std::io::Error,
-    },
-    /// The config file is invalid.
-    #[error("{path}: {source}")]
-    Config {
-        /// File.
-        path: PathBuf,
-        /// Error.
-        source: workbus_schemas::config::ConfigError,
-    },
+    /// The sdk-go MQTT config file could not be read or is invalid (names the file).
+    #[error("--workload-source-config: {0}")]
+    SourceConfig(#[from] LoadConfigError),
     /// Topics unusable for this cluster.
     #[error(transparent)]
     Topics(#[from] workbus_schemas::topics::TopicError),
     /// Broker address.
-    #[error("--broker: {0}")]
-    Broker(workbus_schemas::config::ConfigError),
+    #[error("--broker {value}: {source}")]
+    Broker {
+        /// The flag's value.
+        value: String,
+        /// Why it is not `host:port`.
+        source: ConfigError,
+    },
     /// Transport settings.
     #[error(transparent)]
     Transport(#[from] workbus_transport::TransportConfigError),
@@ -130,7 +160,7 @@ pub enum CliError {
 impl Args {
     /// The agent configuration these flags describe.
     pub fn agent_config(&self) -> Result<AgentConfig, CliError> {
-        if self.workload_source_driver != "mqtt" {
+        if self.workload_source_driver != MQTT_DRIVER {
             return Err(CliError::Driver(self.workload_source_driver.clone()));
         }
         if self.target == TargetKind::Kube {
@@ -139,20 +169,18 @@ impl Args {
         let cluster = &self.spoke_cluster_name;
         let (topics, mut transport) = match &self.workload_source_config {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| CliError::ReadConfig {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                let mqtt = MqttConfig::from_bytes(&bytes).map_err(|e| CliError::Config {
-                    path: path.clone(),
-                    source: e,
-                })?;
+                let mqtt = load_mqtt_config(path)?;
                 let transport = TransportConfig::from_mqtt_config(&mqtt, "", Vec::new())?;
                 (mqtt.topics.clone(), transport)
             }
             None => {
-                let addr = workbus_schemas::config::split_host_port(&self.broker)
-                    .map_err(CliError::Broker)?;
+                let addr =
+                    workbus_schemas::config::split_host_port(&self.broker).map_err(|source| {
+                        CliError::Broker {
+                            value: self.broker.clone(),
+                            source,
+                        }
+                    })?;
                 let topics = Topics::for_agent(&self.source_id, cluster)?;
                 (topics, TransportConfig::new(addr.host, addr.port, ""))
             }
@@ -176,7 +204,7 @@ impl Args {
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("workbus-agent-data").join(&self.spoke_cluster_name))
+            .unwrap_or_else(|| PathBuf::from(DATA_DIR_ROOT).join(&self.spoke_cluster_name))
     }
 }
 
@@ -227,5 +255,59 @@ mod tests {
             Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=e", "--target=kube"])
                 .unwrap();
         assert!(matches!(kube.agent_config(), Err(CliError::KubeTarget)));
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        let missing = workbus_process::flags_without_env(<Args as clap::CommandFactory>::command());
+        assert_eq!(missing, Vec::<String>::new());
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults() {
+        let args = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=edge-1"]).unwrap();
+        assert_eq!(args.status_sync_interval, DEFAULT_STATUS_SYNC_INTERVAL);
+        assert_eq!(args.apply_resync_interval, DEFAULT_APPLY_RESYNC_INTERVAL);
+        assert_eq!(args.sim_ready_after, DEFAULT_READY_AFTER);
+        assert_eq!(args.broker, "127.0.0.1:1883");
+        assert_eq!(args.source_id, defaults::SOURCE_ID);
+        assert_eq!(args.target, TargetKind::Sim);
+        assert_eq!(args.mqtt_version, MqttVersion::V5);
+        assert_eq!(args.data_dir(), PathBuf::from("workbus-agent-data/edge-1"));
+        let config = args.agent_config().unwrap();
+        assert_eq!(config.transport.protocol, Protocol::V5);
+        assert_eq!(
+            (config.transport.host.as_str(), config.transport.port),
+            ("127.0.0.1", 1883)
+        );
+    }
+
+    #[test]
+    fn unusable_source_config_names_the_flag_and_the_file() {
+        let missing = std::env::temp_dir().join(format!(
+            "workbus-agent-no-such-config-{}.yaml",
+            std::process::id()
+        ));
+        let args = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=c1",
+            &format!("--workload-source-config={}", missing.display()),
+        ])
+        .unwrap();
+        let e = args.agent_config().unwrap_err();
+        assert!(
+            matches!(&e, CliError::SourceConfig(LoadConfigError::Read { path, .. }) if *path == missing),
+            "{e:?}"
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("--workload-source-config: cannot read "),
+            "{shown}"
+        );
+        let bad_broker =
+            Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=c1", "--broker=nope"])
+                .unwrap();
+        let e = bad_broker.agent_config().unwrap_err().to_string();
+        assert!(e.starts_with("--broker nope: "), "{e}");
     }
 }

@@ -10,6 +10,12 @@ use workbus_schemas::topics::{self, TopicError, Topics};
 
 use workbus_transport::TransportConfig;
 
+/// Default upper bound between two status refreshes of a work (upstream: 10 s).
+pub const DEFAULT_STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default interval of full re-applies that correct drift (upstream: 4–6 min).
+pub const DEFAULT_APPLY_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Configuration of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -62,8 +68,8 @@ impl AgentConfig {
             topics,
             transport,
             encoding,
-            status_sync_interval: Duration::from_secs(10),
-            apply_resync_interval: Duration::from_secs(300),
+            status_sync_interval: DEFAULT_STATUS_SYNC_INTERVAL,
+            apply_resync_interval: DEFAULT_APPLY_RESYNC_INTERVAL,
             resync_digest: true,
         })
     }

@@ -8,17 +8,18 @@ use clap::Parser;
 use workbus_agent::cli::Args;
 use workbus_agent::runtime;
 use workbus_agent::store::FileStore;
-use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
+use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
+use workbus_process::{defaults, init_logging, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    // Before anything slow: a signal during start-up then stops the agent cleanly.
     let stop = shutdown_signal();
+    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG) {
+        eprintln!("workbus-agent: {e}");
+        return ExitCode::from(2);
+    }
     let config = match args.agent_config() {
         Ok(c) => c,
         Err(e) => {
@@ -36,7 +37,7 @@ async fn main() -> ExitCode {
     };
     let sim = Arc::new(SimulatedCluster::new(SimConfig {
         ready_after: args.sim_ready_after,
-        snapshot: Some(data_dir.join("simulated-cluster.json")),
+        snapshot: Some(data_dir.join(SNAPSHOT_FILE)),
     }));
     eprintln!(
         "workbus-agent: cluster {} (agent id {}), broker {}:{}, data in {}, target: simulated cluster",
@@ -57,33 +58,4 @@ async fn main() -> ExitCode {
     eprintln!("workbus-agent: shutting down");
     agent.shutdown().await;
     ExitCode::SUCCESS
-}
-
-/// Waits for SIGINT or SIGTERM. The handlers are installed when this is called, not
-/// when it is first awaited, so a signal that arrives while the agent starts is not
-/// lost to the default action (which would kill the process without its shutdown).
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt());
-        let terminate = signal(SignalKind::terminate());
-        async move {
-            match (interrupt, terminate) {
-                (Ok(mut interrupt), Ok(mut terminate)) => {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

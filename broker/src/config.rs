@@ -1,9 +1,15 @@
 //! Broker configuration: listeners, limits and timeouts, with validation.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use workbus_process::defaults::MQTT_PORT;
+
 use crate::error::BrokerError;
+
+/// Default listen address: the MQTT port on every interface.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MQTT_PORT));
 
 /// Default largest MQTT packet accepted or sent: 1 MiB.
 ///
@@ -52,7 +58,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            listen: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
+            listen: vec![DEFAULT_LISTEN],
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: 100_000,
             max_keepalive: 600,

@@ -44,6 +44,6 @@ pub use auth::{
     AllowAll, Authorizer, ClientInfo, ConnectDenied, ConnectRequest, Decision, ProtocolVersion,
     PublishRequest, SubscribeRequest,
 };
-pub use config::{BrokerConfig, DEFAULT_MAX_PACKET_SIZE};
+pub use config::{BrokerConfig, DEFAULT_LISTEN, DEFAULT_MAX_PACKET_SIZE};
 pub use error::BrokerError;
 pub use server::{Broker, BrokerHandle, BrokerStats};

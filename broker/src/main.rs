@@ -1,130 +1,129 @@
 //! `workbus-broker` binary: runs the broker until Ctrl-C or SIGTERM, then stops gracefully.
 //!
-//! Flags are parsed by hand: five flags do not justify a command-line parser dependency.
+//! Every flag can also come from a `WORKBUS_BROKER_*` environment variable; the defaults
+//! are [`BrokerConfig::default`]'s.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use clap::Parser;
 use workbus_broker::{Broker, BrokerConfig};
+use workbus_process::{defaults, init_logging, shutdown_signal};
 
-const USAGE: &str = "\
-usage: workbus-broker [options]
-
-  --listen ADDR           listen address for MQTT 5 and 3.1.1 (repeatable; default 0.0.0.0:1883)
-  --max-packet-size SIZE  largest packet accepted, bytes or with KiB/MiB suffix (default 1MiB)
-  --max-connections N     most concurrent client connections (default 100000)
-  --max-keepalive SECS    largest keep-alive honoured, 0 = no limit (default 600)
-  --log FILTER            tracing filter, e.g. info or workbus_broker=debug (default info;
-                          RUST_LOG is used when --log is absent)
-  -h, --help              this text
-";
-
-/// What the command line asked for.
+/// `workbus-broker`: the workbus MQTT broker.
+#[derive(Debug, Parser)]
+#[command(
+    name = "workbus-broker",
+    version,
+    about = "The workbus MQTT 5 and 3.1.1 broker: runs until Ctrl-C or SIGTERM, then stops gracefully"
+)]
 struct Args {
-    config: BrokerConfig,
+    /// Listen address for MQTT 5 and 3.1.1 (repeatable; comma-separated in the
+    /// environment).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "WORKBUS_BROKER_LISTEN",
+        value_delimiter = ',',
+        default_values_t = BrokerConfig::default().listen
+    )]
+    listen: Vec<SocketAddr>,
+    /// Largest packet accepted, in bytes or with a KiB or MiB suffix.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "WORKBUS_BROKER_MAX_PACKET_SIZE",
+        default_value_t = Size(BrokerConfig::default().max_packet_size)
+    )]
+    max_packet_size: Size,
+    /// Most concurrent client connections.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_MAX_CONNECTIONS",
+        default_value_t = BrokerConfig::default().max_connections
+    )]
+    max_connections: usize,
+    /// Largest keep-alive honoured, in seconds; 0 = no limit.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WORKBUS_BROKER_MAX_KEEPALIVE",
+        default_value_t = BrokerConfig::default().max_keepalive
+    )]
+    max_keepalive: u16,
+    /// Log filter, e.g. info or workbus_broker=debug (without it: RUST_LOG, else info).
+    #[arg(long, value_name = "FILTER", env = "WORKBUS_BROKER_LOG")]
     log: Option<String>,
 }
 
-fn parse_size(s: &str) -> Option<u32> {
-    let (digits, mult) = if let Some(d) = s.strip_suffix("MiB") {
-        (d, 1024 * 1024)
-    } else if let Some(d) = s.strip_suffix("KiB") {
-        (d, 1024)
-    } else {
-        (s, 1)
-    };
-    digits.trim().parse::<u32>().ok()?.checked_mul(mult)
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut config = BrokerConfig::default();
-    let mut listen: Vec<SocketAddr> = Vec::new();
-    let mut log = None;
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let v = value("--listen")?;
-                listen.push(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
-            }
-            "--max-packet-size" => {
-                let v = value("--max-packet-size")?;
-                config.max_packet_size =
-                    parse_size(&v).ok_or_else(|| format!("--max-packet-size {v}: not a size"))?;
-            }
-            "--max-connections" => {
-                let v = value("--max-connections")?;
-                config.max_connections = v
-                    .parse()
-                    .map_err(|e| format!("--max-connections {v}: {e}"))?;
-            }
-            "--max-keepalive" => {
-                let v = value("--max-keepalive")?;
-                config.max_keepalive =
-                    v.parse().map_err(|e| format!("--max-keepalive {v}: {e}"))?;
-            }
-            "--log" => log = Some(value("--log")?),
-            other => return Err(format!("unknown argument {other}")),
+impl Args {
+    /// The broker configuration these flags describe.
+    fn config(&self) -> BrokerConfig {
+        BrokerConfig {
+            listen: self.listen.clone(),
+            max_packet_size: self.max_packet_size.0,
+            max_connections: self.max_connections,
+            max_keepalive: self.max_keepalive,
+            ..BrokerConfig::default()
         }
     }
-    if !listen.is_empty() {
-        config.listen = listen;
-    }
-    Ok(Some(Args { config, log }))
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM, the signal container runtimes send.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+/// A size in bytes, written as bytes or with a `KiB` or `MiB` suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size(u32);
+
+const KIB: u32 = 1024;
+const MIB: u32 = 1024 * KIB;
+
+/// A `--max-packet-size` that is not a size.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a size in bytes (a number up to 4 GiB, optionally with KiB or MiB)")]
+struct NotASize(String);
+
+impl FromStr for Size {
+    type Err = NotASize;
+
+    fn from_str(s: &str) -> Result<Size, NotASize> {
+        let (digits, unit) = if let Some(d) = s.strip_suffix("MiB") {
+            (d, MIB)
+        } else if let Some(d) = s.strip_suffix("KiB") {
+            (d, KIB)
+        } else {
+            (s, 1)
+        };
+        digits
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .map(Size)
+            .ok_or_else(|| NotASize(s.to_string()))
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n if n != 0 && n % MIB == 0 => write!(f, "{}MiB", n / MIB),
+            n if n != 0 && n % KIB == 0 => write!(f, "{}KiB", n / KIB),
+            n => write!(f, "{n}"),
+        }
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("workbus-broker: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let filter = match &args.log {
-        Some(f) => EnvFilter::try_new(f),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-    };
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("workbus-broker: bad --log filter: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-
-    let handle = match Broker::new(args.config).start().await {
+    let args = Args::parse();
+    let stop = shutdown_signal();
+    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG) {
+        eprintln!("workbus-broker: {e}");
+        return ExitCode::from(2);
+    }
+    let handle = match Broker::new(args.config()).start().await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("workbus-broker: {e}");
@@ -134,7 +133,7 @@ async fn main() -> ExitCode {
     for addr in handle.local_addrs() {
         println!("workbus-broker listening on {addr} (MQTT 5 and 3.1.1)");
     }
-    stop_signal().await;
+    stop.await;
     println!("workbus-broker shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
@@ -142,10 +141,29 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn args(list: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(list.iter().map(|s| s.to_string()))
+    fn args(list: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("workbus-broker").chain(list.iter().copied()))
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        let missing = workbus_process::flags_without_env(Args::command());
+        assert_eq!(missing, Vec::<String>::new());
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults() {
+        let config = args(&[]).expect("no flags needed").config();
+        let default = BrokerConfig::default();
+        assert_eq!(config.listen, default.listen);
+        assert_eq!(config.max_packet_size, default.max_packet_size);
+        assert_eq!(config.max_connections, default.max_connections);
+        assert_eq!(config.max_keepalive, default.max_keepalive);
     }
 
     #[test]
@@ -157,17 +175,49 @@ mod tests {
             "[::1]:1884",
             "--max-packet-size",
             "2MiB",
+            "--max-connections",
+            "7",
+            "--max-keepalive",
+            "0",
+            "--log",
+            "debug",
         ])
-        .expect("valid")
-        .expect("not help");
-        assert_eq!(a.config.listen.len(), 2);
-        assert_eq!(a.config.max_packet_size, 2 * 1024 * 1024);
-        assert_eq!(parse_size("600KiB"), Some(600 * 1024));
-        assert_eq!(parse_size("12"), Some(12));
-        assert_eq!(parse_size("9999999MiB"), None);
-        assert!(args(&["--help"]).expect("valid").is_none());
-        assert!(args(&["--listen"]).is_err());
-        assert!(args(&["--bogus"]).is_err());
-        assert!(args(&["--listen", "nope"]).is_err());
+        .expect("valid");
+        let config = a.config();
+        assert_eq!(
+            config.listen,
+            [
+                "127.0.0.1:0".parse().unwrap(),
+                "[::1]:1884".parse().unwrap()
+            ] as [SocketAddr; 2]
+        );
+        assert_eq!(config.max_packet_size, 2 * 1024 * 1024);
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.max_keepalive, 0);
+        assert_eq!(a.log.as_deref(), Some("debug"));
+        let e = |list: &[&str]| args(list).expect_err("refused").kind();
+        assert_eq!(e(&["--help"]), ErrorKind::DisplayHelp);
+        assert_eq!(e(&["--listen"]), ErrorKind::InvalidValue);
+        assert_eq!(e(&["--bogus"]), ErrorKind::UnknownArgument);
+        assert_eq!(e(&["--listen", "nope"]), ErrorKind::ValueValidation);
+        assert_eq!(
+            e(&["--max-packet-size", "9999999MiB"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let size = |s: &str| s.parse::<Size>().ok().map(|s| s.0);
+        assert_eq!(size("600KiB"), Some(600 * 1024));
+        assert_eq!(size("1MiB"), Some(1024 * 1024));
+        assert_eq!(size("12"), Some(12));
+        assert_eq!(size("9999999MiB"), None);
+        assert_eq!(size("MiB"), None);
+        assert_eq!(size("-1"), None);
+        for n in [0, 12, 1024, 1536, 600 * 1024, 1024 * 1024, u32::MAX] {
+            assert_eq!(size(&Size(n).to_string()), Some(n), "{n} round-trips");
+        }
+        assert_eq!(Size(1024 * 1024).to_string(), "1MiB");
     }
 }

@@ -69,16 +69,17 @@ pub struct HubConfig {
 }
 
 impl HubConfig {
-    /// A config with defaults: `./workbus-data`, `127.0.0.1:8080`, source id `workbus`,
-    /// broker `127.0.0.1:1883`, binary mode.
+    /// A config with the defaults of [`crate::defaults`] (the broker: this machine's, on
+    /// the MQTT port) and binary mode.
     pub fn new() -> Self {
+        use crate::defaults::{DATA_DIR, LISTEN, LOCAL_BROKER, SOURCE_ID};
         HubConfig {
-            store: StoreSettings::sqlite("./workbus-data"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            source_id: "workbus".to_string(),
+            store: StoreSettings::sqlite(DATA_DIR),
+            listen: LISTEN,
+            source_id: SOURCE_ID.to_string(),
             broker: BrokerSettings::Address {
-                host: "127.0.0.1".to_string(),
-                port: 1883,
+                host: LOCAL_BROKER.ip().to_string(),
+                port: LOCAL_BROKER.port(),
             },
             encoding: Encoding::Binary,
             client_id: None,

@@ -7,7 +7,7 @@
 //!
 //! Module map:
 //! - [`hub`]: [`Hub::start`] / [`HubHandle`]: run a hub in-process.
-//! - [`config`]: [`HubConfig`], [`BrokerSettings`].
+//! - [`config`]: [`HubConfig`], [`BrokerSettings`]; [`defaults`]: the defaults, once.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations,
 //!   outbox, audit log).
 //! - [`outbox`]: the publisher that drains the outbox after broker acknowledgements.
@@ -22,6 +22,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod defaults;
 pub mod embedded_broker;
 pub mod hub;
 pub mod metrics;

@@ -1,21 +1,31 @@
 //! `workbus-hub`: the hub server (`serve`) and its kubectl-like client commands in one
 //! binary. All logic lives in the library (`workbus_hub::cli`).
 
+use std::fmt::Display;
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
 use workbus_hub::cli::{Cli, Command, run_client, serve};
 #[cfg(feature = "quickstart")]
 use workbus_hub::quickstart;
+use workbus_process::{defaults, init_logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => run_async("info", serve::serve(args)),
-        // Quiet logs: the quickstart prints its own progress.
+    let Cli {
+        server,
+        log,
+        command,
+    } = Cli::parse();
+    match command {
+        Command::Serve(args) => run_async(log.as_deref(), defaults::LOG, serve::serve(args)),
         #[cfg(feature = "quickstart")]
-        Command::Quickstart(args) => run_async("warn", quickstart::quickstart(args)),
-        command => match run_client(&cli.server, command) {
+        Command::Quickstart(args) => run_async(
+            log.as_deref(),
+            quickstart::LOG,
+            quickstart::quickstart(args),
+        ),
+        command => match run_client(&server, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
@@ -25,15 +35,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a server command on a multi-threaded runtime with logs at `level` (overridable
-/// with `RUST_LOG`).
-fn run_async(level: &str, job: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .init();
+/// Runs a server command on a multi-threaded runtime with logs filtered by `--log`,
+/// else `RUST_LOG`, else `default_log`; prints its error and exits non-zero if it fails.
+fn run_async<E: Display>(
+    log: Option<&str>,
+    default_log: &str,
+    job: impl Future<Output = Result<(), E>>,
+) -> ExitCode {
+    if let Err(e) = init_logging(log, default_log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

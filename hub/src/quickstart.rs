@@ -15,37 +15,102 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 use workbus_agent::config::AgentConfig;
-use workbus_agent::runtime::{self, AgentHandle};
-use workbus_agent::store::FileStore;
-use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_schemas::topics::Topics;
+use workbus_agent::runtime::{self, AgentError, AgentHandle};
+use workbus_agent::store::{FileStore, StoreError};
+use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
+use workbus_process::shutdown_signal;
+use workbus_schemas::topics::{TopicError, Topics};
 use workbus_transport::TransportConfig;
 
-use crate::cli::client::Client;
-use crate::config::{BrokerSettings, HubConfig, StoreSettings};
-use crate::hub::Hub;
+use crate::cli::client::{CliError, Client};
+use crate::config::{HubConfig, StoreSettings};
+use crate::defaults;
+use crate::embedded_broker::{self, EmbeddedBrokerError};
+use crate::hub::{Hub, HubError};
 
-/// Flags of `quickstart`.
+/// Default number of simulated clusters.
+pub const CLUSTERS: usize = 3;
+
+/// Default log filter: quiet, the quickstart prints its own progress.
+pub const LOG: &str = "warn";
+
+/// How long the hub may take to subscribe to the embedded broker.
+const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(10);
+
+/// The agents' status refresh: faster than an agent's default, for a lively demo.
+const STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long the sample work may take to become available.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Flags of `quickstart` (each also from a `WORKBUS_HUB_*` environment variable).
 #[derive(Debug, Clone, Args)]
 pub struct QuickstartArgs {
     /// REST listen address (a free port is used if it is taken).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "WORKBUS_HUB_LISTEN", default_value_t = defaults::LISTEN)]
     pub listen: SocketAddr,
     /// Embedded MQTT broker address (a free port is used if it is taken).
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    #[arg(long, env = "WORKBUS_HUB_BROKER_LISTEN", default_value_t = defaults::LOCAL_BROKER)]
     pub broker_listen: SocketAddr,
     /// Directory for the hub database and the simulated agents' state.
-    #[arg(long, default_value = "./workbus-data")]
+    #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
     /// Number of simulated clusters (each with its own agent).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "WORKBUS_HUB_CLUSTERS", default_value_t = CLUSTERS)]
     pub clusters: usize,
     /// Source id.
-    #[arg(long, default_value = "workbus")]
+    #[arg(long, env = "WORKBUS_HUB_SOURCE_ID", default_value = defaults::SOURCE_ID)]
     pub source_id: String,
     /// Exit after the sample work is applied and available (for scripts and CI).
-    #[arg(long)]
+    #[arg(long, env = "WORKBUS_HUB_EXIT_WHEN_READY")]
     pub exit_when_ready: bool,
+}
+
+/// Why the quickstart stopped; each names the part that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    /// The embedded broker could not start.
+    #[error(transparent)]
+    EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// The hub could not start.
+    #[error("cannot start the hub: {0}")]
+    Hub(#[from] HubError),
+    /// The hub did not subscribe in time.
+    #[error("the hub could not subscribe to the embedded broker within {0:?}")]
+    NotSubscribed(Duration),
+    /// A simulated cluster's state could not be opened.
+    #[error("simulated cluster {cluster}: {source}")]
+    AgentStore {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// A simulated cluster's name or topics are unusable.
+    #[error("simulated cluster {cluster}: {source}")]
+    AgentTopics {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        source: TopicError,
+    },
+    /// A simulated cluster's agent could not start.
+    #[error("simulated cluster {cluster}: cannot start its agent: {source}")]
+    Agent {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        source: AgentError,
+    },
+    /// A REST call to the hub failed.
+    #[error("REST API: {0}")]
+    Rest(#[from] CliError),
+    /// A blocking REST call's task failed.
+    #[error("REST call task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// `--exit-when-ready`, and the sample work was not ready in time.
+    #[error("the sample work did not become available within {0:?}")]
+    NotAvailable(Duration),
 }
 
 fn sample_work(cluster: &str) -> Value {
@@ -124,23 +189,18 @@ fn available(work: &Value) -> bool {
         .any(|c| c["type"] == "Available" && c["status"] == "True")
 }
 
-/// Runs the quickstart until Ctrl-C (or until ready with `--exit-when-ready`).
-pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
+/// Runs the quickstart until Ctrl-C or SIGTERM (or until ready with `--exit-when-ready`).
+pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
+    // Before anything slow, unless it exits by itself (then it leaves signals alone).
+    let stop = (!args.exit_when_ready).then(shutdown_signal);
     let started = Instant::now();
     println!(
         "workbus quickstart: embedded broker + hub (SQLite) + {} simulated clusters",
         args.clusters
     );
-    let (broker, moved) = crate::embedded_broker::start(args.broker_listen)
-        .await
-        .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
+    let broker = embedded_broker::start_announced(args.broker_listen, "  ").await?;
     let broker_addr = broker.local_addr();
-    if moved {
-        println!(
-            "  note: {} is in use; the embedded broker took {broker_addr}",
-            args.broker_listen
-        );
-    }
+    let reach = embedded_broker::connect_addr(broker_addr);
     let listen = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => {
             drop(l);
@@ -160,17 +220,13 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         store: StoreSettings::sqlite(args.data_dir.join("hub")),
         listen,
         source_id: args.source_id.clone(),
-        broker: BrokerSettings::Address {
-            host: broker_addr.ip().to_string(),
-            port: broker_addr.port(),
-        },
+        broker: embedded_broker::hub_settings(&broker),
         ..HubConfig::new()
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let base_url = hub.base_url();
-    if !hub.wait_subscribed(Duration::from_secs(10)).await {
-        return Err("the hub could not subscribe to the embedded broker".into());
+    if !hub.wait_subscribed(SUBSCRIBE_WITHIN).await {
+        return Err(QuickstartError::NotSubscribed(SUBSCRIBE_WITHIN));
     }
 
     // Register the clusters first (so the hub knows them when their agents first speak),
@@ -188,41 +244,26 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
             let _ = client.post("/api/v1/clusters", &json!({"name": c}));
         }
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
 
     // Simulated clusters, each with a real agent over MQTT and durable state on disk.
     let mut agents: Vec<AgentHandle> = Vec::new();
     for cluster in &clusters {
-        let dir = args.data_dir.join("agents").join(cluster);
-        let store = Arc::new(FileStore::open(&dir).map_err(|e| e.to_string())?);
-        let sim = Arc::new(SimulatedCluster::new(SimConfig {
-            ready_after: Duration::from_secs(2),
-            snapshot: Some(dir.join("simulated-cluster.json")),
-        }));
-        let topics = Topics::for_agent(&args.source_id, cluster).map_err(|e| e.to_string())?;
-        let transport = TransportConfig::new(broker_addr.ip().to_string(), broker_addr.port(), "");
-        let mut config =
-            AgentConfig::new(cluster, None, topics, transport).map_err(|e| e.to_string())?;
-        config.status_sync_interval = Duration::from_secs(5);
-        agents.push(runtime::start(config, sim, store).map_err(|e| e.to_string())?);
+        agents.push(start_agent(&args, cluster, reach)?);
     }
 
     let client_url = base_url.clone();
     let first = clusters[0].clone();
-    let applied = tokio::task::spawn_blocking(move || -> Result<String, String> {
+    let applied = tokio::task::spawn_blocking(move || -> Result<String, CliError> {
         let client = Client::new(&client_url);
         let work = sample_work(&first);
-        let answer = client
-            .put(
-                &format!("/api/v1/clusters/{first}/works/hello-workbus"),
-                &work,
-            )
-            .map_err(|e| e.to_string())?;
+        let answer = client.put(
+            &format!("/api/v1/clusters/{first}/works/hello-workbus"),
+            &work,
+        )?;
         Ok(answer.outcome.unwrap_or_else(|| "applied".into()))
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await??;
     println!(
         "  applied ManifestWork {}/hello-workbus ({applied}); waiting for its status...",
         clusters[0]
@@ -230,16 +271,14 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
 
     // Progress: print each status change until the work is available.
     let mut last = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + READY_WITHIN;
     let path = format!("/api/v1/clusters/{}/works/hello-workbus", clusters[0]);
     let mut ready = false;
     while Instant::now() < deadline {
         let url = base_url.clone();
         let p = path.clone();
         let work = tokio::task::spawn_blocking(move || Client::new(&url).get(&p).map(|a| a.body))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await??;
         let line = summary(&work);
         if line != last {
             println!(
@@ -266,7 +305,8 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         );
     } else {
         println!(
-            "  warning: the work did not become available within 60s; see `workbus-hub describe work hello-workbus -n {}`",
+            "  warning: the work did not become available within {}s; see `workbus-hub describe work hello-workbus -n {}`",
+            READY_WITHIN.as_secs(),
             clusters[0]
         );
     }
@@ -287,23 +327,55 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), String> {
         clusters[0]
     );
     println!(
-        "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --broker={broker_addr} --source-id={}",
+        "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --broker={reach} --source-id={}",
         args.source_id
     );
-    if args.exit_when_ready {
+    let Some(stop) = stop else {
         shutdown(agents, hub, broker).await;
         return if ready {
             Ok(())
         } else {
-            Err("the sample work did not become available".into())
+            Err(QuickstartError::NotAvailable(READY_WITHIN))
         };
-    }
+    };
     println!();
     println!("Serving; press Ctrl-C to stop.");
-    let _ = tokio::signal::ctrl_c().await;
+    stop.await;
     println!("shutting down");
     shutdown(agents, hub, broker).await;
     Ok(())
+}
+
+/// Starts the agent of simulated cluster `cluster` against the broker at `broker`, with
+/// its state (and the simulated cluster's snapshot) under the data directory.
+fn start_agent(
+    args: &QuickstartArgs,
+    cluster: &str,
+    broker: SocketAddr,
+) -> Result<AgentHandle, QuickstartError> {
+    let dir = args.data_dir.join("agents").join(cluster);
+    let store = FileStore::open(&dir).map_err(|source| QuickstartError::AgentStore {
+        cluster: cluster.to_string(),
+        source,
+    })?;
+    let sim = SimulatedCluster::new(SimConfig {
+        snapshot: Some(dir.join(SNAPSHOT_FILE)),
+        ..SimConfig::default()
+    });
+    let topics_error = |source| QuickstartError::AgentTopics {
+        cluster: cluster.to_string(),
+        source,
+    };
+    let topics = Topics::for_agent(&args.source_id, cluster).map_err(topics_error)?;
+    let transport = TransportConfig::new(broker.ip().to_string(), broker.port(), "");
+    let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
+    config.status_sync_interval = STATUS_SYNC_INTERVAL;
+    runtime::start(config, Arc::new(sim), Arc::new(store)).map_err(|source| {
+        QuickstartError::Agent {
+            cluster: cluster.to_string(),
+            source,
+        }
+    })
 }
 
 async fn shutdown(

@@ -1,12 +1,13 @@
 //! Architecture invariants of ARCHITECTURE.md, checked rather than written down only:
 //!
-//! - the crate graph, from `cargo metadata`: `schemas ← transport ← {hub, agent}`, the
-//!   protocol crate without I/O dependencies, the agent without the hub's server stack,
-//!   and the hub linking the agent only for its quickstart (an optional dependency
-//!   behind the `quickstart` feature);
+//! - the crate graph, from `cargo metadata`: `schemas ← transport ← {hub, agent}`,
+//!   `process ← {broker, hub, agent}`, the protocol crate without I/O dependencies,
+//!   `process` without workspace dependencies, the broker on `process` alone, the agent
+//!   without the hub's server stack, and the hub linking the agent only for its
+//!   quickstart (an optional dependency behind the `quickstart` feature);
 //! - only `schemas/` knows protocol facts: no `ce-` property, topic fragment, OCM
 //!   extension or resync payload field name, event-type group or ManifestWork API group
-//!   is spelled out in the hub, agent, broker or transport sources (their `#[cfg(test)]`
+//!   is spelled out in the hub, agent, broker, transport or process sources (their `#[cfg(test)]`
 //!   modules may, to check against).
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,30 @@ fn crate_graph_points_one_way() {
         ["workbus-schemas"],
         "transport builds on schemas only"
     );
+    let workspace_deps = |package: &str| {
+        required(&edges, package)
+            .into_iter()
+            .filter(|d| d.starts_with("workbus-"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        workspace_deps("workbus-process"),
+        Vec::<String>::new(),
+        "process (what every executable shares) builds on no workspace crate"
+    );
+    assert_eq!(
+        workspace_deps("workbus-broker"),
+        ["workbus-process"],
+        "the broker links neither the protocol nor the client crates"
+    );
+    for executable in ["workbus-hub", "workbus-agent"] {
+        assert!(
+            workspace_deps(executable)
+                .iter()
+                .any(|d| d == "workbus-process"),
+            "{executable} shares process handling through workbus-process"
+        );
+    }
     let agent = required(&edges, "workbus-agent");
     for forbidden in ["workbus-hub", "workbus-broker", "axum", "rusqlite", "ureq"] {
         assert!(
@@ -143,7 +168,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn protocol_facts_live_only_in_schemas() {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut files = Vec::new();
-    for crate_dir in ["hub/src", "agent/src", "broker/src", "transport/src"] {
+    for crate_dir in [
+        "hub/src",
+        "agent/src",
+        "broker/src",
+        "transport/src",
+        "process/src",
+    ] {
         rust_files(&root.join(crate_dir), &mut files);
     }
     assert!(files.len() > 20, "sources found: {}", files.len());

@@ -1,6 +1,9 @@
-//! Turns an sdk-go MQTT config file ([`MqttConfig`]) into a [`TransportConfig`]: the
-//! only place that reads the PEM files the config names (the schemas crate does no I/O).
+//! The sdk-go MQTT config file: [`load_mqtt_config`] reads and parses it (the one place
+//! hub and agent do), and [`TransportConfig::from_mqtt_config`] turns it into a
+//! transport — the only place that reads the PEM files the config names (the schemas
+//! crate does no I/O).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use workbus_schemas::config::{ConfigError, MqttConfig, PemSource, TlsMode};
@@ -21,6 +24,48 @@ pub enum TransportConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// Why an sdk-go MQTT config file cannot be loaded; both name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid sdk-go MQTT config.
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: ConfigError,
+    },
+}
+
+impl LoadConfigError {
+    /// The file that failed.
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadConfigError::Read { path, .. } | LoadConfigError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// Reads and parses the sdk-go MQTT config file at `path` (YAML or JSON, §1.8).
+pub fn load_mqtt_config(path: &Path) -> Result<MqttConfig, LoadConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    MqttConfig::from_bytes(&bytes).map_err(|source| LoadConfigError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn load(source: &PemSource) -> Result<Vec<u8>, TransportConfigError> {
@@ -63,5 +108,44 @@ impl TransportConfig {
             }),
         };
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_mqtt_config_names_the_file_it_could_not_use() {
+        let dir = std::env::temp_dir().join(format!("workbus-load-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+
+        let missing = dir.join("missing.yaml");
+        let e = load_mqtt_config(&missing).unwrap_err();
+        assert!(matches!(e, LoadConfigError::Read { .. }), "{e:?}");
+        assert_eq!(e.path(), missing);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot read {}: ", missing.display()))
+        );
+
+        let invalid = dir.join("invalid.yaml");
+        std::fs::write(&invalid, "topics: 7\n").unwrap();
+        let e = load_mqtt_config(&invalid).unwrap_err();
+        assert!(matches!(e, LoadConfigError::Invalid { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", invalid.display())),
+            "{e}"
+        );
+
+        let valid = dir.join("valid.yaml");
+        std::fs::write(
+            &valid,
+            "brokerHost: broker:1883\ntopics:\n  sourceEvents: sources/s/consumers/+/sourceevents\n  agentEvents: sources/s/consumers/+/agentevents\n",
+        )
+        .unwrap();
+        assert_eq!(load_mqtt_config(&valid).unwrap().broker_host, "broker:1883");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -45,7 +45,7 @@ mod tls;
 mod v311;
 mod v5;
 
-pub use from_config::TransportConfigError;
+pub use from_config::{LoadConfigError, TransportConfigError, load_mqtt_config};
 pub use tls::{TlsError, TlsSettings};
 
 /// The MQTT protocol version a transport speaks.

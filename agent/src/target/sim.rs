@@ -46,6 +46,13 @@ use super::{
     ApplyMode, DeleteResult, ObjectRef, OwnerChange, ResourceMapping, Target, TargetError,
 };
 
+/// The snapshot's file name in an agent's data directory (`workbus-agent` and the hub's
+/// quickstart keep it there).
+pub const SNAPSHOT_FILE: &str = "simulated-cluster.json";
+
+/// Default time from a workload's last spec change until it reports ready.
+pub const DEFAULT_READY_AFTER: Duration = Duration::from_secs(2);
+
 /// Settings of a simulated cluster.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -58,7 +65,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
-            ready_after: Duration::from_secs(2),
+            ready_after: DEFAULT_READY_AFTER,
             snapshot: None,
         }
     }

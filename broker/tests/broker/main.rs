@@ -2,6 +2,7 @@
 //! 3.1.1) and raw sockets. One test binary keeps link time down.
 
 mod auth;
+mod cli;
 mod common;
 mod lifecycle;
 mod pubsub;

@@ -2,6 +2,12 @@
 //! command talks to a running hub's REST API (`--server`, env `WORKBUS_SERVER`).
 //! Errors from the server are printed as kubectl does
 //! (`Error from server (Reason): message`) and give exit code 1.
+//!
+//! Every flag that configures the process (`--server`, `--log`, and all of `serve` and
+//! `quickstart`) can also come from the environment (`WORKBUS_SERVER`,
+//! `WORKBUS_HUB_*`); the defaults are [`crate::defaults`]. The client commands'
+//! per-call arguments (`-f`, `-n`, `-l`, `-o` and the names) deliberately have none, as
+//! with kubectl: an exported `WORKBUS_HUB_NAMESPACE` would silently retarget a `delete`.
 
 pub mod client;
 pub mod output;
@@ -30,9 +36,13 @@ pub struct Cli {
         long,
         global = true,
         env = "WORKBUS_SERVER",
-        default_value = "http://127.0.0.1:8080"
+        default_value_t = crate::defaults::server_url()
     )]
     pub server: String,
+    /// Log filter of `serve` and `quickstart`, e.g. info or workbus_hub=debug (without
+    /// it: RUST_LOG, else info for `serve` and warn for `quickstart`).
+    #[arg(long, global = true, value_name = "FILTER", env = "WORKBUS_HUB_LOG")]
+    pub log: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -364,4 +374,39 @@ pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag has an environment variable except the client commands' per-call
+    /// arguments (see the module documentation), listed here so that a new one is a
+    /// decision.
+    #[test]
+    fn every_process_flag_has_an_env_var() {
+        let per_call = [
+            "workbus-hub apply --filename",
+            "workbus-hub get works --namespace",
+            "workbus-hub get works --selector",
+            "workbus-hub get works --output",
+            "workbus-hub get work --namespace",
+            "workbus-hub get work --output",
+            "workbus-hub get clusters --output",
+            "workbus-hub describe work --namespace",
+            "workbus-hub delete work --namespace",
+            "workbus-hub create cluster --label",
+        ];
+        assert_eq!(workbus_process::flags_without_env(Cli::command()), per_call);
+    }
+
+    #[test]
+    fn default_server_is_the_default_listen_address() {
+        let cli = Cli::try_parse_from(["workbus-hub", "get", "clusters"]).unwrap();
+        if std::env::var_os("WORKBUS_SERVER").is_none() {
+            assert_eq!(cli.server, "http://127.0.0.1:8080");
+        }
+    }
 }

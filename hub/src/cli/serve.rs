@@ -1,54 +1,82 @@
 //! `workbus-hub serve`: runs a hub until Ctrl-C / SIGTERM. Broker settings come from
 //! `--mqtt-config FILE` (sdk-go format) or `--broker HOST:PORT`; with neither, the hub
 //! starts its embedded MQTT broker on `--broker-listen` (the no-setup default) and agents
-//! connect there.
+//! connect there. Every flag can also come from a `WORKBUS_HUB_*` environment variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use workbus_schemas::config::{MqttConfig, split_host_port};
+use workbus_process::shutdown_signal;
+use workbus_schemas::config::{ConfigError, split_host_port};
+use workbus_transport::{LoadConfigError, load_mqtt_config};
 
 use crate::config::{BrokerSettings, HubConfig, StoreSettings};
-use crate::hub::Hub;
+use crate::defaults;
+use crate::embedded_broker::{self, EmbeddedBrokerError};
+use crate::hub::{Hub, HubError};
 
 /// Flags of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// REST listen address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "WORKBUS_HUB_LISTEN", default_value_t = defaults::LISTEN)]
     pub listen: SocketAddr,
     /// Directory of the SQLite database.
-    #[arg(long, default_value = "./workbus-data")]
+    #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
     /// Source id (`[a-z0-9-]+`).
-    #[arg(long, default_value = "workbus")]
+    #[arg(long, env = "WORKBUS_HUB_SOURCE_ID", default_value = defaults::SOURCE_ID)]
     pub source_id: String,
     /// sdk-go MQTT config file (broker, TLS, topics).
-    #[arg(long, conflicts_with = "broker")]
+    #[arg(long, env = "WORKBUS_HUB_MQTT_CONFIG", conflicts_with = "broker")]
     pub mqtt_config: Option<PathBuf>,
     /// External broker `host:port` (plain TCP, default topics).
-    #[arg(long)]
+    #[arg(long, env = "WORKBUS_HUB_BROKER")]
     pub broker: Option<String>,
     /// Where the embedded broker listens when no external broker is given (a free port
     /// is used if this one is taken).
-    #[arg(long, default_value = "0.0.0.0:1883")]
+    #[arg(
+        long,
+        env = "WORKBUS_HUB_BROKER_LISTEN",
+        default_value_t = defaults::EMBEDDED_BROKER_LISTEN
+    )]
     pub broker_listen: SocketAddr,
 }
 
+/// Why `serve` could not run a hub; each names the flag or the part that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `--mqtt-config` could not be read or is invalid (names the file).
+    #[error("--mqtt-config: {0}")]
+    MqttConfig(#[from] LoadConfigError),
+    /// `--broker` is not `host:port`.
+    #[error("--broker {value}: {source}")]
+    Broker {
+        /// The flag's value.
+        value: String,
+        /// Why it is not `host:port`.
+        source: ConfigError,
+    },
+    /// The embedded broker could not start.
+    #[error(transparent)]
+    EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// The hub could not start (data directory, store, listen socket, topics, TLS).
+    #[error("cannot start the hub: {0}")]
+    Hub(#[from] HubError),
+}
+
 impl ServeArgs {
-    /// The hub config these flags describe.
-    pub fn hub_config(&self) -> Result<HubConfig, String> {
+    /// The hub config these flags describe (with neither `--mqtt-config` nor `--broker`,
+    /// the broker is [`HubConfig::new`]'s until [`serve`] starts the embedded one).
+    pub fn hub_config(&self) -> Result<HubConfig, ServeError> {
         let broker = match (&self.mqtt_config, &self.broker) {
-            (Some(path), _) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let cfg = MqttConfig::from_bytes(&bytes)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                BrokerSettings::MqttConfig(Box::new(cfg))
-            }
+            (Some(path), _) => BrokerSettings::MqttConfig(Box::new(load_mqtt_config(path)?)),
             (None, Some(addr)) => {
-                let a = split_host_port(addr).map_err(|e| format!("--broker: {e}"))?;
+                let a = split_host_port(addr).map_err(|source| ServeError::Broker {
+                    value: addr.clone(),
+                    source,
+                })?;
                 BrokerSettings::Address {
                     host: a.host,
                     port: a.port,
@@ -67,36 +95,20 @@ impl ServeArgs {
 }
 
 /// Runs the hub until a shutdown signal.
-pub async fn serve(args: ServeArgs) -> Result<(), String> {
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    // Before anything slow: a signal during start-up then stops the hub cleanly.
+    let stop = shutdown_signal();
     let mut config = args.hub_config()?;
     let embedded = if args.mqtt_config.is_none() && args.broker.is_none() {
-        let (broker, moved) = crate::embedded_broker::start(args.broker_listen)
-            .await
-            .map_err(|e| format!("cannot start the embedded broker: {e}"))?;
-        let addr = broker.local_addr();
-        if moved {
-            println!(
-                "note: {} is in use; the embedded broker took {addr}",
-                args.broker_listen
-            );
-        }
-        println!("embedded MQTT broker (MQTT 5 and 3.1.1) listening on {addr}");
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            addr.ip().to_string()
-        };
-        config.broker = BrokerSettings::Address {
-            host,
-            port: addr.port(),
-        };
+        let broker = embedded_broker::start_announced(args.broker_listen, "").await?;
+        config.broker = embedded_broker::hub_settings(&broker);
         Some(broker)
     } else {
         None
     };
-    let hub = Hub::start(config).await.map_err(|e| e.to_string())?;
+    let hub = Hub::start(config).await?;
     println!("workbus hub listening on {}", hub.base_url());
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     hub.shutdown().await;
     if let Some(broker) = embedded {
@@ -105,24 +117,52 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["workbus-hub", "serve"]
+            .into_iter()
+            .chain(flags.iter().copied());
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    #[test]
+    fn defaults_are_hub_config_defaults() {
+        let config = serve_args(&[]).hub_config().unwrap();
+        let default = HubConfig::new();
+        assert_eq!(config.listen, default.listen);
+        assert_eq!(config.store, default.store);
+        assert_eq!(config.source_id, default.source_id);
+        assert_eq!(
+            serve_args(&[]).broker_listen,
+            workbus_broker::BrokerConfig::default().listen[0]
+        );
+    }
+
+    #[test]
+    fn unusable_mqtt_config_names_the_flag_and_the_file() {
+        let missing = std::env::temp_dir().join(format!(
+            "workbus-hub-no-such-config-{}.yaml",
+            std::process::id()
+        ));
+        let e = serve_args(&["--mqtt-config", missing.to_str().unwrap()])
+            .hub_config()
+            .unwrap_err();
+        assert!(
+            matches!(&e, ServeError::MqttConfig(LoadConfigError::Read { path, .. }) if *path == missing),
+            "{e:?}"
+        );
+        let shown = e.to_string();
+        assert!(shown.starts_with("--mqtt-config: cannot read "), "{shown}");
+        let e = serve_args(&["--broker", "nope"]).hub_config().unwrap_err();
+        assert!(e.to_string().starts_with("--broker nope: "), "{e}");
     }
 }

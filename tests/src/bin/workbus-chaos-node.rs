@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.node {
-            Node::Hub(args) => workbus_hub::cli::serve::serve(args).await,
+            Node::Hub(args) => workbus_hub::cli::serve::serve(args)
+                .await
+                .map_err(|e| e.to_string()),
             Node::Agent {
                 args,
                 keep_alive_secs,
