@@ -116,7 +116,7 @@ pub enum QuickstartError {
 fn sample_work(cluster: &str) -> Value {
     json!({
         "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
-        "kind": "ManifestWork",
+        "kind": workbus_schemas::work::ManifestWork::KIND,
         "metadata": {"name": "hello-workbus", "namespace": cluster, "labels": {"app": "hello"}},
         "spec": {
             "workload": {"manifests": [
