@@ -1,0 +1,393 @@
+//! # The status simulator: what the workload controllers and the kubelet would write
+//!
+//! No pods run here, so the status of workloads is written by this simulator, through
+//! the status subresource and with the managers a real cluster shows
+//! (`kube-controller-manager`, `kubelet`), in the shapes of the real controllers:
+//!
+//! | kind | progressing | ready | failed |
+//! |---|---|---|---|
+//! | Deployment | `updatedReplicas`, `unavailableReplicas`; `Available=False` (`MinimumReplicasUnavailable`), `Progressing=True` (`ReplicaSetUpdated`) | all replica counts = `spec.replicas`; `Available=True` (`MinimumReplicasAvailable`), `Progressing=True` (`NewReplicaSetAvailable`) | `Progressing=False` (`ProgressDeadlineExceeded`) |
+//! | ReplicaSet | `replicas`, no ready | `replicas`, `readyReplicas`, `availableReplicas`, `fullyLabeledReplicas` | as progressing |
+//! | DaemonSet | `desiredNumberScheduled` = nodes, `numberUnavailable` | every count = nodes | as progressing |
+//! | StatefulSet | `replicas`, `currentReplicas`, no ready | every count = `spec.replicas`, revisions | as progressing |
+//! | Job | `active` = `parallelism`, `startTime` | `succeeded` = `completions`, `completionTime`, `SuccessCriteriaMet` + `Complete` | `failed`, `FailureTarget` + `Failed` (`BackoffLimitExceeded`) |
+//! | Pod | `Pending`, `PodScheduled`, containers waiting (`ContainerCreating`) | `Running`, `Ready`, `ContainersReady`, containers running | `Failed`, containers terminated (`Error`) |
+//!
+//! `observedGeneration` follows `metadata.generation`. With [`Readiness::Immediate`]
+//! everything is ready as soon as it is written; with [`Readiness::Manual`] it stays
+//! progressing until the test moves it (`RunningServer::simulator`). Conditions keep
+//! their transition times while their status does not change.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::cluster::Cluster;
+use crate::config::Readiness;
+use crate::meta;
+use crate::registry::GroupResource;
+
+/// Where a simulated workload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Progressing,
+    Ready,
+    Failed,
+}
+
+/// Per-object phases set by tests (by uid).
+#[derive(Debug, Default)]
+pub struct SimState {
+    pub phases: HashMap<String, Phase>,
+}
+
+const SIMULATED: &[(&str, &str)] = &[
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "daemonsets"),
+    ("apps", "statefulsets"),
+    ("batch", "jobs"),
+    ("", "pods"),
+];
+
+/// The characters of Kubernetes' `rand.SafeEncodeString`.
+const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A stable hash of a pod template, like `pod-template-hash` / controller revisions.
+pub fn template_hash(template: &Value, len: usize) -> String {
+    let digest = Sha256::digest(template.to_string().as_bytes());
+    digest
+        .iter()
+        .take(len)
+        .map(|b| SAFE[*b as usize % SAFE.len()] as char)
+        .collect()
+}
+
+/// A condition, keeping the old one's times when its status did not change.
+fn condition(
+    old: &Value,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+    update_time: bool,
+) -> Value {
+    let prev = old["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
+    let same = prev.is_some_and(|p| p["status"] == status);
+    let transition = match prev {
+        Some(p) if same => p["lastTransitionTime"].clone(),
+        _ => json!(now),
+    };
+    let mut c = json!({
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+    });
+    if update_time {
+        let unchanged = prev.is_some_and(|p| same && p["reason"] == reason && p["message"] == message);
+        c["lastUpdateTime"] = match prev {
+            Some(p) if unchanged => p["lastUpdateTime"].clone(),
+            _ => json!(now),
+        };
+    }
+    c
+}
+
+fn put_nonzero(m: &mut Map<String, Value>, k: &str, n: i64) {
+    if n != 0 {
+        m.insert(k.into(), json!(n));
+    }
+}
+
+fn replicas(obj: &Value) -> i64 {
+    obj["spec"]["replicas"].as_i64().unwrap_or(1)
+}
+
+fn deployment(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
+    let r = replicas(obj);
+    let rs = format!(
+        "{}-{}",
+        meta::name(obj),
+        template_hash(&obj["spec"]["template"], 10)
+    );
+    let mut s = Map::new();
+    s.insert("observedGeneration".into(), json!(meta::generation(obj)));
+    put_nonzero(&mut s, "replicas", r);
+    put_nonzero(&mut s, "updatedReplicas", r);
+    let conditions = match phase {
+        Phase::Ready => {
+            put_nonzero(&mut s, "readyReplicas", r);
+            put_nonzero(&mut s, "availableReplicas", r);
+            vec![
+                condition(old, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now, true),
+                condition(old, "Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed."), now, true),
+            ]
+        }
+        Phase::Progressing => {
+            put_nonzero(&mut s, "unavailableReplicas", r);
+            vec![
+                condition(old, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
+                condition(old, "Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs}\" is progressing."), now, true),
+            ]
+        }
+        Phase::Failed => {
+            put_nonzero(&mut s, "unavailableReplicas", r);
+            vec![
+                condition(old, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
+                condition(old, "Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs}\" has timed out progressing."), now, true),
+            ]
+        }
+    };
+    s.insert("conditions".into(), Value::Array(conditions));
+    Value::Object(s)
+}
+
+fn replicaset(obj: &Value, phase: Phase) -> Value {
+    let r = replicas(obj);
+    let mut s = Map::new();
+    s.insert("replicas".into(), json!(r));
+    s.insert("observedGeneration".into(), json!(meta::generation(obj)));
+    put_nonzero(&mut s, "fullyLabeledReplicas", r);
+    if phase == Phase::Ready {
+        put_nonzero(&mut s, "readyReplicas", r);
+        put_nonzero(&mut s, "availableReplicas", r);
+    }
+    Value::Object(s)
+}
+
+fn daemonset(obj: &Value, phase: Phase, nodes: i64) -> Value {
+    let mut s = Map::new();
+    s.insert("currentNumberScheduled".into(), json!(nodes));
+    s.insert("desiredNumberScheduled".into(), json!(nodes));
+    s.insert("numberMisscheduled".into(), json!(0));
+    s.insert("observedGeneration".into(), json!(meta::generation(obj)));
+    put_nonzero(&mut s, "updatedNumberScheduled", nodes);
+    if phase == Phase::Ready {
+        s.insert("numberReady".into(), json!(nodes));
+        put_nonzero(&mut s, "numberAvailable", nodes);
+    } else {
+        s.insert("numberReady".into(), json!(0));
+        put_nonzero(&mut s, "numberUnavailable", nodes);
+    }
+    Value::Object(s)
+}
+
+fn statefulset(obj: &Value, phase: Phase) -> Value {
+    let r = replicas(obj);
+    let rev = format!(
+        "{}-{}",
+        meta::name(obj),
+        template_hash(&obj["spec"]["template"], 10)
+    );
+    let ready = if phase == Phase::Ready { r } else { 0 };
+    let mut s = Map::new();
+    s.insert("observedGeneration".into(), json!(meta::generation(obj)));
+    s.insert("replicas".into(), json!(r));
+    s.insert("availableReplicas".into(), json!(ready));
+    put_nonzero(&mut s, "readyReplicas", ready);
+    put_nonzero(&mut s, "currentReplicas", r);
+    put_nonzero(&mut s, "updatedReplicas", r);
+    s.insert("currentRevision".into(), json!(rev));
+    s.insert("updateRevision".into(), json!(rev));
+    s.insert("collisionCount".into(), json!(0));
+    Value::Object(s)
+}
+
+fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
+    let start = old["startTime"].as_str().unwrap_or(now).to_string();
+    let mut s = Map::new();
+    s.insert("startTime".into(), json!(start));
+    s.insert("ready".into(), json!(0));
+    s.insert("terminating".into(), json!(0));
+    s.insert("uncountedTerminatedPods".into(), json!({}));
+    match phase {
+        Phase::Progressing => {
+            put_nonzero(&mut s, "active", obj["spec"]["parallelism"].as_i64().unwrap_or(1));
+        }
+        Phase::Ready => {
+            let done = old["completionTime"].as_str().unwrap_or(now).to_string();
+            let message = "Reached expected number of succeeded pods";
+            s.insert("completionTime".into(), json!(done));
+            put_nonzero(&mut s, "succeeded", obj["spec"]["completions"].as_i64().unwrap_or(1));
+            let mut c1 = condition(old, "SuccessCriteriaMet", "True", "CompletionsReached", message, now, false);
+            let mut c2 = condition(old, "Complete", "True", "CompletionsReached", message, now, false);
+            for c in [&mut c1, &mut c2] {
+                c["lastProbeTime"] = c["lastTransitionTime"].clone();
+            }
+            s.insert("conditions".into(), json!([c1, c2]));
+        }
+        Phase::Failed => {
+            let message = "Job has reached the specified backoff limit";
+            put_nonzero(&mut s, "failed", obj["spec"]["backoffLimit"].as_i64().unwrap_or(6) + 1);
+            let mut c1 = condition(old, "FailureTarget", "True", "BackoffLimitExceeded", message, now, false);
+            let mut c2 = condition(old, "Failed", "True", "BackoffLimitExceeded", message, now, false);
+            for c in [&mut c1, &mut c2] {
+                c["lastProbeTime"] = c["lastTransitionTime"].clone();
+            }
+            s.insert("conditions".into(), json!([c1, c2]));
+        }
+    }
+    Value::Object(s)
+}
+
+fn pod(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
+    let start = old["startTime"].as_str().unwrap_or(now).to_string();
+    let ready = if phase == Phase::Ready { "True" } else { "False" };
+    let mut conditions = vec![
+        condition(old, "PodReadyToStartContainers", if phase == Phase::Progressing { "False" } else { "True" }, "", "", now, false),
+        condition(old, "Initialized", "True", "", "", now, false),
+        condition(old, "Ready", ready, if phase == Phase::Ready { "" } else { "ContainersNotReady" }, "", now, false),
+        condition(old, "ContainersReady", ready, if phase == Phase::Ready { "" } else { "ContainersNotReady" }, "", now, false),
+        condition(old, "PodScheduled", "True", "", "", now, false),
+    ];
+    for c in &mut conditions {
+        let m = c.as_object_mut().expect("a condition is an object");
+        for f in ["reason", "message"] {
+            if m.get(f).and_then(Value::as_str) == Some("") {
+                m.remove(f);
+            }
+        }
+    }
+    let containers: Vec<Value> = obj["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or("");
+            let image = c["image"].as_str().unwrap_or("");
+            let id = template_hash(&json!([meta::uid(obj), name]), 32);
+            let prev = old["containerStatuses"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|x| x["name"] == name));
+            let state = match phase {
+                Phase::Ready => {
+                    let started = prev
+                        .and_then(|p| p["state"]["running"]["startedAt"].as_str())
+                        .unwrap_or(now);
+                    json!({"running": {"startedAt": started}})
+                }
+                Phase::Progressing => json!({"waiting": {"reason": "ContainerCreating"}}),
+                Phase::Failed => json!({"terminated": {"exitCode": 1, "reason": "Error",
+                                        "startedAt": start, "finishedAt": now,
+                                        "containerID": format!("containerd://{id}")}}),
+            };
+            let mut s = json!({
+                "name": name,
+                "image": image,
+                "imageID": "",
+                "ready": phase == Phase::Ready,
+                "restartCount": 0,
+                "started": phase == Phase::Ready,
+                "state": state,
+                "lastState": {},
+            });
+            if phase != Phase::Progressing {
+                s["containerID"] = json!(format!("containerd://{id}"));
+            }
+            s
+        })
+        .collect();
+    let pod_phase = match phase {
+        Phase::Progressing => "Pending",
+        Phase::Ready => "Running",
+        Phase::Failed => "Failed",
+    };
+    let mut s = json!({
+        "phase": pod_phase,
+        "conditions": conditions,
+        "containerStatuses": containers,
+        "hostIP": "10.0.0.1",
+        "hostIPs": [{"ip": "10.0.0.1"}],
+        "startTime": start,
+        "qosClass": old["qosClass"].as_str().unwrap_or("BestEffort"),
+    });
+    if phase != Phase::Progressing {
+        let ip = format!("10.244.0.{}", 2 + (template_hash(&json!(meta::uid(obj)), 1).as_bytes()[0] % 200));
+        s["podIP"] = json!(ip);
+        s["podIPs"] = json!([{"ip": ip}]);
+    }
+    s
+}
+
+impl Cluster {
+    fn phase_of(&self, obj: &Value) -> Phase {
+        if let Some(p) = self.sim.phases.get(meta::uid(obj)) {
+            return *p;
+        }
+        match self.config.readiness {
+            Readiness::Immediate => Phase::Ready,
+            Readiness::Manual => Phase::Progressing,
+        }
+    }
+
+    /// One pass of the simulator; true if it wrote a status.
+    pub fn simulate(&mut self) -> bool {
+        let now = meta::now();
+        let mut changed = false;
+        for (group, resource) in SIMULATED {
+            let gr = GroupResource::new(group, resource);
+            let Some(rt) = self.store.registry.find_gr(&gr) else {
+                continue;
+            };
+            let objects: Vec<Value> = self
+                .store
+                .list(&gr, None)
+                .filter(|o| !meta::is_deleting(o))
+                .cloned()
+                .collect();
+            for obj in objects {
+                let phase = self.phase_of(&obj);
+                let old = obj.get("status").cloned().unwrap_or_else(|| json!({}));
+                let (desired, manager) = match rt.kind.as_str() {
+                    "Deployment" => (deployment(&obj, &old, phase, &now), "kube-controller-manager"),
+                    "ReplicaSet" => (replicaset(&obj, phase), "kube-controller-manager"),
+                    "DaemonSet" => (daemonset(&obj, phase, i64::from(self.config.nodes)), "kube-controller-manager"),
+                    "StatefulSet" => (statefulset(&obj, phase), "kube-controller-manager"),
+                    "Job" => (job(&obj, &old, phase, &now), "kube-controller-manager"),
+                    "Pod" => (pod(&obj, &old, phase, &now), "kubelet"),
+                    _ => continue,
+                };
+                if desired != old {
+                    changed |= self.write_status(&rt, &obj, desired, manager).is_ok();
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_shapes() {
+        let d = json!({"metadata": {"name": "web", "generation": 2}, "spec": {"replicas": 3, "template": {}}});
+        let ready = deployment(&d, &json!({}), Phase::Ready, "t0");
+        assert_eq!(ready["observedGeneration"], 2);
+        assert_eq!(ready["availableReplicas"], 3);
+        assert_eq!(ready["conditions"][0]["reason"], "MinimumReplicasAvailable");
+        // Same status again: times kept.
+        let again = deployment(&d, &ready, Phase::Ready, "t1");
+        assert_eq!(again, ready);
+        let zero = deployment(&json!({"metadata": {"name": "z"}, "spec": {"replicas": 0}}), &json!({}), Phase::Ready, "t");
+        assert!(zero.get("replicas").is_none());
+        let progressing = deployment(&d, &ready, Phase::Progressing, "t2");
+        assert_eq!(progressing["conditions"][0]["lastTransitionTime"], "t2");
+        assert_eq!(progressing["unavailableReplicas"], 3);
+    }
+
+    #[test]
+    fn hashes_are_safe_and_stable() {
+        let h = template_hash(&json!({"a": 1}), 10);
+        assert_eq!(h.len(), 10);
+        assert_eq!(h, template_hash(&json!({"a": 1}), 10));
+        assert!(h.bytes().all(|b| SAFE.contains(&b)));
+    }
+}
