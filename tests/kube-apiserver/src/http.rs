@@ -159,13 +159,16 @@ fn respond(reply: Reply) -> Response {
 /// The axum handler for every path.
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error_response(&ApiError::too_large(format!(
-                "Request entity too large: limit is {MAX_BODY}"
-            )));
-        }
+    // Read (and drop) a body somewhat over the limit, so the client gets its 413
+    // rather than a reset connection.
+    let too_large = || {
+        error_response(&ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_BODY}"
+        )))
+    };
+    let bytes = match to_bytes(body, 8 * MAX_BODY).await {
+        Ok(b) if b.len() <= MAX_BODY => b,
+        _ => return too_large(),
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         dispatch(&shared, &parts.method, &parts.uri, &parts.headers, &bytes)
@@ -248,7 +251,7 @@ fn dispatch(
             if accept.contains("protobuf") {
                 Ok(Reply::Raw(
                     200,
-                    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                     discovery::openapi_v2_protobuf(&git),
                 ))
             } else {

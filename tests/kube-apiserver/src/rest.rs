@@ -171,31 +171,25 @@ pub fn decode_body(rt: &ResourceType, content_type: &str, body: &[u8]) -> ApiRes
     Ok(v)
 }
 
-/// `apiVersion` and `kind` present and the URL's.
-fn check_type_meta(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
-    let kind = obj["kind"].as_str().unwrap_or("");
-    if kind.is_empty() {
-        let mut text = obj.to_string();
-        if text.len() > 200 {
-            text.truncate(200);
-        }
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{text}'"
-        )));
-    }
-    let av = obj["apiVersion"].as_str().unwrap_or("");
-    if av != rt.api_version() {
+/// `apiVersion` and `kind`, when given, are the URL's (missing ones default to it, as
+/// the decoder's default GroupVersionKind does).
+fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
+    let kind = obj["kind"].as_str().unwrap_or("").to_string();
+    let av = obj["apiVersion"].as_str().unwrap_or("").to_string();
+    if !av.is_empty() && av != rt.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
             rt.api_version()
         )));
     }
-    if kind != rt.kind {
+    if !kind.is_empty() && kind != rt.kind {
         return Err(ApiError::bad_request(format!(
             "the object provided is unrecognized (must be of type {}): kind in the data ({kind}) does not match",
             rt.kind
         )));
     }
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
     Ok(())
 }
 
@@ -322,10 +316,10 @@ impl Cluster {
         let dry_run = r.write_options("CreateOptions", Vec::new())?;
         let mut obj = decode_body(&r.rt, r.content_type, body)?;
         if !r.rt.stored {
-            check_type_meta(&r.rt, &obj)?;
+            check_type_meta(&r.rt, &mut obj)?;
             return Ok((201, self.review(&r.rt, r.namespace.as_deref(), obj)?));
         }
-        check_type_meta(&r.rt, &obj)?;
+        check_type_meta(&r.rt, &mut obj)?;
         settle_namespace(&r.rt, &mut obj, r.ns())?;
         let m = meta::metadata_mut(&mut obj);
         let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
@@ -354,7 +348,7 @@ impl Cluster {
     pub fn replace(&mut self, r: &Req, body: &[u8]) -> ApiResult<(u16, Value)> {
         let dry_run = r.write_options("UpdateOptions", Vec::new())?;
         let mut obj = decode_body(&r.rt, r.content_type, body)?;
-        check_type_meta(&r.rt, &obj)?;
+        check_type_meta(&r.rt, &mut obj)?;
         settle_namespace(&r.rt, &mut obj, r.ns())?;
         check_name(&obj, r.name())?;
         let old = self.stored(r)?;
