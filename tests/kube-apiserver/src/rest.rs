@@ -502,6 +502,11 @@ impl Cluster {
                 rt.api_version()
             )));
         }
+        let old = self.store.get(&gr, r.ns(), r.name()).cloned();
+        if old.is_none() && r.subresource.is_some() {
+            // Status writes never create.
+            return Err(ApiError::not_found(&gr, r.name()));
+        }
         let cfg_meta = meta::metadata(&config).cloned().unwrap_or_default();
         if cfg_meta.get("managedFields").is_some_and(|m| !m.is_null()) {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
@@ -518,10 +523,6 @@ impl Cluster {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
-        }
-        let old = self.store.get(&gr, r.ns(), r.name()).cloned();
-        if old.is_none() && r.subresource.is_some() {
-            return Err(ApiError::not_found(&gr, r.name()));
         }
         let cfg_uid = cfg_meta.get("uid").and_then(Value::as_str).unwrap_or("");
         if !cfg_uid.is_empty() {
