@@ -212,7 +212,10 @@ impl Cluster {
                 "uid".into(),
                 Value::String(uuid::Uuid::new_v4().to_string()),
             );
-            m.insert("creationTimestamp".into(), Value::String(ctx.actor.now.clone()));
+            m.insert(
+                "creationTimestamp".into(),
+                Value::String(ctx.actor.now.clone()),
+            );
             for f in [
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",

@@ -45,7 +45,9 @@ impl Cluster {
             .collect();
         let mut changed = false;
         for (old, status) in pending {
-            changed |= self.write_status(&rt, &old, status, "kube-apiserver").is_ok();
+            changed |= self
+                .write_status(&rt, &old, status, "kube-apiserver")
+                .is_ok();
         }
         changed
     }
@@ -55,7 +57,11 @@ impl Cluster {
             .store
             .list(&crds_gr(), None)
             .filter(|c| meta::is_deleting(c))
-            .filter(|c| meta::finalizers(c).iter().any(|f| f == crd::CLEANUP_FINALIZER))
+            .filter(|c| {
+                meta::finalizers(c)
+                    .iter()
+                    .any(|f| f == crd::CLEANUP_FINALIZER)
+            })
             .cloned()
             .collect();
         let mut changed = false;
@@ -66,16 +72,27 @@ impl Cluster {
             );
             let instances: Vec<_> = self.store.list(&gr, None).cloned().collect();
             if instances.is_empty() {
-                changed |= self.drop_finalizer(&crds_gr(), "", meta::name(&c), crd::CLEANUP_FINALIZER);
+                changed |=
+                    self.drop_finalizer(&crds_gr(), "", meta::name(&c), crd::CLEANUP_FINALIZER);
                 continue;
             }
             let Some(rt) = self.store.registry.find_gr(&gr) else {
                 continue;
             };
             for i in instances.iter().filter(|i| !meta::is_deleting(i)) {
-                let ctx = crate::cluster::WriteCtx::controller("kube-apiserver", &rt.storage_api_version(), "");
+                let ctx = crate::cluster::WriteCtx::controller(
+                    "kube-apiserver",
+                    &rt.storage_api_version(),
+                    "",
+                );
                 changed |= self
-                    .delete_object(&rt, meta::namespace(i), meta::name(i), &Default::default(), &ctx)
+                    .delete_object(
+                        &rt,
+                        meta::namespace(i),
+                        meta::name(i),
+                        &Default::default(),
+                        &ctx,
+                    )
                     .is_ok();
             }
         }

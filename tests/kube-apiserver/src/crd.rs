@@ -28,7 +28,9 @@ use crate::registry::{CrdVersion, GenerationRule, ResourceType, compare_versions
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    meta::get_path(v, path).and_then(Value::as_str).unwrap_or("")
+    meta::get_path(v, path)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// Validation of a CRD object.
@@ -145,7 +147,10 @@ pub fn established_status(crd: &Value, now: &str) -> Option<Value> {
         status["acceptedNames"] = names;
         changed = true;
     }
-    let stored = status["storedVersions"].as_array().cloned().unwrap_or_default();
+    let stored = status["storedVersions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !stored.iter().any(|v| v.as_str() == Some(&storage)) {
         let mut stored = stored;
         stored.push(json!(storage));
@@ -192,10 +197,17 @@ pub fn resource_types(crd: &Value) -> Vec<Arc<ResourceType>> {
     };
     let mut versions: Vec<&Value> = crd["spec"]["versions"]
         .as_array()
-        .map(|a| a.iter().filter(|v| v["served"].as_bool() == Some(true)).collect())
+        .map(|a| {
+            a.iter()
+                .filter(|v| v["served"].as_bool() == Some(true))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort_by(|a, b| {
-        compare_versions(b["name"].as_str().unwrap_or(""), a["name"].as_str().unwrap_or(""))
+        compare_versions(
+            b["name"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+        )
     });
     versions
         .into_iter()
@@ -296,7 +308,8 @@ fn walk(schema: &Value, v: &mut Value) {
                     m.retain(|k, _| {
                         props.is_some_and(|p| p.contains_key(k))
                             || additional.is_some()
-                            || (embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+                            || (embedded
+                                && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
                     });
                 }
                 if let Some(props) = props {
@@ -361,7 +374,12 @@ pub fn validate_object(schema: &Value, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn required(schema: &Value, m: Option<&Map<String, Value>>, path: &str, errs: &mut Vec<FieldError>) {
+fn required(
+    schema: &Value,
+    m: Option<&Map<String, Value>>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     for r in schema["required"].as_array().into_iter().flatten() {
         let Some(r) = r.as_str() else { continue };
         if matches!(r, "apiVersion" | "kind" | "metadata") && path.is_empty() {
@@ -514,7 +532,10 @@ mod tests {
         assert!(o.get("other").is_none());
         assert!(validate_object(schema, &o).is_empty());
         let bad = json!({"spec": {"size": "x", "color": "green"}});
-        let errs: Vec<String> = validate_object(schema, &bad).iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = validate_object(schema, &bad)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(
             errs,
             [
@@ -523,6 +544,9 @@ mod tests {
             ]
         );
         let missing = json!({"spec": {}});
-        assert_eq!(validate_object(schema, &missing)[0].to_string(), "spec.size: Required value");
+        assert_eq!(
+            validate_object(schema, &missing)[0].to_string(),
+            "spec.size: Required value"
+        );
     }
 }

@@ -44,9 +44,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 def(spec, "replicas", json!(1));
                 def(spec, "revisionHistoryLimit", json!(10));
                 def(spec, "progressDeadlineSeconds", json!(600));
-                let strategy = spec
-                    .entry("strategy")
-                    .or_insert_with(|| json!({}));
+                let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
                 if let Some(s) = strategy.as_object_mut() {
                     def(s, "type", json!("RollingUpdate"));
                     if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
@@ -217,7 +215,11 @@ fn image_pull_policy(image: &str) -> &'static str {
 }
 
 fn container(c: &mut Map<String, Value>) {
-    let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     def(c, "imagePullPolicy", json!(image_pull_policy(&image)));
     def(c, "terminationMessagePath", json!("/dev/termination-log"));
     def(c, "terminationMessagePolicy", json!("File"));
@@ -286,7 +288,11 @@ mod tests {
         assert_eq!(c[1]["imagePullPolicy"], "Always");
         assert_eq!(c[0]["ports"][0]["protocol"], "TCP");
         assert_eq!(o["spec"]["template"]["spec"]["restartPolicy"], "Always");
-        assert!(o["spec"]["template"]["spec"].get("serviceAccountName").is_none());
+        assert!(
+            o["spec"]["template"]["spec"]
+                .get("serviceAccountName")
+                .is_none()
+        );
     }
 
     #[test]
@@ -295,7 +301,13 @@ mod tests {
         let j = r.find("batch", "v1", "jobs").unwrap();
         let mut a = json!({"spec": {}});
         apply(&j, &mut a);
-        assert_eq!((a["spec"]["completions"].clone(), a["spec"]["parallelism"].clone()), (json!(1), json!(1)));
+        assert_eq!(
+            (
+                a["spec"]["completions"].clone(),
+                a["spec"]["parallelism"].clone()
+            ),
+            (json!(1), json!(1))
+        );
         let mut b = json!({"spec": {"parallelism": 3}});
         apply(&j, &mut b);
         assert!(b["spec"].get("completions").is_none());

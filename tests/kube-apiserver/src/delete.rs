@@ -86,7 +86,11 @@ impl DeleteOptions {
         }
         for d in &dry_run {
             if d != "All" {
-                errs.push(FieldError::not_supported("dryRun", &Value::from(d.as_str()), &["All"]));
+                errs.push(FieldError::not_supported(
+                    "dryRun",
+                    &Value::from(d.as_str()),
+                    &["All"],
+                ));
             }
         }
         if !errs.is_empty() {
@@ -211,7 +215,10 @@ impl Cluster {
             let mut new = old.clone();
             meta::set_finalizers(&mut new, &finalizers);
             let m = meta::metadata_mut(&mut new);
-            m.insert("deletionTimestamp".into(), Value::String(ctx.actor.now.clone()));
+            m.insert(
+                "deletionTimestamp".into(),
+                Value::String(ctx.actor.now.clone()),
+            );
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
             if let Some(g) = m.get("generation").and_then(Value::as_i64) {
                 if g > 0 {
@@ -265,6 +272,9 @@ mod tests {
         };
         let deleting = json!({"metadata": {"finalizers": ["orphan"]}});
         assert!(gc_finalizers(&deleting, &bg).is_empty());
-        assert_eq!(gc_finalizers(&deleting, &DeleteOptions::default()), ["orphan"]);
+        assert_eq!(
+            gc_finalizers(&deleting, &DeleteOptions::default()),
+            ["orphan"]
+        );
     }
 }

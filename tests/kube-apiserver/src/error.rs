@@ -194,8 +194,12 @@ impl ApiError {
 
     /// `NewAlreadyExists`.
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
-        ApiError::new(409, "AlreadyExists", format!("{gr} {name:?} already exists"))
-            .with_details(details(gr, name))
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{gr} {name:?} already exists"),
+        )
+        .with_details(details(gr, name))
     }
 
     /// `NewConflict`: `Operation cannot be fulfilled on configmaps "x": <why>`.
@@ -269,8 +273,12 @@ impl ApiError {
 
     /// `NewForbidden`: `configmaps "x" is forbidden: <why>`.
     pub fn forbidden(gr: &GroupResource, name: &str, why: impl std::fmt::Display) -> Self {
-        ApiError::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {why}"))
-            .with_details(details(gr, name))
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!("{gr} {name:?} is forbidden: {why}"),
+        )
+        .with_details(details(gr, name))
     }
 
     /// `NewMethodNotSupported`.

@@ -79,19 +79,36 @@ impl Cluster {
         let Some(rt) = self.rt(&item.gr) else {
             return false;
         };
-        let Some(current) = self.store.get(&item.gr, &item.namespace, &item.name).cloned() else {
+        let Some(current) = self
+            .store
+            .get(&item.gr, &item.namespace, &item.name)
+            .cloned()
+        else {
             return false;
         };
         let mut new = current.clone();
         if !meta::remove_owner_references(&mut new, uids) {
             return false;
         }
-        self.update_object(&rt, &current, new, None, &Self::gc_ctx(&rt), ManagedMode::Update)
-            .is_ok()
+        self.update_object(
+            &rt,
+            &current,
+            new,
+            None,
+            &Self::gc_ctx(&rt),
+            ManagedMode::Update,
+        )
+        .is_ok()
     }
 
     /// Removes one finalizer from an object.
-    pub(crate) fn drop_finalizer(&mut self, gr: &GroupResource, ns: &str, name: &str, finalizer: &str) -> bool {
+    pub(crate) fn drop_finalizer(
+        &mut self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        finalizer: &str,
+    ) -> bool {
         let Some(rt) = self.rt(gr) else { return false };
         let Some(current) = self.store.get(gr, ns, name).cloned() else {
             return false;
@@ -104,8 +121,15 @@ impl Cluster {
         }
         let mut new = current.clone();
         meta::set_finalizers(&mut new, &f);
-        self.update_object(&rt, &current, new, None, &Self::gc_ctx(&rt), ManagedMode::Update)
-            .is_ok()
+        self.update_object(
+            &rt,
+            &current,
+            new,
+            None,
+            &Self::gc_ctx(&rt),
+            ManagedMode::Update,
+        )
+        .is_ok()
     }
 
     fn gc_delete(&mut self, item: &Item, policy: &str) -> bool {
@@ -124,10 +148,7 @@ impl Cluster {
     /// One pass of the garbage collector; true if it changed anything.
     pub fn garbage_collect(&mut self) -> bool {
         let items = self.snapshot();
-        let by_uid: HashMap<&str, &Item> = items
-            .iter()
-            .map(|i| (meta::uid(&i.obj), i))
-            .collect();
+        let by_uid: HashMap<&str, &Item> = items.iter().map(|i| (meta::uid(&i.obj), i)).collect();
         let mut dependents: HashMap<&str, Vec<&Item>> = HashMap::new();
         for i in &items {
             for r in meta::owner_references(&i.obj) {
@@ -147,7 +168,8 @@ impl Cluster {
                 for d in &deps {
                     changed |= self.drop_owner_refs(d, std::slice::from_ref(&uid));
                 }
-                changed |= self.drop_finalizer(&owner.gr, &owner.namespace, &owner.name, ORPHAN_FINALIZER);
+                changed |=
+                    self.drop_finalizer(&owner.gr, &owner.namespace, &owner.name, ORPHAN_FINALIZER);
             } else if fins.iter().any(|f| f == FOREGROUND_FINALIZER) {
                 for d in &deps {
                     if meta::is_deleting(&d.obj) {
@@ -159,15 +181,22 @@ impl Cluster {
                     changed |= self.attempt_delete(d, has_own);
                 }
                 let blocking = deps.iter().any(|d| {
-                    self.store.get(&d.gr, &d.namespace, &d.name).is_some_and(|live| {
-                        meta::uid(live) == meta::uid(&d.obj)
-                            && meta::owner_references(live)
-                                .iter()
-                                .any(|r| r.uid == uid && r.block_owner_deletion)
-                    })
+                    self.store
+                        .get(&d.gr, &d.namespace, &d.name)
+                        .is_some_and(|live| {
+                            meta::uid(live) == meta::uid(&d.obj)
+                                && meta::owner_references(live)
+                                    .iter()
+                                    .any(|r| r.uid == uid && r.block_owner_deletion)
+                        })
                 });
                 if !blocking {
-                    changed |= self.drop_finalizer(&owner.gr, &owner.namespace, &owner.name, FOREGROUND_FINALIZER);
+                    changed |= self.drop_finalizer(
+                        &owner.gr,
+                        &owner.namespace,
+                        &owner.name,
+                        FOREGROUND_FINALIZER,
+                    );
                 }
             }
         }
@@ -193,11 +222,17 @@ impl Cluster {
         if owner_rt.namespaced && !dep_namespaced {
             return RefState::Solid;
         }
-        let ns = if owner_rt.namespaced { d.namespace.as_str() } else { "" };
+        let ns = if owner_rt.namespaced {
+            d.namespace.as_str()
+        } else {
+            ""
+        };
         match self.store.get(&owner_rt.gr(), ns, &r.name) {
             Some(o) if meta::uid(o) == r.uid => {
                 if meta::is_deleting(o)
-                    && meta::finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
+                    && meta::finalizers(o)
+                        .iter()
+                        .any(|f| f == FOREGROUND_FINALIZER)
                 {
                     RefState::WaitingForDependents
                 } else {
@@ -297,7 +332,14 @@ impl Cluster {
                 new["spec"]["finalizers"] = json!([]);
                 let ctx = WriteCtx::controller(GC_MANAGER, "v1", "finalize");
                 changed |= self
-                    .update_object(&ns_rt, &ns, new, Some("finalize"), &ctx, ManagedMode::Update)
+                    .update_object(
+                        &ns_rt,
+                        &ns,
+                        new,
+                        Some("finalize"),
+                        &ctx,
+                        ManagedMode::Update,
+                    )
                     .is_ok();
             } else if empty && finalized(&ns_rt, &ns) {
                 changed |= self.store.remove(&namespaces_gr(), "", &name).is_some();
@@ -330,7 +372,9 @@ impl Cluster {
                 continue;
             }
             if let Some(rt) = self.rt(&gr) {
-                changed |= self.create_object(&rt, obj, &Self::gc_ctx(&rt), None).is_ok();
+                changed |= self
+                    .create_object(&rt, obj, &Self::gc_ctx(&rt), None)
+                    .is_ok();
             }
         }
         changed

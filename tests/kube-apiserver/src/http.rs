@@ -111,7 +111,10 @@ fn negotiate(accept: &str) -> ApiResult<Output> {
             _ => {}
         }
     }
-    Err(ApiError::not_acceptable(&["application/json", "application/yaml"]))
+    Err(ApiError::not_acceptable(&[
+        "application/json",
+        "application/yaml",
+    ]))
 }
 
 enum Reply {
@@ -135,14 +138,22 @@ fn error_response(e: &ApiError) -> Response {
 fn respond(reply: Reply) -> Response {
     let code = |c: u16| StatusCode::from_u16(c).unwrap_or(StatusCode::OK);
     match reply {
-        Reply::Json(c, v) => (code(c), [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+        Reply::Json(c, v) => (
+            code(c),
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
         Reply::Yaml(c, v) => {
             let text = serde_norway::to_string(&v).unwrap_or_default();
             (code(c), [(header::CONTENT_TYPE, "application/yaml")], text).into_response()
         }
         Reply::Table(v) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json;as=Table;v=v1;g=meta.k8s.io")],
+            [(
+                header::CONTENT_TYPE,
+                "application/json;as=Table;v=v1;g=meta.k8s.io",
+            )],
             v.to_string(),
         )
             .into_response(),
@@ -224,9 +235,14 @@ fn dispatch(
     let accept = header_str(headers, header::ACCEPT);
     let discovery_get = |v: Option<Value>| -> ApiResult<Reply> {
         if *method != Method::GET {
-            return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
         }
-        v.map(|v| Reply::Json(200, v)).ok_or_else(ApiError::path_not_found)
+        v.map(|v| Reply::Json(200, v))
+            .ok_or_else(ApiError::path_not_found)
     };
     match segs.as_slice() {
         [] => {
@@ -238,14 +254,22 @@ fn dispatch(
                     paths.push(format!("/apis/{g}/{v}"));
                 }
             }
-            paths.extend(["/healthz".into(), "/livez".into(), "/openapi/v2".into(), "/readyz".into(), "/version".into()]);
+            paths.extend([
+                "/healthz".into(),
+                "/livez".into(),
+                "/openapi/v2".into(),
+                "/readyz".into(),
+                "/version".into(),
+            ]);
             discovery_get(Some(json!({"paths": paths})))
         }
         ["version"] => {
             let git = shared.lock().config.git_version.clone();
             discovery_get(Some(discovery::version(&git)))
         }
-        ["healthz" | "livez" | "readyz", ..] => Ok(Reply::Raw(200, "text/plain; charset=utf-8", b"ok".to_vec())),
+        ["healthz" | "livez" | "readyz", ..] => {
+            Ok(Reply::Raw(200, "text/plain; charset=utf-8", b"ok".to_vec()))
+        }
         ["openapi", "v2"] => {
             let git = shared.lock().config.git_version.clone();
             if accept.contains("protobuf") {
@@ -260,9 +284,17 @@ fn dispatch(
         }
         ["api"] => discovery_get(Some(discovery::core_versions(&shared.server_address))),
         ["apis"] => discovery_get(Some(discovery::groups(&shared.lock().store.registry))),
-        ["api", "v1"] => discovery_get(discovery::resource_list(&shared.lock().store.registry, "", "v1")),
+        ["api", "v1"] => discovery_get(discovery::resource_list(
+            &shared.lock().store.registry,
+            "",
+            "v1",
+        )),
         ["apis", g] => discovery_get(discovery::group(&shared.lock().store.registry, g)),
-        ["apis", g, v] => discovery_get(discovery::resource_list(&shared.lock().store.registry, g, v)),
+        ["apis", g, v] => discovery_get(discovery::resource_list(
+            &shared.lock().store.registry,
+            g,
+            v,
+        )),
         ["api", "v1", rest @ ..] => resource(shared, method, "", "v1", rest, &query, headers, body),
         ["apis", g, v, rest @ ..] => resource(shared, method, g, v, rest, &query, headers, body),
         _ => Err(ApiError::path_not_found()),
@@ -305,7 +337,9 @@ fn resource(
             return Err(ApiError::path_not_found());
         }
     }
-    if (rt.namespaced && namespace.is_none() && name.is_some()) || (!rt.namespaced && namespace.is_some()) {
+    if (rt.namespaced && namespace.is_none() && name.is_some())
+        || (!rt.namespaced && namespace.is_some())
+    {
         return Err(ApiError::path_not_found());
     }
     let gr = rt.gr();
@@ -319,7 +353,10 @@ fn resource(
         (Method::DELETE, true) => "delete",
         (Method::DELETE, false) => "deletecollection",
         (m, _) => {
-            return Err(ApiError::method_not_allowed(&gr, &m.to_string().to_lowercase()));
+            return Err(ApiError::method_not_allowed(
+                &gr,
+                &m.to_string().to_lowercase(),
+            ));
         }
     };
     let sub_ok = match subresource.as_deref() {
@@ -353,7 +390,9 @@ fn resource(
     let reply = match verb {
         "watch" => {
             let render = match output {
-                Output::Table => Render::Table(query.get("includeObject").unwrap_or("Metadata").to_string()),
+                Output::Table => {
+                    Render::Table(query.get("includeObject").unwrap_or("Metadata").to_string())
+                }
                 Output::Partial => Render::Partial,
                 _ => Render::Object,
             };
@@ -368,7 +407,10 @@ fn resource(
                     Some(meta::resource_version(&obj).to_string()),
                     query.get("includeObject").unwrap_or("Metadata"),
                 )),
-                Output::Partial => Reply::Json(200, crate::watch::render_object(&rt, &obj, &Render::Partial)),
+                Output::Partial => Reply::Json(
+                    200,
+                    crate::watch::render_object(&rt, &obj, &Render::Partial),
+                ),
                 _ => render_one(200, obj),
             }
         }
@@ -380,7 +422,9 @@ fn resource(
                     let mut t = crate::table::table(
                         &rt,
                         &items,
-                        list["metadata"]["resourceVersion"].as_str().map(str::to_string),
+                        list["metadata"]["resourceVersion"]
+                            .as_str()
+                            .map(str::to_string),
                         query.get("includeObject").unwrap_or("Metadata"),
                     );
                     if let Some(c) = list["metadata"].get("continue") {
@@ -395,8 +439,11 @@ fn resource(
                         .flatten()
                         .map(|o| crate::watch::render_object(&rt, o, &Render::Partial))
                         .collect();
-                    Reply::Json(200, json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                                            "metadata": list["metadata"], "items": items}))
+                    Reply::Json(
+                        200,
+                        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                            "metadata": list["metadata"], "items": items}),
+                    )
                 }
                 _ => render_one(200, list),
             }
@@ -438,12 +485,19 @@ mod tests {
             negotiate("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json").unwrap(),
             Output::Json
         );
-        assert_eq!(negotiate("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
+        assert_eq!(
+            negotiate("application/vnd.kubernetes.protobuf")
+                .unwrap_err()
+                .code,
+            406
+        );
     }
 
     #[test]
     fn queries_and_paths() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb&dryRun=All&dryRun=All&watch=1"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb&dryRun=All&dryRun=All&watch=1",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web"));
         assert_eq!(q.all("dryRun").len(), 2);
         assert!(q.flag("watch"));

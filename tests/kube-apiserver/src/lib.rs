@@ -266,7 +266,13 @@ impl RunningServer {
     }
 
     /// One object as stored (storage version), by `apiVersion` and `kind`.
-    pub fn object(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    pub fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
         let c = self.shared.lock();
         let rt = c.store.registry.find_kind(api_version, kind)?;
         c.store.get(&rt.gr(), namespace, name).cloned()
@@ -320,7 +326,10 @@ impl RunningServer {
         self.shared.lock().store.clear_watchers();
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

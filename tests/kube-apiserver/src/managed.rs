@@ -285,7 +285,8 @@ pub fn apply(
 ) -> Result<Applied, ApplyError> {
     let live = content(live.unwrap_or(zero));
     let merged = merge(&live, config, schema).map_err(ApplyError::Invalid)?;
-    let config_set = strip(&ignore.filter(&to_field_set(config, schema).map_err(ApplyError::Invalid)?));
+    let config_set =
+        strip(&ignore.filter(&to_field_set(config, schema).map_err(ApplyError::Invalid)?));
     let me = actor.entry("Apply");
     let mut managers = managers;
     let last = managers
@@ -318,7 +319,8 @@ pub fn apply(
         _ => merged,
     };
 
-    let cmp = ignore.filter_comparison(compare(&live, &pruned, schema).map_err(ApplyError::Invalid)?);
+    let cmp =
+        ignore.filter_comparison(compare(&live, &pruned, schema).map_err(ApplyError::Invalid)?);
     let changed_fields = cmp.modified.union(&cmp.added);
     let mut conflicts = Vec::new();
     for m in &managers {
@@ -431,39 +433,104 @@ mod tests {
     fn apply_conflicts_with_an_updater_and_force_takes_over() {
         let zero = json!({"metadata": {}});
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}});
-        let managers = update(Vec::new(), None, &zero, &obj, &actor("creator"), &cm(), &Ignore::Nothing).unwrap();
-        assert_eq!(managers[0].set.to_fields_v1(), json!({"f:data": {".": {}, "f:k": {}}}));
+        let managers = update(
+            Vec::new(),
+            None,
+            &zero,
+            &obj,
+            &actor("creator"),
+            &cm(),
+            &Ignore::Nothing,
+        )
+        .unwrap();
+        assert_eq!(
+            managers[0].set.to_fields_v1(),
+            json!({"f:data": {".": {}, "f:k": {}}})
+        );
         let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "2"}});
         let Err(ApplyError::Conflicts(c)) = apply(
-            managers.clone(), Some(&obj), &zero, &cfg, &actor("applier"), &cm(), &Ignore::Nothing, false,
+            managers.clone(),
+            Some(&obj),
+            &zero,
+            &cfg,
+            &actor("applier"),
+            &cm(),
+            &Ignore::Nothing,
+            false,
         ) else {
             panic!("expected a conflict");
         };
         let e = conflict_error(&c);
-        assert_eq!(e.message, "Apply failed with 1 conflict: conflict with \"creator\" using v1: .data.k");
+        assert_eq!(
+            e.message,
+            "Apply failed with 1 conflict: conflict with \"creator\" using v1: .data.k"
+        );
         // Same value: shared ownership, no conflict.
-        let same = apply(managers.clone(), Some(&obj), &zero, &obj, &actor("applier"), &cm(), &Ignore::Nothing, false)
-            .ok()
-            .unwrap();
+        let same = apply(
+            managers.clone(),
+            Some(&obj),
+            &zero,
+            &obj,
+            &actor("applier"),
+            &cm(),
+            &Ignore::Nothing,
+            false,
+        )
+        .ok()
+        .unwrap();
         assert!(!same.changed);
         assert_eq!(same.managers.len(), 2);
-        let forced = apply(managers, Some(&obj), &zero, &cfg, &actor("applier"), &cm(), &Ignore::Nothing, true)
-            .ok()
-            .unwrap();
+        let forced = apply(
+            managers,
+            Some(&obj),
+            &zero,
+            &cfg,
+            &actor("applier"),
+            &cm(),
+            &Ignore::Nothing,
+            true,
+        )
+        .ok()
+        .unwrap();
         assert_eq!(forced.object["data"]["k"], "2");
         assert_eq!(forced.managers.len(), 2, "creator keeps .data");
-        assert!(forced.managers.iter().any(|m| m.manager == "applier" && m.set.contains(&fields(&["data", "k"]))));
+        assert!(
+            forced
+                .managers
+                .iter()
+                .any(|m| m.manager == "applier" && m.set.contains(&fields(&["data", "k"])))
+        );
     }
 
     #[test]
     fn apply_prunes_what_it_no_longer_applies() {
         let zero = json!({"metadata": {}});
         let v1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1", "j": "2"}});
-        let first = apply(Vec::new(), None, &zero, &v1, &actor("a"), &cm(), &Ignore::Nothing, false).ok().unwrap();
+        let first = apply(
+            Vec::new(),
+            None,
+            &zero,
+            &v1,
+            &actor("a"),
+            &cm(),
+            &Ignore::Nothing,
+            false,
+        )
+        .ok()
+        .unwrap();
         let v2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}});
-        let second = apply(first.managers, Some(&first.object), &zero, &v2, &actor("a"), &cm(), &Ignore::Nothing, false)
-            .ok()
-            .unwrap();
+        let second = apply(
+            first.managers,
+            Some(&first.object),
+            &zero,
+            &v2,
+            &actor("a"),
+            &cm(),
+            &Ignore::Nothing,
+            false,
+        )
+        .ok()
+        .unwrap();
         assert_eq!(second.object["data"], json!({"k": "1"}));
     }
 }

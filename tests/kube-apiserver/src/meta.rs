@@ -124,7 +124,12 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
     } else {
         m.insert(
             "finalizers".into(),
-            Value::Array(finalizers.iter().map(|f| Value::String(f.clone())).collect()),
+            Value::Array(
+                finalizers
+                    .iter()
+                    .map(|f| Value::String(f.clone()))
+                    .collect(),
+            ),
         );
     }
 }

@@ -88,9 +88,7 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     if let Some((path, verb)) = &a.non_resource {
         return has(&verbs, verb)
             && strings(&rule["nonResourceURLs"]).iter().any(|u| {
-                u == "*"
-                    || u == path
-                    || u.strip_suffix('*').is_some_and(|p| path.starts_with(p))
+                u == "*" || u == path || u.strip_suffix('*').is_some_and(|p| path.starts_with(p))
             });
     }
     false
@@ -114,10 +112,11 @@ fn subject_matches(s: &Value, a: &Attributes) -> bool {
         Some("User") => a.user == name,
         Some("Group") => a.groups.iter().any(|g| g == name),
         Some("ServiceAccount") => {
-            a.user == format!(
-                "system:serviceaccount:{}:{name}",
-                s["namespace"].as_str().unwrap_or("")
-            )
+            a.user
+                == format!(
+                    "system:serviceaccount:{}:{name}",
+                    s["namespace"].as_str().unwrap_or("")
+                )
         }
         _ => false,
     }
@@ -273,13 +272,19 @@ impl Cluster {
                         return Err(invalid(vec![FieldError::invalid(
                             "spec.resourceAttributes.namespace",
                             &Value::from(
-                                attrs.resource.as_ref().map(|r| r.namespace.clone()).unwrap_or_default(),
+                                attrs
+                                    .resource
+                                    .as_ref()
+                                    .map(|r| r.namespace.clone())
+                                    .unwrap_or_default(),
                             ),
                             "must match metadata.namespace",
                         )]));
                     }
                 }
-                if !attrs.user.is_empty() && !attrs.groups.iter().any(|g| g == "system:authenticated") {
+                if !attrs.user.is_empty()
+                    && !attrs.groups.iter().any(|g| g == "system:authenticated")
+                {
                     attrs.groups.push("system:authenticated".into());
                 }
                 if let Some(rest) = attrs.user.strip_prefix("system:serviceaccount:") {
@@ -323,15 +328,33 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(rule_allows(&json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments/status"]}), &a));
-        assert!(rule_allows(&json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}), &a));
-        assert!(!rule_allows(&json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments"]}), &a));
-        assert!(rule_allows(&json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["*/status"], "resourceNames": ["web"]}), &a));
-        assert!(!rule_allows(&json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["*/status"], "resourceNames": ["other"]}), &a));
+        assert!(rule_allows(
+            &json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments/status"]}),
+            &a
+        ));
+        assert!(rule_allows(
+            &json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+            &a
+        ));
+        assert!(!rule_allows(
+            &json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments"]}),
+            &a
+        ));
+        assert!(rule_allows(
+            &json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["*/status"], "resourceNames": ["web"]}),
+            &a
+        ));
+        assert!(!rule_allows(
+            &json!({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["*/status"], "resourceNames": ["other"]}),
+            &a
+        ));
         let nr = Attributes {
             non_resource: Some(("/healthz/ping".into(), "get".into())),
             ..Default::default()
         };
-        assert!(rule_allows(&json!({"verbs": ["get"], "nonResourceURLs": ["/healthz/*"]}), &nr));
+        assert!(rule_allows(
+            &json!({"verbs": ["get"], "nonResourceURLs": ["/healthz/*"]}),
+            &nr
+        ));
     }
 }

@@ -148,7 +148,9 @@ const ALL_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-const NAMESPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const CREATE_ONLY: &[&str] = &["create"];
 
 struct Builtin {
@@ -237,9 +239,14 @@ const BUILTINS: &[Builtin] = &[
         .status()
         .verbs(NAMESPACE_VERBS),
     b(CORE, "nodes", "Node", false).short(&["no"]).status(),
-    b(CORE, "persistentvolumeclaims", "PersistentVolumeClaim", true)
-        .short(&["pvc"])
-        .status(),
+    b(
+        CORE,
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+    )
+    .short(&["pvc"])
+    .status(),
     b(CORE, "persistentvolumes", "PersistentVolume", false)
         .short(&["pv"])
         .status(),
@@ -260,10 +267,15 @@ const BUILTINS: &[Builtin] = &[
         .all()
         .status()
         .returns_deleted(),
-    b(APIEXT, "customresourcedefinitions", "CustomResourceDefinition", false)
-        .short(&["crd", "crds"])
-        .status()
-        .generation(G::Spec),
+    b(
+        APIEXT,
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+    )
+    .short(&["crd", "crds"])
+    .status()
+    .generation(G::Spec),
     b(APPS, "controllerrevisions", "ControllerRevision", true),
     b(APPS, "daemonsets", "DaemonSet", true)
         .short(&["ds"])
@@ -285,13 +297,30 @@ const BUILTINS: &[Builtin] = &[
         .all()
         .status()
         .generation(G::Spec),
-    b(AUTHZ, "localsubjectaccessreviews", "LocalSubjectAccessReview", true).verbs(CREATE_ONLY),
-    b(AUTHZ, "selfsubjectaccessreviews", "SelfSubjectAccessReview", false).verbs(CREATE_ONLY),
+    b(
+        AUTHZ,
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        true,
+    )
+    .verbs(CREATE_ONLY),
+    b(
+        AUTHZ,
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+    )
+    .verbs(CREATE_ONLY),
     b(AUTHZ, "subjectaccessreviews", "SubjectAccessReview", false).verbs(CREATE_ONLY),
-    b(AUTOSCALING, "horizontalpodautoscalers", "HorizontalPodAutoscaler", true)
-        .short(&["hpa"])
-        .all()
-        .status(),
+    b(
+        AUTOSCALING,
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+    )
+    .short(&["hpa"])
+    .all()
+    .status(),
     b(BATCH, "cronjobs", "CronJob", true)
         .short(&["cj"])
         .all()

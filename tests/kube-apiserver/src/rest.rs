@@ -76,7 +76,11 @@ impl Req<'_> {
         let dry_run = self.query.all("dryRun");
         for d in &dry_run {
             if d != "All" {
-                errs.push(FieldError::not_supported("dryRun", &Value::from(d.as_str()), &["All"]));
+                errs.push(FieldError::not_supported(
+                    "dryRun",
+                    &Value::from(d.as_str()),
+                    &["All"],
+                ));
             }
         }
         if let Some(m) = self.query.get("fieldManager") {
@@ -196,7 +200,11 @@ fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
 /// `EnsureObjectNamespaceMatchesRequestNamespace`.
 fn settle_namespace(rt: &ResourceType, obj: &mut Value, url_ns: &str) -> ApiResult<()> {
     let m = meta::metadata_mut(obj);
-    let body_ns = m.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+    let body_ns = m
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !rt.namespaced {
         m.remove("namespace");
         return Ok(());
@@ -285,9 +293,9 @@ impl Cluster {
             items.retain(|o| (meta::namespace(o), meta::name(o)) > (ns.as_str(), name.as_str()));
         }
         let limit = match r.query.get("limit") {
-            Some(l) if !l.is_empty() => l.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid limit {l:?}"))
-            })?,
+            Some(l) if !l.is_empty() => l
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
             _ => 0,
         };
         let mut list_meta = Map::new();
@@ -322,7 +330,11 @@ impl Cluster {
         check_type_meta(&r.rt, &mut obj)?;
         settle_namespace(&r.rt, &mut obj, r.ns())?;
         let m = meta::metadata_mut(&mut obj);
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
             if let Some(g) = m.get("generateName").and_then(Value::as_str) {
                 if !g.is_empty() {
@@ -331,8 +343,7 @@ impl Cluster {
                 }
             }
         }
-        if m
-            .get("resourceVersion")
+        if m.get("resourceVersion")
             .and_then(Value::as_str)
             .is_some_and(|v| !v.is_empty())
         {
@@ -402,10 +413,16 @@ impl Cluster {
         let force = r.query.get("force");
         if ptype == PatchType::Apply {
             if r.query.get("fieldManager").is_none_or(str::is_empty) {
-                extra.push(FieldError::required("fieldManager", "is required for apply patch"));
+                extra.push(FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                ));
             }
         } else if force.is_some() {
-            extra.push(FieldError::forbidden("force", "may not be specified for non-apply patch"));
+            extra.push(FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            ));
         }
         let dry_run = r.write_options("PatchOptions", extra)?;
         let force = match force {
@@ -433,11 +450,9 @@ impl Cluster {
                 }
                 patch::json::merge_patch(&current, &patch_doc)
             }
-            PatchType::Strategic => patch::strategic::strategic_merge(
-                &current,
-                &patch_doc,
-                &strategy::schema(&r.rt),
-            )?,
+            PatchType::Strategic => {
+                patch::strategic::strategic_merge(&current, &patch_doc, &strategy::schema(&r.rt))?
+            }
             PatchType::Apply => unreachable!("handled above"),
         };
         if !patched.is_object() {
@@ -479,7 +494,13 @@ impl Cluster {
     }
 
     /// Server-side apply (`application/apply-patch+yaml`).
-    fn apply(&mut self, r: &Req, body: &[u8], force: bool, ctx: &WriteCtx) -> ApiResult<(u16, Value)> {
+    fn apply(
+        &mut self,
+        r: &Req,
+        body: &[u8],
+        force: bool,
+        ctx: &WriteCtx,
+    ) -> ApiResult<(u16, Value)> {
         let mut config: Value = serde_norway::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         if !config.is_object() {
@@ -518,7 +539,10 @@ impl Cluster {
                 r.name()
             )));
         }
-        let cfg_ns = cfg_meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let cfg_ns = cfg_meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if rt.namespaced && !cfg_ns.is_empty() && cfg_ns != r.ns() {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
@@ -531,7 +555,9 @@ impl Cluster {
                     return Err(ApiError::conflict(
                         &gr,
                         r.name(),
-                        format!("uid mismatch: the provided object specified uid {cfg_uid}, and no existing object was found"),
+                        format!(
+                            "uid mismatch: the provided object specified uid {cfg_uid}, and no existing object was found"
+                        ),
                     ));
                 }
                 Some(o) if meta::uid(o) != cfg_uid => {
@@ -547,13 +573,26 @@ impl Cluster {
                 Some(_) => {}
             }
         }
-        let cfg_rv = cfg_meta.get("resourceVersion").and_then(Value::as_str).unwrap_or("");
-        if !cfg_rv.is_empty() && old.as_ref().is_none_or(|o| meta::resource_version(o) != cfg_rv) {
+        let cfg_rv = cfg_meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !cfg_rv.is_empty()
+            && old
+                .as_ref()
+                .is_none_or(|o| meta::resource_version(o) != cfg_rv)
+        {
             return Err(ApiError::stale(&gr, r.name()));
         }
         {
             let m = meta::metadata_mut(&mut config);
-            for f in ["resourceVersion", "uid", "creationTimestamp", "selfLink", "generation"] {
+            for f in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "selfLink",
+                "generation",
+            ] {
                 m.remove(f);
             }
             m.insert("name".into(), json!(r.name()));

@@ -422,9 +422,7 @@ mod tests {
             kind: "Deployment".into(),
         };
         let containers = fields(&["spec", "template", "spec", "containers"]);
-        assert!(
-            matches!(d.list_type(&containers), ListType::Map { keys, .. } if keys == ["name"])
-        );
+        assert!(matches!(d.list_type(&containers), ListType::Map { keys, .. } if keys == ["name"]));
         let mut ports = containers.clone();
         ports.push(PathElement::Key(vec![("name".into(), "\"a\"".into())]));
         ports.push(PathElement::field("ports"));
@@ -432,10 +430,7 @@ mod tests {
             matches!(d.list_type(&ports), ListType::Map { keys, defaults } if keys == ["containerPort", "protocol"] && defaults.len() == 1)
         );
         assert_eq!(d.map_kind(&fields(&["spec", "selector"])), MapKind::Atomic);
-        assert_eq!(
-            d.map_kind(&fields(&["metadata", "labels"])),
-            MapKind::Free
-        );
+        assert_eq!(d.map_kind(&fields(&["metadata", "labels"])), MapKind::Free);
         assert_eq!(d.list_type(&fields(&["spec", "x"])), ListType::Atomic);
         assert_eq!(
             d.smp_list(&["spec", "template", "spec", "containers"]),
@@ -455,14 +450,14 @@ mod tests {
     fn crd_shapes() {
         let s = TypeSchema::Custom {
             schema: Some(json!({"type": "object", "properties": {
-                "spec": {"type": "object", "properties": {
-                    "items": {"type": "array", "x-kubernetes-list-type": "map",
-                              "x-kubernetes-list-map-keys": ["name"],
-                              "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
-                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-                    "args": {"type": "array", "items": {"type": "string"}},
-                    "extra": {"type": "object", "additionalProperties": {"type": "string"}}
-                }}}})),
+            "spec": {"type": "object", "properties": {
+                "items": {"type": "array", "x-kubernetes-list-type": "map",
+                          "x-kubernetes-list-map-keys": ["name"],
+                          "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "extra": {"type": "object", "additionalProperties": {"type": "string"}}
+            }}}})),
         };
         assert!(matches!(
             s.list_type(&fields(&["spec", "items"])),

@@ -46,9 +46,8 @@ fn valid_key(k: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let prefix_ok = prefix.is_none_or(|p| {
-        workbus_schemas::work::names::dns1123_subdomain_errors(p).is_empty()
-    });
+    let prefix_ok =
+        prefix.is_none_or(|p| workbus_schemas::work::names::dns1123_subdomain_errors(p).is_empty());
     name_ok && prefix_ok
 }
 
@@ -113,16 +112,18 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k.trim().to_string(), Op::Equals(v.trim().to_string()))
             } else if let Some((k, v)) = part.split_once('>') {
-                let n = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| parse_err(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}")))?;
+                let n = v.trim().parse().map_err(|_| {
+                    parse_err(format!(
+                        "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+                    ))
+                })?;
                 (k.trim().to_string(), Op::Gt(n))
             } else if let Some((k, v)) = part.split_once('<') {
-                let n = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| parse_err(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}")))?;
+                let n = v.trim().parse().map_err(|_| {
+                    parse_err(format!(
+                        "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+                    ))
+                })?;
                 (k.trim().to_string(), Op::Lt(n))
             } else if let Some((k, v)) = part.split_once(" notin ") {
                 (k.trim().to_string(), Op::NotIn(value_set(v)?))
@@ -154,8 +155,12 @@ impl LabelSelector {
             Op::NotEquals(v) => get(k) != Some(v.as_str()),
             Op::In(vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
             Op::NotIn(vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
-            Op::Gt(n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            Op::Lt(n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            Op::Gt(n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            Op::Lt(n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
     }
 }
@@ -304,14 +309,29 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let o = json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
-        assert!(FieldSelector::parse("metadata.name=a", "ConfigMap").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=a", "ConfigMap").unwrap().matches(&o));
-        assert!(FieldSelector::parse("status.phase=Running,metadata.namespace==ns", "Pod").unwrap().matches(&o));
+        let o =
+            json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
+        assert!(
+            FieldSelector::parse("metadata.name=a", "ConfigMap")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=a", "ConfigMap")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("status.phase=Running,metadata.namespace==ns", "Pod")
+                .unwrap()
+                .matches(&o)
+        );
         let e = FieldSelector::parse("spec.foo=x", "ConfigMap").unwrap_err();
         assert_eq!(e.message, "field label not supported: spec.foo");
         assert_eq!(
-            FieldSelector::parse("metadata.name=a", "X").unwrap().pinned_name(),
+            FieldSelector::parse("metadata.name=a", "X")
+                .unwrap()
+                .pinned_name(),
             Some("a")
         );
     }

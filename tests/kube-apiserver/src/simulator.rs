@@ -90,7 +90,8 @@ fn condition(
         "lastTransitionTime": transition,
     });
     if update_time {
-        let unchanged = prev.is_some_and(|p| same && p["reason"] == reason && p["message"] == message);
+        let unchanged =
+            prev.is_some_and(|p| same && p["reason"] == reason && p["message"] == message);
         c["lastUpdateTime"] = match prev {
             Some(p) if unchanged => p["lastUpdateTime"].clone(),
             _ => json!(now),
@@ -125,22 +126,70 @@ fn deployment(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
             put_nonzero(&mut s, "readyReplicas", r);
             put_nonzero(&mut s, "availableReplicas", r);
             vec![
-                condition(old, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now, true),
-                condition(old, "Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed."), now, true),
+                condition(
+                    old,
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                    now,
+                    true,
+                ),
+                condition(
+                    old,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                    now,
+                    true,
+                ),
             ]
         }
         Phase::Progressing => {
             put_nonzero(&mut s, "unavailableReplicas", r);
             vec![
-                condition(old, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
-                condition(old, "Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs}\" is progressing."), now, true),
+                condition(
+                    old,
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                    now,
+                    true,
+                ),
+                condition(
+                    old,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs}\" is progressing."),
+                    now,
+                    true,
+                ),
             ]
         }
         Phase::Failed => {
             put_nonzero(&mut s, "unavailableReplicas", r);
             vec![
-                condition(old, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
-                condition(old, "Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs}\" has timed out progressing."), now, true),
+                condition(
+                    old,
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                    now,
+                    true,
+                ),
+                condition(
+                    old,
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    &format!("ReplicaSet \"{rs}\" has timed out progressing."),
+                    now,
+                    true,
+                ),
             ]
         }
     };
@@ -208,15 +257,39 @@ fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
     s.insert("uncountedTerminatedPods".into(), json!({}));
     match phase {
         Phase::Progressing => {
-            put_nonzero(&mut s, "active", obj["spec"]["parallelism"].as_i64().unwrap_or(1));
+            put_nonzero(
+                &mut s,
+                "active",
+                obj["spec"]["parallelism"].as_i64().unwrap_or(1),
+            );
         }
         Phase::Ready => {
             let done = old["completionTime"].as_str().unwrap_or(now).to_string();
             let message = "Reached expected number of succeeded pods";
             s.insert("completionTime".into(), json!(done));
-            put_nonzero(&mut s, "succeeded", obj["spec"]["completions"].as_i64().unwrap_or(1));
-            let mut c1 = condition(old, "SuccessCriteriaMet", "True", "CompletionsReached", message, now, false);
-            let mut c2 = condition(old, "Complete", "True", "CompletionsReached", message, now, false);
+            put_nonzero(
+                &mut s,
+                "succeeded",
+                obj["spec"]["completions"].as_i64().unwrap_or(1),
+            );
+            let mut c1 = condition(
+                old,
+                "SuccessCriteriaMet",
+                "True",
+                "CompletionsReached",
+                message,
+                now,
+                false,
+            );
+            let mut c2 = condition(
+                old,
+                "Complete",
+                "True",
+                "CompletionsReached",
+                message,
+                now,
+                false,
+            );
             for c in [&mut c1, &mut c2] {
                 c["lastProbeTime"] = c["lastTransitionTime"].clone();
             }
@@ -224,9 +297,29 @@ fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
         }
         Phase::Failed => {
             let message = "Job has reached the specified backoff limit";
-            put_nonzero(&mut s, "failed", obj["spec"]["backoffLimit"].as_i64().unwrap_or(6) + 1);
-            let mut c1 = condition(old, "FailureTarget", "True", "BackoffLimitExceeded", message, now, false);
-            let mut c2 = condition(old, "Failed", "True", "BackoffLimitExceeded", message, now, false);
+            put_nonzero(
+                &mut s,
+                "failed",
+                obj["spec"]["backoffLimit"].as_i64().unwrap_or(6) + 1,
+            );
+            let mut c1 = condition(
+                old,
+                "FailureTarget",
+                "True",
+                "BackoffLimitExceeded",
+                message,
+                now,
+                false,
+            );
+            let mut c2 = condition(
+                old,
+                "Failed",
+                "True",
+                "BackoffLimitExceeded",
+                message,
+                now,
+                false,
+            );
             for c in [&mut c1, &mut c2] {
                 c["lastProbeTime"] = c["lastTransitionTime"].clone();
             }
@@ -238,12 +331,52 @@ fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
 
 fn pod(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
     let start = old["startTime"].as_str().unwrap_or(now).to_string();
-    let ready = if phase == Phase::Ready { "True" } else { "False" };
+    let ready = if phase == Phase::Ready {
+        "True"
+    } else {
+        "False"
+    };
     let mut conditions = vec![
-        condition(old, "PodReadyToStartContainers", if phase == Phase::Progressing { "False" } else { "True" }, "", "", now, false),
+        condition(
+            old,
+            "PodReadyToStartContainers",
+            if phase == Phase::Progressing {
+                "False"
+            } else {
+                "True"
+            },
+            "",
+            "",
+            now,
+            false,
+        ),
         condition(old, "Initialized", "True", "", "", now, false),
-        condition(old, "Ready", ready, if phase == Phase::Ready { "" } else { "ContainersNotReady" }, "", now, false),
-        condition(old, "ContainersReady", ready, if phase == Phase::Ready { "" } else { "ContainersNotReady" }, "", now, false),
+        condition(
+            old,
+            "Ready",
+            ready,
+            if phase == Phase::Ready {
+                ""
+            } else {
+                "ContainersNotReady"
+            },
+            "",
+            now,
+            false,
+        ),
+        condition(
+            old,
+            "ContainersReady",
+            ready,
+            if phase == Phase::Ready {
+                ""
+            } else {
+                "ContainersNotReady"
+            },
+            "",
+            now,
+            false,
+        ),
         condition(old, "PodScheduled", "True", "", "", now, false),
     ];
     for c in &mut conditions {
@@ -308,7 +441,10 @@ fn pod(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
         "qosClass": old["qosClass"].as_str().unwrap_or("BestEffort"),
     });
     if phase != Phase::Progressing {
-        let ip = format!("10.244.0.{}", 2 + (template_hash(&json!(meta::uid(obj)), 1).as_bytes()[0] % 200));
+        let ip = format!(
+            "10.244.0.{}",
+            2 + (template_hash(&json!(meta::uid(obj)), 1).as_bytes()[0] % 200)
+        );
         s["podIP"] = json!(ip);
         s["podIPs"] = json!([{"ip": ip}]);
     }
@@ -345,9 +481,15 @@ impl Cluster {
                 let phase = self.phase_of(&obj);
                 let old = obj.get("status").cloned().unwrap_or_else(|| json!({}));
                 let (desired, manager) = match rt.kind.as_str() {
-                    "Deployment" => (deployment(&obj, &old, phase, &now), "kube-controller-manager"),
+                    "Deployment" => (
+                        deployment(&obj, &old, phase, &now),
+                        "kube-controller-manager",
+                    ),
                     "ReplicaSet" => (replicaset(&obj, phase), "kube-controller-manager"),
-                    "DaemonSet" => (daemonset(&obj, phase, i64::from(self.config.nodes)), "kube-controller-manager"),
+                    "DaemonSet" => (
+                        daemonset(&obj, phase, i64::from(self.config.nodes)),
+                        "kube-controller-manager",
+                    ),
                     "StatefulSet" => (statefulset(&obj, phase), "kube-controller-manager"),
                     "Job" => (job(&obj, &old, phase, &now), "kube-controller-manager"),
                     "Pod" => (pod(&obj, &old, phase, &now), "kubelet"),
@@ -376,7 +518,12 @@ mod tests {
         // Same status again: times kept.
         let again = deployment(&d, &ready, Phase::Ready, "t1");
         assert_eq!(again, ready);
-        let zero = deployment(&json!({"metadata": {"name": "z"}, "spec": {"replicas": 0}}), &json!({}), Phase::Ready, "t");
+        let zero = deployment(
+            &json!({"metadata": {"name": "z"}, "spec": {"replicas": 0}}),
+            &json!({}),
+            Phase::Ready,
+            "t",
+        );
         assert!(zero.get("replicas").is_none());
         let progressing = deployment(&d, &ready, Phase::Progressing, "t2");
         assert_eq!(progressing["conditions"][0]["lastTransitionTime"], "t2");

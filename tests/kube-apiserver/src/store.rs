@@ -124,8 +124,12 @@ impl Store {
     pub fn put(&mut self, gr: &GroupResource, mut obj: Value) -> Value {
         self.rv += 1;
         let rv = self.rv;
-        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
-        let key = (meta::namespace(&obj).to_string(), meta::name(&obj).to_string());
+        meta::metadata_mut(&mut obj)
+            .insert("resourceVersion".into(), Value::String(rv.to_string()));
+        let key = (
+            meta::namespace(&obj).to_string(),
+            meta::name(&obj).to_string(),
+        );
         let old = self
             .objects
             .entry(gr.clone())
@@ -155,7 +159,8 @@ impl Store {
             .remove(&(namespace.to_string(), name.to_string()))?;
         self.rv += 1;
         let rv = self.rv;
-        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
+        meta::metadata_mut(&mut obj)
+            .insert("resourceVersion".into(), Value::String(rv.to_string()));
         self.emit(Event {
             rv,
             gr: gr.clone(),

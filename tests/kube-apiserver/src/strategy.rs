@@ -68,7 +68,9 @@ pub fn zero(rt: &ResourceType) -> Value {
             json!({"spec": {"template": pod_template(), "updateStrategy": {}}, "status": {}})
         }
         "ReplicaSet" | "Job" => json!({"spec": {"template": pod_template()}, "status": {}}),
-        "CronJob" => json!({"spec": {"jobTemplate": {"metadata": {}, "spec": {"template": pod_template()}}}, "status": {}}),
+        "CronJob" => {
+            json!({"spec": {"jobTemplate": {"metadata": {}, "spec": {"template": pod_template()}}}, "status": {}})
+        }
         "Pod" | "Namespace" | "PersistentVolume" | "PodDisruptionBudget" => {
             json!({"spec": {}, "status": {}})
         }
@@ -147,7 +149,10 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value, service_ip: impl FnOnc
                 .as_object_mut()
                 .map(|m| m.entry("spec").or_insert_with(empty));
             if let Some(Value::Object(spec)) = spec {
-                let kind = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+                let kind = spec
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ClusterIP");
                 let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
                 if kind != "ExternalName" && !headless && !spec.contains_key("clusterIP") {
                     let ip = service_ip().to_string();
@@ -223,7 +228,11 @@ fn qos_class(spec: &Value) -> &'static str {
                 && (requests.get(*r).is_none() || requests.get(*r) == limits.get(*r))
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 /// `PrepareForUpdate` of the main resource: the status stays the stored one; a
@@ -294,9 +303,13 @@ mod tests {
     fn jobs_get_their_selector() {
         let r = Registry::default();
         let j = r.find("batch", "v1", "jobs").unwrap();
-        let mut o = json!({"metadata": {"name": "j", "uid": "u"}, "spec": {"template": {"spec": {}}}});
+        let mut o =
+            json!({"metadata": {"name": "j", "uid": "u"}, "spec": {"template": {"spec": {}}}});
         prepare_create(&j, &mut o, || Ipv4Addr::LOCALHOST);
-        assert_eq!(o["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], "u");
+        assert_eq!(
+            o["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u"
+        );
         assert_eq!(o["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
         assert_eq!(o["status"], json!({}));
     }

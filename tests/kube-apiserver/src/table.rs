@@ -64,7 +64,11 @@ fn count(o: &Value, fields: &[&str]) -> i64 {
         .sum()
 }
 fn none_if_empty(s: String) -> Value {
-    json!(if s.is_empty() { "<none>".to_string() } else { s })
+    json!(if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    })
 }
 fn containers(o: &Value, field: &str) -> String {
     o["spec"]["template"]["spec"]["containers"]
@@ -127,7 +131,9 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "ConfigMap" => vec![
             col("Name", "string", name),
-            col("Data", "string", |o| json!(count(o, &["data", "binaryData"]))),
+            col("Data", "string", |o| {
+                json!(count(o, &["data", "binaryData"]))
+            }),
             col("Age", "string", age),
         ],
         "Secret" => vec![
@@ -138,14 +144,26 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "ServiceAccount" => vec![
             col("Name", "string", name),
-            col("Secrets", "string", |o| json!(o["secrets"].as_array().map(Vec::len).unwrap_or(0))),
+            col("Secrets", "string", |o| {
+                json!(o["secrets"].as_array().map(Vec::len).unwrap_or(0))
+            }),
             col("Age", "string", age),
         ],
         "Deployment" => vec![
             col("Name", "string", name),
-            col("Ready", "string", |o| json!(format!("{}/{}", int(o, &["status", "readyReplicas"]), int(o, &["spec", "replicas"])))),
-            col("Up-to-date", "integer", |o| json!(int(o, &["status", "updatedReplicas"]))),
-            col("Available", "integer", |o| json!(int(o, &["status", "availableReplicas"]))),
+            col("Ready", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int(o, &["status", "readyReplicas"]),
+                    int(o, &["spec", "replicas"])
+                ))
+            }),
+            col("Up-to-date", "integer", |o| {
+                json!(int(o, &["status", "updatedReplicas"]))
+            }),
+            col("Available", "integer", |o| {
+                json!(int(o, &["status", "availableReplicas"]))
+            }),
             col("Age", "string", age),
             wide("Containers", "string", |o| json!(containers(o, "name"))),
             wide("Images", "string", |o| json!(containers(o, "image"))),
@@ -153,23 +171,44 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "ReplicaSet" => vec![
             col("Name", "string", name),
-            col("Desired", "integer", |o| json!(int(o, &["spec", "replicas"]))),
-            col("Current", "integer", |o| json!(int(o, &["status", "replicas"]))),
-            col("Ready", "integer", |o| json!(int(o, &["status", "readyReplicas"]))),
+            col("Desired", "integer", |o| {
+                json!(int(o, &["spec", "replicas"]))
+            }),
+            col("Current", "integer", |o| {
+                json!(int(o, &["status", "replicas"]))
+            }),
+            col("Ready", "integer", |o| {
+                json!(int(o, &["status", "readyReplicas"]))
+            }),
             col("Age", "string", age),
         ],
         "DaemonSet" => vec![
             col("Name", "string", name),
-            col("Desired", "integer", |o| json!(int(o, &["status", "desiredNumberScheduled"]))),
-            col("Current", "integer", |o| json!(int(o, &["status", "currentNumberScheduled"]))),
-            col("Ready", "integer", |o| json!(int(o, &["status", "numberReady"]))),
-            col("Up-to-date", "integer", |o| json!(int(o, &["status", "updatedNumberScheduled"]))),
-            col("Available", "integer", |o| json!(int(o, &["status", "numberAvailable"]))),
+            col("Desired", "integer", |o| {
+                json!(int(o, &["status", "desiredNumberScheduled"]))
+            }),
+            col("Current", "integer", |o| {
+                json!(int(o, &["status", "currentNumberScheduled"]))
+            }),
+            col("Ready", "integer", |o| {
+                json!(int(o, &["status", "numberReady"]))
+            }),
+            col("Up-to-date", "integer", |o| {
+                json!(int(o, &["status", "updatedNumberScheduled"]))
+            }),
+            col("Available", "integer", |o| {
+                json!(int(o, &["status", "numberAvailable"]))
+            }),
             col("Node Selector", "string", |o| {
                 none_if_empty(
                     o["spec"]["template"]["spec"]["nodeSelector"]
                         .as_object()
-                        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
                         .unwrap_or_default(),
                 )
             }),
@@ -177,7 +216,13 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "StatefulSet" => vec![
             col("Name", "string", name),
-            col("Ready", "string", |o| json!(format!("{}/{}", int(o, &["status", "readyReplicas"]), int(o, &["spec", "replicas"])))),
+            col("Ready", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int(o, &["status", "readyReplicas"]),
+                    int(o, &["spec", "replicas"])
+                ))
+            }),
             col("Age", "string", age),
         ],
         "Job" => vec![
@@ -206,22 +251,42 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Name", "string", name),
             col("Ready", "string", |o| {
                 let cs = o["status"]["containerStatuses"].as_array();
-                let total = o["spec"]["containers"].as_array().map(Vec::len).unwrap_or(0);
-                let ready = cs.into_iter().flatten().filter(|c| c["ready"] == true).count();
+                let total = o["spec"]["containers"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                let ready = cs
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["ready"] == true)
+                    .count();
                 json!(format!("{ready}/{total}"))
             }),
             col("Status", "string", |o| json!(pod_status(o))),
             col("Restarts", "string", |o| {
-                json!(o["status"]["containerStatuses"].as_array().into_iter().flatten().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum::<i64>())
+                json!(
+                    o["status"]["containerStatuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                        .sum::<i64>()
+                )
             }),
             col("Age", "string", age),
-            wide("IP", "string", |o| none_if_empty(text(o, &["status", "podIP"]))),
-            wide("Node", "string", |o| none_if_empty(text(o, &["spec", "nodeName"]))),
+            wide("IP", "string", |o| {
+                none_if_empty(text(o, &["status", "podIP"]))
+            }),
+            wide("Node", "string", |o| {
+                none_if_empty(text(o, &["spec", "nodeName"]))
+            }),
         ],
         "Service" => vec![
             col("Name", "string", name),
             col("Type", "string", |o| json!(text(o, &["spec", "type"]))),
-            col("Cluster-IP", "string", |o| none_if_empty(text(o, &["spec", "clusterIP"]))),
+            col("Cluster-IP", "string", |o| {
+                none_if_empty(text(o, &["spec", "clusterIP"]))
+            }),
             col("External-IP", "string", |_| json!("<none>")),
             col("Port(s)", "string", |o| {
                 none_if_empty(
@@ -229,7 +294,9 @@ fn columns(kind: &str) -> Vec<Column> {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                        .map(|p| {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                 )
@@ -239,25 +306,43 @@ fn columns(kind: &str) -> Vec<Column> {
         "Node" => vec![
             col("Name", "string", name),
             col("Status", "string", |o| {
-                let ready = o["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ready = o["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
                 json!(if ready { "Ready" } else { "NotReady" })
             }),
             col("Roles", "string", |o| {
                 let roles: Vec<String> = meta::labels(o)
                     .iter()
-                    .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+                    .filter_map(|(k, _)| {
+                        k.strip_prefix("node-role.kubernetes.io/")
+                            .map(str::to_string)
+                    })
                     .collect();
                 none_if_empty(roles.join(","))
             }),
             col("Age", "string", age),
-            col("Version", "string", |o| json!(text(o, &["status", "nodeInfo", "kubeletVersion"]))),
+            col("Version", "string", |o| {
+                json!(text(o, &["status", "nodeInfo", "kubeletVersion"]))
+            }),
         ],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             col("Name", "string", name),
-            col("Role", "string", |o| json!(format!("{}/{}", text(o, &["roleRef", "kind"]), text(o, &["roleRef", "name"])))),
+            col("Role", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    text(o, &["roleRef", "kind"]),
+                    text(o, &["roleRef", "name"])
+                ))
+            }),
             col("Age", "string", age),
         ],
-        _ => vec![col("Name", "string", name), col("Created At", "date", created_at)],
+        _ => vec![
+            col("Name", "string", name),
+            col("Created At", "date", created_at),
+        ],
     }
 }
 
@@ -319,12 +404,24 @@ fn row_object(obj: &Value, rt: &ResourceType, include: &str) -> Option<Value> {
 }
 
 /// The Table of `objects`.
-pub fn table(rt: &ResourceType, objects: &[Value], resource_version: Option<String>, include: &str) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    objects: &[Value],
+    resource_version: Option<String>,
+    include: &str,
+) -> Value {
     let (defs, rows): (Vec<Value>, Vec<Value>) = if let Some(crd) = &rt.crd {
-        let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0})];
+        let mut defs = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0}),
+        ];
         let printer = &crd.printer_columns;
         let custom: Vec<(String, String, String, i64)> = if printer.is_empty() {
-            vec![("Age".into(), "date".into(), ".metadata.creationTimestamp".into(), 0)]
+            vec![(
+                "Age".into(),
+                "date".into(),
+                ".metadata.creationTimestamp".into(),
+                0,
+            )]
         } else {
             printer
                 .iter()
@@ -339,7 +436,9 @@ pub fn table(rt: &ResourceType, objects: &[Value], resource_version: Option<Stri
                 .collect()
         };
         for (n, t, _, p) in &custom {
-            defs.push(json!({"name": n, "type": t, "format": "", "description": "", "priority": p}));
+            defs.push(
+                json!({"name": n, "type": t, "format": "", "description": "", "priority": p}),
+            );
         }
         let rows = objects
             .iter()
@@ -407,7 +506,10 @@ mod tests {
         let o = json!({"metadata": {"name": "web", "creationTimestamp": meta::now()},
                        "spec": {"replicas": 2}, "status": {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         let t = table(&d, &[o], Some("5".into()), "Metadata");
-        assert_eq!(t["rows"][0]["cells"], json!(["web", "2/2", 2, 2, "0s", "", "", ""]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["web", "2/2", 2, 2, "0s", "", "", ""])
+        );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
     }
@@ -416,7 +518,10 @@ mod tests {
     fn json_paths() {
         let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]},
                        "spec": {"l": [1, 2]}});
-        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"), Some(&json!("True")));
+        assert_eq!(
+            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(&json!("True"))
+        );
         assert_eq!(json_path(&o, ".spec.l[1]"), Some(&json!(2)));
         assert_eq!(json_path(&o, ".spec.missing"), None);
     }

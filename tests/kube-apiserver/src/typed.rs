@@ -531,7 +531,14 @@ mod tests {
     fn compare_marks_new_maps_added() {
         let l = json!({"metadata": {"name": "a"}});
         let r = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
-        let c = compare(&l, &r, &TypeSchema::Builtin { kind: "ConfigMap".into() }).unwrap();
+        let c = compare(
+            &l,
+            &r,
+            &TypeSchema::Builtin {
+                kind: "ConfigMap".into(),
+            },
+        )
+        .unwrap();
         assert!(c.added.contains(&fields(&["metadata", "labels"])));
         assert!(c.added.contains(&fields(&["metadata", "labels", "x"])));
         assert!(c.added.contains(&fields(&["data"])));
@@ -570,7 +577,13 @@ mod tests {
         let set: FieldSet = [fields(&["metadata", "labels", "a"]), fields(&["data", "k"])]
             .into_iter()
             .collect();
-        let out = remove_items(&v, &set, &TypeSchema::Builtin { kind: "ConfigMap".into() });
+        let out = remove_items(
+            &v,
+            &set,
+            &TypeSchema::Builtin {
+                kind: "ConfigMap".into(),
+            },
+        );
         assert_eq!(out, json!({"data": {"j": "w"}}));
     }
 }

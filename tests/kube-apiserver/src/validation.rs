@@ -176,7 +176,11 @@ fn object_meta(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
     for (k, v) in meta::annotations(obj) {
         total += k.len() + v.len();
         for e in qualified_name_errors(&k.to_lowercase()) {
-            errs.push(FieldError::invalid("metadata.annotations", &Value::from(k), e));
+            errs.push(FieldError::invalid(
+                "metadata.annotations",
+                &Value::from(k),
+                e,
+            ));
         }
     }
     if total > 256 * 1024 {
@@ -300,15 +304,25 @@ fn containers(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             None | Some("") => errs.push(FieldError::required(format!("{p}.name"), "")),
             Some(name) => {
                 for e in dns1123_label_errors(name) {
-                    errs.push(FieldError::invalid(format!("{p}.name"), &Value::from(name), e.to_string()));
+                    errs.push(FieldError::invalid(
+                        format!("{p}.name"),
+                        &Value::from(name),
+                        e.to_string(),
+                    ));
                 }
                 if seen.contains(&name) {
-                    errs.push(FieldError::duplicate(format!("{p}.name"), &Value::from(name)));
+                    errs.push(FieldError::duplicate(
+                        format!("{p}.name"),
+                        &Value::from(name),
+                    ));
                 }
                 seen.push(name);
             }
         }
-        if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             errs.push(FieldError::required(format!("{p}.image"), ""));
         }
     }
@@ -348,8 +362,14 @@ fn kind_rules(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
             match spec.get("selector") {
                 None => errs.push(FieldError::required("spec.selector", "")),
                 Some(sel) => {
-                    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
-                        && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+                    let empty = sel
+                        .get("matchLabels")
+                        .and_then(Value::as_object)
+                        .is_none_or(|m| m.is_empty())
+                        && sel
+                            .get("matchExpressions")
+                            .and_then(Value::as_array)
+                            .is_none_or(|a| a.is_empty());
                     if empty {
                         errs.push(FieldError::invalid(
                             "spec.selector",
@@ -370,10 +390,19 @@ fn kind_rules(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
             }
             non_negative(obj, "replicas", &mut errs);
             containers(&spec["template"]["spec"], "spec.template.spec", &mut errs);
-            restart_policy(&spec["template"]["spec"], "spec.template.spec", &["Always"], &mut errs);
+            restart_policy(
+                &spec["template"]["spec"],
+                "spec.template.spec",
+                &["Always"],
+                &mut errs,
+            );
         }
         ("batch", "Job") => {
-            containers(&obj["spec"]["template"]["spec"], "spec.template.spec", &mut errs);
+            containers(
+                &obj["spec"]["template"]["spec"],
+                "spec.template.spec",
+                &mut errs,
+            );
             restart_policy(
                 &obj["spec"]["template"]["spec"],
                 "spec.template.spec",
@@ -396,7 +425,8 @@ fn kind_rules(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
                     for k in m.keys() {
                         let ok = !k.is_empty()
                             && k.len() <= 253
-                            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
                         if !ok {
                             errs.push(FieldError::invalid(
                                 format!("{field}[{k}]"),
@@ -553,7 +583,11 @@ mod tests {
             "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
                          "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}});
-        assert!(validate_create(&d, &ok).is_empty(), "{:?}", validate_create(&d, &ok));
+        assert!(
+            validate_create(&d, &ok).is_empty(),
+            "{:?}",
+            validate_create(&d, &ok)
+        );
         let mut bad = ok.clone();
         bad["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
         let errs = validate_create(&d, &bad);
@@ -564,7 +598,10 @@ mod tests {
         let mut moved = ok.clone();
         moved["spec"]["selector"]["matchLabels"]["x"] = json!("y");
         moved["spec"]["template"]["metadata"]["labels"]["x"] = json!("y");
-        assert_eq!(validate_update(&d, &ok, &moved)[0].detail, "field is immutable");
+        assert_eq!(
+            validate_update(&d, &ok, &moved)[0].detail,
+            "field is immutable"
+        );
     }
 
     #[test]
@@ -574,8 +611,14 @@ mod tests {
         let o = json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "bad value"}}});
         let errs = validate_create(&cm, &o);
         assert_eq!(errs.len(), 2);
-        assert!(errs[0].to_string().starts_with("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
-        assert!(errs[1].to_string().starts_with("metadata.labels: Invalid value: \"bad value\": a valid label must be"));
+        assert!(errs[0].to_string().starts_with(
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
+        ));
+        assert!(
+            errs[1].to_string().starts_with(
+                "metadata.labels: Invalid value: \"bad value\": a valid label must be"
+            )
+        );
         let svc = r.find("", "v1", "services").unwrap();
         assert!(name_errors(&svc, "1abc")[0].starts_with("a DNS-1035 label"));
         assert!(qualified_name_errors("example.com/x").is_empty());

@@ -53,7 +53,9 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, o: &Value) -> bool {
-        self.namespace.as_deref().is_none_or(|n| meta::namespace(o) == n)
+        self.namespace
+            .as_deref()
+            .is_none_or(|n| meta::namespace(o) == n)
             && self.name.as_deref().is_none_or(|n| meta::name(o) == n)
             && self.labels.matches(o)
             && self.fields.matches(o)
@@ -112,13 +114,20 @@ impl Sink {
 }
 
 /// Starts a watch; returns the streaming body.
-pub fn start(shared: &Arc<Shared>, cluster: &mut Cluster, r: &Req, render: Render) -> ApiResult<Body> {
+pub fn start(
+    shared: &Arc<Shared>,
+    cluster: &mut Cluster,
+    r: &Req,
+    render: Render,
+) -> ApiResult<Body> {
     let labels = LabelSelector::parse(r.query.get("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(r.query.get("fieldSelector").unwrap_or(""), &r.rt.kind)?;
     let timeout = match r.query.get("timeoutSeconds") {
-        Some(t) if !t.is_empty() => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
-        })?)),
+        Some(t) if !t.is_empty() => {
+            Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
+            })?))
+        }
         _ => None,
     };
     let rv_param = r.query.get("resourceVersion").unwrap_or("");
@@ -159,7 +168,9 @@ pub fn start(shared: &Arc<Shared>, cluster: &mut Cluster, r: &Req, render: Rende
         })?;
         match cluster.store.events_since(&gr, rv) {
             Err(oldest) => {
-                let status = ApiError::expired(format!("too old resource version: {rv} ({oldest})")).to_status();
+                let status =
+                    ApiError::expired(format!("too old resource version: {rv} ({oldest})"))
+                        .to_status();
                 let _ = sink.tx.send(line("ERROR", status));
                 return Ok(stream(shared, rx, Some(Duration::ZERO)));
             }
@@ -176,7 +187,11 @@ pub fn start(shared: &Arc<Shared>, cluster: &mut Cluster, r: &Req, render: Rende
     Ok(stream(shared, rx, timeout))
 }
 
-fn stream(shared: &Arc<Shared>, rx: mpsc::UnboundedReceiver<Bytes>, timeout: Option<Duration>) -> Body {
+fn stream(
+    shared: &Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    timeout: Option<Duration>,
+) -> Body {
     let shutdown = shared.shutdown.clone();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let s = futures_util::stream::unfold(
@@ -187,7 +202,10 @@ fn stream(shared: &Arc<Shared>, rx: mpsc::UnboundedReceiver<Bytes>, timeout: Opt
             }
             if draining {
                 // Deadline passed: send what is queued, then end.
-                return rx.try_recv().ok().map(|b| (Ok::<_, Infallible>(b), (rx, shutdown, deadline, true)));
+                return rx
+                    .try_recv()
+                    .ok()
+                    .map(|b| (Ok::<_, Infallible>(b), (rx, shutdown, deadline, true)));
             }
             let until = async {
                 match deadline {

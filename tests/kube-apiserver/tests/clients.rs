@@ -19,8 +19,13 @@ fn required() -> bool {
 }
 
 fn skip(what: &str) {
-    assert!(!required(), "{what} is required (WORKBUS_REQUIRE_KUBE_CLIENTS=1) but missing");
-    eprintln!("SKIPPED: {what} not found; install it to run this test (see tests/kube-apiserver/README.md)");
+    assert!(
+        !required(),
+        "{what} is required (WORKBUS_REQUIRE_KUBE_CLIENTS=1) but missing"
+    );
+    eprintln!(
+        "SKIPPED: {what} not found; install it to run this test (see tests/kube-apiserver/README.md)"
+    );
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -63,7 +68,12 @@ impl Kubectl<'_> {
             "--request-timeout=30s",
         ];
         all.extend_from_slice(args);
-        run(self.server, &self.binary, &all, &[("HOME", self.dir.path())])
+        run(
+            self.server,
+            &self.binary,
+            &all,
+            &[("HOME", self.dir.path())],
+        )
     }
 
     /// Runs; expects success; returns stdout.
@@ -159,17 +169,34 @@ fn kubectl_scenario(binary: PathBuf) {
     assert!(version.contains("v1.30.0"), "{version}");
 
     let resources = rows(&k.ok(&["api-resources"]));
-    let deploy = resources.iter().find(|r| r[0] == "deployments").expect("deployments listed");
+    let deploy = resources
+        .iter()
+        .find(|r| r[0] == "deployments")
+        .expect("deployments listed");
     assert_eq!(deploy[1..], ["deploy", "apps/v1", "true", "Deployment"]);
-    let crds = resources.iter().find(|r| r[0] == "customresourcedefinitions").unwrap();
-    assert_eq!(crds[1..], ["crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"]);
+    let crds = resources
+        .iter()
+        .find(|r| r[0] == "customresourcedefinitions")
+        .unwrap();
+    assert_eq!(
+        crds[1..],
+        [
+            "crd,crds",
+            "apiextensions.k8s.io/v1",
+            "false",
+            "CustomResourceDefinition"
+        ]
+    );
     let ns = resources.iter().find(|r| r[0] == "namespaces").unwrap();
     assert_eq!(ns[1..], ["ns", "v1", "false", "Namespace"]);
 
     let namespaces = rows(&k.ok(&["get", "namespaces"]));
     assert_eq!(namespaces[0], ["NAME", "STATUS", "AGE"]);
     let names: Vec<&str> = namespaces[1..].iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
     assert!(namespaces[1..].iter().all(|r| r[1] == "Active"));
 
     let deploy_file = k.file("deploy.yaml", DEPLOY);
@@ -178,7 +205,8 @@ fn kubectl_scenario(binary: PathBuf) {
         "deployment.apps/web serverside-applied"
     );
     // kubectl 1.21+ hides managed fields unless asked.
-    let client: Value = serde_json::from_str(&k.ok(&["version", "--client", "-o", "json"])).unwrap();
+    let client: Value =
+        serde_json::from_str(&k.ok(&["version", "--client", "-o", "json"])).unwrap();
     let minor: u32 = client["clientVersion"]["minor"]
         .as_str()
         .unwrap_or("0")
@@ -192,7 +220,10 @@ fn kubectl_scenario(binary: PathBuf) {
     let d: Value = serde_json::from_str(&k.ok(&get_json)).unwrap();
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["status"]["readyReplicas"], 2);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"],
+        "TCP"
+    );
     let apply = d["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -201,17 +232,43 @@ fn kubectl_scenario(binary: PathBuf) {
         .unwrap_or_else(|| panic!("kubectl's entry in {d}"));
     assert_eq!(apply["operation"], "Apply");
     let table = rows(&k.ok(&["get", "deployments"]));
-    assert_eq!(table[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(
+        table[0],
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
     assert_eq!(table[1][..4], ["web", "2/2", "2", "2"]);
 
-    let three = k.file("deploy3.yaml", &DEPLOY.replace("replicas: 2", "replicas: 3"));
-    let conflict = k.fails(&["apply", "--server-side", "--field-manager=other", "-f", &three]);
+    let three = k.file(
+        "deploy3.yaml",
+        &DEPLOY.replace("replicas: 2", "replicas: 3"),
+    );
+    let conflict = k.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "-f",
+        &three,
+    ]);
     assert!(
-        conflict.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        conflict
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
         "{conflict}"
     );
-    k.ok(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &three]);
-    let jp = k.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation} {.status.observedGeneration}"]);
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        &three,
+    ]);
+    let jp = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.generation} {.status.observedGeneration}",
+    ]);
     assert_eq!(jp, "3 2 2");
 
     let uid = k.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
@@ -223,29 +280,61 @@ fn kubectl_scenario(binary: PathBuf) {
     );
     k.ok(&["apply", "--server-side", "-f", &child]);
     assert_eq!(
-        k.ok(&["delete", "deployment", "web", "--cascade=foreground", "--timeout=60s"]).trim(),
+        k.ok(&[
+            "delete",
+            "deployment",
+            "web",
+            "--cascade=foreground",
+            "--timeout=60s"
+        ])
+        .trim(),
         "deployment.apps \"web\" deleted"
     );
     let gone = k.fails(&["get", "configmap", "child"]);
-    assert!(gone.contains("Error from server (NotFound): configmaps \"child\" not found"), "{gone}");
+    assert!(
+        gone.contains("Error from server (NotFound): configmaps \"child\" not found"),
+        "{gone}"
+    );
 
     let crd = k.file("crd.yaml", CRD);
     assert_eq!(
         k.ok(&["apply", "--server-side", "-f", &crd]).trim(),
         "customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied"
     );
-    let met = k.ok(&["wait", "--for", "condition=established", "--timeout=60s", "crd/widgets.example.com"]);
+    let met = k.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/widgets.example.com",
+    ]);
     assert!(met.contains("condition met"), "{met}");
-    let widget = k.file("w.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 2\n");
-    assert_eq!(k.ok(&["apply", "--server-side", "-f", &widget]).trim(), "widget.example.com/w1 serverside-applied");
+    let widget = k.file(
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 2\n",
+    );
+    assert_eq!(
+        k.ok(&["apply", "--server-side", "-f", &widget]).trim(),
+        "widget.example.com/w1 serverside-applied"
+    );
     let widgets = rows(&k.ok(&["get", "wd"]));
     assert_eq!(widgets[0], ["NAME", "SIZE"]);
     assert_eq!(widgets[1], ["w1", "2"]);
 
-    assert_eq!(k.ok(&["create", "namespace", "tmp"]).trim(), "namespace/tmp created");
-    assert_eq!(k.ok(&["delete", "namespace", "tmp", "--timeout=60s"]).trim(), "namespace \"tmp\" deleted");
+    assert_eq!(
+        k.ok(&["create", "namespace", "tmp"]).trim(),
+        "namespace/tmp created"
+    );
+    assert_eq!(
+        k.ok(&["delete", "namespace", "tmp", "--timeout=60s"])
+            .trim(),
+        "namespace \"tmp\" deleted"
+    );
     let ns_gone = k.fails(&["get", "namespace", "tmp"]);
-    assert!(ns_gone.contains("namespaces \"tmp\" not found"), "{ns_gone}");
+    assert!(
+        ns_gone.contains("namespaces \"tmp\" not found"),
+        "{ns_gone}"
+    );
 }
 
 #[test]
@@ -287,7 +376,10 @@ fn python_client_drives_the_server() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    server.api().write_kubeconfig(&kubeconfig, "default").unwrap();
+    server
+        .api()
+        .write_kubeconfig(&kubeconfig, "default")
+        .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
     let out = run(
         &server,

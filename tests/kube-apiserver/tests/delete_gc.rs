@@ -27,25 +27,54 @@ fn exists(s: &Server, path: &str) -> bool {
 fn delete_answers_and_preconditions() {
     let s = Server::start();
     let a = s.configmap("default", cm("a"));
-    let (code, pre) = s.delete(&format!("{CMS}/a"), Some(&json!({"preconditions": {"uid": "nope"}})));
+    let (code, pre) = s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"preconditions": {"uid": "nope"}})),
+    );
     assert_eq!(code, 409);
     assert_eq!(
         pre["message"],
-        format!("Operation cannot be fulfilled on configmaps \"a\": Precondition failed: UID in precondition: nope, UID in object meta: {}", a["metadata"]["uid"].as_str().unwrap())
+        format!(
+            "Operation cannot be fulfilled on configmaps \"a\": Precondition failed: UID in precondition: nope, UID in object meta: {}",
+            a["metadata"]["uid"].as_str().unwrap()
+        )
     );
-    let (code, pre) = s.delete(&format!("{CMS}/a"), Some(&json!({"preconditions": {"resourceVersion": "1"}})));
+    let (code, pre) = s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"preconditions": {"resourceVersion": "1"}})),
+    );
     assert_eq!(code, 409);
-    assert!(pre["message"].as_str().unwrap().contains("Precondition failed: ResourceVersion in precondition: 1"));
-    let (code, bad) = s.delete(&format!("{CMS}/a"), Some(&json!({"propagationPolicy": "Sideways"})));
+    assert!(
+        pre["message"]
+            .as_str()
+            .unwrap()
+            .contains("Precondition failed: ResourceVersion in precondition: 1")
+    );
+    let (code, bad) = s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"propagationPolicy": "Sideways"})),
+    );
     assert_eq!(code, 422);
-    assert_eq!(bad["message"], "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\"");
-    let (code, both) = s.delete(&format!("{CMS}/a"), Some(&json!({"propagationPolicy": "Orphan", "orphanDependents": true})));
+    assert_eq!(
+        bad["message"],
+        "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+    );
+    let (code, both) = s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"propagationPolicy": "Orphan", "orphanDependents": true})),
+    );
     assert_eq!(code, 422, "{both}");
-    let (code, gone) = s.delete(&format!("{CMS}/a"), Some(&json!({"preconditions": {"uid": a["metadata"]["uid"]}})));
+    let (code, gone) = s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"preconditions": {"uid": a["metadata"]["uid"]}})),
+    );
     assert_eq!(code, 200);
     assert_eq!(gone["kind"], "Status");
     assert_eq!(gone["status"], "Success");
-    assert_eq!(gone["details"], json!({"name": "a", "kind": "configmaps", "uid": a["metadata"]["uid"]}));
+    assert_eq!(
+        gone["details"],
+        json!({"name": "a", "kind": "configmaps", "uid": a["metadata"]["uid"]})
+    );
     let (code, again) = s.delete(&format!("{CMS}/a"), None);
     assert_eq!((code, again["reason"].as_str()), (404, Some("NotFound")));
 
@@ -58,7 +87,10 @@ fn delete_answers_and_preconditions() {
 
     // Query-parameter options and deletecollection by label.
     for (n, l) in [("x1", "a"), ("x2", "a"), ("x3", "b")] {
-        s.configmap("default", json!({"metadata": {"name": n, "labels": {"set": l}}}));
+        s.configmap(
+            "default",
+            json!({"metadata": {"name": n, "labels": {"set": l}}}),
+        );
     }
     let (code, list) = s.delete(&format!("{CMS}?labelSelector=set%3Da"), None);
     assert_eq!(code, 200);
@@ -73,7 +105,10 @@ fn finalizers_hold_objects_being_deleted() {
     let mut d = deployment("held", 1);
     d["metadata"]["finalizers"] = json!(["example.com/hold"]);
     let path = "/apis/apps/v1/namespaces/default/deployments/held";
-    assert_eq!(s.post("/apis/apps/v1/namespaces/default/deployments", &d).0, 201);
+    assert_eq!(
+        s.post("/apis/apps/v1/namespaces/default/deployments", &d).0,
+        201
+    );
     let mut w = s.watch("/apis/apps/v1/namespaces/default/deployments?watch=true&fieldSelector=metadata.name%3Dheld&timeoutSeconds=5");
     assert_eq!(w.take(1), [("ADDED".to_string(), "held".to_string())]);
     let (code, deleting) = s.delete(path, None);
@@ -81,16 +116,30 @@ fn finalizers_hold_objects_being_deleted() {
     assert_eq!(deleting["kind"], "Deployment");
     assert!(deleting["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(deleting["metadata"]["deletionGracePeriodSeconds"], 0);
-    assert_eq!(deleting["metadata"]["generation"], 2, "the first deletion bumps the generation");
+    assert_eq!(
+        deleting["metadata"]["generation"], 2,
+        "the first deletion bumps the generation"
+    );
     let (code, again) = s.delete(path, None);
-    assert_eq!((code, again["metadata"]["generation"].as_i64()), (200, Some(2)));
-    let (code, more) = s.patch(path, MERGE, r#"{"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}}"#);
+    assert_eq!(
+        (code, again["metadata"]["generation"].as_i64()),
+        (200, Some(2))
+    );
+    let (code, more) = s.patch(
+        path,
+        MERGE,
+        r#"{"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}}"#,
+    );
     assert_eq!(code, 422);
     assert_eq!(
         more["message"],
         "Deployment.apps \"held\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/new\"}"
     );
-    let (code, last) = s.patch(path, JSON_PATCH, r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#);
+    let (code, last) = s.patch(
+        path,
+        JSON_PATCH,
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    );
     assert_eq!(code, 200, "{last}");
     assert!(!exists(&s, path));
     let mut events = Vec::new();
@@ -100,7 +149,11 @@ fn finalizers_hold_objects_being_deleted() {
             break;
         }
     }
-    assert_eq!(events.last().map(String::as_str), Some("DELETED"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("DELETED"),
+        "{events:?}"
+    );
     assert!(events.iter().filter(|e| *e == "MODIFIED").count() >= 1);
 }
 
@@ -112,34 +165,46 @@ fn background_collection_of_dependents() {
     s.configmap("default", owned_by("dep", &owner, false));
     let mut two = owned_by("two-owners", &owner, false);
     let other_ref = owned_by("x", &other, false)["metadata"]["ownerReferences"][0].clone();
-    two["metadata"]["ownerReferences"].as_array_mut().unwrap().push(other_ref);
+    two["metadata"]["ownerReferences"]
+        .as_array_mut()
+        .unwrap()
+        .push(other_ref);
     s.configmap("default", two);
     let (code, _) = s.delete(&format!("{CMS}/owner"), None);
     assert_eq!(code, 200);
     assert!(!exists(&s, &format!("{CMS}/owner")));
-    assert!(!exists(&s, &format!("{CMS}/dep")), "a dependent without owners is collected");
+    assert!(
+        !exists(&s, &format!("{CMS}/dep")),
+        "a dependent without owners is collected"
+    );
     let (_, survivor) = s.get(&format!("{CMS}/two-owners"));
     let refs = survivor["metadata"]["ownerReferences"].as_array().unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0]["name"], "other");
-    let remaining_owned = survivor["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:ownerReferences"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|k| k.starts_with("k:"))
-        .count();
-    assert_eq!(remaining_owned, 1, "the removed reference left the creator's fields: {survivor}");
+    let remaining_owned =
+        survivor["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:ownerReferences"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("k:"))
+            .count();
+    assert_eq!(
+        remaining_owned, 1,
+        "the removed reference left the creator's fields: {survivor}"
+    );
 
     // An owner that does not exist (or is another object of that name) means garbage.
     let mut dangling = owned_by("dangling", &other, false);
-    dangling["metadata"]["ownerReferences"][0]["uid"] = json!("11111111-2222-3333-4444-555555555555");
+    dangling["metadata"]["ownerReferences"][0]["uid"] =
+        json!("11111111-2222-3333-4444-555555555555");
     let (code, created) = s.post(CMS, &dangling);
     assert_eq!(code, 201, "{created}");
     assert!(!exists(&s, &format!("{CMS}/dangling")));
     // Unresolvable references are left alone: an unknown kind, a namespaced owner of a
     // cluster-scoped object.
     let mut unknown = cm("unknown-kind");
-    unknown["metadata"]["ownerReferences"] = json!([{"apiVersion": "nope.example.com/v1", "kind": "Nope", "name": "n", "uid": "u"}]);
+    unknown["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "nope.example.com/v1", "kind": "Nope", "name": "n", "uid": "u"}]);
     assert_eq!(s.post(CMS, &unknown).0, 201);
     assert!(exists(&s, &format!("{CMS}/unknown-kind")));
     let ns_owned = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cluster-dep",
@@ -156,17 +221,36 @@ fn foreground_waits_for_blocking_dependents() {
     blocking["metadata"]["finalizers"] = json!(["example.com/slow"]);
     s.configmap("default", blocking);
     s.configmap("default", owned_by("free", &owner, false));
-    let (code, answer) = s.delete(&format!("{CMS}/owner"), Some(&json!({"propagationPolicy": "Foreground"})));
+    let (code, answer) = s.delete(
+        &format!("{CMS}/owner"),
+        Some(&json!({"propagationPolicy": "Foreground"})),
+    );
     assert_eq!(code, 200);
-    assert_eq!(answer["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert_eq!(
+        answer["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
     let (_, owner_now) = s.get(&format!("{CMS}/owner"));
-    assert!(owner_now["metadata"]["deletionTimestamp"].is_string(), "held by its blocking dependent");
-    assert!(!exists(&s, &format!("{CMS}/free")), "every dependent is deleted");
+    assert!(
+        owner_now["metadata"]["deletionTimestamp"].is_string(),
+        "held by its blocking dependent"
+    );
+    assert!(
+        !exists(&s, &format!("{CMS}/free")),
+        "every dependent is deleted"
+    );
     let (_, blocking_now) = s.get(&format!("{CMS}/blocking"));
     assert!(blocking_now["metadata"]["deletionTimestamp"].is_string());
-    s.patch(&format!("{CMS}/blocking"), MERGE, r#"{"metadata": {"finalizers": null}}"#);
+    s.patch(
+        &format!("{CMS}/blocking"),
+        MERGE,
+        r#"{"metadata": {"finalizers": null}}"#,
+    );
     assert!(!exists(&s, &format!("{CMS}/blocking")));
-    assert!(!exists(&s, &format!("{CMS}/owner")), "released once nothing blocks");
+    assert!(
+        !exists(&s, &format!("{CMS}/owner")),
+        "released once nothing blocks"
+    );
 
     // Three levels: the middle one is deleted in foreground too.
     let a = s.configmap("default", cm("a"));
@@ -174,11 +258,21 @@ fn foreground_waits_for_blocking_dependents() {
     let mut c = owned_by("c", &b, true);
     c["metadata"]["finalizers"] = json!(["example.com/slow"]);
     s.configmap("default", c);
-    s.delete(&format!("{CMS}/a"), Some(&json!({"propagationPolicy": "Foreground"})));
+    s.delete(
+        &format!("{CMS}/a"),
+        Some(&json!({"propagationPolicy": "Foreground"})),
+    );
     let (_, b_now) = s.get(&format!("{CMS}/b"));
-    assert_eq!(b_now["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert_eq!(
+        b_now["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
     assert!(exists(&s, &format!("{CMS}/a")));
-    s.patch(&format!("{CMS}/c"), MERGE, r#"{"metadata": {"finalizers": null}}"#);
+    s.patch(
+        &format!("{CMS}/c"),
+        MERGE,
+        r#"{"metadata": {"finalizers": null}}"#,
+    );
     for n in ["a", "b", "c"] {
         assert!(!exists(&s, &format!("{CMS}/{n}")), "{n}");
     }
@@ -194,13 +288,19 @@ fn orphan_keeps_dependents() {
     assert_eq!(answer["metadata"]["finalizers"], json!(["orphan"]));
     assert!(!exists(&s, &format!("{CMS}/owner")));
     let (_, child) = s.get(&format!("{CMS}/child"));
-    assert!(child["metadata"].get("ownerReferences").is_none(), "{child}");
+    assert!(
+        child["metadata"].get("ownerReferences").is_none(),
+        "{child}"
+    );
     // The older orphanDependents=false answers 202.
     let o2 = s.configmap("default", cm("owner2"));
     s.configmap("default", owned_by("child2", &o2, false));
     let mut held = cm("held2");
     held["metadata"]["finalizers"] = json!(["example.com/x"]);
     s.configmap("default", held);
-    let (code, _) = s.delete(&format!("{CMS}/held2"), Some(&json!({"orphanDependents": false})));
+    let (code, _) = s.delete(
+        &format!("{CMS}/held2"),
+        Some(&json!({"orphanDependents": false})),
+    );
     assert_eq!(code, 202);
 }

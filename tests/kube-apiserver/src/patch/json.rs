@@ -56,11 +56,17 @@ fn array_index(token: &str, len: usize, allow_end: bool) -> Result<usize, String
         && token.bytes().all(|b| b.is_ascii_digit())
         && (token == "0" || !token.starts_with('0'));
     let i: usize = if valid {
-        token.parse().map_err(|_| format!("invalid index {token:?}"))?
+        token
+            .parse()
+            .map_err(|_| format!("invalid index {token:?}"))?
     } else {
         return Err(format!("invalid index {token:?}"));
     };
-    let max = if allow_end { len } else { len.saturating_sub(1) };
+    let max = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     if i > max || (!allow_end && len == 0) {
         return Err(format!("index {i} out of bounds"));
     }
@@ -198,9 +204,7 @@ pub fn json_patch(doc: &Value, patch: &Value) -> ApiResult<Value> {
                 }
             }
             other => {
-                return Err(ApiError::bad_request(format!(
-                    "Unexpected kind: {other}"
-                )));
+                return Err(ApiError::bad_request(format!("Unexpected kind: {other}")));
             }
         };
         result.map_err(ApiError::unprocessable)?;

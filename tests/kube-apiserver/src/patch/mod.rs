@@ -32,7 +32,10 @@ impl PatchType {
 /// The patch types a type accepts, in the apiserver's order (strategic merge patch
 /// only for built-in kinds).
 pub fn accepted(builtin: bool) -> Vec<&'static str> {
-    let mut v = vec!["application/json-patch+json", "application/merge-patch+json"];
+    let mut v = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
     if builtin {
         v.push("application/strategic-merge-patch+json");
     }

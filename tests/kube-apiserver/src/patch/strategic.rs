@@ -69,7 +69,9 @@ fn merge_map(
     }
     if let Some(retain) = patch.get(RETAIN_KEYS) {
         let Value::Array(keys) = retain else {
-            return Err(ApiError::bad_request("invalid patch: $retainKeys must be a list"));
+            return Err(ApiError::bad_request(
+                "invalid patch: $retainKeys must be a list",
+            ));
         };
         let keep: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
         original.retain(|k, _| keep.contains(&k.as_str()));
@@ -145,9 +147,10 @@ fn merge_list(
             Ok(Value::Array(original))
         }
         SmpList::MergeByKey(key) => {
-            if patch.iter().any(|p| {
-                p.get(DIRECTIVE).and_then(Value::as_str) == Some("replace")
-            }) {
+            if patch
+                .iter()
+                .any(|p| p.get(DIRECTIVE).and_then(Value::as_str) == Some("replace"))
+            {
                 return Ok(Value::Array(
                     patch
                         .iter()
@@ -268,7 +271,10 @@ mod tests {
         let p = json!({"spec": {"template": {"spec": {"tolerations": [{"key": "b"}]}}},
                        "x": {"$patch": "replace", "c": 3}});
         let r = strategic_merge(&o, &p, &deploy()).unwrap();
-        assert_eq!(r["spec"]["template"]["spec"]["tolerations"], json!([{"key": "b"}]));
+        assert_eq!(
+            r["spec"]["template"]["spec"]["tolerations"],
+            json!([{"key": "b"}])
+        );
         assert_eq!(r["x"], json!({"c": 3}));
         let bad = json!({"x": {"$patch": "explode"}});
         assert_eq!(strategic_merge(&o, &bad, &deploy()).unwrap_err().code, 400);

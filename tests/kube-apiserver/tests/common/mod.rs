@@ -115,7 +115,13 @@ impl Server {
     }
 
     pub fn patch(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
-        let (s, _, t) = self.raw("PATCH", path, Some(content_type), Some(JSON), Some(body.as_bytes()));
+        let (s, _, t) = self.raw(
+            "PATCH",
+            path,
+            Some(content_type),
+            Some(JSON),
+            Some(body.as_bytes()),
+        );
         Self::json_of(s, &t)
     }
 
@@ -199,7 +205,10 @@ impl Watch {
             .map(|e| {
                 (
                     e["type"].as_str().unwrap_or("").to_string(),
-                    e["object"]["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    e["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                 )
             })
             .collect()
