@@ -173,18 +173,17 @@ impl Cluster {
                 Some(_) => {}
             }
         }
-        if let Some(c) = &rt.crd {
-            if self
+        if let Some(c) = &rt.crd
+            && self
                 .store
                 .get(&crds_gr(), "", &c.crd_name)
                 .is_some_and(meta::is_deleting)
-            {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "create not allowed while custom resource definition is terminating",
-                ));
-            }
+        {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
         }
         Ok(())
     }
@@ -253,16 +252,20 @@ impl Cluster {
         }
         let managers = match applied {
             Some(m) => m,
-            None => managed::update(
-                requested.unwrap_or_default(),
-                None,
-                &strategy::zero(rt),
-                &obj,
-                &ctx.actor,
-                &strategy::schema(rt),
-                &strategy::ignore(rt, None),
-            )
-            .unwrap_or_default(),
+            None => {
+                let (zero, schema, ignore) = (
+                    strategy::zero(rt),
+                    strategy::schema(rt),
+                    strategy::ignore(rt, None),
+                );
+                let cx = managed::Context {
+                    actor: &ctx.actor,
+                    schema: &schema,
+                    ignore: &ignore,
+                    zero: &zero,
+                };
+                managed::update(requested.unwrap_or_default(), None, &obj, &cx).unwrap_or_default()
+            }
         };
         managed::store(&mut obj, &managers);
         if self.store.get(&gr, &namespace, &name).is_some() {
@@ -320,10 +323,10 @@ impl Cluster {
             Some("finalize") => {
                 let mut out = old.clone();
                 out["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
-                if out["spec"]["finalizers"].is_null() {
-                    if let Some(s) = out["spec"].as_object_mut() {
-                        s.remove("finalizers");
-                    }
+                if out["spec"]["finalizers"].is_null()
+                    && let Some(s) = out["spec"].as_object_mut()
+                {
+                    s.remove("finalizers");
                 }
                 out
             }
@@ -373,16 +376,18 @@ impl Cluster {
             ManagedMode::Applied(m) => m,
             ManagedMode::Update => {
                 let base = requested.unwrap_or_else(|| managed::decode(old).unwrap_or_default());
-                managed::update(
-                    base,
-                    Some(old),
-                    &strategy::zero(rt),
-                    &new,
-                    &ctx.actor,
-                    &strategy::schema(rt),
-                    &strategy::ignore(rt, subresource),
-                )
-                .unwrap_or_default()
+                let (zero, schema, ignore) = (
+                    strategy::zero(rt),
+                    strategy::schema(rt),
+                    strategy::ignore(rt, subresource),
+                );
+                let cx = managed::Context {
+                    actor: &ctx.actor,
+                    schema: &schema,
+                    ignore: &ignore,
+                    zero: &zero,
+                };
+                managed::update(base, Some(old), &new, &cx).unwrap_or_default()
             }
         };
         managed::store(&mut new, &managers);

@@ -112,15 +112,15 @@ pub fn validate(crd: &Value) -> Vec<FieldError> {
 /// Defaults of a CRD (`names.singular`, `names.listKind`, `conversion`).
 pub fn default(crd: &mut Value) {
     let kind = s(crd, &["spec", "names", "kind"]).to_string();
-    if let Some(names) = crd["spec"]["names"].as_object_mut() {
-        if !kind.is_empty() {
-            names
-                .entry("singular")
-                .or_insert_with(|| json!(kind.to_lowercase()));
-            names
-                .entry("listKind")
-                .or_insert_with(|| json!(format!("{kind}List")));
-        }
+    if let Some(names) = crd["spec"]["names"].as_object_mut()
+        && !kind.is_empty()
+    {
+        names
+            .entry("singular")
+            .or_insert_with(|| json!(kind.to_lowercase()));
+        names
+            .entry("listKind")
+            .or_insert_with(|| json!(format!("{kind}List")));
     }
     if let Some(spec) = crd["spec"].as_object_mut() {
         spec.entry("conversion")
@@ -398,14 +398,14 @@ fn required(
 
 fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if v.is_null() {
-        if schema["nullable"].as_bool() != Some(true) {
-            if let Some(t) = schema["type"].as_str() {
-                errs.push(FieldError::invalid(
-                    path,
-                    &Value::from("null"),
-                    format!("{path} in body must be of type {t}: \"null\""),
-                ));
-            }
+        if schema["nullable"].as_bool() != Some(true)
+            && let Some(t) = schema["type"].as_str()
+        {
+            errs.push(FieldError::invalid(
+                path,
+                &Value::from("null"),
+                format!("{path} in body must be of type {t}: \"null\""),
+            ));
         }
         return;
     }
@@ -421,33 +421,33 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             return;
         }
     }
-    if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(v) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            let list: Vec<&str> = list.iter().map(String::as_str).collect();
-            let mut e = FieldError::not_supported(path, v, &[]);
-            e.detail = format!("supported values: {}", list.join(", "));
-            errs.push(e);
-        }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(v)
+    {
+        let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        let mut e = FieldError::not_supported(path, v, &[]);
+        e.detail = format!("supported values: {}", list.join(", "));
+        errs.push(e);
     }
     if let Some(n) = v.as_f64() {
-        if let Some(min) = schema["minimum"].as_f64() {
-            if n < min {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{path} in body should be greater than or equal to {min}"),
-                ));
-            }
+        if let Some(min) = schema["minimum"].as_f64()
+            && n < min
+        {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body should be greater than or equal to {min}"),
+            ));
         }
-        if let Some(max) = schema["maximum"].as_f64() {
-            if n > max {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{path} in body should be less than or equal to {max}"),
-                ));
-            }
+        if let Some(max) = schema["maximum"].as_f64()
+            && n > max
+        {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{path} in body should be less than or equal to {max}"),
+            ));
         }
     }
     match v {

@@ -154,29 +154,29 @@ impl Cluster {
         let Some(old) = self.store.get(&gr, namespace, name).cloned() else {
             return Err(ApiError::not_found(&gr, name));
         };
-        if let Some(uid) = &opts.uid {
-            if uid != meta::uid(&old) {
-                return Err(ApiError::conflict(
-                    &gr,
-                    name,
-                    format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(&old)
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.uid
+            && uid != meta::uid(&old)
+        {
+            return Err(ApiError::conflict(
+                &gr,
+                name,
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(&old)
+                ),
+            ));
         }
-        if let Some(rv) = &opts.resource_version {
-            if rv != meta::resource_version(&old) {
-                return Err(ApiError::conflict(
-                    &gr,
-                    name,
-                    format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta::resource_version(&old)
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.resource_version
+            && rv != meta::resource_version(&old)
+        {
+            return Err(ApiError::conflict(
+                &gr,
+                name,
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta::resource_version(&old)
+                ),
+            ));
         }
         let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
         if is_namespace && matches!(name, "default" | "kube-system" | "kube-public") {
@@ -220,10 +220,10 @@ impl Cluster {
                 Value::String(ctx.actor.now.clone()),
             );
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
-                if g > 0 {
-                    m.insert("generation".into(), json!(g + 1));
-                }
+            if let Some(g) = m.get("generation").and_then(Value::as_i64)
+                && g > 0
+            {
+                m.insert("generation".into(), json!(g + 1));
             }
             if is_namespace {
                 new["status"]["phase"] = json!("Terminating");

@@ -191,7 +191,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -204,12 +204,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -332,10 +333,10 @@ fn resource(
         .ok_or_else(ApiError::path_not_found)?;
     let name = rest.get(1).map(|s| s.to_string());
     let subresource = rest.get(2).map(|s| s.to_string());
-    if let Some(sub) = &subresource {
-        if !rt.subresources.contains(sub) {
-            return Err(ApiError::path_not_found());
-        }
+    if let Some(sub) = &subresource
+        && !rt.subresources.contains(sub)
+    {
+        return Err(ApiError::path_not_found());
     }
     if (rt.namespaced && namespace.is_none() && name.is_some())
         || (!rt.namespaced && namespace.is_some())

@@ -222,18 +222,25 @@ pub fn store(obj: &mut Value, managers: &[Manager]) {
     }
 }
 
-/// An update by `actor` from `live` to `new` (`live` is `None` on create; `zero` is the
-/// type's zero value then). Returns the new entries.
+/// What an operation on managed fields needs beside the objects.
+pub struct Context<'a> {
+    pub actor: &'a Actor,
+    pub schema: &'a TypeSchema,
+    pub ignore: &'a Ignore,
+    /// The type's zero value: the "live" object of a create.
+    pub zero: &'a Value,
+}
+
+/// An update by the context's actor from `live` to `new` (`live` is `None` on create).
+/// Returns the new entries.
 pub fn update(
     mut managers: Vec<Manager>,
     live: Option<&Value>,
-    zero: &Value,
     new: &Value,
-    actor: &Actor,
-    schema: &TypeSchema,
-    ignore: &Ignore,
+    cx: &Context,
 ) -> Result<Vec<Manager>, String> {
-    let live = content(live.unwrap_or(zero));
+    let (actor, schema, ignore) = (cx.actor, cx.schema, cx.ignore);
+    let live = content(live.unwrap_or(cx.zero));
     let cmp = ignore.filter_comparison(compare(&live, &content(new), schema)?);
     let changed = cmp.modified.union(&cmp.added);
     for m in &mut managers {
@@ -271,19 +278,17 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// A server-side apply of `config` by `actor` onto `live` (or onto the type's `zero`
-/// value when creating).
+/// A server-side apply of `config` by the context's actor onto `live` (or onto the
+/// type's zero value when creating).
 pub fn apply(
     managers: Vec<Manager>,
     live: Option<&Value>,
-    zero: &Value,
     config: &Value,
-    actor: &Actor,
-    schema: &TypeSchema,
-    ignore: &Ignore,
+    cx: &Context,
     force: bool,
 ) -> Result<Applied, ApplyError> {
-    let live = content(live.unwrap_or(zero));
+    let (actor, schema, ignore) = (cx.actor, cx.schema, cx.ignore);
+    let live = content(live.unwrap_or(cx.zero));
     let merged = merge(&live, config, schema).map_err(ApplyError::Invalid)?;
     let config_set =
         strip(&ignore.filter(&to_field_set(config, schema).map_err(ApplyError::Invalid)?));
@@ -429,35 +434,45 @@ mod tests {
         }
     }
 
+    struct Fixture {
+        zero: Value,
+        schema: TypeSchema,
+        ignore: Ignore,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                zero: json!({"metadata": {}}),
+                schema: cm(),
+                ignore: Ignore::Nothing,
+            }
+        }
+
+        fn cx<'a>(&'a self, actor: &'a Actor) -> Context<'a> {
+            Context {
+                actor,
+                schema: &self.schema,
+                ignore: &self.ignore,
+                zero: &self.zero,
+            }
+        }
+    }
+
     #[test]
     fn apply_conflicts_with_an_updater_and_force_takes_over() {
-        let zero = json!({"metadata": {}});
+        let f = Fixture::new();
+        let (creator, applier) = (actor("creator"), actor("applier"));
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}});
-        let managers = update(
-            Vec::new(),
-            None,
-            &zero,
-            &obj,
-            &actor("creator"),
-            &cm(),
-            &Ignore::Nothing,
-        )
-        .unwrap();
+        let managers = update(Vec::new(), None, &obj, &f.cx(&creator)).unwrap();
         assert_eq!(
             managers[0].set.to_fields_v1(),
             json!({"f:data": {".": {}, "f:k": {}}})
         );
         let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "2"}});
-        let Err(ApplyError::Conflicts(c)) = apply(
-            managers.clone(),
-            Some(&obj),
-            &zero,
-            &cfg,
-            &actor("applier"),
-            &cm(),
-            &Ignore::Nothing,
-            false,
-        ) else {
+        let Err(ApplyError::Conflicts(c)) =
+            apply(managers.clone(), Some(&obj), &cfg, &f.cx(&applier), false)
+        else {
             panic!("expected a conflict");
         };
         let e = conflict_error(&c);
@@ -466,32 +481,14 @@ mod tests {
             "Apply failed with 1 conflict: conflict with \"creator\" using v1: .data.k"
         );
         // Same value: shared ownership, no conflict.
-        let same = apply(
-            managers.clone(),
-            Some(&obj),
-            &zero,
-            &obj,
-            &actor("applier"),
-            &cm(),
-            &Ignore::Nothing,
-            false,
-        )
-        .ok()
-        .unwrap();
+        let same = apply(managers.clone(), Some(&obj), &obj, &f.cx(&applier), false)
+            .ok()
+            .unwrap();
         assert!(!same.changed);
         assert_eq!(same.managers.len(), 2);
-        let forced = apply(
-            managers,
-            Some(&obj),
-            &zero,
-            &cfg,
-            &actor("applier"),
-            &cm(),
-            &Ignore::Nothing,
-            true,
-        )
-        .ok()
-        .unwrap();
+        let forced = apply(managers, Some(&obj), &cfg, &f.cx(&applier), true)
+            .ok()
+            .unwrap();
         assert_eq!(forced.object["data"]["k"], "2");
         assert_eq!(forced.managers.len(), 2, "creator keeps .data");
         assert!(
@@ -504,33 +501,14 @@ mod tests {
 
     #[test]
     fn apply_prunes_what_it_no_longer_applies() {
-        let zero = json!({"metadata": {}});
+        let f = Fixture::new();
+        let a = actor("a");
         let v1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1", "j": "2"}});
-        let first = apply(
-            Vec::new(),
-            None,
-            &zero,
-            &v1,
-            &actor("a"),
-            &cm(),
-            &Ignore::Nothing,
-            false,
-        )
-        .ok()
-        .unwrap();
+        let first = apply(Vec::new(), None, &v1, &f.cx(&a), false).ok().unwrap();
         let v2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}});
-        let second = apply(
-            first.managers,
-            Some(&first.object),
-            &zero,
-            &v2,
-            &actor("a"),
-            &cm(),
-            &Ignore::Nothing,
-            false,
-        )
-        .ok()
-        .unwrap();
+        let second = apply(first.managers, Some(&first.object), &v2, &f.cx(&a), false)
+            .ok()
+            .unwrap();
         assert_eq!(second.object["data"], json!({"k": "1"}));
     }
 }

@@ -287,11 +287,11 @@ impl Cluster {
                 {
                     attrs.groups.push("system:authenticated".into());
                 }
-                if let Some(rest) = attrs.user.strip_prefix("system:serviceaccount:") {
-                    if let Some((ns, _)) = rest.split_once(':') {
-                        attrs.groups.push("system:serviceaccounts".into());
-                        attrs.groups.push(format!("system:serviceaccounts:{ns}"));
-                    }
+                if let Some(rest) = attrs.user.strip_prefix("system:serviceaccount:")
+                    && let Some((ns, _)) = rest.split_once(':')
+                {
+                    attrs.groups.push("system:serviceaccounts".into());
+                    attrs.groups.push(format!("system:serviceaccounts:{ns}"));
                 }
                 self.authorize(&attrs)
             }

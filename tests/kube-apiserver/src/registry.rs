@@ -469,7 +469,7 @@ impl Registry {
                 .position(|x| *x == g)
                 .unwrap_or(GROUP_ORDER.len())
         };
-        groups.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)));
+        groups.sort_by_key(|a| rank(&a.0));
         for (_, versions) in &mut groups {
             versions.sort_by(|a, b| compare_versions(b, a));
         }

@@ -98,14 +98,14 @@ impl Req<'_> {
                 ));
             }
         }
-        if let Some(v) = self.query.get("fieldValidation") {
-            if !matches!(v, "" | "Ignore" | "Warn" | "Strict") {
-                errs.push(FieldError::not_supported(
-                    "fieldValidation",
-                    &Value::from(v),
-                    &["Ignore", "Warn", "Strict"],
-                ));
-            }
+        if let Some(v) = self.query.get("fieldValidation")
+            && !matches!(v, "" | "Ignore" | "Warn" | "Strict")
+        {
+            errs.push(FieldError::not_supported(
+                "fieldValidation",
+                &Value::from(v),
+                &["Ignore", "Warn", "Strict"],
+            ));
         }
         if !errs.is_empty() {
             return Err(ApiError::invalid(options_kind, "meta.k8s.io", "", errs));
@@ -127,11 +127,11 @@ pub fn to_version(obj: &Value, rt: &ResourceType) -> Value {
 /// A list item: typed (built-in) lists carry no `apiVersion`/`kind` per item.
 fn list_item(obj: &Value, rt: &ResourceType) -> Value {
     let mut o = to_version(obj, rt);
-    if rt.builtin {
-        if let Some(m) = o.as_object_mut() {
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
+    if rt.builtin
+        && let Some(m) = o.as_object_mut()
+    {
+        m.remove("apiVersion");
+        m.remove("kind");
     }
     o
 }
@@ -335,13 +335,12 @@ impl Cluster {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if name.is_empty() {
-            if let Some(g) = m.get("generateName").and_then(Value::as_str) {
-                if !g.is_empty() {
-                    let generated = format!("{g}{}", random_suffix());
-                    m.insert("name".into(), Value::String(generated));
-                }
-            }
+        if name.is_empty()
+            && let Some(g) = m.get("generateName").and_then(Value::as_str)
+            && !g.is_empty()
+        {
+            let generated = format!("{g}{}", random_suffix());
+            m.insert("name".into(), Value::String(generated));
         }
         if m.get("resourceVersion")
             .and_then(Value::as_str)
@@ -617,26 +616,27 @@ impl Cluster {
             l["apiVersion"] = json!(rt.storage_api_version());
             l
         });
-        let applied = managed::apply(
-            managers,
-            live.as_ref(),
-            &zero,
-            &config,
-            &ctx.actor,
-            &strategy::schema(&rt),
-            &strategy::ignore(&rt, r.subresource.as_deref()),
-            force,
-        )
-        .map_err(|e| match e {
-            ApplyError::Conflicts(c) => managed::conflict_error(&c),
-            ApplyError::Invalid(e) => ApiError::internal(format!(
-                "failed to create typed patch object ({}/{}; {}, Kind={}): {e}",
-                r.ns(),
-                r.name(),
-                rt.api_version(),
-                rt.kind
-            )),
-        })?;
+        let (schema, ignore) = (
+            strategy::schema(&rt),
+            strategy::ignore(&rt, r.subresource.as_deref()),
+        );
+        let cx = managed::Context {
+            actor: &ctx.actor,
+            schema: &schema,
+            ignore: &ignore,
+            zero: &zero,
+        };
+        let applied =
+            managed::apply(managers, live.as_ref(), &config, &cx, force).map_err(|e| match e {
+                ApplyError::Conflicts(c) => managed::conflict_error(&c),
+                ApplyError::Invalid(e) => ApiError::internal(format!(
+                    "failed to create typed patch object ({}/{}; {}, Kind={}): {e}",
+                    r.ns(),
+                    r.name(),
+                    rt.api_version(),
+                    rt.kind
+                )),
+            })?;
         match old {
             None => {
                 let mut obj = applied.object;

@@ -124,13 +124,13 @@ pub fn generation_changes(rt: &ResourceType, old: &Value, new: &Value) -> bool {
 
 /// `PrepareForCreate` of the kinds that have one; `uid` is already set.
 pub fn prepare_create(rt: &ResourceType, obj: &mut Value, service_ip: impl FnOnce() -> Ipv4Addr) {
-    if rt.has_status() {
-        if let Some(m) = obj.as_object_mut() {
-            if rt.crd.is_some() {
-                m.remove("status");
-            } else {
-                m.insert("status".into(), empty());
-            }
+    if rt.has_status()
+        && let Some(m) = obj.as_object_mut()
+    {
+        if rt.crd.is_some() {
+            m.remove("status");
+        } else {
+            m.insert("status".into(), empty());
         }
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
@@ -238,27 +238,31 @@ fn qos_class(spec: &Value) -> &'static str {
 /// `PrepareForUpdate` of the main resource: the status stays the stored one; a
 /// Namespace keeps its phase; a Job keeps its generated selector.
 pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) {
-    if rt.has_status() {
-        if let Some(m) = new.as_object_mut() {
-            match old.get("status") {
-                Some(s) => {
-                    m.insert("status".into(), s.clone());
-                }
-                None => {
-                    m.remove("status");
-                }
+    if rt.has_status()
+        && let Some(m) = new.as_object_mut()
+    {
+        match old.get("status") {
+            Some(s) => {
+                m.insert("status".into(), s.clone());
+            }
+            None => {
+                m.remove("status");
             }
         }
     }
-    if rt.group.is_empty() && rt.kind == "Namespace" && new.get("spec").is_none() {
-        if let Some(spec) = old.get("spec") {
-            new["spec"] = spec.clone();
-        }
+    if rt.group.is_empty()
+        && rt.kind == "Namespace"
+        && new.get("spec").is_none()
+        && let Some(spec) = old.get("spec")
+    {
+        new["spec"] = spec.clone();
     }
-    if rt.kind == "Job" && rt.group == "batch" && new["spec"].get("selector").is_none() {
-        if let Some(sel) = old["spec"].get("selector") {
-            new["spec"]["selector"] = sel.clone();
-        }
+    if rt.kind == "Job"
+        && rt.group == "batch"
+        && new["spec"].get("selector").is_none()
+        && let Some(sel) = old["spec"].get("selector")
+    {
+        new["spec"]["selector"] = sel.clone();
     }
 }
 

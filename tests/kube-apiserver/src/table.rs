@@ -365,7 +365,7 @@ pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
                 cur = cur.as_array()?.iter().find(|x| {
                     x.get(field.trim()).is_some_and(|v| match v {
                         Value::String(s) => s == want,
-                        other => other.to_string() == want,
+                        other => *other == want,
                     })
                 })?;
             } else {

@@ -340,14 +340,14 @@ fn restart_policy(spec: &Value, path: &str, allowed: &[&str], errs: &mut Vec<Fie
 }
 
 fn non_negative(obj: &Value, field: &str, errs: &mut Vec<FieldError>) {
-    if let Some(n) = obj["spec"].get(field).and_then(Value::as_i64) {
-        if n < 0 {
-            errs.push(FieldError::invalid(
-                format!("spec.{field}"),
-                &Value::from(n),
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(n) = obj["spec"].get(field).and_then(Value::as_i64)
+        && n < 0
+    {
+        errs.push(FieldError::invalid(
+            format!("spec.{field}"),
+            &Value::from(n),
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -413,10 +413,8 @@ fn kind_rules(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
                 non_negative(obj, f, &mut errs);
             }
         }
-        ("batch", "CronJob") => {
-            if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
-                errs.push(FieldError::required("spec.schedule", ""));
-            }
+        ("batch", "CronJob") if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) => {
+            errs.push(FieldError::required("spec.schedule", ""));
         }
         ("", "Pod") => containers(&obj["spec"], "spec", &mut errs),
         ("", "ConfigMap" | "Secret") => {
@@ -537,32 +535,30 @@ fn update_rules(rt: &ResourceType, old: &Value, new: &Value) -> Vec<FieldError> 
             immutable("spec.selector", &["spec", "selector"], &mut errs);
             immutable("spec.template", &["spec", "template"], &mut errs);
         }
-        ("", "ConfigMap" | "Secret") => {
-            if old["immutable"].as_bool() == Some(true) {
-                for field in ["data", "binaryData"] {
-                    if old.get(field) != new.get(field) {
-                        errs.push(FieldError::forbidden(
-                            field,
-                            "field is immutable when `immutable` is set",
-                        ));
-                    }
-                }
-                if new["immutable"].as_bool() != Some(true) {
+        ("", "ConfigMap" | "Secret") if old["immutable"].as_bool() == Some(true) => {
+            for field in ["data", "binaryData"] {
+                if old.get(field) != new.get(field) {
                     errs.push(FieldError::forbidden(
-                        "immutable",
+                        field,
                         "field is immutable when `immutable` is set",
                     ));
                 }
             }
-        }
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            if old.get("roleRef") != new.get("roleRef") {
-                errs.push(FieldError::invalid(
-                    "roleRef",
-                    new.get("roleRef").unwrap_or(&Value::Null),
-                    "cannot change roleRef",
+            if new["immutable"].as_bool() != Some(true) {
+                errs.push(FieldError::forbidden(
+                    "immutable",
+                    "field is immutable when `immutable` is set",
                 ));
             }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
+            if old.get("roleRef") != new.get("roleRef") =>
+        {
+            errs.push(FieldError::invalid(
+                "roleRef",
+                new.get("roleRef").unwrap_or(&Value::Null),
+                "cannot change roleRef",
+            ));
         }
         _ => {}
     }
