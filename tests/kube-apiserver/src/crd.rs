@@ -186,15 +186,7 @@ pub fn resource_types(crd: &Value) -> Vec<Arc<ResourceType>> {
     };
     let group = s(crd, &["spec", "group"]).to_string();
     let names = &crd["spec"]["names"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = meta::string_list;
     let mut versions: Vec<&Value> = crd["spec"]["versions"]
         .as_array()
         .map(|a| {

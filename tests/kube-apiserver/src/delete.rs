@@ -84,15 +84,7 @@ impl DeleteOptions {
                 ));
             }
         }
-        for d in &dry_run {
-            if d != "All" {
-                errs.push(FieldError::not_supported(
-                    "dryRun",
-                    &Value::from(d.as_str()),
-                    &["All"],
-                ));
-            }
-        }
+        errs.extend(crate::rest::dry_run_errors(&dry_run));
         if !errs.is_empty() {
             return Err(ApiError::invalid("DeleteOptions", "meta.k8s.io", "", errs));
         }
@@ -157,25 +149,23 @@ impl Cluster {
         if let Some(uid) = &opts.uid
             && uid != meta::uid(&old)
         {
-            return Err(ApiError::conflict(
+            return Err(ApiError::precondition(
                 &gr,
                 name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta::uid(&old)
-                ),
+                "UID",
+                uid,
+                meta::uid(&old),
             ));
         }
         if let Some(rv) = &opts.resource_version
             && rv != meta::resource_version(&old)
         {
-            return Err(ApiError::conflict(
+            return Err(ApiError::precondition(
                 &gr,
                 name,
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    meta::resource_version(&old)
-                ),
+                "ResourceVersion",
+                rv,
+                meta::resource_version(&old),
             ));
         }
         let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";

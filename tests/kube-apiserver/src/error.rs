@@ -212,6 +212,23 @@ impl ApiError {
         .with_details(details(gr, name))
     }
 
+    /// A failed precondition (`what` is `UID` or `ResourceVersion`).
+    pub fn precondition(
+        gr: &GroupResource,
+        name: &str,
+        what: &str,
+        wanted: &str,
+        actual: &str,
+    ) -> Self {
+        ApiError::conflict(
+            gr,
+            name,
+            format!(
+                "Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}"
+            ),
+        )
+    }
+
     /// The optimistic-concurrency conflict of an update with a stale resourceVersion.
     pub fn stale(gr: &GroupResource, name: &str) -> Self {
         ApiError::conflict(

@@ -74,31 +74,35 @@ impl Cluster {
         WriteCtx::controller(GC_MANAGER, &rt.storage_api_version(), "")
     }
 
-    /// Removes owner references to `uids` from an object.
-    fn drop_owner_refs(&mut self, item: &Item, uids: &[String]) -> bool {
-        let Some(rt) = self.rt(&item.gr) else {
+    /// The collector's update of one object: `change` edits a copy and says whether it
+    /// changed anything; true if an update was made.
+    fn gc_update(
+        &mut self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value) -> bool,
+    ) -> bool {
+        let Some(rt) = self.rt(gr) else {
             return false;
         };
-        let Some(current) = self
-            .store
-            .get(&item.gr, &item.namespace, &item.name)
-            .cloned()
-        else {
+        let Some(current) = self.store.get(gr, ns, name).cloned() else {
             return false;
         };
         let mut new = current.clone();
-        if !meta::remove_owner_references(&mut new, uids) {
+        if !change(&mut new) {
             return false;
         }
-        self.update_object(
-            &rt,
-            &current,
-            new,
-            None,
-            &Self::gc_ctx(&rt),
-            ManagedMode::Update,
-        )
-        .is_ok()
+        let ctx = Self::gc_ctx(&rt);
+        self.update_object(&rt, &current, new, None, &ctx, ManagedMode::Update)
+            .is_ok()
+    }
+
+    /// Removes owner references to `uids` from an object.
+    fn drop_owner_refs(&mut self, item: &Item, uids: &[String]) -> bool {
+        self.gc_update(&item.gr, &item.namespace, &item.name, |o| {
+            meta::remove_owner_references(o, uids)
+        })
     }
 
     /// Removes one finalizer from an object.
@@ -109,27 +113,13 @@ impl Cluster {
         name: &str,
         finalizer: &str,
     ) -> bool {
-        let Some(rt) = self.rt(gr) else { return false };
-        let Some(current) = self.store.get(gr, ns, name).cloned() else {
-            return false;
-        };
-        let mut f = meta::finalizers(&current);
-        let before = f.len();
-        f.retain(|x| x != finalizer);
-        if f.len() == before {
-            return false;
-        }
-        let mut new = current.clone();
-        meta::set_finalizers(&mut new, &f);
-        self.update_object(
-            &rt,
-            &current,
-            new,
-            None,
-            &Self::gc_ctx(&rt),
-            ManagedMode::Update,
-        )
-        .is_ok()
+        self.gc_update(gr, ns, name, |o| {
+            let mut f = meta::finalizers(o);
+            let before = f.len();
+            f.retain(|x| x != finalizer);
+            meta::set_finalizers(o, &f);
+            f.len() != before
+        })
     }
 
     fn gc_delete(&mut self, item: &Item, policy: &str) -> bool {

@@ -103,15 +103,21 @@ fn string_map<'a>(obj: &'a Value, field: &str) -> Vec<(&'a str, &'a str)> {
         .unwrap_or_default()
 }
 
+/// The strings of a JSON list (anything else: none).
+pub fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(string_list)
         .unwrap_or_default()
 }
 

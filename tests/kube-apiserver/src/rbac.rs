@@ -28,7 +28,7 @@ use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::meta;
 use crate::registry::{GroupResource, ResourceType};
-use crate::selectors::LabelSelector;
+use crate::validation::selector_matches;
 
 /// What is asked.
 #[derive(Debug, Clone, Default)]
@@ -49,15 +49,7 @@ pub struct ResourceAttrs {
     pub name: String,
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::meta::string_list as strings;
 
 fn has(list: &[String], want: &str) -> bool {
     list.iter().any(|x| x == "*" || x == want)
@@ -122,6 +114,15 @@ fn subject_matches(s: &Value, a: &Attributes) -> bool {
     }
 }
 
+/// The first subject of a binding that is the asker.
+fn matching_subject<'a>(binding: &'a Value, a: &Attributes) -> Option<&'a Value> {
+    binding["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| subject_matches(s, a))
+}
+
 impl Cluster {
     fn cluster_role_rules(&self, name: &str) -> Vec<Value> {
         let gr = GroupResource::new("rbac.authorization.k8s.io", "clusterroles");
@@ -134,17 +135,10 @@ impl Cluster {
                 if meta::name(other) == name {
                     continue;
                 }
+                let labels = other["metadata"]["labels"].as_object();
                 let matched = selectors.iter().any(|sel| {
-                    let ml = sel["matchLabels"].as_object();
-                    let text = ml
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    LabelSelector::parse(&text).is_ok_and(|s| !s.is_empty() && s.matches(other))
+                    let empty = sel.as_object().is_none_or(|m| m.is_empty());
+                    !empty && selector_matches(sel, labels)
                 });
                 if matched {
                     rules.extend(other["rules"].as_array().cloned().unwrap_or_default());
@@ -158,12 +152,7 @@ impl Cluster {
     pub fn authorize(&self, a: &Attributes) -> (bool, String) {
         let crb = GroupResource::new("rbac.authorization.k8s.io", "clusterrolebindings");
         for b in self.store.list(&crb, None) {
-            let Some(subject) = b["subjects"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|s| subject_matches(s, a))
-            else {
+            let Some(subject) = matching_subject(b, a) else {
                 continue;
             };
             let role = b["roleRef"]["name"].as_str().unwrap_or("");
@@ -191,12 +180,7 @@ impl Cluster {
             let rb = GroupResource::new("rbac.authorization.k8s.io", "rolebindings");
             let roles = GroupResource::new("rbac.authorization.k8s.io", "roles");
             for b in self.store.list(&rb, Some(&ns)) {
-                let Some(subject) = b["subjects"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|s| subject_matches(s, a))
-                else {
+                let Some(subject) = matching_subject(b, a) else {
                     continue;
                 };
                 let role = b["roleRef"]["name"].as_str().unwrap_or("");

@@ -74,15 +74,7 @@ impl Req<'_> {
     fn write_options(&self, options_kind: &str, extra: Vec<FieldError>) -> ApiResult<bool> {
         let mut errs = extra;
         let dry_run = self.query.all("dryRun");
-        for d in &dry_run {
-            if d != "All" {
-                errs.push(FieldError::not_supported(
-                    "dryRun",
-                    &Value::from(d.as_str()),
-                    &["All"],
-                ));
-            }
-        }
+        errs.extend(dry_run_errors(&dry_run));
         if let Some(m) = self.query.get("fieldManager") {
             if m.len() > 128 {
                 errs.push(FieldError {
@@ -112,6 +104,15 @@ impl Req<'_> {
         }
         Ok(!dry_run.is_empty())
     }
+}
+
+/// `ValidateDryRun`: `All` is the only dry-run directive.
+pub fn dry_run_errors(values: &[String]) -> Vec<FieldError> {
+    values
+        .iter()
+        .filter(|d| *d != "All")
+        .map(|d| FieldError::not_supported("dryRun", &Value::from(d.as_str()), &["All"]))
+        .collect()
 }
 
 /// The object as the requested version shows it.
@@ -382,13 +383,12 @@ impl Cluster {
         }
         let uid = meta::uid(&obj);
         if !uid.is_empty() && uid != meta::uid(&old) {
-            return Err(ApiError::conflict(
+            return Err(ApiError::precondition(
                 &gr,
                 r.name(),
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta::uid(&old)
-                ),
+                "UID",
+                uid,
+                meta::uid(&old),
             ));
         }
         let out = self.update_object(
@@ -471,14 +471,12 @@ impl Cluster {
             return Err(ApiError::stale(&gr, r.name()));
         }
         if !meta::uid(&patched).is_empty() && meta::uid(&patched) != meta::uid(&old) {
-            return Err(ApiError::conflict(
+            return Err(ApiError::precondition(
                 &gr,
                 r.name(),
-                format!(
-                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                    meta::uid(&patched),
-                    meta::uid(&old)
-                ),
+                "UID",
+                meta::uid(&patched),
+                meta::uid(&old),
             ));
         }
         let out = self.update_object(
@@ -560,13 +558,12 @@ impl Cluster {
                     ));
                 }
                 Some(o) if meta::uid(o) != cfg_uid => {
-                    return Err(ApiError::conflict(
+                    return Err(ApiError::precondition(
                         &gr,
                         r.name(),
-                        format!(
-                            "Precondition failed: UID in precondition: {cfg_uid}, UID in object meta: {}",
-                            meta::uid(o)
-                        ),
+                        "UID",
+                        cfg_uid,
+                        meta::uid(o),
                     ));
                 }
                 Some(_) => {}

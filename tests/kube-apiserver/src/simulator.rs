@@ -121,78 +121,71 @@ fn deployment(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
     s.insert("observedGeneration".into(), json!(meta::generation(obj)));
     put_nonzero(&mut s, "replicas", r);
     put_nonzero(&mut s, "updatedReplicas", r);
-    let conditions = match phase {
+    let (available, progressing) = match phase {
         Phase::Ready => {
             put_nonzero(&mut s, "readyReplicas", r);
             put_nonzero(&mut s, "availableReplicas", r);
-            vec![
-                condition(
-                    old,
-                    "Available",
+            (
+                (
                     "True",
                     "MinimumReplicasAvailable",
                     "Deployment has minimum availability.",
-                    now,
-                    true,
                 ),
-                condition(
-                    old,
-                    "Progressing",
+                (
                     "True",
                     "NewReplicaSetAvailable",
-                    &format!("ReplicaSet \"{rs}\" has successfully progressed."),
-                    now,
-                    true,
+                    format!("ReplicaSet \"{rs}\" has successfully progressed."),
                 ),
-            ]
+            )
         }
-        Phase::Progressing => {
+        Phase::Progressing | Phase::Failed => {
             put_nonzero(&mut s, "unavailableReplicas", r);
-            vec![
-                condition(
-                    old,
-                    "Available",
-                    "False",
-                    "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.",
-                    now,
-                    true,
-                ),
-                condition(
-                    old,
-                    "Progressing",
-                    "True",
-                    "ReplicaSetUpdated",
-                    &format!("ReplicaSet \"{rs}\" is progressing."),
-                    now,
-                    true,
-                ),
-            ]
-        }
-        Phase::Failed => {
-            put_nonzero(&mut s, "unavailableReplicas", r);
-            vec![
-                condition(
-                    old,
-                    "Available",
-                    "False",
-                    "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.",
-                    now,
-                    true,
-                ),
-                condition(
-                    old,
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    &format!("ReplicaSet \"{rs}\" has timed out progressing."),
-                    now,
-                    true,
-                ),
-            ]
+            let unavailable = (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            );
+            if phase == Phase::Failed {
+                (
+                    unavailable,
+                    (
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        format!("ReplicaSet \"{rs}\" has timed out progressing."),
+                    ),
+                )
+            } else {
+                (
+                    unavailable,
+                    (
+                        "True",
+                        "ReplicaSetUpdated",
+                        format!("ReplicaSet \"{rs}\" is progressing."),
+                    ),
+                )
+            }
         }
     };
+    let conditions = vec![
+        condition(
+            old,
+            "Available",
+            available.0,
+            available.1,
+            available.2,
+            now,
+            true,
+        ),
+        condition(
+            old,
+            "Progressing",
+            progressing.0,
+            progressing.1,
+            &progressing.2,
+            now,
+            true,
+        ),
+    ];
     s.insert("conditions".into(), Value::Array(conditions));
     Value::Object(s)
 }

@@ -14,11 +14,34 @@ use serde_json::{Value, json};
 use crate::meta;
 use crate::registry::ResourceType;
 
+/// How a cell is computed.
+#[derive(Clone, Copy)]
+enum Cell {
+    Of(fn(&Value) -> Value),
+    /// An integer field (0 when missing).
+    Int(&'static [&'static str]),
+    /// A string field.
+    Text(&'static [&'static str]),
+    /// `ready/wanted` from two integer fields.
+    Ratio(&'static [&'static str], &'static [&'static str]),
+}
+
 struct Column {
     name: &'static str,
     kind: &'static str,
     priority: u8,
-    cell: fn(&Value) -> Value,
+    cell: Cell,
+}
+
+impl Column {
+    fn value(&self, o: &Value) -> Value {
+        match self.cell {
+            Cell::Of(f) => f(o),
+            Cell::Int(p) => json!(int(o, p)),
+            Cell::Text(p) => json!(text(o, p)),
+            Cell::Ratio(a, b) => json!(format!("{}/{}", int(o, a), int(o, b))),
+        }
+    }
 }
 
 const fn col(name: &'static str, kind: &'static str, cell: fn(&Value) -> Value) -> Column {
@@ -26,7 +49,7 @@ const fn col(name: &'static str, kind: &'static str, cell: fn(&Value) -> Value) 
         name,
         kind,
         priority: 0,
-        cell,
+        cell: Cell::Of(cell),
     }
 }
 
@@ -35,7 +58,38 @@ const fn wide(name: &'static str, kind: &'static str, cell: fn(&Value) -> Value)
         name,
         kind,
         priority: 1,
-        cell,
+        cell: Cell::Of(cell),
+    }
+}
+
+const fn int_col(name: &'static str, path: &'static [&'static str]) -> Column {
+    Column {
+        name,
+        kind: "integer",
+        priority: 0,
+        cell: Cell::Int(path),
+    }
+}
+
+const fn text_col(name: &'static str, path: &'static [&'static str]) -> Column {
+    Column {
+        name,
+        kind: "string",
+        priority: 0,
+        cell: Cell::Text(path),
+    }
+}
+
+const fn ratio_col(
+    name: &'static str,
+    ready: &'static [&'static str],
+    wanted: &'static [&'static str],
+) -> Column {
+    Column {
+        name,
+        kind: "string",
+        priority: 0,
+        cell: Cell::Ratio(ready, wanted),
     }
 }
 
@@ -79,18 +133,6 @@ fn containers(o: &Value, field: &str) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-fn selector(o: &Value) -> String {
-    o["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
 fn job_status(o: &Value) -> String {
     let cond = |t: &str| {
         o["status"]["conditions"]
@@ -122,158 +164,169 @@ fn pod_status(o: &Value) -> String {
     waiting.unwrap_or_else(|| text(o, &["status", "phase"]))
 }
 
+fn label_pairs(m: Option<&serde_json::Map<String, Value>>) -> String {
+    m.map(|m| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+    .unwrap_or_default()
+}
+
+fn job_completions(o: &Value) -> Value {
+    let got = int(o, &["status", "succeeded"]);
+    json!(match o["spec"]["completions"].as_i64() {
+        Some(w) => format!("{got}/{w}"),
+        None => format!("{got}/1 of {}", int(o, &["spec", "parallelism"])),
+    })
+}
+
+fn job_duration(o: &Value) -> Value {
+    let start = meta::parse_time(&text(o, &["status", "startTime"]));
+    let end = meta::parse_time(&text(o, &["status", "completionTime"]));
+    json!(match (start, end) {
+        (Some(s), Some(e)) => meta::human_duration((e - s).num_seconds()),
+        (Some(s), None) => meta::human_duration((Utc::now() - s).num_seconds()),
+        _ => String::new(),
+    })
+}
+
+fn pod_ready(o: &Value) -> Value {
+    let total = o["spec"]["containers"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    let ready = o["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ready"] == true)
+        .count();
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_restarts(o: &Value) -> Value {
+    json!(
+        o["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    )
+}
+
+fn service_ports(o: &Value) -> Value {
+    none_if_empty(
+        o["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn node_status(o: &Value) -> Value {
+    let ready = o["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    json!(if ready { "Ready" } else { "NotReady" })
+}
+
+fn node_roles(o: &Value) -> Value {
+    let roles: Vec<String> = meta::labels(o)
+        .iter()
+        .filter_map(|(k, _)| {
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(str::to_string)
+        })
+        .collect();
+    none_if_empty(roles.join(","))
+}
+
 fn columns(kind: &str) -> Vec<Column> {
+    let name_col = col("Name", "string", name);
+    let age_col = col("Age", "string", age);
     match kind {
-        "Namespace" => vec![
-            col("Name", "string", name),
-            col("Status", "string", |o| json!(text(o, &["status", "phase"]))),
-            col("Age", "string", age),
-        ],
+        "Namespace" => vec![name_col, text_col("Status", &["status", "phase"]), age_col],
         "ConfigMap" => vec![
-            col("Name", "string", name),
+            name_col,
             col("Data", "string", |o| {
                 json!(count(o, &["data", "binaryData"]))
             }),
-            col("Age", "string", age),
+            age_col,
         ],
         "Secret" => vec![
-            col("Name", "string", name),
-            col("Type", "string", |o| json!(text(o, &["type"]))),
+            name_col,
+            text_col("Type", &["type"]),
             col("Data", "string", |o| json!(count(o, &["data"]))),
-            col("Age", "string", age),
+            age_col,
         ],
         "ServiceAccount" => vec![
-            col("Name", "string", name),
+            name_col,
             col("Secrets", "string", |o| {
                 json!(o["secrets"].as_array().map(Vec::len).unwrap_or(0))
             }),
-            col("Age", "string", age),
+            age_col,
         ],
         "Deployment" => vec![
-            col("Name", "string", name),
-            col("Ready", "string", |o| {
-                json!(format!(
-                    "{}/{}",
-                    int(o, &["status", "readyReplicas"]),
-                    int(o, &["spec", "replicas"])
-                ))
-            }),
-            col("Up-to-date", "integer", |o| {
-                json!(int(o, &["status", "updatedReplicas"]))
-            }),
-            col("Available", "integer", |o| {
-                json!(int(o, &["status", "availableReplicas"]))
-            }),
-            col("Age", "string", age),
+            name_col,
+            ratio_col("Ready", &["status", "readyReplicas"], &["spec", "replicas"]),
+            int_col("Up-to-date", &["status", "updatedReplicas"]),
+            int_col("Available", &["status", "availableReplicas"]),
+            age_col,
             wide("Containers", "string", |o| json!(containers(o, "name"))),
             wide("Images", "string", |o| json!(containers(o, "image"))),
-            wide("Selector", "string", |o| json!(selector(o))),
-        ],
-        "ReplicaSet" => vec![
-            col("Name", "string", name),
-            col("Desired", "integer", |o| {
-                json!(int(o, &["spec", "replicas"]))
-            }),
-            col("Current", "integer", |o| {
-                json!(int(o, &["status", "replicas"]))
-            }),
-            col("Ready", "integer", |o| {
-                json!(int(o, &["status", "readyReplicas"]))
-            }),
-            col("Age", "string", age),
-        ],
-        "DaemonSet" => vec![
-            col("Name", "string", name),
-            col("Desired", "integer", |o| {
-                json!(int(o, &["status", "desiredNumberScheduled"]))
-            }),
-            col("Current", "integer", |o| {
-                json!(int(o, &["status", "currentNumberScheduled"]))
-            }),
-            col("Ready", "integer", |o| {
-                json!(int(o, &["status", "numberReady"]))
-            }),
-            col("Up-to-date", "integer", |o| {
-                json!(int(o, &["status", "updatedNumberScheduled"]))
-            }),
-            col("Available", "integer", |o| {
-                json!(int(o, &["status", "numberAvailable"]))
-            }),
-            col("Node Selector", "string", |o| {
-                none_if_empty(
-                    o["spec"]["template"]["spec"]["nodeSelector"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default(),
-                )
-            }),
-            col("Age", "string", age),
-        ],
-        "StatefulSet" => vec![
-            col("Name", "string", name),
-            col("Ready", "string", |o| {
-                json!(format!(
-                    "{}/{}",
-                    int(o, &["status", "readyReplicas"]),
-                    int(o, &["spec", "replicas"])
+            wide("Selector", "string", |o| {
+                json!(label_pairs(
+                    o["spec"]["selector"]["matchLabels"].as_object()
                 ))
             }),
-            col("Age", "string", age),
+        ],
+        "ReplicaSet" => vec![
+            name_col,
+            int_col("Desired", &["spec", "replicas"]),
+            int_col("Current", &["status", "replicas"]),
+            int_col("Ready", &["status", "readyReplicas"]),
+            age_col,
+        ],
+        "DaemonSet" => vec![
+            name_col,
+            int_col("Desired", &["status", "desiredNumberScheduled"]),
+            int_col("Current", &["status", "currentNumberScheduled"]),
+            int_col("Ready", &["status", "numberReady"]),
+            int_col("Up-to-date", &["status", "updatedNumberScheduled"]),
+            int_col("Available", &["status", "numberAvailable"]),
+            col("Node Selector", "string", |o| {
+                none_if_empty(label_pairs(
+                    o["spec"]["template"]["spec"]["nodeSelector"].as_object(),
+                ))
+            }),
+            age_col,
+        ],
+        "StatefulSet" => vec![
+            name_col,
+            ratio_col("Ready", &["status", "readyReplicas"], &["spec", "replicas"]),
+            age_col,
         ],
         "Job" => vec![
-            col("Name", "string", name),
+            name_col,
             col("Status", "string", |o| json!(job_status(o))),
-            col("Completions", "string", |o| {
-                let want = o["spec"]["completions"].as_i64();
-                let got = int(o, &["status", "succeeded"]);
-                json!(match want {
-                    Some(w) => format!("{got}/{w}"),
-                    None => format!("{got}/1 of {}", int(o, &["spec", "parallelism"])),
-                })
-            }),
-            col("Duration", "string", |o| {
-                let start = meta::parse_time(&text(o, &["status", "startTime"]));
-                let end = meta::parse_time(&text(o, &["status", "completionTime"]));
-                json!(match (start, end) {
-                    (Some(s), Some(e)) => meta::human_duration((e - s).num_seconds()),
-                    (Some(s), None) => meta::human_duration((Utc::now() - s).num_seconds()),
-                    _ => String::new(),
-                })
-            }),
-            col("Age", "string", age),
+            col("Completions", "string", job_completions),
+            col("Duration", "string", job_duration),
+            age_col,
         ],
         "Pod" => vec![
-            col("Name", "string", name),
-            col("Ready", "string", |o| {
-                let cs = o["status"]["containerStatuses"].as_array();
-                let total = o["spec"]["containers"]
-                    .as_array()
-                    .map(Vec::len)
-                    .unwrap_or(0);
-                let ready = cs
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| c["ready"] == true)
-                    .count();
-                json!(format!("{ready}/{total}"))
-            }),
+            name_col,
+            col("Ready", "string", pod_ready),
             col("Status", "string", |o| json!(pod_status(o))),
-            col("Restarts", "string", |o| {
-                json!(
-                    o["status"]["containerStatuses"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| c["restartCount"].as_i64().unwrap_or(0))
-                        .sum::<i64>()
-                )
-            }),
-            col("Age", "string", age),
+            col("Restarts", "string", pod_restarts),
+            age_col,
             wide("IP", "string", |o| {
                 none_if_empty(text(o, &["status", "podIP"]))
             }),
@@ -282,54 +335,24 @@ fn columns(kind: &str) -> Vec<Column> {
             }),
         ],
         "Service" => vec![
-            col("Name", "string", name),
-            col("Type", "string", |o| json!(text(o, &["spec", "type"]))),
+            name_col,
+            text_col("Type", &["spec", "type"]),
             col("Cluster-IP", "string", |o| {
                 none_if_empty(text(o, &["spec", "clusterIP"]))
             }),
             col("External-IP", "string", |_| json!("<none>")),
-            col("Port(s)", "string", |o| {
-                none_if_empty(
-                    o["spec"]["ports"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|p| {
-                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","),
-                )
-            }),
-            col("Age", "string", age),
+            col("Port(s)", "string", service_ports),
+            age_col,
         ],
         "Node" => vec![
-            col("Name", "string", name),
-            col("Status", "string", |o| {
-                let ready = o["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                json!(if ready { "Ready" } else { "NotReady" })
-            }),
-            col("Roles", "string", |o| {
-                let roles: Vec<String> = meta::labels(o)
-                    .iter()
-                    .filter_map(|(k, _)| {
-                        k.strip_prefix("node-role.kubernetes.io/")
-                            .map(str::to_string)
-                    })
-                    .collect();
-                none_if_empty(roles.join(","))
-            }),
-            col("Age", "string", age),
-            col("Version", "string", |o| {
-                json!(text(o, &["status", "nodeInfo", "kubeletVersion"]))
-            }),
+            name_col,
+            col("Status", "string", node_status),
+            col("Roles", "string", node_roles),
+            age_col,
+            text_col("Version", &["status", "nodeInfo", "kubeletVersion"]),
         ],
         "RoleBinding" | "ClusterRoleBinding" => vec![
-            col("Name", "string", name),
+            name_col,
             col("Role", "string", |o| {
                 json!(format!(
                     "{}/{}",
@@ -337,12 +360,9 @@ fn columns(kind: &str) -> Vec<Column> {
                     text(o, &["roleRef", "name"])
                 ))
             }),
-            col("Age", "string", age),
+            age_col,
         ],
-        _ => vec![
-            col("Name", "string", name),
-            col("Created At", "date", created_at),
-        ],
+        _ => vec![name_col, col("Created At", "date", created_at)],
     }
 }
 
@@ -471,7 +491,7 @@ pub fn table(
         let rows = objects
             .iter()
             .map(|o| {
-                let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(o)).collect();
+                let cells: Vec<Value> = cols.iter().map(|c| c.value(o)).collect();
                 let mut row = json!({"cells": cells});
                 if let Some(obj) = row_object(o, rt, include) {
                     row["object"] = obj;

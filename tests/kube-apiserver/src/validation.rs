@@ -262,7 +262,8 @@ fn go_string_map(m: Option<&Map<String, Value>>) -> String {
     }
 }
 
-fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> bool {
+/// Whether a `LabelSelector` (`matchLabels`, `matchExpressions`) selects `labels`.
+pub fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     let ml_ok = selector
         .get("matchLabels")

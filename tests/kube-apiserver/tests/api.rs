@@ -16,12 +16,7 @@ fn discovery_documents() {
     assert_eq!(api["kind"], "APIVersions");
     assert_eq!(api["versions"], json!(["v1"]));
     let (_, core) = s.get("/api/v1");
-    let names: Vec<&str> = core["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = pluck(&core, "resources", "/name");
     for want in [
         "namespaces",
         "namespaces/status",
@@ -178,12 +173,7 @@ fn create_get_list_and_errors_are_status_objects() {
         list["items"][0].get("kind").is_none(),
         "typed list items carry no kind"
     );
-    let all: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let all: Vec<&str> = pluck(&list, "items", "/metadata/name");
     assert!(
         all.contains(&"a") && all.contains(&"kube-root-ca.crt"),
         "{all:?}"
@@ -360,11 +350,9 @@ fn selectors_paging_and_dry_run() {
     let names = |path: &str| -> Vec<String> {
         let (code, l) = s.get(path);
         assert_eq!(code, 200, "{l}");
-        l["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        pluck(&l, "items", "/metadata/name")
+            .into_iter()
+            .map(str::to_string)
             .collect()
     };
     assert_eq!(
@@ -407,12 +395,7 @@ fn selectors_paging_and_dry_run() {
     let (_, page2) = s.get(&format!(
         "/api/v1/namespaces/sel/configmaps?limit=2&continue={token}"
     ));
-    let got: Vec<&str> = page2["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let got: Vec<&str> = pluck(&page2, "items", "/metadata/name");
     assert_eq!(got, ["c", "d"]);
     assert_eq!(
         s.get("/api/v1/namespaces/sel/configmaps?continue=garbage")
@@ -455,12 +438,7 @@ fn tables_yaml_and_metadata_only() {
     assert_eq!(code, 200);
     assert!(ct.contains("as=Table"), "{ct}");
     let t: Value = serde_json::from_str(&body).unwrap();
-    let cols: Vec<&str> = t["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let cols: Vec<&str> = pluck(&t, "columnDefinitions", "/name");
     assert_eq!(
         &cols[..5],
         ["Name", "Ready", "Up-to-date", "Available", "Age"]

@@ -43,12 +43,7 @@ fn crds_are_established_then_served() {
     let (_, group) = s.get("/apis/example.com");
     assert_eq!(group["preferredVersion"]["version"], "v1");
     let (_, list) = s.get("/apis/example.com/v1");
-    let names: Vec<&str> = list["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = pluck(&list, "resources", "/name");
     assert_eq!(names, ["widgets", "widgets/status"]);
 
     let (code, bad_name) = s.post(CRDS, &json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -122,12 +117,7 @@ fn custom_resources_are_validated_pruned_defaulted_and_versioned() {
     let accept = "application/json;as=Table;v=v1;g=meta.k8s.io";
     let (_, _, table) = s.raw("GET", WIDGETS, None, Some(accept), None);
     let t: Value = serde_json::from_str(&table).unwrap();
-    let cols: Vec<&str> = t["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let cols: Vec<&str> = pluck(&t, "columnDefinitions", "/name");
     assert_eq!(cols, ["Name", "Size"]);
     assert_eq!(t["rows"][1]["cells"], json!(["w", 4]));
 }

@@ -215,6 +215,19 @@ impl Watch {
     }
 }
 
+/// The strings at `pointer` in each entry of `v[list]` (names of items, resources,
+/// columns, …).
+pub fn pluck<'a>(v: &'a Value, list: &str, pointer: &str) -> Vec<&'a str> {
+    v[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.pointer(pointer).and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn cm(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
 }
