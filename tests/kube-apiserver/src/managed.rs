@@ -428,12 +428,6 @@ mod tests {
         }
     }
 
-    fn cm() -> TypeSchema {
-        TypeSchema::Builtin {
-            kind: "ConfigMap".into(),
-        }
-    }
-
     struct Fixture {
         zero: Value,
         schema: TypeSchema,
@@ -444,7 +438,7 @@ mod tests {
         fn new() -> Self {
             Fixture {
                 zero: json!({"metadata": {}}),
-                schema: cm(),
+                schema: TypeSchema::builtin("ConfigMap"),
                 ignore: Ignore::Nothing,
             }
         }

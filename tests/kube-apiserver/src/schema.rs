@@ -308,6 +308,13 @@ fn find_map_rule(kind: &str, names: &[&str], builtin: bool) -> Option<MapKind> {
 }
 
 impl TypeSchema {
+    /// The shape of a built-in kind.
+    pub fn builtin(kind: &str) -> TypeSchema {
+        TypeSchema::Builtin {
+            kind: kind.to_string(),
+        }
+    }
+
     /// The schema node of a custom resource at `path` (`None`: not described).
     fn crd_node<'a>(schema: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
         let mut node = schema;
@@ -418,9 +425,7 @@ mod tests {
 
     #[test]
     fn builtin_shapes() {
-        let d = TypeSchema::Builtin {
-            kind: "Deployment".into(),
-        };
+        let d = TypeSchema::builtin("Deployment");
         let containers = fields(&["spec", "template", "spec", "containers"]);
         assert!(matches!(d.list_type(&containers), ListType::Map { keys, .. } if keys == ["name"]));
         let mut ports = containers.clone();
@@ -440,9 +445,7 @@ mod tests {
             d.smp_list(&["metadata", "finalizers"]),
             SmpList::MergePrimitives
         );
-        let svc = TypeSchema::Builtin {
-            kind: "Service".into(),
-        };
+        let svc = TypeSchema::builtin("Service");
         assert_eq!(svc.map_kind(&fields(&["spec", "selector"])), MapKind::Free);
     }
 

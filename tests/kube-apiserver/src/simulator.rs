@@ -241,6 +241,27 @@ fn statefulset(obj: &Value, phase: Phase) -> Value {
     Value::Object(s)
 }
 
+/// A finished Job's two conditions (the interim `…Target`/`SuccessCriteriaMet` one and
+/// the final one), with probe times.
+fn terminal_conditions(
+    old: &Value,
+    kinds: [&str; 2],
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> Value {
+    Value::Array(
+        kinds
+            .iter()
+            .map(|k| {
+                let mut c = condition(old, k, "True", reason, message, now, false);
+                c["lastProbeTime"] = c["lastTransitionTime"].clone();
+                c
+            })
+            .collect(),
+    )
+}
+
 fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
     let start = old["startTime"].as_str().unwrap_or(now).to_string();
     let mut s = Map::new();
@@ -258,65 +279,35 @@ fn job(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
         }
         Phase::Ready => {
             let done = old["completionTime"].as_str().unwrap_or(now).to_string();
-            let message = "Reached expected number of succeeded pods";
             s.insert("completionTime".into(), json!(done));
             put_nonzero(
                 &mut s,
                 "succeeded",
                 obj["spec"]["completions"].as_i64().unwrap_or(1),
             );
-            let mut c1 = condition(
+            let conditions = terminal_conditions(
                 old,
-                "SuccessCriteriaMet",
-                "True",
+                ["SuccessCriteriaMet", "Complete"],
                 "CompletionsReached",
-                message,
+                "Reached expected number of succeeded pods",
                 now,
-                false,
             );
-            let mut c2 = condition(
-                old,
-                "Complete",
-                "True",
-                "CompletionsReached",
-                message,
-                now,
-                false,
-            );
-            for c in [&mut c1, &mut c2] {
-                c["lastProbeTime"] = c["lastTransitionTime"].clone();
-            }
-            s.insert("conditions".into(), json!([c1, c2]));
+            s.insert("conditions".into(), conditions);
         }
         Phase::Failed => {
-            let message = "Job has reached the specified backoff limit";
             put_nonzero(
                 &mut s,
                 "failed",
                 obj["spec"]["backoffLimit"].as_i64().unwrap_or(6) + 1,
             );
-            let mut c1 = condition(
+            let conditions = terminal_conditions(
                 old,
-                "FailureTarget",
-                "True",
+                ["FailureTarget", "Failed"],
                 "BackoffLimitExceeded",
-                message,
+                "Job has reached the specified backoff limit",
                 now,
-                false,
             );
-            let mut c2 = condition(
-                old,
-                "Failed",
-                "True",
-                "BackoffLimitExceeded",
-                message,
-                now,
-                false,
-            );
-            for c in [&mut c1, &mut c2] {
-                c["lastProbeTime"] = c["lastTransitionTime"].clone();
-            }
-            s.insert("conditions".into(), json!([c1, c2]));
+            s.insert("conditions".into(), conditions);
         }
     }
     Value::Object(s)

@@ -423,6 +423,14 @@ fn row_object(obj: &Value, rt: &ResourceType, include: &str) -> Option<Value> {
     }
 }
 
+fn row(o: &Value, cells: Vec<Value>, rt: &ResourceType, include: &str) -> Value {
+    let mut row = json!({"cells": cells});
+    if let Some(obj) = row_object(o, rt, include) {
+        row["object"] = obj;
+    }
+    row
+}
+
 /// The Table of `objects`.
 pub fn table(
     rt: &ResourceType,
@@ -467,11 +475,7 @@ pub fn table(
                 for (_, t, p, _) in &custom {
                     cells.push(custom_cell(t, json_path(o, p)));
                 }
-                let mut row = json!({"cells": cells});
-                if let Some(obj) = row_object(o, rt, include) {
-                    row["object"] = obj;
-                }
-                row
+                row(o, cells, rt, include)
             })
             .collect();
         (defs, rows)
@@ -492,11 +496,7 @@ pub fn table(
             .iter()
             .map(|o| {
                 let cells: Vec<Value> = cols.iter().map(|c| c.value(o)).collect();
-                let mut row = json!({"cells": cells});
-                if let Some(obj) = row_object(o, rt, include) {
-                    row["object"] = obj;
-                }
-                row
+                row(o, cells, rt, include)
             })
             .collect();
         (defs, rows)

@@ -503,12 +503,6 @@ mod tests {
     use crate::fieldpath::{FieldSet, fields};
     use serde_json::json;
 
-    fn deploy() -> TypeSchema {
-        TypeSchema::Builtin {
-            kind: "Deployment".into(),
-        }
-    }
-
     #[test]
     fn field_set_of_a_configuration() {
         let cfg = json!({
@@ -517,7 +511,7 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                      "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}
         });
-        let set = to_field_set(&cfg, &deploy()).unwrap();
+        let set = to_field_set(&cfg, &TypeSchema::builtin("Deployment")).unwrap();
         let v1 = set.to_fields_v1();
         assert_eq!(v1["f:metadata"]["f:labels"], json!({"f:app": {}}));
         assert_eq!(v1["f:spec"]["f:selector"], json!({}));
@@ -531,14 +525,7 @@ mod tests {
     fn compare_marks_new_maps_added() {
         let l = json!({"metadata": {"name": "a"}});
         let r = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
-        let c = compare(
-            &l,
-            &r,
-            &TypeSchema::Builtin {
-                kind: "ConfigMap".into(),
-            },
-        )
-        .unwrap();
+        let c = compare(&l, &r, &TypeSchema::builtin("ConfigMap")).unwrap();
         assert!(c.added.contains(&fields(&["metadata", "labels"])));
         assert!(c.added.contains(&fields(&["metadata", "labels", "x"])));
         assert!(c.added.contains(&fields(&["data"])));
@@ -548,7 +535,7 @@ mod tests {
 
     #[test]
     fn merge_keeps_live_only_items_in_place() {
-        let s = deploy();
+        let s = TypeSchema::builtin("Deployment");
         let live = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "1"}, {"name": "side", "image": "s"}, {"name": "b", "image": "1"}]}}}});
         let cfg = json!({"spec": {"template": {"spec": {"containers": [
@@ -567,7 +554,7 @@ mod tests {
     #[test]
     fn missing_key_is_an_error() {
         let cfg = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
-        let e = to_field_set(&cfg, &deploy()).unwrap_err();
+        let e = to_field_set(&cfg, &TypeSchema::builtin("Deployment")).unwrap_err();
         assert!(e.contains("omits key field \"name\""), "{e}");
     }
 
@@ -577,13 +564,7 @@ mod tests {
         let set: FieldSet = [fields(&["metadata", "labels", "a"]), fields(&["data", "k"])]
             .into_iter()
             .collect();
-        let out = remove_items(
-            &v,
-            &set,
-            &TypeSchema::Builtin {
-                kind: "ConfigMap".into(),
-            },
-        );
+        let out = remove_items(&v, &set, &TypeSchema::builtin("ConfigMap"));
         assert_eq!(out, json!({"data": {"j": "w"}}));
     }
 }

@@ -234,12 +234,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn deploy() -> TypeSchema {
-        TypeSchema::Builtin {
-            kind: "Deployment".into(),
-        }
-    }
-
     #[test]
     fn containers_merge_by_name() {
         let o = json!({"spec": {"template": {"spec": {"containers": [
@@ -249,7 +243,7 @@ mod tests {
             {"name": "a", "image": "2", "env": [{"name": "Y", "value": "2"}]},
             {"name": "b", "$patch": "delete"},
             {"name": "c", "image": "3"}]}}}});
-        let r = strategic_merge(&o, &p, &deploy()).unwrap();
+        let r = strategic_merge(&o, &p, &TypeSchema::builtin("Deployment")).unwrap();
         assert_eq!(
             r["spec"]["template"]["spec"]["containers"],
             json!([{"name": "a", "image": "2", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]},
@@ -261,7 +255,7 @@ mod tests {
     fn finalizers_union_and_delete_from_primitive_list() {
         let o = json!({"metadata": {"finalizers": ["a", "b"]}});
         let p = json!({"metadata": {"finalizers": ["c"], "$deleteFromPrimitiveList/finalizers": ["a"]}});
-        let r = strategic_merge(&o, &p, &deploy()).unwrap();
+        let r = strategic_merge(&o, &p, &TypeSchema::builtin("Deployment")).unwrap();
         assert_eq!(r["metadata"]["finalizers"], json!(["b", "c"]));
     }
 
@@ -270,14 +264,19 @@ mod tests {
         let o = json!({"spec": {"template": {"spec": {"tolerations": [{"key": "a"}]}}}, "x": {"a": 1, "b": 2}});
         let p = json!({"spec": {"template": {"spec": {"tolerations": [{"key": "b"}]}}},
                        "x": {"$patch": "replace", "c": 3}});
-        let r = strategic_merge(&o, &p, &deploy()).unwrap();
+        let r = strategic_merge(&o, &p, &TypeSchema::builtin("Deployment")).unwrap();
         assert_eq!(
             r["spec"]["template"]["spec"]["tolerations"],
             json!([{"key": "b"}])
         );
         assert_eq!(r["x"], json!({"c": 3}));
         let bad = json!({"x": {"$patch": "explode"}});
-        assert_eq!(strategic_merge(&o, &bad, &deploy()).unwrap_err().code, 400);
+        assert_eq!(
+            strategic_merge(&o, &bad, &TypeSchema::builtin("Deployment"))
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 
     #[test]
@@ -287,7 +286,7 @@ mod tests {
         let p = json!({"spec": {"template": {"spec": {
             "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
             "containers": [{"name": "a", "image": "x"}]}}}});
-        let r = strategic_merge(&o, &p, &deploy()).unwrap();
+        let r = strategic_merge(&o, &p, &TypeSchema::builtin("Deployment")).unwrap();
         let names: Vec<&str> = r["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap()
