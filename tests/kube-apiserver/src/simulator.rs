@@ -320,49 +320,26 @@ fn pod(obj: &Value, old: &Value, phase: Phase, now: &str) -> Value {
     } else {
         "False"
     };
-    let mut conditions = vec![
-        condition(
-            old,
-            "PodReadyToStartContainers",
-            if phase == Phase::Progressing {
-                "False"
-            } else {
-                "True"
-            },
-            "",
-            "",
-            now,
-            false,
-        ),
-        condition(old, "Initialized", "True", "", "", now, false),
-        condition(
-            old,
-            "Ready",
-            ready,
-            if phase == Phase::Ready {
-                ""
-            } else {
-                "ContainersNotReady"
-            },
-            "",
-            now,
-            false,
-        ),
-        condition(
-            old,
-            "ContainersReady",
-            ready,
-            if phase == Phase::Ready {
-                ""
-            } else {
-                "ContainersNotReady"
-            },
-            "",
-            now,
-            false,
-        ),
-        condition(old, "PodScheduled", "True", "", "", now, false),
-    ];
+    let started = if phase == Phase::Progressing {
+        "False"
+    } else {
+        "True"
+    };
+    let not_ready = if phase == Phase::Ready {
+        ""
+    } else {
+        "ContainersNotReady"
+    };
+    let mut conditions: Vec<Value> = [
+        ("PodReadyToStartContainers", started, ""),
+        ("Initialized", "True", ""),
+        ("Ready", ready, not_ready),
+        ("ContainersReady", ready, not_ready),
+        ("PodScheduled", "True", ""),
+    ]
+    .iter()
+    .map(|(kind, status, reason)| condition(old, kind, status, reason, "", now, false))
+    .collect();
     for c in &mut conditions {
         let m = c.as_object_mut().expect("a condition is an object");
         for f in ["reason", "message"] {
