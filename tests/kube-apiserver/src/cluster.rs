@@ -319,7 +319,7 @@ impl Cluster {
             m.remove("managedFields");
         }
         let mut new = match subresource {
-            Some("status") => strategy::status_update(old, &new),
+            Some("status") => strategy::status_update(rt, old, &new),
             Some("finalize") => {
                 let mut out = old.clone();
                 out["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
@@ -368,7 +368,7 @@ impl Cluster {
         if !errs.is_empty() {
             return Err(Self::invalid(rt, &new, errs));
         }
-        if strategy::generation_changes(rt, old, &new) {
+        if subresource.is_none() && strategy::generation_changes(rt, old, &new) {
             let g = meta::generation(old) + 1;
             meta::metadata_mut(&mut new).insert("generation".into(), Value::from(g));
         }

@@ -224,6 +224,7 @@ const POLICY: (&str, &str) = ("policy", "v1");
 const SCHEDULING: (&str, &str) = ("scheduling.k8s.io", "v1");
 const STORAGE: (&str, &str) = ("storage.k8s.io", "v1");
 const COORDINATION: (&str, &str) = ("coordination.k8s.io", "v1");
+const EVENTS: (&str, &str) = ("events.k8s.io", "v1");
 const AUTOSCALING: (&str, &str) = ("autoscaling", "v2");
 
 use GenerationRule as G;
@@ -331,6 +332,7 @@ const BUILTINS: &[Builtin] = &[
         .status()
         .generation(G::Spec),
     b(COORDINATION, "leases", "Lease", true),
+    b(EVENTS, "events", "Event", true).short(&["ev"]),
     b(NETWORKING, "ingresses", "Ingress", true)
         .short(&["ing"])
         .status()
@@ -360,6 +362,7 @@ pub const GROUP_ORDER: &[&str] = &[
     "autoscaling",
     "batch",
     "coordination.k8s.io",
+    "events.k8s.io",
     "networking.k8s.io",
     "policy",
     "rbac.authorization.k8s.io",

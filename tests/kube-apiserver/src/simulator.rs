@@ -40,7 +40,12 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct SimState {
     pub phases: HashMap<String, Phase>,
+    /// Per Deployment (uid): the pod template hash last seen and its revision.
+    pub revisions: HashMap<String, (String, u64)>,
 }
+
+/// The annotation the Deployment controller keeps on a Deployment.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 const SIMULATED: &[(&str, &str)] = &[
     ("apps", "deployments"),
@@ -456,8 +461,41 @@ impl Cluster {
                     "Pod" => (pod(&obj, &old, phase, &now), "kubelet"),
                     _ => continue,
                 };
-                if desired != old {
-                    changed |= self.write_status(&rt, &obj, desired, manager).is_ok();
+                let mut new = obj.clone();
+                new["status"] = desired;
+                if rt.kind == "Deployment" {
+                    let hash = template_hash(&obj["spec"]["template"], 10);
+                    let entry = self
+                        .sim
+                        .revisions
+                        .entry(meta::uid(&obj).to_string())
+                        .or_insert_with(|| (hash.clone(), 1));
+                    if entry.0 != hash {
+                        *entry = (hash, entry.1 + 1);
+                    }
+                    let revision = entry.1.to_string();
+                    let m = meta::metadata_mut(&mut new);
+                    let annotations = m.entry("annotations").or_insert_with(|| json!({}));
+                    if let Some(a) = annotations.as_object_mut() {
+                        a.insert(REVISION_ANNOTATION.into(), json!(revision));
+                    }
+                }
+                if new != obj {
+                    let ctx = crate::cluster::WriteCtx::controller(
+                        manager,
+                        &rt.storage_api_version(),
+                        "status",
+                    );
+                    changed |= self
+                        .update_object(
+                            &rt,
+                            &obj,
+                            new,
+                            Some("status"),
+                            &ctx,
+                            crate::cluster::ManagedMode::Update,
+                        )
+                        .is_ok();
                 }
             }
         }

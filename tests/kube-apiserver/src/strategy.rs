@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value, json};
 
+use crate::fieldpath::fields;
 use crate::managed::{Ignore, status_path};
 use crate::meta;
 use crate::registry::{GenerationRule, ResourceType};
@@ -38,7 +39,20 @@ pub fn schema(rt: &ResourceType) -> TypeSchema {
 /// resource).
 pub fn ignore(rt: &ResourceType, subresource: Option<&str>) -> Ignore {
     match subresource {
-        Some("status") => Ignore::AllBut(status_path()),
+        // Custom resources: nothing but the status. Built-ins (their status strategies'
+        // reset fields): the spec, and the labels of apps workloads; metadata otherwise
+        // goes through (the Deployment controller writes its revision annotation so).
+        Some("status") if rt.crd.is_some() => Ignore::AllBut(status_path()),
+        Some("status") => {
+            let mut reset = vec![fields(&["spec"])];
+            if rt.group == "apps" {
+                reset.push(fields(&["metadata", "labels"]));
+            }
+            if rt.group.is_empty() && rt.kind == "Pod" {
+                reset.push(fields(&["metadata", "ownerReferences"]));
+            }
+            Ignore::Under(reset)
+        }
         Some(_) => Ignore::Nothing,
         None if rt.has_status() => Ignore::Under(vec![status_path()]),
         None => Ignore::Nothing,
@@ -266,18 +280,39 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) {
     }
 }
 
-/// A status write: only the status changes (`new`'s; removed when `new` has none).
-pub fn status_update(old: &Value, new: &Value) -> Value {
+/// A status write (`PrepareForUpdate` of the status strategies): the status is
+/// `new`'s (removed when `new` has none). Custom resources change nothing else;
+/// built-ins also take `new`'s metadata, except the labels of apps workloads and the
+/// owner references of Pods.
+pub fn status_update(rt: &ResourceType, old: &Value, new: &Value) -> Value {
     let mut out = old.clone();
-    if let Some(m) = out.as_object_mut() {
-        match new.get("status") {
-            Some(s) => {
-                m.insert("status".into(), s.clone());
-            }
-            None => {
-                m.remove("status");
+    let Some(m) = out.as_object_mut() else {
+        return out;
+    };
+    match new.get("status") {
+        Some(s) => {
+            m.insert("status".into(), s.clone());
+        }
+        None => {
+            m.remove("status");
+        }
+    }
+    if rt.crd.is_none() {
+        let mut metadata = new.get("metadata").cloned().unwrap_or_else(empty);
+        let keep: &[&str] = match (rt.group.as_str(), rt.kind.as_str()) {
+            ("apps", _) => &["labels"],
+            ("", "Pod") => &["ownerReferences"],
+            _ => &[],
+        };
+        if let Some(meta) = metadata.as_object_mut() {
+            for f in keep {
+                match old["metadata"].get(*f) {
+                    Some(v) => meta.insert((*f).to_string(), v.clone()),
+                    None => meta.remove(*f),
+                };
             }
         }
+        m.insert("metadata".into(), metadata);
     }
     out
 }

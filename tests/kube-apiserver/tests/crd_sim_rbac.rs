@@ -223,6 +223,33 @@ fn the_simulator_moves_workloads_when_told() {
         "none",
         Phase::Ready
     ));
+    // The controller's revision annotation, written through /status: no new generation.
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let (_, d) = s.patch(
+        &format!("{deploy}/web"),
+        STRATEGIC,
+        r#"{"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}}"#,
+    );
+    assert_eq!(d["metadata"]["generation"], 3);
+    let (_, d) = s.get(&format!("{deploy}/web"));
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(d["metadata"]["generation"], 3);
+    let controller = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "kube-controller-manager")
+        .unwrap();
+    assert!(
+        controller["fieldsV1"]["f:metadata"]["f:annotations"]["f:deployment.kubernetes.io/revision"]
+            .is_object()
+    );
 
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1"}]}}}});
