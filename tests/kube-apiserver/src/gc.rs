@@ -54,9 +54,11 @@ enum RefState {
 }
 
 impl Cluster {
-    fn snapshot(&self) -> Vec<Item> {
+    /// Copies of the stored objects `keep` selects.
+    fn snapshot(&self, keep: impl Fn(&Value) -> bool) -> Vec<Item> {
         self.store
             .all()
+            .filter(|(_, v)| keep(v))
             .map(|(gr, v)| Item {
                 gr: gr.clone(),
                 namespace: meta::namespace(v).to_string(),
@@ -137,14 +139,23 @@ impl Cluster {
 
     /// One pass of the garbage collector; true if it changed anything.
     pub fn garbage_collect(&mut self) -> bool {
-        let items = self.snapshot();
-        let by_uid: HashMap<&str, &Item> = items.iter().map(|i| (meta::uid(&i.obj), i)).collect();
+        // Only dependents and objects being deleted matter.
+        let items = self.snapshot(|v| {
+            meta::is_deleting(v)
+                || meta::metadata(v).is_some_and(|m| m.contains_key("ownerReferences"))
+        });
+        let mut refs: HashMap<&str, Vec<String>> = HashMap::new();
+        for i in &items {
+            let uids = meta::owner_references(&i.obj)
+                .into_iter()
+                .map(|r| r.uid)
+                .collect();
+            refs.insert(meta::uid(&i.obj), uids);
+        }
         let mut dependents: HashMap<&str, Vec<&Item>> = HashMap::new();
         for i in &items {
-            for r in meta::owner_references(&i.obj) {
-                if let Some(owner) = by_uid.get(r.uid.as_str()) {
-                    dependents.entry(meta::uid(&owner.obj)).or_default().push(i);
-                }
+            for owner in &refs[meta::uid(&i.obj)] {
+                dependents.entry(owner.as_str()).or_default().push(i);
             }
         }
         let mut changed = false;
@@ -298,9 +309,9 @@ impl Cluster {
                 continue;
             }
             let contents: Vec<Item> = self
-                .snapshot()
+                .snapshot(|v| meta::namespace(v) == name)
                 .into_iter()
-                .filter(|i| i.namespace == name && i.gr != namespaces_gr())
+                .filter(|i| i.gr != namespaces_gr())
                 .collect();
             for item in contents.iter().filter(|i| !meta::is_deleting(&i.obj)) {
                 if let Some(rt) = self.rt(&item.gr) {
