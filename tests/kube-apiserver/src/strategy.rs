@@ -63,8 +63,13 @@ fn empty() -> Value {
     Value::Object(Map::new())
 }
 
+/// A pod spec's zero value: `containers` has no `omitempty`.
+fn pod_spec() -> Value {
+    json!({"containers": null})
+}
+
 fn pod_template() -> Value {
-    json!({"metadata": {}, "spec": {}})
+    json!({"metadata": {}, "spec": pod_spec()})
 }
 
 /// The zero value of a kind as its typed encoding shows it (structs that are not
@@ -85,7 +90,8 @@ pub fn zero(rt: &ResourceType) -> Value {
         "CronJob" => {
             json!({"spec": {"jobTemplate": {"metadata": {}, "spec": {"template": pod_template()}}}, "status": {}})
         }
-        "Pod" | "Namespace" | "PersistentVolume" | "PodDisruptionBudget" => {
+        "Pod" => json!({"spec": pod_spec(), "status": {}}),
+        "Namespace" | "PersistentVolume" | "PodDisruptionBudget" => {
             json!({"spec": {}, "status": {}})
         }
         "Service" | "Ingress" => json!({"spec": {}, "status": {"loadBalancer": {}}}),

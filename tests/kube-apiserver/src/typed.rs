@@ -171,6 +171,21 @@ fn leaf(l: Option<&Value>, r: Option<&Value>, path: &Path, c: &mut Comparison) {
     }
 }
 
+static EMPTY_OBJECT: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::Object(Map::new()));
+static EMPTY_ARRAY: Value = Value::Array(Vec::new());
+
+/// `null` against a map or list is that container, empty (structured-merge-diff: "nil is
+/// a wildcard and will accept whatever form the other operand takes") — present, so the
+/// node itself is neither added nor removed.
+fn null_as<'a>(v: Option<&'a Value>, other: Option<&Value>) -> Option<&'a Value> {
+    match (v, other) {
+        (Some(Value::Null), Some(Value::Object(_))) => Some(&EMPTY_OBJECT),
+        (Some(Value::Null), Some(Value::Array(_))) => Some(&EMPTY_ARRAY),
+        _ => v,
+    }
+}
+
 fn compare_node(
     l: Option<&Value>,
     r: Option<&Value>,
@@ -178,6 +193,7 @@ fn compare_node(
     s: &TypeSchema,
     c: &mut Comparison,
 ) -> Result<(), String> {
+    let (l, r) = (null_as(l, r), null_as(r, l));
     let (ls, rs) = (l.map(shape), r.map(shape));
     let kind = match (ls, rs) {
         (Some(a), Some(b)) if a != b => Shape::Scalar,

@@ -319,7 +319,14 @@ fn applied_manifest_work_owns_across_scopes() {
             "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     });
-    assert_eq!(s.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).0, 201);
+    assert_eq!(
+        s.post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            &crd
+        )
+        .0,
+        201
+    );
     let amws = "/apis/work.open-cluster-management.io/v1/appliedmanifestworks";
     let amw = |name: &str| {
         let (code, a) = s.post(amws, &json!({"apiVersion": "work.open-cluster-management.io/v1", "kind": "AppliedManifestWork",
@@ -329,8 +336,10 @@ fn applied_manifest_work_owns_across_scopes() {
         a
     };
     let (w1, w2) = (amw("hub-w1"), amw("hub-w2"));
-    let owner = |a: &Value| json!({"apiVersion": "work.open-cluster-management.io/v1", "kind": "AppliedManifestWork",
-                                   "name": a["metadata"]["name"], "uid": a["metadata"]["uid"]});
+    let owner = |a: &Value| {
+        json!({"apiVersion": "work.open-cluster-management.io/v1", "kind": "AppliedManifestWork",
+                                   "name": a["metadata"]["name"], "uid": a["metadata"]["uid"]})
+    };
     let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app", "ownerReferences": [owner(&w1)]}});
     assert_eq!(s.post("/api/v1/namespaces", &ns).0, 201);
     let mut only = cm("only-w1");
@@ -342,17 +351,30 @@ fn applied_manifest_work_owns_across_scopes() {
 
     // The agent's finalizer holds the work; its objects stay meanwhile.
     let (code, deleting) = s.delete(&format!("{amws}/hub-w1"), None);
-    assert_eq!((code, deleting["metadata"]["deletionTimestamp"].is_string()), (200, true));
+    assert_eq!(
+        (code, deleting["metadata"]["deletionTimestamp"].is_string()),
+        (200, true)
+    );
     assert!(exists(&s, &format!("{CMS}/only-w1")));
     // The agent removes its finalizer: the work goes, the garbage collector follows.
-    s.patch(&format!("{amws}/hub-w1"), MERGE, r#"{"metadata": {"finalizers": null}}"#);
+    s.patch(
+        &format!("{amws}/hub-w1"),
+        MERGE,
+        r#"{"metadata": {"finalizers": null}}"#,
+    );
     assert!(!exists(&s, &format!("{amws}/hub-w1")));
     assert!(!exists(&s, &format!("{CMS}/only-w1")));
-    assert!(!exists(&s, "/api/v1/namespaces/app"), "cluster-scoped dependents too");
+    assert!(
+        !exists(&s, "/api/v1/namespaces/app"),
+        "cluster-scoped dependents too"
+    );
     let (_, survivor) = s.get(&format!("{CMS}/shared"));
     assert_eq!(survivor["metadata"]["ownerReferences"], json!([owner(&w2)]));
     ns["metadata"]["name"] = json!("late");
     ns["metadata"]["ownerReferences"] = json!([owner(&w1)]);
     assert_eq!(s.post("/api/v1/namespaces", &ns).0, 201);
-    assert!(!exists(&s, "/api/v1/namespaces/late"), "an owner that is gone makes garbage at once");
+    assert!(
+        !exists(&s, "/api/v1/namespaces/late"),
+        "an owner that is gone makes garbage at once"
+    );
 }

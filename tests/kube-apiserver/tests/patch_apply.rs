@@ -427,3 +427,40 @@ fn custom_resources_use_their_schemas_list_types() {
         "Widget.example.com \"w\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
     );
 }
+
+/// The managed fields of a create are what the apiserver records for
+/// `kubectl create deployment nginx --image=nginx` (the creator owns the defaults the
+/// decoder filled in; structs of the type's zero value are not "added").
+#[test]
+fn a_create_owns_what_kubectl_create_owns_on_a_cluster() {
+    let s = Server::start();
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nginx", "labels": {"app": "nginx"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "nginx"}},
+                 "strategy": {},
+                 "template": {"metadata": {"labels": {"app": "nginx"}},
+                              "spec": {"containers": [{"name": "nginx", "image": "nginx", "resources": {}}]}}}});
+    let (code, d) = s.post(&format!("{DEPLOY}?fieldManager=kubectl-create"), &body);
+    assert_eq!(code, 201, "{d}");
+    let expected = json!({
+        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+        "f:spec": {
+            "f:progressDeadlineSeconds": {},
+            "f:replicas": {},
+            "f:revisionHistoryLimit": {},
+            "f:selector": {},
+            "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}}, "f:type": {}},
+            "f:template": {
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:containers": {"k:{\"name\":\"nginx\"}": {
+                        ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {},
+                        "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}}},
+                    "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {},
+                    "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}
+                }
+            }
+        }
+    });
+    assert_eq!(fields_of(&d, "kubectl-create", "Update"), &expected);
+}
