@@ -1,7 +1,8 @@
 //! `agents-worker`: a child process running many simulated agents as tokio tasks. It
 //! answers `stats` on stdin with one JSON line of summed counters and stops its agents
 //! on `quit` or when stdin closes. `--no-digest` makes its agents speak only the upstream
-//! resync protocol.
+//! resync protocol. [`WorkerArgs`] is both its command line and how the harness builds
+//! it ([`WorkerArgs::command_line`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,33 +16,120 @@ use workbus_agent::store::MemoryStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
 use workbus_tests::agents::agent_config;
 
-use crate::common::{BenchError, raise_nofile};
+use crate::BenchError;
 use crate::fleet::cluster_name;
+use crate::measure::{raise_nofile, self_rss_kb};
 
 /// Agents started per batch before yielding briefly (spreads the TCP accept load).
 const BATCH: usize = 250;
 
+/// The subcommand that runs a worker.
+pub const SUBCOMMAND: &str = "agents-worker";
+
+/// Which resync protocol a worker's agents speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncForm {
+    /// Our resync digest extension (`workbus_schemas::resync_digest`), the default.
+    Digest,
+    /// Only the upstream per-work form, exactly as an OCM agent (`--no-digest`).
+    Upstream,
+}
+
+impl ResyncForm {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResyncForm::Digest => "digest",
+            ResyncForm::Upstream => "upstream",
+        }
+    }
+}
+
+/// The worker's command line: agents `<prefix>-<first>` .. `<prefix>-<first+count-1>`
+/// following `source` on the broker at `host:port`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Broker host.
+    #[arg(long)]
+    pub host: String,
+    /// Broker port.
+    #[arg(long)]
+    pub port: u16,
+    /// The hub's source id.
+    #[arg(long)]
+    pub source: String,
+    /// Cluster name prefix.
+    #[arg(long)]
+    pub prefix: String,
+    /// Index of the first cluster.
+    #[arg(long)]
+    pub first: usize,
+    /// Number of agents.
+    #[arg(long)]
+    pub count: usize,
+    /// Speak only the upstream resync form (no digest extension).
+    #[arg(long)]
+    pub no_digest: bool,
+}
+
+impl WorkerArgs {
+    /// The resync form its agents speak.
+    pub fn form(&self) -> ResyncForm {
+        if self.no_digest {
+            ResyncForm::Upstream
+        } else {
+            ResyncForm::Digest
+        }
+    }
+
+    /// The arguments of `workbus-bench` that run this worker (subcommand included).
+    pub fn command_line(&self) -> Vec<String> {
+        let mut args = vec![
+            SUBCOMMAND.to_string(),
+            "--host".into(),
+            self.host.clone(),
+            "--port".into(),
+            self.port.to_string(),
+            "--source".into(),
+            self.source.clone(),
+            "--prefix".into(),
+            self.prefix.clone(),
+            "--first".into(),
+            self.first.to_string(),
+            "--count".into(),
+            self.count.to_string(),
+        ];
+        if self.no_digest {
+            args.push("--no-digest".into());
+        }
+        args
+    }
+}
+
 /// Runs the worker until told to quit.
-pub async fn run(
-    host: &str,
-    port: u16,
-    source: &str,
-    prefix: &str,
-    first: usize,
-    count: usize,
-    no_digest: bool,
-) -> Result<(), BenchError> {
+pub async fn run(args: WorkerArgs) -> Result<(), BenchError> {
     raise_nofile();
+    let form = args.form();
+    let WorkerArgs {
+        host,
+        port,
+        source,
+        prefix,
+        first,
+        count,
+        ..
+    } = args;
     let mut agents: Vec<AgentHandle> = Vec::with_capacity(count);
     for i in first..first + count {
-        let cluster = cluster_name(prefix, i);
-        let mut config = agent_config(host, port, source, &cluster);
+        let cluster = cluster_name(&prefix, i);
+        let mut config = agent_config(&host, port, &source, &cluster);
         // Benchmarks measure event-driven traffic, not periodic refreshes.
         config.status_sync_interval = Duration::from_secs(3600);
         config.transport.reconnect.min_delay = Duration::from_millis(200);
         config.transport.reconnect.max_delay = Duration::from_secs(3);
-        // Upstream resync only, as an OCM agent (reconnect-storm compares the two).
-        config.resync_digest = !no_digest;
+        // With the digest extension, or upstream resync only as an OCM agent
+        // (reconnect-storm compares the two).
+        config.resync_digest = form == ResyncForm::Digest;
         let sim = Arc::new(SimulatedCluster::new(SimConfig {
             ready_after: Duration::ZERO,
             snapshot: None,
@@ -102,7 +190,7 @@ pub async fn run(
                 }
                 let mut v = json!(t);
                 v["agents"] = json!(agents.len());
-                v["rss_kb"] = json!(crate::common::self_rss_kb());
+                v["rss_kb"] = json!(self_rss_kb());
                 let line = format!("{v}\n");
                 if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
                     break;
@@ -119,4 +207,44 @@ pub async fn run(
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        AgentsWorker(WorkerArgs),
+    }
+
+    #[test]
+    fn command_line_parses_back() {
+        for no_digest in [false, true] {
+            let args = WorkerArgs {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                source: "bench-1".into(),
+                prefix: "b1".into(),
+                first: 8000,
+                count: 2000,
+                no_digest,
+            };
+            let line = args.command_line();
+            let Command::AgentsWorker(back) =
+                Cli::try_parse_from(std::iter::once("workbus-bench".to_string()).chain(line))
+                    .expect("parses")
+                    .command;
+            assert_eq!(format!("{back:?}"), format!("{args:?}"));
+            assert_eq!(back.form() == ResyncForm::Upstream, no_digest);
+        }
+    }
 }

@@ -20,10 +20,13 @@ use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
 use workbus_hub::cli::client::Client;
 use workbus_hub::watch::ChangeKind;
+use workbus_testkit::MosquittoProcess;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{configmap_work, start_hub};
 
-use crate::common::{BenchError, Progress};
+use crate::BenchError;
+use crate::measure::Progress;
+use crate::worker::{ResyncForm, WorkerArgs};
 
 /// Agents per worker process (each holds one socket per agent).
 pub const PER_WORKER: usize = 8_000;
@@ -46,11 +49,15 @@ impl BrokerKind {
         }
     }
 
-    /// Starts (embedded) or designates (Mosquitto) the broker.
-    pub async fn start(self) -> TestBroker {
+    /// Starts the broker: embedded in this process, or a private Mosquitto.
+    pub async fn start(self) -> Result<TestBroker, BenchError> {
         match self {
-            BrokerKind::Embedded => TestBroker::embedded().await,
-            BrokerKind::Mosquitto => TestBroker::mosquitto(),
+            BrokerKind::Embedded => Ok(TestBroker::embedded().await),
+            BrokerKind::Mosquitto => tokio::task::spawn_blocking(MosquittoProcess::launch)
+                .await
+                .map_err(|e| BenchError::Setup(format!("cannot start Mosquitto: {e}")))?
+                .map(TestBroker::Mosquitto)
+                .map_err(BenchError::Setup),
         }
     }
 }
@@ -72,34 +79,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker running `count` agents `prefix-<first..first+count>`.
-    pub fn spawn(
-        host: &str,
-        port: u16,
-        source: &str,
-        prefix: &str,
-        first: usize,
-        count: usize,
-        extra: &[&str],
-    ) -> Result<Worker, BenchError> {
+    /// Starts a worker process (this executable) running the agents of `args`.
+    pub fn spawn(args: &WorkerArgs) -> Result<Worker, BenchError> {
         let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
         let mut child = tokio::process::Command::new(exe)
-            .args([
-                "agents-worker",
-                "--host",
-                host,
-                "--port",
-                &port.to_string(),
-                "--source",
-                source,
-                "--prefix",
-                prefix,
-                "--first",
-                &first.to_string(),
-                "--count",
-                &count.to_string(),
-            ])
-            .args(extra)
+            .args(args.command_line())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -463,16 +447,16 @@ pub struct Fleet {
 impl Fleet {
     /// Starts broker, hub, registers `n` clusters and starts `n` agents.
     pub async fn start(kind: BrokerKind, n: usize) -> Result<Fleet, BenchError> {
-        Fleet::start_with(kind, n, &[]).await
+        Fleet::start_with(kind, n, ResyncForm::Digest).await
     }
 
-    /// [`Fleet::start`], passing `worker_args` to every agents-worker.
+    /// [`Fleet::start`] with agents speaking resync `form`.
     pub async fn start_with(
         kind: BrokerKind,
         n: usize,
-        worker_args: &[&str],
+        form: ResyncForm,
     ) -> Result<Fleet, BenchError> {
-        let broker = kind.start().await;
+        let broker = kind.start().await?;
         let id = run_id();
         let source = format!("bench-{id}");
         let prefix = format!("b{id}");
@@ -491,15 +475,15 @@ impl Fleet {
         let mut first = 0;
         while first < n {
             let count = PER_WORKER.min(n - first);
-            workers.push(Worker::spawn(
-                broker.host(),
-                broker.port(),
-                &source,
-                &prefix,
+            workers.push(Worker::spawn(&WorkerArgs {
+                host: broker.host().to_string(),
+                port: broker.port(),
+                source: source.clone(),
+                prefix: prefix.clone(),
                 first,
                 count,
-                worker_args,
-            )?);
+                no_digest: form == ResyncForm::Upstream,
+            })?);
             first += count;
         }
         Ok(Fleet {
