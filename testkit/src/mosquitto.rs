@@ -57,8 +57,12 @@ pub enum MosquittoLog {
 }
 
 /// Writes `dir/mosquitto.conf` for a private Mosquitto on `127.0.0.1:port`: anonymous,
-/// no persistence (OCM clients use clean sessions), otherwise Mosquitto's defaults.
-/// Returns its path.
+/// no persistence (OCM clients use clean sessions), running as the user that starts it,
+/// otherwise Mosquitto's defaults. Returns its path.
+///
+/// Started as root, Mosquitto switches to the `mosquitto` user by default, and a change
+/// of user clears `PR_SET_PDEATHSIG`: the broker would outlive a test process that dies.
+/// `user root` keeps it root (for any other user Mosquitto changes nothing anyway).
 pub fn mosquitto_config(dir: &Path, port: u16, log: MosquittoLog) -> Result<PathBuf, String> {
     let path = dir.join("mosquitto.conf");
     let logging = match log {
@@ -75,6 +79,7 @@ pub fn mosquitto_config(dir: &Path, port: u16, log: MosquittoLog) -> Result<Path
          listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
          persistence false\n\
+         user root\n\
          {logging}"
     );
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -135,8 +140,12 @@ impl Mosquitto {
 /// what to install when no `mosquitto` executable is found, or when it does not start.
 pub fn mosquitto() -> Mosquitto {
     static SHARED: OnceLock<MosquittoProcess> = OnceLock::new();
-    let broker =
-        SHARED.get_or_init(|| MosquittoProcess::launch().unwrap_or_else(|e| panic!("{e}")));
+    let broker = SHARED.get_or_init(|| {
+        let broker = MosquittoProcess::launch().unwrap_or_else(|e| panic!("{e}"));
+        // Never restarted, and a static is never dropped: its config has been read.
+        let _ = std::fs::remove_dir_all(&broker.dir);
+        broker
+    });
     Mosquitto {
         addr: broker.addr(),
         pid: broker.pid().expect("the shared Mosquitto is never stopped"),
@@ -317,6 +326,44 @@ mod tests {
         assert_eq!(broker.port(), port);
         assert!(broker.pid().is_some_and(|pid| pid != first));
         assert!(TcpStream::connect(broker.addr()).is_ok());
+    }
+
+    #[test]
+    fn dies_with_the_test_process() {
+        const CHILD: &str = "WORKBUS_TESTKIT_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            // In the child process: start the shared broker, say its pid, exit.
+            println!("mosquitto-pid={}", mosquitto().pid());
+            return;
+        }
+        if skip_without_mosquitto("testkit::dies_with_the_test_process") {
+            return;
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "mosquitto::tests::dies_with_the_test_process"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let pid: u32 = stdout
+            .lines()
+            .find_map(|l| l.split("mosquitto-pid=").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid from the child: {stdout}"));
+        // Gone, or a zombie until init reaps it.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() {
+            assert!(
+                Instant::now() < deadline,
+                "Mosquitto (pid {pid}) outlived its test process"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
