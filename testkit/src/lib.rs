@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use mosquitto::{
-    Mosquitto, MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
+    MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,
 };
 

@@ -106,50 +106,18 @@ pub fn skip_without_mosquitto(test: &str) -> bool {
     true
 }
 
-/// The Mosquitto shared by this test process.
-#[derive(Debug, Clone, Copy)]
-pub struct Mosquitto {
-    addr: SocketAddr,
-    pid: u32,
-}
-
-impl Mosquitto {
-    /// Host to connect to (loopback).
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
-
-    /// Port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// `host:port`.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-}
-
-/// This process's shared Mosquitto, started on the first call and never stopped (for
-/// a broker to stop and restart, use a [`MosquittoProcess`] of one's own). Panics with
-/// what to install when no `mosquitto` executable is found, or when it does not start.
-pub fn mosquitto() -> Mosquitto {
+/// This process's shared Mosquitto, started on the first call and never stopped (it
+/// cannot be: for a broker to stop and restart, use a [`MosquittoProcess`] of one's
+/// own). Panics with what to install when no `mosquitto` executable is found, or when it
+/// does not start.
+pub fn mosquitto() -> &'static MosquittoProcess {
     static SHARED: OnceLock<MosquittoProcess> = OnceLock::new();
-    let broker = SHARED.get_or_init(|| {
+    SHARED.get_or_init(|| {
         let broker = MosquittoProcess::launch().unwrap_or_else(|e| panic!("{e}"));
         // Never restarted, and a static is never dropped: its config has been read.
         let _ = std::fs::remove_dir_all(&broker.dir);
         broker
-    });
-    Mosquitto {
-        addr: broker.addr(),
-        pid: broker.pid().expect("the shared Mosquitto is never stopped"),
-    }
+    })
 }
 
 /// A private Mosquitto: its own config directory and loopback port, restartable on that
@@ -333,7 +301,7 @@ mod tests {
         const CHILD: &str = "WORKBUS_TESTKIT_CHILD";
         if std::env::var_os(CHILD).is_some() {
             // In the child process: start the shared broker, say its pid, exit.
-            println!("mosquitto-pid={}", mosquitto().pid());
+            println!("mosquitto-pid={}", mosquitto().pid().unwrap());
             return;
         }
         if skip_without_mosquitto("testkit::dies_with_the_test_process") {

@@ -20,7 +20,6 @@
 //! rounds alternate between the brokers (one warm-up round each, not counted), so
 //! background load on the shared machine affects both alike.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,13 +29,13 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use workbus_schemas::topics::Topics;
 use workbus_testkit::MosquittoProcess;
 
+use crate::child::{LineChild, serve_stats};
 use crate::fleet::run_id;
 use crate::measure::{Progress, raise_nofile, round, summary};
 use crate::{BenchError, Ctx, Report, Scenario, Target};
@@ -48,6 +47,8 @@ pub const STATUS_PAYLOAD: usize = 1024;
 /// Clients connecting at once (Mosquitto's listen backlog here is 100; connects that
 /// overflow it would wait for SYN retransmissions).
 const CONNECT_CONCURRENCY: usize = 64;
+/// The subcommand of the embedded broker's process.
+pub const EMBEDDED_BROKER: &str = "embedded-broker";
 /// The throughput ratio embedded/Mosquitto the issue asks for.
 const TARGET_RATIO: f64 = 1.5;
 /// QoS 1 publishes one client keeps unacknowledged (our transport's value).
@@ -250,8 +251,8 @@ struct BrokerProc {
     port: u16,
     /// Process whose CPU time is the broker's (`None`: not found, CPU not reported).
     pid: Option<u32>,
-    /// The embedded broker's child process, with its control pipe.
-    child: Option<(Child, ChildStdin, Lines<BufReader<ChildStdout>>)>,
+    /// The embedded broker's child process.
+    child: Option<LineChild>,
     /// The private Mosquitto (stopped when this is dropped).
     mosquitto: Option<MosquittoProcess>,
 }
@@ -259,29 +260,8 @@ struct BrokerProc {
 impl BrokerProc {
     /// Starts `workbus-bench embedded-broker` and reads its bound address.
     async fn embedded() -> Result<BrokerProc, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg("embedded-broker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(BenchError::io("cannot start the embedded broker process"))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| BenchError::Setup("broker stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::Setup("broker stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .map_err(|_| BenchError::Timeout("embedded broker start".into()))?
-            .map_err(BenchError::io("broker stdout"))?
-            .ok_or_else(|| BenchError::Setup("embedded broker exited".into()))?;
+        let mut child = LineChild::spawn("embedded broker", &[EMBEDDED_BROKER.to_string()])?;
+        let line = child.read_line(Duration::from_secs(10)).await?;
         let addr: std::net::SocketAddr = serde_json::from_str::<Value>(&line)
             .ok()
             .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
@@ -291,7 +271,7 @@ impl BrokerProc {
             host: addr.ip().to_string(),
             port: addr.port(),
             pid: child.id(),
-            child: Some((child, stdin, lines)),
+            child: Some(child),
             mosquitto: None,
         })
     }
@@ -314,15 +294,12 @@ impl BrokerProc {
 
     /// The embedded broker's own counters (published, delivered, dropped).
     async fn stats(&mut self) -> Value {
-        let Some((_, stdin, lines)) = self.child.as_mut() else {
-            return Value::Null;
-        };
-        if stdin.write_all(b"stats\n").await.is_err() {
-            return Value::Null;
-        }
-        match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
-            Ok(Ok(Some(line))) => serde_json::from_str(&line).unwrap_or(Value::Null),
-            _ => Value::Null,
+        match self.child.as_mut() {
+            Some(child) => child
+                .stats(Duration::from_secs(5))
+                .await
+                .unwrap_or(Value::Null),
+            None => Value::Null,
         }
     }
 
@@ -331,15 +308,8 @@ impl BrokerProc {
         if let Some(mut m) = self.mosquitto.take() {
             let _ = tokio::task::spawn_blocking(move || m.stop()).await;
         }
-        if let Some((mut child, mut stdin, _)) = self.child.take() {
-            let _ = stdin.write_all(b"quit\n").await;
-            drop(stdin);
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        if let Some(child) = self.child.take() {
+            child.quit().await;
         }
     }
 }
@@ -719,12 +689,14 @@ impl Scenario for BrokerComparison {
         for f in fleets {
             f.stop().await;
         }
-        let targets = vec![Target::at_least(
-            "throughput embedded / Mosquitto (same workload, same run)",
-            throughput_ratio,
-            TARGET_RATIO,
-            "x",
-        )];
+        let targets = vec![
+            Target::on(
+                "throughput embedded / Mosquitto (same workload, same run)",
+                throughput_ratio,
+                "x",
+            )
+            .at_least(TARGET_RATIO),
+        ];
         let params = json!({
             "agents": n,
             "rounds": rounds,
@@ -771,23 +743,12 @@ pub async fn serve_embedded() -> Result<(), BenchError> {
         .await
         .map_err(BenchError::io("stdout"))?;
     out.flush().await.map_err(BenchError::io("stdout"))?;
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        match line.trim() {
-            "stats" => {
-                let s = handle.stats();
-                let v = json!({"published": s.published, "delivered": s.delivered,
-                    "dropped": s.dropped, "connected": s.connected_clients});
-                if out.write_all(format!("{v}\n").as_bytes()).await.is_err()
-                    || out.flush().await.is_err()
-                {
-                    break;
-                }
-            }
-            "quit" => break,
-            _ => {}
-        }
-    }
+    serve_stats(|| {
+        let s = handle.stats();
+        json!({"published": s.published, "delivered": s.delivered,
+            "dropped": s.dropped, "connected": s.connected_clients})
+    })
+    .await;
     handle.shutdown().await;
     Ok(())
 }

@@ -98,8 +98,8 @@ impl Scenario for Fanout {
             format!(" (run at N={n}; targets are for N=10,000)")
         };
         let targets = vec![
-            Target::at_most(format!("all statuses back{scale}"), all_back, 10.0, "s"),
-            Target::at_most(format!("p99 latency{scale}"), p99, 5.0, "s"),
+            Target::on(format!("all statuses back{scale}"), all_back, "s").at_most(10.0),
+            Target::on(format!("p99 latency{scale}"), p99, "s").at_most(5.0),
         ];
         let params = json!({"agents": n, "broker": kind.name(), "rest_concurrency": REST_CONCURRENCY,
         "works_per_cluster": 1, "timeout_s": limit.as_secs()});

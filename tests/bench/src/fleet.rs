@@ -8,14 +8,11 @@
 //! generation.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
 use workbus_hub::cli::client::Client;
@@ -25,6 +22,7 @@ use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{configmap_work, start_hub};
 
 use crate::BenchError;
+use crate::child::LineChild;
 use crate::measure::Progress;
 use crate::worker::{ResyncForm, WorkerArgs};
 
@@ -72,63 +70,22 @@ pub fn run_id() -> String {
 }
 
 /// One agents-worker child process.
-pub struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-}
+pub struct Worker(LineChild);
 
 impl Worker {
     /// Starts a worker process (this executable) running the agents of `args`.
     pub fn spawn(args: &WorkerArgs) -> Result<Worker, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
-        let mut child = tokio::process::Command::new(exe)
-            .args(args.command_line())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(BenchError::io("cannot start an agents worker"))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| BenchError::Setup("worker stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::Setup("worker stdout".into()))?;
-        Ok(Worker {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout).lines(),
-        })
+        LineChild::spawn("agents worker", &args.command_line()).map(Worker)
     }
 
     /// Asks for the worker's aggregated counters (one JSON line).
     pub async fn stats(&mut self) -> Result<Value, BenchError> {
-        self.stdin
-            .write_all(b"stats\n")
-            .await
-            .map_err(BenchError::io("worker stdin"))?;
-        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
-            .await
-            .map_err(|_| BenchError::Timeout("worker stats".into()))?
-            .map_err(BenchError::io("worker stdout"))?
-            .ok_or_else(|| BenchError::Setup("worker exited".into()))?;
-        serde_json::from_str(&line)
-            .map_err(|e| BenchError::Setup(format!("bad worker stats {line:?}: {e}")))
+        self.0.stats(Duration::from_secs(10)).await
     }
 
     /// Asks the worker to stop its agents and waits (bounded) for it to exit.
-    pub async fn stop(mut self) {
-        let _ = self.stdin.write_all(b"quit\n").await;
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    pub async fn stop(self) {
+        self.0.quit().await;
     }
 }
 

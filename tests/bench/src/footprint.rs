@@ -132,30 +132,25 @@ impl Scenario for Footprint {
         });
         let mb = |v: &Value| v.as_f64().map(|kb| (kb / 1024.0 * 100.0).round() / 100.0);
         let targets = vec![
-            Target::at_most(
+            Target::on(
                 "agent binary (stripped)",
                 figures["agent"]["binary_mb"].as_f64(),
-                10.0,
                 "MB",
-            ),
-            Target::at_most(
+            )
+            .at_most(10.0),
+            Target::on(
                 "agent RSS idle",
                 mb(&figures["agent"]["rss_idle_kb"]),
-                15.0,
                 "MiB",
-            ),
-            Target::at_most(
+            )
+            .at_most(15.0),
+            Target::on(
                 "agent RSS with 100 works",
                 mb(&figures["agent"]["rss_100_works_kb"]),
-                25.0,
                 "MiB",
-            ),
-            Target::at_most(
-                "hub RSS per idle cluster",
-                Some(per_cluster_kb),
-                20.0,
-                "KiB",
-            ),
+            )
+            .at_most(25.0),
+            Target::on("hub RSS per idle cluster", Some(per_cluster_kb), "KiB").at_most(20.0),
         ];
         let params = json!({"idle_agents": n, "works": WORKS, "broker": "embedded (in the hub process)",
         "agent_bin": bin.display().to_string()});

@@ -14,6 +14,7 @@
 //! [`footprint::Footprint`].
 
 pub mod broker_cmp;
+pub mod child;
 pub mod fanout;
 pub mod fleet;
 pub mod footprint;

@@ -21,7 +21,7 @@ use workbus_bench::footprint::Footprint;
 use workbus_bench::reconnect::ReconnectStorm;
 use workbus_bench::throughput::Throughput;
 use workbus_bench::worker::{self, WorkerArgs};
-use workbus_bench::{BenchError, BrokerKind, Ctx, run_and_report};
+use workbus_bench::{BenchError, BrokerKind, Ctx, Scenario, run_and_report};
 
 #[derive(Parser)]
 #[command(name = "workbus-bench", about = "workbus benchmark harness (issue 5)")]
@@ -48,12 +48,14 @@ struct Common {
 }
 
 impl Common {
-    fn ctx(&self) -> Ctx {
-        Ctx {
+    /// Runs `scenario` with these options, prints and writes its report.
+    async fn run(&self, scenario: &impl Scenario) -> Result<(), BenchError> {
+        let ctx = Ctx {
             agents: self.agents,
             broker: self.broker,
             timeout: Duration::from_secs(self.timeout),
-        }
+        };
+        run_and_report(scenario, &ctx, &self.json).await.map(drop)
     }
 }
 
@@ -143,35 +145,19 @@ async fn run(command: Command) -> Result<(), BenchError> {
     match command {
         Command::AgentsWorker(args) => worker::run(args).await,
         Command::EmbeddedBroker => broker_cmp::serve_embedded().await,
-        Command::Fanout(c) => run_and_report(&Fanout, &c.ctx(), &c.json).await.map(drop),
+        Command::Fanout(common) => common.run(&Fanout).await,
         Command::Throughput {
-            common: c,
+            common,
             step_secs,
             rates,
         } => {
-            let scenario = Throughput {
-                step: Duration::from_secs(step_secs),
-                rates,
-            };
-            run_and_report(&scenario, &c.ctx(), &c.json).await.map(drop)
+            let step = Duration::from_secs(step_secs);
+            common.run(&Throughput { step, rates }).await
         }
-        Command::ReconnectStorm {
-            common: c,
-            max_works,
-        } => {
-            let scenario = ReconnectStorm { max_works };
-            run_and_report(&scenario, &c.ctx(), &c.json).await.map(drop)
+        Command::ReconnectStorm { common, max_works } => {
+            common.run(&ReconnectStorm { max_works }).await
         }
-        Command::Broker { common: c, rounds } => {
-            let scenario = BrokerComparison { rounds };
-            run_and_report(&scenario, &c.ctx(), &c.json).await.map(drop)
-        }
-        Command::Footprint {
-            common: c,
-            agent_bin,
-        } => {
-            let scenario = Footprint { agent_bin };
-            run_and_report(&scenario, &c.ctx(), &c.json).await.map(drop)
-        }
+        Command::Broker { common, rounds } => common.run(&BrokerComparison { rounds }).await,
+        Command::Footprint { common, agent_bin } => common.run(&Footprint { agent_bin }).await,
     }
 }

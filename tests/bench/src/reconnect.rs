@@ -323,18 +323,18 @@ impl Scenario for ReconnectStorm {
             format!(" (run at N={n}; the target is for N=10,000)")
         };
         let targets = vec![
-            Target::at_most(
+            Target::on(
                 format!("fleet resynced after the storm, digest form{scale}"),
                 digest["resynced_all_s"].as_f64(),
-                30.0,
                 "s",
-            ),
-            Target::at_most(
+            )
+            .at_most(30.0),
+            Target::on(
                 "messages per unchanged agent, digest form (one round trip)",
                 digest["per_agent"]["messages"].as_f64(),
-                2.0,
                 "messages",
-            ),
+            )
+            .at_most(2.0),
         ];
         let saving = match (
             digest["per_agent"]["bytes"].as_f64(),

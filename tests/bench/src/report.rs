@@ -165,32 +165,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// `value <= limit unit`.
-    pub fn at_most(
-        name: impl Into<String>,
-        value: Option<f64>,
-        limit: f64,
-        unit: &'static str,
-    ) -> Target {
-        Target {
+    /// A target on `value` (in `unit`), completed by [`Measured::at_most`] or
+    /// [`Measured::at_least`]: `Target::on("p99", p99, "s").at_most(5.0)`.
+    pub fn on(name: impl Into<String>, value: Option<f64>, unit: &'static str) -> Measured {
+        Measured {
             name: name.into(),
             value,
-            bound: Bound::AtMost,
-            limit,
             unit,
-        }
-    }
-
-    /// `value >= limit unit`.
-    pub fn at_least(
-        name: impl Into<String>,
-        value: Option<f64>,
-        limit: f64,
-        unit: &'static str,
-    ) -> Target {
-        Target {
-            bound: Bound::AtLeast,
-            ..Target::at_most(name, value, limit, unit)
         }
     }
 
@@ -214,6 +195,37 @@ impl Target {
     /// `{"name", "value", "target", "met"}`.
     pub fn to_json(&self) -> Value {
         json!({"name": self.name, "value": self.value, "target": self.bound_text(), "met": self.met()})
+    }
+}
+
+/// A measured value waiting for its limit ([`Target::on`]).
+#[derive(Debug, Clone)]
+pub struct Measured {
+    name: String,
+    value: Option<f64>,
+    unit: &'static str,
+}
+
+impl Measured {
+    /// Met when `value <= limit`.
+    pub fn at_most(self, limit: f64) -> Target {
+        self.bounded(Bound::AtMost, limit)
+    }
+
+    /// Met when `value >= limit`.
+    pub fn at_least(self, limit: f64) -> Target {
+        self.bounded(Bound::AtLeast, limit)
+    }
+
+    fn bounded(self, bound: Bound, limit: f64) -> Target {
+        let Measured { name, value, unit } = self;
+        Target {
+            name,
+            value,
+            bound,
+            limit,
+            unit,
+        }
     }
 }
 
@@ -328,16 +340,16 @@ mod tests {
 
     #[test]
     fn targets_keep_their_json_form() {
-        let t = Target::at_most("all statuses back", Some(3.5), 10.0, "s");
+        let t = Target::on("all statuses back", Some(3.5), "s").at_most(10.0);
         assert_eq!(
             t.to_json(),
             json!({"name": "all statuses back", "value": 3.5, "target": "<= 10 s", "met": true})
         );
-        let t = Target::at_least("ratio", Some(1.2), 1.5, "x");
+        let t = Target::on("ratio", Some(1.2), "x").at_least(1.5);
         assert_eq!(t.to_json()["target"], ">= 1.5 x");
         assert_eq!(t.met(), Some(false));
         assert_eq!(
-            Target::at_least("n", None, 1.0, "x").to_json()["met"],
+            Target::on("n", None, "x").at_least(1.0).to_json()["met"],
             Value::Null
         );
     }
@@ -345,9 +357,9 @@ mod tests {
     #[test]
     fn passed_needs_every_target_met() {
         let report = |targets| Report::new("x", json!({}), json!({})).with_targets(targets);
-        let met = Target::at_most("a", Some(1.0), 2.0, "s");
-        let missed = Target::at_most("b", Some(3.0), 2.0, "s");
-        let unknown = Target::at_most("c", None, 2.0, "s");
+        let met = Target::on("a", Some(1.0), "s").at_most(2.0);
+        let missed = Target::on("b", Some(3.0), "s").at_most(2.0);
+        let unknown = Target::on("c", None, "s").at_most(2.0);
         assert_eq!(report(vec![met.clone()]).passed(), Some(true));
         assert_eq!(
             report(vec![met.clone(), missed, unknown.clone()]).passed(),
@@ -365,7 +377,7 @@ mod tests {
             json!({"update": {"all_back_s": 3.9, "back": 10, "latency": {"p99_ms": 170.0}},
                    "steps": [{"changes": 20}]}),
         )
-        .with_targets(vec![Target::at_most("p99", Some(0.17), 5.0, "s")]);
+        .with_targets(vec![Target::on("p99", Some(0.17), "s").at_most(5.0)]);
         let table = r.table();
         let row = |key: &str| {
             table
