@@ -452,6 +452,13 @@ async fn status_resync_digest_only(broker: &mut TestBroker) {
         }
     }
     let stats = agent.stats().clone();
+    // The hub accepts a status before the agent may have counted its PUBACK: wait for
+    // the acknowledgements of every accepted status, or one counts after `sent_before`.
+    let metrics = hub.metrics().clone();
+    wait_until("the agent's accepted statuses acknowledged", || {
+        count(&stats.status_sent) >= count(&metrics.statuses_accepted)
+    })
+    .await;
     let sent_before = count(&stats.status_sent);
     // The hub may already have sent one at its first subscribe (full list then).
     let resyncs_before = count(&stats.status_resyncs);
