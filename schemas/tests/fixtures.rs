@@ -2,15 +2,14 @@
 //! CloudEvent → typed work (§5.4), and the agent event's status hash recomputed from its
 //! data (TV-11, TV-16).
 
-mod maestro_fixtures;
-
 use workbus_schemas::metadata::{decode_spec_event, decode_status_event};
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::status_hash::status_hash;
 use workbus_schemas::work::meta::{ANNOTATION_DATA_TYPE, LABEL_ORIGINAL_SOURCE};
+use workbus_testkit::fixtures::maestro;
 
 fn fixture(name: &str) -> workbus_schemas::Event {
-    let bytes = maestro_fixtures::read(name);
+    let bytes = maestro::read(name);
     mqtt::structured::decode(&bytes).expect("fixture decodes")
 }
 

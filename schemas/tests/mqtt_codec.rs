@@ -2,16 +2,15 @@
 //! binary and structured modes, the Go receiver's dispatch rules (§2.2), and malformed
 //! messages of every kind.
 
-mod maestro_fixtures;
-
 use cloudevents::event::{Data, ExtensionValue};
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use proptest::prelude::*;
 use workbus_schemas::extensions::OcmExtensions;
 use workbus_schemas::mqtt::{self, DecodeError, Encoding, MqttMessage, binary};
+use workbus_testkit::fixtures::maestro;
 
 fn fixture(name: &str) -> Vec<u8> {
-    maestro_fixtures::read(name)
+    maestro::read(name)
 }
 
 fn structured(name: &str) -> Event {

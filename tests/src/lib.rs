@@ -1,7 +1,7 @@
 //! # workbus-tests: the harness of the cross-crate integration and fault tests
 //!
 //! Everything here talks to real parts: a real MQTT broker (the embedded one, or
-//! a private Mosquitto per test process), real agents with their stores, the hub with SQLite.
+//! a private Mosquitto per test), real agents with their stores, the hub with SQLite.
 //! Waits are bounded and event-driven: [`FakeSource::next_event`] returns as soon as a
 //! matching event arrives, or fails after its deadline.
 
@@ -12,20 +12,19 @@ pub mod fake_source;
 pub mod fault_proxy;
 pub mod hubs;
 
-/// Maestro's golden events (shared with the schemas crate's tests).
-#[path = "../../schemas/tests/maestro_fixtures/mod.rs"]
-pub mod maestro_fixtures;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-
 pub use fake_source::FakeSource;
+/// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`), so
+/// tests sharing a broker never see each other's traffic.
+pub use workbus_testkit::unique;
 
 /// How long any single expected event may take before a test fails.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs each listed `async fn name(broker: &mut TestBroker)` (or `&TestBroker`) as two
-/// tests, `embedded::name` on a fresh embedded broker and `mosquitto::name` on
-/// Mosquitto: every protocol and end-to-end suite runs on both.
+/// tests, `embedded::name` on a fresh embedded broker and `mosquitto::name` on a fresh
+/// private Mosquitto (both restartable on their port): every protocol and end-to-end
+/// suite runs on both. Without a `mosquitto` executable the Mosquitto tests are skipped
+/// with a `SKIPPED` line naming what to install (`workbus_testkit::skip_without_mosquitto`).
 #[macro_export]
 macro_rules! on_both_brokers {
     ($($name:ident),* $(,)?) => {
@@ -43,25 +42,18 @@ macro_rules! on_both_brokers {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let mut broker = $crate::brokers::TestBroker::mosquitto();
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let Some(mut broker) =
+                        $crate::brokers::TestBroker::mosquitto_unless_missing(test).await
+                    else {
+                        return;
+                    };
                     super::$name(&mut broker).await;
+                    broker.stop().await;
                 }
             )*
         }
     };
-}
-
-/// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`), so
-/// tests sharing a broker never see each other's traffic.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() % 1_000_000_000)
-        .unwrap_or(0);
-    format!("{prefix}-{pid:x}-{t:x}-{n}")
 }
 
 /// Logs to the test output when `RUST_LOG` is set.

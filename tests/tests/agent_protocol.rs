@@ -26,7 +26,7 @@ use workbus_tests::brokers::TestBroker;
 use workbus_tests::{FakeSource, unique};
 
 fn fixture(name: &str) -> workbus_schemas::Event {
-    let bytes = workbus_tests::maestro_fixtures::read(name);
+    let bytes = workbus_testkit::fixtures::maestro::read(name);
     workbus_schemas::mqtt::structured::decode(&bytes).expect("fixture decodes")
 }
 

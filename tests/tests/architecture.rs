@@ -4,7 +4,9 @@
 //!   `process ← {broker, hub, agent}`, the protocol crate without I/O dependencies,
 //!   `process` without workspace dependencies, the broker on `process` alone, the agent
 //!   without the hub's server stack, and the hub linking the agent only for its
-//!   quickstart (an optional dependency behind the `quickstart` feature);
+//!   quickstart (an optional dependency behind the `quickstart` feature); the test kit
+//!   depending on no workspace crate (every crate's tests may use it) and the benchmarks
+//!   a leaf (they may use everything, nothing uses them);
 //! - only `schemas/` knows protocol facts: no `ce-` property, topic fragment, OCM
 //!   extension or resync payload field name, event-type group or ManifestWork API group
 //!   is spelled out in the hub, agent, broker, transport or process sources (their `#[cfg(test)]`
@@ -125,6 +127,48 @@ fn crate_graph_points_one_way() {
             && *optional),
         "the quickstart's agent dependency is optional"
     );
+}
+
+#[test]
+fn test_kit_is_a_root_and_benchmarks_a_leaf() {
+    let edges = declared_dependencies();
+    let testkit = required(&edges, "workbus-testkit");
+    assert!(
+        testkit.iter().all(|d| !d.starts_with("workbus-")),
+        "the test kit depends on no workspace crate (so every crate's tests can use it): \
+         {testkit:?}"
+    );
+    let bench = required(&edges, "workbus-bench");
+    assert!(
+        bench.iter().any(|d| d == "workbus-tests") && bench.iter().any(|d| d == "workbus-testkit"),
+        "the benchmarks build on the test harness and the test kit: {bench:?}"
+    );
+    let users: Vec<&str> = edges
+        .iter()
+        .filter(|(_, d, _, _)| d == "workbus-bench")
+        .map(|(p, _, _, _)| p.as_str())
+        .collect();
+    assert!(
+        users.is_empty(),
+        "nothing depends on the benchmarks (a leaf), yet: {users:?}"
+    );
+    for product in [
+        "workbus-schemas",
+        "workbus-transport",
+        "workbus-process",
+        "workbus-broker",
+        "workbus-hub",
+        "workbus-agent",
+    ] {
+        let deps = required(&edges, product);
+        assert!(
+            !deps
+                .iter()
+                .any(|d| ["workbus-testkit", "workbus-tests", "workbus-kube-apiserver"]
+                    .contains(&d.as_str())),
+            "{product} ships no test code (test crates only as dev-dependencies): {deps:?}"
+        );
+    }
 }
 
 /// Literals that name a protocol fact (`schemas/` owns each of them).

@@ -43,5 +43,8 @@ fn embedded_broker() {
 
 #[test]
 fn mosquitto() {
+    if workbus_testkit::skip_without_mosquitto("chaos::mosquitto") {
+        return;
+    }
     leg(BrokerKind::Mosquitto);
 }

@@ -9,22 +9,9 @@ use tokio::time::timeout;
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{Protocol, Transport, TransportConfig, TransportEvent};
 
-use workbus_testkit::mosquitto;
+use workbus_testkit::{mosquitto, unique};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{n:x}-{}", std::process::id())
-}
 
 async fn next_subscribed(t: &mut Transport) {
     loop {

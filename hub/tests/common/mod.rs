@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -29,13 +28,8 @@ pub fn broker() -> (&'static str, u16) {
     (m.host(), m.port())
 }
 
-/// A source id unique to this test run and call.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let r = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}-{n}-{}", std::process::id(), &r[..6])
-}
+/// A name unique to this test process and call (source ids, clusters).
+pub use workbus_testkit::unique;
 
 /// Starts a hub on `dir` with the given broker.
 pub async fn start_hub_with(

@@ -20,14 +20,11 @@ use workbus_schemas::work::status::{
 };
 use workbus_schemas::work::{ManifestResourceStatus, ManifestWorkStatus, Time};
 
-/// Reads a Maestro fixture (`shared/fixtures/maestro/<name>`) as JSON.
+/// Reads a Maestro fixture (`workbus_testkit::fixtures::maestro`) as JSON.
 pub fn fixture(name: &str) -> Value {
-    let bytes = maestro_fixtures::read(name);
+    let bytes = workbus_testkit::fixtures::maestro::read(name);
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
-
-#[path = "../maestro_fixtures/mod.rs"]
-mod maestro_fixtures;
 
 /// JSON equality where numbers compare by value (`1` equals `1.0`), since Go's float
 /// formatting prints integral floats without a fraction.

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::processes::{Proc, free_port, mosquitto_config, mosquitto_program, wait_listening};
+use workbus_testkit::{MosquittoLog, free_port, mosquitto_config, mosquitto_program};
+
+use super::processes::{Proc, wait_listening};
 use super::rest::Rest;
 use super::{BrokerKind, SIM_SNAPSHOT};
 
@@ -56,7 +58,7 @@ impl Fleet {
                 dir.join("broker.log"),
             ),
             BrokerKind::Mosquitto => {
-                let conf = mosquitto_config(dir, broker_port)?;
+                let conf = mosquitto_config(dir, broker_port, MosquittoLog::Stderr)?;
                 Proc::new(
                     "broker",
                     &mosquitto_program()?,

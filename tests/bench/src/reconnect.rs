@@ -25,27 +25,13 @@ use workbus_hub::cli::client::Client;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::configmap_work;
 
-use crate::common::{BenchError, Progress, target};
 use crate::fleet::{BrokerKind, Fleet, cluster_name, fleet_stats};
+use crate::measure::Progress;
+use crate::worker::ResyncForm;
+use crate::{BenchError, Ctx, Report, Scenario, Target};
 
 /// Concurrent REST connections used to create the works.
 const REST_CONCURRENCY: usize = 16;
-
-/// Which resync protocol the agents speak.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Form {
-    Digest,
-    Upstream,
-}
-
-impl Form {
-    fn name(self) -> &'static str {
-        match self {
-            Form::Digest => "digest",
-            Form::Upstream => "upstream",
-        }
-    }
-}
 
 fn get(s: &BTreeMap<String, u64>, k: &str) -> u64 {
     s.get(k).copied().unwrap_or(0)
@@ -162,15 +148,11 @@ fn broker_counts(broker: &TestBroker) -> (u64, u64) {
 async fn phase(
     n: usize,
     max_works: usize,
-    form: Form,
+    form: ResyncForm,
     limit: Duration,
 ) -> Result<Value, BenchError> {
     let label = form.name();
-    let args: &[&str] = match form {
-        Form::Digest => &[],
-        Form::Upstream => &["--no-digest"],
-    };
-    let mut fleet = Fleet::start_with(BrokerKind::Embedded, n, args).await?;
+    let mut fleet = Fleet::start_with(BrokerKind::Embedded, n, form).await?;
     fleet.wait_connected(limit).await?;
     let hub = fleet.hub.metrics().clone();
     // Every first-connect resync answered before works exist: a request answered late
@@ -204,7 +186,7 @@ async fn phase(
         "[{label}] {works} works on {n} agents applied in {:.1}s",
         t.elapsed().as_secs_f64()
     );
-    if form == Form::Digest {
+    if form == ResyncForm::Digest {
         // The first resync at connect (upstream form + digest) taught every agent that
         // the hub understands digests ("done" reply).
         wait_fleet(
@@ -252,10 +234,10 @@ async fn phase(
             reconnected_all = Some(t0.elapsed());
         }
         let confirmed = completions(&s);
-        if agents_all.is_none() && form == Form::Digest && confirmed >= n as u64 {
+        if agents_all.is_none() && form == ResyncForm::Digest && confirmed >= n as u64 {
             agents_all = Some(t0.elapsed());
         }
-        let finished = hub_all.is_some() && (form == Form::Upstream || agents_all.is_some());
+        let finished = hub_all.is_some() && (form == ResyncForm::Upstream || agents_all.is_some());
         progress.tick(
             || format!("{reconnects}/{n} reconnected, hub answered {answered}, agents confirmed {confirmed}"),
             finished,
@@ -274,8 +256,8 @@ async fn phase(
     let d = |k: &str| get(&after, k) - get(&before, k);
     let per = |v: u64| ((v as f64 / n as f64) * 100.0).round() / 100.0;
     let resynced = match form {
-        Form::Digest => agents_all,
-        Form::Upstream => hub_all,
+        ResyncForm::Digest => agents_all,
+        ResyncForm::Upstream => hub_all,
     };
     let figures = json!({
         "works": works,
@@ -313,59 +295,68 @@ async fn phase(
     Ok(figures)
 }
 
-/// Runs the scenario; returns (parameters, figures, targets, notes).
-pub async fn run(
-    kind: BrokerKind,
-    n: usize,
-    max_works: usize,
-    limit: Duration,
-) -> Result<(Value, Value, Vec<Value>, Vec<String>), BenchError> {
-    if kind != BrokerKind::Embedded {
-        return Err(BenchError::Setup(
-            "reconnect-storm cuts connections at the embedded broker; use --broker embedded".into(),
-        ));
+/// The `reconnect-storm` scenario (embedded broker only: it cuts the connections there).
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectStorm {
+    /// Most works per agent (agent i holds `1 + i % max_works`).
+    pub max_works: usize,
+}
+
+impl Scenario for ReconnectStorm {
+    fn name(&self) -> &'static str {
+        "reconnect-storm"
     }
-    let digest = phase(n, max_works, Form::Digest, limit).await?;
-    let upstream = phase(n, max_works, Form::Upstream, limit).await?;
-    let scale = if n >= 10_000 {
-        String::new()
-    } else {
-        format!(" (run at N={n}; the target is for N=10,000)")
-    };
-    let targets = vec![
-        target(
-            &format!("fleet resynced after the storm, digest form{scale}"),
-            digest["resynced_all_s"].as_f64(),
-            "<=",
-            30.0,
-            "s",
-        ),
-        target(
-            "messages per unchanged agent, digest form (one round trip)",
-            digest["per_agent"]["messages"].as_f64(),
-            "<=",
-            2.0,
-            "messages",
-        ),
-    ];
-    let saving = match (
-        digest["per_agent"]["bytes"].as_f64(),
-        upstream["per_agent"]["bytes"].as_f64(),
-    ) {
-        (Some(d), Some(u)) if u > 0.0 => Some(((1.0 - d / u) * 1000.0).round() / 10.0),
-        _ => None,
-    };
-    let figures = json!({
-        "digest": digest,
-        "upstream": upstream,
-        "bytes_saved_percent": saving,
-    });
-    let params = json!({"agents": n, "broker": kind.name(), "max_works_per_agent": max_works,
+
+    async fn run(&self, ctx: &Ctx) -> Result<Report, BenchError> {
+        let (kind, n, limit, max_works) = (ctx.broker, ctx.agents, ctx.timeout, self.max_works);
+        if kind != BrokerKind::Embedded {
+            return Err(BenchError::Setup(
+                "reconnect-storm cuts connections at the embedded broker; use --broker embedded"
+                    .into(),
+            ));
+        }
+        let digest = phase(n, max_works, ResyncForm::Digest, limit).await?;
+        let upstream = phase(n, max_works, ResyncForm::Upstream, limit).await?;
+        let scale = if n >= 10_000 {
+            String::new()
+        } else {
+            format!(" (run at N={n}; the target is for N=10,000)")
+        };
+        let targets = vec![
+            Target::on(
+                format!("fleet resynced after the storm, digest form{scale}"),
+                digest["resynced_all_s"].as_f64(),
+                "s",
+            )
+            .at_most(30.0),
+            Target::on(
+                "messages per unchanged agent, digest form (one round trip)",
+                digest["per_agent"]["messages"].as_f64(),
+                "messages",
+            )
+            .at_most(2.0),
+        ];
+        let saving = match (
+            digest["per_agent"]["bytes"].as_f64(),
+            upstream["per_agent"]["bytes"].as_f64(),
+        ) {
+            (Some(d), Some(u)) if u > 0.0 => Some(((1.0 - d / u) * 1000.0).round() / 10.0),
+            _ => None,
+        };
+        let figures = json!({
+            "digest": digest,
+            "upstream": upstream,
+            "bytes_saved_percent": saving,
+        });
+        let params = json!({"agents": n, "broker": kind.name(), "max_works_per_agent": max_works,
         "rest_concurrency": REST_CONCURRENCY, "timeout_s": limit.as_secs(),
         "reconnect_backoff": "200 ms .. 3 s, jittered exponential (agents-worker)"});
-    let notes = vec![
+        let notes = vec![
         "per_agent costs are agent-side (transport counters) over the storm; a message's bytes = topic + content type + user properties + payload".into(),
         "upstream agents never learn that their resync is over; their end is the hub having answered".into(),
     ];
-    Ok((params, figures, targets, notes))
+        Ok(Report::new(self.name(), params, figures)
+            .with_targets(targets)
+            .with_notes(notes))
+    }
 }

@@ -1,7 +1,8 @@
 //! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput`,
 //! `broker`, `reconnect-storm` and `footprint` that check the harness works end to end
 //! and writes a well-formed JSON report. The figures themselves are not checked (debug
-//! build, shared CI machine).
+//! build, shared CI machine). `broker` needs Mosquitto and is skipped, with a `SKIPPED`
+//! line, when it is not installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,10 +29,17 @@ fn run_bench(args: &[&str], json: &Path) -> serde_json::Value {
         "parameters",
         "figures",
         "targets",
+        "passed",
+        "notes",
     ] {
         assert!(report.get(key).is_some(), "report lacks {key}: {report}");
     }
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
+    for target in report["targets"].as_array().expect("targets") {
+        for key in ["name", "value", "target", "met"] {
+            assert!(target.get(key).is_some(), "target lacks {key}: {target}");
+        }
+    }
     report
 }
 
@@ -112,6 +120,11 @@ fn throughput_smoke_runs_paced_steps() {
 
 #[test]
 fn broker_smoke_reports_both_brokers_and_a_ratio() {
+    if workbus_testkit::skip_without_mosquitto(
+        "smoke::broker_smoke_reports_both_brokers_and_a_ratio",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let report = run_bench(
         &[

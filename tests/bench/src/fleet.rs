@@ -8,23 +8,24 @@
 //! generation.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
 use workbus_hub::cli::client::Client;
 use workbus_hub::store::writes::CreateCluster;
 use workbus_hub::watch::ChangeKind;
+use workbus_testkit::MosquittoProcess;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{configmap_work, start_hub};
 
-use crate::common::{BenchError, Progress};
+use crate::BenchError;
+use crate::child::LineChild;
+use crate::measure::Progress;
+use crate::worker::{ResyncForm, WorkerArgs};
 
 /// Agents per worker process (each holds one socket per agent).
 pub const PER_WORKER: usize = 8_000;
@@ -47,11 +48,15 @@ impl BrokerKind {
         }
     }
 
-    /// Starts (embedded) or designates (Mosquitto) the broker.
-    pub async fn start(self) -> TestBroker {
+    /// Starts the broker: embedded in this process, or a private Mosquitto.
+    pub async fn start(self) -> Result<TestBroker, BenchError> {
         match self {
-            BrokerKind::Embedded => TestBroker::embedded().await,
-            BrokerKind::Mosquitto => TestBroker::mosquitto(),
+            BrokerKind::Embedded => Ok(TestBroker::embedded().await),
+            BrokerKind::Mosquitto => tokio::task::spawn_blocking(MosquittoProcess::launch)
+                .await
+                .map_err(|e| BenchError::Setup(format!("cannot start Mosquitto: {e}")))?
+                .map(TestBroker::Mosquitto)
+                .map_err(BenchError::Setup),
         }
     }
 }
@@ -66,86 +71,22 @@ pub fn run_id() -> String {
 }
 
 /// One agents-worker child process.
-pub struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-}
+pub struct Worker(LineChild);
 
 impl Worker {
-    /// Starts a worker running `count` agents `prefix-<first..first+count>`.
-    pub fn spawn(
-        host: &str,
-        port: u16,
-        source: &str,
-        prefix: &str,
-        first: usize,
-        count: usize,
-        extra: &[&str],
-    ) -> Result<Worker, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
-        let mut child = tokio::process::Command::new(exe)
-            .args([
-                "agents-worker",
-                "--host",
-                host,
-                "--port",
-                &port.to_string(),
-                "--source",
-                source,
-                "--prefix",
-                prefix,
-                "--first",
-                &first.to_string(),
-                "--count",
-                &count.to_string(),
-            ])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(BenchError::io("cannot start an agents worker"))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| BenchError::Setup("worker stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::Setup("worker stdout".into()))?;
-        Ok(Worker {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout).lines(),
-        })
+    /// Starts a worker process (this executable) running the agents of `args`.
+    pub fn spawn(args: &WorkerArgs) -> Result<Worker, BenchError> {
+        LineChild::spawn("agents worker", &args.command_line()).map(Worker)
     }
 
     /// Asks for the worker's aggregated counters (one JSON line).
     pub async fn stats(&mut self) -> Result<Value, BenchError> {
-        self.stdin
-            .write_all(b"stats\n")
-            .await
-            .map_err(BenchError::io("worker stdin"))?;
-        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
-            .await
-            .map_err(|_| BenchError::Timeout("worker stats".into()))?
-            .map_err(BenchError::io("worker stdout"))?
-            .ok_or_else(|| BenchError::Setup("worker exited".into()))?;
-        serde_json::from_str(&line)
-            .map_err(|e| BenchError::Setup(format!("bad worker stats {line:?}: {e}")))
+        self.0.stats(Duration::from_secs(10)).await
     }
 
     /// Asks the worker to stop its agents and waits (bounded) for it to exit.
-    pub async fn stop(mut self) {
-        let _ = self.stdin.write_all(b"quit\n").await;
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    pub async fn stop(self) {
+        self.0.quit().await;
     }
 }
 
@@ -468,16 +409,16 @@ pub struct Fleet {
 impl Fleet {
     /// Starts broker, hub, registers `n` clusters and starts `n` agents.
     pub async fn start(kind: BrokerKind, n: usize) -> Result<Fleet, BenchError> {
-        Fleet::start_with(kind, n, &[]).await
+        Fleet::start_with(kind, n, ResyncForm::Digest).await
     }
 
-    /// [`Fleet::start`], passing `worker_args` to every agents-worker.
+    /// [`Fleet::start`] with agents speaking resync `form`.
     pub async fn start_with(
         kind: BrokerKind,
         n: usize,
-        worker_args: &[&str],
+        form: ResyncForm,
     ) -> Result<Fleet, BenchError> {
-        let broker = kind.start().await;
+        let broker = kind.start().await?;
         let id = run_id();
         let source = format!("bench-{id}");
         let prefix = format!("b{id}");
@@ -496,15 +437,15 @@ impl Fleet {
         let mut first = 0;
         while first < n {
             let count = PER_WORKER.min(n - first);
-            workers.push(Worker::spawn(
-                broker.host(),
-                broker.port(),
-                &source,
-                &prefix,
+            workers.push(Worker::spawn(&WorkerArgs {
+                host: broker.host().to_string(),
+                port: broker.port(),
+                source: source.clone(),
+                prefix: prefix.clone(),
                 first,
                 count,
-                worker_args,
-            )?);
+                no_digest: form == ResyncForm::Upstream,
+            })?);
             first += count;
         }
         Ok(Fleet {

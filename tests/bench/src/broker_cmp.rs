@@ -14,12 +14,12 @@
 //! Fairness: all clients (rumqttc, MQTT 5, TCP_NODELAY as in our transport) run in this
 //! process with identical code for both brokers. The embedded broker runs in a child
 //! process of this harness (`embedded-broker`, the `workbus-broker` library on a free
-//! port), like Mosquitto runs in its own, so each broker's CPU time can be read from
+//! port), like Mosquitto runs in its own (a private one, `workbus_testkit::MosquittoProcess`),
+//! so each broker's CPU time can be read from
 //! `/proc/<pid>/task/*/schedstat`. Both fleets stay connected for the whole run and
 //! rounds alternate between the brokers (one warm-up round each, not counted), so
 //! background load on the shared machine affects both alike.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,14 +29,16 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use workbus_schemas::topics::Topics;
+use workbus_testkit::MosquittoProcess;
 
-use crate::common::{BenchError, Progress, round, summary, target};
+use crate::child::{LineChild, serve_stats};
 use crate::fleet::run_id;
+use crate::measure::{Progress, raise_nofile, round, summary};
+use crate::{BenchError, Ctx, Report, Scenario, Target};
 
 /// Spec message payload size (a small ManifestWork bundle).
 pub const SPEC_PAYLOAD: usize = 1536;
@@ -45,6 +47,8 @@ pub const STATUS_PAYLOAD: usize = 1024;
 /// Clients connecting at once (Mosquitto's listen backlog here is 100; connects that
 /// overflow it would wait for SYN retransmissions).
 const CONNECT_CONCURRENCY: usize = 64;
+/// The subcommand of the embedded broker's process.
+pub const EMBEDDED_BROKER: &str = "embedded-broker";
 /// The throughput ratio embedded/Mosquitto the issue asks for.
 const TARGET_RATIO: f64 = 1.5;
 /// QoS 1 publishes one client keeps unacknowledged (our transport's value).
@@ -247,36 +251,17 @@ struct BrokerProc {
     port: u16,
     /// Process whose CPU time is the broker's (`None`: not found, CPU not reported).
     pid: Option<u32>,
-    /// The embedded broker's child process, with its control pipe.
-    child: Option<(Child, ChildStdin, Lines<BufReader<ChildStdout>>)>,
+    /// The embedded broker's child process.
+    child: Option<LineChild>,
+    /// The private Mosquitto (stopped when this is dropped).
+    mosquitto: Option<MosquittoProcess>,
 }
 
 impl BrokerProc {
     /// Starts `workbus-bench embedded-broker` and reads its bound address.
     async fn embedded() -> Result<BrokerProc, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("current exe"))?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg("embedded-broker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(BenchError::io("cannot start the embedded broker process"))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| BenchError::Setup("broker stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::Setup("broker stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .map_err(|_| BenchError::Timeout("embedded broker start".into()))?
-            .map_err(BenchError::io("broker stdout"))?
-            .ok_or_else(|| BenchError::Setup("embedded broker exited".into()))?;
+        let mut child = LineChild::spawn("embedded broker", &[EMBEDDED_BROKER.to_string()])?;
+        let line = child.read_line(Duration::from_secs(10)).await?;
         let addr: std::net::SocketAddr = serde_json::from_str::<Value>(&line)
             .ok()
             .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
@@ -286,49 +271,45 @@ impl BrokerProc {
             host: addr.ip().to_string(),
             port: addr.port(),
             pid: child.id(),
-            child: Some((child, stdin, lines)),
+            child: Some(child),
+            mosquitto: None,
         })
     }
 
-    /// A private Mosquitto of this process (`workbus-testkit`, started on first use).
+    /// A private Mosquitto on a free loopback port (`workbus-testkit`).
     async fn mosquitto() -> Result<BrokerProc, BenchError> {
-        let m = tokio::task::spawn_blocking(workbus_testkit::mosquitto)
+        let m = tokio::task::spawn_blocking(MosquittoProcess::launch)
             .await
-            .map_err(|e| BenchError::Setup(format!("cannot start Mosquitto: {e}")))?;
+            .map_err(|e| BenchError::Setup(format!("cannot start Mosquitto: {e}")))?
+            .map_err(BenchError::Setup)?;
         Ok(BrokerProc {
             name: "mosquitto",
             host: m.host().into(),
             port: m.port(),
-            pid: Some(m.pid()),
+            pid: m.pid(),
             child: None,
+            mosquitto: Some(m),
         })
     }
 
     /// The embedded broker's own counters (published, delivered, dropped).
     async fn stats(&mut self) -> Value {
-        let Some((_, stdin, lines)) = self.child.as_mut() else {
-            return Value::Null;
-        };
-        if stdin.write_all(b"stats\n").await.is_err() {
-            return Value::Null;
-        }
-        match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
-            Ok(Ok(Some(line))) => serde_json::from_str(&line).unwrap_or(Value::Null),
-            _ => Value::Null,
+        match self.child.as_mut() {
+            Some(child) => child
+                .stats(Duration::from_secs(5))
+                .await
+                .unwrap_or(Value::Null),
+            None => Value::Null,
         }
     }
 
-    /// Stops the embedded broker process (bounded).
+    /// Stops the broker process (bounded).
     async fn stop(mut self) {
-        if let Some((mut child, mut stdin, _)) = self.child.take() {
-            let _ = stdin.write_all(b"quit\n").await;
-            drop(stdin);
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        if let Some(mut m) = self.mosquitto.take() {
+            let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+        }
+        if let Some(child) = self.child.take() {
+            child.quit().await;
         }
     }
 }
@@ -634,103 +615,116 @@ impl Fleet {
     }
 }
 
-/// Runs the scenario; returns (parameters, figures, targets, notes).
-pub async fn run(
-    n: usize,
-    rounds: usize,
-    limit: Duration,
-) -> Result<(Value, Value, Vec<Value>, Vec<String>), BenchError> {
-    if n == 0 || rounds == 0 {
-        return Err(BenchError::Setup(
-            "--agents and --rounds must be > 0".into(),
-        ));
+/// The `broker` scenario: embedded broker against a private Mosquitto (whatever
+/// `--broker` says).
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerComparison {
+    /// Measured rounds (messages per subscriber), after one warm-up round.
+    pub rounds: usize,
+}
+
+impl Scenario for BrokerComparison {
+    fn name(&self) -> &'static str {
+        "broker"
     }
-    let t0 = Instant::now();
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let embedded = BrokerProc::embedded().await?;
-    let mosquitto = BrokerProc::mosquitto().await?;
-    let mut fleets = vec![
-        Fleet::connect(embedded, n, t0, limit).await?,
-        Fleet::connect(mosquitto, n, t0, limit).await?,
-    ];
-    // Round 0 is the warm-up of each broker; rounds 1..=rounds are measured. The order
-    // of the brokers alternates between rounds.
-    for number in 0..=rounds as u32 {
-        let order: [usize; 2] = if number % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
-            let fleet = &mut fleets[k];
-            if fleet.failed.is_some() {
-                continue;
-            }
-            match fleet.round(number, n, t0, limit).await {
-                Ok(r) if number > 0 => fleet.rounds.push(r),
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("[{}] {e}", fleet.broker.name);
-                    fleet.failed = Some(e);
+
+    async fn run(&self, ctx: &Ctx) -> Result<Report, BenchError> {
+        let (n, rounds, limit) = (ctx.agents, self.rounds, ctx.timeout);
+        if n == 0 || rounds == 0 {
+            return Err(BenchError::Setup(
+                "--agents and --rounds must be > 0".into(),
+            ));
+        }
+        let t0 = Instant::now();
+        let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let embedded = BrokerProc::embedded().await?;
+        let mosquitto = BrokerProc::mosquitto().await?;
+        let mut fleets = vec![
+            Fleet::connect(embedded, n, t0, limit).await?,
+            Fleet::connect(mosquitto, n, t0, limit).await?,
+        ];
+        // Round 0 is the warm-up of each broker; rounds 1..=rounds are measured. The order
+        // of the brokers alternates between rounds.
+        for number in 0..=rounds as u32 {
+            let order: [usize; 2] = if number % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let fleet = &mut fleets[k];
+                if fleet.failed.is_some() {
+                    continue;
+                }
+                match fleet.round(number, n, t0, limit).await {
+                    Ok(r) if number > 0 => fleet.rounds.push(r),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("[{}] {e}", fleet.broker.name);
+                        fleet.failed = Some(e);
+                    }
                 }
             }
         }
-    }
-    let mut figures = serde_json::Map::new();
-    for f in fleets.iter_mut() {
-        figures.insert(f.broker.name.to_string(), f.figures(n).await);
-    }
-    let e = &figures["embedded"];
-    let m = &figures["mosquitto"];
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 100.0).round() / 100.0),
-        _ => None,
-    };
-    let throughput_ratio = ratio(e["msgs_per_s"].as_f64(), m["msgs_per_s"].as_f64());
-    let round_ratio = ratio(m["round_ms"]["p50"].as_f64(), e["round_ms"]["p50"].as_f64());
-    let cpu_ratio = ratio(
-        m["broker_cpu_us_per_msg"].as_f64(),
-        e["broker_cpu_us_per_msg"].as_f64(),
-    );
-    figures.insert(
-        "ratio".into(),
-        json!({
-            "throughput_embedded_over_mosquitto": throughput_ratio,
-            "round_p50_mosquitto_over_embedded": round_ratio,
-            "cpu_per_msg_mosquitto_over_embedded": cpu_ratio,
-        }),
-    );
-    for f in fleets {
-        f.stop().await;
-    }
-    let targets = vec![target(
-        "throughput embedded / Mosquitto (same workload, same run)",
-        throughput_ratio,
-        ">=",
-        TARGET_RATIO,
-        "x",
-    )];
-    let params = json!({
-        "agents": n,
-        "rounds": rounds,
-        "warmup_rounds": 1,
-        "spec_payload_bytes": SPEC_PAYLOAD,
-        "status_payload_bytes": STATUS_PAYLOAD,
-        "qos": 1,
-        "protocol": "MQTT 5",
-        "client": "rumqttc 0.25, TCP_NODELAY, all clients in the bench process",
-        "client_inflight": CLIENT_INFLIGHT,
-        "messages_per_round": 4 * n,
-        "timeout_s": limit.as_secs(),
-        "loadavg_before": load_before.trim(),
-    });
-    let notes = vec![
-        "messages per round = N spec publishes into the broker + N deliveries to agents + \
+        let mut figures = serde_json::Map::new();
+        for f in fleets.iter_mut() {
+            figures.insert(f.broker.name.to_string(), f.figures(n).await);
+        }
+        let e = &figures["embedded"];
+        let m = &figures["mosquitto"];
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some((a / b * 100.0).round() / 100.0),
+            _ => None,
+        };
+        let throughput_ratio = ratio(e["msgs_per_s"].as_f64(), m["msgs_per_s"].as_f64());
+        let round_ratio = ratio(m["round_ms"]["p50"].as_f64(), e["round_ms"]["p50"].as_f64());
+        let cpu_ratio = ratio(
+            m["broker_cpu_us_per_msg"].as_f64(),
+            e["broker_cpu_us_per_msg"].as_f64(),
+        );
+        figures.insert(
+            "ratio".into(),
+            json!({
+                "throughput_embedded_over_mosquitto": throughput_ratio,
+                "round_p50_mosquitto_over_embedded": round_ratio,
+                "cpu_per_msg_mosquitto_over_embedded": cpu_ratio,
+            }),
+        );
+        for f in fleets {
+            f.stop().await;
+        }
+        let targets = vec![
+            Target::on(
+                "throughput embedded / Mosquitto (same workload, same run)",
+                throughput_ratio,
+                "x",
+            )
+            .at_least(TARGET_RATIO),
+        ];
+        let params = json!({
+            "agents": n,
+            "rounds": rounds,
+            "warmup_rounds": 1,
+            "spec_payload_bytes": SPEC_PAYLOAD,
+            "status_payload_bytes": STATUS_PAYLOAD,
+            "qos": 1,
+            "protocol": "MQTT 5",
+            "client": "rumqttc 0.25, TCP_NODELAY, all clients in the bench process",
+            "client_inflight": CLIENT_INFLIGHT,
+            "messages_per_round": 4 * n,
+            "timeout_s": limit.as_secs(),
+            "loadavg_before": load_before.trim(),
+        });
+        let notes = vec![
+            "messages per round = N spec publishes into the broker + N deliveries to agents + \
          N status publishes + N deliveries to the hub; msgs_per_s = all measured messages / \
          the sum of measured round times"
-            .to_string(),
-        "CPU from /proc/<pid>/task/*/schedstat over the measured rounds only; the embedded \
-         broker runs in a child process (`workbus-bench embedded-broker`), Mosquitto is the \
-         system service"
-            .to_string(),
-    ];
-    Ok((params, Value::Object(figures), targets, notes))
+                .to_string(),
+            "CPU from /proc/<pid>/task/*/schedstat over the measured rounds only; the embedded \
+         broker runs in a child process (`workbus-bench embedded-broker`), Mosquitto is a \
+         private one started by the harness (stock settings, loopback port)"
+                .to_string(),
+        ];
+        Ok(Report::new(self.name(), params, Value::Object(figures))
+            .with_targets(targets)
+            .with_notes(notes))
+    }
 }
 
 /// The `embedded-broker` child process: a `workbus-broker` on a free loopback port. Prints
@@ -738,7 +732,7 @@ pub async fn run(
 /// `quit` or when stdin closes.
 pub async fn serve_embedded() -> Result<(), BenchError> {
     use workbus_broker::{Broker, BrokerConfig};
-    crate::common::raise_nofile();
+    raise_nofile();
     let handle = Broker::new(BrokerConfig::with_listen(([127, 0, 0, 1], 0).into()))
         .start()
         .await
@@ -749,23 +743,12 @@ pub async fn serve_embedded() -> Result<(), BenchError> {
         .await
         .map_err(BenchError::io("stdout"))?;
     out.flush().await.map_err(BenchError::io("stdout"))?;
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        match line.trim() {
-            "stats" => {
-                let s = handle.stats();
-                let v = json!({"published": s.published, "delivered": s.delivered,
-                    "dropped": s.dropped, "connected": s.connected_clients});
-                if out.write_all(format!("{v}\n").as_bytes()).await.is_err()
-                    || out.flush().await.is_err()
-                {
-                    break;
-                }
-            }
-            "quit" => break,
-            _ => {}
-        }
-    }
+    serve_stats(|| {
+        let s = handle.stats();
+        json!({"published": s.published, "delivered": s.delivered,
+            "dropped": s.dropped, "connected": s.connected_clients})
+    })
+    .await;
     handle.shutdown().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `workbus-bench`: the benchmark harness of issue 5. Starts a broker (embedded or
-//! Mosquitto), a hub and N simulated agents (real MQTT connections, many per process),
-//! runs one scenario, prints progress and a table, and writes a JSON report.
+//! `workbus-bench`: the benchmark harness of issue 5 (the scenarios are in the
+//! `workbus_bench` library). Starts a broker (embedded or Mosquitto), a hub and N
+//! simulated agents (real MQTT connections, many per process), runs one scenario, prints
+//! progress and a table, and writes a JSON report.
 //!
 //! ```text
 //! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto]
@@ -10,28 +11,23 @@
 //! workbus-bench throughput --agents 1000 --json throughput.json
 //! ```
 
-mod broker_cmp;
-mod common;
-mod fanout;
-mod fleet;
-mod footprint;
-mod reconnect;
-mod throughput;
-mod worker;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-use crate::common::BenchError;
-use crate::fleet::BrokerKind;
+use workbus_bench::broker_cmp::{self, BrokerComparison};
+use workbus_bench::fanout::Fanout;
+use workbus_bench::footprint::Footprint;
+use workbus_bench::reconnect::ReconnectStorm;
+use workbus_bench::throughput::Throughput;
+use workbus_bench::worker::{self, WorkerArgs};
+use workbus_bench::{BenchError, BrokerKind, Ctx, Scenario, run_and_report};
 
 #[derive(Parser)]
 #[command(name = "workbus-bench", about = "workbus benchmark harness (issue 5)")]
 struct Cli {
     #[command(subcommand)]
-    scenario: Scenario,
+    scenario: Command,
 }
 
 /// Options every scenario takes.
@@ -51,8 +47,20 @@ struct Common {
     timeout: u64,
 }
 
+impl Common {
+    /// Runs `scenario` with these options, prints and writes its report.
+    async fn run(&self, scenario: &impl Scenario) -> Result<(), BenchError> {
+        let ctx = Ctx {
+            agents: self.agents,
+            broker: self.broker,
+            timeout: Duration::from_secs(self.timeout),
+        };
+        run_and_report(scenario, &ctx, &self.json).await.map(drop)
+    }
+}
+
 #[derive(Subcommand)]
-enum Scenario {
+enum Command {
     /// One update to every agent's work; time until all applied statuses are back.
     Fanout(Common),
     /// Sustained REST updates; round trips per second with p99 under 1 s.
@@ -102,22 +110,7 @@ enum Scenario {
     EmbeddedBroker,
     /// Internal: a child process running agents.
     #[command(hide = true)]
-    AgentsWorker {
-        #[arg(long)]
-        host: String,
-        #[arg(long)]
-        port: u16,
-        #[arg(long)]
-        source: String,
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        first: usize,
-        #[arg(long)]
-        count: usize,
-        #[arg(long)]
-        no_digest: bool,
-    },
+    AgentsWorker(WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -148,71 +141,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(scenario: Scenario) -> Result<(), BenchError> {
-    common::raise_nofile();
-    let (name, common, result) = match scenario {
-        Scenario::AgentsWorker {
-            host,
-            port,
-            source,
-            prefix,
-            first,
-            count,
-            no_digest,
-        } => return worker::run(&host, port, &source, &prefix, first, count, no_digest).await,
-        Scenario::EmbeddedBroker => return broker_cmp::serve_embedded().await,
-        Scenario::Fanout(c) => (
-            "fanout",
-            c.clone(),
-            fanout::run(c.broker, c.agents, Duration::from_secs(c.timeout)).await,
-        ),
-        Scenario::Throughput {
-            common: c,
+async fn run(command: Command) -> Result<(), BenchError> {
+    match command {
+        Command::AgentsWorker(args) => worker::run(args).await,
+        Command::EmbeddedBroker => broker_cmp::serve_embedded().await,
+        Command::Fanout(common) => common.run(&Fanout).await,
+        Command::Throughput {
+            common,
             step_secs,
             rates,
-        } => (
-            "throughput",
-            c.clone(),
-            throughput::run(
-                c.broker,
-                c.agents,
-                Duration::from_secs(c.timeout),
-                Duration::from_secs(step_secs),
-                &rates,
-            )
-            .await,
-        ),
-        Scenario::ReconnectStorm {
-            common: c,
-            max_works,
-        } => (
-            "reconnect-storm",
-            c.clone(),
-            reconnect::run(
-                c.broker,
-                c.agents,
-                max_works,
-                Duration::from_secs(c.timeout),
-            )
-            .await,
-        ),
-        Scenario::Broker { common: c, rounds } => (
-            "broker",
-            c.clone(),
-            broker_cmp::run(c.agents, rounds, Duration::from_secs(c.timeout)).await,
-        ),
-        Scenario::Footprint {
-            common: c,
-            agent_bin,
-        } => (
-            "footprint",
-            c.clone(),
-            footprint::run(c.agents, agent_bin, Duration::from_secs(c.timeout)).await,
-        ),
-    };
-    let (params, figures, targets, notes) = result?;
-    common::print_table(name, &figures, &targets);
-    common::write_report(&common.json, name, params, figures, targets, notes)?;
-    println!("report written to {}", common.json.display());
-    Ok(())
+        } => {
+            let step = Duration::from_secs(step_secs);
+            common.run(&Throughput { step, rates }).await
+        }
+        Command::ReconnectStorm { common, max_works } => {
+            common.run(&ReconnectStorm { max_works }).await
+        }
+        Command::Broker { common, rounds } => common.run(&BrokerComparison { rounds }).await,
+        Command::Footprint { common, agent_bin } => common.run(&Footprint { agent_bin }).await,
+    }
 }
