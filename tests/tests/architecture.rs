@@ -162,10 +162,10 @@ fn test_kit_is_a_root_and_benchmarks_a_leaf() {
     ] {
         let deps = required(&edges, product);
         assert!(
-            !deps
-                .iter()
-                .any(|d| ["workbus-testkit", "workbus-tests", "workbus-kube-apiserver"]
-                    .contains(&d.as_str())),
+            !deps.iter().any(
+                |d| ["workbus-testkit", "workbus-tests", "workbus-kube-apiserver"]
+                    .contains(&d.as_str())
+            ),
             "{product} ships no test code (test crates only as dev-dependencies): {deps:?}"
         );
     }

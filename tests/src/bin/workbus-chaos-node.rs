@@ -118,7 +118,7 @@ async fn agent(args: workbus_agent::cli::Args, keep_alive_secs: Option<u64>) -> 
         data_dir.display()
     );
     let agent = runtime::start(config, sim, store).map_err(|e| e.to_string())?;
-    stop_signal().await;
+    workbus_process::shutdown_signal().await;
     eprintln!("workbus-chaos-node agent: shutting down");
     agent.shutdown().await;
     Ok(())
@@ -138,24 +138,8 @@ async fn broker(listen: SocketAddr) -> Result<(), String> {
         "workbus-chaos-node broker: listening on {}",
         handle.local_addr()
     );
-    stop_signal().await;
+    workbus_process::shutdown_signal().await;
     eprintln!("workbus-chaos-node broker: shutting down");
     handle.shutdown().await;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
