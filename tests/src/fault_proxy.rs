@@ -129,7 +129,13 @@ async fn forward_connection(
     }
 }
 
-/// Copies bytes one way, holding them while paused.
+/// What a paused proxy keeps reading and holds per direction, like the socket buffers
+/// of a stopped broker: a client's writes still succeed until they are full.
+const MAX_HELD: usize = 4 << 20;
+
+/// Copies bytes one way, holding them while paused. It keeps reading while paused (up to
+/// [`MAX_HELD`]), as the kernel does for a SIGSTOPped broker, so a client's later writes
+/// are counted too, not only the first one after the pause.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -137,20 +143,78 @@ async fn pump(
     counter: Option<Arc<AtomicU64>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut held: Vec<u8> = Vec::new();
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if let Some(counter) = &counter {
-            counter.fetch_add(n as u64, Ordering::Relaxed);
+        if !*paused.borrow_and_update() && !held.is_empty() {
+            if to.write_all(&held).await.is_err() {
+                return;
+            }
+            held.clear();
         }
-        if wait_unpaused(&mut paused).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
+        tokio::select! {
+            read = from.read(&mut buf), if held.len() < MAX_HELD => {
+                let n = match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if let Some(counter) = &counter {
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                held.extend_from_slice(&buf[..n]);
+            }
+            changed = paused.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
 
 async fn wait_unpaused(paused: &mut watch::Receiver<bool>) -> Result<(), watch::error::RecvError> {
     paused.wait_for(|p| !*p).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a paused proxy read one chunk and then stopped reading, so a client's
+    /// next write was never counted and "the client wrote while paused" waits timed out
+    /// when anything else had been written just before (seen under load in
+    /// `publish_faults`).
+    #[tokio::test]
+    async fn a_paused_proxy_keeps_counting_and_delivers_in_order_on_resume() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy::start(upstream.local_addr().unwrap()).await;
+        let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+        let (mut server, _) = upstream.accept().await.unwrap();
+        proxy.pause();
+        client.write_all(b"first").await.unwrap();
+        wait_for_count(&proxy, 5).await;
+        client.write_all(b"second").await.unwrap();
+        wait_for_count(&proxy, 11).await;
+        proxy.resume();
+        let mut got = vec![0u8; 11];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            server.read_exact(&mut got),
+        )
+        .await
+        .expect("delivered after resume")
+        .unwrap();
+        assert_eq!(&got, b"firstsecond");
+    }
+
+    async fn wait_for_count(proxy: &FaultProxy, n: u64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while proxy.bytes_from_clients() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "counted {} of {n} bytes",
+                proxy.bytes_from_clients()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
