@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use workbus_agent::reconcile::{Reconciler, WorkState};
 use workbus_agent::target::sim::{SimClock, SimConfig, SimulatedCluster};
 use workbus_agent::target::{
-    ApplyMode, DeleteResult, ObjectRef, OwnerChange, ResourceMapping, Target, TargetError,
+    Access, AccessReview, ApplyMode, DeleteResult, ObjectRef, OwnerChange, ResourceMapping, Target,
+    TargetError,
 };
 use workbus_schemas::work::{ManifestWork, ManifestWorkSpec, ObjectMeta};
 
@@ -44,6 +45,18 @@ impl Target for FlakyDiscovery {
     }
     async fn remove_owner(&self, at: &ObjectRef, owner_uid: &str) -> Result<(), TargetError> {
         self.sim.remove_owner(at, owner_uid).await
+    }
+    async fn list(&self, resource: &ResourceMapping) -> Result<Vec<Value>, TargetError> {
+        self.sim.list(resource).await
+    }
+    async fn update_status(&self, at: &ObjectRef, status: &Value) -> Result<Value, TargetError> {
+        self.sim.update_status(at, status).await
+    }
+    async fn remove_finalizer(&self, at: &ObjectRef, finalizer: &str) -> Result<(), TargetError> {
+        self.sim.remove_finalizer(at, finalizer).await
+    }
+    async fn review_access(&self, review: &AccessReview) -> Result<Access, TargetError> {
+        self.sim.review_access(review).await
     }
 }
 

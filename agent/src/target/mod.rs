@@ -140,6 +140,38 @@ pub enum TargetError {
     Unavailable(String),
 }
 
+/// A question for the cluster's authorizer (a `SubjectAccessReview`): may `user`, in
+/// `groups`, do `verb` on the object? Used to check a work's executor (§2.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessReview {
+    /// User name (`system:serviceaccount:<namespace>:<name>` for a service account).
+    pub user: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
+    /// Verb (`create`, `update`, `patch`, `get`, `delete`, `bind`, `escalate`, …).
+    pub verb: String,
+    /// API group (`""` for core).
+    pub group: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// Object name (`""`: any).
+    pub name: String,
+}
+
+/// The authorizer's answer to an [`AccessReview`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Allowed.
+    Allowed,
+    /// Denied, with the authorizer's reason (may be empty).
+    Denied(String),
+}
+
+/// Addresses of objects that changed, sent by a [`Target::watch`] while its receiver lives.
+pub type Changes = tokio::sync::mpsc::Receiver<ObjectRef>;
+
 /// A cluster the agent applies manifests to.
 pub trait Target: Send + Sync + 'static {
     /// Maps apiVersion + kind to its resource, or fails for kinds the cluster lacks.
@@ -181,6 +213,45 @@ pub trait Target: Send + Sync + 'static {
         at: &ObjectRef,
         owner_uid: &str,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Every object of a resource type (all namespaces), as listed by the API.
+    fn list(
+        &self,
+        resource: &ResourceMapping,
+    ) -> impl Future<Output = Result<Vec<Value>, TargetError>> + Send;
+
+    /// Replaces the object's `status` (the status subresource) and nothing else.
+    /// Returns the live object after the write; `NotFound` when it does not exist.
+    fn update_status(
+        &self,
+        at: &ObjectRef,
+        status: &Value,
+    ) -> impl Future<Output = Result<Value, TargetError>> + Send;
+
+    /// Removes `finalizer` from the object's finalizers (a terminating object whose last
+    /// finalizer goes is deleted). A missing object or finalizer is not an error.
+    fn remove_finalizer(
+        &self,
+        at: &ObjectRef,
+        finalizer: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Asks the cluster's authorizer whether a user may do something (§2.4 executor).
+    fn review_access(
+        &self,
+        review: &AccessReview,
+    ) -> impl Future<Output = Result<Access, TargetError>> + Send;
+
+    /// Watches one resource type in one namespace (`""`: cluster-scoped, or every
+    /// namespace) and sends the address of each object that changes, until the
+    /// receiver is dropped. `Ok(None)`: this target cannot watch (the agent polls).
+    fn watch(
+        &self,
+        _resource: &ResourceMapping,
+        _namespace: &str,
+    ) -> impl Future<Output = Result<Option<Changes>, TargetError>> + Send {
+        async { Ok(None) }
+    }
 
     /// When the object's observed state may change next on its own (e.g. a rollout
     /// finishing), so the agent can refresh status then instead of polling. `None`: no

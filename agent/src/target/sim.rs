@@ -43,7 +43,8 @@ use serde_json::{Map, Value, json};
 use workbus_schemas::work::Time;
 
 use super::{
-    ApplyMode, DeleteResult, ObjectRef, OwnerChange, ResourceMapping, Target, TargetError,
+    Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
+    ResourceMapping, Target, TargetError,
 };
 
 /// The snapshot's file name in an agent's data directory (`workbus-agent` and the hub's
@@ -209,6 +210,15 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
         "customresourcedefinitions",
         false,
     ),
+    // The agent's own record of what it applied (a CRD on a real cluster, always
+    // installed here).
+    (
+        "work.open-cluster-management.io",
+        "v1",
+        "AppliedManifestWork",
+        "appliedmanifestworks",
+        false,
+    ),
 ];
 
 /// One stored object.
@@ -241,6 +251,31 @@ struct State {
     failures: Vec<Failure>,
     #[serde(skip)]
     unavailable: Option<String>,
+    /// Access denied to executors: (user, verb, group, resource).
+    #[serde(skip)]
+    denied: Vec<(String, String, String, String)>,
+    /// Open watches: (group, resource, namespace or `""` for all, sender).
+    #[serde(skip)]
+    watchers: Vec<(String, String, String, tokio::sync::mpsc::Sender<ObjectRef>)>,
+}
+
+impl State {
+    /// Tells the watches of the object's resource that it changed; closed watches go.
+    fn changed(&mut self, at: &ObjectRef) {
+        self.watchers.retain(|(group, resource, namespace, tx)| {
+            if tx.is_closed() {
+                return false;
+            }
+            if *group == at.group
+                && *resource == at.resource
+                && (namespace.is_empty() || *namespace == at.namespace)
+            {
+                // A full queue already holds a change for the watcher to act on.
+                let _ = tx.try_send(at.clone());
+            }
+            true
+        });
+    }
 }
 
 /// The simulated cluster. Share it with `Arc`; all methods take `&self`.
@@ -430,6 +465,19 @@ impl SimulatedCluster {
         self.state().failures.clear();
     }
 
+    /// Denies `verb` on `group`/`resource` to `user` in access reviews (everything else
+    /// is allowed), as missing RBAC permissions would on a cluster.
+    pub fn deny_access(&self, user: &str, verb: &str, group: &str, resource: &str) {
+        self.state()
+            .denied
+            .push((user.into(), verb.into(), group.into(), resource.into()));
+    }
+
+    /// Allows everything again in access reviews.
+    pub fn allow_all_access(&self) {
+        self.state().denied.clear();
+    }
+
     /// `Some(message)`: every read and write fails with [`TargetError::Unavailable`]
     /// (the API server is down); `None`: back to normal. Kind resolution keeps working,
     /// like a client's cached discovery.
@@ -482,6 +530,7 @@ impl SimulatedCluster {
         let removed = {
             let mut s = self.state();
             let removed = s.objects.remove(&key(group, resource, namespace, name));
+            s.changed(&ObjectRef::new(group, "", resource, namespace, name));
             if let Some(o) = &removed
                 && o.kind == "Namespace"
             {
@@ -507,6 +556,7 @@ impl SimulatedCluster {
             let mut s = self.state();
             let k = key(group, resource, namespace, name);
             s.counter += 1;
+            s.changed(&ObjectRef::new(group, "", resource, namespace, name));
             let rv = s.counter.to_string();
             match s.objects.get_mut(&k) {
                 None => false,
@@ -691,6 +741,7 @@ impl Target for SimulatedCluster {
                 )));
             }
             s.counter += 1;
+            s.changed(at);
             let rv = s.counter.to_string();
             match s.objects.get_mut(&k) {
                 Some(existing) => {
@@ -777,6 +828,7 @@ impl Target for SimulatedCluster {
             }
             let k = key_of(at);
             s.counter += 1;
+            s.changed(at);
             let rv = s.counter.to_string();
             let Some(o) = s.objects.get_mut(&k) else {
                 return Ok(DeleteResult::Gone);
@@ -815,6 +867,7 @@ impl Target for SimulatedCluster {
                 return Err(TargetError::Unavailable(message.clone()));
             }
             s.counter += 1;
+            s.changed(at);
             let rv = s.counter.to_string();
             if let Some(o) = s.objects.get_mut(&key_of(at))
                 && let Some(meta) = o.object["metadata"].as_object_mut()
@@ -825,6 +878,115 @@ impl Target for SimulatedCluster {
         }
         self.save();
         Ok(())
+    }
+
+    async fn list(&self, resource: &ResourceMapping) -> Result<Vec<Value>, TargetError> {
+        let s = self.state();
+        if let Some(message) = &s.unavailable {
+            return Err(TargetError::Unavailable(message.clone()));
+        }
+        let prefix = format!("{}/{}/", resource.group, resource.resource);
+        Ok(s.objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, o)| self.live(o))
+            .collect())
+    }
+
+    async fn update_status(&self, at: &ObjectRef, status: &Value) -> Result<Value, TargetError> {
+        let live = {
+            let mut s = self.state();
+            if let Some(message) = &s.unavailable {
+                return Err(TargetError::Unavailable(message.clone()));
+            }
+            s.counter += 1;
+            s.changed(at);
+            let rv = s.counter.to_string();
+            let Some(o) = s.objects.get_mut(&key_of(at)) else {
+                return Err(TargetError::NotFound(format!(
+                    "{}.{} \"{}\" not found",
+                    at.resource, at.group, at.name
+                )));
+            };
+            if o.object.get("status") != Some(status) {
+                o.object["status"] = status.clone();
+                o.object["metadata"]["resourceVersion"] = json!(rv);
+            }
+            let o = o.clone();
+            self.live(&o)
+        };
+        self.save();
+        Ok(live)
+    }
+
+    async fn remove_finalizer(&self, at: &ObjectRef, finalizer: &str) -> Result<(), TargetError> {
+        {
+            let mut s = self.state();
+            if let Some(message) = &s.unavailable {
+                return Err(TargetError::Unavailable(message.clone()));
+            }
+            s.counter += 1;
+            s.changed(at);
+            let rv = s.counter.to_string();
+            let k = key_of(at);
+            let Some(o) = s.objects.get_mut(&k) else {
+                return Ok(());
+            };
+            let meta = &mut o.object["metadata"];
+            let Some(list) = meta["finalizers"].as_array_mut() else {
+                return Ok(());
+            };
+            let before = list.len();
+            list.retain(|f| f != finalizer);
+            if list.len() == before {
+                return Ok(());
+            }
+            let last = list.is_empty();
+            meta["resourceVersion"] = json!(rv);
+            if last && meta.get("deletionTimestamp").is_some() {
+                let kind = o.kind.clone();
+                s.objects.remove(&k);
+                if kind == "Namespace" {
+                    remove_namespace_contents(&mut s, &at.name);
+                }
+            }
+        }
+        self.save();
+        Ok(())
+    }
+
+    async fn review_access(&self, review: &AccessReview) -> Result<Access, TargetError> {
+        let s = self.state();
+        if let Some(message) = &s.unavailable {
+            return Err(TargetError::Unavailable(message.clone()));
+        }
+        let denied = s.denied.iter().any(|(user, verb, group, resource)| {
+            *user == review.user
+                && *verb == review.verb
+                && *group == review.group
+                && *resource == review.resource
+        });
+        Ok(if denied {
+            Access::Denied(String::new())
+        } else {
+            Access::Allowed
+        })
+    }
+
+    async fn watch(
+        &self,
+        resource: &ResourceMapping,
+        namespace: &str,
+    ) -> Result<Option<Changes>, TargetError> {
+        // Bounded: a watcher that falls behind still holds a change to act on.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        self.state().watchers.push((
+            resource.group.clone(),
+            resource.resource.clone(),
+            namespace.to_string(),
+            tx,
+        ));
+        Ok(Some(rx))
     }
 
     fn next_change(&self, at: &ObjectRef) -> Option<Duration> {
