@@ -42,6 +42,18 @@ pub fn manifest_apply_failed(error: &str, at: Time) -> Condition {
     )
 }
 
+/// Per-manifest `Applied=False` because an `ignoreFields` selector of server-side apply
+/// cannot be evaluated (reason and message as OCM's agent words them).
+pub fn manifest_ssa_ignore_field_error(error: &str, at: Time) -> Condition {
+    cond(
+        ty::APPLIED,
+        st::FALSE,
+        "AppliedManifestSSAIgnoreFieldError",
+        &format!("Failed to process ignoreFields: {error}"),
+        at,
+    )
+}
+
 /// Per-manifest `Available`: the object exists (True), is missing (False), could not be
 /// read (Unknown), or its meta is incomplete because the kind is unknown (Unknown).
 pub fn manifest_available(observation: Availability, at: Time) -> Condition {

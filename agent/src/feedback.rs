@@ -3,11 +3,13 @@
 //! `statusFeedback.values`.
 //!
 //! Paths use the Kubernetes JSONPath subset the rules are written in, without braces:
-//! `.a.b`, `.a[0]`, `.a[*]`, `.a[?(@.type=="X")].b` (see [`select`]). A path to a missing field yields no value and
+//! `.a.b`, `.a[0]`, `.a[*]`, `.a[?(@.type=="X")].b` (see [`crate::jsonpath`]). A path to a missing field yields no value and
 //! no error. Scalars become `Integer`/`String`/`Boolean`; anything else becomes `JsonRaw`
 //! (Maestro forces `RawFeedbackJsonString` on; so do we), up to a length limit.
 
 use serde_json::Value;
+
+use crate::jsonpath;
 use workbus_schemas::work::spec::{FeedbackRule, FeedbackType};
 use workbus_schemas::work::{FeedbackValue, FieldValue};
 
@@ -146,152 +148,11 @@ fn raw(value: &Value, name: &str, max_json_raw: usize) -> Result<FieldValue, Str
     Ok(FieldValue::JsonRaw(raw))
 }
 
-/// Evaluates a Kubernetes JSONPath (braces optional) and returns every match, in
-/// document order; an empty list when the path leads nowhere. Supported: `.field`,
-/// `['field']`, `[n]` (negative counts from the end), `[*]` / `.*`, and filters
-/// `[?(@.a.b=="x")]` / `!=` against strings, numbers and booleans. Anything else is an
-/// error, never a panic.
+/// Evaluates a Kubernetes JSONPath (braces optional, syntax in [`crate::jsonpath`]) and
+/// returns every match, in document order; an empty list when the path leads nowhere.
+/// An unsupported path is an error, never a panic.
 pub fn select<'v>(root: &'v Value, path: &str) -> Result<Vec<&'v Value>, String> {
-    let mut rest = path.trim();
-    if let Some(inner) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-        rest = inner.trim();
-    }
-    if let Some(r) = rest.strip_prefix('$') {
-        rest = r;
-    }
-    if rest.is_empty() {
-        return Err("empty path".into());
-    }
-    let mut cur: Vec<&'v Value> = vec![root];
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let key = &r[..end];
-            rest = &r[end..];
-            cur = match key {
-                "" => return Err("empty field name".into()),
-                "*" => cur.into_iter().flat_map(children).collect(),
-                key => cur.into_iter().filter_map(|v| v.get(key)).collect(),
-            };
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let end = closing_bracket(r).ok_or("unterminated [")?;
-            let inner = r[..end].trim();
-            rest = &r[end + 1..];
-            cur = if inner == "*" {
-                cur.into_iter().flat_map(children).collect()
-            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
-            {
-                let filter = Filter::parse(filter)?;
-                let mut next = Vec::new();
-                for v in cur {
-                    for item in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-                        if filter.matches(item)? {
-                            next.push(item);
-                        }
-                    }
-                }
-                next
-            } else if let Some(key) = unquote(inner) {
-                cur.into_iter().filter_map(|v| v.get(key)).collect()
-            } else {
-                let index: i64 = inner
-                    .parse()
-                    .map_err(|_| format!("unsupported index {inner}"))?;
-                cur.into_iter()
-                    .filter_map(|v| {
-                        let items = v.as_array()?;
-                        let len = i64::try_from(items.len()).ok()?;
-                        let i = if index < 0 { len + index } else { index };
-                        usize::try_from(i).ok().and_then(|i| items.get(i))
-                    })
-                    .collect()
-            };
-        } else {
-            return Err(format!("unexpected {rest:?}"));
-        }
-    }
-    Ok(cur)
-}
-
-/// The elements of a list or the values of an object.
-fn children(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(a) => a.iter().collect(),
-        Value::Object(m) => m.values().collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Position of the `]` closing a bracket, skipping quoted text (filters may compare
-/// against strings containing `]`).
-fn closing_bracket(s: &str) -> Option<usize> {
-    let mut quote: Option<char> = None;
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, ']') => return Some(i),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// `'x'` or `"x"` → `x`.
-fn unquote(s: &str) -> Option<&str> {
-    s.strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .or_else(|| s.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
-}
-
-/// A `?(@.field == value)` filter.
-struct Filter<'p> {
-    field: &'p str,
-    equal: bool,
-    value: &'p str,
-    quoted: bool,
-}
-
-impl<'p> Filter<'p> {
-    fn parse(filter: &'p str) -> Result<Self, String> {
-        let (lhs, rhs, equal) = if let Some((l, r)) = filter.split_once("!=") {
-            (l, r, false)
-        } else if let Some((l, r)) = filter.split_once("==") {
-            (l, r, true)
-        } else {
-            return Err(format!("unsupported filter {filter}"));
-        };
-        let field = lhs
-            .trim()
-            .strip_prefix('@')
-            .ok_or_else(|| format!("unsupported filter {filter}"))?;
-        let rhs = rhs.trim();
-        let (value, quoted) = match unquote(rhs) {
-            Some(v) => (v, true),
-            None => (rhs, false),
-        };
-        Ok(Filter {
-            field,
-            equal,
-            value,
-            quoted,
-        })
-    }
-
-    fn matches(&self, item: &Value) -> Result<bool, String> {
-        let found = if self.field.is_empty() {
-            vec![item]
-        } else {
-            select(item, self.field)?
-        };
-        let hit = found.iter().any(|v| match v {
-            Value::String(s) => self.quoted && s == self.value,
-            Value::Bool(b) => !self.quoted && self.value == if *b { "true" } else { "false" },
-            Value::Number(n) => !self.quoted && n.to_string() == self.value,
-            Value::Null | Value::Array(_) | Value::Object(_) => false,
-        });
-        Ok(hit == self.equal)
-    }
+    Ok(jsonpath::select(root, &jsonpath::parse(path)?))
 }
 
 #[cfg(test)]

@@ -14,12 +14,18 @@
 //! - [`outgoing`]: the coalescing, retrying publish queue.
 //! - [`store`]: durable local state.
 //! - [`target`], [`reconcile`], [`conditions`], [`feedback`]: applying manifests and
-//!   computing status.
+//!   computing status; [`executor`] (permission checks) and [`ignore_fields`]
+//!   (server-side apply `ignoreFields`) decide per manifest; [`jsonpath`] and
+//!   [`jq_path`] are the path languages they and feedback evaluate.
 
 pub mod cli;
 pub mod conditions;
 pub mod config;
+pub mod executor;
 pub mod feedback;
+pub mod ignore_fields;
+pub mod jq_path;
+pub mod jsonpath;
 pub mod outgoing;
 pub mod reconcile;
 pub mod runtime;

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use workbus_schemas::work::spec::{
-    ManifestConfigOption, PropagationPolicy, ResourceIdentifier, UpdateStrategyType,
+    IgnoreField, ManifestConfigOption, PropagationPolicy, ResourceIdentifier, UpdateStrategyType,
 };
 use workbus_schemas::work::status::{
     condition_status, condition_type, find_condition, remove_condition, set_condition,
@@ -34,8 +34,9 @@ use workbus_schemas::work::{
 };
 
 use crate::conditions::{self, Availability};
-use crate::feedback;
+use crate::ignore_fields::{self, Decision};
 use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target, TargetError};
+use crate::{executor, feedback};
 
 /// How soon to look again at objects still being deleted (finalizers running). The Go
 /// agent backs off exponentially; a fixed short period keeps deletion prompt here.
@@ -111,6 +112,10 @@ pub struct ReconcileOutcome {
     /// object removed from the spec finishing its deletion); `None`: only the regular
     /// status sync applies.
     pub requeue_after: Option<Duration>,
+    /// When the work must be applied again (not just refreshed) without a spec change:
+    /// a manifest its executor may not apply yet is retried then (§2.4). `None`: only
+    /// the regular apply schedule.
+    pub reapply_after: Option<Duration>,
 }
 
 /// Result of [`Reconciler::cleanup`].
@@ -179,6 +184,15 @@ impl Merged<'_> {
                 Write::Unsupported(format!("unsupported update strategy type {t:?}"))
             }
         }
+    }
+
+    /// The server-side apply `ignoreFields` of the winning update strategy (§5).
+    fn ignore_fields(&self) -> &[IgnoreField] {
+        self.strategy
+            .and_then(|c| c.update_strategy.as_ref())
+            .and_then(|s| s.server_side_apply.as_ref())
+            .map(|s| s.ignore_fields.as_slice())
+            .unwrap_or_default()
     }
 }
 
@@ -479,12 +493,14 @@ impl<T: Target> Reconciler<T> {
         order.sort_by_key(|p| kind_rank(&p.meta.kind)); // stable: spec order within a rank
         let mut applied_conditions: Vec<(i32, Condition)> = Vec::new();
         let mut applied = Vec::new();
+        let mut reapply = None;
         for p in order {
-            let (cond, exists) = self.apply_one(work, state, &owner, p, now).await;
+            let (cond, exists, retry) = self.apply_one(work, state, &owner, p, now).await;
             if let Some(cond) = cond {
                 applied_conditions.push((p.ordinal, cond));
             }
             applied.extend(exists);
+            reapply = min_requeue(reapply, retry);
         }
         applied.sort();
         applied.dedup();
@@ -530,12 +546,14 @@ impl<T: Target> Reconciler<T> {
             status,
             applied,
             requeue_after: min_requeue(requeue, observed),
+            reapply_after: reapply,
         }
     }
 
     /// Applies one manifest. Returns its new `Applied` condition (`None`: keep the
-    /// previous one, for a completed manifest) and the applied-resource entry when the
-    /// object exists afterwards.
+    /// previous one, for a completed manifest), the applied-resource entry when the
+    /// object exists afterwards, and when to apply it again if it may succeed later
+    /// (executor denials).
     async fn apply_one(
         &self,
         work: &ManifestWork,
@@ -543,13 +561,17 @@ impl<T: Target> Reconciler<T> {
         owner: &Owner,
         p: &Planned<'_>,
         now: Time,
-    ) -> (Option<Condition>, Option<AppliedResource>) {
+    ) -> (Option<Condition>, Option<AppliedResource>, Option<Duration>) {
         let Some(at) = &p.at else {
             let error = p
                 .resolve_error
                 .as_ref()
                 .map_or_else(|| "unresolved resource".to_string(), ToString::to_string);
-            return (Some(conditions::manifest_apply_failed(&error, now)), None);
+            return (
+                Some(conditions::manifest_apply_failed(&error, now)),
+                None,
+                None,
+            );
         };
         let existing = || async {
             match self.target.get(at).await {
@@ -561,22 +583,47 @@ impl<T: Target> Reconciler<T> {
             .is_some_and(|m| is_true(&m.conditions, condition_type::COMPLETE))
         {
             // §4.5: a completed manifest is neither updated nor re-created.
-            return (None, existing().await);
+            return (None, existing().await, None);
+        }
+        let owned = !orphaned(work, &at.group, &at.resource, &at.namespace, &at.name);
+        // §2.4: checked before the strategy is chosen, as OCM does; a denial fails this
+        // manifest only.
+        if let Err(denied) = executor::authorize(
+            &*self.target,
+            work.spec.executor.as_ref(),
+            at,
+            p.manifest,
+            owned,
+        )
+        .await
+        {
+            return (
+                Some(conditions::manifest_apply_failed(&denied.to_string(), now)),
+                existing().await,
+                denied.retry_after(),
+            );
         }
         let mode = match p.config.write() {
-            Write::Never => return (Some(conditions::manifest_applied(now)), existing().await),
+            Write::Never => {
+                return (
+                    Some(conditions::manifest_applied(now)),
+                    existing().await,
+                    None,
+                );
+            }
             Write::Unsupported(e) => {
                 return (
                     Some(conditions::manifest_apply_failed(&e, now)),
                     existing().await,
+                    None,
                 );
             }
             Write::With(mode) => mode,
         };
-        let owner_change = if orphaned(work, &at.group, &at.resource, &at.namespace, &at.name) {
-            OwnerChange::Remove(owner.uid.clone())
-        } else {
+        let owner_change = if owned {
             OwnerChange::Add(owner.clone())
+        } else {
+            OwnerChange::Remove(owner.uid.clone())
         };
         let mut object = Value::Object(p.manifest.clone());
         if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -584,6 +631,52 @@ impl<T: Target> Reconciler<T> {
             m.remove("uid");
             if matches!(mode, ApplyMode::ServerSideApply { .. }) {
                 m.remove("creationTimestamp");
+            }
+        }
+        if matches!(mode, ApplyMode::ServerSideApply { .. }) {
+            // §5 ignoreFields: full object on create, stripped afterwards, nothing at all
+            // while the live object carries the same spec hash.
+            let prepared = match ignore_fields::prepare(&object, p.config.ignore_fields()) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    let failed = conditions::manifest_ssa_ignore_field_error(&e.to_string(), now);
+                    return (Some(failed), existing().await, None);
+                }
+            };
+            if let Some(prepared) = prepared {
+                let live = match self.target.get(at).await {
+                    Ok(live) => live,
+                    Err(e) => {
+                        let failed = conditions::manifest_apply_failed(&e.to_string(), now);
+                        return (Some(failed), None, None);
+                    }
+                };
+                match (ignore_fields::decide(&prepared, live.as_ref()), live) {
+                    (Decision::Unchanged, Some(live)) => {
+                        let done = ignore_fields::reconcile_owner(
+                            &*self.target,
+                            at,
+                            &prepared,
+                            live,
+                            &owner_change,
+                        )
+                        .await;
+                        return match done {
+                            Ok(live) => (
+                                Some(conditions::manifest_applied(now)),
+                                Some(AppliedResource::from_live(at, &live)),
+                                None,
+                            ),
+                            Err(e) => (
+                                Some(conditions::manifest_apply_failed(&e.to_string(), now)),
+                                existing().await,
+                                None,
+                            ),
+                        };
+                    }
+                    (Decision::Create, _) => object = prepared.full,
+                    _ => object = prepared.stripped,
+                }
             }
         }
         let request = request_hash(&object, &mode, &owner_change);
@@ -598,6 +691,7 @@ impl<T: Target> Reconciler<T> {
             return (
                 Some(conditions::manifest_applied(now)),
                 Some(AppliedResource::from_live(at, &live)),
+                None,
             );
         }
         match self.target.apply(at, &object, &mode, &owner_change).await {
@@ -616,6 +710,7 @@ impl<T: Target> Reconciler<T> {
                 (
                     Some(conditions::manifest_applied(now)),
                     Some(AppliedResource::from_live(at, &live)),
+                    None,
                 )
             }
             Err(e) => {
@@ -625,6 +720,7 @@ impl<T: Target> Reconciler<T> {
                 (
                     Some(conditions::manifest_apply_failed(&e.to_string(), now)),
                     existing().await,
+                    None,
                 )
             }
         }
@@ -667,6 +763,7 @@ impl<T: Target> Reconciler<T> {
             status,
             applied,
             requeue_after: min_requeue(requeue, observed),
+            reapply_after: None,
         }
     }
 

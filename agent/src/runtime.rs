@@ -190,6 +190,7 @@ pub fn start<T: Target, S: AgentStore>(
             .collect(),
         // Loaded works are not re-applied on start; their drift check comes later.
         last_apply: due.keys().map(|uid: &String| (uid.clone(), now)).collect(),
+        reapply_due: HashMap::new(),
         due,
         queued_hash: HashMap::new(),
         digest_sources,
@@ -220,6 +221,9 @@ struct Agent<T: Target, S: AgentStore> {
     queued_hash: HashMap<String, String>,
     /// When each work was last fully applied (drift correction, see `refresh`).
     last_apply: HashMap<String, Instant>,
+    /// When a work asked to be applied again without a spec change (a manifest its
+    /// executor may not apply yet, §2.4); checked like the drift re-apply in `refresh`.
+    reapply_due: HashMap<String, Instant>,
     /// Source ids known to understand resync digests (persisted in the store).
     digest_sources: BTreeSet<String>,
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
@@ -495,6 +499,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .apply(&record.work, &record.state, Time::now())
             .await;
         self.last_apply.insert(uid.clone(), Instant::now());
+        match outcome.reapply_after {
+            Some(after) => self.reapply_due.insert(uid.clone(), Instant::now() + after),
+            None => self.reapply_due.remove(&uid),
+        };
         if let Some(r) = self.works.get_mut(&uid) {
             r.state = WorkState {
                 applied: outcome.applied,
@@ -503,7 +511,11 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             r.applied_generation = generation;
         }
         self.persist(&uid);
-        self.schedule(&uid, outcome.requeue_after);
+        let wake = match (outcome.requeue_after, outcome.reapply_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.schedule(&uid, wake);
         self.queue_status(&uid, Action::UpdateRequest);
     }
 
@@ -515,7 +527,14 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .last_apply
             .get(uid)
             .is_some_and(|at| at.elapsed() >= self.config.apply_resync_interval);
-        if record.applied_generation < record.work.metadata.generation || drift_check_due {
+        let reapply_due = self
+            .reapply_due
+            .get(uid)
+            .is_some_and(|at| *at <= Instant::now());
+        if record.applied_generation < record.work.metadata.generation
+            || drift_check_due
+            || reapply_due
+        {
             // Interrupted before or during apply (e.g. a crash): finish it. Or a
             // periodic re-apply corrects drift on the cluster (unchanged objects are not
             // written again).
@@ -683,6 +702,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         if deleted {
             self.works.remove(&d.key);
             self.last_apply.remove(&d.key);
+            self.reapply_due.remove(&d.key);
             self.due.remove(&d.key);
             self.queued_hash.remove(&d.key);
             bump(&self.stats.deleted);

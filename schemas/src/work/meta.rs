@@ -48,6 +48,11 @@ pub const ANNOTATION_RESOURCE_VERSION: &str =
 pub const FINALIZER_MANIFEST_WORK_CLEANUP: &str =
     "cluster.open-cluster-management.io/manifest-work-cleanup";
 
+/// Annotation the agent writes on an object server-side applied with `ignoreFields`: a
+/// hash of the applied object without its ignored fields; an equal hash on the live
+/// object means no apply is needed (`workv1.ManifestConfigSpecHashAnnotationKey`).
+pub const ANNOTATION_CONFIG_SPEC_HASH: &str = "open-cluster-management.io/config-spec-hash";
+
 /// Prefix of the annotations carried in the `logtracing` extension.
 pub const LOG_TRACING_ANNOTATION_PREFIX: &str = "logging.open-cluster-management.io/";
 

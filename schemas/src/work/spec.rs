@@ -352,6 +352,18 @@ pub struct ServerSideApplyConfig {
     pub extra: Map<String, Value>,
 }
 
+wire_enum! {
+    /// Typed view of [`IgnoreField::condition`].
+    pub enum IgnoreFieldsCondition {
+        /// Leave the fields to the spoke once the object exists (the default).
+        OnSpokePresent => "OnSpokePresent",
+        /// Keep spoke edits to the fields until the manifest itself changes.
+        OnSpokeChange => "OnSpokeChange",
+        /// Not set (means `OnSpokePresent`).
+        Unset => "",
+    }
+}
+
 /// One `ignoreFields` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -383,6 +395,13 @@ pub struct IgnoreField {
     /// Unknown members, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl IgnoreField {
+    /// The typed condition.
+    pub fn kind(&self) -> IgnoreFieldsCondition {
+        IgnoreFieldsCondition::from(self.condition.as_str())
+    }
 }
 
 /// One `conditionRules` entry. No field is omitempty in Go, so all are always written.
