@@ -12,7 +12,9 @@
 //!   preconditions on delete; an object with finalizers only gets a `deletionTimestamp`
 //!   until they are removed ([`SimulatedCluster::finish_finalizers`]); deleting a
 //!   Namespace deletes what is in it;
-//! - records server-side apply field managers in `managedFields`.
+//! - records server-side apply field managers in `managedFields`, and approximates
+//!   field ownership: a server-side apply keeps fields other actors set or changed and
+//!   removes the fields its manager applied before and no longer applies.
 //!
 //! What it simulates ([`status`]): Deployments, DaemonSets, StatefulSets, ReplicaSets,
 //! Jobs and Pods become ready/complete `ready_after` their last spec change, with the
@@ -24,7 +26,8 @@
 //! field (a different manager applied before, `force` is off, and the content differs);
 //! discovery is never "unavailable".
 //!
-//! Test hooks: failure injection per manifest ([`SimulatedCluster::fail_manifest`]), an
+//! Test hooks: failure injection per manifest ([`SimulatedCluster::fail_manifest`]),
+//! access denials and a count of access reviews ([`SimulatedCluster::deny_access`]), an
 //! unavailable API ([`SimulatedCluster::set_unavailable`]), apply counters per object
 //! (so tests can assert "no duplicate applies"), an injectable clock ([`SimClock`]), and a
 //! JSON snapshot on disk so an agent process restarted with the same data dir finds its
@@ -231,6 +234,10 @@ struct SimObject {
     changed_at_ms: i64,
     /// Calls to `apply` for this object (including ones that changed nothing).
     applies: u64,
+    /// What each server-side apply field manager last applied (the desired part), to
+    /// tell which fields it still owns (see [`ssa_merge`]).
+    #[serde(default)]
+    applied_by: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +261,9 @@ struct State {
     /// Access denied to executors: (user, verb, group, resource).
     #[serde(skip)]
     denied: Vec<(String, String, String, String)>,
+    /// Access reviews answered (test hook: "no review without an executor").
+    #[serde(skip)]
+    reviews: u64,
     /// Open watches: (group, resource, namespace or `""` for all, sender).
     #[serde(skip)]
     watchers: Vec<(String, String, String, tokio::sync::mpsc::Sender<ObjectRef>)>,
@@ -372,6 +382,87 @@ fn merge_labels(meta: &mut Map<String, Value>, want: &Value) -> bool {
     changed
 }
 
+/// The desired part of an object after `manager` server-side applies `config` to it,
+/// approximating the API server's field ownership: a manager owns the leaf fields (lists
+/// are leaves) it applied last time whose live value is still the one it applied
+/// (someone else's change takes the field over). Fields it owned and no longer applies
+/// are removed unless another manager applied them too; the new config is merged over
+/// the rest, so fields of other actors survive.
+fn ssa_merge(
+    existing: &mut SimObject,
+    manager: &str,
+    config: Map<String, Value>,
+) -> Map<String, Value> {
+    let mut next = Value::Object(desired(&existing.object));
+    let config = Value::Object(config);
+    if let Some(previous) = existing.applied_by.get(manager) {
+        let mut before = Vec::new();
+        leaves(previous, &mut Vec::new(), &mut before);
+        for (path, value) in before {
+            let still_owned = value_at(&next, &path) == Some(&value);
+            let applied_now = value_at(&config, &path).is_some();
+            let shared = existing
+                .applied_by
+                .iter()
+                .any(|(m, c)| m != manager && value_at(c, &path).is_some());
+            if still_owned && !applied_now && !shared {
+                remove_at(&mut next, &path);
+            }
+        }
+    }
+    merge_into(&mut next, &config);
+    existing.applied_by.insert(manager.to_string(), config);
+    match next {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Every leaf (scalar or list) of a JSON value with its path.
+fn leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                path.push(k.clone());
+                leaves(child, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push((path.clone(), v.clone())),
+    }
+}
+
+fn value_at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |cur, k| cur.get(k))
+}
+
+fn remove_at(v: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let parent = parents.iter().try_fold(v, |cur, k| cur.get_mut(k));
+    if let Some(Value::Object(m)) = parent {
+        m.remove(last);
+    }
+}
+
+/// Objects merge member by member; anything else is replaced.
+fn merge_into(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
+}
+
 /// The field manager that last server-side applied the object, if any.
 fn ssa_manager(meta: &Value) -> Option<&str> {
     meta["managedFields"]
@@ -476,6 +567,11 @@ impl SimulatedCluster {
     /// Allows everything again in access reviews.
     pub fn allow_all_access(&self) {
         self.state().denied.clear();
+    }
+
+    /// How many access reviews were answered so far.
+    pub fn access_review_count(&self) -> u64 {
+        self.state().reviews
     }
 
     /// `Some(message)`: every read and write fails with [`TargetError::Unavailable`]
@@ -748,8 +844,14 @@ impl Target for SimulatedCluster {
                     existing.applies += 1;
                     let mut changed = false;
                     let modifies = *mode != ApplyMode::CreateOnly;
-                    if modifies && desired(&existing.object) != desired(object) {
-                        let mut next = desired(object);
+                    let wanted = match mode {
+                        ApplyMode::ServerSideApply { field_manager, .. } => {
+                            ssa_merge(existing, field_manager, desired(object))
+                        }
+                        _ => desired(object),
+                    };
+                    if modifies && desired(&existing.object) != wanted {
+                        let mut next = wanted;
                         next.insert("metadata".into(), existing.object["metadata"].clone());
                         existing.object = Value::Object(next);
                         let meta = &mut existing.object["metadata"];
@@ -799,8 +901,10 @@ impl Target for SimulatedCluster {
                     meta.insert("generation".into(), json!(1));
                     meta.insert("creationTimestamp".into(), json!(now));
                     change_owner(&mut meta, owner);
+                    let mut applied_by = BTreeMap::new();
                     if let ApplyMode::ServerSideApply { field_manager, .. } = mode {
                         record_manager(&mut meta, field_manager, &object["apiVersion"], &now);
+                        applied_by.insert(field_manager.clone(), Value::Object(obj.clone()));
                     }
                     obj.insert("metadata".into(), Value::Object(meta));
                     let o = SimObject {
@@ -808,6 +912,7 @@ impl Target for SimulatedCluster {
                         kind,
                         changed_at_ms: now_ms,
                         applies: 1,
+                        applied_by,
                     };
                     let live = self.live(&o);
                     s.objects.insert(k, o);
@@ -956,10 +1061,11 @@ impl Target for SimulatedCluster {
     }
 
     async fn review_access(&self, review: &AccessReview) -> Result<Access, TargetError> {
-        let s = self.state();
+        let mut s = self.state();
         if let Some(message) = &s.unavailable {
             return Err(TargetError::Unavailable(message.clone()));
         }
+        s.reviews += 1;
         let denied = s.denied.iter().any(|(user, verb, group, resource)| {
             *user == review.user
                 && *verb == review.verb
