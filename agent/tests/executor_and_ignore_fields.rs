@@ -405,3 +405,15 @@ async fn item_25_invalid_selector_is_an_ignore_field_error() {
         assert_eq!(out.reapply_after, None, "only a spec change helps");
     }
 }
+
+#[tokio::test]
+async fn read_only_manifests_are_checked_too_as_ocm_does() {
+    let e = env();
+    e.sim.deny_access(SA_USER, "get", "", "configmaps");
+    let spec = json!({"workload": {"manifests": [cm("c")]}, "executor": executor(),
+        "manifestConfigs": [{"resourceIdentifier": {"group": "", "resource": "configmaps", "name": "c", "namespace": "default"},
+                             "updateStrategy": {"type": "ReadOnly"}}]});
+    let (out, _) = e.apply(&work(1, spec), &WorkState::default()).await;
+    assert_eq!(applied(&out, 0).status, "False");
+    assert_eq!(out.reapply_after, Some(RETRY_AFTER));
+}
