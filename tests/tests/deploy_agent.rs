@@ -299,6 +299,20 @@ fn manifests_hold_their_invariants() {
         );
     }
 
+    // The CRD, once merged: AppliedManifestWorks, cluster-scoped.
+    if let Some(crd) = m.files.get(CRD_FILE) {
+        let crd = crd
+            .iter()
+            .find(|o| str_at(o, "/kind") == "CustomResourceDefinition")
+            .expect("crd-appliedmanifestwork.yaml holds a CRD");
+        assert_eq!(
+            str_at(crd, "/spec/group"),
+            "work.open-cluster-management.io"
+        );
+        assert_eq!(str_at(crd, "/spec/names/kind"), "AppliedManifestWork");
+        assert_eq!(str_at(crd, "/spec/scope"), "Cluster");
+    }
+
     // RBAC: bindings refer to roles and service accounts defined here.
     for (file, obj) in m.all() {
         let kind = str_at(obj, "/kind");
@@ -557,6 +571,10 @@ fn kustomize_copy(dir: &Path, rbac: &str) -> PathBuf {
     dst
 }
 
+fn is_workload_rbac(file: &str) -> bool {
+    file == RBAC_CLUSTER || file == RBAC_NAMESPACED
+}
+
 #[test]
 fn kubectl_applies_the_manifests() {
     let binaries = kubectl_binaries();
@@ -610,9 +628,8 @@ fn kubectl_scenario(kubectl: PathBuf) {
         let expected: BTreeSet<String> = m
             .files
             .iter()
-            .filter(|(f, _)| {
-                f.as_str() != [RBAC_CLUSTER, RBAC_NAMESPACED][usize::from(rbac == RBAC_CLUSTER)]
-            })
+            // Every manifest but the other mode's workload RBAC.
+            .filter(|(f, _)| !is_workload_rbac(f) || f.as_str() == rbac)
             .flat_map(|(_, docs)| docs)
             .map(|o| format!("{}/{}", str_at(o, "/kind"), str_at(o, "/metadata/name")))
             .collect();
@@ -696,9 +713,7 @@ fn unit_path() -> PathBuf {
 #[test]
 fn systemd_unit_verifies() {
     let Some(analyze) = on_path("systemd-analyze") else {
-        note(&format!(
-            "SKIPPED: systemd-analyze not found; install systemd to verify the unit"
-        ));
+        note("SKIPPED: systemd-analyze not found; install systemd to verify the unit");
         return;
     };
     let unit = read(&unit_path());
