@@ -9,17 +9,24 @@
 //!   other's traffic. [`skip_without_mosquitto`] is the one way a test skips, visibly,
 //!   when the executable is not installed.
 //! - [`fixtures`]: Maestro's golden events.
+//! - [`kube_clients`]: kubectl and other Kubernetes clients found one way
+//!   ([`kubectl_binaries`], [`on_path`]), and [`skip_missing_kube_client`], the one way
+//!   a test skips when one is missing (a failure with `WORKBUS_REQUIRE_KUBE_CLIENTS=1`).
 //! - [`unique`], [`free_port`]: names and ports no other test uses.
 //!
 //! It depends on no workspace crate, so the schemas, transport, agent, hub, integration
 //! test and benchmark crates can all use it.
 
 pub mod fixtures;
+pub mod kube_clients;
 pub mod mosquitto;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use kube_clients::{
+    kube_clients_required, kubectl_binaries, on_path, skip_missing_kube_client,
+};
 pub use mosquitto::{
     MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,

@@ -13,28 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-fn required() -> bool {
-    std::env::var("WORKBUS_REQUIRE_KUBE_CLIENTS").is_ok_and(|v| v == "1")
-}
-
-fn skip(what: &str) {
-    assert!(
-        !required(),
-        "{what} is required (WORKBUS_REQUIRE_KUBE_CLIENTS=1) but missing"
-    );
-    eprintln!(
-        "SKIPPED: {what} not found; install it to run this test (see tests/kube-apiserver/README.md)"
-    );
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
+use workbus_testkit::{kubectl_binaries, on_path, skip_missing_kube_client as skip};
 
 /// Runs a program with a bound on its run time.
 fn run(server: &Server, program: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
@@ -339,10 +318,7 @@ fn kubectl_scenario(binary: PathBuf) {
 
 #[test]
 fn kubectl_drives_the_server() {
-    let binaries: Vec<PathBuf> = match std::env::var("WORKBUS_KUBECTL") {
-        Ok(list) if !list.is_empty() => list.split(':').map(PathBuf::from).collect(),
-        _ => on_path("kubectl").into_iter().collect(),
-    };
+    let binaries = kubectl_binaries();
     if binaries.is_empty() {
         return skip("kubectl (Debian package kubernetes-client)");
     }
