@@ -14,8 +14,10 @@
 //! - [`outgoing`]: the coalescing, retrying publish queue.
 //! - [`store`]: durable local state.
 //! - [`target`], [`reconcile`], [`conditions`], [`feedback`]: applying manifests and
-//!   computing status.
+//!   computing status; [`applied_work`]: the AppliedManifestWork that owns and records
+//!   what a work applied, and its eviction.
 
+pub mod applied_work;
 pub mod cli;
 pub mod conditions;
 pub mod config;
