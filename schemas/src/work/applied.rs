@@ -295,7 +295,7 @@ mod tests {
             name: n.into(),
             uid: String::new(),
         };
-        let mut list = vec![
+        let mut list = [
             r("apps", "v1", "deployments", "default", "a"),
             r("", "v1", "namespaces", "", "ns"),
             r("", "v1", "configmaps", "default", "b"),
