@@ -16,7 +16,10 @@ use workbus_schemas::config::{ConfigError, format_go_duration, parse_go_duration
 use workbus_schemas::topics::Topics;
 use workbus_transport::{LoadConfigError, Protocol, TransportConfig, load_mqtt_config};
 
-use crate::config::{AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_STATUS_SYNC_INTERVAL};
+use crate::config::{
+    AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_EVICTION_GRACE_PERIOD,
+    DEFAULT_STATUS_SYNC_INTERVAL,
+};
 use crate::target::sim::DEFAULT_READY_AFTER;
 
 /// The one `--workload-source-driver` supported.
@@ -30,6 +33,8 @@ static STATUS_SYNC_INTERVAL: LazyLock<String> =
     LazyLock::new(|| format_go_duration(DEFAULT_STATUS_SYNC_INTERVAL));
 static APPLY_RESYNC_INTERVAL: LazyLock<String> =
     LazyLock::new(|| format_go_duration(DEFAULT_APPLY_RESYNC_INTERVAL));
+static EVICTION_GRACE_PERIOD: LazyLock<String> =
+    LazyLock::new(|| format_go_duration(DEFAULT_EVICTION_GRACE_PERIOD));
 static SIM_READY_AFTER: LazyLock<String> =
     LazyLock::new(|| format_go_duration(DEFAULT_READY_AFTER));
 
@@ -121,6 +126,11 @@ pub struct Args {
     /// How often every work is fully re-applied to correct drift (Go duration).
     #[arg(long, default_value = APPLY_RESYNC_INTERVAL.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_APPLY_RESYNC_INTERVAL")]
     pub apply_resync_interval: Duration,
+    /// How long an AppliedManifestWork whose ManifestWork is gone (or that came from
+    /// another hub) is kept before it and what it owns are removed (Go duration; 100
+    /// years or more: never).
+    #[arg(long = "appliedmanifestwork-eviction-grace-period", default_value = EVICTION_GRACE_PERIOD.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_APPLIEDMANIFESTWORK_EVICTION_GRACE_PERIOD")]
+    pub appliedmanifestwork_eviction_grace_period: Duration,
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
     #[arg(long, default_value = SIM_READY_AFTER.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
@@ -167,10 +177,13 @@ impl Args {
             return Err(CliError::KubeTarget);
         }
         let cluster = &self.spoke_cluster_name;
+        // The config file's brokerHost verbatim: it is what OCM's agent hashes.
+        let mut hub_host = None;
         let (topics, mut transport) = match &self.workload_source_config {
             Some(path) => {
                 let mqtt = load_mqtt_config(path)?;
                 let transport = TransportConfig::from_mqtt_config(&mqtt, "", Vec::new())?;
+                hub_host = Some(mqtt.broker_host.clone());
                 (mqtt.topics.clone(), transport)
             }
             None => {
@@ -197,6 +210,10 @@ impl Args {
         )?;
         config.status_sync_interval = self.status_sync_interval;
         config.apply_resync_interval = self.apply_resync_interval;
+        config.eviction_grace_period = self.appliedmanifestwork_eviction_grace_period;
+        if let Some(host) = hub_host {
+            config.hub_host = host;
+        }
         Ok(config)
     }
 
@@ -233,6 +250,7 @@ mod tests {
         let config = args.agent_config().unwrap();
         assert_eq!(config.transport.client_id, "c1-work-agent-client");
         assert_eq!(config.transport.host, "broker");
+        assert_eq!(config.hub_host, "broker:1883");
         assert_eq!(
             config.transport.subscriptions,
             vec!["sources/maestro/consumers/c1/sourceevents".to_string()]
@@ -269,6 +287,10 @@ mod tests {
         assert_eq!(args.status_sync_interval, DEFAULT_STATUS_SYNC_INTERVAL);
         assert_eq!(args.apply_resync_interval, DEFAULT_APPLY_RESYNC_INTERVAL);
         assert_eq!(args.sim_ready_after, DEFAULT_READY_AFTER);
+        assert_eq!(
+            args.appliedmanifestwork_eviction_grace_period,
+            DEFAULT_EVICTION_GRACE_PERIOD
+        );
         assert_eq!(args.broker, "127.0.0.1:1883");
         assert_eq!(args.source_id, defaults::SOURCE_ID);
         assert_eq!(args.target, TargetKind::Sim);
@@ -279,6 +301,18 @@ mod tests {
         assert_eq!(
             (config.transport.host.as_str(), config.transport.port),
             ("127.0.0.1", 1883)
+        );
+        assert_eq!(config.hub_host, "127.0.0.1:1883");
+        assert_eq!(config.eviction_grace_period, DEFAULT_EVICTION_GRACE_PERIOD);
+        let grace = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=edge-1",
+            "--appliedmanifestwork-eviction-grace-period=90s",
+        ])
+        .unwrap();
+        assert_eq!(
+            grace.agent_config().unwrap().eviction_grace_period,
+            Duration::from_secs(90)
         );
     }
 

@@ -16,6 +16,10 @@ pub const DEFAULT_STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Default interval of full re-applies that correct drift (upstream: 4–6 min).
 pub const DEFAULT_APPLY_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Default time an AppliedManifestWork whose ManifestWork is gone waits before it and
+/// what it owns are removed (OCM `--appliedmanifestwork-eviction-grace-period`).
+pub const DEFAULT_EVICTION_GRACE_PERIOD: Duration = Duration::from_secs(60 * 60);
+
 /// Configuration of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -39,6 +43,14 @@ pub struct AgentConfig {
     /// advertise it, and use the digest forms with sources that advertised it. Off, the
     /// agent speaks exactly the upstream resync protocol (benchmarks compare the two).
     pub resync_digest: bool,
+    /// The hub's address as the agent was configured with it: the sdk-go config's
+    /// `brokerHost` (`host:port`). Its hash ([`AgentConfig::hub_hash`]) prefixes the
+    /// names of the agent's AppliedManifestWorks.
+    pub hub_host: String,
+    /// How long an AppliedManifestWork whose work the agent no longer holds (or that
+    /// belongs to another hub) is kept before it and what it owns are removed; 100 years
+    /// or more never evicts (`crate::applied_work::EVICTION_DISABLED`).
+    pub eviction_grace_period: Duration,
 }
 
 impl AgentConfig {
@@ -66,11 +78,48 @@ impl AgentConfig {
             cluster_name: cluster_name.to_string(),
             agent_id,
             topics,
-            transport,
             encoding,
             status_sync_interval: DEFAULT_STATUS_SYNC_INTERVAL,
             apply_resync_interval: DEFAULT_APPLY_RESYNC_INTERVAL,
             resync_digest: true,
+            hub_host: host_port(&transport.host, transport.port),
+            eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
+            transport,
         })
+    }
+
+    /// The hub hash: lowercase hex SHA-256 of [`AgentConfig::hub_host`].
+    pub fn hub_hash(&self) -> String {
+        workbus_schemas::work::applied::hub_hash(&self.hub_host)
+    }
+}
+
+/// `host:port` as sdk-go's `brokerHost` spells it (IPv6 addresses in brackets), for
+/// agents configured without a config file.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_host_is_the_broker_address() {
+        assert_eq!(host_port("broker", 1883), "broker:1883");
+        assert_eq!(host_port("::1", 1883), "[::1]:1883");
+        let topics = Topics::for_agent("maestro", "c1").unwrap();
+        let config =
+            AgentConfig::new("c1", None, topics, TransportConfig::new("broker", 1883, "")).unwrap();
+        assert_eq!(config.hub_host, "broker:1883");
+        assert_eq!(
+            config.hub_hash(),
+            workbus_schemas::work::applied::hub_hash("broker:1883")
+        );
+        assert_eq!(config.eviction_grace_period, DEFAULT_EVICTION_GRACE_PERIOD);
     }
 }

@@ -16,8 +16,11 @@
 //! - [`target`], [`reconcile`], [`conditions`], [`feedback`]: applying manifests and
 //!   computing status; [`executor`] (permission checks) and [`ignore_fields`]
 //!   (server-side apply `ignoreFields`) decide per manifest; [`jsonpath`] and
-//!   [`jq_path`] are the path languages they and feedback evaluate.
+//!   [`jq_path`] are the path languages they and feedback evaluate;
+//!   [`applied_work`]: the AppliedManifestWork that owns and records what a work
+//!   applied, and its eviction.
 
+pub mod applied_work;
 pub mod cli;
 pub mod conditions;
 pub mod config;

@@ -8,7 +8,11 @@
 //! - [`Reconciler::refresh`]: status only (Available, feedback, condition rules) — no
 //!   writes;
 //! - [`Reconciler::cleanup`]: delete per `deleteOption` when the work is deleted, until
-//!   every owned object is actually gone.
+//!   every owned object is actually gone and the work's AppliedManifestWork with them.
+//!
+//! The owner of applied objects is the work's AppliedManifestWork ([`crate::applied_work`]),
+//! created before the first apply; its `status.appliedResources` mirrors
+//! [`WorkState::applied`] and is written only when that changes.
 //!
 //! Status is stable: with nothing changed, `refresh` (and `apply`) return an identical
 //! status (same transition times), so the runtime publishes only real changes. Like the
@@ -33,62 +37,30 @@ use workbus_schemas::work::{
     StatusFeedbackResult, Time,
 };
 
+use crate::applied_work::{self, AppliedWorkIdentity};
 use crate::conditions::{self, Availability};
 use crate::ignore_fields::{self, Decision};
-use crate::target::{ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target, TargetError};
+use crate::target::{ApplyMode, ObjectRef, Owner, OwnerChange, Target, TargetError};
 use crate::{executor, feedback};
 
 /// How soon to look again at objects still being deleted (finalizers running). The Go
 /// agent backs off exponentially; a fixed short period keeps deletion prompt here.
 const DELETION_RECHECK: Duration = Duration::from_secs(1);
 
-/// An object applied for a work (an AppliedManifestWork `appliedResources` entry).
-/// Ordered by group, version, resource, namespace, name (then uid), as §6 sorts them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct AppliedResource {
-    /// API group.
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Plural resource.
-    pub resource: String,
-    /// Namespace (`""` for cluster-scoped).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// The live object's UID when applied.
-    pub uid: String,
-}
+pub use workbus_schemas::work::applied::AppliedResource;
 
-impl AppliedResource {
-    fn at(&self) -> ObjectRef {
-        ObjectRef::new(
-            &self.group,
-            &self.version,
-            &self.resource,
-            &self.namespace,
-            &self.name,
-        )
-    }
-
-    fn from_live(at: &ObjectRef, live: &Value) -> Self {
-        AppliedResource {
-            group: at.group.clone(),
-            version: at.version.clone(),
-            resource: at.resource.clone(),
-            namespace: at.namespace.clone(),
-            name: at.name.clone(),
-            uid: live["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        }
-    }
-
-    /// Same object, whatever version it was applied at (the Go agent ignores versions).
-    fn same_object(&self, other: &AppliedResource) -> bool {
-        (&self.group, &self.resource, &self.namespace, &self.name)
-            == (&other.group, &other.resource, &other.namespace, &other.name)
+/// The applied-resource entry of the live object at `at`.
+fn applied_resource(at: &ObjectRef, live: &Value) -> AppliedResource {
+    AppliedResource {
+        group: at.group.clone(),
+        version: at.version.clone(),
+        resource: at.resource.clone(),
+        namespace: at.namespace.clone(),
+        name: at.name.clone(),
+        uid: live["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -99,6 +71,11 @@ pub struct WorkState {
     pub applied: Vec<AppliedResource>,
     /// The work's current status.
     pub status: ManifestWorkStatus,
+    /// UID of the work's AppliedManifestWork once created (empty: not yet, or a store
+    /// written by an agent that used the work's own UID as owner). Lets cleanup release
+    /// objects when the AppliedManifestWork was deleted out-of-band.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub applied_work_uid: String,
 }
 
 /// Result of [`Reconciler::apply`] and [`Reconciler::refresh`].
@@ -116,6 +93,19 @@ pub struct ReconcileOutcome {
     /// a manifest its executor may not apply yet is retried then (§2.4). `None`: only
     /// the regular apply schedule.
     pub reapply_after: Option<Duration>,
+    /// UID of the work's AppliedManifestWork (kept from the state when unknown).
+    pub applied_work_uid: String,
+}
+
+impl ReconcileOutcome {
+    /// The state to keep for the next reconcile.
+    pub fn into_state(self) -> WorkState {
+        WorkState {
+            applied: self.applied,
+            status: self.status,
+            applied_work_uid: self.applied_work_uid,
+        }
+    }
 }
 
 /// Result of [`Reconciler::cleanup`].
@@ -205,13 +195,15 @@ struct Written {
     resource_version: String,
 }
 
-/// Cache key: the work's UID and the object.
+/// Cache key: the work's UID and the object (the owner, the AppliedManifestWork, is
+/// part of the request hash: a new one means a new write).
 type CacheKey = (String, ObjectRef);
 
 /// Applies works to a target and computes their status. One per agent; cheap to call
 /// concurrently for different works.
 pub struct Reconciler<T> {
     target: Arc<T>,
+    identity: AppliedWorkIdentity,
     max_json_raw: usize,
     written: Mutex<HashMap<CacheKey, Written>>,
 }
@@ -276,13 +268,6 @@ fn identifies(id: &ResourceIdentifier, meta: &ManifestResourceMeta) -> bool {
         && id.resource == meta.resource
         && glob(&id.name, &meta.name)
         && glob(&id.namespace, &meta.namespace)
-}
-
-fn owner_of(work: &ManifestWork) -> Owner {
-    Owner {
-        name: work.metadata.name.clone(),
-        uid: work.metadata.uid.clone(),
-    }
 }
 
 /// Whether the work's deleteOption orphans this object (§2.2): Orphan orphans all;
@@ -353,10 +338,12 @@ fn request_hash(object: &Value, mode: &ApplyMode, owner: &OwnerChange) -> u64 {
 }
 
 impl<T: Target> Reconciler<T> {
-    /// A reconciler for `target`, with Maestro's 1 MiB JsonRaw limit.
+    /// A reconciler for `target`, with Maestro's 1 MiB JsonRaw limit and the default
+    /// [`AppliedWorkIdentity`] (set the agent's with [`Reconciler::with_identity`]).
     pub fn new(target: Arc<T>) -> Self {
         Reconciler {
             target,
+            identity: AppliedWorkIdentity::default(),
             max_json_raw: feedback::DEFAULT_MAX_JSON_RAW,
             written: Mutex::new(HashMap::new()),
         }
@@ -366,6 +353,17 @@ impl<T: Target> Reconciler<T> {
     pub fn with_max_json_raw(mut self, max: usize) -> Self {
         self.max_json_raw = max;
         self
+    }
+
+    /// Names and owns AppliedManifestWorks as `identity` (the agent's hub hash and id).
+    pub fn with_identity(mut self, identity: AppliedWorkIdentity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The identity AppliedManifestWorks are named and owned by.
+    pub fn identity(&self) -> &AppliedWorkIdentity {
+        &self.identity
     }
 
     /// The target this reconciler writes to.
@@ -488,7 +486,12 @@ impl<T: Target> Reconciler<T> {
             return self.refresh(work, state, now).await;
         }
         let planned = self.plan(work).await;
-        let owner = owner_of(work);
+        // §6: the AppliedManifestWork exists before anything is applied; it owns it all.
+        let amw = match applied_work::ensure(&*self.target, &self.identity, work).await {
+            Ok(amw) => amw,
+            Err(e) => return self.apply_failed(work, state, &planned, &e, now).await,
+        };
+        let owner = applied_work::owner(&amw);
         let mut order: Vec<&Planned> = planned.iter().collect();
         order.sort_by_key(|p| kind_rank(&p.meta.kind)); // stable: spec order within a rank
         let mut applied_conditions: Vec<(i32, Condition)> = Vec::new();
@@ -504,6 +507,9 @@ impl<T: Target> Reconciler<T> {
         }
         applied.sort();
         applied.dedup();
+        if state.applied_work_uid.is_empty() {
+            self.drop_legacy_owner(work, &state.applied).await;
+        }
 
         // §6: objects applied before but no longer in the spec are released (deleted if
         // only this work owns them); ones still terminating stay listed until gone.
@@ -524,14 +530,19 @@ impl<T: Target> Reconciler<T> {
                 requeue = Some(DELETION_RECHECK);
                 continue;
             }
-            if self.release(old, &owner, true).await {
-                self.cache().remove(&(owner.uid.clone(), old.at()));
+            if applied_work::release(&*self.target, old, &owner.uid, true).await {
+                self.cache()
+                    .remove(&(work.metadata.uid.clone(), ObjectRef::from(old)));
             } else {
                 applied.push(old.clone());
                 requeue = Some(DELETION_RECHECK);
             }
         }
         applied.sort();
+        if let Err(e) = applied_work::record(&*self.target, &amw, &applied).await {
+            // The next apply compares again and retries.
+            tracing::warn!(work = %work.metadata.name, error = %e, "cannot record appliedResources");
+        }
 
         let (status, observed) = self
             .observe(
@@ -547,6 +558,48 @@ impl<T: Target> Reconciler<T> {
             applied,
             requeue_after: min_requeue(requeue, observed),
             reapply_after: reapply,
+            applied_work_uid: amw.metadata.uid,
+        }
+    }
+
+    /// The outcome of an apply that could not start (the AppliedManifestWork is not
+    /// readable or cannot be created): every manifest fails with the reason, nothing is
+    /// written and nothing applied before is forgotten.
+    async fn apply_failed(
+        &self,
+        work: &ManifestWork,
+        state: &WorkState,
+        planned: &[Planned<'_>],
+        error: &TargetError,
+        now: Time,
+    ) -> ReconcileOutcome {
+        let message = format!("cannot ensure the AppliedManifestWork: {error}");
+        let failed: Vec<(i32, Condition)> = planned
+            .iter()
+            .map(|p| (p.ordinal, conditions::manifest_apply_failed(&message, now)))
+            .collect();
+        let (status, observed) = self
+            .observe(work, planned, Some(&failed), &state.status, now)
+            .await;
+        ReconcileOutcome {
+            status,
+            applied: state.applied.clone(),
+            requeue_after: min_requeue(Some(DELETION_RECHECK), observed),
+            reapply_after: None,
+            applied_work_uid: state.applied_work_uid.clone(),
+        }
+    }
+
+    /// Objects applied by an agent that made the work itself their owner (a store from
+    /// before AppliedManifestWorks) lose that owner reference once the AppliedManifestWork
+    /// owns them, so it can never keep them alive. Best effort: a failure leaves a
+    /// reference to an owner that does not exist, which Kubernetes ignores.
+    async fn drop_legacy_owner(&self, work: &ManifestWork, applied: &[AppliedResource]) {
+        for r in applied {
+            let _ = self
+                .target
+                .remove_owner(&ObjectRef::from(r), &work.metadata.uid)
+                .await;
         }
     }
 
@@ -575,7 +628,7 @@ impl<T: Target> Reconciler<T> {
         };
         let existing = || async {
             match self.target.get(at).await {
-                Ok(Some(live)) => Some(AppliedResource::from_live(at, &live)),
+                Ok(Some(live)) => Some(applied_resource(at, &live)),
                 _ => None,
             }
         };
@@ -664,7 +717,7 @@ impl<T: Target> Reconciler<T> {
                         return match done {
                             Ok(live) => (
                                 Some(conditions::manifest_applied(now)),
-                                Some(AppliedResource::from_live(at, &live)),
+                                Some(applied_resource(at, &live)),
                                 None,
                             ),
                             Err(e) => (
@@ -680,7 +733,7 @@ impl<T: Target> Reconciler<T> {
             }
         }
         let request = request_hash(&object, &mode, &owner_change);
-        let key = (owner.uid.clone(), at.clone());
+        let key = (work.metadata.uid.clone(), at.clone());
         let cached = self.cache().get(&key).cloned();
         if let Some(cached) = cached.filter(|c| c.request == request)
             && let Ok(Some(live)) = self.target.get(at).await
@@ -690,7 +743,7 @@ impl<T: Target> Reconciler<T> {
             // Nothing changed on either side since our last write: no apply call.
             return (
                 Some(conditions::manifest_applied(now)),
-                Some(AppliedResource::from_live(at, &live)),
+                Some(applied_resource(at, &live)),
                 None,
             );
         }
@@ -709,7 +762,7 @@ impl<T: Target> Reconciler<T> {
                 );
                 (
                     Some(conditions::manifest_applied(now)),
-                    Some(AppliedResource::from_live(at, &live)),
+                    Some(applied_resource(at, &live)),
                     None,
                 )
             }
@@ -749,7 +802,7 @@ impl<T: Target> Reconciler<T> {
                 applied.push(r.clone());
                 continue;
             }
-            match self.target.get(&r.at()).await {
+            match self.target.get(&ObjectRef::from(r)).await {
                 Ok(None) => {}
                 Ok(Some(live)) if live["metadata"]["uid"].as_str() != Some(r.uid.as_str()) => {}
                 _ => {
@@ -758,12 +811,20 @@ impl<T: Target> Reconciler<T> {
                 }
             }
         }
+        if applied != state.applied
+            && !state.applied_work_uid.is_empty()
+            && let Err(e) =
+                applied_work::record_for(&*self.target, &self.identity, work, &applied).await
+        {
+            tracing::warn!(work = %work.metadata.name, error = %e, "cannot record appliedResources");
+        }
         let (status, observed) = self.observe(work, &planned, None, &state.status, now).await;
         ReconcileOutcome {
             status,
             applied,
             requeue_after: min_requeue(requeue, observed),
             reapply_after: None,
+            applied_work_uid: state.applied_work_uid.clone(),
         }
     }
 
@@ -905,69 +966,50 @@ impl<T: Target> Reconciler<T> {
         }
     }
 
-    /// Releases one applied object from `owner` (§6): skip it when gone, re-created by
-    /// someone else (UID differs) or not owned by us; only drop our owner reference when
-    /// orphaning or when another AppliedManifestWork also owns it; otherwise delete it
-    /// with a UID precondition. True when it needs no further attention, false while it
-    /// is still terminating or the target could not be reached.
-    async fn release(&self, r: &AppliedResource, owner: &Owner, delete: bool) -> bool {
-        let at = r.at();
-        let live = match self.target.get(&at).await {
-            Ok(Some(live)) => live,
-            Ok(None) => return true,
-            Err(_) => return false,
-        };
-        let meta = &live["metadata"];
-        if !r.uid.is_empty() && meta["uid"].as_str() != Some(r.uid.as_str()) {
-            return true; // not the object we applied
-        }
-        let refs = meta["ownerReferences"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if !refs.iter().any(|o| o["uid"] == owner.uid.as_str()) {
-            return true; // not ours (orphaned, ReadOnly, or never owned)
-        }
-        let work_owners = refs
-            .iter()
-            .filter(|o| o["kind"] == "AppliedManifestWork")
-            .count();
-        if !delete || work_owners > 1 {
-            return self.target.remove_owner(&at, &owner.uid).await.is_ok();
-        }
-        if meta.get("deletionTimestamp").is_some() {
-            return false; // already terminating: wait until it is gone
-        }
-        let uid = (!r.uid.is_empty()).then_some(r.uid.as_str());
-        matches!(
-            self.target.delete(&at, uid).await,
-            Ok(DeleteResult::Gone) | Ok(DeleteResult::UidMismatch)
-        )
-    }
-
     /// Deletes the work's applied objects per its `deleteOption` (§2.2, §6): Foreground
     /// deletes what only this work owns and reports [`CleanupOutcome::Pending`] until it
     /// is actually gone; orphaned objects (Orphan, SelectivelyOrphan rules) only lose
     /// this work's owner reference; objects owned by another work too, ReadOnly ones and
-    /// ones re-created by someone else are left alone.
+    /// ones re-created by someone else are left alone. The work's AppliedManifestWork is
+    /// deleted first and kept by its finalizer until every object is released; only
+    /// once it is gone is the cleanup [`CleanupOutcome::Done`].
     pub async fn cleanup(&self, work: &ManifestWork, state: &WorkState) -> CleanupOutcome {
-        let owner = owner_of(work);
-        let mut remaining = Vec::new();
-        for r in &state.applied {
-            let orphan = orphaned(work, &r.group, &r.resource, &r.namespace, &r.name);
-            if !self.release(r, &owner, !orphan).await {
-                remaining.push(r.clone());
-            }
-        }
-        if remaining.is_empty() {
-            self.cache().retain(|(uid, _), _| *uid != owner.uid);
+        // Owner when the AppliedManifestWork is gone already: the UID remembered, else
+        // the work's own (a store from before AppliedManifestWorks).
+        let fallback = if state.applied_work_uid.is_empty() {
+            &work.metadata.uid
+        } else {
+            &state.applied_work_uid
+        };
+        let removal = applied_work::remove(
+            &*self.target,
+            &self.identity.name_of(work),
+            fallback,
+            &state.applied,
+            |r| !orphaned(work, &r.group, &r.resource, &r.namespace, &r.name),
+        )
+        .await;
+        if removal.done {
+            self.cache().retain(|(uid, _), _| *uid != work.metadata.uid);
             CleanupOutcome::Done
         } else {
             CleanupOutcome::Pending {
-                remaining,
+                remaining: removal.remaining,
                 requeue_after: DELETION_RECHECK,
             }
         }
+    }
+
+    /// One eviction sweep over this agent's AppliedManifestWorks
+    /// ([`applied_work::sweep`]); `works_held` are the names of the works the agent
+    /// holds. Returns when to sweep again.
+    pub async fn sweep_applied_works(
+        &self,
+        works_held: &std::collections::BTreeSet<String>,
+        now: Time,
+        grace: Duration,
+    ) -> Duration {
+        applied_work::sweep(&*self.target, &self.identity, works_held, now, grace).await
     }
 }
 

@@ -35,6 +35,7 @@ use workbus_schemas::work::status::set_condition;
 use workbus_schemas::work::{ManifestWork, Time};
 use workbus_schemas::{envelope, extensions::OcmExtensions};
 
+use crate::applied_work::AppliedWorkIdentity;
 use crate::config::AgentConfig;
 use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
@@ -183,7 +184,10 @@ pub fn start<T: Target, S: AgentStore>(
         due.insert(r.uid().to_string(), now);
     }
     let agent = Agent {
-        reconciler: Reconciler::new(target),
+        reconciler: Reconciler::new(target)
+            .with_identity(AppliedWorkIdentity::new(&config.hub_host, &config.agent_id)),
+        // At start, after the store is loaded: AppliedManifestWorks of works lost meanwhile.
+        next_sweep: now,
         works: records
             .into_iter()
             .map(|r| (r.uid().to_string(), r))
@@ -217,6 +221,8 @@ struct Agent<T: Target, S: AgentStore> {
     works: BTreeMap<String, WorkRecord>,
     /// When each work wants its next refresh or cleanup step.
     due: HashMap<String, Instant>,
+    /// When to look for AppliedManifestWorks to evict next (§6).
+    next_sweep: Instant,
     /// Hash of the status last queued per work (to queue only on change).
     queued_hash: HashMap<String, String>,
     /// When each work was last fully applied (drift correction, see `refresh`).
@@ -243,10 +249,11 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     ) {
         loop {
             let next = self.due.values().min().copied();
+            let next_sweep = self.next_sweep;
             let sleep = async move {
                 match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+                    Some(at) => tokio::time::sleep_until(at.min(next_sweep)).await,
+                    None => tokio::time::sleep_until(next_sweep).await,
                 }
             };
             tokio::select! {
@@ -498,20 +505,18 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .reconciler
             .apply(&record.work, &record.state, Time::now())
             .await;
+        let (requeue_after, reapply_after) = (outcome.requeue_after, outcome.reapply_after);
         self.last_apply.insert(uid.clone(), Instant::now());
-        match outcome.reapply_after {
+        match reapply_after {
             Some(after) => self.reapply_due.insert(uid.clone(), Instant::now() + after),
             None => self.reapply_due.remove(&uid),
         };
         if let Some(r) = self.works.get_mut(&uid) {
-            r.state = WorkState {
-                applied: outcome.applied,
-                status: outcome.status,
-            };
+            r.state = outcome.into_state();
             r.applied_generation = generation;
         }
         self.persist(&uid);
-        let wake = match (outcome.requeue_after, outcome.reapply_after) {
+        let wake = match (requeue_after, reapply_after) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -547,18 +552,16 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .reconciler
             .refresh(&record.work, &record.state, Time::now())
             .await;
+        let requeue_after = outcome.requeue_after;
         let changed =
             outcome.status != record.state.status || outcome.applied != record.state.applied;
         if let Some(r) = self.works.get_mut(uid) {
-            r.state = WorkState {
-                applied: outcome.applied,
-                status: outcome.status,
-            };
+            r.state = outcome.into_state();
         }
         if changed {
             self.persist(uid);
         }
-        self.schedule(uid, outcome.requeue_after);
+        self.schedule(uid, requeue_after);
         self.queue_status(uid, Action::UpdateRequest);
     }
 
@@ -615,6 +618,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
 
     async fn on_timers(&mut self) {
         let now = Instant::now();
+        if self.next_sweep <= now {
+            self.sweep_applied_works().await;
+        }
         let ready: Vec<String> = self
             .due
             .iter()
@@ -637,6 +643,20 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 self.refresh(&uid).await;
             }
         }
+    }
+
+    /// Evicts AppliedManifestWorks whose works this agent no longer holds (§6).
+    async fn sweep_applied_works(&mut self) {
+        let held: BTreeSet<String> = self
+            .works
+            .values()
+            .map(|r| r.work.metadata.name.clone())
+            .collect();
+        let again = self
+            .reconciler
+            .sweep_applied_works(&held, Time::now(), self.config.eviction_grace_period)
+            .await;
+        self.next_sweep = Instant::now() + again;
     }
 
     fn is_deleted(&self, uid: &str) -> bool {

@@ -10,6 +10,7 @@ use workbus_agent::conditions::deleting_condition;
 use workbus_agent::reconcile::{CleanupOutcome, ReconcileOutcome, Reconciler, WorkState};
 use workbus_agent::target::sim::{SimClock, SimConfig, SimulatedCluster};
 use workbus_agent::target::{ApplyMode, ObjectRef, OwnerChange, Target};
+use workbus_schemas::work::applied;
 use workbus_schemas::work::{
     Condition, FieldValue, ManifestWork, ManifestWorkSpec, ManifestWorkStatus, ObjectMeta,
 };
@@ -39,24 +40,37 @@ fn env(ready_after: Duration) -> Env {
 impl Env {
     async fn apply(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
         let out = self.r.apply(w, state, self.clock.now()).await;
-        let next = WorkState {
-            applied: out.applied.clone(),
-            status: out.status.clone(),
-        };
+        let next = out.clone().into_state();
         (out, next)
     }
 
     async fn refresh(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
         let out = self.r.refresh(w, state, self.clock.now()).await;
-        let next = WorkState {
-            applied: out.applied.clone(),
-            status: out.status.clone(),
-        };
+        let next = out.clone().into_state();
         (out, next)
     }
 
     fn cm(&self, name: &str) -> Option<Value> {
         self.sim.object("", "v1", "configmaps", "default", name)
+    }
+
+    /// The AppliedManifestWork of the work called `work_name` (default identity).
+    fn amw(&self, work_name: &str) -> Option<Value> {
+        let name = applied::name(&self.r.identity().hub_hash, work_name);
+        self.sim.object(
+            applied::GROUP,
+            applied::VERSION,
+            applied::RESOURCE,
+            "",
+            &name,
+        )
+    }
+
+    fn amw_uid(&self, work_name: &str) -> String {
+        self.amw(work_name).expect("AppliedManifestWork")["metadata"]["uid"]
+            .as_str()
+            .expect("uid")
+            .to_string()
     }
 }
 
@@ -283,7 +297,12 @@ async fn items_10_11_12_owner_references_follow_the_delete_option() {
         reference["apiVersion"],
         "work.open-cluster-management.io/v1"
     );
-    assert_eq!(reference["uid"], "w10");
+    assert_eq!(
+        reference["uid"],
+        e.amw_uid("w10").as_str(),
+        "owned by the AMW"
+    );
+    assert_ne!(reference["uid"], "w10", "not by the work itself");
     assert!(reference.get("controller").is_none());
     // Item 12: switching to Orphan removes the owner reference at the next apply.
     let mut spec = manifests(vec![cm("o")]);
@@ -291,9 +310,10 @@ async fn items_10_11_12_owner_references_follow_the_delete_option() {
     let orphan = work("w10", 2, spec);
     let (_, state) = e.apply(&orphan, &state).await;
     assert!(owners(&e.cm("o").unwrap()).is_empty());
-    // Item 11: deleting leaves it in place.
+    // Item 11: deleting leaves it in place; the AMW goes.
     assert_eq!(e.r.cleanup(&orphan, &state).await, CleanupOutcome::Done);
     assert!(e.cm("o").is_some());
+    assert!(e.amw("w10").is_none());
 }
 
 #[tokio::test]
@@ -308,7 +328,7 @@ async fn item_13_selectively_orphan() {
         owners(&e.cm("so-keep").unwrap()).is_empty(),
         "matching object is not owned"
     );
-    assert_eq!(owners(&e.cm("so-del").unwrap()), ["so"]);
+    assert_eq!(owners(&e.cm("so-del").unwrap()), [e.amw_uid("so")]);
     assert_eq!(e.r.cleanup(&so, &state).await, CleanupOutcome::Done);
     assert!(e.cm("so-keep").is_some());
     assert!(e.cm("so-del").is_none());
@@ -337,18 +357,31 @@ async fn item_14_17_foreground_waits_for_finalizers() {
             .get("deletionTimestamp")
             .is_some()
     );
+    // The AMW is deleted but held by its finalizer while an object it owns terminates,
+    // and it lists only what is left.
+    let amw = e.amw("w14").expect("AMW kept by its finalizer");
+    assert!(amw["metadata"].get("deletionTimestamp").is_some());
+    assert_eq!(
+        amw["status"]["appliedResources"].as_array().map(Vec::len),
+        Some(1)
+    );
     // Still terminating: still pending, and no second delete is needed.
     let state = WorkState {
         applied: remaining,
-        status: state.status,
+        ..state
     };
     assert!(matches!(
         e.r.cleanup(&w, &state).await,
         CleanupOutcome::Pending { .. }
     ));
+    assert!(e.amw("w14").is_some());
     e.sim
         .finish_finalizers("", "v1", "configmaps", "default", "held");
     assert_eq!(e.r.cleanup(&w, &state).await, CleanupOutcome::Done);
+    assert!(
+        e.amw("w14").is_none(),
+        "the finalizer went, and the AMW with it"
+    );
     // Item 17: the Deleting condition the runtime sets meanwhile.
     let deleting = deleting_condition(3, e.clock.now());
     assert_eq!(
@@ -401,9 +434,10 @@ async fn item_15_shared_objects_only_lose_one_owner() {
     let b = work("b", 1, manifests(vec![cm("shared")]));
     let (_, state_a) = e.apply(&a, &WorkState::default()).await;
     e.apply(&b, &WorkState::default()).await;
-    assert_eq!(owners(&e.cm("shared").unwrap()), ["a", "b"]);
+    let (amw_a, amw_b) = (e.amw_uid("a"), e.amw_uid("b"));
+    assert_eq!(owners(&e.cm("shared").unwrap()), [amw_a, amw_b.clone()]);
     assert_eq!(e.r.cleanup(&a, &state_a).await, CleanupOutcome::Done);
-    assert_eq!(owners(&e.cm("shared").expect("still owned by b")), ["b"]);
+    assert_eq!(owners(&e.cm("shared").expect("still owned by b")), [amw_b]);
 }
 
 #[tokio::test]
@@ -420,8 +454,8 @@ async fn item_16_recreated_object_is_not_deleted() {
         .delete_out_of_band("", "v1", "configmaps", "default", "re");
     let at = ObjectRef::new("", "v1", "configmaps", "default", "re");
     let owner = workbus_agent::target::Owner {
-        name: "w16".into(),
-        uid: "w16".into(),
+        name: applied::name(&e.r.identity().hub_hash, "w16"),
+        uid: e.amw_uid("w16"),
     };
     e.sim
         .apply(&at, &cm("re"), &ApplyMode::Update, &OwnerChange::Add(owner))

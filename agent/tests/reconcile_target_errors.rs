@@ -83,10 +83,7 @@ async fn failing_discovery_removes_nothing() {
     };
     let w = ManifestWork::new(meta, spec);
     let out = r.apply(&w, &WorkState::default(), clock.now()).await;
-    let state = WorkState {
-        applied: out.applied,
-        status: out.status,
-    };
+    let state = out.into_state();
     target.down.store(true, Ordering::SeqCst);
     let out = r.apply(&w, &state, clock.now()).await;
     assert!(

@@ -54,6 +54,12 @@ impl ObjectRef {
     }
 }
 
+impl From<&workbus_schemas::work::applied::AppliedResource> for ObjectRef {
+    fn from(r: &workbus_schemas::work::applied::AppliedResource) -> Self {
+        ObjectRef::new(&r.group, &r.version, &r.resource, &r.namespace, &r.name)
+    }
+}
+
 /// The owner the agent records on what it applies (the work's AppliedManifestWork).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
@@ -68,9 +74,8 @@ impl Owner {
     /// object, manifestwork-semantics §7).
     pub fn reference(&self) -> Value {
         serde_json::json!({
-            // AppliedManifestWork lives in the ManifestWork's API group and version.
-            "apiVersion": workbus_schemas::work::ManifestWork::API_VERSION,
-            "kind": "AppliedManifestWork",
+            "apiVersion": workbus_schemas::work::applied::API_VERSION,
+            "kind": workbus_schemas::work::applied::KIND,
             "name": self.name,
             "uid": self.uid,
         })

@@ -12,6 +12,8 @@
 //! - [`status`]: conditions, per-manifest status, the API-shaped [`ManifestWorkStatus`]
 //!   and the wire [`ManifestBundleStatus`] (status event data).
 //! - [`validation`]: sdk-go's manifest validation with its exact error texts.
+//! - [`applied`]: the `AppliedManifestWork` the agent keeps on the managed cluster (name,
+//!   hub hash, finalizer, spec and status shapes).
 //! - [`names`]: cluster (DNS-1123 label) and work (DNS-1123 subdomain) names, with
 //!   apimachinery's texts.
 //!
@@ -78,6 +80,7 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod applied;
 pub mod meta;
 pub mod names;
 pub mod spec;
