@@ -185,7 +185,9 @@ pub fn start<T: Target, S: AgentStore>(
     }
     let agent = Agent {
         reconciler: Reconciler::new(target)
-            .with_identity(AppliedWorkIdentity::new(&config.hub_host, &config.agent_id)),
+            // `spec.agentID` is the hub hash, as OCM's agent sets it without `--agent-id`:
+            // a cluster moving from OCM or Maestro keeps its AppliedManifestWorks.
+            .with_identity(AppliedWorkIdentity::new(&config.hub_host, &config.hub_hash())),
         // At start, after the store is loaded: AppliedManifestWorks of works lost meanwhile.
         next_sweep: now,
         works: records
