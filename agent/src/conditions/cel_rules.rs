@@ -1,0 +1,393 @@
+//! CEL for `conditionRules` (manifestwork-semantics §2.3, §3.2, §4.4): the live object
+//! becomes the CEL variable `object`, a rule's `celExpressions` are ANDed, and a
+//! `messageExpression` sees `object` and `result`. Built on the pure-Rust `cel` crate
+//! (standard library and macros only: no timestamps, regexes or extensions, which keeps
+//! the binary small; an expression calling them fails with an evaluation error).
+//!
+//! The expressions come from whoever writes the ManifestWork, so they are hostile input
+//! evaluated on the agent's own threads. What is bounded, and how:
+//!
+//! - text: each expression at most [`MAX_EXPRESSION_LEN`] bytes, at most
+//!   [`MAX_EXPRESSIONS`] per rule, checked before parsing;
+//! - nesting: the crate's parser stops at a recursion depth of 96, so neither parsing
+//!   nor the (recursive) evaluation can overflow the stack; the object is converted
+//!   without recursion limits of its own, but it comes from JSON, whose parser stops at
+//!   depth 128;
+//! - time: the crate has no cost budget or interruption, so a static bound stands in
+//!   for Kubernetes' runtime budget. Only comprehensions (`all`, `exists`,
+//!   `exists_one`, `map`, `filter`) iterate; a range has at most as many elements as the
+//!   object and the expression have values ([`estimated_cost`]), so with comprehensions
+//!   nested `d` deep an evaluation takes at most about `n^d` steps, `n` being that
+//!   count. Expressions whose bound exceeds [`COST_BUDGET`] are refused before running.
+//!
+//! Not bounded: the memory of intermediate values, e.g. a 10 KiB expression
+//! concatenating one large string of the object with itself hundreds of times (memory
+//! linear in expression length × object size); the cost of single built-in calls on
+//! large values (`contains` on a long string); and a range built by list concatenation
+//! inside the expression (at most a few times `n`, which the estimate's slack covers
+//! only roughly). The budget is per expression, not shared across a manifest's rules
+//! as in Kubernetes.
+
+use std::sync::Arc;
+
+use cel::Context;
+use cel::Program;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map, Value as CelValue};
+use serde_json::Value;
+use thiserror::Error;
+
+/// The longest expression accepted, in bytes (as Kubernetes' CRD validation caps rule
+/// text; OCM's CRD leaves it open).
+pub const MAX_EXPRESSION_LEN: usize = 10 * 1024;
+
+/// The most `celExpressions` one rule may have.
+pub const MAX_EXPRESSIONS: usize = 32;
+
+/// The most comprehension iterations the static bound may allow for one expression
+/// (about a second of evaluation on a slow core).
+pub const COST_BUDGET: u128 = 10_000_000;
+
+/// Why an expression could not give its result. Its `Display` is the condition message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CelError {
+    /// The expression is longer than [`MAX_EXPRESSION_LEN`].
+    #[error("expression is {len} bytes long, more than the limit of {max}")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The rule has more than [`MAX_EXPRESSIONS`] expressions.
+    #[error("rule has {count} expressions, more than the limit of {max}")]
+    TooMany {
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The expression does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// The static bound of its evaluation cost exceeds [`COST_BUDGET`].
+    #[error(
+        "CEL evaluation budget exceeded: comprehensions nested {depth} deep over up to {values} values"
+    )]
+    TooCostly {
+        /// The deepest comprehension nesting.
+        depth: u32,
+        /// The values a range may hold (object and literals).
+        values: usize,
+    },
+    /// Evaluation failed (missing key, no such overload, division by zero…).
+    #[error("{0}")]
+    Evaluation(String),
+    /// A rule expression returned something other than a bool.
+    #[error("expected bool result, got {0}")]
+    NotBool(String),
+    /// A message expression returned something other than a string.
+    #[error("expected message expression to have a string result, got {0}")]
+    NotString(String),
+}
+
+/// A live object converted once for all the expressions of a manifest's rules.
+#[derive(Debug, Clone)]
+pub struct CelObject {
+    value: CelValue,
+    /// How many values (scalars, lists, maps) it holds: the largest range a
+    /// comprehension over it can have.
+    values: usize,
+}
+
+impl CelObject {
+    /// Converts a JSON object. JSON integers become CEL `int` (`uint` only above
+    /// `i64::MAX`), as Kubernetes' unstructured objects give cel-go `int64`s, so
+    /// `object.spec.replicas == 3` compares like types.
+    pub fn new(live: &Value) -> CelObject {
+        let mut values = 0;
+        let value = to_cel(live, &mut values);
+        CelObject { value, values }
+    }
+}
+
+fn to_cel(v: &Value, count: &mut usize) -> CelValue {
+    *count += 1;
+    match v {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => CelValue::Int(i),
+            (None, Some(u)) => CelValue::UInt(u),
+            // A float, or (with arbitrary precision) neither: as a double like cel-go.
+            _ => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => {
+            CelValue::List(Arc::new(items.iter().map(|i| to_cel(i, count)).collect()))
+        }
+        Value::Object(fields) => {
+            let map: std::collections::HashMap<Key, CelValue> = fields
+                .iter()
+                .map(|(k, v)| (Key::from(k.as_str()), to_cel(v, count)))
+                .collect();
+            CelValue::Map(Map::from(map))
+        }
+    }
+}
+
+/// Evaluates a rule's expressions, ANDed, in order: `Ok(false)` at the first false one
+/// (later ones are not looked at, like OCM's agent), `Ok(true)` when all are true (or
+/// there are none); the first error otherwise.
+pub fn all_true(expressions: &[String], object: &CelObject) -> Result<bool, CelError> {
+    if expressions.len() > MAX_EXPRESSIONS {
+        return Err(CelError::TooMany {
+            count: expressions.len(),
+            max: MAX_EXPRESSIONS,
+        });
+    }
+    for expression in expressions {
+        match evaluate(expression, object, None)? {
+            CelValue::Bool(true) => {}
+            CelValue::Bool(false) => return Ok(false),
+            other => return Err(CelError::NotBool(type_name(&other))),
+        }
+    }
+    Ok(true)
+}
+
+/// Evaluates a `messageExpression` with `object` and `result`: `Ok(None)` when it
+/// yields the empty string (the caller falls back to `message` or the default).
+pub fn message(
+    expression: &str,
+    object: &CelObject,
+    result: bool,
+) -> Result<Option<String>, CelError> {
+    match evaluate(expression, object, Some(result))? {
+        CelValue::String(s) if s.is_empty() => Ok(None),
+        CelValue::String(s) => Ok(Some(s.to_string())),
+        other => Err(CelError::NotString(type_name(&other))),
+    }
+}
+
+fn evaluate(
+    expression: &str,
+    object: &CelObject,
+    result: Option<bool>,
+) -> Result<CelValue, CelError> {
+    let program = compile(expression)?;
+    let depth = comprehension_depth(program.expression());
+    let values = object.values + node_count(program.expression());
+    if estimated_cost(values, depth) > COST_BUDGET {
+        return Err(CelError::TooCostly { depth, values });
+    }
+    let mut context = Context::default();
+    context.add_variable_from_value("object", object.value.clone());
+    if let Some(result) = result {
+        context.add_variable_from_value("result", result);
+    }
+    program
+        .execute(&context)
+        .map_err(|e| CelError::Evaluation(e.to_string()))
+}
+
+/// Parses one expression, refusing over-long text first. Parse errors are reported one
+/// line each, without the source snippets the crate appends (as OCM trims cel-go's).
+pub fn compile(expression: &str) -> Result<Program, CelError> {
+    if expression.len() > MAX_EXPRESSION_LEN {
+        return Err(CelError::TooLong {
+            len: expression.len(),
+            max: MAX_EXPRESSION_LEN,
+        });
+    }
+    Program::compile(expression).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .errors
+            .iter()
+            .map(|e| format!("ERROR: <input>:{}:{}: {}", e.pos.0, e.pos.1, e.msg))
+            .collect();
+        CelError::Syntax(lines.join("; "))
+    })
+}
+
+/// The upper bound on comprehension iterations: `values^depth`, saturating. Depth 0
+/// (no comprehension) costs nothing beyond the expression's own size.
+pub fn estimated_cost(values: usize, depth: u32) -> u128 {
+    if depth == 0 {
+        return 0;
+    }
+    (values as u128).saturating_pow(depth)
+}
+
+/// How deeply comprehensions are nested in the loop (condition, step or result) of
+/// another; a comprehension in another's range runs before it, so it adds, not
+/// multiplies, and does not deepen.
+pub fn comprehension_depth(e: &IdedExpr) -> u32 {
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            let inner = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .map(comprehension_depth)
+                .max()
+                .unwrap_or(0);
+            comprehension_depth(&c.iter_range).max(1 + inner)
+        }
+        _ => children(e)
+            .into_iter()
+            .map(comprehension_depth)
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+/// The number of nodes of an expression: a bound on the values its literals hold.
+fn node_count(e: &IdedExpr) -> usize {
+    1 + children(e).into_iter().map(node_count).sum::<usize>()
+}
+
+fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    match &e.expr {
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(call.args.iter())
+            .collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => entries(&map.entries),
+        Expr::Struct(s) => entries(&s.entries),
+        Expr::Select(select) => vec![&select.operand],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
+}
+
+fn entries(entries: &[cel::common::ast::IdedEntryExpr]) -> Vec<&IdedExpr> {
+    entries
+        .iter()
+        .flat_map(|entry| match &entry.expr {
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })
+        .collect()
+}
+
+/// CEL's name of a value's type, for "expected bool result, got …".
+fn type_name(v: &CelValue) -> String {
+    v.type_of().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object() -> CelObject {
+        CelObject::new(&json!({
+            "spec": {"replicas": 3},
+            "status": {"readyReplicas": 3, "ratio": 0.5,
+                       "conditions": [{"type": "Available", "status": "True"}]}
+        }))
+    }
+
+    fn exprs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn expressions_are_anded_and_integers_compare_as_int() {
+        let o = object();
+        let ok = "object.status.readyReplicas == object.spec.replicas";
+        assert_eq!(
+            all_true(&exprs(&[ok, "object.spec.replicas == 3"]), &o),
+            Ok(true)
+        );
+        assert_eq!(all_true(&exprs(&[ok, "false"]), &o), Ok(false));
+        // Stops at the first false one, like OCM: the later error is not reached.
+        assert_eq!(all_true(&exprs(&["false", "object.nope"]), &o), Ok(false));
+        assert_eq!(all_true(&[], &o), Ok(true));
+        let exists =
+            "object.status.conditions.exists(c, c.type == 'Available' && c.status == 'True')";
+        assert_eq!(all_true(&exprs(&[exists]), &o), Ok(true));
+        assert_eq!(
+            all_true(&exprs(&["object.status.ratio < 1.0"]), &o),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn errors_name_what_went_wrong() {
+        let o = object();
+        let e = all_true(&exprs(&["object.status.("]), &o).unwrap_err();
+        assert!(
+            matches!(e, CelError::Syntax(ref m) if m.starts_with("ERROR: <input>:1:")),
+            "{e}"
+        );
+        assert!(!e.to_string().contains('\n'));
+        assert_eq!(
+            all_true(&exprs(&["object.missing"]), &o),
+            Err(CelError::Evaluation("No such key: missing".into()))
+        );
+        assert_eq!(
+            all_true(&exprs(&["object.spec.replicas"]), &o),
+            Err(CelError::NotBool("int".into()))
+        );
+        assert_eq!(
+            all_true(&exprs(&["'x'"]), &o).unwrap_err().to_string(),
+            "expected bool result, got string"
+        );
+    }
+
+    #[test]
+    fn message_expressions_see_object_and_result() {
+        let o = object();
+        let m = "result ? 'ready: ' + string(object.status.readyReplicas) : ''";
+        assert_eq!(message(m, &o, true), Ok(Some("ready: 3".into())));
+        assert_eq!(message(m, &o, false), Ok(None));
+        assert_eq!(
+            message("1", &o, true),
+            Err(CelError::NotString("int".into()))
+        );
+    }
+
+    #[test]
+    fn hostile_input_is_refused_not_run() {
+        let o = object();
+        let long = format!("true || {}", "true || ".repeat(MAX_EXPRESSION_LEN / 8));
+        assert!(matches!(compile(&long), Err(CelError::TooLong { .. })));
+        let many = vec!["true".to_string(); MAX_EXPRESSIONS + 1];
+        assert!(matches!(all_true(&many, &o), Err(CelError::TooMany { .. })));
+        // Deep nesting is a parse error, not a stack overflow.
+        let deep = format!("{}true{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(compile(&deep), Err(CelError::Syntax(_))));
+        let deep_list = format!("{}1{}", "[".repeat(3000), "]".repeat(3000));
+        assert!(matches!(compile(&deep_list), Err(CelError::Syntax(_))));
+        // Nested comprehensions over a large object are refused before running.
+        let big = CelObject::new(&json!({"items": (0..1000).collect::<Vec<i64>>()}));
+        let cubic = "object.items.all(a, object.items.all(b, object.items.all(c, a + b + c >= 0)))";
+        assert!(matches!(
+            all_true(&exprs(&[cubic]), &big),
+            Err(CelError::TooCostly { depth: 3, .. })
+        ));
+        // A single pass over it is fine.
+        assert_eq!(
+            all_true(&exprs(&["object.items.all(a, a >= 0)"]), &big),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn depth_counts_only_loop_nesting() {
+        let depth = |s: &str| comprehension_depth(compile(s).unwrap().expression());
+        assert_eq!(depth("1 + 1"), 0);
+        assert_eq!(depth("[1].all(x, x > 0)"), 1);
+        assert_eq!(depth("[1].map(x, x).all(y, y > 0)"), 1);
+        assert_eq!(depth("[1].all(x, [2].exists(y, y > x))"), 2);
+    }
+}
