@@ -5,13 +5,15 @@
 //! - per manifest: `Applied`, `Available`, `StatusFeedbackSynced`;
 //! - per work: `Applied` and `Available`, aggregated over the manifests (§3.1);
 //! - per manifest and per work: the condition types produced by `conditionRules`
-//!   (`WellKnownConditions`, and `CEL` evaluated by [`cel_rules`] with OCM's
-//!   statuses, reasons and messages), aggregated per type;
+//!   (`WellKnownConditions`, and `CEL` evaluated by `cel_rules` with OCM's statuses,
+//!   reasons and messages; without the `cel` feature CEL rules are reported Unknown /
+//!   `ConditionRuleInternalError` as unsupported), aggregated per type;
 //! - `Deleting` while the agent cleans a work up.
 //!
 //! Work-level conditions carry `observedGeneration` = the work's generation; the
 //! per-manifest ones carry none, as the Go agent's status events show.
 
+#[cfg(feature = "cel")]
 pub mod cel_rules;
 
 use serde_json::Value;
@@ -155,7 +157,7 @@ pub mod rule_reason {
     /// A CEL expression did not parse, failed, or gave a non-boolean (status False).
     pub const EXPRESSION_ERROR: &str = "ConditionRuleExpressionError";
     /// The rule could not be evaluated for a reason the rule's author does not control
-    /// (OCM: the CEL program could not be built). Not produced by this agent.
+    /// (OCM: the CEL program could not be built; here: an agent built without CEL).
     pub const INTERNAL_ERROR: &str = "ConditionRuleInternalError";
     /// Unknown rule type.
     pub const INVALID: &str = "ConditionRuleInvalid";
@@ -241,6 +243,7 @@ pub fn rule_condition(
     }
 }
 
+#[cfg(feature = "cel")]
 /// A `CEL` rule's condition (§3.2, OCM's `getConditionByCelRule`): True or False with
 /// `ConditionRuleEvaluated` by the ANDed expressions, and the message of
 /// [`rule_message`]; False with `ConditionRuleExpressionError` and the error as message
@@ -271,6 +274,7 @@ fn cel_condition(rule: &ConditionRule, live: &Value, at: Time) -> Condition {
     }
 }
 
+#[cfg(feature = "cel")]
 /// The message of an evaluated rule (OCM's `getConditionMessageByRule`): the
 /// `messageExpression`'s string when it yields a non-empty one, its error when it fails
 /// (the status stays the expressions'), else `fallback()`.
@@ -290,6 +294,7 @@ fn rule_message(
     }
 }
 
+#[cfg(feature = "cel")]
 /// `message` when set, else "Manifest is <Condition>" / "Manifest is not <Condition>".
 fn default_rule_message(rule: &ConditionRule, result: bool) -> String {
     if !rule.message.is_empty() {
@@ -301,6 +306,7 @@ fn default_rule_message(rule: &ConditionRule, result: bool) -> String {
     }
 }
 
+#[cfg(feature = "cel")]
 /// A well-known rule's message (§4.4): a user `messageExpression` replaces the built-in
 /// message; a user `message` alone never shows, as the built-in one always yields text.
 /// When the user's expression yields the empty string OCM falls back to the user's
@@ -322,6 +328,31 @@ fn well_known_message(
     rule_message(rule, &object, result, || {
         default_rule_message(&condition, result)
     })
+}
+
+/// Without the `cel` feature a `CEL` rule cannot be evaluated: Unknown, as OCM reports
+/// a rule it cannot build.
+#[cfg(not(feature = "cel"))]
+fn cel_condition(rule: &ConditionRule, _live: &Value, at: Time) -> Condition {
+    cond(
+        &rule.condition,
+        st::UNKNOWN,
+        rule_reason::INTERNAL_ERROR,
+        "CEL condition rules are not supported by this agent",
+        at,
+    )
+}
+
+/// Without the `cel` feature a `messageExpression` cannot be evaluated: the built-in
+/// message stays.
+#[cfg(not(feature = "cel"))]
+fn well_known_message(
+    _rule: &ConditionRule,
+    _live: &Value,
+    _result: bool,
+    built_in: String,
+) -> String {
+    built_in
 }
 
 /// The work-level condition of one rule-produced type, aggregated over the manifests'
@@ -512,6 +543,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cel")]
     fn cel_rule(condition: &str, expressions: &[&str]) -> ConditionRule {
         ConditionRule {
             condition: condition.into(),
@@ -521,6 +553,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "cel")]
     #[test]
     fn cel_rules_give_evaluated_or_expression_error() {
         let now = Time::now();

@@ -5,6 +5,8 @@
 //! `reconcile_conformance.rs`; the well-known rule's `messageExpression` is here. Time
 //! is the simulation's manual clock: nothing here sleeps.
 
+#![cfg(feature = "cel")]
+
 use std::sync::Arc;
 use std::time::Duration;
 
