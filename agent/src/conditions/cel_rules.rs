@@ -1,8 +1,13 @@
 //! CEL for `conditionRules` (manifestwork-semantics §2.3, §3.2, §4.4): the live object
 //! becomes the CEL variable `object`, a rule's `celExpressions` are ANDed, and a
-//! `messageExpression` sees `object` and `result`. Built on the pure-Rust `cel` crate
-//! (standard library and macros only: no timestamps, regexes or extensions, which keeps
-//! the binary small; an expression calling them fails with an evaluation error).
+//! `messageExpression` sees `object` and `result`. Built on the pure-Rust `cel` crate,
+//! with CEL's standard library and macros only. OCM's environment adds cel-go's string
+//! extension and Kubernetes' libraries (lists, regex, quantity, URL, IP, CIDR, format,
+//! semver); here a call to one of those fails with "Undeclared reference to '…'"
+//! (status False, `ConditionRuleExpressionError`). They are left out on purpose: the
+//! crate's versions need more dependencies (regex, timestamps with a time-zone
+//! database), and some make memory unbounded (`lists.range(n)`, `replace` with an
+//! empty pattern).
 //!
 //! The expressions come from whoever writes the ManifestWork, so they are hostile input
 //! evaluated on the agent's own threads. What is bounded, and how:
@@ -399,5 +404,40 @@ mod tests {
         assert_eq!(depth("[1].all(x, x > 0)"), 1);
         assert_eq!(depth("[1].map(x, x).all(y, y > 0)"), 1);
         assert_eq!(depth("[1].all(x, [2].exists(y, y > x))"), 2);
+    }
+
+    /// The release agent aborts on panic, so a hostile expression must give an error,
+    /// never a panic: overflow, division by zero, bad indexes and conversions.
+    #[test]
+    fn arithmetic_and_indexing_edge_cases_are_errors() {
+        let o = CelObject::new(&json!({"l": [1, 2], "s": "x", "big": u64::MAX}));
+        for e in [
+            "-9223372036854775808 / -1",
+            "-9223372036854775808 % -1",
+            "-(-9223372036854775808)",
+            "9223372036854775807 + 1",
+            "1u - 2u",
+            "object.big + 1u",
+            "1 / 0",
+            "1 % 0",
+            "object.l[-1]",
+            "object.l[9223372036854775807]",
+            "object.l[0.5]",
+            "object.s[0]",
+            "int('9223372036854775808')",
+            "int(1e300)",
+            "uint(-1)",
+            "{'a': 1, 'a': 2}.size() == 1",
+            "object.s.lowerAscii() == 'x'",
+        ] {
+            assert!(
+                matches!(all_true(&exprs(&[e]), &o), Err(CelError::Evaluation(_))),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            all_true(&exprs(&["object.big == 18446744073709551615u"]), &o),
+            Ok(true)
+        );
     }
 }
