@@ -33,7 +33,8 @@
 //! only roughly). The budget is per expression, not shared across a manifest's rules
 //! as in Kubernetes.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cel::Program;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
@@ -135,7 +136,7 @@ fn to_cel(v: &Value, count: &mut usize) -> CelValue {
             CelValue::List(Arc::new(items.iter().map(|i| to_cel(i, count)).collect()))
         }
         Value::Object(fields) => {
-            let map: std::collections::HashMap<Key, CelValue> = fields
+            let map: HashMap<Key, CelValue> = fields
                 .iter()
                 .map(|(k, v)| (Key::from(k.as_str()), to_cel(v, count)))
                 .collect();
@@ -183,20 +184,81 @@ fn evaluate(
     object: &CelObject,
     result: Option<bool>,
 ) -> Result<CelValue, CelError> {
-    let program = compile(expression)?;
-    let depth = comprehension_depth(program.expression());
-    let values = object.values + node_count(program.expression());
-    if estimated_cost(values, depth) > COST_BUDGET {
-        return Err(CelError::TooCostly { depth, values });
+    let compiled = cached(expression)?;
+    let values = object.values + compiled.nodes;
+    if estimated_cost(values, compiled.depth) > COST_BUDGET {
+        return Err(CelError::TooCostly {
+            depth: compiled.depth,
+            values,
+        });
     }
     let mut context = Context::with_env(Arc::clone(stdlib()));
     context.add_variable_from_value("object", object.value.clone());
     if let Some(result) = result {
         context.add_variable_from_value("result", result);
     }
-    program
+    compiled
+        .program
         .execute(&context)
         .map_err(|e| CelError::Evaluation(e.to_string()))
+}
+
+/// A parsed expression with what the cost bound needs of it.
+#[derive(Debug)]
+struct Compiled {
+    program: Program,
+    depth: u32,
+    nodes: usize,
+}
+
+/// At most this many parsed expressions are kept…
+const CACHE_ENTRIES: usize = 256;
+/// …and at most this much expression text (a parsed expression takes some tens of
+/// times its text in memory, so this keeps the cache to a few MB).
+const CACHE_TEXT_BYTES: usize = 256 * 1024;
+
+/// The expressions parsed so far, by text, with the total of their lengths.
+type Cache = (HashMap<String, Result<Arc<Compiled>, CelError>>, usize);
+
+static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+
+/// Parses an expression, or takes it from a bounded cache: the same rules are evaluated
+/// at every status refresh, and parsing costs some 30 times evaluating (measured on a
+/// typical rule). Errors are cached too. When a bound would be exceeded the cache is
+/// emptied rather than evicted by age: simple, and hostile churn only costs re-parsing.
+fn cached(expression: &str) -> Result<Arc<Compiled>, CelError> {
+    let cache = CACHE.get_or_init(Mutex::default);
+    // A poisoned lock only means a panic elsewhere; the map is still consistent.
+    let hit = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .0
+        .get(expression)
+        .cloned();
+    if let Some(hit) = hit {
+        return hit;
+    }
+    // Parsed outside the lock, so one long parse does not hold up other threads.
+    let compiled = compile(expression).map(|program| {
+        Arc::new(Compiled {
+            depth: comprehension_depth(program.expression()),
+            nodes: node_count(program.expression()),
+            program,
+        })
+    });
+    if expression.len() <= MAX_EXPRESSION_LEN {
+        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.0.len() >= CACHE_ENTRIES || c.1 + expression.len() > CACHE_TEXT_BYTES {
+            *c = Cache::default();
+        }
+        if c.0
+            .insert(expression.to_string(), compiled.clone())
+            .is_none()
+        {
+            c.1 += expression.len();
+        }
+    }
+    compiled
 }
 
 /// CEL's standard environment, built once: it registers every standard function, which
@@ -439,5 +501,24 @@ mod tests {
             all_true(&exprs(&["object.big == 18446744073709551615u"]), &o),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn the_parse_cache_stays_bounded() {
+        let o = object();
+        for i in 0..(CACHE_ENTRIES + 10) {
+            let e = format!("{i} == {i} || object.spec.replicas > {i}");
+            assert_eq!(all_true(&[e.clone()], &o), Ok(true));
+            // Cached: the same answer again.
+            assert_eq!(all_true(&[e], &o), Ok(true));
+        }
+        let filler = "x".repeat(MAX_EXPRESSION_LEN - 40);
+        for i in 0..(CACHE_TEXT_BYTES / MAX_EXPRESSION_LEN + 5) {
+            let big = format!("{i} == {i} || '{filler}' == ''");
+            assert_eq!(all_true(&[big], &o), Ok(true));
+        }
+        let cache = CACHE.get().unwrap().lock().unwrap();
+        assert!(cache.0.len() <= CACHE_ENTRIES);
+        assert!(cache.1 <= CACHE_TEXT_BYTES);
     }
 }
