@@ -508,7 +508,7 @@ mod tests {
         let o = object();
         for i in 0..(CACHE_ENTRIES + 10) {
             let e = format!("{i} == {i} || object.spec.replicas > {i}");
-            assert_eq!(all_true(&[e.clone()], &o), Ok(true));
+            assert_eq!(all_true(std::slice::from_ref(&e), &o), Ok(true));
             // Cached: the same answer again.
             assert_eq!(all_true(&[e], &o), Ok(true));
         }
