@@ -18,6 +18,7 @@ use workbus_schemas::work::{
 };
 
 struct Env {
+    sim: Arc<SimulatedCluster>,
     clock: SimClock,
     r: Reconciler<SimulatedCluster>,
 }
@@ -32,7 +33,8 @@ fn env(ready_after: Duration) -> Env {
         .with_clock(clock.clone()),
     );
     Env {
-        r: Reconciler::new(sim),
+        r: Reconciler::new(sim.clone()),
+        sim,
         clock,
     }
 }
@@ -319,4 +321,34 @@ async fn message_expression_message_and_defaults() {
         srm(manifest_cond(&out.status, 2, "Complete")),
         ("True", "ConditionRuleEvaluated", "done")
     );
+}
+
+#[tokio::test]
+async fn item_46_a_cel_produced_complete_stops_applying() {
+    let e = env(Duration::from_secs(1));
+    let rule = json!([cel("Complete", &["object.data.a == '1'"])]);
+    let spec = |value: &str| {
+        let mut m = cm("a");
+        m["data"]["a"] = json!(value);
+        json!({"workload": {"manifests": [m]},
+               "manifestConfigs": [rules_for("", "configmaps", "a", rule.clone())]})
+    };
+    let live_a = || {
+        e.sim
+            .object("", "v1", "configmaps", "default", "a")
+            .unwrap()["data"]["a"]
+            .clone()
+    };
+    let (out, state) = e.apply(&work(1, spec("0")), &WorkState::default()).await;
+    assert_eq!(out.status.condition("Complete").unwrap().status, "False");
+    // Not complete: spec changes are applied.
+    let (out, state) = e.apply(&work(2, spec("1")), &state).await;
+    assert_eq!(live_a(), "1");
+    assert_eq!(
+        srm(out.status.condition("Complete").unwrap()),
+        ("True", "ConditionRulesAggregated", "Manifest is Complete")
+    );
+    // Complete (§4.5): the work is not applied any more.
+    e.apply(&work(3, spec("2")), &state).await;
+    assert_eq!(live_a(), "1");
 }
