@@ -2,8 +2,9 @@
 //! by conformance item of `manifestwork-semantics.md` §12 (numbers in the test names),
 //! plus §3.2's messages. Item 45 (`WellKnownConditions` on a finished Job) is
 //! `item_35_45_daemonset_job_pod_feedback_and_complete_rule` in
-//! `reconcile_conformance.rs`; the well-known rule's `messageExpression` is here. Time
-//! is the simulation's manual clock: nothing here sleeps.
+//! `reconcile_conformance.rs`; the well-known rule's `messageExpression` is here. Built
+//! only with the agent's `cel` feature (on by default). Time is the simulation's
+//! manual clock: nothing here sleeps.
 
 #![cfg(feature = "cel")]
 

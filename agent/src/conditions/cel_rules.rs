@@ -14,10 +14,11 @@
 //!
 //! - text: each expression at most [`MAX_EXPRESSION_LEN`] bytes, at most
 //!   [`MAX_EXPRESSIONS`] per rule, checked before parsing;
-//! - nesting: the crate's parser stops at a recursion depth of 96, so neither parsing
-//!   nor the (recursive) evaluation can overflow the stack; the object is converted
-//!   without recursion limits of its own, but it comes from JSON, whose parser stops at
-//!   depth 128;
+//! - nesting: the crate's parser stops at a recursion depth of 96, and trees deeper
+//!   than [`MAX_EXPRESSION_DEPTH`] (chains like `a.b.c…`, which the parser builds
+//!   without recursing) are refused, so the recursive evaluation cannot overflow the
+//!   stack; the object is converted without a depth limit of its own, but it comes from
+//!   JSON, whose parser stops at depth 128;
 //! - time: the crate has no cost budget or interruption, so a static bound stands in
 //!   for Kubernetes' runtime budget. Only comprehensions (`all`, `exists`,
 //!   `exists_one`, `map`, `filter`) iterate; a range has at most as many elements as the
@@ -50,6 +51,13 @@ pub const MAX_EXPRESSION_LEN: usize = 10 * 1024;
 /// The most `celExpressions` one rule may have.
 pub const MAX_EXPRESSIONS: usize = 32;
 
+/// The deepest expression tree accepted. Evaluation (and this module's walks) recurse
+/// once per level; the parser's own limit (96) covers parentheses and calls but not
+/// chains such as `a.b.c…` or `x + x + …`, which a 10 KiB expression can make
+/// thousands deep, enough to overflow a thread's stack (seen at 4,000 in a debug
+/// build), and the release agent aborts on that.
+pub const MAX_EXPRESSION_DEPTH: usize = 100;
+
 /// The most comprehension iterations the static bound may allow for one expression.
 /// An iteration costs about 2–3 µs in a debug build (measured), a fraction of that
 /// optimised, so this is at most a few seconds unoptimised. It admits two nested loops
@@ -79,6 +87,12 @@ pub enum CelError {
     /// The expression does not parse.
     #[error("{0}")]
     Syntax(String),
+    /// The expression's tree is deeper than [`MAX_EXPRESSION_DEPTH`].
+    #[error("expression nests more than {max} deep")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// The static bound of its evaluation cost exceeds [`COST_BUDGET`].
     #[error(
         "CEL evaluation budget exceeded: comprehensions nested {depth} deep over up to {values} values"
@@ -268,7 +282,7 @@ fn stdlib() -> &'static Arc<Env> {
     ENV.get_or_init(|| Arc::new(Env::stdlib()))
 }
 
-/// Parses one expression, refusing over-long text first. Parse errors are reported one
+/// Parses one expression, refusing over-long text first and over-deep trees after. Parse errors are reported one
 /// line each, without the source snippets the crate appends (as OCM trims cel-go's).
 pub fn compile(expression: &str) -> Result<Program, CelError> {
     if expression.len() > MAX_EXPRESSION_LEN {
@@ -277,14 +291,33 @@ pub fn compile(expression: &str) -> Result<Program, CelError> {
             max: MAX_EXPRESSION_LEN,
         });
     }
-    Program::compile(expression).map_err(|errors| {
+    let program = Program::compile(expression).map_err(|errors| {
         let lines: Vec<String> = errors
             .errors
             .iter()
             .map(|e| format!("ERROR: <input>:{}:{}: {}", e.pos.0, e.pos.1, e.msg))
             .collect();
         CelError::Syntax(lines.join("; "))
-    })
+    })?;
+    if too_deep(program.expression(), MAX_EXPRESSION_DEPTH) {
+        return Err(CelError::TooDeep {
+            max: MAX_EXPRESSION_DEPTH,
+        });
+    }
+    Ok(program)
+}
+
+/// Whether the tree is deeper than `max` levels, found without recursion (the tree
+/// may be thousands deep).
+fn too_deep(root: &IdedExpr, max: usize) -> bool {
+    let mut stack = vec![(root, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        if depth > max {
+            return true;
+        }
+        stack.extend(children(e).into_iter().map(|c| (c, depth + 1)));
+    }
+    false
 }
 
 /// The upper bound on comprehension iterations: `values^depth`, saturating. Depth 0
@@ -520,5 +553,39 @@ mod tests {
         let cache = CACHE.get().unwrap().lock().unwrap();
         assert!(cache.0.len() <= CACHE_ENTRIES);
         assert!(cache.1 <= CACHE_TEXT_BYTES);
+    }
+
+    /// Chains the parser builds without recursing would overflow the stack of the
+    /// recursive evaluation (the release agent aborts on that): refused by depth.
+    #[test]
+    fn long_chains_are_refused_not_overflowing_the_stack() {
+        let o = object();
+        for e in [
+            format!("object{} == 1", ".a".repeat(4000)),
+            format!("{} == 1", vec!["1"; 2000].join(" + ")),
+            format!("[1]{}", "[0]".repeat(3000)),
+            format!("object{}", ".f()".repeat(2000)),
+        ] {
+            assert!(e.len() <= MAX_EXPRESSION_LEN);
+            assert_eq!(
+                all_true(&[e], &o),
+                Err(CelError::TooDeep {
+                    max: MAX_EXPRESSION_DEPTH
+                })
+            );
+        }
+        // The parser balances `&&`/`||` chains and folds repeated unary operators.
+        assert_eq!(all_true(&[vec!["true"; 1200].join(" && ")], &o), Ok(true));
+        assert_eq!(
+            all_true(&[format!("{}true", "!".repeat(5000))], &o),
+            Ok(true)
+        );
+        // Just under the limit evaluates on a test thread's 2 MiB stack (as tokio's
+        // workers have), even unoptimised.
+        let deepest = format!("{} > 0", vec!["1"; MAX_EXPRESSION_DEPTH - 3].join(" + "));
+        assert_eq!(all_true(&[deepest], &o), Ok(true));
+        // A long but shallow expression is fine.
+        let wide = format!("[{}].size() > 0", vec!["1"; 2000].join(", "));
+        assert_eq!(all_true(&[wide], &o), Ok(true));
     }
 }
