@@ -5,11 +5,16 @@
 //! - per manifest: `Applied`, `Available`, `StatusFeedbackSynced`;
 //! - per work: `Applied` and `Available`, aggregated over the manifests (§3.1);
 //! - per manifest and per work: the condition types produced by `conditionRules`
-//!   (`WellKnownConditions`; CEL is reported as unsupported), aggregated per type;
+//!   (`WellKnownConditions`, and `CEL` evaluated by `cel_rules` with OCM's statuses,
+//!   reasons and messages; without the `cel` feature CEL rules are reported Unknown /
+//!   `ConditionRuleInternalError` as unsupported), aggregated per type;
 //! - `Deleting` while the agent cleans a work up.
 //!
 //! Work-level conditions carry `observedGeneration` = the work's generation; the
 //! per-manifest ones carry none, as the Go agent's status events show.
+
+#[cfg(feature = "cel")]
+pub mod cel_rules;
 
 use serde_json::Value;
 use workbus_schemas::work::spec::ConditionRule;
@@ -161,7 +166,10 @@ pub mod rule_type {
 pub mod rule_reason {
     /// The rule was evaluated.
     pub const EVALUATED: &str = "ConditionRuleEvaluated";
-    /// The rule could not be built (here: CEL, which this agent does not evaluate).
+    /// A CEL expression did not parse, failed, or gave a non-boolean (status False).
+    pub const EXPRESSION_ERROR: &str = "ConditionRuleExpressionError";
+    /// The rule could not be evaluated for a reason the rule's author does not control
+    /// (OCM: the CEL program could not be built; here: an agent built without CEL).
     pub const INTERNAL_ERROR: &str = "ConditionRuleInternalError";
     /// Unknown rule type.
     pub const INVALID: &str = "ConditionRuleInvalid";
@@ -213,27 +221,27 @@ pub fn rule_condition(
                     } else {
                         "Job is not finished"
                     };
-                    Some(evaluated(name, finished, message.to_string()))
+                    Some(evaluated(
+                        name,
+                        finished,
+                        well_known_message(rule, live, finished, message.to_string()),
+                    ))
                 }
                 ("", "v1", "Pod") => {
                     let phase = live["status"]["phase"].as_str().unwrap_or_default();
                     let done = phase == "Succeeded" || phase == "Failed";
-                    Some(evaluated(name, done, format!("Pod is in phase {phase}")))
+                    let message = format!("Pod is in phase {phase}");
+                    Some(evaluated(
+                        name,
+                        done,
+                        well_known_message(rule, live, done, message),
+                    ))
                 }
                 _ => None,
             }
         }
         _ if rule.condition.is_empty() => None,
-        rule_type::CEL => Some(
-            cond(
-                &rule.condition,
-                st::UNKNOWN,
-                rule_reason::INTERNAL_ERROR,
-                "CEL condition rules are not supported by this agent",
-                at,
-            )
-            .with_observed_generation(generation),
-        ),
+        rule_type::CEL => Some(cel_condition(rule, live, at).with_observed_generation(generation)),
         other => Some(
             cond(
                 &rule.condition,
@@ -245,6 +253,118 @@ pub fn rule_condition(
             .with_observed_generation(generation),
         ),
     }
+}
+
+#[cfg(feature = "cel")]
+/// A `CEL` rule's condition (§3.2, OCM's `getConditionByCelRule`): True or False with
+/// `ConditionRuleEvaluated` by the ANDed expressions, and the message of
+/// [`rule_message`]; False with `ConditionRuleExpressionError` and the error as message
+/// when an expression does not parse, fails, returns a non-boolean or is refused by the
+/// limits of [`cel_rules`].
+fn cel_condition(rule: &ConditionRule, live: &Value, at: Time) -> Condition {
+    let object = cel_rules::CelObject::new(live);
+    match cel_rules::all_true(&rule.cel_expressions, &object) {
+        Err(e) => cond(
+            &rule.condition,
+            st::FALSE,
+            rule_reason::EXPRESSION_ERROR,
+            &e.to_string(),
+            at,
+        ),
+        Ok(result) => {
+            let fallback = || default_rule_message(rule, result);
+            let message = rule_message(rule, &object, result, fallback);
+            let status = if result { st::TRUE } else { st::FALSE };
+            cond(
+                &rule.condition,
+                status,
+                rule_reason::EVALUATED,
+                &message,
+                at,
+            )
+        }
+    }
+}
+
+#[cfg(feature = "cel")]
+/// The message of an evaluated rule (OCM's `getConditionMessageByRule`): the
+/// `messageExpression`'s string when it yields a non-empty one, its error when it fails
+/// (the status stays the expressions'), else `fallback()`.
+fn rule_message(
+    rule: &ConditionRule,
+    object: &cel_rules::CelObject,
+    result: bool,
+    fallback: impl FnOnce() -> String,
+) -> String {
+    if rule.message_expression.is_empty() {
+        return fallback();
+    }
+    match cel_rules::message(&rule.message_expression, object, result) {
+        Ok(Some(message)) => message,
+        Ok(None) => fallback(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(feature = "cel")]
+/// `message` when set, else "Manifest is <Condition>" / "Manifest is not <Condition>".
+fn default_rule_message(rule: &ConditionRule, result: bool) -> String {
+    if !rule.message.is_empty() {
+        rule.message.clone()
+    } else if result {
+        format!("Manifest is {}", rule.condition)
+    } else {
+        format!("Manifest is not {}", rule.condition)
+    }
+}
+
+#[cfg(feature = "cel")]
+/// A well-known rule's message (§4.4): a user `messageExpression` replaces the built-in
+/// message; a user `message` alone never shows, as the built-in one always yields text.
+/// When the user's expression yields the empty string OCM falls back to the user's
+/// `message`, else to the built-in rule's (empty) message, i.e. "Manifest is Complete".
+fn well_known_message(
+    rule: &ConditionRule,
+    live: &Value,
+    result: bool,
+    built_in: String,
+) -> String {
+    if rule.message_expression.is_empty() {
+        return built_in;
+    }
+    let object = cel_rules::CelObject::new(live);
+    let condition = ConditionRule {
+        condition: ty::COMPLETE.to_string(),
+        ..rule.clone()
+    };
+    rule_message(rule, &object, result, || {
+        default_rule_message(&condition, result)
+    })
+}
+
+/// Without the `cel` feature a `CEL` rule cannot be evaluated: Unknown, as OCM reports
+/// a rule it cannot build.
+#[cfg(not(feature = "cel"))]
+fn cel_condition(rule: &ConditionRule, _live: &Value, at: Time) -> Condition {
+    cond(
+        &rule.condition,
+        st::UNKNOWN,
+        rule_reason::INTERNAL_ERROR,
+        "CEL condition rules are not supported by this agent",
+        at,
+    )
+}
+
+/// Without the `cel` feature a `messageExpression` cannot be evaluated: the built-in
+/// message stays.
+#[cfg(not(feature = "cel"))]
+fn well_known_message(
+    _rule: &ConditionRule,
+    _live: &Value,
+    _result: bool,
+    built_in: String,
+) -> String {
+    built_in
 }
 
 /// The work-level condition of one rule-produced type, aggregated over the manifests'
@@ -433,5 +553,55 @@ mod tests {
             work_available(&[], 1, now).message,
             "cannot get any available resource "
         );
+    }
+
+    #[cfg(feature = "cel")]
+    fn cel_rule(condition: &str, expressions: &[&str]) -> ConditionRule {
+        ConditionRule {
+            condition: condition.into(),
+            type_: rule_type::CEL.into(),
+            cel_expressions: expressions.iter().map(|e| e.to_string()).collect(),
+            ..ConditionRule::default()
+        }
+    }
+
+    #[cfg(feature = "cel")]
+    #[test]
+    fn cel_rules_give_evaluated_or_expression_error() {
+        let now = Time::now();
+        let live = serde_json::json!({"spec": {"replicas": 2}, "status": {"readyReplicas": 2}});
+        let gvk = ("apps", "v1", "Deployment");
+        let ok = cel_rule(
+            "Ready",
+            &["object.status.readyReplicas == object.spec.replicas"],
+        );
+        let c = rule_condition(&ok, gvk, &live, 4, now).unwrap();
+        assert_eq!(
+            (
+                c.status.as_str(),
+                c.reason.as_str(),
+                c.message.as_str(),
+                c.observed_generation
+            ),
+            (st::TRUE, rule_reason::EVALUATED, "Manifest is Ready", 4)
+        );
+        let not = cel_rule("Ready", &["true", "object.spec.replicas > 2"]);
+        let c = rule_condition(&not, gvk, &live, 4, now).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            (st::FALSE, "Manifest is not Ready")
+        );
+        let bad = cel_rule("Ready", &["object.spec.replicas"]);
+        let c = rule_condition(&bad, gvk, &live, 4, now).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            (
+                st::FALSE,
+                rule_reason::EXPRESSION_ERROR,
+                "expected bool result, got int"
+            )
+        );
+        // `condition` is required for CEL: without it nothing is produced.
+        assert!(rule_condition(&cel_rule("", &["true"]), gvk, &live, 4, now).is_none());
     }
 }
