@@ -43,19 +43,13 @@ fn env(ready_after: Duration) -> Env {
 impl Env {
     async fn apply(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
         let out = self.r.apply(w, state, self.clock.now()).await;
-        let next = WorkState {
-            applied: out.applied.clone(),
-            status: out.status.clone(),
-        };
+        let next = out.clone().into_state();
         (out, next)
     }
 
     async fn refresh(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
         let out = self.r.refresh(w, state, self.clock.now()).await;
-        let next = WorkState {
-            applied: out.applied.clone(),
-            status: out.status.clone(),
-        };
+        let next = out.clone().into_state();
         (out, next)
     }
 }
