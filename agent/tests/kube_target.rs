@@ -800,3 +800,111 @@ async fn reconciler_applies_a_work_through_the_kube_target() {
     );
     assert!(e.server.object("v1", "Namespace", "", "web").is_none());
 }
+
+/// Runs the agent binary with `args` until it prints a line containing `needle` or
+/// exits; returns (the line or all output, exit code if it exited).
+async fn agent_binary(args: &[&str], needle: &str) -> (String, Option<i32>) {
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_workbus-agent"))
+        .arg("--spoke-cluster-name=edge-kube")
+        // Nothing listens there: the agent keeps reconnecting, which is fine here.
+        .arg("--broker=127.0.0.1:1")
+        .arg(format!("--data-dir={}", data.path().display()))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", data.path())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("agent starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(needle) {
+                return Some(line);
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let code = match &found {
+        Some(_) => None,
+        None => tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|s| s.code()),
+    };
+    // Stops a still-running agent (kill_on_drop sends SIGKILL to this child only).
+    drop(child);
+    (found.unwrap_or(seen), code)
+}
+
+#[tokio::test]
+async fn the_binary_starts_on_a_kubeconfig_and_says_so() {
+    let server = KubeApiServer::start(ServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kc.yaml");
+    server.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let (banner, _) = agent_binary(
+        &[
+            "--target=kube",
+            &format!("--kubeconfig={}", kubeconfig.display()),
+        ],
+        "target: ",
+    )
+    .await;
+    assert!(
+        banner.contains(&format!("target: kubernetes at {}", server.url())),
+        "{banner}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_exits_2_without_a_usable_cluster() {
+    // A named kubeconfig that does not exist: the message names it.
+    let (out, code) = agent_binary(
+        &["--target=kube", "--kubeconfig=/nonexistent/kc.yaml"],
+        "target: ",
+    )
+    .await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("/nonexistent/kc.yaml"), "{out}");
+
+    // Nothing to infer from: says what was tried.
+    let (out, code) = agent_binary(&["--target=kube"], "target: ").await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("no Kubernetes configuration found")
+            && out.contains("KUBECONFIG")
+            && out.contains("in-cluster"),
+        "{out}"
+    );
+
+    // A cluster that does not answer.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kc.yaml");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let (out, code) = agent_binary(
+        &[
+            "--target=kube",
+            &format!("--kubeconfig={}", kubeconfig.display()),
+        ],
+        "target: ",
+    )
+    .await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("unreachable"), "{out}");
+}

@@ -211,16 +211,20 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
         "customresourcedefinitions",
         false,
     ),
-    // The agent's own record of what it applied (a CRD on a real cluster, always
-    // installed here).
-    (
-        "work.open-cluster-management.io",
-        "v1",
-        "AppliedManifestWork",
-        "appliedmanifestworks",
-        false,
-    ),
 ];
+
+/// The agent's own record of what it applied: a CRD on a real cluster, always served
+/// here, in the ManifestWork's API group and version (named by the protocol crate).
+fn applied_manifest_work() -> ResourceMapping {
+    let (group, version) = split_api_version(workbus_schemas::work::ManifestWork::API_VERSION);
+    ResourceMapping {
+        group: group.to_string(),
+        version: version.to_string(),
+        kind: "AppliedManifestWork".to_string(),
+        resource: "appliedmanifestworks".to_string(),
+        namespaced: false,
+    }
+}
 
 /// One stored object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -597,6 +601,10 @@ impl Target for SimulatedCluster {
                 resource: r.to_string(),
                 namespaced: *n,
             });
+        }
+        let amw = applied_manifest_work();
+        if amw.group == group && amw.version == version && amw.kind == kind {
+            return Ok(amw);
         }
         Self::custom_kind(&self.state(), group, version, kind)
             .ok_or_else(|| TargetError::UnknownKind(kind.to_string()))
