@@ -8,6 +8,25 @@
 //! - [`errors`]: API answers → [`TargetError`], with the server's message;
 //! - [`connect`]: finding the cluster (`--kubeconfig`, else as kubectl does).
 //!
+//! ## Running the agent on a cluster
+//!
+//! ```sh
+//! kubectl apply -f deploy/agent/crd-appliedmanifestwork.yaml
+//! workbus-agent --spoke-cluster-name=edge-1 --target kube --kubeconfig ~/edge-1.yaml
+//! ```
+//!
+//! The configuration comes from `--kubeconfig PATH` (env `WORKBUS_AGENT_KUBECONFIG`,
+//! its current context); without it, as kubectl finds it: the `KUBECONFIG` variable,
+//! else `~/.kube/config`, else the in-cluster service account (a pod with
+//! `KUBERNETES_SERVICE_HOST` and the mounted token). At start the agent asks the API
+//! server for `/version`; when no configuration is found or the server does not
+//! answer, it exits with code 2 and says what it tried. The start banner names the
+//! target (`target: kubernetes at https://…`). The agent needs RBAC to read and write
+//! the kinds its works carry, AppliedManifestWorks, and to create
+//! SubjectAccessReviews (executors). A build without the agent's `kube` cargo feature
+//! (`--no-default-features`, as the hub links it) has no Kubernetes client and refuses
+//! `--target kube`.
+//!
 //! Reads are never cached (the reconciler needs the live state); only discovery is.
 //! Writes send only what changed: `Update` compares before it replaces, owner and
 //! finalizer changes are merge patches guarded by the resourceVersion they were

@@ -71,6 +71,7 @@ async fn run(api: &Api<DynamicObject>, resource: &ResourceMapping, tx: &mpsc::Se
         };
         let mut last = version;
         let mut failed = false;
+        let opened = tokio::time::Instant::now();
         while let Some(event) = stream.next().await {
             let changed = match event {
                 Ok(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)) => o,
@@ -97,9 +98,11 @@ async fn run(api: &Api<DynamicObject>, resource: &ResourceMapping, tx: &mpsc::Se
                 return;
             }
         }
-        if failed {
+        // A server that ends watches at once must not make this a busy loop.
+        if failed || opened.elapsed() < RESTART_DELAY {
             tokio::time::sleep(RESTART_DELAY).await;
-        } else {
+        }
+        if !failed {
             // A watch that timed out resumes where it ended.
             from = Some(last);
         }
