@@ -43,7 +43,7 @@ static SIM_READY_AFTER: LazyLock<String> =
 pub enum TargetKind {
     /// The simulated cluster (demos, scale runs, tests).
     Sim,
-    /// A real Kubernetes API server (not available yet).
+    /// A Kubernetes API server (`--kubeconfig`, else found as kubectl finds it).
     Kube,
 }
 
@@ -109,6 +109,10 @@ pub struct Args {
     /// Where the agent applies works.
     #[arg(long, value_enum, default_value_t = TargetKind::Sim, env = "WORKBUS_AGENT_TARGET")]
     pub target: TargetKind,
+    /// Kubeconfig of the cluster for --target kube (without it: KUBECONFIG,
+    /// ~/.kube/config, then the in-cluster service account, as kubectl).
+    #[arg(long, value_name = "PATH", env = "WORKBUS_AGENT_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// Directory for durable state (default `./workbus-agent-data/<cluster>`).
     #[arg(long, env = "WORKBUS_AGENT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -145,8 +149,10 @@ pub enum CliError {
     /// Unsupported driver.
     #[error("--workload-source-driver={0} is not supported; only {MQTT_DRIVER} is")]
     Driver(String),
-    /// The kube target is a later feature.
-    #[error("--target=kube is not available yet; use --target=sim")]
+    /// This build has no Kubernetes target (built without the agent's `kube` feature).
+    #[error(
+        "--target=kube: this workbus-agent was built without Kubernetes support (cargo feature `kube`)"
+    )]
     KubeTarget,
     /// The sdk-go MQTT config file could not be read or is invalid (names the file).
     #[error("--workload-source-config: {0}")]
@@ -173,7 +179,7 @@ impl Args {
         if self.workload_source_driver != MQTT_DRIVER {
             return Err(CliError::Driver(self.workload_source_driver.clone()));
         }
-        if self.target == TargetKind::Kube {
+        if self.target == TargetKind::Kube && !cfg!(feature = "kube") {
             return Err(CliError::KubeTarget);
         }
         let cluster = &self.spoke_cluster_name;
@@ -215,6 +221,16 @@ impl Args {
             config.hub_host = host;
         }
         Ok(config)
+    }
+
+    /// Where the Kubernetes configuration comes from (`--target kube`).
+    #[cfg(feature = "kube")]
+    pub fn kube_config_source(&self) -> crate::target::kube::KubeConfigSource {
+        use crate::target::kube::KubeConfigSource;
+        match &self.kubeconfig {
+            Some(path) => KubeConfigSource::File(path.clone()),
+            None => KubeConfigSource::Infer,
+        }
     }
 
     /// The data directory: `--data-dir` or `./workbus-agent-data/<cluster>`.
@@ -269,10 +285,20 @@ mod tests {
         );
         let bad = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=Edge_1"]).unwrap();
         assert!(bad.agent_config().is_err());
-        let kube =
-            Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=e", "--target=kube"])
-                .unwrap();
-        assert!(matches!(kube.agent_config(), Err(CliError::KubeTarget)));
+        let kube = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=e",
+            "--target=kube",
+            "--kubeconfig=/etc/kc.yaml",
+        ])
+        .unwrap();
+        assert_eq!(kube.target, TargetKind::Kube);
+        assert_eq!(kube.kubeconfig, Some(PathBuf::from("/etc/kc.yaml")));
+        if cfg!(feature = "kube") {
+            assert!(kube.agent_config().is_ok());
+        } else {
+            assert!(matches!(kube.agent_config(), Err(CliError::KubeTarget)));
+        }
     }
 
     #[test]

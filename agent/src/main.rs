@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use workbus_agent::cli::Args;
+use workbus_agent::cli::{Args, TargetKind};
 use workbus_agent::runtime;
 use workbus_agent::store::FileStore;
+use workbus_agent::target::any::AnyTarget;
 use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
 use workbus_process::{defaults, init_logging, shutdown_signal};
 
@@ -35,19 +36,36 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sim = Arc::new(SimulatedCluster::new(SimConfig {
-        ready_after: args.sim_ready_after,
-        snapshot: Some(data_dir.join(SNAPSHOT_FILE)),
-    }));
+    let target = match args.target {
+        TargetKind::Sim => AnyTarget::Sim(Arc::new(SimulatedCluster::new(SimConfig {
+            ready_after: args.sim_ready_after,
+            snapshot: Some(data_dir.join(SNAPSHOT_FILE)),
+        }))),
+        #[cfg(feature = "kube")]
+        TargetKind::Kube => {
+            use workbus_agent::target::kube::KubeTarget;
+            match KubeTarget::connect(&args.kube_config_source()).await {
+                Ok(k) => AnyTarget::Kube(Arc::new(k)),
+                Err(e) => {
+                    eprintln!("workbus-agent: --target kube: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        // `agent_config` refused it already (a build without the `kube` feature).
+        #[cfg(not(feature = "kube"))]
+        TargetKind::Kube => return ExitCode::from(2),
+    };
     eprintln!(
-        "workbus-agent: cluster {} (agent id {}), broker {}:{}, data in {}, target: simulated cluster",
+        "workbus-agent: cluster {} (agent id {}), broker {}:{}, data in {}, target: {}",
         config.cluster_name,
         config.agent_id,
         config.transport.host,
         config.transport.port,
-        data_dir.display()
+        data_dir.display(),
+        target.describe()
     );
-    let agent = match runtime::start(config, sim, store) {
+    let agent = match runtime::start(config, Arc::new(target), store) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("workbus-agent: {e}");

@@ -187,7 +187,10 @@ pub fn start<T: Target, S: AgentStore>(
         reconciler: Reconciler::new(target)
             // `spec.agentID` is the hub hash, as OCM's agent sets it without `--agent-id`:
             // a cluster moving from OCM or Maestro keeps its AppliedManifestWorks.
-            .with_identity(AppliedWorkIdentity::new(&config.hub_host, &config.hub_hash())),
+            .with_identity(AppliedWorkIdentity::new(
+                &config.hub_host,
+                &config.hub_hash(),
+            )),
         // At start, after the store is loaded: AppliedManifestWorks of works lost meanwhile.
         next_sweep: now,
         works: records

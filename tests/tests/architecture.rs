@@ -6,7 +6,8 @@
 //!   without the hub's server stack, and the hub linking the agent only for its
 //!   quickstart (an optional dependency behind the `quickstart` feature); the test kit
 //!   depending on no workspace crate (every crate's tests may use it) and the benchmarks
-//!   a leaf (they may use everything, nothing uses them);
+//!   a leaf (they may use everything, nothing uses them); the Kubernetes client (the
+//!   agent's `kube` feature) never in the hub's build, quickstart included;
 //! - only `schemas/` knows protocol facts: no `ce-` property, topic fragment, OCM
 //!   extension or resync payload field name, event-type group or ManifestWork API group
 //!   is spelled out in the hub, agent, broker, transport or process sources (their `#[cfg(test)]`
@@ -127,6 +128,61 @@ fn crate_graph_points_one_way() {
             && *optional),
         "the quickstart's agent dependency is optional"
     );
+}
+
+/// The packages (`name vX`) `package` links with its default features, from cargo's
+/// resolver for that package alone (`cargo tree`): workspace-wide metadata unifies the
+/// features every member enables, which would hide what the hub itself pulls in.
+fn linked_packages(package: &str) -> Vec<String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-f",
+            "{p}",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_client_never_reaches_the_hub() {
+    let kube = |packages: &[String]| -> Vec<String> {
+        packages
+            .iter()
+            .filter(|p| p.starts_with("kube") || p.starts_with("k8s-openapi"))
+            .cloned()
+            .collect()
+    };
+    let hub = linked_packages("workbus-hub");
+    assert!(
+        hub.iter().any(|p| p.starts_with("workbus-agent ")),
+        "the hub's default build links the agent (quickstart): {hub:?}"
+    );
+    assert_eq!(
+        kube(&hub),
+        Vec::<String>::new(),
+        "the hub links the agent without its `kube` feature"
+    );
+    // The agent's own build has it (default feature), so the check above means something.
+    assert!(!kube(&linked_packages("workbus-agent")).is_empty());
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! Kubernetes target implement the same contract and the reconciler cannot tell them
 //! apart.
 
+pub mod any;
+#[cfg(feature = "kube")]
+pub mod kube;
+pub mod object;
 pub mod sim;
 
 use std::future::Future;

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use workbus_schemas::work::Time;
 
+use super::object::{change_owner, desired, merge_labels, split_api_version};
 use super::{
     Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
     ResourceMapping, Target, TargetError,
@@ -213,16 +214,20 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
         "customresourcedefinitions",
         false,
     ),
-    // The agent's own record of what it applied (a CRD on a real cluster, always
-    // installed here).
-    (
-        "work.open-cluster-management.io",
-        "v1",
-        "AppliedManifestWork",
-        "appliedmanifestworks",
-        false,
-    ),
 ];
+
+/// The agent's own record of what it applied: a CRD on a real cluster, always served
+/// here, in the ManifestWork's API group and version (named by the protocol crate).
+fn applied_manifest_work() -> ResourceMapping {
+    let (group, version) = split_api_version(workbus_schemas::work::ManifestWork::API_VERSION);
+    ResourceMapping {
+        group: group.to_string(),
+        version: version.to_string(),
+        kind: "AppliedManifestWork".to_string(),
+        resource: "appliedmanifestworks".to_string(),
+        namespaced: false,
+    }
+}
 
 /// One stored object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,81 +310,6 @@ fn key(group: &str, resource: &str, namespace: &str, name: &str) -> String {
 
 fn key_of(at: &ObjectRef) -> String {
     key(&at.group, &at.resource, &at.namespace, &at.name)
-}
-
-fn split_api_version(api_version: &str) -> (&str, &str) {
-    match api_version.rsplit_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", api_version),
-    }
-}
-
-/// The desired part of an object: everything but metadata and status.
-fn desired(obj: &Value) -> Map<String, Value> {
-    obj.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.as_str() != "metadata" && k.as_str() != "status")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Applies an owner change to object metadata; true when something changed.
-fn change_owner(meta: &mut Map<String, Value>, owner: &OwnerChange) -> bool {
-    match owner {
-        OwnerChange::Keep => false,
-        OwnerChange::Add(owner) => {
-            let refs = meta
-                .entry("ownerReferences")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if !refs.is_array() {
-                *refs = Value::Array(Vec::new());
-            }
-            match refs.as_array_mut() {
-                Some(list) if !list.iter().any(|r| r["uid"] == owner.uid.as_str()) => {
-                    list.push(owner.reference());
-                    true
-                }
-                _ => false,
-            }
-        }
-        OwnerChange::Remove(uid) => {
-            let Some(list) = meta
-                .get_mut("ownerReferences")
-                .and_then(Value::as_array_mut)
-            else {
-                return false;
-            };
-            let before = list.len();
-            list.retain(|r| r["uid"] != uid.as_str());
-            before != list.len()
-        }
-    }
-}
-
-/// Merges labels and annotations of `want` into `meta`; true when something changed.
-fn merge_labels(meta: &mut Map<String, Value>, want: &Value) -> bool {
-    let mut changed = false;
-    for field in ["labels", "annotations"] {
-        let Some(Value::Object(want)) = want.get(field) else {
-            continue;
-        };
-        let have = meta.entry(field).or_insert_with(|| json!({}));
-        if !have.is_object() {
-            *have = json!({});
-        }
-        if let Some(have) = have.as_object_mut() {
-            for (k, v) in want {
-                if have.get(k) != Some(v) {
-                    have.insert(k.clone(), v.clone());
-                    changed = true;
-                }
-            }
-        }
-    }
-    changed
 }
 
 /// The desired part of an object after `manager` server-side applies `config` to it,
@@ -767,6 +697,10 @@ impl Target for SimulatedCluster {
                 resource: r.to_string(),
                 namespaced: *n,
             });
+        }
+        let amw = applied_manifest_work();
+        if amw.group == group && amw.version == version && amw.kind == kind {
+            return Ok(amw);
         }
         Self::custom_kind(&self.state(), group, version, kind)
             .ok_or_else(|| TargetError::UnknownKind(kind.to_string()))
