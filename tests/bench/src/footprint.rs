@@ -23,7 +23,8 @@ const WORKS: usize = 100;
 /// Time given to a process to settle before reading its RSS.
 const SETTLE: Duration = Duration::from_secs(2);
 
-fn default_agent_bin() -> PathBuf {
+/// The release agent binary `cargo build --release -p workbus-agent` makes.
+pub fn default_agent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/workbus-agent")
 }
 
@@ -62,7 +63,7 @@ impl Scenario for Footprint {
         let mut agent = json!(null);
         let size = std::fs::metadata(&bin).map(|m| m.len()).ok();
         if let Some(size) = size {
-            agent = measure_agent(&hub, &broker, &bin, &source, dir.path(), limit).await?;
+            agent = measure_agent(&hub, &broker, &bin, &source, dir.path(), limit, &[]).await?;
             agent["binary_bytes"] = json!(size);
             agent["binary_mb"] = json!((size as f64 / 1e4).round() / 100.0);
             agent["binary"] = json!(bin.display().to_string());
@@ -160,14 +161,16 @@ impl Scenario for Footprint {
     }
 }
 
-/// Runs the agent binary, reads its RSS idle and with [`WORKS`] works applied.
-async fn measure_agent(
+/// Runs the agent binary (with `extra_args`, e.g. its target), reads its RSS idle and
+/// with [`WORKS`] works applied.
+pub async fn measure_agent(
     hub: &workbus_hub::HubHandle,
     broker: &TestBroker,
     bin: &std::path::Path,
     source: &str,
     dir: &std::path::Path,
     limit: Duration,
+    extra_args: &[std::ffi::OsString],
 ) -> Result<Value, BenchError> {
     let cluster = format!("fp-agent-{}", run_id());
     create_clusters(hub, &cluster, 0..1).await?;
@@ -185,6 +188,7 @@ async fn measure_agent(
         ])
         .arg("--data-dir")
         .arg(dir.join("agent"))
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

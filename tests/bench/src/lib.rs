@@ -11,13 +11,14 @@
 //! [`Ctx`] holds the options every scenario takes (agents, broker, timeout); a scenario's
 //! own options are its fields. Scenarios: [`fanout::Fanout`], [`throughput::Throughput`],
 //! [`reconnect::ReconnectStorm`], [`broker_cmp::BrokerComparison`],
-//! [`footprint::Footprint`].
+//! [`footprint::Footprint`], [`kube_agent::KubeAgent`].
 
 pub mod broker_cmp;
 pub mod child;
 pub mod fanout;
 pub mod fleet;
 pub mod footprint;
+pub mod kube_agent;
 pub mod measure;
 pub mod reconnect;
 pub mod report;

@@ -6,6 +6,7 @@
 //! ```text
 //! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto]
 //! workbus-bench footprint --agents 2000 --json footprint.json
+//! workbus-bench kube-agent --json kube-agent.json
 //! workbus-bench broker --agents 1000 --json broker.json
 //! workbus-bench reconnect-storm --agents 10000 --json storm.json
 //! workbus-bench throughput --agents 1000 --json throughput.json
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 use workbus_bench::broker_cmp::{self, BrokerComparison};
 use workbus_bench::fanout::Fanout;
 use workbus_bench::footprint::Footprint;
+use workbus_bench::kube_agent::KubeAgent;
 use workbus_bench::reconnect::ReconnectStorm;
 use workbus_bench::throughput::Throughput;
 use workbus_bench::worker::{self, WorkerArgs};
@@ -105,6 +107,16 @@ enum Command {
         #[arg(long)]
         agent_bin: Option<PathBuf>,
     },
+    /// The agent on the Kubernetes target against the API test server: binary size, RSS
+    /// idle and with 100 works, time to apply a 100-manifest work, CPU of a 1,000-work
+    /// drift reconcile.
+    KubeAgent {
+        #[command(flatten)]
+        common: Common,
+        /// The release agent binary (default: target/release/workbus-agent).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+    },
     /// Internal: the embedded broker in a child process (for the `broker` scenario).
     #[command(hide = true)]
     EmbeddedBroker,
@@ -159,5 +171,6 @@ async fn run(command: Command) -> Result<(), BenchError> {
         }
         Command::Broker { common, rounds } => common.run(&BrokerComparison { rounds }).await,
         Command::Footprint { common, agent_bin } => common.run(&Footprint { agent_bin }).await,
+        Command::KubeAgent { common, agent_bin } => common.run(&KubeAgent { agent_bin }).await,
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::KubeTarget;
+use super::kubeconfig::{self, KubeconfigFileError};
 
 /// How long the start-up check waits for the API server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,11 +27,14 @@ pub enum KubeConfigSource {
 /// Why the agent cannot use the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The named kubeconfig is missing or unusable.
-    #[error("--kubeconfig {path}: {source}")]
+    /// A kubeconfig file is missing, too large or not a kubeconfig.
+    #[error("{0}")]
+    File(#[from] KubeconfigFileError),
+    /// The kubeconfig cannot be used (no such context, unreadable certificate files, …).
+    #[error("kubeconfig {origin}: {source}")]
     Kubeconfig {
-        /// The file.
-        path: PathBuf,
+        /// The file (`--kubeconfig`), or where kubectl's lookup found it.
+        origin: String,
         /// Why.
         source: kube::config::KubeconfigError,
     },
@@ -39,8 +43,8 @@ pub enum ConnectError {
     NotFound {
         /// What was tried, in order.
         tried: String,
-        /// The last failure.
-        source: kube::config::InferConfigError,
+        /// Why the in-cluster service account, the last resort, is not usable.
+        source: kube::config::InClusterError,
     },
     /// A client could not be built from the configuration (TLS, credentials).
     #[error("Kubernetes client for {url}: {source}")]
@@ -85,31 +89,27 @@ fn tried() -> String {
     )
 }
 
+async fn from_kubeconfig(file: Kubeconfig, origin: String) -> Result<kube::Config, ConnectError> {
+    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ConnectError::Kubeconfig { origin, source })
+}
+
 impl KubeTarget {
     /// Loads the configuration, builds a client and checks that the API server answers.
     pub async fn connect(source: &KubeConfigSource) -> Result<KubeTarget, ConnectError> {
-        let config = match source {
+        let (file, origin) = match source {
             KubeConfigSource::File(path) => {
-                let file =
-                    Kubeconfig::read_from(path).map_err(|source| ConnectError::Kubeconfig {
-                        path: path.clone(),
-                        source,
-                    })?;
-                kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|source| ConnectError::Kubeconfig {
-                        path: path.clone(),
-                        source,
-                    })?
+                (Some(kubeconfig::read(path)?), path.display().to_string())
             }
-            KubeConfigSource::Infer => {
-                kube::Config::infer()
-                    .await
-                    .map_err(|source| ConnectError::NotFound {
-                        tried: tried(),
-                        source,
-                    })?
-            }
+            KubeConfigSource::Infer => (kubeconfig::read_default()?, tried()),
+        };
+        let config = match file {
+            Some(file) => from_kubeconfig(file, origin).await?,
+            None => kube::Config::incluster().map_err(|source| ConnectError::NotFound {
+                tried: tried(),
+                source,
+            })?,
         };
         let url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|source| ConnectError::Client {
