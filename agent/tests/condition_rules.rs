@@ -1,77 +1,37 @@
-//! `conditionRules` of type `CEL` through the reconciler on the simulated cluster,
-//! by conformance item of `manifestwork-semantics.md` §12 (numbers in the test names),
-//! plus §3.2's messages. Item 45 (`WellKnownConditions` on a finished Job) is
-//! `item_35_45_daemonset_job_pod_feedback_and_complete_rule` in
+//! `conditionRules` of type `CEL` through the reconciler, by conformance item of
+//! `manifestwork-semantics.md` §12 (numbers in the test names), plus §3.2's messages,
+//! each body run on both targets through the harness in `conformance/` (`sim::…` on
+//! the simulated cluster, `kube::…` on the Kubernetes target against the Kubernetes API
+//! test server, whose status simulator writes the workloads' status). Item 45
+//! (`WellKnownConditions` on a finished Job) is
+//! `item_35_45_46_daemonset_job_pod_feedback_and_complete_rule` in
 //! `reconcile_conformance.rs`; the well-known rule's `messageExpression` is here. Built
-//! only with the agent's `cel` feature (on by default). Time is the simulation's
-//! manual clock: nothing here sleeps.
+//! only with the agent's `cel` feature (on by default). Nothing here sleeps.
 
 #![cfg(feature = "cel")]
 
-use std::sync::Arc;
+#[macro_use]
+mod conformance;
+
 use std::time::Duration;
 
+use conformance::*;
 use serde_json::{Value, json};
-use workbus_agent::reconcile::{ReconcileOutcome, Reconciler, WorkState};
-use workbus_agent::target::sim::{SimClock, SimConfig, SimulatedCluster};
-use workbus_schemas::work::{
-    Condition, ManifestWork, ManifestWorkSpec, ManifestWorkStatus, ObjectMeta,
-};
+use workbus_agent::reconcile::WorkState;
+use workbus_agent::target::ObjectRef;
+use workbus_schemas::work::ManifestWork;
 
-struct Env {
-    sim: Arc<SimulatedCluster>,
-    clock: SimClock,
-    r: Reconciler<SimulatedCluster>,
-}
+on_both_targets!(
+    cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment,
+    item_47_syntax_error_and_non_boolean_result_give_expression_error,
+    item_48_removing_a_cel_rule_removes_its_condition,
+    item_49_progressing_true_if_any_other_types_false_wins,
+    message_expression_message_and_defaults,
+    item_46_a_cel_produced_complete_stops_applying,
+);
 
-fn env(ready_after: Duration) -> Env {
-    let clock = SimClock::manual(1_700_000_000_000);
-    let sim = Arc::new(
-        SimulatedCluster::new(SimConfig {
-            ready_after,
-            snapshot: None,
-        })
-        .with_clock(clock.clone()),
-    );
-    Env {
-        r: Reconciler::new(sim.clone()),
-        sim,
-        clock,
-    }
-}
-
-impl Env {
-    async fn apply(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
-        let out = self.r.apply(w, state, self.clock.now()).await;
-        let next = out.clone().into_state();
-        (out, next)
-    }
-
-    async fn refresh(&self, w: &ManifestWork, state: &WorkState) -> (ReconcileOutcome, WorkState) {
-        let out = self.r.refresh(w, state, self.clock.now()).await;
-        let next = out.clone().into_state();
-        (out, next)
-    }
-}
-
-fn work(generation: i64, spec: Value) -> ManifestWork {
-    let meta = ObjectMeta {
-        uid: "w".into(),
-        name: "w".into(),
-        namespace: "cluster1".into(),
-        generation,
-        ..ObjectMeta::default()
-    };
-    let spec: ManifestWorkSpec = serde_json::from_value(spec).expect("spec");
-    ManifestWork::new(meta, spec)
-}
-
-fn cm(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"a": "1"}})
-}
-
-fn deploy(name: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"}, "spec": {"replicas": 2}})
+fn w(generation: i64, spec: Value) -> ManifestWork {
+    work("w", generation, spec)
 }
 
 /// A manifestConfig giving the named ConfigMap (or Deployment, with `group` "apps")
@@ -85,25 +45,12 @@ fn cel(condition: &str, expressions: &[&str]) -> Value {
     json!({"condition": condition, "type": "CEL", "celExpressions": expressions})
 }
 
-fn manifest_cond<'a>(status: &'a ManifestWorkStatus, ordinal: usize, ty: &str) -> &'a Condition {
-    status.resource_status.manifests[ordinal]
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ty)
-        .unwrap_or_else(|| panic!("manifest {ordinal} has no {ty}"))
-}
-
-fn srm(c: &Condition) -> (&str, &str, &str) {
-    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
-}
-
-#[tokio::test]
-async fn cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment() {
-    let e = env(Duration::from_secs(5));
+async fn cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment<C: Cluster>() {
+    let e = Env::<C>::with(Ready::Manual).await;
     let guarded =
         "has(object.status.readyReplicas) && object.status.readyReplicas == object.spec.replicas";
     let bare = "object.status.readyReplicas == object.spec.replicas";
-    let w = work(
+    let w = w(
         1,
         json!({"workload": {"manifests": [deploy("guarded"), deploy("bare")]},
                "manifestConfigs": [
@@ -111,7 +58,7 @@ async fn cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment() {
                    rules_for("apps", "deployments", "bare", json!([cel("Ready", &[bare])]))]}),
     );
     let (out, state) = e.apply(&w, &WorkState::default()).await;
-    let ready = manifest_cond(&out.status, 0, "Ready");
+    let ready = cond(&out.status, 0, "Ready");
     assert_eq!(
         srm(ready),
         ("False", "ConditionRuleEvaluated", "Manifest is not Ready")
@@ -120,7 +67,7 @@ async fn cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment() {
     // Not ready yet, the field is absent: reading it is an evaluation error (as cel-go's
     // "no such key"), hence `has()` in the guarded rule.
     assert_eq!(
-        srm(manifest_cond(&out.status, 1, "Ready")),
+        srm(cond(&out.status, 1, "Ready")),
         (
             "False",
             "ConditionRuleExpressionError",
@@ -138,21 +85,24 @@ async fn cel_rule_ready_replicas_equals_spec_replicas_on_a_deployment() {
     );
     assert_eq!(work_ready.observed_generation, 1);
 
-    e.clock.advance(Duration::from_secs(5));
+    e.advance(Duration::from_secs(5));
+    for name in ["guarded", "bare"] {
+        e.c.set_ready("apps/v1", "Deployment", &deploy_at(name))
+            .await;
+    }
     let (out, _) = e.refresh(&w, &state).await;
     for ordinal in 0..2 {
         assert_eq!(
-            srm(manifest_cond(&out.status, ordinal, "Ready")),
+            srm(cond(&out.status, ordinal, "Ready")),
             ("True", "ConditionRuleEvaluated", "Manifest is Ready")
         );
     }
     assert_eq!(out.status.condition("Ready").unwrap().status, "True");
 }
 
-#[tokio::test]
-async fn item_47_syntax_error_and_non_boolean_result_give_expression_error() {
-    let e = env(Duration::from_secs(1));
-    let w = work(
+async fn item_47_syntax_error_and_non_boolean_result_give_expression_error<C: Cluster>() {
+    let e = Env::<C>::start().await;
+    let w = w(
         1,
         json!({"workload": {"manifests": [cm("syntax"), cm("map"), cm("ok")]},
                "manifestConfigs": [
@@ -161,7 +111,7 @@ async fn item_47_syntax_error_and_non_boolean_result_give_expression_error() {
                    rules_for("", "configmaps", "ok", json!([cel("Checked", &["object.data.a == '1'"])]))]}),
     );
     let (out, _) = e.apply(&w, &WorkState::default()).await;
-    let syntax = manifest_cond(&out.status, 0, "Checked");
+    let syntax = cond(&out.status, 0, "Checked");
     assert_eq!(
         (syntax.status.as_str(), syntax.reason.as_str()),
         ("False", "ConditionRuleExpressionError")
@@ -172,7 +122,7 @@ async fn item_47_syntax_error_and_non_boolean_result_give_expression_error() {
         syntax.message
     );
     assert_eq!(
-        srm(manifest_cond(&out.status, 1, "Checked")),
+        srm(cond(&out.status, 1, "Checked")),
         (
             "False",
             "ConditionRuleExpressionError",
@@ -180,7 +130,7 @@ async fn item_47_syntax_error_and_non_boolean_result_give_expression_error() {
         )
     );
     assert_eq!(
-        srm(manifest_cond(&out.status, 2, "Checked")),
+        srm(cond(&out.status, 2, "Checked")),
         ("True", "ConditionRuleEvaluated", "Manifest is Checked")
     );
     // An expression error is a False like any other for the work: False wins.
@@ -189,20 +139,19 @@ async fn item_47_syntax_error_and_non_boolean_result_give_expression_error() {
     assert_eq!(out.status.condition("Applied").unwrap().status, "True");
 }
 
-#[tokio::test]
-async fn item_48_removing_a_cel_rule_removes_its_condition() {
-    let e = env(Duration::from_secs(1));
+async fn item_48_removing_a_cel_rule_removes_its_condition<C: Cluster>() {
+    let e = Env::<C>::start().await;
     let both = json!([cel("Ready", &["true"]), cel("Degraded", &["false"])]);
-    let w1 = work(
+    let w1 = w(
         1,
         json!({"workload": {"manifests": [cm("a")]},
                "manifestConfigs": [rules_for("", "configmaps", "a", both)]}),
     );
     let (out, state) = e.apply(&w1, &WorkState::default()).await;
-    assert_eq!(manifest_cond(&out.status, 0, "Degraded").status, "False");
+    assert_eq!(cond(&out.status, 0, "Degraded").status, "False");
     assert_eq!(out.status.condition("Degraded").unwrap().status, "False");
 
-    let w2 = work(
+    let w2 = w(
         2,
         json!({"workload": {"manifests": [cm("a")]},
                "manifestConfigs": [rules_for("", "configmaps", "a", json!([cel("Ready", &["true"])]))]}),
@@ -218,7 +167,7 @@ async fn item_48_removing_a_cel_rule_removes_its_condition() {
     );
 
     // Without any rule left, the last rule-produced type goes too.
-    let w3 = work(3, json!({"workload": {"manifests": [cm("a")]}}));
+    let w3 = w(3, json!({"workload": {"manifests": [cm("a")]}}));
     let (out, _) = e.apply(&w3, &state).await;
     assert!(out.status.condition("Ready").is_none());
     assert!(
@@ -229,23 +178,22 @@ async fn item_48_removing_a_cel_rule_removes_its_condition() {
     );
 }
 
-#[tokio::test]
-async fn item_49_progressing_true_if_any_other_types_false_wins() {
-    let e = env(Duration::from_secs(1));
+async fn item_49_progressing_true_if_any_other_types_false_wins<C: Cluster>() {
+    let e = Env::<C>::start().await;
     let rules = json!([
         cel("Progressing", &["object.metadata.name == 'a'"]),
         cel("Healthy", &["object.metadata.name == 'a'"])
     ]);
-    let w = work(
+    let w = w(
         1,
         json!({"workload": {"manifests": [cm("a"), cm("b")]},
                "manifestConfigs": [rules_for("", "configmaps", "*", rules)]}),
     );
     let (out, _) = e.apply(&w, &WorkState::default()).await;
-    assert_eq!(manifest_cond(&out.status, 0, "Progressing").status, "True");
-    assert_eq!(manifest_cond(&out.status, 1, "Progressing").status, "False");
-    assert_eq!(manifest_cond(&out.status, 0, "Healthy").status, "True");
-    assert_eq!(manifest_cond(&out.status, 1, "Healthy").status, "False");
+    assert_eq!(cond(&out.status, 0, "Progressing").status, "True");
+    assert_eq!(cond(&out.status, 1, "Progressing").status, "False");
+    assert_eq!(cond(&out.status, 0, "Healthy").status, "True");
+    assert_eq!(cond(&out.status, 1, "Healthy").status, "False");
     assert_eq!(
         srm(out.status.condition("Progressing").unwrap()),
         (
@@ -264,9 +212,8 @@ async fn item_49_progressing_true_if_any_other_types_false_wins() {
     );
 }
 
-#[tokio::test]
-async fn message_expression_message_and_defaults() {
-    let e = env(Duration::from_secs(5));
+async fn message_expression_message_and_defaults<C: Cluster>() {
+    let e = Env::<C>::with(Ready::Manual).await;
     let with_expr = json!({"condition": "Ready", "type": "CEL",
         "celExpressions": ["has(object.status.readyReplicas)"],
         "message": "waiting for replicas",
@@ -276,10 +223,11 @@ async fn message_expression_message_and_defaults() {
     let job_expr = json!({"condition": "Complete", "type": "WellKnownConditions",
         "message": "never shown",
         "messageExpression": "result ? 'done' : 'job ' + object.metadata.name + ' running'"});
-    let w = work(
+    let w = w(
         1,
         json!({"workload": {"manifests": [deploy("d1"), deploy("d2"),
-                {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job", "namespace": "default"}, "spec": {}}]},
+                {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job", "namespace": "default"},
+                 "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}}]},
                "manifestConfigs": [
                    rules_for("apps", "deployments", "d1", json!([with_expr])),
                    rules_for("apps", "deployments", "d2", json!([bad_expr])),
@@ -288,12 +236,12 @@ async fn message_expression_message_and_defaults() {
     let (out, state) = e.apply(&w, &WorkState::default()).await;
     // The expression yields "" while false: `message` is used.
     assert_eq!(
-        srm(manifest_cond(&out.status, 0, "Ready")),
+        srm(cond(&out.status, 0, "Ready")),
         ("False", "ConditionRuleEvaluated", "waiting for replicas")
     );
     // A failing message expression keeps the rule's status; its error is the message.
     assert_eq!(
-        srm(manifest_cond(&out.status, 1, "Ready")),
+        srm(cond(&out.status, 1, "Ready")),
         (
             "True",
             "ConditionRuleEvaluated",
@@ -302,25 +250,32 @@ async fn message_expression_message_and_defaults() {
     );
     // A well-known rule's built-in message is replaced by the user's expression.
     assert_eq!(
-        srm(manifest_cond(&out.status, 2, "Complete")),
+        srm(cond(&out.status, 2, "Complete")),
         ("False", "ConditionRuleEvaluated", "job job running")
     );
 
-    e.clock.advance(Duration::from_secs(5));
+    e.advance(Duration::from_secs(5));
+    e.c.set_ready("apps/v1", "Deployment", &deploy_at("d1"))
+        .await;
+    e.c.set_ready(
+        "batch/v1",
+        "Job",
+        &ObjectRef::new("batch", "v1", "jobs", "default", "job"),
+    )
+    .await;
     let (out, _) = e.refresh(&w, &state).await;
     assert_eq!(
-        srm(manifest_cond(&out.status, 0, "Ready")),
+        srm(cond(&out.status, 0, "Ready")),
         ("True", "ConditionRuleEvaluated", "replicas: 2")
     );
     assert_eq!(
-        srm(manifest_cond(&out.status, 2, "Complete")),
+        srm(cond(&out.status, 2, "Complete")),
         ("True", "ConditionRuleEvaluated", "done")
     );
 }
 
-#[tokio::test]
-async fn item_46_a_cel_produced_complete_stops_applying() {
-    let e = env(Duration::from_secs(1));
+async fn item_46_a_cel_produced_complete_stops_applying<C: Cluster>() {
+    let e = Env::<C>::start().await;
     let rule = json!([cel("Complete", &["object.data.a == '1'"])]);
     let spec = |value: &str| {
         let mut m = cm("a");
@@ -328,22 +283,17 @@ async fn item_46_a_cel_produced_complete_stops_applying() {
         json!({"workload": {"manifests": [m]},
                "manifestConfigs": [rules_for("", "configmaps", "a", rule.clone())]})
     };
-    let live_a = || {
-        e.sim
-            .object("", "v1", "configmaps", "default", "a")
-            .unwrap()["data"]["a"]
-            .clone()
-    };
-    let (out, state) = e.apply(&work(1, spec("0")), &WorkState::default()).await;
+    let live_a = async || e.cm("a").await.unwrap()["data"]["a"].clone();
+    let (out, state) = e.apply(&w(1, spec("0")), &WorkState::default()).await;
     assert_eq!(out.status.condition("Complete").unwrap().status, "False");
     // Not complete: spec changes are applied.
-    let (out, state) = e.apply(&work(2, spec("1")), &state).await;
-    assert_eq!(live_a(), "1");
+    let (out, state) = e.apply(&w(2, spec("1")), &state).await;
+    assert_eq!(live_a().await, "1");
     assert_eq!(
         srm(out.status.condition("Complete").unwrap()),
         ("True", "ConditionRulesAggregated", "Manifest is Complete")
     );
     // Complete (§4.5): the work is not applied any more.
-    e.apply(&work(3, spec("2")), &state).await;
-    assert_eq!(live_a(), "1");
+    e.apply(&w(3, spec("2")), &state).await;
+    assert_eq!(live_a().await, "1");
 }
