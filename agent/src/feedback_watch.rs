@@ -299,6 +299,66 @@ mod tests {
         assert_eq!(p.over_cap.len(), 2, "a cap of 0 polls everything");
     }
 
+    fn target(ns: &str, name: &str) -> WatchTarget {
+        WatchTarget {
+            resource: ResourceMapping {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "ConfigMap".into(),
+                resource: "configmaps".into(),
+                namespaced: true,
+            },
+            at: ObjectRef::new("", "v1", "configmaps", ns, name),
+        }
+    }
+
+    #[tokio::test]
+    async fn watches_follow_the_works_that_need_them() {
+        use crate::target::sim::SimulatedCluster;
+        use crate::target::{ApplyMode, OwnerChange};
+        let sim = SimulatedCluster::new(Default::default());
+        let mut w = FeedbackWatches::new(2);
+        let r = w.set(&sim, "w1", vec![target("a", "x")]).await;
+        assert_eq!(
+            r,
+            SyncReport {
+                open: 1,
+                new_fallbacks: 0
+            }
+        );
+        // Shared by a second work; a third namespace is over the cap, counted once.
+        w.set(&sim, "w2", vec![target("a", "x"), target("b", "y")])
+            .await;
+        let r = w.set(&sim, "w3", vec![target("c", "z")]).await;
+        assert_eq!(
+            r,
+            SyncReport {
+                open: 2,
+                new_fallbacks: 1
+            }
+        );
+        let r = w.set(&sim, "w3", vec![target("c", "z")]).await;
+        assert_eq!(r.new_fallbacks, 0);
+        // A change of x wakes both works watching it, once each.
+        let x = ObjectRef::new("", "v1", "configmaps", "a", "x");
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "namespace": "a"}});
+        sim.apply(&x, &cm, &ApplyMode::Update, &OwnerChange::Keep)
+            .await
+            .unwrap();
+        sim.delete_out_of_band("", "v1", "configmaps", "a", "x");
+        let woken = w.changed().await;
+        assert_eq!(woken, ["w1".to_string(), "w2".to_string()].into());
+        // w2 goes: b is closed, which makes room for c.
+        w.set(&sim, "w2", Vec::new()).await;
+        assert!(!w.is_open(&key("b")));
+        assert!(w.is_open(&key("c")));
+        w.set(&sim, "w1", Vec::new()).await;
+        let r = w.set(&sim, "w3", Vec::new()).await;
+        assert_eq!(r.open, 0, "closed when no work needs them");
+        assert!(w.interest.is_empty());
+    }
+
     #[test]
     fn versions_do_not_matter_for_matching() {
         let a = ObjectRef::new("apps", "v1", "deployments", "ns", "d");
