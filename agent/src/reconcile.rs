@@ -915,14 +915,15 @@ impl<T: Target> Reconciler<T> {
         }
         let (status, observed) = self.observe(work, &planned, None, &state.status, now).await;
         // An AppliedManifestWork deleted (or replaced) out of band: apply at once, which
-        // finishes and re-creates it.
-        let replaced = applied_work::replaced_for(
-            &*self.target,
-            &self.identity,
-            work,
-            &state.applied_work_uid,
-        )
-        .await;
+        // finishes and re-creates it. Not for a completed work (§4.5: never applied).
+        let replaced = !is_true(&state.status.conditions, condition_type::COMPLETE)
+            && applied_work::replaced_for(
+                &*self.target,
+                &self.identity,
+                work,
+                &state.applied_work_uid,
+            )
+            .await;
         ReconcileOutcome {
             status,
             applied,
