@@ -109,6 +109,9 @@ pub struct FeedbackWatches {
     over_cap: BTreeSet<WatchKey>,
     /// False once the target said it cannot watch: everything is polled.
     supported: bool,
+    /// A watch ended or failed to open since the last sync: the next
+    /// [`FeedbackWatches::set`] syncs even when the work's wishes did not change.
+    retry: bool,
 }
 
 /// What changed in the watches' bookkeeping, for the agent's counters.
@@ -129,6 +132,7 @@ impl FeedbackWatches {
             interest: HashMap::new(),
             over_cap: BTreeSet::new(),
             supported: true,
+            retry: false,
         }
     }
 
@@ -155,17 +159,25 @@ impl FeedbackWatches {
             Some(old) => *old == wants,
             None => wants.is_empty(),
         };
+        if unchanged && !self.retry {
+            // The common case (a refresh with nothing new): no work at all.
+            return SyncReport {
+                open: self.open.len(),
+                new_fallbacks: 0,
+            };
+        }
         if wants.is_empty() {
             self.interest.remove(uid);
         } else if !unchanged {
             self.interest.insert(uid.to_string(), wants);
         }
-        // Even when unchanged: a watch that ended, or failed to open, is retried here.
+        // A watch that ended, or failed to open, is retried here.
         self.sync(target).await
     }
 
     async fn sync<T: Target>(&mut self, target: &T) -> SyncReport {
         let mut report = SyncReport::default();
+        self.retry = false;
         let mut needed: BTreeMap<WatchKey, &ResourceMapping> = BTreeMap::new();
         if self.supported {
             for t in self.interest.values().flatten() {
@@ -208,6 +220,7 @@ impl FeedbackWatches {
                 Err(e) => {
                     tracing::debug!(resource = %key.resource, namespace = %key.namespace,
                         error = %e, "cannot open a feedback watch; polling");
+                    self.retry = true;
                 }
             }
         }
@@ -242,6 +255,7 @@ impl FeedbackWatches {
                     }
                 }
             }
+            self.retry |= !ended.is_empty();
             for key in &ended {
                 tracing::debug!(resource = %key.resource, namespace = %key.namespace, "feedback watch ended");
                 self.open.remove(key);
