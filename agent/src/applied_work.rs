@@ -9,6 +9,10 @@
 //!   labels); [`record`] after: write `appliedResources` when, and only when, it changed;
 //! - [`remove`] when the work is deleted, or when it is evicted: delete it (the
 //!   finalizer keeps it, terminating), [`release`] what it owns, then drop the finalizer;
+//! - deleted out of band while its work is live ([`replaced`] tells): like OCM, the
+//!   reconciler finishes it with [`remove`] (what it owns is released, its finalizer
+//!   removed), then [`ensure`] creates a new one and the work is applied again, so its
+//!   objects are owned by the new one;
 //! - eviction ([`eviction`], a pure decision, and [`sweep`], which applies it to every
 //!   AppliedManifestWork of this agent): one whose work the agent no longer holds, or
 //!   that came from another hub, is marked with `evictionStartTime` and removed after the
@@ -149,6 +153,38 @@ pub async fn ensure<T: Target>(
     };
     parse(&live)
         .ok_or_else(|| TargetError::Invalid(format!("AppliedManifestWork {name} is malformed")))
+}
+
+/// Whether the work's AppliedManifestWork as read (`live`) is not the one the work's
+/// objects belong to any more: it is terminating (deleted by someone while the work is
+/// live), gone, or another one than `expected_uid` (re-created meanwhile). The pure
+/// check a refresh makes so that the next apply finishes and re-creates it; an
+/// unknown `expected_uid` (empty) never counts as replaced.
+pub fn replaced(live: Option<&AppliedManifestWork>, expected_uid: &str) -> bool {
+    if expected_uid.is_empty() {
+        return false;
+    }
+    match live {
+        None => true,
+        Some(amw) => amw.metadata.deletion_timestamp.is_some() || amw.metadata.uid != expected_uid,
+    }
+}
+
+/// Reads the work's AppliedManifestWork and applies [`replaced`]; `false` when it cannot
+/// be read (the next regular apply looks again).
+pub async fn replaced_for<T: Target>(
+    target: &T,
+    identity: &AppliedWorkIdentity,
+    work: &ManifestWork,
+    expected_uid: &str,
+) -> bool {
+    if expected_uid.is_empty() {
+        return false;
+    }
+    match target.get(&at(&identity.name_of(work))).await {
+        Ok(live) => replaced(live.as_ref().and_then(parse).as_ref(), expected_uid),
+        Err(_) => false,
+    }
 }
 
 /// Writes `applied` as the AppliedManifestWork's `status.appliedResources` when it
@@ -492,5 +528,17 @@ mod tests {
         let mut terminating = amw("h-x", "x", None);
         terminating.metadata.deletion_timestamp = Some(now);
         assert_eq!(e(&terminating, HOUR), Eviction::Evict);
+    }
+
+    #[test]
+    fn replaced_decisions() {
+        let mut live = amw("h-w", "w", None);
+        live.metadata.uid = "u1".into();
+        assert!(!replaced(Some(&live), "u1"));
+        assert!(!replaced(None, ""), "never created by this state");
+        assert!(replaced(None, "u1"), "gone");
+        assert!(replaced(Some(&live), "u0"), "re-created by someone");
+        live.metadata.deletion_timestamp = Time::from_unix_seconds(1);
+        assert!(replaced(Some(&live), "u1"), "deleted out of band");
     }
 }

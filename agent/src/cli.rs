@@ -18,7 +18,7 @@ use workbus_transport::{LoadConfigError, Protocol, TransportConfig, load_mqtt_co
 
 use crate::config::{
     AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_EVICTION_GRACE_PERIOD,
-    DEFAULT_STATUS_SYNC_INTERVAL,
+    DEFAULT_MAX_FEEDBACK_WATCH, DEFAULT_STATUS_SYNC_INTERVAL,
 };
 use crate::target::sim::DEFAULT_READY_AFTER;
 
@@ -135,6 +135,10 @@ pub struct Args {
     /// years or more: never).
     #[arg(long = "appliedmanifestwork-eviction-grace-period", default_value = EVICTION_GRACE_PERIOD.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_APPLIEDMANIFESTWORK_EVICTION_GRACE_PERIOD")]
     pub appliedmanifestwork_eviction_grace_period: Duration,
+    /// At most this many feedback watches (resource + namespace) for manifests
+    /// configured with `feedbackScrapeType: Watch`; beyond it they are polled.
+    #[arg(long, default_value_t = DEFAULT_MAX_FEEDBACK_WATCH, env = "WORKBUS_AGENT_MAX_FEEDBACK_WATCH")]
+    pub max_feedback_watch: usize,
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
     #[arg(long, default_value = SIM_READY_AFTER.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
@@ -217,6 +221,7 @@ impl Args {
         config.status_sync_interval = self.status_sync_interval;
         config.apply_resync_interval = self.apply_resync_interval;
         config.eviction_grace_period = self.appliedmanifestwork_eviction_grace_period;
+        config.max_feedback_watch = self.max_feedback_watch;
         if let Some(host) = hub_host {
             config.hub_host = host;
         }
@@ -313,6 +318,7 @@ mod tests {
         assert_eq!(args.status_sync_interval, DEFAULT_STATUS_SYNC_INTERVAL);
         assert_eq!(args.apply_resync_interval, DEFAULT_APPLY_RESYNC_INTERVAL);
         assert_eq!(args.sim_ready_after, DEFAULT_READY_AFTER);
+        assert_eq!(args.max_feedback_watch, DEFAULT_MAX_FEEDBACK_WATCH);
         assert_eq!(
             args.appliedmanifestwork_eviction_grace_period,
             DEFAULT_EVICTION_GRACE_PERIOD

@@ -10,11 +10,24 @@ use workbus_schemas::topics::{self, TopicError, Topics};
 
 use workbus_transport::TransportConfig;
 
-/// Default upper bound between two status refreshes of a work (upstream: 10 s).
+/// Default base interval between two status refreshes of a work (upstream
+/// `--status-sync-interval`: 10 s), before [`DEFAULT_STATUS_SYNC_JITTER`].
 pub const DEFAULT_STATUS_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Default interval of full re-applies that correct drift (upstream: 4–6 min).
-pub const DEFAULT_APPLY_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+/// Default jitter of the status sync: each wait is the interval plus up to 90 % of it,
+/// so 10–19 s (upstream `wait.Jitter(interval, 0.9)`, manifestwork-semantics §9).
+pub const DEFAULT_STATUS_SYNC_JITTER: f64 = 0.9;
+
+/// Default base interval of full re-applies that correct drift (upstream
+/// `ResyncInterval`: 4 min), before [`DEFAULT_APPLY_RESYNC_JITTER`].
+pub const DEFAULT_APPLY_RESYNC_INTERVAL: Duration = Duration::from_secs(4 * 60);
+
+/// Default jitter of the full re-apply: up to 50 % more, so every 4–6 min (§9).
+pub const DEFAULT_APPLY_RESYNC_JITTER: f64 = 0.5;
+
+/// Default number of feedback watches per agent (upstream `--max-feedback-watch`):
+/// manifests configured with `feedbackScrapeType: Watch` beyond it are polled.
+pub const DEFAULT_MAX_FEEDBACK_WATCH: usize = 50;
 
 /// Default time an AppliedManifestWork whose ManifestWork is gone waits before it and
 /// what it owns are removed (OCM `--appliedmanifestwork-eviction-grace-period`).
@@ -34,11 +47,23 @@ pub struct AgentConfig {
     pub transport: TransportConfig,
     /// How outgoing events are encoded (binary on MQTT 5, structured on MQTT 3.1.1).
     pub encoding: Encoding,
-    /// Upper bound between two status refreshes of a work (upstream: 10 s).
+    /// Base interval between two status refreshes of a work (upstream: 10 s); each wait
+    /// is stretched by up to [`AgentConfig::status_sync_jitter`] of it. A change of a
+    /// watched object (`feedbackScrapeType: Watch`) refreshes sooner.
     pub status_sync_interval: Duration,
-    /// How often a work is fully re-applied to correct drift on the cluster (upstream:
-    /// 4–6 min). Cheap: unchanged objects are not written again.
+    /// Fraction of `status_sync_interval` added at random to each wait (upstream 0.9:
+    /// 10–19 s). 0 makes the sync exactly periodic (tests); clamped to 0..=10.
+    pub status_sync_jitter: f64,
+    /// Base interval of a work's full re-apply that corrects drift on the cluster
+    /// (upstream: 4 min). Cheap: unchanged objects are not written again.
     pub apply_resync_interval: Duration,
+    /// Fraction of `apply_resync_interval` added at random to each wait (upstream 0.5:
+    /// 4–6 min). 0 disables the jitter; clamped to 0..=10.
+    pub apply_resync_jitter: f64,
+    /// At most this many feedback watches (resource + namespace) per agent
+    /// (`--max-feedback-watch`); manifests configured to be watched beyond it are
+    /// polled at the status sync interval (`crate::feedback_watch`).
+    pub max_feedback_watch: usize,
     /// Whether to use the resync digest extension (`workbus_schemas::resync_digest`):
     /// advertise it, and use the digest forms with sources that advertised it. Off, the
     /// agent speaks exactly the upstream resync protocol (benchmarks compare the two).
@@ -80,7 +105,10 @@ impl AgentConfig {
             topics,
             encoding,
             status_sync_interval: DEFAULT_STATUS_SYNC_INTERVAL,
+            status_sync_jitter: DEFAULT_STATUS_SYNC_JITTER,
             apply_resync_interval: DEFAULT_APPLY_RESYNC_INTERVAL,
+            apply_resync_jitter: DEFAULT_APPLY_RESYNC_JITTER,
+            max_feedback_watch: DEFAULT_MAX_FEEDBACK_WATCH,
             resync_digest: true,
             hub_host: host_port(&transport.host, transport.port),
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,

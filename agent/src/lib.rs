@@ -6,7 +6,9 @@
 //! can also run thousands of agents (tests, benchmarks, the hub's quickstart).
 //!
 //! Module map:
-//! - [`runtime`]: the agent loop tying everything together ([`runtime::start`]).
+//! - [`runtime`]: the agent loop tying everything together ([`runtime::start`]);
+//!   [`jitter`] spreads its timers, [`feedback_watch`] holds its
+//!   `feedbackScrapeType: Watch` watches.
 //! - [`config`], [`cli`]: what an agent needs, and the OCM-compatible command line.
 //! - [`transport`]: the reconnecting MQTT session (shared with the hub).
 //! - [`spec_handler`]: the §7.2 rules for incoming spec events (pure).
@@ -26,7 +28,9 @@ pub mod conditions;
 pub mod config;
 pub mod executor;
 pub mod feedback;
+pub mod feedback_watch;
 pub mod ignore_fields;
+pub mod jitter;
 pub mod jq_path;
 pub mod jsonpath;
 pub mod outgoing;

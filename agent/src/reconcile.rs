@@ -4,15 +4,21 @@
 //! - [`Reconciler::apply`]: apply every manifest (kind-rank order, `ordinal` = spec
 //!   index, failures isolated per manifest, owner references per `deleteOption`), remove
 //!   objects dropped from the spec that this work owns (UID-checked), then compute the
-//!   status;
+//!   status; an AppliedManifestWork deleted out of band while the work is live is
+//!   finished first (what it owns released, its finalizer removed) and re-created, as
+//!   OCM does;
 //! - [`Reconciler::refresh`]: status only (Available, feedback, condition rules) — no
-//!   writes;
+//!   writes; it notices an AppliedManifestWork deleted or replaced out of band and asks
+//!   for an apply at once ([`ReconcileOutcome::reapply_after`]);
 //! - [`Reconciler::cleanup`]: delete per `deleteOption` when the work is deleted, until
 //!   every owned object is actually gone and the work's AppliedManifestWork with them.
 //!
 //! The owner of applied objects is the work's AppliedManifestWork ([`crate::applied_work`]),
 //! created before the first apply; its `status.appliedResources` mirrors
 //! [`WorkState::applied`] and is written only when that changes.
+//!
+//! Both report the objects configured with `feedbackScrapeType: Watch`
+//! ([`ReconcileOutcome::watch`]), which the runtime watches ([`crate::feedback_watch`]).
 //!
 //! Status is stable: with nothing changed, `refresh` (and `apply`) return an identical
 //! status (same transition times), so the runtime publishes only real changes. Like the
@@ -27,7 +33,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use workbus_schemas::work::spec::{
-    IgnoreField, ManifestConfigOption, PropagationPolicy, ResourceIdentifier, UpdateStrategyType,
+    FeedbackScrapeType, IgnoreField, ManifestConfigOption, PropagationPolicy, ResourceIdentifier,
+    UpdateStrategyType,
 };
 use workbus_schemas::work::status::{
     condition_status, condition_type, find_condition, remove_condition, set_condition,
@@ -39,6 +46,7 @@ use workbus_schemas::work::{
 
 use crate::applied_work::{self, AppliedWorkIdentity};
 use crate::conditions::{self, Availability};
+use crate::feedback_watch::WatchTarget;
 use crate::ignore_fields::{self, Decision};
 use crate::target::{ApplyMode, ObjectRef, Owner, OwnerChange, Target, TargetError};
 use crate::{executor, feedback};
@@ -95,6 +103,10 @@ pub struct ReconcileOutcome {
     pub reapply_after: Option<Duration>,
     /// UID of the work's AppliedManifestWork (kept from the state when unknown).
     pub applied_work_uid: String,
+    /// The objects of manifests whose merged config says `feedbackScrapeType: Watch`
+    /// (§2.3: the last matching config's scrape type wins) and whose kind resolved:
+    /// the runtime watches them ([`crate::feedback_watch`]) instead of only polling.
+    pub watch: Vec<WatchTarget>,
 }
 
 impl ReconcileOutcome {
@@ -130,15 +142,24 @@ struct Planned<'w> {
     at: Option<ObjectRef>,
     resolve_error: Option<TargetError>,
     config: Merged<'w>,
+    /// The object to watch for feedback (`feedbackScrapeType: Watch`), when resolved.
+    watch: Option<WatchTarget>,
+}
+
+/// What a reconcile reports to be watched: the planned manifests configured for it.
+fn watch_targets(planned: &[Planned<'_>]) -> Vec<WatchTarget> {
+    planned.iter().filter_map(|p| p.watch.clone()).collect()
 }
 
 /// The manifestConfigs that apply to one manifest, merged (§2.3): the first non-empty
-/// feedback rules, condition rules and the first update strategy win.
+/// feedback rules, condition rules and the first update strategy win; the last
+/// matching config's feedback scrape type wins.
 #[derive(Default)]
 struct Merged<'w> {
     feedback: Option<&'w ManifestConfigOption>,
     conditions: Option<&'w ManifestConfigOption>,
     strategy: Option<&'w ManifestConfigOption>,
+    scrape: Option<&'w ManifestConfigOption>,
 }
 
 /// How one manifest is written.
@@ -152,6 +173,13 @@ enum Write {
 }
 
 impl Merged<'_> {
+    /// Whether the manifest is watched rather than polled (`Poll`, unset and unknown
+    /// values poll).
+    fn watched(&self) -> bool {
+        self.scrape
+            .is_some_and(|c| c.scrape_type() == FeedbackScrapeType::Watch)
+    }
+
     fn write(&self) -> Write {
         let strategy = self.strategy.and_then(|c| c.update_strategy.as_ref());
         match strategy.map(|s| s.kind()) {
@@ -401,8 +429,10 @@ impl<T: Target> Reconciler<T> {
                 namespace: namespace.into(),
                 ..ManifestResourceMeta::default()
             };
+            let mut mapping = None;
             let (at, resolve_error) = match self.target.resolve(api_version, kind).await {
                 Ok(m) => {
+                    mapping = Some(m.clone());
                     meta.resource = m.resource.clone();
                     if !m.namespaced {
                         meta.namespace.clear();
@@ -435,7 +465,15 @@ impl<T: Target> Reconciler<T> {
                 if config.strategy.is_none() && c.update_strategy.is_some() {
                     config.strategy = Some(c);
                 }
+                config.scrape = Some(c);
             }
+            let watch = match (&at, mapping) {
+                (Some(at), Some(resource)) if config.watched() => Some(WatchTarget {
+                    resource,
+                    at: at.clone(),
+                }),
+                _ => None,
+            };
             planned.push(Planned {
                 ordinal,
                 manifest,
@@ -443,6 +481,7 @@ impl<T: Target> Reconciler<T> {
                 at,
                 resolve_error,
                 config,
+                watch,
             });
         }
         planned
@@ -483,14 +522,46 @@ impl<T: Target> Reconciler<T> {
     ) -> ReconcileOutcome {
         if is_true(&state.status.conditions, condition_type::COMPLETE) {
             // §4.5: a completed work is no longer applied; status evaluation continues.
-            return self.refresh(work, state, now).await;
+            let mut outcome = self.refresh(work, state, now).await;
+            outcome.reapply_after = None;
+            return outcome;
         }
         let planned = self.plan(work).await;
         // §6: the AppliedManifestWork exists before anything is applied; it owns it all.
-        let amw = match applied_work::ensure(&*self.target, &self.identity, work).await {
+        let mut amw = match applied_work::ensure(&*self.target, &self.identity, work).await {
             Ok(amw) => amw,
             Err(e) => return self.apply_failed(work, state, &planned, &e, now).await,
         };
+        if amw.metadata.deletion_timestamp.is_some() && work.metadata.deletion_timestamp.is_none() {
+            // Deleted out of band while the work is live: finish it as OCM does (release
+            // what it owns, drop its finalizer), then start over with a new one.
+            tracing::info!(work = %work.metadata.name, "AppliedManifestWork deleted out of band; re-creating it");
+            let mut owned = amw.status.applied_resources.clone();
+            for r in &state.applied {
+                if !owned.iter().any(|o| o.same_object(r)) {
+                    owned.push(r.clone());
+                }
+            }
+            let removal = applied_work::remove(
+                &*self.target,
+                &amw.metadata.name,
+                &amw.metadata.uid,
+                &owned,
+                |r| !orphaned(work, &r.group, &r.resource, &r.namespace, &r.name),
+            )
+            .await;
+            // What it owned was deleted or released: nothing may be skipped as unchanged.
+            self.cache().retain(|(uid, _), _| *uid != work.metadata.uid);
+            if !removal.done {
+                return self
+                    .applied_work_terminating(work, state, &planned, removal.remaining, now)
+                    .await;
+            }
+            amw = match applied_work::ensure(&*self.target, &self.identity, work).await {
+                Ok(amw) => amw,
+                Err(e) => return self.apply_failed(work, state, &planned, &e, now).await,
+            };
+        }
         let owner = applied_work::owner(&amw);
         let mut order: Vec<&Planned> = planned.iter().collect();
         order.sort_by_key(|p| kind_rank(&p.meta.kind)); // stable: spec order within a rank
@@ -559,6 +630,7 @@ impl<T: Target> Reconciler<T> {
             requeue_after: min_requeue(requeue, observed),
             reapply_after: reapply,
             applied_work_uid: amw.metadata.uid,
+            watch: watch_targets(&planned),
         }
     }
 
@@ -587,6 +659,29 @@ impl<T: Target> Reconciler<T> {
             requeue_after: min_requeue(Some(DELETION_RECHECK), observed),
             reapply_after: None,
             applied_work_uid: state.applied_work_uid.clone(),
+            watch: watch_targets(planned),
+        }
+    }
+
+    /// The outcome of an apply that waits for an AppliedManifestWork deleted out of band
+    /// to finish (objects it owned still terminating): status refreshed, nothing
+    /// applied, the apply retried soon.
+    async fn applied_work_terminating(
+        &self,
+        work: &ManifestWork,
+        state: &WorkState,
+        planned: &[Planned<'_>],
+        remaining: Vec<AppliedResource>,
+        now: Time,
+    ) -> ReconcileOutcome {
+        let (status, observed) = self.observe(work, planned, None, &state.status, now).await;
+        ReconcileOutcome {
+            status,
+            applied: remaining,
+            requeue_after: min_requeue(Some(DELETION_RECHECK), observed),
+            reapply_after: Some(DELETION_RECHECK),
+            applied_work_uid: state.applied_work_uid.clone(),
+            watch: watch_targets(planned),
         }
     }
 
@@ -819,12 +914,23 @@ impl<T: Target> Reconciler<T> {
             tracing::warn!(work = %work.metadata.name, error = %e, "cannot record appliedResources");
         }
         let (status, observed) = self.observe(work, &planned, None, &state.status, now).await;
+        // An AppliedManifestWork deleted (or replaced) out of band: apply at once, which
+        // finishes and re-creates it. Not for a completed work (§4.5: never applied).
+        let replaced = !is_true(&state.status.conditions, condition_type::COMPLETE)
+            && applied_work::replaced_for(
+                &*self.target,
+                &self.identity,
+                work,
+                &state.applied_work_uid,
+            )
+            .await;
         ReconcileOutcome {
             status,
             applied,
             requeue_after: min_requeue(requeue, observed),
-            reapply_after: None,
+            reapply_after: replaced.then_some(Duration::ZERO),
             applied_work_uid: state.applied_work_uid.clone(),
+            watch: watch_targets(&planned),
         }
     }
 

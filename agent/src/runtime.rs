@@ -12,6 +12,24 @@
 //! feedback) and drives deletion until cleanup completes and the final `Deleted` status
 //! is acknowledged, after which the work is forgotten (§6.5).
 //!
+//! Timing (manifestwork-semantics §9), all on the one per-work `due` timer plus the
+//! agent's eviction sweep timer — no task or timer per work:
+//! - status sync: every `status_sync_interval` stretched by up to `status_sync_jitter`
+//!   (10 s + up to 90 %: 10–19 s), sooner when the target says the status changes
+//!   earlier (`requeue_after`);
+//! - full re-apply correcting drift: every `apply_resync_interval` + up to
+//!   `apply_resync_jitter` (4 min + up to 50 %: 4–6 min), checked at a refresh;
+//! - a re-apply asked by the reconciler (`reapply_after`: an executor denial retried
+//!   after 60 s, an AppliedManifestWork deleted out of band): the work's timer fires
+//!   then, not at the next status sync after it;
+//! - `feedbackScrapeType: Watch` ([`crate::feedback_watch`]): the agent's watches are
+//!   one more input of the loop's `select!`; a change of a watched object brings the
+//!   timer of the works watching it to [`WATCH_COALESCE`] from now, so a burst of
+//!   changes gives one refresh.
+//!
+//! Jitter comes from a per-agent random source ([`crate::jitter`]); tests set the
+//! jitter factors to 0 in [`AgentConfig`] to make timing exact.
+//!
 //! Works are processed one at a time per agent, which keeps per-work ordering trivial;
 //! a process can run thousands of agents as independent tasks.
 
@@ -37,6 +55,8 @@ use workbus_schemas::{envelope, extensions::OcmExtensions};
 
 use crate::applied_work::AppliedWorkIdentity;
 use crate::config::AgentConfig;
+use crate::feedback_watch::{FeedbackWatches, WatchTarget};
+use crate::jitter::Jitter;
 use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
 use crate::spec_handler::{IgnoreReason, SpecDecision, decide};
@@ -81,6 +101,13 @@ pub struct AgentStats {
     pub deleted: AtomicU64,
     /// Store failures (the event is dropped; resync repairs it).
     pub store_errors: AtomicU64,
+    /// Feedback watches open now (`feedbackScrapeType: Watch`; a gauge).
+    pub feedback_watches: AtomicU64,
+    /// Resource + namespace pairs configured to be watched that did not fit under
+    /// `--max-feedback-watch` and are polled instead (each counted once while needed).
+    pub feedback_watch_fallbacks: AtomicU64,
+    /// Status refreshes brought forward by a change of a watched object.
+    pub watch_refreshes: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -104,6 +131,11 @@ pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 /// How long the DISCONNECT may take to reach the broker when connected: a work being
 /// applied finishes first, so this leaves the rest of [`SHUTDOWN_LIMIT`] for it.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// How long after a change of a watched object the works watching it are refreshed:
+/// changes arriving meanwhile (a burst, e.g. a rollout's status updates, or the
+/// agent's own apply) are folded into that one refresh.
+pub const WATCH_COALESCE: Duration = Duration::from_millis(100);
 
 /// A running agent.
 pub struct AgentHandle {
@@ -178,10 +210,15 @@ pub fn start<T: Target, S: AgentStore>(
     );
     let shutdown = Arc::new(Notify::new());
     let now = Instant::now();
+    let mut jitter = Jitter::new(&config.agent_id);
     let mut due = HashMap::new();
+    let mut next_apply = HashMap::new();
     for r in &records {
         // Resume unfinished work at once; otherwise just refresh what was applied.
         due.insert(r.uid().to_string(), now);
+        // Loaded works are not re-applied on start; their drift check comes later.
+        let wait = jitter.wait(config.apply_resync_interval, config.apply_resync_jitter);
+        next_apply.insert(r.uid().to_string(), now + wait);
     }
     let agent = Agent {
         reconciler: Reconciler::new(target)
@@ -197,9 +234,10 @@ pub fn start<T: Target, S: AgentStore>(
             .into_iter()
             .map(|r| (r.uid().to_string(), r))
             .collect(),
-        // Loaded works are not re-applied on start; their drift check comes later.
-        last_apply: due.keys().map(|uid: &String| (uid.clone(), now)).collect(),
+        next_apply,
         reapply_due: HashMap::new(),
+        watches: FeedbackWatches::new(config.max_feedback_watch),
+        jitter,
         due,
         queued_hash: HashMap::new(),
         digest_sources,
@@ -230,11 +268,17 @@ struct Agent<T: Target, S: AgentStore> {
     next_sweep: Instant,
     /// Hash of the status last queued per work (to queue only on change).
     queued_hash: HashMap<String, String>,
-    /// When each work was last fully applied (drift correction, see `refresh`).
-    last_apply: HashMap<String, Instant>,
+    /// When each work is next fully applied (drift correction, see `refresh`):
+    /// `apply_resync_interval` plus jitter after its last apply.
+    next_apply: HashMap<String, Instant>,
     /// When a work asked to be applied again without a spec change (a manifest its
-    /// executor may not apply yet, §2.4); checked like the drift re-apply in `refresh`.
+    /// executor may not apply yet, §2.4; an AppliedManifestWork deleted out of band);
+    /// checked like the drift re-apply in `refresh`, and its timer fires then.
     reapply_due: HashMap<String, Instant>,
+    /// Feedback watches of the works configured with `feedbackScrapeType: Watch`.
+    watches: FeedbackWatches,
+    /// Random source of the jittered waits.
+    jitter: Jitter,
     /// Source ids known to understand resync digests (persisted in the store).
     digest_sources: BTreeSet<String>,
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
@@ -267,6 +311,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     None => break,
                 },
                 Some(d) = delivered.recv() => self.on_delivered(d),
+                uids = self.watches.changed() => self.on_watched_change(uids),
                 _ = sleep => self.on_timers().await,
                 _ = shutdown.notified() => {
                     // Everything the agent holds is already durable (store and target are
@@ -506,27 +551,69 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         let Some(record) = self.works.get(&uid) else {
             return;
         };
-        let outcome = self
+        let mut outcome = self
             .reconciler
             .apply(&record.work, &record.state, Time::now())
             .await;
         let (requeue_after, reapply_after) = (outcome.requeue_after, outcome.reapply_after);
-        self.last_apply.insert(uid.clone(), Instant::now());
-        match reapply_after {
-            Some(after) => self.reapply_due.insert(uid.clone(), Instant::now() + after),
-            None => self.reapply_due.remove(&uid),
-        };
+        let watch = std::mem::take(&mut outcome.watch);
+        let resync = self.jitter.wait(
+            self.config.apply_resync_interval,
+            self.config.apply_resync_jitter,
+        );
+        self.next_apply.insert(uid.clone(), Instant::now() + resync);
+        self.set_reapply(&uid, reapply_after);
         if let Some(r) = self.works.get_mut(&uid) {
             r.state = outcome.into_state();
             r.applied_generation = generation;
         }
         self.persist(&uid);
-        let wake = match (requeue_after, reapply_after) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.schedule(&uid, wake);
+        self.watch(&uid, watch).await;
+        self.schedule(&uid, requeue_after);
         self.queue_status(&uid, Action::UpdateRequest);
+    }
+
+    /// Remembers when the work asked to be applied again (`None`: it did not).
+    fn set_reapply(&mut self, uid: &str, after: Option<Duration>) {
+        match after {
+            Some(after) => self
+                .reapply_due
+                .insert(uid.to_string(), Instant::now() + after),
+            None => self.reapply_due.remove(uid),
+        };
+    }
+
+    /// Updates what the work watches (`feedbackScrapeType: Watch`) and the counters.
+    async fn watch(&mut self, uid: &str, wants: Vec<WatchTarget>) {
+        let report = self
+            .watches
+            .set(&**self.reconciler.target(), uid, wants)
+            .await;
+        self.stats
+            .feedback_watches
+            .store(report.open as u64, Ordering::Relaxed);
+        if report.new_fallbacks > 0 {
+            self.stats
+                .feedback_watch_fallbacks
+                .fetch_add(report.new_fallbacks as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Watched objects changed: the works watching them are refreshed within
+    /// [`WATCH_COALESCE`] (sooner if they were due anyway). Works being deleted watch
+    /// nothing.
+    fn on_watched_change(&mut self, uids: BTreeSet<String>) {
+        let soon = Instant::now() + WATCH_COALESCE;
+        for uid in uids {
+            if !self.works.contains_key(&uid) {
+                continue;
+            }
+            let at = self.due.entry(uid).or_insert(soon);
+            if *at > soon {
+                *at = soon;
+                bump(&self.stats.watch_refreshes);
+            }
+        }
     }
 
     async fn refresh(&mut self, uid: &str) {
@@ -534,9 +621,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             return;
         };
         let drift_check_due = self
-            .last_apply
+            .next_apply
             .get(uid)
-            .is_some_and(|at| at.elapsed() >= self.config.apply_resync_interval);
+            .is_some_and(|at| *at <= Instant::now());
         let reapply_due = self
             .reapply_due
             .get(uid)
@@ -553,19 +640,27 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             self.apply(work).await;
             return;
         }
-        let outcome = self
+        let mut outcome = self
             .reconciler
             .refresh(&record.work, &record.state, Time::now())
             .await;
         let requeue_after = outcome.requeue_after;
+        let watch = std::mem::take(&mut outcome.watch);
+        let reapply_after = outcome.reapply_after;
         let changed =
             outcome.status != record.state.status || outcome.applied != record.state.applied;
+        if reapply_after.is_some() {
+            // Only ever asks (an AppliedManifestWork deleted out of band); a pending
+            // retry is not cancelled by a refresh.
+            self.set_reapply(uid, reapply_after);
+        }
         if let Some(r) = self.works.get_mut(uid) {
             r.state = outcome.into_state();
         }
         if changed {
             self.persist(uid);
         }
+        self.watch(uid, watch).await;
         self.schedule(uid, requeue_after);
         self.queue_status(uid, Action::UpdateRequest);
     }
@@ -578,6 +673,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         };
         let now = Time::now();
         let outcome = self.reconciler.cleanup(&record.work, &record.state).await;
+        self.watch(uid, Vec::new()).await; // nothing of a deleted work is watched
+        self.reapply_due.remove(uid);
         let cluster = self.config.cluster_name.clone();
         let Some(r) = self.works.get_mut(uid) else {
             return;
@@ -614,11 +711,19 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
     }
 
+    /// Sets the work's timer: the next status sync (jittered), sooner when the status
+    /// may change earlier (`requeue_after`) or a re-apply falls due earlier.
     fn schedule(&mut self, uid: &str, requeue_after: Option<Duration>) {
-        let wait = requeue_after
-            .unwrap_or(self.config.status_sync_interval)
-            .min(self.config.status_sync_interval);
-        self.due.insert(uid.to_string(), Instant::now() + wait);
+        let now = Instant::now();
+        let sync = self.jitter.wait(
+            self.config.status_sync_interval,
+            self.config.status_sync_jitter,
+        );
+        let mut at = now + requeue_after.unwrap_or(sync).min(sync);
+        if let Some(reapply) = self.reapply_due.get(uid) {
+            at = at.min((*reapply).max(now));
+        }
+        self.due.insert(uid.to_string(), at);
     }
 
     async fn on_timers(&mut self) {
@@ -726,7 +831,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
         if deleted {
             self.works.remove(&d.key);
-            self.last_apply.remove(&d.key);
+            self.next_apply.remove(&d.key);
             self.reapply_due.remove(&d.key);
             self.due.remove(&d.key);
             self.queued_hash.remove(&d.key);

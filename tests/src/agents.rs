@@ -11,7 +11,7 @@ use workbus_schemas::topics::Topics;
 use workbus_transport::TransportConfig;
 
 /// The config of an agent for `cluster` following `source_id`'s topics on a broker, with
-/// test-friendly timings (fast reconnects, short status refresh).
+/// test-friendly timings (fast reconnects, short status refresh, no jitter).
 pub fn agent_config(host: &str, port: u16, source_id: &str, cluster: &str) -> AgentConfig {
     let topics = Topics::for_agent(source_id, cluster).expect("valid names");
     let mut transport = TransportConfig::new(host, port, "");
@@ -19,6 +19,9 @@ pub fn agent_config(host: &str, port: u16, source_id: &str, cluster: &str) -> Ag
     transport.reconnect.max_delay = Duration::from_millis(500);
     let mut config = AgentConfig::new(cluster, None, topics, transport).expect("agent config");
     config.status_sync_interval = Duration::from_millis(500);
+    // Exact timing: tests must not depend on the random spread of upstream's jitter.
+    config.status_sync_jitter = 0.0;
+    config.apply_resync_jitter = 0.0;
     config
 }
 
