@@ -447,3 +447,49 @@ async fn applied_work_deleted_out_of_band_is_finished_and_recreated() {
     );
     agent.kill();
 }
+
+/// Item 61: status events only when the status changes. Across many status syncs with
+/// nothing changed on the cluster, no status is queued again; a real change queues
+/// exactly one more.
+#[tokio::test(start_paused = true)]
+async fn item_61_no_status_event_without_a_change() {
+    let sim = sim();
+    let w = work(
+        "w1",
+        json!({"workload": {"manifests": [cm("default", "c", "0")]},
+               "manifestConfigs": [feedback_config("default", "")]}),
+    );
+    let mut w = w;
+    // A status event names the source that owns the work (set on every received work).
+    w.metadata.labels.insert(
+        workbus_schemas::work::meta::LABEL_ORIGINAL_SOURCE.into(),
+        "src".into(),
+    );
+    let store = store_with(&[w]);
+    let mut c = config();
+    c.status_sync_jitter = workbus_agent::config::DEFAULT_STATUS_SYNC_JITTER;
+    let agent = start(c, &sim, &store);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(feedback(&status(&store, "w1"), 0).as_deref(), Some("0"));
+    let queued = || agent.stats().status_queued.load(Ordering::Relaxed);
+    let first = queued();
+    assert!(first >= 1, "the applied status is queued");
+    let before = status(&store, "w1");
+    // Ten minutes: 30+ status syncs and at least two full re-applies.
+    for _ in 0..60 {
+        pass(10 * SEC).await;
+    }
+    assert_eq!(queued(), first, "no status queued without a change");
+    assert_eq!(
+        status(&store, "w1"),
+        before,
+        "the status is unchanged, times included"
+    );
+    edit(&sim, "default", "c", "1").await;
+    time_until(Duration::from_millis(100), 25 * SEC, || {
+        feedback(&status(&store, "w1"), 0).as_deref() == Some("1")
+    })
+    .await;
+    assert_eq!(queued(), first + 1, "one change, one status");
+    agent.kill();
+}

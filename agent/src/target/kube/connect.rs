@@ -9,7 +9,6 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::KubeTarget;
-use super::kubeconfig::{self, KubeconfigFileError};
 
 /// How long the start-up check waits for the API server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,14 +26,11 @@ pub enum KubeConfigSource {
 /// Why the agent cannot use the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// A kubeconfig file is missing, too large or not a kubeconfig.
-    #[error("{0}")]
-    File(#[from] KubeconfigFileError),
-    /// The kubeconfig cannot be used (no such context, unreadable certificate files, …).
-    #[error("kubeconfig {origin}: {source}")]
+    /// The named kubeconfig is missing or unusable.
+    #[error("--kubeconfig {path}: {source}")]
     Kubeconfig {
-        /// The file (`--kubeconfig`), or where kubectl's lookup found it.
-        origin: String,
+        /// The file.
+        path: PathBuf,
         /// Why.
         source: kube::config::KubeconfigError,
     },
@@ -43,8 +39,8 @@ pub enum ConnectError {
     NotFound {
         /// What was tried, in order.
         tried: String,
-        /// Why the in-cluster service account, the last resort, is not usable.
-        source: kube::config::InClusterError,
+        /// The last failure.
+        source: kube::config::InferConfigError,
     },
     /// A client could not be built from the configuration (TLS, credentials).
     #[error("Kubernetes client for {url}: {source}")]
@@ -89,27 +85,31 @@ fn tried() -> String {
     )
 }
 
-async fn from_kubeconfig(file: Kubeconfig, origin: String) -> Result<kube::Config, ConnectError> {
-    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-        .await
-        .map_err(|source| ConnectError::Kubeconfig { origin, source })
-}
-
 impl KubeTarget {
     /// Loads the configuration, builds a client and checks that the API server answers.
     pub async fn connect(source: &KubeConfigSource) -> Result<KubeTarget, ConnectError> {
-        let (file, origin) = match source {
+        let config = match source {
             KubeConfigSource::File(path) => {
-                (Some(kubeconfig::read(path)?), path.display().to_string())
+                let file =
+                    Kubeconfig::read_from(path).map_err(|source| ConnectError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?;
+                kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|source| ConnectError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?
             }
-            KubeConfigSource::Infer => (kubeconfig::read_default()?, tried()),
-        };
-        let config = match file {
-            Some(file) => from_kubeconfig(file, origin).await?,
-            None => kube::Config::incluster().map_err(|source| ConnectError::NotFound {
-                tried: tried(),
-                source,
-            })?,
+            KubeConfigSource::Infer => {
+                kube::Config::infer()
+                    .await
+                    .map_err(|source| ConnectError::NotFound {
+                        tried: tried(),
+                        source,
+                    })?
+            }
         };
         let url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|source| ConnectError::Client {

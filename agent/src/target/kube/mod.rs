@@ -6,8 +6,7 @@
 //! - [`apply`]: the apply modes and the guarded metadata patches;
 //! - [`watch`]: list + watch per resource type;
 //! - [`errors`]: API answers → [`TargetError`], with the server's message;
-//! - [`connect`]: finding the cluster (`--kubeconfig`, else as kubectl does);
-//! - [`kubeconfig`]: reading kubeconfig files (with the agent's one YAML parser).
+//! - [`connect`]: finding the cluster (`--kubeconfig`, else as kubectl does).
 //!
 //! ## Running the agent on a cluster
 //!
@@ -37,7 +36,6 @@ pub mod apply;
 pub mod connect;
 pub mod discovery;
 pub mod errors;
-pub mod kubeconfig;
 pub mod watch;
 
 use k8s_openapi::api::authorization::v1::{
