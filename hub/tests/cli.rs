@@ -14,6 +14,8 @@ async fn run(server: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
             .args(&args)
             .env("WORKBUS_SERVER", &server)
+            .env("WORKBUS_TOKEN", TOKEN)
+            .env_remove("WORKBUS_TOKEN_FILE")
             .output()
             .expect("run the binary");
         (

@@ -51,6 +51,7 @@ fn apply_op(d: &DesiredWork, create_only: bool) -> ApplyWork {
         create_only,
         now,
         build: build(now),
+        actor: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn mark_deleting(s: &dyn Store, key: &WorkKey) -> Result<WorkRecord, StoreError>
         key: key.clone(),
         now,
         build: build(now),
+        actor: None,
     })
 }
 
@@ -106,6 +108,7 @@ fn received_audit(uid: &str) -> AuditEntry {
         resource_id: Some(uid.to_string()),
         event_type: "t".into(),
         event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
+        actor: None,
     }
 }
 
@@ -209,6 +212,7 @@ pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
             resource_id: None,
             event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
             message: None,
+            actor: None,
         }],
         now: Utc::now(),
     }
@@ -499,6 +503,7 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
         resource_id: None,
         event: status_resync_request("src", "c1", json!({"statusHashes": [n]}), Utc::now()),
         message: None,
+        actor: None,
     };
     Enqueue {
         events: vec![resync(1), resync(2)],
@@ -582,6 +587,7 @@ pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
             key: key("c1", "missing"),
             now,
             build: build(now),
+            actor: None,
         });
         // A write that fails half way (its event does not build) leaves no trace.
         let half = batch.push(ApplyWork {
@@ -589,6 +595,7 @@ pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
             create_only: false,
             now,
             build: Arc::new(|_, _| Err("refused".to_string())),
+            actor: None,
         });
         assert_eq!(batch.len(), 6);
         batch.commit(s).unwrap();
@@ -729,6 +736,7 @@ pub fn queued_messages_come_back_for_their_wire_format_only(b: &dyn Backend) {
             message: m.clone(),
             wire: "format-a".into(),
         }),
+        actor: None,
     };
     Enqueue {
         events: vec![queued(&message), queued(&bare)],
