@@ -13,6 +13,9 @@ use workbus_schemas::config::MqttConfig;
 use workbus_schemas::mqtt::Encoding;
 use workbus_transport::TransportConfig;
 
+use crate::api::server::ServerLimits;
+use crate::api::tls::TlsFiles;
+
 /// How to reach the MQTT broker.
 #[derive(Debug, Clone)]
 pub enum BrokerSettings {
@@ -66,6 +69,30 @@ pub struct HubConfig {
     pub encoding: Encoding,
     /// MQTT client id; default `<source-id>-hub-<random>` so replicas never collide.
     pub client_id: Option<String>,
+    /// The REST API's TLS, hosts, tokens and bounds.
+    pub api: ApiSettings,
+}
+
+/// How the REST API is served and who may use it (see `auth` and `api::server`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// TLS identity; `None` serves plaintext, which [`crate::Hub::start`] allows on a
+    /// loopback address only unless [`ApiSettings::plaintext_beyond_loopback`].
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on a non-loopback address (behind a TLS-terminating proxy on
+    /// the same host, say). Off by default.
+    pub plaintext_beyond_loopback: bool,
+    /// Host names requests may name besides IP literals and `localhost` (DNS
+    /// rebinding protection, `auth::origin`).
+    pub allowed_hosts: Vec<String>,
+    /// The secret of the first start's admin token (test harnesses, automation). When
+    /// `None` and the store has no token, a random one is made (and written to
+    /// [`ApiSettings::admin_token_file`]).
+    pub admin_token: Option<String>,
+    /// Where a generated first admin token is written (mode 0600).
+    pub admin_token_file: Option<PathBuf>,
+    /// Timeouts and the connection cap.
+    pub limits: ServerLimits,
 }
 
 impl HubConfig {
@@ -83,6 +110,7 @@ impl HubConfig {
             },
             encoding: Encoding::Binary,
             client_id: None,
+            api: ApiSettings::default(),
         }
     }
 }

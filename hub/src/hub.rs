@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 use workbus_schemas::topics::{self, TopicError, Topics};
 use workbus_transport::{TlsError, Transport, TransportConfig, TransportConfigError};
 
+use crate::api::tls::TlsSetupError;
 use crate::api::{self, ApiState};
+use crate::auth::origin::HostPolicy;
+use crate::auth::tokens::{self, TokenError};
 use crate::config::{BrokerSettings, HubConfig};
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxPublisher, WireFormat};
@@ -47,6 +50,18 @@ pub enum HubError {
     /// TLS material is unusable.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// The REST API's TLS identity is unusable.
+    #[error("REST API TLS: {0}")]
+    ApiTls(#[from] TlsSetupError),
+    /// Plaintext REST on an address other hosts can reach, not allowed.
+    #[error(
+        "refusing plaintext HTTP on {0}: give a TLS certificate and key, or listen on a \
+         loopback address"
+    )]
+    Plaintext(SocketAddr),
+    /// The first admin token could not be made or written.
+    #[error("admin token: {0}")]
+    Token(#[from] TokenError),
 }
 
 /// Namespace for [`Hub::start`].
@@ -55,6 +70,8 @@ pub struct Hub;
 /// A running hub.
 pub struct HubHandle {
     rest_addr: SocketAddr,
+    tls: bool,
+    admin_token: Option<String>,
     store: StoreHandle,
     metrics: Arc<Metrics>,
     transport: Transport,
@@ -96,10 +113,34 @@ impl Hub {
     /// Starts a hub. Returns once the store is open and the REST socket is bound; the
     /// broker connection is made (and retried) in the background.
     pub async fn start(config: HubConfig) -> Result<HubHandle, HubError> {
+        let tls = config
+            .api
+            .tls
+            .as_ref()
+            .map(api::tls::server_config)
+            .transpose()?
+            .map(tokio_rustls::TlsAcceptor::from);
+        if tls.is_none()
+            && !config.listen.ip().is_loopback()
+            && !config.api.plaintext_beyond_loopback
+        {
+            return Err(HubError::Plaintext(config.listen));
+        }
         let settings = config.store.clone();
-        let opened = tokio::task::spawn_blocking(move || crate::store::open(&settings))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let given = config.api.admin_token.clone();
+        let token_file = config.api.admin_token_file.clone();
+        let (opened, generated) = tokio::task::spawn_blocking(move || {
+            let store = crate::store::open(&settings)?;
+            let generated =
+                tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
+            Ok::<_, HubError>((store, generated))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        if generated.is_some() {
+            tracing::info!("no API token existed: made the first admin token");
+        }
+        let admin_token = config.api.admin_token.clone().or(generated);
         let metrics = Arc::new(Metrics::default());
         let store = StoreHandle::new(opened, metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
@@ -154,22 +195,24 @@ impl Hub {
             wire,
             metrics: metrics.clone(),
             watchers: watchers.clone(),
+            hosts: Arc::new(HostPolicy::new(config.api.allowed_hosts.iter().cloned())),
+            tickets: Default::default(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "REST server failed");
-            }
-        }));
-        tracing::info!(%rest_addr, source_id = %config.source_id, "hub started");
+        let with_tls = tls.is_some();
+        tasks.push(tokio::spawn(api::server::serve(
+            listener,
+            app,
+            tls,
+            config.api.limits,
+            stop_rx,
+        )));
+        tracing::info!(%rest_addr, tls = with_tls, source_id = %config.source_id, "hub started");
         Ok(HubHandle {
             rest_addr,
+            tls: with_tls,
+            admin_token,
             store,
             metrics,
             transport,
@@ -193,9 +236,23 @@ impl HubHandle {
         self.rest_addr
     }
 
-    /// `http://<rest_addr>`.
+    /// `http://<rest_addr>`, or `https://` with TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.rest_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.rest_addr)
+    }
+
+    /// The first admin token's secret, when this hub knows it: the configured one
+    /// ([`crate::ApiSettings::admin_token`]) or the one this start generated. `None` once
+    /// tokens existed before the start (the secret is stored only as a digest).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// A plaintext-HTTP REST client for this hub with its admin token (tests, the
+    /// quickstart; a TLS hub needs [`crate::cli::client::Client::with_settings`]).
+    pub fn client(&self) -> crate::cli::client::Client {
+        crate::cli::client::Client::new(&self.base_url()).with_token(self.admin_token.clone())
     }
 
     /// The store (for inspection; the hub keeps using it).

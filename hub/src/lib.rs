@@ -13,13 +13,15 @@
 //! - [`outbox`]: the publisher that drains the outbox after broker acknowledgements.
 //! - [`source`]: the source behaviour: status resync requests, spec resync answers,
 //!   the status acceptance rule.
-//! - [`api`]: the REST API; [`watch`]: change fan-out to watchers; [`metrics`].
+//! - [`api`]: the REST API (served with TLS and bounds by `api::server`); [`auth`]: its
+//!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
 //! - [`embedded_broker`]: the default, in-process MQTT broker; [`quickstart`]: the
 //!   main job on embedded defaults.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod defaults;
@@ -34,5 +36,5 @@ pub mod store;
 pub mod watch;
 pub mod work_view;
 
-pub use config::{BrokerSettings, HubConfig, StoreSettings};
+pub use config::{ApiSettings, BrokerSettings, HubConfig, StoreSettings};
 pub use hub::{Hub, HubError, HubHandle};

@@ -13,7 +13,7 @@ use workbus_process::{defaults, init_logging};
 
 fn main() -> ExitCode {
     let Cli {
-        server,
+        client,
         log,
         command,
     } = Cli::parse();
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             quickstart::LOG,
             quickstart::quickstart(args),
         ),
-        command => match run_client(&server, command) {
+        command => match run_client(&client, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");

@@ -6,6 +6,11 @@
 //!
 //! Everything goes through the real paths: the work is submitted over HTTP, travels as
 //! CloudEvents over MQTT to the agent, and its status comes back the same way.
+//!
+//! The API needs tokens as always: the first run makes the admin token (printed once,
+//! kept in `<data-dir>/admin.token`, 0600); the quickstart's own calls use a `writer`
+//! token named `quickstart`, replaced on every run. The REST API is plain HTTP on a
+//! loopback address (the hub refuses plaintext anywhere else): this is a local demo.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,11 +27,14 @@ use workbus_process::shutdown_signal;
 use workbus_schemas::topics::{TopicError, Topics};
 use workbus_transport::TransportConfig;
 
+use crate::auth::tokens::{ADMIN_TOKEN_FILE, TokenError, TokenRequest, issue};
 use crate::cli::client::{CliError, Client};
-use crate::config::{HubConfig, StoreSettings};
+use crate::config::{ApiSettings, HubConfig, StoreSettings};
 use crate::defaults;
 use crate::embedded_broker::{self, EmbeddedBrokerError};
 use crate::hub::{Hub, HubError};
+use crate::store::writes::RevokeToken;
+use crate::store::{Role, StoreError as HubStoreError};
 
 /// Default number of simulated clusters.
 pub const CLUSTERS: usize = 3;
@@ -105,6 +113,9 @@ pub enum QuickstartError {
     /// A REST call to the hub failed.
     #[error("REST API: {0}")]
     Rest(#[from] CliError),
+    /// The quickstart's own API token could not be made.
+    #[error("the quickstart's API token: {0}")]
+    Token(#[from] TokenError),
     /// A blocking REST call's task failed.
     #[error("REST call task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -221,10 +232,16 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
         listen,
         source_id: args.source_id.clone(),
         broker: embedded_broker::hub_settings(&broker),
+        api: ApiSettings {
+            admin_token_file: Some(args.data_dir.join(ADMIN_TOKEN_FILE)),
+            ..ApiSettings::default()
+        },
         ..HubConfig::new()
     })
     .await?;
     let base_url = hub.base_url();
+    let admin_token = hub.admin_token().map(str::to_string);
+    let client = Client::new(&base_url).with_token(Some(own_token(&hub).await?));
     if !hub.wait_subscribed(SUBSCRIBE_WITHIN).await {
         return Err(QuickstartError::NotSubscribed(SUBSCRIBE_WITHIN));
     }
@@ -235,10 +252,10 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     let clusters: Vec<String> = (1..=args.clusters.max(1))
         .map(|i| format!("edge-{i}"))
         .collect();
-    let client_url = base_url.clone();
     let names = clusters.clone();
+    let registrar = client.clone();
     tokio::task::spawn_blocking(move || {
-        let client = Client::new(&client_url);
+        let client = registrar;
         for c in &names {
             // Already registered by an earlier run: fine.
             let _ = client.post("/api/v1/clusters", &json!({"name": c}));
@@ -252,10 +269,10 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
         agents.push(start_agent(&args, cluster, reach)?);
     }
 
-    let client_url = base_url.clone();
     let first = clusters[0].clone();
+    let applier = client.clone();
     let applied = tokio::task::spawn_blocking(move || -> Result<String, CliError> {
-        let client = Client::new(&client_url);
+        let client = applier;
         let work = sample_work(&first);
         let answer = client.put(
             &format!("/api/v1/clusters/{first}/works/hello-workbus"),
@@ -275,10 +292,8 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     let path = format!("/api/v1/clusters/{}/works/hello-workbus", clusters[0]);
     let mut ready = false;
     while Instant::now() < deadline {
-        let url = base_url.clone();
-        let p = path.clone();
-        let work = tokio::task::spawn_blocking(move || Client::new(&url).get(&p).map(|a| a.body))
-            .await??;
+        let (c, p) = (client.clone(), path.clone());
+        let work = tokio::task::spawn_blocking(move || c.get(&p).map(|a| a.body)).await??;
         let line = summary(&work);
         if line != last {
             println!(
@@ -318,9 +333,21 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     );
     println!("data       {}", args.data_dir.display());
     println!("clusters   {}", clusters.join(", "));
+    let token_file = args.data_dir.join(ADMIN_TOKEN_FILE);
+    match &admin_token {
+        Some(token) => println!(
+            "API token  {token}   (admin; shown only this once, kept in {} with mode 0600)",
+            token_file.display()
+        ),
+        None => println!(
+            "API token  the admin token made on the first run, in {}",
+            token_file.display()
+        ),
+    }
     println!();
     println!("Try, in another terminal:");
     println!("  export WORKBUS_SERVER={base_url}");
+    println!("  export WORKBUS_TOKEN_FILE={}", token_file.display());
     println!("  cargo run --release -p workbus-hub -- get works");
     println!(
         "  cargo run --release -p workbus-hub -- describe work hello-workbus -n {}",
@@ -344,6 +371,24 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     println!("shutting down");
     shutdown(agents, hub, broker).await;
     Ok(())
+}
+
+/// The quickstart's own `writer` token, replaced on every run (a stored token's secret
+/// cannot be read back).
+async fn own_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartError> {
+    const NAME: &str = "quickstart";
+    match hub.store().write(RevokeToken { name: NAME.into() }).await {
+        Ok(()) | Err(HubStoreError::NotFound { .. }) => {}
+        Err(e) => return Err(TokenError::Store(e).into()),
+    }
+    let request = TokenRequest {
+        name: Some(NAME.into()),
+        role: Role::Writer,
+        clusters: None,
+    };
+    let (write, secret) = issue(request, NAME, chrono::Utc::now())?;
+    hub.store().write(write).await.map_err(TokenError::Store)?;
+    Ok(secret)
 }
 
 /// Starts the agent of simulated cluster `cluster` against the broker at `broker`, with

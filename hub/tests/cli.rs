@@ -14,6 +14,8 @@ async fn run(server: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
             .args(&args)
             .env("WORKBUS_SERVER", &server)
+            .env("WORKBUS_TOKEN", TOKEN)
+            .env_remove("WORKBUS_TOKEN_FILE")
             .output()
             .expect("run the binary");
         (
@@ -86,5 +88,77 @@ async fn kubectl_like_commands() {
     assert!(!ok && err.contains("Conflict"), "{err}");
     let (ok, _, err) = run("http://127.0.0.1:1", &["get", "clusters"]).await;
     assert!(!ok && err.contains("cannot talk to the hub"), "{err}");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_commands_through_the_api_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-token")).await;
+    let server = hub.base_url();
+    let (ok, secret, err) = run(
+        &server,
+        &[
+            "token",
+            "create",
+            "--role",
+            "reader",
+            "--name",
+            "viewer",
+            "--clusters",
+            "a,b",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("wbt_"), "{secret}");
+    assert!(err.contains("shown only this once"), "{err}");
+    let (ok, out, _) = run(&server, &["token", "list"]).await;
+    assert!(ok);
+    assert!(out.contains("viewer") && out.contains("a,b"), "{out}");
+    assert!(!out.contains(&secret));
+    // The reader's token reads but cannot manage tokens.
+    let (ok, _, err) = run(&server, &["--token", &secret, "token", "list"]).await;
+    assert!(!ok && err.contains("Forbidden"), "{err}");
+    let (ok, out, _) = run(&server, &["token", "revoke", "viewer"]).await;
+    assert!(ok && out.contains("revoked"));
+    let (ok, _, err) = run(&server, &["--token", &secret, "get", "clusters"]).await;
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+    hub.shutdown().await;
+    // Offline, on the data directory: the way in without any token.
+    let data = dir.path().to_str().unwrap().to_string();
+    let (ok, rescue, err) = run(
+        &server,
+        &[
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "rescue",
+            "--offline",
+            "--data-dir",
+            &data,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(
+        &server,
+        &["token", "list", "--offline", "--data-dir", &data],
+    )
+    .await;
+    assert!(
+        ok && out.contains("rescue") && out.contains("offline"),
+        "{out}"
+    );
+    let hub = start_hub(dir.path(), &unique("cli-token")).await;
+    let (ok, _, err) = run(
+        &hub.base_url(),
+        &["--token", rescue.trim(), "token", "list"],
+    )
+    .await;
+    assert!(ok, "{err}");
     hub.shutdown().await;
 }

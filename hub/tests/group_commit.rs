@@ -29,6 +29,7 @@ fn apply_op(d: DesiredWork) -> ApplyWork {
         create_only: false,
         now: Utc::now(),
         build: builder(),
+        actor: None,
     }
 }
 

@@ -78,6 +78,7 @@ fn event(cluster: &str, resource: &str) -> NewOutbox {
         resource_id: Some(resource.into()),
         event,
         message: None,
+        actor: None,
     }
 }
 

@@ -214,6 +214,7 @@ fn old_spec_event(
         resource_id: Some(uid),
         event,
         message: None,
+        actor: None,
     }
 }
 
@@ -402,6 +403,7 @@ async fn a_work_stored_by_an_older_version_is_replaced_before_it_is_deleted() {
                 create_only: false,
                 now,
                 build: Arc::new(move |w, c| change_event(&source, w, c, now).map(Into::into)),
+                actor: None,
             })
             .unwrap();
     }

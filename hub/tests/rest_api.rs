@@ -384,7 +384,11 @@ async fn openapi_health_metrics_and_watch() {
             .timeout_global(Some(WAIT))
             .build()
             .into();
-        let resp = agent.get(&watch_url).call().expect("watch");
+        let resp = agent
+            .get(&watch_url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .expect("watch");
         let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
         let mut event = String::new();
         while let Some(Ok(line)) = lines.next() {

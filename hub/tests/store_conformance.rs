@@ -7,7 +7,9 @@
 //! deletion (idempotent, confirmed by status, re-driven only while deleting),
 //! generations continued across incarnations, the status acceptance rule's outcomes,
 //! parked outbox rows and their supersession, ready-to-publish messages kept byte for
-//! byte (and the event for any other wire format), and batches (a failing write rolled back
+//! byte (and the event for any other wire format), API tokens (by digest, bootstrap
+//! only when empty, revocation) and the actor of a change on its `sent` audit row, and
+//! batches (a failing write rolled back
 //! alone, the rest durable). Backend-specific behaviour (SQLite migrations, triggers,
 //! corrupt rows) lives in `store_sqlite.rs`.
 
@@ -40,6 +42,8 @@ conformance!(
     a_failing_write_in_a_batch_is_rolled_back_alone,
     listing_works_filters_and_pages,
     queued_messages_come_back_for_their_wire_format_only,
+    api_tokens_are_stored_by_digest_and_revoked_at_once,
+    the_actor_of_a_change_reaches_its_sent_audit_row,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

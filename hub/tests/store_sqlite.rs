@@ -34,6 +34,7 @@ fn apply(s: &dyn Store, cluster: &str, name: &str) {
         create_only: false,
         now,
         build: Arc::new(move |w, c| change_event("src", w, c, now).map(Into::into)),
+        actor: None,
     })
     .unwrap();
 }

@@ -5,12 +5,15 @@ use std::path::Path;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
-use workbus_hub::cli::client::Client;
 use workbus_hub::watch::WorkChange;
-use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
+use workbus_hub::{ApiSettings, BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
+
+/// The admin token of every hub [`start_hub`] starts (also after a restart on the same
+/// data directory); [`rest`] sends it.
+pub const ADMIN_TOKEN: &str = "wbt_workbus-tests-admin-token";
 
 /// Starts a hub with its database in `data_dir`, following `source_id`'s topics on the
-/// broker at `host:port`, REST on a free port.
+/// broker at `host:port`, REST on a free port, [`ADMIN_TOKEN`] as its admin token.
 pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) -> HubHandle {
     Hub::start(HubConfig {
         store: StoreSettings::sqlite(data_dir),
@@ -20,20 +23,23 @@ pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) 
             host: host.to_string(),
             port,
         },
+        api: ApiSettings {
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..ApiSettings::default()
+        },
         ..HubConfig::new()
     })
     .await
     .expect("hub starts")
 }
 
-/// A REST call on a blocking thread: `method` is GET, PUT, POST or DELETE. Returns the
-/// HTTP status and body.
+/// A REST call on a blocking thread with the hub's admin token: `method` is GET, PUT,
+/// POST or DELETE. Returns the HTTP status and body.
 pub async fn rest(hub: &HubHandle, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = hub.base_url();
+    let c = hub.client();
     let method = method.to_string();
     let path = path.to_string();
     tokio::task::spawn_blocking(move || {
-        let c = Client::new(&url);
         let r = match method.as_str() {
             "GET" => c.get(&path),
             "DELETE" => c.delete(&path),

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::body::check_cluster_name;
 use super::error::ApiError;
+use super::guard::require_scope;
+use crate::auth::Principal;
 use crate::store::Cluster;
 use crate::store::writes::{CreateCluster, DeleteCluster};
 
@@ -33,10 +35,12 @@ pub struct NewCluster {
 /// `POST /api/v1/clusters`.
 pub async fn create(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     body: Result<Json<NewCluster>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Cluster>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_cluster_name(&body.name)?;
+    require_scope(&caller, &body.name)?;
     state
         .wire
         .check_cluster(&body.name)
@@ -51,21 +55,27 @@ pub async fn create(
             })
         })
         .await?;
-    tracing::info!(cluster = %cluster.name, "cluster registered");
+    tracing::info!(cluster = %cluster.name, actor = %caller.name, "cluster registered");
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-/// `GET /api/v1/clusters`.
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let clusters = state.store.run(|s| s.list_clusters()).await?;
+/// `GET /api/v1/clusters` (a scoped token sees its own clusters only).
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let mut clusters = state.store.run(|s| s.list_clusters()).await?;
+    clusters.retain(|c| caller.may_touch(&c.name));
     Ok(Json(json!({ "items": clusters })))
 }
 
 /// `GET /api/v1/clusters/{name}`.
 pub async fn get(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<Cluster>, ApiError> {
+    require_scope(&caller, &name)?;
     let lookup = name.clone();
     state
         .store
@@ -78,13 +88,15 @@ pub async fn get(
 /// `DELETE /api/v1/clusters/{name}`: 409 while the cluster has works.
 pub async fn delete(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    require_scope(&caller, &name)?;
     let target = name.clone();
     state
         .store
         .run(move |s| s.write(DeleteCluster { name: target }))
         .await?;
-    tracing::info!(cluster = %name, "cluster removed");
+    tracing::info!(cluster = %name, actor = %caller.name, "cluster removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,13 +7,23 @@
 //! | `/api/v1/clusters/{name}` | GET, DELETE (409 while it has works) |
 //! | `/api/v1/works` | GET list (`cluster`, `labelSelector`, `limit`, `continue`), POST create |
 //! | `/api/v1/clusters/{cluster}/works/{name}` | GET, PUT create-or-update, DELETE (202) |
-//! | `/api/v1/watch/works` | GET server-sent events (`cluster`) |
+//! | `/api/v1/watch/works` | GET server-sent events (`cluster`; `ticket` for browsers) |
+//! | `/api/v1/watch/tickets` | POST a one-use ticket for the watch |
 //! | `/api/v1/outbox/parked` | GET the events parked as unpublishable (`after`, `limit`) |
+//! | `/api/v1/tokens` | GET list, POST create (admin) |
+//! | `/api/v1/tokens/{name}` | DELETE revoke (admin) |
+//!
+//! Every request passes [`guard`] (host, origin, token, role); [`server`] serves the
+//! router over TCP or TLS with bounded connections.
 
 pub mod body;
 pub mod clusters;
 pub mod error;
+pub mod guard;
 pub mod outbox;
+pub mod server;
+pub mod tls;
+pub mod tokens;
 pub mod watch;
 pub mod works;
 
@@ -23,9 +33,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use tokio::sync::Notify;
 
+use crate::auth::origin::HostPolicy;
+use crate::auth::tickets::Tickets;
 use crate::metrics::{Metrics, OutboxGauges};
 use crate::outbox::WireFormat;
 use crate::store::StoreHandle;
@@ -50,6 +62,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Work change fan-out.
     pub watchers: Watchers,
+    /// The hosts and origins requests may name.
+    pub hosts: Arc<HostPolicy>,
+    /// Outstanding watch tickets.
+    pub tickets: Tickets,
 }
 
 /// All routes.
@@ -70,11 +86,18 @@ pub fn router(state: ApiState) -> Router {
             get(works::get).put(works::put).delete(works::delete),
         )
         .route("/api/v1/watch/works", get(watch::watch))
+        .route("/api/v1/watch/tickets", post(watch::ticket))
         .route("/api/v1/outbox/parked", get(outbox::parked))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| {
                 let metrics = metrics.clone();

@@ -9,11 +9,11 @@
 //! event would not fit (a work stored by an older version) is 409 until the work is
 //! replaced by one that fits.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -24,6 +24,8 @@ use workbus_schemas::work::ManifestWork;
 use super::ApiState;
 use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
+use super::guard::require_scope;
+use crate::auth::Principal;
 use crate::outbox::WorkEvents;
 use crate::source::spec_events::change_builder;
 use crate::store::writes::{ApplyWork, MarkDeleting};
@@ -118,11 +120,24 @@ fn decode_token(token: &str, q: &ListQuery) -> Result<WorkKey, ApiError> {
 }
 
 /// `GET /api/v1/works`.
+///
+/// A scoped token lists one cluster at a time: it must name one of its own (`cluster`).
 pub async fn list(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match q.cluster.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => require_scope(&caller, c)?,
+        None if !caller.unscoped() => {
+            return Err(ApiError::forbidden(format!(
+                "token {:?} is scoped to some clusters: list one of them with ?cluster=",
+                caller.name
+            )));
+        }
+        None => {}
+    }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -190,9 +205,11 @@ fn work_subject(key: &WorkKey) -> String {
 
 async fn apply(
     state: &ApiState,
+    caller: &Principal,
     desired: DesiredWork,
     create_only: bool,
 ) -> Result<(ApplyOutcome, WorkRecord), ApiError> {
+    require_scope(caller, &desired.key.cluster)?;
     let now = Utc::now();
     state
         .wire
@@ -217,6 +234,7 @@ async fn apply(
             create_only,
             now,
             build: event_builder(state, now),
+            actor: Some(caller.name.clone()),
         })
         .await?;
     if outcome != ApplyOutcome::Unchanged {
@@ -225,7 +243,7 @@ async fn apply(
             kind: ChangeKind::Spec,
             object: manifest_work(&record),
         });
-        tracing::info!(cluster = %record.key.cluster, name = %record.key.name, generation = record.generation, outcome = outcome.as_str(), "work applied");
+        tracing::info!(cluster = %record.key.cluster, name = %record.key.name, generation = record.generation, outcome = outcome.as_str(), actor = %caller.name, "work applied");
     }
     Ok((outcome, record))
 }
@@ -245,34 +263,39 @@ fn applied_response(outcome: ApplyOutcome, record: &WorkRecord) -> Response {
 /// `POST /api/v1/works`: create (409 when it exists).
 pub async fn create(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let work = parse_work(body_format(&headers)?, &body)?;
     let desired = desired_work(work, None, &state.source_id)?;
-    let (outcome, record) = apply(&state, desired, true).await?;
+    let (outcome, record) = apply(&state, &caller, desired, true).await?;
     Ok(applied_response(outcome, &record))
 }
 
 /// `PUT /api/v1/clusters/{cluster}/works/{name}`: create or update.
 pub async fn put(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     Path((cluster, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_scope(&caller, &cluster)?;
     let work = parse_work(body_format(&headers)?, &body)?;
     let key = WorkKey { cluster, name };
     let desired = desired_work(work, Some(&key), &state.source_id)?;
-    let (outcome, record) = apply(&state, desired, false).await?;
+    let (outcome, record) = apply(&state, &caller, desired, false).await?;
     Ok(applied_response(outcome, &record))
 }
 
 /// `GET /api/v1/clusters/{cluster}/works/{name}`.
 pub async fn get(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     Path((cluster, name)): Path<(String, String)>,
 ) -> Result<Json<ManifestWork>, ApiError> {
+    require_scope(&caller, &cluster)?;
     let key = WorkKey {
         cluster: cluster.clone(),
         name: name.clone(),
@@ -289,8 +312,10 @@ pub async fn get(
 /// it disappears once the agent confirms the deletion.
 pub async fn delete(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     Path((cluster, name)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
+    require_scope(&caller, &cluster)?;
     let key = WorkKey { cluster, name };
     let now = Utc::now();
     // A work stored by an older version may have a delete event that cannot be
@@ -316,6 +341,7 @@ pub async fn delete(
             key,
             now,
             build: event_builder(&state, now),
+            actor: Some(caller.name.clone()),
         })
         .await?;
     state.outbox.notify_one();
@@ -323,6 +349,6 @@ pub async fn delete(
         kind: ChangeKind::Spec,
         object: manifest_work(&record),
     });
-    tracing::info!(cluster = %record.key.cluster, name = %record.key.name, "work marked deleting");
+    tracing::info!(cluster = %record.key.cluster, name = %record.key.name, actor = %caller.name, "work marked deleting");
     Ok((StatusCode::ACCEPTED, Json(manifest_work(&record))))
 }

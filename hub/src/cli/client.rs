@@ -1,8 +1,14 @@
-//! The CLI's HTTP client: a small blocking client (`ureq`, no TLS) for the hub's REST
-//! API, turning error answers into [`CliError::Server`] with the server's
-//! `{code, reason, message}`.
+//! The CLI's HTTP client: a small blocking client (`ureq`) for the hub's REST API,
+//! turning error answers into [`CliError::Server`] with the server's
+//! `{code, reason, message}`. It sends the API token as `Authorization: Bearer` and
+//! speaks TLS (rustls on ring) for `https://` servers, trusting the given CA file or,
+//! without one, the system's roots.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 /// Why a CLI command failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +36,23 @@ pub enum CliError {
     Input(String),
 }
 
+/// How to reach a hub: its URL, the token, the CA to trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// `http://host:port` or `https://host:port`.
+    pub server: String,
+    /// The API token's secret.
+    pub token: Option<String>,
+    /// PEM file of the CA(s) that signed the hub's certificate (default: system roots).
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A REST client for one hub.
+#[derive(Clone)]
 pub struct Client {
     server: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 /// A successful answer: status, the outcome header (for apply) and the JSON body.
@@ -47,15 +66,68 @@ pub struct Answer {
 }
 
 impl Client {
-    /// A client for `server` (e.g. `http://127.0.0.1:8080`).
+    /// A client for `server` (e.g. `http://127.0.0.1:8080`) without a token, trusting
+    /// the system's roots for `https://`.
     pub fn new(server: &str) -> Client {
+        Client::build(server, RootCerts::Specific(Arc::new(system_roots(server))))
+    }
+
+    /// A client as `settings` describe.
+    pub fn with_settings(settings: &ClientSettings) -> Result<Client, CliError> {
+        let roots = match &settings.ca_file {
+            None => RootCerts::Specific(Arc::new(system_roots(&settings.server))),
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| CliError::Input(format!("--ca-file {}: {e}", path.display())))?;
+                let certs = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| CliError::Input(format!("--ca-file {}: {e}", path.display())))?;
+                if certs.is_empty() {
+                    return Err(CliError::Input(format!(
+                        "--ca-file {}: no certificate in the file",
+                        path.display()
+                    )));
+                }
+                RootCerts::Specific(Arc::new(certs))
+            }
+        };
+        Ok(Client::build(&settings.server, roots).with_token(settings.token.clone()))
+    }
+
+    fn build(server: &str, roots: RootCerts) -> Client {
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(roots)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls)
             .build()
             .into();
         Client {
             server: server.trim_end_matches('/').to_string(),
             agent,
+            token: None,
+        }
+    }
+
+    /// The same client sending `token` (none: no `Authorization` header).
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
+    /// Adds the `Authorization` header when there is a token.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("authorization", &format!("Bearer {t}")),
+            None => req,
         }
     }
 
@@ -107,19 +179,18 @@ impl Client {
 
     /// GET `path` (already percent-encoded where needed).
     pub fn get(&self, path: &str) -> Result<Answer, CliError> {
-        self.finish(self.agent.get(&self.url(path)).call())
+        self.finish(self.authorized(self.agent.get(&self.url(path))).call())
     }
 
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<Answer, CliError> {
-        self.finish(self.agent.delete(&self.url(path)).call())
+        self.finish(self.authorized(self.agent.delete(&self.url(path))).call())
     }
 
     /// POST a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> Result<Answer, CliError> {
         self.finish(
-            self.agent
-                .post(&self.url(path))
+            self.authorized(self.agent.post(&self.url(path)))
                 .header("content-type", "application/json")
                 .send(body.to_string()),
         )
@@ -128,12 +199,25 @@ impl Client {
     /// PUT a JSON body.
     pub fn put(&self, path: &str, body: &Value) -> Result<Answer, CliError> {
         self.finish(
-            self.agent
-                .put(&self.url(path))
+            self.authorized(self.agent.put(&self.url(path)))
                 .header("content-type", "application/json")
                 .send(body.to_string()),
         )
     }
+}
+
+/// The system's trusted roots for an `https://` server (none when they cannot be read:
+/// the server then needs `--ca-file`); none for plain `http://`, which needs none and
+/// should not pay for reading them on every client.
+fn system_roots(server: &str) -> Vec<Certificate<'static>> {
+    if !server.starts_with("https://") {
+        return Vec::new();
+    }
+    rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect()
 }
 
 /// Percent-encodes a query or path component (everything but unreserved characters).

@@ -3,15 +3,18 @@
 //! Errors from the server are printed as kubectl does
 //! (`Error from server (Reason): message`) and give exit code 1.
 //!
-//! Every flag that configures the process (`--server`, `--log`, and all of `serve` and
-//! `quickstart`) can also come from the environment (`WORKBUS_SERVER`,
-//! `WORKBUS_HUB_*`); the defaults are [`crate::defaults`]. The client commands'
+//! Every flag that configures the process (`--server`, `--token`, `--token-file`,
+//! `--ca-file`, `--log`, and all of `serve` and `quickstart`) can also come from the
+//! environment (`WORKBUS_SERVER`, `WORKBUS_TOKEN`, `WORKBUS_TOKEN_FILE`,
+//! `WORKBUS_CA_FILE`, `WORKBUS_HUB_*`); the defaults are [`crate::defaults`]. The client commands'
 //! per-call arguments (`-f`, `-n`, `-l`, `-o` and the names) deliberately have none, as
 //! with kubectl: an exported `WORKBUS_HUB_NAMESPACE` would silently retarget a `delete`.
 
 pub mod client;
 pub mod output;
 pub mod serve;
+pub mod tls_args;
+pub mod token;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -21,7 +24,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use client::{CliError, Client, encode_component};
+use client::{CliError, Client, ClientSettings, encode_component};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -31,14 +34,9 @@ use client::{CliError, Client, encode_component};
     about = "The workbus hub (OCM ManifestWork source) and its kubectl-like client"
 )]
 pub struct Cli {
-    /// Hub REST API address.
-    #[arg(
-        long,
-        global = true,
-        env = "WORKBUS_SERVER",
-        default_value_t = crate::defaults::server_url()
-    )]
-    pub server: String,
+    /// How the client commands reach the hub.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Log filter of `serve` and `quickstart`, e.g. info or workbus_hub=debug (without
     /// it: RUST_LOG, else info for `serve` and warn for `quickstart`).
     #[arg(long, global = true, value_name = "FILTER", env = "WORKBUS_HUB_LOG")]
@@ -46,6 +44,53 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The client commands' connection flags (global).
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Hub REST API address (`https://` for a hub serving TLS).
+    #[arg(
+        long,
+        global = true,
+        env = "WORKBUS_SERVER",
+        default_value_t = crate::defaults::server_url()
+    )]
+    pub server: String,
+    /// API token (prefer --token-file or the environment: a flag shows in `ps`).
+    #[arg(long, global = true, env = "WORKBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the API token (e.g. the hub's `<data-dir>/admin.token`).
+    #[arg(
+        long,
+        global = true,
+        env = "WORKBUS_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the hub's certificate (default: system roots).
+    #[arg(long, global = true, env = "WORKBUS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The client these flags describe (reads the token file).
+    pub fn settings(&self) -> Result<ClientSettings, CliError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(path)) => {
+                Some(crate::auth::tokens::read_secret_file(path).map_err(|e| {
+                    CliError::Input(format!("--token-file {}: {e}", path.display()))
+                })?)
+            }
+            (None, None) => None,
+        };
+        Ok(ClientSettings {
+            server: self.server.clone(),
+            token,
+            ca_file: self.ca_file.clone(),
+        })
+    }
 }
 
 /// Top-level commands.
@@ -88,6 +133,12 @@ pub enum Command {
         /// What.
         #[command(subcommand)]
         what: CreateWhat,
+    },
+    /// Manage API tokens (admin; or --offline on the data directory).
+    Token {
+        /// What.
+        #[command(subcommand)]
+        what: token::TokenCommand,
     },
 }
 
@@ -243,8 +294,8 @@ fn not_a_client_command() -> CliError {
 }
 
 /// Runs a client command (everything but `serve`).
-pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
-    let client = Client::new(server);
+pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
+    let client = Client::with_settings(&args.settings()?)?;
     let now = Utc::now();
     match command {
         Command::Serve(_) => return Err(not_a_client_command()),
@@ -372,6 +423,7 @@ pub fn run_client(server: &str, command: Command) -> Result<(), CliError> {
             client.post("/api/v1/clusters", &json!({"name": name, "labels": map}))?;
             println!("cluster/{name} created");
         }
+        Command::Token { what } => token::run(&client, what)?,
     }
     Ok(())
 }
@@ -398,6 +450,12 @@ mod tests {
             "workbus-hub describe work --namespace",
             "workbus-hub delete work --namespace",
             "workbus-hub create cluster --label",
+            "workbus-hub token create --role",
+            "workbus-hub token create --name",
+            "workbus-hub token create --clusters",
+            "workbus-hub token create --offline",
+            "workbus-hub token list --offline",
+            "workbus-hub token revoke --offline",
         ];
         assert_eq!(workbus_process::flags_without_env(Cli::command()), per_call);
     }
@@ -406,7 +464,7 @@ mod tests {
     fn default_server_is_the_default_listen_address() {
         let cli = Cli::try_parse_from(["workbus-hub", "get", "clusters"]).unwrap();
         if std::env::var_os("WORKBUS_SERVER").is_none() {
-            assert_eq!(cli.server, "http://127.0.0.1:8080");
+            assert_eq!(cli.client.server, "http://127.0.0.1:8080");
         }
     }
 }

@@ -2,6 +2,11 @@
 //! `--mqtt-config FILE` (sdk-go format) or `--broker HOST:PORT`; with neither, the hub
 //! starts its embedded MQTT broker on `--broker-listen` (the no-setup default) and agents
 //! connect there. Every flag can also come from a `WORKBUS_HUB_*` environment variable.
+//!
+//! The REST API serves TLS (`--tls-cert`, `--tls-key`) or, with `--allow-plaintext`,
+//! plain HTTP on a loopback address only. On the first start (no API token in the
+//! store) an admin token is made, written to `<data-dir>/admin.token` (mode 0600) and
+//! printed once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +16,7 @@ use workbus_process::shutdown_signal;
 use workbus_schemas::config::{ConfigError, split_host_port};
 use workbus_transport::{LoadConfigError, load_mqtt_config};
 
+use super::tls_args::{ApiArgs, ApiArgsError};
 use crate::config::{BrokerSettings, HubConfig, StoreSettings};
 use crate::defaults;
 use crate::embedded_broker::{self, EmbeddedBrokerError};
@@ -42,6 +48,9 @@ pub struct ServeArgs {
         default_value_t = defaults::EMBEDDED_BROKER_LISTEN
     )]
     pub broker_listen: SocketAddr,
+    /// How the REST API is served.
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Why `serve` could not run a hub; each names the flag or the part that failed.
@@ -58,6 +67,9 @@ pub enum ServeError {
         /// Why it is not `host:port`.
         source: ConfigError,
     },
+    /// The REST flags describe no allowed way to serve.
+    #[error(transparent)]
+    Api(#[from] ApiArgsError),
     /// The embedded broker could not start.
     #[error(transparent)]
     EmbeddedBroker(#[from] EmbeddedBrokerError),
@@ -89,6 +101,7 @@ impl ServeArgs {
             listen: self.listen,
             source_id: self.source_id.clone(),
             broker,
+            api: self.api.api_settings(self.listen, &self.data_dir)?,
             ..HubConfig::new()
         })
     }
@@ -108,6 +121,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let hub = Hub::start(config).await?;
     println!("workbus hub listening on {}", hub.base_url());
+    if let Some(token) = hub.admin_token() {
+        let file = args.data_dir.join(crate::auth::tokens::ADMIN_TOKEN_FILE);
+        println!(
+            "first start: made an admin API token, shown only this once and kept in {} (0600):\n  {token}\nuse it with `--token-file {}` or WORKBUS_TOKEN; make narrower ones with `workbus-hub token create`",
+            file.display(),
+            file.display()
+        );
+    }
     stop.await;
     tracing::info!("shutting down");
     hub.shutdown().await;
@@ -136,7 +157,7 @@ mod tests {
 
     #[test]
     fn defaults_are_hub_config_defaults() {
-        let config = serve_args(&[]).hub_config().unwrap();
+        let config = serve_args(&["--allow-plaintext"]).hub_config().unwrap();
         let default = HubConfig::new();
         assert_eq!(config.listen, default.listen);
         assert_eq!(config.store, default.store);
@@ -144,6 +165,30 @@ mod tests {
         assert_eq!(
             serve_args(&[]).broker_listen,
             workbus_broker::BrokerConfig::default().listen[0]
+        );
+    }
+
+    #[test]
+    fn plaintext_needs_the_flag_and_a_loopback_address() {
+        let e = serve_args(&[]).hub_config().unwrap_err();
+        assert!(matches!(e, ServeError::Api(ApiArgsError::NoTls)), "{e}");
+        let e = serve_args(&["--allow-plaintext", "--listen", "0.0.0.0:8080"])
+            .hub_config()
+            .unwrap_err();
+        assert!(
+            matches!(e, ServeError::Api(ApiArgsError::PlaintextBeyondLoopback(_))),
+            "{e}"
+        );
+        let config = serve_args(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .hub_config()
+            .unwrap();
+        assert!(config.api.tls.is_some());
+        assert!(
+            config
+                .api
+                .admin_token_file
+                .unwrap()
+                .ends_with("admin.token")
         );
     }
 

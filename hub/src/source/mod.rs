@@ -75,6 +75,7 @@ pub(crate) fn received_audit(event: &Event) -> AuditEntry {
         resource_id: event.resource_id().ok().map(str::to_string),
         event_type: event.ty().to_string(),
         event: event.clone(),
+        actor: None,
     }
 }
 

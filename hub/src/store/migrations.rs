@@ -103,6 +103,21 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN payload BLOB;
     ALTER TABLE outbox ADD COLUMN wire TEXT;
     "#,
+    // 6: API tokens (only the SHA-256 digest of each secret: high-entropy random
+    // secrets need no slow password hash) and the actor of every change: outbox rows
+    // carry the token name that caused them, and their `sent` audit rows keep it.
+    r#"
+    CREATE TABLE api_tokens (
+        name        TEXT PRIMARY KEY NOT NULL,
+        hash        TEXT NOT NULL UNIQUE,     -- lowercase hex SHA-256 of the secret
+        role        TEXT NOT NULL CHECK (role IN ('admin', 'writer', 'reader')),
+        scope       TEXT,                     -- JSON array of scope entries; NULL = all clusters
+        created     TEXT NOT NULL,
+        created_by  TEXT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN actor TEXT;
+    ALTER TABLE audit ADD COLUMN actor TEXT;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -30,9 +30,9 @@ pub mod writes;
 pub use group_commit::{Batch, PendingWrite};
 pub use handle::StoreHandle;
 pub use model::{
-    ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, OutboxEntry, OutboxPayload, Outgoing, ParkedOutbox, PendingDeletion, QueuedMessage,
-    StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
+    ApiToken, ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason,
+    IncomingStatus, NewOutbox, OutboxEntry, OutboxPayload, Outgoing, ParkedOutbox, PendingDeletion,
+    QueuedMessage, Role, ScopeEntry, StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
 };
 pub use tx::StoreTx;
 pub use writes::Write;
@@ -159,6 +159,12 @@ pub trait Store: Send + Sync + 'static {
     /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
     fn audit(&self, resource_id: Option<&str>, limit: usize)
     -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The API token whose secret hashes to `hash`. Read on every request (no cache),
+    /// so a revoked token stops working at once.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every API token, by name (digests included; the API never shows them).
+    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 }
 
 /// The file name of the SQLite database inside its data directory.

@@ -247,6 +247,9 @@ pub struct NewOutbox {
     pub event: Event,
     /// Its MQTT message, ready to publish (see [`QueuedMessage`]).
     pub message: Option<QueuedMessage>,
+    /// Who caused it: the API token's name for a user's change, `None` for the hub's own
+    /// events (resync answers, re-driven deletions). Copied to the `sent` audit row.
+    pub actor: Option<String>,
 }
 
 impl NewOutbox {
@@ -261,6 +264,7 @@ impl NewOutbox {
             resource_id,
             event: outgoing.event,
             message: outgoing.message,
+            actor: None,
         }
     }
 }
@@ -357,4 +361,69 @@ pub struct AuditEntry {
     pub event_type: String,
     /// The full event.
     pub event: Event,
+    /// Who caused a `sent` event (the API token's name; see [`NewOutbox::actor`]);
+    /// `None` for received events and the hub's own.
+    pub actor: Option<String>,
+}
+
+/// What an API token may do (see `auth::policy` for the rule per route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// GET and watch.
+    Reader,
+    /// A reader that also creates, changes and deletes works and clusters.
+    Writer,
+    /// Everything, token management included.
+    Admin,
+}
+
+impl Role {
+    /// `reader`, `writer` or `admin` (also the stored text).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `s`, if any.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "writer" => Some(Role::Writer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a token's scope. An enum (stored as `{"cluster": "edge-1"}`) so that
+/// cluster sets, which arrive with a later issue, become one more variant
+/// (`{"clusterSet": "..."}`) without a change of the stored shape.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScopeEntry {
+    /// One managed cluster, by name.
+    Cluster(String),
+}
+
+/// An API token as stored: never the secret, only its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiToken {
+    /// Its unique name: the actor recorded for what it changes.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the secret (see `auth::secret`).
+    #[serde(skip)]
+    pub hash: String,
+    /// What it may do.
+    pub role: Role,
+    /// The clusters it may touch; `None` = every cluster.
+    pub scope: Option<Vec<ScopeEntry>>,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// Who created it (a token name, or `offline` for the data-directory commands).
+    pub created_by: String,
 }

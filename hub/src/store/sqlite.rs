@@ -167,15 +167,16 @@ fn work_by_uid(conn: &Connection, uid: &str) -> Result<Option<WorkRecord>, Store
 fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
     exec(
         tx,
-        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             ts(entry.at),
             entry.direction.as_str(),
             entry.cluster,
             entry.resource_id,
             entry.event_type,
-            event_json(&entry.event)?
+            event_json(&entry.event)?,
+            entry.actor
         ],
     )?;
     Ok(())
@@ -482,7 +483,7 @@ impl StoreTx for SqliteTx<'_> {
         exec(
             self.conn,
             "INSERT INTO outbox (cluster, resource_id, event_type, event, created, topic, \
-             properties, payload, wire) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             properties, payload, wire, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 event.cluster,
                 event.resource_id,
@@ -492,7 +493,8 @@ impl StoreTx for SqliteTx<'_> {
                 topic,
                 properties,
                 payload,
-                wire
+                wire,
+                event.actor
             ],
         )?;
         Ok(())
@@ -502,8 +504,8 @@ impl StoreTx for SqliteTx<'_> {
         // The audit row is copied inside SQLite: the event never travels through Rust.
         exec(
             self.conn,
-            "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event) \
-             SELECT ?1, 'sent', cluster, resource_id, event_type, event FROM outbox \
+            "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
+             SELECT ?1, 'sent', cluster, resource_id, event_type, event, actor FROM outbox \
              WHERE id = ?2",
             params![ts(sent_at), id],
         )?;
@@ -550,6 +552,70 @@ impl StoreTx for SqliteTx<'_> {
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
         insert_audit(self.conn, entry)
     }
+
+    fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError> {
+        let scope = token.scope.as_ref().map(to_json).transpose()?;
+        let inserted = exec(
+            self.conn,
+            "INSERT INTO api_tokens (name, hash, role, scope, created, created_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            params![
+                token.name,
+                token.hash,
+                token.role.as_str(),
+                scope,
+                ts(token.created),
+                token.created_by
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn remove_token(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(exec(self.conn, "DELETE FROM api_tokens WHERE name = ?1", [name])? == 1)
+    }
+
+    fn count_tokens(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM api_tokens")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+const TOKEN_SELECT: &str = "SELECT name, hash, role, scope, created, created_by FROM api_tokens";
+
+type RawToken = (String, String, String, Option<String>, String, String);
+
+fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn token_from_raw(raw: RawToken) -> Result<ApiToken, StoreError> {
+    let t = "api_tokens";
+    let (name, hash, role, scope, created, created_by) = raw;
+    Ok(ApiToken {
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+            table: t,
+            reason: format!("unknown role {role:?}"),
+        })?,
+        scope: scope
+            .as_deref()
+            .map(|s| parse_json(t, "scope", s))
+            .transpose()?,
+        created: parse_ts(t, &created)?,
+        name,
+        hash,
+        created_by,
+    })
 }
 
 impl SqliteStore {
@@ -801,7 +867,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT at, direction, cluster, resource_id, event_type, event FROM audit \
+            "SELECT at, direction, cluster, resource_id, event_type, event, actor FROM audit \
              WHERE ?1 IS NULL OR resource_id = ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt
@@ -813,27 +879,49 @@ impl Store for SqliteStore {
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(at, dir, cluster, resource_id, event_type, event)| {
-                Ok(AuditEntry {
-                    at: parse_ts("audit", &at)?,
-                    direction: if dir == "sent" {
-                        AuditDirection::Sent
-                    } else {
-                        AuditDirection::Received
-                    },
-                    cluster,
-                    resource_id,
-                    event_type,
-                    event: parse_event(&event).map_err(|reason| StoreError::Corrupt {
-                        table: "audit",
-                        reason,
-                    })?,
-                })
-            })
+            .map(
+                |(at, dir, cluster, resource_id, event_type, event, actor)| {
+                    Ok(AuditEntry {
+                        at: parse_ts("audit", &at)?,
+                        direction: if dir == "sent" {
+                            AuditDirection::Sent
+                        } else {
+                            AuditDirection::Received
+                        },
+                        cluster,
+                        resource_id,
+                        event_type,
+                        event: parse_event(&event).map_err(|reason| StoreError::Corrupt {
+                            table: "audit",
+                            reason,
+                        })?,
+                        actor,
+                    })
+                },
+            )
             .collect()
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let conn = self.reader()?;
+        let raw = conn
+            .prepare_cached(&format!("{TOKEN_SELECT} WHERE hash = ?1"))?
+            .query_row([hash], row_to_token)
+            .optional()?;
+        raw.map(token_from_raw).transpose()
+    }
+
+    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!("{TOKEN_SELECT} ORDER BY name"))?;
+        let raws = stmt
+            .query_map([], row_to_token)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter().map(token_from_raw).collect()
     }
 }

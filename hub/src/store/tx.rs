@@ -9,7 +9,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord};
+use super::{
+    ApiToken, AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord,
+};
 
 /// Row operations inside an open write transaction.
 pub trait StoreTx {
@@ -75,4 +77,11 @@ pub trait StoreTx {
 
     /// Appends a row to the audit log.
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Inserts an API token; `false` (and no change) when its name or digest is taken.
+    fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError>;
+    /// Removes the API token `name`; `false` when there was none.
+    fn remove_token(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// How many API tokens exist.
+    fn count_tokens(&mut self) -> Result<u64, StoreError>;
 }

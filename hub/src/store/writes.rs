@@ -16,9 +16,9 @@ use super::rules::deletion::{DeletionPlan, plan_deletion, redrive_due};
 use super::rules::status::{StatusDecision, decide};
 use super::tx::StoreTx;
 use super::{
-    ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, SharedSpecEventBuilder, SpecChange, StatusOutcome, StoreError, StoredStatus,
-    WorkKey, WorkRecord,
+    ApiToken, ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason,
+    IncomingStatus, NewOutbox, SharedSpecEventBuilder, SpecChange, StatusOutcome, StoreError,
+    StoredStatus, WorkKey, WorkRecord,
 };
 
 /// One atomic change of the store.
@@ -109,6 +109,8 @@ pub struct ApplyWork {
     pub now: DateTime<Utc>,
     /// Builds the spec event to queue.
     pub build: SharedSpecEventBuilder,
+    /// Who asked (the API token's name), kept on the queued event and its audit row.
+    pub actor: Option<String>,
 }
 
 impl Write for ApplyWork {
@@ -139,7 +141,8 @@ impl Write for ApplyWork {
             ApplyPlan::Unchanged(_) => {}
         }
         if let Some(change) = plan.spec_change() {
-            queue_spec(tx, plan.work(), change, self.now, &self.build)?;
+            let actor = self.actor.as_deref();
+            queue_spec(tx, plan.work(), change, self.now, &self.build, actor)?;
         }
         Ok((plan.outcome(), plan.into_work()))
     }
@@ -155,6 +158,8 @@ pub struct MarkDeleting {
     pub now: DateTime<Utc>,
     /// Builds the delete event to queue.
     pub build: SharedSpecEventBuilder,
+    /// Who asked (the API token's name), kept on the queued event and its audit row.
+    pub actor: Option<String>,
 }
 
 impl Write for MarkDeleting {
@@ -170,7 +175,8 @@ impl Write for MarkDeleting {
             DeletionPlan::AlreadyDeleting(work) => Ok(work),
             DeletionPlan::Mark(work) => {
                 tx.update_deletion(&work)?;
-                queue_spec(tx, &work, SpecChange::Delete, self.now, &self.build)?;
+                let actor = self.actor.as_deref();
+                queue_spec(tx, &work, SpecChange::Delete, self.now, &self.build, actor)?;
                 Ok(work)
             }
         }
@@ -197,7 +203,7 @@ impl Write for RedriveDeletions {
             // build) must not hold back the rest of the batch, run after run.
             let queue = match tx.work_by_uid(uid) {
                 Ok(Some(work)) if redrive_due(Some(&work)) => {
-                    queue_spec(tx, &work, SpecChange::Delete, self.now, &self.build)
+                    queue_spec(tx, &work, SpecChange::Delete, self.now, &self.build, None)
                 }
                 Ok(_) => continue, // completed (or re-created) since it was listed
                 Err(e) => Err(e),
@@ -350,6 +356,60 @@ impl Write for UnparkOutbox {
     }
 }
 
+/// Stores a new API token: [`StoreError::AlreadyExists`] when its name is taken (a
+/// digest collision of two random secrets is not a case worth a message of its own).
+#[derive(Debug, Clone)]
+pub struct CreateToken(pub ApiToken);
+
+impl Write for CreateToken {
+    type Output = ApiToken;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<ApiToken, StoreError> {
+        if !tx.insert_token(&self.0)? {
+            return Err(StoreError::AlreadyExists {
+                kind: "token",
+                name: self.0.name,
+            });
+        }
+        Ok(self.0)
+    }
+}
+
+/// Stores `token` only if no API token exists at all (the first start's admin token):
+/// answers whether it was stored. Checked and inserted in one transaction, so two hubs
+/// starting on one data directory cannot both bootstrap.
+#[derive(Debug, Clone)]
+pub struct BootstrapToken(pub ApiToken);
+
+impl Write for BootstrapToken {
+    type Output = bool;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<bool, StoreError> {
+        if tx.count_tokens()? > 0 {
+            return Ok(false);
+        }
+        tx.insert_token(&self.0)
+    }
+}
+
+/// Removes (revokes) the API token `name`; [`StoreError::NotFound`] if there is none.
+#[derive(Debug, Clone)]
+pub struct RevokeToken {
+    /// Its name.
+    pub name: String,
+}
+
+impl Write for RevokeToken {
+    type Output = ();
+    fn run(self, tx: &mut dyn StoreTx) -> Result<(), StoreError> {
+        if !tx.remove_token(&self.name)? {
+            return Err(StoreError::NotFound {
+                kind: "token",
+                name: self.name,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Builds a work's spec event and queues it.
 fn queue_spec(
     tx: &mut dyn StoreTx,
@@ -357,9 +417,11 @@ fn queue_spec(
     change: SpecChange,
     now: DateTime<Utc>,
     build: &SharedSpecEventBuilder,
+    actor: Option<&str>,
 ) -> Result<(), StoreError> {
     let outgoing = build(work, change).map_err(StoreError::Event)?;
-    let queued = NewOutbox::new(work.key.cluster.clone(), Some(work.uid.clone()), outgoing);
+    let mut queued = NewOutbox::new(work.key.cluster.clone(), Some(work.uid.clone()), outgoing);
+    queued.actor = actor.map(str::to_string);
     tx.insert_outbox(&queued, now)
 }
 

@@ -19,6 +19,10 @@ use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::topics::{self, Topics};
 use workbus_transport::{Transport, TransportConfig, TransportEvent};
 
+/// The admin token every test hub accepts (`ApiSettings::admin_token`), sent by
+/// [`http`].
+pub const TOKEN: &str = "wbt_hub-tests-admin-token";
+
 /// Longest wait for anything.
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -46,6 +50,10 @@ pub async fn start_hub_with(
             host: host.to_string(),
             port,
         },
+        api: workbus_hub::ApiSettings {
+            admin_token: Some(TOKEN.into()),
+            ..Default::default()
+        },
         ..HubConfig::new()
     };
     Hub::start(config).await.expect("hub starts")
@@ -69,12 +77,39 @@ pub struct Resp {
     pub body: Value,
 }
 
-/// One HTTP request (blocking client on the blocking pool).
+/// One HTTP request with the test hubs' admin [`TOKEN`] (blocking client on the
+/// blocking pool).
 pub async fn http(
     method: &str,
     url: String,
     content_type: Option<&str>,
     body: Option<String>,
+) -> Resp {
+    http_as(Some(TOKEN), method, url, content_type, body).await
+}
+
+/// [`http`] with another token, or none.
+pub async fn http_as(
+    token: Option<&str>,
+    method: &str,
+    url: String,
+    content_type: Option<&str>,
+    body: Option<String>,
+) -> Resp {
+    let mut headers = Vec::new();
+    if let Some(t) = token {
+        headers.push(("authorization".to_string(), format!("Bearer {t}")));
+    }
+    http_with(method, url, content_type, body, headers).await
+}
+
+/// One HTTP request with exactly these extra headers.
+pub async fn http_with(
+    method: &str,
+    url: String,
+    content_type: Option<&str>,
+    body: Option<String>,
+    headers: Vec<(String, String)>,
 ) -> Resp {
     let method = method.to_string();
     let content_type = content_type.map(str::to_string);
@@ -84,15 +119,27 @@ pub async fn http(
             .build()
             .into();
         let result = match (method.as_str(), body) {
-            ("GET", _) => agent.get(&url).call(),
-            ("DELETE", _) => agent.delete(&url).call(),
+            ("GET", _) => headers
+                .iter()
+                .fold(agent.get(&url), |r, (k, v)| r.header(k, v))
+                .call(),
+            ("DELETE", _) => headers
+                .iter()
+                .fold(agent.delete(&url), |r, (k, v)| r.header(k, v))
+                .call(),
             (m, b) => {
                 let b = b.unwrap_or_default();
                 let ct = content_type.unwrap_or_else(|| "application/json".into());
-                match m {
-                    "POST" => agent.post(&url).header("content-type", &ct).send(b),
-                    "PUT" => agent.put(&url).header("content-type", &ct).send(b),
+                let req = match m {
+                    "POST" => agent.post(&url),
+                    "PUT" => agent.put(&url),
                     other => panic!("unsupported method {other}"),
+                };
+                let req = headers.iter().fold(req, |r, (k, v)| r.header(k, v));
+                if ct.is_empty() {
+                    req.send(b)
+                } else {
+                    req.header("content-type", &ct).send(b)
                 }
             }
         };

@@ -8,13 +8,14 @@ use cloudevents::AttributesReader;
 use serde_json::json;
 use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::writes::{
-    ApplyWork, AuditReceived, CompleteOutbox, CreateCluster, DeleteCluster, Enqueue, IngestStatus,
-    MarkDeleting, ParkOutbox, RedriveDeletions, TouchCluster, UnparkOutbox,
+    ApplyWork, AuditReceived, BootstrapToken, CompleteOutbox, CreateCluster, CreateToken,
+    DeleteCluster, Enqueue, IngestStatus, MarkDeleting, ParkOutbox, RedriveDeletions, RevokeToken,
+    TouchCluster, UnparkOutbox,
 };
 use workbus_hub::store::{
-    ApplyOutcome, AuditDirection, AuditEntry, Batch, DesiredWork, DropReason, IncomingStatus,
-    NewOutbox, SharedSpecEventBuilder, StatusOutcome, Store, StoreError, WorkFilter, WorkKey,
-    WorkRecord,
+    ApiToken, ApplyOutcome, AuditDirection, AuditEntry, Batch, DesiredWork, DropReason,
+    IncomingStatus, NewOutbox, Role, ScopeEntry, SharedSpecEventBuilder, StatusOutcome, Store,
+    StoreError, WorkFilter, WorkKey, WorkRecord,
 };
 use workbus_schemas::envelope::status_resync_request;
 use workbus_schemas::extensions::OcmExtensions;
@@ -51,6 +52,7 @@ fn apply_op(d: &DesiredWork, create_only: bool) -> ApplyWork {
         create_only,
         now,
         build: build(now),
+        actor: None,
     }
 }
 
@@ -60,6 +62,7 @@ fn mark_deleting(s: &dyn Store, key: &WorkKey) -> Result<WorkRecord, StoreError>
         key: key.clone(),
         now,
         build: build(now),
+        actor: None,
     })
 }
 
@@ -106,6 +109,7 @@ fn received_audit(uid: &str) -> AuditEntry {
         resource_id: Some(uid.to_string()),
         event_type: "t".into(),
         event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
+        actor: None,
     }
 }
 
@@ -209,6 +213,7 @@ pub fn the_outbox_and_the_sent_audit_rows(b: &dyn Backend) {
             resource_id: None,
             event: status_resync_request("src", "c1", json!({"statusHashes": []}), Utc::now()),
             message: None,
+            actor: None,
         }],
         now: Utc::now(),
     }
@@ -499,6 +504,7 @@ pub fn parked_rows_leave_the_queue_until_superseded(b: &dyn Backend) {
         resource_id: None,
         event: status_resync_request("src", "c1", json!({"statusHashes": [n]}), Utc::now()),
         message: None,
+        actor: None,
     };
     Enqueue {
         events: vec![resync(1), resync(2)],
@@ -582,6 +588,7 @@ pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
             key: key("c1", "missing"),
             now,
             build: build(now),
+            actor: None,
         });
         // A write that fails half way (its event does not build) leaves no trace.
         let half = batch.push(ApplyWork {
@@ -589,6 +596,7 @@ pub fn a_failing_write_in_a_batch_is_rolled_back_alone(b: &dyn Backend) {
             create_only: false,
             now,
             build: Arc::new(|_, _| Err("refused".to_string())),
+            actor: None,
         });
         assert_eq!(batch.len(), 6);
         batch.commit(s).unwrap();
@@ -729,6 +737,7 @@ pub fn queued_messages_come_back_for_their_wire_format_only(b: &dyn Backend) {
             message: m.clone(),
             wire: "format-a".into(),
         }),
+        actor: None,
     };
     Enqueue {
         events: vec![queued(&message), queued(&bare)],
@@ -767,4 +776,113 @@ pub fn queued_messages_come_back_for_their_wire_format_only(b: &dyn Backend) {
     .run_on(s)
     .unwrap();
     assert_eq!(s.audit(None, 10).unwrap()[0].event, event);
+}
+
+fn token(name: &str, hash: &str, role: Role, scope: Option<Vec<ScopeEntry>>) -> ApiToken {
+    ApiToken {
+        name: name.into(),
+        hash: hash.into(),
+        role,
+        scope,
+        created: Utc::now(),
+        created_by: "offline".into(),
+    }
+}
+
+/// API tokens: created once per name, found by digest, listed by name, bootstrapped
+/// only into an empty table, revoked for good, durable.
+pub fn api_tokens_are_stored_by_digest_and_revoked_at_once(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    assert!(s.list_tokens().unwrap().is_empty());
+    let admin = token("admin", "d0", Role::Admin, None);
+    assert!(BootstrapToken(admin.clone()).run_on(s).unwrap());
+    // Tokens exist: no second bootstrap.
+    assert!(
+        !BootstrapToken(token("other", "d9", Role::Admin, None))
+            .run_on(s)
+            .unwrap()
+    );
+    let scoped = token(
+        "team-a",
+        "d1",
+        Role::Writer,
+        Some(vec![ScopeEntry::Cluster("a".into())]),
+    );
+    CreateToken(scoped.clone()).run_on(s).unwrap();
+    assert!(matches!(
+        CreateToken(token("team-a", "d2", Role::Reader, None)).run_on(s),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let found = s.token_by_hash("d1").unwrap().expect("found by digest");
+    assert_eq!((found.name.as_str(), found.role), ("team-a", Role::Writer));
+    assert_eq!(found.scope, scoped.scope);
+    assert_eq!(s.token_by_hash("nope").unwrap(), None);
+    let names: Vec<String> = s
+        .list_tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["admin", "team-a"]);
+    drop(found);
+    let reopened = b.open();
+    assert!(reopened.token_by_hash("d0").unwrap().is_some(), "durable");
+    RevokeToken {
+        name: "team-a".into(),
+    }
+    .run_on(reopened.as_ref())
+    .unwrap();
+    assert_eq!(reopened.token_by_hash("d1").unwrap(), None);
+    assert!(matches!(
+        RevokeToken {
+            name: "team-a".into()
+        }
+        .run_on(reopened.as_ref()),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// The actor of a change travels with its queued event to the `sent` audit row.
+pub fn the_actor_of_a_change_reaches_its_sent_audit_row(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    let d = desired("c1", "w1", "v1");
+    let mut op = apply_op(&d, false);
+    op.actor = Some("deployer".into());
+    op.run_on(s).unwrap();
+    let now = Utc::now();
+    s.write(MarkDeleting {
+        key: key("c1", "w1"),
+        now,
+        build: build(now),
+        actor: Some("cleaner".into()),
+    })
+    .unwrap();
+    let ids: Vec<i64> = s
+        .outbox_batch(0, 10, NO_WIRE)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    CompleteOutbox {
+        ids,
+        sent_at: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    let actors: Vec<Option<String>> = s
+        .audit(Some(&d.uid), 10)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.actor)
+        .collect();
+    assert_eq!(
+        actors,
+        [Some("deployer".to_string()), Some("cleaner".to_string())]
+    );
+    AuditReceived(received_audit(&d.uid)).run_on(s).unwrap();
+    assert_eq!(s.audit(Some(&d.uid), 10).unwrap()[2].actor, None);
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
-use workbus_hub::cli::client::Client;
 use workbus_hub::store::writes::CreateCluster;
 use workbus_hub::watch::ChangeKind;
 use workbus_testkit::MosquittoProcess;
@@ -319,21 +318,20 @@ pub async fn put_works(
     plan: PutPlan,
     tracker: Arc<Tracker>,
 ) -> usize {
-    let url = hub.base_url();
+    let api = hub.client();
     let next = Arc::new(AtomicUsize::new(plan.slots.start));
     let started = Instant::now();
     let plan = Arc::new(plan);
     let mut joins = Vec::new();
     for _ in 0..plan.concurrency.max(1) {
-        let (url, prefix, next, tracker, plan) = (
-            url.clone(),
+        let (client, prefix, next, tracker, plan) = (
+            api.clone(),
             prefix.to_string(),
             next.clone(),
             tracker.clone(),
             plan.clone(),
         );
         joins.push(tokio::task::spawn_blocking(move || {
-            let client = Client::new(&url);
             let mut failed = 0;
             loop {
                 let slot = next.fetch_add(1, Ordering::Relaxed);

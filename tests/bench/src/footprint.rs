@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use workbus_hub::cli::client::Client;
 use workbus_hub::watch::ChangeKind;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{configmap_work, start_hub};
@@ -227,10 +226,9 @@ pub async fn measure_agent(
 
     // With works.
     let mut rx = hub.watch();
-    let url = hub.base_url();
+    let client = hub.client();
     let c2 = cluster.clone();
     let failed = tokio::task::spawn_blocking(move || {
-        let client = Client::new(&url);
         (0..WORKS)
             .filter(|i| {
                 let body = configmap_work(&c2, &format!("w{i}"), &format!("cm{i}"), "v1");

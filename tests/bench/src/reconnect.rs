@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use workbus_hub::cli::client::Client;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::configmap_work;
 
@@ -54,9 +53,8 @@ async fn create_works(fleet: &Fleet, max_works: usize) -> Result<usize, BenchErr
     let next = Arc::new(AtomicUsize::new(0));
     let mut joins = Vec::new();
     for _ in 0..REST_CONCURRENCY {
-        let (url, jobs, next) = (fleet.hub.base_url(), jobs.clone(), next.clone());
+        let (client, jobs, next) = (fleet.hub.client(), jobs.clone(), next.clone());
         joins.push(tokio::task::spawn_blocking(move || {
-            let client = Client::new(&url);
             let mut failed = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

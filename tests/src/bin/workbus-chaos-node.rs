@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Node {
     /// The hub (`workbus-hub serve`).
-    Hub(workbus_hub::cli::serve::ServeArgs),
+    Hub(Box<workbus_hub::cli::serve::ServeArgs>),
     /// A work agent on a simulated cluster (`workbus-agent`).
     Agent {
         #[command(flatten)]
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.node {
-            Node::Hub(args) => workbus_hub::cli::serve::serve(args)
+            Node::Hub(args) => workbus_hub::cli::serve::serve(*args)
                 .await
                 .map_err(|e| e.to_string()),
             Node::Agent {

@@ -76,9 +76,13 @@ impl Fleet {
                 format!("--data-dir={}", dir.join("hub").display()),
                 format!("--source-id={source_id}"),
                 format!("--broker={broker_addr}"),
+                "--allow-plaintext".into(),
             ],
             dir.join("hub.log"),
         );
+        // The hub's first admin token, stored offline before its first start (as an
+        // operator bootstraps with `workbus-hub token create --offline`).
+        let token = bootstrap_token(&dir.join("hub"))?;
         let clusters: Vec<String> = (0..agents).map(|i| format!("edge-{i}")).collect();
         let agent_dirs: Vec<PathBuf> = clusters.iter().map(|c| dir.join(c)).collect();
         let agent_procs = clusters
@@ -109,7 +113,7 @@ impl Fleet {
             agents: agent_procs,
             clusters,
             broker_addr,
-            rest: Rest::new(&format!("http://127.0.0.1:{hub_port}")),
+            rest: Rest::new(&format!("http://127.0.0.1:{hub_port}"), &token),
             agent_dirs,
             crashes: Vec::new(),
         };
@@ -188,4 +192,21 @@ impl Fleet {
         }
         hangs
     }
+}
+
+/// Makes the admin API token of a hub with its data in `data_dir` (before its first
+/// start) and returns its secret.
+fn bootstrap_token(data_dir: &Path) -> Result<String, String> {
+    use workbus_hub::auth::tokens::{OFFLINE_ACTOR, TokenRequest, issue};
+    let store = workbus_hub::store::open(&workbus_hub::StoreSettings::sqlite(data_dir))
+        .map_err(|e| format!("hub store {}: {e}", data_dir.display()))?;
+    let request = TokenRequest {
+        name: Some("chaos".into()),
+        role: workbus_hub::store::Role::Admin,
+        clusters: None,
+    };
+    let (write, secret) =
+        issue(request, OFFLINE_ACTOR, chrono::Utc::now()).map_err(|e| e.to_string())?;
+    store.write(write).map_err(|e| e.to_string())?;
+    Ok(secret)
 }

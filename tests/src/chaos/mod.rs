@@ -230,7 +230,7 @@ pub async fn run_leg(params: &Params, leg: BrokerKind, setup: &LegSetup) -> repo
             }
         }
     }
-    let monitor = monitor::Monitor::start(fleet.rest.base());
+    let monitor = monitor::Monitor::start(fleet.rest.base(), fleet.rest.token());
     let models = driver::operate(params, leg, &mut fleet, &mut rep).await;
     // Quiesced: every fault is over (killed parts restarted, paused ones continued).
     if let Err(e) = fleet.restart_crashed().await {

@@ -110,8 +110,10 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts watching the hub at `base` (`http://127.0.0.1:PORT`).
-    pub fn start(base: &str) -> Monitor {
+    /// Starts watching the hub at `base` (`http://127.0.0.1:PORT`) with API token
+    /// `token`.
+    pub fn start(base: &str, token: &str) -> Monitor {
+        let auth = format!("Bearer {token}");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let url = format!("{}/api/v1/watch/works", base.trim_end_matches('/'));
@@ -120,7 +122,7 @@ impl Monitor {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("chaos-watch".into())
-                .spawn(move || watch(&url, &seen, &stop))
+                .spawn(move || watch(&url, &auth, &seen, &stop))
                 .expect("watch thread starts")
         };
         Monitor {
@@ -154,14 +156,14 @@ impl Drop for Monitor {
 }
 
 /// Reads the stream until `stop`, reconnecting whenever it breaks.
-fn watch(url: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
+fn watch(url: &str, auth: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(2)))
         .build()
         .into();
     while !stop.load(Ordering::SeqCst) {
-        let Ok(resp) = agent.get(url).call() else {
+        let Ok(resp) = agent.get(url).header("authorization", auth).call() else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };

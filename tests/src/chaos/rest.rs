@@ -31,14 +31,15 @@ pub enum Reply {
 pub struct Rest {
     base: String,
     agent: ureq::Agent,
+    token: String,
 }
 
 /// Longest wait for one answer (then the outcome is unknown).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Rest {
-    /// A client for `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: &str) -> Rest {
+    /// A client for `base` (`http://127.0.0.1:PORT`) sending API token `token`.
+    pub fn new(base: &str, token: &str) -> Rest {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_idle_connections(0)
@@ -49,7 +50,13 @@ impl Rest {
         Rest {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            token: token.to_string(),
         }
+    }
+
+    /// The API token it sends.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The hub's base URL.
@@ -60,17 +67,24 @@ impl Rest {
     /// One blocking call: `method` is GET, PUT, POST or DELETE.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
         let result = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("authorization", &auth)
+                .call(),
             ("POST", Some(b)) => self
                 .agent
                 .post(&url)
+                .header("authorization", &auth)
                 .header("content-type", "application/json")
                 .send(b.to_string()),
             (_, b) => self
                 .agent
                 .put(&url)
+                .header("authorization", &auth)
                 .header("content-type", "application/json")
                 .send(b.map(Value::to_string).unwrap_or_default()),
         };
