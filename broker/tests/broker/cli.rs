@@ -16,6 +16,7 @@ fn broker() -> Command {
 fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
     let mut child = broker()
         .env("WORKBUS_BROKER_LISTEN", "127.0.0.1:0")
+        .env("WORKBUS_BROKER_ACL", "off")
         .env("WORKBUS_BROKER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
