@@ -103,12 +103,18 @@ struct Args {
         long,
         value_name = "ID",
         env = "WORKBUS_BROKER_SOURCE_ID",
-        default_value = defaults::SOURCE_ID
+        default_value = defaults::SOURCE_ID,
+        global = true
     )]
     source_id: String,
     /// The source side's sdk-go MQTT config file, whose topics the ACL is derived from
     /// (instead of the default layout of --source-id).
-    #[arg(long, value_name = "FILE", env = "WORKBUS_BROKER_TOPICS_CONFIG")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_TOPICS_CONFIG",
+        global = true
+    )]
     topics_config: Option<PathBuf>,
     /// Credential file (`identity:argon2-hash` lines, see `passwd`) for clients without
     /// certificates.
