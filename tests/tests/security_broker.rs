@@ -15,7 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use workbus_agent::store::FileStore;
 use workbus_broker::certs::{self, Validity};
-use workbus_broker::{Broker, BrokerConfig, ClientAuth, FleetAcl, TlsConfig, external};
+use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig, external};
 use workbus_hub::{BrokerSettings, Hub, HubConfig, StoreSettings};
 use workbus_schemas::acl::{Identity, TopicAcl};
 use workbus_schemas::client_id;
@@ -66,7 +66,7 @@ async fn hub_and_agent_converge_over_mutual_tls_with_acls_on() {
         TransportConfig::new("127.0.0.1", port, client_id::source_client_id(source, "t1"));
     hub_transport.tls = Some(tls_settings(&pki, &Identity::Source(source.into())));
     let hub = Hub::start(HubConfig {
-        store: StoreSettings::sqlite(&dir.path().join("hub")),
+        store: StoreSettings::sqlite(dir.path().join("hub")),
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source.into(),
         broker: BrokerSettings::Transport(Box::new(hub_transport)),

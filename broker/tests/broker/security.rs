@@ -420,8 +420,10 @@ fn plaintext_defaults_to_loopback_and_tls_needs_its_files() {
         default.listen
     );
     assert!(default.tls_listen.is_empty());
-    let mut config = BrokerConfig::default();
-    config.tls_listen = vec![workbus_broker::DEFAULT_TLS_LISTEN];
+    let config = BrokerConfig {
+        tls_listen: vec![workbus_broker::DEFAULT_TLS_LISTEN],
+        ..BrokerConfig::default()
+    };
     assert!(
         config.validate().is_err(),
         "TLS listeners without a certificate"
