@@ -4,7 +4,9 @@
 //! PUBLISH (including a client's will message, checked at CONNECT) and on **every** topic
 //! filter of every SUBSCRIBE. Per-agent topic ACLs ("agent X may publish only
 //! `.../consumers/X/agentevents`") are written by implementing this trait; nothing else in
-//! the broker needs to change.
+//! the broker needs to change. [`crate::FleetAcl`] is the implementation the broker ships:
+//! identities from client certificates or hashed credentials, topic ACLs from the topic
+//! templates.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,10 +38,12 @@ pub struct ConnectRequest {
     pub protocol: ProtocolVersion,
     /// Remote socket address.
     pub peer_addr: SocketAddr,
-    /// DER certificates the client presented during a TLS handshake, leaf first. Always
-    /// empty for now: the broker has only plain TCP listeners; the field exists so that
-    /// TLS client authentication does not change this API.
+    /// DER certificates the client presented during the TLS handshake, leaf first, already
+    /// verified against the listener's client CA. Empty on plaintext listeners and when
+    /// the client sent none (client certificates optional).
     pub peer_certificates: Vec<Bytes>,
+    /// Whether the connection came in over a TLS listener.
+    pub tls: bool,
 }
 
 /// Identity of an authenticated connection, given to every authorization call.
@@ -127,6 +131,16 @@ pub trait Authorizer: Send + Sync + 'static {
         &self,
         request: &ConnectRequest,
     ) -> impl Future<Output = Result<Self::Principal, ConnectDenied>> + Send;
+
+    /// The identity `principal` stands for, when client ids belong to identities: a
+    /// connection whose client id is held by a connection of a *different* identity is
+    /// then refused (CONNACK 0x85 / 3.1.1 code 2) instead of taking the session over;
+    /// the same identity may take over its own session, as MQTT requires. `None` (the
+    /// default) keeps MQTT's plain takeover rule.
+    fn identity<'p>(&self, principal: &'p Self::Principal) -> Option<&'p str> {
+        let _ = principal;
+        None
+    }
 
     /// Decides whether `client` may publish to `request.topic`.
     fn authorize_publish(

@@ -295,6 +295,8 @@ pub(crate) enum CloseReason {
     PacketTooLarge,
     QuotaExceeded,
     RetainNotSupported,
+    /// Too many refused operations (the connection's abuse limit).
+    NotAuthorized,
 }
 
 /// A packet the broker sends (PUBLISH is written by [`crate::publish::encode`]).
@@ -484,6 +486,7 @@ fn encode_v5(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 CloseReason::PacketTooLarge => DisconnectReasonCode::PacketTooLarge,
                 CloseReason::QuotaExceeded => DisconnectReasonCode::QuotaExceeded,
                 CloseReason::RetainNotSupported => DisconnectReasonCode::RetainNotSupported,
+                CloseReason::NotAuthorized => DisconnectReasonCode::NotAuthorized,
             };
             buf.extend_from_slice(&[0xE0, 0x02, code as u8, 0x00]);
             return Ok(true);

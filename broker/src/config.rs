@@ -1,15 +1,80 @@
 //! Broker configuration: listeners, limits and timeouts, with validation.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use workbus_process::defaults::MQTT_PORT;
 
 use crate::error::BrokerError;
 
-/// Default listen address: the MQTT port on every interface.
+/// Default plaintext listen address: the MQTT port on the loopback interface only.
+/// Plaintext MQTT carries every cluster's manifests (Secrets included) and credentials in
+/// clear, so it is reachable from the network only when an address says so explicitly.
 pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MQTT_PORT));
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, MQTT_PORT));
+
+/// The IANA port of MQTT over TLS.
+pub const MQTT_TLS_PORT: u16 = 8883;
+
+/// Default TLS listen address: port 8883 on every interface (TLS is what remote agents
+/// connect to).
+pub const DEFAULT_TLS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MQTT_TLS_PORT));
+
+/// Default number of refused operations (publishes and subscription filters) after which
+/// a connection is closed.
+pub const DEFAULT_MAX_DENIALS: u32 = 10;
+
+/// Whether TLS clients present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// Server-authenticated TLS only; clients log in with user name and password.
+    #[default]
+    Off,
+    /// A client may present a certificate (verified against the client CA); clients
+    /// without one log in with user name and password (MQTT 3.1.1 devices).
+    Optional,
+    /// Every client must present a certificate issued by the client CA (mutual TLS).
+    Required,
+}
+
+/// The TLS listeners' files. They are read at start and again on every reload
+/// ([`crate::BrokerHandle::reload_tls`], or when `reload_interval` notices a change), so
+/// rotated files take effect for new handshakes without dropping connected clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM, leaf first).
+    pub cert_file: PathBuf,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle (PEM) that client certificates must chain to; required unless
+    /// `client_auth` is [`ClientAuth::Off`]. During a CA rotation it holds the old and
+    /// the new CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether clients present certificates.
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes (`None`: only on explicit reload).
+    pub reload_interval: Option<Duration>,
+}
+
+impl TlsConfig {
+    /// Mutual TLS with `cert_file`/`key_file` and client certificates required from
+    /// `client_ca_file`; files re-checked every 30 s.
+    pub fn mutual(
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+        client_ca_file: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            client_ca_file: Some(client_ca_file.into()),
+            client_auth: ClientAuth::Required,
+            reload_interval: Some(Duration::from_secs(30)),
+        }
+    }
+}
 
 /// Default largest MQTT packet accepted or sent: 1 MiB.
 ///
@@ -24,9 +89,18 @@ pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 /// each client's CONNECT packet, so there is no separate 3.1.1 port.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Addresses to listen on. Port 0 asks the OS for a free port; the bound addresses are
-    /// reported by [`crate::BrokerHandle::local_addrs`].
+    /// Plaintext addresses to listen on (default: loopback only, [`DEFAULT_LISTEN`]).
+    /// Port 0 asks the OS for a free port; the bound addresses are reported by
+    /// [`crate::BrokerHandle::local_addrs`]. May be empty when TLS listeners exist.
     pub listen: Vec<SocketAddr>,
+    /// TLS addresses to listen on; needs `tls`. Reported by
+    /// [`crate::BrokerHandle::tls_addrs`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificate, key and client CA of the TLS listeners.
+    pub tls: Option<TlsConfig>,
+    /// Refused operations (publishes, subscription filters) after which a connection is
+    /// closed; 0 never closes.
+    pub max_denials: u32,
     /// Largest packet (whole MQTT packet, header included) accepted from a client. Also
     /// announced to MQTT 5 clients as the CONNACK Maximum Packet Size.
     pub max_packet_size: u32,
@@ -59,6 +133,9 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: vec![DEFAULT_LISTEN],
+            tls_listen: Vec::new(),
+            tls: None,
+            max_denials: DEFAULT_MAX_DENIALS,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: 100_000,
             max_keepalive: 600,
@@ -72,6 +149,16 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// A configuration with TLS listeners on `tls_listen` only (no plaintext listener).
+    pub fn with_tls(tls_listen: SocketAddr, tls: TlsConfig) -> Self {
+        Self {
+            listen: Vec::new(),
+            tls_listen: vec![tls_listen],
+            tls: Some(tls),
+            ..Self::default()
+        }
+    }
+
     /// A configuration listening on `addr` with every other setting at its default.
     pub fn with_listen(addr: SocketAddr) -> Self {
         Self {
@@ -83,8 +170,25 @@ impl BrokerConfig {
     /// Checks the settings that would otherwise fail later or behave absurdly.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let bad = |msg: &str| Err(BrokerError::Config(msg.to_owned()));
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
             return bad("at least one listen address is required");
+        }
+        if !self.tls_listen.is_empty() && self.tls.is_none() {
+            return bad("TLS listen addresses need a TLS certificate and key");
+        }
+        if let Some(tls) = &self.tls
+            && tls.client_auth != ClientAuth::Off
+            && tls.client_ca_file.is_none()
+        {
+            return bad("client certificates need a client CA file");
+        }
+        if self
+            .tls
+            .as_ref()
+            .and_then(|t| t.reload_interval)
+            .is_some_and(|d| d.is_zero())
+        {
+            return bad("the TLS reload interval must be non-zero");
         }
         // The smallest useful packet (a PUBLISH with a short topic) is a few bytes; below
         // 64 even CONNECT packets with a client id would be refused.

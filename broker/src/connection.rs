@@ -11,14 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::v5::mqttbytes::v5::ConnAckProperties;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::{
     Authorizer, ClientInfo, ConnectDenied, ConnectRequest, Decision, ProtocolVersion,
@@ -33,6 +30,7 @@ use crate::error::ConnError;
 use crate::frame::{self, ConnectKind, FrameError, FrameInfo};
 use crate::publish;
 use crate::router::{ClientHandle, ConnId, Delivery, Kick, Message, Router};
+use crate::stream::{Reader, Writer};
 use crate::topic::{ParsedFilter, parse_filter, valid_topic_name};
 
 /// State shared by every connection of one broker.
@@ -55,20 +53,26 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// How long a closing connection may take to send its DISCONNECT.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Serves one accepted TCP connection until it ends. Never fails: every problem with a
+/// An accepted connection, before its MQTT handshake.
+pub(crate) struct Accepted {
+    pub reader: Reader,
+    pub writer: Writer,
+    pub peer: SocketAddr,
+    /// Verified client certificates (DER, leaf first); empty without mutual TLS.
+    pub peer_certificates: Vec<Bytes>,
+    pub tls: bool,
+}
+
+/// Serves one accepted connection until it ends. Never fails: every problem with a
 /// client ends that client's connection and is logged.
 pub(crate) async fn serve<A: Authorizer>(
     shared: Arc<Shared<A>>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-    }
-    let (reader, writer) = stream.into_split();
-    let handshake = handshake(&shared, conn, peer, reader, writer);
+    let peer = accepted.peer;
+    let handshake = handshake(&shared, conn, accepted);
     let session = tokio::select! {
         s = handshake => s,
         _ = shutdown.changed() => return,
@@ -93,7 +97,7 @@ pub(crate) async fn serve<A: Authorizer>(
 
 /// Reads from `reader` until `buf` holds one complete packet, and splits it off.
 async fn read_one_frame(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     buf: &mut BytesMut,
     max: u32,
 ) -> Result<(FrameInfo, BytesMut), ConnError> {
@@ -128,11 +132,7 @@ fn next_read_chunk(chunk: usize, read: usize, offered: usize) -> usize {
 }
 
 /// Writes `buf` with the configured timeout.
-async fn write_all(
-    writer: &mut OwnedWriteHalf,
-    buf: &[u8],
-    timeout: Duration,
-) -> Result<(), ConnError> {
+async fn write_all(writer: &mut Writer, buf: &[u8], timeout: Duration) -> Result<(), ConnError> {
     tokio::time::timeout(timeout, writer.write_all(buf))
         .await
         .map_err(|_| ConnError::WriteTimeout)?
@@ -140,7 +140,7 @@ async fn write_all(
 }
 
 /// Sends a refusing CONNACK and closes (best effort: the client may already be gone).
-async fn refuse(writer: &mut OwnedWriteHalf, proto: ProtocolVersion, code: ConnAckCode) {
+async fn refuse(writer: &mut Writer, proto: ProtocolVersion, code: ConnAckCode) {
     let mut buf = BytesMut::new();
     if codec::encode(
         proto,
@@ -162,10 +162,15 @@ async fn refuse(writer: &mut OwnedWriteHalf, proto: ProtocolVersion, code: ConnA
 async fn handshake<A: Authorizer>(
     shared: &Arc<Shared<A>>,
     conn: ConnId,
-    peer: SocketAddr,
-    mut reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
+    accepted: Accepted,
 ) -> Result<Option<Session<A>>, ConnError> {
+    let Accepted {
+        mut reader,
+        mut writer,
+        peer,
+        peer_certificates,
+        tls,
+    } = accepted;
     let config = &shared.config;
     let mut rbuf = BytesMut::new();
     let (info, packet) = tokio::time::timeout(
@@ -224,18 +229,24 @@ async fn handshake<A: Authorizer>(
         password,
         protocol: proto,
         peer_addr: peer,
-        peer_certificates: Vec::new(),
+        peer_certificates,
+        tls,
     };
     let principal = match shared.authorizer.authenticate(&request).await {
         Ok(p) => p,
         Err(denied) => {
+            shared
+                .router
+                .counters
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
             let code = match denied {
                 ConnectDenied::BadCredentials => ConnAckCode::BadCredentials,
                 ConnectDenied::NotAuthorized => ConnAckCode::NotAuthorized,
                 ConnectDenied::ClientIdRejected => ConnAckCode::ClientIdRejected,
                 ConnectDenied::ServerUnavailable => ConnAckCode::ServerUnavailable,
             };
-            debug!(%peer, client_id = %client_id, ?denied, "authentication refused");
+            info!(%peer, client_id = %client_id, ?denied, "connection refused by the authorizer");
             refuse(&mut writer, proto, code).await;
             return Ok(None);
         }
@@ -291,10 +302,22 @@ async fn handshake<A: Authorizer>(
         keep_alive
     };
 
-    let (handle, rx) = ClientHandle::new(conn, config.max_queued_messages);
-    shared
+    let owner = shared.authorizer.identity(&principal).map(Arc::from);
+    let (handle, rx) = ClientHandle::new(conn, owner, config.max_queued_messages);
+    if shared
         .router
-        .register(Arc::clone(&client_id), Arc::clone(&handle));
+        .register(Arc::clone(&client_id), Arc::clone(&handle))
+        .is_err()
+    {
+        shared
+            .router
+            .counters
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(%peer, client_id = %client_id, "client id held by another identity: connection refused");
+        refuse(&mut writer, proto, ConnAckCode::ClientIdRejected).await;
+        return Ok(None);
+    }
 
     let properties = (proto == ProtocolVersion::V5).then(|| ConnAckProperties {
         // No persistent sessions: say so when the client asked for one.
@@ -340,6 +363,7 @@ async fn handshake<A: Authorizer>(
         qos2_in: HashSet::new(),
         client_max_packet: max_packet_size,
         will,
+        denials: 0,
         keepalive: (effective_ka > 0)
             .then(|| Duration::from_millis(u64::from(effective_ka) * 1500)),
     };
@@ -369,11 +393,11 @@ struct Session<A: Authorizer> {
     principal: A::Principal,
     handle: Arc<ClientHandle>,
     rx: mpsc::Receiver<Delivery>,
-    reader: OwnedReadHalf,
+    reader: Reader,
     rbuf: BytesMut,
     /// Current read size (adapts between [`READ_CHUNK`] and [`MAX_READ_CHUNK`]).
     read_chunk: usize,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     wbuf: BytesMut,
     /// Filters this connection subscribed to, for removal when it ends.
     subs: Vec<ParsedFilter>,
@@ -385,6 +409,8 @@ struct Session<A: Authorizer> {
     qos2_in: HashSet<u16>,
     client_max_packet: Option<u32>,
     will: Option<WillIn>,
+    /// Operations the authorizer refused on this connection so far.
+    denials: u32,
     /// 1.5 × the effective keep-alive; `None` when keep-alive is off.
     keepalive: Option<Duration>,
 }
@@ -437,18 +463,11 @@ impl<A: Authorizer> Session<A> {
                     self.goodbye(reason).await;
                     return Err(err);
                 }
-                readable = self.reader.readable() => {
-                    readable?;
-                    let spare = self.rbuf.capacity() - self.rbuf.len();
-                    if spare < self.read_chunk / 4 {
-                        self.rbuf.reserve(self.read_chunk);
-                    }
-                    let spare = self.rbuf.capacity() - self.rbuf.len();
-                    let n = match self.reader.try_read_buf(&mut self.rbuf) {
-                        Ok(0) => return Err(ConnError::Closed),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e.into()),
+                read = self.reader.read_some(&mut self.rbuf, self.read_chunk) => {
+                    let (n, spare) = match read? {
+                        None => continue,
+                        Some((0, _)) => return Err(ConnError::Closed),
+                        Some(r) => r,
                     };
                     self.read_chunk = next_read_chunk(self.read_chunk, n, spare);
                     last_read = Instant::now();
@@ -617,8 +636,13 @@ impl<A: Authorizer> Session<A> {
             .authorize_publish(&self.info, &self.principal, &request)
             .await;
         if decision == Decision::Deny {
-            debug!(client_id = %self.info.client_id, topic, "publish not authorized");
-            return match (self.proto, p.qos) {
+            self.shared
+                .router
+                .counters
+                .denied_publishes
+                .fetch_add(1, Ordering::Relaxed);
+            info!(client_id = %self.info.client_id, peer = %self.info.peer_addr, topic, "publish not authorized");
+            let answer = match (self.proto, p.qos) {
                 (ProtocolVersion::V311, _) => {
                     // 3.1.1 has no negative acknowledgement: closing is the only signal.
                     Err(ConnError::Protocol("publish not authorized"))
@@ -633,6 +657,8 @@ impl<A: Authorizer> Session<A> {
                     denied: true,
                 }),
             };
+            answer?;
+            return self.note_denial();
         }
         // Subscription identifiers were already removed by the decoder: they belong to
         // the receiving side (none are offered).
@@ -666,6 +692,7 @@ impl<A: Authorizer> Session<A> {
 
     async fn on_subscribe(&mut self, pkid: u16, filters: Vec<FilterIn>) -> Result<(), ConnError> {
         let mut codes = Vec::with_capacity(filters.len());
+        let mut denied = 0u32;
         for f in filters {
             let code = match parse_filter(&f.path) {
                 // MQTT 5 §3.8.3.1: No Local on a shared subscription is not allowed.
@@ -683,7 +710,13 @@ impl<A: Authorizer> Session<A> {
                         .authorize_subscribe(&self.info, &self.principal, &request)
                         .await;
                     if decision == Decision::Deny {
-                        debug!(client_id = %self.info.client_id, filter = %f.path, "subscribe not authorized");
+                        self.shared
+                            .router
+                            .counters
+                            .denied_subscriptions
+                            .fetch_add(1, Ordering::Relaxed);
+                        info!(client_id = %self.info.client_id, peer = %self.info.peer_addr, filter = %f.path, "subscribe not authorized");
+                        denied += 1;
                         SubCode::NotAuthorized
                     } else {
                         // Outgoing QoS 2 is not implemented: grant at most QoS 1.
@@ -704,7 +737,29 @@ impl<A: Authorizer> Session<A> {
             };
             codes.push(code);
         }
-        self.queue(Outbound::SubAck { pkid, codes })
+        self.queue(Outbound::SubAck { pkid, codes })?;
+        for _ in 0..denied {
+            self.note_denial()?;
+        }
+        Ok(())
+    }
+
+    /// Counts one refused operation; at the configured limit the connection is closed
+    /// (MQTT 5: DISCONNECT 0x87), so a client probing the ACL cannot go on forever.
+    fn note_denial(&mut self) -> Result<(), ConnError> {
+        self.denials = self.denials.saturating_add(1);
+        let limit = self.shared.config.max_denials;
+        if limit == 0 || self.denials < limit {
+            return Ok(());
+        }
+        self.shared
+            .router
+            .counters
+            .abuse_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(client_id = %self.info.client_id, peer = %self.info.peer_addr, denials = self.denials, "too many refused operations: connection closed");
+        self.queue_close(CloseReason::NotAuthorized);
+        Err(ConnError::Protocol("too many refused operations"))
     }
 
     /// Encodes one queued message for this client.
@@ -767,7 +822,6 @@ impl<A: Authorizer> Session<A> {
         // arms no timer; only a partial write waits (bounded) for the rest.
         let done = match self.writer.try_write(&self.wbuf) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(e) => {
                 self.wbuf = BytesMut::new();
                 return Err(e.into());

@@ -18,6 +18,12 @@ pub enum BrokerError {
         #[source]
         source: io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The authorizer's inputs (credential file, topic templates) cannot be used.
+    #[error(transparent)]
+    Acl(#[from] crate::fleet_acl::AclError),
 }
 
 /// Why one client connection ended abnormally. Never leaves the crate: it is logged and the

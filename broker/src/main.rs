@@ -1,35 +1,133 @@
-//! `workbus-broker` binary: runs the broker until Ctrl-C or SIGTERM, then stops gracefully.
+//! `workbus-broker` binary: runs the broker until Ctrl-C or SIGTERM, then stops gracefully
+//! (SIGHUP reloads the TLS files); `certs …` makes the CA and certificates, `passwd` adds
+//! a hashed credential, `acl …` prints the topic ACL for Mosquitto or EMQX.
 //!
 //! Every flag can also come from a `WORKBUS_BROKER_*` environment variable; the defaults
-//! are [`BrokerConfig::default`]'s.
+//! are [`BrokerConfig::default`]'s. Secure by default: plaintext only on loopback unless
+//! an address says otherwise, TLS listeners on 8883 once a certificate is given, and the
+//! fleet's topic ACLs on (`--acl off` to run an open broker).
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
-use clap::Parser;
-use workbus_broker::{Broker, BrokerConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use workbus_broker::certs::{self, Validity};
+use workbus_broker::credentials::{self, Credentials};
+use workbus_broker::{
+    Broker, BrokerConfig, BrokerHandle, ClientAuth, DEFAULT_TLS_LISTEN, FleetAcl, TlsConfig,
+    external,
+};
 use workbus_process::{defaults, init_logging, shutdown_signal};
+use workbus_schemas::acl::{Identity, TopicAcl};
+use workbus_schemas::config::MqttConfig;
+use workbus_schemas::topics::Topics;
 
 /// `workbus-broker`: the workbus MQTT broker.
 #[derive(Debug, Parser)]
 #[command(
     name = "workbus-broker",
     version,
-    about = "The workbus MQTT 5 and 3.1.1 broker: runs until Ctrl-C or SIGTERM, then stops gracefully"
+    about = "The workbus MQTT 5 and 3.1.1 broker: runs until Ctrl-C or SIGTERM, then stops gracefully (SIGHUP reloads the TLS files)"
 )]
 struct Args {
-    /// Listen address for MQTT 5 and 3.1.1 (repeatable; comma-separated in the
-    /// environment).
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Plaintext listen address (repeatable; comma-separated in the environment). Default:
+    /// 127.0.0.1:1883 without TLS, none with TLS.
     #[arg(
         long,
         value_name = "ADDR",
         env = "WORKBUS_BROKER_LISTEN",
-        value_delimiter = ',',
-        default_values_t = BrokerConfig::default().listen
+        value_delimiter = ','
     )]
     listen: Vec<SocketAddr>,
+    /// TLS listen address (repeatable; default 0.0.0.0:8883 when --tls-cert is given).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "WORKBUS_BROKER_TLS_LISTEN",
+        value_delimiter = ','
+    )]
+    tls_listen: Vec<SocketAddr>,
+    /// Server certificate chain (PEM) for the TLS listeners.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_TLS_CERT",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    client_ca: Option<PathBuf>,
+    /// Client certificates: required (default with --client-ca), optional (clients
+    /// without one log in with --credentials) or off.
+    #[arg(long, value_name = "MODE", env = "WORKBUS_BROKER_CLIENT_AUTH")]
+    client_auth: Option<ClientAuthArg>,
+    /// How often the TLS files are checked for changes, in seconds (0: only on SIGHUP).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WORKBUS_BROKER_TLS_RELOAD",
+        default_value_t = 30
+    )]
+    tls_reload: u64,
+    /// Topic ACLs per identity (agents: their own cluster's topics only; the source: the
+    /// source side). `off` lets every client do everything.
+    #[arg(
+        long,
+        value_name = "ON|OFF",
+        env = "WORKBUS_BROKER_ACL",
+        default_value = "on"
+    )]
+    acl: OnOff,
+    /// The fleet's source id (default topic layout `sources/<id>/consumers/+/…`).
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "WORKBUS_BROKER_SOURCE_ID",
+        default_value = defaults::SOURCE_ID,
+        global = true
+    )]
+    source_id: String,
+    /// The source side's sdk-go MQTT config file, whose topics the ACL is derived from
+    /// (instead of the default layout of --source-id).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_TOPICS_CONFIG",
+        global = true
+    )]
+    topics_config: Option<PathBuf>,
+    /// Credential file (`identity:argon2-hash` lines, see `passwd`) for clients without
+    /// certificates.
+    #[arg(long, value_name = "FILE", env = "WORKBUS_BROKER_CREDENTIALS")]
+    credentials: Option<PathBuf>,
+    /// Refused operations after which a connection is closed (0: never).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_MAX_DENIALS",
+        default_value_t = BrokerConfig::default().max_denials
+    )]
+    max_denials: u32,
     /// Largest packet accepted, in bytes or with a KiB or MiB suffix.
     #[arg(
         long,
@@ -59,16 +157,237 @@ struct Args {
     log: Option<String>,
 }
 
+/// The tools next to the broker.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Certificates: a CA, the broker's certificate, client certificates, CA rotation.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Adds (or replaces) an identity's password in a credential file; the password is
+    /// read from the first line of standard input and stored as an Argon2id hash.
+    Passwd {
+        /// The credential file (created 0600 if missing).
+        #[arg(long, value_name = "FILE", env = "WORKBUS_BROKER_CREDENTIALS")]
+        file: PathBuf,
+        /// The identity: a cluster name, or source.<source id>.
+        #[arg(long, value_name = "NAME", env = "WORKBUS_BROKER_PASSWD_IDENTITY")]
+        identity: String,
+    },
+    /// Prints the topic ACL (from --source-id or --topics-config) for an external broker.
+    Acl {
+        /// Which broker's format.
+        #[arg(value_enum)]
+        format: AclFormat,
+    },
+}
+
+/// `certs …`.
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Creates the directory, a CA and the broker's certificate.
+    Init {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+        /// Extra DNS name or IP address of the broker (repeatable; localhost, 127.0.0.1
+        /// and ::1 are always included).
+        #[arg(
+            long,
+            value_name = "NAME",
+            env = "WORKBUS_BROKER_CERTS_SERVER_NAME",
+            value_delimiter = ','
+        )]
+        server_name: Vec<String>,
+    },
+    /// Issues a client certificate for a cluster's agent or for a source.
+    Issue {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+        /// The cluster whose agent gets the certificate.
+        #[arg(
+            long,
+            value_name = "NAME",
+            env = "WORKBUS_BROKER_CERTS_CLUSTER",
+            conflicts_with = "source",
+            required_unless_present = "source"
+        )]
+        cluster: Option<String>,
+        /// The source (hub) id that gets the certificate.
+        #[arg(long, value_name = "ID", env = "WORKBUS_BROKER_CERTS_SOURCE")]
+        source: Option<String>,
+        /// Validity in days.
+        #[arg(
+            long,
+            value_name = "DAYS",
+            env = "WORKBUS_BROKER_CERTS_DAYS",
+            default_value_t = 365
+        )]
+        days: u64,
+    },
+    /// Re-issues the broker's certificate with the current CA (after `rotate-ca`).
+    Server {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+        /// Extra DNS name or IP address of the broker (repeatable).
+        #[arg(
+            long,
+            value_name = "NAME",
+            env = "WORKBUS_BROKER_CERTS_SERVER_NAME",
+            value_delimiter = ','
+        )]
+        server_name: Vec<String>,
+    },
+    /// Starts a CA rotation: new CA, bundle = new + old.
+    RotateCa {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+    },
+    /// Ends a CA rotation: bundle = the new CA only.
+    FinishRotation {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// `acl …` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AclFormat {
+    /// A Mosquitto `acl_file`.
+    Mosquitto,
+    /// EMQX file authorization rules (`acl.conf`).
+    Emqx,
+}
+
+/// `--client-auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClientAuthArg {
+    Off,
+    Optional,
+    Required,
+}
+
+/// `on` / `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// A command line that cannot be served.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    TopicsConfig { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Acl(#[from] workbus_broker::AclError),
+    #[error(transparent)]
+    Topics(#[from] workbus_schemas::topics::TopicError),
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
+    #[error(transparent)]
+    Certs(#[from] certs::CertError),
+    #[error(transparent)]
+    Identity(#[from] workbus_schemas::acl::InvalidIdentity),
+    #[error(
+        "topic ACLs are on but no client could prove an identity: give --client-ca (client certificates) or --credentials, or --acl off"
+    )]
+    NoIdentities,
+    #[error("no password on standard input")]
+    NoPassword,
+}
+
 impl Args {
     /// The broker configuration these flags describe.
     fn config(&self) -> BrokerConfig {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: self.client_ca.clone(),
+                client_auth: match (self.client_auth, &self.client_ca) {
+                    (Some(ClientAuthArg::Off), _) | (None, None) => ClientAuth::Off,
+                    (Some(ClientAuthArg::Optional), _) => ClientAuth::Optional,
+                    (Some(ClientAuthArg::Required), _) | (None, Some(_)) => ClientAuth::Required,
+                },
+                reload_interval: (self.tls_reload > 0)
+                    .then(|| Duration::from_secs(self.tls_reload)),
+            }),
+            _ => None,
+        };
+        let listen = match (self.listen.is_empty(), &tls) {
+            (false, _) => self.listen.clone(),
+            (true, None) => BrokerConfig::default().listen,
+            (true, Some(_)) => Vec::new(),
+        };
+        let tls_listen = match (self.tls_listen.is_empty(), &tls) {
+            (true, Some(_)) => vec![DEFAULT_TLS_LISTEN],
+            _ => self.tls_listen.clone(),
+        };
         BrokerConfig {
-            listen: self.listen.clone(),
+            listen,
+            tls_listen,
+            tls,
+            max_denials: self.max_denials,
             max_packet_size: self.max_packet_size.0,
             max_connections: self.max_connections,
             max_keepalive: self.max_keepalive,
             ..BrokerConfig::default()
         }
+    }
+
+    /// The topic templates the ACL is derived from.
+    fn topics(&self) -> Result<Topics, SetupError> {
+        match &self.topics_config {
+            None => Ok(Topics::for_source(&self.source_id)?),
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|source| SetupError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config =
+                    MqttConfig::from_bytes(&bytes).map_err(|e| SetupError::TopicsConfig {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(config.topics)
+            }
+        }
+    }
+
+    /// The source identities of the fleet (for external brokers' per-user rules).
+    fn sources(&self) -> Result<Vec<Identity>, SetupError> {
+        Ok(vec![Identity::parse(&format!(
+            "{}{}",
+            workbus_schemas::acl::SOURCE_IDENTITY_PREFIX,
+            self.source_id
+        ))?])
+    }
+
+    /// The authorizer: the fleet ACL, or `None` for `--acl off`.
+    fn fleet_acl(&self, config: &BrokerConfig) -> Result<Option<FleetAcl>, SetupError> {
+        if self.acl == OnOff::Off {
+            return Ok(None);
+        }
+        let mut acl = FleetAcl::new(&self.topics()?)?;
+        let certificates = config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != ClientAuth::Off);
+        if let Some(path) = &self.credentials {
+            acl = acl.with_credentials(Credentials::load(path)?);
+        } else if !certificates {
+            return Err(SetupError::NoIdentities);
+        }
+        Ok(Some(acl))
     }
 }
 
@@ -118,25 +437,220 @@ impl fmt::Display for Size {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return match run_tool(&args, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("workbus-broker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let stop = shutdown_signal();
     if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG) {
         eprintln!("workbus-broker: {e}");
         return ExitCode::from(2);
     }
-    let handle = match Broker::new(args.config()).start().await {
+    let config = args.config();
+    let acl = match args.fleet_acl(&config) {
+        Ok(acl) => acl,
+        Err(e) => {
+            eprintln!("workbus-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let broker = Broker::new(config.clone());
+    let started = match &acl {
+        Some(acl) => broker.with_authorizer(acl.clone()).start().await,
+        None => broker.start().await,
+    };
+    let handle = match started {
         Ok(h) => h,
         Err(e) => {
             eprintln!("workbus-broker: {e}");
             return ExitCode::FAILURE;
         }
     };
-    for addr in handle.local_addrs() {
-        println!("workbus-broker listening on {addr} (MQTT 5 and 3.1.1)");
+    for line in banner(
+        &handle,
+        &config,
+        acl.as_ref().map(|_| args.source_id.as_str()),
+    ) {
+        println!("{line}");
     }
-    stop.await;
+    tokio::select! {
+        _ = stop => {}
+        _ = reload_on_sighup(&handle) => {}
+    }
     println!("workbus-broker shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// What the broker tells its operator at start: every listener with its protection, and
+/// whether ACLs are on.
+fn banner(handle: &BrokerHandle, config: &BrokerConfig, acl_source: Option<&str>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for addr in handle.local_addrs() {
+        let reach = if addr.ip().is_loopback() {
+            "plaintext, loopback only"
+        } else {
+            "PLAINTEXT, reachable from the network"
+        };
+        lines.push(format!(
+            "workbus-broker listening on {addr} (MQTT 5 and 3.1.1, {reach})"
+        ));
+    }
+    let clients = match config.tls.as_ref().map(|t| t.client_auth) {
+        Some(ClientAuth::Required) => "client certificates required",
+        Some(ClientAuth::Optional) => "client certificates optional",
+        _ => "no client certificates",
+    };
+    for addr in handle.tls_addrs() {
+        lines.push(format!(
+            "workbus-broker listening on {addr} (MQTT 5 and 3.1.1 over TLS, {clients})"
+        ));
+    }
+    lines.push(match acl_source {
+        Some(source) => format!("workbus-broker topic ACLs on (source {source})"),
+        None => "workbus-broker topic ACLs OFF: every client may publish and subscribe anywhere"
+            .to_string(),
+    });
+    lines
+}
+
+/// Reloads the TLS files on every SIGHUP; never returns (unless signals are unavailable).
+async fn reload_on_sighup(handle: &BrokerHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        match handle.reload_tls().await {
+            Ok(r) => println!("workbus-broker TLS files reloaded ({r:?})"),
+            Err(e) => eprintln!("workbus-broker: TLS reload failed, previous files kept: {e}"),
+        }
+    }
+    std::future::pending().await
+}
+
+/// Runs one of the tools.
+fn run_tool(args: &Args, command: &Command) -> Result<(), SetupError> {
+    match command {
+        Command::Certs(c) => run_certs(c),
+        Command::Passwd { file, identity } => {
+            Identity::parse(identity)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|source| SetupError::Read {
+                    path: PathBuf::from("<stdin>"),
+                    source,
+                })?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                return Err(SetupError::NoPassword);
+            }
+            let hash = credentials::hash_password(password.as_bytes())?;
+            let old = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(SetupError::Read {
+                        path: file.clone(),
+                        source,
+                    });
+                }
+            };
+            certs::write(
+                file,
+                credentials::set_line(&old, identity, &hash).as_bytes(),
+            )?;
+            println!("{identity} set in {}", file.display());
+            Ok(())
+        }
+        Command::Acl { format } => {
+            let acl = TopicAcl::new(&args.topics()?)?;
+            let sources = args.sources()?;
+            print!(
+                "{}",
+                match format {
+                    AclFormat::Mosquitto => external::mosquitto_acl(&acl, &sources),
+                    AclFormat::Emqx => external::emqx_acl(&acl, &sources),
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run_certs(command: &CertsCommand) -> Result<(), SetupError> {
+    let show = |what: &str, issued: &certs::Issued| {
+        println!(
+            "{what}: {} (key {})",
+            issued.cert.display(),
+            issued.key.display()
+        );
+    };
+    match command {
+        CertsCommand::Init { dir, server_name } => {
+            let server = certs::init(dir, server_name)?;
+            println!("CA: {}", dir.join(certs::CA_CERT).display());
+            println!(
+                "trusted CAs (client CA / clients' CA file): {}",
+                dir.join(certs::CA_BUNDLE).display()
+            );
+            show("broker certificate", &server);
+        }
+        CertsCommand::Issue {
+            dir,
+            cluster,
+            source,
+            days,
+        } => {
+            let identity = match (cluster, source) {
+                (Some(c), _) => Identity::Agent(c.clone()),
+                (None, Some(s)) => Identity::Source(s.clone()),
+                (None, None) => unreachable_identity(),
+            };
+            // Parsed back from its text form: the same checks as a broker applies.
+            let identity = Identity::parse(&identity.name())?;
+            let validity =
+                Validity::starting_now(Duration::from_secs(days.saturating_mul(24 * 3600)));
+            let issued = certs::issue_client(dir, &identity, validity)?;
+            show(&format!("certificate of {identity}"), &issued);
+        }
+        CertsCommand::Server { dir, server_name } => {
+            let issued = certs::issue_server(
+                dir,
+                server_name,
+                Validity::starting_now(certs::LEAF_VALIDITY),
+            )?;
+            show("broker certificate", &issued);
+        }
+        CertsCommand::RotateCa { dir } => {
+            certs::rotate_ca(dir)?;
+            println!(
+                "new CA in {}; {} holds the new and the previous CA: re-issue the broker's and every client's certificate, then run finish-rotation",
+                dir.join(certs::CA_CERT).display(),
+                dir.join(certs::CA_BUNDLE).display()
+            );
+        }
+        CertsCommand::FinishRotation { dir } => {
+            certs::finish_rotation(dir)?;
+            println!(
+                "{} holds the current CA only",
+                dir.join(certs::CA_BUNDLE).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// clap requires `--cluster` or `--source`; an identity that can never be valid keeps
+/// this path free of panics all the same.
+fn unreachable_identity() -> Identity {
+    Identity::Agent(String::new())
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub(crate) enum Kick {
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub conn: ConnId,
+    /// The identity the connection authenticated as, when the authorizer names one
+    /// ([`crate::Authorizer::identity`]): only the same owner may take the client id over.
+    pub owner: Option<Arc<str>>,
     tx: mpsc::Sender<Delivery>,
     kick: Notify,
     kick_reason: AtomicU8,
@@ -75,10 +78,15 @@ enum Offer {
 
 impl ClientHandle {
     /// Creates the handle and the receiving end of its queue.
-    pub fn new(conn: ConnId, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Delivery>) {
+    pub fn new(
+        conn: ConnId,
+        owner: Option<Arc<str>>,
+        capacity: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Delivery>) {
         let (tx, rx) = mpsc::channel(capacity);
         let handle = Arc::new(Self {
             conn,
+            owner,
             tx,
             kick: Notify::new(),
             kick_reason: AtomicU8::new(Kick::None as u8),
@@ -296,7 +304,16 @@ pub(crate) struct Counters {
     pub published: AtomicU64,
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
+    pub denied_publishes: AtomicU64,
+    pub denied_subscriptions: AtomicU64,
+    pub refused_connections: AtomicU64,
+    pub abuse_disconnects: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
 }
+
+/// A client id is held by a connection of another identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdTaken;
 
 /// Subscriptions plus the client-id registry.
 #[derive(Debug, Default)]
@@ -308,16 +325,23 @@ pub(crate) struct Router {
 
 impl Router {
     /// Records `handle` as the live connection for `client_id`; a previous connection with
-    /// the same id is asked to close (MQTT 5 §3.1.4 "session takeover").
-    pub fn register(&self, client_id: Arc<str>, handle: Arc<ClientHandle>) {
-        let old = self
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(client_id, handle);
+    /// the same id is asked to close (MQTT 5 §3.1.4 "session takeover") — unless it
+    /// belongs to another identity (the handles' `owner`s differ): then `handle` is not
+    /// registered and [`IdTaken`] is returned, so one identity cannot take over
+    /// another's session.
+    pub fn register(&self, client_id: Arc<str>, handle: Arc<ClientHandle>) -> Result<(), IdTaken> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = clients.get(&client_id)
+            && old.owner != handle.owner
+        {
+            return Err(IdTaken);
+        }
+        let old = clients.insert(client_id, handle);
+        drop(clients);
         if let Some(old) = old {
             old.kick(Kick::SessionTakenOver);
         }
+        Ok(())
     }
 
     /// Forgets `client_id` if `conn` is still the connection registered for it.
@@ -463,7 +487,7 @@ mod tests {
     }
 
     fn sub(router: &Router, filter: &str, conn: ConnId) -> mpsc::Receiver<Delivery> {
-        let (handle, rx) = ClientHandle::new(conn, 16);
+        let (handle, rx) = ClientHandle::new(conn, None, 16);
         router.subscribe(
             &parse_filter(filter).expect("valid filter"),
             handle,
@@ -511,7 +535,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_deliver_once() {
         let r = Router::default();
-        let (handle, mut rx) = ClientHandle::new(1, 16);
+        let (handle, mut rx) = ClientHandle::new(1, None, 16);
         for f in ["a/b", "a/+", "#"] {
             r.subscribe(
                 &parse_filter(f).expect("valid"),
@@ -538,7 +562,7 @@ mod tests {
     #[test]
     fn full_queue_kicks() {
         let r = Router::default();
-        let (handle, _rx) = ClientHandle::new(1, 1);
+        let (handle, _rx) = ClientHandle::new(1, None, 1);
         r.subscribe(
             &parse_filter("t").expect("valid"),
             Arc::clone(&handle),

@@ -5,16 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, mpsc, watch};
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::auth::{AllowAll, Authorizer};
 use crate::config::BrokerConfig;
-use crate::connection::{self, Shared};
+use crate::connection::{self, Accepted, Shared};
 use crate::error::BrokerError;
 use crate::router::Router;
+use crate::stream;
+use crate::tls::{Reloaded, TlsError, TlsState};
 
 /// Pending-connection queue of each listener. Thousands of agents reconnect at once after
 /// a broker restart; the usual 128 would make most of them retry.
@@ -50,18 +53,31 @@ impl<A: Authorizer> Broker<A> {
     /// bound, so the returned handle's addresses accept connections immediately.
     pub async fn start(self) -> Result<BrokerHandle, BrokerError> {
         self.config.validate()?;
-        let mut listeners = Vec::with_capacity(self.config.listen.len());
+        // The TLS files are read before anything binds: unusable ones stop the start.
+        let tls = match &self.config.tls {
+            Some(t) => Some(Arc::new(TlsState::load(t.clone())?)),
+            None => None,
+        };
+        let mut listeners = Vec::new();
         for &addr in &self.config.listen {
-            listeners.push(bind(addr)?);
+            listeners.push((bind(addr)?, addr, None));
         }
-        let local_addrs = listeners
-            .iter()
-            .zip(&self.config.listen)
-            .map(|(l, &addr)| {
-                l.local_addr()
-                    .map_err(|source| BrokerError::Bind { addr, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        for &addr in &self.config.tls_listen {
+            listeners.push((bind(addr)?, addr, tls.clone()));
+        }
+        let mut local_addrs = Vec::new();
+        let mut tls_addrs = Vec::new();
+        for (l, addr, tls) in &listeners {
+            let bound = l.local_addr().map_err(|source| BrokerError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            if tls.is_some() {
+                tls_addrs.push(bound);
+            } else {
+                local_addrs.push(bound);
+            }
+        }
 
         let router = Arc::new(Router::default());
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
@@ -78,11 +94,19 @@ impl<A: Authorizer> Broker<A> {
 
         let accept_tasks: Vec<JoinHandle<()>> = listeners
             .into_iter()
-            .zip(&local_addrs)
-            .map(|(listener, &addr)| {
-                info!(%addr, "MQTT listener ready (3.1.1 and 5)");
+            .map(|(listener, _, tls)| {
+                let addr = listener.local_addr().ok();
+                match (&tls, addr) {
+                    (Some(_), Some(addr)) => info!(%addr, "MQTT listener ready (TLS; 3.1.1 and 5)"),
+                    (None, Some(addr)) if !addr.ip().is_loopback() => {
+                        warn!(%addr, "plaintext MQTT listener reachable from the network: credentials and manifests travel in clear")
+                    }
+                    (None, Some(addr)) => info!(%addr, "MQTT listener ready (plaintext, loopback; 3.1.1 and 5)"),
+                    (_, None) => {}
+                }
                 tokio::spawn(accept_loop(
                     listener,
+                    tls,
                     Arc::clone(&shared),
                     Arc::clone(&permits),
                     shutdown_rx.clone(),
@@ -91,6 +115,15 @@ impl<A: Authorizer> Broker<A> {
             })
             .collect();
         drop(alive_tx);
+        if let Some(state) = &tls
+            && let Some(every) = state.config().reload_interval
+        {
+            tokio::spawn(watch_tls_files(
+                Arc::clone(state),
+                every,
+                shutdown_rx.clone(),
+            ));
+        }
 
         let supervisor = tokio::spawn(supervise(
             accept_tasks,
@@ -101,6 +134,8 @@ impl<A: Authorizer> Broker<A> {
         ));
         Ok(BrokerHandle {
             local_addrs,
+            tls_addrs,
+            tls,
             shutdown_tx,
             supervisor: Some(supervisor),
             router,
@@ -124,6 +159,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
 
 async fn accept_loop<A: Authorizer>(
     listener: TcpListener,
+    tls: Option<Arc<TlsState>>,
     shared: Arc<Shared<A>>,
     permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -151,13 +187,117 @@ async fn accept_loop<A: Authorizer>(
         let shared = Arc::clone(&shared);
         let shutdown = shutdown.clone();
         let alive = alive.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection::serve(shared, stream, peer, shutdown).await;
-            drop(permit);
+            serve_accepted(shared, stream, peer, tls, shutdown, permit).await;
             drop(alive);
         });
     }
     // Dropping `listener` here closes the listening socket: no new connections.
+}
+
+/// Runs the TLS handshake (if any) on the connection's own task — a slow or silent
+/// client holds up nobody else, and is cut off after the connect timeout — then serves
+/// the connection.
+async fn serve_accepted<A: Authorizer>(
+    shared: Arc<Shared<A>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<TlsState>>,
+    mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let accepted = match tls {
+        None => {
+            let (reader, writer) = stream::plain(stream);
+            Accepted {
+                reader,
+                writer,
+                peer,
+                peer_certificates: Vec::new(),
+                tls: false,
+            }
+        }
+        Some(state) => {
+            // The configuration current now: a reload affects later handshakes only.
+            let acceptor = tokio_rustls::TlsAcceptor::from(state.current());
+            let handshake =
+                tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(stream));
+            let result = tokio::select! {
+                r = handshake => r,
+                _ = shutdown.changed() => return,
+            };
+            match result {
+                Ok(Ok(tls_stream)) => {
+                    let peer_certificates = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| Bytes::copy_from_slice(c.as_ref()))
+                        .collect();
+                    let (reader, writer) = stream::tls(tls_stream);
+                    Accepted {
+                        reader,
+                        writer,
+                        peer,
+                        peer_certificates,
+                        tls: true,
+                    }
+                }
+                Ok(Err(e)) => {
+                    shared
+                        .router
+                        .counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared
+                        .router
+                        .counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    connection::serve(shared, accepted, shutdown).await;
+    drop(permit);
+}
+
+/// Re-reads the TLS files every `every` and installs them when they changed, until
+/// shutdown. Rotation then needs no signal: replace the files (new ones first, each
+/// written atomically), and new handshakes pick them up.
+async fn watch_tls_files(
+    state: Arc<TlsState>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let s = Arc::clone(&state);
+        // File reads and PEM parsing are blocking work.
+        match tokio::task::spawn_blocking(move || s.reload()).await {
+            Ok(Ok(Reloaded::Changed)) => info!("TLS certificate, key or client CA reloaded"),
+            Ok(Ok(Reloaded::Unchanged)) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
+            }
+            Err(e) => warn!(error = %e, "TLS reload task failed"),
+        }
+    }
 }
 
 async fn supervise(
@@ -195,6 +335,18 @@ pub struct BrokerStats {
     /// Copies not delivered: a subscriber's queue overflowed, or a message exceeded the
     /// subscriber's maximum packet size.
     pub dropped: u64,
+    /// PUBLISH packets (and wills) the authorizer refused.
+    pub denied_publishes: u64,
+    /// Subscription filters the authorizer refused.
+    pub denied_subscriptions: u64,
+    /// Connections refused at CONNECT: bad credentials, no or a wrong identity, a client
+    /// id that does not match the identity or is held by another identity.
+    pub refused_connections: u64,
+    /// Connections closed for too many refused operations.
+    pub abuse_disconnects: u64,
+    /// TLS handshakes that failed or timed out (no, expired or foreign-CA certificates,
+    /// plaintext on a TLS port).
+    pub tls_handshake_failures: u64,
 }
 
 /// A running broker. Dropping it stops the broker without waiting; call
@@ -202,20 +354,44 @@ pub struct BrokerStats {
 #[derive(Debug)]
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    tls: Option<Arc<TlsState>>,
     shutdown_tx: watch::Sender<bool>,
     supervisor: Option<JoinHandle<()>>,
     router: Arc<Router>,
 }
 
 impl BrokerHandle {
-    /// The addresses actually bound, in configuration order (port 0 resolved).
+    /// The plaintext addresses actually bound, in configuration order (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }
 
-    /// The first bound address (there is always at least one).
+    /// The TLS addresses actually bound, in configuration order (port 0 resolved).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The first plaintext address, or the first TLS address when there is no plaintext
+    /// listener (there is always at least one listener).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
+        self.local_addrs
+            .first()
+            .or(self.tls_addrs.first())
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Re-reads the TLS certificate, key and client CA now (e.g. on SIGHUP) and, if they
+    /// changed, uses them for new handshakes; connected clients are not affected. On error
+    /// the previous files stay in force. Without TLS listeners: `Ok(Unchanged)`.
+    pub async fn reload_tls(&self) -> Result<Reloaded, TlsError> {
+        let Some(state) = self.tls.clone() else {
+            return Ok(Reloaded::Unchanged);
+        };
+        tokio::task::spawn_blocking(move || state.reload())
+            .await
+            .unwrap_or_else(|e| Err(TlsError::Rustls(format!("reload task failed: {e}"))))
     }
 
     /// Current counters.
@@ -226,6 +402,11 @@ impl BrokerHandle {
             published: c.published.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
+            denied_subscriptions: c.denied_subscriptions.load(Ordering::Relaxed),
+            refused_connections: c.refused_connections.load(Ordering::Relaxed),
+            abuse_disconnects: c.abuse_disconnects.load(Ordering::Relaxed),
+            tls_handshake_failures: c.tls_handshake_failures.load(Ordering::Relaxed),
         }
     }
 

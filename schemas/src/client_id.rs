@@ -13,6 +13,36 @@ pub fn mqtt_client_id(agent_id: &str) -> String {
     format!("{agent_id}-client")
 }
 
+/// The text between a hub's source id and its per-process suffix in its MQTT client id
+/// (`<source id>-hub-<suffix>`).
+pub const SOURCE_CLIENT_ID_INFIX: &str = "-hub";
+
+/// The MQTT client id of a hub (source `source_id`) with a per-process `suffix` (the
+/// hub uses 8 random hex digits, so two replicas never take over each other's session).
+pub fn source_client_id(source_id: &str, suffix: &str) -> String {
+    format!("{source_id}{SOURCE_CLIENT_ID_INFIX}-{suffix}")
+}
+
+/// Whether `client_id` is one the agent of `cluster` may use: `<cluster>-work-agent`,
+/// optionally followed by `-<anything>`, then `-client` (the default and any
+/// `--cloudevents-client-id` that keeps the default as its prefix).
+pub fn agent_client_id_matches(cluster: &str, client_id: &str) -> bool {
+    let base = default_agent_id(cluster);
+    let Some(rest) = client_id.strip_prefix(base.as_str()) else {
+        return false;
+    };
+    rest == "-client" || (rest.starts_with('-') && rest.ends_with("-client") && rest.len() > 8)
+}
+
+/// Whether `client_id` is one a hub with source id `source_id` may use:
+/// `<source id>-hub` or [`source_client_id`]'s `<source id>-hub-<suffix>`.
+pub fn source_client_id_matches(source_id: &str, client_id: &str) -> bool {
+    client_id
+        .strip_prefix(source_id)
+        .and_then(|rest| rest.strip_prefix(SOURCE_CLIENT_ID_INFIX))
+        .is_some_and(|rest| rest.is_empty() || (rest.starts_with('-') && rest.len() > 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,5 +54,28 @@ mod tests {
             mqtt_client_id("edge-1-work-agent"),
             "edge-1-work-agent-client"
         );
+        assert!(agent_client_id_matches(
+            "edge-1",
+            "edge-1-work-agent-client"
+        ));
+        assert!(agent_client_id_matches(
+            "edge-1",
+            "edge-1-work-agent-x-client"
+        ));
+        assert!(!agent_client_id_matches(
+            "edge-1",
+            "edge-1-work-agent--client"
+        ));
+        assert!(!agent_client_id_matches(
+            "edge-1",
+            "edge-1-work-agentclient"
+        ));
+        assert!(!agent_client_id_matches("edge", "edge-1-work-agent-client"));
+        assert_eq!(source_client_id("maestro", "1a2b"), "maestro-hub-1a2b");
+        assert!(source_client_id_matches("maestro", "maestro-hub-1a2b"));
+        assert!(source_client_id_matches("maestro", "maestro-hub"));
+        assert!(!source_client_id_matches("maestro", "maestro-hub-"));
+        assert!(!source_client_id_matches("maestro", "maestro-hubx"));
+        assert!(!source_client_id_matches("maestro", "maestro"));
     }
 }

@@ -15,6 +15,8 @@
 //! - [`envelope`]: the CloudEvent envelope and builders for spec/status events.
 //! - [`mqtt`]: CloudEvent <-> MQTT message mapping (binary and structured mode).
 //! - [`topics`]: topic roles, validation and publish/subscribe substitution.
+//! - [`acl`]: identities (agent of a cluster, source) and the per-identity topic ACL
+//!   derived from the topic templates, for brokers that enforce it.
 //! - [`config`]: the sdk-go MQTT config file (YAML or JSON).
 //! - [`work`]: ManifestWork spec/status types, ObjectMeta, bundle validation.
 //! - [`status_hash`]: Go-compatible canonical JSON and the status hash.
@@ -26,6 +28,7 @@
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
+pub mod acl;
 pub mod client_id;
 pub mod config;
 pub mod envelope;

@@ -152,6 +152,37 @@ impl MosquittoProcess {
         Ok(broker)
     }
 
+    /// Starts a private broker on a free loopback port with a config of the caller's:
+    /// `config(dir, port)` returns the text of `mosquitto.conf` (it must listen on
+    /// `127.0.0.1:port`, e.g. a TLS listener, and may write further files, such as an
+    /// `acl_file`, into `dir`, the broker's own directory). Returns once it listens.
+    pub fn launch_with_config(
+        config: impl FnOnce(&Path, u16) -> String,
+    ) -> Result<MosquittoProcess, String> {
+        let program = mosquitto_program()?;
+        let port = crate::free_port();
+        let dir =
+            std::env::temp_dir().join(format!("workbus-mosquitto-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("mosquitto.conf");
+        let text = config(&dir, port);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut broker = MosquittoProcess {
+            program,
+            config: path,
+            dir,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            child: None,
+        };
+        broker.start()?;
+        Ok(broker)
+    }
+
+    /// The broker's own directory (config and the files its config names).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Host to connect to (loopback).
     pub fn host(&self) -> &'static str {
         "127.0.0.1"

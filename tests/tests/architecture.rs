@@ -2,7 +2,8 @@
 //!
 //! - the crate graph, from `cargo metadata`: `schemas ← transport ← {hub, agent}`,
 //!   `process ← {broker, hub, agent}`, the protocol crate without I/O dependencies,
-//!   `process` without workspace dependencies, the broker on `process` alone, the agent
+//!   `process` without workspace dependencies, the broker on `process` and the protocol
+//!   crate only (its topic ACLs derive from `schemas::acl`; no client crate), the agent
 //!   without the hub's server stack, and the hub linking the agent only for its
 //!   quickstart (an optional dependency behind the `quickstart` feature); the test kit
 //!   depending on no workspace crate (every crate's tests may use it) and the benchmarks
@@ -98,8 +99,9 @@ fn crate_graph_points_one_way() {
     );
     assert_eq!(
         workspace_deps("workbus-broker"),
-        ["workbus-process"],
-        "the broker links neither the protocol nor the client crates"
+        ["workbus-process", "workbus-schemas"],
+        "the broker links the protocol crate (its topic ACLs derive from the templates in \
+         schemas::acl) and process, never the client crates"
     );
     for executable in ["workbus-hub", "workbus-agent"] {
         assert!(

@@ -16,6 +16,7 @@ fn broker() -> Command {
 fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
     let mut child = broker()
         .env("WORKBUS_BROKER_LISTEN", "127.0.0.1:0")
+        .env("WORKBUS_BROKER_ACL", "off")
         .env("WORKBUS_BROKER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -29,20 +30,26 @@ fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
         }
     });
     let first = lines.recv_timeout(WAIT).expect("a listening line");
-    // Not the default 0.0.0.0:1883: the variable was read.
+    // Not the default 127.0.0.1:1883: the variable was read.
     assert!(
-        first.starts_with("workbus-broker listening on 127.0.0.1:"),
+        first.starts_with("workbus-broker listening on 127.0.0.1:") && !first.contains(":1883 "),
         "{first}"
     );
+    assert!(first.ends_with("plaintext, loopback only)"), "{first}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
-    assert_eq!(
-        lines.recv_timeout(WAIT).as_deref(),
-        Ok("workbus-broker shutting down")
-    );
+    // The rest of the banner (ACL state), then the goodbye.
+    let mut last = String::new();
+    while let Ok(line) = lines.recv_timeout(WAIT) {
+        last = line;
+        if last == "workbus-broker shutting down" {
+            break;
+        }
+    }
+    assert_eq!(last, "workbus-broker shutting down");
     assert!(child.wait().expect("exits").success());
 }
 

@@ -1,0 +1,327 @@
+//! Issue 12, broker side, across crates: hub and agent converge through the embedded
+//! broker with mutual TLS and topic ACLs on (their `workbus_transport` clients with
+//! client certificates); and Mosquitto, configured as `deploy/mosquitto/` documents,
+//! confines agents the same way (agent B cannot read A's specs or `#`, nor write A's
+//! statuses).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5 as p5;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use workbus_agent::store::FileStore;
+use workbus_broker::certs::{self, Validity};
+use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig, external};
+use workbus_hub::{BrokerSettings, Hub, HubConfig, StoreSettings};
+use workbus_schemas::acl::{Identity, TopicAcl};
+use workbus_schemas::client_id;
+use workbus_schemas::topics::Topics;
+use workbus_testkit::{MosquittoProcess, skip_without_mosquitto};
+use workbus_tests::agents::{agent_config, start_agent};
+use workbus_tests::hubs::{applied_at, put_work, register_cluster, wait_work};
+use workbus_transport::{TlsSettings, TransportConfig};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn issue(dir: &Path, who: &Identity) -> certs::Issued {
+    certs::issue_client(dir, who, Validity::starting_now(Duration::from_secs(3600))).expect("issue")
+}
+
+/// The transport's TLS settings for `who`: the CA bundle and its own certificate.
+fn tls_settings(dir: &Path, who: &Identity) -> TlsSettings {
+    let issued = issue(dir, who);
+    TlsSettings {
+        ca_pem: Some(std::fs::read(dir.join(certs::CA_BUNDLE)).unwrap()),
+        client_cert_pem: Some(std::fs::read(issued.cert).unwrap()),
+        client_key_pem: Some(std::fs::read(issued.key).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn hub_and_agent_converge_over_mutual_tls_with_acls_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    certs::init(&pki, &[]).unwrap();
+    let source = "secure-hub";
+    let cluster = "edge-1";
+    let broker = Broker::new(BrokerConfig::with_tls(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        TlsConfig::mutual(
+            pki.join(certs::SERVER_CERT),
+            pki.join(certs::SERVER_KEY),
+            pki.join(certs::CA_BUNDLE),
+        ),
+    ))
+    .with_authorizer(FleetAcl::for_source(source).unwrap())
+    .start()
+    .await
+    .expect("broker starts");
+    let port = broker.local_addr().port();
+
+    let mut hub_transport =
+        TransportConfig::new("127.0.0.1", port, client_id::source_client_id(source, "t1"));
+    hub_transport.tls = Some(tls_settings(&pki, &Identity::Source(source.into())));
+    let hub = Hub::start(HubConfig {
+        store: StoreSettings::sqlite(dir.path().join("hub")),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source_id: source.into(),
+        broker: BrokerSettings::Transport(Box::new(hub_transport)),
+        ..HubConfig::new()
+    })
+    .await
+    .expect("hub starts");
+    let mut changes = hub.watch();
+
+    let mut config = agent_config("127.0.0.1", port, source, cluster);
+    config.transport.tls = Some(tls_settings(&pki, &Identity::Agent(cluster.into())));
+    let sim = Arc::new(workbus_agent::target::sim::SimulatedCluster::new(
+        workbus_agent::target::sim::SimConfig {
+            ready_after: Duration::from_millis(100),
+            snapshot: None,
+        },
+    ));
+    let agent = start_agent(
+        config,
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
+    );
+    assert_eq!(register_cluster(&hub, cluster).await, 201);
+    let code = put_work(&hub, cluster, "app", "app-config", "v1").await;
+    assert!(code == 200 || code == 201, "{code}");
+    wait_work(
+        &hub,
+        &mut changes,
+        cluster,
+        "app",
+        "applied over TLS",
+        |w| applied_at(w, 1),
+    )
+    .await
+    .expect("the work");
+    let stats = broker.stats();
+    assert_eq!(stats.connected_clients, 2);
+    assert_eq!(
+        (stats.denied_publishes, stats.denied_subscriptions),
+        (0, 0),
+        "the legitimate flows need nothing the ACL refuses"
+    );
+    agent.shutdown().await;
+    hub.shutdown().await;
+    broker.shutdown().await;
+}
+
+/// `deploy/mosquitto/mosquitto.conf` with this test's certificate directory, ACL file and
+/// port.
+fn documented_config(pki: &Path, acl_file: &Path, port: u16) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto");
+    let text = std::fs::read_to_string(root.join("mosquitto.conf")).expect("documented config");
+    let pki_dir = format!("{}/", pki.display());
+    let text = text
+        .replace("/etc/workbus/pki/", &pki_dir)
+        .replace(
+            "/etc/mosquitto/workbus.acl",
+            &acl_file.display().to_string(),
+        )
+        .replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+    // As every test Mosquitto: stay root (PR_SET_PDEATHSIG), log nowhere.
+    format!("{text}\nuser root\nlog_dest none\n")
+}
+
+fn client_tls(pki: &Path, who: &Identity) -> rumqttc::Transport {
+    let issued = issue(pki, who);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pki.join(certs::CA_BUNDLE)).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&issued.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&issued.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// A connected v5 client and its event stream.
+struct Mqtt {
+    client: rumqttc::v5::AsyncClient,
+    events: tokio::sync::mpsc::UnboundedReceiver<p5::Packet>,
+    _pump: tokio::task::JoinHandle<()>,
+}
+
+impl Mqtt {
+    async fn connect(addr: SocketAddr, pki: &Path, who: &Identity, id: &str) -> Mqtt {
+        let mut o = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        o.set_transport(client_tls(pki, who));
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(o, 16);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let pump = tokio::spawn(async move {
+            while let Ok(ev) = eventloop.poll().await {
+                if let rumqttc::v5::Event::Incoming(p) = ev
+                    && tx.send(p).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let first = tokio::time::timeout(WAIT, events.recv()).await;
+        assert!(
+            matches!(&first, Ok(Some(p5::Packet::ConnAck(a))) if a.code == p5::ConnectReturnCode::Success),
+            "{id} connects: {first:?}"
+        );
+        Mqtt {
+            client,
+            events,
+            _pump: pump,
+        }
+    }
+
+    /// The next packet matching `f` within `limit`, if any.
+    async fn next<T>(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(p5::Packet) -> Option<T>,
+    ) -> Option<T> {
+        tokio::time::timeout(limit, async {
+            while let Some(p) = self.events.recv().await {
+                if let Some(t) = f(p) {
+                    return Some(t);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn sub(&mut self, filter: &str) -> p5::SubscribeReasonCode {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        self.next(WAIT, |p| match p {
+            p5::Packet::SubAck(a) => a.return_codes.first().copied(),
+            _ => None,
+        })
+        .await
+        .expect("SUBACK")
+    }
+}
+
+#[tokio::test]
+async fn mosquitto_configured_as_documented_confines_agents() {
+    if skip_without_mosquitto("security_broker::mosquitto_configured_as_documented_confines_agents")
+    {
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = pki_dir.path().to_path_buf();
+    certs::init(&pki, &[]).unwrap();
+    let acl = TopicAcl::new(&Topics::for_source("workbus").unwrap()).unwrap();
+    let hub_id = Identity::Source("workbus".into());
+    let rules = external::mosquitto_acl(&acl, std::slice::from_ref(&hub_id));
+    // The committed example is what the generator prints.
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto/workbus.acl");
+    assert_eq!(std::fs::read_to_string(committed).unwrap(), rules);
+
+    let pki_for_config = pki.clone();
+    let mosquitto = MosquittoProcess::launch_with_config(move |dir, port| {
+        let acl_file = dir.join("workbus.acl");
+        std::fs::write(&acl_file, &rules).unwrap();
+        documented_config(&pki_for_config, &acl_file, port)
+    })
+    .expect("Mosquitto starts with the documented config");
+    let addr = mosquitto.addr();
+    let spec_a = "sources/workbus/consumers/a/sourceevents";
+    let status_a = "sources/workbus/consumers/a/agentevents";
+    let ok = p5::SubscribeReasonCode::Success(QoS::AtLeastOnce);
+
+    let mut hub = Mqtt::connect(addr, &pki, &hub_id, "workbus-hub-1").await;
+    assert_eq!(hub.sub("sources/workbus/consumers/+/agentevents").await, ok);
+    let mut a = Mqtt::connect(
+        addr,
+        &pki,
+        &Identity::Agent("a".into()),
+        "a-work-agent-client",
+    )
+    .await;
+    assert_eq!(a.sub(spec_a).await, ok);
+    let mut b = Mqtt::connect(
+        addr,
+        &pki,
+        &Identity::Agent("b".into()),
+        "b-work-agent-client",
+    )
+    .await;
+    assert_eq!(b.sub("sources/workbus/consumers/b/sourceevents").await, ok);
+
+    // B asks for A's specs and for everything. Mosquitto 2.0 grants such subscriptions
+    // and applies `read` on delivery (2.1 refuses them with 0x87): either way B must
+    // never receive a message of A's (checked at the end).
+    for filter in [spec_a, "#", "sources/workbus/consumers/+/sourceevents"] {
+        let code = b.sub(filter).await;
+        assert!(
+            code == p5::SubscribeReasonCode::NotAuthorized || code == ok,
+            "{filter}: {code:?}"
+        );
+    }
+    // B writes A's status: refused (PUBACK 0x87), and the hub never sees it.
+    b.client
+        .publish(status_a, QoS::AtLeastOnce, false, "forged")
+        .await
+        .unwrap();
+    let reason = b
+        .next(WAIT, |p| match p {
+            p5::Packet::PubAck(a) => Some(a.reason),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reason, Some(p5::PubAckReason::NotAuthorized));
+
+    // The legitimate flows, and B hears nothing of A's spec.
+    hub.client
+        .publish(spec_a, QoS::AtLeastOnce, false, "spec")
+        .await
+        .unwrap();
+    let got = a
+        .next(WAIT, |p| match p {
+            p5::Packet::Publish(p) => Some(p.payload),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.as_deref(), Some(&b"spec"[..]));
+    a.client
+        .publish(status_a, QoS::AtLeastOnce, false, "status")
+        .await
+        .unwrap();
+    let got = hub
+        .next(WAIT, |p| match p {
+            p5::Packet::Publish(p) => Some(p.payload),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"status"[..]),
+        "the first status is A's own"
+    );
+    let leaked = b
+        .next(Duration::from_millis(300), |p| match p {
+            p5::Packet::Publish(p) => Some(p.topic),
+            _ => None,
+        })
+        .await;
+    assert_eq!(leaked, None, "B received another cluster's message");
+}
