@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use workbus_schemas::work::applied;
 
 use super::fleet::Fleet;
 use super::model::{ClusterModel, Expect, Spec};
@@ -279,7 +280,14 @@ pub fn evaluate(models: &[ClusterModel], obs: &Observation) -> Vec<Problem> {
                 });
             }
         }
-        cluster_problems(&model.cluster, &owned, objects, &obs.agent[i], &mut out);
+        cluster_problems(
+            &model.cluster,
+            &owned,
+            hub,
+            objects,
+            &obs.agent[i],
+            &mut out,
+        );
     }
     out
 }
@@ -306,14 +314,33 @@ fn status_lag(work: &Value, generation: i64) -> Option<String> {
     ))
 }
 
-/// Compares a cluster's objects with what the hub's works own.
+/// True for the snapshot key of an AppliedManifestWork (the agent's record of a work).
+fn is_applied_work(key: &str) -> bool {
+    key.starts_with(&format!("{}/{}/", applied::GROUP, applied::RESOURCE))
+}
+
+/// Compares a cluster's objects with what the hub's works own: every object of a work
+/// is owned by that work's AppliedManifestWork, and every AppliedManifestWork belongs to
+/// a work the hub has.
 fn cluster_problems(
     cluster: &str,
     owned: &BTreeMap<String, (String, String, Option<String>)>,
+    hub: &BTreeMap<String, Value>,
     objects: &BTreeMap<String, Value>,
     agent: &BTreeMap<String, Value>,
     out: &mut Vec<Problem>,
 ) {
+    // AppliedManifestWork uid → the work it records.
+    let applied_works: BTreeMap<&str, &str> = objects
+        .iter()
+        .filter(|(k, _)| is_applied_work(k))
+        .filter_map(|(_, o)| {
+            Some((
+                o["metadata"]["uid"].as_str()?,
+                o["spec"]["manifestWorkName"].as_str()?,
+            ))
+        })
+        .collect();
     for (key, (work, uid, value)) in owned {
         let Some(value) = value else { continue };
         let at = format!("{cluster}/{work}");
@@ -340,18 +367,40 @@ fn cluster_problems(
             });
         }
         let owners = &obj["metadata"]["ownerReferences"];
-        let owned_by_work = owners
-            .as_array()
-            .is_some_and(|o| o.iter().any(|r| r["uid"] == uid.as_str()));
+        let owned_by_work = owners.as_array().is_some_and(|o| {
+            o.iter().any(|r| {
+                r["kind"] == applied::KIND
+                    && r["uid"]
+                        .as_str()
+                        .and_then(|u| applied_works.get(u))
+                        .is_some_and(|w| w == work)
+            })
+        });
         if !owned_by_work {
             out.push(Problem {
                 class: Class::Misapplied,
                 at,
-                detail: format!("{key}: owners {owners} do not include the work (uid {uid})"),
+                detail: format!(
+                    "{key}: owners {owners} do not include the work's AppliedManifestWork \
+                     (work uid {uid})"
+                ),
             });
         }
     }
     for (key, obj) in objects {
+        if is_applied_work(key) {
+            let work = obj["spec"]["manifestWorkName"].as_str().unwrap_or_default();
+            if !hub.contains_key(work) {
+                out.push(Problem {
+                    class: Class::Orphan,
+                    at: format!("{cluster}/{key}"),
+                    detail: format!(
+                        "an AppliedManifestWork of {work:?}, which the hub does not have"
+                    ),
+                });
+            }
+            continue;
+        }
         if !owned.contains_key(key) {
             out.push(Problem {
                 class: Class::Orphan,
@@ -443,9 +492,19 @@ mod tests {
         w
     }
 
+    /// An object owned by the AppliedManifestWork with uid `owner_uid`.
     fn object(name: &str, v: &str, owner_uid: &str) -> Value {
         json!({"data": {"v": v}, "metadata": {"name": name,
-               "ownerReferences": [{"uid": owner_uid}]}})
+               "ownerReferences": [{"kind": applied::KIND, "uid": owner_uid}]}})
+    }
+
+    /// The snapshot entry of `work`'s AppliedManifestWork (uid `amw-<work>`).
+    fn applied_work(work: &str) -> (String, Value) {
+        (
+            format!("{}/{}//h-{work}", applied::GROUP, applied::RESOURCE),
+            json!({"metadata": {"name": format!("h-{work}"), "uid": format!("amw-{work}")},
+                   "spec": {"manifestWorkName": work}}),
+        )
     }
 
     fn classes(p: &[Problem]) -> Vec<Class> {
@@ -462,8 +521,11 @@ mod tests {
         };
         model.record(0, "w0", &Op::Put(a.clone()), &created);
         let hub: BTreeMap<String, Value> = [("w0".to_string(), live_work("w0", 1, &a, 1))].into();
-        let good: BTreeMap<String, Value> =
-            [(cm_key("w0-m0"), object("w0-m0", "1", "uid-w0"))].into();
+        let good: BTreeMap<String, Value> = [
+            (cm_key("w0-m0"), object("w0-m0", "1", "amw-w0")),
+            applied_work("w0"),
+        ]
+        .into();
         let obs = |hub: &BTreeMap<String, Value>, objects: &BTreeMap<String, Value>| {
             evaluate(
                 std::slice::from_ref(&model),
@@ -475,10 +537,10 @@ mod tests {
             )
         };
         assert!(obs(&hub, &good).is_empty());
-        // The hub lost the work: its object is left without an owner.
+        // The hub lost the work: its object and its AppliedManifestWork are left over.
         assert_eq!(
             classes(&obs(&BTreeMap::new(), &good)),
-            [Class::Lost, Class::Orphan]
+            [Class::Lost, Class::Orphan, Class::Orphan]
         );
         assert_eq!(
             classes(&obs(&BTreeMap::new(), &BTreeMap::new())),
@@ -486,9 +548,19 @@ mod tests {
         );
         let stale: BTreeMap<String, Value> = [("w0".to_string(), live_work("w0", 1, &a, 0))].into();
         assert_eq!(classes(&obs(&stale, &good)), [Class::Stuck]);
-        let wrong: BTreeMap<String, Value> =
-            [(cm_key("w0-m0"), object("w0-m0", "2", "uid-w0"))].into();
+        let wrong: BTreeMap<String, Value> = [
+            (cm_key("w0-m0"), object("w0-m0", "2", "amw-w0")),
+            applied_work("w0"),
+        ]
+        .into();
         assert_eq!(classes(&obs(&hub, &wrong)), [Class::Misapplied]);
+        // Owned by something else than the work's AppliedManifestWork.
+        let foreign_owner: BTreeMap<String, Value> = [
+            (cm_key("w0-m0"), object("w0-m0", "1", "uid-w0")),
+            applied_work("w0"),
+        ]
+        .into();
+        assert_eq!(classes(&obs(&hub, &foreign_owner)), [Class::Misapplied]);
         let extra: BTreeMap<String, Value> = good
             .clone()
             .into_iter()
