@@ -785,6 +785,10 @@ fn flags_and_names_exist_in_the_agent_cli() {
     // The Dockerfile builds and starts that binary.
     let dockerfile = read(&deploy_dir().join("Dockerfile"));
     assert!(dockerfile.contains(&format!("-p {name} --bin {name}")));
+    // Built with the size-optimised profile the workspace defines for devices.
+    let workspace = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
+    assert!(dockerfile.contains("--profile edge") && workspace.contains("[profile.edge]"));
+    assert!(dockerfile.contains(&format!("target/edge/{name}")));
     let entrypoint = dockerfile
         .lines()
         .find_map(|l| l.strip_prefix("ENTRYPOINT "))
