@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use workbus_testkit::kube_clients::applied_manifest_work_crd;
 
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -18,16 +19,6 @@ use workbus_agent::target::{
 use workbus_kube_apiserver::{KubeApiServer, RunningServer, ServerConfig};
 use workbus_schemas::work::{ManifestWork, ManifestWorkSpec, ObjectMeta, Time};
 
-/// The AppliedManifestWork CRD the agent's deployment installs.
-fn amw_crd() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/agent/crd-appliedmanifestwork.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("CRD file");
-    serde_norway::from_str(&text).expect("CRD yaml")
-}
-
 struct Env {
     server: RunningServer,
     target: Arc<KubeTarget>,
@@ -37,7 +28,7 @@ struct Env {
 
 async fn env() -> Env {
     let server = KubeApiServer::start(ServerConfig {
-        crds: vec![amw_crd()],
+        crds: vec![applied_manifest_work_crd()],
         ..ServerConfig::default()
     })
     .await

@@ -46,3 +46,14 @@ pub fn kubectl_binaries() -> Vec<PathBuf> {
         _ => on_path("kubectl").into_iter().collect(),
     }
 }
+
+/// The AppliedManifestWork CRD as the agent's deployment installs it
+/// (`deploy/agent/crd-appliedmanifestwork.yaml`), for test clusters that run the agent's
+/// Kubernetes target: one copy of the CRD, the one users apply.
+pub fn applied_manifest_work_crd() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/agent/crd-appliedmanifestwork.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}

@@ -3,6 +3,7 @@
 //! back at the hub; then the work's deletion removing what it applied.
 
 use std::sync::Arc;
+use workbus_testkit::kube_clients::applied_manifest_work_crd;
 
 use serde_json::{Value, json};
 use workbus_agent::runtime;
@@ -15,15 +16,6 @@ use workbus_tests::hubs::{condition, delete_work, register_cluster, rest, start_
 use workbus_tests::unique;
 
 workbus_tests::on_both_brokers!(work_applied_to_kubernetes_and_deleted);
-
-/// The AppliedManifestWork CRD as the agent's deployment installs it.
-fn amw_crd() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/agent/crd-appliedmanifestwork.yaml"
-    );
-    serde_norway::from_str(&std::fs::read_to_string(path).expect("CRD file")).expect("CRD")
-}
 
 fn work(cluster: &str, name: &str) -> Value {
     json!({
@@ -48,7 +40,7 @@ fn is_true(work: Option<&Value>, type_: &str) -> bool {
 
 async fn work_applied_to_kubernetes_and_deleted(broker: &mut TestBroker) {
     let server = KubeApiServer::start(ServerConfig {
-        crds: vec![amw_crd()],
+        crds: vec![applied_manifest_work_crd()],
         ..ServerConfig::default()
     })
     .await

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use workbus_testkit::kube_clients::applied_manifest_work_crd;
 
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -254,16 +255,6 @@ impl Cluster for Sim {
 // ---------------------------------------------------------------------------------
 // The Kubernetes target against the test server.
 
-/// The AppliedManifestWork CRD the agent's deployment installs.
-pub fn amw_crd() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/agent/crd-appliedmanifestwork.yaml"
-    );
-    let text = std::fs::read_to_string(path).expect("CRD file");
-    serde_norway::from_str(&text).expect("CRD yaml")
-}
-
 /// The Kubernetes target, counting what the tests ask about (access reviews, apply
 /// calls per object); everything else goes straight to [`KubeTarget`].
 pub struct Counted {
@@ -447,7 +438,7 @@ impl Cluster for Kube {
             Ready::Manual => Readiness::Manual,
         };
         let server = KubeApiServer::start(ServerConfig {
-            crds: vec![amw_crd()],
+            crds: vec![applied_manifest_work_crd()],
             readiness,
             ..ServerConfig::default()
         })

@@ -35,12 +35,6 @@ const MANIFESTS: usize = 100;
 /// Works of the drift reconcile.
 const DRIFT_WORKS: usize = 1000;
 
-/// The AppliedManifestWork CRD the agent needs on its cluster (`deploy/agent/`).
-fn crd_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy/agent/crd-appliedmanifestwork.yaml")
-}
-
 /// The `kube-agent` scenario.
 #[derive(Debug, Clone, Default)]
 pub struct KubeAgent {
@@ -56,14 +50,8 @@ impl Scenario for KubeAgent {
     async fn run(&self, ctx: &Ctx) -> Result<Report, BenchError> {
         let limit = ctx.timeout;
         let mut notes = Vec::new();
-        let crd_text = std::fs::read_to_string(crd_path()).map_err(BenchError::io(format!(
-            "cannot read {}",
-            crd_path().display()
-        )))?;
-        let crd: Value = serde_norway::from_str(&crd_text)
-            .map_err(|e| BenchError::Setup(format!("bad CRD file: {e}")))?;
         let server = KubeApiServer::start(ServerConfig {
-            crds: vec![crd],
+            crds: vec![workbus_testkit::kube_clients::applied_manifest_work_crd()],
             ..ServerConfig::default()
         })
         .await
