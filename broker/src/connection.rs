@@ -471,6 +471,15 @@ impl<A: Authorizer> Session<A> {
             self.goodbye(CloseReason::ShuttingDown).await;
             return Ok(());
         }
+        // Packets the client sent right behind CONNECT arrived with it: handle them now,
+        // not only after the next read.
+        if !self.rbuf.is_empty() {
+            let flow = Box::pin(self.process_input()).await;
+            self.flush().await?;
+            if let Flow::ClientDisconnected = flow? {
+                return Ok(());
+            }
+        }
         // Created once: re-creating these futures on every turn of the loop registers
         // and unregisters a waiter (a lock each time) per packet.
         let handle = Arc::clone(&self.handle);
