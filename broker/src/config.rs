@@ -83,10 +83,13 @@ impl TlsConfig {
 /// payloads, while still bounding what one hostile client can make us buffer.
 pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 
-/// Default bound on the bytes queued for one client: 16 MiB, sixteen times the default
+/// Default bound on the bytes queued for one client: 64 MiB, 64 times the default
 /// [`DEFAULT_MAX_PACKET_SIZE`]. A subscriber that stops reading its socket holds at most
-/// this much before it is disconnected.
-pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// this much before it is disconnected. Not lower, because the hub's own queue takes the
+/// fleet's fan-in: after a fleet-wide update 10,000 agents answer at once, about 17 MB of
+/// statuses (1 KiB payload plus CloudEvents properties each) that the hub must be able
+/// to fall behind on without being cut off (which would trigger a fleet-wide resync).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * DEFAULT_MAX_PACKET_SIZE as usize;
 
 /// Default number of subscriptions one client may hold (an agent needs one or two).
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
