@@ -84,7 +84,14 @@ fn malformed(e: impl std::fmt::Display) -> ConnError {
 }
 
 /// Decodes exactly one complete packet (as framed by [`crate::frame::peek`]).
+/// Rules the codec does not check are checked first, on the raw bytes
+/// ([`crate::strict`]): a violation is a [`ConnError::Malformed`] or
+/// [`ConnError::Protocol`], as MQTT 5 names it.
 pub(crate) fn decode(proto: ProtocolVersion, mut frame: BytesMut) -> Result<Inbound, ConnError> {
+    let Ok(Some(info)) = crate::frame::peek(&frame, u32::MAX) else {
+        return Err(ConnError::Malformed("fixed header".into()));
+    };
+    crate::strict::check(proto, &frame, info.header_len)?;
     if proto == ProtocolVersion::V5 && frame.first().is_some_and(|b| b >> 4 == 0xE) {
         return decode_v5_disconnect(&frame);
     }
@@ -272,6 +279,10 @@ pub(crate) enum ConnAckCode {
     NotAuthorized,
     BadAuthMethod,
     RetainNotSupported,
+    /// MQTT 5 only (3.1.1 closes without CONNACK).
+    Malformed,
+    /// MQTT 5 only (3.1.1 closes without CONNACK).
+    ProtocolError,
 }
 
 /// Result code of one SUBSCRIBE filter.
@@ -280,6 +291,8 @@ pub(crate) enum SubCode {
     Granted(u8),
     NotAuthorized,
     FilterInvalid,
+    /// The client's subscription limit is reached.
+    QuotaExceeded,
 }
 
 /// Why the broker closes a connection (MQTT 5 DISCONNECT reason; 3.1.1 just closes).
@@ -370,6 +383,8 @@ fn encode_v4(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 ConnAckCode::ServerUnavailable
                 | ConnAckCode::BadAuthMethod
                 | ConnAckCode::RetainNotSupported => C::ServiceUnavailable,
+                // 3.1.1 has no code for these: the connection is just closed.
+                ConnAckCode::Malformed | ConnAckCode::ProtocolError => return Ok(false),
                 ConnAckCode::BadCredentials => C::BadUserNamePassword,
                 ConnAckCode::NotAuthorized => C::NotAuthorized,
             },
@@ -386,7 +401,7 @@ fn encode_v4(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 .into_iter()
                 .map(|c| match c {
                     SubCode::Granted(q) => v4::SubscribeReasonCode::Success(qos_of_v4(q)),
-                    SubCode::NotAuthorized | SubCode::FilterInvalid => {
+                    SubCode::NotAuthorized | SubCode::FilterInvalid | SubCode::QuotaExceeded => {
                         v4::SubscribeReasonCode::Failure
                     }
                 })
@@ -414,6 +429,8 @@ fn encode_v5(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 ConnAckCode::NotAuthorized => C::NotAuthorized,
                 ConnAckCode::BadAuthMethod => C::BadAuthenticationMethod,
                 ConnAckCode::RetainNotSupported => C::RetainNotSupported,
+                ConnAckCode::Malformed => C::MalformedPacket,
+                ConnAckCode::ProtocolError => C::ProtocolError,
             },
             properties,
         }),
@@ -452,6 +469,7 @@ fn encode_v5(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                     SubCode::Granted(q) => v5::SubscribeReasonCode::Success(qos_of(q)),
                     SubCode::NotAuthorized => v5::SubscribeReasonCode::NotAuthorized,
                     SubCode::FilterInvalid => v5::SubscribeReasonCode::TopicFilterInvalid,
+                    SubCode::QuotaExceeded => v5::SubscribeReasonCode::QuotaExceeded,
                 })
                 .collect(),
             properties: None,
@@ -526,6 +544,7 @@ mod tests {
                     SubCode::Granted(1),
                     SubCode::NotAuthorized,
                     SubCode::FilterInvalid,
+                    SubCode::QuotaExceeded,
                 ],
             },
             Outbound::UnsubAck {

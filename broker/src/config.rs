@@ -83,6 +83,28 @@ impl TlsConfig {
 /// payloads, while still bounding what one hostile client can make us buffer.
 pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 
+/// Default bound on the bytes queued for one client: 64 MiB, 64 times the default
+/// [`DEFAULT_MAX_PACKET_SIZE`]. A subscriber that stops reading its socket holds at most
+/// this much before it is disconnected. Not lower, because the hub's own queue takes the
+/// fleet's fan-in: after a fleet-wide update 10,000 agents answer at once, about 17 MB of
+/// statuses (1 KiB payload plus CloudEvents properties each) that the hub must be able
+/// to fall behind on without being cut off (which would trigger a fleet-wide resync).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * DEFAULT_MAX_PACKET_SIZE as usize;
+
+/// Default number of subscriptions one client may hold (an agent needs one or two).
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+
+/// Default longest topic filter accepted in SUBSCRIBE, in bytes.
+pub const DEFAULT_MAX_FILTER_LEN: usize = 1024;
+
+/// Default number of connections one source address may hold at once.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 100;
+
+/// Default number of file descriptors kept free for the broker itself (listeners, TLS
+/// file reloads, logs): client connections are limited to the process' descriptor limit
+/// minus this.
+pub const DEFAULT_FD_RESERVE: usize = 64;
+
 /// Everything needed to start a broker.
 ///
 /// One listener serves MQTT 3.1.1 and MQTT 5 clients alike: the protocol level is read from
@@ -123,6 +145,29 @@ pub struct BrokerConfig {
     /// answers at once, and a source that is cut off must then resync the whole fleet.
     /// An empty queue costs nothing, so idle agents do not pay for the headroom.
     pub max_queued_messages: usize,
+    /// Most bytes (topic, properties and payload of every message) queued for one client;
+    /// beyond it the client is disconnected like on `max_queued_messages` (MQTT 5 reason
+    /// Quota exceeded). Bounds what a subscriber that never reads its socket can make the
+    /// broker hold. Must be at least `max_packet_size`, so any one message fits.
+    pub max_queued_bytes: usize,
+    /// Most subscriptions one client may hold; a SUBSCRIBE filter beyond it is refused
+    /// (MQTT 5 SUBACK 0x97 Quota exceeded, 3.1.1 0x80). Replacing an existing subscription
+    /// does not count.
+    pub max_subscriptions: usize,
+    /// Longest topic filter (bytes, `$share/<group>/` included) accepted in SUBSCRIBE;
+    /// longer ones are refused (MQTT 5 SUBACK 0x8F Topic Filter invalid, 3.1.1 0x80).
+    pub max_filter_len: usize,
+    /// Most connections one source IP address may hold at once; further ones are closed at
+    /// accept. 0 disables the limit.
+    pub max_connections_per_address: usize,
+    /// Whether `max_connections_per_address` also applies to loopback addresses. Off by
+    /// default: the embedded broker's own hub, tests and benchmarks open thousands of
+    /// connections from 127.0.0.1.
+    pub limit_loopback: bool,
+    /// File descriptors kept free for the broker itself. At start, `max_connections` is
+    /// lowered (with a warning) to the process' open-file limit minus this, so client
+    /// connections cannot exhaust the descriptors and starve the accept loop.
+    pub fd_reserve: usize,
     /// Time one socket write may take before the client is considered dead.
     pub write_timeout: Duration,
     /// How long [`crate::BrokerHandle::shutdown`] waits for connections to say goodbye.
@@ -142,6 +187,12 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(10),
             max_inflight: 100,
             max_queued_messages: 200_000,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_filter_len: DEFAULT_MAX_FILTER_LEN,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            limit_loopback: false,
+            fd_reserve: DEFAULT_FD_RESERVE,
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
         }
@@ -207,6 +258,16 @@ impl BrokerConfig {
         }
         if self.max_queued_messages == 0 {
             return bad("max_queued_messages must be at least 1");
+        }
+        if self.max_queued_bytes < self.max_packet_size as usize {
+            return bad("max_queued_bytes must be at least max_packet_size");
+        }
+        if self.max_subscriptions == 0 {
+            return bad("max_subscriptions must be at least 1");
+        }
+        // `a` is the shortest filter; `$share/g/a` needs 10.
+        if self.max_filter_len < 10 {
+            return bad("max_filter_len must be at least 10 bytes");
         }
         if self.connect_timeout.is_zero() || self.write_timeout.is_zero() {
             return bad("connect_timeout and write_timeout must be non-zero");

@@ -139,6 +139,29 @@ async fn write_all(writer: &mut Writer, buf: &[u8], timeout: Duration) -> Result
         .map_err(ConnError::from)
 }
 
+/// Counts and logs a malformed packet or protocol violation that ends a connection.
+fn note_violation<A>(
+    shared: &Shared<A>,
+    peer: SocketAddr,
+    client_id: Option<&str>,
+    error: &ConnError,
+) {
+    shared
+        .router
+        .counters
+        .protocol_violations
+        .fetch_add(1, Ordering::Relaxed);
+    info!(%peer, client_id = client_id.unwrap_or(""), reason = %error, "protocol violation: connection closed");
+}
+
+/// The MQTT 5 DISCONNECT reason for a packet the codec or [`crate::strict`] refused.
+fn close_reason_for(error: &ConnError) -> CloseReason {
+    match error {
+        ConnError::Protocol(_) => CloseReason::Protocol,
+        _ => CloseReason::Malformed,
+    }
+}
+
 /// Sends a refusing CONNACK and closes (best effort: the client may already be gone).
 async fn refuse(writer: &mut Writer, proto: ProtocolVersion, code: ConnAckCode) {
     let mut buf = BytesMut::new();
@@ -195,8 +218,20 @@ async fn handshake<A: Authorizer>(
         }
         ConnectKind::NotConnect => return Err(ConnError::Protocol("first packet is not CONNECT")),
     };
-    let Inbound::Connect(connect) = codec::decode(proto, packet)? else {
-        return Err(ConnError::Protocol("first packet is not CONNECT"));
+    let connect = match codec::decode(proto, packet) {
+        Ok(Inbound::Connect(c)) => c,
+        Ok(_) => return Err(ConnError::Protocol("first packet is not CONNECT")),
+        Err(e) => {
+            // MQTT 5: CONNACK with the reason (a DISCONNECT may not precede CONNACK);
+            // 3.1.1: just close.
+            let code = match e {
+                ConnError::Protocol(_) => ConnAckCode::ProtocolError,
+                _ => ConnAckCode::Malformed,
+            };
+            note_violation(shared, peer, None, &e);
+            refuse(&mut writer, proto, code).await;
+            return Err(e);
+        }
     };
     let ConnectIn {
         client_id,
@@ -303,7 +338,12 @@ async fn handshake<A: Authorizer>(
     };
 
     let owner = shared.authorizer.identity(&principal).map(Arc::from);
-    let (handle, rx) = ClientHandle::new(conn, owner, config.max_queued_messages);
+    let (handle, rx) = ClientHandle::new(
+        conn,
+        owner,
+        config.max_queued_messages,
+        config.max_queued_bytes,
+    );
     if shared
         .router
         .register(Arc::clone(&client_id), Arc::clone(&handle))
@@ -431,6 +471,15 @@ impl<A: Authorizer> Session<A> {
             self.goodbye(CloseReason::ShuttingDown).await;
             return Ok(());
         }
+        // Packets the client sent right behind CONNECT arrived with it: handle them now,
+        // not only after the next read.
+        if !self.rbuf.is_empty() {
+            let flow = Box::pin(self.process_input()).await;
+            self.flush().await?;
+            if let Flow::ClientDisconnected = flow? {
+                return Ok(());
+            }
+        }
         // Created once: re-creating these futures on every turn of the loop registers
         // and unregisters a waiter (a lock each time) per packet.
         let handle = Arc::clone(&self.handle);
@@ -451,18 +500,7 @@ impl<A: Authorizer> Session<A> {
                     self.goodbye(CloseReason::ShuttingDown).await;
                     return Ok(());
                 }
-                kick = &mut kicked => {
-                    if kick == Kick::Dropped {
-                        // A simulated network failure: no DISCONNECT, just the socket closed.
-                        return Err(ConnError::Protocol("dropped on request"));
-                    }
-                    let (reason, err) = match kick {
-                        Kick::SessionTakenOver => (CloseReason::TakenOver, ConnError::Protocol("session taken over")),
-                        Kick::QueueFull | Kick::None | Kick::Dropped => (CloseReason::QuotaExceeded, ConnError::Protocol("outgoing queue overflow")),
-                    };
-                    self.goodbye(reason).await;
-                    return Err(err);
-                }
+                kick = &mut kicked => return self.on_kick(kick, true).await,
                 read = self.reader.read_some(&mut self.rbuf, self.read_chunk) => {
                     let (n, spare) = match read? {
                         None => continue,
@@ -492,7 +530,13 @@ impl<A: Authorizer> Session<A> {
                                 Err(_) => break,
                             }
                         }
-                        self.flush().await?;
+                        // A client that does not read blocks this write (up to the write
+                        // timeout); a kick meanwhile (its queue overflowing) ends it now.
+                        tokio::select! {
+                            biased;
+                            kick = &mut kicked => return self.on_kick(kick, false).await,
+                            r = self.flush() => r?,
+                        }
                     }
                 }
                 _ = &mut deadline, if self.keepalive.is_some() => {
@@ -506,6 +550,47 @@ impl<A: Authorizer> Session<A> {
                 }
             }
         }
+    }
+
+    /// Ends the connection the router asked to close. `clean` says whether the socket is
+    /// between packets; after an interrupted write it is not, and no DISCONNECT can be
+    /// sent.
+    async fn on_kick(&mut self, kick: Kick, clean: bool) -> Result<(), ConnError> {
+        if kick == Kick::Dropped {
+            // A simulated network failure: no DISCONNECT, just the socket closed.
+            return Err(ConnError::Protocol("dropped on request"));
+        }
+        let (reason, err) = match kick {
+            Kick::SessionTakenOver => (
+                CloseReason::TakenOver,
+                ConnError::Protocol("session taken over"),
+            ),
+            Kick::QueueFull | Kick::None | Kick::Dropped => {
+                self.shared
+                    .router
+                    .counters
+                    .slow_consumer_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    client_id = %self.info.client_id,
+                    peer = %self.info.peer_addr,
+                    max_messages = self.shared.config.max_queued_messages,
+                    max_bytes = self.shared.config.max_queued_bytes,
+                    "outgoing queue full (client not keeping up or not reading): disconnected"
+                );
+                (
+                    CloseReason::QuotaExceeded,
+                    ConnError::Protocol("outgoing queue overflow"),
+                )
+            }
+        };
+        if clean {
+            self.goodbye(reason).await;
+        } else {
+            self.wbuf = BytesMut::new();
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.writer.shutdown()).await;
+        }
+        Err(err)
     }
 
     /// Handles every complete packet in the read buffer.
@@ -533,7 +618,13 @@ impl<A: Authorizer> Session<A> {
             let inbound = match codec::decode(self.proto, packet) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.queue_close(CloseReason::Malformed);
+                    note_violation(
+                        &self.shared,
+                        self.info.peer_addr,
+                        Some(&self.info.client_id),
+                        &e,
+                    );
+                    self.queue_close(close_reason_for(&e));
                     return Err(e);
                 }
             };
@@ -660,8 +751,7 @@ impl<A: Authorizer> Session<A> {
             answer?;
             return self.note_denial();
         }
-        // Subscription identifiers were already removed by the decoder: they belong to
-        // the receiving side (none are offered).
+        // A client-sent Subscription Identifier was refused by the decoder.
         let properties = p.properties;
         let qos = p.qos;
         let pkid = p.pkid;
@@ -693,10 +783,22 @@ impl<A: Authorizer> Session<A> {
     async fn on_subscribe(&mut self, pkid: u16, filters: Vec<FilterIn>) -> Result<(), ConnError> {
         let mut codes = Vec::with_capacity(filters.len());
         let mut denied = 0u32;
+        let limits = (
+            self.shared.config.max_filter_len,
+            self.shared.config.max_subscriptions,
+        );
         for f in filters {
             let code = match parse_filter(&f.path) {
+                _ if f.path.len() > limits.0 => {
+                    self.refuse_subscription(&f.path, "topic filter too long");
+                    SubCode::FilterInvalid
+                }
                 // MQTT 5 §3.8.3.1: No Local on a shared subscription is not allowed.
                 Ok(pf) if pf.share_group.is_some() && f.no_local => SubCode::FilterInvalid,
+                Ok(pf) if self.subs.len() >= limits.1 && !self.subs.contains(&pf) => {
+                    self.refuse_subscription(&f.path, "subscription limit reached");
+                    SubCode::QuotaExceeded
+                }
                 Ok(pf) => {
                     let request = SubscribeRequest {
                         raw: &f.path,
@@ -744,6 +846,17 @@ impl<A: Authorizer> Session<A> {
         Ok(())
     }
 
+    /// Counts and logs a subscription refused for a limit.
+    fn refuse_subscription(&self, filter: &str, why: &'static str) {
+        self.shared
+            .router
+            .counters
+            .refused_subscriptions
+            .fetch_add(1, Ordering::Relaxed);
+        let shown: String = filter.chars().take(64).collect();
+        info!(client_id = %self.info.client_id, peer = %self.info.peer_addr, filter = %shown, len = filter.len(), why, "subscription refused");
+    }
+
     /// Counts one refused operation; at the configured limit the connection is closed
     /// (MQTT 5: DISCONNECT 0x87), so a client probing the ACL cannot go on forever.
     fn note_denial(&mut self) -> Result<(), ConnError> {
@@ -764,6 +877,7 @@ impl<A: Authorizer> Session<A> {
 
     /// Encodes one queued message for this client.
     fn send_delivery(&mut self, d: Delivery) -> Result<(), ConnError> {
+        self.handle.taken(&d);
         let qos = d.qos;
         if let Some(max) = self.client_max_packet {
             let m = &d.msg;

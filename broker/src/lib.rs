@@ -18,6 +18,11 @@
 //!   listeners default to loopback; [`certs`] makes the CA and certificates;
 //! - [`external`]: the same ACL as Mosquitto and EMQX configuration;
 //! - a whole-packet size limit (1 MiB by default), announced to MQTT 5 clients;
+//! - bounded resources per client: queued messages and bytes, subscriptions, filter
+//!   length, connections per source address, a file-descriptor budget (see
+//!   [`BrokerConfig`]); MQTT 5 protocol violations the codec lets through are refused
+//!   (checked on the raw
+//!   bytes, ahead of the codec);
 //! - start on any address including port 0 ([`BrokerHandle::local_addrs`]) and graceful
 //!   [`BrokerHandle::shutdown`].
 //!
@@ -44,13 +49,16 @@ mod connection;
 pub mod credentials;
 mod error;
 pub mod external;
+mod fd_budget;
 mod fleet_acl;
 mod frame;
 mod identity;
+mod per_address;
 mod publish;
 mod router;
 mod server;
 mod stream;
+mod strict;
 mod tls;
 mod topic;
 
@@ -59,7 +67,9 @@ pub use auth::{
     PublishRequest, SubscribeRequest,
 };
 pub use config::{
-    BrokerConfig, ClientAuth, DEFAULT_LISTEN, DEFAULT_MAX_DENIALS, DEFAULT_MAX_PACKET_SIZE,
+    BrokerConfig, ClientAuth, DEFAULT_FD_RESERVE, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_DENIALS, DEFAULT_MAX_FILTER_LEN,
+    DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
     DEFAULT_TLS_LISTEN, MQTT_TLS_PORT, TlsConfig,
 };
 pub use error::BrokerError;

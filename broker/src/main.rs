@@ -152,6 +152,59 @@ struct Args {
         default_value_t = BrokerConfig::default().max_keepalive
     )]
     max_keepalive: u16,
+    /// Most messages queued for one client before it is disconnected (0x97).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_MAX_QUEUED_MESSAGES",
+        default_value_t = BrokerConfig::default().max_queued_messages
+    )]
+    max_queued_messages: usize,
+    /// Most bytes queued for one client before it is disconnected (0x97), in bytes or
+    /// with a KiB or MiB suffix; at least --max-packet-size.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "WORKBUS_BROKER_MAX_QUEUED_BYTES",
+        default_value_t = Size(BrokerConfig::default().max_queued_bytes as u32)
+    )]
+    max_queued_bytes: Size,
+    /// Most subscriptions one client may hold (beyond: SUBACK 0x97, 3.1.1 0x80).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_MAX_SUBSCRIPTIONS",
+        default_value_t = BrokerConfig::default().max_subscriptions
+    )]
+    max_subscriptions: usize,
+    /// Longest topic filter accepted, in bytes (beyond: SUBACK 0x8F, 3.1.1 0x80).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "WORKBUS_BROKER_MAX_FILTER_LEN",
+        default_value_t = BrokerConfig::default().max_filter_len
+    )]
+    max_filter_len: usize,
+    /// Most connections from one source address; 0 = no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = BrokerConfig::default().max_connections_per_address
+    )]
+    max_connections_per_address: usize,
+    /// Apply --max-connections-per-address to loopback clients too (exempt by default).
+    #[arg(long, env = "WORKBUS_BROKER_LIMIT_LOOPBACK")]
+    limit_loopback: bool,
+    /// File descriptors kept free for the broker itself: client connections are limited
+    /// to the open-file limit minus this.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WORKBUS_BROKER_FD_RESERVE",
+        default_value_t = BrokerConfig::default().fd_reserve
+    )]
+    fd_reserve: usize,
     /// Log filter, e.g. info or workbus_broker=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_BROKER_LOG")]
     log: Option<String>,
@@ -340,6 +393,13 @@ impl Args {
             max_packet_size: self.max_packet_size.0,
             max_connections: self.max_connections,
             max_keepalive: self.max_keepalive,
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes.0 as usize,
+            max_subscriptions: self.max_subscriptions,
+            max_filter_len: self.max_filter_len,
+            max_connections_per_address: self.max_connections_per_address,
+            limit_loopback: self.limit_loopback,
+            fd_reserve: self.fd_reserve,
             ..BrokerConfig::default()
         }
     }
@@ -678,6 +738,45 @@ mod tests {
         assert_eq!(config.max_packet_size, default.max_packet_size);
         assert_eq!(config.max_connections, default.max_connections);
         assert_eq!(config.max_keepalive, default.max_keepalive);
+        assert_eq!(config.max_queued_messages, default.max_queued_messages);
+        assert_eq!(config.max_queued_bytes, default.max_queued_bytes);
+        assert_eq!(config.max_subscriptions, default.max_subscriptions);
+        assert_eq!(config.max_filter_len, default.max_filter_len);
+        assert_eq!(
+            config.max_connections_per_address,
+            default.max_connections_per_address
+        );
+        assert_eq!(config.limit_loopback, default.limit_loopback);
+        assert_eq!(config.fd_reserve, default.fd_reserve);
+    }
+
+    #[test]
+    fn limit_flags() {
+        let config = args(&[
+            "--max-queued-messages",
+            "50",
+            "--max-queued-bytes",
+            "4MiB",
+            "--max-subscriptions",
+            "5",
+            "--max-filter-len",
+            "256",
+            "--max-connections-per-address",
+            "3",
+            "--limit-loopback",
+            "--fd-reserve",
+            "10",
+        ])
+        .expect("valid")
+        .config();
+        assert_eq!(config.max_queued_messages, 50);
+        assert_eq!(config.max_queued_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.max_subscriptions, 5);
+        assert_eq!(config.max_filter_len, 256);
+        assert_eq!(config.max_connections_per_address, 3);
+        assert!(config.limit_loopback);
+        assert_eq!(config.fd_reserve, 10);
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! The properties are still checked as strictly as the codec did: only the identifiers a
 //! PUBLISH may carry, well-formed lengths, and UTF-8 strings. Unlike `rumqttc` 0.25, the
 //! block must also end exactly where its length says. A topic alias is reported to the
-//! caller, which refuses it. Subscription identifiers belong to the receiving side and
-//! are removed.
+//! caller, which refuses it. A property given twice (User Property excepted), a
+//! Subscription Identifier (it belongs to the receiving side) and a wildcard in the
+//! Response Topic are protocol errors.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
@@ -97,9 +98,13 @@ fn put_varint(buf: &mut BytesMut, mut n: usize) {
 }
 
 /// Checks an MQTT 5 PUBLISH property block (`props`, without its length prefix).
-/// Returns whether it holds a topic alias and whether it holds subscription identifiers.
-fn check_properties(props: &[u8]) -> Result<(bool, bool), ConnError> {
-    let (mut alias, mut sub_ids) = (false, false);
+/// Returns whether it holds a topic alias. Besides well-formedness, refuses (Protocol
+/// Error, MQTT 5 §3.3.2.3) a property other than User Property given twice, a
+/// Subscription Identifier (only a server may send one, §3.3.4) and a Response Topic
+/// with wildcards (§3.3.2.3.5).
+fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
+    let mut alias = false;
+    let mut seen: u64 = 0;
     let mut at = 0;
     // A length-prefixed field (string or binary) at `at`; returns its end.
     let field = |at: usize, utf8: bool| -> Result<usize, ConnError> {
@@ -115,6 +120,12 @@ fn check_properties(props: &[u8]) -> Result<(bool, bool), ConnError> {
     while at < props.len() {
         let id = props[at];
         at += 1;
+        if id != USER_PROPERTY && id < 64 {
+            if seen & (1 << id) != 0 {
+                return Err(ConnError::Protocol("PUBLISH property given more than once"));
+            }
+            seen |= 1 << id;
+        }
         at = match id {
             PAYLOAD_FORMAT => at + 1,
             MESSAGE_EXPIRY => at + 4,
@@ -122,12 +133,20 @@ fn check_properties(props: &[u8]) -> Result<(bool, bool), ConnError> {
                 alias = true;
                 at + 2
             }
-            CONTENT_TYPE | RESPONSE_TOPIC => field(at, true)?,
+            RESPONSE_TOPIC => {
+                let end = field(at, true)?;
+                if props[at + 2..end].iter().any(|b| matches!(b, b'+' | b'#')) {
+                    return Err(ConnError::Protocol("wildcard in a Response Topic"));
+                }
+                end
+            }
+            CONTENT_TYPE => field(at, true)?,
             CORRELATION_DATA => field(at, false)?,
             USER_PROPERTY => field(field(at, true)?, true)?,
             SUBSCRIPTION_ID => {
-                sub_ids = true;
-                at + read_varint(props, at)?.1
+                return Err(ConnError::Protocol(
+                    "Subscription Identifier in a client's PUBLISH",
+                ));
             }
             _ => return Err(malformed("property not allowed in PUBLISH")),
         };
@@ -135,36 +154,7 @@ fn check_properties(props: &[u8]) -> Result<(bool, bool), ConnError> {
             return Err(malformed("property overruns its block"));
         }
     }
-    Ok((alias, sub_ids))
-}
-
-/// A copy of a (checked) property block without its subscription identifiers.
-fn without_subscription_ids(props: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(props.len());
-    let mut at = 0;
-    while at < props.len() {
-        let id = props[at];
-        let len = match id {
-            PAYLOAD_FORMAT => 1,
-            MESSAGE_EXPIRY => 4,
-            TOPIC_ALIAS => 2,
-            CONTENT_TYPE | RESPONSE_TOPIC | CORRELATION_DATA => {
-                2 + usize::from(u16::from_be_bytes([props[at + 1], props[at + 2]]))
-            }
-            USER_PROPERTY => {
-                let k = 2 + usize::from(u16::from_be_bytes([props[at + 1], props[at + 2]]));
-                let v = at + 1 + k;
-                k + 2 + usize::from(u16::from_be_bytes([props[v], props[v + 1]]))
-            }
-            // SUBSCRIPTION_ID: the only other identifier `check_properties` lets through.
-            _ => read_varint(props, at + 1).map(|(_, n)| n).unwrap_or(0),
-        };
-        if id != SUBSCRIPTION_ID {
-            out.extend_from_slice(&props[at..at + 1 + len]);
-        }
-        at += 1 + len;
-    }
-    out.freeze()
+    Ok(alias)
 }
 
 /// Decodes one complete PUBLISH frame (`header_len` = its fixed header's length).
@@ -205,13 +195,8 @@ pub(crate) fn decode(
         let props = frame
             .get(at..at + len)
             .ok_or_else(|| malformed("properties overrun the packet"))?;
-        let (alias, sub_ids) = check_properties(props)?;
-        topic_alias = alias;
-        properties = if sub_ids {
-            without_subscription_ids(props)
-        } else {
-            frame.slice(at..at + len)
-        };
+        topic_alias = check_properties(props)?;
+        properties = frame.slice(at..at + len);
         at += len;
     }
     Ok(PublishIn {
@@ -370,9 +355,17 @@ mod tests {
     }
 
     #[test]
-    fn subscription_ids_removed_alias_reported() {
+    fn subscription_ids_refused_alias_reported() {
         let mut pr = props();
-        pr.subscription_identifiers = vec![5, 300_000];
+        pr.subscription_identifiers = vec![5];
+        let mut p = Publish::new("t", QoS::AtLeastOnce, Bytes::from_static(b"x"), Some(pr));
+        p.pkid = 1;
+        let (buf, header_len) = frame(&p);
+        assert!(matches!(
+            decode(ProtocolVersion::V5, buf, header_len),
+            Err(ConnError::Protocol(_))
+        ));
+        let mut pr = props();
         pr.topic_alias = Some(3);
         let mut p = Publish::new("t", QoS::AtLeastOnce, Bytes::from_static(b"x"), Some(pr));
         p.pkid = 1;
@@ -455,6 +448,12 @@ mod tests {
         assert!(publish(&[0x11, 0, 0, 0, 0]).is_err());
         assert!(publish(&[0x03, 0, 9, b'a']).is_err());
         assert!(publish(&[0x02, 0, 0]).is_err());
+        // Protocol errors: a duplicated Content Type, a wildcard Response Topic.
+        let dup = publish(&[0x03, 0, 1, b'a', 0x03, 0, 1, b'b']);
+        assert!(matches!(dup, Err(ConnError::Protocol(_))), "{dup:?}");
+        let wild = publish(&[0x08, 0, 3, b'a', b'/', b'#']);
+        assert!(matches!(wild, Err(ConnError::Protocol(_))), "{wild:?}");
+        assert!(publish(&[0x08, 0, 3, b'a', b'/', b'b']).is_ok());
         // QoS 1 with packet id 0, QoS 3.
         let mut b = BytesMut::from(&[0x32, 0x05, 0, 1, b't', 0, 0][..]);
         assert!(decode(ProtocolVersion::V5, b.split(), 2).is_err());

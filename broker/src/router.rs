@@ -36,6 +36,16 @@ pub(crate) struct Message {
     pub properties: Bytes,
 }
 
+impl Message {
+    /// What one queued copy is counted as against a client's `max_queued_bytes`: the
+    /// message's bytes plus a fixed allowance for the queue entry itself. Copies share
+    /// the bytes, but a stalled subscriber keeps every message it holds alive.
+    pub fn queued_size(&self) -> usize {
+        const ENTRY_OVERHEAD: usize = 64;
+        self.topic.len() + self.payload.len() + self.properties.len() + ENTRY_OVERHEAD
+    }
+}
+
 /// One message queued for one subscriber, at the QoS granted to that subscriber.
 #[derive(Debug)]
 pub(crate) struct Delivery {
@@ -50,7 +60,7 @@ pub(crate) enum Kick {
     None = 0,
     /// Another connection used the same client id (MQTT 5 reason 0x8E).
     SessionTakenOver = 1,
-    /// The outgoing queue overflowed (MQTT 5 reason 0x97).
+    /// The outgoing queue overflowed, in messages or bytes (MQTT 5 reason 0x97).
     QueueFull = 2,
     /// Dropped on request ([`crate::BrokerHandle::drop_clients`]): the socket is closed
     /// without a DISCONNECT, as a network failure would.
@@ -65,6 +75,10 @@ pub(crate) struct ClientHandle {
     /// ([`crate::Authorizer::identity`]): only the same owner may take the client id over.
     pub owner: Option<Arc<str>>,
     tx: mpsc::Sender<Delivery>,
+    /// Bytes queued and not yet taken by the connection ([`Message::queued_size`]).
+    queued_bytes: AtomicUsize,
+    /// Most bytes queued; an offer beyond it is refused like a full queue.
+    max_bytes: usize,
     kick: Notify,
     kick_reason: AtomicU8,
 }
@@ -77,17 +91,21 @@ enum Offer {
 }
 
 impl ClientHandle {
-    /// Creates the handle and the receiving end of its queue.
+    /// Creates the handle and the receiving end of its queue, which holds at most
+    /// `capacity` messages and `max_bytes` bytes.
     pub fn new(
         conn: ConnId,
         owner: Option<Arc<str>>,
         capacity: usize,
+        max_bytes: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Delivery>) {
         let (tx, rx) = mpsc::channel(capacity);
         let handle = Arc::new(Self {
             conn,
             owner,
             tx,
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes,
             kick: Notify::new(),
             kick_reason: AtomicU8::new(Kick::None as u8),
         });
@@ -95,11 +113,34 @@ impl ClientHandle {
     }
 
     fn offer(&self, delivery: Delivery) -> Offer {
+        let size = delivery.msg.queued_size();
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before.saturating_add(size) > self.max_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            return Offer::Full;
+        }
         match self.tx.try_send(delivery) {
             Ok(()) => Offer::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+            Err(e) => {
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Offer::Full,
+                    mpsc::error::TrySendError::Closed(_) => Offer::Closed,
+                }
+            }
         }
+    }
+
+    /// Records that the connection took `delivery` off its queue.
+    pub fn taken(&self, delivery: &Delivery) {
+        self.queued_bytes
+            .fetch_sub(delivery.msg.queued_size(), Ordering::AcqRel);
+    }
+
+    /// Bytes queued now (tests).
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Asks the connection to close; the first reason given wins.
@@ -309,6 +350,12 @@ pub(crate) struct Counters {
     pub refused_connections: AtomicU64,
     pub abuse_disconnects: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    pub slow_consumer_disconnects: AtomicU64,
+    pub refused_subscriptions: AtomicU64,
+    pub protocol_violations: AtomicU64,
+    pub refused_per_address: AtomicU64,
+    pub refused_at_capacity: AtomicU64,
+    pub accept_errors: AtomicU64,
 }
 
 /// A client id is held by a connection of another identity.
@@ -487,7 +534,7 @@ mod tests {
     }
 
     fn sub(router: &Router, filter: &str, conn: ConnId) -> mpsc::Receiver<Delivery> {
-        let (handle, rx) = ClientHandle::new(conn, None, 16);
+        let (handle, rx) = ClientHandle::new(conn, None, 16, usize::MAX);
         router.subscribe(
             &parse_filter(filter).expect("valid filter"),
             handle,
@@ -535,7 +582,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_deliver_once() {
         let r = Router::default();
-        let (handle, mut rx) = ClientHandle::new(1, None, 16);
+        let (handle, mut rx) = ClientHandle::new(1, None, 16, usize::MAX);
         for f in ["a/b", "a/+", "#"] {
             r.subscribe(
                 &parse_filter(f).expect("valid"),
@@ -562,7 +609,7 @@ mod tests {
     #[test]
     fn full_queue_kicks() {
         let r = Router::default();
-        let (handle, _rx) = ClientHandle::new(1, None, 1);
+        let (handle, _rx) = ClientHandle::new(1, None, 1, usize::MAX);
         r.subscribe(
             &parse_filter("t").expect("valid"),
             Arc::clone(&handle),
@@ -575,5 +622,34 @@ mod tests {
             handle.kick_reason.load(Ordering::Acquire),
             Kick::QueueFull as u8
         );
+    }
+
+    #[test]
+    fn byte_bound_kicks_and_taking_frees() {
+        let r = Router::default();
+        let size = msg("t").queued_size();
+        let (handle, mut rx) = ClientHandle::new(1, None, 100, size * 2);
+        r.subscribe(
+            &parse_filter("t").expect("valid"),
+            Arc::clone(&handle),
+            1,
+            false,
+        );
+        assert_eq!(r.route("t", 2, &msg("t")), 1);
+        assert_eq!(r.route("t", 2, &msg("t")), 1);
+        assert_eq!(handle.queued_bytes(), size * 2);
+        assert_eq!(
+            r.route("t", 2, &msg("t")),
+            0,
+            "third copy exceeds the bytes"
+        );
+        assert_eq!(
+            handle.kick_reason.load(Ordering::Acquire),
+            Kick::QueueFull as u8
+        );
+        let d = rx.try_recv().expect("queued");
+        handle.taken(&d);
+        assert_eq!(handle.queued_bytes(), size);
+        assert_eq!(r.route("t", 2, &msg("t")), 1, "room again");
     }
 }

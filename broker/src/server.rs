@@ -15,6 +15,8 @@ use crate::auth::{AllowAll, Authorizer};
 use crate::config::BrokerConfig;
 use crate::connection::{self, Accepted, Shared};
 use crate::error::BrokerError;
+use crate::fd_budget;
+use crate::per_address::PerAddress;
 use crate::router::Router;
 use crate::stream;
 use crate::tls::{Reloaded, TlsError, TlsState};
@@ -80,7 +82,24 @@ impl<A: Authorizer> Broker<A> {
         }
 
         let router = Arc::new(Router::default());
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let (max_connections, fd_limit) =
+            fd_budget::connection_budget(self.config.max_connections, self.config.fd_reserve);
+        if max_connections < self.config.max_connections {
+            // Info, not a warning: the default limit is above most systems' descriptor
+            // limits, and lowering it is the point of the budget.
+            info!(
+                configured = self.config.max_connections,
+                fd_limit = fd_limit.unwrap_or_default(),
+                reserve = self.config.fd_reserve,
+                max_connections,
+                "open-file limit below max_connections: client connections limited to the descriptor budget"
+            );
+        }
+        let permits = Arc::new(Semaphore::new(max_connections));
+        let per_address = PerAddress::new(
+            self.config.max_connections_per_address,
+            self.config.limit_loopback,
+        );
         let shared = Arc::new(Shared {
             config: self.config,
             router: Arc::clone(&router),
@@ -109,6 +128,7 @@ impl<A: Authorizer> Broker<A> {
                     tls,
                     Arc::clone(&shared),
                     Arc::clone(&permits),
+                    Arc::clone(&per_address),
                     shutdown_rx.clone(),
                     alive_tx.clone(),
                 ))
@@ -157,30 +177,71 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
     socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
+/// Pause after failed `accept` calls: 5 ms, doubling while failures continue, at most
+/// 1 s; reset by the next successful accept.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn next_pause(&mut self) -> Duration {
+        let pause = Self::FIRST
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
 async fn accept_loop<A: Authorizer>(
     listener: TcpListener,
     tls: Option<Arc<TlsState>>,
     shared: Arc<Shared<A>>,
     permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
+    let counters = &shared.router.counters;
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.reset();
+                a
+            }
             Err(e) => {
-                // Typically EMFILE/ENFILE. Pause so the loop does not spin while the
-                // condition lasts; connections already open are unaffected.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Typically EMFILE/ENFILE. Pause, longer while it lasts, so the loop does
+                // not spin; connections already open are unaffected.
+                counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let pause = backoff.next_pause();
+                warn!(error = %e, pause_ms = pause.as_millis() as u64, "accept failed; backing off");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             }
         };
+        let Some(slot) = per_address.acquire(peer.ip()) else {
+            counters.refused_per_address.fetch_add(1, Ordering::Relaxed);
+            info!(%peer, "connection limit per source address reached; closing new connection");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            counters.refused_at_capacity.fetch_add(1, Ordering::Relaxed);
             debug!(%peer, "connection limit reached; closing new connection");
             continue;
         };
@@ -190,6 +251,7 @@ async fn accept_loop<A: Authorizer>(
         let tls = tls.clone();
         tokio::spawn(async move {
             serve_accepted(shared, stream, peer, tls, shutdown, permit).await;
+            drop(slot);
             drop(alive);
         });
     }
@@ -347,6 +409,21 @@ pub struct BrokerStats {
     /// TLS handshakes that failed or timed out (no, expired or foreign-CA certificates,
     /// plaintext on a TLS port).
     pub tls_handshake_failures: u64,
+    /// Clients disconnected because their outgoing queue exceeded `max_queued_messages`
+    /// or `max_queued_bytes` (subscribers that do not keep up or never read).
+    pub slow_consumer_disconnects: u64,
+    /// Subscription filters refused for a limit: `max_subscriptions` or `max_filter_len`.
+    pub refused_subscriptions: u64,
+    /// Connections closed for a malformed packet or a protocol violation.
+    pub protocol_violations: u64,
+    /// TCP connections closed at accept: their source address held
+    /// `max_connections_per_address` already.
+    pub refused_per_address: u64,
+    /// TCP connections closed at accept: the broker held `max_connections` (or its
+    /// file-descriptor budget) already.
+    pub refused_at_capacity: u64,
+    /// Failed `accept` calls (typically out of file descriptors); each one backs off.
+    pub accept_errors: u64,
 }
 
 /// A running broker. Dropping it stops the broker without waiting; call
@@ -407,6 +484,12 @@ impl BrokerHandle {
             refused_connections: c.refused_connections.load(Ordering::Relaxed),
             abuse_disconnects: c.abuse_disconnects.load(Ordering::Relaxed),
             tls_handshake_failures: c.tls_handshake_failures.load(Ordering::Relaxed),
+            slow_consumer_disconnects: c.slow_consumer_disconnects.load(Ordering::Relaxed),
+            refused_subscriptions: c.refused_subscriptions.load(Ordering::Relaxed),
+            protocol_violations: c.protocol_violations.load(Ordering::Relaxed),
+            refused_per_address: c.refused_per_address.load(Ordering::Relaxed),
+            refused_at_capacity: c.refused_at_capacity.load(Ordering::Relaxed),
+            accept_errors: c.accept_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -431,5 +514,23 @@ impl BrokerHandle {
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
         self.shutdown_tx.send_replace(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_grows_to_a_ceiling_and_resets() {
+        let mut b = AcceptBackoff::default();
+        assert_eq!(b.next_pause(), Duration::from_millis(5));
+        assert_eq!(b.next_pause(), Duration::from_millis(10));
+        for _ in 0..40 {
+            assert!(b.next_pause() <= AcceptBackoff::MAX);
+        }
+        assert_eq!(b.next_pause(), AcceptBackoff::MAX);
+        b.reset();
+        assert_eq!(b.next_pause(), Duration::from_millis(5));
     }
 }

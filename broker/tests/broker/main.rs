@@ -5,6 +5,8 @@ mod auth;
 mod cli;
 mod common;
 mod lifecycle;
+mod limits;
 mod pubsub;
 mod robustness;
 mod security;
+mod violations;
