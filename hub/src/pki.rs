@@ -3,9 +3,12 @@
 //! certificates, all made by [`workbus_broker::certs`] (directory 0700, files 0600).
 //!
 //! [`Pki::ensure`] creates it on the first start of `serve` or `quickstart` (and
-//! `workbus-hub certs init` on demand); later starts reuse it, so certificates handed to
-//! agents stay valid. A client certificate already in the directory is reused, not
-//! re-issued; `workbus-hub certs issue` re-issues one explicitly.
+//! `workbus-hub certs init` on demand); later starts keep the CA, so certificates handed
+//! to agents stay valid, and re-issue the server certificate (so that it never expires
+//! under a hub that restarts, and carries the names configured now). The certificates
+//! of the hub itself and of the quickstart's in-process agents are issued afresh on
+//! every start ([`Pki::transport_tls`]); `workbus-hub certs issue` issues a remote
+//! agent's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,16 +61,25 @@ impl Pki {
         data_dir.join(PKI_DIR)
     }
 
-    /// Opens `<data_dir>/pki`, or creates it with a new CA and a server certificate for
-    /// localhost, 127.0.0.1, ::1 and `server_names` when it holds no CA yet.
+    /// Opens `<data_dir>/pki`, or creates it with a new CA when it holds none; either
+    /// way with a fresh server certificate for localhost, 127.0.0.1, ::1 and
+    /// `server_names`.
     pub fn ensure(data_dir: &Path, server_names: &[String]) -> Result<Pki, PkiError> {
         let dir = Self::dir_of(data_dir);
         let created = !dir.join(certs::CA_CERT).exists();
+        let certs_error = |source| PkiError::Certs {
+            dir: dir.clone(),
+            source,
+        };
         if created {
-            certs::init(&dir, server_names).map_err(|source| PkiError::Certs {
-                dir: dir.clone(),
-                source,
-            })?;
+            certs::init(&dir, server_names).map_err(certs_error)?;
+        } else {
+            certs::issue_server(
+                &dir,
+                server_names,
+                Validity::starting_now(certs::LEAF_VALIDITY),
+            )
+            .map_err(certs_error)?;
         }
         Ok(Pki { dir, created })
     }
@@ -107,21 +119,6 @@ impl Pki {
         )
     }
 
-    /// The certificate of `identity`: the one in the directory, or a new one (valid
-    /// for [`certs::LEAF_VALIDITY`]).
-    pub fn client(&self, identity: &Identity) -> Result<Issued, PkiError> {
-        check_identity(identity)?;
-        let name = identity.name();
-        let existing = Issued {
-            cert: self.dir.join(format!("{name}.pem")),
-            key: self.dir.join(format!("{name}-key.pem")),
-        };
-        if existing.cert.exists() && existing.key.exists() {
-            return Ok(existing);
-        }
-        self.issue(identity, certs::LEAF_VALIDITY)
-    }
-
     /// Issues (or re-issues) the certificate of `identity`, valid for `validity`.
     pub fn issue(&self, identity: &Identity, validity: Duration) -> Result<Issued, PkiError> {
         check_identity(identity)?;
@@ -133,10 +130,10 @@ impl Pki {
         )
     }
 
-    /// The transport's TLS settings for `identity`: the CA bundle and its certificate
-    /// (made if missing).
+    /// The transport's TLS settings for `identity`, a client in this process: the CA
+    /// bundle and a certificate issued now (valid for [`certs::LEAF_VALIDITY`]).
     pub fn transport_tls(&self, identity: &Identity) -> Result<TlsSettings, PkiError> {
-        let issued = self.client(identity)?;
+        let issued = self.issue(identity, certs::LEAF_VALIDITY)?;
         Ok(TlsSettings {
             ca_pem: Some(read(&self.ca_bundle())?),
             client_cert_pem: Some(read(&issued.cert)?),
@@ -173,19 +170,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_start_creates_then_reuses() {
+    fn first_start_creates_later_ones_keep_the_ca() {
         let data = tempfile::tempdir().unwrap();
         let pki = Pki::ensure(data.path(), &["hub.example".into()]).unwrap();
         assert!(pki.created());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(pki.dir()), 0o700);
-        let edge = pki.client(&Identity::Agent("edge-1".into())).unwrap();
-        assert_eq!(mode(&edge.key), 0o600);
-        let again = Pki::ensure(data.path(), &[]).unwrap();
+        let tls = pki
+            .transport_tls(&Identity::Agent("edge-1".into()))
+            .unwrap();
+        assert!(tls.client_cert_pem.is_some() && tls.client_key_pem.is_some());
+        assert_eq!(mode(&pki.dir().join("edge-1-key.pem")), 0o600);
+        let ca = std::fs::read(pki.dir().join(certs::CA_CERT)).unwrap();
+        let server = std::fs::read(pki.dir().join(certs::SERVER_CERT)).unwrap();
+        let again = Pki::ensure(data.path(), &["other.example".into()]).unwrap();
         assert!(!again.created());
-        let before = std::fs::read(&edge.cert).unwrap();
-        let reused = again.client(&Identity::Agent("edge-1".into())).unwrap();
-        assert_eq!(std::fs::read(reused.cert).unwrap(), before);
+        assert_eq!(std::fs::read(again.dir().join(certs::CA_CERT)).unwrap(), ca);
+        assert_ne!(
+            std::fs::read(again.dir().join(certs::SERVER_CERT)).unwrap(),
+            server,
+            "the server certificate is re-issued with the names of this start"
+        );
         assert_eq!(Pki::open(data.path()), Some(again));
     }
 
@@ -194,7 +199,9 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let pki = Pki::ensure(data.path(), &[]).unwrap();
         for bad in ["source.workbus", "Bad Name", ""] {
-            let e = pki.client(&Identity::Agent(bad.into())).unwrap_err();
+            let e = pki
+                .issue(&Identity::Agent(bad.into()), certs::LEAF_VALIDITY)
+                .unwrap_err();
             assert!(matches!(e, PkiError::Identity(..)), "{bad}: {e}");
         }
     }

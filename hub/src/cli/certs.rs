@@ -117,7 +117,7 @@ pub fn run(command: &CertsCommand) -> Result<(), CertsError> {
                 );
             } else {
                 println!(
-                    "{} already holds a CA; kept it (rotate with `workbus-broker certs rotate-ca --dir {}`)",
+                    "{} already holds a CA; kept it and re-issued the broker's certificate (rotate the CA with `workbus-broker certs rotate-ca --dir {}`)",
                     pki.dir().display(),
                     pki.dir().display()
                 );
@@ -136,7 +136,12 @@ pub fn run(command: &CertsCommand) -> Result<(), CertsError> {
                 return Err(CertsError::Days);
             }
             let topics = Topics::for_agent(source_id, cluster)?;
-            let pki = Pki::ensure(data_dir, &[])?;
+            // An existing directory is only read: its server certificate (and the names
+            // a running broker serves) stays as it is.
+            let pki = match Pki::open(data_dir) {
+                Some(pki) => pki,
+                None => Pki::ensure(data_dir, &[])?,
+            };
             if pki.created() {
                 println!(
                     "made a CA and the broker's certificate in {}",
@@ -281,9 +286,21 @@ mod tests {
             "{:?}",
             config.tls
         );
-        assert!(
-            Pki::open(&data.path().join("hub")).is_some(),
-            "init on demand"
+        let pki = Pki::open(&data.path().join("hub")).expect("init on demand");
+        let server = std::fs::read(pki.dir().join(certs::SERVER_CERT)).unwrap();
+        run(&CertsCommand::Issue {
+            data_dir: data.path().join("hub"),
+            cluster: "edge-10".into(),
+            out: None,
+            days: 1,
+            source_id: "workbus".into(),
+            broker: "hub.example:8883".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read(pki.dir().join(certs::SERVER_CERT)).unwrap(),
+            server,
+            "issuing leaves the broker's certificate alone"
         );
     }
 

@@ -173,11 +173,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let broker = embedded_broker::start_announced(listen, &security, "").await?;
         config.broker = broker.hub_settings()?;
         if broker.tls() {
+            // On every interface: agents elsewhere use one of the host's names.
+            let host = if broker.addr().ip().is_unspecified() {
+                format!("HOST:{}", broker.addr().port())
+            } else {
+                broker.reach().to_string()
+            };
             println!(
-                "give an agent its certificate and MQTT config: workbus-hub certs issue --data-dir {} --source-id {} --broker {} --cluster NAME --out DIR",
+                "give an agent its certificate and MQTT config: workbus-hub certs issue --data-dir {} --source-id {} --broker {host} --cluster NAME --out DIR",
                 args.data_dir.display(),
                 args.source_id,
-                broker.reach()
             );
         }
         Some(broker)
