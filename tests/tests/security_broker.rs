@@ -1,7 +1,8 @@
 //! Issue 12, broker side, across crates: hub and agent converge through the embedded
 //! broker with mutual TLS and topic ACLs on (their `workbus_transport` clients with
 //! client certificates); the quickstart's broker, secured by default, lets in no client
-//! without a certificate and confines a cluster's certificate to that cluster; and
+//! without a certificate and confines a cluster's certificate to that cluster, while a
+//! standalone agent given its files by `workbus-hub certs issue --out` connects; and
 //! Mosquitto, configured as `deploy/mosquitto/` documents, confines agents the same way
 //! (agent B cannot read A's specs or `#`, nor write A's statuses).
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rustls::pki_types::pem::PemObject;
@@ -17,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use workbus_agent::store::FileStore;
 use workbus_broker::certs::{self, Validity};
 use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig, external};
+use workbus_hub::cli::certs as certs_cli;
 use workbus_hub::quickstart::{QuickstartArgs, quickstart};
 use workbus_hub::{BrokerSettings, Hub, HubConfig, StoreSettings};
 use workbus_schemas::acl::{Identity, TopicAcl};
@@ -444,6 +447,49 @@ async fn the_quickstarts_broker_needs_a_certificate_and_confines_each_cluster() 
         })
         .await;
     assert_eq!(reason, Some(p5::PubAckReason::NotAuthorized));
+
+    // The README's way in for a standalone agent: `workbus-hub certs issue --out DIR`,
+    // then `workbus-agent --workload-source-config DIR/mqtt.yaml`.
+    let out = dir.path().join("agent-edge-9-tls");
+    certs_cli::run(&certs_cli::CertsCommand::Issue {
+        data_dir: dir.path().to_owned(),
+        cluster: "edge-9".into(),
+        out: Some(out.clone()),
+        days: 1,
+        source_id: "workbus".into(),
+        broker: addr.to_string(),
+    })
+    .expect("certs issue");
+    let flags = workbus_agent::cli::Args::try_parse_from([
+        "workbus-agent".to_string(),
+        "--spoke-cluster-name=edge-9".to_string(),
+        format!(
+            "--workload-source-config={}",
+            out.join(certs_cli::AGENT_MQTT_CONFIG).display()
+        ),
+    ])
+    .expect("agent flags");
+    let sim = Arc::new(workbus_agent::target::sim::SimulatedCluster::new(
+        workbus_agent::target::sim::SimConfig::default(),
+    ));
+    let agent = start_agent(
+        flags.agent_config().expect("the agent reads mqtt.yaml"),
+        sim,
+        Arc::new(FileStore::open(&dir.path().join("agent-edge-9")).unwrap()),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !agent
+        .transport_stats()
+        .connected
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standalone agent did not connect with its issued certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.shutdown().await;
     running.abort();
     let _ = running.await;
 }
