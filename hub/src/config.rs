@@ -2,9 +2,11 @@
 //! described ([`BrokerSettings`]) and where its state is kept ([`StoreSettings`]).
 //!
 //! The topics come from the sdk-go MQTT config file when one is given, otherwise they
-//! are our default source layout (`Topics::for_source`). The embedded broker (added by
-//! the `quickstart` wiring) only needs to start first and pass its address as
-//! [`BrokerSettings::Address`].
+//! are our default source layout (`Topics::for_source`). The embedded broker
+//! ([`crate::embedded_broker`]) starts first and hands the hub its settings: a
+//! [`BrokerSettings::Transport`] with TLS and the hub's source certificate by default,
+//! a plaintext [`BrokerSettings::Address`] with `--insecure-broker`. Test harnesses pass
+//! [`BrokerSettings::Address`] for their own plaintext brokers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

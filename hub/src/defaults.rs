@@ -12,9 +12,35 @@ pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALH
 /// Directory of the SQLite database.
 pub const DATA_DIR: &str = "./workbus-data";
 
-/// Where `serve`'s embedded broker listens: the broker's own default (every interface,
-/// so that agents on other machines can connect).
-pub const EMBEDDED_BROKER_LISTEN: SocketAddr = workbus_broker::DEFAULT_LISTEN;
+/// Where `serve`'s embedded broker listens: the MQTT-over-TLS port on every interface,
+/// so that agents on other machines can connect — with a client certificate from the
+/// hub's CA, and confined by the topic ACLs (see [`crate::embedded_broker`]).
+pub const EMBEDDED_BROKER_LISTEN: SocketAddr = workbus_broker::DEFAULT_TLS_LISTEN;
+
+/// Where the quickstart's embedded broker listens: the MQTT-over-TLS port on loopback
+/// (a local demo; its agents run in the same process).
+pub const QUICKSTART_BROKER_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
+    Ipv4Addr::LOCALHOST,
+    workbus_broker::MQTT_TLS_PORT,
+));
+
+/// Where the embedded broker listens with `--insecure-broker` (plaintext, no ACLs): the
+/// MQTT port on loopback only (the broker's own plaintext default).
+pub const INSECURE_BROKER_LISTEN: SocketAddr = workbus_broker::DEFAULT_LISTEN;
+
+/// The embedded broker's address when none is given: [`INSECURE_BROKER_LISTEN`] for a
+/// plaintext broker, else `secure`.
+pub fn embedded_broker_listen(
+    given: Option<SocketAddr>,
+    insecure: bool,
+    secure: SocketAddr,
+) -> SocketAddr {
+    given.unwrap_or(if insecure {
+        INSECURE_BROKER_LISTEN
+    } else {
+        secure
+    })
+}
 
 /// The REST API address the client commands talk to by default.
 pub fn server_url() -> String {

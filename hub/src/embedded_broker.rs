@@ -3,59 +3,237 @@
 //! example by a Mosquitto already running on 1883), falls back to a free port and says
 //! so, so that a newcomer's first command never fails on a busy port. `serve` and
 //! `quickstart` both start it through [`start_announced`].
+//!
+//! **Secure by default** ([`BrokerSecurity::MutualTls`]): one TLS listener that requires
+//! a client certificate issued by the hub's CA (`<data-dir>/pki/`, see [`crate::pki`]),
+//! and [`FleetAcl`]: every client is the identity its certificate names, an agent may
+//! only use its own cluster's topics and client id, the hub its source's. The hub's own
+//! transport connects with its source certificate ([`EmbeddedBroker::hub_settings`]),
+//! in-process agents with their cluster's ([`EmbeddedBroker::agent_transport`]).
+//!
+//! **Opt-out** ([`BrokerSecurity::Insecure`], `--insecure-broker`): plaintext, no
+//! identities, no ACLs — for tests and old devices — and then only on a loopback
+//! address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
-use workbus_broker::{Broker, BrokerConfig, BrokerError, BrokerHandle};
+use workbus_broker::{AclError, Broker, BrokerConfig, BrokerError, BrokerHandle, FleetAcl};
+use workbus_schemas::acl::Identity;
+use workbus_schemas::client_id;
+use workbus_transport::TransportConfig;
 
 use crate::config::BrokerSettings;
+use crate::pki::{Pki, PkiError};
+
+/// How the embedded broker admits clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerSecurity {
+    /// Mutual TLS with the certificates of `pki`, and the [`FleetAcl`] of source
+    /// `source_id`: the default.
+    MutualTls {
+        /// The certificate directory.
+        pki: Pki,
+        /// The source id the ACL's templates and the hub's certificate are for.
+        source_id: String,
+    },
+    /// Plaintext, anyone may connect and use any topic (`--insecure-broker`); loopback
+    /// addresses only.
+    Insecure,
+}
 
 /// The embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the embedded broker on {listen}: {source}")]
-pub struct EmbeddedBrokerError {
-    /// The address asked for.
-    pub listen: SocketAddr,
-    /// Why it failed.
-    pub source: BrokerError,
+pub enum EmbeddedBrokerError {
+    /// Binding or starting failed (the TLS files included).
+    #[error("cannot start the embedded broker on {listen}: {source}")]
+    Start {
+        /// The address asked for.
+        listen: SocketAddr,
+        /// Why it failed.
+        source: BrokerError,
+    },
+    /// A plaintext broker without ACLs was asked for on a non-loopback address.
+    #[error(
+        "--insecure-broker serves plaintext MQTT without identities or topic ACLs, so only on a loopback address, not {0}"
+    )]
+    InsecureBeyondLoopback(SocketAddr),
+    /// The topic ACL cannot be built from the source's topics.
+    #[error("the embedded broker's topic ACL: {0}")]
+    Acl(#[from] AclError),
+    /// The certificates could not be made or read.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+/// A running embedded broker and how clients reach it.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    handle: BrokerHandle,
+    security: BrokerSecurity,
 }
 
 /// Starts the embedded broker on `preferred`, or on a free port of the same interface
-/// if that one is in use. Returns the handle and whether the fallback was used.
-pub async fn start(preferred: SocketAddr) -> Result<(BrokerHandle, bool), BrokerError> {
-    match Broker::new(BrokerConfig::with_listen(preferred))
-        .start()
-        .await
-    {
-        Ok(h) => Ok((h, false)),
+/// if that one is in use. Returns the broker and whether the fallback was used.
+pub async fn start(
+    preferred: SocketAddr,
+    security: &BrokerSecurity,
+) -> Result<(EmbeddedBroker, bool), EmbeddedBrokerError> {
+    let acl = match security {
+        BrokerSecurity::Insecure if !preferred.ip().is_loopback() => {
+            return Err(EmbeddedBrokerError::InsecureBeyondLoopback(preferred));
+        }
+        BrokerSecurity::Insecure => None,
+        BrokerSecurity::MutualTls { source_id, .. } => Some(FleetAcl::for_source(source_id)?),
+    };
+    let started = match bind(preferred, security, acl.clone()).await {
         Err(BrokerError::Bind { .. }) if preferred.port() != 0 => {
             let mut any = preferred;
             any.set_port(0);
-            let h = Broker::new(BrokerConfig::with_listen(any)).start().await?;
-            Ok((h, true))
+            bind(any, security, acl).await.map(|h| (h, true))
         }
-        Err(e) => Err(e),
+        other => other.map(|h| (h, false)),
+    };
+    let (handle, moved) = started.map_err(|source| EmbeddedBrokerError::Start {
+        listen: preferred,
+        source,
+    })?;
+    let broker = EmbeddedBroker {
+        handle,
+        security: security.clone(),
+    };
+    Ok((broker, moved))
+}
+
+async fn bind(
+    addr: SocketAddr,
+    security: &BrokerSecurity,
+    acl: Option<FleetAcl>,
+) -> Result<BrokerHandle, BrokerError> {
+    match (security, acl) {
+        (BrokerSecurity::MutualTls { pki, .. }, Some(acl)) => {
+            Broker::new(BrokerConfig::with_tls(addr, pki.broker_tls()))
+                .with_authorizer(acl)
+                .start()
+                .await
+        }
+        _ => Broker::new(BrokerConfig::with_listen(addr)).start().await,
     }
 }
 
-/// [`start`], then says on standard output where the broker listens, each line after
-/// `indent`: a note if `preferred` was taken, then the address.
+/// [`start`], then says on standard output where the broker listens and how it is
+/// secured, each line after `indent`: a note if `preferred` was taken, where new
+/// certificates were made, then the address.
 pub async fn start_announced(
     preferred: SocketAddr,
+    security: &BrokerSecurity,
     indent: &str,
-) -> Result<BrokerHandle, EmbeddedBrokerError> {
-    let (broker, moved) = start(preferred)
-        .await
-        .map_err(|source| EmbeddedBrokerError {
-            listen: preferred,
-            source,
-        })?;
-    let addr = broker.local_addr();
+) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
+    let (broker, moved) = start(preferred, security).await?;
+    let addr = broker.addr();
     if moved {
         println!("{indent}note: {preferred} is in use; the embedded broker took {addr}");
     }
-    println!("{indent}embedded MQTT broker (MQTT 5 and 3.1.1) listening on {addr}");
+    match &broker.security {
+        BrokerSecurity::MutualTls { pki, .. } => {
+            if pki.created() {
+                println!(
+                    "{indent}first start: made a CA and certificates in {} (0700): CA {}, trusted CAs for clients (caFile) {}, broker {}",
+                    pki.dir().display(),
+                    workbus_broker::certs::CA_CERT,
+                    workbus_broker::certs::CA_BUNDLE,
+                    workbus_broker::certs::SERVER_CERT,
+                );
+            }
+            println!(
+                "{indent}embedded MQTT broker (MQTT 5 and 3.1.1) listening on {addr}: mutual TLS (CA {}), per-cluster topic ACLs on",
+                pki.ca_bundle().display()
+            );
+        }
+        BrokerSecurity::Insecure => println!(
+            "{indent}embedded MQTT broker (MQTT 5 and 3.1.1) listening on {addr}: PLAINTEXT, no identities or ACLs (--insecure-broker)"
+        ),
+    }
     Ok(broker)
+}
+
+impl EmbeddedBroker {
+    /// The broker itself (its stats, TLS reload, shutdown).
+    pub fn handle(&self) -> &BrokerHandle {
+        &self.handle
+    }
+
+    /// How it admits clients.
+    pub fn security(&self) -> &BrokerSecurity {
+        &self.security
+    }
+
+    /// Whether clients connect over (mutual) TLS.
+    pub fn tls(&self) -> bool {
+        matches!(self.security, BrokerSecurity::MutualTls { .. })
+    }
+
+    /// Whether identities and topic ACLs are enforced.
+    pub fn acl(&self) -> bool {
+        self.tls()
+    }
+
+    /// The certificate directory, when TLS is on.
+    pub fn pki(&self) -> Option<&Pki> {
+        match &self.security {
+            BrokerSecurity::MutualTls { pki, .. } => Some(pki),
+            BrokerSecurity::Insecure => None,
+        }
+    }
+
+    /// The address it listens on (the TLS listener's, or the plaintext one's).
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// The address a client on this machine connects to ([`connect_addr`]).
+    pub fn reach(&self) -> SocketAddr {
+        connect_addr(self.addr())
+    }
+
+    /// How the hub in this process reaches the broker: over TLS with its source
+    /// certificate (made if missing), or plaintext.
+    pub fn hub_settings(&self) -> Result<BrokerSettings, PkiError> {
+        let addr = self.reach();
+        let BrokerSecurity::MutualTls { pki, source_id } = &self.security else {
+            return Ok(BrokerSettings::Address {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        };
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let mut tc = TransportConfig::new(
+            addr.ip().to_string(),
+            addr.port(),
+            client_id::source_client_id(source_id, &suffix[..8]),
+        );
+        tc.tls = Some(pki.transport_tls(&Identity::Source(source_id.clone()))?);
+        // A local broker: reconnect quickly rather than after up to 30 s.
+        tc.reconnect.max_delay = Duration::from_secs(5);
+        Ok(BrokerSettings::Transport(Box::new(tc)))
+    }
+
+    /// The transport of an in-process agent of `cluster` (no client id: the agent
+    /// derives it from the cluster): TLS with the cluster's certificate (made if
+    /// missing), or plaintext.
+    pub fn agent_transport(&self, cluster: &str) -> Result<TransportConfig, PkiError> {
+        let addr = self.reach();
+        let mut tc = TransportConfig::new(addr.ip().to_string(), addr.port(), "");
+        if let BrokerSecurity::MutualTls { pki, .. } = &self.security {
+            tc.tls = Some(pki.transport_tls(&Identity::Agent(cluster.to_string()))?);
+        }
+        Ok(tc)
+    }
+
+    /// Stops the broker and waits for its connections to close.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
 }
 
 /// The address a client on this machine connects to for a broker listening on `addr`:
@@ -67,15 +245,6 @@ pub fn connect_addr(addr: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, addr.port())
-}
-
-/// How the hub in this process reaches the embedded broker `broker`.
-pub fn hub_settings(broker: &BrokerHandle) -> BrokerSettings {
-    let addr = connect_addr(broker.local_addr());
-    BrokerSettings::Address {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
 }
 
 #[cfg(test)]
@@ -94,17 +263,54 @@ mod tests {
     async fn a_taken_port_falls_back_to_a_free_one() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let preferred = taken.local_addr().unwrap();
-        let broker = start_announced(preferred, "").await.expect("falls back");
-        assert_ne!(broker.local_addr().port(), preferred.port());
-        match hub_settings(&broker) {
+        let broker = start_announced(preferred, &BrokerSecurity::Insecure, "")
+            .await
+            .expect("falls back");
+        assert_ne!(broker.addr().port(), preferred.port());
+        match broker.hub_settings().unwrap() {
             BrokerSettings::Address { host, port } => {
-                assert_eq!(
-                    (host.as_str(), port),
-                    ("127.0.0.1", broker.local_addr().port())
-                )
+                assert_eq!((host.as_str(), port), ("127.0.0.1", broker.addr().port()))
             }
             other => panic!("{other:?}"),
         }
         broker.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_tls_listener_falls_back_too_and_the_hub_gets_its_certificate() {
+        let data = tempfile::tempdir().unwrap();
+        let security = BrokerSecurity::MutualTls {
+            pki: Pki::ensure(data.path(), &[]).unwrap(),
+            source_id: "workbus".into(),
+        };
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let preferred = taken.local_addr().unwrap();
+        let broker = start_announced(preferred, &security, "")
+            .await
+            .expect("falls back");
+        assert!(broker.tls() && broker.acl());
+        assert_eq!(broker.handle().tls_addrs(), &[broker.addr()]);
+        assert!(broker.handle().local_addrs().is_empty(), "no plaintext");
+        assert_ne!(broker.addr().port(), preferred.port());
+        match broker.hub_settings().unwrap() {
+            BrokerSettings::Transport(tc) => {
+                assert!(tc.tls.as_ref().is_some_and(|t| t.client_cert_pem.is_some()));
+                assert!(Identity::Source("workbus".into()).may_use_client_id(&tc.client_id));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(broker.agent_transport("edge-1").unwrap().tls.is_some());
+        broker.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn insecure_is_loopback_only() {
+        let e = start("0.0.0.0:0".parse().unwrap(), &BrokerSecurity::Insecure)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, EmbeddedBrokerError::InsecureBeyondLoopback(_)),
+            "{e}"
+        );
     }
 }

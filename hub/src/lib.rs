@@ -17,8 +17,9 @@
 //!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
-//! - [`embedded_broker`]: the default, in-process MQTT broker; [`quickstart`]: the
-//!   main job on embedded defaults.
+//! - [`embedded_broker`]: the default, in-process MQTT broker (mutual TLS and topic
+//!   ACLs unless opted out); [`pki`]: its certificates in `<data-dir>/pki/`;
+//!   [`quickstart`]: the main job on embedded defaults.
 
 pub mod api;
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod embedded_broker;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+pub mod pki;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod source;

@@ -20,11 +20,9 @@ fn main() -> ExitCode {
     match command {
         Command::Serve(args) => run_async(log.as_deref(), defaults::LOG, serve::serve(args)),
         #[cfg(feature = "quickstart")]
-        Command::Quickstart(args) => run_async(
-            log.as_deref(),
-            quickstart::LOG,
-            quickstart::quickstart(args),
-        ),
+        Command::Quickstart(args) => run_async(log.as_deref(), quickstart::LOG, async {
+            quickstart::quickstart(args).await.map(|_| ())
+        }),
         command => match run_client(&client, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -11,6 +11,12 @@
 //! kept in `<data-dir>/admin.token`, 0600); the quickstart's own calls use a `writer`
 //! token named `quickstart`, replaced on every run. The REST API is plain HTTP on a
 //! loopback address (the hub refuses plaintext anywhere else): this is a local demo.
+//!
+//! The embedded broker is secured as `serve`'s (see [`crate::embedded_broker`]): mutual
+//! TLS and per-cluster topic ACLs, with a CA and certificates made on the first run in
+//! `<data-dir>/pki/` (printed once); the hub connects with its source certificate, each
+//! simulated cluster's agent with its own cluster certificate. `--insecure-broker` runs
+//! it in plaintext without ACLs on loopback instead.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,14 +31,14 @@ use workbus_agent::store::{FileStore, StoreError};
 use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
 use workbus_process::shutdown_signal;
 use workbus_schemas::topics::{TopicError, Topics};
-use workbus_transport::TransportConfig;
 
 use crate::auth::tokens::{ADMIN_TOKEN_FILE, TokenError, TokenRequest, issue};
 use crate::cli::client::{CliError, Client};
 use crate::config::{ApiSettings, HubConfig, StoreSettings};
 use crate::defaults;
-use crate::embedded_broker::{self, EmbeddedBrokerError};
+use crate::embedded_broker::{self, BrokerSecurity, EmbeddedBroker, EmbeddedBrokerError};
 use crate::hub::{Hub, HubError};
+use crate::pki::{Pki, PkiError};
 use crate::store::writes::RevokeToken;
 use crate::store::{Role, StoreError as HubStoreError};
 
@@ -57,9 +63,14 @@ pub struct QuickstartArgs {
     /// REST listen address (a free port is used if it is taken).
     #[arg(long, env = "WORKBUS_HUB_LISTEN", default_value_t = defaults::LISTEN)]
     pub listen: SocketAddr,
-    /// Embedded MQTT broker address (a free port is used if it is taken).
-    #[arg(long, env = "WORKBUS_HUB_BROKER_LISTEN", default_value_t = defaults::LOCAL_BROKER)]
-    pub broker_listen: SocketAddr,
+    /// Embedded MQTT broker address (a free port is used if it is taken) [default:
+    /// 127.0.0.1:8883 (TLS), 127.0.0.1:1883 with --insecure-broker].
+    #[arg(long, env = "WORKBUS_HUB_BROKER_LISTEN")]
+    pub broker_listen: Option<SocketAddr>,
+    /// Run the embedded broker in plaintext without identities or topic ACLs (tests,
+    /// old devices); only on a loopback address.
+    #[arg(long, env = "WORKBUS_HUB_INSECURE_BROKER")]
+    pub insecure_broker: bool,
     /// Directory for the hub database and the simulated agents' state.
     #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
@@ -80,6 +91,9 @@ pub enum QuickstartError {
     /// The embedded broker could not start.
     #[error(transparent)]
     EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// The certificates could not be made or read.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
     /// The hub could not start.
     #[error("cannot start the hub: {0}")]
     Hub(#[from] HubError),
@@ -101,6 +115,14 @@ pub enum QuickstartError {
         cluster: String,
         /// Why.
         source: TopicError,
+    },
+    /// A simulated cluster's certificate could not be made or read.
+    #[error("simulated cluster {cluster}: {source}")]
+    AgentCertificate {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        source: PkiError,
     },
     /// A simulated cluster's agent could not start.
     #[error("simulated cluster {cluster}: cannot start its agent: {source}")]
@@ -200,8 +222,49 @@ fn available(work: &Value) -> bool {
         .any(|c| c["type"] == "Available" && c["status"] == "True")
 }
 
+/// What a quickstart ran: how its broker was secured and what the broker counted just
+/// before it stopped.
+#[derive(Debug, Clone)]
+pub struct QuickstartSummary {
+    /// Whether the broker served mutual TLS only.
+    pub tls: bool,
+    /// Whether the broker enforced identities and topic ACLs.
+    pub acl: bool,
+    /// The certificate directory, when TLS was on.
+    pub pki: Option<PathBuf>,
+    /// The broker's counters before shutdown (the hub and one agent per cluster
+    /// connected).
+    pub broker: workbus_broker::BrokerStats,
+    /// The simulated clusters.
+    pub clusters: Vec<String>,
+}
+
+impl QuickstartArgs {
+    /// Where the embedded broker listens: `--broker-listen`, else the default of its
+    /// mode.
+    pub fn embedded_broker_listen(&self) -> SocketAddr {
+        defaults::embedded_broker_listen(
+            self.broker_listen,
+            self.insecure_broker,
+            defaults::QUICKSTART_BROKER_LISTEN,
+        )
+    }
+
+    /// How the embedded broker admits clients: mutual TLS and ACLs with the data
+    /// directory's certificates (made on the first run), or plaintext.
+    pub fn broker_security(&self) -> Result<BrokerSecurity, PkiError> {
+        if self.insecure_broker {
+            return Ok(BrokerSecurity::Insecure);
+        }
+        Ok(BrokerSecurity::MutualTls {
+            pki: Pki::ensure(&self.data_dir, &[])?,
+            source_id: self.source_id.clone(),
+        })
+    }
+}
+
 /// Runs the quickstart until Ctrl-C or SIGTERM (or until ready with `--exit-when-ready`).
-pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
+pub async fn quickstart(args: QuickstartArgs) -> Result<QuickstartSummary, QuickstartError> {
     // Before anything slow, unless it exits by itself (then it leaves signals alone).
     let stop = (!args.exit_when_ready).then(shutdown_signal);
     let started = Instant::now();
@@ -209,9 +272,11 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
         "workbus quickstart: embedded broker + hub (SQLite) + {} simulated clusters",
         args.clusters
     );
-    let broker = embedded_broker::start_announced(args.broker_listen, "  ").await?;
-    let broker_addr = broker.local_addr();
-    let reach = embedded_broker::connect_addr(broker_addr);
+    let security = args.broker_security()?;
+    let broker =
+        embedded_broker::start_announced(args.embedded_broker_listen(), &security, "  ").await?;
+    let broker_addr = broker.addr();
+    let reach = broker.reach();
     let listen = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => {
             drop(l);
@@ -231,7 +296,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
         store: StoreSettings::sqlite(args.data_dir.join("hub")),
         listen,
         source_id: args.source_id.clone(),
-        broker: embedded_broker::hub_settings(&broker),
+        broker: broker.hub_settings()?,
         api: ApiSettings {
             admin_token_file: Some(args.data_dir.join(ADMIN_TOKEN_FILE)),
             ..ApiSettings::default()
@@ -266,7 +331,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     // Simulated clusters, each with a real agent over MQTT and durable state on disk.
     let mut agents: Vec<AgentHandle> = Vec::new();
     for cluster in &clusters {
-        agents.push(start_agent(&args, cluster, reach)?);
+        agents.push(start_agent(&args, cluster, &broker)?);
     }
 
     let first = clusters[0].clone();
@@ -327,10 +392,23 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     }
     println!();
     println!("REST API   {base_url}   (OpenAPI: {base_url}/openapi.json)");
-    println!(
-        "MQTT       {broker_addr}   (MQTT 5 and 3.1.1; source id `{}`)",
-        args.source_id
-    );
+    match broker.pki() {
+        Some(pki) => {
+            println!(
+                "MQTT       {broker_addr}   (MQTT 5 and 3.1.1 over mutual TLS, topic ACLs on; source id `{}`)",
+                args.source_id
+            );
+            println!(
+                "TLS        CA {}; certificates in {}",
+                pki.ca_bundle().display(),
+                pki.dir().display()
+            );
+        }
+        None => println!(
+            "MQTT       {broker_addr}   (PLAINTEXT, no ACLs: --insecure-broker; MQTT 5 and 3.1.1; source id `{}`)",
+            args.source_id
+        ),
+    }
     println!("data       {}", args.data_dir.display());
     println!("clusters   {}", clusters.join(", "));
     let token_file = args.data_dir.join(ADMIN_TOKEN_FILE);
@@ -353,14 +431,34 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
         "  cargo run --release -p workbus-hub -- describe work hello-workbus -n {}",
         clusters[0]
     );
-    println!(
-        "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --broker={reach} --source-id={}",
-        args.source_id
-    );
+    if broker.tls() {
+        println!(
+            "  cargo run --release -p workbus-hub -- certs issue --data-dir {} --source-id {} --broker {reach} --cluster edge-9 --out ./agent-edge-9-tls",
+            args.data_dir.display(),
+            args.source_id
+        );
+        println!(
+            "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --workload-source-config=./agent-edge-9-tls/{} --data-dir=./agent-edge-9",
+            crate::cli::certs::AGENT_MQTT_CONFIG
+        );
+    } else {
+        println!(
+            "  cargo run --release -p workbus-agent -- --spoke-cluster-name=edge-9 --broker={reach} --source-id={}",
+            args.source_id
+        );
+    }
+    let summary_of = |broker: &EmbeddedBroker| QuickstartSummary {
+        tls: broker.tls(),
+        acl: broker.acl(),
+        pki: broker.pki().map(|p| p.dir().to_owned()),
+        broker: broker.handle().stats(),
+        clusters: clusters.clone(),
+    };
     let Some(stop) = stop else {
+        let summary = summary_of(&broker);
         shutdown(agents, hub, broker).await;
         return if ready {
-            Ok(())
+            Ok(summary)
         } else {
             Err(QuickstartError::NotAvailable(READY_WITHIN))
         };
@@ -369,8 +467,9 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     println!("Serving; press Ctrl-C to stop.");
     stop.await;
     println!("shutting down");
+    let summary = summary_of(&broker);
     shutdown(agents, hub, broker).await;
-    Ok(())
+    Ok(summary)
 }
 
 /// The quickstart's own `writer` token, replaced on every run (a stored token's secret
@@ -391,12 +490,13 @@ async fn own_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartErro
     Ok(secret)
 }
 
-/// Starts the agent of simulated cluster `cluster` against the broker at `broker`, with
-/// its state (and the simulated cluster's snapshot) under the data directory.
+/// Starts the agent of simulated cluster `cluster` against `broker` (over TLS with its
+/// cluster certificate when the broker requires one), with its state (and the simulated
+/// cluster's snapshot) under the data directory.
 fn start_agent(
     args: &QuickstartArgs,
     cluster: &str,
-    broker: SocketAddr,
+    broker: &EmbeddedBroker,
 ) -> Result<AgentHandle, QuickstartError> {
     let dir = args.data_dir.join("agents").join(cluster);
     let store = FileStore::open(&dir).map_err(|source| QuickstartError::AgentStore {
@@ -412,7 +512,13 @@ fn start_agent(
         source,
     };
     let topics = Topics::for_agent(&args.source_id, cluster).map_err(topics_error)?;
-    let transport = TransportConfig::new(broker.ip().to_string(), broker.port(), "");
+    let transport =
+        broker
+            .agent_transport(cluster)
+            .map_err(|source| QuickstartError::AgentCertificate {
+                cluster: cluster.to_string(),
+                source,
+            })?;
     let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
     config.status_sync_interval = STATUS_SYNC_INTERVAL;
     runtime::start(config, Arc::new(sim), Arc::new(store)).map_err(|source| {
@@ -423,11 +529,7 @@ fn start_agent(
     })
 }
 
-async fn shutdown(
-    agents: Vec<AgentHandle>,
-    hub: crate::hub::HubHandle,
-    broker: workbus_broker::BrokerHandle,
-) {
+async fn shutdown(agents: Vec<AgentHandle>, hub: crate::hub::HubHandle, broker: EmbeddedBroker) {
     for a in agents {
         a.shutdown().await;
     }

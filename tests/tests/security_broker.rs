@@ -1,14 +1,17 @@
 //! Issue 12, broker side, across crates: hub and agent converge through the embedded
 //! broker with mutual TLS and topic ACLs on (their `workbus_transport` clients with
-//! client certificates); and Mosquitto, configured as `deploy/mosquitto/` documents,
-//! confines agents the same way (agent B cannot read A's specs or `#`, nor write A's
-//! statuses).
+//! client certificates); the quickstart's broker, secured by default, lets in no client
+//! without a certificate and confines a cluster's certificate to that cluster, while a
+//! standalone agent given its files by `workbus-hub certs issue --out` connects; and
+//! Mosquitto, configured as `deploy/mosquitto/` documents, confines agents the same way
+//! (agent B cannot read A's specs or `#`, nor write A's statuses).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rustls::pki_types::pem::PemObject;
@@ -16,6 +19,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use workbus_agent::store::FileStore;
 use workbus_broker::certs::{self, Validity};
 use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig, external};
+use workbus_hub::cli::certs as certs_cli;
+use workbus_hub::quickstart::{QuickstartArgs, quickstart};
 use workbus_hub::{BrokerSettings, Hub, HubConfig, StoreSettings};
 use workbus_schemas::acl::{Identity, TopicAcl};
 use workbus_schemas::client_id;
@@ -162,8 +167,21 @@ struct Mqtt {
 
 impl Mqtt {
     async fn connect(addr: SocketAddr, pki: &Path, who: &Identity, id: &str) -> Mqtt {
+        match Self::try_connect(addr, client_tls(pki, who), id).await {
+            Ok(m) => m,
+            Err(e) => panic!("{id} connects: {e}"),
+        }
+    }
+
+    /// Connects over `transport`; the error says what came instead of a successful
+    /// CONNACK.
+    async fn try_connect(
+        addr: SocketAddr,
+        transport: rumqttc::Transport,
+        id: &str,
+    ) -> Result<Mqtt, String> {
         let mut o = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
-        o.set_transport(client_tls(pki, who));
+        o.set_transport(transport);
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(o, 16);
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
@@ -176,15 +194,16 @@ impl Mqtt {
             }
         });
         let first = tokio::time::timeout(WAIT, events.recv()).await;
-        assert!(
-            matches!(&first, Ok(Some(p5::Packet::ConnAck(a))) if a.code == p5::ConnectReturnCode::Success),
-            "{id} connects: {first:?}"
-        );
-        Mqtt {
+        if !matches!(&first, Ok(Some(p5::Packet::ConnAck(a))) if a.code == p5::ConnectReturnCode::Success)
+        {
+            pump.abort();
+            return Err(format!("{first:?}"));
+        }
+        Ok(Mqtt {
             client,
             events,
             _pump: pump,
-        }
+        })
     }
 
     /// The next packet matching `f` within `limit`, if any.
@@ -324,4 +343,153 @@ async fn mosquitto_configured_as_documented_confines_agents() {
         })
         .await;
     assert_eq!(leaked, None, "B received another cluster's message");
+}
+
+/// TLS that trusts the CA of `pki` but presents no client certificate.
+fn tls_without_certificate(pki: &Path) -> rumqttc::Transport {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pki.join(certs::CA_BUNDLE)).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstarts_broker_needs_a_certificate_and_confines_each_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let args = QuickstartArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        broker_listen: Some(addr),
+        insecure_broker: false,
+        data_dir: dir.path().to_owned(),
+        clusters: 1,
+        source_id: "workbus".into(),
+        exit_when_ready: false,
+    };
+    let running = tokio::spawn(quickstart(args));
+    // The hub's certificate is made once the broker listens.
+    let pki = dir.path().join("pki");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !pki.join("source.workbus.pem").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline && !running.is_finished(),
+            "the quickstart's broker did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // No certificate: neither plaintext MQTT nor TLS without a client certificate.
+    let plain = Mqtt::try_connect(
+        addr,
+        rumqttc::Transport::tcp(),
+        "edge-1-work-agent-x-client",
+    )
+    .await;
+    assert!(plain.is_err(), "plaintext MQTT connected");
+    let anonymous = Mqtt::try_connect(
+        addr,
+        tls_without_certificate(&pki),
+        "edge-1-work-agent-x-client",
+    )
+    .await;
+    assert!(
+        anonymous.is_err(),
+        "TLS without a client certificate connected"
+    );
+
+    // A cluster's certificate (edge-3, not one of the quickstart's clusters).
+    let edge3 = Identity::Agent("edge-3".into());
+    let taken = Mqtt::try_connect(addr, client_tls(&pki, &edge3), "edge-1-work-agent-client").await;
+    assert!(taken.is_err(), "edge-3 took over edge-1's client id");
+    let mut c = Mqtt::connect(addr, &pki, &edge3, "edge-3-work-agent-client").await;
+    let ok = p5::SubscribeReasonCode::Success(QoS::AtLeastOnce);
+    assert_eq!(
+        c.sub("sources/workbus/consumers/edge-3/sourceevents").await,
+        ok
+    );
+    for filter in [
+        "sources/workbus/consumers/edge-1/sourceevents",
+        "sources/workbus/consumers/+/sourceevents",
+        "#",
+    ] {
+        assert_eq!(
+            c.sub(filter).await,
+            p5::SubscribeReasonCode::NotAuthorized,
+            "{filter}"
+        );
+    }
+    c.client
+        .publish(
+            "sources/workbus/consumers/edge-1/agentevents",
+            QoS::AtLeastOnce,
+            false,
+            "forged",
+        )
+        .await
+        .unwrap();
+    let reason = c
+        .next(WAIT, |p| match p {
+            p5::Packet::PubAck(a) => Some(a.reason),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reason, Some(p5::PubAckReason::NotAuthorized));
+
+    // The README's way in for a standalone agent: `workbus-hub certs issue --out DIR`,
+    // then `workbus-agent --workload-source-config DIR/mqtt.yaml`.
+    let out = dir.path().join("agent-edge-9-tls");
+    certs_cli::run(&certs_cli::CertsCommand::Issue {
+        data_dir: dir.path().to_owned(),
+        cluster: "edge-9".into(),
+        out: Some(out.clone()),
+        days: 1,
+        source_id: "workbus".into(),
+        broker: addr.to_string(),
+    })
+    .expect("certs issue");
+    let flags = workbus_agent::cli::Args::try_parse_from([
+        "workbus-agent".to_string(),
+        "--spoke-cluster-name=edge-9".to_string(),
+        format!(
+            "--workload-source-config={}",
+            out.join(certs_cli::AGENT_MQTT_CONFIG).display()
+        ),
+    ])
+    .expect("agent flags");
+    let sim = Arc::new(workbus_agent::target::sim::SimulatedCluster::new(
+        workbus_agent::target::sim::SimConfig::default(),
+    ));
+    let agent = start_agent(
+        flags.agent_config().expect("the agent reads mqtt.yaml"),
+        sim,
+        Arc::new(FileStore::open(&dir.path().join("agent-edge-9")).unwrap()),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !agent
+        .transport_stats()
+        .connected
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standalone agent did not connect with its issued certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.shutdown().await;
+    running.abort();
+    let _ = running.await;
 }

@@ -10,6 +10,7 @@
 //! per-call arguments (`-f`, `-n`, `-l`, `-o` and the names) deliberately have none, as
 //! with kubectl: an exported `WORKBUS_HUB_NAMESPACE` would silently retarget a `delete`.
 
+pub mod certs;
 pub mod client;
 pub mod output;
 pub mod serve;
@@ -139,6 +140,13 @@ pub enum Command {
         /// What.
         #[command(subcommand)]
         what: token::TokenCommand,
+    },
+    /// The embedded broker's certificates in <data-dir>/pki: the CA, agents' client
+    /// certificates (local; needs no running hub).
+    Certs {
+        /// What.
+        #[command(subcommand)]
+        what: certs::CertsCommand,
     },
 }
 
@@ -295,6 +303,10 @@ fn not_a_client_command() -> CliError {
 
 /// Runs a client command (everything but `serve`).
 pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
+    // Local: no hub to talk to.
+    if let Command::Certs { what } = &command {
+        return certs::run(what).map_err(|e| CliError::Input(e.to_string()));
+    }
     let client = Client::with_settings(&args.settings()?)?;
     let now = Utc::now();
     match command {
@@ -424,6 +436,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             println!("cluster/{name} created");
         }
         Command::Token { what } => token::run(&client, what)?,
+        Command::Certs { what } => certs::run(&what).map_err(|e| CliError::Input(e.to_string()))?,
     }
     Ok(())
 }
@@ -456,6 +469,9 @@ mod tests {
             "workbus-hub token create --offline",
             "workbus-hub token list --offline",
             "workbus-hub token revoke --offline",
+            "workbus-hub certs issue --cluster",
+            "workbus-hub certs issue --out",
+            "workbus-hub certs issue --days",
         ];
         assert_eq!(workbus_process::flags_without_env(Cli::command()), per_call);
     }

@@ -3,6 +3,13 @@
 //! starts its embedded MQTT broker on `--broker-listen` (the no-setup default) and agents
 //! connect there. Every flag can also come from a `WORKBUS_HUB_*` environment variable.
 //!
+//! The embedded broker serves mutual TLS with topic ACLs (default `0.0.0.0:8883`): the
+//! first start makes a CA and certificates in `<data-dir>/pki/` (server names from
+//! `--broker-server-name`, plus the listen address when it is a specific one) and says
+//! where; `workbus-hub certs issue --cluster NAME` gives an agent its certificate.
+//! `--insecure-broker` opts out (plaintext, no identities or ACLs, loopback only;
+//! default `127.0.0.1:1883`).
+//!
 //! The REST API serves TLS (`--tls-cert`, `--tls-key`) or, with `--allow-plaintext`,
 //! plain HTTP on a loopback address only. On the first start (no API token in the
 //! store) an admin token is made, written to `<data-dir>/admin.token` (mode 0600) and
@@ -19,8 +26,9 @@ use workbus_transport::{LoadConfigError, load_mqtt_config};
 use super::tls_args::{ApiArgs, ApiArgsError};
 use crate::config::{BrokerSettings, HubConfig, StoreSettings};
 use crate::defaults;
-use crate::embedded_broker::{self, EmbeddedBrokerError};
+use crate::embedded_broker::{self, BrokerSecurity, EmbeddedBrokerError};
 use crate::hub::{Hub, HubError};
+use crate::pki::{Pki, PkiError};
 
 /// Flags of `serve`.
 #[derive(Debug, Clone, Args)]
@@ -41,13 +49,29 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKBUS_HUB_BROKER")]
     pub broker: Option<String>,
     /// Where the embedded broker listens when no external broker is given (a free port
-    /// is used if this one is taken).
+    /// is used if this one is taken) [default: 0.0.0.0:8883 (TLS), 127.0.0.1:1883 with
+    /// --insecure-broker].
+    #[arg(long, env = "WORKBUS_HUB_BROKER_LISTEN")]
+    pub broker_listen: Option<SocketAddr>,
+    /// Extra DNS name or IP address agents use to reach the embedded broker, written
+    /// into its certificate on the first start (repeatable; localhost, 127.0.0.1 and ::1
+    /// are always included).
     #[arg(
         long,
-        env = "WORKBUS_HUB_BROKER_LISTEN",
-        default_value_t = defaults::EMBEDDED_BROKER_LISTEN
+        value_name = "NAME",
+        env = "WORKBUS_HUB_BROKER_SERVER_NAME",
+        value_delimiter = ','
     )]
-    pub broker_listen: SocketAddr,
+    pub broker_server_name: Vec<String>,
+    /// Run the embedded broker in plaintext without identities or topic ACLs (tests,
+    /// old devices); only on a loopback address. Anyone who can connect to it controls
+    /// the fleet.
+    #[arg(
+        long,
+        env = "WORKBUS_HUB_INSECURE_BROKER",
+        conflicts_with_all = ["broker", "mqtt_config"]
+    )]
+    pub insecure_broker: bool,
     /// How the REST API is served.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -73,6 +97,9 @@ pub enum ServeError {
     /// The embedded broker could not start.
     #[error(transparent)]
     EmbeddedBroker(#[from] EmbeddedBrokerError),
+    /// The embedded broker's certificates could not be made or read.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
     /// The hub could not start (data directory, store, listen socket, topics, TLS).
     #[error("cannot start the hub: {0}")]
     Hub(#[from] HubError),
@@ -105,6 +132,34 @@ impl ServeArgs {
             ..HubConfig::new()
         })
     }
+
+    /// Where the embedded broker listens: `--broker-listen`, else the default of its
+    /// mode.
+    pub fn embedded_broker_listen(&self) -> SocketAddr {
+        defaults::embedded_broker_listen(
+            self.broker_listen,
+            self.insecure_broker,
+            defaults::EMBEDDED_BROKER_LISTEN,
+        )
+    }
+
+    /// How the embedded broker on `listen` admits clients: plaintext with
+    /// `--insecure-broker`, else mutual TLS and ACLs with the data directory's
+    /// certificates (made on the first start).
+    pub fn broker_security(&self, listen: SocketAddr) -> Result<BrokerSecurity, ServeError> {
+        if self.insecure_broker {
+            return Ok(BrokerSecurity::Insecure);
+        }
+        let mut names = self.broker_server_name.clone();
+        let ip = listen.ip();
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            names.push(ip.to_string());
+        }
+        Ok(BrokerSecurity::MutualTls {
+            pki: Pki::ensure(&self.data_dir, &names)?,
+            source_id: self.source_id.clone(),
+        })
+    }
 }
 
 /// Runs the hub until a shutdown signal.
@@ -113,8 +168,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let stop = shutdown_signal();
     let mut config = args.hub_config()?;
     let embedded = if args.mqtt_config.is_none() && args.broker.is_none() {
-        let broker = embedded_broker::start_announced(args.broker_listen, "").await?;
-        config.broker = embedded_broker::hub_settings(&broker);
+        let listen = args.embedded_broker_listen();
+        let security = args.broker_security(listen)?;
+        let broker = embedded_broker::start_announced(listen, &security, "").await?;
+        config.broker = broker.hub_settings()?;
+        if broker.tls() {
+            // On every interface: agents elsewhere use one of the host's names.
+            let host = if broker.addr().ip().is_unspecified() {
+                format!("HOST:{}", broker.addr().port())
+            } else {
+                broker.reach().to_string()
+            };
+            println!(
+                "give an agent its certificate and MQTT config: workbus-hub certs issue --data-dir {} --source-id {} --broker {host} --cluster NAME --out DIR",
+                args.data_dir.display(),
+                args.source_id,
+            );
+        }
         Some(broker)
     } else {
         None
@@ -163,8 +233,23 @@ mod tests {
         assert_eq!(config.store, default.store);
         assert_eq!(config.source_id, default.source_id);
         assert_eq!(
-            serve_args(&[]).broker_listen,
+            serve_args(&[]).embedded_broker_listen(),
+            workbus_broker::DEFAULT_TLS_LISTEN
+        );
+        assert_eq!(
+            serve_args(&["--insecure-broker"]).embedded_broker_listen(),
             workbus_broker::BrokerConfig::default().listen[0]
+        );
+        assert!(
+            Cli::try_parse_from([
+                "workbus-hub",
+                "serve",
+                "--insecure-broker",
+                "--broker",
+                "b:1883"
+            ])
+            .is_err(),
+            "the opt-out is for the embedded broker"
         );
     }
 

@@ -1,0 +1,208 @@
+//! The hub's certificate directory, `<data-dir>/pki/`: the CA, the embedded broker's
+//! server certificate, the hub's own source certificate and the agents' client
+//! certificates, all made by [`workbus_broker::certs`] (directory 0700, files 0600).
+//!
+//! [`Pki::ensure`] creates it on the first start of `serve` or `quickstart` (and
+//! `workbus-hub certs init` on demand); later starts keep the CA, so certificates handed
+//! to agents stay valid, and re-issue the server certificate (so that it never expires
+//! under a hub that restarts, and carries the names configured now). The certificates
+//! of the hub itself and of the quickstart's in-process agents are issued afresh on
+//! every start ([`Pki::transport_tls`]); `workbus-hub certs issue` issues a remote
+//! agent's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use workbus_broker::TlsConfig;
+use workbus_broker::certs::{self, CertError, Issued, Validity};
+use workbus_schemas::acl::Identity;
+use workbus_transport::TlsSettings;
+
+/// The directory's name inside the hub's data directory.
+pub const PKI_DIR: &str = "pki";
+
+/// Why the certificate directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Making or reading a certificate failed.
+    #[error("certificates in {dir}: {source}")]
+    Certs {
+        /// The certificate directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: CertError,
+    },
+    /// A certificate file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The name cannot be the identity asked for (e.g. a cluster named `source.x`
+    /// would be a source).
+    #[error("{0} cannot be given a certificate: {1}")]
+    Identity(String, String),
+}
+
+/// An existing certificate directory with a CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pki {
+    dir: PathBuf,
+    created: bool,
+}
+
+impl Pki {
+    /// The certificate directory of the hub whose data directory is `data_dir`.
+    pub fn dir_of(data_dir: &Path) -> PathBuf {
+        data_dir.join(PKI_DIR)
+    }
+
+    /// Opens `<data_dir>/pki`, or creates it with a new CA when it holds none; either
+    /// way with a fresh server certificate for localhost, 127.0.0.1, ::1 and
+    /// `server_names`.
+    pub fn ensure(data_dir: &Path, server_names: &[String]) -> Result<Pki, PkiError> {
+        let dir = Self::dir_of(data_dir);
+        let created = !dir.join(certs::CA_CERT).exists();
+        let certs_error = |source| PkiError::Certs {
+            dir: dir.clone(),
+            source,
+        };
+        if created {
+            certs::init(&dir, server_names).map_err(certs_error)?;
+        } else {
+            certs::issue_server(
+                &dir,
+                server_names,
+                Validity::starting_now(certs::LEAF_VALIDITY),
+            )
+            .map_err(certs_error)?;
+        }
+        Ok(Pki { dir, created })
+    }
+
+    /// Opens `<data_dir>/pki` if it holds a CA.
+    pub fn open(data_dir: &Path) -> Option<Pki> {
+        let dir = Self::dir_of(data_dir);
+        dir.join(certs::CA_CERT).exists().then_some(Pki {
+            dir,
+            created: false,
+        })
+    }
+
+    /// Whether [`Pki::ensure`] made the CA just now.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The trusted CAs: what clients verify the broker with (their `caFile`), and what
+    /// the broker verifies client certificates with.
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.dir.join(certs::CA_BUNDLE)
+    }
+
+    /// The broker's TLS listener: its server certificate, client certificates required
+    /// from the CA bundle (mutual TLS), files re-checked for rotation.
+    pub fn broker_tls(&self) -> TlsConfig {
+        TlsConfig::mutual(
+            self.dir.join(certs::SERVER_CERT),
+            self.dir.join(certs::SERVER_KEY),
+            self.ca_bundle(),
+        )
+    }
+
+    /// Issues (or re-issues) the certificate of `identity`, valid for `validity`.
+    pub fn issue(&self, identity: &Identity, validity: Duration) -> Result<Issued, PkiError> {
+        check_identity(identity)?;
+        certs::issue_client(&self.dir, identity, Validity::starting_now(validity)).map_err(
+            |source| PkiError::Certs {
+                dir: self.dir.clone(),
+                source,
+            },
+        )
+    }
+
+    /// The transport's TLS settings for `identity`, a client in this process: the CA
+    /// bundle and a certificate issued now (valid for [`certs::LEAF_VALIDITY`]).
+    pub fn transport_tls(&self, identity: &Identity) -> Result<TlsSettings, PkiError> {
+        let issued = self.issue(identity, certs::LEAF_VALIDITY)?;
+        Ok(TlsSettings {
+            ca_pem: Some(read(&self.ca_bundle())?),
+            client_cert_pem: Some(read(&issued.cert)?),
+            client_key_pem: Some(read(&issued.key)?),
+        })
+    }
+}
+
+/// Refuses names whose text form reads back as another identity (a cluster called
+/// `source.workbus` would get the hub's rights) or is no identity at all.
+fn check_identity(identity: &Identity) -> Result<(), PkiError> {
+    let name = identity.name();
+    match Identity::parse(&name) {
+        Ok(parsed) if parsed == *identity => Ok(()),
+        Ok(parsed) => Err(PkiError::Identity(
+            name,
+            format!("the name reads as {parsed:?}"),
+        )),
+        Err(e) => Err(PkiError::Identity(name, e.to_string())),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
+    std::fs::read(path).map_err(|source| PkiError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn first_start_creates_later_ones_keep_the_ca() {
+        let data = tempfile::tempdir().unwrap();
+        let pki = Pki::ensure(data.path(), &["hub.example".into()]).unwrap();
+        assert!(pki.created());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(pki.dir()), 0o700);
+        let tls = pki
+            .transport_tls(&Identity::Agent("edge-1".into()))
+            .unwrap();
+        assert!(tls.client_cert_pem.is_some() && tls.client_key_pem.is_some());
+        assert_eq!(mode(&pki.dir().join("edge-1-key.pem")), 0o600);
+        let ca = std::fs::read(pki.dir().join(certs::CA_CERT)).unwrap();
+        let server = std::fs::read(pki.dir().join(certs::SERVER_CERT)).unwrap();
+        let again = Pki::ensure(data.path(), &["other.example".into()]).unwrap();
+        assert!(!again.created());
+        assert_eq!(std::fs::read(again.dir().join(certs::CA_CERT)).unwrap(), ca);
+        assert_ne!(
+            std::fs::read(again.dir().join(certs::SERVER_CERT)).unwrap(),
+            server,
+            "the server certificate is re-issued with the names of this start"
+        );
+        assert_eq!(Pki::open(data.path()), Some(again));
+    }
+
+    #[test]
+    fn a_cluster_cannot_be_named_like_a_source() {
+        let data = tempfile::tempdir().unwrap();
+        let pki = Pki::ensure(data.path(), &[]).unwrap();
+        for bad in ["source.workbus", "Bad Name", ""] {
+            let e = pki
+                .issue(&Identity::Agent(bad.into()), certs::LEAF_VALIDITY)
+                .unwrap_err();
+            assert!(matches!(e, PkiError::Identity(..)), "{bad}: {e}");
+        }
+    }
+}
