@@ -101,6 +101,8 @@ pub struct AgentStats {
     pub deleted: AtomicU64,
     /// Store failures (the event is dropped; resync repairs it).
     pub store_errors: AtomicU64,
+    /// Works (or new generations) not applied because they could not be stored first.
+    pub not_applied_unstored: AtomicU64,
     /// Feedback watches open now (`feedbackScrapeType: Watch`; a gauge).
     pub feedback_watches: AtomicU64,
     /// Resource + namespace pairs configured to be watched that did not fit under
@@ -533,21 +535,36 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
     }
 
-    fn persist(&mut self, uid: &str) {
+    /// Stores the work's record; `false` (counted, logged) when the store failed.
+    fn persist(&mut self, uid: &str) -> bool {
         if let Some(r) = self.works.get(uid)
             && let Err(e) = self.store.put(r)
         {
             bump(&self.stats.store_errors);
             tracing::error!(error = %e, "cannot store work {uid}");
+            return false;
         }
+        true
     }
 
     async fn apply(&mut self, work: ManifestWork) {
         let uid = work.metadata.uid.clone();
         let generation = work.metadata.generation;
+        let is_new = !self.works.contains_key(&uid);
         self.upsert(work);
-        // Stored before applying: a crash mid-apply resumes from here on restart.
-        self.persist(&uid);
+        // Stored before applying: a crash mid-apply resumes from here on restart. A
+        // work that cannot be stored is not applied (after a restart it could be
+        // neither reported nor cleaned up): a new one is forgotten (the hub's resync
+        // offers it again), a held one keeps its unapplied generation, retried (stored
+        // first again) at its next refresh.
+        if !self.persist(&uid) {
+            bump(&self.stats.not_applied_unstored);
+            tracing::error!(uid = %cut_uid(&uid), generation, "not applying a work that could not be stored");
+            if is_new {
+                self.works.remove(&uid);
+            }
+            return;
+        }
         let Some(record) = self.works.get(&uid) else {
             return;
         };
@@ -902,4 +919,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             self.queue_status(&uid, Action::ResyncResponse);
         }
     }
+}
+
+/// A uid as logged: at most 64 characters (a hostile one may be kilobytes long).
+fn cut_uid(uid: &str) -> &str {
+    uid.char_indices().nth(64).map_or(uid, |(i, _)| &uid[..i])
 }

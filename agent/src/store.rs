@@ -7,6 +7,7 @@
 //! to a temporary file, synced and renamed over the old one, so a crash at any point
 //! leaves either the old or the new record — never a torn one. That is the whole
 //! database: no engine, no extra dependency, a few kilobytes of code on a small device.
+//! The directories are `0700` and the files `0600` (works may carry Secrets).
 //! [`MemoryStore`] serves tests and benchmarks that run thousands of agents in one
 //! process.
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use workbus_process::private_fs;
 use workbus_schemas::work::ManifestWork;
 
 use crate::reconcile::WorkState;
@@ -133,10 +135,23 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating) the store under `data_dir/works`.
+    /// Opens (creating) the store under `data_dir/works`. The data directory and
+    /// `works` are private (`0700`) and every file in them `0600` (applied works may
+    /// hold Secrets): created so, and tightened (with a warning) when found looser.
     pub fn open(data_dir: &Path) -> Result<FileStore, StoreError> {
         let dir = data_dir.join("works");
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        for d in [data_dir, dir.as_path()] {
+            let tightened = private_fs::ensure_private_dir(d).map_err(|e| io(d, e))?;
+            warn_tightened(d, tightened);
+        }
+        for d in [data_dir, dir.as_path()] {
+            let entries = std::fs::read_dir(d).map_err(|e| io(d, e))?;
+            for entry in entries {
+                let path = entry.map_err(|e| io(d, e))?.path();
+                let tightened = private_fs::tighten_file(&path).map_err(|e| io(&path, e))?;
+                warn_tightened(&path, tightened);
+            }
+        }
         Ok(FileStore {
             dir,
             data_dir: data_dir.to_path_buf(),
@@ -160,6 +175,17 @@ impl FileStore {
             })
             .collect();
         self.dir.join(format!("{safe}.json"))
+    }
+}
+
+/// Logs a path whose mode [`private_fs`] had to tighten.
+pub(crate) fn warn_tightened(path: &Path, tightened: private_fs::Tightened) {
+    if let private_fs::Tightened::From(mode) = tightened {
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{mode:o}"),
+            "tightened the permissions of an agent data path (it was readable by others)"
+        );
     }
 }
 
@@ -228,7 +254,8 @@ impl AgentStore for FileStore {
 /// the directory), so a crash leaves either the old or the new content.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    // 0600 from the start: the renamed file keeps the mode.
+    let mut f = private_fs::create_private_file(&tmp, true).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| io(&tmp, e))?;
     f.sync_all().map_err(|e| io(&tmp, e))?;
     drop(f);

@@ -165,7 +165,10 @@ async fn names_are_validated_like_kubernetes() {
     let label = "w".repeat(63);
     let n253 = format!("{label}.{label}.{label}.{}", "w".repeat(61));
     assert_eq!(n253.len(), 253);
-    let r = put_work(&hub, &work_json(&c63, &n253, "a")).await;
+    let mut work = work_json(&c63, &n253, "a");
+    // the fixture's ConfigMap is `cm-<work name>`: 256 characters, itself invalid
+    work["spec"]["workload"]["manifests"][0]["metadata"]["name"] = json!("cm");
+    let r = put_work(&hub, &work).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let n254 = format!("{n253}w");
     assert_error(

@@ -10,7 +10,8 @@
 //! byte (and the event for any other wire format), API tokens (by digest, bootstrap
 //! only when empty, revocation) and the actor of a change on its `sent` audit row, and
 //! batches (a failing write rolled back
-//! alone, the rest durable). Backend-specific behaviour (SQLite migrations, triggers,
+//! alone, the rest durable), and Secret values never stored in clear (audit copies hold
+//! keyed digests). Backend-specific behaviour (SQLite migrations, triggers,
 //! corrupt rows) lives in `store_sqlite.rs`.
 
 mod conformance;
@@ -44,6 +45,7 @@ conformance!(
     queued_messages_come_back_for_their_wire_format_only,
     api_tokens_are_stored_by_digest_and_revoked_at_once,
     the_actor_of_a_change_reaches_its_sent_audit_row,
+    secret_values_are_not_stored_in_clear,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

@@ -7,10 +7,13 @@
 //! - [`flags_without_env`]: the command-line rule (every flag has an environment
 //!   variable) as a check each binary's tests run over its `clap::Command`;
 //! - [`defaults`]: the defaults the executables must agree on for the no-setup path to
-//!   connect (MQTT port, loopback broker, source id).
+//!   connect (MQTT port, loopback broker, source id);
+//! - [`private_fs`]: directories `0700` and files `0600`, created so and tightened.
 //!
 //! It depends on no workspace crate, so the broker (which must not link the protocol or
 //! client crates) can use it as well as hub and agent.
+
+pub mod private_fs;
 
 use std::future::Future;
 

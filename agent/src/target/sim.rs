@@ -425,6 +425,15 @@ impl SimulatedCluster {
     /// A simulated cluster on the system clock; loads its snapshot if one is configured
     /// and readable (an unreadable snapshot starts an empty cluster).
     pub fn new(config: SimConfig) -> SimulatedCluster {
+        if let Some(path) = &config.snapshot {
+            // The snapshot holds applied objects, Secrets included: owner-only.
+            match workbus_process::private_fs::tighten_file(path) {
+                Ok(t) => crate::store::warn_tightened(path, t),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot tighten the snapshot's mode")
+                }
+            }
+        }
         let mut state: State = config
             .snapshot
             .as_ref()
@@ -617,8 +626,8 @@ impl SimulatedCluster {
         self.len() == 0
     }
 
-    /// Writes the snapshot (if configured) through a temporary file and a rename, so a
-    /// crash mid-write leaves the previous snapshot intact. Best effort: the simulation
+    /// Writes the snapshot (if configured, mode `0600`) through a temporary file and a
+    /// rename, so a crash mid-write leaves the previous snapshot intact. Best effort: the simulation
     /// must not fail the agent over its own bookkeeping.
     fn save(&self) {
         let Some(path) = &self.config.snapshot else {
@@ -628,7 +637,10 @@ impl SimulatedCluster {
             return;
         };
         let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, bytes).is_ok() {
+        // 0600 from the start (the renamed file keeps the mode): it holds Secrets.
+        let written = workbus_process::private_fs::create_private_file(&tmp, true)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes));
+        if written.is_ok() {
             let _ = std::fs::rename(&tmp, path);
         }
     }

@@ -12,7 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use workbus_schemas::resource_id::work_resource_id;
 use workbus_schemas::topics::{self, SegmentKind};
 use workbus_schemas::work::ManifestWork;
-use workbus_schemas::work::names::{NameError, dns1123_label_errors, dns1123_subdomain_errors};
+use workbus_schemas::work::names::{
+    dns1123_label_errors, dns1123_subdomain_errors, label_key_errors, label_value_errors,
+    manifest_name_errors,
+};
 
 use super::error::ApiError;
 use crate::outbox::cut;
@@ -85,7 +88,7 @@ pub fn parse_work(format: BodyFormat, body: &[u8]) -> Result<ManifestWork, ApiEr
 const NAME_IN_ERROR_CHARS: usize = 64;
 
 /// `invalid <what> "<name>": <rule>; <rule>` with the name cut (it may be huge).
-fn name_error(what: &str, name: &str, errors: &[NameError]) -> ApiError {
+fn name_error<E: ToString>(what: &str, name: &str, errors: &[E]) -> ApiError {
     let rules: Vec<String> = errors.iter().map(ToString::to_string).collect();
     ApiError::invalid(format!(
         "invalid {what} {:?} ({} characters): {}",
@@ -115,6 +118,80 @@ pub fn check_cluster_name(name: &str) -> Result<(), ApiError> {
     }
     topics::validate_segment(SegmentKind::ClusterName, name)
         .map_err(|e| ApiError::invalid(format!("invalid cluster name {name:?}: {e}")))
+}
+
+/// `invalid <field>: <rule>; <rule>` (the field path names the refused value).
+fn field_error<E: ToString>(field: &str, errors: &[E]) -> ApiError {
+    let rules: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    ApiError::invalid(format!("invalid {field}: {}", rules.join("; ")))
+}
+
+/// Checks labels as Kubernetes does: keys are qualified names (an optional DNS-1123
+/// subdomain prefix and `/`, a name part of at most 63 characters), values empty or at
+/// most 63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric. `field` is the path of
+/// the map in the request (`metadata.labels`, `labels`).
+pub fn check_labels(
+    field: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    for (key, value) in labels {
+        let shown = cut(key, NAME_IN_ERROR_CHARS);
+        let errors = label_key_errors(key);
+        if !errors.is_empty() {
+            return Err(field_error(&format!("{field} key {shown:?}"), &errors));
+        }
+        let errors = label_value_errors(value);
+        if !errors.is_empty() {
+            return Err(field_error(&format!("{field}[{shown:?}]"), &errors));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the `metadata.name` and `metadata.namespace` of every manifest (when
+/// present): names as Kubernetes validates them for their kind
+/// ([`manifest_name_errors`]), namespaces as DNS-1123 labels.
+pub fn check_manifest_names(
+    manifests: &[serde_json::Map<String, serde_json::Value>],
+) -> Result<(), ApiError> {
+    for (i, manifest) in manifests.iter().enumerate() {
+        fn text(v: Option<&serde_json::Value>) -> &str {
+            v.and_then(serde_json::Value::as_str).unwrap_or("")
+        }
+        let meta = manifest.get("metadata");
+        let field = |what: &str| format!("spec.workload.manifests[{i}].metadata.{what}");
+        if let Some(name) = meta.and_then(|m| m.get("name")) {
+            let Some(name) = name.as_str() else {
+                return Err(ApiError::invalid(format!(
+                    "invalid {}: must be a string",
+                    field("name")
+                )));
+            };
+            let errors = manifest_name_errors(
+                text(manifest.get("apiVersion")),
+                text(manifest.get("kind")),
+                name,
+            );
+            if !errors.is_empty() {
+                return Err(name_error(&field("name"), name, &errors));
+            }
+        }
+        if let Some(namespace) = meta.and_then(|m| m.get("namespace")) {
+            let Some(namespace) = namespace.as_str() else {
+                return Err(ApiError::invalid(format!(
+                    "invalid {}: must be a string",
+                    field("namespace")
+                )));
+            };
+            if !namespace.is_empty() {
+                let errors = dns1123_label_errors(namespace);
+                if !errors.is_empty() {
+                    return Err(name_error(&field("namespace"), namespace, &errors));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Validates a submitted work and addresses it. `path` is the `{cluster}/{name}` of the
@@ -155,9 +232,11 @@ pub fn desired_work(
     if meta.extra.contains_key("generateName") {
         return Err(ApiError::invalid("metadata.generateName is not supported"));
     }
+    check_labels("metadata.labels", &work.metadata.labels)?;
     work.spec
         .validate()
         .map_err(|e| ApiError::invalid(format!("invalid manifest bundle: {e}")))?;
+    check_manifest_names(&work.spec.workload.manifests)?;
     let uid = work_resource_id(source_id, &cluster, &name).to_string();
     Ok(DesiredWork {
         key: WorkKey { cluster, name },

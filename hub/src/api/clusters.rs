@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::body::check_cluster_name;
+use super::body::{check_cluster_name, check_labels};
 use super::error::ApiError;
 use super::guard::require_scope;
 use crate::auth::Principal;
@@ -40,6 +40,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Cluster>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_cluster_name(&body.name)?;
+    check_labels("labels", &body.labels)?;
     require_scope(&caller, &body.name)?;
     state
         .wire

@@ -20,8 +20,10 @@
 pub mod checkpoint;
 pub mod group_commit;
 pub mod handle;
+pub mod keyring;
 pub mod migrations;
 pub mod model;
+pub mod redact;
 pub mod rules;
 pub mod sqlite;
 pub mod tx;
@@ -171,16 +173,62 @@ pub trait Store: Send + Sync + 'static {
 pub const SQLITE_FILE: &str = "hub.db";
 
 /// Opens (creating and migrating if needed) the store `settings` describe. Blocking.
+///
+/// The data directory is private (`0700`), and so are its files (`0600`: the database,
+/// its WAL and shared-memory files, the key file): created so, and tightened (with a
+/// warning) when found looser. Payload columns are sealed with the keys of
+/// [`keyring::KEY_FILE`], generated on first start.
 pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
         StoreSettings::Sqlite { data_dir } => {
-            std::fs::create_dir_all(data_dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
-            })?;
-            Ok(Arc::new(sqlite::SqliteStore::open(
-                &data_dir.join(SQLITE_FILE),
-            )?))
+            use workbus_process::private_fs;
+            let fs_error = |path: &std::path::Path, e: std::io::Error| {
+                StoreError::Backend(format!("cannot secure {}: {e}", path.display()))
+            };
+            let tightened =
+                private_fs::ensure_private_dir(data_dir).map_err(|e| fs_error(data_dir, e))?;
+            warn_tightened(data_dir, tightened);
+            let key_path = data_dir.join(keyring::KEY_FILE);
+            let (keys, loaded) = keyring::Keyring::load_or_create(&key_path)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            match loaded {
+                keyring::LoadedFrom::Created => tracing::info!(
+                    path = %key_path.display(),
+                    "generated the store key file (keep a copy: without it sealed rows are lost)"
+                ),
+                keyring::LoadedFrom::Existing(t) => warn_tightened(&key_path, t),
+            }
+            let db = data_dir.join(SQLITE_FILE);
+            // Created 0600 before SQLite opens it; SQLite gives its WAL and SHM files the
+            // database file's mode.
+            drop(private_fs::create_private_file(&db, false).map_err(|e| fs_error(&db, e))?);
+            let store = sqlite::SqliteStore::open_sealed(&db, Some(Arc::new(keys)))?;
+            for path in sqlite_files(&db) {
+                let t = private_fs::tighten_file(&path).map_err(|e| fs_error(&path, e))?;
+                warn_tightened(&path, t);
+            }
+            Ok(Arc::new(store))
         }
+    }
+}
+
+/// The database file and the files SQLite keeps beside it.
+pub fn sqlite_files(db: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    [db.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+fn warn_tightened(path: &std::path::Path, tightened: workbus_process::private_fs::Tightened) {
+    if let workbus_process::private_fs::Tightened::From(mode) = tightened {
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{mode:o}"),
+            "tightened the permissions of a hub data path (it was readable by others)"
+        );
     }
 }
 

@@ -7,9 +7,16 @@
 //! or reading the outbox never waits for one), and the background checkpointer's.
 //! Stored JSON that no longer decodes is reported as [`StoreError::Corrupt`] and left
 //! untouched.
+//!
+//! With a [`Keyring`] (as [`super::open`] always gives), the columns that carry
+//! manifest payloads — `works.spec`, `outbox.event`, `outbox.payload`, `audit.event` —
+//! are sealed at rest ([`super::keyring`]); rows written before (plain JSON) still
+//! read. Audit copies have Secret values replaced with keyed digests
+//! ([`super::redact`]).
 
+use std::borrow::Cow;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudevents::AttributesReader;
@@ -19,6 +26,7 @@ use workbus_schemas::Event;
 use workbus_schemas::mqtt::{MqttMessage, structured};
 
 use super::checkpoint::{self, Checkpointer};
+use super::keyring::Keyring;
 use super::model::*;
 use super::{Store, StoreError, StoreTx, migrations};
 
@@ -29,6 +37,66 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     /// Keeps WAL checkpoints off the commit path; stopped when the store is dropped.
     _checkpointer: Checkpointer,
+    /// Seals payload columns at rest; `None` stores them in clear (tests only).
+    keys: Option<Arc<Keyring>>,
+}
+
+/// The sealing of payload columns: with a keyring, values are sealed on write; on read
+/// sealed values are opened and plain (older) ones pass through.
+#[derive(Clone, Copy)]
+struct Seal<'k>(Option<&'k Keyring>);
+
+impl Seal<'_> {
+    /// Seals `plain` for `column` (`table.column`), or keeps it when there is no key.
+    fn seal(self, column: &str, plain: String) -> Result<String, StoreError> {
+        match self.0 {
+            Some(keys) => keys
+                .seal(column, plain.as_bytes())
+                .map_err(|e| StoreError::Backend(format!("cannot seal {column}: {e}"))),
+            None => Ok(plain),
+        }
+    }
+
+    /// Seals bytes (the blob column `outbox.payload`).
+    fn seal_bytes<'a>(self, column: &str, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+        match self.0 {
+            Some(keys) => keys
+                .seal(column, plain)
+                .map(|s| Cow::Owned(s.into_bytes()))
+                .map_err(|e| StoreError::Backend(format!("cannot seal {column}: {e}"))),
+            None => Ok(Cow::Borrowed(plain)),
+        }
+    }
+
+    /// Opens a stored value of `column`; `Err` is a reason for [`StoreError::Corrupt`].
+    fn open_bytes(self, column: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+        match self.0 {
+            Some(keys) => match keys.open(column, &stored) {
+                Ok(Cow::Borrowed(_)) => Ok(stored),
+                Ok(Cow::Owned(plain)) => Ok(plain),
+                Err(e) => Err(format!("{column}: {e}")),
+            },
+            None if stored.starts_with(super::keyring::SEALED_PREFIX.as_bytes()) => {
+                Err(format!("{column}: sealed, but the store has no key file"))
+            }
+            None => Ok(stored),
+        }
+    }
+
+    /// Opens a stored text value of `column`.
+    fn open(self, column: &str, stored: String) -> Result<String, String> {
+        let bytes = self.open_bytes(column, stored.into_bytes())?;
+        String::from_utf8(bytes).map_err(|_| format!("{column}: not UTF-8"))
+    }
+
+    /// The audit copy of an event's JSON: Secret values digested, then sealed.
+    fn audit_copy(self, event_json: String) -> Result<String, StoreError> {
+        let redacted = match self.0 {
+            Some(keys) => super::redact::redact_json_text(&event_json, &|v| keys.digest(v)),
+            None => event_json,
+        };
+        self.seal("audit.event", redacted)
+    }
 }
 
 /// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, so text order is
@@ -97,7 +165,7 @@ impl RawWork {
         })
     }
 
-    fn into_record(self) -> Result<WorkRecord, StoreError> {
+    fn into_record(self, seal: Seal<'_>) -> Result<WorkRecord, StoreError> {
         let t = "works";
         let c = |i: usize| self.cols[i].clone().unwrap_or_default();
         let status = match (&self.cols[10], self.status_generation) {
@@ -118,7 +186,13 @@ impl RawWork {
             },
             labels: parse_json(t, "labels", &c(3))?,
             annotations: parse_json(t, "annotations", &c(4))?,
-            spec: parse_json(t, "spec", &c(5))?,
+            spec: parse_json(
+                t,
+                "spec",
+                &seal
+                    .open("works.spec", c(5))
+                    .map_err(|reason| StoreError::Corrupt { table: t, reason })?,
+            )?,
             generation: self.generation,
             created: parse_ts(t, &c(7))?,
             updated: parse_ts(t, &c(8))?,
@@ -133,6 +207,7 @@ impl RawWork {
 
 fn query_works(
     conn: &Connection,
+    seal: Seal<'_>,
     where_sql: &str,
     values: Vec<SqlValue>,
 ) -> Result<Vec<WorkRecord>, StoreError> {
@@ -141,12 +216,17 @@ fn query_works(
     let raws = stmt
         .query_map(rusqlite::params_from_iter(values), RawWork::from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    raws.into_iter().map(RawWork::into_record).collect()
+    raws.into_iter().map(|raw| raw.into_record(seal)).collect()
 }
 
-fn work_by_key(conn: &Connection, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
+fn work_by_key(
+    conn: &Connection,
+    seal: Seal<'_>,
+    key: &WorkKey,
+) -> Result<Option<WorkRecord>, StoreError> {
     Ok(query_works(
         conn,
+        seal,
         "WHERE w.cluster = ?1 AND w.name = ?2",
         vec![key.cluster.clone().into(), key.name.clone().into()],
     )?
@@ -160,11 +240,15 @@ fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> rusqlite::
     c.prepare_cached(sql)?.execute(params)
 }
 
-fn work_by_uid(conn: &Connection, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
-    Ok(query_works(conn, "WHERE w.uid = ?1", vec![uid.to_string().into()])?.pop())
+fn work_by_uid(
+    conn: &Connection,
+    seal: Seal<'_>,
+    uid: &str,
+) -> Result<Option<WorkRecord>, StoreError> {
+    Ok(query_works(conn, seal, "WHERE w.uid = ?1", vec![uid.to_string().into()])?.pop())
 }
 
-fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
+fn insert_audit(tx: &Connection, seal: Seal<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
     exec(
         tx,
         "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
@@ -175,7 +259,7 @@ fn insert_audit(tx: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
             entry.cluster,
             entry.resource_id,
             entry.event_type,
-            event_json(&entry.event)?,
+            seal.audit_copy(event_json(&entry.event)?)?,
             entry.actor
         ],
     )?;
@@ -238,6 +322,7 @@ fn stored_message(
 /// other row (and every row when `wire` is `None`) with its event only.
 fn outbox_rows(
     conn: &Connection,
+    seal: Seal<'_>,
     parked: bool,
     after: i64,
     limit: usize,
@@ -259,13 +344,22 @@ fn outbox_rows(
             |r| {
                 let topic: Option<String> = r.get(8)?;
                 let payload = match topic {
-                    Some(topic) => match stored_message(topic, r.get(9)?, r.get(10)?) {
-                        Ok(message) => OutboxPayload::Message(message),
-                        Err(e) => OutboxPayload::Event(Err(format!("stored message: {e}"))),
-                    },
+                    Some(topic) => {
+                        let properties: Option<String> = r.get(9)?;
+                        match seal
+                            .open_bytes("outbox.payload", r.get(10)?)
+                            .and_then(|payload| stored_message(topic, properties, payload))
+                        {
+                            Ok(message) => OutboxPayload::Message(message),
+                            Err(e) => OutboxPayload::Event(Err(format!("stored message: {e}"))),
+                        }
+                    }
                     None => {
                         let event: String = r.get(11)?;
-                        OutboxPayload::Event(parse_event(&event))
+                        OutboxPayload::Event(
+                            seal.open("outbox.event", event)
+                                .and_then(|event| parse_event(&event)),
+                        )
                     }
                 };
                 Ok(OutboxRow {
@@ -290,6 +384,7 @@ fn outbox_rows(
 /// [`StoreTx`] over the write connection inside its open transaction.
 struct SqliteTx<'c> {
     conn: &'c Connection,
+    seal: Seal<'c>,
 }
 
 impl StoreTx for SqliteTx<'_> {
@@ -353,11 +448,11 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn work_by_key(&mut self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_key(self.conn, key)
+        work_by_key(self.conn, self.seal, key)
     }
 
     fn work_by_uid(&mut self, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_uid(self.conn, uid)
+        work_by_uid(self.conn, self.seal, uid)
     }
 
     fn tombstone(&mut self, uid: &str) -> Result<Option<i64>, StoreError> {
@@ -379,7 +474,7 @@ impl StoreTx for SqliteTx<'_> {
                 work.key.name,
                 to_json(&work.labels)?,
                 to_json(&work.annotations)?,
-                to_json(&work.spec)?,
+                self.seal.seal("works.spec", to_json(&work.spec)?)?,
                 work.generation,
                 ts(work.created),
                 ts(work.updated),
@@ -402,7 +497,7 @@ impl StoreTx for SqliteTx<'_> {
             params![
                 to_json(&work.labels)?,
                 to_json(&work.annotations)?,
-                to_json(&work.spec)?,
+                self.seal.seal("works.spec", to_json(&work.spec)?)?,
                 work.generation,
                 ts(work.updated),
                 work.uid
@@ -474,7 +569,7 @@ impl StoreTx for SqliteTx<'_> {
                 (
                     Some(m.topic.as_str()),
                     Some(to_json(&properties)?),
-                    Some(m.payload.as_slice()),
+                    Some(self.seal.seal_bytes("outbox.payload", &m.payload)?),
                     Some(queued.wire.as_str()),
                 )
             }
@@ -488,7 +583,7 @@ impl StoreTx for SqliteTx<'_> {
                 event.cluster,
                 event.resource_id,
                 event.event.ty(),
-                event_json(&event.event)?,
+                self.seal.seal("outbox.event", event_json(&event.event)?)?,
                 ts(now),
                 topic,
                 properties,
@@ -501,14 +596,29 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-        // The audit row is copied inside SQLite: the event never travels through Rust.
-        exec(
-            self.conn,
-            "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
-             SELECT ?1, 'sent', cluster, resource_id, event_type, event, actor FROM outbox \
-             WHERE id = ?2",
-            params![ts(sent_at), id],
-        )?;
+        // The audit copy goes through Rust: Secret values are digested before it is
+        // sealed again (as `audit.event`).
+        let event: Option<String> = self
+            .conn
+            .prepare_cached("SELECT event FROM outbox WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(event) = event {
+            let event =
+                self.seal
+                    .open("outbox.event", event)
+                    .map_err(|reason| StoreError::Corrupt {
+                        table: "outbox",
+                        reason,
+                    })?;
+            exec(
+                self.conn,
+                "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, \
+                 actor) SELECT ?1, 'sent', cluster, resource_id, event_type, ?3, actor \
+                 FROM outbox WHERE id = ?2",
+                params![ts(sent_at), id, self.seal.audit_copy(event)?],
+            )?;
+        }
         exec(self.conn, SUPERSEDE_PARKED, [id])?;
         exec(self.conn, "DELETE FROM outbox WHERE id = ?1", [id])?;
         Ok(())
@@ -550,7 +660,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(self.conn, entry)
+        insert_audit(self.conn, self.seal, entry)
     }
 
     fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError> {
@@ -619,8 +729,15 @@ fn token_from_raw(raw: RawToken) -> Result<ApiToken, StoreError> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path` and migrates it; payload
+    /// columns are stored in clear (see [`open_sealed`](Self::open_sealed)).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_sealed(path, None)
+    }
+
+    /// Opens (creating if needed) the database at `path` and migrates it; with `keys`
+    /// the payload columns are sealed at rest.
+    pub fn open_sealed(path: &Path, keys: Option<Arc<Keyring>>) -> Result<SqliteStore, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL: readers do not block the writer; FULL: fsync the WAL on every commit, so
@@ -654,6 +771,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
             _checkpointer: checkpointer,
+            keys,
         })
     }
 
@@ -669,6 +787,10 @@ impl SqliteStore {
         self.reader
             .lock()
             .map_err(|_| StoreError::Backend("store read connection lock poisoned".into()))
+    }
+
+    fn seal(&self) -> Seal<'_> {
+        Seal(self.keys.as_deref())
     }
 
     /// The schema version of the open database.
@@ -705,7 +827,10 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so a read-then-write never fails half
         // way with SQLITE_BUSY.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        body(&mut SqliteTx { conn: &tx })?;
+        body(&mut SqliteTx {
+            conn: &tx,
+            seal: self.seal(),
+        })?;
         tx.commit()?;
         Ok(())
     }
@@ -734,11 +859,11 @@ impl Store for SqliteStore {
     }
 
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_key(&*self.reader()?, key)
+        work_by_key(&*self.reader()?, self.seal(), key)
     }
 
     fn get_work_by_uid(&self, uid: &str) -> Result<Option<WorkRecord>, StoreError> {
-        work_by_uid(&*self.reader()?, uid)
+        work_by_uid(&*self.reader()?, self.seal(), uid)
     }
 
     fn list_works(&self, filter: &WorkFilter) -> Result<Vec<WorkRecord>, StoreError> {
@@ -778,12 +903,13 @@ impl Store for SqliteStore {
             " ORDER BY w.cluster, w.name LIMIT ?{}",
             values.len()
         ));
-        query_works(&*self.reader()?, &sql, values)
+        query_works(&*self.reader()?, self.seal(), &sql, values)
     }
 
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
         query_works(
             &*self.reader()?,
+            self.seal(),
             "WHERE w.cluster = ?1 ORDER BY w.name",
             vec![cluster.to_string().into()],
         )
@@ -813,12 +939,17 @@ impl Store for SqliteStore {
         limit: usize,
         wire: &str,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(
-            outbox_rows(&*self.reader()?, false, after, limit, Some(wire))?
-                .into_iter()
-                .map(|row| row.entry)
-                .collect(),
-        )
+        Ok(outbox_rows(
+            &*self.reader()?,
+            self.seal(),
+            false,
+            after,
+            limit,
+            Some(wire),
+        )?
+        .into_iter()
+        .map(|row| row.entry)
+        .collect())
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
@@ -834,7 +965,7 @@ impl Store for SqliteStore {
     }
 
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
-        outbox_rows(&*self.reader()?, true, after, limit, None)?
+        outbox_rows(&*self.reader()?, self.seal(), true, after, limit, None)?
             .into_iter()
             .map(|row| {
                 let created = parse_ts("outbox", &row.created)?;
@@ -896,10 +1027,14 @@ impl Store for SqliteStore {
                         cluster,
                         resource_id,
                         event_type,
-                        event: parse_event(&event).map_err(|reason| StoreError::Corrupt {
-                            table: "audit",
-                            reason,
-                        })?,
+                        event: self
+                            .seal()
+                            .open("audit.event", event)
+                            .and_then(|event| parse_event(&event))
+                            .map_err(|reason| StoreError::Corrupt {
+                                table: "audit",
+                                reason,
+                            })?,
                         actor,
                     })
                 },

@@ -23,7 +23,7 @@ use workbus_schemas::sequence_id::{DEFAULT_NODE, SequenceId};
 use workbus_schemas::work::ManifestWorkStatus;
 
 use super::Backend;
-use crate::work_fixture::desired;
+use crate::work_fixture::{desired, desired_secret};
 
 /// No wire format: rows come with their events.
 const NO_WIRE: &str = "";
@@ -885,4 +885,96 @@ pub fn the_actor_of_a_change_reaches_its_sent_audit_row(b: &dyn Backend) {
     );
     AuditReceived(received_audit(&d.uid)).run_on(s).unwrap();
     assert_eq!(s.audit(Some(&d.uid), 10).unwrap()[2].actor, None);
+}
+
+/// Secrets at rest: the bytes the backend stores hold no Secret value in clear — not
+/// in the work, not in the outbox (event and ready message), not in the audit log —
+/// and reads give the values back; the audit copy holds keyed digests instead.
+pub fn secret_values_are_not_stored_in_clear(b: &dyn Backend) {
+    use workbus_hub::store::QueuedMessage;
+    use workbus_schemas::mqtt::MqttMessage;
+
+    const VALUE: &str = "c3VwZXItc2VjcmV0LXBhc3N3b3Jk"; // "super-secret-password"
+    const TOKEN: &str = "plain-token-4f1e";
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    let work = desired_secret("c1", "w1", VALUE, TOKEN);
+    apply(s, &work).unwrap();
+    // a ready message whose payload holds the value too
+    let event = s.outbox_batch(0, 1, NO_WIRE).unwrap()[0]
+        .event()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .clone();
+    Enqueue {
+        events: vec![NewOutbox {
+            cluster: "c1".into(),
+            resource_id: Some(work.uid.clone()),
+            event,
+            message: Some(QueuedMessage {
+                message: MqttMessage {
+                    topic: "sources/src/consumers/c1/sourceevents".into(),
+                    content_type: Some("application/json".into()),
+                    user_properties: Vec::new(),
+                    payload: format!("{{\"password\":\"{VALUE}\"}}").into_bytes(),
+                },
+                wire: "format-a".into(),
+            }),
+            actor: None,
+        }],
+        now: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    let in_clear =
+        |bytes: &[u8], what: &str| bytes.windows(what.len()).any(|w| w == what.as_bytes());
+
+    // Reads give the values back.
+    let stored = s.get_work(&work.key).unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(&stored.spec).unwrap(),
+        serde_json::to_value(&work.spec).unwrap()
+    );
+    let queued = s.outbox_batch(0, 10, "format-a").unwrap();
+    assert_eq!(queued.len(), 2);
+    let event_text = serde_json::to_string(queued[0].event().unwrap().as_ref().unwrap()).unwrap();
+    assert!(event_text.contains(VALUE) && event_text.contains(TOKEN));
+    match &queued[1].payload {
+        workbus_hub::store::OutboxPayload::Message(m) => {
+            assert!(in_clear(&m.payload, VALUE))
+        }
+        other => panic!("expected the ready message, got {other:?}"),
+    }
+
+    // The audit copy keeps the keys and digests the values.
+    CompleteOutbox {
+        ids: vec![queued[0].id],
+        sent_at: Utc::now(),
+    }
+    .run_on(s)
+    .unwrap();
+    let audit = s.audit(Some(&work.uid), 10).unwrap();
+    assert_eq!(audit.len(), 1);
+    let audited = serde_json::to_string(&audit[0].event).unwrap();
+    assert!(
+        !audited.contains(VALUE) && !audited.contains(TOKEN),
+        "{audited}"
+    );
+    assert!(audited.contains("\"password\":\"hmac-sha256:"), "{audited}");
+    assert!(audited.contains("\"token\":\"hmac-sha256:"), "{audited}");
+
+    // Nothing at rest holds them in clear (database, WAL, everything).
+    let bytes = b.bytes_at_rest();
+    for value in [VALUE, TOKEN] {
+        assert!(!in_clear(&bytes, value), "{value} stored in clear");
+    }
+    // and they survive a reopen
+    let again = b.open();
+    let spec = again.get_work(&work.key).unwrap().unwrap().spec;
+    assert_eq!(
+        serde_json::to_value(&spec).unwrap(),
+        serde_json::to_value(&work.spec).unwrap()
+    );
 }

@@ -14,6 +14,8 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// Opens a store on this backend's location (the same data every time).
     fn open(&self) -> Arc<dyn Store>;
+    /// Every byte the backend keeps at rest (to check what is stored in clear).
+    fn bytes_at_rest(&self) -> Vec<u8>;
 }
 
 /// Every backend of the hub, each on a fresh location.
@@ -31,5 +33,16 @@ impl Backend for Sqlite {
 
     fn open(&self) -> Arc<dyn Store> {
         workbus_hub::store::open(&StoreSettings::sqlite(self.0.path())).unwrap()
+    }
+
+    fn bytes_at_rest(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(self.0.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                bytes.extend(std::fs::read(path).unwrap());
+            }
+        }
+        bytes
     }
 }

@@ -24,3 +24,17 @@ pub fn desired(cluster: &str, name: &str, data: &str) -> DesiredWork {
         spec,
     }
 }
+
+#[allow(dead_code)] // not every test crate that includes the fixture uses it
+/// Work `name` on `cluster` holding a Secret whose `password` is `value` (base64 text
+/// as stored in `data`) and whose `stringData.token` is `token`.
+pub fn desired_secret(cluster: &str, name: &str, value: &str, token: &str) -> DesiredWork {
+    let mut work = desired(cluster, name, "x");
+    work.spec = serde_json::from_value(serde_json::json!({
+        "workload": {"manifests": [{"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "default"},
+            "data": {"password": value}, "stringData": {"token": token}}]}
+    }))
+    .unwrap();
+    work
+}
