@@ -15,6 +15,7 @@
 //!   the status acceptance rule.
 //! - [`api`]: the REST API (served with TLS and bounds by `api::server`); [`auth`]: its
 //!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
+//! - [`signing`]: the hub's spec signing key (made on the first start).
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
 //! - [`embedded_broker`]: the default, in-process MQTT broker; [`quickstart`]: the
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod outbox;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
+pub mod signing;
 pub mod source;
 pub mod store;
 pub mod watch;
