@@ -197,6 +197,7 @@ impl Hub {
             watchers: watchers.clone(),
             digest_clusters: Default::default(),
             wire: wire.clone(),
+            limits: Default::default(),
         };
         let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
         let mut tasks = vec![tokio::spawn(source.run(events))];
