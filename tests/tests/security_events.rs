@@ -8,6 +8,8 @@
 //!   key, and one made from a correctly signed event by altering it.
 //! - An agent without a key applies unsigned events (OCM compatibility) and events
 //!   signed by anyone (it ignores the extensions).
+//! - The hub refuses (counts, does not store) a status for a live work sent on another
+//!   cluster's topic, with an empty `clustername`, or with a wrong `statushash`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +33,7 @@ use workbus_tests::{FakeSource, unique, wait_until};
 workbus_tests::on_both_brokers!(
     verifying_agent_applies_the_hubs_works_and_rejects_forgeries,
     agent_without_key_applies_unsigned_and_signed_events,
+    forged_statuses_are_refused_by_the_hub,
 );
 
 fn sim() -> Arc<SimulatedCluster> {
@@ -228,4 +231,111 @@ async fn agent_without_key_applies_unsigned_and_signed_events(broker: &TestBroke
     assert_eq!(agent.stats().unverified.load(Ordering::Relaxed), 0);
     source_side.close().await;
     agent.shutdown().await;
+}
+
+/// A status of `uid` at generation 1 claiming `cluster`, Applied with `reason`, with
+/// its correct `statushash`.
+fn status_event(source: &str, cluster: &str, uid: &str, reason: &str) -> Event {
+    use workbus_schemas::envelope::StatusEventFields;
+    let status = serde_json::json!({"conditions": [{"type": "Applied", "status": "True",
+        "observedGeneration": 1, "lastTransitionTime": "2025-12-16T06:00:17Z",
+        "reason": reason, "message": reason}]});
+    let mut event = StatusEventFields {
+        agent_id: format!("{cluster}-work-agent"),
+        action: Action::UpdateRequest,
+        cluster_name: cluster.to_string(),
+        original_source: source.to_string(),
+        resource_id: uid.to_string(),
+        generation: 1,
+        sequence_id: workbus_schemas::sequence_id::SequenceIdGenerator::default()
+            .next()
+            .unwrap()
+            .to_string(),
+        status_hash: "0".repeat(64),
+        metadata: serde_json::Map::new(),
+        status,
+        log_tracing: Default::default(),
+    }
+    .build(Utc::now())
+    .unwrap();
+    let decoded = workbus_schemas::metadata::decode_status_event(&event).unwrap();
+    event.set_status_hash(&workbus_schemas::status_hash::status_hash(&decoded.status));
+    event
+}
+
+/// Publishes `event` on `topic` with a raw client (what any broker user can do).
+async fn publish_raw(broker: &TestBroker, topic: &str, event: &Event) {
+    use workbus_schemas::mqtt::{self, Encoding};
+    let config = workbus_transport::TransportConfig::new(
+        broker.host(),
+        broker.port(),
+        format!("{}-client", unique("forger")),
+    );
+    let transport = workbus_transport::Transport::start(config).expect("transport");
+    let message = mqtt::encode(event, topic, Encoding::Binary).expect("encode");
+    transport
+        .publisher
+        .publish(&message)
+        .await
+        .expect("broker acknowledged");
+}
+
+async fn forged_statuses_are_refused_by_the_hub(broker: &TestBroker) {
+    let source = unique("hub");
+    let cluster = unique("edge");
+    let dir = std::env::temp_dir().join(unique("sts"));
+    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let mut changes = hub.watch();
+    let agent = start_agent(
+        agent_config(broker.host(), broker.port(), &source, &cluster),
+        sim(),
+        Arc::new(MemoryStore::default()),
+    );
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+    put_work(&hub, &cluster, "app", "app-config", "v1").await;
+    wait_work(&hub, &mut changes, &cluster, "app", "applied", |w| {
+        applied_at(w, 1)
+    })
+    .await
+    .unwrap();
+    // Stop the real agent so that its periodic statuses do not race the check below.
+    agent.shutdown().await;
+    let uid = workbus_schemas::resource_id::work_resource_id(&source, &cluster, "app").to_string();
+    let topic_of = |c: &str| format!("sources/{source}/consumers/{c}/agentevents");
+    let evil = unique("evil");
+
+    publish_raw(
+        broker,
+        &topic_of(&evil),
+        &status_event(&source, &cluster, &uid, "Forged"),
+    )
+    .await;
+    publish_raw(
+        broker,
+        &topic_of(&cluster),
+        &status_event(&source, "", &uid, "Forged"),
+    )
+    .await;
+    let mut wrong = status_event(&source, &cluster, &uid, "Forged");
+    wrong.set_status_hash(&"0".repeat(64));
+    publish_raw(broker, &topic_of(&cluster), &wrong).await;
+    let refused = |reason: &str| hub.metrics().refused_count(reason);
+    wait_until("three forged statuses refused", || {
+        refused("topic_mismatch") == 1
+            && refused("no_clustername") == 1
+            && refused("statushash_mismatch") == 1
+    })
+    .await;
+    let (code, work) = workbus_tests::hubs::rest(
+        &hub,
+        "GET",
+        &format!("/api/v1/clusters/{cluster}/works/app"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let applied = workbus_tests::hubs::condition(&work, "Applied").unwrap();
+    assert_ne!(applied["reason"], "Forged", "a forged status was stored");
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
