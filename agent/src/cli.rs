@@ -330,6 +330,34 @@ mod tests {
     }
 
     #[test]
+    fn spec_signing_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = workbus_schemas::signature::VerifyingKey::from_bytes([7; 32]);
+        let good = dir.path().join("signing.pub");
+        std::fs::write(&good, format!("{}\n", key.to_text())).unwrap();
+        let parse = |path: &std::path::Path| {
+            Args::try_parse_from([
+                "workbus-agent".to_string(),
+                "--spoke-cluster-name=edge-1".to_string(),
+                format!("--spec-signing-key={}", path.display()),
+            ])
+            .unwrap()
+            .agent_config()
+        };
+        assert_eq!(parse(&good).unwrap().spec_signing_key, Some(key));
+        let bad = dir.path().join("bad.pub");
+        std::fs::write(&bad, "not a key").unwrap();
+        assert!(matches!(parse(&bad), Err(CliError::SpecSigningKey { .. })));
+        assert!(matches!(
+            parse(&dir.path().join("missing")),
+            Err(CliError::SpecSigningKey { .. })
+        ));
+        // Off unless configured.
+        let plain = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=edge-1"]).unwrap();
+        assert_eq!(plain.agent_config().unwrap().spec_signing_key, None);
+    }
+
+    #[test]
     fn every_flag_has_an_env_var() {
         let missing = workbus_process::flags_without_env(<Args as clap::CommandFactory>::command());
         assert_eq!(missing, Vec::<String>::new());
