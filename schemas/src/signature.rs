@@ -353,6 +353,27 @@ mod tests {
     }
 
     #[test]
+    fn signatures_survive_both_mqtt_encodings() {
+        use crate::mqtt::{self, Encoding};
+        let key = key();
+        let public = key.verifying_key();
+        let mut live = event();
+        live.set_extension(extensions::METADATA, r#"{"name":"w","uid":"uid-1"}"#);
+        let mut deleted = event();
+        deleted.set_deletion_timestamp(Utc::now());
+        deleted.take_data();
+        for mut e in [live, deleted] {
+            key.sign(&mut e).unwrap();
+            for encoding in [Encoding::Binary, Encoding::Structured] {
+                let message =
+                    mqtt::encode(&e, "sources/hub/consumers/c1/sourceevents", encoding).unwrap();
+                let decoded = mqtt::decode(&message).unwrap();
+                assert_eq!(public.verify(&decoded), Ok(()), "{encoding:?}");
+            }
+        }
+    }
+
+    #[test]
     fn unsigned_foreign_and_garbage_signatures_are_refused() {
         let key = key();
         let public = key.verifying_key();
