@@ -266,7 +266,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), QuickstartError> {
     // Simulated clusters, each with a real agent over MQTT and durable state on disk.
     let mut agents: Vec<AgentHandle> = Vec::new();
     for cluster in &clusters {
-        agents.push(start_agent(&args, cluster, reach)?);
+        agents.push(start_agent(&args, cluster, reach, hub.spec_signing_key())?);
     }
 
     let first = clusters[0].clone();
@@ -392,11 +392,13 @@ async fn own_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartErro
 }
 
 /// Starts the agent of simulated cluster `cluster` against the broker at `broker`, with
-/// its state (and the simulated cluster's snapshot) under the data directory.
+/// its state (and the simulated cluster's snapshot) under the data directory. It
+/// applies only spec events signed by the hub (`spec_signing_key`).
 fn start_agent(
     args: &QuickstartArgs,
     cluster: &str,
     broker: SocketAddr,
+    spec_signing_key: &workbus_schemas::signature::VerifyingKey,
 ) -> Result<AgentHandle, QuickstartError> {
     let dir = args.data_dir.join("agents").join(cluster);
     let store = FileStore::open(&dir).map_err(|source| QuickstartError::AgentStore {
@@ -415,6 +417,7 @@ fn start_agent(
     let transport = TransportConfig::new(broker.ip().to_string(), broker.port(), "");
     let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
     config.status_sync_interval = STATUS_SYNC_INTERVAL;
+    config.spec_signing_key = Some(spec_signing_key.clone());
     runtime::start(config, Arc::new(sim), Arc::new(store)).map_err(|source| {
         QuickstartError::Agent {
             cluster: cluster.to_string(),
