@@ -15,8 +15,9 @@
 //! cluster's resync rate ([`super::rate_limit::RESYNC_RATE`]); it names its cluster the
 //! same way (when its topic has a cluster segment, they agree).
 //!
-//! A refused event is counted (`workbus_hub_events_refused_total{reason}`) and logged,
-//! and is not written to the audit log: refusals are what floods and forgeries
+//! A refused event is counted (`workbus_hub_events_refused_total{reason}`) and logged
+//! (rate-limit refusals at the 1st, 2nd, 4th… of their kind), and is not written to
+//! the audit log: refusals are what floods and forgeries
 //! produce, and storing their payloads would let them grow the hub's disk.
 //!
 //! The publisher's identity is not known to the hub over MQTT (the broker does not pass
@@ -59,6 +60,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// True for the rate-limit refusals (which come in floods).
+    pub fn is_rate_limit(self) -> bool {
+        matches!(
+            self,
+            Refusal::StatusRateLimited | Refusal::ResyncRateLimited
+        )
+    }
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -209,10 +209,17 @@ impl SourceLoop {
         }
     }
 
-    /// Refuses a received event (`admission`): counted and logged, never audited.
+    /// Refuses a received event (`admission`): counted and logged, never audited. A
+    /// rate-limit refusal is logged at the 1st, 2nd, 4th, 8th… of its kind only, so a
+    /// flood cannot flood the log too.
     pub(crate) fn refuse(&self, event: &Event, reason: admission::Refusal, topic: &str) {
         self.metrics.refused(reason.as_str());
+        let count = self.metrics.refused_count(reason.as_str());
+        if reason.is_rate_limit() && !count.is_power_of_two() {
+            return;
+        }
         tracing::warn!(
+            count,
             id = event.id(),
             ty = event.ty(),
             topic,
