@@ -139,6 +139,11 @@ pub struct Args {
     /// configured with `feedbackScrapeType: Watch`; beyond it they are polled.
     #[arg(long, default_value_t = DEFAULT_MAX_FEEDBACK_WATCH, env = "WORKBUS_AGENT_MAX_FEEDBACK_WATCH")]
     pub max_feedback_watch: usize,
+    /// The hub's spec signing key (its `signing.pub`: base64 of the Ed25519 public key).
+    /// With it, spec events without a valid signature by this key are rejected; without
+    /// it, every spec event is accepted (as OCM agents do).
+    #[arg(long, value_name = "FILE", env = "WORKBUS_AGENT_SPEC_SIGNING_KEY")]
+    pub spec_signing_key: Option<PathBuf>,
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
     #[arg(long, default_value = SIM_READY_AFTER.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
@@ -175,6 +180,14 @@ pub enum CliError {
     /// Transport settings.
     #[error(transparent)]
     Transport(#[from] workbus_transport::TransportConfigError),
+    /// The spec signing key file cannot be read or holds no public key.
+    #[error("--spec-signing-key {path}: {reason}")]
+    SpecSigningKey {
+        /// The file.
+        path: String,
+        /// Why it is unusable.
+        reason: String,
+    },
 }
 
 impl Args {
@@ -222,6 +235,16 @@ impl Args {
         config.apply_resync_interval = self.apply_resync_interval;
         config.eviction_grace_period = self.appliedmanifestwork_eviction_grace_period;
         config.max_feedback_watch = self.max_feedback_watch;
+        if let Some(path) = &self.spec_signing_key {
+            let failed = |reason: String| CliError::SpecSigningKey {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+            let key = workbus_schemas::signature::VerifyingKey::parse(&text)
+                .map_err(|e| failed(e.to_string()))?;
+            config.spec_signing_key = Some(key);
+        }
         if let Some(host) = hub_host {
             config.hub_host = host;
         }
@@ -304,6 +327,34 @@ mod tests {
         } else {
             assert!(matches!(kube.agent_config(), Err(CliError::KubeTarget)));
         }
+    }
+
+    #[test]
+    fn spec_signing_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = workbus_schemas::signature::VerifyingKey::from_bytes([7; 32]);
+        let good = dir.path().join("signing.pub");
+        std::fs::write(&good, format!("{}\n", key.to_text())).unwrap();
+        let parse = |path: &std::path::Path| {
+            Args::try_parse_from([
+                "workbus-agent".to_string(),
+                "--spoke-cluster-name=edge-1".to_string(),
+                format!("--spec-signing-key={}", path.display()),
+            ])
+            .unwrap()
+            .agent_config()
+        };
+        assert_eq!(parse(&good).unwrap().spec_signing_key, Some(key));
+        let bad = dir.path().join("bad.pub");
+        std::fs::write(&bad, "not a key").unwrap();
+        assert!(matches!(parse(&bad), Err(CliError::SpecSigningKey { .. })));
+        assert!(matches!(
+            parse(&dir.path().join("missing")),
+            Err(CliError::SpecSigningKey { .. })
+        ));
+        // Off unless configured.
+        let plain = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=edge-1"]).unwrap();
+        assert_eq!(plain.agent_config().unwrap().spec_signing_key, None);
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub struct AgentConfig {
     /// belongs to another hub) is kept before it and what it owns are removed; 100 years
     /// or more never evicts (`crate::applied_work::EVICTION_DISABLED`).
     pub eviction_grace_period: Duration,
+    /// The hub's spec signing key (`--spec-signing-key`): when set, spec events (applies,
+    /// deletes, resync answers) without a valid signature by it are rejected
+    /// (`workbus_schemas::signature`). `None` (the default) accepts unsigned events,
+    /// as OCM agents do.
+    pub spec_signing_key: Option<workbus_schemas::signature::VerifyingKey>,
 }
 
 impl AgentConfig {
@@ -112,6 +117,7 @@ impl AgentConfig {
             resync_digest: true,
             hub_host: host_port(&transport.host, transport.port),
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
+            spec_signing_key: None,
             transport,
         })
     }

@@ -110,6 +110,9 @@ pub struct AgentStats {
     pub feedback_watch_fallbacks: AtomicU64,
     /// Status refreshes brought forward by a change of a watched object.
     pub watch_refreshes: AtomicU64,
+    /// Spec events rejected because they carry no valid signature by the configured
+    /// hub key (`--spec-signing-key`); never applied.
+    pub unverified: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -468,6 +471,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                         tracing::warn!(error = %e, "dropping spec event");
                         return;
                     }
+                }
+                if let Some(key) = &self.config.spec_signing_key
+                    && let Err(e) = key.verify(&event)
+                {
+                    bump(&self.stats.unverified);
+                    tracing::warn!(id = event.id(), source = %event.source(), ty = event.ty(), error = %e, "rejecting a spec event without a valid signature");
+                    return;
                 }
                 if let Some(reply) = resync_digest::reply_of(&event) {
                     self.on_resync_reply(event.source(), reply);

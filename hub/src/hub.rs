@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+use workbus_schemas::signature::VerifyingKey;
 use workbus_schemas::topics::{self, TopicError, Topics};
 use workbus_transport::{TlsError, Transport, TransportConfig, TransportConfigError};
 
@@ -62,6 +63,9 @@ pub enum HubError {
     /// The first admin token could not be made or written.
     #[error("admin token: {0}")]
     Token(#[from] TokenError),
+    /// The spec signing key could not be loaded or made.
+    #[error("spec signing key: {0}")]
+    SigningKey(#[from] crate::signing::SigningKeyError),
 }
 
 /// Namespace for [`Hub::start`].
@@ -72,6 +76,7 @@ pub struct HubHandle {
     rest_addr: SocketAddr,
     tls: bool,
     admin_token: Option<String>,
+    spec_signing_key: VerifyingKey,
     store: StoreHandle,
     metrics: Arc<Metrics>,
     transport: Transport,
@@ -129,14 +134,27 @@ impl Hub {
         let settings = config.store.clone();
         let given = config.api.admin_token.clone();
         let token_file = config.api.admin_token_file.clone();
-        let (opened, generated) = tokio::task::spawn_blocking(move || {
+        let (opened, generated, (signing_key, new_key)) = tokio::task::spawn_blocking(move || {
             let store = crate::store::open(&settings)?;
             let generated =
                 tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
-            Ok::<_, HubError>((store, generated))
+            let crate::StoreSettings::Sqlite { data_dir } = &settings;
+            let key = crate::signing::load_or_create(data_dir)?;
+            Ok::<_, HubError>((store, generated, key))
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let spec_signing_key = signing_key.verifying_key();
+        if new_key {
+            // Printed once, when made: agents verify spec events with it.
+            eprintln!(
+                "workbus-hub: made a spec signing key; agents verify with --spec-signing-key \
+                 (public key {}, also in {})",
+                spec_signing_key.to_text(),
+                crate::signing::SIGNING_PUB_FILE
+            );
+        }
+        tracing::info!(key_id = spec_signing_key.key_id(), "signing spec events");
         if generated.is_some() {
             tracing::info!("no API token existed: made the first admin token");
         }
@@ -145,12 +163,15 @@ impl Hub {
         let store = StoreHandle::new(opened, metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
         // What the outbox can publish, shared with the API so it refuses what cannot be.
-        let wire = Arc::new(WireFormat::new(
-            topics,
-            config.source_id.clone(),
-            config.encoding,
-            tc.publish_limits(),
-        ));
+        let wire = Arc::new(
+            WireFormat::new(
+                topics,
+                config.source_id.clone(),
+                config.encoding,
+                tc.publish_limits(),
+            )
+            .with_signer(Arc::new(signing_key)),
+        );
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| HubError::Io {
@@ -176,6 +197,7 @@ impl Hub {
             watchers: watchers.clone(),
             digest_clusters: Default::default(),
             wire: wire.clone(),
+            limits: Default::default(),
         };
         let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
         let mut tasks = vec![tokio::spawn(source.run(events))];
@@ -213,6 +235,7 @@ impl Hub {
             rest_addr,
             tls: with_tls,
             admin_token,
+            spec_signing_key,
             store,
             metrics,
             transport,
@@ -253,6 +276,11 @@ impl HubHandle {
     /// quickstart; a TLS hub needs [`crate::cli::client::Client::with_settings`]).
     pub fn client(&self) -> crate::cli::client::Client {
         crate::cli::client::Client::new(&self.base_url()).with_token(self.admin_token.clone())
+    }
+
+    /// The public key this hub signs spec events with (also in `<data-dir>/signing.pub`).
+    pub fn spec_signing_key(&self) -> &VerifyingKey {
+        &self.spec_signing_key
     }
 
     /// The store (for inspection; the hub keeps using it).

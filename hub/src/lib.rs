@@ -15,6 +15,7 @@
 //!   the status acceptance rule.
 //! - [`api`]: the REST API (served with TLS and bounds by `api::server`); [`auth`]: its
 //!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
+//! - [`signing`]: the hub's spec signing key (made on the first start).
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
 //! - [`embedded_broker`]: the default, in-process MQTT broker (mutual TLS and topic
@@ -33,6 +34,7 @@ pub mod outbox;
 pub mod pki;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
+pub mod signing;
 pub mod source;
 pub mod store;
 pub mod watch;

@@ -17,6 +17,7 @@ pub struct Metrics {
     sent: Mutex<BTreeMap<String, u64>>,
     received: Mutex<BTreeMap<String, u64>>,
     dropped: Mutex<BTreeMap<String, u64>>,
+    refused: Mutex<BTreeMap<String, u64>>,
     /// Failed publish attempts (each retried).
     pub publish_failures: AtomicU64,
     /// Status events accepted.
@@ -81,6 +82,14 @@ impl Metrics {
     pub fn dropped(&self, reason: &str) {
         bump(&self.dropped, reason);
     }
+    /// Counts a received event refused by `source::admission` (not audited), by reason.
+    pub fn refused(&self, reason: &str) {
+        bump(&self.refused, reason);
+    }
+    /// Events refused for one reason so far.
+    pub fn refused_count(&self, reason: &str) -> u64 {
+        get(&self.refused, reason)
+    }
     /// Events sent of one type so far.
     pub fn sent_count(&self, event_type: &str) -> u64 {
         get(&self.sent, event_type)
@@ -93,7 +102,7 @@ impl Metrics {
     /// The Prometheus text exposition, with the outbox gauges when the store answered.
     pub fn render(&self, outbox: Option<OutboxGauges>) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, &str, &Labelled); 3] = [
+        let families: [(&str, &str, &str, &Labelled); 4] = [
             (
                 "workbus_hub_events_sent_total",
                 "Events acknowledged by the broker.",
@@ -111,6 +120,12 @@ impl Metrics {
                 "Received events dropped, by reason.",
                 "reason",
                 &self.dropped,
+            ),
+            (
+                "workbus_hub_events_refused_total",
+                "Received events refused by the admission checks (not audited), by reason.",
+                "reason",
+                &self.refused,
             ),
         ];
         for (name, help, label, map) in families {

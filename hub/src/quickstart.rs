@@ -331,7 +331,12 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<QuickstartSummary, Quick
     // Simulated clusters, each with a real agent over MQTT and durable state on disk.
     let mut agents: Vec<AgentHandle> = Vec::new();
     for cluster in &clusters {
-        agents.push(start_agent(&args, cluster, &broker)?);
+        agents.push(start_agent(
+            &args,
+            cluster,
+            &broker,
+            hub.spec_signing_key(),
+        )?);
     }
 
     let first = clusters[0].clone();
@@ -492,11 +497,13 @@ async fn own_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartErro
 
 /// Starts the agent of simulated cluster `cluster` against `broker` (over TLS with its
 /// cluster certificate when the broker requires one), with its state (and the simulated
-/// cluster's snapshot) under the data directory.
+/// cluster's snapshot) under the data directory. It applies only spec events signed by
+/// the hub (`spec_signing_key`).
 fn start_agent(
     args: &QuickstartArgs,
     cluster: &str,
     broker: &EmbeddedBroker,
+    spec_signing_key: &workbus_schemas::signature::VerifyingKey,
 ) -> Result<AgentHandle, QuickstartError> {
     let dir = args.data_dir.join("agents").join(cluster);
     let store = FileStore::open(&dir).map_err(|source| QuickstartError::AgentStore {
@@ -521,6 +528,7 @@ fn start_agent(
             })?;
     let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
     config.status_sync_interval = STATUS_SYNC_INTERVAL;
+    config.spec_signing_key = Some(spec_signing_key.clone());
     runtime::start(config, Arc::new(sim), Arc::new(store)).map_err(|source| {
         QuickstartError::Agent {
             cluster: cluster.to_string(),

@@ -234,7 +234,17 @@ async fn spec_resync_answers_tv14_and_zero_works() {
     // Nothing else was answered for rows 2 and 3.
     assert!(agent.drain(Duration::from_millis(300)).await.is_empty());
 
-    // Zero works for a cluster (even an unregistered one): still synthetic deletes.
+    // An unregistered cluster's request is ignored (issue 12: counted, not answered).
+    let mut stranger = FakeAgent::connect(&source, "c3").await;
+    stranger.send_spec_resync(&[("orphan", 3)]).await;
+    eventually("the stranger's request refused", || async {
+        hub.metrics().refused_count("unregistered_cluster") == 1
+    })
+    .await;
+    assert!(stranger.drain(Duration::from_millis(300)).await.is_empty());
+
+    // Zero works for a registered cluster: still synthetic deletes.
+    assert_eq!(create_cluster(&hub, "c2").await.status, 201);
     let mut empty = FakeAgent::connect(&source, "c2").await;
     empty.send_spec_resync(&[("orphan", 3)]).await;
     let orphan = empty

@@ -24,6 +24,7 @@
 //! - [`sequence_id`]: snowflake sequence ids and their comparison rules.
 //! - [`resync`]: resync request payloads and the two resync answers.
 //! - [`resync_digest`]: per-cluster resync digests, a compatible extension (design + functions).
+//! - [`signature`]: signed spec events (Ed25519 over a canonical form), a compatible extension.
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
@@ -42,6 +43,7 @@ pub mod resource_id;
 pub mod resync;
 pub mod resync_digest;
 pub mod sequence_id;
+pub mod signature;
 pub mod status_hash;
 pub mod topics;
 pub mod work;

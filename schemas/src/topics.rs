@@ -572,6 +572,19 @@ pub fn source_slot(topic: &str) -> Result<&str, TopicError> {
         .ok_or_else(|| TopicError::NoSourceSlot(topic.to_string()))
 }
 
+/// The cluster segment of a concrete topic an event arrived on: segment 3 of an events
+/// topic (`sources/<source>/clusters/<cluster>/agentevents`), segment 1 of an agent
+/// broadcast topic (`clusters/<cluster>/agentbroadcast`); `None` for any other topic or
+/// a `+`. The hub checks a received event's `clustername` against it.
+pub fn cluster_slot(topic: &str) -> Option<&str> {
+    let slot = match EventsTopic::parse(topic) {
+        Some(parsed) => parsed.cluster,
+        None if REGEXES[3].is_match(topic) => strip_share(topic).split('/').nth(1)?,
+        None => return None,
+    };
+    (slot != "+").then_some(slot)
+}
+
 /// Checks that a run-time value (cluster name, source id, shared group) can be a topic
 /// segment, i.e. matches `[a-z0-9-]+`. sdk-go never checks these, so a cluster named
 /// `Foo.bar` would silently produce a topic no peer subscribes to; we refuse instead.
@@ -740,6 +753,18 @@ mod tests {
     use super::*;
     use crate::event_type::SubResource;
     use proptest::prelude::*;
+
+    #[test]
+    fn cluster_slot_of_received_topics() {
+        assert_eq!(
+            cluster_slot("sources/hub/clusters/c1/agentevents"),
+            Some("c1")
+        );
+        assert_eq!(cluster_slot("clusters/c2/agentbroadcast"), Some("c2"));
+        assert_eq!(cluster_slot("sources/hub/clusters/+/agentevents"), None);
+        assert_eq!(cluster_slot("a/b"), None);
+        assert_eq!(cluster_slot(""), None);
+    }
 
     fn ev(sub: SubResource, action: Action) -> EventType {
         EventType::manifest_bundles(sub, action)

@@ -10,6 +10,12 @@
 //! connection for everyone). The API runs [`WireFormat::check_work`] before accepting a change, on
 //! the largest spec events that work can ever produce, so such a message is normally
 //! refused at the door rather than parked later.
+//!
+//! Spec events are signed here ([`WireFormat::with_signer`], `workbus_schemas::signature`)
+//! just before they are encoded, so every spec message the hub sends — changes,
+//! deletes, resync answers — carries the signature, and the size checks measure it.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Timelike, Utc};
 use workbus_schemas::Event;
@@ -19,6 +25,7 @@ use workbus_schemas::extensions::{ExtensionError, OcmExtensions};
 use workbus_schemas::mqtt::{
     self, EncodeError, Encoding, MessageLimitError, MqttMessage, PublishLimits,
 };
+use workbus_schemas::signature::{SignatureError, SigningKey};
 use workbus_schemas::topics::{self, TopicError, Topics};
 use workbus_transport::PublishError;
 
@@ -62,6 +69,9 @@ pub enum Unpublishable {
     /// The transport refused the message itself (its own checks disagree with ours).
     #[error("the transport refused it: {0}")]
     Transport(PublishError),
+    /// The spec event cannot be signed (an extension the signature covers is unreadable).
+    #[error("cannot sign: {0}")]
+    Sign(#[from] SignatureError),
 }
 
 impl Unpublishable {
@@ -97,6 +107,7 @@ pub struct WireFormat {
     encoding: Encoding,
     limits: PublishLimits,
     fingerprint: String,
+    signer: Option<Arc<SigningKey>>,
 }
 
 impl WireFormat {
@@ -118,7 +129,23 @@ impl WireFormat {
             encoding,
             limits,
             fingerprint: fingerprint.to_string(),
+            signer: None,
         }
+    }
+
+    /// This format, signing every spec event with `key` before encoding it. The key
+    /// id joins the fingerprint, so messages queued under another key are made again.
+    pub fn with_signer(mut self, key: Arc<SigningKey>) -> Self {
+        let described = format!("{}\nsigned by {}", self.fingerprint, key.key_id());
+        self.fingerprint =
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, described.as_bytes()).to_string();
+        self.signer = Some(key);
+        self
+    }
+
+    /// The key spec events are signed with, if any.
+    pub fn signer(&self) -> Option<&SigningKey> {
+        self.signer.as_deref()
     }
 
     /// Names this format's topic layout, source id and encoding: a message queued under
@@ -167,7 +194,14 @@ impl WireFormat {
     pub fn message(&self, event: &Event) -> Result<MqttMessage, Unpublishable> {
         let ty = decode_event_type(event)?;
         let topic = self.topic(&ty, event.cluster_name()?)?;
-        let message = mqtt::encode(event, &topic, self.encoding)?;
+        let message = match &self.signer {
+            Some(key) if ty.sub_resource == SubResource::Spec => {
+                let mut signed = event.clone();
+                key.sign(&mut signed)?;
+                mqtt::encode(&signed, &topic, self.encoding)?
+            }
+            _ => mqtt::encode(event, &topic, self.encoding)?,
+        };
         mqtt::check_publishable(&message, &self.limits)?;
         Ok(message)
     }

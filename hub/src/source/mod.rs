@@ -14,6 +14,8 @@
 //! Outgoing events never go to the broker from here: they are queued in the outbox
 //! (see `outbox`) like every other event.
 
+pub mod admission;
+pub mod rate_limit;
 pub mod redrive;
 pub mod resync;
 pub mod spec_events;
@@ -61,6 +63,8 @@ pub struct SourceLoop {
     pub digest_clusters: resync::DigestClusters,
     /// How queued events become MQTT messages (made when they are queued).
     pub wire: Arc<WireFormat>,
+    /// Per-cluster rate limits of statuses and spec resync requests.
+    pub limits: Arc<rate_limit::ClusterLimits>,
 }
 
 /// Spec resync requests answered concurrently (each is one read and one queued write).
@@ -169,6 +173,14 @@ impl SourceLoop {
         self.metrics.received(event.ty());
         match (ty.sub_resource, &ty.action) {
             (SubResource::Spec, Action::ResyncRequest) => {
+                let cluster = match admission::claimed_cluster(
+                    &message.topic,
+                    event.cluster_name().ok().flatten(),
+                    false,
+                ) {
+                    Ok(c) => c.to_string(),
+                    Err(reason) => return self.refuse(&event, reason, &message.topic),
+                };
                 // Answered off the loop (a reconnecting fleet sends thousands at once
                 // and statuses must not queue behind them), a bounded number at a time.
                 let Ok(permit) = self.resync_slots.clone().acquire_owned().await else {
@@ -176,7 +188,7 @@ impl SourceLoop {
                 };
                 let this = self.clone();
                 tokio::spawn(async move {
-                    this.answer_spec_resync(event).await;
+                    this.answer_spec_resync(event, cluster).await;
                     drop(permit);
                 });
             }
@@ -185,7 +197,11 @@ impl SourceLoop {
                 self.drop_and_audit(&event, "unexpected_type", "status resync request")
                     .await;
             }
-            (SubResource::Status, _) => self.handle_status(event, statuses).await,
+            (SubResource::Status, _) => {
+                let size = admission::message_size(&message);
+                self.handle_status(event, &message.topic, size, statuses)
+                    .await
+            }
             (SubResource::Spec, _) => {
                 self.drop_and_audit(&event, "unexpected_type", "spec event from an agent")
                     .await;
@@ -193,7 +209,29 @@ impl SourceLoop {
         }
     }
 
-    /// Records a received event we do not act on, counting why.
+    /// Refuses a received event (`admission`): counted and logged, never audited. A
+    /// rate-limit refusal is logged at the 1st, 2nd, 4th, 8th… of its kind only, so a
+    /// flood cannot flood the log too.
+    pub(crate) fn refuse(&self, event: &Event, reason: admission::Refusal, topic: &str) {
+        self.metrics.refused(reason.as_str());
+        let count = self.metrics.refused_count(reason.as_str());
+        if reason.is_rate_limit() && !count.is_power_of_two() {
+            return;
+        }
+        tracing::warn!(
+            count,
+            id = event.id(),
+            ty = event.ty(),
+            topic,
+            cluster = event.cluster_name().ok().flatten().unwrap_or_default(),
+            reason = reason.as_str(),
+            "refusing received event: {reason}"
+        );
+    }
+
+    /// Records a received event we do not act on, counting why. The audit row keeps
+    /// the event's attributes but not its data: a dropped event's payload is not
+    /// worth disk space an attacker could fill.
     pub(crate) async fn drop_and_audit(&self, event: &Event, reason: &'static str, detail: &str) {
         self.metrics.dropped(reason);
         tracing::warn!(
@@ -203,7 +241,9 @@ impl SourceLoop {
             detail,
             "dropping received event"
         );
-        self.audit(event).await;
+        let mut stripped = event.clone();
+        stripped.take_data();
+        self.audit(&stripped).await;
     }
 
     /// Queues the audit row of a received event (group-committed, in arrival order);
@@ -220,21 +260,24 @@ impl SourceLoop {
         });
     }
 
-    async fn answer_spec_resync(&self, event: Event) {
-        let cluster = match event.cluster_name() {
-            Ok(Some(c)) if topics::validate_segment(SegmentKind::ClusterName, c).is_ok() => {
-                c.to_string()
+    async fn answer_spec_resync(&self, event: Event, cluster: String) {
+        let registered = {
+            let cluster = cluster.clone();
+            self.store.run(move |s| s.get_cluster(&cluster)).await
+        };
+        match registered {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return self.refuse(&event, admission::Refusal::UnregisteredCluster, "");
             }
-            _ => {
-                self.drop_and_audit(
-                    &event,
-                    "bad_clustername",
-                    "spec resync without a usable clustername",
-                )
-                .await;
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look up the cluster of a spec resync request");
                 return;
             }
-        };
+        }
+        if !self.limits.admit_resync(&cluster) {
+            return self.refuse(&event, admission::Refusal::ResyncRateLimited, "");
+        }
         let request: SpecResyncRequest = match json_data(&event).map(serde_json::from_value) {
             Some(Ok(r)) => r,
             Some(Err(e)) => {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use workbus_schemas::Event;
 use workbus_schemas::metadata::decode_status_event;
 
+use super::admission::{self, Refusal};
 use super::{SourceLoop, received_audit};
 use crate::store::writes::IngestStatus;
 use crate::store::{IncomingStatus, PendingWrite, StatusOutcome};
@@ -35,7 +36,17 @@ struct StatusLabel {
 }
 
 impl SourceLoop {
-    pub(crate) async fn handle_status(&self, event: Event, queued: &mpsc::Sender<QueuedStatus>) {
+    pub(crate) async fn handle_status(
+        &self,
+        event: Event,
+        topic: &str,
+        size: usize,
+        queued: &mpsc::Sender<QueuedStatus>,
+    ) {
+        if size > admission::MAX_STATUS_BYTES {
+            // Before decoding: a huge status costs nothing more.
+            return self.refuse(&event, Refusal::TooLarge, topic);
+        }
         let decoded = match decode_status_event(&event) {
             Ok(d) => d,
             Err(e) => {
@@ -51,6 +62,14 @@ impl SourceLoop {
         {
             self.drop_and_audit(&event, "foreign_source", owner).await;
             return;
+        }
+        if let Err(reason) = admission::check_status(topic, size, &decoded) {
+            return self.refuse(&event, reason, topic);
+        }
+        // `check_status` made sure there is a cluster name.
+        let cluster = decoded.cluster_name.as_deref().unwrap_or_default();
+        if !self.limits.admit_status(cluster) {
+            return self.refuse(&event, Refusal::StatusRateLimited, topic);
         }
         let resource_id = decoded.resource_id.clone();
         let generation = decoded.generation;

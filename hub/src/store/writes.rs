@@ -222,8 +222,9 @@ impl Write for RedriveDeletions {
 
 /// Applies a received status by the acceptance rule ([`rules::status`]
 /// (super::rules::status)): stores it, removes a work whose deletion completed, or
-/// changes nothing and says why. The received event's audit row is appended and the
-/// cluster's last-heard time updated whatever the outcome.
+/// changes nothing and says why. The received event's audit row is appended (without
+/// its data when the status is dropped) and the cluster's last-heard time updated
+/// whatever the outcome.
 #[derive(Debug, Clone)]
 pub struct IngestStatus {
     /// The decoded status.
@@ -235,10 +236,17 @@ pub struct IngestStatus {
 impl Write for IngestStatus {
     type Output = StatusOutcome;
     fn run(self, tx: &mut dyn StoreTx) -> Result<StatusOutcome, StoreError> {
-        audit_received(tx, &self.audit)?;
         let incoming = self.status;
         let work = tx.work_by_uid(&incoming.uid)?;
-        match (decide(work.as_ref(), &incoming, incoming.received), work) {
+        let decision = decide(work.as_ref(), &incoming, incoming.received);
+        let mut audit = self.audit;
+        if matches!(decision, StatusDecision::Drop(_)) || work.is_none() {
+            // A dropped status is audited without its payload (floods must not fill
+            // the disk); the attributes say what came.
+            audit.event.take_data();
+        }
+        audit_received(tx, &audit)?;
+        match (decision, work) {
             (StatusDecision::Drop(reason), _) => Ok(StatusOutcome::Dropped(reason)),
             (_, None) => Ok(StatusOutcome::Dropped(DropReason::UnknownWork)),
             (StatusDecision::CompleteDeletion, Some(work)) => {

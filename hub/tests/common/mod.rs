@@ -297,7 +297,14 @@ impl FakeAgent {
             status,
             log_tracing: Default::default(),
         };
-        self.publish(&fields.build(Utc::now()).unwrap()).await;
+        let mut event = fields.build(Utc::now()).unwrap();
+        // The hub checks `statushash` against the status it decodes: send the real one
+        // (a status that does not decode keeps the placeholder, the hub refuses it anyway).
+        if let Ok(decoded) = workbus_schemas::metadata::decode_status_event(&event) {
+            use workbus_schemas::extensions::OcmExtensionsMut;
+            event.set_status_hash(&workbus_schemas::status_hash::status_hash(&decoded.status));
+        }
+        self.publish(&event).await;
     }
 
     /// Publishes a spec resync request listing `(uid, version)`.

@@ -6,6 +6,9 @@
 //! In order:
 //! 1. unknown work → drop (never retried: sdk-go retries forever, §10 item 11);
 //! 2. a `clustername` other than the work's → drop (Maestro: "unmatched consumer name");
+//!    a missing or empty one too (`cluster_mismatch`): a status speaks for one cluster,
+//!    and the hub checks that it is the cluster of the topic it came on
+//!    (`source::admission`) before it gets here;
 //! 3. `Deleted=True` completes the deletion only when it answers the hub's own delete
 //!    request, of this incarnation of the work: the work is deleting (else
 //!    `not_deleting`) and the status is for its current generation (else
@@ -68,10 +71,7 @@ pub fn decide(
     let Some(work) = work else {
         return StatusDecision::Drop(DropReason::UnknownWork);
     };
-    if let Some(cluster) = incoming.cluster.as_deref()
-        && !cluster.is_empty()
-        && cluster != work.key.cluster
-    {
+    if incoming.cluster.as_deref() != Some(work.key.cluster.as_str()) {
         return StatusDecision::Drop(DropReason::ClusterMismatch);
     }
     if incoming.deleted {
@@ -199,6 +199,11 @@ mod tests {
         );
         let mut other = status(2, &seq_at(TimeDelta::zero()));
         other.cluster = Some("elsewhere".into());
+        assert_eq!(d(&other), StatusDecision::Drop(DropReason::ClusterMismatch));
+        // No cluster, or an empty one, speaks for no cluster.
+        other.cluster = Some(String::new());
+        assert_eq!(d(&other), StatusDecision::Drop(DropReason::ClusterMismatch));
+        other.cluster = None;
         assert_eq!(d(&other), StatusDecision::Drop(DropReason::ClusterMismatch));
         assert_eq!(
             d(&status(1, &seq_at(TimeDelta::zero()))),
