@@ -3,20 +3,24 @@
 //! reconciler applying a work through it. The server runs its controllers before it
 //! answers, so nothing here waits by time.
 
+#[path = "conformance/server.rs"]
+mod server;
+
 use std::sync::Arc;
 use std::time::Duration;
-use workbus_testkit::kube_clients::applied_manifest_work_crd;
+
+use server::TestServer;
 
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use workbus_agent::reconcile::{Reconciler, WorkState};
-use workbus_agent::target::kube::{KubeConfigSource, KubeTarget};
+use workbus_agent::target::kube::KubeTarget;
 use workbus_agent::target::{
     Access, AccessReview, ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target,
     TargetError,
 };
-use workbus_kube_apiserver::{KubeApiServer, RunningServer, ServerConfig};
+use workbus_kube_apiserver::{KubeApiServer, Readiness, RunningServer, ServerConfig};
 use workbus_schemas::work::{ManifestWork, ManifestWorkSpec, ObjectMeta, Time};
 
 struct Env {
@@ -27,30 +31,16 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let server = KubeApiServer::start(ServerConfig {
-        crds: vec![applied_manifest_work_crd()],
-        ..ServerConfig::default()
-    })
-    .await
-    .expect("server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    server
-        .write_kubeconfig(&kubeconfig, "default")
-        .expect("kubeconfig");
-    let target = KubeTarget::connect(&KubeConfigSource::File(kubeconfig.clone()))
-        .await
-        .expect("connect");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .expect("config");
+    let TestServer {
+        server,
+        target,
+        client,
+        dir,
+    } = TestServer::start(Readiness::Immediate).await;
     Env {
         server,
         target: Arc::new(target),
-        client: kube::Client::try_from(config).expect("client"),
+        client,
         _dir: dir,
     }
 }

@@ -13,24 +13,25 @@
 //! so a read after a write sees their result.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use workbus_testkit::kube_clients::applied_manifest_work_crd;
 
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use workbus_agent::applied_work::AppliedWorkIdentity;
 use workbus_agent::reconcile::{CleanupOutcome, ReconcileOutcome, Reconciler, WorkState};
-use workbus_agent::target::kube::{KubeConfigSource, KubeTarget};
+use workbus_agent::target::kube::KubeTarget;
 use workbus_agent::target::sim::{SimClock, SimConfig, SimulatedCluster};
 use workbus_agent::target::{
     Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
     ResourceMapping, Target, TargetError,
 };
-use workbus_kube_apiserver::{KubeApiServer, Phase, Readiness, RunningServer, ServerConfig};
+use workbus_kube_apiserver::{Phase, Readiness, RunningServer};
 use workbus_schemas::work::applied;
 use workbus_schemas::work::{
     Condition, ManifestWork, ManifestWorkSpec, ManifestWorkStatus, ObjectMeta, Time,
@@ -437,27 +438,12 @@ impl Cluster for Kube {
             Ready::Immediate => Readiness::Immediate,
             Ready::Manual => Readiness::Manual,
         };
-        let server = KubeApiServer::start(ServerConfig {
-            crds: vec![applied_manifest_work_crd()],
-            readiness,
-            ..ServerConfig::default()
-        })
-        .await
-        .expect("server");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        server
-            .write_kubeconfig(&kubeconfig, "default")
-            .expect("kubeconfig");
-        let inner = KubeTarget::connect(&KubeConfigSource::File(kubeconfig.clone()))
-            .await
-            .expect("connect");
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .expect("config");
+        let server::TestServer {
+            server,
+            target: inner,
+            client,
+            dir,
+        } = server::TestServer::start(readiness).await;
         let kube = Kube {
             server,
             target: Arc::new(Counted {
@@ -465,7 +451,7 @@ impl Cluster for Kube {
                 reviews: Mutex::new(0),
                 applies: Mutex::new(HashMap::new()),
             }),
-            client: kube::Client::try_from(config).expect("client"),
+            client,
             denied: Mutex::new(BTreeSet::new()),
             _dir: dir,
         };
