@@ -39,11 +39,7 @@ fn issue(dir: &Path, who: &Identity) -> certs::Issued {
 /// The transport's TLS settings for `who`: the CA bundle and its own certificate.
 fn tls_settings(dir: &Path, who: &Identity) -> TlsSettings {
     let issued = issue(dir, who);
-    TlsSettings {
-        ca_pem: Some(std::fs::read(dir.join(certs::CA_BUNDLE)).unwrap()),
-        client_cert_pem: Some(std::fs::read(issued.cert).unwrap()),
-        client_key_pem: Some(std::fs::read(issued.key).unwrap()),
-    }
+    TlsSettings::from_files(dir.join(certs::CA_BUNDLE), issued.cert, issued.key)
 }
 
 #[tokio::test]
