@@ -243,7 +243,22 @@ async fn join_accept_health_and_restart() {
     f.hand.advance(chrono::Duration::seconds(119));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(available(&f.hub, &cluster).await.as_deref(), Some("True"));
+    let mut changes = f.hub.registration().clusters.subscribe();
     f.hand.advance(chrono::Duration::seconds(2));
+    // Watchers (the SSE endpoint's feed) see the health change.
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            let change = changes.recv().await.unwrap();
+            if change.object.metadata.name == cluster
+                && change.object.condition_status(condition::AVAILABLE) == Some("Unknown")
+            {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("a cluster change for the expired lease");
+    assert!(seen.object.has_taint(TAINT_UNREACHABLE));
     eventually("lease expired", || async {
         available(&f.hub, &cluster).await.as_deref() == Some("Unknown")
     })
@@ -302,6 +317,22 @@ async fn join_accept_health_and_restart() {
         object(&answer),
         RegistrationObject::ManagedCluster(_)
     ));
+
+    // Clusters by condition, for Prometheus.
+    let m = http("GET", format!("{}/metrics", f.hub.base_url()), None, None).await;
+    let text = m.body.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains(
+            "workbus_hub_clusters{condition=\"HubAcceptedManagedCluster\",status=\"True\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "workbus_hub_clusters{condition=\"ManagedClusterConditionAvailable\",status=\"Unknown\"} 1"
+        ),
+        "{text}"
+    );
 
     // A restart keeps every cluster's state.
     let before = cluster_state(&f.hub, &cluster).await.unwrap();

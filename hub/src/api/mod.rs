@@ -94,6 +94,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/clusters/{name}/accept", post(registration::accept))
         .route("/api/v1/clusters/{name}/deny", post(registration::deny))
         .route("/api/v1/clusters/{name}/labels", post(registration::label))
+        .route("/api/v1/watch/clusters", get(registration::watch_clusters))
         .route(
             "/api/v1/clustersets",
             get(registration::list_sets).post(registration::create_set),
@@ -160,8 +161,11 @@ async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
         })
         .await
         .ok();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(gauges),
-    )
+    let mut text = state.metrics.render(gauges);
+    if let Ok(clusters) = state.store.run(|s| s.list_clusters()).await {
+        text.push_str(&crate::metrics::render_cluster_gauges(
+            &crate::metrics::cluster_condition_counts(&clusters),
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

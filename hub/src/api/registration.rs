@@ -6,6 +6,10 @@
 //! - `POST /api/v1/clusters/{name}/labels` `{"set": {..}, "remove": [..]}`.
 //! - `/api/v1/clustersets` (list with members, create) and `/api/v1/clustersets/{name}`
 //!   (delete; `default` and `global` always exist).
+//! - `GET /api/v1/watch/clusters`: server-sent events, one `changed` event per cluster
+//!   change (joined, accepted, denied, agent status, lease expiry, labels) with
+//!   `{"type": "changed", "object": ManagedCluster}`; `lagged` when the watcher fell
+//!   behind. A scoped token sees its own clusters only.
 //! - `/api/v1/bootstraptokens` (admin, unscoped): create (the secret in this one answer),
 //!   list, `DELETE /api/v1/bootstraptokens/{name}` revokes at once.
 
@@ -271,4 +275,34 @@ pub async fn revoke_bootstrap_token(
         .await?;
     tracing::info!(token = %name, actor = %caller.name, "bootstrap token revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/watch/clusters`.
+pub async fn watch_clusters(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    use tokio_stream::wrappers::BroadcastStream;
+    use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+    let stream =
+        BroadcastStream::new(state.registration.clusters.subscribe()).filter_map(move |item| {
+            let caller = caller.clone();
+            async move {
+                match item {
+                    Ok(change) if caller.may_touch(&change.object.metadata.name) => {
+                        let data = serde_json::to_string(&change).ok()?;
+                        Some(Ok(Event::default().event("changed").data(data)))
+                    }
+                    Ok(_) => None,
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        Some(Ok(Event::default().event("lagged").data(n.to_string())))
+                    }
+                }
+            }
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
