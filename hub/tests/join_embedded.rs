@@ -317,3 +317,40 @@ async fn bootstrap_tokens_join_accept_and_deny() {
     s.hub.shutdown().await;
     s.broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_auto_accept_token_accepts_the_joining_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path()).await;
+    let cluster = unique("auto");
+    let token = s.token(json!({"autoAccept": true, "name": "fleet"})).await;
+    let mut joining = Transport::start(s.bootstrap(&cluster, &token)).unwrap();
+    assert!(admitted(&mut joining).await);
+    publish(
+        &joining,
+        &s.source,
+        &cluster,
+        RegistrationObject::ManagedCluster(ManagedCluster::named(&cluster)),
+    )
+    .await;
+    eventually("accepted on join", || async {
+        let c = cluster.clone();
+        s.hub
+            .store()
+            .run(move |st| st.get_cluster(&c))
+            .await
+            .unwrap()
+            .is_some_and(|c| {
+                c.is_accepted()
+                    && c.registration.as_ref().and_then(|r| r.join_token.as_deref()) == Some("fleet")
+                    && c.managed_cluster()
+                        .metadata
+                        .annotation(workbus_schemas::registration::names::AUTOMATICALLY_ACCEPTED_ON_ANNOTATION)
+                        .is_some()
+            })
+    })
+    .await;
+    joining.shutdown(Duration::from_millis(100)).await;
+    s.hub.shutdown().await;
+    s.broker.shutdown().await;
+}
