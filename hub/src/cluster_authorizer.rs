@@ -8,8 +8,9 @@
 //!   its own identity: re-joining needs a deny first) or denied
 //!   ([`admit_bootstrap`]). The token's auto-accept policy is remembered for the join
 //!   request that follows ([`JoinGrants`]).
-//! - **Revocation**: an agent certificate of a denied cluster is refused at CONNECT
-//!   ([`admit_agent`]); the hub closes its open connections when it denies it.
+//! - **Revocation**: an agent certificate of a denied cluster, or of a deleted joined
+//!   cluster that has not joined again, is refused at CONNECT ([`admit_agent`]); the
+//!   hub closes its open connections when it denies or deletes it.
 //!
 //! Both read the hub's store at CONNECT (the authenticate hook may be slow; publishes
 //! and subscribes never touch the store). The broker starts before the hub's store is
@@ -72,11 +73,13 @@ pub fn admit_bootstrap(
     }
 }
 
-/// Whether the agent certificate of `cluster` may connect: not while it is denied.
-pub fn admit_agent(cluster: Option<&Cluster>) -> bool {
-    !cluster
-        .and_then(|c| c.registration.as_ref())
-        .is_some_and(|r| r.denied)
+/// Whether the agent certificate of `cluster` may connect: not while it is denied, nor
+/// after a joined cluster of that name was deleted (`revoked`) and has not joined again.
+pub fn admit_agent(cluster: Option<&Cluster>, revoked: bool) -> bool {
+    match cluster {
+        Some(c) => !c.registration.as_ref().is_some_and(|r| r.denied),
+        None => !revoked,
+    }
 }
 
 /// What a bootstrap token granted the cluster that connected with it, for its join
@@ -167,6 +170,14 @@ impl ClusterAuthorizer {
             .map_err(|_| ConnectDenied::ServerUnavailable)
     }
 
+    async fn revoked(hub: &HubBinding, name: &str) -> Result<bool, ConnectDenied> {
+        let name = name.to_owned();
+        hub.store
+            .run(move |s| s.is_cluster_revoked(&name))
+            .await
+            .map_err(|_| ConnectDenied::ServerUnavailable)
+    }
+
     async fn bootstrap(
         &self,
         request: &ConnectRequest,
@@ -235,7 +246,10 @@ impl Authorizer for ClusterAuthorizer {
         }
         let principal = self.fleet.authenticate(request).await?;
         if let (Identity::Agent(cluster), Some(hub)) = (principal.identity(), self.hub.get())
-            && !admit_agent(Self::cluster(hub, cluster).await?.as_ref())
+            && !admit_agent(
+                Self::cluster(hub, cluster).await?.as_ref(),
+                Self::revoked(hub, cluster).await?,
+            )
         {
             tracing::warn!(cluster, "refusing a denied cluster's identity");
             return Err(ConnectDenied::NotAuthorized);
@@ -359,9 +373,10 @@ mod tests {
 
     #[test]
     fn denied_agents_are_refused() {
-        assert!(admit_agent(None));
-        assert!(admit_agent(Some(&joined("accepted"))));
-        assert!(admit_agent(Some(&joined("pending"))));
-        assert!(!admit_agent(Some(&joined("denied"))));
+        assert!(admit_agent(None, false));
+        assert!(!admit_agent(None, true), "a deleted joined cluster");
+        assert!(admit_agent(Some(&joined("accepted")), false));
+        assert!(admit_agent(Some(&joined("pending")), false));
+        assert!(!admit_agent(Some(&joined("denied")), false));
     }
 }

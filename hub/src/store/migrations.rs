@@ -122,7 +122,8 @@ pub const MIGRATIONS: &[&str] = &[
     // (ManagedCluster and lease, JSON; NULL for REST-created clusters) and the time the
     // health timer must look at it (indexed, NULL when nothing can expire); its
     // certificate signing requests; cluster sets (`default` and `global` always
-    // present); bootstrap tokens (SHA-256 digests only, like API tokens).
+    // present); bootstrap tokens (SHA-256 digests only, like API tokens); the names of
+    // deleted joined clusters, whose certificates stay refused.
     r#"
     ALTER TABLE clusters ADD COLUMN registration TEXT;
     ALTER TABLE clusters ADD COLUMN health_deadline TEXT;
@@ -150,6 +151,12 @@ pub const MIGRATIONS: &[&str] = &[
         revoked     TEXT,
         created     TEXT NOT NULL,
         created_by  TEXT NOT NULL
+    );
+    -- Joined clusters that were deleted: their certificates (CN = the name) are refused
+    -- until the name joins again.
+    CREATE TABLE revoked_clusters (
+        name        TEXT PRIMARY KEY NOT NULL,
+        revoked     TEXT NOT NULL
     );
     "#,
 ];

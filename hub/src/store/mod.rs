@@ -177,6 +177,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         cluster: &str,
     ) -> Result<Vec<workbus_schemas::registration::CertificateSigningRequest>, StoreError>;
+    /// Whether `name` is a deleted joined cluster whose identity stays refused.
+    fn is_cluster_revoked(&self, name: &str) -> Result<bool, StoreError>;
     /// Every cluster set, by name (`default` and `global` always among them).
     fn list_clustersets(&self) -> Result<Vec<registration::ClusterSet>, StoreError>;
     /// The bootstrap token whose secret hashes to `hash`.

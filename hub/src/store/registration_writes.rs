@@ -147,6 +147,8 @@ impl Write for JoinCluster {
                 name: cluster.name,
             });
         }
+        // Joining again lifts the revocation of a deleted cluster of that name.
+        tx.set_cluster_revoked(&cluster.name, None)?;
         echo_cluster(tx, &self.echo, &cluster, Action::CreateRequest, self.now)?;
         if let Some(r) = &cluster.registration {
             echo_lease(tx, &self.echo, r.lease.as_ref(), self.now)?;

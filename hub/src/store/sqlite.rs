@@ -472,6 +472,14 @@ impl StoreTx for SqliteTx<'_> {
         reg::insert_clusterset(self.conn, set)
     }
 
+    fn set_cluster_revoked(
+        &mut self,
+        name: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        reg::set_cluster_revoked(self.conn, name, at)
+    }
+
     fn remove_clusterset(&mut self, name: &str) -> Result<bool, StoreError> {
         reg::remove_clusterset(self.conn, name)
     }
@@ -1076,6 +1084,10 @@ impl Store for SqliteStore {
         cluster: &str,
     ) -> Result<Vec<workbus_schemas::registration::CertificateSigningRequest>, StoreError> {
         reg::csrs_of(&*self.reader()?, cluster)
+    }
+
+    fn is_cluster_revoked(&self, name: &str) -> Result<bool, StoreError> {
+        reg::is_cluster_revoked(&*self.reader()?, name)
     }
 
     fn list_clustersets(&self) -> Result<Vec<super::registration::ClusterSet>, StoreError> {

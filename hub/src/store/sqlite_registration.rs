@@ -161,6 +161,35 @@ pub(super) fn upsert_csr(
     Ok(())
 }
 
+/// Marks or unmarks a revoked cluster name.
+pub(super) fn set_cluster_revoked(
+    conn: &Connection,
+    name: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    match at {
+        Some(at) => conn
+            .prepare_cached(
+                "INSERT INTO revoked_clusters (name, revoked) VALUES (?1, ?2) \
+                 ON CONFLICT(name) DO UPDATE SET revoked = excluded.revoked",
+            )?
+            .execute(params![name, ts(at)])?,
+        None => conn
+            .prepare_cached("DELETE FROM revoked_clusters WHERE name = ?1")?
+            .execute([name])?,
+    };
+    Ok(())
+}
+
+/// Whether a cluster name is revoked.
+pub(super) fn is_cluster_revoked(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM revoked_clusters WHERE name = ?1")?
+        .query_row([name], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Every cluster set.
 pub(super) fn list_clustersets(conn: &Connection) -> Result<Vec<ClusterSet>, StoreError> {
     let rows = conn

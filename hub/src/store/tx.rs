@@ -53,6 +53,12 @@ pub trait StoreTx {
         csr: &CertificateSigningRequest,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Marks `name` revoked (a deleted joined cluster), or lifts that (`at` = `None`).
+    fn set_cluster_revoked(
+        &mut self,
+        name: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     /// Inserts a cluster set; `false` when the name is taken.
     fn insert_clusterset(&mut self, set: &ClusterSet) -> Result<bool, StoreError>;
     /// Removes a cluster set; `false` when there was none.

@@ -13,7 +13,7 @@ use workbus_hub::store::registration_writes::{
     RenewLease, RevokeJoinToken, SubmitCsr, UpdateClusterStatus,
 };
 use workbus_hub::store::rules::registration::{LeaseOutcome, RegistrationRefusal};
-use workbus_hub::store::writes::CreateCluster;
+use workbus_hub::store::writes::{CreateCluster, DeleteCluster};
 use workbus_hub::store::{NewOutbox, Store, StoreError};
 use workbus_schemas::event_type::SubResource;
 use workbus_schemas::registration::names::{
@@ -230,6 +230,27 @@ pub fn joins_csrs_accept_and_deny_survive_a_reopen(b: &dyn Backend) {
             .iter()
             .any(|t| t.ends_with("certificatesigningrequests.spec.update_request"))
     );
+    // Deleting a joined cluster revokes its name until it joins again; a REST-created
+    // one leaves nothing behind.
+    s.write(DeleteCluster {
+        name: "edge-1".into(),
+    })
+    .unwrap();
+    s.write(DeleteCluster {
+        name: "rest".into(),
+    })
+    .unwrap();
+    assert!(s.is_cluster_revoked("edge-1").unwrap());
+    assert!(!s.is_cluster_revoked("rest").unwrap());
+    assert!(
+        s.csrs_of_cluster("edge-1").unwrap().is_empty(),
+        "CSRs go with the cluster"
+    );
+    assert!(matches!(
+        join(s.as_ref(), "edge-1", t(9)),
+        JoinOutcome::Created(_)
+    ));
+    assert!(!s.is_cluster_revoked("edge-1").unwrap());
     let first = &s.outbox_batch(0, 1, NO_WIRE).unwrap()[0];
     let workbus_hub::store::OutboxPayload::Event(Ok(e)) = &first.payload else {
         panic!("no event")
