@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use cloudevents::AttributesReader;
 use workbus_hub::store::registration::{ClusterSelector, ClusterSet, JoinToken};
 use workbus_hub::store::registration_writes::{
@@ -370,7 +370,6 @@ pub fn leases_drive_health_deadlines(b: &dyn Backend) {
         c.managed_cluster().condition_status(condition::AVAILABLE),
         Some("Unknown")
     );
-    let _ = Duration::zero();
 }
 
 pub fn clustersets_and_bootstrap_tokens(b: &dyn Backend) {
