@@ -218,3 +218,42 @@ impl Metrics {
         out
     }
 }
+
+/// How many clusters have each `(condition type, status)` among OCM's three headline
+/// conditions (HubAccepted, Joined, Available), for `workbus_hub_clusters`.
+pub fn cluster_condition_counts(
+    clusters: &[crate::store::Cluster],
+) -> BTreeMap<(String, String), u64> {
+    use workbus_schemas::registration::names::condition;
+    let mut counts = BTreeMap::new();
+    for c in clusters {
+        let mc = c.managed_cluster();
+        for type_ in [
+            condition::HUB_ACCEPTED,
+            condition::JOINED,
+            condition::AVAILABLE,
+        ] {
+            if let Some(status) = mc.condition_status(type_) {
+                *counts
+                    .entry((type_.to_string(), status.to_string()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// The `workbus_hub_clusters{condition,status}` gauge family.
+pub fn render_cluster_gauges(counts: &BTreeMap<(String, String), u64>) -> String {
+    let name = "workbus_hub_clusters";
+    let mut out = format!(
+        "# HELP {name} Clusters by condition and status (HubAccepted, Joined, Available).\n# TYPE {name} gauge\n"
+    );
+    for ((condition, status), n) in counts {
+        let _ = writeln!(
+            out,
+            "{name}{{condition=\"{condition}\",status=\"{status}\"}} {n}"
+        );
+    }
+    out
+}

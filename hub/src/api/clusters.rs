@@ -98,6 +98,12 @@ pub async fn delete(
         .store
         .run(move |s| s.write(DeleteCluster { name: target }))
         .await?;
-    tracing::info!(cluster = %name, actor = %caller.name, "cluster removed");
+    // A joined cluster's identity is revoked with it: close its connections now.
+    let closed = state
+        .registration
+        .disconnect
+        .as_ref()
+        .map_or(0, |d| d(&name));
+    tracing::info!(cluster = %name, actor = %caller.name, closed, "cluster removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -49,6 +49,7 @@ impl Write for CreateCluster {
             labels: self.labels,
             created: self.now,
             last_heard: None,
+            registration: None,
         };
         if !tx.insert_cluster(&cluster)? {
             return Err(StoreError::AlreadyExists {
@@ -61,7 +62,8 @@ impl Write for CreateCluster {
 }
 
 /// Removes a cluster: [`StoreError::Conflict`] while it still has works,
-/// [`StoreError::NotFound`] if there is none.
+/// [`StoreError::NotFound`] if there is none. A cluster that joined over the bus leaves
+/// its name revoked: its certificate is refused until the name joins again.
 #[derive(Debug, Clone)]
 pub struct DeleteCluster {
     /// Its name.
@@ -72,6 +74,12 @@ impl Write for DeleteCluster {
     type Output = ();
     fn run(self, tx: &mut dyn StoreTx) -> Result<(), StoreError> {
         check_removal(&self.name, tx.count_works(&self.name)?)?;
+        if tx
+            .cluster(&self.name)?
+            .is_some_and(|c| c.registration.is_some())
+        {
+            tx.set_cluster_revoked(&self.name, Some(chrono::Utc::now()))?;
+        }
         if !tx.remove_cluster(&self.name)? {
             return Err(StoreError::NotFound {
                 kind: "cluster",
