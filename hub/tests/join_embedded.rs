@@ -27,7 +27,7 @@ use workbus_schemas::registration::{
     decode_registration_event, encode_registration_event,
 };
 use workbus_schemas::topics::{self, Topics};
-use workbus_transport::{TlsSettings, Transport, TransportConfig, TransportEvent};
+use workbus_transport::{PemSource, TlsSettings, Transport, TransportConfig, TransportEvent};
 
 struct Setup {
     broker: EmbeddedBroker,
@@ -87,7 +87,7 @@ impl Setup {
 
     fn ca_only(&self) -> TlsSettings {
         TlsSettings {
-            ca_pem: Some(std::fs::read(self.pki.ca_bundle()).unwrap()),
+            ca_pem: Some(PemSource::File(self.pki.ca_bundle())),
             client_cert_pem: None,
             client_key_pem: None,
         }
@@ -266,9 +266,9 @@ async fn bootstrap_tokens_join_accept_and_deny() {
 
     // The issued certificate is the cluster's own identity on the broker.
     let own = TlsSettings {
-        ca_pem: Some(std::fs::read(s.pki.ca_bundle()).unwrap()),
-        client_cert_pem: Some(cert),
-        client_key_pem: Some(key.serialize_pem().into_bytes()),
+        ca_pem: Some(PemSource::File(s.pki.ca_bundle())),
+        client_cert_pem: Some(PemSource::Inline(cert)),
+        client_key_pem: Some(PemSource::Inline(key.serialize_pem().into_bytes())),
     };
     let mut agent = Transport::start(s.transport(
         &cluster,
