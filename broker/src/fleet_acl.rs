@@ -3,7 +3,10 @@
 //!
 //! - **Identity** ([`Identity`]): from the client certificate the TLS handshake verified
 //!   (CN, else a DNS SAN: [`certificate_identity`]), else from user name and password
-//!   checked against a [`Credentials`] file. Nothing else gets in.
+//!   checked against a [`Credentials`] file. Nothing else gets in. Bootstrap identities
+//!   (`bootstrap.<cluster>`, a cluster joining with a hub-issued token) are never taken
+//!   from a certificate or the credential file: only the hub, which issues and revokes
+//!   bootstrap tokens, authenticates them (its own `Authorizer` wraps this one).
 //! - **Client id**: must name the identity ([`Identity::may_use_client_id`]); the broker
 //!   refuses a client id held by another identity ([`Authorizer::identity`]), so no one
 //!   takes over another cluster's session.
@@ -85,17 +88,33 @@ impl FleetAcl {
         &self.acl
     }
 
+    /// The principal of an identity authenticated elsewhere (the hub's bootstrap tokens):
+    /// its grants from this fleet's topic ACL.
+    pub fn principal(&self, identity: Identity) -> FleetPrincipal {
+        FleetPrincipal {
+            name: identity.name(),
+            grants: self.acl.grants(Subject::Identity(&identity)),
+            identity,
+        }
+    }
+
     async fn identify(&self, request: &ConnectRequest) -> Result<Identity, ConnectDenied> {
         if let Some(leaf) = request.peer_certificates.first() {
             // A verified certificate decides; a user name sent along is ignored, as with
             // Mosquitto's use_identity_as_username.
             let name = certificate_identity(leaf).ok_or(ConnectDenied::NotAuthorized)?;
-            return Identity::parse(&name).map_err(|_| ConnectDenied::NotAuthorized);
+            return match Identity::parse(&name) {
+                Ok(Identity::Bootstrap(_)) | Err(_) => Err(ConnectDenied::NotAuthorized),
+                Ok(identity) => Ok(identity),
+            };
         }
         match (&self.credentials, &request.username, &request.password) {
             (Some(creds), Some(user), Some(password)) => {
                 if creds.verify(user, password).await {
-                    Identity::parse(user).map_err(|_| ConnectDenied::BadCredentials)
+                    match Identity::parse(user) {
+                        Ok(Identity::Bootstrap(_)) | Err(_) => Err(ConnectDenied::BadCredentials),
+                        Ok(identity) => Ok(identity),
+                    }
                 } else {
                     Err(ConnectDenied::BadCredentials)
                 }
@@ -117,12 +136,7 @@ impl Authorizer for FleetAcl {
         if !identity.may_use_client_id(&request.client_id) {
             return Err(ConnectDenied::ClientIdRejected);
         }
-        let grants = self.acl.grants(Subject::Identity(&identity));
-        Ok(FleetPrincipal {
-            name: identity.name(),
-            identity,
-            grants,
-        })
+        Ok(self.principal(identity))
     }
 
     fn identity<'p>(&self, principal: &'p FleetPrincipal) -> Option<&'p str> {

@@ -6,17 +6,21 @@
 //! the broker (ours, or a generated Mosquitto/EMQX configuration) never hard-codes a
 //! topic shape.
 //!
-//! - [`Identity`]: who a connection is — the agent of one cluster, or a source (the hub).
-//!   Its text form ([`Identity::name`]) is what a client certificate's CN (or DNS SAN)
-//!   and a credential file's user name carry: a cluster name for an agent, `source.<id>`
-//!   for a source. Cluster names are DNS labels (no `.`), so the two never collide.
+//! - [`Identity`]: who a connection is — the agent of one cluster, a cluster that is
+//!   joining with a bootstrap token, or a source (the hub). Its text form
+//!   ([`Identity::name`]) is what a client certificate's CN (or DNS SAN) and a credential
+//!   file's user name carry: a cluster name for an agent, `bootstrap.<cluster>` for a
+//!   joining cluster, `source.<id>` for a source. Cluster names are DNS labels (no `.`),
+//!   so the three never collide.
 //! - [`Identity::may_use_client_id`]: the MQTT client id must name the identity
 //!   (OCM's agent naming, [`crate::client_id`]).
 //! - [`TopicAcl`]: built from the fleet's templates (cluster slot `+`); answers "may
 //!   identity I publish to topic T" and "may I subscribe to filter F", and lists the
 //!   [`Grant`]s of an identity (or of a placeholder, for external brokers' pattern rules).
 //!
-//! The rules: an agent publishes only to its own `agentEvents` (and `agentBroadcast` with
+//! The rules: a bootstrap identity publishes only to its cluster's `agentEvents` and
+//! subscribes only to its cluster's `sourceEvents` (no broadcasts: it may only join, and
+//! the hub checks which data types it sends); an agent publishes only to its own `agentEvents` (and `agentBroadcast` with
 //! its own cluster) and subscribes only to its own `sourceEvents` and the configured
 //! `sourceBroadcast`; a source publishes only to `sourceEvents`/`sourceBroadcast` with its
 //! own source slot and subscribes only to `agentEvents` with its own source slot and to
@@ -31,6 +35,14 @@ use crate::topics::{SegmentKind, TopicError, TopicRole, Topics, validate_segment
 /// The text before a source id in a source identity's name.
 pub const SOURCE_IDENTITY_PREFIX: &str = "source.";
 
+/// The text before a cluster name in a bootstrap identity's name (its MQTT user name).
+pub const BOOTSTRAP_IDENTITY_PREFIX: &str = "bootstrap.";
+
+/// The MQTT 5 user property in which the hub's embedded broker stamps the authenticated
+/// identity ([`Identity::name`]) of a message's publisher, after removing any property
+/// of that name the client sent. Subscribers trust it only from a broker that stamps.
+pub const PUBLISHER_PROPERTY: &str = "workbus.io/publisher";
+
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -38,22 +50,29 @@ pub enum Identity {
     Agent(String),
     /// A source (the hub), by its source id.
     Source(String),
+    /// A cluster joining with a hub-issued bootstrap token (the cluster name): it may
+    /// only send its join requests and read the hub's answers.
+    Bootstrap(String),
 }
 
 /// A name that is no identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not an identity: expected a cluster name or source.<source id>, each matching `[a-z0-9-]+`"
+    "{0:?} is not an identity: expected a cluster name, bootstrap.<cluster name> or source.<source id>, each matching `[a-z0-9-]+`"
 )]
 pub struct InvalidIdentity(pub String);
 
 impl Identity {
-    /// Reads an identity's text form: `source.<id>` or a cluster name.
+    /// Reads an identity's text form: `source.<id>`, `bootstrap.<cluster>` or a cluster
+    /// name.
     pub fn parse(name: &str) -> Result<Identity, InvalidIdentity> {
         let (kind, value, make): (_, _, fn(String) -> Identity) =
-            match name.strip_prefix(SOURCE_IDENTITY_PREFIX) {
-                Some(id) => (SegmentKind::SourceId, id, Identity::Source),
-                None => (SegmentKind::ClusterName, name, Identity::Agent),
+            if let Some(id) = name.strip_prefix(SOURCE_IDENTITY_PREFIX) {
+                (SegmentKind::SourceId, id, Identity::Source)
+            } else if let Some(cluster) = name.strip_prefix(BOOTSTRAP_IDENTITY_PREFIX) {
+                (SegmentKind::ClusterName, cluster, Identity::Bootstrap)
+            } else {
+                (SegmentKind::ClusterName, name, Identity::Agent)
             };
         // A cluster name is also a DNS label: at most 63 characters.
         let too_long = kind == SegmentKind::ClusterName && value.len() > 63;
@@ -63,18 +82,28 @@ impl Identity {
         Ok(make(value.to_owned()))
     }
 
-    /// The text form: the cluster name, or `source.<id>`.
+    /// The text form: the cluster name, `bootstrap.<cluster>` or `source.<id>`.
     pub fn name(&self) -> String {
         self.to_string()
     }
 
     /// Whether a connection of this identity may use MQTT client id `client_id`: an agent
     /// `<cluster>-work-agent…-client` ([`client_id::agent_client_id_matches`]), a source
-    /// `<id>-hub…` ([`client_id::source_client_id_matches`]).
+    /// `<id>-hub…` ([`client_id::source_client_id_matches`]), a bootstrap identity exactly
+    /// [`client_id::bootstrap_client_id`].
     pub fn may_use_client_id(&self, client_id: &str) -> bool {
         match self {
             Identity::Agent(cluster) => client_id::agent_client_id_matches(cluster, client_id),
             Identity::Source(id) => client_id::source_client_id_matches(id, client_id),
+            Identity::Bootstrap(cluster) => client_id == client_id::bootstrap_client_id(cluster),
+        }
+    }
+
+    /// The cluster of an agent or bootstrap identity.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Identity::Agent(c) | Identity::Bootstrap(c) => Some(c),
+            Identity::Source(_) => None,
         }
     }
 }
@@ -84,6 +113,7 @@ impl fmt::Display for Identity {
         match self {
             Identity::Agent(cluster) => f.write_str(cluster),
             Identity::Source(id) => write!(f, "{SOURCE_IDENTITY_PREFIX}{id}"),
+            Identity::Bootstrap(cluster) => write!(f, "{BOOTSTRAP_IDENTITY_PREFIX}{cluster}"),
         }
     }
 }
@@ -125,6 +155,7 @@ enum Seg {
 /// Who a rule is for and what it allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
+    role: TopicRole,
     agent: bool,
     access: Access,
     segs: Vec<Seg>,
@@ -164,11 +195,13 @@ impl TopicAcl {
                 TopicRole::SourceEvents | TopicRole::SourceBroadcast => (false, true),
             };
             rules.push(Rule {
+                role,
                 agent: agent_publishes,
                 access: Access::Publish,
                 segs: segs.clone(),
             });
             rules.push(Rule {
+                role,
                 agent: agent_subscribes,
                 access: Access::Subscribe,
                 segs,
@@ -191,10 +224,17 @@ impl TopicAcl {
         let (agent, value) = match subject {
             Subject::Identity(Identity::Agent(c)) => (true, c.as_str()),
             Subject::Identity(Identity::Source(s)) => (false, s.as_str()),
+            Subject::Identity(Identity::Bootstrap(c)) => (true, c.as_str()),
             Subject::AnyAgent { placeholder } => (true, placeholder),
         };
+        // A joining cluster gets its own events topics only, no broadcasts.
+        let events_only = matches!(subject, Subject::Identity(Identity::Bootstrap(_)));
         let mut out: Vec<Grant> = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.agent == agent) {
+        for rule in self.rules.iter().filter(|r| {
+            r.agent == agent
+                && (!events_only
+                    || matches!(r.role, TopicRole::AgentEvents | TopicRole::SourceEvents))
+        }) {
             let mut parts = Vec::with_capacity(rule.segs.len());
             let mut applies = true;
             for seg in &rule.segs {
@@ -439,6 +479,44 @@ mod tests {
         assert!(!acl.may_subscribe(&s, "sources/+/clusters/+/agentevents"));
         let placeholders = acl.grants(Subject::AnyAgent { placeholder: "%u" });
         assert_eq!(placeholders[0].filter, "sources/+/clusters/%u/sourceevents");
+    }
+
+    #[test]
+    fn bootstrap_identities_may_only_join() {
+        let b = Identity::Bootstrap("edge-1".into());
+        assert_eq!(b.name(), "bootstrap.edge-1");
+        assert_eq!(Identity::parse("bootstrap.edge-1"), Ok(b.clone()));
+        assert_eq!(Identity::parse("bootstrap"), Ok(agent("bootstrap")));
+        assert!(Identity::parse("bootstrap.").is_err());
+        assert!(Identity::parse("bootstrap.a.b").is_err());
+        assert_eq!(b.cluster(), Some("edge-1"));
+        assert!(b.may_use_client_id("edge-1-registration-bootstrap"));
+        assert!(!b.may_use_client_id("edge-1-work-agent-client"));
+        assert!(!agent("edge-1").may_use_client_id("edge-1-registration-bootstrap"));
+        let topics = Topics {
+            source_events: "sources/+/clusters/+/sourceevents".into(),
+            agent_events: "sources/+/clusters/+/agentevents".into(),
+            source_broadcast: Some("sources/+/sourcebroadcast".into()),
+            agent_broadcast: Some("clusters/+/agentbroadcast".into()),
+        };
+        let acl = TopicAcl::new(&topics).unwrap();
+        assert_eq!(
+            acl.grants(Subject::Identity(&b)),
+            vec![
+                Grant {
+                    access: Access::Subscribe,
+                    filter: "sources/+/clusters/edge-1/sourceevents".into()
+                },
+                Grant {
+                    access: Access::Publish,
+                    filter: "sources/+/clusters/edge-1/agentevents".into()
+                },
+            ]
+        );
+        assert!(!acl.may_publish(&b, "clusters/edge-1/agentbroadcast"));
+        assert!(!acl.may_subscribe(&b, "sources/+/sourcebroadcast"));
+        assert!(!acl.may_publish(&b, "sources/hub/clusters/edge-2/agentevents"));
+        assert!(acl.may_publish(&b, "sources/hub/clusters/edge-1/agentevents"));
     }
 
     #[test]

@@ -13,6 +13,12 @@ pub fn mqtt_client_id(agent_id: &str) -> String {
     format!("{agent_id}-client")
 }
 
+/// The MQTT client identifier of a cluster joining with a bootstrap token
+/// (`<cluster>-registration-bootstrap`); the only one `bootstrap.<cluster>` may use.
+pub fn bootstrap_client_id(cluster_name: &str) -> String {
+    format!("{cluster_name}-registration-bootstrap")
+}
+
 /// The text between a hub's source id and its per-process suffix in its MQTT client id
 /// (`<source id>-hub-<suffix>`).
 pub const SOURCE_CLIENT_ID_INFIX: &str = "-hub";
@@ -71,6 +77,10 @@ mod tests {
             "edge-1-work-agentclient"
         ));
         assert!(!agent_client_id_matches("edge", "edge-1-work-agent-client"));
+        assert_eq!(
+            bootstrap_client_id("edge-1"),
+            "edge-1-registration-bootstrap"
+        );
         assert_eq!(source_client_id("maestro", "1a2b"), "maestro-hub-1a2b");
         assert!(source_client_id_matches("maestro", "maestro-hub-1a2b"));
         assert!(source_client_id_matches("maestro", "maestro-hub"));

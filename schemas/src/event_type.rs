@@ -72,9 +72,13 @@ pub struct DataType {
 impl DataType {
     /// True when this is the ManifestWork data type.
     pub fn is_manifest_bundles(&self) -> bool {
-        self.group == MANIFEST_BUNDLES.group
-            && self.version == MANIFEST_BUNDLES.version
-            && self.resource == MANIFEST_BUNDLES.resource
+        self.is(MANIFEST_BUNDLES)
+    }
+
+    /// True when this is the data type `r` (e.g. one of
+    /// [`crate::registration::names`]' registration data types).
+    pub fn is(&self, r: DataTypeRef) -> bool {
+        self.group == r.group && self.version == r.version && self.resource == r.resource
     }
 }
 
@@ -211,6 +215,15 @@ pub struct EventType {
 }
 
 impl EventType {
+    /// The event type of data type `data_type` with `sub_resource` and `action`.
+    pub fn new(data_type: DataTypeRef, sub_resource: SubResource, action: Action) -> Self {
+        EventType {
+            data_type: data_type.to_owned(),
+            sub_resource,
+            action,
+        }
+    }
+
     /// A ManifestWork (`manifestbundles`) event type.
     pub fn manifest_bundles(sub_resource: SubResource, action: Action) -> Self {
         EventType {
@@ -308,6 +321,29 @@ mod tests {
             "io.open-cluster-management.works.v1alpha1.manifestbundles.status.resync_response"
         );
         assert!(t.data_type.is_manifest_bundles());
+        for (text, data_type) in [
+            (
+                "cluster.open-cluster-management.io.v1.managedclusters.spec.create_request",
+                crate::registration::names::MANAGED_CLUSTERS,
+            ),
+            (
+                "certificates.k8s.io.v1.certificatesigningrequests.spec.resync_request",
+                crate::registration::names::CERTIFICATE_SIGNING_REQUESTS,
+            ),
+            (
+                "coordination.k8s.io.v1.leases.spec.update_request",
+                crate::registration::names::LEASES,
+            ),
+            (
+                "events.k8s.io.v1.events.spec.update_request",
+                crate::registration::names::EVENTS,
+            ),
+        ] {
+            let t: EventType = text.parse().unwrap();
+            assert!(t.data_type.is(data_type), "{text}");
+            assert!(!t.data_type.is_manifest_bundles());
+            assert_eq!(t.to_string(), text);
+        }
         let odd: EventType = "a.b.c.spec.frobnicate".parse().unwrap();
         assert_eq!(odd.action, Action::Other("frobnicate".into()));
         assert_eq!(odd.to_string(), "a.b.c.spec.frobnicate");

@@ -26,6 +26,8 @@
 //! - [`resync_digest`]: per-cluster resync digests, a compatible extension (design + functions).
 //! - [`signature`]: signed spec events (Ed25519 over a canonical form), a compatible extension.
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
+//! - [`registration`]: cluster registration and health data types (ManagedCluster, CSR,
+//!   Lease, Event) and their sdk-go event codec (issue 13).
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
@@ -39,6 +41,7 @@ pub mod metadata;
 pub mod mqtt;
 #[cfg(feature = "protobuf")]
 pub mod proto;
+pub mod registration;
 pub mod resource_id;
 pub mod resync;
 pub mod resync_digest;
