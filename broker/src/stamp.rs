@@ -19,9 +19,9 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Name of the user property carrying the publisher's identity (the same text as
-/// `workbus_schemas::acl::PUBLISHER_PROPERTY`, which receivers read).
-pub const PUBLISHER_PROPERTY: &str = "workbus.io/publisher"; // TODO(h4): schemas::acl
+/// Name of the user property carrying the publisher's identity (defined with the
+/// identities in `workbus_schemas::acl`; receivers read the same constant).
+pub const PUBLISHER_PROPERTY: &str = workbus_schemas::acl::PUBLISHER_PROPERTY;
 
 /// MQTT 5 User Property identifier.
 const USER_PROPERTY: u8 = 0x26;

@@ -13,14 +13,12 @@ use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, R
 use rumqttc::{Outgoing, Transport as RumqttTransport};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use workbus_schemas::acl::PUBLISHER_PROPERTY;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
 use super::will::Will;
 use super::{AckTracker, PublishError, TransportConfig, TransportEvent, TransportStats, qos_v5};
-
-/// The user property a stamping broker names the publisher in.
-const PUBLISHER_PROPERTY: &str = "workbus.io/publisher"; // TODO(h4): schemas::acl
 
 /// The shortest keep-alive rumqttc's MQTT 5 client takes (it panics below).
 const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
