@@ -352,6 +352,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     None => tokio::time::sleep_until(next_sweep).await,
                 }
             };
+            if std::mem::take(&mut self.reconnect_requested) {
+                // A rotated identity: the transport reads the files again on the new
+                // connection. Off the loop: the reconnect first lets publishes in
+                // flight be acknowledged.
+                let publisher = transport.publisher.clone();
+                tokio::spawn(async move { publisher.reconnect().await });
+            }
             tokio::select! {
                 event = transport.events.recv() => match event {
                     Some(event) => self.on_transport(event).await,

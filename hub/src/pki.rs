@@ -131,14 +131,17 @@ impl Pki {
     }
 
     /// The transport's TLS settings for `identity`, a client in this process: the CA
-    /// bundle and a certificate issued now (valid for [`certs::LEAF_VALIDITY`]).
+    /// bundle and a certificate issued now (valid for [`certs::LEAF_VALIDITY`]), as
+    /// files, which the transport reads on every connection attempt — re-issuing them
+    /// (`workbus-hub certs issue`, a CA rotation) reaches the client on its next
+    /// reconnect.
     pub fn transport_tls(&self, identity: &Identity) -> Result<TlsSettings, PkiError> {
         let issued = self.issue(identity, certs::LEAF_VALIDITY)?;
-        Ok(TlsSettings {
-            ca_pem: Some(read(&self.ca_bundle())?),
-            client_cert_pem: Some(read(&issued.cert)?),
-            client_key_pem: Some(read(&issued.key)?),
-        })
+        Ok(TlsSettings::from_files(
+            self.ca_bundle(),
+            issued.cert,
+            issued.key,
+        ))
     }
 }
 
@@ -154,13 +157,6 @@ fn check_identity(identity: &Identity) -> Result<(), PkiError> {
         )),
         Err(e) => Err(PkiError::Identity(name, e.to_string())),
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
-    std::fs::read(path).map_err(|source| PkiError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

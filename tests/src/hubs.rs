@@ -15,14 +15,21 @@ pub const ADMIN_TOKEN: &str = "wbt_workbus-tests-admin-token";
 /// Starts a hub with its database in `data_dir`, following `source_id`'s topics on the
 /// broker at `host:port`, REST on a free port, [`ADMIN_TOKEN`] as its admin token.
 pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) -> HubHandle {
+    let broker = BrokerSettings::Address {
+        host: host.to_string(),
+        port,
+    };
+    start_hub_with(data_dir, source_id, broker).await
+}
+
+/// [`start_hub`] with any broker settings (a secured broker: a transport with the hub's
+/// certificate, see [`crate::brokers::TestBroker::start_hub`]).
+pub async fn start_hub_with(data_dir: &Path, source_id: &str, broker: BrokerSettings) -> HubHandle {
     Hub::start(HubConfig {
         store: StoreSettings::sqlite(data_dir),
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source_id.to_string(),
-        broker: BrokerSettings::Address {
-            host: host.to_string(),
-            port,
-        },
+        broker,
         api: ApiSettings {
             admin_token: Some(ADMIN_TOKEN.into()),
             ..ApiSettings::default()

@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod fake_source;
 pub mod fault_proxy;
 pub mod hubs;
+pub mod secure;
 
 pub use fake_source::FakeSource;
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`), so
@@ -45,6 +46,44 @@ macro_rules! on_both_brokers {
                     let test = concat!(module_path!(), "::", stringify!($name));
                     let Some(mut broker) =
                         $crate::brokers::TestBroker::mosquitto_unless_missing(test).await
+                    else {
+                        return;
+                    };
+                    super::$name(&mut broker).await;
+                    broker.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed `async fn name(broker: &mut TestBroker)` twice more, secured (mutual
+/// TLS, topic ACLs, signed spec events; see [`secure`]): `secured_embedded::name` on a
+/// fresh embedded broker with the fleet ACL, and `secured_mosquitto::name` on a fresh
+/// private Mosquitto configured as `deploy/mosquitto/` documents (skipped like the
+/// plaintext Mosquitto tests without a `mosquitto` executable). For suites whose hubs
+/// and agents are made through the broker ([`brokers::TestBroker::start_hub`],
+/// [`brokers::TestBroker::agent_config`]).
+#[macro_export]
+macro_rules! on_secured_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod secured_embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let mut broker = $crate::brokers::TestBroker::embedded_secured().await;
+                    super::$name(&mut broker).await;
+                    broker.stop().await;
+                }
+            )*
+        }
+        mod secured_mosquitto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let Some(mut broker) =
+                        $crate::brokers::TestBroker::mosquitto_secured_unless_missing(test).await
                     else {
                         return;
                     };

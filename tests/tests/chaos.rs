@@ -1,8 +1,9 @@
 //! The chaos suite of issue 9: hub, agents and broker as real processes under SIGKILL,
 //! restarts and pauses while a seeded random stream of REST operations runs; then every
 //! acknowledged answer is checked against the hub and the simulated clusters (see
-//! `workbus_tests::chaos`). One test per broker leg: the embedded broker standalone and
-//! a private Mosquitto. The legs run one after the other (they share two cores).
+//! `workbus_tests::chaos`). One test per broker leg: the embedded broker standalone,
+//! the same secured (mutual TLS, fleet ACL, signed spec events) and a private
+//! Mosquitto. The legs run one after the other (they share two cores).
 //!
 //! Short form (default, part of `cargo test --workspace`): 300 operations, 8 faults,
 //! 4 agents per leg. Long form (BENCHMARKS.md, "Chaos suite"):
@@ -39,6 +40,13 @@ fn leg(kind: BrokerKind) {
 #[test]
 fn embedded_broker() {
     leg(BrokerKind::Embedded);
+}
+
+/// The embedded broker leg as the product runs by default: mutual TLS, fleet ACL,
+/// signed spec events.
+#[test]
+fn embedded_broker_secured() {
+    leg(BrokerKind::EmbeddedSecured);
 }
 
 #[test]

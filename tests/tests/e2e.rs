@@ -2,21 +2,34 @@
 //! simulated cluster → status event → hub → REST, on the embedded broker and on
 //! Mosquitto, including the faults the vertical slice must survive: an agent offline
 //! while its works change, an agent killed and restarted, a hub stopped between commit
-//! and publish, a broker restarted mid-stream.
+//! and publish, a broker restarted mid-stream. The suite runs once more secured, as the
+//! product runs by default (`on_secured_brokers!`): mutual TLS with certificates from
+//! the hub's CA, topic ACLs (the embedded broker's fleet ACL; Mosquitto configured as
+//! `deploy/mosquitto/` documents) and agents that apply only spec events the hub signed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::SimulatedCluster;
-use workbus_tests::agents::{agent_config, start_agent};
+use workbus_tests::agents::start_agent;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{
-    applied_at, condition, delete_work, put_work, register_cluster, start_hub, wait_work,
+    applied_at, condition, delete_work, put_work, register_cluster, wait_work,
 };
 use workbus_tests::{unique, wait_until};
 
 workbus_tests::on_both_brokers!(
+    create_update_delete_round_trip,
+    offline_agent_converges_after_reconnect,
+    hub_stopped_before_publishing_delivers_after_restart,
+    broker_restart_mid_stream_converges,
+    unchanged_agent_resyncs_with_one_digest_round_trip,
+    changed_works_fall_back_from_digest_and_converge,
+);
+
+// The same suite as the product runs by default: mutual TLS, fleet ACL, signed specs.
+workbus_tests::on_secured_brokers!(
     create_update_delete_round_trip,
     offline_agent_converges_after_reconnect,
     hub_stopped_before_publishing_delivers_after_restart,
@@ -44,14 +57,19 @@ fn sim() -> Arc<SimulatedCluster> {
 }
 
 async fn create_update_delete_round_trip(broker: &mut TestBroker) {
-    let source = unique("hub");
+    let source = broker.source_id();
     let cluster = unique("edge");
     let dir = std::env::temp_dir().join(unique("e2e"));
-    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
     let mut changes = hub.watch();
     let sim = sim();
+    let config = broker.agent_config(&source, &cluster, &dir.join("hub"));
+    // Secured: a client certificate, and only spec events signed by this hub applied.
+    let secured = broker.secure().is_some();
+    assert_eq!(config.transport.tls.is_some(), secured);
+    assert_eq!(config.spec_signing_key.is_some(), secured);
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        config,
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
@@ -105,6 +123,11 @@ async fn create_update_delete_round_trip(broker: &mut TestBroker) {
         sim.object("", "v1", "configmaps", "default", "app-config")
             .is_none()
     );
+    assert_eq!(
+        count(&agent.stats().unverified),
+        0,
+        "every spec event verified"
+    );
 
     agent.shutdown().await;
     hub.shutdown().await;
@@ -112,13 +135,13 @@ async fn create_update_delete_round_trip(broker: &mut TestBroker) {
 }
 
 async fn offline_agent_converges_after_reconnect(broker: &mut TestBroker) {
-    let source = unique("hub");
+    let source = broker.source_id();
     let cluster = unique("edge");
     let dir = std::env::temp_dir().join(unique("e2e"));
-    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
     let mut changes = hub.watch();
     let sim = sim();
-    let config = agent_config(broker.host(), broker.port(), &source, &cluster);
+    let config = broker.agent_config(&source, &cluster, &dir.join("hub"));
     let agent = start_agent(
         config.clone(),
         sim.clone(),
@@ -191,18 +214,20 @@ async fn offline_agent_converges_after_reconnect(broker: &mut TestBroker) {
 }
 
 async fn hub_stopped_before_publishing_delivers_after_restart(broker: &mut TestBroker) {
-    let source = unique("hub");
+    let source = broker.source_id();
     let cluster = unique("edge");
     let dir = std::env::temp_dir().join(unique("e2e"));
     let sim = sim();
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        broker.agent_config(&source, &cluster, &dir.join("hub")),
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
     // A hub that cannot reach any broker: the change is committed (outbox) but cannot
     // be published. Port 1 on loopback refuses connections.
-    let cut_off = start_hub(&dir.join("hub"), &source, "127.0.0.1", 1).await;
+    let cut_off = broker
+        .start_hub_at(&dir.join("hub"), &source, "127.0.0.1", 1)
+        .await;
     register_cluster(&cut_off, &cluster).await;
     let code = put_work(&cut_off, &cluster, "durable", "durable-cm", "1").await;
     assert!(code == 200 || code == 201);
@@ -210,7 +235,7 @@ async fn hub_stopped_before_publishing_delivers_after_restart(broker: &mut TestB
     assert!(sim.is_empty(), "nothing can have been delivered yet");
 
     // Restarted on the same database with the broker reachable: the change arrives.
-    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
     let mut changes = hub.watch();
     wait_work(
         &hub,
@@ -231,14 +256,14 @@ async fn hub_stopped_before_publishing_delivers_after_restart(broker: &mut TestB
 }
 
 async fn broker_restart_mid_stream_converges(broker: &mut TestBroker) {
-    let source = unique("hub");
+    let source = broker.source_id();
     let cluster = unique("edge");
     let dir = std::env::temp_dir().join(unique("e2e"));
-    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
     let mut changes = hub.watch();
     let sim = sim();
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        broker.agent_config(&source, &cluster, &dir.join("hub")),
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
@@ -308,15 +333,15 @@ async fn digest_setup(
     Arc<SimulatedCluster>,
     workbus_agent::runtime::AgentHandle,
 ) {
-    let source = unique("hub");
+    let source = broker.source_id();
     let cluster = unique("edge");
     let dir = std::env::temp_dir().join(unique("e2e"));
-    let hub = start_hub(&dir.join("hub"), &source, broker.host(), broker.port()).await;
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
     let mut changes = hub.watch();
     assert_eq!(register_cluster(&hub, &cluster).await, 201);
     let sim = sim();
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        broker.agent_config(&source, &cluster, &dir.join("hub")),
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
@@ -360,7 +385,7 @@ async fn unchanged_agent_resyncs_with_one_digest_round_trip(broker: &mut TestBro
     // Restarted with its store: it remembers that the hub understands digests.
     agent.shutdown().await;
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        broker.agent_config(&source, &cluster, &dir.join("hub")),
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );
@@ -395,7 +420,7 @@ async fn changed_works_fall_back_from_digest_and_converge(broker: &mut TestBroke
     put_work(&hub, &cluster, "new", "new-cm", "1").await;
     delete_work(&hub, &cluster, "gone").await;
     let agent = start_agent(
-        agent_config(broker.host(), broker.port(), &source, &cluster),
+        broker.agent_config(&source, &cluster, &dir.join("hub")),
         sim.clone(),
         Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
     );

@@ -28,6 +28,7 @@ use workbus_schemas::topics::Topics;
 use workbus_testkit::{MosquittoProcess, skip_without_mosquitto};
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::hubs::{applied_at, put_work, register_cluster, wait_work};
+use workbus_tests::secure::mosquitto_documented_config;
 use workbus_transport::{TlsSettings, TransportConfig};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -39,11 +40,7 @@ fn issue(dir: &Path, who: &Identity) -> certs::Issued {
 /// The transport's TLS settings for `who`: the CA bundle and its own certificate.
 fn tls_settings(dir: &Path, who: &Identity) -> TlsSettings {
     let issued = issue(dir, who);
-    TlsSettings {
-        ca_pem: Some(std::fs::read(dir.join(certs::CA_BUNDLE)).unwrap()),
-        client_cert_pem: Some(std::fs::read(issued.cert).unwrap()),
-        client_key_pem: Some(std::fs::read(issued.key).unwrap()),
-    }
+    TlsSettings::from_files(dir.join(certs::CA_BUNDLE), issued.cert, issued.key)
 }
 
 #[tokio::test]
@@ -117,23 +114,6 @@ async fn hub_and_agent_converge_over_mutual_tls_with_acls_on() {
     agent.shutdown().await;
     hub.shutdown().await;
     broker.shutdown().await;
-}
-
-/// `deploy/mosquitto/mosquitto.conf` with this test's certificate directory, ACL file and
-/// port.
-fn documented_config(pki: &Path, acl_file: &Path, port: u16) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto");
-    let text = std::fs::read_to_string(root.join("mosquitto.conf")).expect("documented config");
-    let pki_dir = format!("{}/", pki.display());
-    let text = text
-        .replace("/etc/workbus/pki/", &pki_dir)
-        .replace(
-            "/etc/mosquitto/workbus.acl",
-            &acl_file.display().to_string(),
-        )
-        .replace("listener 8883", &format!("listener {port} 127.0.0.1"));
-    // As every test Mosquitto: stay root (PR_SET_PDEATHSIG), log nowhere.
-    format!("{text}\nuser root\nlog_dest none\n")
 }
 
 fn client_tls(pki: &Path, who: &Identity) -> rumqttc::Transport {
@@ -259,7 +239,7 @@ async fn mosquitto_configured_as_documented_confines_agents() {
     let mosquitto = MosquittoProcess::launch_with_config(move |dir, port| {
         let acl_file = dir.join("workbus.acl");
         std::fs::write(&acl_file, &rules).unwrap();
-        documented_config(&pki_for_config, &acl_file, port)
+        mosquitto_documented_config(&pki_for_config, &acl_file, port)
     })
     .expect("Mosquitto starts with the documented config");
     let addr = mosquitto.addr();

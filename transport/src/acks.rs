@@ -99,6 +99,11 @@ impl AckTracker {
         failed
     }
 
+    /// Whether every publish handed over has been settled.
+    pub(super) fn is_idle(&self) -> bool {
+        self.unassigned.is_empty() && self.inflight.is_empty()
+    }
+
     /// Fails every waiter: the session has ended.
     pub(super) fn close(&mut self) {
         for waiter in self.unassigned.drain(..) {

@@ -1,12 +1,13 @@
 //! The sdk-go MQTT config file: [`load_mqtt_config`] reads and parses it (the one place
 //! hub and agent do), and [`TransportConfig::from_mqtt_config`] turns it into a
-//! transport — the only place that reads the PEM files the config names (the schemas
+//! transport. The PEM files the config names are not read here but by the transport, on
+//! every connection attempt (so rotated files are picked up on reconnect; the schemas
 //! crate does no I/O).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use workbus_schemas::config::{ConfigError, MqttConfig, PemSource, TlsMode};
+use workbus_schemas::config::{ConfigError, MqttConfig, TlsMode};
 
 use super::{TlsSettings, TransportConfig};
 
@@ -16,14 +17,6 @@ pub enum TransportConfigError {
     /// `brokerHost` is not `host:port`.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A `...File` could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadPem {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 /// Why an sdk-go MQTT config file cannot be loaded; both name the file.
@@ -68,16 +61,6 @@ pub fn load_mqtt_config(path: &Path) -> Result<MqttConfig, LoadConfigError> {
     })
 }
 
-fn load(source: &PemSource) -> Result<Vec<u8>, TransportConfigError> {
-    match source {
-        PemSource::Inline(bytes) => Ok(bytes.clone()),
-        PemSource::File(path) => std::fs::read(path).map_err(|e| TransportConfigError::ReadPem {
-            path: path.display().to_string(),
-            source: e,
-        }),
-    }
-}
-
 impl TransportConfig {
     /// A transport for `client_id` subscribing to `subscriptions`, with broker address,
     /// credentials, keep-alive, QoS and TLS material from `config`.
@@ -98,13 +81,13 @@ impl TransportConfig {
         t.tls = match &config.tls {
             TlsMode::Plain => None,
             TlsMode::ServerAuth { ca } => Some(TlsSettings {
-                ca_pem: Some(load(ca)?),
+                ca_pem: Some(ca.clone()),
                 ..TlsSettings::default()
             }),
             TlsMode::Mutual { ca, cert, key } => Some(TlsSettings {
-                ca_pem: ca.as_ref().map(load).transpose()?,
-                client_cert_pem: Some(load(cert)?),
-                client_key_pem: Some(load(key)?),
+                ca_pem: ca.clone(),
+                client_cert_pem: Some(cert.clone()),
+                client_key_pem: Some(key.clone()),
             }),
         };
         Ok(t)

@@ -15,7 +15,10 @@
 //!   see `acks`), a refusal on the PUBACK fails its publish ([`PublishError::Refused`]);
 //! - every message is checked against MQTT's limits before rumqttc sees it
 //!   ([`PublishError::Unpublishable`]): rumqttc would drop the connection over it;
-//! - [`Transport::shutdown`] ends the session in bounded time, connected or not.
+//! - [`Transport::shutdown`] ends the session in bounded time, connected or not;
+//! - TLS material given as files is read for every connection attempt, and
+//!   [`Publisher::reconnect`] starts a new connection on request: certificates rotate
+//!   without a restart (see `tls`).
 //!
 //! MQTT 5 is the default; MQTT 3.1.1 is available for small brokers and devices and can
 //! only carry structured-mode events (it has no user properties).
@@ -37,6 +40,7 @@ use workbus_schemas::mqtt::{
 };
 
 use acks::AckTracker;
+use session::{SessionControl, SessionLoop};
 
 mod acks;
 mod from_config;
@@ -47,7 +51,7 @@ mod v5;
 mod will;
 
 pub use from_config::{LoadConfigError, TransportConfigError, load_mqtt_config};
-pub use tls::{TlsError, TlsSettings};
+pub use tls::{PemSource, TlsError, TlsSettings};
 pub use will::Will;
 
 /// The MQTT protocol version a transport speaks.
@@ -226,6 +230,8 @@ pub struct TransportStats {
     pub message_bytes_published: AtomicU64,
     /// Publishes failed because the connection was lost before their acknowledgement.
     pub publishes_lost: AtomicU64,
+    /// Connection attempts skipped because the TLS material (files) was unusable.
+    pub tls_errors: AtomicU64,
     /// Whether the session is connected now.
     pub connected: AtomicBool,
 }
@@ -259,6 +265,7 @@ struct PublisherInner {
     limits: PublishLimits,
     ack_timeout: Duration,
     stats: Arc<TransportStats>,
+    control: Arc<SessionControl>,
 }
 
 #[derive(Clone)]
@@ -319,8 +326,57 @@ impl Publisher {
         self.inner.stats.connected.load(Ordering::Relaxed)
     }
 
+    /// Why the TLS material could not be loaded for the last connection attempt, until
+    /// a load succeeds (the session keeps retrying with backoff meanwhile).
+    pub fn tls_error(&self) -> Option<TlsError> {
+        self.inner.control.tls_error.lock().ok()?.clone()
+    }
+
+    /// Asks for a clean reconnect, e.g. after the certificate files were rotated: the
+    /// session sends DISCONNECT (so the broker publishes no Will), drops the connection
+    /// and connects again at once, reading file-based TLS material afresh.
+    ///
+    /// Publishes are held back meanwhile, and those already handed over are first given
+    /// up to the acknowledgement timeout to be acknowledged, so a reconnect on a healthy
+    /// connection fails none of them; any still unacknowledged then fail with
+    /// [`PublishError::ConnectionLost`] as on any lost connection. Returns once the old
+    /// connection is gone. Without a connection it cuts the backoff wait short instead
+    /// (an attempt already under way keeps the material it loaded).
+    pub async fn reconnect(&self) {
+        let inner = &self.inner;
+        let control = &inner.control;
+        let _order = inner.order.lock().await;
+        if !self.is_connected() {
+            control.wake.notify_one();
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + inner.ack_timeout;
+        loop {
+            let idle = control.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let settled = inner.acks.lock().map_or(true, |acks| acks.is_idle());
+            if settled || tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        let restarted = control.restarted.notified();
+        tokio::pin!(restarted);
+        restarted.as_mut().enable();
+        let queued = match &inner.client {
+            Client::V5(c) => c.disconnect().await.is_ok(),
+            Client::V311(c) => c.disconnect().await.is_ok(),
+        };
+        if queued {
+            // Keep new publishes back until the old connection's are settled. Bounded:
+            // the connection may die some other way first (then `restarted` still fires).
+            let _ = tokio::time::timeout(inner.ack_timeout, restarted).await;
+        }
+    }
+
     /// Sends DISCONNECT; the session task then ends and [`Transport::join`] returns.
     pub async fn disconnect(&self) {
+        self.inner.control.closing.store(true, Ordering::SeqCst);
         match &self.inner.client {
             Client::V5(c) => {
                 let _ = c.disconnect().await;
@@ -389,19 +445,27 @@ impl Transport {
         let stats = Arc::new(TransportStats::default());
         let acks = Arc::new(Mutex::new(AckTracker::default()));
         let (events_tx, events) = mpsc::channel(config.inbound_capacity.max(1));
+        // Unusable material at start is the caller's configuration error; later, on
+        // reconnects, the session reports and retries it.
         let tls = match &config.tls {
-            Some(t) => Some(t.client_config(&config.host)?),
+            Some(t) => Some(t.client_config()?),
             None => None,
         };
+        let control = Arc::new(SessionControl::default());
+        let session = SessionLoop::new(
+            &config,
+            acks.clone(),
+            events_tx,
+            stats.clone(),
+            control.clone(),
+        );
         let (client, task) = match config.protocol {
             Protocol::V5 => {
-                let (client, task) =
-                    v5::spawn(&config, tls, acks.clone(), events_tx, stats.clone());
+                let (client, task) = v5::spawn(&config, tls, session);
                 (Client::V5(client), task)
             }
             Protocol::V311 => {
-                let (client, task) =
-                    v311::spawn(&config, tls, acks.clone(), events_tx, stats.clone());
+                let (client, task) = v311::spawn(&config, tls, session);
                 (Client::V311(client), task)
             }
         };
@@ -414,6 +478,7 @@ impl Transport {
                 limits: config.publish_limits(),
                 ack_timeout: config.ack_timeout,
                 stats,
+                control,
             }),
         };
         Ok(Transport {

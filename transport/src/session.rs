@@ -6,17 +6,43 @@
 //! Per connection: CONNACK → subscribe to every filter in one SUBSCRIBE → SUBACK →
 //! `Subscribed` (a refused filter fails the connection, like sdk-go). On a lost
 //! connection: settle what rumqttc buffered and dropped (see [`super::acks`]), report
-//! `Disconnected`, wait the next backoff delay, and let rumqttc reconnect.
+//! `Disconnected`, wait the next backoff delay, load the TLS material afresh (files may
+//! have been rotated; unusable material is reported and retried with backoff, never
+//! replaced by the previous material), and let rumqttc reconnect.
+//!
+//! A DISCONNECT the owner did not send as its goodbye (a requested reconnect, or ours
+//! after a refused subscription) restarts the connection: once it is written the loop
+//! drops the connection itself rather than waiting for the broker to close it, so
+//! nothing else is written after it, and (for a requested reconnect) connects again
+//! without a backoff delay.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::{
-    AckTracker, ReconnectPolicy, TransportConfig, TransportEvent, TransportStats, message_size,
+    AckTracker, ReconnectPolicy, TlsError, TlsSettings, TransportConfig, TransportEvent,
+    TransportStats, message_size,
 };
+
+/// What the owner of a session asks of its task besides publishing, and what the task
+/// tells it back; shared by [`super::Publisher`] and the session loop.
+#[derive(Default)]
+pub(super) struct SessionControl {
+    /// The owner sent its final DISCONNECT: the session ends once it is written. Any
+    /// other DISCONNECT restarts the connection.
+    pub(super) closing: AtomicBool,
+    /// Cuts a backoff wait short (a reconnect was asked for while disconnected).
+    pub(super) wake: Notify,
+    /// The loop dropped a connection and settled its acknowledgements.
+    pub(super) restarted: Notify,
+    /// Every publish handed to rumqttc has been settled.
+    pub(super) idle: Notify,
+    /// The error of the last attempt to load the TLS material, until one succeeds.
+    pub(super) tls_error: Mutex<Option<TlsError>>,
+}
 
 /// What one rumqttc client family reports, in the session loop's terms.
 #[derive(Debug)]
@@ -60,6 +86,11 @@ pub(super) trait MqttSession: Send {
     /// it drops with the CleanStart session (a collision held back, requests drained
     /// from its channel). Forgets the dropped requests.
     fn settle_lost_connection(&mut self) -> (Vec<SessionEvent>, usize);
+    /// Drops the connection now (our DISCONNECT has been written); what rumqttc held
+    /// of it is then settled as for a lost connection.
+    fn drop_connection(&mut self);
+    /// The TLS configuration for the next connection attempts.
+    fn set_tls(&mut self, tls: Arc<rustls::ClientConfig>);
 }
 
 /// The requests a session loop makes of its client.
@@ -76,9 +107,24 @@ pub(super) async fn run(mut session: SessionLoop, mut mqtt: impl MqttSession) {
     let control = mqtt.control();
     loop {
         let flow = match mqtt.poll().await {
+            Ok(SessionEvent::Disconnecting) if !session.control.closing.load(Ordering::SeqCst) => {
+                mqtt.drop_connection();
+                match session.restart_reason.take() {
+                    Some(reason) => {
+                        on_connection_lost(&mut session, &mut mqtt, reason, Wait::Backoff).await
+                    }
+                    None => {
+                        tracing::info!(client_id = %session.client_id, "reconnecting as requested");
+                        let reason = "reconnect requested".to_owned();
+                        on_connection_lost(&mut session, &mut mqtt, reason, Wait::None).await
+                    }
+                }
+            }
             Ok(event) => on_event(&mut session, &control, event).await,
             Err(PollError::Done) => Flow::Stop,
-            Err(PollError::Lost(error)) => on_connection_lost(&mut session, &mut mqtt, error).await,
+            Err(PollError::Lost(error)) => {
+                on_connection_lost(&mut session, &mut mqtt, error, Wait::Backoff).await
+            }
         };
         if flow == Flow::Stop {
             break;
@@ -102,12 +148,9 @@ async fn on_event(session: &mut SessionLoop, mqtt: &impl Control, event: Session
             // Like sdk-go: a refused subscription fails the whole connection; the broker
             // closes it after our DISCONNECT, and we retry after a backoff delay.
             tracing::warn!(client_id = %session.client_id, %reason, "subscription refused; reconnecting");
-            session.retry_after_disconnect = true;
+            session.restart_reason = Some(reason);
             mqtt.disconnect().await;
-            session
-                .emit(TransportEvent::Disconnected(reason))
-                .await
-                .into()
+            Flow::Continue
         }
         other => on_packet(session, other).await,
     }
@@ -127,22 +170,32 @@ async fn on_packet(session: &mut SessionLoop, event: SessionEvent) -> Flow {
             session.on_outgoing_publish(pkid);
             Flow::Continue
         }
-        // Our own DISCONNECT after a refused subscription is not the owner's goodbye.
-        SessionEvent::Disconnecting if session.retry_after_disconnect => {
-            session.retry_after_disconnect = false;
-            Flow::Continue
-        }
-        SessionEvent::Disconnecting => Flow::Stop,
+        // Only the owner's DISCONNECT ends the session; any other one (a requested
+        // reconnect, a refused subscription) written on a connection that was lost
+        // meanwhile has nothing left to restart.
+        SessionEvent::Disconnecting if session.control.closing.load(Ordering::SeqCst) => Flow::Stop,
         _ => Flow::Continue,
     }
 }
 
-/// Settles what the lost connection leaves behind, then waits the backoff delay.
+/// How long to wait before the next connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The next backoff delay.
+    Backoff,
+    /// None: the owner asked for this reconnect.
+    None,
+}
+
+/// Settles what the lost connection leaves behind, reports it, waits before the next
+/// attempt and loads the TLS material for it.
 async fn on_connection_lost(
     session: &mut SessionLoop,
     mqtt: &mut impl MqttSession,
     error: String,
+    wait: Wait,
 ) -> Flow {
+    session.restart_reason = None;
     let (buffered, unsent_dropped) = mqtt.settle_lost_connection();
     // Acknowledgements, writes and messages read before the failure still count;
     // nothing else of the dead connection does (a late CONNACK must not subscribe).
@@ -159,7 +212,14 @@ async fn on_connection_lost(
         }
     }
     session.connection_lost(unsent_dropped);
-    session.on_error(error).await.into()
+    session.control.restarted.notify_waiters();
+    if !session.emit(TransportEvent::Disconnected(error)).await {
+        return Flow::Stop;
+    }
+    if wait == Wait::Backoff {
+        session.wait_backoff().await;
+    }
+    session.load_tls(mqtt).await.into()
 }
 
 /// Whether a session task goes on after handling an event.
@@ -186,8 +246,11 @@ pub(super) struct SessionLoop {
     policy: ReconnectPolicy,
     connected_once: bool,
     client_id: String,
-    /// We sent DISCONNECT to start over (a refused subscription), not to end.
-    retry_after_disconnect: bool,
+    /// Why we sent a DISCONNECT to start over (a refused subscription).
+    restart_reason: Option<String>,
+    /// The TLS material, loaded afresh for every connection attempt when it is in files.
+    tls: Option<TlsSettings>,
+    control: Arc<SessionControl>,
 }
 
 impl SessionLoop {
@@ -196,8 +259,11 @@ impl SessionLoop {
         acks: Arc<Mutex<AckTracker>>,
         events: mpsc::Sender<TransportEvent>,
         stats: Arc<TransportStats>,
+        control: Arc<SessionControl>,
     ) -> Self {
         SessionLoop {
+            tls: config.tls.clone(),
+            control,
             acks,
             events,
             stats,
@@ -205,7 +271,7 @@ impl SessionLoop {
             policy: config.reconnect,
             connected_once: false,
             client_id: config.client_id.clone(),
-            retry_after_disconnect: false,
+            restart_reason: None,
         }
     }
 
@@ -232,6 +298,9 @@ impl SessionLoop {
         }
         if let Ok(mut acks) = self.acks.lock() {
             acks.on_ack(pkid, outcome);
+            if acks.is_idle() {
+                self.control.idle.notify_waiters();
+            }
         }
     }
 
@@ -247,6 +316,9 @@ impl SessionLoop {
                     .publishes_lost
                     .fetch_add(failed as u64, Ordering::Relaxed);
                 tracing::debug!(client_id = %self.client_id, failed, "unacknowledged publishes dropped with the connection");
+            }
+            if acks.is_idle() {
+                self.control.idle.notify_waiters();
             }
         }
     }
@@ -273,15 +345,46 @@ impl SessionLoop {
         self.events.send(event).await.is_ok()
     }
 
-    /// Reports a lost connection and waits the next backoff delay. False when the owner
-    /// has gone away.
-    async fn on_error(&mut self, error: String) -> bool {
-        tracing::debug!(client_id = %self.client_id, %error, "mqtt connection error");
-        if !self.emit(TransportEvent::Disconnected(error)).await {
-            return false;
-        }
+    /// Waits the next backoff delay, or less when the owner asks for a reconnect.
+    async fn wait_backoff(&mut self) {
         let delay = self.delays.next().unwrap_or(self.policy.max_delay);
-        tokio::time::sleep(delay).await;
-        true
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.control.wake.notified() => {}
+        }
+    }
+
+    /// Loads the TLS material for the next connection attempt when it lives in files;
+    /// while it is unusable, reports why and retries after backoff delays. False when
+    /// the owner has gone away.
+    async fn load_tls(&mut self, mqtt: &mut impl MqttSession) -> bool {
+        let Some(tls) = self.tls.clone().filter(TlsSettings::reads_files) else {
+            return true;
+        };
+        loop {
+            match tls.client_config() {
+                Ok(config) => {
+                    mqtt.set_tls(config);
+                    if let Ok(mut last) = self.control.tls_error.lock() {
+                        *last = None;
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    // Not the previous material: a client that goes on with a
+                    // certificate its operator replaced hides the broken rotation.
+                    tracing::warn!(client_id = %self.client_id, %error, "TLS material unusable; retrying");
+                    self.stats.tls_errors.fetch_add(1, Ordering::Relaxed);
+                    let reason = error.to_string();
+                    if let Ok(mut last) = self.control.tls_error.lock() {
+                        *last = Some(error);
+                    }
+                    if !self.emit(TransportEvent::Disconnected(reason)).await {
+                        return false;
+                    }
+                    self.wait_backoff().await;
+                }
+            }
+        }
     }
 }

@@ -1,27 +1,24 @@
 //! MQTT 3.1.1 (rumqttc's v4 API) behind [`MqttSession`]. MQTT 3.1.1 has no properties, so only
 //! structured-mode events (one JSON document per payload) can travel over it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Request,
     SubscribeFilter, Transport as RumqttTransport,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
 use super::will::Will;
-use super::{AckTracker, PublishError, TransportConfig, TransportEvent, TransportStats, qos_v4};
+use super::{PublishError, TransportConfig, qos_v4};
 
 pub(super) fn spawn(
     config: &TransportConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    acks: Arc<Mutex<AckTracker>>,
-    events: mpsc::Sender<TransportEvent>,
-    stats: Arc<TransportStats>,
+    session: SessionLoop,
 ) -> (AsyncClient, JoinHandle<()>) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     // rumqttc's MQTT 3.1.1 client takes whole seconds (or zero: no keep-alive) and
@@ -54,7 +51,6 @@ pub(super) fn spawn(
         .iter()
         .map(|t| SubscribeFilter::new(t.clone(), qos_v4(config.sub_qos)))
         .collect();
-    let session = SessionLoop::new(config, acks, events, stats);
     let mqtt = V311Session {
         client: client.clone(),
         eventloop,
@@ -111,6 +107,18 @@ impl MqttSession for V311Session {
             self.eventloop.mqtt_options.set_last_will(will.v311());
         }
         (buffered, collided + unsent)
+    }
+
+    fn drop_connection(&mut self) {
+        self.eventloop.clean();
+    }
+
+    fn set_tls(&mut self, tls: Arc<rustls::ClientConfig>) {
+        self.eventloop
+            .mqtt_options
+            .set_transport(RumqttTransport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
     }
 }
 

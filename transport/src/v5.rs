@@ -2,7 +2,7 @@
 //! user properties and the Content Type property, which this module maps to and from
 //! [`MqttMessage`] unchanged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,14 +11,13 @@ use rumqttc::v5::mqttbytes::v5::{
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
 use rumqttc::{Outgoing, Transport as RumqttTransport};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use workbus_schemas::acl::PUBLISHER_PROPERTY;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
 use super::will::Will;
-use super::{AckTracker, PublishError, TransportConfig, TransportEvent, TransportStats, qos_v5};
+use super::{PublishError, TransportConfig, qos_v5};
 
 /// The shortest keep-alive rumqttc's MQTT 5 client takes (it panics below).
 const MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -43,9 +42,7 @@ const MAX_OUTGOING_INFLIGHT: u16 = 100;
 pub(super) fn spawn(
     config: &TransportConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    acks: Arc<Mutex<AckTracker>>,
-    events: mpsc::Sender<TransportEvent>,
-    stats: Arc<TransportStats>,
+    session: SessionLoop,
 ) -> (AsyncClient, JoinHandle<()>) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options.set_keep_alive(keep_alive(config.keep_alive));
@@ -77,7 +74,6 @@ pub(super) fn spawn(
         .iter()
         .map(|t| Filter::new(t.clone(), qos_v5(config.sub_qos)))
         .collect();
-    let session = SessionLoop::new(config, acks, events, stats);
     let mqtt = V5Session {
         client: client.clone(),
         eventloop,
@@ -137,6 +133,18 @@ impl MqttSession for V5Session {
             self.eventloop.options.set_last_will(will.v5());
         }
         (buffered, collided + unsent)
+    }
+
+    fn drop_connection(&mut self) {
+        self.eventloop.clean();
+    }
+
+    fn set_tls(&mut self, tls: Arc<rustls::ClientConfig>) {
+        self.eventloop
+            .options
+            .set_transport(RumqttTransport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
     }
 }
 

@@ -20,7 +20,7 @@ use workbus_schemas::registration::{
     RegistrationBody, RegistrationKind, RegistrationObject, decode_registration_event,
     registration_kind,
 };
-use workbus_transport::{Transport, TransportConfig, TransportEvent};
+use workbus_transport::{PemSource, Transport, TransportConfig, TransportEvent};
 
 use super::RegistrationConfig;
 use super::csr::{CertificateRequest, CsrError, certificate_request};
@@ -215,11 +215,13 @@ fn store(
     cert: &str,
     transport: &TransportConfig,
 ) -> Result<StoredIdentity, JoinError> {
-    let ca = transport
-        .tls
-        .as_ref()
-        .and_then(|t| t.ca_pem.as_deref())
-        .and_then(|c| std::str::from_utf8(c).ok());
+    // The CA the broker was trusted with goes along, so the identity dir is complete.
+    let ca = match transport.tls.as_ref().and_then(|t| t.ca_pem.as_ref()) {
+        Some(PemSource::Inline(pem)) => Some(pem.clone()),
+        Some(PemSource::File(path)) => std::fs::read(path).ok(),
+        None => None,
+    };
+    let ca = ca.as_deref().and_then(|c| std::str::from_utf8(c).ok());
     registration
         .identity_dir
         .store(&request.key_pem, cert, ca)?;

@@ -26,7 +26,7 @@ pub mod rotation;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use workbus_transport::TlsSettings;
+use workbus_transport::{PemSource, TlsSettings};
 
 use crate::config::AgentConfig;
 use identity_dir::{IdentityDir, IdentityError, StoredIdentity};
@@ -133,24 +133,22 @@ pub async fn prepare(config: &mut AgentConfig) -> Result<Option<StoredIdentity>,
     Ok(Some(identity))
 }
 
-/// Points the transport at the identity dir's certificate and key (mutual TLS); the CA
+/// Points the transport at the identity dir's certificate and key files (mutual TLS;
+/// read again on every connection attempt, so a rotation needs only a reconnect); the CA
 /// stays the configured one, else the identity dir's `ca.crt`.
 pub fn use_identity(config: &mut AgentConfig, dir: &IdentityDir) -> Result<(), IdentityError> {
-    let read = |p: std::path::PathBuf| {
-        std::fs::read(&p).map_err(|source| IdentityError::Io { path: p, source })
-    };
     let configured_ca = config.transport.tls.as_ref().and_then(|t| t.ca_pem.clone());
     let ca = match configured_ca {
         Some(ca) => Some(ca),
-        None if dir.ca_path().exists() => Some(read(dir.ca_path())?),
+        None if dir.ca_path().exists() => Some(PemSource::File(dir.ca_path())),
         None => None,
     };
     config.transport.tls = Some(TlsSettings {
         ca_pem: ca,
-        client_cert_pem: Some(read(dir.cert_path())?),
-        client_key_pem: Some(read(dir.key_path())?),
+        client_cert_pem: Some(PemSource::File(dir.cert_path())),
+        client_key_pem: Some(PemSource::File(dir.key_path())),
     });
-    // A registered agent's Will and client id are its own identity's.
+    // A registered agent is its certificate's identity, not a user name.
     config.transport.credentials = None;
     Ok(())
 }

@@ -11,12 +11,14 @@
 //!   (`workbus_agent::cli::Args`) and the same wiring as `workbus-agent`'s `main` (file
 //!   store and simulated cluster with its snapshot in the data dir), plus a keep-alive
 //!   override so "paused past keep-alive" takes seconds, not minutes;
-//! - `broker --listen ADDR`: the embedded broker (`workbus_broker`) standalone, as
-//!   `workbus-broker` runs it.
+//! - `broker --listen ADDR [--tls-dir DIR --source-id ID]`: the embedded broker
+//!   (`workbus_broker`) standalone, as `workbus-broker` runs it, plaintext or with
+//!   mutual TLS and the fleet ACL.
 //!
 //! All three stop gracefully on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,8 @@ use clap::{Parser, Subcommand};
 use workbus_agent::runtime;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_broker::{Broker, BrokerConfig};
+use workbus_broker::certs;
+use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +58,13 @@ enum Node {
         /// Listen address.
         #[arg(long)]
         listen: SocketAddr,
+        /// Secured: a certificate directory (`workbus-hub certs` layout) for mutual TLS
+        /// on `--listen`, with the fleet ACL of `--source-id`.
+        #[arg(long, requires = "source_id")]
+        tls_dir: Option<PathBuf>,
+        /// The source id the fleet ACL serves (with `--tls-dir`).
+        #[arg(long)]
+        source_id: Option<String>,
     },
 }
 
@@ -85,7 +95,11 @@ fn main() -> ExitCode {
                 args,
                 keep_alive_secs,
             } => agent(*args, keep_alive_secs).await,
-            Node::Broker { listen } => broker(listen).await,
+            Node::Broker {
+                listen,
+                tls_dir,
+                source_id,
+            } => broker(listen, tls_dir.zip(source_id)).await,
         }
     });
     match result {
@@ -128,12 +142,25 @@ async fn agent(args: workbus_agent::cli::Args, keep_alive_secs: Option<u64>) -> 
 /// names it; the chaos checker reads it).
 const SIM_SNAPSHOT: &str = workbus_tests::chaos::SIM_SNAPSHOT;
 
-/// `workbus-broker --listen ADDR`.
-async fn broker(listen: SocketAddr) -> Result<(), String> {
-    let handle = Broker::new(BrokerConfig::with_listen(listen))
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
+/// `workbus-broker --listen ADDR`, plaintext or (with a certificate directory and a
+/// source id) mutual TLS with the fleet ACL.
+async fn broker(listen: SocketAddr, secure: Option<(PathBuf, String)>) -> Result<(), String> {
+    let started = match secure {
+        None => Broker::new(BrokerConfig::with_listen(listen)).start().await,
+        Some((dir, source_id)) => {
+            let tls = TlsConfig::mutual(
+                dir.join(certs::SERVER_CERT),
+                dir.join(certs::SERVER_KEY),
+                dir.join(certs::CA_BUNDLE),
+            );
+            let acl = FleetAcl::for_source(&source_id).map_err(|e| e.to_string())?;
+            Broker::new(BrokerConfig::with_tls(listen, tls))
+                .with_authorizer(acl)
+                .start()
+                .await
+        }
+    };
+    let handle = started.map_err(|e| e.to_string())?;
     eprintln!(
         "workbus-chaos-node broker: listening on {}",
         handle.local_addr()

@@ -1,13 +1,19 @@
 //! The system under test of one chaos leg: a broker, the hub (on an external broker, so
 //! the broker can fail on its own) and one agent per simulated cluster, each a
 //! [`Proc`] started from `workbus-chaos-node` (or Mosquitto), with fixed ports and data
-//! directories so every restart finds its state again.
+//! directories so every restart finds its state again. A secured leg keeps its CA and
+//! certificates in `<run dir>/pki` and gives each process an sdk-go MQTT config file
+//! naming its certificate.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use workbus_hub::pki::PKI_DIR;
+use workbus_schemas::acl::Identity;
 use workbus_testkit::{MosquittoLog, free_port, mosquitto_config, mosquitto_program};
+
+use crate::secure::{Secure, hub_signing_key};
 
 use super::processes::{Proc, wait_listening};
 use super::rest::Rest;
@@ -50,11 +56,27 @@ impl Fleet {
         let hub_port = free_port();
         let broker_addr: SocketAddr = ([127, 0, 0, 1], broker_port).into();
         let exe = node_exe.to_path_buf();
+        let clusters: Vec<String> = (0..agents).map(|i| format!("edge-{i}")).collect();
+        // Secured: every process gets its certificate (and config file naming it), the
+        // agents the hub's spec signing key, made before the hub's first start.
+        let secure = (kind == BrokerKind::EmbeddedSecured).then(|| Secure::in_dir(dir, source_id));
         let broker = match kind {
             BrokerKind::Embedded => Proc::new(
                 "broker",
                 &exe,
                 vec!["broker".into(), "--listen".into(), broker_addr.to_string()],
+                dir.join("broker.log"),
+            ),
+            BrokerKind::EmbeddedSecured => Proc::new(
+                "broker",
+                &exe,
+                vec![
+                    "broker".into(),
+                    "--listen".into(),
+                    broker_addr.to_string(),
+                    format!("--tls-dir={}", dir.join(PKI_DIR).display()),
+                    format!("--source-id={source_id}"),
+                ],
                 dir.join("broker.log"),
             ),
             BrokerKind::Mosquitto => {
@@ -67,6 +89,14 @@ impl Fleet {
                 )
             }
         };
+        let hub_broker = match &secure {
+            Some(secure) => {
+                let config = dir.join("hub-mqtt.json");
+                secure.write_mqtt_config(&Identity::Source(source_id.into()), broker_addr, &config);
+                format!("--mqtt-config={}", config.display())
+            }
+            None => format!("--broker={broker_addr}"),
+        };
         let hub = Proc::new(
             "hub",
             &exe,
@@ -75,7 +105,7 @@ impl Fleet {
                 format!("--listen=127.0.0.1:{hub_port}"),
                 format!("--data-dir={}", dir.join("hub").display()),
                 format!("--source-id={source_id}"),
-                format!("--broker={broker_addr}"),
+                hub_broker,
                 "--allow-plaintext".into(),
             ],
             dir.join("hub.log"),
@@ -83,25 +113,40 @@ impl Fleet {
         // The hub's first admin token, stored offline before its first start (as an
         // operator bootstraps with `workbus-hub token create --offline`).
         let token = bootstrap_token(&dir.join("hub"))?;
-        let clusters: Vec<String> = (0..agents).map(|i| format!("edge-{i}")).collect();
         let agent_dirs: Vec<PathBuf> = clusters.iter().map(|c| dir.join(c)).collect();
+        let signing_pub = secure.as_ref().map(|_| {
+            hub_signing_key(&dir.join("hub"));
+            dir.join("hub").join(workbus_hub::signing::SIGNING_PUB_FILE)
+        });
         let agent_procs = clusters
             .iter()
             .zip(&agent_dirs)
             .enumerate()
             .map(|(i, (cluster, data))| {
+                let mut args = vec![
+                    "agent".into(),
+                    format!("--spoke-cluster-name={cluster}"),
+                    format!("--data-dir={}", data.display()),
+                    "--target=sim".into(),
+                    format!("--keep-alive-secs={keep_alive_secs}"),
+                ];
+                match (&secure, &signing_pub) {
+                    (Some(secure), Some(signing_pub)) => {
+                        let config = dir.join(format!("{cluster}-mqtt.json"));
+                        let identity = Identity::Agent(cluster.clone());
+                        secure.write_mqtt_config(&identity, broker_addr, &config);
+                        args.push(format!("--workload-source-config={}", config.display()));
+                        args.push(format!("--spec-signing-key={}", signing_pub.display()));
+                    }
+                    _ => {
+                        args.push(format!("--broker={broker_addr}"));
+                        args.push(format!("--source-id={source_id}"));
+                    }
+                }
                 Proc::new(
                     &format!("agent-{i}"),
                     &exe,
-                    vec![
-                        "agent".into(),
-                        format!("--spoke-cluster-name={cluster}"),
-                        format!("--broker={broker_addr}"),
-                        format!("--source-id={source_id}"),
-                        format!("--data-dir={}", data.display()),
-                        "--target=sim".into(),
-                        format!("--keep-alive-secs={keep_alive_secs}"),
-                    ],
+                    args,
                     dir.join(format!("{cluster}.log")),
                 )
                 .with_log("info,workbus_agent=debug")

@@ -48,6 +48,10 @@ pub enum BrokerKind {
     Embedded,
     /// A private Mosquitto on its own port.
     Mosquitto,
+    /// `workbus-broker` secured as the product runs by default: mutual TLS with
+    /// certificates from the hub's CA, the fleet ACL, agents verifying signed spec
+    /// events ([`crate::secure`]).
+    EmbeddedSecured,
 }
 
 impl BrokerKind {
@@ -56,6 +60,7 @@ impl BrokerKind {
         match self {
             BrokerKind::Embedded => "embedded_broker",
             BrokerKind::Mosquitto => "mosquitto",
+            BrokerKind::EmbeddedSecured => "embedded_broker_secured",
         }
     }
 }
