@@ -73,6 +73,53 @@ pub struct HubConfig {
     pub client_id: Option<String>,
     /// The REST API's TLS, hosts, tokens and bounds.
     pub api: ApiSettings,
+    /// Cluster registration over the bus: the CA that signs joining clusters'
+    /// certificates, the health timer, the clock.
+    pub registration: RegistrationSettings,
+}
+
+/// How the hub registers clusters that join over the bus (issue 13).
+#[derive(Clone)]
+pub struct RegistrationSettings {
+    /// The CA that signs joining clusters' certificate requests; without one, requests
+    /// stay pending (and accepting them denies them as unsignable).
+    pub pki: Option<crate::pki::Pki>,
+    /// Validity of the certificates issued to clusters.
+    pub cluster_cert_validity: std::time::Duration,
+    /// How often the health timer looks for expired leases.
+    pub health_interval: std::time::Duration,
+    /// The hub's clock (injectable for tests).
+    pub clock: crate::clock::Clock,
+    /// Closes every connection of a cluster (its agent's and its bootstrap identity's)
+    /// when it is denied: the embedded broker's, when the hub runs one.
+    pub disconnect: Option<Disconnect>,
+}
+
+/// Closes every broker connection of the cluster it is given; returns how many.
+pub type Disconnect = std::sync::Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
+impl std::fmt::Debug for RegistrationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationSettings")
+            .field("pki", &self.pki)
+            .field("cluster_cert_validity", &self.cluster_cert_validity)
+            .field("health_interval", &self.health_interval)
+            .field("clock", &self.clock)
+            .field("disconnect", &self.disconnect.is_some())
+            .finish()
+    }
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        RegistrationSettings {
+            pki: None,
+            cluster_cert_validity: crate::pki::CLUSTER_CERT_VALIDITY,
+            health_interval: std::time::Duration::from_secs(1),
+            clock: crate::clock::Clock::system(),
+            disconnect: None,
+        }
+    }
 }
 
 /// How the REST API is served and who may use it (see `auth` and `api::server`).
@@ -113,6 +160,7 @@ impl HubConfig {
             encoding: Encoding::Binary,
             client_id: None,
             api: ApiSettings::default(),
+            registration: RegistrationSettings::default(),
         }
     }
 }

@@ -11,6 +11,13 @@
 //! transport connects with its source certificate ([`EmbeddedBroker::hub_settings`]),
 //! in-process agents with their cluster's ([`EmbeddedBroker::agent_transport`]).
 //!
+//! Its authorizer is [`ClusterAuthorizer`]: the `FleetAcl` plus bootstrap identities
+//! (clusters joining with a hub-issued token, on the same TLS listener without a client
+//! certificate — client certificates are therefore optional at the TLS layer, and the
+//! authorizer refuses anyone who has neither a certificate nor a valid token) and the
+//! refusal of denied clusters. [`EmbeddedBroker::attach_hub`] connects it to the running
+//! hub.
+//!
 //! **Opt-out** ([`BrokerSecurity::Insecure`], `--insecure-broker`): plaintext, no
 //! identities, no ACLs — for tests and old devices — and then only on a loopback
 //! address.
@@ -18,12 +25,17 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use workbus_broker::{AclError, Broker, BrokerConfig, BrokerError, BrokerHandle, FleetAcl};
+use std::sync::Arc;
+
+use workbus_broker::{
+    AclError, Broker, BrokerConfig, BrokerError, BrokerHandle, ClientAuth, FleetAcl,
+};
 use workbus_schemas::acl::Identity;
 use workbus_schemas::client_id;
 use workbus_transport::TransportConfig;
 
-use crate::config::BrokerSettings;
+use crate::cluster_authorizer::{ClusterAuthorizer, HubBinding};
+use crate::config::{BrokerSettings, Disconnect};
 use crate::pki::{Pki, PkiError};
 
 /// How the embedded broker admits clients.
@@ -69,8 +81,9 @@ pub enum EmbeddedBrokerError {
 /// A running embedded broker and how clients reach it.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
-    handle: BrokerHandle,
+    handle: Arc<BrokerHandle>,
     security: BrokerSecurity,
+    authorizer: Option<ClusterAuthorizer>,
 }
 
 /// Starts the embedded broker on `preferred`, or on a free port of the same interface
@@ -84,13 +97,15 @@ pub async fn start(
             return Err(EmbeddedBrokerError::InsecureBeyondLoopback(preferred));
         }
         BrokerSecurity::Insecure => None,
-        BrokerSecurity::MutualTls { source_id, .. } => Some(FleetAcl::for_source(source_id)?),
+        BrokerSecurity::MutualTls { source_id, .. } => {
+            Some(ClusterAuthorizer::new(FleetAcl::for_source(source_id)?))
+        }
     };
     let started = match bind(preferred, security, acl.clone()).await {
         Err(BrokerError::Bind { .. }) if preferred.port() != 0 => {
             let mut any = preferred;
             any.set_port(0);
-            bind(any, security, acl).await.map(|h| (h, true))
+            bind(any, security, acl.clone()).await.map(|h| (h, true))
         }
         other => other.map(|h| (h, false)),
     };
@@ -99,8 +114,9 @@ pub async fn start(
         source,
     })?;
     let broker = EmbeddedBroker {
-        handle,
+        handle: Arc::new(handle),
         security: security.clone(),
+        authorizer: acl,
     };
     Ok((broker, moved))
 }
@@ -108,11 +124,15 @@ pub async fn start(
 async fn bind(
     addr: SocketAddr,
     security: &BrokerSecurity,
-    acl: Option<FleetAcl>,
+    acl: Option<ClusterAuthorizer>,
 ) -> Result<BrokerHandle, BrokerError> {
     match (security, acl) {
         (BrokerSecurity::MutualTls { pki, .. }, Some(acl)) => {
-            Broker::new(BrokerConfig::with_tls(addr, pki.broker_tls()))
+            let mut tls = pki.broker_tls();
+            // Joining clusters have no certificate yet; the authorizer admits them only
+            // with a bootstrap token, and everyone else only with a certificate.
+            tls.client_auth = ClientAuth::Optional;
+            Broker::new(BrokerConfig::with_tls(addr, tls))
                 .with_authorizer(acl)
                 .start()
                 .await
@@ -158,6 +178,34 @@ pub async fn start_announced(
 }
 
 impl EmbeddedBroker {
+    /// Connects the broker's authorizer to the running hub (its store, clock and join
+    /// grants): from now on bootstrap tokens are checked and denied clusters refused.
+    /// A plaintext broker has no authorizer; nothing happens.
+    pub fn attach_hub(&self, hub: &crate::HubHandle) {
+        if let Some(a) = &self.authorizer {
+            a.attach(HubBinding {
+                store: hub.store().clone(),
+                clock: hub.registration().clock.clone(),
+                grants: hub.registration().grants.clone(),
+            });
+        }
+    }
+
+    /// What the hub calls to close a denied cluster's connections: every client whose id
+    /// is the cluster's agent's or its bootstrap identity's. Holds the broker weakly, so
+    /// it never keeps a stopped broker alive.
+    pub fn disconnect(&self) -> Disconnect {
+        let broker = Arc::downgrade(&self.handle);
+        Arc::new(move |cluster: &str| {
+            let bootstrap = client_id::bootstrap_client_id(cluster);
+            broker.upgrade().map_or(0, |b| {
+                b.drop_clients(|id| {
+                    id == bootstrap || client_id::agent_client_id_matches(cluster, id)
+                })
+            })
+        })
+    }
+
     /// The broker itself (its stats, TLS reload, shutdown).
     pub fn handle(&self) -> &BrokerHandle {
         &self.handle
@@ -232,7 +280,11 @@ impl EmbeddedBroker {
 
     /// Stops the broker and waits for its connections to close.
     pub async fn shutdown(self) {
-        self.handle.shutdown().await;
+        match Arc::try_unwrap(self.handle) {
+            Ok(handle) => handle.shutdown().await,
+            // Someone still holds it strongly (it never should): dropping stops it.
+            Err(shared) => drop(shared),
+        }
     }
 }
 

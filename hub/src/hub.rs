@@ -83,6 +83,7 @@ pub struct HubHandle {
     stop_http: Option<oneshot::Sender<()>>,
     subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
     watchers: Watchers,
+    registration: crate::source::registration::RegistrationContext,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -185,6 +186,7 @@ impl Hub {
         let mut transport = Transport::start(tc)?;
         let notify = Arc::new(Notify::new());
         let watchers = Watchers::default();
+        let cluster_watchers = crate::watch::ClusterWatchers::default();
 
         let subscriptions = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let source = SourceLoop {
@@ -198,9 +200,31 @@ impl Hub {
             digest_clusters: Default::default(),
             wire: wire.clone(),
             limits: Default::default(),
+            registration: crate::source::registration::RegistrationContext {
+                echo: crate::source::registration::RegistrationContext::echo(
+                    config.source_id.clone(),
+                    wire.clone(),
+                ),
+                signer: crate::source::registration::RegistrationContext::signer(
+                    config.registration.pki.clone(),
+                    config.registration.cluster_cert_validity,
+                ),
+                clock: config.registration.clock.clone(),
+                clusters: cluster_watchers.clone(),
+                store: store.clone(),
+                outbox: notify.clone(),
+                disconnect: config.registration.disconnect.clone(),
+                grants: Default::default(),
+            },
         };
+        let registration = source.registration.clone();
         let events = std::mem::replace(&mut transport.events, tokio::sync::mpsc::channel(1).1);
-        let mut tasks = vec![tokio::spawn(source.run(events))];
+        let mut tasks = vec![tokio::spawn(
+            source
+                .clone()
+                .run_health(config.registration.health_interval),
+        )];
+        tasks.push(tokio::spawn(source.run(events)));
         let publisher = OutboxPublisher {
             store: store.clone(),
             publisher: transport.publisher.clone(),
@@ -219,6 +243,7 @@ impl Hub {
             watchers: watchers.clone(),
             hosts: Arc::new(HostPolicy::new(config.api.allowed_hosts.iter().cloned())),
             tickets: Default::default(),
+            registration: registration.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -242,12 +267,18 @@ impl Hub {
             stop_http: Some(stop_tx),
             subscriptions,
             watchers,
+            registration,
             tasks,
         })
     }
 }
 
 impl HubHandle {
+    /// Cluster registration: accept and deny clusters, watch cluster changes.
+    pub fn registration(&self) -> &crate::source::registration::RegistrationContext {
+        &self.registration
+    }
+
     /// Notifications of every work change (spec, accepted status, completed deletion),
     /// as the REST watch endpoint sees them.
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<crate::watch::WorkChange> {

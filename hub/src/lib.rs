@@ -16,15 +16,18 @@
 //! - [`api`]: the REST API (served with TLS and bounds by `api::server`); [`auth`]: its
 //!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
 //! - [`signing`]: the hub's spec signing key (made on the first start).
+//! - [`clock`]: the hub's injectable clock (health decisions in tests).
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
 //! - [`cli`]: the command line (server and client commands).
 //! - [`embedded_broker`]: the default, in-process MQTT broker (mutual TLS and topic
-//!   ACLs unless opted out); [`pki`]: its certificates in `<data-dir>/pki/`;
+//!   ACLs unless opted out; [`cluster_authorizer`]: bootstrap tokens, denied clusters); [`pki`]: its certificates in `<data-dir>/pki/`;
 //!   [`quickstart`]: the main job on embedded defaults.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
+pub mod cluster_authorizer;
 pub mod config;
 pub mod defaults;
 pub mod embedded_broker;
@@ -40,5 +43,5 @@ pub mod store;
 pub mod watch;
 pub mod work_view;
 
-pub use config::{ApiSettings, BrokerSettings, HubConfig, StoreSettings};
+pub use config::{ApiSettings, BrokerSettings, HubConfig, RegistrationSettings, StoreSettings};
 pub use hub::{Hub, HubError, HubHandle};

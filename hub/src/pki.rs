@@ -145,6 +145,93 @@ impl Pki {
     }
 }
 
+/// Why a cluster's certificate signing request was not signed.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrSignError {
+    /// Not a PEM PKCS#10 request, or its signature does not verify.
+    #[error("not a valid PEM certificate request: {0}")]
+    Request(String),
+    /// The request's subject CN is not the cluster it came from.
+    #[error("the request's CN is {found:?}, not the cluster {cluster:?}")]
+    Subject {
+        /// The cluster.
+        cluster: String,
+        /// The CN found (truncated).
+        found: String,
+    },
+    /// Reading the CA or signing failed.
+    #[error("signing: {0}")]
+    Sign(String),
+}
+
+/// Default validity of a certificate issued to a joining cluster (30 days; agents
+/// rotate when 20–25 % is left).
+pub const CLUSTER_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Pki {
+    /// Signs a joining cluster's PEM PKCS#10 request (`csr_pem`, signature verified)
+    /// with the hub CA: a client certificate whose CN and DNS SAN are `cluster` —
+    /// the same shape `certs issue` makes, so the broker reads `Identity::Agent` from it —
+    /// valid for `validity`. Whatever else the request asks for (other names, CA,
+    /// usages) is ignored; a CN other than `cluster` is refused. Returns the PEM.
+    pub fn sign_cluster_csr(
+        &self,
+        cluster: &str,
+        csr_pem: &[u8],
+        validity: Duration,
+    ) -> Result<String, CsrSignError> {
+        use rcgen::{
+            CertificateParams, CertificateSigningRequestParams, DnType, DnValue,
+            ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+        };
+        let text =
+            std::str::from_utf8(csr_pem).map_err(|e| CsrSignError::Request(e.to_string()))?;
+        let request = CertificateSigningRequestParams::from_pem(text)
+            .map_err(|e| CsrSignError::Request(e.to_string()))?;
+        let cn = match request.params.distinguished_name.get(&DnType::CommonName) {
+            Some(DnValue::Utf8String(s)) => s.clone(),
+            Some(DnValue::PrintableString(s)) => s.as_str().to_owned(),
+            Some(DnValue::Ia5String(s)) => s.as_str().to_owned(),
+            _ => String::new(),
+        };
+        if cn != cluster || check_identity(&Identity::Agent(cluster.to_owned())).is_err() {
+            return Err(CsrSignError::Subject {
+                cluster: cluster.to_owned(),
+                found: cn.chars().take(80).collect(),
+            });
+        }
+        let sign = |e: &dyn std::fmt::Display| CsrSignError::Sign(e.to_string());
+        let mut params = CertificateParams::default();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(DnType::CommonName, cluster);
+        params.distinguished_name = dn;
+        params.subject_alt_names =
+            vec![SanType::DnsName(cluster.try_into().map_err(|e| sign(&e))?)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        let window = certs::Validity::starting_now(validity);
+        params.not_before = window.not_before.into();
+        params.not_after = window.not_after.into();
+        let read_text =
+            |name: &str| std::fs::read_to_string(self.dir.join(name)).map_err(|e| sign(&e));
+        let ca_key = KeyPair::from_pem(&read_text(certs::CA_KEY)?).map_err(|e| sign(&e))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&read_text(certs::CA_CERT)?, ca_key).map_err(|e| sign(&e))?;
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        }
+        .signed_by(&issuer)
+        .map_err(|e| sign(&e))?;
+        Ok(signed.pem())
+    }
+}
+
 /// Refuses names whose text form reads back as another identity (a cluster called
 /// `source.workbus` would get the hub's rights) or is no identity at all.
 fn check_identity(identity: &Identity) -> Result<(), PkiError> {

@@ -1,4 +1,5 @@
-//! In-process fan-out of work changes to REST watchers (`/api/v1/watch/works`).
+//! In-process fan-out of work and cluster changes to REST watchers (`/api/v1/watch/works`,
+//! `/api/v1/watch/clusters`).
 //!
 //! A broadcast channel: slow watchers lose old notifications (they are told via a
 //! `lagged` event and can re-list) instead of slowing the hub down.
@@ -62,6 +63,48 @@ impl Watchers {
 
     /// A new watcher.
     pub fn subscribe(&self) -> broadcast::Receiver<WorkChange> {
+        self.tx.subscribe()
+    }
+}
+
+/// One cluster notification: the cluster as an OCM ManagedCluster after a change
+/// (joined, accepted, denied, status, health, labels).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterChange {
+    /// Always `changed`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The cluster as it is now.
+    pub object: workbus_schemas::registration::ManagedCluster,
+}
+
+/// The sending side of cluster notifications (`/api/v1/watch/clusters`).
+#[derive(Debug, Clone)]
+pub struct ClusterWatchers {
+    tx: broadcast::Sender<ClusterChange>,
+}
+
+impl Default for ClusterWatchers {
+    fn default() -> Self {
+        ClusterWatchers {
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl ClusterWatchers {
+    /// Notifies every current watcher of `cluster`'s new state.
+    pub fn notify(&self, cluster: &crate::store::Cluster) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(ClusterChange {
+                kind: "changed",
+                object: cluster.managed_cluster(),
+            });
+        }
+    }
+
+    /// A new watcher.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {
         self.tx.subscribe()
     }
 }

@@ -39,8 +39,15 @@ async fn kubectl_like_commands() {
     assert_eq!(out.trim(), "cluster/c1 created");
     let (ok, out, _) = run(&server, &["get", "clusters"]).await;
     assert!(ok);
-    assert!(out.starts_with("NAME"), "{out}");
-    assert!(out.contains("env=dev"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME   HUB ACCEPTED   JOINED   AVAILABLE   AGE"),
+        "{out}"
+    );
+    // A REST-created cluster counts as accepted.
+    assert!(lines[1].starts_with("c1     true"), "{out}");
+    let (ok, out, _) = run(&server, &["describe", "cluster", "c1"]).await;
+    assert!(ok && out.contains("Labels:        env=dev"), "{out}");
 
     let file = dir.path().join("work.yaml");
     std::fs::write(
@@ -88,6 +95,166 @@ async fn kubectl_like_commands() {
     assert!(!ok && err.contains("Conflict"), "{err}");
     let (ok, _, err) = run("http://127.0.0.1:1", &["get", "clusters"]).await;
     assert!(!ok && err.contains("cannot talk to the hub"), "{err}");
+    hub.shutdown().await;
+}
+
+/// `get clusters` follows a joining cluster through acceptance and its agent's status;
+/// `accept`, `deny`, `label`, `describe cluster`, cluster sets and bootstrap tokens.
+#[tokio::test]
+async fn cluster_registration_commands() {
+    use workbus_schemas::event_type::{Action, SubResource};
+    use workbus_schemas::registration::names::{condition, reason};
+    use workbus_schemas::registration::{
+        ManagedCluster, RegistrationObject, encode_registration_event,
+    };
+    use workbus_schemas::work::Time;
+    use workbus_schemas::work::status::Condition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("cli-reg");
+    let hub = start_hub(dir.path(), &source).await;
+    let server = hub.base_url();
+    let cluster = unique("edge");
+    let mut agent = FakeAgent::connect(&source, &cluster).await;
+    let send = |mc: ManagedCluster, sub: SubResource, action: Action| {
+        encode_registration_event(
+            &mc.metadata.name.clone(),
+            sub,
+            action,
+            &RegistrationObject::ManagedCluster(mc),
+            chrono::Utc::now(),
+        )
+        .unwrap()
+    };
+    agent
+        .publish(&send(
+            ManagedCluster::named(&cluster),
+            SubResource::Spec,
+            Action::CreateRequest,
+        ))
+        .await;
+    agent
+        .next("join echo", |e| {
+            is_type(e, "managedclusters.spec.create_request")
+        })
+        .await;
+    let row = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&cluster))
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let (ok, out, _) = run(&server, &["get", "clusters"]).await;
+    assert!(ok);
+    // Not accepted; JOINED and AVAILABLE empty (no such conditions yet), then AGE.
+    assert!(row(&out).starts_with(&format!("{cluster} false ")), "{out}");
+    assert!(!out.contains("True"), "{out}");
+
+    let (ok, out, err) = run(&server, &["accept", "cluster", &cluster]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("cluster/{cluster} accepted"));
+    let mut status = ManagedCluster::named(&cluster);
+    let now = Time::now();
+    status.status.conditions = vec![
+        Condition::new(
+            condition::JOINED,
+            "True",
+            reason::MANAGED_CLUSTER_JOINED,
+            "Managed cluster joined",
+            now,
+        ),
+        Condition::new(
+            condition::AVAILABLE,
+            "True",
+            reason::MANAGED_CLUSTER_AVAILABLE,
+            "Managed cluster is available",
+            now,
+        ),
+    ];
+    agent
+        .publish(&send(status, SubResource::Status, Action::UpdateRequest))
+        .await;
+    let mut out = String::new();
+    for _ in 0..200 {
+        out = run(&server, &["get", "clusters"]).await.1;
+        if row(&out) == format!("{cluster} true True True") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(row(&out), format!("{cluster} true True True"), "{out}");
+
+    let (ok, _, err) = run(&server, &["label", "cluster", &cluster, "tier=gold"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        &server,
+        &["create", "clusterset", "gold", "-l", "tier=gold"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&server, &["create", "clusterset", "blue"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&server, &["clusterset", "set", &cluster, "blue"]).await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&server, &["get", "clustersets"]).await;
+    assert!(ok);
+    let sets: Vec<String> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        sets.contains(&"blue ExclusiveClusterSetLabel 1".to_string()),
+        "{out}"
+    );
+    assert!(
+        sets.contains(&"default ExclusiveClusterSetLabel 0".to_string()),
+        "{out}"
+    );
+    assert!(sets.contains(&"gold tier=gold 1".to_string()), "{out}");
+    assert!(
+        sets.contains(&"global <all clusters> 1".to_string()),
+        "{out}"
+    );
+    let (ok, _, err) = run(&server, &["delete", "clusterset", "global"]).await;
+    assert!(!ok && err.contains("Conflict"), "{err}");
+    let (ok, out, _) = run(&server, &["describe", "cluster", &cluster]).await;
+    assert!(ok);
+    assert!(out.contains("Hub accepts:   true"), "{out}");
+    assert!(out.contains("ManagedClusterJoined"), "{out}");
+    assert!(
+        out.contains("cluster.open-cluster-management.io/clusterset=blue"),
+        "{out}"
+    );
+
+    let (ok, secret, err) = run(
+        &server,
+        &[
+            "token",
+            "create",
+            "--bootstrap",
+            "--ttl",
+            "1h",
+            "--auto-accept",
+            "--name",
+            "join-edge",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(secret.trim().starts_with("wbt_"));
+    assert!(err.contains("auto-accept"), "{err}");
+    let (ok, out, _) = run(&server, &["token", "list"]).await;
+    assert!(ok && out.contains("bootstrap (auto-accept)"), "{out}");
+    let (ok, _, err) = run(&server, &["token", "revoke", "join-edge"]).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&server, &["token", "list"]).await;
+    assert!(out.contains("bootstrap (revoked)"), "{out}");
+
+    let (ok, out, err) = run(&server, &["deny", "cluster", &cluster]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("cluster/{cluster} denied"));
+    let (_, out, _) = run(&server, &["get", "clusters"]).await;
+    assert!(row(&out).starts_with(&format!("{cluster} false")), "{out}");
     hub.shutdown().await;
 }
 

@@ -8,7 +8,8 @@
 //! generations continued across incarnations, the status acceptance rule's outcomes,
 //! parked outbox rows and their supersession, ready-to-publish messages kept byte for
 //! byte (and the event for any other wire format), API tokens (by digest, bootstrap
-//! only when empty, revocation) and the actor of a change on its `sent` audit row, and
+//! only when empty, revocation), cluster registration (join, CSRs, accept, deny, labels,
+//! lease renewals, Wills and health deadlines, cluster sets, bootstrap tokens) and the actor of a change on its `sent` audit row, and
 //! batches (a failing write rolled back
 //! alone, the rest durable), and Secret values never stored in clear (audit copies hold
 //! keyed digests). Backend-specific behaviour (SQLite migrations, triggers,
@@ -46,6 +47,9 @@ conformance!(
     api_tokens_are_stored_by_digest_and_revoked_at_once,
     the_actor_of_a_change_reaches_its_sent_audit_row,
     secret_values_are_not_stored_in_clear,
+    joins_csrs_accept_and_deny_survive_a_reopen,
+    leases_drive_health_deadlines,
+    clustersets_and_bootstrap_tokens,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

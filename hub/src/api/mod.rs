@@ -21,6 +21,7 @@ pub mod clusters;
 pub mod error;
 pub mod guard;
 pub mod outbox;
+pub mod registration;
 pub mod server;
 pub mod tls;
 pub mod tokens;
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub hosts: Arc<HostPolicy>,
     /// Outstanding watch tickets.
     pub tickets: Tickets,
+    /// Cluster registration (accept, deny, echoes, the clock).
+    pub registration: crate::source::registration::RegistrationContext,
 }
 
 /// All routes.
@@ -88,6 +91,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/watch/works", get(watch::watch))
         .route("/api/v1/watch/tickets", post(watch::ticket))
         .route("/api/v1/outbox/parked", get(outbox::parked))
+        .route("/api/v1/clusters/{name}/accept", post(registration::accept))
+        .route("/api/v1/clusters/{name}/deny", post(registration::deny))
+        .route("/api/v1/clusters/{name}/labels", post(registration::label))
+        .route(
+            "/api/v1/clustersets",
+            get(registration::list_sets).post(registration::create_set),
+        )
+        .route(
+            "/api/v1/clustersets/{name}",
+            delete(registration::delete_set),
+        )
+        .route(
+            "/api/v1/bootstraptokens",
+            get(registration::list_bootstrap_tokens).post(registration::create_bootstrap_token),
+        )
+        .route(
+            "/api/v1/bootstraptokens/{name}",
+            delete(registration::revoke_bootstrap_token),
+        )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))

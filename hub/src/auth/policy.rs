@@ -110,8 +110,17 @@ pub fn need(method: &Method, path: &str) -> Need {
         TICKETS_PATH => return Need::Role(Role::Reader),
         _ => {}
     }
-    if path == "/api/v1/tokens" || path.starts_with("/api/v1/tokens/") {
+    if path == "/api/v1/tokens"
+        || path.starts_with("/api/v1/tokens/")
+        || path == "/api/v1/bootstraptokens"
+        || path.starts_with("/api/v1/bootstraptokens/")
+    {
         return Need::Unscoped(Role::Admin);
+    }
+    if (path == "/api/v1/clustersets" || path.starts_with("/api/v1/clustersets/"))
+        && is_mutation(method)
+    {
+        return Need::Unscoped(Role::Writer);
     }
     if path.starts_with("/api/v1/outbox/") {
         return Need::Unscoped(Role::Reader);
@@ -157,6 +166,13 @@ mod tests {
         assert_eq!(need(&Method::GET, "/healthz"), Need::Public);
         assert_eq!(need(&Method::GET, "/metrics"), Need::LoopbackOrReader);
         assert!(!need(&Method::GET, "/api/v1/outbox/parked").allows(&scoped_admin));
+        assert!(!need(&Method::POST, "/api/v1/bootstraptokens").allows(&writer));
+        assert!(!need(&Method::POST, "/api/v1/bootstraptokens").allows(&scoped_admin));
+        assert!(need(&Method::DELETE, "/api/v1/bootstraptokens/x").allows(&admin));
+        assert!(!need(&Method::POST, "/api/v1/clustersets").allows(&scoped_admin));
+        assert!(need(&Method::GET, "/api/v1/clustersets").allows(&reader));
+        assert!(need(&Method::POST, "/api/v1/clusters/c/accept").allows(&writer));
+        assert!(!need(&Method::POST, "/api/v1/clusters/c/accept").allows(&reader));
     }
 
     #[test]

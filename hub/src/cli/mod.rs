@@ -135,6 +135,30 @@ pub enum Command {
         #[command(subcommand)]
         what: CreateWhat,
     },
+    /// Accept a joining cluster: sign its certificate requests, start its lease.
+    Accept {
+        /// What.
+        #[command(subcommand)]
+        what: ClusterName,
+    },
+    /// Deny a cluster: its identities are refused and its connections closed.
+    Deny {
+        /// What.
+        #[command(subcommand)]
+        what: ClusterName,
+    },
+    /// Set (`k=v`) or remove (`k-`) labels of a cluster.
+    Label {
+        /// What.
+        #[command(subcommand)]
+        what: LabelWhat,
+    },
+    /// Cluster set membership.
+    Clusterset {
+        /// What.
+        #[command(subcommand)]
+        what: ClustersetCommand,
+    },
     /// Manage API tokens (admin; or --offline on the data directory).
     Token {
         /// What.
@@ -181,11 +205,54 @@ pub enum GetWhat {
     #[command(visible_alias = "manifestwork")]
     Work(WorkRef),
     /// List clusters.
-    #[command(visible_alias = "cluster")]
+    #[command(visible_aliases = ["cluster", "managedclusters"])]
     Clusters {
         /// Output format (default: table).
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
+    },
+    /// List cluster sets.
+    #[command(visible_aliases = ["clusterset", "managedclustersets"])]
+    Clustersets {
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+}
+
+/// `accept cluster X` / `deny cluster X`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterName {
+    /// A cluster.
+    #[command(visible_alias = "managedcluster")]
+    Cluster {
+        /// Cluster name.
+        name: String,
+    },
+}
+
+/// `label` targets.
+#[derive(Debug, Subcommand)]
+pub enum LabelWhat {
+    /// A cluster.
+    Cluster {
+        /// Cluster name.
+        name: String,
+        /// `k=v` to set, `k-` to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
+}
+
+/// `clusterset` commands.
+#[derive(Debug, Subcommand)]
+pub enum ClustersetCommand {
+    /// Put a cluster in a set (its exclusive `cluster.open-cluster-management.io/clusterset` label).
+    Set {
+        /// Cluster name.
+        cluster: String,
+        /// Set name.
+        set: String,
     },
 }
 
@@ -214,6 +281,12 @@ pub enum DescribeWhat {
         #[arg(short = 'n', long = "namespace")]
         namespace: String,
     },
+    /// A cluster: acceptance, conditions, taints, claims, lease.
+    #[command(visible_alias = "managedcluster")]
+    Cluster {
+        /// Cluster name.
+        name: String,
+    },
 }
 
 /// `delete` targets.
@@ -233,6 +306,11 @@ pub enum DeleteWhat {
         /// Cluster name.
         name: String,
     },
+    /// A cluster set (`default` and `global` always exist).
+    Clusterset {
+        /// Set name.
+        name: String,
+    },
 }
 
 /// `create` targets.
@@ -246,6 +324,36 @@ pub enum CreateWhat {
         #[arg(short = 'l', long = "label")]
         labels: Vec<String>,
     },
+    /// A cluster set: by default it selects clusters labelled
+    /// `cluster.open-cluster-management.io/clusterset=<name>`; with `--selector k=v,...`
+    /// every cluster carrying those labels.
+    Clusterset {
+        /// Set name.
+        name: String,
+        /// Label selector `k=v,k2=v2`.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+    },
+}
+
+/// Splits `k=v` (set) and `k-` (remove) arguments.
+fn parse_label_changes(
+    args: &[String],
+) -> Result<(serde_json::Map<String, Value>, Vec<String>), CliError> {
+    let mut set = serde_json::Map::new();
+    let mut remove = Vec::new();
+    for a in args {
+        if let Some((k, v)) = a.split_once('=') {
+            set.insert(k.to_string(), Value::String(v.to_string()));
+        } else if let Some(k) = a.strip_suffix('-') {
+            remove.push(k.to_string());
+        } else {
+            return Err(CliError::Input(format!(
+                "label {a:?} is neither k=v nor k-"
+            )));
+        }
+    }
+    Ok((set, remove))
 }
 
 const WORK_KIND: &str = workbus_schemas::work::ManifestWork::KUBECTL_NAME;
@@ -405,12 +513,68 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                     _ => print!("{}", output::clusters_table(&items, now)),
                 }
             }
+            GetWhat::Clustersets { output } => {
+                let v = client.get("/api/v1/clustersets")?.body;
+                let items = v
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                match output {
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
+                    _ => print!("{}", output::clustersets_table(&items)),
+                }
+            }
         },
-        Command::Describe {
-            what: DescribeWhat::Work { name, namespace },
+        Command::Describe { what } => match what {
+            DescribeWhat::Work { name, namespace } => {
+                let v = client.get(&work_path(&namespace, &name))?.body;
+                print!("{}", output::describe_work(&v, now));
+            }
+            DescribeWhat::Cluster { name } => {
+                let v = client
+                    .get(&format!("/api/v1/clusters/{}", encode_component(&name)))?
+                    .body;
+                print!("{}", output::describe_cluster(&v, now));
+            }
+        },
+        Command::Accept {
+            what: ClusterName::Cluster { name },
         } => {
-            let v = client.get(&work_path(&namespace, &name))?.body;
-            print!("{}", output::describe_work(&v, now));
+            client.post(
+                &format!("/api/v1/clusters/{}/accept", encode_component(&name)),
+                &json!({}),
+            )?;
+            println!("cluster/{name} accepted");
+        }
+        Command::Deny {
+            what: ClusterName::Cluster { name },
+        } => {
+            client.post(
+                &format!("/api/v1/clusters/{}/deny", encode_component(&name)),
+                &json!({}),
+            )?;
+            println!("cluster/{name} denied");
+        }
+        Command::Label {
+            what: LabelWhat::Cluster { name, labels },
+        } => {
+            let (set, remove) = parse_label_changes(&labels)?;
+            client.post(
+                &format!("/api/v1/clusters/{}/labels", encode_component(&name)),
+                &json!({"set": set, "remove": remove}),
+            )?;
+            println!("cluster/{name} labeled");
+        }
+        Command::Clusterset {
+            what: ClustersetCommand::Set { cluster, set },
+        } => {
+            let label = workbus_schemas::registration::names::CLUSTERSET_LABEL;
+            client.post(
+                &format!("/api/v1/clusters/{}/labels", encode_component(&cluster)),
+                &json!({"set": {label: set}}),
+            )?;
+            println!("cluster/{cluster} is in clusterset/{set}");
         }
         Command::Delete { what } => match what {
             DeleteWhat::Work { name, namespace } => {
@@ -421,7 +585,33 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 client.delete(&format!("/api/v1/clusters/{}", encode_component(&name)))?;
                 println!("cluster \"{name}\" deleted");
             }
+            DeleteWhat::Clusterset { name } => {
+                client.delete(&format!("/api/v1/clustersets/{}", encode_component(&name)))?;
+                println!("clusterset \"{name}\" deleted");
+            }
         },
+        Command::Create {
+            what: CreateWhat::Clusterset { name, selector },
+        } => {
+            let match_labels = match selector {
+                None => Value::Null,
+                Some(sel) => {
+                    let mut map = serde_json::Map::new();
+                    for pair in sel.split(',').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').ok_or_else(|| {
+                            CliError::Input(format!("selector {pair:?} is not key=value"))
+                        })?;
+                        map.insert(k.to_string(), Value::String(v.to_string()));
+                    }
+                    Value::Object(map)
+                }
+            };
+            client.post(
+                "/api/v1/clustersets",
+                &json!({"name": name, "matchLabels": match_labels}),
+            )?;
+            println!("clusterset/{name} created");
+        }
         Command::Create {
             what: CreateWhat::Cluster { name, labels },
         } => {
@@ -460,12 +650,17 @@ mod tests {
             "workbus-hub get work --namespace",
             "workbus-hub get work --output",
             "workbus-hub get clusters --output",
+            "workbus-hub get clustersets --output",
             "workbus-hub describe work --namespace",
             "workbus-hub delete work --namespace",
             "workbus-hub create cluster --label",
+            "workbus-hub create clusterset --selector",
             "workbus-hub token create --role",
             "workbus-hub token create --name",
             "workbus-hub token create --clusters",
+            "workbus-hub token create --bootstrap",
+            "workbus-hub token create --ttl",
+            "workbus-hub token create --auto-accept",
             "workbus-hub token create --offline",
             "workbus-hub token list --offline",
             "workbus-hub token revoke --offline",

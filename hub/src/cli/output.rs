@@ -133,37 +133,199 @@ pub fn works_table(items: &[Value], wide: bool, now: DateTime<Utc>) -> String {
     table(&headers, &rows)
 }
 
-/// The table of `get clusters`.
+/// A cluster's condition status as `kubectl get managedclusters` shows it: `True`,
+/// `False`, `Unknown`, or empty when absent. A REST-created cluster (no registration)
+/// is accepted and has no other condition.
+fn cluster_condition(c: &Value, type_: &str) -> String {
+    let Some(conditions) = c
+        .pointer("/registration/managedCluster/status/conditions")
+        .and_then(Value::as_array)
+    else {
+        return if c.get("registration").is_none()
+            && type_ == workbus_schemas::registration::names::condition::HUB_ACCEPTED
+        {
+            "true".into()
+        } else {
+            String::new()
+        };
+    };
+    conditions
+        .iter()
+        .find(|x| x.get("type").and_then(Value::as_str) == Some(type_))
+        .and_then(|x| x.get("status").and_then(Value::as_str))
+        .map(|st| {
+            if type_ == workbus_schemas::registration::names::condition::HUB_ACCEPTED {
+                st.to_lowercase()
+            } else {
+                st.to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// `get clusters`: NAME, HUB ACCEPTED, JOINED, AVAILABLE, AGE (as `kubectl get
+/// managedclusters`).
 pub fn clusters_table(items: &[Value], now: DateTime<Utc>) -> String {
+    use workbus_schemas::registration::names::condition;
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|c| {
-            let labels = c
-                .get("labels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
-            let heard = c.get("lastHeard").and_then(Value::as_str);
+            let accepted = match c.pointer("/registration/managedCluster/spec/hubAcceptsClient") {
+                Some(Value::Bool(b)) => b.to_string(),
+                _ => cluster_condition(c, condition::HUB_ACCEPTED),
+            };
             vec![
                 s(c, &["name"]).to_string(),
-                if labels.is_empty() {
-                    "<none>".into()
-                } else {
-                    labels
-                },
-                heard
-                    .map(|h| format!("{} ago", age(Some(h), now)))
-                    .unwrap_or_else(|| "<never>".into()),
+                accepted,
+                cluster_condition(c, condition::JOINED),
+                cluster_condition(c, condition::AVAILABLE),
                 age(c.get("created").and_then(Value::as_str), now),
             ]
         })
         .collect();
-    table(&["NAME", "LABELS", "LAST-HEARD", "AGE"], &rows)
+    table(
+        &["NAME", "HUB ACCEPTED", "JOINED", "AVAILABLE", "AGE"],
+        &rows,
+    )
+}
+
+/// `get clustersets`: NAME, SELECTOR, CLUSTERS.
+pub fn clustersets_table(items: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|set| {
+            let selector = match set
+                .pointer("/selector/selectorType")
+                .and_then(Value::as_str)
+            {
+                Some("LabelSelector") => {
+                    let labels = set
+                        .pointer("/selector/matchLabels")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    if labels.is_empty() {
+                        "<all clusters>".to_string()
+                    } else {
+                        labels
+                    }
+                }
+                _ => "ExclusiveClusterSetLabel".to_string(),
+            };
+            let members = set
+                .get("clusters")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![s(set, &["name"]).to_string(), selector, members.to_string()]
+        })
+        .collect();
+    table(&["NAME", "SELECTOR", "CLUSTERS"], &rows)
+}
+
+/// `describe cluster`: a human summary (acceptance, conditions, taints, claims, lease).
+pub fn describe_cluster(c: &Value, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mc = c.pointer("/registration/managedCluster");
+    out.push_str(&format!("Name:          {}\n", s(c, &["name"])));
+    let labels = c
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "Labels:        {}\n",
+        if labels.is_empty() { "<none>" } else { &labels }
+    ));
+    out.push_str(&format!(
+        "Age:           {}\n",
+        age(c.get("created").and_then(Value::as_str), now)
+    ));
+    let Some(mc) = mc else {
+        out.push_str("Registration:  created over REST (accepted; no lease)\n");
+        return out;
+    };
+    let denied = c.pointer("/registration/denied").and_then(Value::as_bool) == Some(true);
+    out.push_str(&format!(
+        "Hub accepts:   {}{}\n",
+        mc.pointer("/spec/hubAcceptsClient")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        if denied { " (denied)" } else { "" }
+    ));
+    out.push_str(&format!(
+        "Lease:         {}s\n",
+        mc.pointer("/spec/leaseDurationSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(60)
+    ));
+    if let Some(renew) = c
+        .pointer("/registration/lease/spec/renewTime")
+        .and_then(Value::as_str)
+    {
+        out.push_str(&format!(
+            "Last renewal:  {renew} ({} ago)\n",
+            age(Some(renew), now)
+        ));
+    }
+    if let Some(v) = mc
+        .pointer("/status/version/kubernetes")
+        .and_then(Value::as_str)
+    {
+        out.push_str(&format!("Kubernetes:    {v}\n"));
+    }
+    out.push_str("Conditions:\n");
+    for cond in mc
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "  {:<36} {:<8} {} ({})\n",
+            s(cond, &["type"]),
+            s(cond, &["status"]),
+            s(cond, &["reason"]),
+            s(cond, &["message"])
+        ));
+    }
+    let taints: Vec<String> = mc
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}:{}", s(t, &["key"]), s(t, &["effect"])))
+        .collect();
+    out.push_str(&format!(
+        "Taints:        {}\n",
+        if taints.is_empty() {
+            "<none>".to_string()
+        } else {
+            taints.join(", ")
+        }
+    ));
+    for claim in mc
+        .pointer("/status/clusterClaims")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "Claim:         {}={}\n",
+            s(claim, &["name"]),
+            s(claim, &["value"])
+        ));
+    }
+    out
 }
 
 /// `describe work`: a human summary.

@@ -172,6 +172,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let security = args.broker_security(listen)?;
         let broker = embedded_broker::start_announced(listen, &security, "").await?;
         config.broker = broker.hub_settings()?;
+        config.registration.pki = broker.pki().cloned();
+        config.registration.disconnect = Some(broker.disconnect());
         if broker.tls() {
             // On every interface: agents elsewhere use one of the host's names.
             let host = if broker.addr().ip().is_unspecified() {
@@ -190,6 +192,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         None
     };
     let hub = Hub::start(config).await?;
+    if let Some(broker) = &embedded {
+        broker.attach_hub(&hub);
+    }
     println!("workbus hub listening on {}", hub.base_url());
     if let Some(token) = hub.admin_token() {
         let file = args.data_dir.join(crate::auth::tokens::ADMIN_TOKEN_FILE);

@@ -1,5 +1,6 @@
-//! `workbus-hub token create|list|revoke`: API tokens, through the API (an admin
-//! token) or, with `--offline`, directly on a hub's data directory — the way to make
+//! `workbus-hub token create|list|revoke`: API tokens and, with `create --bootstrap`,
+//! bootstrap tokens for joining clusters (expiring, revocable, optionally auto-accepting),
+//! through the API (an admin token) or, with `--offline`, directly on a hub's data directory — the way to make
 //! the first token, or a new admin token when none is at hand. Offline commands need
 //! access to the data directory, which is the same trust as the hub's own.
 
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, encode_component};
+use crate::api::registration::{NewBootstrapToken, issue_bootstrap};
 use crate::auth::tokens::{OFFLINE_ACTOR, TokenRequest, issue};
 use crate::config::StoreSettings;
 use crate::store::writes::RevokeToken;
@@ -22,14 +24,24 @@ pub enum TokenCommand {
     Create {
         /// `admin` (everything, tokens included), `writer` (works and clusters) or
         /// `reader` (GET and watch).
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
+        #[arg(long, value_parser = parse_role, required_unless_present = "bootstrap")]
+        role: Option<Role>,
         /// Its name (default `<role>-<random>`): the actor recorded for its changes.
         #[arg(long)]
         name: Option<String>,
         /// Only these clusters (comma-separated; default every cluster).
         #[arg(long, value_delimiter = ',')]
         clusters: Option<Vec<String>>,
+        /// A bootstrap token: clusters join with it (user `bootstrap.<cluster>`, the
+        /// token as password), like `clusteradm get token`.
+        #[arg(long, conflicts_with_all = ["role", "clusters"])]
+        bootstrap: bool,
+        /// A bootstrap token's lifetime: `90s`, `30m`, `24h` (default), `7d`.
+        #[arg(long, requires = "bootstrap", value_parser = parse_ttl)]
+        ttl: Option<i64>,
+        /// Clusters joining with the bootstrap token are accepted at once.
+        #[arg(long, requires = "bootstrap")]
+        auto_accept: bool,
         /// Where.
         #[command(flatten)]
         offline: Offline,
@@ -61,6 +73,23 @@ pub struct Offline {
     pub data_dir: PathBuf,
 }
 
+/// `90s`, `30m`, `24h`, `7d` → seconds.
+fn parse_ttl(s: &str) -> Result<i64, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 24h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?} is not a duration like 24h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: admin, writer or reader"))
 }
@@ -86,11 +115,59 @@ fn view(token: &ApiToken) -> Value {
 pub fn run(client: &Client, command: TokenCommand) -> Result<(), CliError> {
     match command {
         TokenCommand::Create {
+            bootstrap: true,
+            name,
+            ttl,
+            auto_accept,
+            offline,
+            ..
+        } => {
+            let body = NewBootstrapToken {
+                name,
+                ttl_seconds: ttl,
+                auto_accept,
+            };
+            let (shown, secret) = if offline.offline {
+                let (write, secret) = issue_bootstrap(body, OFFLINE_ACTOR, Utc::now())
+                    .map_err(|e| CliError::Input(e.message))?;
+                let token = open(&offline)?.write(write).map_err(offline_error)?;
+                (serde_json::to_value(&token).unwrap_or(Value::Null), secret)
+            } else {
+                let mut answer = client
+                    .post(
+                        "/api/v1/bootstraptokens",
+                        &json!({"name": body.name, "ttlSeconds": body.ttl_seconds,
+                                "autoAccept": body.auto_accept}),
+                    )?
+                    .body;
+                let secret = answer
+                    .as_object_mut()
+                    .and_then(|m| m.remove("token"))
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .ok_or_else(|| CliError::Input("the hub answered without a secret".into()))?;
+                (answer, secret)
+            };
+            println!("{secret}");
+            eprintln!(
+                "bootstrap token/{} created (expires {}{}); its secret (above) is shown only \
+                 this once: start a joining agent with it (user bootstrap.<cluster>)",
+                shown["name"].as_str().unwrap_or("?"),
+                shown["expires"].as_str().unwrap_or("?"),
+                if shown["autoAccept"].as_bool() == Some(true) {
+                    ", auto-accept"
+                } else {
+                    ""
+                }
+            );
+        }
+        TokenCommand::Create {
             role,
             name,
             clusters,
             offline,
+            ..
         } => {
+            let role = role.ok_or_else(|| CliError::Input("--role is required".into()))?;
             let (shown, secret) = if offline.offline {
                 let request = TokenRequest {
                     name,
@@ -125,14 +202,39 @@ pub fn run(client: &Client, command: TokenCommand) -> Result<(), CliError> {
             );
         }
         TokenCommand::List { offline } => {
-            let items: Vec<Value> = if offline.offline {
-                let tokens = open(&offline)?.list_tokens().map_err(offline_error)?;
-                tokens.iter().map(view).collect()
+            let (items, bootstrap): (Vec<Value>, Vec<Value>) = if offline.offline {
+                let store = open(&offline)?;
+                let tokens = store.list_tokens().map_err(offline_error)?;
+                let joins = store.list_join_tokens().map_err(offline_error)?;
+                (
+                    tokens.iter().map(view).collect(),
+                    joins
+                        .iter()
+                        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+                        .collect(),
+                )
             } else {
                 let v = client.get("/api/v1/tokens")?.body;
-                v["items"].as_array().cloned().unwrap_or_default()
+                let b = client.get("/api/v1/bootstraptokens")?.body;
+                (
+                    v["items"].as_array().cloned().unwrap_or_default(),
+                    b["items"].as_array().cloned().unwrap_or_default(),
+                )
             };
-            print!("{}", table(&items));
+            let mut rows = items;
+            rows.extend(bootstrap.into_iter().map(|mut t| {
+                // Shown in the ROLE column as the token's kind.
+                let kind = if t["revoked"].is_string() {
+                    "bootstrap (revoked)"
+                } else if t["autoAccept"].as_bool() == Some(true) {
+                    "bootstrap (auto-accept)"
+                } else {
+                    "bootstrap"
+                };
+                t["role"] = Value::String(kind.into());
+                t
+            }));
+            print!("{}", table(&rows));
         }
         TokenCommand::Revoke { name, offline } => {
             if offline.offline {
@@ -140,7 +242,19 @@ pub fn run(client: &Client, command: TokenCommand) -> Result<(), CliError> {
                     .write(RevokeToken { name: name.clone() })
                     .map_err(offline_error)?;
             } else {
-                client.delete(&format!("/api/v1/tokens/{}", encode_component(&name)))?;
+                // The name is an API token's or a bootstrap token's.
+                let path = format!("/api/v1/tokens/{}", encode_component(&name));
+                match client.delete(&path) {
+                    Err(CliError::Server { code: 404, .. }) => {
+                        client.delete(&format!(
+                            "/api/v1/bootstraptokens/{}",
+                            encode_component(&name)
+                        ))?;
+                    }
+                    other => {
+                        other?;
+                    }
+                }
             }
             println!("token/{name} revoked");
         }

@@ -20,9 +20,10 @@
 //! the audit log: refusals are what floods and forgeries
 //! produce, and storing their payloads would let them grow the hub's disk.
 //!
-//! The publisher's identity is not known to the hub over MQTT (the broker does not pass
-//! it on), so the topic is the identity here; the broker's topic ACLs bind it to the
-//! client's identity.
+//! Without a publisher stamp (an external broker) the topic is the identity here; the
+//! broker's topic ACLs bind it to the client's identity. With the embedded broker's
+//! stamp ([`workbus_schemas::acl::PUBLISHER_PROPERTY`]) the publisher must also be
+//! allowed to send the event ([`super::publisher`]).
 
 use workbus_schemas::metadata::DecodedStatus;
 use workbus_schemas::status_hash::status_hash;
@@ -57,6 +58,13 @@ pub enum Refusal {
     /// The cluster sent more spec resync requests than its rate allows.
     #[error("resync request rate exceeded")]
     ResyncRateLimited,
+    /// The broker-stamped publisher may not send this event for this cluster
+    /// ([`super::publisher`]).
+    #[error("its publisher may not send it")]
+    Publisher,
+    /// A registration write for a cluster the hub has not accepted (or does not know).
+    #[error("the cluster is not accepted")]
+    NotAccepted,
 }
 
 impl Refusal {
@@ -78,6 +86,8 @@ impl Refusal {
             Refusal::UnregisteredCluster => "unregistered_cluster",
             Refusal::StatusRateLimited => "status_rate_limited",
             Refusal::ResyncRateLimited => "resync_rate_limited",
+            Refusal::Publisher => "publisher",
+            Refusal::NotAccepted => "not_accepted",
         }
     }
 }

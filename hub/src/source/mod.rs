@@ -8,15 +8,19 @@
 //! - a message: decode (`mqtt::decode`; malformed → counted, logged, dropped), audit,
 //!   then dispatch on the type: a spec `resync_request` is answered
 //!   ([`resync::spec_resync_answer_events`]), a status event goes through the
-//!   acceptance rule ([`crate::store::rules::status`]) in the store; anything else is counted and
-//!   dropped.
+//!   acceptance rule ([`crate::store::rules::status`]) in the store; a registration
+//!   data type (ManagedCluster, CSR, Lease) goes to [`registration`]; anything else is
+//!   counted and dropped.
 //!
 //! Outgoing events never go to the broker from here: they are queued in the outbox
 //! (see `outbox`) like every other event.
 
 pub mod admission;
+pub mod health;
+pub mod publisher;
 pub mod rate_limit;
 pub mod redrive;
+pub mod registration;
 pub mod resync;
 pub mod spec_events;
 pub mod status;
@@ -27,6 +31,7 @@ use chrono::Utc;
 use cloudevents::AttributesReader;
 use tokio::sync::{Notify, mpsc, watch};
 use workbus_schemas::Event;
+use workbus_schemas::acl::Identity;
 use workbus_schemas::envelope::{decode_event_type, json_data};
 use workbus_schemas::event_type::{Action, SubResource};
 use workbus_schemas::extensions::OcmExtensions;
@@ -65,6 +70,8 @@ pub struct SourceLoop {
     pub wire: Arc<WireFormat>,
     /// Per-cluster rate limits of statuses and spec resync requests.
     pub limits: Arc<rate_limit::ClusterLimits>,
+    /// Cluster registration: echoes, the CA, the clock, cluster watchers.
+    pub registration: registration::RegistrationContext,
 }
 
 /// Spec resync requests answered concurrently (each is one read and one queued write).
@@ -157,6 +164,14 @@ impl SourceLoop {
                 return;
             }
         };
+        // TODO(issue 13): pass the broker's publisher stamp once the transport carries it
+        // (`MqttMessage::publisher`, parsed with `publisher::stamped_identity`).
+        let publisher: Option<Identity> = None;
+        if workbus_schemas::registration::registration_kind(&event).is_some() {
+            return self
+                .handle_registration(event, &message, publisher.as_ref())
+                .await;
+        }
         let ty = match decode_event_type(&event) {
             Ok(ty) if ty.data_type.is_manifest_bundles() => ty,
             Ok(ty) => {
@@ -181,6 +196,13 @@ impl SourceLoop {
                     Ok(c) => c.to_string(),
                     Err(reason) => return self.refuse(&event, reason, &message.topic),
                 };
+                if let Err(r) = publisher::admit_publisher(
+                    publisher::Sent::WorkResync,
+                    &cluster,
+                    publisher.as_ref(),
+                ) {
+                    return self.refuse(&event, r, &message.topic);
+                }
                 // Answered off the loop (a reconnecting fleet sends thousands at once
                 // and statuses must not queue behind them), a bounded number at a time.
                 let Ok(permit) = self.resync_slots.clone().acquire_owned().await else {
@@ -198,6 +220,14 @@ impl SourceLoop {
                     .await;
             }
             (SubResource::Status, _) => {
+                let claimed = event.cluster_name().ok().flatten().unwrap_or_default();
+                if let Err(r) = publisher::admit_publisher(
+                    publisher::Sent::WorkStatus,
+                    claimed,
+                    publisher.as_ref(),
+                ) {
+                    return self.refuse(&event, r, &message.topic);
+                }
                 let size = admission::message_size(&message);
                 self.handle_status(event, &message.topic, size, statuses)
                     .await

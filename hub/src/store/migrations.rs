@@ -118,6 +118,40 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN actor TEXT;
     ALTER TABLE audit ADD COLUMN actor TEXT;
     "#,
+    // 7: cluster registration over the bus (issue 13). A joined cluster's registration
+    // (ManagedCluster and lease, JSON; NULL for REST-created clusters) and the time the
+    // health timer must look at it (indexed, NULL when nothing can expire); its
+    // certificate signing requests; cluster sets (`default` and `global` always
+    // present); bootstrap tokens (SHA-256 digests only, like API tokens).
+    r#"
+    ALTER TABLE clusters ADD COLUMN registration TEXT;
+    ALTER TABLE clusters ADD COLUMN health_deadline TEXT;
+    CREATE INDEX clusters_health ON clusters(health_deadline) WHERE health_deadline IS NOT NULL;
+    CREATE TABLE cluster_csrs (
+        name        TEXT PRIMARY KEY NOT NULL,
+        cluster     TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+        csr         TEXT NOT NULL,            -- CertificateSigningRequest JSON
+        created     TEXT NOT NULL
+    );
+    CREATE INDEX cluster_csrs_cluster ON cluster_csrs(cluster, created);
+    CREATE TABLE clustersets (
+        name        TEXT PRIMARY KEY NOT NULL,
+        selector    TEXT NOT NULL,            -- ClusterSelector JSON
+        created     TEXT NOT NULL
+    );
+    INSERT INTO clustersets (name, selector, created) VALUES
+        ('default', '{"selectorType":"ExclusiveClusterSetLabel"}', '1970-01-01T00:00:00.000000000Z'),
+        ('global', '{"selectorType":"LabelSelector","matchLabels":{}}', '1970-01-01T00:00:00.000000000Z');
+    CREATE TABLE bootstrap_tokens (
+        name        TEXT PRIMARY KEY NOT NULL,
+        hash        TEXT NOT NULL UNIQUE,     -- lowercase hex SHA-256 of the secret
+        expires     TEXT NOT NULL,
+        auto_accept INTEGER NOT NULL,
+        revoked     TEXT,
+        created     TEXT NOT NULL,
+        created_by  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -3,9 +3,10 @@
 //!
 //! Three layers, so a second backend (PostgreSQL) adds storage and nothing else:
 //! - [`rules`]: the business rules as pure functions (apply, deletion, status
-//!   acceptance, cluster removal);
-//! - [`writes`]: every change as a typed [`Write`] — the rules over row operations,
-//!   written once;
+//!   acceptance, cluster removal, registration and health);
+//! - [`writes`] and [`registration_writes`]: every change as a typed [`Write`] — the
+//!   rules over row operations, written once;
+//! - [`registration`]: the records of cluster registration (issue 13);
 //! - a backend: [`Store`] (reads and transactions) and [`StoreTx`] (row operations
 //!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one.
 //!
@@ -24,8 +25,11 @@ pub mod keyring;
 pub mod migrations;
 pub mod model;
 pub mod redact;
+pub mod registration;
+pub mod registration_writes;
 pub mod rules;
 pub mod sqlite;
+mod sqlite_registration;
 pub mod tx;
 pub mod writes;
 
@@ -167,6 +171,19 @@ pub trait Store: Send + Sync + 'static {
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
     /// Every API token, by name (digests included; the API never shows them).
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// The certificate signing requests of a cluster, oldest first.
+    fn csrs_of_cluster(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<workbus_schemas::registration::CertificateSigningRequest>, StoreError>;
+    /// Every cluster set, by name (`default` and `global` always among them).
+    fn list_clustersets(&self) -> Result<Vec<registration::ClusterSet>, StoreError>;
+    /// The bootstrap token whose secret hashes to `hash`.
+    fn join_token_by_hash(&self, hash: &str)
+    -> Result<Option<registration::JoinToken>, StoreError>;
+    /// Every bootstrap token, by name.
+    fn list_join_tokens(&self) -> Result<Vec<registration::JoinToken>, StoreError>;
 }
 
 /// The file name of the SQLite database inside its data directory.

@@ -24,6 +24,10 @@ pub struct Cluster {
     pub created: DateTime<Utc>,
     /// When an event from it last arrived.
     pub last_heard: Option<DateTime<Utc>>,
+    /// Its registration state when it joined over the bus; `None` for a cluster created
+    /// over REST (which counts as accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<super::registration::Registration>,
 }
 
 /// Address of a work: cluster (namespace) and name.

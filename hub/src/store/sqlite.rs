@@ -28,6 +28,7 @@ use workbus_schemas::mqtt::{MqttMessage, structured};
 use super::checkpoint::{self, Checkpointer};
 use super::keyring::Keyring;
 use super::model::*;
+use super::sqlite_registration as reg;
 use super::{Store, StoreError, StoreTx, migrations};
 
 /// The SQLite implementation of [`Store`].
@@ -404,18 +405,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn insert_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError> {
-        let inserted = exec(
-            self.conn,
-            "INSERT INTO clusters (name, labels, created, last_heard) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(name) DO NOTHING",
-            params![
-                cluster.name,
-                to_json(&cluster.labels)?,
-                ts(cluster.created),
-                cluster.last_heard.map(ts)
-            ],
-        )?;
-        Ok(inserted == 1)
+        reg::insert_cluster(self.conn, cluster)
     }
 
     fn remove_cluster(&mut self, name: &str) -> Result<bool, StoreError> {
@@ -446,6 +436,56 @@ impl StoreTx for SqliteTx<'_> {
             params![ts(at), cluster],
         )?;
         Ok(())
+    }
+
+    fn cluster(&mut self, name: &str) -> Result<Option<Cluster>, StoreError> {
+        reg::cluster(self.conn, name)
+    }
+
+    fn update_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError> {
+        reg::update_cluster(self.conn, cluster)
+    }
+
+    fn clusters_due(&mut self, now: DateTime<Utc>) -> Result<Vec<Cluster>, StoreError> {
+        reg::clusters_due(self.conn, now)
+    }
+
+    fn csrs_of(
+        &mut self,
+        cluster: &str,
+    ) -> Result<Vec<workbus_schemas::registration::CertificateSigningRequest>, StoreError> {
+        reg::csrs_of(self.conn, cluster)
+    }
+
+    fn upsert_csr(
+        &mut self,
+        cluster: &str,
+        csr: &workbus_schemas::registration::CertificateSigningRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        reg::upsert_csr(self.conn, cluster, csr, now)
+    }
+
+    fn insert_clusterset(
+        &mut self,
+        set: &super::registration::ClusterSet,
+    ) -> Result<bool, StoreError> {
+        reg::insert_clusterset(self.conn, set)
+    }
+
+    fn remove_clusterset(&mut self, name: &str) -> Result<bool, StoreError> {
+        reg::remove_clusterset(self.conn, name)
+    }
+
+    fn insert_join_token(
+        &mut self,
+        token: &super::registration::JoinToken,
+    ) -> Result<bool, StoreError> {
+        reg::insert_join_token(self.conn, token)
+    }
+
+    fn revoke_join_token(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        reg::revoke_join_token(self.conn, name, at)
     }
 
     fn work_by_key(&mut self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
@@ -800,25 +840,6 @@ impl SqliteStore {
     }
 }
 
-fn row_to_cluster(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, Option<String>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-fn cluster_from_raw(raw: (String, String, String, Option<String>)) -> Result<Cluster, StoreError> {
-    Ok(Cluster {
-        name: raw.0,
-        labels: parse_json("clusters", "labels", &raw.1)?,
-        created: parse_ts("clusters", &raw.2)?,
-        last_heard: raw
-            .3
-            .as_deref()
-            .map(|s| parse_ts("clusters", s))
-            .transpose()?,
-    })
-}
-
 impl Store for SqliteStore {
     fn transaction(
         &self,
@@ -837,26 +858,16 @@ impl Store for SqliteStore {
     }
 
     fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
-        let conn = self.reader()?;
-        let raw = conn
-            .query_row(
-                "SELECT name, labels, created, last_heard FROM clusters WHERE name = ?1",
-                [name],
-                row_to_cluster,
-            )
-            .optional()?;
-        raw.map(cluster_from_raw).transpose()
+        reg::cluster(&*self.reader()?, name)
     }
 
     fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, labels, created, last_heard FROM clusters ORDER BY name",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!("{} ORDER BY name", reg::CLUSTER_SELECT))?;
         let raws = stmt
-            .query_map([], row_to_cluster)?
+            .query_map([], reg::row_to_cluster)?
             .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(cluster_from_raw).collect()
+        raws.into_iter().map(reg::cluster_from_raw).collect()
     }
 
     fn get_work(&self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError> {
@@ -1059,5 +1070,27 @@ impl Store for SqliteStore {
             .query_map([], row_to_token)?
             .collect::<Result<Vec<_>, _>>()?;
         raws.into_iter().map(token_from_raw).collect()
+    }
+
+    fn csrs_of_cluster(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<workbus_schemas::registration::CertificateSigningRequest>, StoreError> {
+        reg::csrs_of(&*self.reader()?, cluster)
+    }
+
+    fn list_clustersets(&self) -> Result<Vec<super::registration::ClusterSet>, StoreError> {
+        reg::list_clustersets(&*self.reader()?)
+    }
+
+    fn join_token_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<super::registration::JoinToken>, StoreError> {
+        reg::join_token_by_hash(&*self.reader()?, hash)
+    }
+
+    fn list_join_tokens(&self) -> Result<Vec<super::registration::JoinToken>, StoreError> {
+        reg::list_join_tokens(&*self.reader()?)
     }
 }

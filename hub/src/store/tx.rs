@@ -9,6 +9,9 @@
 
 use chrono::{DateTime, Utc};
 
+use workbus_schemas::registration::CertificateSigningRequest;
+
+use super::registration::{ClusterSet, JoinToken};
 use super::{
     ApiToken, AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord,
 };
@@ -33,6 +36,31 @@ pub trait StoreTx {
     fn count_works(&mut self, cluster: &str) -> Result<u64, StoreError>;
     /// Records when an event from the cluster last arrived (no-op for unknown clusters).
     fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// One cluster, read inside the transaction.
+    fn cluster(&mut self, name: &str) -> Result<Option<Cluster>, StoreError>;
+    /// Stores a cluster's labels, last-heard time and registration (with its health
+    /// deadline, [`Registration::health_deadline`](super::registration::Registration));
+    /// `false` when there is no such cluster.
+    fn update_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError>;
+    /// The registered clusters whose health deadline is at or before `now`.
+    fn clusters_due(&mut self, now: DateTime<Utc>) -> Result<Vec<Cluster>, StoreError>;
+    /// The certificate signing requests of a cluster, oldest first.
+    fn csrs_of(&mut self, cluster: &str) -> Result<Vec<CertificateSigningRequest>, StoreError>;
+    /// Inserts or replaces (by name) a certificate signing request of `cluster`.
+    fn upsert_csr(
+        &mut self,
+        cluster: &str,
+        csr: &CertificateSigningRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Inserts a cluster set; `false` when the name is taken.
+    fn insert_clusterset(&mut self, set: &ClusterSet) -> Result<bool, StoreError>;
+    /// Removes a cluster set; `false` when there was none.
+    fn remove_clusterset(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// Inserts a bootstrap token; `false` when its name or digest is taken.
+    fn insert_join_token(&mut self, token: &JoinToken) -> Result<bool, StoreError>;
+    /// Marks a bootstrap token revoked at `at`; `false` when there is none.
+    fn revoke_join_token(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The work under `key`, with its latest status.
     fn work_by_key(&mut self, key: &WorkKey) -> Result<Option<WorkRecord>, StoreError>;

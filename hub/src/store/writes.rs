@@ -49,6 +49,7 @@ impl Write for CreateCluster {
             labels: self.labels,
             created: self.now,
             last_heard: None,
+            registration: None,
         };
         if !tx.insert_cluster(&cluster)? {
             return Err(StoreError::AlreadyExists {

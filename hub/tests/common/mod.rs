@@ -59,6 +59,36 @@ pub async fn start_hub_with(
     Hub::start(config).await.expect("hub starts")
 }
 
+/// Starts a hub against Mosquitto with `config` adjusted by `adjust` (registration
+/// settings, say), and waits until it is subscribed.
+pub async fn start_hub_adjusted(
+    dir: &std::path::Path,
+    source_id: &str,
+    adjust: impl FnOnce(&mut HubConfig),
+) -> HubHandle {
+    let mut config = HubConfig {
+        store: StoreSettings::sqlite(dir),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source_id: source_id.to_string(),
+        broker: BrokerSettings::Address {
+            host: broker().0.to_string(),
+            port: broker().1,
+        },
+        api: workbus_hub::ApiSettings {
+            admin_token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        ..HubConfig::new()
+    };
+    adjust(&mut config);
+    let hub = Hub::start(config).await.expect("hub starts");
+    assert!(
+        hub.wait_subscribed(WAIT).await,
+        "hub subscribed to the broker"
+    );
+    hub
+}
+
 /// Starts a hub against Mosquitto and waits until it is subscribed.
 pub async fn start_hub(dir: &std::path::Path, source_id: &str) -> HubHandle {
     let hub = start_hub_with(dir, source_id, broker().0, broker().1).await;
@@ -277,6 +307,16 @@ impl FakeAgent {
             .unwrap_or_default();
         let topic =
             topics::agent_publish_topic(&self.topics, &self.cluster, &ty, Some(&original)).unwrap();
+        let msg = mqtt::encode(event, &topic, Encoding::Binary).unwrap();
+        self.transport.publisher.publish(&msg).await.unwrap();
+    }
+
+    /// Publishes `event` on the agent events topic of `cluster` (any cluster: the test
+    /// broker has no ACLs), as that cluster's agent would.
+    pub async fn publish_as(&self, cluster: &str, event: &Event) {
+        let ty: EventType = envelope::decode_event_type(event).unwrap();
+        let topics = Topics::for_agent(&self.source_id, cluster).unwrap();
+        let topic = topics::agent_publish_topic(&topics, cluster, &ty, Some("")).unwrap();
         let msg = mqtt::encode(event, &topic, Encoding::Binary).unwrap();
         self.transport.publisher.publish(&msg).await.unwrap();
     }

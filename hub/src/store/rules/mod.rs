@@ -6,9 +6,16 @@
 //! - [`apply`]: creating, updating or leaving a work unchanged, and its generation;
 //! - [`deletion`]: marking a work deleting and re-driving its delete event;
 //! - [`status`]: the acceptance rule for a received status;
-//! - [`cluster`]: when a cluster may be removed.
+//! - [`cluster`]: when a cluster may be removed;
+//! - [`registration`]: join, accept, deny, agent status and lease renewals (issue 13);
+//! - [`availability`]: cluster health from its lease (`decide_availability`), taints,
+//!   clock sync;
+//! - [`csr`]: which certificate signing requests the hub takes, and their approval.
 
 pub mod apply;
+pub mod availability;
 pub mod cluster;
+pub mod csr;
 pub mod deletion;
+pub mod registration;
 pub mod status;
