@@ -125,7 +125,9 @@ impl Secure {
     /// `--mqtt-config` / `--workload-source-config`.
     pub fn write_mqtt_config(&self, identity: &Identity, broker: SocketAddr, path: &Path) {
         let topics = match identity {
-            Identity::Agent(cluster) => Topics::for_agent(&self.source_id, cluster),
+            Identity::Agent(cluster) | Identity::Bootstrap(cluster) => {
+                Topics::for_agent(&self.source_id, cluster)
+            }
             Identity::Source(source) => Topics::for_source(source),
         }
         .expect("valid names");
