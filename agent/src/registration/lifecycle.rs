@@ -45,6 +45,9 @@ use crate::target::ClusterInfo;
 /// `--cluster-healthcheck-period`: 1 min).
 pub const STATUS_CHECK: Duration = Duration::from_secs(60);
 
+/// The least time between two rotations.
+pub const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long a rotation CSR waits before it is sent again.
 pub const ROTATION_RESEND: Duration = Duration::from_secs(30);
 
@@ -479,7 +482,9 @@ impl Lifecycle {
         self.next_status = Some(now);
     }
 
-    /// The rotated certificate is in use now: rotation restarts from it.
+    /// The rotated certificate is in use now: rotation restarts from it, and not sooner
+    /// than [`MIN_ROTATION_INTERVAL`] (a certificate whose backdated `notBefore` makes
+    /// it look old at once must not make the agent rotate in a loop).
     pub fn rotated(&mut self, identity: StoredIdentity, now: Instant, wall: SystemTime) {
         let fraction = fraction_left(self.jitter.unit());
         self.rotation = Some(Rotation {
@@ -488,6 +493,9 @@ impl Lifecycle {
             pending: None,
         });
         self.schedule_rotation(now, wall);
+        self.next_rotation = self
+            .next_rotation
+            .map(|at| at.max(now + MIN_ROTATION_INTERVAL));
     }
 }
 
