@@ -13,6 +13,7 @@
 //! | `ca.pem`, `ca-key.pem` | the CA (ECDSA P-256), 10 years |
 //! | `ca-bundle.pem` | the CAs trusted now: the broker's client CA and the clients' CA file |
 //! | `ca-previous.pem` | the CA being retired, during a rotation |
+//! | `crl.pem` | the current CA's revocation list ([`revoke`]; the broker's `--crl-file`) |
 //! | `server.pem`, `server-key.pem` | the broker's certificate (SANs: localhost, 127.0.0.1, ::1 and the names given) |
 //! | `<identity>.pem`, `<identity>-key.pem` | a client: CN and DNS SAN = the identity (`edge-1`, `source.maestro`) |
 //!
@@ -28,8 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use workbus_schemas::acl::Identity;
 
@@ -41,6 +43,8 @@ pub const CA_KEY: &str = "ca-key.pem";
 pub const CA_BUNDLE: &str = "ca-bundle.pem";
 /// The CA being retired during a rotation.
 pub const CA_PREVIOUS: &str = "ca-previous.pem";
+/// The current CA's certificate revocation list.
+pub const CRL: &str = "crl.pem";
 /// The broker's certificate.
 pub const SERVER_CERT: &str = "server.pem";
 /// The broker's key.
@@ -72,6 +76,14 @@ pub enum CertError {
     /// A server name is empty.
     #[error("invalid server name {0:?}")]
     ServerName(String),
+    /// A file holds no certificate or revocation list that can be read.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A certificate validity window.
@@ -194,6 +206,115 @@ pub fn finish_rotation(dir: &Path) -> Result<(), CertError> {
     }
 }
 
+/// Revokes the certificate in `cert_file`, issued by the current CA: adds its serial to
+/// the current CA's list in `crl.pem` (made if missing), signed by the CA. The lists of
+/// previous CAs in the file are kept (during a rotation their certificates are still
+/// trusted). Brokers given the file (`--crl-file`) refuse the certificate from their
+/// next TLS reload. Returns how many certificates the current CA's list holds.
+pub fn revoke(dir: &Path, cert_file: &Path) -> Result<usize, CertError> {
+    let pem = std::fs::read(cert_file).map_err(|source| CertError::Io {
+        path: cert_file.to_owned(),
+        source,
+    })?;
+    let invalid = |reason: String| CertError::Invalid {
+        path: cert_file.to_owned(),
+        reason,
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| invalid(e.to_string()))?;
+    let cert = block.parse_x509().map_err(|e| invalid(e.to_string()))?;
+    let serial = cert.raw_serial().to_vec();
+    let (mut revoked, others) = crl_lists(dir)?;
+    if !revoked.iter().any(|(s, _)| *s == serial) {
+        revoked.push((serial, time::OffsetDateTime::now_utc()));
+    }
+    write_crl(dir, &revoked, &others)?;
+    Ok(revoked.len())
+}
+
+/// Makes sure `crl.pem` holds a list of the current CA (empty when new), so a broker
+/// can be started with `--crl-file` before anything is revoked and keeps checking
+/// after a CA rotation.
+pub fn ensure_crl(dir: &Path) -> Result<(), CertError> {
+    let exists = dir.join(CRL).exists();
+    let (revoked, others) = crl_lists(dir)?;
+    // No list of the current CA and an empty one read alike; rewriting an empty list is
+    // harmless.
+    if exists && !revoked.is_empty() {
+        return Ok(());
+    }
+    write_crl(dir, &revoked, &others)
+}
+
+/// A revoked serial and when it was revoked.
+type Revoked = (Vec<u8>, time::OffsetDateTime);
+
+const CRL_END: &str = "-----END X509 CRL-----";
+
+/// What `crl.pem` lists for the current CA, and the PEM blocks of other CAs' lists.
+fn crl_lists(dir: &Path) -> Result<(Vec<Revoked>, Vec<String>), CertError> {
+    let path = dir.join(CRL);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(source) => return Err(CertError::Io { path, source }),
+    };
+    let invalid = |reason: String| CertError::Invalid {
+        path: path.clone(),
+        reason,
+    };
+    let ca_pem = read(&dir.join(CA_CERT))?;
+    let (_, ca_block) =
+        x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let ca = ca_block.parse_x509().map_err(|e| invalid(e.to_string()))?;
+    let (mut current, mut others) = (Vec::new(), Vec::new());
+    for block in text
+        .split_inclusive(CRL_END)
+        .filter(|b| b.contains(CRL_END))
+    {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(block.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?;
+        let (_, crl) =
+            x509_parser::parse_x509_crl(&pem.contents).map_err(|e| invalid(e.to_string()))?;
+        if crl.issuer().as_raw() == ca.subject().as_raw() {
+            current = crl
+                .iter_revoked_certificates()
+                .map(|r| (r.raw_serial().to_vec(), r.revocation_date.to_datetime()))
+                .collect();
+        } else {
+            others.push(format!("{}\n", block.trim()));
+        }
+    }
+    Ok((current, others))
+}
+
+fn write_crl(dir: &Path, revoked: &[Revoked], others: &[String]) -> Result<(), CertError> {
+    let ca_key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(&dir.join(CA_CERT))?, ca_key)?;
+    let now = time::OffsetDateTime::now_utc();
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + time::Duration::days(365),
+        // Increases with every list written.
+        crl_number: SerialNumber::from(now.unix_timestamp().unsigned_abs()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|(serial, at)| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: *at,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let mut text = params.signed_by(&issuer)?.pem()?;
+    for other in others {
+        text.push_str(other);
+    }
+    write(&dir.join(CRL), text.as_bytes())
+}
+
 /// A new CA's PEM texts.
 struct NewCa {
     cert_pem: String,
@@ -204,10 +325,12 @@ fn new_ca() -> Result<NewCa, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     // A distinct name per CA: during a rotation old and new must not be confused.
+    // Nanoseconds: a rotation may follow `init` within the same second (tests do), and
+    // a revocation list is matched to its CA by name.
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs();
+        .as_nanos();
     params.distinguished_name = name(&format!("workbus CA {stamp}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -315,6 +438,34 @@ mod tests {
 
     use super::*;
     use crate::identity::certificate_identity;
+
+    #[test]
+    fn revocation_lists_per_ca_survive_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("pki");
+        init(&d, &[]).unwrap();
+        ensure_crl(&d).unwrap();
+        let blocks = |d: &Path| read(&d.join(CRL)).unwrap().matches(CRL_END).count();
+        assert_eq!((crl_lists(&d).unwrap().0.len(), blocks(&d)), (0, 1));
+        let validity = Validity::starting_now(Duration::from_secs(3600));
+        let a = issue_client(&d, &Identity::Agent("a".into()), validity).unwrap();
+        assert_eq!(revoke(&d, &a.cert).unwrap(), 1);
+        assert_eq!(revoke(&d, &a.cert).unwrap(), 1, "listed once");
+        let b = issue_client(&d, &Identity::Agent("b".into()), validity).unwrap();
+        assert_eq!(revoke(&d, &b.cert).unwrap(), 2);
+        // New CA: its own list; the old CA's (whose certificates are still trusted during
+        // the rotation) is kept beside it.
+        rotate_ca(&d).unwrap();
+        let c = issue_client(&d, &Identity::Agent("c".into()), validity).unwrap();
+        assert_eq!(revoke(&d, &c.cert).unwrap(), 1);
+        assert_eq!(blocks(&d), 2);
+        let (current, others) = crl_lists(&d).unwrap();
+        assert_eq!((current.len(), others.len()), (1, 1));
+        // Not a certificate: a typed error naming the file.
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "junk").unwrap();
+        assert!(matches!(revoke(&d, &junk), Err(CertError::Invalid { path, .. }) if path == junk));
+    }
 
     #[test]
     fn init_issue_and_rotate() {

@@ -56,6 +56,10 @@ pub struct TlsConfig {
     pub client_auth: ClientAuth,
     /// How often the files are checked for changes (`None`: only on explicit reload).
     pub reload_interval: Option<Duration>,
+    /// Certificate revocation lists (PEM) of the client CAs: a client certificate listed
+    /// there is refused at the handshake (established connections are not cut).
+    /// Reloaded with the other files.
+    pub crl_file: Option<PathBuf>,
 }
 
 impl TlsConfig {
@@ -72,7 +76,15 @@ impl TlsConfig {
             client_ca_file: Some(client_ca_file.into()),
             client_auth: ClientAuth::Required,
             reload_interval: Some(Duration::from_secs(30)),
+            crl_file: None,
         }
+    }
+
+    /// The same, with client certificates also checked against the revocation lists in
+    /// `crl_file`.
+    pub fn with_crl_file(mut self, crl_file: impl Into<PathBuf>) -> Self {
+        self.crl_file = Some(crl_file.into());
+        self
     }
 }
 

@@ -81,6 +81,15 @@ struct Args {
     /// without one log in with --credentials) or off.
     #[arg(long, value_name = "MODE", env = "WORKBUS_BROKER_CLIENT_AUTH")]
     client_auth: Option<ClientAuthArg>,
+    /// Certificate revocation lists (PEM) of the client CAs (`certs revoke` writes
+    /// `crl.pem`): listed client certificates are refused; reloaded with the TLS files.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_BROKER_CRL_FILE",
+        requires = "client_ca"
+    )]
+    crl_file: Option<PathBuf>,
     /// How often the TLS files are checked for changes, in seconds (0: only on SIGHUP).
     #[arg(
         long,
@@ -304,6 +313,16 @@ enum CertsCommand {
         #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
         dir: PathBuf,
     },
+    /// Revokes a client certificate of the current CA: adds it to `crl.pem` (a broker
+    /// started with `--crl-file` refuses it from its next TLS reload).
+    Revoke {
+        /// The certificate directory.
+        #[arg(long, value_name = "DIR", env = "WORKBUS_BROKER_CERTS_DIR")]
+        dir: PathBuf,
+        /// The certificate file to revoke.
+        #[arg(long, value_name = "FILE", env = "WORKBUS_BROKER_CERTS_CERT")]
+        cert: PathBuf,
+    },
 }
 
 /// `acl …` output formats.
@@ -373,6 +392,7 @@ impl Args {
                 },
                 reload_interval: (self.tls_reload > 0)
                     .then(|| Duration::from_secs(self.tls_reload)),
+                crl_file: self.crl_file.clone(),
             }),
             _ => None,
         };
@@ -701,6 +721,14 @@ fn run_certs(command: &CertsCommand) -> Result<(), SetupError> {
             println!(
                 "{} holds the current CA only",
                 dir.join(certs::CA_BUNDLE).display()
+            );
+        }
+        CertsCommand::Revoke { dir, cert } => {
+            let revoked = certs::revoke(dir, cert)?;
+            println!(
+                "{} revoked; {} lists {revoked} certificate(s)",
+                cert.display(),
+                dir.join(certs::CRL).display()
             );
         }
     }

@@ -7,13 +7,18 @@
 //! changed — applies to new handshakes while established connections keep the session
 //! they negotiated. A reload that fails (half-written files during a rotation) keeps the
 //! previous configuration and says why.
+//!
+//! With a CRL file, client certificates are also checked for revocation: the end entity
+//! only (our CAs issue leaves directly), and a certificate whose CA publishes no list
+//! here passes — during a CA rotation the list belongs to one CA, and refusing every
+//! certificate of the other would drop half the fleet.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use sha2::{Digest, Sha256};
 
@@ -53,6 +58,7 @@ struct Files {
     cert: Vec<u8>,
     key: Vec<u8>,
     client_ca: Option<Vec<u8>>,
+    crl: Option<Vec<u8>>,
 }
 
 impl Files {
@@ -71,6 +77,10 @@ impl Files {
                 Some(p) => Some(read("client CA", p)?),
                 None => None,
             },
+            crl: match &config.crl_file {
+                Some(p) => Some(read("CRL", p)?),
+                None => None,
+            },
         })
     }
 
@@ -79,6 +89,7 @@ impl Files {
         for part in [&self.cert[..], &self.key[..]]
             .into_iter()
             .chain(self.client_ca.as_deref())
+            .chain(self.crl.as_deref())
         {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
@@ -135,7 +146,21 @@ fn build(config: &TlsConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>,
             if roots.is_empty() {
                 return Err(pem("client CA", path, "no certificate found".into()));
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(crl) = &files.crl {
+                let path = config.crl_file.as_deref().unwrap_or(Path::new(""));
+                let crls = CertificateRevocationListDer::pem_slice_iter(crl)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| pem("CRL", path, e.to_string()))?;
+                if crls.is_empty() {
+                    return Err(pem("CRL", path, "no revocation list found".into()));
+                }
+                verifier = verifier
+                    .with_crls(crls)
+                    .only_check_end_entity_revocation()
+                    .allow_unknown_revocation_status();
+            }
             let verifier = if mode == ClientAuth::Optional {
                 verifier.allow_unauthenticated()
             } else {

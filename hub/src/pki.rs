@@ -81,6 +81,9 @@ impl Pki {
             )
             .map_err(certs_error)?;
         }
+        // An (empty) revocation list from the start, so the broker always checks it and
+        // a revocation needs no restart.
+        certs::ensure_crl(&dir).map_err(certs_error)?;
         Ok(Pki { dir, created })
     }
 
@@ -110,13 +113,31 @@ impl Pki {
     }
 
     /// The broker's TLS listener: its server certificate, client certificates required
-    /// from the CA bundle (mutual TLS), files re-checked for rotation.
+    /// from the CA bundle (mutual TLS) and checked against the revocation list when
+    /// there is one, files re-checked for rotation and revocations.
     pub fn broker_tls(&self) -> TlsConfig {
-        TlsConfig::mutual(
+        let tls = TlsConfig::mutual(
             self.dir.join(certs::SERVER_CERT),
             self.dir.join(certs::SERVER_KEY),
             self.ca_bundle(),
-        )
+        );
+        let crl = self.dir.join(certs::CRL);
+        if crl.exists() {
+            tls.with_crl_file(crl)
+        } else {
+            tls
+        }
+    }
+
+    /// Revokes the certificate of `identity` issued last (see [`certs::revoke`]): the
+    /// broker refuses it from its next TLS reload. Returns how many certificates the
+    /// revocation list holds.
+    pub fn revoke(&self, identity: &Identity) -> Result<usize, PkiError> {
+        let cert = self.dir.join(format!("{}.pem", identity.name()));
+        certs::revoke(&self.dir, &cert).map_err(|source| PkiError::Certs {
+            dir: self.dir.clone(),
+            source,
+        })
     }
 
     /// Issues (or re-issues) the certificate of `identity`, valid for `validity`.

@@ -6,6 +6,8 @@
 //! connection attempt). Then the old CA leaves the bundle and every client reconnects
 //! once more: one still on an old certificate would now be refused (and one is). Every work
 //! acknowledged by the REST API is applied, and every agent takes new works after.
+//! And revocation: a certificate on the CA's revocation list is refused from the
+//! broker's next TLS reload, while the rest of the fleet is unaffected.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,7 @@ use workbus_tests::agents::start_agent;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{applied_at, put_work, register_cluster, wait_work};
 use workbus_tests::{unique, wait_until};
-use workbus_transport::{TlsSettings, Transport, TransportConfig};
+use workbus_transport::{TlsSettings, Transport, TransportConfig, TransportEvent};
 
 const AGENTS: usize = 20;
 const WAVE: usize = 5;
@@ -251,5 +253,61 @@ async fn ca_rotation_with_an_overlapping_bundle_keeps_a_connected_fleet_convergi
         a.shutdown().await;
     }
     hub.shutdown().await;
+    broker.stop().await;
+}
+
+/// Waits for the next `Subscribed` of a bare transport (no filters: right after CONNACK).
+async fn connected_again(t: &mut Transport) {
+    loop {
+        match tokio::time::timeout(workbus_tests::WAIT, t.events.recv()).await {
+            Ok(Some(TransportEvent::Subscribed)) => return,
+            Ok(Some(_)) => {}
+            other => panic!("no connection: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_from_the_next_reload() {
+    let broker = TestBroker::embedded_secured().await;
+    let secure = broker.secure().expect("secured");
+    let (a, b) = (unique("edge"), unique("edge"));
+    let start = |cluster: &str| {
+        let mut config = TransportConfig::new(
+            broker.host(),
+            broker.port(),
+            format!("{cluster}-work-agent-client"),
+        );
+        config.tls = Some(secure.transport_tls(&Identity::Agent(cluster.to_owned())));
+        config.reconnect.min_delay = Duration::from_millis(50);
+        config.reconnect.max_delay = Duration::from_millis(200);
+        Transport::start(config).unwrap()
+    };
+    let (mut ta, mut tb) = (start(&a), start(&b));
+    connected_again(&mut ta).await;
+    connected_again(&mut tb).await;
+
+    assert_eq!(secure.pki().revoke(&Identity::Agent(a.clone())).unwrap(), 1);
+    assert_eq!(broker.reload_tls().await, Reloaded::Changed);
+    // Revocation is checked at the handshake: both reconnect, only B gets in.
+    let failures = handshake_failures(&broker);
+    assert_eq!(broker.drop_clients(agent_of(&a)), 1);
+    assert_eq!(broker.drop_clients(agent_of(&b)), 1);
+    connected_again(&mut tb).await;
+    wait_until("the revoked certificate refused, more than once", || {
+        handshake_failures(&broker) >= failures + 2
+    })
+    .await;
+    assert!(!ta.publisher.is_connected());
+
+    // A new certificate (new serial) for the same cluster is accepted again; the
+    // transport reads it on its next attempt.
+    secure
+        .pki()
+        .issue(&Identity::Agent(a.clone()), certs::LEAF_VALIDITY)
+        .unwrap();
+    connected_again(&mut ta).await;
+    ta.shutdown(Duration::from_secs(2)).await;
+    tb.shutdown(Duration::from_secs(2)).await;
     broker.stop().await;
 }

@@ -213,6 +213,7 @@ async fn on_connection_lost(
     }
     session.connection_lost(unsent_dropped);
     session.control.restarted.notify_waiters();
+    tracing::debug!(client_id = %session.client_id, %error, "mqtt connection error");
     if !session.emit(TransportEvent::Disconnected(error)).await {
         return Flow::Stop;
     }

@@ -50,6 +50,7 @@ fn tls_config(dir: &Path, client_auth: ClientAuth) -> TlsConfig {
         client_ca_file: Some(dir.join(certs::CA_BUNDLE)),
         client_auth,
         reload_interval: None,
+        crl_file: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `workbus-hub certs init|issue`: the embedded broker's certificates in
+//! `workbus-hub certs init|issue|revoke`: the embedded broker's certificates in
 //! `<data-dir>/pki/` (see [`crate::pki`]), wrapping [`workbus_broker::certs`].
 //!
 //! `serve` and `quickstart` make the CA on their first start; `certs init` does it ahead
@@ -7,7 +7,9 @@
 //! with `--out DIR` it also copies the CA bundle, the certificate and the key there and
 //! writes an sdk-go MQTT config (`mqtt.yaml`: `brokerHost`, `caFile`,
 //! `clientCertFile`, `clientKeyFile`, the cluster's topics) for
-//! `workbus-agent --workload-source-config DIR/mqtt.yaml`. Files 0600, directories 0700.
+//! `workbus-agent --workload-source-config DIR/mqtt.yaml`. `certs revoke --cluster NAME`
+//! puts the agent's current certificate on the CA's revocation list, which the embedded
+//! broker re-reads with its other TLS files. Files 0600, directories 0700.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,6 +73,16 @@ pub enum CertsCommand {
         )]
         broker: String,
     },
+    /// Revoke a cluster agent's current certificate: the embedded broker refuses it from
+    /// its next TLS reload (within 30 s); a re-issued certificate is accepted again.
+    Revoke {
+        /// The hub's data directory.
+        #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = defaults::DATA_DIR)]
+        data_dir: PathBuf,
+        /// The cluster whose agent's certificate is revoked.
+        #[arg(long, value_name = "NAME", env = "WORKBUS_HUB_CERTS_REVOKE_CLUSTER")]
+        cluster: String,
+    },
 }
 
 /// Why a `certs` command failed.
@@ -100,6 +112,9 @@ pub enum CertsError {
     /// The MQTT config could not be rendered.
     #[error("{AGENT_MQTT_CONFIG}: {0}")]
     Yaml(String),
+    /// The data directory holds no CA: nothing was issued that could be revoked.
+    #[error("{} holds no CA", .0.display())]
+    NoCa(PathBuf),
 }
 
 /// Runs a `certs` command, printing what it made.
@@ -170,6 +185,14 @@ pub fn run(command: &CertsCommand) -> Result<(), CertsError> {
                     pki.ca_bundle().display()
                 ),
             }
+        }
+        CertsCommand::Revoke { data_dir, cluster } => {
+            let pki = Pki::open(data_dir).ok_or_else(|| CertsError::NoCa(Pki::dir_of(data_dir)))?;
+            let listed = pki.revoke(&Identity::Agent(cluster.clone()))?;
+            println!(
+                "revoked the certificate of cluster {cluster} ({listed} on the list in {}); the embedded broker refuses it from its next TLS reload, `certs issue` gives the agent a new one",
+                pki.dir().join(certs::CRL).display()
+            );
         }
     }
     Ok(())
@@ -302,6 +325,28 @@ mod tests {
             server,
             "issuing leaves the broker's certificate alone"
         );
+    }
+
+    #[test]
+    fn revoke_lists_the_clusters_certificate_for_the_broker() {
+        let data = tempfile::tempdir().unwrap();
+        let revoke = |cluster: &str| {
+            run(&CertsCommand::Revoke {
+                data_dir: data.path().to_owned(),
+                cluster: cluster.into(),
+            })
+        };
+        assert!(matches!(revoke("edge-1"), Err(CertsError::NoCa(_))));
+        let pki = Pki::ensure(data.path(), &[]).unwrap();
+        pki.issue(&Identity::Agent("edge-1".into()), Duration::from_secs(3600))
+            .unwrap();
+        revoke("edge-1").unwrap();
+        assert_eq!(
+            pki.broker_tls().crl_file,
+            Some(pki.dir().join(certs::CRL)),
+            "the broker checks the list"
+        );
+        assert!(revoke("edge-2").is_err(), "no certificate to revoke");
     }
 
     #[test]
