@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use workbus_schemas::event_type::{Action, SubResource};
 use workbus_schemas::mqtt::MqttMessage;
+use workbus_schemas::registration::names::condition;
 use workbus_schemas::registration::{
     Lease, ManagedCluster, RegistrationBody, RegistrationEvent, RegistrationKind,
     RegistrationObject,
@@ -44,6 +45,12 @@ use crate::target::ClusterInfo;
 /// How often the agent re-reads its cluster's facts for the status (OCM
 /// `--cluster-healthcheck-period`: 1 min).
 pub const STATUS_CHECK: Duration = Duration::from_secs(60);
+
+/// How long API server checks must fail before Available=False is reported (OCM: 20 s).
+pub const UNAVAILABLE_AFTER: Duration = Duration::from_secs(20);
+
+/// How often a failing API server is checked again meanwhile (OCM: 5 s).
+pub const UNAVAILABLE_RECHECK: Duration = Duration::from_secs(5);
 
 /// The least time between two rotations.
 pub const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
@@ -153,6 +160,8 @@ pub struct Lifecycle {
     next_status: Option<Instant>,
     next_rotation: Option<Instant>,
     rotation: Option<Rotation>,
+    /// Since when the API server check has been failing.
+    failing_since: Option<Instant>,
 }
 
 impl Lifecycle {
@@ -186,6 +195,7 @@ impl Lifecycle {
             next_status: None,
             next_rotation: None,
             rotation,
+            failing_since: None,
         }
         .with_rotation_timer(Instant::now(), SystemTime::now())
     }
@@ -452,6 +462,45 @@ impl Lifecycle {
 
     /// The status update for the target's `info`, if it says something new.
     pub fn report_status(&mut self, info: &ClusterInfo, wall: DateTime<Utc>) -> Option<Step> {
+        self.report_status_at(info, Instant::now(), wall)
+    }
+
+    /// [`Lifecycle::report_status`] at `now`: an API server check that fails is reported
+    /// (Available=False) only once failures have lasted [`UNAVAILABLE_AFTER`] (OCM's
+    /// debounce), rechecked every [`UNAVAILABLE_RECHECK`] meanwhile.
+    pub fn report_status_at(
+        &mut self,
+        info: &ClusterInfo,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Option<Step> {
+        let mut info = std::borrow::Cow::Borrowed(info);
+        match (&info.api_server, self.failing_since) {
+            (Ok(()), _) => self.failing_since = None,
+            (Err(_), None) => {
+                self.failing_since = Some(now);
+                self.next_status = Some(now + UNAVAILABLE_RECHECK);
+            }
+            (Err(_), Some(since)) if now.duration_since(since) < UNAVAILABLE_AFTER => {
+                self.next_status = Some(now + UNAVAILABLE_RECHECK);
+            }
+            (Err(_), Some(_)) => {}
+        }
+        if info.api_server.is_err()
+            && self
+                .failing_since
+                .is_some_and(|since| now.duration_since(since) < UNAVAILABLE_AFTER)
+        {
+            // Not yet: report as before (the last Available, else healthy).
+            let last_ok = self
+                .last_status
+                .as_ref()
+                .is_none_or(|l| l.condition_status(condition::AVAILABLE) != Some("False"));
+            if last_ok {
+                info.to_mut().api_server = Ok(());
+            }
+        }
+        let info = info.as_ref();
         let hub = self.hub_cluster.as_ref()?;
         let (claims, truncated) = cluster_claims(&reserved_claims(info), &self.custom_claims);
         if truncated {
@@ -654,6 +703,46 @@ mod tests {
         assert_eq!(l.next_renewal, None);
         let steps = l.on_subscribed(renewal, Utc::now());
         assert!(published(&steps).iter().any(|(k, _)| *k == keys::LEASE));
+    }
+
+    /// §8 item 13: Available=False only after the API server checks failed for 20 s.
+    #[test]
+    fn unavailable_only_after_twenty_seconds_of_failures() {
+        let mut l = Lifecycle::new(out(), Vec::new(), ConnectionClock::default(), 60, None);
+        let t0 = Instant::now();
+        l.on_subscribed(t0, Utc::now());
+        l.on_event(hub_event(accepted(60)), t0, Utc::now());
+        let good = ClusterInfo::simulated("id");
+        let mut bad = good.clone();
+        bad.api_server = Err("status code: 500".into());
+        let available_of = |step: Option<Step>| -> Option<String> {
+            let e = published(&[step?]).remove(0).1;
+            let RegistrationBody::Object(RegistrationObject::ManagedCluster(c)) = e.body else {
+                panic!()
+            };
+            c.condition_status(condition::AVAILABLE).map(str::to_string)
+        };
+        assert_eq!(
+            available_of(l.report_status_at(&good, t0, Utc::now())).as_deref(),
+            Some("True")
+        );
+        // Failing for less than 20 s: nothing new to report, rechecked in 5 s.
+        assert_eq!(
+            l.report_status_at(&bad, t0 + Duration::from_secs(1), Utc::now())
+                .map(|_| ()),
+            None
+        );
+        assert_eq!(l.next_status, Some(t0 + Duration::from_secs(6)));
+        assert!(
+            l.report_status_at(&bad, t0 + Duration::from_secs(20), Utc::now())
+                .is_none()
+        );
+        // 20 s of failures: False.
+        let s = l.report_status_at(&bad, t0 + Duration::from_secs(21), Utc::now());
+        assert_eq!(available_of(s).as_deref(), Some("False"));
+        // Healthy again: True at once.
+        let s = l.report_status_at(&good, t0 + Duration::from_secs(22), Utc::now());
+        assert_eq!(available_of(s).as_deref(), Some("True"));
     }
 
     #[test]
