@@ -20,6 +20,9 @@ use crate::config::{
     AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_EVICTION_GRACE_PERIOD,
     DEFAULT_MAX_FEEDBACK_WATCH, DEFAULT_STATUS_SYNC_INTERVAL,
 };
+use crate::registration::claims::parse_claim;
+use crate::registration::identity_dir::IdentityDir;
+use crate::registration::{self, RegistrationConfig};
 use crate::target::sim::DEFAULT_READY_AFTER;
 
 /// The one `--workload-source-driver` supported.
@@ -147,6 +150,49 @@ pub struct Args {
     /// Simulated cluster: time until Deployments, DaemonSets and Jobs become ready.
     #[arg(long, default_value = SIM_READY_AFTER.as_str(), value_parser = parse_go_duration, env = "WORKBUS_AGENT_SIM_READY_AFTER")]
     pub sim_ready_after: Duration,
+    /// Bootstrap token from `workbus-hub token create --bootstrap`: with it, a cluster
+    /// without an identity joins the hub (ManagedCluster + CSR) and, once accepted,
+    /// connects with its own certificate. Prefer --bootstrap-token-file.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WORKBUS_AGENT_BOOTSTRAP_TOKEN",
+        hide_env_values = true
+    )]
+    pub bootstrap_token: Option<String>,
+    /// File holding the bootstrap token (first line).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WORKBUS_AGENT_BOOTSTRAP_TOKEN_FILE",
+        conflicts_with = "bootstrap_token"
+    )]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Where the cluster's own certificate is kept once the hub issued it (0700; files
+    /// tls.key, tls.crt, ca.crt). Default `<data dir>/identity`. An agent whose
+    /// identity dir holds a certificate connects with it.
+    #[arg(long, value_name = "DIR", env = "WORKBUS_AGENT_IDENTITY_DIR")]
+    pub identity_dir: Option<PathBuf>,
+    /// A label of the ManagedCluster asked for when joining (`name=value`, repeatable).
+    #[arg(
+        long = "cluster-label",
+        value_name = "NAME=VALUE",
+        env = "WORKBUS_AGENT_CLUSTER_LABELS",
+        value_delimiter = ','
+    )]
+    pub cluster_labels: Vec<String>,
+    /// A user-defined cluster claim reported in the ManagedCluster status (`name=value`,
+    /// repeatable; at most 20 are reported).
+    #[arg(
+        long = "cluster-claim",
+        value_name = "NAME=VALUE",
+        env = "WORKBUS_AGENT_CLUSTER_CLAIMS",
+        value_delimiter = ','
+    )]
+    pub cluster_claims: Vec<String>,
+    /// The lease duration asked for when joining (the hub's ManagedCluster decides).
+    #[arg(long, default_value_t = crate::registration::lease_timing::DEFAULT_LEASE_DURATION_SECONDS, env = "WORKBUS_AGENT_LEASE_DURATION_SECONDS")]
+    pub lease_duration_seconds: u32,
     /// Log filter, e.g. info or workbus_agent=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_AGENT_LOG")]
     pub log: Option<String>,
@@ -180,6 +226,17 @@ pub enum CliError {
     /// Transport settings.
     #[error(transparent)]
     Transport(#[from] workbus_transport::TransportConfigError),
+    /// The bootstrap token file cannot be read or is empty.
+    #[error("--bootstrap-token-file {path}: {reason}")]
+    BootstrapToken {
+        /// The file.
+        path: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// A `--cluster-label` or `--cluster-claim` is not `name=value`.
+    #[error(transparent)]
+    Claim(#[from] crate::registration::claims::ClaimError),
     /// The spec signing key file cannot be read or holds no public key.
     #[error("--spec-signing-key {path}: {reason}")]
     SpecSigningKey {
@@ -248,7 +305,49 @@ impl Args {
         if let Some(host) = hub_host {
             config.hub_host = host;
         }
+        config.registration = self.registration()?;
         Ok(config)
+    }
+
+    /// Registration, when this agent joins with a bootstrap token or already holds an
+    /// identity; `None` otherwise (a cluster created on the hub, as before).
+    pub fn registration(&self) -> Result<Option<RegistrationConfig>, CliError> {
+        let token = match (&self.bootstrap_token, &self.bootstrap_token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(path)) => {
+                let failed = |reason: String| CliError::BootstrapToken {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+                let token = text.lines().next().unwrap_or_default().trim().to_string();
+                if token.is_empty() {
+                    return Err(failed("empty".into()));
+                }
+                Some(token)
+            }
+            (None, None) => None,
+        };
+        let dir = IdentityDir::new(
+            self.identity_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir().join(registration::IDENTITY_DIR)),
+        );
+        if token.is_none() && !dir.cert_path().exists() {
+            return Ok(None);
+        }
+        let parse = |list: &[String]| -> Result<Vec<(String, String)>, CliError> {
+            Ok(list
+                .iter()
+                .map(|c| parse_claim(c))
+                .collect::<Result<_, _>>()?)
+        };
+        let mut r = RegistrationConfig::new(dir);
+        r.bootstrap_token = token;
+        r.labels = parse(&self.cluster_labels)?.into_iter().collect();
+        r.claims = parse(&self.cluster_claims)?;
+        r.lease_duration_seconds = self.lease_duration_seconds;
+        Ok(Some(r))
     }
 
     /// Where the Kubernetes configuration comes from (`--target kube`).
@@ -355,6 +454,55 @@ mod tests {
         // Off unless configured.
         let plain = Args::try_parse_from(["workbus-agent", "--spoke-cluster-name=edge-1"]).unwrap();
         assert_eq!(plain.agent_config().unwrap().spec_signing_key, None);
+    }
+
+    #[test]
+    fn registration_only_with_a_token_or_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let plain = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=c1",
+            &format!("--data-dir={data}"),
+        ])
+        .unwrap();
+        assert!(
+            plain.agent_config().unwrap().registration.is_none(),
+            "as before issue 13"
+        );
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s3cret\n").unwrap();
+        let joining = Args::try_parse_from([
+            "workbus-agent".to_string(),
+            "--spoke-cluster-name=c1".to_string(),
+            format!("--data-dir={data}"),
+            format!("--bootstrap-token-file={}", token_file.display()),
+            "--cluster-label=env=prod".to_string(),
+            "--cluster-claim=region=eu,zone=a".to_string(),
+        ])
+        .unwrap();
+        let r = joining
+            .agent_config()
+            .unwrap()
+            .registration
+            .expect("registers");
+        assert_eq!(r.bootstrap_token.as_deref(), Some("s3cret"));
+        assert_eq!(r.identity_dir.path(), dir.path().join("identity"));
+        assert_eq!(r.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(r.claims.len(), 2);
+        assert_eq!(r.lease_duration_seconds, 60);
+        // A joined agent restarted without its token keeps registering.
+        std::fs::create_dir_all(dir.path().join("identity")).unwrap();
+        std::fs::write(dir.path().join("identity/tls.crt"), "x").unwrap();
+        assert!(plain.agent_config().unwrap().registration.is_some());
+        let bad = Args::try_parse_from([
+            "workbus-agent",
+            "--spoke-cluster-name=c1",
+            "--bootstrap-token=t",
+            "--cluster-claim=nope",
+        ])
+        .unwrap();
+        assert!(matches!(bad.agent_config(), Err(CliError::Claim(_))));
     }
 
     #[test]

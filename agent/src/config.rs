@@ -81,6 +81,11 @@ pub struct AgentConfig {
     /// (`workbus_schemas::signature`). `None` (the default) accepts unsigned events,
     /// as OCM agents do.
     pub spec_signing_key: Option<workbus_schemas::signature::VerifyingKey>,
+    /// Cluster registration (issue 13): join with a bootstrap token, connect with the
+    /// cluster's own certificate, renew its lease, report its status, rotate its
+    /// certificate (`crate::registration`). `None` (the default): the cluster was
+    /// created on the hub and the agent is given its credentials, as before.
+    pub registration: Option<crate::registration::RegistrationConfig>,
 }
 
 impl AgentConfig {
@@ -118,6 +123,7 @@ impl AgentConfig {
             hub_host: host_port(&transport.host, transport.port),
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
             spec_signing_key: None,
+            registration: None,
             transport,
         })
     }

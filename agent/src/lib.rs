@@ -15,6 +15,8 @@
 //! - [`status_report`]: building status events and resync requests.
 //! - [`outgoing`]: the coalescing, retrying publish queue.
 //! - [`store`]: durable local state.
+//! - [`registration`]: joining the hub with a bootstrap token, the cluster's own
+//!   identity, lease renewals, ManagedCluster status and certificate rotation.
 //! - [`target`], [`reconcile`], [`conditions`], [`feedback`]: applying manifests and
 //!   computing status; [`executor`] (permission checks) and [`ignore_fields`]
 //!   (server-side apply `ignoreFields`) decide per manifest; [`jsonpath`] and
@@ -35,6 +37,7 @@ pub mod jq_path;
 pub mod jsonpath;
 pub mod outgoing;
 pub mod reconcile;
+pub mod registration;
 pub mod runtime;
 pub mod spec_handler;
 pub mod status_report;

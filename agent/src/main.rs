@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use workbus_agent::cli::{Args, TargetKind};
-use workbus_agent::runtime;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::any::AnyTarget;
 use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
+use workbus_agent::{registration, runtime};
 use workbus_process::{defaults, init_logging, shutdown_signal};
 
 #[tokio::main]
@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         eprintln!("workbus-agent: {e}");
         return ExitCode::from(2);
     }
-    let config = match args.agent_config() {
+    let mut config = match args.agent_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("workbus-agent: {e}");
@@ -65,6 +65,21 @@ async fn main() -> ExitCode {
         data_dir.display(),
         target.describe()
     );
+    // A registering cluster needs its identity first: joining may wait for the hub's
+    // operator, and a stop signal meanwhile ends the agent.
+    let mut stop = Box::pin(stop);
+    tokio::select! {
+        prepared = registration::prepare(&mut config) => {
+            if let Err(e) = prepared {
+                eprintln!("workbus-agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        _ = &mut stop => {
+            eprintln!("workbus-agent: shutting down");
+            return ExitCode::SUCCESS;
+        }
+    }
     let agent = match runtime::start(config, Arc::new(target), store) {
         Ok(a) => a,
         Err(e) => {

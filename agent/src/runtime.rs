@@ -59,10 +59,17 @@ use crate::feedback_watch::{FeedbackWatches, WatchTarget};
 use crate::jitter::Jitter;
 use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
+use crate::registration::{
+    self,
+    lifecycle::{
+        ConnectionClock, Lifecycle, Rotated, Step as LifecycleStep, keys as lifecycle_keys,
+    },
+};
 use crate::spec_handler::{IgnoreReason, SpecDecision, decide};
 use crate::status_report::{ResyncForm, spec_resync_message, status_message};
 use crate::store::{AgentStore, StoreError, WorkRecord};
 use crate::target::Target;
+use workbus_schemas::registration::{decode_registration_event, registration_kind};
 use workbus_transport::{Transport, TransportEvent, TransportStats};
 
 /// Counters of one agent.
@@ -128,6 +135,9 @@ pub enum AgentError {
     /// TLS material is unusable.
     #[error(transparent)]
     Tls(#[from] workbus_transport::TlsError),
+    /// The registered cluster's identity dir cannot be read.
+    #[error(transparent)]
+    Identity(#[from] crate::registration::identity_dir::IdentityError),
 }
 
 /// The longest [`AgentHandle::shutdown`] takes, in every connection state.
@@ -204,7 +214,27 @@ pub fn start<T: Target, S: AgentStore>(
     {
         sequence.resume_after(last);
     }
-    let transport = Transport::start(config.transport.clone())?;
+    let mut transport_config = config.transport.clone();
+    let lifecycle = match &config.registration {
+        Some(registration) => {
+            let clock = ConnectionClock::default();
+            let out = registration::outbound(&config);
+            // Every connection carries a Will releasing the cluster's lease.
+            transport_config.will = Some(clock.will(out.clone()));
+            let identity = registration
+                .identity_dir
+                .load(&config.cluster_name, std::time::SystemTime::now())?;
+            Some(Lifecycle::new(
+                out,
+                registration.claims.clone(),
+                clock,
+                registration.lease_duration_seconds,
+                identity,
+            ))
+        }
+        None => None,
+    };
+    let transport = Transport::start(transport_config)?;
     let stats = Arc::new(AgentStats::default());
     let transport_stats = transport.publisher.stats().clone();
     let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
@@ -247,6 +277,8 @@ pub fn start<T: Target, S: AgentStore>(
         queued_hash: HashMap::new(),
         digest_sources,
         spec_resync_unanswered: false,
+        lifecycle,
+        reconnect_requested: false,
         config,
         store,
         sequence,
@@ -289,6 +321,11 @@ struct Agent<T: Target, S: AgentStore> {
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
     /// lost while the source was away).
     spec_resync_unanswered: bool,
+    /// The registered cluster's lifecycle (lease, status, rotation); `None` for agents
+    /// of clusters created on the hub.
+    lifecycle: Option<Lifecycle>,
+    /// A rotated identity waits for the loop to reconnect with it.
+    reconnect_requested: bool,
     sequence: SequenceIdGenerator,
     outgoing: mpsc::UnboundedSender<OutgoingItem>,
     stats: Arc<AgentStats>,
@@ -302,7 +339,12 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         shutdown: Arc<Notify>,
     ) {
         loop {
-            let next = self.due.values().min().copied();
+            let next = self
+                .due
+                .values()
+                .copied()
+                .chain(self.lifecycle.as_ref().and_then(Lifecycle::next_due))
+                .min();
             let next_sweep = self.next_sweep;
             let sleep = async move {
                 match next {
@@ -310,6 +352,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     None => tokio::time::sleep_until(next_sweep).await,
                 }
             };
+            if std::mem::take(&mut self.reconnect_requested) {
+                // A rotated identity: the transport reads the files again on the new
+                // connection. Off the loop: the reconnect first lets publishes in
+                // flight be acknowledged.
+                let publisher = transport.publisher.clone();
+                tokio::spawn(async move { publisher.reconnect().await });
+            }
             tokio::select! {
                 event = transport.events.recv() => match event {
                     Some(event) => self.on_transport(event).await,
@@ -335,6 +384,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             TransportEvent::Message(m) => self.on_message(m).await,
             TransportEvent::Disconnected(reason) => {
                 tracing::debug!(cluster = %self.config.cluster_name, %reason, "disconnected");
+                if let Some(l) = &mut self.lifecycle {
+                    l.on_disconnected();
+                }
             }
         }
     }
@@ -343,6 +395,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     /// any status the broker never acknowledged.
     fn on_subscribed(&mut self) {
         self.send_spec_resync(self.resync_form());
+        if let Some(l) = &mut self.lifecycle {
+            let steps = l.on_subscribed(Instant::now(), chrono::Utc::now());
+            self.lifecycle_steps(steps);
+        }
         let unreported: Vec<String> = self
             .works
             .values()
@@ -456,6 +512,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 return;
             }
         };
+        if self.lifecycle.is_some() && registration_kind(&event).is_some() {
+            self.on_registration_event(&event).await;
+            return;
+        }
         match (&ty.action, ty.sub_resource) {
             (Action::ResyncRequest, SubResource::Status) => self.on_status_resync(&event),
             (Action::ResyncRequest, SubResource::Spec) => {} // another agent's request
@@ -758,6 +818,12 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         if self.next_sweep <= now {
             self.sweep_applied_works().await;
         }
+        if let Some(l) = &mut self.lifecycle
+            && l.next_due().is_some_and(|at| at <= now)
+        {
+            let steps = l.on_timer(now, chrono::Utc::now());
+            self.run_lifecycle_steps(steps).await;
+        }
         let ready: Vec<String> = self
             .due
             .iter()
@@ -778,6 +844,97 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 self.step_deletion(&uid).await;
             } else {
                 self.refresh(&uid).await;
+            }
+        }
+    }
+
+    /// A registration event (ManagedCluster, lease, CSR) from the hub.
+    async fn on_registration_event(&mut self, event: &workbus_schemas::Event) {
+        let decoded = match decode_registration_event(event) {
+            Ok(d) => d,
+            Err(e) => {
+                bump(&self.stats.malformed);
+                tracing::warn!(error = %e, "dropping a registration event");
+                return;
+            }
+        };
+        let Some(l) = &mut self.lifecycle else { return };
+        let steps = l.on_event(decoded, Instant::now(), chrono::Utc::now());
+        self.run_lifecycle_steps(steps).await;
+    }
+
+    /// Carries out what the lifecycle asked for, the target's facts included.
+    async fn run_lifecycle_steps(&mut self, steps: Vec<LifecycleStep>) {
+        let mut pending = steps;
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for step in pending {
+                match step {
+                    LifecycleStep::ReadClusterInfo => {
+                        let info = self.reconciler.target().cluster_info().await;
+                        if let Some(l) = &mut self.lifecycle
+                            && let Some(step) = l.report_status(&info, chrono::Utc::now())
+                        {
+                            next.push(step);
+                        }
+                    }
+                    other => self.lifecycle_steps(vec![other]),
+                }
+            }
+            pending = next;
+        }
+    }
+
+    /// Publishes the lifecycle's messages and applies a rotated identity (the steps that
+    /// need no target call).
+    fn lifecycle_steps(&mut self, steps: Vec<LifecycleStep>) {
+        for step in steps {
+            match step {
+                LifecycleStep::Publish(key, message) => {
+                    let _ = self.outgoing.send(OutgoingItem {
+                        key: key.to_string(),
+                        message,
+                        hash: String::new(),
+                    });
+                }
+                LifecycleStep::ReadClusterInfo => {
+                    // Needs the target: taken up at the next timer (now).
+                    if let Some(l) = &mut self.lifecycle {
+                        l.status_now(Instant::now());
+                    }
+                }
+                LifecycleStep::Rotate(rotated) => self.rotate(rotated),
+            }
+        }
+    }
+
+    /// Asks the loop to reconnect (the transport reads the identity files again).
+    fn reconnect_with_identity(&mut self) {
+        self.reconnect_requested = true;
+    }
+
+    /// Stores a rotated certificate and reconnects with it.
+    fn rotate(&mut self, rotated: Rotated) {
+        let Some(registration) = &self.config.registration else {
+            return;
+        };
+        let dir = registration.identity_dir.clone();
+        let stored = dir
+            .store(&rotated.key_pem, &rotated.cert_pem, None)
+            .and_then(|()| dir.load(&self.config.cluster_name, std::time::SystemTime::now()));
+        match stored {
+            Ok(Some(identity)) => {
+                tracing::info!(cluster = %self.config.cluster_name, serial = %identity.serial, "client certificate rotated; reconnecting with it");
+                if let Some(l) = &mut self.lifecycle {
+                    l.rotated(identity, Instant::now(), std::time::SystemTime::now());
+                }
+                self.reconnect_with_identity();
+            }
+            Ok(None) => {
+                tracing::error!(cluster = %self.config.cluster_name, "the rotated certificate does not fit its key or cluster; keeping the current one")
+            }
+            Err(e) => {
+                tracing::error!(cluster = %self.config.cluster_name, error = %e, "cannot store the rotated certificate; keeping the current one")
             }
         }
     }
@@ -845,7 +1002,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     }
 
     fn on_delivered(&mut self, d: Delivered) {
-        if d.key == RESYNC_KEY {
+        if d.key == RESYNC_KEY || lifecycle_keys::is_lifecycle(&d.key) {
             return;
         }
         bump(&self.stats.status_sent);

@@ -135,8 +135,12 @@ pub trait Authorizer: Send + Sync + 'static {
     /// The identity `principal` stands for, when client ids belong to identities: a
     /// connection whose client id is held by a connection of a *different* identity is
     /// then refused (CONNACK 0x85 / 3.1.1 code 2) instead of taking the session over;
-    /// the same identity may take over its own session, as MQTT requires. `None` (the
-    /// default) keeps MQTT's plain takeover rule.
+    /// the same identity may take over its own session, as MQTT requires. The identity is
+    /// also the *publisher stamp*: every message the connection publishes (its will
+    /// included) reaches MQTT 5 subscribers with a user property
+    /// `workbus.io/publisher` = this text, which clients cannot forge (see
+    /// `crate::stamp`). `None` (the default) keeps MQTT's plain takeover rule and stamps
+    /// nothing.
     fn identity<'p>(&self, principal: &'p Self::Principal) -> Option<&'p str> {
         let _ = principal;
         None

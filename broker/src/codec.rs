@@ -213,7 +213,12 @@ fn decode_v5(packet: v5::Packet) -> Result<Inbound, ConnError> {
                                 topic_alias: None,
                                 response_topic: p.response_topic,
                                 correlation_data: p.correlation_data,
-                                user_properties: p.user_properties,
+                                // Only the broker may stamp a publisher (`crate::stamp`).
+                                user_properties: p
+                                    .user_properties
+                                    .into_iter()
+                                    .filter(|(k, _)| k != crate::stamp::PUBLISHER_PROPERTY)
+                                    .collect(),
                                 subscription_identifiers: Vec::new(),
                                 content_type: p.content_type,
                             })?,

@@ -30,6 +30,7 @@ use crate::error::ConnError;
 use crate::frame::{self, ConnectKind, FrameError, FrameInfo};
 use crate::publish;
 use crate::router::{ClientHandle, ConnId, Delivery, Kick, Message, Router};
+use crate::stamp::Stamp;
 use crate::stream::{Reader, Writer};
 use crate::topic::{ParsedFilter, parse_filter, valid_topic_name};
 
@@ -337,7 +338,15 @@ async fn handshake<A: Authorizer>(
         keep_alive
     };
 
-    let owner = shared.authorizer.identity(&principal).map(Arc::from);
+    let owner: Option<Arc<str>> = shared.authorizer.identity(&principal).map(Arc::from);
+    // Who published, for MQTT 5 subscribers (`crate::stamp`): encoded once per connection.
+    let stamp = owner.as_deref().and_then(Stamp::for_identity);
+    let will = will.map(|mut w| {
+        if let Some(stamp) = &stamp {
+            w.properties = stamp.apply(&w.properties);
+        }
+        w
+    });
     let (handle, rx) = ClientHandle::new(
         conn,
         owner,
@@ -403,6 +412,7 @@ async fn handshake<A: Authorizer>(
         qos2_in: HashSet::new(),
         client_max_packet: max_packet_size,
         will,
+        stamp,
         denials: 0,
         keepalive: (effective_ka > 0)
             .then(|| Duration::from_millis(u64::from(effective_ka) * 1500)),
@@ -449,6 +459,8 @@ struct Session<A: Authorizer> {
     qos2_in: HashSet<u16>,
     client_max_packet: Option<u32>,
     will: Option<WillIn>,
+    /// The publisher stamp of this connection's identity, if it has one.
+    stamp: Option<Stamp>,
     /// Operations the authorizer refused on this connection so far.
     denials: u32,
     /// 1.5 × the effective keep-alive; `None` when keep-alive is off.
@@ -751,8 +763,13 @@ impl<A: Authorizer> Session<A> {
             answer?;
             return self.note_denial();
         }
-        // A client-sent Subscription Identifier was refused by the decoder.
-        let properties = p.properties;
+        // A client-sent Subscription Identifier was refused and a forged publisher
+        // stamp removed by the decoder; the broker's own stamp goes on here, once per
+        // message (the block is shared by every delivery).
+        let properties = match &self.stamp {
+            Some(stamp) => stamp.apply(&p.properties),
+            None => p.properties,
+        };
         let qos = p.qos;
         let pkid = p.pkid;
         let message = Arc::new(Message {

@@ -57,6 +57,7 @@ mod per_address;
 mod publish;
 mod router;
 mod server;
+mod stamp;
 mod stream;
 mod strict;
 mod tls;

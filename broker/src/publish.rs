@@ -31,8 +31,9 @@ pub(crate) struct PublishIn {
     pub topic: Bytes,
     pub pkid: u16,
     pub payload: Bytes,
-    /// The MQTT 5 property block without its length prefix; empty for 3.1.1, and with any
-    /// subscription identifiers removed.
+    /// The MQTT 5 property block without its length prefix; empty for 3.1.1, and without
+    /// any user property named [`crate::stamp::PUBLISHER_PROPERTY`] (only the broker
+    /// may say who published, see [`crate::stamp`]).
     pub properties: Bytes,
     /// The publisher used a topic alias (MQTT 5), which the broker does not offer.
     pub topic_alias: bool,
@@ -97,13 +98,23 @@ fn put_varint(buf: &mut BytesMut, mut n: usize) {
     }
 }
 
+/// What [`check_properties`] found besides well-formedness.
+#[derive(Debug, Default)]
+struct PropertyScan {
+    /// A Topic Alias is present.
+    alias: bool,
+    /// Byte ranges of user properties named [`crate::stamp::PUBLISHER_PROPERTY`], which a
+    /// client may not send (empty, so not allocated, in the normal case).
+    forged: Vec<std::ops::Range<usize>>,
+}
+
 /// Checks an MQTT 5 PUBLISH property block (`props`, without its length prefix).
-/// Returns whether it holds a topic alias. Besides well-formedness, refuses (Protocol
-/// Error, MQTT 5 §3.3.2.3) a property other than User Property given twice, a
+/// Reports a topic alias and forged publisher stamps. Besides well-formedness, refuses
+/// (Protocol Error, MQTT 5 §3.3.2.3) a property other than User Property given twice, a
 /// Subscription Identifier (only a server may send one, §3.3.4) and a Response Topic
 /// with wildcards (§3.3.2.3.5).
-fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
-    let mut alias = false;
+fn check_properties(props: &[u8]) -> Result<PropertyScan, ConnError> {
+    let mut scan = PropertyScan::default();
     let mut seen: u64 = 0;
     let mut at = 0;
     // A length-prefixed field (string or binary) at `at`; returns its end.
@@ -118,6 +129,7 @@ fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
         Ok(at + 2 + len)
     };
     while at < props.len() {
+        let start = at;
         let id = props[at];
         at += 1;
         if id != USER_PROPERTY && id < 64 {
@@ -130,7 +142,7 @@ fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
             PAYLOAD_FORMAT => at + 1,
             MESSAGE_EXPIRY => at + 4,
             TOPIC_ALIAS => {
-                alias = true;
+                scan.alias = true;
                 at + 2
             }
             RESPONSE_TOPIC => {
@@ -142,7 +154,14 @@ fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
             }
             CONTENT_TYPE => field(at, true)?,
             CORRELATION_DATA => field(at, false)?,
-            USER_PROPERTY => field(field(at, true)?, true)?,
+            USER_PROPERTY => {
+                let name_end = field(at, true)?;
+                let end = field(name_end, true)?;
+                if &props[at + 2..name_end] == crate::stamp::PUBLISHER_PROPERTY.as_bytes() {
+                    scan.forged.push(start..end);
+                }
+                end
+            }
             SUBSCRIPTION_ID => {
                 return Err(ConnError::Protocol(
                     "Subscription Identifier in a client's PUBLISH",
@@ -154,7 +173,7 @@ fn check_properties(props: &[u8]) -> Result<bool, ConnError> {
             return Err(malformed("property overruns its block"));
         }
     }
-    Ok(alias)
+    Ok(scan)
 }
 
 /// Decodes one complete PUBLISH frame (`header_len` = its fixed header's length).
@@ -195,8 +214,13 @@ pub(crate) fn decode(
         let props = frame
             .get(at..at + len)
             .ok_or_else(|| malformed("properties overrun the packet"))?;
-        topic_alias = check_properties(props)?;
-        properties = frame.slice(at..at + len);
+        let scan = check_properties(props)?;
+        topic_alias = scan.alias;
+        properties = if scan.forged.is_empty() {
+            frame.slice(at..at + len)
+        } else {
+            crate::stamp::without(props, &scan.forged)
+        };
         at += len;
     }
     Ok(PublishIn {
@@ -352,6 +376,44 @@ mod tests {
                 assert!(out.is_empty());
             }
         }
+    }
+
+    /// A client's own `workbus.io/publisher` properties never leave the decoder; the
+    /// rest of the block is kept in order.
+    #[test]
+    fn forged_publisher_stamps_are_removed() {
+        let stamp = crate::stamp::PUBLISHER_PROPERTY.to_string();
+        let mut pr = props();
+        pr.user_properties = vec![
+            (stamp.clone(), "source.hub".into()),
+            ("ce-id".into(), "1".into()),
+            (stamp, "other".into()),
+            ("ce-type".into(), "t".into()),
+        ];
+        let mut p = Publish::new("t", QoS::AtLeastOnce, Bytes::from_static(b"x"), Some(pr));
+        p.pkid = 1;
+        let (buf, header_len) = frame(&p);
+        let d = decode(ProtocolVersion::V5, buf, header_len).expect("decodes");
+        let mut out = BytesMut::new();
+        encode(
+            ProtocolVersion::V5,
+            &mut out,
+            1,
+            1,
+            &d.topic,
+            &d.payload,
+            &d.properties,
+        );
+        let v5::Packet::Publish(back) = v5::Packet::read(&mut out, None).expect("decodes") else {
+            panic!("not a publish");
+        };
+        let back = back.properties.expect("properties kept");
+        assert_eq!(
+            back.user_properties,
+            vec![("ce-id".into(), "1".into()), ("ce-type".into(), "t".into())]
+        );
+        assert_eq!(back.content_type, props().content_type);
+        assert_eq!(back.response_topic, props().response_topic);
     }
 
     #[test]

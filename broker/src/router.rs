@@ -30,8 +30,9 @@ pub(crate) struct Message {
     /// QoS the publisher used.
     pub qos: u8,
     /// The MQTT 5 property block as the publisher sent it (user properties, content
-    /// type, ...), forwarded byte for byte; subscription identifiers removed, topic
-    /// aliases refused before routing. Empty when there are none or the publisher spoke
+    /// type, ...), forwarded byte for byte; subscription identifiers and forged publisher
+    /// stamps removed, the broker's stamp appended (`crate::stamp`), topic aliases
+    /// refused before routing. Empty when there are none or the publisher spoke
     /// 3.1.1. Shared, never copied per delivery (see `crate::publish`).
     pub properties: Bytes,
 }

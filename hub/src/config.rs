@@ -93,6 +93,11 @@ pub struct RegistrationSettings {
     /// Closes every connection of a cluster (its agent's and its bootstrap identity's)
     /// when it is denied: the embedded broker's, when the hub runs one.
     pub disconnect: Option<Disconnect>,
+    /// Whether received messages' publisher stamps
+    /// ([`workbus_schemas::acl::PUBLISHER_PROPERTY`]) are the broker's word. Only the
+    /// hub's embedded broker stamps and strips forgeries; behind any other broker a
+    /// client can write the property itself, so it is ignored there (`false`).
+    pub trust_publisher_stamps: bool,
 }
 
 /// Closes every broker connection of the cluster it is given; returns how many.
@@ -106,6 +111,7 @@ impl std::fmt::Debug for RegistrationSettings {
             .field("health_interval", &self.health_interval)
             .field("clock", &self.clock)
             .field("disconnect", &self.disconnect.is_some())
+            .field("trust_publisher_stamps", &self.trust_publisher_stamps)
             .finish()
     }
 }
@@ -118,6 +124,7 @@ impl Default for RegistrationSettings {
             health_interval: std::time::Duration::from_secs(1),
             clock: crate::clock::Clock::system(),
             disconnect: None,
+            trust_publisher_stamps: false,
         }
     }
 }

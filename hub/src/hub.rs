@@ -200,6 +200,7 @@ impl Hub {
             digest_clusters: Default::default(),
             wire: wire.clone(),
             limits: Default::default(),
+            trust_publisher_stamps: config.registration.trust_publisher_stamps,
             registration: crate::source::registration::RegistrationContext {
                 echo: crate::source::registration::RegistrationContext::echo(
                     config.source_id.clone(),

@@ -14,9 +14,14 @@
 //!
 //! The embedded broker is secured as `serve`'s (see [`crate::embedded_broker`]): mutual
 //! TLS and per-cluster topic ACLs, with a CA and certificates made on the first run in
-//! `<data-dir>/pki/` (printed once); the hub connects with its source certificate, each
-//! simulated cluster's agent with its own cluster certificate. `--insecure-broker` runs
-//! it in plaintext without ACLs on loopback instead.
+//! `<data-dir>/pki/` (printed once); the hub connects with its source certificate. The
+//! simulated clusters *join* as remote ones do (issue 13): the quickstart makes a
+//! bootstrap token with auto-accept, each agent connects with it, asks for its
+//! ManagedCluster and a certificate, is accepted, keeps the certificate in its
+//! identity dir and reconnects with it; a later run finds the identities and connects
+//! with them at once. `--insecure-broker` runs the broker in plaintext without ACLs on
+//! loopback instead; there the clusters are created over REST and the agents connect
+//! without identities, as before.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,15 +31,20 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 use workbus_agent::config::AgentConfig;
+use workbus_agent::registration::identity_dir::IdentityDir;
+use workbus_agent::registration::{self, PrepareError, RegistrationConfig};
 use workbus_agent::runtime::{self, AgentError, AgentHandle};
 use workbus_agent::store::{FileStore, StoreError};
+use workbus_agent::target::ClusterInfo;
 use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
 use workbus_process::shutdown_signal;
 use workbus_schemas::topics::{TopicError, Topics};
+use workbus_transport::{PemSource, TlsSettings, TransportConfig};
 
+use crate::api::registration::{NewBootstrapToken, issue_bootstrap};
 use crate::auth::tokens::{ADMIN_TOKEN_FILE, TokenError, TokenRequest, issue};
 use crate::cli::client::{CliError, Client};
-use crate::config::{ApiSettings, HubConfig, StoreSettings};
+use crate::config::{ApiSettings, HubConfig, RegistrationSettings, StoreSettings};
 use crate::defaults;
 use crate::embedded_broker::{self, BrokerSecurity, EmbeddedBroker, EmbeddedBrokerError};
 use crate::hub::{Hub, HubError};
@@ -124,6 +134,17 @@ pub enum QuickstartError {
         /// Why.
         source: PkiError,
     },
+    /// A simulated cluster could not join the hub.
+    #[error("simulated cluster {cluster}: cannot join the hub: {source}")]
+    Join {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        source: PrepareError,
+    },
+    /// The bootstrap token for the joins could not be made.
+    #[error("cannot make the bootstrap token: {0}")]
+    BootstrapToken(String),
     /// A simulated cluster's agent could not start.
     #[error("simulated cluster {cluster}: cannot start its agent: {source}")]
     Agent {
@@ -301,9 +322,16 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<QuickstartSummary, Quick
             admin_token_file: Some(args.data_dir.join(ADMIN_TOKEN_FILE)),
             ..ApiSettings::default()
         },
+        registration: RegistrationSettings {
+            pki: broker.pki().cloned(),
+            disconnect: Some(broker.disconnect()),
+            trust_publisher_stamps: true,
+            ..RegistrationSettings::default()
+        },
         ..HubConfig::new()
     })
     .await?;
+    broker.attach_hub(&hub);
     let base_url = hub.base_url();
     let admin_token = hub.admin_token().map(str::to_string);
     let client = Client::new(&base_url).with_token(Some(own_token(&hub).await?));
@@ -311,32 +339,65 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<QuickstartSummary, Quick
         return Err(QuickstartError::NotSubscribed(SUBSCRIBE_WITHIN));
     }
 
-    // Register the clusters first (so the hub knows them when their agents first speak),
-    // then start a real agent per simulated cluster, then apply the sample work. The
-    // registration and the work go through the REST API, like a user's.
+    // The simulated clusters join with a bootstrap token (auto-accept) and come up with
+    // their own certificates; on the plaintext broker they are created over REST, like
+    // a user's. Then a real agent per simulated cluster, then the sample work.
     let clusters: Vec<String> = (1..=args.clusters.max(1))
         .map(|i| format!("edge-{i}"))
         .collect();
-    let names = clusters.clone();
-    let registrar = client.clone();
-    tokio::task::spawn_blocking(move || {
-        let client = registrar;
-        for c in &names {
-            // Already registered by an earlier run: fine.
-            let _ = client.post("/api/v1/clusters", &json!({"name": c}));
+    let join_token = match broker.pki() {
+        Some(_) => Some(bootstrap_token(&hub).await?),
+        None => {
+            let names = clusters.clone();
+            let registrar = client.clone();
+            tokio::task::spawn_blocking(move || {
+                let client = registrar;
+                for c in &names {
+                    // Already registered by an earlier run: fine.
+                    let _ = client.post("/api/v1/clusters", &json!({"name": c}));
+                }
+            })
+            .await?;
+            None
         }
-    })
-    .await?;
+    };
 
-    // Simulated clusters, each with a real agent over MQTT and durable state on disk.
-    let mut agents: Vec<AgentHandle> = Vec::new();
-    for cluster in &clusters {
-        agents.push(start_agent(
+    // Simulated clusters, each with a real agent over MQTT and durable state on disk,
+    // joining concurrently.
+    let mut joining = tokio::task::JoinSet::new();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let config = agent_config(
             &args,
             cluster,
             &broker,
             hub.spec_signing_key(),
-        )?);
+            join_token.as_deref(),
+        )?;
+        let cluster = cluster.clone();
+        joining.spawn(async move {
+            let mut config = config;
+            let joined = registration::prepare(&mut config).await;
+            (i, cluster, config, joined)
+        });
+    }
+    let mut prepared = Vec::new();
+    while let Some(done) = joining.join_next().await {
+        let (i, cluster, config, joined) = done?;
+        match joined {
+            Ok(Some(identity)) => println!(
+                "  cluster {cluster} joined: accepted, certificate {} valid until {}",
+                identity.serial,
+                chrono::DateTime::<chrono::Utc>::from(identity.not_after).format("%Y-%m-%d")
+            ),
+            Ok(None) => {}
+            Err(source) => return Err(QuickstartError::Join { cluster, source }),
+        }
+        prepared.push((i, cluster, config));
+    }
+    prepared.sort_by_key(|(i, _, _)| *i);
+    let mut agents: Vec<AgentHandle> = Vec::new();
+    for (_, cluster, config) in prepared {
+        agents.push(start_agent(&args, &cluster, config)?);
     }
 
     let first = clusters[0].clone();
@@ -495,15 +556,60 @@ async fn own_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartErro
     Ok(secret)
 }
 
-/// Starts the agent of simulated cluster `cluster` against `broker` (over TLS with its
-/// cluster certificate when the broker requires one), with its state (and the simulated
-/// cluster's snapshot) under the data directory. It applies only spec events signed by
-/// the hub (`spec_signing_key`).
-fn start_agent(
+/// The agent configuration of simulated cluster `cluster` against `broker`: with a
+/// bootstrap token (TLS broker) it registers — joins with the token unless its identity
+/// dir already holds its certificate — else it connects as before. It applies only spec
+/// events signed by the hub (`spec_signing_key`).
+fn agent_config(
     args: &QuickstartArgs,
     cluster: &str,
     broker: &EmbeddedBroker,
     spec_signing_key: &workbus_schemas::signature::VerifyingKey,
+    join_token: Option<&str>,
+) -> Result<AgentConfig, QuickstartError> {
+    let dir = args.data_dir.join("agents").join(cluster);
+    let topics_error = |source| QuickstartError::AgentTopics {
+        cluster: cluster.to_string(),
+        source,
+    };
+    let topics = Topics::for_agent(&args.source_id, cluster).map_err(topics_error)?;
+    let transport =
+        match (broker.pki(), join_token) {
+            // Trusting the hub CA, no certificate: the identity comes from the join.
+            (Some(pki), Some(_)) => {
+                let addr = broker.reach();
+                let mut t = TransportConfig::new(addr.ip().to_string(), addr.port(), "");
+                t.tls = Some(TlsSettings {
+                    ca_pem: Some(PemSource::File(pki.ca_bundle())),
+                    ..TlsSettings::default()
+                });
+                t
+            }
+            _ => broker.agent_transport(cluster).map_err(|source| {
+                QuickstartError::AgentCertificate {
+                    cluster: cluster.to_string(),
+                    source,
+                }
+            })?,
+        };
+    let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
+    config.status_sync_interval = STATUS_SYNC_INTERVAL;
+    config.spec_signing_key = Some(spec_signing_key.clone());
+    if let Some(token) = join_token {
+        let mut r = RegistrationConfig::new(IdentityDir::new(dir.join(registration::IDENTITY_DIR)));
+        r.bootstrap_token = Some(token.to_string());
+        r.claims = vec![("workbus.io/quickstart".to_string(), "true".to_string())];
+        config.registration = Some(r);
+    }
+    Ok(config)
+}
+
+/// Starts the agent of simulated cluster `cluster` with `config`, its state (and the
+/// simulated cluster's snapshot) under the data directory.
+fn start_agent(
+    args: &QuickstartArgs,
+    cluster: &str,
+    config: AgentConfig,
 ) -> Result<AgentHandle, QuickstartError> {
     let dir = args.data_dir.join("agents").join(cluster);
     let store = FileStore::open(&dir).map_err(|source| QuickstartError::AgentStore {
@@ -513,28 +619,30 @@ fn start_agent(
     let sim = SimulatedCluster::new(SimConfig {
         snapshot: Some(dir.join(SNAPSHOT_FILE)),
         ..SimConfig::default()
-    });
-    let topics_error = |source| QuickstartError::AgentTopics {
-        cluster: cluster.to_string(),
-        source,
-    };
-    let topics = Topics::for_agent(&args.source_id, cluster).map_err(topics_error)?;
-    let transport =
-        broker
-            .agent_transport(cluster)
-            .map_err(|source| QuickstartError::AgentCertificate {
-                cluster: cluster.to_string(),
-                source,
-            })?;
-    let mut config = AgentConfig::new(cluster, None, topics, transport).map_err(topics_error)?;
-    config.status_sync_interval = STATUS_SYNC_INTERVAL;
-    config.spec_signing_key = Some(spec_signing_key.clone());
+    })
+    .with_cluster_info(ClusterInfo::simulated(&format!("quickstart-{cluster}")));
     runtime::start(config, Arc::new(sim), Arc::new(store)).map_err(|source| {
         QuickstartError::Agent {
             cluster: cluster.to_string(),
             source,
         }
     })
+}
+
+/// A bootstrap token for this run's joins, with auto-accept, valid one hour.
+async fn bootstrap_token(hub: &crate::hub::HubHandle) -> Result<String, QuickstartError> {
+    let request = NewBootstrapToken {
+        name: None,
+        ttl_seconds: Some(3600),
+        auto_accept: true,
+    };
+    let (write, secret) = issue_bootstrap(request, "quickstart", chrono::Utc::now())
+        .map_err(|e| QuickstartError::BootstrapToken(e.message))?;
+    hub.store()
+        .write(write)
+        .await
+        .map_err(|e| QuickstartError::BootstrapToken(e.to_string()))?;
+    Ok(secret)
 }
 
 async fn shutdown(agents: Vec<AgentHandle>, hub: crate::hub::HubHandle, broker: EmbeddedBroker) {

@@ -3,7 +3,8 @@
 //! foreign tokens are refused at CONNECT) — whose accepted certificate request yields a
 //! client certificate the broker accepts as the cluster's own identity; an accepted
 //! cluster can no longer use a bootstrap token; a denied cluster's connection is closed
-//! at once and its identity refused from then on.
+//! at once and its identity refused from then on. The hub trusts the broker's
+//! publisher stamp: a bootstrap identity cannot send what only an agent may.
 
 mod common;
 
@@ -17,9 +18,11 @@ use workbus_hub::clock::{Clock, ManualClock};
 use workbus_hub::embedded_broker::{self, BrokerSecurity, EmbeddedBroker};
 use workbus_hub::pki::Pki;
 use workbus_hub::{ApiSettings, Hub, HubConfig, HubHandle, StoreSettings};
+use workbus_schemas::Event;
 use workbus_schemas::acl::BOOTSTRAP_IDENTITY_PREFIX;
 use workbus_schemas::client_id;
 use workbus_schemas::event_type::{Action, SubResource};
+use workbus_schemas::extensions::OcmExtensionsMut;
 use workbus_schemas::mqtt::{self, Encoding};
 use workbus_schemas::registration::names::{CLUSTER_NAME_LABEL, signer};
 use workbus_schemas::registration::{
@@ -62,6 +65,7 @@ async fn setup(dir: &std::path::Path) -> Setup {
     config.registration.pki = Some(pki.clone());
     config.registration.clock = clock;
     config.registration.disconnect = Some(broker.disconnect());
+    config.registration.trust_publisher_stamps = true;
     let hub = Hub::start(config).await.unwrap();
     assert!(hub.wait_subscribed(WAIT).await);
     broker.attach_hub(&hub);
@@ -143,12 +147,23 @@ async fn publish(transport: &Transport, source: &str, cluster: &str, object: Reg
         Utc::now(),
     )
     .unwrap();
+    publish_event(transport, source, cluster, &e, "").await;
+}
+
+/// Publishes `e` (original source `original`) as `cluster`'s agent would.
+async fn publish_event(
+    transport: &Transport,
+    source: &str,
+    cluster: &str,
+    e: &Event,
+    original: &str,
+) {
     let topics = Topics::for_agent(source, cluster).unwrap();
-    let ty = workbus_schemas::envelope::decode_event_type(&e).unwrap();
-    let topic = topics::agent_publish_topic(&topics, cluster, &ty, Some("")).unwrap();
+    let ty = workbus_schemas::envelope::decode_event_type(e).unwrap();
+    let topic = topics::agent_publish_topic(&topics, cluster, &ty, Some(original)).unwrap();
     transport
         .publisher
-        .publish(&mqtt::encode(&e, &topic, Encoding::Binary).unwrap())
+        .publish(&mqtt::encode(e, &topic, Encoding::Binary).unwrap())
         .await
         .unwrap();
 }
@@ -353,4 +368,49 @@ async fn an_auto_accept_token_accepts_the_joining_cluster() {
     joining.shutdown(Duration::from_millis(100)).await;
     s.hub.shutdown().await;
     s.broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bootstrap_identity_cannot_send_a_work_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path()).await;
+    let cluster = unique("joiner");
+    let token = s.token(json!({"ttlSeconds": 3600})).await;
+    let mut joining = Transport::start(s.bootstrap(&cluster, &token)).unwrap();
+    assert!(admitted(&mut joining).await);
+    // A well-formed status on the cluster's own topic, with its own clustername: only
+    // the broker's stamp (bootstrap.<cluster>) tells it apart from the agent's.
+    let mut status = workbus_schemas::envelope::StatusEventFields {
+        agent_id: client_id::default_agent_id(&cluster),
+        action: Action::UpdateRequest,
+        cluster_name: cluster.clone(),
+        original_source: s.source.clone(),
+        resource_id: uuid_like(&cluster),
+        generation: 1,
+        sequence_id: "1".into(),
+        status_hash: "0".repeat(64),
+        metadata: serde_json::Map::new(),
+        status: json!({"conditions": []}),
+        log_tracing: Default::default(),
+    }
+    .build(Utc::now())
+    .unwrap();
+    let decoded = workbus_schemas::metadata::decode_status_event(&status).unwrap();
+    status.set_status_hash(&workbus_schemas::status_hash::status_hash(&decoded.status));
+    publish_event(&joining, &s.source, &cluster, &status, &s.source).await;
+    eventually("the status refused for its publisher", || async {
+        s.hub
+            .metrics()
+            .render(None)
+            .contains("workbus_hub_events_refused_total{reason=\"publisher\"} 1")
+    })
+    .await;
+    joining.shutdown(Duration::from_millis(100)).await;
+    s.hub.shutdown().await;
+    s.broker.shutdown().await;
+}
+
+/// A stable UUID-shaped resource id for `name`.
+fn uuid_like(name: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }

@@ -129,6 +129,7 @@ fn msg(props: &[(&str, &str)], ct: Option<&str>, payload: &[u8]) -> MqttMessage 
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         payload: payload.to_vec(),
+        publisher: None,
     }
 }
 
@@ -304,7 +305,7 @@ proptest! {
         ct in proptest::option::of("[ -~]{0,30}"),
         payload in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
-        let m = MqttMessage { topic: "t".into(), content_type: ct, user_properties: props, payload };
+        let m = MqttMessage { topic: "t".into(), content_type: ct, user_properties: props, payload, publisher: None };
         let _ = mqtt::decode(&m);
     }
 }

@@ -33,6 +33,7 @@ fn message(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         payload: vec![b'x'; payload],
+        publisher: None,
     }
 }
 
@@ -349,6 +350,7 @@ proptest! {
             content_type,
             user_properties: props,
             payload: vec![0; payload],
+            publisher: None,
         };
         prop_assert_eq!(publish_packet_size(&m, MqttVersion::V5, qos), rumqttc_v5_size(&m, qos));
         let plain = MqttMessage { content_type: None, user_properties: Vec::new(), ..m };

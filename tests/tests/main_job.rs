@@ -30,14 +30,20 @@ async fn quickstart_reaches_an_available_sample_work() {
     assert_eq!(pki, dir.join("pki"));
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&pki), 0o700);
-    for file in [
-        "ca-key.pem",
-        "server-key.pem",
-        "source.workbus-key.pem",
-        "edge-2-key.pem",
-    ] {
+    for file in ["ca-key.pem", "server-key.pem", "source.workbus-key.pem"] {
         assert_eq!(mode(&pki.join(file)), 0o600, "{file}");
     }
+    // The simulated clusters joined with a bootstrap token: each keeps the certificate
+    // the hub issued it (and its own key, never seen by the hub) in its identity dir.
+    let identity = dir.join("agents/edge-2/identity");
+    assert_eq!(mode(&identity), 0o700);
+    for file in ["tls.key", "tls.crt", "ca.crt"] {
+        assert_eq!(mode(&identity.join(file)), 0o600, "{file}");
+    }
+    assert!(
+        !pki.join("edge-2-key.pem").exists(),
+        "the hub made no key for it"
+    );
     let ca = std::fs::read(pki.join("ca.pem")).unwrap();
     // The hub and one agent per cluster, all over mutual TLS (the broker has no other
     // listener), and nothing the ACL refuses.

@@ -79,6 +79,7 @@ fn message(topic: &str, n: usize) -> MqttMessage {
         content_type: Some("application/json".into()),
         user_properties: vec![("ce-id".into(), n.to_string())],
         payload: format!("{{\"n\":{n}}}").into_bytes(),
+        publisher: None,
     }
 }
 

@@ -48,9 +48,11 @@ mod session;
 mod tls;
 mod v311;
 mod v5;
+mod will;
 
 pub use from_config::{LoadConfigError, TransportConfigError, load_mqtt_config};
 pub use tls::{PemSource, TlsError, TlsSettings};
+pub use will::Will;
 
 /// The MQTT protocol version a transport speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +130,9 @@ pub struct TransportConfig {
     /// How long a publish may wait for its acknowledgement on a live connection
     /// (a lost connection fails it at once with [`PublishError::ConnectionLost`]).
     pub ack_timeout: Duration,
+    /// The Will the broker publishes if a connection ends without DISCONNECT, made
+    /// anew for every connection attempt; `None`: no Will.
+    pub will: Option<Will>,
 }
 
 impl TransportConfig {
@@ -160,6 +165,7 @@ impl TransportConfig {
             reconnect: ReconnectPolicy::default(),
             inbound_capacity: 1024,
             ack_timeout: Duration::from_secs(30),
+            will: None,
         }
     }
 }

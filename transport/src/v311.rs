@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
+use super::will::Will;
 use super::{PublishError, TransportConfig, qos_v4};
 
 pub(super) fn spawn(
@@ -32,6 +33,9 @@ pub(super) fn spawn(
     if let Some((user, pass)) = &config.credentials {
         options.set_credentials(user, pass);
     }
+    if let Some(will) = &config.will {
+        options.set_last_will(will.v311());
+    }
     if let Some(tls) = tls {
         options.set_transport(RumqttTransport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
@@ -51,16 +55,18 @@ pub(super) fn spawn(
         client: client.clone(),
         eventloop,
         filters,
+        will: config.will.clone(),
     };
     let task = tokio::spawn(session::run(session, mqtt));
     (client, task)
 }
 
-/// rumqttc's MQTT 3.1.1 client, its event loop and the filters to subscribe.
+/// rumqttc's MQTT 3.1.1 client, its event loop, the filters to subscribe and the Will.
 struct V311Session {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<SubscribeFilter>,
+    will: Option<Will>,
 }
 
 impl MqttSession for V311Session {
@@ -96,6 +102,10 @@ impl MqttSession for V311Session {
             .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
             .count();
         pending.retain(|r| !matches!(r, Request::Publish(_)));
+        // The next connection carries its own Will (see `crate::will`).
+        if let Some(will) = &self.will {
+            self.eventloop.mqtt_options.set_last_will(will.v311());
+        }
         (buffered, collided + unsent)
     }
 
@@ -154,6 +164,7 @@ fn session_event(event: Event) -> SessionEvent {
             content_type: None,
             user_properties: Vec::new(),
             payload: p.payload.to_vec(),
+            publisher: None,
         }),
         // MQTT 3.1.1 acknowledgements carry no reason: they always mean accepted.
         Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(ack.pkid, Ok(())),

@@ -12,9 +12,11 @@ use rumqttc::v5::mqttbytes::v5::{
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
 use rumqttc::{Outgoing, Transport as RumqttTransport};
 use tokio::task::JoinHandle;
+use workbus_schemas::acl::PUBLISHER_PROPERTY;
 use workbus_schemas::mqtt::MqttMessage;
 
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
+use super::will::Will;
 use super::{PublishError, TransportConfig, qos_v5};
 
 /// The shortest keep-alive rumqttc's MQTT 5 client takes (it panics below).
@@ -53,6 +55,9 @@ pub(super) fn spawn(
     if let Some((user, pass)) = &config.credentials {
         options.set_credentials(user, pass);
     }
+    if let Some(will) = &config.will {
+        options.set_last_will(will.v5());
+    }
     if let Some(tls) = tls {
         options.set_transport(RumqttTransport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
@@ -73,16 +78,18 @@ pub(super) fn spawn(
         client: client.clone(),
         eventloop,
         filters,
+        will: config.will.clone(),
     };
     let task = tokio::spawn(session::run(session, mqtt));
     (client, task)
 }
 
-/// rumqttc's MQTT 5 client, its event loop and the filters to subscribe.
+/// rumqttc's MQTT 5 client, its event loop, the filters to subscribe and the Will.
 struct V5Session {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<Filter>,
+    will: Option<Will>,
 }
 
 impl MqttSession for V5Session {
@@ -121,6 +128,10 @@ impl MqttSession for V5Session {
             .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
             .count();
         pending.retain(|r| !matches!(r, Request::Publish(_)));
+        // The next connection carries its own Will (see `crate::will`).
+        if let Some(will) = &self.will {
+            self.eventloop.options.set_last_will(will.v5());
+        }
         (buffered, collided + unsent)
     }
 
@@ -177,11 +188,13 @@ fn session_event(event: Event) -> SessionEvent {
         }
         Event::Incoming(Packet::Publish(p)) => {
             let props = p.properties.unwrap_or_default();
+            let (publisher, user_properties) = take_publisher(props.user_properties);
             SessionEvent::Message(MqttMessage {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 content_type: props.content_type,
-                user_properties: props.user_properties,
+                user_properties,
                 payload: p.payload.to_vec(),
+                publisher,
             })
         }
         Event::Incoming(Packet::PubAck(ack)) => SessionEvent::Acknowledged(
@@ -205,6 +218,21 @@ fn session_event(event: Event) -> SessionEvent {
     }
 }
 
+/// Moves the broker's publisher stamp out of the user properties (the last one wins:
+/// a stamping broker appends its own after removing any the client sent).
+fn take_publisher(mut props: Vec<(String, String)>) -> (Option<String>, Vec<(String, String)>) {
+    let mut publisher = None;
+    props.retain_mut(|(k, v)| {
+        if k == PUBLISHER_PROPERTY {
+            publisher = Some(std::mem::take(v));
+            false
+        } else {
+            true
+        }
+    });
+    (publisher, props)
+}
+
 pub(super) async fn publish(
     client: &AsyncClient,
     message: &MqttMessage,
@@ -226,4 +254,25 @@ pub(super) async fn publish(
         )
         .await
         .map_err(|_| PublishError::Closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_stamp_becomes_the_publisher() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let (publisher, rest) = take_publisher(vec![
+            kv("ce-id", "1"),
+            kv(PUBLISHER_PROPERTY, "cluster1"),
+            kv("ce-type", "t"),
+        ]);
+        assert_eq!(publisher.as_deref(), Some("cluster1"));
+        assert_eq!(rest, vec![kv("ce-id", "1"), kv("ce-type", "t")]);
+        assert_eq!(
+            take_publisher(vec![kv("a", "b")]),
+            (None, vec![kv("a", "b")])
+        );
+    }
 }

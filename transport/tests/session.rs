@@ -60,6 +60,7 @@ async fn v5_properties_round_trip_through_mosquitto() {
             ("ce-originalsource".into(), String::new()),
         ],
         payload: vec![b'x'; 600 * 1024],
+        publisher: None,
     };
     timeout(WAIT, pub_t.publisher.publish(&msg))
         .await
@@ -89,6 +90,7 @@ async fn v311_carries_structured_payloads_only() {
         content_type: None,
         user_properties: vec![],
         payload: br#"{"specversion":"1.0"}"#.to_vec(),
+        publisher: None,
     };
     timeout(WAIT, t.publisher.publish(&msg))
         .await
@@ -234,6 +236,7 @@ async fn a_refused_publish_fails_with_the_reason() {
         content_type: None,
         user_properties: vec![],
         payload: b"{}".to_vec(),
+        publisher: None,
     };
     let refused = timeout(WAIT, t.publisher.publish(&message(&denied)))
         .await

@@ -171,6 +171,7 @@ fn message(topic: &str, n: usize) -> MqttMessage {
         content_type: None,
         user_properties: Vec::new(),
         payload: format!("m{n}").into_bytes(),
+        publisher: None,
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::kube::KubeTarget;
 use super::sim::SimulatedCluster;
 use super::{
-    Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
+    Access, AccessReview, ApplyMode, Changes, ClusterInfo, DeleteResult, ObjectRef, OwnerChange,
     ResourceMapping, Target, TargetError,
 };
 
@@ -95,6 +95,10 @@ impl Target for AnyTarget {
         namespace: &str,
     ) -> Result<Option<Changes>, TargetError> {
         delegate!(self, t => t.watch(resource, namespace).await)
+    }
+
+    async fn cluster_info(&self) -> ClusterInfo {
+        delegate!(self, t => t.cluster_info().await)
     }
 
     fn next_change(&self, at: &ObjectRef) -> Option<Duration> {

@@ -5,6 +5,7 @@
 //! apart.
 
 pub mod any;
+pub mod cluster_info;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod object;
@@ -14,6 +15,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
+
+pub use cluster_info::ClusterInfo;
 
 /// What the API server knows about a kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +263,12 @@ pub trait Target: Send + Sync + 'static {
         _namespace: &str,
     ) -> impl Future<Output = Result<Option<Changes>, TargetError>> + Send {
         async { Ok(None) }
+    }
+
+    /// The cluster's facts for its ManagedCluster status (claims, version, capacity,
+    /// API server health). The default knows nothing but that the target answers.
+    fn cluster_info(&self) -> impl Future<Output = ClusterInfo> + Send {
+        async { ClusterInfo::default() }
     }
 
     /// When the object's observed state may change next on its own (e.g. a rollout

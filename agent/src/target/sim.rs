@@ -47,7 +47,7 @@ use workbus_schemas::work::Time;
 
 use super::object::{change_owner, desired, merge_labels, split_api_version};
 use super::{
-    Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
+    Access, AccessReview, ApplyMode, Changes, ClusterInfo, DeleteResult, ObjectRef, OwnerChange,
     ResourceMapping, Target, TargetError,
 };
 
@@ -299,6 +299,9 @@ pub struct SimulatedCluster {
     config: SimConfig,
     clock: SimClock,
     require_namespaces: bool,
+    /// What it reports in its ManagedCluster status (`None`: [`ClusterInfo::simulated`]
+    /// under the id `simulated`).
+    cluster_info: Option<ClusterInfo>,
     state: Mutex<State>,
 }
 
@@ -449,8 +452,15 @@ impl SimulatedCluster {
             config,
             clock: SimClock::system(),
             require_namespaces: false,
+            cluster_info: None,
             state: Mutex::new(state),
         }
+    }
+
+    /// Reports `info` as the cluster's facts (capacity, version, claims, health).
+    pub fn with_cluster_info(mut self, info: ClusterInfo) -> SimulatedCluster {
+        self.cluster_info = Some(info);
+        self
     }
 
     /// Uses `clock` instead of the system clock (tests: [`SimClock::manual`]).
@@ -1039,6 +1049,12 @@ impl Target for SimulatedCluster {
             tx,
         ));
         Ok(Some(rx))
+    }
+
+    async fn cluster_info(&self) -> ClusterInfo {
+        self.cluster_info
+            .clone()
+            .unwrap_or_else(|| ClusterInfo::simulated("simulated"))
     }
 
     fn next_change(&self, at: &ObjectRef) -> Option<Duration> {

@@ -191,6 +191,11 @@ async fn agents_and_the_source_work_end_to_end_and_agent_b_is_confined() {
         (&got.topic[..], &got.payload[..]),
         (STATUS_A.as_bytes(), &b"status"[..])
     );
+    // The broker says who published it: A's certificate identity (issue 13).
+    assert_eq!(
+        got.properties.map(|p| p.user_properties),
+        Some(vec![("workbus.io/publisher".to_string(), "a".to_string())])
+    );
 
     let stats = broker.stats();
     assert_eq!(stats.denied_subscriptions, 3);

@@ -174,6 +174,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         config.broker = broker.hub_settings()?;
         config.registration.pki = broker.pki().cloned();
         config.registration.disconnect = Some(broker.disconnect());
+        config.registration.trust_publisher_stamps = true;
         if broker.tls() {
             // On every interface: agents elsewhere use one of the host's names.
             let host = if broker.addr().ip().is_unspecified() {

@@ -70,6 +70,9 @@ pub struct SourceLoop {
     pub wire: Arc<WireFormat>,
     /// Per-cluster rate limits of statuses and spec resync requests.
     pub limits: Arc<rate_limit::ClusterLimits>,
+    /// Whether messages' publisher stamps are the broker's word
+    /// ([`crate::config::RegistrationSettings::trust_publisher_stamps`]).
+    pub trust_publisher_stamps: bool,
     /// Cluster registration: echoes, the CA, the clock, cluster watchers.
     pub registration: registration::RegistrationContext,
 }
@@ -164,9 +167,16 @@ impl SourceLoop {
                 return;
             }
         };
-        // TODO(issue 13): pass the broker's publisher stamp once the transport carries it
-        // (`MqttMessage::publisher`, parsed with `publisher::stamped_identity`).
-        let publisher: Option<Identity> = None;
+        // The embedded broker names every publisher; elsewhere the property is the
+        // client's own word and the topic alone identifies it.
+        let publisher: Option<Identity> = if self.trust_publisher_stamps {
+            match publisher::stamped_identity(message.publisher.as_deref()) {
+                Ok(p) => p,
+                Err(r) => return self.refuse(&event, r, &message.topic),
+            }
+        } else {
+            None
+        };
         if workbus_schemas::registration::registration_kind(&event).is_some() {
             return self
                 .handle_registration(event, &message, publisher.as_ref())

@@ -314,6 +314,7 @@ fn stored_message(
         content_type: properties.content_type,
         user_properties: properties.user_properties,
         payload,
+        publisher: None,
     })
 }
 

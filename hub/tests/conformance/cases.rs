@@ -724,6 +724,7 @@ pub fn queued_messages_come_back_for_their_wire_format_only(b: &dyn Backend) {
             ("ce-empty".into(), String::new()),
         ],
         payload: vec![0, 159, 146, 150, b'{'],
+        publisher: None,
     };
     let bare = MqttMessage {
         content_type: None,
@@ -920,6 +921,7 @@ pub fn secret_values_are_not_stored_in_clear(b: &dyn Backend) {
                     content_type: Some("application/json".into()),
                     user_properties: Vec::new(),
                     payload: format!("{{\"password\":\"{VALUE}\"}}").into_bytes(),
+                    publisher: None,
                 },
                 wire: "format-a".into(),
             }),

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         content_type,
         user_properties,
         payload: payload.to_vec(),
+        publisher: None,
     };
     if let Ok(event) = mqtt::decode(&message) {
         let _ = event.resource_id();

@@ -57,6 +57,7 @@ pub fn encode(event: &Event, topic: &str) -> Result<MqttMessage, EncodeError> {
         content_type,
         user_properties: props,
         payload,
+        publisher: None,
     })
 }
 

@@ -287,6 +287,7 @@ mod tests {
             content_type: Some("application/json".into()),
             user_properties: props,
             payload: vec![b'x'; payload],
+            publisher: None,
         }
     }
 

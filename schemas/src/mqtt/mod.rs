@@ -37,6 +37,12 @@ pub struct MqttMessage {
     pub user_properties: Vec<(String, String)>,
     /// The payload bytes.
     pub payload: Vec<u8>,
+    /// Who published it, as the broker stamped it (the user property
+    /// [`crate::acl::PUBLISHER_PROPERTY`], which the receiving transport moves here out of
+    /// `user_properties`); `None` when the broker stamps nothing (3.1.1, external
+    /// brokers). Only a broker that removes client-sent stamps (the embedded one) makes
+    /// it trustworthy. Never sent: a publisher cannot name itself.
+    pub publisher: Option<String>,
 }
 
 /// How an event is laid out in an MQTT message.

@@ -15,6 +15,7 @@ pub fn encode(event: &Event, topic: &str) -> Result<MqttMessage, EncodeError> {
         content_type: Some(STRUCTURED_CONTENT_TYPE.to_string()),
         user_properties: Vec::new(),
         payload,
+        publisher: None,
     })
 }
 

@@ -153,3 +153,15 @@ pub const CLIENT_USAGES: [&str; 3] = ["digital signature", "key encipherment", "
 
 /// At most this many pending CSRs per cluster (OCM stops creating them at 10, ocm#853).
 pub const MAX_PENDING_CSRS_PER_CLUSTER: usize = 10;
+
+/// Reserved cluster claim names (reference §1.4), which agents report first.
+pub mod claim {
+    /// A stable id of the cluster (Kubernetes: the `kube-system` namespace's uid).
+    pub const ID: &str = "id.k8s.io";
+    /// The Kubernetes version.
+    pub const KUBE_VERSION: &str = "kubeversion.open-cluster-management.io";
+    /// The platform (`AWS`, `Other`, …).
+    pub const PLATFORM: &str = "platform.open-cluster-management.io";
+    /// The product (`OpenShift`, `Other`, …).
+    pub const PRODUCT: &str = "product.open-cluster-management.io";
+}

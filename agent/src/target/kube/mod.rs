@@ -33,6 +33,7 @@
 //! computed from.
 
 pub mod apply;
+mod cluster_info;
 pub mod connect;
 pub mod discovery;
 pub mod errors;
@@ -51,7 +52,7 @@ use serde_json::Value;
 pub use connect::{ConnectError, KubeConfigSource};
 
 use crate::target::{
-    Access, AccessReview, ApplyMode, Changes, DeleteResult, ObjectRef, OwnerChange,
+    Access, AccessReview, ApplyMode, Changes, ClusterInfo, DeleteResult, ObjectRef, OwnerChange,
     ResourceMapping, Target, TargetError,
 };
 
@@ -130,6 +131,10 @@ impl KubeTarget {
 }
 
 impl Target for KubeTarget {
+    async fn cluster_info(&self) -> ClusterInfo {
+        cluster_info::cluster_info(self).await
+    }
+
     async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResourceMapping, TargetError> {
         self.discovery
             .resolve(&self.client, api_version, kind)
