@@ -20,6 +20,9 @@ pub struct FaultProxy {
     paused: watch::Sender<bool>,
     connections: Arc<Mutex<JoinSet<()>>>,
     from_clients: Arc<AtomicU64>,
+    /// How many times [`FaultProxy::cut`] ran: a connection older than the last cut
+    /// forwards nothing more, even while its task is still winding down.
+    cuts: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -31,18 +34,23 @@ impl FaultProxy {
         let (paused, _) = watch::channel(false);
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let from_clients = Arc::new(AtomicU64::new(0));
+        let cuts = Arc::new(AtomicU64::new(0));
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
             paused.clone(),
             connections.clone(),
-            from_clients.clone(),
+            Counters {
+                from_clients: from_clients.clone(),
+                cuts: cuts.clone(),
+            },
         ));
         FaultProxy {
             addr,
             paused,
             connections,
             from_clients,
+            cuts,
             accept,
         }
     }
@@ -70,6 +78,10 @@ impl FaultProxy {
 
     /// Closes every open connection (bytes held while paused are lost with it).
     pub fn cut(&self) {
+        // Before the abort: a task being polled on another thread right now finishes
+        // that poll, and must not flush what it held to the broker (a `resume` right
+        // after the cut would otherwise let it).
+        self.cuts.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut connections) = self.connections.lock() {
             connections.abort_all();
         }
@@ -83,15 +95,23 @@ impl Drop for FaultProxy {
     }
 }
 
+/// The proxy's shared counters, handed to every connection.
+#[derive(Clone)]
+struct Counters {
+    from_clients: Arc<AtomicU64>,
+    cuts: Arc<AtomicU64>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     paused: watch::Sender<bool>,
     connections: Arc<Mutex<JoinSet<()>>>,
-    from_clients: Arc<AtomicU64>,
+    counters: Counters,
 ) {
     while let Ok((client, _)) = listener.accept().await {
         let paused = paused.subscribe();
+        let epoch = counters.cuts.load(Ordering::SeqCst);
         if let Ok(mut set) = connections.lock() {
             // Reap finished connections so the set stays small in long runs.
             while set.try_join_next().is_some() {}
@@ -99,7 +119,8 @@ async fn accept_loop(
                 client,
                 upstream,
                 paused,
-                from_clients.clone(),
+                counters.clone(),
+                epoch,
             ));
         }
     }
@@ -109,7 +130,8 @@ async fn forward_connection(
     client: TcpStream,
     upstream: SocketAddr,
     paused: watch::Receiver<bool>,
-    from_clients: Arc<AtomicU64>,
+    counters: Counters,
+    epoch: u64,
 ) {
     let _ = client.set_nodelay(true);
     // A paused proxy holds a new connection before reaching the broker.
@@ -124,8 +146,8 @@ async fn forward_connection(
     let (server_read, server_write) = server.into_split();
     // Either direction ending ends the connection (like a broker closing it).
     tokio::select! {
-        _ = pump(client_read, server_write, paused.clone(), Some(from_clients)) => {}
-        _ = pump(server_read, client_write, paused, None) => {}
+        _ = pump(client_read, server_write, paused.clone(), Some(counters.from_clients.clone()), Live { cuts: counters.cuts.clone(), epoch }) => {}
+        _ = pump(server_read, client_write, paused, None, Live { cuts: counters.cuts, epoch }) => {}
     }
 }
 
@@ -141,11 +163,17 @@ async fn pump(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut paused: watch::Receiver<bool>,
     counter: Option<Arc<AtomicU64>>,
+    live: Live,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut held: Vec<u8> = Vec::new();
     loop {
         if !*paused.borrow_and_update() && !held.is_empty() {
+            // Checked after seeing the proxy unpaused: a cut comes before the resume
+            // that lets a write through.
+            if live.cuts.load(Ordering::SeqCst) != live.epoch {
+                return;
+            }
             if to.write_all(&held).await.is_err() {
                 return;
             }
@@ -169,6 +197,12 @@ async fn pump(
             }
         }
     }
+}
+
+/// Whether a connection is still alive: no cut since it was accepted.
+struct Live {
+    cuts: Arc<AtomicU64>,
+    epoch: u64,
 }
 
 async fn wait_unpaused(paused: &mut watch::Receiver<bool>) -> Result<(), watch::error::RecvError> {
