@@ -492,6 +492,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<QuickstartSummary, Quick
     println!("Try, in another terminal:");
     println!("  export WORKBUS_SERVER={base_url}");
     println!("  export WORKBUS_TOKEN_FILE={}", token_file.display());
+    println!("  cargo run --release -p workbus-hub -- get clusters");
     println!("  cargo run --release -p workbus-hub -- get works");
     println!(
         "  cargo run --release -p workbus-hub -- describe work hello-workbus -n {}",
