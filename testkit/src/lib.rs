@@ -8,6 +8,8 @@
 //!   `mosquitto` executable, which `.ci/run` installs) and test runs never see each
 //!   other's traffic. [`skip_without_mosquitto`] is the one way a test skips, visibly,
 //!   when the executable is not installed.
+//! - [`fault_proxy`]: a loopback TCP proxy that pauses, or cuts every connection
+//!   without DISCONNECT (a killed client or broker, seen from the other side).
 //! - [`fixtures`]: Maestro's golden events.
 //! - [`kube_clients`]: kubectl and other Kubernetes clients found one way
 //!   ([`kubectl_binaries`], [`on_path`]), and [`skip_missing_kube_client`], the one way
@@ -17,6 +19,7 @@
 //! It depends on no workspace crate, so the schemas, transport, agent, hub, integration
 //! test and benchmark crates can all use it.
 
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod kube_clients;
 pub mod mosquitto;

@@ -9,7 +9,7 @@ pub mod agents;
 pub mod brokers;
 pub mod chaos;
 pub mod fake_source;
-pub mod fault_proxy;
+pub use workbus_testkit::fault_proxy;
 pub mod hubs;
 pub mod secure;
 

@@ -7,13 +7,9 @@
 //! Unknown through the agent's Will, and the reconnected agent makes it Available again
 //! with one renewal; a certificate due for rotation is replaced while connected.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use workbus_agent::config::AgentConfig;
 use workbus_agent::registration::identity_dir::IdentityDir;
 use workbus_agent::registration::{self, RegistrationConfig};
@@ -29,56 +25,12 @@ use workbus_hub::{Hub, HubHandle};
 use workbus_schemas::registration::ManagedCluster;
 use workbus_schemas::registration::names::{TAINT_UNREACHABLE, condition};
 use workbus_schemas::topics::Topics;
+use workbus_testkit::fault_proxy::FaultProxy;
 use workbus_testkit::unique;
 use workbus_transport::{PemSource, TlsSettings, TransportConfig};
 
 const SOURCE: &str = "workbus";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A TCP proxy in front of the broker whose live connections can be cut: the agent's
-/// connection dies without DISCONNECT (as with kill -9 or a lost network), the agent
-/// itself lives on and reconnects through it.
-struct CutProxy {
-    addr: SocketAddr,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl CutProxy {
-    async fn start(upstream: SocketAddr) -> CutProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let held = links.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let link = tokio::spawn(async move {
-                    if let Ok(mut broker) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                    }
-                });
-                held.lock().await.push(link);
-            }
-        });
-        CutProxy {
-            addr,
-            links,
-            accept,
-        }
-    }
-
-    async fn cut(&self) {
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-}
-
-impl Drop for CutProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -218,10 +170,10 @@ fn sim() -> Arc<SimulatedCluster> {
 #[tokio::test]
 async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_gone() {
     let f = fleet(None).await;
-    let proxy = CutProxy::start(f.broker.reach()).await;
+    let proxy = FaultProxy::start(f.broker.reach()).await;
     let token = f.bootstrap_token(false).await;
     let cluster = unique("edge");
-    let mut config = f.agent_config(&cluster, proxy.addr.port(), &token);
+    let mut config = f.agent_config(&cluster, proxy.addr().port(), &token);
 
     // Join: the hub records the cluster, not accepted, until the operator accepts it.
     let joining = tokio::spawn(async move {
@@ -262,7 +214,7 @@ async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_go
     // The connection dies without DISCONNECT: the broker publishes the agent's Will and
     // the hub marks the cluster Unknown at once (long before 2 × the 60 s lease).
     let cut_at = std::time::Instant::now();
-    proxy.cut().await;
+    proxy.cut();
     let gone = f
         .wait_cluster(&cluster, "Unknown after the Will", |c| {
             available(c) == Some("Unknown")

@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use workbus_broker::{
     Authorizer, Broker, BrokerConfig, ClientInfo, ConnectDenied, ConnectRequest, Decision,
@@ -20,54 +17,10 @@ use workbus_broker::{
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{Transport, TransportConfig, TransportEvent, Will};
 
+use workbus_testkit::fault_proxy::FaultProxy;
 use workbus_testkit::{mosquitto, unique};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A TCP proxy whose live connections can be cut (the client vanishes, from the
-/// broker's side: no DISCONNECT), while it keeps accepting new ones.
-struct CutProxy {
-    addr: SocketAddr,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl CutProxy {
-    async fn start(upstream: SocketAddr) -> CutProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let held = links.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let link = tokio::spawn(async move {
-                    if let Ok(mut broker) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                    }
-                });
-                held.lock().await.push(link);
-            }
-        });
-        CutProxy {
-            addr,
-            links,
-            accept,
-        }
-    }
-
-    /// Drops every live connection (both sockets close).
-    async fn cut(&self) {
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-}
-
-impl Drop for CutProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
 
 async fn next_subscribed(t: &mut Transport) {
     loop {
@@ -118,9 +71,9 @@ async fn wills_follow_their_connection(host: &str, port: u16, stamped: Option<&s
     let mut watcher = Transport::start(watcher_cfg).unwrap();
     next_subscribed(&mut watcher).await;
 
-    let proxy = CutProxy::start(broker).await;
+    let proxy = FaultProxy::start(broker).await;
     let (will, attempts) = counting_will(&topic);
-    let mut cfg = TransportConfig::new("127.0.0.1", proxy.addr.port(), unique("doomed"));
+    let mut cfg = TransportConfig::new("127.0.0.1", proxy.addr().port(), unique("doomed"));
     if let Some(identity) = stamped {
         cfg.credentials = Some((identity.to_string(), String::new()));
     }
@@ -134,7 +87,7 @@ async fn wills_follow_their_connection(host: &str, port: u16, stamped: Option<&s
     for connection in 1..=2u32 {
         // The connection in use was made by the latest attempt.
         let current = attempts.load(Ordering::SeqCst);
-        proxy.cut().await;
+        proxy.cut();
         let will = next_message(&mut watcher).await;
         assert_eq!(will.topic, topic);
         assert_eq!(
