@@ -102,11 +102,11 @@ impl Seal<'_> {
 
 /// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, so text order is
 /// time order.
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt {
@@ -115,7 +115,7 @@ fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
     table: &'static str,
     what: &str,
     s: &str,
@@ -126,7 +126,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
 }
 

@@ -2,41 +2,14 @@
 //! registration JSON and health deadline, certificate signing requests, cluster sets and
 //! bootstrap tokens. Used by [`super::sqlite`]'s transaction and reader alike.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use workbus_schemas::registration::CertificateSigningRequest;
 
 use super::StoreError;
 use super::model::Cluster;
 use super::registration::{ClusterSet, JoinToken, Registration};
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt {
-            table,
-            reason: format!("bad time {s:?}: {e}"),
-        })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    what: &str,
-    s: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        table,
-        reason: format!("{what}: {e}"),
-    })
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
-}
+use super::sqlite::{parse_json, parse_ts, to_json, ts};
 
 /// The columns every cluster read selects, in [`RawCluster`] order.
 pub(super) const CLUSTER_SELECT: &str =
