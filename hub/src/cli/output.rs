@@ -199,16 +199,7 @@ pub fn clustersets_table(items: &[Value]) -> String {
                 .and_then(Value::as_str)
             {
                 Some("LabelSelector") => {
-                    let labels = set
-                        .pointer("/selector/matchLabels")
-                        .and_then(Value::as_object)
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
+                    let labels = label_list(set.pointer("/selector/matchLabels"));
                     if labels.is_empty() {
                         "<all clusters>".to_string()
                     } else {
@@ -227,13 +218,9 @@ pub fn clustersets_table(items: &[Value]) -> String {
     table(&["NAME", "SELECTOR", "CLUSTERS"], &rows)
 }
 
-/// `describe cluster`: a human summary (acceptance, conditions, taints, claims, lease).
-pub fn describe_cluster(c: &Value, now: DateTime<Utc>) -> String {
-    let mut out = String::new();
-    let mc = c.pointer("/registration/managedCluster");
-    out.push_str(&format!("Name:          {}\n", s(c, &["name"])));
-    let labels = c
-        .get("labels")
+/// A label map as `k=v,k=v` (empty when there is none).
+fn label_list(labels: Option<&Value>) -> String {
+    labels
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -241,7 +228,15 @@ pub fn describe_cluster(c: &Value, now: DateTime<Utc>) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `describe cluster`: a human summary (acceptance, conditions, taints, claims, lease).
+pub fn describe_cluster(c: &Value, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mc = c.pointer("/registration/managedCluster");
+    out.push_str(&format!("Name:          {}\n", s(c, &["name"])));
+    let labels = label_list(c.get("labels"));
     out.push_str(&format!(
         "Labels:        {}\n",
         if labels.is_empty() { "<none>" } else { &labels }

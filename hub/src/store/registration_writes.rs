@@ -93,6 +93,22 @@ fn joined(tx: &mut dyn StoreTx, name: &str) -> Result<(Cluster, Registration), S
     Ok((cluster, registration))
 }
 
+/// Applies an agent's change (`apply`, a pure rule) to the registration of cluster
+/// `name`: refused when the hub does not know the cluster or it never joined.
+fn agent_change<T>(
+    tx: &mut dyn StoreTx,
+    name: &str,
+    apply: impl FnOnce(&mut Registration) -> Result<T, RegistrationRefusal>,
+) -> Result<Result<(Cluster, T), RegistrationRefusal>, StoreError> {
+    let Some(mut cluster) = tx.cluster(name)? else {
+        return Ok(Err(RegistrationRefusal::UnknownCluster));
+    };
+    let Some(registration) = cluster.registration.as_mut() else {
+        return Ok(Err(RegistrationRefusal::NotJoined));
+    };
+    Ok(apply(registration).map(|v| (cluster, v)))
+}
+
 /// What a join request did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinOutcome {
@@ -364,14 +380,10 @@ pub struct UpdateClusterStatus {
 impl Write for UpdateClusterStatus {
     type Output = Result<bool, RegistrationRefusal>;
     fn run(self, tx: &mut dyn StoreTx) -> Result<Self::Output, StoreError> {
-        let Some(mut cluster) = tx.cluster(&self.cluster)? else {
-            return Ok(Err(RegistrationRefusal::UnknownCluster));
-        };
-        let Some(registration) = cluster.registration.as_mut() else {
-            return Ok(Err(RegistrationRefusal::NotJoined));
-        };
-        let changed = match apply_agent_status(registration, &self.incoming, self.now) {
-            Ok(c) => c,
+        let (mut cluster, changed) = match agent_change(tx, &self.cluster, |r| {
+            apply_agent_status(r, &self.incoming, self.now)
+        })? {
+            Ok(v) => v,
             Err(r) => return Ok(Err(r)),
         };
         cluster.last_heard = Some(self.now);
@@ -397,20 +409,15 @@ pub struct RenewLease {
 impl Write for RenewLease {
     type Output = Result<LeaseOutcome, RegistrationRefusal>;
     fn run(self, tx: &mut dyn StoreTx) -> Result<Self::Output, StoreError> {
-        let Some(mut cluster) = tx.cluster(&self.cluster)? else {
-            return Ok(Err(RegistrationRefusal::UnknownCluster));
-        };
-        let Some(registration) = cluster.registration.as_mut() else {
-            return Ok(Err(RegistrationRefusal::NotJoined));
-        };
-        let (outcome, cluster_changed) = match apply_lease(registration, &self.lease, self.now) {
-            Ok(o) => o,
-            Err(r) => return Ok(Err(r)),
-        };
+        let (mut cluster, (outcome, cluster_changed)) =
+            match agent_change(tx, &self.cluster, |r| apply_lease(r, &self.lease, self.now))? {
+                Ok(v) => v,
+                Err(r) => return Ok(Err(r)),
+            };
         if outcome == LeaseOutcome::StaleWill {
             return Ok(Ok(outcome));
         }
-        let lease = registration.lease.clone();
+        let lease = cluster.registration.as_ref().and_then(|r| r.lease.clone());
         if outcome == LeaseOutcome::Renewed {
             cluster.last_heard = Some(self.now);
         }
