@@ -115,8 +115,9 @@ pub struct Issued {
     pub key: PathBuf,
 }
 
-/// Creates the directory, a CA and the server certificate for `server_names` (plus
-/// localhost, 127.0.0.1 and ::1). Refuses to replace an existing CA.
+/// Creates the directory, a CA (with its empty revocation list in `crl.pem`) and the
+/// server certificate for `server_names` (plus localhost, 127.0.0.1 and ::1). Refuses to
+/// replace an existing CA.
 pub fn init(dir: &Path, server_names: &[String]) -> Result<Issued, CertError> {
     create_dir(dir)?;
     let ca_path = dir.join(CA_CERT);
@@ -126,6 +127,9 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<Issued, CertError> {
     let ca = new_ca()?;
     write_ca(dir, &ca)?;
     write(&dir.join(CA_BUNDLE), ca.cert_pem.as_bytes())?;
+    // Every trusted CA has a list from the start: OpenSSL-based brokers (Mosquitto's
+    // `crlfile`) refuse certificates of a CA whose list is missing.
+    ensure_crl(dir)?;
     issue_server(dir, server_names, Validity::starting_now(LEAF_VALIDITY))
 }
 
@@ -189,7 +193,9 @@ pub fn rotate_ca(dir: &Path) -> Result<(), CertError> {
     write(
         &dir.join(CA_BUNDLE),
         format!("{}{}", ca.cert_pem, old).as_bytes(),
-    )
+    )?;
+    // The new CA's (empty) list beside the old one's, for the same reason as in `init`.
+    ensure_crl(dir)
 }
 
 /// Ends a CA rotation: the bundle holds the current CA only, and `ca-previous.pem` goes.
@@ -444,8 +450,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("pki");
         init(&d, &[]).unwrap();
-        ensure_crl(&d).unwrap();
         let blocks = |d: &Path| read(&d.join(CRL)).unwrap().matches(CRL_END).count();
+        // `init` writes the CA's empty list (Mosquitto's `crlfile` needs one per CA).
         assert_eq!((crl_lists(&d).unwrap().0.len(), blocks(&d)), (0, 1));
         let validity = Validity::starting_now(Duration::from_secs(3600));
         let a = issue_client(&d, &Identity::Agent("a".into()), validity).unwrap();
@@ -456,6 +462,7 @@ mod tests {
         // New CA: its own list; the old CA's (whose certificates are still trusted during
         // the rotation) is kept beside it.
         rotate_ca(&d).unwrap();
+        assert_eq!(blocks(&d), 2, "rotate-ca lists the new CA at once");
         let c = issue_client(&d, &Identity::Agent("c".into()), validity).unwrap();
         assert_eq!(revoke(&d, &c.cert).unwrap(), 1);
         assert_eq!(blocks(&d), 2);

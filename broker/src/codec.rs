@@ -315,6 +315,8 @@ pub(crate) enum CloseReason {
     RetainNotSupported,
     /// Too many refused operations (the connection's abuse limit).
     NotAuthorized,
+    /// The operator withdrew the client's right to stay (its certificate was revoked).
+    AdministrativeAction,
 }
 
 /// A packet the broker sends (PUBLISH is written by [`crate::publish::encode`]).
@@ -510,6 +512,7 @@ fn encode_v5(packet: Outbound, buf: &mut BytesMut) -> Result<bool, ConnError> {
                 CloseReason::QuotaExceeded => DisconnectReasonCode::QuotaExceeded,
                 CloseReason::RetainNotSupported => DisconnectReasonCode::RetainNotSupported,
                 CloseReason::NotAuthorized => DisconnectReasonCode::NotAuthorized,
+                CloseReason::AdministrativeAction => DisconnectReasonCode::AdministrativeAction,
             };
             buf.extend_from_slice(&[0xE0, 0x02, code as u8, 0x00]);
             return Ok(true);

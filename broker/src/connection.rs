@@ -265,7 +265,8 @@ async fn handshake<A: Authorizer>(
         password,
         protocol: proto,
         peer_addr: peer,
-        peer_certificates,
+        // `Bytes` clones share the buffers; the router keeps the chain (revocation).
+        peer_certificates: peer_certificates.clone(),
         tls,
     };
     let principal = match shared.authorizer.authenticate(&request).await {
@@ -350,6 +351,7 @@ async fn handshake<A: Authorizer>(
     let (handle, rx) = ClientHandle::new(
         conn,
         owner,
+        peer_certificates,
         config.max_queued_messages,
         config.max_queued_bytes,
     );
@@ -577,6 +579,17 @@ impl<A: Authorizer> Session<A> {
                 CloseReason::TakenOver,
                 ConnError::Protocol("session taken over"),
             ),
+            Kick::Revoked => {
+                warn!(
+                    client_id = %self.info.client_id,
+                    peer = %self.info.peer_addr,
+                    "client certificate revoked: disconnected"
+                );
+                (
+                    CloseReason::AdministrativeAction,
+                    ConnError::Protocol("client certificate revoked"),
+                )
+            }
             Kick::QueueFull | Kick::None | Kick::Dropped => {
                 self.shared
                     .router

@@ -66,6 +66,9 @@ pub(crate) enum Kick {
     /// Dropped on request ([`crate::BrokerHandle::drop_clients`]): the socket is closed
     /// without a DISCONNECT, as a network failure would.
     Dropped = 3,
+    /// Its client certificate was revoked after it connected (MQTT 5 reason 0x98,
+    /// administrative action).
+    Revoked = 4,
 }
 
 /// The router's handle on one connection: its queue and a way to ask it to close.
@@ -75,6 +78,9 @@ pub(crate) struct ClientHandle {
     /// The identity the connection authenticated as, when the authorizer names one
     /// ([`crate::Authorizer::identity`]): only the same owner may take the client id over.
     pub owner: Option<Arc<str>>,
+    /// The client certificate chain it connected with (leaf first; empty without one),
+    /// re-checked when the revocation list changes.
+    pub certificates: Vec<Bytes>,
     tx: mpsc::Sender<Delivery>,
     /// Bytes queued and not yet taken by the connection ([`Message::queued_size`]).
     queued_bytes: AtomicUsize,
@@ -97,6 +103,7 @@ impl ClientHandle {
     pub fn new(
         conn: ConnId,
         owner: Option<Arc<str>>,
+        certificates: Vec<Bytes>,
         capacity: usize,
         max_bytes: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Delivery>) {
@@ -104,6 +111,7 @@ impl ClientHandle {
         let handle = Arc::new(Self {
             conn,
             owner,
+            certificates,
             tx,
             queued_bytes: AtomicUsize::new(0),
             max_bytes,
@@ -163,6 +171,7 @@ impl ClientHandle {
             1 => Kick::SessionTakenOver,
             2 => Kick::QueueFull,
             3 => Kick::Dropped,
+            4 => Kick::Revoked,
             _ => Kick::None,
         }
     }
@@ -349,6 +358,7 @@ pub(crate) struct Counters {
     pub denied_publishes: AtomicU64,
     pub denied_subscriptions: AtomicU64,
     pub refused_connections: AtomicU64,
+    pub revoked_disconnects: AtomicU64,
     pub abuse_disconnects: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub slow_consumer_disconnects: AtomicU64,
@@ -402,11 +412,11 @@ impl Router {
 
     /// Kicks every connected client whose id satisfies `pred` with `reason`; returns how
     /// many.
-    pub fn kick_where(&self, pred: impl Fn(&str) -> bool, reason: Kick) -> usize {
+    pub fn kick_where(&self, pred: impl Fn(&str, &ClientHandle) -> bool, reason: Kick) -> usize {
         let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         let mut n = 0;
         for (id, handle) in clients.iter() {
-            if pred(id) {
+            if pred(id, handle) {
                 handle.kick(reason);
                 n += 1;
             }
@@ -535,7 +545,7 @@ mod tests {
     }
 
     fn sub(router: &Router, filter: &str, conn: ConnId) -> mpsc::Receiver<Delivery> {
-        let (handle, rx) = ClientHandle::new(conn, None, 16, usize::MAX);
+        let (handle, rx) = ClientHandle::new(conn, None, Vec::new(), 16, usize::MAX);
         router.subscribe(
             &parse_filter(filter).expect("valid filter"),
             handle,
@@ -583,7 +593,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_deliver_once() {
         let r = Router::default();
-        let (handle, mut rx) = ClientHandle::new(1, None, 16, usize::MAX);
+        let (handle, mut rx) = ClientHandle::new(1, None, Vec::new(), 16, usize::MAX);
         for f in ["a/b", "a/+", "#"] {
             r.subscribe(
                 &parse_filter(f).expect("valid"),
@@ -610,7 +620,7 @@ mod tests {
     #[test]
     fn full_queue_kicks() {
         let r = Router::default();
-        let (handle, _rx) = ClientHandle::new(1, None, 1, usize::MAX);
+        let (handle, _rx) = ClientHandle::new(1, None, Vec::new(), 1, usize::MAX);
         r.subscribe(
             &parse_filter("t").expect("valid"),
             Arc::clone(&handle),
@@ -629,7 +639,7 @@ mod tests {
     fn byte_bound_kicks_and_taking_frees() {
         let r = Router::default();
         let size = msg("t").queued_size();
-        let (handle, mut rx) = ClientHandle::new(1, None, 100, size * 2);
+        let (handle, mut rx) = ClientHandle::new(1, None, Vec::new(), 100, size * 2);
         r.subscribe(
             &parse_filter("t").expect("valid"),
             Arc::clone(&handle),

@@ -140,6 +140,7 @@ impl<A: Authorizer> Broker<A> {
         {
             tokio::spawn(watch_tls_files(
                 Arc::clone(state),
+                Arc::clone(&router),
                 every,
                 shutdown_rx.clone(),
             ));
@@ -341,6 +342,7 @@ async fn serve_accepted<A: Authorizer>(
 /// written atomically), and new handshakes pick them up.
 async fn watch_tls_files(
     state: Arc<TlsState>,
+    router: Arc<Router>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -349,17 +351,42 @@ async fn watch_tls_files(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let s = Arc::clone(&state);
-        // File reads and PEM parsing are blocking work.
-        match tokio::task::spawn_blocking(move || s.reload()).await {
-            Ok(Ok(Reloaded::Changed)) => info!("TLS certificate, key or client CA reloaded"),
-            Ok(Ok(Reloaded::Unchanged)) => {}
-            Ok(Err(e)) => {
+        match reload(Arc::clone(&state), Arc::clone(&router)).await {
+            Ok(Reloaded::Changed) => info!("TLS certificate, key, client CA or CRL reloaded"),
+            Ok(Reloaded::Unchanged) => {}
+            Err(e) => {
                 warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
             }
-            Err(e) => warn!(error = %e, "TLS reload task failed"),
         }
     }
+}
+
+/// Re-reads the TLS files and, when they changed, closes the established connections
+/// whose client certificate the new revocation list names: revoking must not wait for
+/// the device to reconnect. File reads, PEM parsing and verification are blocking work.
+async fn reload(state: Arc<TlsState>, router: Arc<Router>) -> Result<Reloaded, TlsError> {
+    tokio::task::spawn_blocking(move || {
+        let reloaded = state.reload()?;
+        if reloaded == Reloaded::Changed {
+            let cut = router.kick_where(
+                |_, client| state.is_revoked(&client.certificates),
+                crate::router::Kick::Revoked,
+            );
+            if cut > 0 {
+                router
+                    .counters
+                    .revoked_disconnects
+                    .fetch_add(cut as u64, Ordering::Relaxed);
+                warn!(
+                    connections = cut,
+                    "closed connections of revoked client certificates"
+                );
+            }
+        }
+        Ok(reloaded)
+    })
+    .await
+    .unwrap_or_else(|e| Err(TlsError::Rustls(format!("reload task failed: {e}"))))
 }
 
 async fn supervise(
@@ -406,6 +433,8 @@ pub struct BrokerStats {
     pub refused_connections: u64,
     /// Connections closed for too many refused operations.
     pub abuse_disconnects: u64,
+    /// Established connections closed because a TLS reload revoked their certificate.
+    pub revoked_disconnects: u64,
     /// TLS handshakes that failed or timed out (no, expired or foreign-CA certificates,
     /// plaintext on a TLS port).
     pub tls_handshake_failures: u64,
@@ -459,16 +488,16 @@ impl BrokerHandle {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Re-reads the TLS certificate, key and client CA now (e.g. on SIGHUP) and, if they
-    /// changed, uses them for new handshakes; connected clients are not affected. On error
-    /// the previous files stay in force. Without TLS listeners: `Ok(Unchanged)`.
+    /// Re-reads the TLS certificate, key, client CA and CRL now (e.g. on SIGHUP) and, if
+    /// they changed, uses them for new handshakes. Connected clients keep their sessions,
+    /// except those whose certificate the new CRL revokes: they are disconnected (MQTT 5
+    /// reason 0x98, administrative action). On error the previous files stay in force.
+    /// Without TLS listeners: `Ok(Unchanged)`.
     pub async fn reload_tls(&self) -> Result<Reloaded, TlsError> {
         let Some(state) = self.tls.clone() else {
             return Ok(Reloaded::Unchanged);
         };
-        tokio::task::spawn_blocking(move || state.reload())
-            .await
-            .unwrap_or_else(|e| Err(TlsError::Rustls(format!("reload task failed: {e}"))))
+        reload(state, Arc::clone(&self.router)).await
     }
 
     /// Current counters.
@@ -483,6 +512,7 @@ impl BrokerHandle {
             denied_subscriptions: c.denied_subscriptions.load(Ordering::Relaxed),
             refused_connections: c.refused_connections.load(Ordering::Relaxed),
             abuse_disconnects: c.abuse_disconnects.load(Ordering::Relaxed),
+            revoked_disconnects: c.revoked_disconnects.load(Ordering::Relaxed),
             tls_handshake_failures: c.tls_handshake_failures.load(Ordering::Relaxed),
             slow_consumer_disconnects: c.slow_consumer_disconnects.load(Ordering::Relaxed),
             refused_subscriptions: c.refused_subscriptions.load(Ordering::Relaxed),
@@ -497,7 +527,8 @@ impl BrokerHandle {
     /// DISCONNECT, as a network failure would (fault tests and the reconnect-storm
     /// benchmark). Returns how many connections were asked to close.
     pub fn drop_clients(&self, pred: impl Fn(&str) -> bool) -> usize {
-        self.router.kick_where(pred, crate::router::Kick::Dropped)
+        self.router
+            .kick_where(|id, _| pred(id), crate::router::Kick::Dropped)
     }
 
     /// Stops gracefully: closes the listeners, sends every MQTT 5 client a DISCONNECT

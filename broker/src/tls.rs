@@ -11,15 +11,20 @@
 //! With a CRL file, client certificates are also checked for revocation: the end entity
 //! only (our CAs issue leaves directly), and a certificate whose CA publishes no list
 //! here passes — during a CA rotation the list belongs to one CA, and refusing every
-//! certificate of the other would drop half the fleet.
+//! certificate of the other would drop half the fleet. A reload that brings a changed
+//! list also re-checks the certificates of established connections
+//! ([`TlsState::is_revoked`]): a revoked one must not keep its session until it
+//! happens to reconnect.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::RootCertStore;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuth, TlsConfig};
@@ -100,10 +105,17 @@ impl Files {
 
 /// Builds the server configuration `config` describes from the files' current contents.
 pub fn server_config(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    build(config, &Files::read(config)?)
+    Ok(build(config, &Files::read(config)?)?.server)
 }
 
-fn build(config: &TlsConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// A built configuration: what handshakes use, and the client certificate verifier in it
+/// (kept apart because rustls does not hand it back), to re-check established sessions.
+struct Built {
+    server: Arc<rustls::ServerConfig>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+fn build(config: &TlsConfig, files: &Files) -> Result<Built, TlsError> {
     let pem = |what, path: &Path, reason: String| TlsError::Pem {
         what,
         path: path.to_owned(),
@@ -127,6 +139,7 @@ fn build(config: &TlsConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>,
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(rustls_err)?;
+    let mut kept_verifier = None;
     let builder = match (config.client_auth, &files.client_ca) {
         (ClientAuth::Off, _) => builder.with_no_client_auth(),
         (_, None) => {
@@ -169,11 +182,15 @@ fn build(config: &TlsConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>,
             let verifier = verifier
                 .build()
                 .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            kept_verifier = Some(Arc::clone(&verifier));
             builder.with_client_cert_verifier(verifier)
         }
     };
     let server = builder.with_single_cert(chain, key).map_err(rustls_err)?;
-    Ok(Arc::new(server))
+    Ok(Built {
+        server: Arc::new(server),
+        verifier: kept_verifier,
+    })
 }
 
 /// The current server configuration of a broker's TLS listeners, replaceable while they
@@ -181,7 +198,15 @@ fn build(config: &TlsConfig, files: &Files) -> Result<Arc<rustls::ServerConfig>,
 #[derive(Debug)]
 pub(crate) struct TlsState {
     config: TlsConfig,
-    current: RwLock<(Arc<rustls::ServerConfig>, [u8; 32])>,
+    current: RwLock<(Built, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Built")
+            .field("verifies_clients", &self.verifier.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a reload did.
@@ -207,7 +232,35 @@ impl TlsState {
     /// The configuration for the next handshake.
     pub(crate) fn current(&self) -> Arc<rustls::ServerConfig> {
         let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(&guard.0)
+        Arc::clone(&guard.0.server)
+    }
+
+    /// Whether the current revocation list names the client certificate `chain` (leaf
+    /// first) was accepted with. Only revocation counts: a certificate that merely no
+    /// longer verifies (its CA rotated out, expired) keeps its established session, as
+    /// the handshake-time check it passed intended; it is refused when it reconnects.
+    pub(crate) fn is_revoked(&self, chain: &[bytes::Bytes]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(verifier) = &guard.0.verifier else {
+            return false;
+        };
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(&c[..]))
+            .collect();
+        matches!(
+            verifier.verify_client_cert(
+                &CertificateDer::from(&leaf[..]),
+                &intermediates,
+                UnixTime::now()
+            ),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))
+        )
     }
 
     /// The files' settings.

@@ -117,7 +117,11 @@ async fn hub_and_agent_converge_over_mutual_tls_with_acls_on() {
 }
 
 fn client_tls(pki: &Path, who: &Identity) -> rumqttc::Transport {
-    let issued = issue(pki, who);
+    client_tls_of(pki, &issue(pki, who))
+}
+
+/// TLS for a client presenting the certificate `issued`.
+fn client_tls_of(pki: &Path, issued: &certs::Issued) -> rumqttc::Transport {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(pki.join(certs::CA_BUNDLE)).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -323,6 +327,51 @@ async fn mosquitto_configured_as_documented_confines_agents() {
         })
         .await;
     assert_eq!(leaked, None, "B received another cluster's message");
+}
+
+#[tokio::test]
+async fn mosquitto_configured_as_documented_refuses_a_revoked_certificate() {
+    if skip_without_mosquitto(
+        "security_broker::mosquitto_configured_as_documented_refuses_a_revoked_certificate",
+    ) {
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = pki_dir.path().to_path_buf();
+    certs::init(&pki, &[]).unwrap();
+    let acl = TopicAcl::new(&Topics::for_source("workbus").unwrap()).unwrap();
+    let rules = external::mosquitto_acl(&acl, &[Identity::Source("workbus".into())]);
+    let pki_for_config = pki.clone();
+    let mosquitto = MosquittoProcess::launch_with_config(move |dir, port| {
+        let acl_file = dir.join("workbus.acl");
+        std::fs::write(&acl_file, &rules).unwrap();
+        mosquitto_documented_config(&pki_for_config, &acl_file, port)
+    })
+    .expect("Mosquitto starts with the documented config, crlfile included");
+    let addr = mosquitto.addr();
+    let (a, b) = (Identity::Agent("a".into()), Identity::Agent("b".into()));
+    let a_cert = issue(&pki, &a);
+    drop(Mqtt::connect(addr, &pki, &a, "a-work-agent-client").await);
+
+    assert_eq!(certs::revoke(&pki, &a_cert.cert).unwrap(), 1);
+    let pid = mosquitto.pid().expect("running") as libc::pid_t;
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    // Mosquitto re-reads the list on SIGHUP; the revoked certificate is refused from
+    // then on (bounded retries while the signal is handled), another one is not.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Mqtt::try_connect(addr, client_tls_of(&pki, &a_cert), "a-work-agent-client").await {
+            Err(_) => break,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Ok(_) => panic!("Mosquitto still accepts the revoked certificate"),
+        }
+    }
+    Mqtt::connect(addr, &pki, &b, "b-work-agent-client").await;
+    // A new certificate for A (new serial) is accepted.
+    Mqtt::connect(addr, &pki, &a, "a-work-agent-client").await;
 }
 
 /// TLS that trusts the CA of `pki` but presents no client certificate.
