@@ -196,6 +196,9 @@ pub struct Args {
     /// Log filter, e.g. info or workbus_agent=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_AGENT_LOG")]
     pub log: Option<String>,
+    /// Log line format: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t, env = "WORKBUS_AGENT_LOG_FORMAT")]
+    pub log_format: workbus_process::LogFormat,
 }
 
 /// Why the command line cannot become an agent.

@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     // Before anything slow: a signal during start-up then stops the agent cleanly.
     let stop = shutdown_signal();
-    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG) {
+    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG, args.log_format) {
         eprintln!("workbus-agent: {e}");
         return ExitCode::from(2);
     }

@@ -49,7 +49,7 @@ use workbus_schemas::resync::{StatusResyncRequest, status_resync_answer};
 use workbus_schemas::resync_digest::{self, ResyncReply};
 use workbus_schemas::sequence_id::{SequenceId, SequenceIdGenerator};
 use workbus_schemas::status_hash::status_hash;
-use workbus_schemas::work::status::set_condition;
+use workbus_schemas::work::status::{condition_status, condition_type, set_condition};
 use workbus_schemas::work::{ManifestWork, Time};
 use workbus_schemas::{envelope, extensions::OcmExtensions};
 
@@ -394,6 +394,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
     /// After every (re)subscribe: ask the sources for what changed (§6.1), and re-queue
     /// any status the broker never acknowledged.
     fn on_subscribed(&mut self) {
+        tracing::info!(
+            cluster = %self.config.cluster_name,
+            client_id = %self.config.transport.client_id,
+            topics = ?self.config.transport.subscriptions,
+            works = self.works.len(),
+            "subscribed; asking the sources for their specs (resync)"
+        );
         self.send_spec_resync(self.resync_form());
         if let Some(l) = &mut self.lifecycle {
             let steps = l.on_subscribed(Instant::now(), chrono::Utc::now());
@@ -461,13 +468,16 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             ResyncReply::InSync => {
                 self.spec_resync_unanswered = false;
                 bump(&self.stats.spec_resyncs_in_sync);
+                tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync: in sync, nothing changed");
             }
             ResyncReply::Done => {
                 self.spec_resync_unanswered = false;
                 bump(&self.stats.spec_resyncs_done);
+                tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync done: the source sent what changed");
             }
             ResyncReply::Full => {
                 bump(&self.stats.spec_resync_fallbacks);
+                tracing::info!(cluster = %self.config.cluster_name, %source, "resync: the source asks for the full form; asking again");
                 let form = if self.config.resync_digest {
                     ResyncForm::Advertising
                 } else {
@@ -559,12 +569,22 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             }
         };
         let uid = decoded.work.metadata.uid.clone();
+        let (name, generation) = (
+            decoded.work.metadata.name.clone(),
+            decoded.work.metadata.generation,
+        );
         match decide(self.works.get(&uid), decoded.work) {
-            SpecDecision::Ignore(IgnoreReason::Stale) => bump(&self.stats.stale),
-            SpecDecision::Ignore(IgnoreReason::Duplicate) => bump(&self.stats.duplicates),
-            SpecDecision::Ignore(IgnoreReason::Deleting) => {}
+            SpecDecision::Ignore(reason) => {
+                match reason {
+                    IgnoreReason::Stale => bump(&self.stats.stale),
+                    IgnoreReason::Duplicate => bump(&self.stats.duplicates),
+                    IgnoreReason::Deleting => {}
+                }
+                tracing::debug!(cluster = %self.config.cluster_name, work = %name, generation, ?reason, "spec ignored");
+            }
             SpecDecision::Apply(work) => {
                 bump(&self.stats.applied);
+                tracing::info!(cluster = %self.config.cluster_name, work = %name, generation, "spec received");
                 if self
                     .works
                     .get(&uid)
@@ -578,6 +598,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 self.apply(work).await;
             }
             SpecDecision::Delete(work) => {
+                tracing::info!(cluster = %self.config.cluster_name, work = %name, generation, "delete received");
                 self.upsert(work);
                 self.persist(&uid);
                 self.step_deletion(&uid).await;
@@ -653,6 +674,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         if let Some(r) = self.works.get_mut(&uid) {
             r.state = outcome.into_state();
             r.applied_generation = generation;
+            log_applied(&self.config.cluster_name, r);
         }
         self.persist(&uid);
         self.watch(&uid, watch).await;
@@ -791,6 +813,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     deleted_condition(&cluster, now),
                     now,
                 );
+                tracing::info!(cluster = %cluster, work = %r.work.metadata.name, "work deleted: its resources are gone");
                 self.persist(uid);
                 self.due.remove(uid);
                 self.queue_status(uid, Action::UpdateRequest);
@@ -1081,9 +1104,33 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             &request,
             hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),
         );
+        tracing::info!(cluster = %self.config.cluster_name, source = event.source(), works = hashes.len(), sending = send.len(), "status resync: sending the statuses the source lacks");
         for uid in send {
             self.queued_hash.remove(&uid);
             self.queue_status(&uid, Action::ResyncResponse);
+        }
+    }
+}
+
+/// One line per applied generation: INFO when the work is `Applied`, WARN with the
+/// condition's reason and message when it is not.
+fn log_applied(cluster: &str, record: &WorkRecord) {
+    let (work, generation) = (&record.work.metadata.name, record.work.metadata.generation);
+    let applied = record
+        .state
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition_type::APPLIED);
+    match applied {
+        Some(c) if c.status == condition_status::TRUE => {
+            tracing::info!(%cluster, %work, generation, "work applied");
+        }
+        Some(c) => {
+            tracing::warn!(%cluster, %work, generation, reason = %c.reason, message = %c.message, "work not applied");
+        }
+        None => {
+            tracing::warn!(%cluster, %work, generation, "work not applied: no Applied condition")
         }
     }
 }

@@ -217,6 +217,9 @@ struct Args {
     /// Log filter, e.g. info or workbus_broker=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_BROKER_LOG")]
     log: Option<String>,
+    /// Log line format: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t, env = "WORKBUS_BROKER_LOG_FORMAT")]
+    log_format: workbus_process::LogFormat,
 }
 
 /// The tools next to the broker.
@@ -527,7 +530,7 @@ async fn main() -> ExitCode {
         };
     }
     let stop = shutdown_signal();
-    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG) {
+    if let Err(e) = init_logging(args.log.as_deref(), defaults::LOG, args.log_format) {
         eprintln!("workbus-broker: {e}");
         return ExitCode::from(2);
     }

@@ -4,6 +4,8 @@
 //!
 //! - [`shutdown_signal`]: SIGINT/SIGTERM (Ctrl-C elsewhere), installed eagerly;
 //! - [`init_logging`]: `--log FILTER`, else `RUST_LOG`, else the executable's default;
+//!   `--log-format text|json` ([`LogFormat`]); logs go to standard error, coloured only
+//!   when it is a terminal;
 //! - [`flags_without_env`]: the command-line rule (every flag has an environment
 //!   variable) as a check each binary's tests run over its `clap::Command`;
 //! - [`defaults`]: the defaults the executables must agree on for the no-setup path to
@@ -84,11 +86,28 @@ pub struct LogFilterError {
     pub source: tracing_subscriber::filter::ParseError,
 }
 
-/// Logs to standard output through `tracing_subscriber`, filtered by `filter` (the
-/// `--log` flag) if given, else by `RUST_LOG`, else by `default` (e.g. `info`). A bad
-/// `--log` is an error; a bad `RUST_LOG` falls back to `default`. A second call keeps
-/// the first subscriber.
-pub fn init_logging(filter: Option<&str>, default: &str) -> Result<(), LogFilterError> {
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (time, level, target, message and fields), for log
+    /// collectors.
+    Json,
+}
+
+/// Logs to standard error (standard output stays for what a command prints) through
+/// `tracing_subscriber`, filtered by `filter` (the `--log` flag) if given, else by
+/// `RUST_LOG`, else by `default` (e.g. `info`), in `format`. Text is coloured only when
+/// standard error is a terminal (and `NO_COLOR` is unset): escape codes in a journal or
+/// a file are noise. A bad `--log` is an error; a bad `RUST_LOG` falls back to
+/// `default`. A second call keeps the first subscriber.
+pub fn init_logging(
+    filter: Option<&str>,
+    default: &str,
+    format: LogFormat,
+) -> Result<(), LogFilterError> {
     let filter = match filter {
         Some(f) => EnvFilter::try_new(f).map_err(|source| LogFilterError {
             filter: f.to_string(),
@@ -96,8 +115,20 @@ pub fn init_logging(filter: Option<&str>, default: &str) -> Result<(), LogFilter
         })?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(colour_stderr()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
     Ok(())
+}
+
+/// Whether log text on standard error may carry colour codes.
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The flags of `command` and its subcommands that have no environment variable, as
@@ -156,7 +187,7 @@ mod tests {
 
     #[test]
     fn bad_log_filter_is_refused_with_the_flag() {
-        let e = init_logging(Some("workbus=notalevel"), "info").unwrap_err();
+        let e = init_logging(Some("workbus=notalevel"), "info", LogFormat::Text).unwrap_err();
         assert!(
             e.to_string().starts_with("--log \"workbus=notalevel\""),
             "{e}"
@@ -168,7 +199,7 @@ mod tests {
         assert_eq!(defaults::LOCAL_BROKER.to_string(), "127.0.0.1:1883");
     }
 
-    /// The agent's property (agent/tests/shutdown.rs): a SIGTERM that arrives after the
+    /// The agent's property (agent/tests/agent_process.rs): a SIGTERM that arrives after the
     /// call but before the first poll is caught, not left to the default action.
     #[cfg(unix)]
     #[tokio::test]

@@ -232,6 +232,9 @@ pub struct TransportStats {
     pub publishes_lost: AtomicU64,
     /// Connection attempts skipped because the TLS material (files) was unusable.
     pub tls_errors: AtomicU64,
+    /// Connections the broker closed because another client took the client id over
+    /// (MQTT 5 DISCONNECT 0x8E).
+    pub taken_over: AtomicU64,
     /// Whether the session is connected now.
     pub connected: AtomicBool,
 }

@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use workbus_schemas::mqtt::MqttMessage;
@@ -70,6 +71,10 @@ pub(super) enum PollError {
     Done,
     /// The connection failed or was lost; rumqttc reconnects on the next poll.
     Lost(String),
+    /// The broker closed the connection because another client connected with the same
+    /// client id (MQTT 5 DISCONNECT 0x8E): a cloned device image or a second process
+    /// with this identity. Otherwise handled as [`PollError::Lost`].
+    TakenOver(String),
 }
 
 /// One rumqttc client family (MQTT 5 or 3.1.1): its event loop, and a [`Control`]
@@ -123,6 +128,16 @@ pub(super) async fn run(mut session: SessionLoop, mut mqtt: impl MqttSession) {
             Ok(event) => on_event(&mut session, &control, event).await,
             Err(PollError::Done) => Flow::Stop,
             Err(PollError::Lost(error)) => {
+                on_connection_lost(&mut session, &mut mqtt, error, Wait::Backoff).await
+            }
+            Err(PollError::TakenOver(error)) => {
+                session.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    client_id = %session.client_id,
+                    broker = %session.broker,
+                    "another client connected with this client id and took the session over \
+                     (a cloned device image, or a second agent for the same cluster?); reconnecting"
+                );
                 on_connection_lost(&mut session, &mut mqtt, error, Wait::Backoff).await
             }
         };
@@ -211,15 +226,23 @@ async fn on_connection_lost(
             return Flow::Stop;
         }
     }
+    let was_connected = session.stats.connected.load(Ordering::Relaxed);
     session.connection_lost(unsent_dropped);
     session.control.restarted.notify_waiters();
-    tracing::debug!(client_id = %session.client_id, %error, "mqtt connection error");
+    let delay = match wait {
+        Wait::Backoff => session.next_delay(),
+        Wait::None => Duration::ZERO,
+    };
+    // One line per attempt: during an outage they come at most every `max_delay`.
+    if was_connected {
+        tracing::warn!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, "disconnected from the MQTT broker; reconnecting");
+    } else {
+        tracing::info!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, "cannot connect to the MQTT broker; retrying");
+    }
     if !session.emit(TransportEvent::Disconnected(error)).await {
         return Flow::Stop;
     }
-    if wait == Wait::Backoff {
-        session.wait_backoff().await;
-    }
+    session.wait(delay).await;
     session.load_tls(mqtt).await.into()
 }
 
@@ -247,6 +270,8 @@ pub(super) struct SessionLoop {
     policy: ReconnectPolicy,
     connected_once: bool,
     client_id: String,
+    /// `host:port`, for the log lines.
+    broker: String,
     /// Why we sent a DISCONNECT to start over (a refused subscription).
     restart_reason: Option<String>,
     /// The TLS material, loaded afresh for every connection attempt when it is in files.
@@ -272,19 +297,21 @@ impl SessionLoop {
             policy: config.reconnect,
             connected_once: false,
             client_id: config.client_id.clone(),
+            broker: format!("{}:{}", config.host, config.port),
             restart_reason: None,
         }
     }
 
     fn on_connected(&mut self) {
+        let again = self.connected_once;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        if self.connected_once {
+        if again {
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.connected_once = true;
         self.stats.connected.store(true, Ordering::Relaxed);
         self.delays = self.policy.delays();
-        tracing::debug!(client_id = %self.client_id, "mqtt connected");
+        tracing::info!(client_id = %self.client_id, broker = %self.broker, reconnect = again, "connected to the MQTT broker");
     }
 
     fn on_outgoing_publish(&self, pkid: u16) {
@@ -346,9 +373,22 @@ impl SessionLoop {
         self.events.send(event).await.is_ok()
     }
 
+    /// The next backoff delay.
+    fn next_delay(&mut self) -> Duration {
+        self.delays.next().unwrap_or(self.policy.max_delay)
+    }
+
     /// Waits the next backoff delay, or less when the owner asks for a reconnect.
     async fn wait_backoff(&mut self) {
-        let delay = self.delays.next().unwrap_or(self.policy.max_delay);
+        let delay = self.next_delay();
+        self.wait(delay).await;
+    }
+
+    /// Waits `delay`, or less when the owner asks for a reconnect.
+    async fn wait(&self, delay: Duration) {
+        if delay.is_zero() {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = self.control.wake.notified() => {}

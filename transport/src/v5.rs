@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{
-    Filter, Packet, PubAckReason, PubCompReason, PublishProperties, SubscribeReasonCode,
+    DisconnectReasonCode, Filter, Packet, PubAckReason, PubCompReason, PublishProperties,
+    SubscribeReasonCode,
 };
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
+use rumqttc::v5::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request, StateError,
+};
 use rumqttc::{Outgoing, Transport as RumqttTransport};
 use tokio::task::JoinHandle;
 use workbus_schemas::acl::PUBLISHER_PROPERTY;
@@ -106,6 +109,12 @@ impl MqttSession for V5Session {
         match self.eventloop.poll().await {
             Ok(event) => Ok(session_event(event)),
             Err(ConnectionError::RequestsDone) => Err(PollError::Done),
+            Err(
+                e @ ConnectionError::MqttState(StateError::ServerDisconnect {
+                    reason_code: DisconnectReasonCode::SessionTakenOver,
+                    ..
+                }),
+            ) => Err(PollError::TakenOver(e.to_string())),
             Err(e) => Err(PollError::Lost(e.to_string())),
         }
     }

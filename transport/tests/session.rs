@@ -209,6 +209,53 @@ async fn refused_subscription_is_retried_on_a_new_connection() {
     broker.shutdown().await;
 }
 
+/// A second client with the same client id takes the session over (a cloned device
+/// image): the first transport counts it (`taken_over`, logged as a warning) and reports
+/// the disconnection, instead of looking like any network failure.
+#[tokio::test]
+async fn a_session_taken_over_by_the_same_client_id_is_counted() {
+    let broker = workbus_broker::Broker::new(workbus_broker::BrokerConfig::with_listen(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .start()
+    .await
+    .unwrap();
+    let id = unique("cloned");
+    let config = || {
+        let mut cfg = TransportConfig::new("127.0.0.1", broker.local_addr().port(), id.clone());
+        cfg.subscriptions = vec![unique("workbus-test/cloned")];
+        // Long delays: the two must not keep taking the session from each other here.
+        cfg.reconnect.min_delay = Duration::from_secs(30);
+        cfg.reconnect.max_delay = Duration::from_secs(30);
+        cfg
+    };
+    let mut first = Transport::start(config()).unwrap();
+    next_subscribed(&mut first).await;
+    let mut second = Transport::start(config()).unwrap();
+    next_subscribed(&mut second).await;
+    let reason = loop {
+        match timeout(WAIT, first.events.recv())
+            .await
+            .expect("event in time")
+        {
+            Some(TransportEvent::Disconnected(reason)) => break reason,
+            Some(_) => continue,
+            None => panic!("transport ended"),
+        }
+    };
+    assert!(reason.contains("SessionTakenOver"), "{reason}");
+    let stats = |t: &Transport| {
+        t.publisher
+            .stats()
+            .taken_over
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((stats(&first), stats(&second)), (1, 0));
+    first.shutdown(Duration::from_secs(1)).await;
+    second.shutdown(Duration::from_secs(1)).await;
+    broker.shutdown().await;
+}
+
 /// Regression: a PUBACK with a refusal reason (0x87 NotAuthorized) resolved the publish
 /// as delivered, so the hub's outbox forgot an event the broker had dropped.
 #[tokio::test]

@@ -42,6 +42,15 @@ pub struct Cli {
     /// it: RUST_LOG, else info for `serve` and warn for `quickstart`).
     #[arg(long, global = true, value_name = "FILTER", env = "WORKBUS_HUB_LOG")]
     pub log: Option<String>,
+    /// Log line format of `serve` and `quickstart`: text, or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "WORKBUS_HUB_LOG_FORMAT"
+    )]
+    pub log_format: workbus_process::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -1,9 +1,14 @@
-//! The agent process stops on SIGTERM within its bound in every connection state (issue
-//! 9, bug 4: without a broker it printed `shutting down` and hung until SIGKILL, which
-//! systemd and Kubernetes would send on every stop of an edge device).
+//! The agent process, as an operator runs it.
 //!
-//! States: never connected (nothing listens), connecting to a peer that never answers
-//! (a black-holed broker), and connected once, then the broker gone.
+//! It stops on SIGTERM within its bound in every connection state (issue 9, bug 4:
+//! without a broker it printed `shutting down` and hung until SIGKILL, which systemd and
+//! Kubernetes would send on every stop of an edge device). States: never connected
+//! (nothing listens), connecting to a peer that never answers (a black-holed broker), and
+//! connected once, then the broker gone.
+//!
+//! It tells the operator what happens at the default level (issue 17): connecting,
+//! subscribing and resyncing are INFO lines, as text without colour codes when standard
+//! error is not a terminal, or as JSON objects with `--log-format json`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,6 +22,8 @@ use workbus_agent::runtime::SHUTDOWN_LIMIT;
 
 /// A started agent process and its output lines (logs and banner, both streams).
 struct AgentProcess {
+    /// Its cluster: unique, so agents of parallel tests never share a client id.
+    cluster: String,
     child: Child,
     lines: mpsc::UnboundedReceiver<String>,
     _data: tempfile::TempDir,
@@ -37,12 +44,29 @@ fn forward_lines(
 
 impl AgentProcess {
     fn start(broker: &str) -> AgentProcess {
+        Self::start_with(
+            broker,
+            &[],
+            Some("workbus_agent=debug,workbus_transport=debug"),
+        )
+    }
+
+    /// The agent with extra `args`, logging at `rust_log` (`None`: the default level).
+    fn start_with(broker: &str, args: &[&str], rust_log: Option<&str>) -> AgentProcess {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_workbus-agent"))
-            .arg("--spoke-cluster-name=edge-shutdown")
+        let cluster = workbus_testkit::unique("edge-process");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_workbus-agent"));
+        command
+            .arg(format!("--spoke-cluster-name={cluster}"))
             .arg(format!("--broker={broker}"))
             .arg(format!("--data-dir={}", data.path().display()))
-            .env("RUST_LOG", "workbus_agent=debug,workbus_transport=debug")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -52,24 +76,33 @@ impl AgentProcess {
         forward_lines(child.stderr.take().unwrap(), tx.clone());
         forward_lines(child.stdout.take().unwrap(), tx);
         AgentProcess {
+            cluster,
             child,
             lines,
             _data: data,
         }
     }
 
-    /// Waits for a stderr line containing `needle`.
+    /// Waits for an output line containing `needle`.
     async fn wait_line(&mut self, needle: &str) {
+        self.line_with(needle).await;
+    }
+
+    /// The first output line containing `needle`.
+    async fn line_with(&mut self, needle: &str) -> String {
         let found = timeout(Duration::from_secs(20), async {
             while let Some(line) = self.lines.recv().await {
                 if line.contains(needle) {
-                    return true;
+                    return Some(line);
                 }
             }
-            false
+            None
         })
         .await;
-        assert_eq!(found, Ok(true), "agent never logged {needle:?}");
+        match found {
+            Ok(Some(line)) => line,
+            _ => panic!("agent never logged {needle:?}"),
+        }
     }
 
     /// Sends SIGTERM and asserts a clean exit within the shutdown bound.
@@ -100,7 +133,7 @@ async fn exits_on_sigterm_when_never_connected() {
         .unwrap()
         .port();
     let mut agent = AgentProcess::start(&format!("127.0.0.1:{port}"));
-    agent.wait_line("mqtt connection error").await;
+    agent.wait_line("cannot connect to the MQTT broker").await;
     agent.terminate_within_bound().await;
 }
 
@@ -134,8 +167,51 @@ async fn exits_on_sigterm_after_losing_the_broker() {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
     });
     let mut agent = AgentProcess::start(&addr.to_string());
-    agent.wait_line("mqtt connected").await;
+    agent.wait_line("connected to the MQTT broker").await;
+    agent
+        .wait_line("subscribed; asking the sources for their specs")
+        .await;
     forwarder.abort(); // closes both sockets and the listener
-    agent.wait_line("mqtt connection error").await;
+    agent
+        .wait_line("disconnected from the MQTT broker; reconnecting")
+        .await;
+    agent.terminate_within_bound().await;
+}
+
+#[tokio::test]
+async fn logs_its_connection_at_the_default_level_without_colour_codes() {
+    let mut agent =
+        AgentProcess::start_with(&workbus_testkit::mosquitto().addr().to_string(), &[], None);
+    let connected = agent.line_with("connected to the MQTT broker").await;
+    assert!(connected.contains("INFO"), "{connected}");
+    let client_id = format!("client_id={}-work-agent-client", agent.cluster);
+    assert!(connected.contains(&client_id), "{connected}");
+    let subscribed = agent
+        .line_with("subscribed; asking the sources for their specs")
+        .await;
+    let cluster = format!("cluster={}", agent.cluster);
+    assert!(subscribed.contains(&cluster), "{subscribed}");
+    for line in [&connected, &subscribed] {
+        assert!(!line.contains('\u{1b}'), "colour codes in {line:?}");
+    }
+    agent.terminate_within_bound().await;
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let mut agent = AgentProcess::start_with(
+        &workbus_testkit::mosquitto().addr().to_string(),
+        &["--log-format=json"],
+        None,
+    );
+    let line = agent.line_with("subscribed; asking the sources").await;
+    let object: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(object["level"], "INFO");
+    assert_eq!(object["cluster"], agent.cluster.as_str());
+    assert_eq!(
+        object["message"],
+        "subscribed; asking the sources for their specs (resync)"
+    );
+    assert!(object["timestamp"].is_string());
     agent.terminate_within_bound().await;
 }
