@@ -69,7 +69,11 @@ pub fn placements_decisions_and_bindings(b: &dyn Backend) {
     assert_eq!(got[0].cluster_names().collect::<Vec<_>>(), vec!["a", "b"]);
     assert_eq!(got[1].metadata.labels, decision(2, 1, &[]).metadata.labels);
     assert_eq!(
-        s.get_placement("ns", "p").unwrap().unwrap().placement.status,
+        s.get_placement("ns", "p")
+            .unwrap()
+            .unwrap()
+            .placement
+            .status,
         status(3)
     );
 
