@@ -31,12 +31,16 @@ pub enum Prioritizer {
     AddOn(AddOnScore),
 }
 
+/// A score coordinate as written: type (defaulted), built-in name, add-on
+/// (resource, score).
+type Coordinate = (String, String, Option<(String, String)>);
+
 /// The prioritizers of `policy` with their non-zero weights, in a fixed order; OCM's
 /// misconfigurations (plugin name empty, as upstream) otherwise.
 pub fn weights(policy: &PrioritizerPolicy) -> Result<Vec<(Prioritizer, i64)>, Misconfig> {
     // Keyed by the coordinate as written (type defaulted), so a later configuration
     // overrides an earlier one and the defaults, as OCM's map does.
-    let mut by_key: BTreeMap<(String, String, Option<(String, String)>), i64> = BTreeMap::new();
+    let mut by_key: BTreeMap<Coordinate, i64> = BTreeMap::new();
     let builtin = |name: &str| (score_type::BUILT_IN.to_owned(), name.to_owned(), None);
     match policy.mode.as_str() {
         mode::EXACT => {}
@@ -200,6 +204,6 @@ pub fn rank(
     }
     let mut ranked: Vec<(String, i64)> = sums.into_iter().collect();
     // `sums` iterates by name, and the sort is stable: equal sums stay in name order.
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     ranked
 }

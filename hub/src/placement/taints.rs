@@ -128,23 +128,43 @@ mod tests {
         };
         let ok = TaintVerdict::Tolerated { until: None };
         assert_eq!(
-            evaluate(&[t.clone()], &[], false, now),
+            evaluate(std::slice::from_ref(&t), &[], false, now),
             TaintVerdict::Excluded
         );
         assert_eq!(
-            evaluate(&[t.clone()], &[tol("k", "Exists", "", "")], false, now),
+            evaluate(
+                std::slice::from_ref(&t),
+                &[tol("k", "Exists", "", "")],
+                false,
+                now
+            ),
             ok
         );
         assert_eq!(
-            evaluate(&[t.clone()], &[tol("", "Exists", "", "")], false, now),
+            evaluate(
+                std::slice::from_ref(&t),
+                &[tol("", "Exists", "", "")],
+                false,
+                now
+            ),
             ok
         );
         assert_eq!(
-            evaluate(&[t.clone()], &[tol("k", "", "", "NoSelect")], false, now),
+            evaluate(
+                std::slice::from_ref(&t),
+                &[tol("k", "", "", "NoSelect")],
+                false,
+                now
+            ),
             ok
         );
         assert_eq!(
-            evaluate(&[t.clone()], &[tol("k", "Equal", "v", "")], false, now),
+            evaluate(
+                std::slice::from_ref(&t),
+                &[tol("k", "Equal", "v", "")],
+                false,
+                now
+            ),
             TaintVerdict::Excluded
         );
         assert_eq!(

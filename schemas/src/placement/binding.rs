@@ -45,9 +45,11 @@ pub struct ManagedClusterSetBinding {
 impl ManagedClusterSetBinding {
     /// The binding of set `set` in `namespace` (named after the set).
     pub fn new(namespace: &str, set: &str) -> ManagedClusterSetBinding {
-        let mut metadata = ObjectMeta::default();
-        metadata.namespace = namespace.to_owned();
-        metadata.name = set.to_owned();
+        let metadata = ObjectMeta {
+            namespace: namespace.to_owned(),
+            name: set.to_owned(),
+            ..ObjectMeta::default()
+        };
         ManagedClusterSetBinding {
             api_version: api_version(),
             kind: binding_kind(),

@@ -4,10 +4,10 @@
 //! §1–§2), with the CRD-level validation the API server would do ([`validate_placement`],
 //! [`validate_binding`]). Scheduling itself is the hub's (`hub/src/placement`).
 //!
-//! - [`names`]: group, versions, kinds, labels, condition types/reasons/messages.
-//! - [`object`]: Placement spec and status.
-//! - [`decision`]: PlacementDecision.
-//! - [`binding`]: ManagedClusterSetBinding.
+//! - [`names`] — group, versions, kinds, labels, condition types/reasons/messages;
+//! - [`object`] — Placement spec and status;
+//! - [`decision`] — PlacementDecision;
+//! - [`binding`] — ManagedClusterSetBinding.
 
 pub mod binding;
 pub mod decision;
