@@ -51,6 +51,22 @@ async fn label(hub: &HubHandle, cluster: &str, body: Value) {
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
+/// A binding of set `set` in namespace `apps`, as YAML.
+fn binding_yaml(set: &str, cluster_set: &str) -> String {
+    format!(
+        "apiVersion: cluster.open-cluster-management.io/v1beta2\nkind: ManagedClusterSetBinding\n\
+         metadata: {{name: {set}, namespace: apps}}\nspec: {{clusterSet: {cluster_set}}}\n"
+    )
+}
+
+async fn get(base: &str, path: &str) -> common::Resp {
+    http("GET", format!("{base}{path}"), None, None).await
+}
+
+async fn delete(base: &str, path: &str) -> common::Resp {
+    http("DELETE", format!("{base}{path}"), None, None).await
+}
+
 async fn put_yaml(hub: &HubHandle, path: &str, yaml: &str) -> common::Resp {
     http(
         "PUT",
@@ -116,20 +132,12 @@ async fn placements_follow_clusters_bindings_and_restarts() {
         c.is_empty()
     })
     .await;
-    let p = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placements/web"),
-        None,
-        None,
-    )
-    .await;
+    let p = get(&base, "/api/v1/namespaces/apps/placements/web").await;
     let satisfied = &p.body["status"]["conditions"][0];
     assert_eq!(satisfied["reason"], "NoManagedClusterSetBindings");
-    let d = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placementdecisions?placement=web"),
-        None,
-        None,
+    let d = get(
+        &base,
+        "/api/v1/namespaces/apps/placementdecisions?placement=web",
     )
     .await;
     assert_eq!(d.body["items"][0]["metadata"]["name"], "web-decision-1");
@@ -138,8 +146,7 @@ async fn placements_follow_clusters_bindings_and_restarts() {
     let r = put_yaml(
         &hub,
         "/api/v1/namespaces/apps/managedclustersetbindings/prod",
-        "apiVersion: cluster.open-cluster-management.io/v1beta2\nkind: ManagedClusterSetBinding\n\
-         metadata: {name: prod, namespace: apps}\nspec: {clusterSet: prod}\n",
+        &binding_yaml("prod", "prod"),
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -151,26 +158,14 @@ async fn placements_follow_clusters_bindings_and_restarts() {
         *c == set(&["web-a", "web-b"])
     })
     .await;
-    let d = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placementdecisions"),
-        None,
-        None,
-    )
-    .await;
+    let d = get(&base, "/api/v1/namespaces/apps/placementdecisions").await;
     let item = &d.body["items"][0];
     assert_eq!(
         item["metadata"]["labels"]["cluster.open-cluster-management.io/placement"],
         "web"
     );
     assert_eq!(item["status"]["decisions"][0]["clusterName"], "web-a");
-    let p = http(
-        "GET",
-        format!("{base}/api/v1/placements?namespace=apps"),
-        None,
-        None,
-    )
-    .await;
+    let p = get(&base, "/api/v1/placements?namespace=apps").await;
     assert_eq!(p.body["items"][0]["status"]["numberOfSelectedClusters"], 2);
     assert_eq!(
         p.body["items"][0]["status"]["conditions"][0]["reason"],
@@ -186,13 +181,7 @@ async fn placements_follow_clusters_bindings_and_restarts() {
     // It matches again: Steady keeps the current choice.
     label(&hub, "web-a", json!({"set": {"tier": "web"}})).await;
     // web-b is deleted: web-a comes back.
-    let r = http(
-        "DELETE",
-        format!("{base}/api/v1/clusters/web-b"),
-        None,
-        None,
-    )
-    .await;
+    let r = delete(&base, "/api/v1/clusters/web-b").await;
     assert_eq!(r.status, 204);
     decided(&mut rx, "apps", "web", "web-b replaced", |c| {
         *c == set(&["web-a", "web-c"])
@@ -204,11 +193,9 @@ async fn placements_follow_clusters_bindings_and_restarts() {
     let hub = start_hub(dir.path(), &source).await;
     let base = hub.base_url();
     let mut rx = hub.watch_placements();
-    let d = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placementdecisions?placement=web"),
-        None,
-        None,
+    let d = get(
+        &base,
+        "/api/v1/namespaces/apps/placementdecisions?placement=web",
     )
     .await;
     let names: Vec<&str> = d.body["items"][0]["status"]["decisions"]
@@ -239,48 +226,22 @@ async fn placements_follow_clusters_bindings_and_restarts() {
     .await;
 
     // Unbinding empties the placement.
-    let r = http(
-        "DELETE",
-        format!("{base}/api/v1/namespaces/apps/managedclustersetbindings/prod"),
-        None,
-        None,
+    let r = delete(
+        &base,
+        "/api/v1/namespaces/apps/managedclustersetbindings/prod",
     )
     .await;
     assert_eq!(r.status, 204);
     decided(&mut rx, "apps", "web", "unbound", |c| c.is_empty()).await;
-    let b = http(
-        "GET",
-        format!("{base}/api/v1/managedclustersetbindings"),
-        None,
-        None,
-    )
-    .await;
+    let b = get(&base, "/api/v1/managedclustersetbindings").await;
     assert_eq!(b.body["items"], json!([]));
 
     // Deleting the placement takes its decisions.
-    let r = http(
-        "DELETE",
-        format!("{base}/api/v1/namespaces/apps/placements/web"),
-        None,
-        None,
-    )
-    .await;
+    let r = delete(&base, "/api/v1/namespaces/apps/placements/web").await;
     assert_eq!(r.status, 204);
-    let d = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placementdecisions"),
-        None,
-        None,
-    )
-    .await;
+    let d = get(&base, "/api/v1/namespaces/apps/placementdecisions").await;
     assert_eq!(d.body["items"], json!([]));
-    let r = http(
-        "GET",
-        format!("{base}/api/v1/namespaces/apps/placements/web"),
-        None,
-        None,
-    )
-    .await;
+    let r = get(&base, "/api/v1/namespaces/apps/placements/web").await;
     assert_eq!(r.status, 404);
     hub.shutdown().await;
 }
@@ -305,8 +266,7 @@ async fn invalid_placements_and_scoped_tokens_are_refused() {
     let r = put_yaml(
         &hub,
         "/api/v1/namespaces/apps/managedclustersetbindings/prod",
-        "apiVersion: cluster.open-cluster-management.io/v1beta2\nkind: ManagedClusterSetBinding\n\
-         metadata: {name: prod, namespace: apps}\nspec: {clusterSet: dev}\n",
+        &binding_yaml("prod", "dev"),
     )
     .await;
     assert_eq!(r.status, 422, "{:?}", r.body);

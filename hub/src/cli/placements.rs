@@ -21,6 +21,15 @@ fn text(v: &Value, pointer: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The AGE column of an object.
+fn created_age(v: &Value, now: DateTime<Utc>) -> String {
+    age(
+        v.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+        now,
+    )
+}
+
 fn items(v: &Value) -> Vec<Value> {
     v.get("items")
         .and_then(Value::as_array)
@@ -52,11 +61,7 @@ pub fn placements_table(items: &[Value], all_namespaces: bool, now: DateTime<Utc
                 satisfied(p, "status"),
                 satisfied(p, "reason"),
                 text(p, "/status/numberOfSelectedClusters"),
-                age(
-                    p.pointer("/metadata/creationTimestamp")
-                        .and_then(Value::as_str),
-                    now,
-                ),
+                created_age(p, now),
             ];
             if all_namespaces {
                 row.insert(0, text(p, "/metadata/namespace"));
@@ -83,14 +88,7 @@ pub fn decisions_table(items: &[Value], wide: bool, now: DateTime<Utc>) -> Strin
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|d| {
-            let mut row = vec![
-                text(d, "/metadata/name"),
-                age(
-                    d.pointer("/metadata/creationTimestamp")
-                        .and_then(Value::as_str),
-                    now,
-                ),
-            ];
+            let mut row = vec![text(d, "/metadata/name"), created_age(d, now)];
             if wide {
                 let clusters: Vec<String> = d
                     .pointer("/status/decisions")
@@ -124,11 +122,7 @@ pub fn bindings_table(items: &[Value], now: DateTime<Utc>) -> String {
                 text(b, "/metadata/namespace"),
                 text(b, "/metadata/name"),
                 bound,
-                age(
-                    b.pointer("/metadata/creationTimestamp")
-                        .and_then(Value::as_str),
-                    now,
-                ),
+                created_age(b, now),
             ]
         })
         .collect();
