@@ -293,3 +293,160 @@ async fn invalid_placements_and_scoped_tokens_are_refused() {
     assert_ne!(scoped, TOKEN);
     hub.shutdown().await;
 }
+
+/// A registration event from `cluster`'s agent.
+fn agent_event(
+    cluster: &str,
+    sub: workbus_schemas::event_type::SubResource,
+    object: workbus_schemas::registration::RegistrationObject,
+    action: workbus_schemas::event_type::Action,
+) -> workbus_schemas::Event {
+    workbus_schemas::registration::encode_registration_event(
+        cluster,
+        sub,
+        action,
+        &object,
+        chrono::Utc::now(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_cluster_going_unknown_leaves_unless_tolerated() {
+    use workbus_hub::clock::Clock;
+    use workbus_schemas::event_type::{Action, SubResource};
+    use workbus_schemas::registration::names::{condition, reason};
+    use workbus_schemas::registration::{Lease, ManagedCluster, RegistrationObject};
+    use workbus_schemas::work::Time;
+    use workbus_schemas::work::status::Condition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = common::unique("placement-health");
+    let (clock, hand) = Clock::manual(chrono::Utc::now());
+    let c = clock.clone();
+    let hub = common::start_hub_adjusted(&dir.path().join("hub"), &source, move |config| {
+        config.registration.clock = c;
+        config.registration.health_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let base = hub.base_url();
+    let mut rx = hub.watch_placements();
+
+    // A joined, accepted, available cluster (its lease renewed now).
+    let cluster = common::unique("edge");
+    let agent = common::FakeAgent::connect(&source, &cluster).await;
+    agent
+        .publish(&agent_event(
+            &cluster,
+            SubResource::Spec,
+            RegistrationObject::ManagedCluster(ManagedCluster::named(&cluster)),
+            Action::CreateRequest,
+        ))
+        .await;
+    let name = cluster.clone();
+    common::eventually("joined", || {
+        let name = name.clone();
+        let hub = &hub;
+        async move {
+            hub.store()
+                .run(move |s| s.get_cluster(&name))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    hub.registration().accept(&cluster).await.unwrap();
+    let mut status = ManagedCluster::named(&cluster);
+    status.status.conditions = vec![Condition::new(
+        condition::AVAILABLE,
+        "True",
+        reason::MANAGED_CLUSTER_AVAILABLE,
+        "Managed cluster is available",
+        Time::new(clock.now()),
+    )];
+    agent
+        .publish(&agent_event(
+            &cluster,
+            SubResource::Status,
+            RegistrationObject::ManagedCluster(status),
+            Action::UpdateRequest,
+        ))
+        .await;
+    agent
+        .publish(&agent_event(
+            &cluster,
+            SubResource::Spec,
+            RegistrationObject::Lease(Lease::for_cluster(&cluster, clock.now())),
+            Action::UpdateRequest,
+        ))
+        .await;
+
+    // Two placements over `global`: one tolerates unreachable for 300 s.
+    let r = put_yaml(
+        &hub,
+        "/api/v1/namespaces/apps/managedclustersetbindings/global",
+        &binding_yaml("global", "global"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let strict = PLACEMENT_ANY
+        .replace("NAME", "strict")
+        .replace("TOLERATIONS", "[]");
+    let tolerant = PLACEMENT_ANY.replace("NAME", "tolerant").replace(
+        "TOLERATIONS",
+        "[{key: cluster.open-cluster-management.io/unreachable, operator: Exists, tolerationSeconds: 300}]",
+    );
+    for (name, yaml) in [("strict", &strict), ("tolerant", &tolerant)] {
+        let r = put_yaml(
+            &hub,
+            &format!("/api/v1/namespaces/apps/placements/{name}"),
+            yaml,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        decided(
+            &mut rx,
+            "apps",
+            name,
+            "the available cluster selected",
+            |c| c.contains(&cluster),
+        )
+        .await;
+    }
+
+    // Lease silent for 121 s: Unknown with the unreachable taint. The strict placement
+    // drops the cluster; the tolerant one keeps it for 300 s, then drops it.
+    hand.advance(chrono::Duration::seconds(121));
+    decided(
+        &mut rx,
+        "apps",
+        "strict",
+        "unreachable cluster dropped",
+        |c| !c.contains(&cluster),
+    )
+    .await;
+    let d = get(
+        &base,
+        "/api/v1/namespaces/apps/placementdecisions?placement=tolerant",
+    )
+    .await;
+    assert_eq!(
+        d.body["items"][0]["status"]["decisions"][0]["clusterName"],
+        cluster.as_str()
+    );
+    hand.advance(chrono::Duration::seconds(300));
+    decided(&mut rx, "apps", "tolerant", "toleration expired", |c| {
+        !c.contains(&cluster)
+    })
+    .await;
+    hub.shutdown().await;
+}
+
+/// A Placement over every bound cluster with `NAME` and `TOLERATIONS` to fill in.
+const PLACEMENT_ANY: &str = "apiVersion: cluster.open-cluster-management.io/v1beta1
+kind: Placement
+metadata: {name: NAME, namespace: apps}
+spec:
+  tolerations: TOLERATIONS
+";
