@@ -638,6 +638,56 @@ fn item_20_labelling_a_new_cluster_into_a_bound_set_reschedules() {
     assert_eq!(index.outcome(&key), Some(&changed[0].1));
 }
 
+/// The scale case, bounded: one label change among 2,000 clusters and 100
+/// placements costs one membership check per placement and re-scores only the
+/// placements it affects.
+#[test]
+fn one_label_change_rescores_only_affected_placements() {
+    let clusters: Vec<ClusterView> = (0..2000)
+        .map(|i| {
+            cluster(
+                &format!("c{i:04}"),
+                &[("team", &format!("t{}", i % 100)), ("zone", "a")],
+            )
+        })
+        .collect();
+    let mut index = PlacementIndex::new(
+        clusters,
+        [global()],
+        [("ns".to_owned(), ["global".to_owned()].into())].into(),
+    );
+    for t in 0..100 {
+        let mut p = Placement::named("ns", &format!("team-{t}"));
+        p.spec.predicates = vec![predicate(
+            LabelSelector::from_labels(&[("team", &format!("t{t}"))]),
+            vec![],
+        )];
+        p.spec.number_of_clusters = Some(5);
+        index.upsert_placement(p, BTreeSet::new(), t0());
+    }
+    let before = index.scoring_passes();
+    // A label no placement reads, on a cluster every placement could see: nothing is
+    // re-scored except the one placement where the cluster is feasible (its view
+    // changed while feasible), and nothing changes.
+    let changed =
+        index.on_cluster_changed(cluster("c0007", &[("team", "t7"), ("zone", "b")]), t0());
+    assert!(changed.is_empty());
+    assert_eq!(index.scoring_passes() - before, 1);
+    // Moving it to another team re-scores exactly the two teams involved.
+    let before = index.scoring_passes();
+    let changed =
+        index.on_cluster_changed(cluster("c0007", &[("team", "t8"), ("zone", "b")]), t0());
+    assert_eq!(index.scoring_passes() - before, 2);
+    // team-7 loses a decided cluster; team-8 keeps its five (Steady), so only team-7's
+    // outcome changed.
+    let keys: Vec<String> = changed.iter().map(|(k, _)| k.name.clone()).collect();
+    assert_eq!(keys, vec!["team-7".to_owned()]);
+    // An unchanged view (a lease renewal) costs nothing.
+    let before = index.scoring_passes();
+    index.on_cluster_changed(cluster("c0007", &[("team", "t8"), ("zone", "b")]), t0());
+    assert_eq!(index.scoring_passes(), before);
+}
+
 mod incremental {
     use proptest::prelude::*;
 

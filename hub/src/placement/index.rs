@@ -80,6 +80,8 @@ pub struct PlacementIndex {
     placements: BTreeMap<PlacementKey, Entry>,
     /// Decisions per cluster over all Placements (Balance).
     counts: BTreeMap<String, usize>,
+    /// Scoring passes run so far (how much work the incremental path did).
+    scored: u64,
 }
 
 /// A Placement whose outcome changed.
@@ -99,7 +101,14 @@ impl PlacementIndex {
             bindings,
             placements: BTreeMap::new(),
             counts: BTreeMap::new(),
+            scored: 0,
         }
+    }
+
+    /// How many scoring passes ran so far (each over one Placement's feasible
+    /// clusters): what a cluster change cost.
+    pub fn scoring_passes(&self) -> u64 {
+        self.scored
     }
 
     /// The Placements it holds.
@@ -337,6 +346,7 @@ impl PlacementIndex {
             .filter_map(|n| self.clusters.get(n))
             .collect();
         let requeue_at = e.feasible.values().fold(None, |a, b| earliest(a, *b));
+        self.scored += 1;
         let outcome = schedule::finish(
             &e.placement,
             Finish {
