@@ -1,7 +1,7 @@
 //! [`ClusterView`]: what the scheduler reads of a cluster — labels, claims, taints,
 //! allocatable CPU and memory, whether it is being deleted — built from a stored
-//! [`Cluster`] (through its OCM [`ManagedCluster`](workbus_schemas::registration::ManagedCluster)).
-//! Plain data, compared for equality so an unchanged cluster costs nothing.
+//! [`Cluster`] (through its OCM `ManagedCluster`). Plain data, compared for equality so
+//! an unchanged cluster costs nothing.
 
 use std::collections::BTreeMap;
 
