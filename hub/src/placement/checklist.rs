@@ -823,3 +823,45 @@ mod incremental {
         }
     }
 }
+
+/// The figure (10,000 clusters, 100 placements, one label change): prints what
+/// one change costs. Timing only, so not run by default (`-- --ignored`; use
+/// `--release` for a figure to quote).
+#[test]
+#[ignore = "timing only"]
+fn one_label_change_among_10000_clusters_and_100_placements_timing() {
+    let clusters: Vec<ClusterView> = (0..10_000)
+        .map(|i| {
+            let mut c = cluster(&format!("c{i:05}"), &[("team", &format!("t{}", i % 100))]);
+            c.cpu = Some(f64::from(i % 64));
+            c
+        })
+        .collect();
+    let mut index = PlacementIndex::new(
+        clusters,
+        [global()],
+        [("ns".to_owned(), ["global".to_owned()].into())].into(),
+    );
+    for t in 0..100 {
+        let mut p = Placement::named("ns", &format!("team-{t}"));
+        p.spec.predicates = vec![predicate(
+            LabelSelector::from_labels(&[("team", &format!("t{}", t % 50))]),
+            vec![],
+        )];
+        if t % 2 == 0 {
+            p.spec.number_of_clusters = Some(10);
+        }
+        index.upsert_placement(p, BTreeSet::new(), t0());
+    }
+    let mut worst = std::time::Duration::ZERO;
+    for round in 0..20 {
+        let team = format!("t{}", (round * 7) % 100);
+        let name = format!("c{:05}", round * 37);
+        let mut c = cluster(&name, &[("team", &team)]);
+        c.cpu = Some(f64::from(round));
+        let started = std::time::Instant::now();
+        index.on_cluster_changed(c, t0());
+        worst = worst.max(started.elapsed());
+    }
+    eprintln!("worst single label change: {worst:?}");
+}
