@@ -5,16 +5,11 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use workbus_schemas::placement::names::kind;
+use workbus_schemas::placement::names::{kind, kubectl};
 
 use super::client::CliError;
 use super::client::{Client, encode_component};
 use super::{WORK_KIND, read_documents, work_path};
-
-/// The kubectl name of a Placement.
-const PLACEMENT_KIND: &str = "placement.cluster.open-cluster-management.io";
-/// The kubectl name of a ManagedClusterSetBinding.
-const BINDING_KIND: &str = "managedclustersetbinding.cluster.open-cluster-management.io";
 
 /// Applies every document of `file`.
 pub fn run(client: &Client, file: &PathBuf) -> Result<(), CliError> {
@@ -41,10 +36,11 @@ pub fn run(client: &Client, file: &PathBuf) -> Result<(), CliError> {
         let kind_name = text("/kind");
         let (path, shown) = match kind_name.as_str() {
             "ManifestWork" => (work_path(&ns, &name), WORK_KIND),
-            k if k == kind::PLACEMENT => (namespaced("placements"), PLACEMENT_KIND),
-            k if k == kind::MANAGED_CLUSTER_SET_BINDING => {
-                (namespaced("managedclustersetbindings"), BINDING_KIND)
-            }
+            k if k == kind::PLACEMENT => (namespaced("placements"), kubectl::PLACEMENT),
+            k if k == kind::MANAGED_CLUSTER_SET_BINDING => (
+                namespaced("managedclustersetbindings"),
+                kubectl::MANAGED_CLUSTER_SET_BINDING,
+            ),
             // ManifestWorkReplicaSet goes here (its own route) when it exists.
             other => {
                 return Err(CliError::Input(format!(

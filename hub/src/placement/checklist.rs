@@ -13,7 +13,9 @@ use workbus_schemas::placement::{
     PrioritizerConfig, ScoreCoordinate, Toleration,
 };
 use workbus_schemas::registration::Taint;
-use workbus_schemas::registration::names::{CLUSTERSET_LABEL, TAINT_UNREACHABLE, taint_effect};
+use workbus_schemas::registration::names::{
+    CLUSTERSET_LABEL, TAINT_UNREACHABLE, claim, taint_effect,
+};
 use workbus_schemas::selector::{LabelSelector, Requirement};
 use workbus_schemas::work::Time;
 use workbus_schemas::work::status::Condition;
@@ -226,18 +228,14 @@ fn item_03_predicates_or_and_selectors_and() {
 #[test]
 fn item_04_claim_selector_matches_cluster_claims() {
     let mut aws = cluster("aws1", &[]);
-    aws.claims = labels(&[("platform.open-cluster-management.io", "AWS")]);
+    aws.claims = labels(&[(claim::PLATFORM, "AWS")]);
     let mut gcp = cluster("gcp1", &[]);
-    gcp.claims = labels(&[("platform.open-cluster-management.io", "GCP")]);
+    gcp.claims = labels(&[(claim::PLATFORM, "GCP")]);
     let fx = Fx::global(vec![aws, gcp, cluster("bare", &[])]);
     let mut p = placement();
     p.spec.predicates = vec![predicate(
         LabelSelector::default(),
-        vec![Requirement::new(
-            "platform.open-cluster-management.io",
-            "In",
-            &["AWS"],
-        )],
+        vec![Requirement::new(claim::PLATFORM, "In", &["AWS"])],
     )];
     assert_eq!(sorted(&fx.run(&p, &[], t0())), vec!["aws1"]);
 }

@@ -19,6 +19,16 @@ pub mod kind {
     pub const MANAGED_CLUSTER_SET_BINDING: &str = "ManagedClusterSetBinding";
 }
 
+/// The names `kubectl` prints for these kinds (`<resource>.<group>`), as in
+/// `placement.cluster.open-cluster-management.io/web created`.
+pub mod kubectl {
+    /// Placement.
+    pub const PLACEMENT: &str = "placement.cluster.open-cluster-management.io";
+    /// ManagedClusterSetBinding.
+    pub const MANAGED_CLUSTER_SET_BINDING: &str =
+        "managedclustersetbinding.cluster.open-cluster-management.io";
+}
+
 /// Label on a PlacementDecision naming its Placement.
 pub const PLACEMENT_LABEL: &str = "cluster.open-cluster-management.io/placement";
 /// Label on a PlacementDecision: its decision group's index (decimal text).
