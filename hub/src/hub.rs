@@ -84,6 +84,7 @@ pub struct HubHandle {
     subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
     watchers: Watchers,
     registration: crate::source::registration::RegistrationContext,
+    placements: crate::placement::controller::PlacementHooks,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -234,6 +235,17 @@ impl Hub {
             metrics: metrics.clone(),
         };
         tasks.push(tokio::spawn(publisher.run()));
+        let placements = crate::placement::controller::PlacementHooks::default();
+        tasks.push(tokio::spawn(
+            crate::placement::controller::PlacementController {
+                store: store.clone(),
+                clusters: cluster_watchers.clone(),
+                watchers: placements.watchers.clone(),
+                trigger: placements.trigger.clone(),
+                clock: config.registration.clock.clone(),
+            }
+            .run(),
+        ));
 
         let state = ApiState {
             store: store.clone(),
@@ -245,6 +257,7 @@ impl Hub {
             hosts: Arc::new(HostPolicy::new(config.api.allowed_hosts.iter().cloned())),
             tickets: Default::default(),
             registration: registration.clone(),
+            placements: placements.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -269,6 +282,7 @@ impl Hub {
             subscriptions,
             watchers,
             registration,
+            placements,
             tasks,
         })
     }
@@ -278,6 +292,14 @@ impl HubHandle {
     /// Cluster registration: accept and deny clusters, watch cluster changes.
     pub fn registration(&self) -> &crate::source::registration::RegistrationContext {
         &self.registration
+    }
+
+    /// Notifications of every Placement decision change (after the decisions are
+    /// durable), for workload controllers.
+    pub fn watch_placements(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::watch::PlacementChange> {
+        self.placements.watchers.subscribe()
     }
 
     /// Notifications of every work change (spec, accepted status, completed deletion),

@@ -35,6 +35,7 @@ pub mod hub;
 pub mod metrics;
 pub mod outbox;
 pub mod pki;
+pub mod placement;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod signing;

@@ -1,5 +1,7 @@
-//! In-process fan-out of work and cluster changes to REST watchers (`/api/v1/watch/works`,
-//! `/api/v1/watch/clusters`).
+//! In-process fan-out of work, cluster and placement changes to REST watchers
+//! (`/api/v1/watch/works`, `/api/v1/watch/clusters`, `/api/v1/watch/placements`) and to
+//! in-hub consumers (the placement controller follows cluster changes; workload
+//! controllers follow placement decisions).
 //!
 //! A broadcast channel: slow watchers lose old notifications (they are told via a
 //! `lagged` event and can re-list) instead of slowing the hub down.
@@ -68,14 +70,27 @@ impl Watchers {
 }
 
 /// One cluster notification: the cluster as an OCM ManagedCluster after a change
-/// (joined, accepted, denied, status, health, labels).
+/// (created, joined, accepted, denied, status, health, labels), or its last state when
+/// it was removed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterChange {
-    /// Always `changed`.
+    /// [`CLUSTER_CHANGED`] or [`CLUSTER_DELETED`].
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The cluster as it is now.
     pub object: workbus_schemas::registration::ManagedCluster,
+}
+
+/// [`ClusterChange::kind`] of a created or changed cluster.
+pub const CLUSTER_CHANGED: &str = "changed";
+/// [`ClusterChange::kind`] of a removed cluster.
+pub const CLUSTER_DELETED: &str = "deleted";
+
+impl ClusterChange {
+    /// Whether the cluster was removed.
+    pub fn is_deleted(&self) -> bool {
+        self.kind == CLUSTER_DELETED
+    }
 }
 
 /// The sending side of cluster notifications (`/api/v1/watch/clusters`).
@@ -97,14 +112,69 @@ impl ClusterWatchers {
     pub fn notify(&self, cluster: &crate::store::Cluster) {
         if self.tx.receiver_count() > 0 {
             let _ = self.tx.send(ClusterChange {
-                kind: "changed",
+                kind: CLUSTER_CHANGED,
                 object: cluster.managed_cluster(),
+            });
+        }
+    }
+
+    /// Notifies every current watcher that cluster `name` was removed.
+    pub fn notify_deleted(&self, name: &str) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(ClusterChange {
+                kind: CLUSTER_DELETED,
+                object: workbus_schemas::registration::ManagedCluster::named(name),
             });
         }
     }
 
     /// A new watcher.
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {
+        self.tx.subscribe()
+    }
+}
+
+/// One placement notification: a Placement's decisions changed (or it was deleted).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementChange {
+    /// `changed` or `deleted`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub placement: String,
+    /// The selected clusters, by name (empty when deleted).
+    pub clusters: Vec<String>,
+    /// Its PlacementDecisions as stored (empty when deleted).
+    pub decisions: Vec<workbus_schemas::placement::PlacementDecision>,
+}
+
+/// The sending side of placement notifications (`/api/v1/watch/placements`, workload
+/// controllers). Sent after the decisions are durable.
+#[derive(Debug, Clone)]
+pub struct PlacementWatchers {
+    tx: broadcast::Sender<PlacementChange>,
+}
+
+impl Default for PlacementWatchers {
+    fn default() -> Self {
+        PlacementWatchers {
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl PlacementWatchers {
+    /// Notifies every current watcher.
+    pub fn notify(&self, change: PlacementChange) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(change);
+        }
+    }
+
+    /// A new watcher.
+    pub fn subscribe(&self) -> broadcast::Receiver<PlacementChange> {
         self.tx.subscribe()
     }
 }

@@ -329,3 +329,103 @@ async fn token_commands_through_the_api_and_offline() {
     assert!(ok, "{err}");
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn placement_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-placement")).await;
+    let server = hub.base_url();
+    let mut changes = hub.watch_placements();
+    for name in ["c1", "c2"] {
+        let (ok, _, err) = run(&server, &["create", "cluster", name, "-l", "env=prod"]).await;
+        assert!(ok, "{err}");
+    }
+    let file = dir.path().join("placement.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: cluster.open-cluster-management.io/v1beta2\nkind: ManagedClusterSetBinding\n\
+         metadata: {name: global, namespace: apps}\nspec: {clusterSet: global}\n---\n\
+         apiVersion: cluster.open-cluster-management.io/v1beta1\nkind: Placement\n\
+         metadata: {name: prod, namespace: apps}\nspec:\n  numberOfClusters: 1\n  predicates:\n\
+         \x20 - requiredClusterSelector:\n        labelSelector: {matchLabels: {env: prod}}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&server, &["apply", "-f", file.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "managedclustersetbinding.cluster.open-cluster-management.io/global created",
+            "placement.cluster.open-cluster-management.io/prod created",
+        ]
+    );
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let c = changes.recv().await.unwrap();
+            if c.placement == "prod" && c.clusters == vec!["c1".to_string()] {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("placement decided");
+
+    let (ok, out, _) = run(&server, &["get", "placements", "-n", "apps"]).await;
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME   SUCCEEDED   REASON                  SELECTEDCLUSTERS   AGE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("prod   True        AllDecisionsScheduled   1"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&server, &["get", "placements", "-A"]).await;
+    assert!(ok && out.starts_with("NAMESPACE   NAME"), "{out}");
+    let (ok, out, _) = run(
+        &server,
+        &["get", "placementdecisions", "-n", "apps", "-o", "wide"],
+    )
+    .await;
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{out}");
+    assert!(lines[1].starts_with("prod-decision-1"), "{out}");
+    assert!(
+        lines[1].trim_end().ends_with("prod        0       c1"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        &server,
+        &["get", "placementdecisions", "-n", "apps", "-o", "json"],
+    )
+    .await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["items"][0]["status"]["decisions"][0]["clusterName"], "c1");
+    let (ok, out, err) = run(
+        &server,
+        &["create", "clustersetbinding", "default", "-n", "apps"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "managedclustersetbinding/default created");
+    let (ok, out, _) = run(&server, &["get", "clustersetbindings"]).await;
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAMESPACE   NAME      BOUND   AGE"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("apps        default   True"), "{out}");
+    assert!(lines[2].starts_with("apps        global    True"), "{out}");
+    let (ok, out, _) = run(&server, &["delete", "placement", "prod", "-n", "apps"]).await;
+    assert!(ok);
+    assert_eq!(out.trim(), "placement \"prod\" deleted");
+    let (ok, _, err) = run(&server, &["get", "placements", "-n", "apps"]).await;
+    assert!(ok && err.contains("No resources found"), "{err}");
+    let (ok, _, err) = run(&server, &["delete", "placement", "prod", "-n", "apps"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    hub.shutdown().await;
+}

@@ -9,7 +9,8 @@
 //! parked outbox rows and their supersession, ready-to-publish messages kept byte for
 //! byte (and the event for any other wire format), API tokens (by digest, bootstrap
 //! only when empty, revocation), cluster registration (join, CSRs, accept, deny, labels,
-//! lease renewals, Wills and health deadlines, cluster sets, bootstrap tokens) and the actor of a change on its `sent` audit row, and
+//! lease renewals, Wills and health deadlines, cluster sets, bootstrap tokens), Placements
+//! (apply, decisions replaced with the status, deletion, cluster set bindings) and the actor of a change on its `sent` audit row, and
 //! batches (a failing write rolled back
 //! alone, the rest durable), and Secret values never stored in clear (audit copies hold
 //! keyed digests). Backend-specific behaviour (SQLite migrations, triggers,
@@ -50,6 +51,7 @@ conformance!(
     joins_csrs_accept_and_deny_survive_a_reopen,
     leases_drive_health_deadlines,
     clustersets_and_bootstrap_tokens,
+    placements_decisions_and_bindings,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

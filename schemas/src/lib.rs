@@ -28,6 +28,8 @@
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - [`registration`]: cluster registration and health data types (ManagedCluster, CSR,
 //!   Lease, Event) and their sdk-go event codec (issue 13).
+//! - [`selector`]: Kubernetes label selectors (matching, validation, the string form).
+//! - [`placement`]: Placement, PlacementDecision and ManagedClusterSetBinding (issue 14).
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
@@ -39,12 +41,14 @@ pub mod event_type;
 pub mod extensions;
 pub mod metadata;
 pub mod mqtt;
+pub mod placement;
 #[cfg(feature = "protobuf")]
 pub mod proto;
 pub mod registration;
 pub mod resource_id;
 pub mod resync;
 pub mod resync_digest;
+pub mod selector;
 pub mod sequence_id;
 pub mod signature;
 pub mod status_hash;

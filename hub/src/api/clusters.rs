@@ -56,6 +56,7 @@ pub async fn create(
             })
         })
         .await?;
+    state.registration.clusters.notify(&cluster);
     tracing::info!(cluster = %cluster.name, actor = %caller.name, "cluster registered");
     Ok((StatusCode::CREATED, Json(cluster)))
 }
@@ -98,6 +99,7 @@ pub async fn delete(
         .store
         .run(move |s| s.write(DeleteCluster { name: target }))
         .await?;
+    state.registration.clusters.notify_deleted(&name);
     // A joined cluster's identity is revoked with it: close its connections now.
     let closed = state
         .registration

@@ -10,6 +10,11 @@
 //! | `/api/v1/watch/works` | GET server-sent events (`cluster`; `ticket` for browsers) |
 //! | `/api/v1/watch/tickets` | POST a one-use ticket for the watch |
 //! | `/api/v1/outbox/parked` | GET the events parked as unpublishable (`after`, `limit`) |
+//! | `/api/v1/namespaces/{ns}/placements/{name}` | GET, PUT, DELETE (see [`placements`]) |
+//! | `/api/v1/placements`, `/api/v1/managedclustersetbindings` | GET lists |
+//! | `/api/v1/namespaces/{ns}/placementdecisions` | GET (`placement`) |
+//! | `/api/v1/namespaces/{ns}/managedclustersetbindings/{set}` | GET, PUT, DELETE |
+//! | `/api/v1/watch/placements` | GET server-sent events of decision changes |
 //! | `/api/v1/tokens` | GET list, POST create (admin) |
 //! | `/api/v1/tokens/{name}` | DELETE revoke (admin) |
 //!
@@ -21,6 +26,7 @@ pub mod clusters;
 pub mod error;
 pub mod guard;
 pub mod outbox;
+pub mod placements;
 pub mod registration;
 pub mod server;
 pub mod tls;
@@ -69,6 +75,8 @@ pub struct ApiState {
     pub tickets: Tickets,
     /// Cluster registration (accept, deny, echoes, the clock).
     pub registration: crate::source::registration::RegistrationContext,
+    /// The placement controller's trigger and decision broadcast.
+    pub placements: crate::placement::controller::PlacementHooks,
 }
 
 /// All routes.
@@ -111,6 +119,28 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/bootstraptokens/{name}",
             delete(registration::revoke_bootstrap_token),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/placements/{name}",
+            get(placements::get_placement)
+                .put(placements::put_placement)
+                .delete(placements::delete_placement),
+        )
+        .route("/api/v1/placements", get(placements::list_placements))
+        .route(
+            "/api/v1/namespaces/{ns}/placementdecisions",
+            get(placements::list_decisions),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/managedclustersetbindings/{set}",
+            get(placements::get_binding)
+                .put(placements::put_binding)
+                .delete(placements::delete_binding),
+        )
+        .route(
+            "/api/v1/managedclustersetbindings",
+            get(placements::list_bindings),
+        )
+        .route("/api/v1/watch/placements", get(placements::watch))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))

@@ -6,9 +6,9 @@
 //! - `POST /api/v1/clusters/{name}/labels` `{"set": {..}, "remove": [..]}`.
 //! - `/api/v1/clustersets` (list with members, create) and `/api/v1/clustersets/{name}`
 //!   (delete; `default` and `global` always exist).
-//! - `GET /api/v1/watch/clusters`: server-sent events, one `changed` event per cluster
+//! - `GET /api/v1/watch/clusters`: server-sent events, one `changed` (or `deleted`) event per cluster
 //!   change (joined, accepted, denied, agent status, lease expiry, labels) with
-//!   `{"type": "changed", "object": ManagedCluster}`; `lagged` when the watcher fell
+//!   `{"type": "changed"|"deleted", "object": ManagedCluster}`; `lagged` when the watcher fell
 //!   behind. A scoped token sees its own clusters only.
 //! - `/api/v1/bootstraptokens` (admin, unscoped): create (the secret in this one answer),
 //!   list, `DELETE /api/v1/bootstraptokens/{name}` revokes at once.
@@ -169,6 +169,7 @@ pub async fn create_set(
             created: Utc::now(),
         }))
         .await?;
+    state.placements.trigger.topology();
     Ok((StatusCode::CREATED, Json(set)))
 }
 
@@ -178,6 +179,7 @@ pub async fn delete_set(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.store.write(DeleteClusterSet(name)).await?;
+    state.placements.trigger.topology();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,7 +297,7 @@ pub async fn watch_clusters(
                 match item {
                     Ok(change) if caller.may_touch(&change.object.metadata.name) => {
                         let data = serde_json::to_string(&change).ok()?;
-                        Some(Ok(Event::default().event("changed").data(data)))
+                        Some(Ok(Event::default().event(change.kind).data(data)))
                     }
                     Ok(_) => None,
                     Err(BroadcastStreamRecvError::Lagged(n)) => {

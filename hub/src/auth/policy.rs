@@ -8,6 +8,7 @@
 //! | `GET` `/api/v1/…` (and the watch) | `reader`; scoped tokens see their clusters only |
 //! | `POST /api/v1/watch/tickets` | `reader` (a ticket for one watch) |
 //! | `/api/v1/outbox/…` | `reader` without a scope (rows of every cluster) |
+//! | placements, decisions, bindings (and their watch) | `reader`/`writer` without a scope (they select among every cluster) |
 //! | other methods on `/api/v1/…` | `writer`; scoped tokens change their clusters only |
 //! | `/api/v1/tokens…` | `admin`, unscoped |
 //!
@@ -101,6 +102,28 @@ pub const WATCH_PATH: &str = "/api/v1/watch/works";
 /// Where watch tickets are issued.
 pub const TICKETS_PATH: &str = "/api/v1/watch/tickets";
 
+/// Whether `path` is a Placement route (placements, decisions, bindings, their watch).
+fn is_placement_path(path: &str) -> bool {
+    const NAMESPACED: [&str; 3] = [
+        "/placements",
+        "/placementdecisions",
+        "/managedclustersetbindings",
+    ];
+    let namespaced = path
+        .strip_prefix("/api/v1/namespaces/")
+        .is_some_and(|rest| {
+            rest.split_once('/').is_some_and(|(_, tail)| {
+                NAMESPACED
+                    .iter()
+                    .any(|p| ("/".to_owned() + tail).starts_with(p))
+            })
+        });
+    namespaced
+        || path == "/api/v1/placements"
+        || path == "/api/v1/managedclustersetbindings"
+        || path == "/api/v1/watch/placements"
+}
+
 /// What a request for `path` with `method` needs (see the module table). Unknown paths
 /// need a reader, so an anonymous caller cannot even probe which routes exist.
 pub fn need(method: &Method, path: &str) -> Need {
@@ -124,6 +147,14 @@ pub fn need(method: &Method, path: &str) -> Need {
     }
     if path.starts_with("/api/v1/outbox/") {
         return Need::Unscoped(Role::Reader);
+    }
+    if is_placement_path(path) {
+        let role = if is_mutation(method) {
+            Role::Writer
+        } else {
+            Role::Reader
+        };
+        return Need::Unscoped(role);
     }
     if is_mutation(method) {
         Need::Role(Role::Writer)
@@ -173,6 +204,16 @@ mod tests {
         assert!(need(&Method::GET, "/api/v1/clustersets").allows(&reader));
         assert!(need(&Method::POST, "/api/v1/clusters/c/accept").allows(&writer));
         assert!(!need(&Method::POST, "/api/v1/clusters/c/accept").allows(&reader));
+        let placement = "/api/v1/namespaces/ns/placements/p";
+        let scoped_writer = principal(Role::Writer, Some(vec!["a"]));
+        assert!(need(&Method::PUT, placement).allows(&writer));
+        assert!(!need(&Method::PUT, placement).allows(&reader));
+        assert!(!need(&Method::PUT, placement).allows(&scoped_writer));
+        assert!(!need(&Method::GET, placement).allows(&scoped_writer));
+        assert!(need(&Method::GET, "/api/v1/placements").allows(&reader));
+        let binding = "/api/v1/namespaces/ns/managedclustersetbindings/s";
+        assert!(!need(&Method::DELETE, binding).allows(&scoped_admin));
+        assert!(need(&Method::DELETE, binding).allows(&writer));
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! per-call arguments (`-f`, `-n`, `-l`, `-o` and the names) deliberately have none, as
 //! with kubectl: an exported `WORKBUS_HUB_NAMESPACE` would silently retarget a `delete`.
 
+pub mod apply;
 pub mod certs;
 pub mod client;
 pub mod output;
+pub mod placements;
 pub mod serve;
 pub mod tls_args;
 pub mod token;
@@ -113,8 +115,8 @@ pub enum Command {
     /// sample work whose status is shown as it arrives.
     #[cfg(feature = "quickstart")]
     Quickstart(crate::quickstart::QuickstartArgs),
-    /// Create or update works from a file (`-f -` reads standard input; YAML or JSON,
-    /// several YAML documents allowed).
+    /// Create or update ManifestWorks, Placements and ManagedClusterSetBindings from a
+    /// file (`-f -` reads standard input; YAML or JSON, several YAML documents allowed).
     Apply {
         /// The file.
         #[arg(short = 'f', long = "filename")]
@@ -227,6 +229,42 @@ pub enum GetWhat {
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
     },
+    /// List Placements (of namespace `default` unless -n or -A).
+    #[command(visible_alias = "placement")]
+    Placements {
+        /// The namespace.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// List the PlacementDecisions of a namespace.
+    #[command(visible_alias = "placementdecision")]
+    Placementdecisions {
+        /// The namespace.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
+        /// Only this Placement's.
+        #[arg(long = "placement")]
+        placement: Option<String>,
+        /// Output format (default: table; `wide` adds placement, group, clusters).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// List ManagedClusterSetBindings.
+    #[command(visible_aliases = ["clustersetbinding", "managedclustersetbindings"])]
+    Clustersetbindings {
+        /// Only this namespace.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
 }
 
 /// `accept cluster X` / `deny cluster X`.
@@ -320,6 +358,14 @@ pub enum DeleteWhat {
         /// Set name.
         name: String,
     },
+    /// A Placement (its PlacementDecisions go with it).
+    Placement {
+        /// Placement name.
+        name: String,
+        /// Its namespace.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
+    },
 }
 
 /// `create` targets.
@@ -342,6 +388,15 @@ pub enum CreateWhat {
         /// Label selector `k=v,k2=v2`.
         #[arg(short = 'l', long = "selector")]
         selector: Option<String>,
+    },
+    /// Bind a cluster set to a namespace: its Placements may select the set's clusters.
+    #[command(visible_alias = "managedclustersetbinding")]
+    Clustersetbinding {
+        /// Set name (also the binding's name).
+        set: String,
+        /// The namespace.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
     },
 }
 
@@ -430,30 +485,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
         Command::Serve(_) => return Err(not_a_client_command()),
         #[cfg(feature = "quickstart")]
         Command::Quickstart(_) => return Err(not_a_client_command()),
-        Command::Apply { file } => {
-            for doc in read_documents(&file)? {
-                let meta = |k: &str| {
-                    doc.pointer(&format!("/metadata/{k}"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
-                let (ns, name) = (meta("namespace"), meta("name"));
-                if ns.is_empty() || name.is_empty() {
-                    return Err(CliError::Input(
-                        "every object needs metadata.name and metadata.namespace (the cluster)"
-                            .into(),
-                    ));
-                }
-                let answer = client.put(&work_path(&ns, &name), &doc)?;
-                let word = match answer.outcome.as_deref() {
-                    Some("created") => "created",
-                    Some("unchanged") => "unchanged",
-                    _ => "configured",
-                };
-                println!("{WORK_KIND}/{name} {word}");
-            }
-        }
+        Command::Apply { file } => apply::run(&client, &file)?,
         Command::Get { what } => match what {
             GetWhat::Works {
                 namespace,
@@ -521,6 +553,25 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                     _ if items.is_empty() => eprintln!("No resources found"),
                     _ => print!("{}", output::clusters_table(&items, now)),
                 }
+            }
+            GetWhat::Placements {
+                namespace,
+                all_namespaces,
+                output,
+            } => placements::get_placements(
+                &client,
+                namespace.as_deref(),
+                all_namespaces,
+                output,
+                now,
+            )?,
+            GetWhat::Placementdecisions {
+                namespace,
+                placement,
+                output,
+            } => placements::get_decisions(&client, &namespace, placement.as_deref(), output, now)?,
+            GetWhat::Clustersetbindings { namespace, output } => {
+                placements::get_bindings(&client, namespace.as_deref(), output, now)?
             }
             GetWhat::Clustersets { output } => {
                 let v = client.get("/api/v1/clustersets")?.body;
@@ -598,6 +649,9 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 client.delete(&format!("/api/v1/clustersets/{}", encode_component(&name)))?;
                 println!("clusterset \"{name}\" deleted");
             }
+            DeleteWhat::Placement { name, namespace } => {
+                placements::delete_placement(&client, &namespace, &name)?
+            }
         },
         Command::Create {
             what: CreateWhat::Clusterset { name, selector },
@@ -621,6 +675,9 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             )?;
             println!("clusterset/{name} created");
         }
+        Command::Create {
+            what: CreateWhat::Clustersetbinding { set, namespace },
+        } => placements::create_binding(&client, &namespace, &set)?,
         Command::Create {
             what: CreateWhat::Cluster { name, labels },
         } => {
@@ -660,10 +717,20 @@ mod tests {
             "workbus-hub get work --output",
             "workbus-hub get clusters --output",
             "workbus-hub get clustersets --output",
+            "workbus-hub get placements --namespace",
+            "workbus-hub get placements --all-namespaces",
+            "workbus-hub get placements --output",
+            "workbus-hub get placementdecisions --namespace",
+            "workbus-hub get placementdecisions --placement",
+            "workbus-hub get placementdecisions --output",
+            "workbus-hub get clustersetbindings --namespace",
+            "workbus-hub get clustersetbindings --output",
             "workbus-hub describe work --namespace",
             "workbus-hub delete work --namespace",
+            "workbus-hub delete placement --namespace",
             "workbus-hub create cluster --label",
             "workbus-hub create clusterset --selector",
+            "workbus-hub create clustersetbinding --namespace",
             "workbus-hub token create --role",
             "workbus-hub token create --name",
             "workbus-hub token create --clusters",

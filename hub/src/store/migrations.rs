@@ -159,6 +159,38 @@ pub const MIGRATIONS: &[&str] = &[
         revoked     TEXT NOT NULL
     );
     "#,
+    // 8: Placements (issue 14): the object as applied (metadata and spec, JSON) with the
+    // scheduler's status; their PlacementDecisions, replaced together with the status;
+    // cluster set bindings (a set need not exist to be bound, as in OCM).
+    r#"
+    CREATE TABLE placements (
+        namespace   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        spec        TEXT NOT NULL,            -- Placement JSON without status
+        status      TEXT NOT NULL,            -- PlacementStatus JSON
+        created     TEXT NOT NULL,
+        generation  INTEGER NOT NULL CHECK (generation >= 1),
+        PRIMARY KEY (namespace, name)
+    );
+    CREATE TABLE placement_decisions (
+        namespace   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        placement   TEXT NOT NULL,
+        ordinal     INTEGER NOT NULL,         -- n of `<placement>-decision-<n>`
+        labels      TEXT NOT NULL,            -- JSON object
+        decisions   TEXT NOT NULL,            -- JSON array of ClusterDecision
+        created     TEXT NOT NULL,            -- kept while the object exists
+        PRIMARY KEY (namespace, name)
+    );
+    CREATE INDEX placement_decisions_placement
+        ON placement_decisions(namespace, placement, ordinal);
+    CREATE TABLE clusterset_bindings (
+        namespace   TEXT NOT NULL,
+        clusterset  TEXT NOT NULL,
+        created     TEXT NOT NULL,
+        PRIMARY KEY (namespace, clusterset)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -7,6 +7,8 @@
 //! - [`writes`] and [`registration_writes`]: every change as a typed [`Write`] — the
 //!   rules over row operations, written once;
 //! - [`registration`]: the records of cluster registration (issue 13);
+//! - [`placement`] and [`placement_writes`]: Placements, their decisions and cluster
+//!   set bindings (issue 14);
 //! - a backend: [`Store`] (reads and transactions) and [`StoreTx`] (row operations
 //!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one.
 //!
@@ -24,11 +26,14 @@ pub mod handle;
 pub mod keyring;
 pub mod migrations;
 pub mod model;
+pub mod placement;
+pub mod placement_writes;
 pub mod redact;
 pub mod registration;
 pub mod registration_writes;
 pub mod rules;
 pub mod sqlite;
+mod sqlite_placement;
 mod sqlite_registration;
 pub mod tx;
 pub mod writes;
@@ -186,6 +191,34 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Option<registration::JoinToken>, StoreError>;
     /// Every bootstrap token, by name.
     fn list_join_tokens(&self) -> Result<Vec<registration::JoinToken>, StoreError>;
+
+    /// One Placement with its status.
+    fn get_placement(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<placement::PlacementRecord>, StoreError>;
+    /// The Placements of `namespace` (all namespaces when `None`), by namespace and name.
+    fn list_placements(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<placement::PlacementRecord>, StoreError>;
+    /// The PlacementDecisions of one Placement, in order (`-decision-1` first).
+    fn placement_decisions(
+        &self,
+        namespace: &str,
+        placement: &str,
+    ) -> Result<Vec<workbus_schemas::placement::PlacementDecision>, StoreError>;
+    /// Every PlacementDecision of `namespace` (all when `None`), by placement and order.
+    fn list_decisions(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<workbus_schemas::placement::PlacementDecision>, StoreError>;
+    /// The cluster set bindings of `namespace` (all when `None`), by namespace and set.
+    fn list_bindings(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<placement::ClusterSetBinding>, StoreError>;
 }
 
 /// The file name of the SQLite database inside its data directory.

@@ -28,8 +28,11 @@ use workbus_schemas::mqtt::{MqttMessage, structured};
 use super::checkpoint::{self, Checkpointer};
 use super::keyring::Keyring;
 use super::model::*;
+use super::placement::{ClusterSetBinding, PlacementRecord};
+use super::sqlite_placement as pl;
 use super::sqlite_registration as reg;
 use super::{Store, StoreError, StoreTx, migrations};
+use workbus_schemas::placement::PlacementDecision;
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -741,6 +744,59 @@ impl StoreTx for SqliteTx<'_> {
             .query_row([], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
+
+    fn placement(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PlacementRecord>, StoreError> {
+        pl::placement(self.conn, namespace, name)
+    }
+
+    fn upsert_placement(&mut self, record: &PlacementRecord) -> Result<(), StoreError> {
+        pl::upsert_placement(self.conn, record)
+    }
+
+    fn remove_placement(&mut self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        pl::remove_placement(self.conn, namespace, name)
+    }
+
+    fn update_placement_status(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        status: &workbus_schemas::placement::PlacementStatus,
+    ) -> Result<bool, StoreError> {
+        pl::update_placement_status(self.conn, namespace, name, status)
+    }
+
+    fn replace_decisions(
+        &mut self,
+        namespace: &str,
+        placement: &str,
+        decisions: &[PlacementDecision],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        pl::replace_decisions(self.conn, namespace, placement, decisions, now)
+    }
+
+    fn binding(
+        &mut self,
+        namespace: &str,
+        cluster_set: &str,
+    ) -> Result<Option<ClusterSetBinding>, StoreError> {
+        Ok(pl::bindings(self.conn, Some(namespace), Some(cluster_set))?
+            .into_iter()
+            .next())
+    }
+
+    fn insert_binding(&mut self, binding: &ClusterSetBinding) -> Result<bool, StoreError> {
+        pl::insert_binding(self.conn, binding)
+    }
+
+    fn remove_binding(&mut self, namespace: &str, cluster_set: &str) -> Result<bool, StoreError> {
+        pl::remove_binding(self.conn, namespace, cluster_set)
+    }
 }
 
 const TOKEN_SELECT: &str = "SELECT name, hash, role, scope, created, created_by FROM api_tokens";
@@ -1104,5 +1160,36 @@ impl Store for SqliteStore {
 
     fn list_join_tokens(&self) -> Result<Vec<super::registration::JoinToken>, StoreError> {
         reg::list_join_tokens(&*self.reader()?)
+    }
+
+    fn get_placement(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PlacementRecord>, StoreError> {
+        pl::placement(&*self.reader()?, namespace, name)
+    }
+
+    fn list_placements(&self, namespace: Option<&str>) -> Result<Vec<PlacementRecord>, StoreError> {
+        pl::list_placements(&*self.reader()?, namespace)
+    }
+
+    fn placement_decisions(
+        &self,
+        namespace: &str,
+        placement: &str,
+    ) -> Result<Vec<PlacementDecision>, StoreError> {
+        pl::decisions(&*self.reader()?, Some(namespace), Some(placement))
+    }
+
+    fn list_decisions(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<PlacementDecision>, StoreError> {
+        pl::decisions(&*self.reader()?, namespace, None)
+    }
+
+    fn list_bindings(&self, namespace: Option<&str>) -> Result<Vec<ClusterSetBinding>, StoreError> {
+        pl::bindings(&*self.reader()?, namespace, None)
     }
 }

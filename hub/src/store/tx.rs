@@ -9,7 +9,10 @@
 
 use chrono::{DateTime, Utc};
 
+use workbus_schemas::placement::{PlacementDecision, PlacementStatus};
 use workbus_schemas::registration::CertificateSigningRequest;
+
+use super::placement::{ClusterSetBinding, PlacementRecord};
 
 use super::registration::{ClusterSet, JoinToken};
 use super::{
@@ -118,4 +121,41 @@ pub trait StoreTx {
     fn remove_token(&mut self, name: &str) -> Result<bool, StoreError>;
     /// How many API tokens exist.
     fn count_tokens(&mut self) -> Result<u64, StoreError>;
+
+    /// One Placement.
+    fn placement(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PlacementRecord>, StoreError>;
+    /// Inserts or replaces a Placement (spec, status, generation).
+    fn upsert_placement(&mut self, record: &PlacementRecord) -> Result<(), StoreError>;
+    /// Removes a Placement row; `false` when there was none.
+    fn remove_placement(&mut self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+    /// Stores a Placement's status; `false` when there is no such Placement.
+    fn update_placement_status(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        status: &PlacementStatus,
+    ) -> Result<bool, StoreError>;
+    /// Replaces every PlacementDecision of a Placement with `decisions` (those whose
+    /// name stays keep their creation time; new ones are created at `now`).
+    fn replace_decisions(
+        &mut self,
+        namespace: &str,
+        placement: &str,
+        decisions: &[PlacementDecision],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// One cluster set binding.
+    fn binding(
+        &mut self,
+        namespace: &str,
+        cluster_set: &str,
+    ) -> Result<Option<ClusterSetBinding>, StoreError>;
+    /// Inserts a binding; `false` when it exists.
+    fn insert_binding(&mut self, binding: &ClusterSetBinding) -> Result<bool, StoreError>;
+    /// Removes a binding; `false` when there was none.
+    fn remove_binding(&mut self, namespace: &str, cluster_set: &str) -> Result<bool, StoreError>;
 }

@@ -23,6 +23,7 @@ use workbus_schemas::sequence_id::{DEFAULT_NODE, SequenceId};
 use workbus_schemas::work::ManifestWorkStatus;
 
 use super::Backend;
+pub use super::placement::*;
 pub use super::registration::*;
 use crate::work_fixture::{desired, desired_secret};
 

@@ -1,6 +1,7 @@
 //! The backends the conformance suite runs on, and the suite's cases.
 
 pub mod cases;
+pub mod placement;
 pub mod registration;
 
 use std::sync::Arc;

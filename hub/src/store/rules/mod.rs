@@ -10,12 +10,14 @@
 //! - [`registration`]: join, accept, deny, agent status and lease renewals (issue 13);
 //! - [`availability`]: cluster health from its lease (`decide_availability`), taints,
 //!   clock sync;
-//! - [`csr`]: which certificate signing requests the hub takes, and their approval.
+//! - [`csr`]: which certificate signing requests the hub takes, and their approval;
+//! - [`placement`]: applying a Placement (generation, kept status) (issue 14).
 
 pub mod apply;
 pub mod availability;
 pub mod cluster;
 pub mod csr;
 pub mod deletion;
+pub mod placement;
 pub mod registration;
 pub mod status;
