@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use workbus_agent::target::sim::{SimClock, SimConfig, SimulatedCluster};
+use workbus_agent::target::sim::{
+    SIMULATE_FAILURE_ANNOTATION, SimClock, SimConfig, SimulatedCluster,
+};
 use workbus_agent::target::{
     ApplyMode, DeleteResult, ObjectRef, Owner, OwnerChange, Target, TargetError,
 };
@@ -174,6 +176,31 @@ async fn metadata_generation_and_resource_version_like_the_api_server() {
         refs[0].get("controller").is_none(),
         "plain owner, not controller"
     );
+}
+
+#[tokio::test]
+async fn an_object_annotated_to_fail_is_refused_with_the_annotations_message() {
+    let sim = sim();
+    let mut bad = cm("bad", "1");
+    bad["metadata"]["annotations"] = json!({SIMULATE_FAILURE_ANNOTATION: "image pull backoff"});
+    let err = sim
+        .apply(&cm_at("bad"), &bad, &ApplyMode::Update, &OwnerChange::Keep)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TargetError::Invalid("simulated failure (sim.workbus.io/fail): image pull backoff".into())
+    );
+    assert_eq!(sim.apply_count("", "v1", "configmaps", "default", "bad"), 0);
+    // Without the annotation the same object applies.
+    sim.apply(
+        &cm_at("bad"),
+        &cm("bad", "1"),
+        &ApplyMode::Update,
+        &OwnerChange::Keep,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

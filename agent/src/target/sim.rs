@@ -26,7 +26,9 @@
 //! field (a different manager applied before, `force` is off, and the content differs);
 //! discovery is never "unavailable".
 //!
-//! Test hooks: failure injection per manifest ([`SimulatedCluster::fail_manifest`]),
+//! Test hooks: failure injection per manifest ([`SimulatedCluster::fail_manifest`], or,
+//! from outside the process, an object annotated [`SIMULATE_FAILURE_ANNOTATION`]: demos
+//! of failed rollouts need a failure a user can write into YAML),
 //! access denials and a count of access reviews ([`SimulatedCluster::deny_access`]), an
 //! unavailable API ([`SimulatedCluster::set_unavailable`]), apply counters per object
 //! (so tests can assert "no duplicate applies"), an injectable clock ([`SimClock`]), and a
@@ -34,6 +36,12 @@
 //! objects again.
 
 mod status;
+
+/// An object carrying this annotation is refused by the simulated cluster with the
+/// annotation's value as the API server's message (e.g. `"image pull backoff"`): a
+/// failure a user can inject from a manifest, for demos of failing rollouts. A real
+/// cluster ignores it.
+pub const SIMULATE_FAILURE_ANNOTATION: &str = "sim.workbus.io/fail";
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -757,6 +765,13 @@ impl Target for SimulatedCluster {
                 .find(|f| f.kind == kind && f.namespace == at.namespace && f.name == at.name)
             {
                 return Err(TargetError::Invalid(f.message.clone()));
+            }
+            if let Some(message) =
+                object["metadata"]["annotations"][SIMULATE_FAILURE_ANNOTATION].as_str()
+            {
+                return Err(TargetError::Invalid(format!(
+                    "simulated failure ({SIMULATE_FAILURE_ANNOTATION}): {message}"
+                )));
             }
             if at.name.is_empty() {
                 return Err(TargetError::Invalid(
