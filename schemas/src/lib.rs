@@ -28,6 +28,7 @@
 //! - [`metadata`]: the ManifestWork codecs: spec/status events <-> typed works (§5.4).
 //! - [`registration`]: cluster registration and health data types (ManagedCluster, CSR,
 //!   Lease, Event) and their sdk-go event codec (issue 13).
+//! - [`replicaset`]: ManifestWorkReplicaSet and its rollout strategy (issue 14).
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
@@ -42,6 +43,7 @@ pub mod mqtt;
 #[cfg(feature = "protobuf")]
 pub mod proto;
 pub mod registration;
+pub mod replicaset;
 pub mod resource_id;
 pub mod resync;
 pub mod resync_digest;
