@@ -1,6 +1,7 @@
 //! Starting and stopping a hub in-process: [`Hub::start`] opens the store, connects the
-//! MQTT transport, and runs three tasks — the source loop (received events), the outbox
-//! publisher (sent events) and the REST server — until [`HubHandle::shutdown`].
+//! MQTT transport, and runs its tasks — the source loop (received events), the outbox
+//! publisher (sent events), the rollout controller (ManifestWorkReplicaSets) and the
+//! REST server — until [`HubHandle::shutdown`].
 //!
 //! The `serve` command, the tests and the quickstart all start hubs this way.
 
@@ -84,6 +85,8 @@ pub struct HubHandle {
     subscriptions: Arc<tokio::sync::watch::Sender<u64>>,
     watchers: Watchers,
     registration: crate::source::registration::RegistrationContext,
+    rollouts: crate::rollout::controller::RolloutHandle,
+    rollout_events: crate::rollout::events::RolloutWatchers,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -235,6 +238,23 @@ impl Hub {
         };
         tasks.push(tokio::spawn(publisher.run()));
 
+        let rollout_events = crate::rollout::events::RolloutWatchers::default();
+        let rollout = crate::rollout::controller::RolloutController::new(
+            store.clone(),
+            config.rollout.decisions(),
+            config.rollout.clock.clone(),
+            config.source_id.clone(),
+            {
+                let wire = wire.clone();
+                Arc::new(move |now| crate::source::spec_events::change_builder(wire.clone(), now))
+            },
+            notify.clone(),
+            watchers.clone(),
+            rollout_events.clone(),
+        );
+        let rollouts = rollout.handle();
+        tasks.push(tokio::spawn(rollout.run(watchers.subscribe())));
+
         let state = ApiState {
             store: store.clone(),
             source_id: config.source_id.clone(),
@@ -245,6 +265,8 @@ impl Hub {
             hosts: Arc::new(HostPolicy::new(config.api.allowed_hosts.iter().cloned())),
             tickets: Default::default(),
             registration: registration.clone(),
+            rollouts: rollouts.clone(),
+            rollout_events: rollout_events.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -269,6 +291,8 @@ impl Hub {
             subscriptions,
             watchers,
             registration,
+            rollouts,
+            rollout_events,
             tasks,
         })
     }
@@ -284,6 +308,18 @@ impl HubHandle {
     /// as the REST watch endpoint sees them.
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<crate::watch::WorkChange> {
         self.watchers.subscribe()
+    }
+
+    /// The rollout controller: kick it after moving an injected clock.
+    pub fn rollouts(&self) -> &crate::rollout::controller::RolloutHandle {
+        &self.rollouts
+    }
+
+    /// Rollout transitions of every replica set, as `/api/v1/watch/replicasets` sees them.
+    pub fn watch_rollouts(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::rollout::events::RolloutEvent> {
+        self.rollout_events.subscribe()
     }
 
     /// The bound REST address.

@@ -10,6 +10,11 @@
 //! | `/api/v1/watch/works` | GET server-sent events (`cluster`; `ticket` for browsers) |
 //! | `/api/v1/watch/tickets` | POST a one-use ticket for the watch |
 //! | `/api/v1/outbox/parked` | GET the events parked as unpublishable (`after`, `limit`) |
+//! | `/api/v1/manifestworkreplicasets` | GET list (all namespaces) |
+//! | `/api/v1/namespaces/{ns}/manifestworkreplicasets` | GET list, POST create |
+//! | `/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}` | GET, PUT create-or-update, DELETE |
+//! | `…/manifestworkreplicasets/{name}/approve`, `…/abort` | POST: approve the awaited gate, stop the rollout |
+//! | `/api/v1/watch/replicasets` | GET server-sent rollout transitions (`namespace`, `name`) |
 //! | `/api/v1/tokens` | GET list, POST create (admin) |
 //! | `/api/v1/tokens/{name}` | DELETE revoke (admin) |
 //!
@@ -22,6 +27,7 @@ pub mod error;
 pub mod guard;
 pub mod outbox;
 pub mod registration;
+pub mod replicasets;
 pub mod server;
 pub mod tls;
 pub mod tokens;
@@ -69,6 +75,10 @@ pub struct ApiState {
     pub tickets: Tickets,
     /// Cluster registration (accept, deny, echoes, the clock).
     pub registration: crate::source::registration::RegistrationContext,
+    /// Kicks the rollout controller after a replica set change.
+    pub rollouts: crate::rollout::controller::RolloutHandle,
+    /// Rollout transitions (`/api/v1/watch/replicasets`).
+    pub rollout_events: crate::rollout::events::RolloutWatchers,
 }
 
 /// All routes.
@@ -111,6 +121,29 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/bootstraptokens/{name}",
             delete(registration::revoke_bootstrap_token),
         )
+        .route(
+            "/api/v1/manifestworkreplicasets",
+            get(replicasets::list_all),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets",
+            get(replicasets::list).post(replicasets::create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}",
+            get(replicasets::get)
+                .put(replicasets::put)
+                .delete(replicasets::delete),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/approve",
+            post(replicasets::approve),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/abort",
+            post(replicasets::abort),
+        )
+        .route("/api/v1/watch/replicasets", get(replicasets::watch))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use workbus_schemas::registration::CertificateSigningRequest;
 
 use super::registration::{ClusterSet, JoinToken};
+use super::replicaset::{ClusterRollout, ReplicaSetKey, ReplicaSetRecord};
 use super::{
     ApiToken, AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord,
 };
@@ -118,4 +119,25 @@ pub trait StoreTx {
     fn remove_token(&mut self, name: &str) -> Result<bool, StoreError>;
     /// How many API tokens exist.
     fn count_tokens(&mut self) -> Result<u64, StoreError>;
+
+    /// One replica set (issue 14).
+    fn replica_set(&mut self, key: &ReplicaSetKey) -> Result<Option<ReplicaSetRecord>, StoreError>;
+    /// Inserts or replaces a replica set.
+    fn put_replica_set(&mut self, rs: &ReplicaSetRecord) -> Result<(), StoreError>;
+    /// Removes a replica set with its per-cluster states; `false` when there was none.
+    fn remove_replica_set(&mut self, key: &ReplicaSetKey) -> Result<bool, StoreError>;
+    /// The per-cluster rollout states of a replica set, by cluster.
+    fn cluster_rollouts(&mut self, key: &ReplicaSetKey) -> Result<Vec<ClusterRollout>, StoreError>;
+    /// Inserts or replaces a cluster's rollout state.
+    fn put_cluster_rollout(
+        &mut self,
+        key: &ReplicaSetKey,
+        state: &ClusterRollout,
+    ) -> Result<(), StoreError>;
+    /// Removes a cluster's rollout state (no-op when there is none).
+    fn remove_cluster_rollout(
+        &mut self,
+        key: &ReplicaSetKey,
+        cluster: &str,
+    ) -> Result<(), StoreError>;
 }

@@ -10,7 +10,9 @@
 //! - [`registration`]: join, accept, deny, agent status and lease renewals (issue 13);
 //! - [`availability`]: cluster health from its lease (`decide_availability`), taints,
 //!   clock sync;
-//! - [`csr`]: which certificate signing requests the hub takes, and their approval.
+//! - [`csr`]: which certificate signing requests the hub takes, and their approval;
+//! - [`replicaset`]: applying, approving and aborting a ManifestWorkReplicaSet, and
+//!   which works it owns (issue 14).
 
 pub mod apply;
 pub mod availability;
@@ -18,4 +20,5 @@ pub mod cluster;
 pub mod csr;
 pub mod deletion;
 pub mod registration;
+pub mod replicaset;
 pub mod status;
