@@ -12,8 +12,10 @@
 //! lease renewals, Wills and health deadlines, cluster sets, bootstrap tokens) and the actor of a change on its `sent` audit row, and
 //! batches (a failing write rolled back
 //! alone, the rest durable), and Secret values never stored in clear (audit copies hold
-//! keyed digests). Backend-specific behaviour (SQLite migrations, triggers,
-//! corrupt rows) lives in `store_sqlite.rs`.
+//! keyed digests); ManifestWorkReplicaSets (a reconcile's works, states and status in
+//! one transaction, durable; deletion; foreign works and stale reads left alone).
+//! Backend-specific behaviour (SQLite migrations, triggers, corrupt rows) lives in
+//! `store_sqlite.rs`.
 
 mod conformance;
 mod work_fixture;
@@ -50,6 +52,9 @@ conformance!(
     joins_csrs_accept_and_deny_survive_a_reopen,
     leases_drive_health_deadlines,
     clustersets_and_bootstrap_tokens,
+    replica_set_rollouts_are_written_at_once_and_survive_a_reopen,
+    replica_set_deletion_background_and_foreground,
+    record_rollout_leaves_foreign_works_and_stale_reads_alone,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

@@ -24,6 +24,7 @@ use workbus_schemas::work::ManifestWorkStatus;
 
 use super::Backend;
 pub use super::registration::*;
+pub use super::replicaset::*;
 use crate::work_fixture::{desired, desired_secret};
 
 /// No wire format: rows come with their events.

@@ -2,6 +2,7 @@
 
 pub mod cases;
 pub mod registration;
+pub mod replicaset;
 
 use std::sync::Arc;
 
