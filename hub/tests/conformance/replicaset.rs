@@ -18,7 +18,9 @@ use workbus_hub::store::replicaset_writes::{
 use workbus_hub::store::writes::{ApplyWork, CreateCluster};
 use workbus_hub::store::{ApplyOutcome, SharedSpecEventBuilder, Store, StoreError, WorkKey};
 use workbus_schemas::replicaset::names::{PLACEMENT_LABEL, REPLICA_SET_LABEL};
-use workbus_schemas::replicaset::{GroupGate, ManifestWorkReplicaSetSpec, ManifestWorkReplicaSetStatus};
+use workbus_schemas::replicaset::{
+    GroupGate, ManifestWorkReplicaSetSpec, ManifestWorkReplicaSetStatus,
+};
 
 use super::Backend;
 use crate::work_fixture::desired;
@@ -117,7 +119,11 @@ pub fn replica_set_rollouts_are_written_at_once_and_survive_a_reopen(b: &dyn Bac
         let done = s.write(op).unwrap();
         assert!(!done.stale);
         assert_eq!(done.applied.len(), 3);
-        assert_eq!(s.outbox_depth().unwrap(), 3, "one spec event per work, same transaction");
+        assert_eq!(
+            s.outbox_depth().unwrap(),
+            3,
+            "one spec event per work, same transaction"
+        );
         let gate = GroupGate {
             placement: "fleet".into(),
             group_index: 0,
@@ -238,12 +244,20 @@ pub fn record_rollout_leaves_foreign_works_and_stale_reads_alone(b: &dyn Backend
     })
     .unwrap();
     let revision = s.get_replica_set(&rs_key()).unwrap().unwrap().revision.hash;
-    let done = s.write(record(generation, &["c1", "c2", "gone"], &revision)).unwrap();
+    let done = s
+        .write(record(generation, &["c1", "c2", "gone"], &revision))
+        .unwrap();
     assert_eq!(done.applied.len(), 1);
     let skipped: Vec<&str> = done.skipped.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(skipped, ["c2", "gone"]);
     let states = s.replica_set_clusters(&rs_key()).unwrap();
-    assert_eq!(states.iter().map(|s| s.cluster.as_str()).collect::<Vec<_>>(), ["c1"]);
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| s.cluster.as_str())
+            .collect::<Vec<_>>(),
+        ["c1"]
+    );
     let mine = s.get_work(&foreign.key).unwrap().unwrap();
     assert_eq!(mine.spec, foreign.spec, "the user's work is untouched");
     let stale = s.write(record(generation + 1, &["c2"], &revision)).unwrap();
