@@ -13,6 +13,7 @@
 pub mod certs;
 pub mod client;
 pub mod output;
+pub mod rollout;
 pub mod serve;
 pub mod tls_args;
 pub mod token;
@@ -159,6 +160,13 @@ pub enum Command {
         #[command(subcommand)]
         what: ClustersetCommand,
     },
+    /// ManifestWorkReplicaSet rollouts: status (progress per decision group), approve,
+    /// abort.
+    Rollout {
+        /// What.
+        #[command(subcommand)]
+        what: rollout::RolloutCommand,
+    },
     /// Manage API tokens (admin; or --offline on the data directory).
     Token {
         /// What.
@@ -207,6 +215,16 @@ pub enum GetWhat {
     /// List clusters.
     #[command(visible_aliases = ["cluster", "managedclusters"])]
     Clusters {
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// List ManifestWorkReplicaSets.
+    #[command(visible_aliases = ["manifestworkreplicaset", "mwrs"])]
+    Manifestworkreplicasets {
+        /// Only this namespace.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
         /// Output format (default: table).
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
@@ -423,6 +441,10 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
         Command::Quickstart(_) => return Err(not_a_client_command()),
         Command::Apply { file } => {
             for doc in read_documents(&file)? {
+                if rollout::is_replica_set(&doc) {
+                    rollout::apply(&client, &doc)?;
+                    continue;
+                }
                 let meta = |k: &str| {
                     doc.pointer(&format!("/metadata/{k}"))
                         .and_then(Value::as_str)
@@ -513,6 +535,26 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                     _ => print!("{}", output::clusters_table(&items, now)),
                 }
             }
+            GetWhat::Manifestworkreplicasets { namespace, output } => {
+                let path = match &namespace {
+                    Some(ns) => format!(
+                        "/api/v1/namespaces/{}/manifestworkreplicasets",
+                        encode_component(ns)
+                    ),
+                    None => "/api/v1/manifestworkreplicasets".to_string(),
+                };
+                let v = client.get(&path)?.body;
+                let items = v
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                match output {
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
+                    _ if items.is_empty() => eprintln!("No resources found"),
+                    _ => print!("{}", rollout::table_of(&items, now)),
+                }
+            }
             GetWhat::Clustersets { output } => {
                 let v = client.get("/api/v1/clustersets")?.body;
                 let items = v
@@ -526,6 +568,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 }
             }
         },
+        Command::Rollout { what } => rollout::run(&client, what)?,
         Command::Describe { what } => match what {
             DescribeWhat::Work { name, namespace } => {
                 let v = client.get(&work_path(&namespace, &name))?.body;

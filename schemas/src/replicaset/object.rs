@@ -9,6 +9,8 @@
 //! - `status.rollout`: the rollout's phase (incl. `AwaitingApproval`) and per-group
 //!   progress.
 //!
+//! `null` reads as the zero value (Go's decoding), as for every work type.
+//!
 //! An OCM user's YAML without them means exactly what it means upstream, except the
 //! success rule (see [`SuccessRule`]).
 
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::strategy::{DecisionGroupRef, RolloutStrategy};
+use crate::work::serde_go::nullable;
 use crate::work::{Condition, ManifestWorkSpec, ObjectMeta};
 
 /// A `ManifestWorkReplicaSet`.
@@ -31,10 +34,10 @@ pub struct ManifestWorkReplicaSet {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// `metadata` (namespace = where its Placements live).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// `spec`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub spec: ManifestWorkReplicaSetSpec,
     /// `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,10 +52,10 @@ pub struct ManifestWorkReplicaSet {
 #[serde(rename_all = "camelCase")]
 pub struct ManifestWorkReplicaSetSpec {
     /// `manifestWorkTemplate`: the spec of every generated work.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub manifest_work_template: ManifestWorkSpec,
     /// `placementRefs` (at least one).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub placement_refs: Vec<LocalPlacementReference>,
     /// `cascadeDeletionPolicy`: `Background` (default) or `Foreground`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +64,11 @@ pub struct ManifestWorkReplicaSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutExtensions>,
     /// **workbus extension**: per-cluster patches of the template.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub overrides: Vec<ClusterOverride>,
     /// Unknown members, kept verbatim.
     #[serde(flatten)]
@@ -185,7 +192,11 @@ pub struct PatchOperation {
 #[serde(rename_all = "camelCase")]
 pub struct ManifestWorkReplicaSetStatus {
     /// `conditions`: `PlacementVerified`, `PlacementRolledOut`, `ManifestworkApplied`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<Condition>,
     /// `placementSummary`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
