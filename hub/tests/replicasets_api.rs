@@ -215,6 +215,19 @@ async fn bad_replica_sets_are_refused_with_clear_messages() {
         let message = r.body["message"].as_str().unwrap_or_default();
         assert!(message.contains(word), "{word}: {message}");
     }
+    let doc = http("GET", format!("{base}/openapi.json"), None, None)
+        .await
+        .body;
+    for p in [
+        "/api/v1/manifestworkreplicasets",
+        "/api/v1/namespaces/{ns}/manifestworkreplicasets",
+        "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}",
+        "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/approve",
+        "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/abort",
+        "/api/v1/watch/replicasets",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lists {p}");
+    }
     let missing = http("GET", path, None, None).await;
     assert_eq!(missing.status, 404);
     assert!(

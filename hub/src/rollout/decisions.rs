@@ -49,10 +49,13 @@ pub trait Decisions: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<DecisionChange>;
 }
 
+/// Decision groups by (namespace, placement).
+type Placements = BTreeMap<(String, String), Vec<DecisionGroup>>;
+
 /// Decisions held in memory and set by hand (tests, and hubs without placements).
 #[derive(Clone)]
 pub struct MemoryDecisions {
-    placements: Arc<Mutex<BTreeMap<(String, String), Vec<DecisionGroup>>>>,
+    placements: Arc<Mutex<Placements>>,
     changes: broadcast::Sender<DecisionChange>,
 }
 

@@ -306,10 +306,8 @@ impl Write for RecordRollout {
                 None => false,
             })?;
             match result {
-                Some(Ok((outcome, work))) => {
-                    if outcome != ApplyOutcome::Unchanged {
-                        out.applied.push(work);
-                    }
+                Some(Ok((outcome, work))) if outcome != ApplyOutcome::Unchanged => {
+                    out.applied.push(work);
                 }
                 Some(Err(e @ (StoreError::Backend(_) | StoreError::Corrupt { .. }))) => {
                     return Err(e);
@@ -318,7 +316,7 @@ impl Write for RecordRollout {
                     skipped.insert(a.cluster.clone());
                     out.skipped.push((a.cluster, e.to_string()));
                 }
-                None => {}
+                Some(Ok(_)) | None => {}
             }
         }
         for state in &self.record {
