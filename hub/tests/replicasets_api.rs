@@ -239,3 +239,70 @@ async fn bad_replica_sets_are_refused_with_clear_messages() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_watch_streams_transitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = MemoryDecisions::default();
+    let hub = hub(dir.path(), decisions.clone()).await;
+    hub.store()
+        .write(CreateCluster {
+            name: "c1".into(),
+            labels: BTreeMap::new(),
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    decisions.set(
+        "apps",
+        "fleet",
+        vec![DecisionGroup {
+            index: 0,
+            name: String::new(),
+            clusters: vec!["c1".into()],
+        }],
+    );
+    let base = hub.base_url();
+    let watch_url = format!("{base}/api/v1/watch/replicasets?namespace=apps&name=web");
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader};
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(WAIT))
+            .build()
+            .into();
+        let resp = agent
+            .get(&watch_url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .expect("watch");
+        let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
+        let mut event = String::new();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            }
+            if let Some(data) = line.strip_prefix("data: ")
+                && event == "cluster"
+            {
+                return serde_json::from_str::<Value>(data).unwrap();
+            }
+        }
+        panic!("watch stream ended");
+    });
+    // The watcher may connect after the first change: each new template rolls out
+    // again (a new cluster transition) until it reports one.
+    let path = format!("{base}/api/v1/namespaces/apps/manifestworkreplicasets/web");
+    let mut n = 0;
+    while !reader.is_finished() && n < 200 {
+        let body = MWRS.replace("v: \"1\"", &format!("v: \"{n}\""));
+        let r = http("PUT", path.clone(), Some("application/yaml"), Some(body)).await;
+        assert!(r.status < 300, "{:?}", r.body);
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let event = reader.await.unwrap();
+    assert_eq!(event["type"], "cluster");
+    assert_eq!(event["cluster"], "c1");
+    assert_eq!(event["namespace"], "apps");
+    hub.shutdown().await;
+}

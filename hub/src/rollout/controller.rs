@@ -299,6 +299,8 @@ impl RolloutController {
     pub async fn run(self, mut works: broadcast::Receiver<WorkChange>) {
         let mut decisions = self.decisions.subscribe();
         let mut rechecks: BTreeMap<ReplicaSetKey, DateTime<Utc>> = BTreeMap::new();
+        // A closed input (its sender gone) is no longer polled rather than spun on.
+        let (mut works_open, mut decisions_open) = (true, true);
         self.dirty.mark_all();
         loop {
             let (all, mut keys) = self.dirty.take();
@@ -342,8 +344,14 @@ impl RolloutController {
             tokio::select! {
                 _ = self.dirty.wake.notified() => {}
                 _ = sleep => {}
-                change = works.recv() => self.on_work(change),
-                change = decisions.recv() => self.on_decision(change).await,
+                change = works.recv(), if works_open => {
+                    works_open = !matches!(change, Err(broadcast::error::RecvError::Closed));
+                    self.on_work(change);
+                }
+                change = decisions.recv(), if decisions_open => {
+                    decisions_open = !matches!(change, Err(broadcast::error::RecvError::Closed));
+                    self.on_decision(change).await;
+                }
             }
             // Batch: everything already queued joins this round.
             loop {
