@@ -60,6 +60,21 @@ async fn hub(dir: &std::path::Path, decisions: MemoryDecisions) -> HubHandle {
     .expect("hub starts")
 }
 
+/// Registers `clusters` and makes them Placement `apps/fleet`'s one decision group.
+async fn fleet(hub: &HubHandle, decisions: &MemoryDecisions, clusters: &[&str]) {
+    for c in clusters {
+        hub.store()
+            .write(CreateCluster {
+                name: c.to_string(),
+                labels: BTreeMap::new(),
+                now: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    decisions.set("apps", "fleet", DecisionGroup::indexed(&[("", clusters)]));
+}
+
 async fn until(
     rx: &mut tokio::sync::broadcast::Receiver<RolloutEvent>,
     want: impl Fn(&RolloutEvent) -> bool,
@@ -82,25 +97,7 @@ async fn replica_sets_over_rest() {
     let dir = tempfile::tempdir().unwrap();
     let decisions = MemoryDecisions::default();
     let hub = hub(dir.path(), decisions.clone()).await;
-    for c in ["c1", "c2"] {
-        hub.store()
-            .write(CreateCluster {
-                name: c.into(),
-                labels: BTreeMap::new(),
-                now: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
-    }
-    decisions.set(
-        "apps",
-        "fleet",
-        vec![DecisionGroup {
-            index: 0,
-            name: String::new(),
-            clusters: vec!["c1".into(), "c2".into()],
-        }],
-    );
+    fleet(&hub, &decisions, &["c1", "c2"]).await;
     let mut events = hub.watch_rollouts();
     let base = hub.base_url();
     let path = format!("{base}/api/v1/namespaces/apps/manifestworkreplicasets/web");
@@ -245,23 +242,7 @@ async fn the_rollout_watch_streams_transitions() {
     let dir = tempfile::tempdir().unwrap();
     let decisions = MemoryDecisions::default();
     let hub = hub(dir.path(), decisions.clone()).await;
-    hub.store()
-        .write(CreateCluster {
-            name: "c1".into(),
-            labels: BTreeMap::new(),
-            now: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
-    decisions.set(
-        "apps",
-        "fleet",
-        vec![DecisionGroup {
-            index: 0,
-            name: String::new(),
-            clusters: vec!["c1".into()],
-        }],
-    );
+    fleet(&hub, &decisions, &["c1"]).await;
     let base = hub.base_url();
     let watch_url = format!("{base}/api/v1/watch/replicasets?namespace=apps&name=web");
     let reader = tokio::task::spawn_blocking(move || {

@@ -114,17 +114,6 @@ fn spec(
     serde_json::from_value(s).unwrap()
 }
 
-fn groups(spec: &[(&str, &[&str])]) -> Vec<DecisionGroup> {
-    spec.iter()
-        .enumerate()
-        .map(|(i, (name, clusters))| DecisionGroup {
-            index: i as i32,
-            name: name.to_string(),
-            clusters: clusters.iter().map(|c| c.to_string()).collect(),
-        })
-        .collect()
-}
-
 impl Env {
     async fn apply(&self, spec: ManifestWorkReplicaSetSpec) {
         self.store
@@ -262,7 +251,7 @@ async fn all_reaches_every_cluster_in_one_write_and_completes() {
     let clusters = ["c1", "c2", "c3", "c4", "c5"];
     let env = env(dir.path(), &clusters, start());
     env.decisions
-        .set("apps", "fleet", groups(&[("", &clusters)]));
+        .set("apps", "fleet", DecisionGroup::indexed(&[("", &clusters)]));
     env.apply(spec(json!({"type": "All"}), json!({}), "1"))
         .await;
     env.reconcile().await;
@@ -297,7 +286,7 @@ async fn progressive_with_an_approval_gate_through_the_running_controller() {
     env.decisions.set(
         "apps",
         "fleet",
-        groups(&[("canary", &["a"]), ("wave", &["b", "c"])]),
+        DecisionGroup::indexed(&[("canary", &["a"]), ("wave", &["b", "c"])]),
     );
     let mut events = env.events.subscribe();
     let handle = env.controller.handle();
@@ -351,7 +340,7 @@ async fn an_injected_failure_aborts_and_rolls_back() {
     let clusters = ["a", "b", "c"];
     let env = env(dir.path(), &clusters, start());
     env.decisions
-        .set("apps", "fleet", groups(&[("", &clusters)]));
+        .set("apps", "fleet", DecisionGroup::indexed(&[("", &clusters)]));
     let strategy = json!({"type": "Progressive", "progressive": {"maxConcurrency": 1}});
     let extra = json!({"rollout": {"rollbackOnFailure": true}});
     env.apply(spec(strategy.clone(), extra.clone(), "1")).await;
@@ -414,7 +403,7 @@ async fn a_restart_mid_rollout_resumes_exactly_where_it_was() {
     let before = {
         let env = env(dir.path(), &clusters, start());
         env.decisions
-            .set("apps", "fleet", groups(&[("", &clusters)]));
+            .set("apps", "fleet", DecisionGroup::indexed(&[("", &clusters)]));
         env.apply(spec(strategy, json!({}), "1")).await;
         env.reconcile().await;
         env.succeed("a").await;
@@ -434,7 +423,7 @@ async fn a_restart_mid_rollout_resumes_exactly_where_it_was() {
         start() + chrono::Duration::seconds(70),
     );
     env.decisions
-        .set("apps", "fleet", groups(&[("", &clusters)]));
+        .set("apps", "fleet", DecisionGroup::indexed(&[("", &clusters)]));
     env.reconcile().await;
     let after = env
         .store

@@ -389,6 +389,25 @@ fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints a list answer as JSON/YAML, or its items as `table` renders them.
+fn print_list(
+    v: &Value,
+    output: Option<Output>,
+    table: impl FnOnce(&[Value]) -> String,
+) -> Result<(), CliError> {
+    let items = v
+        .get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    match output {
+        Some(Output::Json) | Some(Output::Yaml) => print_value(v, output)?,
+        _ if items.is_empty() => eprintln!("No resources found"),
+        _ => print!("{}", table(items)),
+    }
+    Ok(())
+}
+
 fn work_path(namespace: &str, name: &str) -> String {
     format!(
         "/api/v1/clusters/{}/works/{}",
@@ -524,16 +543,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             }
             GetWhat::Clusters { output } => {
                 let v = client.get("/api/v1/clusters")?.body;
-                let items = v
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
-                    _ if items.is_empty() => eprintln!("No resources found"),
-                    _ => print!("{}", output::clusters_table(&items, now)),
-                }
+                print_list(&v, output, |items| output::clusters_table(items, now))?;
             }
             GetWhat::Manifestworkreplicasets { namespace, output } => {
                 let path = match &namespace {
@@ -544,16 +554,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                     None => "/api/v1/manifestworkreplicasets".to_string(),
                 };
                 let v = client.get(&path)?.body;
-                let items = v
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
-                    _ if items.is_empty() => eprintln!("No resources found"),
-                    _ => print!("{}", rollout::table_of(&items, now)),
-                }
+                print_list(&v, output, |items| rollout::table_of(items, now))?;
             }
             GetWhat::Clustersets { output } => {
                 let v = client.get("/api/v1/clustersets")?.body;

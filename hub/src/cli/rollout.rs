@@ -20,7 +20,7 @@ use super::client::{Client, encode_component};
 use super::output::{age, table};
 
 /// How the CLI names a replica set in its messages (kubectl's `kind.group`).
-pub const KUBECTL_NAME: &str = "manifestworkreplicaset.work.open-cluster-management.io";
+const KUBECTL_NAME: &str = names::KUBECTL_NAME;
 
 /// `rollout` commands.
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,16 @@ pub enum ClusterStatus {
 }
 
 impl ClusterStatus {
+    /// Every status, in sdk-go's order.
+    pub const ALL: [ClusterStatus; 6] = [
+        ClusterStatus::ToApply,
+        ClusterStatus::Progressing,
+        ClusterStatus::Succeeded,
+        ClusterStatus::Failed,
+        ClusterStatus::TimeOut,
+        ClusterStatus::Skip,
+    ];
+
     /// The stored and displayed spelling (sdk-go's).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,16 +47,7 @@ impl ClusterStatus {
 
     /// The inverse of [`ClusterStatus::as_str`].
     pub fn parse(s: &str) -> Option<ClusterStatus> {
-        [
-            ClusterStatus::ToApply,
-            ClusterStatus::Progressing,
-            ClusterStatus::Succeeded,
-            ClusterStatus::Failed,
-            ClusterStatus::TimeOut,
-            ClusterStatus::Skip,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
     /// Whether it counts toward `maxFailures`.
@@ -98,14 +99,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_their_spelling() {
-        for s in [
-            ClusterStatus::ToApply,
-            ClusterStatus::Progressing,
-            ClusterStatus::Succeeded,
-            ClusterStatus::Failed,
-            ClusterStatus::TimeOut,
-            ClusterStatus::Skip,
-        ] {
+        for s in ClusterStatus::ALL {
             assert_eq!(ClusterStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(ClusterStatus::parse("Done"), None);

@@ -22,6 +22,19 @@ pub struct DecisionGroup {
 }
 
 impl DecisionGroup {
+    /// Groups with indices 0, 1, … from `(name, clusters)` pairs (tests, examples).
+    pub fn indexed(groups: &[(&str, &[&str])]) -> Vec<DecisionGroup> {
+        groups
+            .iter()
+            .zip(0..)
+            .map(|((name, clusters), index)| DecisionGroup {
+                index,
+                name: name.to_string(),
+                clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect()
+    }
+
     /// Its key.
     pub fn key(&self) -> GroupKey {
         GroupKey {

@@ -42,17 +42,6 @@ fn spec(v: serde_json::Value) -> ManifestWorkReplicaSetSpec {
     serde_json::from_value(v).unwrap()
 }
 
-fn groups(spec: &[(&str, &[&str])]) -> Vec<DecisionGroup> {
-    spec.iter()
-        .enumerate()
-        .map(|(i, (name, clusters))| DecisionGroup {
-            index: i as i32,
-            name: name.to_string(),
-            clusters: clusters.iter().map(|c| c.to_string()).collect(),
-        })
-        .collect()
-}
-
 impl World {
     fn new(
         namespace: &str,
@@ -225,7 +214,7 @@ fn checklist_21_all_applies_every_cluster_in_the_first_reconcile() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a", "b", "c"]), ("", &["d"])]),
+        DecisionGroup::indexed(&[("", &["a", "b", "c"]), ("", &["d"])]),
     );
     let out = w.step();
     assert_eq!(out.apply.len(), 4);
@@ -243,7 +232,7 @@ fn checklist_22_progressive_two_at_a_time_by_name_after_soak() {
         "ns",
         "rs",
         progressive(json!({"maxConcurrency": 2, "minSuccessTime": "1m"})),
-        groups(&[("", &["c3", "c1", "c2"])]),
+        DecisionGroup::indexed(&[("", &["c3", "c1", "c2"])]),
     );
     w.step();
     assert_eq!(w.live_works(), names(&["c1", "c2"]));
@@ -265,7 +254,7 @@ fn checklist_23_upstream_rule_stalls_without_a_progressing_condition_ours_does_n
     for (rule, expect_all) in [("Upstream", false), ("Available", true)] {
         let mut s = progressive(json!({"maxConcurrency": 1}));
         s.rollout = Some(serde_json::from_value(json!({"successRule": rule})).unwrap());
-        let mut w = World::new("ns", "rs", s, groups(&[("", &["a", "b"])]));
+        let mut w = World::new("ns", "rs", s, DecisionGroup::indexed(&[("", &["a", "b"])]));
         w.step();
         w.succeed("a");
         w.step();
@@ -286,7 +275,7 @@ fn checklist_24_progress_deadline_times_out_and_counts_as_failure() {
         "ns",
         "rs",
         progressive(json!({"maxConcurrency": 1, "progressDeadline": "10m"})),
-        groups(&[("", &["a", "b"])]),
+        DecisionGroup::indexed(&[("", &["a", "b"])]),
     );
     w.step();
     w.now += Duration::minutes(10);
@@ -304,7 +293,12 @@ fn checklist_25_per_group_starts_group_1_only_when_group_0_is_done() {
     let s = spec(
         json!({"placementRefs": [{"name": "p", "rolloutStrategy": {"type": "ProgressivePerGroup"}}]}),
     );
-    let mut w = World::new("ns", "rs", s, groups(&[("", &["a", "b"]), ("", &["c"])]));
+    let mut w = World::new(
+        "ns",
+        "rs",
+        s,
+        DecisionGroup::indexed(&[("", &["a", "b"]), ("", &["c"])]),
+    );
     w.step();
     assert_eq!(w.live_works(), names(&["a", "b"]));
     w.succeed("a");
@@ -320,7 +314,12 @@ fn checklist_26_mandatory_groups_first_and_without_failures() {
     let s = progressive(
         json!({"mandatoryDecisionGroups": [{"groupName": "canary"}], "maxFailures": "100%"}),
     );
-    let mut w = World::new("ns", "rs", s, groups(&[("", &["a"]), ("canary", &["z"])]));
+    let mut w = World::new(
+        "ns",
+        "rs",
+        s,
+        DecisionGroup::indexed(&[("", &["a"]), ("canary", &["z"])]),
+    );
     w.step();
     assert_eq!(w.live_works(), names(&["z"]));
     w.fail("z");
@@ -335,7 +334,7 @@ fn checklist_27_works_are_named_and_labelled_as_upstream() {
         "ns",
         "web",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a"])]),
+        DecisionGroup::indexed(&[("", &["a"])]),
     );
     w.step();
     let work = &w.works["a"];
@@ -350,18 +349,18 @@ fn checklist_28_clusters_and_placements_that_go_lose_their_works() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a", "b"])]),
+        DecisionGroup::indexed(&[("", &["a", "b"])]),
     );
     w.step();
     w.decisions
-        .insert("p".into(), Some(groups(&[("", &["a"])])));
+        .insert("p".into(), Some(DecisionGroup::indexed(&[("", &["a"])])));
     let out = w.step();
     assert_eq!(out.delete, names(&["b"]));
     assert_eq!(w.live_works(), names(&["a"]));
     // Replacing the placementRef deletes the old placement's works.
     w.rs.spec.placement_refs[0].name = "q".into();
     w.decisions
-        .insert("q".into(), Some(groups(&[("", &["c"])])));
+        .insert("q".into(), Some(DecisionGroup::indexed(&[("", &["c"])])));
     let out = w.step();
     assert_eq!(out.delete, names(&["a"]));
     assert_eq!(w.live_works(), names(&["c"]));
@@ -374,7 +373,7 @@ fn checklist_29_owner_label_too_long_is_invalid_manifest_work_name() {
         "ns",
         &long,
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a"])]),
+        DecisionGroup::indexed(&[("", &["a"])]),
     );
     let out = w.step();
     assert!(out.apply.is_empty());
@@ -390,7 +389,7 @@ fn checklist_30_foreground_deletion_waits_for_the_works() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}], "cascadeDeletionPolicy": "Foreground"})),
-        groups(&[("", &["a"])]),
+        DecisionGroup::indexed(&[("", &["a"])]),
     );
     w.step();
     w.rs.deletion = Some(w.now);
@@ -407,7 +406,7 @@ fn checklist_31_available_decision_groups_reads_as_upstream() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a", "b"]), ("", &["c"])]),
+        DecisionGroup::indexed(&[("", &["a", "b"]), ("", &["c"])]),
     );
     w.step();
     w.succeed("a");
@@ -444,7 +443,7 @@ fn missing_and_empty_placements_have_their_reasons() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[]),
+        DecisionGroup::indexed(&[]),
     );
     w.step();
     assert_eq!(
@@ -469,7 +468,7 @@ fn max_failures_percent_tolerates_then_breaches() {
         "ns",
         "rs",
         progressive(json!({"maxConcurrency": 2, "maxFailures": "25%"})),
-        groups(&[("", &["a", "b", "c", "d"])]),
+        DecisionGroup::indexed(&[("", &["a", "b", "c", "d"])]),
     );
     w.step();
     w.fail("a"); // 1 of 4 = 25 %: tolerated
@@ -500,7 +499,7 @@ fn approval_gate_pauses_after_the_group_until_approved() {
         "ns",
         "rs",
         s,
-        groups(&[("canary", &["a"]), ("wave", &["b", "c"])]),
+        DecisionGroup::indexed(&[("canary", &["a"]), ("wave", &["b", "c"])]),
     );
     w.step();
     assert_eq!(w.live_works(), names(&["a"]));
@@ -547,7 +546,12 @@ fn approval_gate_pauses_after_the_group_until_approved() {
 fn failure_with_rollback_restores_the_previous_template() {
     let mut s = progressive(json!({"maxConcurrency": 1}));
     s.rollout = Some(serde_json::from_value(json!({"rollbackOnFailure": true})).unwrap());
-    let mut w = World::new("ns", "rs", s, groups(&[("", &["a", "b", "c"])]));
+    let mut w = World::new(
+        "ns",
+        "rs",
+        s,
+        DecisionGroup::indexed(&[("", &["a", "b", "c"])]),
+    );
     for c in ["a", "b", "c"] {
         w.step();
         w.succeed(c);
@@ -577,7 +581,7 @@ fn abort_stops_new_clusters_only() {
         "ns",
         "rs",
         progressive(json!({"maxConcurrency": 1})),
-        groups(&[("", &["a", "b"])]),
+        DecisionGroup::indexed(&[("", &["a", "b"])]),
     );
     w.step();
     abort(&mut w.rs, "admin", w.now);
@@ -594,7 +598,7 @@ fn a_cluster_going_away_mid_rollout_frees_its_slot() {
         "ns",
         "rs",
         progressive(json!({"maxConcurrency": 1, "progressDeadline": "5m", "maxFailures": 1})),
-        groups(&[("", &["a", "b", "c"])]),
+        DecisionGroup::indexed(&[("", &["a", "b", "c"])]),
     );
     w.step();
     // a's agent stops answering (Unknown): it times out, tolerated (maxFailures 1).
@@ -603,8 +607,10 @@ fn a_cluster_going_away_mid_rollout_frees_its_slot() {
     assert_eq!(w.status_of("a"), Some(ClusterStatus::TimeOut));
     assert_eq!(w.live_works(), names(&["a", "b"]));
     // Its taint drops it from the decisions: its work goes, the rollout goes on.
-    w.decisions
-        .insert("p".into(), Some(groups(&[("", &["b", "c"])])));
+    w.decisions.insert(
+        "p".into(),
+        Some(DecisionGroup::indexed(&[("", &["b", "c"])])),
+    );
     w.succeed("b");
     let out = w.step();
     assert_eq!(out.delete, names(&["a"]));
@@ -620,7 +626,12 @@ fn overrides_render_per_cluster() {
          "patch": [{"op": "replace", "path": "/workload/manifests/0/data/v", "value": "prod"}]}
     ]))
     .unwrap();
-    let mut w = World::new("ns", "rs", s, groups(&[("", &["dev1", "prod1"])]));
+    let mut w = World::new(
+        "ns",
+        "rs",
+        s,
+        DecisionGroup::indexed(&[("", &["dev1", "prod1"])]),
+    );
     w.labels.insert(
         "prod1".into(),
         [("env".to_string(), "prod".to_string())].into(),
@@ -642,7 +653,7 @@ fn an_idle_reconcile_changes_nothing() {
         "ns",
         "rs",
         spec(json!({"placementRefs": [{"name": "p"}]})),
-        groups(&[("", &["a"])]),
+        DecisionGroup::indexed(&[("", &["a"])]),
     );
     w.step();
     w.succeed("a");

@@ -56,6 +56,13 @@ fn setup(s: &dyn Store, clusters: &[&str], cascade: &str) -> i64 {
         })
         .unwrap();
     }
+    let (outcome, generation) = apply_rs(s, cascade);
+    assert_eq!(outcome, ApplyOutcome::Created);
+    generation
+}
+
+/// Applies the replica set with `cascade`; answers the outcome and its generation.
+fn apply_rs(s: &dyn Store, cascade: &str) -> (ApplyOutcome, i64) {
     let (outcome, rs) = s
         .write(ApplyReplicaSet {
             key: rs_key(),
@@ -64,8 +71,7 @@ fn setup(s: &dyn Store, clusters: &[&str], cascade: &str) -> i64 {
             now: Utc::now(),
         })
         .unwrap();
-    assert_eq!(outcome, ApplyOutcome::Created);
-    rs.generation
+    (outcome, rs.generation)
 }
 
 fn record(generation: i64, clusters: &[&str], revision: &str) -> RecordRollout {
@@ -167,17 +173,7 @@ pub fn replica_set_deletion_background_and_foreground(b: &dyn Backend) {
         let s = s.as_ref();
         let generation = match s.get_replica_set(&rs_key()).unwrap() {
             None if cascade == "Background" => setup(s, &["c1"], cascade),
-            _ => {
-                let (_, rs) = s
-                    .write(ApplyReplicaSet {
-                        key: rs_key(),
-                        labels: BTreeMap::new(),
-                        spec: rs_spec(cascade),
-                        now: Utc::now(),
-                    })
-                    .unwrap();
-                rs.generation
-            }
+            _ => apply_rs(s, cascade).1,
         };
         // The Background pass left deleting works; Foreground writes to another cluster.
         let cluster = if gone { "c1" } else { "c2" };

@@ -11,6 +11,8 @@ pub const KIND: &str = "ManifestWorkReplicaSet";
 pub const LIST_KIND: &str = "ManifestWorkReplicaSetList";
 /// The short name kubectl users type (`kubectl get mwrs`).
 pub const SHORT_NAME: &str = "mwrs";
+/// The replica set's `kind.group`, as kubectl names it in its messages.
+pub const KUBECTL_NAME: &str = "manifestworkreplicaset.work.open-cluster-management.io";
 /// The plural resource name.
 pub const RESOURCE: &str = "manifestworkreplicasets";
 
