@@ -5,7 +5,8 @@
 //! (one transaction per reconcile, not one request per cluster).
 //!
 //! A replica set reaches many clusters, so changing one needs an unscoped token;
-//! reading needs a reader token like any GET.
+//! reading needs a reader token like any GET (the status holds counts, no cluster
+//! names); the watch shows a scoped token the transitions of its clusters only.
 
 use std::convert::Infallible;
 
@@ -426,17 +427,21 @@ pub struct WatchQuery {
 /// `cluster` or `phase`, data a `RolloutEvent`); `lagged` when the watcher fell behind.
 pub async fn watch(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Principal>,
     query: Result<Query<WatchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let stream = BroadcastStream::new(state.rollout_events.subscribe()).filter_map(move |item| {
         let ns = q.namespace.clone();
         let name = q.name.clone();
+        let caller = caller.clone();
         async move {
             match item {
                 Ok(e) => {
+                    // A scoped token sees the transitions of its own clusters only.
                     if ns.as_deref().is_some_and(|n| n != e.namespace)
                         || name.as_deref().is_some_and(|n| n != e.name)
+                        || e.cluster.as_deref().is_some_and(|c| !caller.may_touch(c))
                     {
                         return None;
                     }
