@@ -30,7 +30,7 @@ pub struct Revision {
     /// `overrides` (workbus extension).
     #[serde(default)]
     pub overrides: Vec<ClusterOverride>,
-    /// Its hash ([`crate::rollout::revision::revision_hash`]).
+    /// Its hash ([`crate::rollout::revision::revision`]).
     pub hash: String,
 }
 
