@@ -121,6 +121,7 @@ impl Env {
                 key: key(),
                 labels: BTreeMap::new(),
                 spec,
+                create_only: false,
                 now: Utc::now(),
             })
             .await

@@ -229,21 +229,6 @@ async fn apply(
 ) -> Result<Response, ApiError> {
     require_unscoped(caller)?;
     let k = key(rs.metadata.namespace.clone(), rs.metadata.name.clone());
-    if create_only {
-        let lookup = k.clone();
-        if state
-            .store
-            .run(move |s| s.get_replica_set(&lookup))
-            .await?
-            .is_some()
-        {
-            return Err(crate::store::StoreError::AlreadyExists {
-                kind: "manifestworkreplicaset",
-                name: format!("{}/{}", k.namespace, k.name),
-            }
-            .into());
-        }
-    }
     let ObjectMeta { labels, .. } = rs.metadata;
     let (outcome, record) = state
         .store
@@ -251,6 +236,7 @@ async fn apply(
             key: k.clone(),
             labels,
             spec: rs.spec,
+            create_only,
             now: Utc::now(),
         })
         .await?;

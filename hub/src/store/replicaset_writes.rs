@@ -47,6 +47,8 @@ pub struct ApplyReplicaSet {
     pub labels: BTreeMap<String, String>,
     /// `spec` (validated by the caller).
     pub spec: ManifestWorkReplicaSetSpec,
+    /// Refuse ([`StoreError::AlreadyExists`]) to replace an existing replica set.
+    pub create_only: bool,
     /// The change time.
     pub now: DateTime<Utc>,
 }
@@ -55,6 +57,12 @@ impl Write for ApplyReplicaSet {
     type Output = (ApplyOutcome, ReplicaSetRecord);
     fn run(self, tx: &mut dyn StoreTx) -> Result<Self::Output, StoreError> {
         let existing = tx.replica_set(&self.key)?;
+        if self.create_only && existing.is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "manifestworkreplicaset",
+                name: format!("{}/{}", self.key.namespace, self.key.name),
+            });
+        }
         let (outcome, record) =
             plan_replica_set(existing, &self.key, self.labels, self.spec, self.now)?.into_parts();
         if outcome != ApplyOutcome::Unchanged {

@@ -68,6 +68,7 @@ fn apply_rs(s: &dyn Store, cascade: &str) -> (ApplyOutcome, i64) {
             key: rs_key(),
             labels: BTreeMap::new(),
             spec: rs_spec(cascade),
+            create_only: false,
             now: Utc::now(),
         })
         .unwrap();
@@ -220,13 +221,22 @@ pub fn replica_set_deletion_background_and_foreground(b: &dyn Backend) {
     assert!(matches!(missing, Err(StoreError::NotFound { .. })));
 }
 
-/// A reconcile's write never touches a work it does not own, skips a cluster that
+/// A create-only apply of an existing replica set is refused. A reconcile's write
+/// never touches a work it does not own, skips a cluster that
 /// cannot take the work (the rest of the fleet is written), and writes nothing when the
 /// replica set changed since it was read.
 pub fn record_rollout_leaves_foreign_works_and_stale_reads_alone(b: &dyn Backend) {
     let s = b.open();
     let s = s.as_ref();
     let generation = setup(s, &["c1", "c2"], "Background");
+    let again = s.write(ApplyReplicaSet {
+        key: rs_key(),
+        labels: BTreeMap::new(),
+        spec: rs_spec("Background"),
+        create_only: true,
+        now: Utc::now(),
+    });
+    assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
     // A user's own work named like the replica set on c2.
     let mut foreign = desired("c2", "web", "mine");
     foreign.uid = workbus_schemas::resource_id::work_resource_id("src", "c2", "web").to_string();
