@@ -76,6 +76,8 @@ pub struct HubConfig {
     /// Cluster registration over the bus: the CA that signs joining clusters'
     /// certificates, the health timer, the clock.
     pub registration: RegistrationSettings,
+    /// ManifestWorkReplicaSet rollouts: placement decisions and the clock.
+    pub rollout: crate::rollout::controller::RolloutSettings,
 }
 
 /// How the hub registers clusters that join over the bus (issue 13).
@@ -168,6 +170,7 @@ impl HubConfig {
             client_id: None,
             api: ApiSettings::default(),
             registration: RegistrationSettings::default(),
+            rollout: crate::rollout::controller::RolloutSettings::default(),
         }
     }
 }

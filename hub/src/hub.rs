@@ -1,6 +1,7 @@
 //! Starting and stopping a hub in-process: [`Hub::start`] opens the store, connects the
-//! MQTT transport, and runs three tasks — the source loop (received events), the outbox
-//! publisher (sent events) and the REST server — until [`HubHandle::shutdown`].
+//! MQTT transport, and runs its tasks — the source loop (received events), the outbox
+//! publisher (sent events), the rollout controller (ManifestWorkReplicaSets) and the
+//! REST server — until [`HubHandle::shutdown`].
 //!
 //! The `serve` command, the tests and the quickstart all start hubs this way.
 
@@ -85,6 +86,8 @@ pub struct HubHandle {
     watchers: Watchers,
     registration: crate::source::registration::RegistrationContext,
     placements: crate::placement::controller::PlacementHooks,
+    rollouts: crate::rollout::controller::RolloutHandle,
+    rollout_events: crate::rollout::events::RolloutWatchers,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -247,6 +250,25 @@ impl Hub {
             .run(),
         ));
 
+        let rollout_events = crate::rollout::events::RolloutWatchers::default();
+        let rollout = crate::rollout::controller::RolloutController::new(
+            store.clone(),
+            config
+                .rollout
+                .decisions(store.blocking().clone(), &placements.watchers),
+            config.rollout.clock.clone(),
+            config.source_id.clone(),
+            {
+                let wire = wire.clone();
+                Arc::new(move |now| crate::source::spec_events::change_builder(wire.clone(), now))
+            },
+            notify.clone(),
+            watchers.clone(),
+            rollout_events.clone(),
+        );
+        let rollouts = rollout.handle();
+        tasks.push(tokio::spawn(rollout.run(watchers.subscribe())));
+
         let state = ApiState {
             store: store.clone(),
             source_id: config.source_id.clone(),
@@ -258,6 +280,8 @@ impl Hub {
             tickets: Default::default(),
             registration: registration.clone(),
             placements: placements.clone(),
+            rollouts: rollouts.clone(),
+            rollout_events: rollout_events.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -283,6 +307,8 @@ impl Hub {
             watchers,
             registration,
             placements,
+            rollouts,
+            rollout_events,
             tasks,
         })
     }
@@ -306,6 +332,18 @@ impl HubHandle {
     /// as the REST watch endpoint sees them.
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<crate::watch::WorkChange> {
         self.watchers.subscribe()
+    }
+
+    /// The rollout controller: kick it after moving an injected clock.
+    pub fn rollouts(&self) -> &crate::rollout::controller::RolloutHandle {
+        &self.rollouts
+    }
+
+    /// Rollout transitions of every replica set, as `/api/v1/watch/replicasets` sees them.
+    pub fn watch_rollouts(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::rollout::events::RolloutEvent> {
+        self.rollout_events.subscribe()
     }
 
     /// The bound REST address.

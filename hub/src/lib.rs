@@ -15,6 +15,7 @@
 //!   the status acceptance rule.
 //! - [`api`]: the REST API (served with TLS and bounds by `api::server`); [`auth`]: its
 //!   tokens, roles and the host/origin rule; [`watch`]: change fan-out; [`metrics`].
+//! - [`rollout`]: ManifestWorkReplicaSets: the pure rollout planner and its controller.
 //! - [`signing`]: the hub's spec signing key (made on the first start).
 //! - [`clock`]: the hub's injectable clock (health decisions in tests).
 //! - [`work_view`]: stored work → kubectl-shaped ManifestWork.
@@ -38,6 +39,7 @@ pub mod pki;
 pub mod placement;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
+pub mod rollout;
 pub mod signing;
 pub mod source;
 pub mod store;

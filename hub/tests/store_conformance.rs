@@ -13,8 +13,10 @@
 //! (apply, decisions replaced with the status, deletion, cluster set bindings) and the actor of a change on its `sent` audit row, and
 //! batches (a failing write rolled back
 //! alone, the rest durable), and Secret values never stored in clear (audit copies hold
-//! keyed digests). Backend-specific behaviour (SQLite migrations, triggers,
-//! corrupt rows) lives in `store_sqlite.rs`.
+//! keyed digests); ManifestWorkReplicaSets (a reconcile's works, states and status in
+//! one transaction, durable; deletion; foreign works and stale reads left alone).
+//! Backend-specific behaviour (SQLite migrations, triggers, corrupt rows) lives in
+//! `store_sqlite.rs`.
 
 mod conformance;
 mod work_fixture;
@@ -52,6 +54,9 @@ conformance!(
     leases_drive_health_deadlines,
     clustersets_and_bootstrap_tokens,
     placements_decisions_and_bindings,
+    replica_set_rollouts_are_written_at_once_and_survive_a_reopen,
+    replica_set_deletion_background_and_foreground,
+    record_rollout_leaves_foreign_works_and_stale_reads_alone,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

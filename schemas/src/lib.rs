@@ -30,6 +30,7 @@
 //!   Lease, Event) and their sdk-go event codec (issue 13).
 //! - [`selector`]: Kubernetes label selectors (matching, validation, the string form).
 //! - [`placement`]: Placement, PlacementDecision and ManagedClusterSetBinding (issue 14).
+//! - [`replicaset`]: ManifestWorkReplicaSet and its rollout strategy (issue 14).
 //! - `proto` (feature `protobuf`): the CloudEvents protobuf format of sdk-go's gRPC
 //!   driver and Maestro's gRPC API, for interoperability tools; not on the MQTT path.
 
@@ -45,6 +46,7 @@ pub mod placement;
 #[cfg(feature = "protobuf")]
 pub mod proto;
 pub mod registration;
+pub mod replicaset;
 pub mod resource_id;
 pub mod resync;
 pub mod resync_digest;

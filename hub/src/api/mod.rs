@@ -15,6 +15,11 @@
 //! | `/api/v1/namespaces/{ns}/placementdecisions` | GET (`placement`) |
 //! | `/api/v1/namespaces/{ns}/managedclustersetbindings/{set}` | GET, PUT, DELETE |
 //! | `/api/v1/watch/placements` | GET server-sent events of decision changes |
+//! | `/api/v1/manifestworkreplicasets` | GET list (all namespaces) |
+//! | `/api/v1/namespaces/{ns}/manifestworkreplicasets` | GET list, POST create |
+//! | `/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}` | GET, PUT create-or-update, DELETE |
+//! | `…/manifestworkreplicasets/{name}/approve`, `…/abort` | POST: approve the awaited gate, stop the rollout |
+//! | `/api/v1/watch/replicasets` | GET server-sent rollout transitions (`namespace`, `name`) |
 //! | `/api/v1/tokens` | GET list, POST create (admin) |
 //! | `/api/v1/tokens/{name}` | DELETE revoke (admin) |
 //!
@@ -28,6 +33,7 @@ pub mod guard;
 pub mod outbox;
 pub mod placements;
 pub mod registration;
+pub mod replicasets;
 pub mod server;
 pub mod tls;
 pub mod tokens;
@@ -77,6 +83,10 @@ pub struct ApiState {
     pub registration: crate::source::registration::RegistrationContext,
     /// The placement controller's trigger and decision broadcast.
     pub placements: crate::placement::controller::PlacementHooks,
+    /// Kicks the rollout controller after a replica set change.
+    pub rollouts: crate::rollout::controller::RolloutHandle,
+    /// Rollout transitions (`/api/v1/watch/replicasets`).
+    pub rollout_events: crate::rollout::events::RolloutWatchers,
 }
 
 /// All routes.
@@ -141,6 +151,29 @@ pub fn router(state: ApiState) -> Router {
             get(placements::list_bindings),
         )
         .route("/api/v1/watch/placements", get(placements::watch))
+        .route(
+            "/api/v1/manifestworkreplicasets",
+            get(replicasets::list_all),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets",
+            get(replicasets::list).post(replicasets::create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}",
+            get(replicasets::get)
+                .put(replicasets::put)
+                .delete(replicasets::delete),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/approve",
+            post(replicasets::approve),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/manifestworkreplicasets/{name}/abort",
+            post(replicasets::abort),
+        )
+        .route("/api/v1/watch/replicasets", get(replicasets::watch))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))

@@ -1,11 +1,13 @@
 //! `apply -f FILE`: every document of the file (YAML stream or JSON) sent to the REST
-//! route of its `kind` — ManifestWork, Placement, ManagedClusterSetBinding — and the
+//! route of its `kind` — ManifestWork, Placement, ManagedClusterSetBinding,
+//! ManifestWorkReplicaSet — and the
 //! kubectl-style result line (`placement.cluster.open-cluster-management.io/p created`).
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 use workbus_schemas::placement::names::{kind, kubectl};
+use workbus_schemas::replicaset;
 
 use super::client::CliError;
 use super::client::{Client, encode_component};
@@ -41,11 +43,14 @@ pub fn run(client: &Client, file: &PathBuf) -> Result<(), CliError> {
                 namespaced("managedclustersetbindings"),
                 kubectl::MANAGED_CLUSTER_SET_BINDING,
             ),
-            // ManifestWorkReplicaSet goes here (its own route) when it exists.
+            k if k == replicaset::names::KIND => (
+                super::rollout::path(&ns, &name),
+                replicaset::names::KUBECTL_NAME,
+            ),
             other => {
                 return Err(CliError::Input(format!(
                     "{name}: kind {other:?} cannot be applied (ManifestWork, Placement, \
-                     ManagedClusterSetBinding)"
+                     ManagedClusterSetBinding, ManifestWorkReplicaSet)"
                 )));
             }
         };

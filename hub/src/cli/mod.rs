@@ -15,6 +15,7 @@ pub mod certs;
 pub mod client;
 pub mod output;
 pub mod placements;
+pub mod rollout;
 pub mod serve;
 pub mod tls_args;
 pub mod token;
@@ -170,6 +171,13 @@ pub enum Command {
         #[command(subcommand)]
         what: ClustersetCommand,
     },
+    /// ManifestWorkReplicaSet rollouts: status (progress per decision group), approve,
+    /// abort.
+    Rollout {
+        /// What.
+        #[command(subcommand)]
+        what: rollout::RolloutCommand,
+    },
     /// Manage API tokens (admin; or --offline on the data directory).
     Token {
         /// What.
@@ -218,6 +226,16 @@ pub enum GetWhat {
     /// List clusters.
     #[command(visible_aliases = ["cluster", "managedclusters"])]
     Clusters {
+        /// Output format (default: table).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// List ManifestWorkReplicaSets.
+    #[command(visible_aliases = ["manifestworkreplicaset", "mwrs"])]
+    Manifestworkreplicasets {
+        /// Only this namespace.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
         /// Output format (default: table).
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
@@ -435,6 +453,25 @@ fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints a list answer as JSON/YAML, or its items as `table` renders them.
+fn print_list(
+    v: &Value,
+    output: Option<Output>,
+    table: impl FnOnce(&[Value]) -> String,
+) -> Result<(), CliError> {
+    let items = v
+        .get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    match output {
+        Some(Output::Json) | Some(Output::Yaml) => print_value(v, output)?,
+        _ if items.is_empty() => eprintln!("No resources found"),
+        _ => print!("{}", table(items)),
+    }
+    Ok(())
+}
+
 fn work_path(namespace: &str, name: &str) -> String {
     format!(
         "/api/v1/clusters/{}/works/{}",
@@ -543,16 +580,18 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             }
             GetWhat::Clusters { output } => {
                 let v = client.get("/api/v1/clusters")?.body;
-                let items = v
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
-                    _ if items.is_empty() => eprintln!("No resources found"),
-                    _ => print!("{}", output::clusters_table(&items, now)),
-                }
+                print_list(&v, output, |items| output::clusters_table(items, now))?;
+            }
+            GetWhat::Manifestworkreplicasets { namespace, output } => {
+                let path = match &namespace {
+                    Some(ns) => format!(
+                        "/api/v1/namespaces/{}/manifestworkreplicasets",
+                        encode_component(ns)
+                    ),
+                    None => "/api/v1/manifestworkreplicasets".to_string(),
+                };
+                let v = client.get(&path)?.body;
+                print_list(&v, output, |items| rollout::table_of(items, now))?;
             }
             GetWhat::Placements {
                 namespace,
@@ -586,6 +625,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 }
             }
         },
+        Command::Rollout { what } => rollout::run(&client, what)?,
         Command::Describe { what } => match what {
             DescribeWhat::Work { name, namespace } => {
                 let v = client.get(&work_path(&namespace, &name))?.body;
@@ -716,6 +756,8 @@ mod tests {
             "workbus-hub get work --namespace",
             "workbus-hub get work --output",
             "workbus-hub get clusters --output",
+            "workbus-hub get manifestworkreplicasets --namespace",
+            "workbus-hub get manifestworkreplicasets --output",
             "workbus-hub get clustersets --output",
             "workbus-hub get placements --namespace",
             "workbus-hub get placements --all-namespaces",
@@ -731,6 +773,10 @@ mod tests {
             "workbus-hub create cluster --label",
             "workbus-hub create clusterset --selector",
             "workbus-hub create clustersetbinding --namespace",
+            "workbus-hub rollout status --namespace",
+            "workbus-hub rollout status --watch",
+            "workbus-hub rollout approve --namespace",
+            "workbus-hub rollout abort --namespace",
             "workbus-hub token create --role",
             "workbus-hub token create --name",
             "workbus-hub token create --clusters",

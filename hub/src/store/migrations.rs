@@ -191,6 +191,43 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, clusterset)
     );
     "#,
+    // 9: ManifestWorkReplicaSets (issue 14) and the per-cluster state of their
+    // rollouts, written in the transaction that writes the works, so a restarted hub
+    // resumes a rollout exactly where it was. `spec` and `previous` (the template
+    // rollback restores) are sealed like work specs; `template_hash` names the
+    // template being rolled out, and each cluster row the template its work carries.
+    r#"
+    CREATE TABLE replicasets (
+        namespace     TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        labels        TEXT NOT NULL,          -- JSON object
+        spec          TEXT NOT NULL,          -- ManifestWorkReplicaSetSpec JSON
+        status        TEXT NOT NULL,          -- ManifestWorkReplicaSetStatus JSON
+        template_hash TEXT NOT NULL,
+        previous      TEXT,                   -- the previous template JSON (rollback)
+        approvals     TEXT NOT NULL,          -- JSON array of approved gates
+        halt          TEXT,                   -- JSON: why the rollout stopped
+        generation    INTEGER NOT NULL CHECK (generation >= 1),
+        created       TEXT NOT NULL,
+        updated       TEXT NOT NULL,
+        deletion      TEXT,                   -- Foreground deletion waiting for works
+        PRIMARY KEY (namespace, name)
+    );
+    CREATE TABLE replicaset_clusters (
+        namespace       TEXT NOT NULL,
+        replicaset      TEXT NOT NULL,
+        cluster         TEXT NOT NULL,
+        placement       TEXT NOT NULL,
+        group_index     INTEGER NOT NULL,
+        group_name      TEXT NOT NULL,
+        status          TEXT NOT NULL,        -- ToApply, Progressing, Succeeded, ...
+        last_transition TEXT NOT NULL,
+        revision        TEXT NOT NULL,        -- template hash of the cluster's work
+        PRIMARY KEY (namespace, replicaset, cluster),
+        FOREIGN KEY (namespace, replicaset) REFERENCES replicasets(namespace, name)
+            ON DELETE CASCADE
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -9,6 +9,8 @@
 //! - [`registration`]: the records of cluster registration (issue 13);
 //! - [`placement`] and [`placement_writes`]: Placements, their decisions and cluster
 //!   set bindings (issue 14);
+//! - [`replicaset`] and [`replicaset_writes`]: ManifestWorkReplicaSets and their
+//!   rollout state (issue 14);
 //! - a backend: [`Store`] (reads and transactions) and [`StoreTx`] (row operations
 //!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one.
 //!
@@ -31,10 +33,13 @@ pub mod placement_writes;
 pub mod redact;
 pub mod registration;
 pub mod registration_writes;
+pub mod replicaset;
+pub mod replicaset_writes;
 pub mod rules;
 pub mod sqlite;
 mod sqlite_placement;
 mod sqlite_registration;
+mod sqlite_replicaset;
 pub mod tx;
 pub mod writes;
 
@@ -219,6 +224,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         namespace: Option<&str>,
     ) -> Result<Vec<placement::ClusterSetBinding>, StoreError>;
+    /// One ManifestWorkReplicaSet (issue 14).
+    fn get_replica_set(
+        &self,
+        key: &replicaset::ReplicaSetKey,
+    ) -> Result<Option<replicaset::ReplicaSetRecord>, StoreError>;
+    /// The replica sets of a namespace (all when `None`), by namespace and name.
+    fn list_replica_sets(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<replicaset::ReplicaSetRecord>, StoreError>;
+    /// The per-cluster rollout states of a replica set, by cluster.
+    fn replica_set_clusters(
+        &self,
+        key: &replicaset::ReplicaSetKey,
+    ) -> Result<Vec<replicaset::ClusterRollout>, StoreError>;
 }
 
 /// The file name of the SQLite database inside its data directory.

@@ -31,6 +31,7 @@ use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
 use super::sqlite_placement as pl;
 use super::sqlite_registration as reg;
+use super::sqlite_replicaset as rsq;
 use super::{Store, StoreError, StoreTx, migrations};
 use workbus_schemas::placement::PlacementDecision;
 
@@ -48,11 +49,11 @@ pub struct SqliteStore {
 /// The sealing of payload columns: with a keyring, values are sealed on write; on read
 /// sealed values are opened and plain (older) ones pass through.
 #[derive(Clone, Copy)]
-struct Seal<'k>(Option<&'k Keyring>);
+pub(super) struct Seal<'k>(Option<&'k Keyring>);
 
 impl Seal<'_> {
     /// Seals `plain` for `column` (`table.column`), or keeps it when there is no key.
-    fn seal(self, column: &str, plain: String) -> Result<String, StoreError> {
+    pub(super) fn seal(self, column: &str, plain: String) -> Result<String, StoreError> {
         match self.0 {
             Some(keys) => keys
                 .seal(column, plain.as_bytes())
@@ -88,7 +89,7 @@ impl Seal<'_> {
     }
 
     /// Opens a stored text value of `column`.
-    fn open(self, column: &str, stored: String) -> Result<String, String> {
+    pub(super) fn open(self, column: &str, stored: String) -> Result<String, String> {
         let bytes = self.open_bytes(column, stored.into_bytes())?;
         String::from_utf8(bytes).map_err(|_| format!("{column}: not UTF-8"))
     }
@@ -737,6 +738,50 @@ impl StoreTx for SqliteTx<'_> {
         Ok(exec(self.conn, "DELETE FROM api_tokens WHERE name = ?1", [name])? == 1)
     }
 
+    fn replica_set(
+        &mut self,
+        key: &super::replicaset::ReplicaSetKey,
+    ) -> Result<Option<super::replicaset::ReplicaSetRecord>, StoreError> {
+        rsq::get(self.conn, self.seal, key)
+    }
+
+    fn put_replica_set(
+        &mut self,
+        rs: &super::replicaset::ReplicaSetRecord,
+    ) -> Result<(), StoreError> {
+        rsq::put(self.conn, self.seal, rs)
+    }
+
+    fn remove_replica_set(
+        &mut self,
+        key: &super::replicaset::ReplicaSetKey,
+    ) -> Result<bool, StoreError> {
+        rsq::remove(self.conn, key)
+    }
+
+    fn cluster_rollouts(
+        &mut self,
+        key: &super::replicaset::ReplicaSetKey,
+    ) -> Result<Vec<super::replicaset::ClusterRollout>, StoreError> {
+        rsq::states(self.conn, key)
+    }
+
+    fn put_cluster_rollout(
+        &mut self,
+        key: &super::replicaset::ReplicaSetKey,
+        state: &super::replicaset::ClusterRollout,
+    ) -> Result<(), StoreError> {
+        rsq::put_state(self.conn, key, state)
+    }
+
+    fn remove_cluster_rollout(
+        &mut self,
+        key: &super::replicaset::ReplicaSetKey,
+        cluster: &str,
+    ) -> Result<(), StoreError> {
+        rsq::remove_state(self.conn, key, cluster)
+    }
+
     fn count_tokens(&mut self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
@@ -1156,6 +1201,27 @@ impl Store for SqliteStore {
         hash: &str,
     ) -> Result<Option<super::registration::JoinToken>, StoreError> {
         reg::join_token_by_hash(&*self.reader()?, hash)
+    }
+
+    fn get_replica_set(
+        &self,
+        key: &super::replicaset::ReplicaSetKey,
+    ) -> Result<Option<super::replicaset::ReplicaSetRecord>, StoreError> {
+        rsq::get(&*self.reader()?, self.seal(), key)
+    }
+
+    fn list_replica_sets(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<super::replicaset::ReplicaSetRecord>, StoreError> {
+        rsq::list(&*self.reader()?, self.seal(), namespace)
+    }
+
+    fn replica_set_clusters(
+        &self,
+        key: &super::replicaset::ReplicaSetKey,
+    ) -> Result<Vec<super::replicaset::ClusterRollout>, StoreError> {
+        rsq::states(&*self.reader()?, key)
     }
 
     fn list_join_tokens(&self) -> Result<Vec<super::registration::JoinToken>, StoreError> {

@@ -15,6 +15,7 @@ use workbus_schemas::registration::CertificateSigningRequest;
 use super::placement::{ClusterSetBinding, PlacementRecord};
 
 use super::registration::{ClusterSet, JoinToken};
+use super::replicaset::{ClusterRollout, ReplicaSetKey, ReplicaSetRecord};
 use super::{
     ApiToken, AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord,
 };
@@ -158,4 +159,24 @@ pub trait StoreTx {
     fn insert_binding(&mut self, binding: &ClusterSetBinding) -> Result<bool, StoreError>;
     /// Removes a binding; `false` when there was none.
     fn remove_binding(&mut self, namespace: &str, cluster_set: &str) -> Result<bool, StoreError>;
+    /// One replica set (issue 14).
+    fn replica_set(&mut self, key: &ReplicaSetKey) -> Result<Option<ReplicaSetRecord>, StoreError>;
+    /// Inserts or replaces a replica set.
+    fn put_replica_set(&mut self, rs: &ReplicaSetRecord) -> Result<(), StoreError>;
+    /// Removes a replica set with its per-cluster states; `false` when there was none.
+    fn remove_replica_set(&mut self, key: &ReplicaSetKey) -> Result<bool, StoreError>;
+    /// The per-cluster rollout states of a replica set, by cluster.
+    fn cluster_rollouts(&mut self, key: &ReplicaSetKey) -> Result<Vec<ClusterRollout>, StoreError>;
+    /// Inserts or replaces a cluster's rollout state.
+    fn put_cluster_rollout(
+        &mut self,
+        key: &ReplicaSetKey,
+        state: &ClusterRollout,
+    ) -> Result<(), StoreError>;
+    /// Removes a cluster's rollout state (no-op when there is none).
+    fn remove_cluster_rollout(
+        &mut self,
+        key: &ReplicaSetKey,
+        cluster: &str,
+    ) -> Result<(), StoreError>;
 }

@@ -25,6 +25,7 @@ use workbus_schemas::work::ManifestWorkStatus;
 use super::Backend;
 pub use super::placement::*;
 pub use super::registration::*;
+pub use super::replicaset::*;
 use crate::work_fixture::{desired, desired_secret};
 
 /// No wire format: rows come with their events.

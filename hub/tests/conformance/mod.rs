@@ -3,6 +3,7 @@
 pub mod cases;
 pub mod placement;
 pub mod registration;
+pub mod replicaset;
 
 use std::sync::Arc;
 

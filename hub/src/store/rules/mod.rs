@@ -12,6 +12,8 @@
 //!   clock sync;
 //! - [`csr`]: which certificate signing requests the hub takes, and their approval;
 //! - [`placement`]: applying a Placement (generation, kept status) (issue 14).
+//! - [`replicaset`]: applying, approving and aborting a ManifestWorkReplicaSet, and
+//!   which works it owns (issue 14).
 
 pub mod apply;
 pub mod availability;
@@ -20,4 +22,5 @@ pub mod csr;
 pub mod deletion;
 pub mod placement;
 pub mod registration;
+pub mod replicaset;
 pub mod status;
