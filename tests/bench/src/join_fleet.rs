@@ -6,7 +6,7 @@
 //! Unknown), from the hub's cluster notifications and, since those may lag behind a
 //! storm, a periodic read of the store.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -106,7 +106,7 @@ impl JoinFleet {
     /// Sums the workers' counters (see [`fleet_stats`]).
     pub async fn agent_stats(
         &mut self,
-    ) -> Result<std::collections::BTreeMap<String, u64>, BenchError> {
+    ) -> Result<BTreeMap<String, u64>, BenchError> {
         fleet_stats(&mut self.workers).await
     }
 }
@@ -244,13 +244,13 @@ impl ClusterTracker {
 }
 
 /// How many clusters of each Available status the hub has, for reports.
-pub async fn available_counts(hub: &HubHandle) -> HashMap<String, usize> {
+pub async fn available_counts(hub: &HubHandle) -> BTreeMap<String, usize> {
     let clusters = hub
         .store()
         .run(|s| s.list_clusters())
         .await
         .unwrap_or_default();
-    let mut counts = HashMap::new();
+    let mut counts = BTreeMap::new();
     for c in clusters {
         let mc = c.managed_cluster();
         let status = mc

@@ -152,17 +152,13 @@ impl WorkerSecurity {
                 ..TlsSettings::default()
             });
             let mut r = RegistrationConfig::new(IdentityDir::new(root.join(cluster)));
+            // Join requests are resent at the product's interval (30 s) while waiting.
             r.bootstrap_token = Some(token.clone());
-            // Resent (and resynced) while waiting: a lost echo costs this much.
-            r.join_resend = JOIN_RESEND;
             config.registration = Some(r);
         }
         Ok(())
     }
 }
-
-/// How often a joining agent repeats its join requests while waiting.
-pub const JOIN_RESEND: Duration = Duration::from_secs(5);
 
 impl WorkerArgs {
     /// The resync form its agents speak.
