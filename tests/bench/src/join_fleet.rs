@@ -104,9 +104,7 @@ impl JoinFleet {
     }
 
     /// Sums the workers' counters (see [`fleet_stats`]).
-    pub async fn agent_stats(
-        &mut self,
-    ) -> Result<BTreeMap<String, u64>, BenchError> {
+    pub async fn agent_stats(&mut self) -> Result<BTreeMap<String, u64>, BenchError> {
         fleet_stats(&mut self.workers).await
     }
 }
