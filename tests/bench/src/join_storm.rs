@@ -5,14 +5,15 @@
 //! until every cluster is Available, each cluster's time from the storm's start to
 //! Available (p50/p99), and the hub process's RSS growth per registered, idle, connected
 //! cluster (hub, SQLite and the embedded broker with its TLS connections are all in this
-//! process, as `workbus-hub serve` runs them; the agents are in worker processes).
+//! process, as `workbus-hub serve` runs them; the agents are in worker processes), as
+//! read and after `malloc_trim` (without what the storm left cached in the allocator).
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::join_fleet::{ClusterTracker, JoinFleet, available_counts, available_is};
-use crate::measure::{self, self_rss_kb, summary};
+use crate::measure::{self, self_rss_kb, self_rss_trimmed_kb, summary};
 use crate::{BenchError, Ctx, Report, Scenario, Target};
 
 /// Time given to the hub process to settle before reading its RSS.
@@ -40,6 +41,7 @@ impl Scenario for JoinStorm {
         let mut fleet = JoinFleet::start().await?;
         tokio::time::sleep(SETTLE).await;
         let rss_before = self_rss_kb();
+        let rss_before_trimmed = self_rss_trimmed_kb();
         let tracker = ClusterTracker::start(fleet.handle(), &fleet.prefix, 0..n, |c| {
             available_is(c, "True")
         });
@@ -51,7 +53,12 @@ impl Scenario for JoinStorm {
         let per_cluster = tracker.times_ms(storm);
         tokio::time::sleep(SETTLE).await;
         let rss_after = self_rss_kb();
-        let per_cluster_kb = rss_after.saturating_sub(rss_before) as f64 / n.max(1) as f64;
+        let rss_after_trimmed = self_rss_trimmed_kb();
+        let growth_per_cluster = |after: u64, before: u64| {
+            (after.saturating_sub(before) as f64 / n.max(1) as f64 * 100.0).round() / 100.0
+        };
+        let per_cluster_kb = growth_per_cluster(rss_after, rss_before);
+        let per_cluster_trimmed_kb = growth_per_cluster(rss_after_trimmed, rss_before_trimmed);
         let agents = fleet.agent_stats().await?;
         let counts = available_counts(fleet.handle()).await;
         let broker_clients = match &fleet.hub.broker {
@@ -80,12 +87,21 @@ impl Scenario for JoinStorm {
             "agents": agents,
             "hub_rss_before_kb": rss_before,
             "hub_rss_after_kb": rss_after,
-            "hub_rss_per_registered_cluster_kb": (per_cluster_kb * 100.0).round() / 100.0,
+            "hub_rss_per_registered_cluster_kb": per_cluster_kb,
+            "hub_rss_trimmed_before_kb": rss_before_trimmed,
+            "hub_rss_trimmed_after_kb": rss_after_trimmed,
+            "hub_rss_trimmed_per_registered_cluster_kb": per_cluster_trimmed_kb,
         });
         let targets = vec![
             Target::on(
                 format!("hub RSS per registered idle connected cluster{scale}"),
                 Some(per_cluster_kb),
+                "KiB",
+            )
+            .at_most(20.0),
+            Target::on(
+                format!("the same after malloc_trim (live memory){scale}"),
+                Some(per_cluster_trimmed_kb),
                 "KiB",
             )
             .at_most(20.0),
