@@ -245,7 +245,7 @@ async fn start_secured(secure: &Secure, addr: SocketAddr) -> BrokerHandle {
 
 /// Runs a short blocking step (starting or stopping a Mosquitto process) without
 /// stalling the runtime's other tasks where the runtime allows it.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),

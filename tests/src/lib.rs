@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod fake_source;
 pub use workbus_testkit::fault_proxy;
 pub mod hubs;
+pub mod join_hub;
 pub mod secure;
 
 pub use fake_source::FakeSource;

@@ -6,9 +6,17 @@
 //! reports its claims; a connection that dies without DISCONNECT makes the cluster
 //! Unknown through the agent's Will, and the reconnected agent makes it Available again
 //! with one renewal; a certificate due for rotation is replaced while connected.
+//!
+//! The kill -9 tests run the agent as its own process (`workbus-chaos-node agent`: the
+//! `workbus-agent` command line and `main` wiring; a test crate cannot name another
+//! package's binary) on both brokers: the hub's embedded broker, where it joins with an
+//! auto-accept bootstrap token, and Mosquitto configured as `deploy/mosquitto/`
+//! documents, which authenticates only certificates — that leg gets a pre-issued cluster
+//! certificate and a cluster joined and accepted on the hub's store instead.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use workbus_agent::config::AgentConfig;
 use workbus_agent::registration::identity_dir::IdentityDir;
@@ -17,143 +25,55 @@ use workbus_agent::runtime;
 use workbus_agent::store::MemoryStore;
 use workbus_agent::target::ClusterInfo;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_hub::api::registration::{NewBootstrapToken, issue_bootstrap};
-use workbus_hub::config::{HubConfig, RegistrationSettings, StoreSettings};
-use workbus_hub::embedded_broker::{self, BrokerSecurity, EmbeddedBroker};
-use workbus_hub::pki::Pki;
-use workbus_hub::{Hub, HubHandle};
 use workbus_schemas::registration::ManagedCluster;
 use workbus_schemas::registration::names::{TAINT_UNREACHABLE, condition};
 use workbus_schemas::topics::Topics;
 use workbus_testkit::fault_proxy::FaultProxy;
 use workbus_testkit::unique;
+use workbus_tests::chaos::processes::Proc;
+use workbus_tests::join_hub::JoinHub;
 use workbus_transport::{PemSource, TlsSettings, TransportConfig};
 
 const SOURCE: &str = "workbus";
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Fleet {
-    dir: tempfile::TempDir,
-    broker: EmbeddedBroker,
-    hub: HubHandle,
-    pki: Pki,
-}
+type Fleet = JoinHub;
 
 async fn fleet(cert_validity: Option<Duration>) -> Fleet {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::ensure(dir.path(), &[]).unwrap();
-    let security = BrokerSecurity::MutualTls {
-        pki: pki.clone(),
-        source_id: SOURCE.into(),
-    };
-    let (broker, _) = embedded_broker::start("127.0.0.1:0".parse().unwrap(), &security)
-        .await
-        .unwrap();
-    let mut registration = RegistrationSettings {
-        pki: Some(pki.clone()),
-        disconnect: Some(broker.disconnect()),
-        trust_publisher_stamps: true,
-        ..RegistrationSettings::default()
-    };
-    if let Some(v) = cert_validity {
-        registration.cluster_cert_validity = v;
-    }
-    let hub = Hub::start(HubConfig {
-        store: StoreSettings::sqlite(dir.path().join("hub")),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source_id: SOURCE.into(),
-        broker: broker.hub_settings().unwrap(),
-        registration,
-        ..HubConfig::new()
-    })
-    .await
-    .unwrap();
-    broker.attach_hub(&hub);
-    assert!(hub.wait_subscribed(WAIT).await);
-    Fleet {
-        dir,
-        broker,
-        hub,
-        pki,
-    }
+    JoinHub::embedded(SOURCE, cert_validity).await
 }
 
-impl Fleet {
-    async fn bootstrap_token(&self, auto_accept: bool) -> String {
-        let request = NewBootstrapToken {
-            name: Some(unique("join")),
-            ttl_seconds: Some(600),
-            auto_accept,
-        };
-        let (write, secret) = issue_bootstrap(request, "test", chrono::Utc::now()).unwrap();
-        self.hub.store().write(write).await.unwrap();
-        secret
-    }
+/// A registering agent of `cluster` reaching the broker at `port`, trusting the hub
+/// CA, with no certificate of its own yet.
+fn agent_config(f: &Fleet, cluster: &str, port: u16, token: &str) -> AgentConfig {
+    let mut t = TransportConfig::new("127.0.0.1", port, "");
+    t.tls = Some(TlsSettings {
+        ca_pem: Some(PemSource::File(f.pki.ca_bundle())),
+        ..TlsSettings::default()
+    });
+    t.keep_alive = Duration::from_secs(5);
+    t.reconnect.min_delay = Duration::from_millis(50);
+    t.reconnect.max_delay = Duration::from_millis(500);
+    let topics = Topics::for_agent(SOURCE, cluster).unwrap();
+    let mut config = AgentConfig::new(cluster, None, topics, t).unwrap();
+    let mut r = RegistrationConfig::new(IdentityDir::new(
+        f.dir.path().join("agents").join(cluster).join("identity"),
+    ));
+    r.bootstrap_token = Some(token.to_string());
+    r.claims = vec![("region".into(), "eu-1".into())];
+    r.join_resend = Duration::from_millis(500);
+    config.registration = Some(r);
+    config
+}
 
-    /// A registering agent of `cluster` reaching the broker at `port`, trusting the hub
-    /// CA, with no certificate of its own yet.
-    fn agent_config(&self, cluster: &str, port: u16, token: &str) -> AgentConfig {
-        let mut t = TransportConfig::new("127.0.0.1", port, "");
-        t.tls = Some(TlsSettings {
-            ca_pem: Some(PemSource::File(self.pki.ca_bundle())),
-            ..TlsSettings::default()
-        });
-        t.keep_alive = Duration::from_secs(5);
-        t.reconnect.min_delay = Duration::from_millis(50);
-        t.reconnect.max_delay = Duration::from_millis(500);
-        let topics = Topics::for_agent(SOURCE, cluster).unwrap();
-        let mut config = AgentConfig::new(cluster, None, topics, t).unwrap();
-        let mut r = RegistrationConfig::new(IdentityDir::new(
-            self.dir
-                .path()
-                .join("agents")
-                .join(cluster)
-                .join("identity"),
-        ));
-        r.bootstrap_token = Some(token.to_string());
-        r.claims = vec![("region".into(), "eu-1".into())];
-        r.join_resend = Duration::from_millis(500);
-        config.registration = Some(r);
-        config
-    }
-
-    async fn cluster(&self, name: &str) -> Option<ManagedCluster> {
-        let name = name.to_string();
-        self.hub
-            .store()
-            .run(move |s| s.get_cluster(&name))
-            .await
-            .unwrap()
-            .map(|c| c.managed_cluster())
-    }
-
-    /// Polls the hub's record of `name` until `check` holds (or fails after [`WAIT`]).
-    async fn wait_cluster(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&ManagedCluster) -> bool,
-    ) -> ManagedCluster {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(c) = self.cluster(name).await
-                && check(&c)
-            {
-                return c;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {:?}",
-                self.cluster(name).await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.hub.shutdown().await;
-        self.broker.shutdown().await;
-    }
+/// Waits until `check` holds for the hub's record of `name` (fails after [`WAIT`]).
+async fn wait_cluster(
+    f: &Fleet,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ManagedCluster) -> bool,
+) -> ManagedCluster {
+    f.await_cluster(name, what, WAIT, check).await.0
 }
 
 fn available(c: &ManagedCluster) -> Option<&str> {
@@ -170,17 +90,17 @@ fn sim() -> Arc<SimulatedCluster> {
 #[tokio::test]
 async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_gone() {
     let f = fleet(None).await;
-    let proxy = FaultProxy::start(f.broker.reach()).await;
+    let proxy = FaultProxy::start(f.reach()).await;
     let token = f.bootstrap_token(false).await;
     let cluster = unique("edge");
-    let mut config = f.agent_config(&cluster, proxy.addr().port(), &token);
+    let mut config = agent_config(&f, &cluster, proxy.addr().port(), &token);
 
     // Join: the hub records the cluster, not accepted, until the operator accepts it.
     let joining = tokio::spawn(async move {
         let identity = registration::prepare(&mut config).await;
         (config, identity)
     });
-    let pending = f.wait_cluster(&cluster, "the join request", |_| true).await;
+    let pending = wait_cluster(&f, &cluster, "the join request", |_| true).await;
     assert!(!pending.spec.hub_accepts_client && !pending.is_accepted());
     assert!(!joining.is_finished(), "no identity before acceptance");
     f.hub.registration().accept(&cluster).await.unwrap();
@@ -190,11 +110,10 @@ async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_go
 
     // The agent reconnects with its own certificate, joins, reports, renews.
     let agent = runtime::start(config, sim(), Arc::new(MemoryStore::default())).unwrap();
-    let up = f
-        .wait_cluster(&cluster, "Joined and Available", |c| {
-            c.is_joined() && available(c) == Some("True")
-        })
-        .await;
+    let up = wait_cluster(&f, &cluster, "Joined and Available", |c| {
+        c.is_joined() && available(c) == Some("True")
+    })
+    .await;
     let claims: Vec<_> = up
         .status
         .cluster_claims
@@ -215,11 +134,10 @@ async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_go
     // the hub marks the cluster Unknown at once (long before 2 × the 60 s lease).
     let cut_at = std::time::Instant::now();
     proxy.cut();
-    let gone = f
-        .wait_cluster(&cluster, "Unknown after the Will", |c| {
-            available(c) == Some("Unknown")
-        })
-        .await;
+    let gone = wait_cluster(&f, &cluster, "Unknown after the Will", |c| {
+        available(c) == Some("Unknown")
+    })
+    .await;
     assert!(
         cut_at.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -227,7 +145,7 @@ async fn an_agent_joins_is_accepted_becomes_available_and_its_will_reports_it_go
     );
     assert!(gone.has_taint(TAINT_UNREACHABLE));
     // The agent reconnects (through the proxy) and one renewal brings it back.
-    f.wait_cluster(&cluster, "Available again", |c| {
+    wait_cluster(&f, &cluster, "Available again", |c| {
         available(c) == Some("True") && !c.has_taint(TAINT_UNREACHABLE)
     })
     .await;
@@ -251,7 +169,7 @@ async fn a_certificate_due_for_rotation_is_replaced_while_connected() {
     let f = fleet(Some(Duration::from_secs(10))).await;
     let token = f.bootstrap_token(true).await;
     let cluster = unique("edge");
-    let mut config = f.agent_config(&cluster, f.broker.reach().port(), &token);
+    let mut config = agent_config(&f, &cluster, f.reach().port(), &token);
     let first = tokio::time::timeout(WAIT, registration::prepare(&mut config))
         .await
         .unwrap()
@@ -282,7 +200,7 @@ async fn a_certificate_due_for_rotation_is_replaced_while_connected() {
         assert!(tokio::time::Instant::now() < reconnected, "no reconnect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    f.wait_cluster(&cluster, "Available with the new certificate", |c| {
+    wait_cluster(&f, &cluster, "Available with the new certificate", |c| {
         available(c) == Some("True")
     })
     .await;
@@ -295,4 +213,123 @@ async fn a_certificate_due_for_rotation_is_replaced_while_connected() {
     assert_eq!(now.serial, rotated.serial);
     agent.shutdown().await;
     f.stop().await;
+}
+
+/// The agents' MQTT keep-alive in the kill -9 tests: the least the MQTT client allows.
+const KEEP_ALIVE_SECS: u64 = 5;
+
+/// Time allowed on top of 1.5 × keep-alive between a kill and the hub's Unknown: the
+/// broker's Will, the hub's store write and our notification on a shared, busy CI
+/// machine (the Will itself is due at once: the killed process's sockets are closed by
+/// the kernel).
+const SCHEDULING_MARGIN: Duration = Duration::from_secs(2);
+
+/// The agent process of `cluster` on `f`'s broker (not started): the `workbus-agent`
+/// command line with an sdk-go config file (the broker, the hub CA,
+/// [`KEEP_ALIVE_SECS`]), its data (and identity) dir under `f`'s dir, joining with
+/// `token` when given.
+fn agent_process(f: &Fleet, cluster: &str, token: Option<&str>) -> Proc {
+    let root = agent_root(f, cluster);
+    std::fs::create_dir_all(&root).unwrap();
+    let config = root.join("mqtt.json");
+    let mqtt = serde_json::json!({
+        "brokerHost": f.reach().to_string(),
+        "keepAlive": KEEP_ALIVE_SECS,
+        "pubQoS": 1,
+        "subQoS": 1,
+        "topics": Topics::for_agent(SOURCE, cluster).unwrap(),
+        "caFile": f.pki.ca_bundle(),
+    });
+    std::fs::write(&config, serde_json::to_vec(&mqtt).unwrap()).unwrap();
+    let mut args = vec![
+        "agent".to_string(),
+        format!("--spoke-cluster-name={cluster}"),
+        format!("--workload-source-config={}", config.display()),
+        format!("--data-dir={}", root.join("data").display()),
+        "--sim-ready-after=0s".to_string(),
+    ];
+    args.extend(token.map(|t| format!("--bootstrap-token={t}")));
+    Proc::new(
+        cluster,
+        Path::new(env!("CARGO_BIN_EXE_workbus-chaos-node")),
+        args,
+        root.join("agent.log"),
+    )
+}
+
+/// Where the agent process of `cluster` keeps its config, data and log.
+fn agent_root(f: &Fleet, cluster: &str) -> PathBuf {
+    f.dir.path().join("processes").join(cluster)
+}
+
+/// The agent process joins (or connects with its identity) and becomes Available; after
+/// `kill -9` the broker publishes its Will and the hub marks the cluster Unknown with the
+/// unreachable taint within 1.5 × keep-alive (+ [`SCHEDULING_MARGIN`]); restarted, it
+/// is Available again with its first renewal, well within one lease period (60 s).
+async fn killed_agent_is_unknown_then_back(f: Fleet, cluster: &str, token: Option<&str>) {
+    let mut agent = agent_process(&f, cluster, token);
+    agent.start().unwrap();
+    f.await_cluster(cluster, "Available", WAIT, |c| available(c) == Some("True"))
+        .await;
+
+    let killed = Instant::now();
+    agent.kill9();
+    let (gone, at) = f
+        .await_cluster(cluster, "Unknown after kill -9", WAIT, |c| {
+            available(c) == Some("Unknown")
+        })
+        .await;
+    let bound = Duration::from_secs(KEEP_ALIVE_SECS).mul_f64(1.5) + SCHEDULING_MARGIN;
+    let took = at.duration_since(killed);
+    assert!(took <= bound, "Unknown after {took:?}, bound {bound:?}");
+    assert!(gone.has_taint(TAINT_UNREACHABLE), "{gone:?}");
+
+    let restarted = Instant::now();
+    agent.start().unwrap();
+    let lease = Duration::from_secs(
+        gone.spec
+            .lease_duration_seconds
+            .max(1)
+            .unsigned_abs()
+            .into(),
+    );
+    let (back, _) = f
+        .await_cluster(
+            cluster,
+            "Available after the restart",
+            WAIT.min(lease),
+            |c| available(c) == Some("True"),
+        )
+        .await;
+    assert!(!back.has_taint(TAINT_UNREACHABLE), "{back:?}");
+    eprintln!(
+        "{cluster}: Unknown {took:?} after kill -9 (bound {bound:?}), Available {:?} after the restart",
+        restarted.elapsed()
+    );
+    agent.kill9();
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_process_is_unknown_within_keep_alive_on_the_embedded_broker() {
+    let f = fleet(None).await;
+    let token = f.bootstrap_token(true).await;
+    let cluster = unique("edge");
+    killed_agent_is_unknown_then_back(f, &cluster, Some(&token)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_process_is_unknown_within_keep_alive_on_mosquitto() {
+    if workbus_testkit::skip_without_mosquitto(
+        "registration::a_killed_agent_process_is_unknown_within_keep_alive_on_mosquitto",
+    ) {
+        return;
+    }
+    let f = JoinHub::on_mosquitto(SOURCE).await;
+    let cluster = unique("edge");
+    let identity = agent_root(&f, &cluster)
+        .join("data")
+        .join(registration::IDENTITY_DIR);
+    f.pre_join(&cluster, &IdentityDir::new(identity)).await;
+    killed_agent_is_unknown_then_back(f, &cluster, None).await;
 }

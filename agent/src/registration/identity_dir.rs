@@ -1,7 +1,9 @@
 //! The agent's identity directory (`--identity-dir`, default `<data dir>/identity`):
 //! the cluster's own client certificate once the hub has signed it. Mode 0700, files
 //! 0600; `tls.key` (the agent's private key), `tls.crt` (the certificate the hub
-//! signed), `ca.crt` (the hub CA that signed it, when the hub sent one).
+//! signed), `ca.crt` (the hub CA that signed it, when the hub sent one), and while a join
+//! waits for the hub `pending-request.json` (the request in flight with its key, so a
+//! restarted agent sends the same request again instead of leaving one more behind).
 //!
 //! Writes are atomic per file (temporary file, fsync, rename) and the pair is swapped
 //! certificate-last: a crash between the two renames leaves `tls.crt.new` beside a
@@ -21,8 +23,34 @@ pub const KEY_FILE: &str = "tls.key";
 pub const CERT_FILE: &str = "tls.crt";
 /// The CA bundle's file name.
 pub const CA_FILE: &str = "ca.crt";
+/// The join request in flight's file name.
+pub const PENDING_FILE: &str = "pending-request.json";
 /// Suffix of a file written but not yet swapped in.
 const NEW_SUFFIX: &str = ".new";
+
+/// A join request in flight, kept across restarts: the cluster it is for, the CSR's name
+/// suffix, the key (0600, like `tls.key`) and the CSR.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingRequest {
+    /// The cluster it was made for.
+    pub cluster: String,
+    /// The CSR's name is `<cluster>-<suffix>`.
+    pub suffix: String,
+    /// The private key (PKCS#8 PEM).
+    pub key_pem: String,
+    /// The PKCS#10 request (PEM).
+    pub csr_pem: String,
+}
+
+impl std::fmt::Debug for PendingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("PendingRequest")
+            .field("cluster", &self.cluster)
+            .field("suffix", &self.suffix)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why the identity directory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +137,47 @@ impl IdentityDir {
         f.write_all(contents).map_err(self.io(&tmp))?;
         f.sync_all().map_err(self.io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(self.io(&path))
+    }
+
+    /// Keeps `request` as the join request in flight (replacing any).
+    pub fn store_pending(&self, request: &PendingRequest) -> Result<(), IdentityError> {
+        workbus_process::private_fs::ensure_private_dir(&self.dir).map_err(self.io(&self.dir))?;
+        let json = serde_json::to_vec(request)
+            .map_err(|e| self.invalid(format!("{PENDING_FILE}: {e}")))?;
+        self.write_file(PENDING_FILE, &json)?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// The join request in flight for `cluster`, if a previous run left one. A file that
+    /// cannot be parsed or was made for another cluster is not used (logged; the next
+    /// [`IdentityDir::store_pending`] replaces it).
+    pub fn load_pending(&self, cluster: &str) -> Result<Option<PendingRequest>, IdentityError> {
+        let path = self.dir.join(PENDING_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).map_err(self.io(&path))?;
+        match serde_json::from_slice::<PendingRequest>(&bytes) {
+            Ok(p) if p.cluster == cluster && KeyPair::from_pem(&p.key_pem).is_ok() => Ok(Some(p)),
+            Ok(p) => {
+                tracing::warn!(path = %path.display(), %cluster, for_cluster = %p.cluster, "ignoring a pending join request made for another cluster or with an unusable key");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable pending join request");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Forgets the join request in flight (it was answered).
+    pub fn clear_pending(&self) -> Result<(), IdentityError> {
+        let path = self.dir.join(PENDING_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&path)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Stores a new identity: `key_pem` and the hub-signed `cert_pem` (and the hub's

@@ -4,9 +4,11 @@
 //! to sign a CSR for a key it just made, and waits until the hub accepts the cluster and
 //! returns the certificate. The requests are sent after every (re)subscribe and every
 //! [`RegistrationConfig::join_resend`] while waiting (the hub treats repeats as one),
-//! each followed by resync requests so a lost echo is read again. The certificate and
-//! key are then written to the identity dir; the agent reconnects with them as
-//! `Agent(<cluster>)`.
+//! each followed by resync requests so a lost echo is read again. The request (key
+//! included) is kept in the identity dir while it waits ([`pending_request`]), so a
+//! restarted agent sends the same one again rather than a new CSR beside it. The
+//! certificate and key are then written to the identity dir; the agent reconnects with
+//! them as `Agent(<cluster>)`.
 
 use std::time::SystemTime;
 
@@ -24,7 +26,7 @@ use workbus_transport::{PemSource, Transport, TransportConfig, TransportEvent};
 
 use super::RegistrationConfig;
 use super::csr::{CertificateRequest, CsrError, certificate_request};
-use super::identity_dir::{IdentityError, StoredIdentity};
+use super::identity_dir::{IdentityDir, IdentityError, PendingRequest, StoredIdentity};
 use super::messages::{
     MessageError, Outbound, cluster_create_request, csr_create_request, issued_certificate,
     name_suffix,
@@ -89,9 +91,12 @@ pub async fn join(
     token: &str,
 ) -> Result<StoredIdentity, JoinError> {
     let cluster = out.cluster.clone();
-    let request = certificate_request(&cluster)?;
-    let suffix = name_suffix(random_u64(&cluster));
-    let csr = csr_create_request(&cluster, &suffix, &request.csr_pem);
+    let pending = pending_request(&registration.identity_dir, &cluster)?;
+    let request = CertificateRequest {
+        key_pem: pending.key_pem,
+        csr_pem: pending.csr_pem,
+    };
+    let csr = csr_create_request(&cluster, &pending.suffix, &request.csr_pem);
     let csr_name = csr.metadata.name.clone();
     let requests = JoinRequests {
         cluster: RegistrationObject::ManagedCluster(cluster_create_request(
@@ -136,8 +141,30 @@ pub async fn join(
         }
     };
     session.shutdown(BOOTSTRAP_GRACE).await;
+    // Answered (signed or denied): a later join makes a new request.
+    if let Err(e) = registration.identity_dir.clear_pending() {
+        tracing::warn!(%cluster, error = %e, "cannot remove the answered join request");
+    }
     let cert = outcome?;
     store(registration, &cluster, &request, &cert, &transport)
+}
+
+/// The join request of `cluster`: the one a previous run left in flight in `dir`, else
+/// a new key and CSR, kept in `dir` before anything is sent.
+pub fn pending_request(dir: &IdentityDir, cluster: &str) -> Result<PendingRequest, JoinError> {
+    if let Some(p) = dir.load_pending(cluster)? {
+        tracing::info!(%cluster, csr = %format!("{cluster}-{}", p.suffix), "sending the join request of a previous run again");
+        return Ok(p);
+    }
+    let request = certificate_request(cluster)?;
+    let pending = PendingRequest {
+        cluster: cluster.to_string(),
+        suffix: name_suffix(random_u64(cluster)),
+        key_pem: request.key_pem,
+        csr_pem: request.csr_pem,
+    };
+    dir.store_pending(&pending)?;
+    Ok(pending)
 }
 
 /// The two create requests of a join.
@@ -237,4 +264,56 @@ fn store(
 pub(crate) fn random_u64(seed: &str) -> u64 {
     let mut j = crate::jitter::Jitter::new(seed);
     (j.unit() * u64::MAX as f64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restarted agent sends the join request (key, CSR, name) of its previous run
+    /// again; once answered, the next join makes a new one; another cluster's pending
+    /// request is not used.
+    #[test]
+    fn the_pending_request_survives_a_restart_until_answered() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = IdentityDir::new(temp.path().join("identity"));
+        let first = pending_request(&dir, "edge-1").unwrap();
+        // A new process: only the directory is shared.
+        let again =
+            pending_request(&IdentityDir::new(temp.path().join("identity")), "edge-1").unwrap();
+        assert_eq!(again, first);
+        assert!(!format!("{again:?}").contains("PRIVATE KEY"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(
+                dir.path()
+                    .join(crate::registration::identity_dir::PENDING_FILE),
+            )
+            .unwrap()
+            .permissions()
+            .mode();
+            assert_eq!(mode & 0o077, 0, "the pending key is private: {mode:o}");
+        }
+        // Another cluster in the same dir gets its own request.
+        let other = pending_request(&dir, "edge-2").unwrap();
+        assert_ne!(other.key_pem, first.key_pem);
+        assert_eq!(other.cluster, "edge-2");
+        // Answered: cleared, and the next join is a new request.
+        dir.clear_pending().unwrap();
+        dir.clear_pending().unwrap();
+        let next = pending_request(&dir, "edge-2").unwrap();
+        assert_ne!(next.key_pem, other.key_pem);
+        // An unreadable file is replaced by a new request.
+        std::fs::write(
+            dir.path()
+                .join(crate::registration::identity_dir::PENDING_FILE),
+            b"{",
+        )
+        .unwrap();
+        assert_ne!(
+            pending_request(&dir, "edge-2").unwrap().key_pem,
+            next.key_pem
+        );
+    }
 }

@@ -80,6 +80,11 @@ impl LineChild {
             .map_err(|e| BenchError::Setup(format!("bad {} stats {line:?}: {e}", self.what)))
     }
 
+    /// Sends it SIGKILL (`kill -9`: no goodbye on any of its connections).
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// Asks it to quit and waits (bounded) for it to exit; kills it otherwise.
     pub async fn quit(mut self) {
         let _ = self.stdin.write_all(b"quit\n").await;

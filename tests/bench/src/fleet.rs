@@ -17,14 +17,15 @@ use tokio::sync::broadcast::error::RecvError;
 use workbus_hub::HubHandle;
 use workbus_hub::store::writes::CreateCluster;
 use workbus_hub::watch::ChangeKind;
+use workbus_schemas::acl::Identity;
 use workbus_testkit::MosquittoProcess;
 use workbus_tests::brokers::TestBroker;
-use workbus_tests::hubs::{configmap_work, start_hub};
+use workbus_tests::hubs::configmap_work;
 
 use crate::BenchError;
 use crate::child::LineChild;
 use crate::measure::Progress;
-use crate::worker::{ResyncForm, WorkerArgs};
+use crate::worker::{ResyncForm, WorkerArgs, WorkerSecurity};
 
 /// Agents per worker process (each holds one socket per agent).
 pub const PER_WORKER: usize = 8_000;
@@ -36,6 +37,26 @@ pub enum BrokerKind {
     Embedded,
     /// A private Mosquitto (`workbus-testkit`).
     Mosquitto,
+}
+
+/// Plaintext, or secured as the product runs by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plaintext, no ACL, agents accept unsigned spec events.
+    Plain,
+    /// Mutual TLS with certificates from a hub CA, the fleet ACL, agents applying only
+    /// signed spec events (`workbus_tests::secure`; embedded broker only).
+    Tls,
+}
+
+impl Security {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Plain => "plain",
+            Security::Tls => "tls",
+        }
+    }
 }
 
 impl BrokerKind {
@@ -81,6 +102,11 @@ impl Worker {
     /// Asks for the worker's aggregated counters (one JSON line).
     pub async fn stats(&mut self) -> Result<Value, BenchError> {
         self.0.stats(Duration::from_secs(10)).await
+    }
+
+    /// Kills the worker process (SIGKILL): its agents vanish without DISCONNECT.
+    pub fn kill(&mut self) {
+        self.0.kill();
     }
 
     /// Asks the worker to stop its agents and waits (bounded) for it to exit.
@@ -416,12 +442,34 @@ impl Fleet {
         n: usize,
         form: ResyncForm,
     ) -> Result<Fleet, BenchError> {
-        let broker = kind.start().await?;
+        Fleet::start_secured(kind, n, form, Security::Plain).await
+    }
+
+    /// [`Fleet::start_with`], plaintext or secured; a secured fleet's agent
+    /// certificates are issued before its agents start.
+    pub async fn start_secured(
+        kind: BrokerKind,
+        n: usize,
+        form: ResyncForm,
+        security: Security,
+    ) -> Result<Fleet, BenchError> {
+        let broker = match security {
+            Security::Plain => kind.start().await?,
+            Security::Tls if kind == BrokerKind::Embedded => TestBroker::embedded_secured().await,
+            Security::Tls => {
+                return Err(BenchError::Setup(
+                    "the secured fleet runs on the embedded broker only".into(),
+                ));
+            }
+        };
         let id = run_id();
-        let source = format!("bench-{id}");
+        let source = match security {
+            Security::Plain => format!("bench-{id}"),
+            Security::Tls => broker.source_id(),
+        };
         let prefix = format!("b{id}");
         let dir = tempfile::tempdir().map_err(BenchError::io("temp dir"))?;
-        let hub = start_hub(dir.path(), &source, broker.host(), broker.port()).await;
+        let hub = broker.start_hub(dir.path(), &source).await;
         if !hub.wait_subscribed(Duration::from_secs(10)).await {
             return Err(BenchError::Timeout("hub did not subscribe".into()));
         }
@@ -431,6 +479,25 @@ impl Fleet {
             "[setup] {n} clusters registered in {:.1}s",
             t.elapsed().as_secs_f64()
         );
+        let worker_security = match broker.secure() {
+            Some(secure) => {
+                let t = Instant::now();
+                for i in 0..n {
+                    let cluster = cluster_name(&prefix, i);
+                    secure.transport_tls(&Identity::Agent(cluster));
+                }
+                eprintln!(
+                    "[setup] {n} agent certificates issued in {:.1}s",
+                    t.elapsed().as_secs_f64()
+                );
+                WorkerSecurity {
+                    tls_dir: Some(secure.pki_dir().to_path_buf()),
+                    spec_signing_key: Some(dir.path().join(workbus_hub::signing::SIGNING_PUB_FILE)),
+                    ..WorkerSecurity::default()
+                }
+            }
+            None => WorkerSecurity::default(),
+        };
         let mut workers = Vec::new();
         let mut first = 0;
         while first < n {
@@ -443,6 +510,7 @@ impl Fleet {
                 first,
                 count,
                 no_digest: form == ResyncForm::Upstream,
+                security: worker_security.clone(),
             })?);
             first += count;
         }

@@ -86,6 +86,7 @@ impl Scenario for Footprint {
             first: 0,
             count: n,
             no_digest: false,
+            security: Default::default(),
         })?;
         let t = Instant::now();
         let mut progress = Progress::new("footprint-idle");

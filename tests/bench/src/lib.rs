@@ -11,13 +11,17 @@
 //! [`Ctx`] holds the options every scenario takes (agents, broker, timeout); a scenario's
 //! own options are its fields. Scenarios: [`fanout::Fanout`], [`throughput::Throughput`],
 //! [`reconnect::ReconnectStorm`], [`broker_cmp::BrokerComparison`],
-//! [`footprint::Footprint`], [`kube_agent::KubeAgent`].
+//! [`footprint::Footprint`], [`kube_agent::KubeAgent`], [`join_storm::JoinStorm`],
+//! [`kill_unknown::KillUnknown`].
 
 pub mod broker_cmp;
 pub mod child;
 pub mod fanout;
 pub mod fleet;
 pub mod footprint;
+pub mod join_fleet;
+pub mod join_storm;
+pub mod kill_unknown;
 pub mod kube_agent;
 pub mod measure;
 pub mod reconnect;

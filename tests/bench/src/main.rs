@@ -4,12 +4,14 @@
 //! progress and a table, and writes a JSON report.
 //!
 //! ```text
-//! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto]
+//! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto] [--tls]
 //! workbus-bench footprint --agents 2000 --json footprint.json
 //! workbus-bench kube-agent --json kube-agent.json
 //! workbus-bench broker --agents 1000 --json broker.json
 //! workbus-bench reconnect-storm --agents 10000 --json storm.json
 //! workbus-bench throughput --agents 1000 --json throughput.json
+//! workbus-bench join-storm --agents 5000 --json join-storm.json
+//! workbus-bench kill-unknown --agents 200 --keep-alive 5 --json kill-unknown.json
 //! ```
 
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ use clap::{Parser, Subcommand};
 use workbus_bench::broker_cmp::{self, BrokerComparison};
 use workbus_bench::fanout::Fanout;
 use workbus_bench::footprint::Footprint;
+use workbus_bench::join_storm::JoinStorm;
+use workbus_bench::kill_unknown::KillUnknown;
 use workbus_bench::kube_agent::KubeAgent;
 use workbus_bench::reconnect::ReconnectStorm;
 use workbus_bench::throughput::Throughput;
@@ -64,7 +68,14 @@ impl Common {
 #[derive(Subcommand)]
 enum Command {
     /// One update to every agent's work; time until all applied statuses are back.
-    Fanout(Common),
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        /// Also run it with mutual TLS, the fleet ACL and signed spec events (embedded
+        /// broker), side by side with plaintext.
+        #[arg(long)]
+        tls: bool,
+    },
     /// Sustained REST updates; round trips per second with p99 under 1 s.
     Throughput {
         #[command(flatten)]
@@ -117,6 +128,18 @@ enum Command {
         #[arg(long)]
         agent_bin: Option<PathBuf>,
     },
+    /// N agents join at once with an auto-accept bootstrap token; time until all are
+    /// Available, per-cluster p50/p99, hub RSS per registered idle cluster.
+    JoinStorm(Common),
+    /// Joined agents vanish (kill -9 of their process; a silent link); time until the
+    /// hub says Unknown, against 1.5 × keep-alive and OCM's ~4m42s.
+    KillUnknown {
+        #[command(flatten)]
+        common: Common,
+        /// The agents' MQTT keep-alive in seconds (at least 5).
+        #[arg(long, default_value_t = 5)]
+        keep_alive: u64,
+    },
     /// Internal: the embedded broker in a child process (for the `broker` scenario).
     #[command(hide = true)]
     EmbeddedBroker,
@@ -157,7 +180,7 @@ async fn run(command: Command) -> Result<(), BenchError> {
     match command {
         Command::AgentsWorker(args) => worker::run(args).await,
         Command::EmbeddedBroker => broker_cmp::serve_embedded().await,
-        Command::Fanout(common) => common.run(&Fanout).await,
+        Command::Fanout { common, tls } => common.run(&Fanout { tls }).await,
         Command::Throughput {
             common,
             step_secs,
@@ -172,5 +195,10 @@ async fn run(command: Command) -> Result<(), BenchError> {
         Command::Broker { common, rounds } => common.run(&BrokerComparison { rounds }).await,
         Command::Footprint { common, agent_bin } => common.run(&Footprint { agent_bin }).await,
         Command::KubeAgent { common, agent_bin } => common.run(&KubeAgent { agent_bin }).await,
+        Command::JoinStorm(common) => common.run(&JoinStorm).await,
+        Command::KillUnknown { common, keep_alive } => {
+            let keep_alive = Duration::from_secs(keep_alive);
+            common.run(&KillUnknown { keep_alive }).await
+        }
     }
 }

@@ -43,6 +43,17 @@ pub fn self_rss_kb() -> u64 {
     proc_status_kb(std::process::id(), "VmRSS").unwrap_or(0)
 }
 
+/// This process's resident set in KiB after returning the allocator's free memory to
+/// the system (glibc `malloc_trim`): what the process holds live, without what a
+/// burst left cached in the allocator.
+pub fn self_rss_trimmed_kb() -> u64 {
+    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe in glibc.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    self_rss_kb()
+}
+
 /// Bytes this process has caused to be written to storage so far (`write_bytes` of
 /// `/proc/self/io`; 0 when unavailable). The hub's SQLite writes are the bulk of it.
 pub fn self_write_bytes() -> u64 {

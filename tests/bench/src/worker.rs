@@ -1,19 +1,25 @@
 //! `agents-worker`: a child process running many simulated agents as tokio tasks. It
 //! answers `stats` on stdin with one JSON line of summed counters and stops its agents
 //! on `quit` or when stdin closes. `--no-digest` makes its agents speak only the upstream
-//! resync protocol. [`WorkerArgs`] is both its command line and how the harness builds
-//! it ([`WorkerArgs::command_line`]).
+//! resync protocol; [`WorkerSecurity`] makes them connect with mutual TLS (certificates
+//! the harness issued) or join the hub with a bootstrap token. [`WorkerArgs`] is both its
+//! command line and how the harness builds it ([`WorkerArgs::command_line`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use workbus_agent::config::AgentConfig;
+use workbus_agent::registration::identity_dir::IdentityDir;
+use workbus_agent::registration::{self, RegistrationConfig};
 use workbus_agent::runtime::{self, AgentHandle};
 use workbus_agent::store::MemoryStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
 use workbus_tests::agents::agent_config;
+use workbus_transport::{PemSource, TlsSettings};
 
 use crate::BenchError;
 use crate::fleet::cluster_name;
@@ -69,6 +75,89 @@ pub struct WorkerArgs {
     /// Speak only the upstream resync form (no digest extension).
     #[arg(long)]
     pub no_digest: bool,
+    /// TLS and registration (all off: plaintext, clusters created on the hub).
+    #[command(flatten)]
+    pub security: WorkerSecurity,
+}
+
+/// How a worker's agents secure their connection and get their identity.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkerSecurity {
+    /// Mutual TLS with certificates the harness issued: the directory holding
+    /// `ca-bundle.pem` and each agent's `<cluster>.pem` / `<cluster>-key.pem`.
+    #[arg(long, requires = "spec_signing_key")]
+    pub tls_dir: Option<PathBuf>,
+    /// The hub's public spec signing key file (`signing.pub`): agents apply only spec
+    /// events it signed (with `--tls-dir`).
+    #[arg(long)]
+    pub spec_signing_key: Option<PathBuf>,
+    /// Join: agents without a certificate join with this bootstrap token over
+    /// server-auth TLS (trusting `--ca-file`), keep their identity under
+    /// `--identity-root/<cluster>`, then connect with it.
+    #[arg(long, requires_all = ["ca_file", "identity_root"], conflicts_with = "tls_dir")]
+    pub join_token: Option<String>,
+    /// The hub CA bundle (with `--join-token`).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Parent of the agents' identity dirs (with `--join-token`).
+    #[arg(long)]
+    pub identity_root: Option<PathBuf>,
+    /// MQTT keep-alive in seconds (default: the transport's).
+    #[arg(long)]
+    pub keep_alive_secs: Option<u64>,
+}
+
+impl WorkerSecurity {
+    /// Its flags, as [`WorkerArgs::command_line`] passes them.
+    fn command_line(&self) -> Vec<String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            ("--tls-dir", path(&self.tls_dir)),
+            ("--spec-signing-key", path(&self.spec_signing_key)),
+            ("--join-token", self.join_token.clone()),
+            ("--ca-file", path(&self.ca_file)),
+            ("--identity-root", path(&self.identity_root)),
+            (
+                "--keep-alive-secs",
+                self.keep_alive_secs.map(|s| s.to_string()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.map(|v| [flag.to_string(), v]))
+        .flatten()
+        .collect()
+    }
+
+    /// Applies these settings to the config of agent `cluster`.
+    fn apply(&self, config: &mut AgentConfig, cluster: &str) -> Result<(), BenchError> {
+        if let Some(secs) = self.keep_alive_secs {
+            config.transport.keep_alive = Duration::from_secs(secs);
+        }
+        if let (Some(dir), Some(key)) = (&self.tls_dir, &self.spec_signing_key) {
+            config.transport.tls = Some(TlsSettings {
+                ca_pem: Some(PemSource::File(dir.join("ca-bundle.pem"))),
+                client_cert_pem: Some(PemSource::File(dir.join(format!("{cluster}.pem")))),
+                client_key_pem: Some(PemSource::File(dir.join(format!("{cluster}-key.pem")))),
+            });
+            let text = std::fs::read_to_string(key).map_err(BenchError::io("spec signing key"))?;
+            let key = workbus_schemas::signature::VerifyingKey::parse(&text)
+                .map_err(|e| BenchError::Setup(format!("spec signing key: {e}")))?;
+            config.spec_signing_key = Some(key);
+        }
+        if let (Some(token), Some(ca), Some(root)) =
+            (&self.join_token, &self.ca_file, &self.identity_root)
+        {
+            config.transport.tls = Some(TlsSettings {
+                ca_pem: Some(PemSource::File(ca.clone())),
+                ..TlsSettings::default()
+            });
+            let mut r = RegistrationConfig::new(IdentityDir::new(root.join(cluster)));
+            // Join requests are resent at the product's interval (30 s) while waiting.
+            r.bootstrap_token = Some(token.clone());
+            config.registration = Some(r);
+        }
+        Ok(())
+    }
 }
 
 impl WorkerArgs {
@@ -101,6 +190,7 @@ impl WorkerArgs {
         if self.no_digest {
             args.push("--no-digest".into());
         }
+        args.extend(self.security.command_line());
         args
     }
 }
@@ -116,10 +206,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), BenchError> {
         prefix,
         first,
         count,
+        security,
         ..
     } = args;
-    let mut agents: Vec<AgentHandle> = Vec::with_capacity(count);
-    for i in first..first + count {
+    let agents: Arc<Mutex<Vec<AgentHandle>>> = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let join_failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for (n, i) in (first..first + count).enumerate() {
         let cluster = cluster_name(&prefix, i);
         let mut config = agent_config(&host, port, &source, &cluster);
         // Benchmarks measure event-driven traffic, not periodic refreshes.
@@ -129,21 +221,43 @@ pub async fn run(args: WorkerArgs) -> Result<(), BenchError> {
         // With the digest extension, or upstream resync only as an OCM agent
         // (reconnect-storm compares the two).
         config.resync_digest = form == ResyncForm::Digest;
+        security.apply(&mut config, &cluster)?;
         let sim = Arc::new(SimulatedCluster::new(SimConfig {
             ready_after: Duration::ZERO,
             snapshot: None,
         }));
-        let handle = runtime::start(config, sim, Arc::new(MemoryStore::default()))
-            .map_err(|e| BenchError::Setup(format!("agent {cluster}: {e}")))?;
-        agents.push(handle);
-        if agents.len().is_multiple_of(BATCH) {
+        if config.registration.is_some() {
+            // Joining agents join concurrently (the storm), each then starts its loop.
+            let (agents, failed) = (agents.clone(), join_failed.clone());
+            tokio::spawn(async move {
+                if let Err(e) = registration::prepare(&mut config).await {
+                    eprintln!("agent {cluster}: join failed: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                match runtime::start(config, sim, Arc::new(MemoryStore::default())) {
+                    Ok(h) => lock(&agents).push(h),
+                    Err(e) => {
+                        eprintln!("agent {cluster}: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        } else {
+            let handle = runtime::start(config, sim, Arc::new(MemoryStore::default()))
+                .map_err(|e| BenchError::Setup(format!("agent {cluster}: {e}")))?;
+            lock(&agents).push(handle);
+        }
+        if (n + 1).is_multiple_of(BATCH) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     crate::child::serve_stats(|| {
+        let agents = lock(&agents);
         let mut t: BTreeMap<&str, u64> = BTreeMap::new();
         let mut add = |k: &'static str, v: u64| *t.entry(k).or_insert(0) += v;
-        for a in &agents {
+        add("join_failed", join_failed.load(Ordering::Relaxed));
+        for a in agents.iter() {
             let ts = a.transport_stats();
             let g = a.stats();
             let c = ts.connects.load(Ordering::Relaxed);
@@ -189,13 +303,20 @@ pub async fn run(args: WorkerArgs) -> Result<(), BenchError> {
         v
     })
     .await;
-    let stops = agents.into_iter().map(|a| a.shutdown());
+    let stops = std::mem::take(&mut *lock(&agents))
+        .into_iter()
+        .map(|a| a.shutdown());
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
         futures_util::future::join_all(stops),
     )
     .await;
     Ok(())
+}
+
+/// The started agents (a poisoned lock still holds them).
+fn lock(agents: &Mutex<Vec<AgentHandle>>) -> std::sync::MutexGuard<'_, Vec<AgentHandle>> {
+    agents.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -226,6 +347,13 @@ mod tests {
                 first: 8000,
                 count: 2000,
                 no_digest,
+                security: WorkerSecurity {
+                    join_token: no_digest.then(|| "wbb_token".into()),
+                    ca_file: no_digest.then(|| "/tmp/ca.pem".into()),
+                    identity_root: no_digest.then(|| "/tmp/ids".into()),
+                    keep_alive_secs: no_digest.then_some(5),
+                    ..WorkerSecurity::default()
+                },
             };
             let line = args.command_line();
             let Command::AgentsWorker(back) =

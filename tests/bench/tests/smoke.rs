@@ -1,5 +1,6 @@
-//! Smoke test of the `workbus-bench` harness: small runs of `fanout`, `throughput`,
-//! `broker`, `reconnect-storm` and `footprint` that check the harness works end to end
+//! Smoke test of the `workbus-bench` harness: small runs of `fanout` (also `--tls`),
+//! `throughput`, `broker`, `reconnect-storm`, `footprint`, `join-storm` and
+//! `kill-unknown` that check the harness works end to end
 //! and writes a well-formed JSON report. The figures themselves are not checked (debug
 //! build, shared CI machine). `broker` needs Mosquitto and is skipped, with a `SKIPPED`
 //! line, when it is not installed.
@@ -182,4 +183,63 @@ fn reconnect_storm_smoke_reports_both_forms() {
     assert_eq!(f["digest"]["storm_totals"]["specs_applied"], 0);
     assert_eq!(f["upstream"]["storm_totals"]["digest_requests"], 0);
     assert!(f["bytes_saved_percent"].is_number());
+}
+
+#[test]
+fn fanout_tls_smoke_reports_both_modes_and_the_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &["fanout", "--agents", "20", "--tls", "--timeout", "60"],
+        &dir.path().join("fanout-tls.json"),
+    );
+    let f = &report["figures"];
+    for mode in ["plain", "tls"] {
+        assert_eq!(f[mode]["security"], mode, "{f}");
+        assert_eq!(f[mode]["update"]["back"], 20, "{mode}: {f}");
+        assert!(f[mode]["hub_rss_per_idle_connection_kb"].is_number(), "{f}");
+    }
+    // The secured fleet ran with the ACL on and nothing was refused.
+    assert_eq!(f["tls"]["broker"]["denied_publishes"], 0, "{f}");
+    assert!(f["tls_cost"]["update_all_back_percent"].is_number(), "{f}");
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn join_storm_smoke_reports_every_cluster_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &["join-storm", "--agents", "20", "--timeout", "60"],
+        &dir.path().join("join-storm.json"),
+    );
+    assert_eq!(report["scenario"], "join-storm");
+    let f = &report["figures"];
+    assert_eq!(f["all_available"], true, "{f}");
+    assert_eq!(f["time_to_available"]["count"], 20, "{f}");
+    assert!(f["time_to_available"]["p99_ms"].is_number(), "{f}");
+    assert_eq!(f["agents"]["join_failed"], 0, "{f}");
+    assert!(f["hub_rss_per_registered_cluster_kb"].is_number(), "{f}");
+}
+
+#[test]
+fn kill_unknown_smoke_reports_both_ways_to_vanish() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "kill-unknown",
+            "--agents",
+            "4",
+            "--keep-alive",
+            "5",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("kill-unknown.json"),
+    );
+    assert_eq!(report["scenario"], "kill-unknown");
+    let f = &report["figures"];
+    for leg in ["kill9", "silent"] {
+        assert_eq!(f[leg]["all_unknown"], true, "{leg}: {f}");
+        assert_eq!(f[leg]["time_to_unknown"]["count"], 2, "{leg}: {f}");
+    }
+    assert!(f["ocm_reference_s"].is_number());
 }

@@ -9,7 +9,8 @@
 //!   `workbus-hub serve` runs;
 //! - `agent <workbus-agent flags> [--keep-alive-secs N]`: the product's command line
 //!   (`workbus_agent::cli::Args`) and the same wiring as `workbus-agent`'s `main` (file
-//!   store and simulated cluster with its snapshot in the data dir), plus a keep-alive
+//!   store, simulated cluster with its snapshot in the data dir, joining with a
+//!   bootstrap token or loading the cluster's identity first), plus a keep-alive
 //!   override so "paused past keep-alive" takes seconds, not minutes;
 //! - `broker --listen ADDR [--tls-dir DIR --source-id ID]`: the embedded broker
 //!   (`workbus_broker`) standalone, as `workbus-broker` runs it, plaintext or with
@@ -24,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use workbus_agent::runtime;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
+use workbus_agent::{registration, runtime};
 use workbus_broker::certs;
 use workbus_broker::{Broker, BrokerConfig, FleetAcl, TlsConfig};
 
@@ -131,8 +132,17 @@ async fn agent(args: workbus_agent::cli::Args, keep_alive_secs: Option<u64>) -> 
         config.transport.keep_alive,
         data_dir.display()
     );
+    // As `workbus-agent`'s `main`: a registering cluster joins (or loads its identity)
+    // first, and a stop signal meanwhile ends the agent.
+    let mut stop = Box::pin(workbus_process::shutdown_signal());
+    tokio::select! {
+        prepared = registration::prepare(&mut config) => {
+            prepared.map_err(|e| e.to_string())?;
+        }
+        _ = &mut stop => return Ok(()),
+    }
     let agent = runtime::start(config, sim, store).map_err(|e| e.to_string())?;
-    workbus_process::shutdown_signal().await;
+    stop.await;
     eprintln!("workbus-chaos-node agent: shutting down");
     agent.shutdown().await;
     Ok(())
