@@ -429,3 +429,102 @@ async fn placement_commands() {
     assert!(!ok && err.contains("NotFound"), "{err}");
     hub.shutdown().await;
 }
+
+/// Karmada-style: `apply -f deployment.yaml --placement P` wraps plain Kubernetes
+/// objects into one ManifestWorkReplicaSet (rollout `All`) that fans them out to the
+/// Placement's clusters; workbus's own kinds are refused with that flag.
+#[tokio::test]
+async fn apply_with_a_placement_wraps_plain_objects_into_a_replica_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-wrap")).await;
+    let server = hub.base_url();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n\
+         spec: {replicas: 2}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config, namespace: default}\n\
+         data: {size: small}\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = run(
+        &server,
+        &["apply", "-f", f, "--placement", "fleet", "-n", "apps"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "manifestworkreplicaset.work.open-cluster-management.io/web created (2 objects for placement fleet)"
+    );
+    let (ok, out, err) = run(&server, &["get", "mwrs", "-n", "apps", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rs = &list["items"][0];
+    assert_eq!(rs["metadata"]["name"], "web");
+    assert_eq!(rs["spec"]["placementRefs"][0]["name"], "fleet");
+    assert_eq!(
+        rs["spec"]["placementRefs"][0]["rolloutStrategy"]["type"],
+        "All"
+    );
+    let manifests = &rs["spec"]["manifestWorkTemplate"]["workload"]["manifests"];
+    assert_eq!(manifests[0]["kind"], "Deployment");
+    assert_eq!(manifests[1]["data"]["size"], "small");
+
+    // Named explicitly; applying the same objects again changes nothing.
+    let (ok, out, _) = run(
+        &server,
+        &[
+            "apply",
+            "-f",
+            f,
+            "--placement",
+            "fleet",
+            "-n",
+            "apps",
+            "--name",
+            "web-app",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("/web-app created"), "{out}");
+    let (ok, out, _) = run(
+        &server,
+        &[
+            "apply",
+            "-f",
+            f,
+            "--placement",
+            "fleet",
+            "-n",
+            "apps",
+            "--name",
+            "web-app",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("/web-app unchanged"), "{out}");
+
+    // A ManifestWork is not a plain object to wrap.
+    let work = dir.path().join("work.yaml");
+    std::fs::write(
+        &work,
+        "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\n\
+         metadata: {name: w, namespace: c1}\nspec: {workload: {manifests: []}}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(
+        &server,
+        &[
+            "apply",
+            "-f",
+            work.to_str().unwrap(),
+            "--placement",
+            "fleet",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("not a ManifestWork"), "{err}");
+}

@@ -122,6 +122,16 @@ pub enum Command {
         /// The file.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
+        /// Wrap the file's plain Kubernetes objects into one ManifestWorkReplicaSet for
+        /// this Placement (rollout `All`) instead of applying them as workbus objects.
+        #[arg(long, value_name = "PLACEMENT")]
+        placement: Option<String>,
+        /// With --placement: the replica set's name (default: the first object's).
+        #[arg(long, requires = "placement")]
+        name: Option<String>,
+        /// With --placement: the namespace of the Placement and the replica set.
+        #[arg(short = 'n', long, default_value = "default", requires = "placement")]
+        namespace: String,
     },
     /// List or show resources.
     Get {
@@ -522,7 +532,17 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
         Command::Serve(_) => return Err(not_a_client_command()),
         #[cfg(feature = "quickstart")]
         Command::Quickstart(_) => return Err(not_a_client_command()),
-        Command::Apply { file } => apply::run(&client, &file)?,
+        Command::Apply {
+            file,
+            placement: None,
+            ..
+        } => apply::run(&client, &file)?,
+        Command::Apply {
+            file,
+            placement: Some(placement),
+            name,
+            namespace,
+        } => apply::wrap(&client, &file, &placement, name.as_deref(), &namespace)?,
         Command::Get { what } => match what {
             GetWhat::Works {
                 namespace,
@@ -750,6 +770,9 @@ mod tests {
     fn every_process_flag_has_an_env_var() {
         let per_call = [
             "workbus-hub apply --filename",
+            "workbus-hub apply --placement",
+            "workbus-hub apply --name",
+            "workbus-hub apply --namespace",
             "workbus-hub get works --namespace",
             "workbus-hub get works --selector",
             "workbus-hub get works --output",

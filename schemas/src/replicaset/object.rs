@@ -348,4 +348,25 @@ impl ManifestWorkReplicaSet {
             extra: Map::new(),
         }
     }
+
+    /// Plain Kubernetes objects as one replica set for Placement `placement` (rollout
+    /// `All`): how users coming from Karmada deploy native YAML without writing the
+    /// ManifestWork wrapping themselves (`apply -f deployment.yaml --placement P`).
+    pub fn wrapping(
+        namespace: &str,
+        name: &str,
+        placement: &str,
+        objects: Vec<Value>,
+    ) -> Result<Self, serde_json::Error> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "placementRefs": [{"name": placement, "rolloutStrategy": {"type": "All"}}],
+            "manifestWorkTemplate": {"workload": {"manifests": objects}},
+        }))?;
+        let metadata = ObjectMeta {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            ..ObjectMeta::default()
+        };
+        Ok(Self::new(metadata, spec))
+    }
 }
