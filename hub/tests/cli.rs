@@ -473,37 +473,20 @@ async fn apply_with_a_placement_wraps_plain_objects_into_a_replica_set() {
     assert_eq!(manifests[1]["data"]["size"], "small");
 
     // Named explicitly; applying the same objects again changes nothing.
-    let (ok, out, _) = run(
-        &server,
-        &[
-            "apply",
-            "-f",
-            f,
-            "--placement",
-            "fleet",
-            "-n",
-            "apps",
-            "--name",
-            "web-app",
-        ],
-    )
-    .await;
+    let named = [
+        "apply",
+        "-f",
+        f,
+        "--placement",
+        "fleet",
+        "-n",
+        "apps",
+        "--name",
+        "web-app",
+    ];
+    let (ok, out, _) = run(&server, &named).await;
     assert!(ok && out.contains("/web-app created"), "{out}");
-    let (ok, out, _) = run(
-        &server,
-        &[
-            "apply",
-            "-f",
-            f,
-            "--placement",
-            "fleet",
-            "-n",
-            "apps",
-            "--name",
-            "web-app",
-        ],
-    )
-    .await;
+    let (ok, out, _) = run(&server, &named).await;
     assert!(ok && out.contains("/web-app unchanged"), "{out}");
 
     // A ManifestWork is not a plain object to wrap.
