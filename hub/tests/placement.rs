@@ -450,3 +450,37 @@ metadata: {name: NAME, namespace: apps}
 spec:
   tolerations: TOLERATIONS
 ";
+
+/// Regression: the controller keeps clusters in memory and follows cluster
+/// notifications, so a cluster written to the store without one (a fleet registered by
+/// a tool, as the benchmark harness does) was never selected. A binding or set change
+/// now re-reads the clusters.
+#[tokio::test]
+async fn a_binding_change_picks_up_clusters_written_without_a_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &common::unique("placement-quiet")).await;
+    let mut rx = hub.watch_placements();
+    hub.store()
+        .write(workbus_hub::store::writes::CreateCluster {
+            name: "quiet".into(),
+            labels: Default::default(),
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let r = put_yaml(
+        &hub,
+        "/api/v1/namespaces/apps/managedclustersetbindings/global",
+        &binding_yaml("global", "global"),
+    )
+    .await;
+    assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
+    let placement = "apiVersion: cluster.open-cluster-management.io/v1beta1\nkind: Placement\n\
+                     metadata: {name: all, namespace: apps}\nspec: {clusterSets: [global]}\n";
+    let r = put_yaml(&hub, "/api/v1/namespaces/apps/placements/all", placement).await;
+    assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
+    decided(&mut rx, "apps", "all", "the quiet cluster selected", |c| {
+        *c == set(&["quiet"])
+    })
+    .await;
+}

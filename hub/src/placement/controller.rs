@@ -221,15 +221,29 @@ impl PlacementController {
         let now = self.clock.now();
         let mut changed = Vec::new();
         if pending.topology {
+            // The clusters too: a binding or set change is rare, and re-reading them
+            // then repairs a cluster view that a write without a notification (a
+            // direct store write, e.g. a fleet registered by a tool) left stale.
             let loaded = self
                 .store
-                .run(|s| Ok((s.list_clustersets()?, s.list_bindings(None)?)))
+                .run(|s| {
+                    Ok((
+                        s.list_clusters()?,
+                        s.list_clustersets()?,
+                        s.list_bindings(None)?,
+                    ))
+                })
                 .await;
             match loaded {
-                Ok((sets, bindings)) => {
-                    changed.extend(index.set_sets_and_bindings(sets, binding_map(&bindings), now));
+                Ok((clusters, sets, bindings)) => {
+                    changed.extend(index.reload(
+                        clusters.iter().map(ClusterView::from_cluster),
+                        sets,
+                        binding_map(&bindings),
+                        now,
+                    ));
                 }
-                Err(e) => tracing::error!(error = %e, "cannot reload cluster sets and bindings"),
+                Err(e) => tracing::error!(error = %e, "cannot reload clusters, sets and bindings"),
             }
         }
         for key in pending.placements {

@@ -174,6 +174,19 @@ impl PlacementIndex {
         self.rebuild_all(now)
     }
 
+    /// Replaces clusters, cluster sets and bindings together and re-schedules every
+    /// Placement once (a topology change: see the controller's `on_trigger`).
+    pub fn reload(
+        &mut self,
+        clusters: impl IntoIterator<Item = ClusterView>,
+        sets: impl IntoIterator<Item = ClusterSet>,
+        bindings: BTreeMap<String, BTreeSet<String>>,
+        now: DateTime<Utc>,
+    ) -> Changed {
+        self.clusters = clusters.into_iter().map(|c| (c.name.clone(), c)).collect();
+        self.set_sets_and_bindings(sets, bindings, now)
+    }
+
     /// Replaces every cluster (after a missed notification) and re-schedules all.
     pub fn set_clusters(
         &mut self,

@@ -26,6 +26,7 @@ pub mod kube_agent;
 pub mod measure;
 pub mod reconnect;
 pub mod report;
+pub mod rollout_fanout;
 pub mod throughput;
 pub mod worker;
 

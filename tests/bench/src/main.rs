@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto] [--tls]
+//! workbus-bench rollout-fanout --agents 10000 --json rollout-fanout.json
 //! workbus-bench footprint --agents 2000 --json footprint.json
 //! workbus-bench kube-agent --json kube-agent.json
 //! workbus-bench broker --agents 1000 --json broker.json
@@ -25,6 +26,7 @@ use workbus_bench::join_storm::JoinStorm;
 use workbus_bench::kill_unknown::KillUnknown;
 use workbus_bench::kube_agent::KubeAgent;
 use workbus_bench::reconnect::ReconnectStorm;
+use workbus_bench::rollout_fanout::RolloutFanout;
 use workbus_bench::throughput::Throughput;
 use workbus_bench::worker::{self, WorkerArgs};
 use workbus_bench::{BenchError, BrokerKind, Ctx, Scenario, run_and_report};
@@ -75,6 +77,12 @@ enum Command {
         /// broker), side by side with plaintext.
         #[arg(long)]
         tls: bool,
+    },
+    /// One ManifestWorkReplicaSet (rollout All) over a Placement of every agent, then one
+    /// update of it; time until all applied statuses are back (issue 14).
+    RolloutFanout {
+        #[command(flatten)]
+        common: Common,
     },
     /// Sustained REST updates; round trips per second with p99 under 1 s.
     Throughput {
@@ -181,6 +189,7 @@ async fn run(command: Command) -> Result<(), BenchError> {
         Command::AgentsWorker(args) => worker::run(args).await,
         Command::EmbeddedBroker => broker_cmp::serve_embedded().await,
         Command::Fanout { common, tls } => common.run(&Fanout { tls }).await,
+        Command::RolloutFanout { common } => common.run(&RolloutFanout).await,
         Command::Throughput {
             common,
             step_secs,

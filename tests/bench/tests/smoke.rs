@@ -1,4 +1,5 @@
 //! Smoke test of the `workbus-bench` harness: small runs of `fanout` (also `--tls`),
+//! `rollout-fanout`,
 //! `throughput`, `broker`, `reconnect-storm`, `footprint`, `join-storm` and
 //! `kill-unknown` that check the harness works end to end
 //! and writes a well-formed JSON report. The figures themselves are not checked (debug
@@ -55,6 +56,22 @@ fn fanout_smoke_reports_every_agent_back() {
     assert_eq!(report["figures"]["update"]["back"], 200);
     assert_eq!(report["figures"]["update"]["latency"]["count"], 200);
     assert!(report["figures"]["update"]["latency"]["p99_ms"].is_number());
+}
+
+#[test]
+fn rollout_fanout_smoke_reaches_every_agent_through_one_replica_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &["rollout-fanout", "--agents", "50", "--timeout", "60"],
+        &dir.path().join("rollout-fanout.json"),
+    );
+    assert_eq!(report["scenario"], "rollout-fanout");
+    for round in ["create", "update"] {
+        assert_eq!(report["figures"][round]["api_calls"], 1);
+        assert_eq!(report["figures"][round]["back"], 50, "{round}");
+        assert_eq!(report["figures"][round]["all_back"], true, "{round}");
+    }
+    assert_eq!(report["figures"]["update"]["latency"]["count"], 50);
 }
 
 #[test]
