@@ -133,7 +133,17 @@ async fn replica_sets_over_rest() {
         "apps.web"
     );
 
-    let got = http("GET", path.clone(), None, None).await;
+    // The summary counts the works that exist when a reconcile reads them: the works
+    // made by the reconcile that sent the events above are counted by the next one,
+    // which has no event of its own (regression: this read raced it). Bounded polling.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let got = loop {
+        let got = http("GET", path.clone(), None, None).await;
+        if got.body["status"]["summary"]["total"] == 2 || tokio::time::Instant::now() >= deadline {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(got.body["kind"], "ManifestWorkReplicaSet");
     assert_eq!(got.body["status"]["rollout"]["phase"], "Progressing");
     assert_eq!(got.body["status"]["summary"]["total"], 2);
