@@ -78,6 +78,7 @@ async fn round(
         "all_back": all,
         "all_back_s": total.map(|t| (t / 10.0).round() / 100.0),
         "latency": summary(lat),
+        "lagged_notifications": tracker.lagged.load(std::sync::atomic::Ordering::Relaxed),
     }))
 }
 
