@@ -71,6 +71,8 @@ async fn round(
     let answered = t.elapsed();
     let all = tracker.wait_all(label, fleet.n, limit).await;
     let (lat, total) = tracker.latencies();
+    // The tracker follows a broadcast that can lag; the store says what really arrived.
+    let in_store = applied_in_store(fleet, tracker).await?;
     Ok(json!({
         "api_calls": 1,
         "api_answer_ms": (ms(answered) * 10.0).round() / 10.0,
@@ -79,7 +81,46 @@ async fn round(
         "all_back_s": total.map(|t| (t / 10.0).round() / 100.0),
         "latency": summary(lat),
         "lagged_notifications": tracker.lagged.load(std::sync::atomic::Ordering::Relaxed),
+        "applied_in_store_at_end": in_store,
     }))
+}
+
+/// How many clusters' works the hub's store holds with an `Applied` status for the
+/// generation the round awaited, read once the round ended.
+async fn applied_in_store(
+    fleet: &Fleet,
+    tracker: &std::sync::Arc<Tracker>,
+) -> Result<usize, BenchError> {
+    let store = fleet.hub.store().blocking().clone();
+    let (prefix, n) = (fleet.prefix.clone(), fleet.n);
+    let want: Vec<i64> = (0..n)
+        .map(|slot| tracker.want[slot].load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut applied = 0;
+        for (i, want) in want.into_iter().enumerate() {
+            let key = workbus_hub::store::WorkKey {
+                cluster: crate::fleet::cluster_name(&prefix, i),
+                name: work_name(0),
+            };
+            let Some(work) = store
+                .get_work(&key)
+                .map_err(|e| BenchError::Setup(e.to_string()))?
+            else {
+                continue;
+            };
+            let ok = work.status.as_ref().is_some_and(|s| {
+                s.generation >= want
+                    && s.status.conditions.iter().any(|c| {
+                        c.type_ == "Applied" && c.status == "True" && c.observed_generation >= want
+                    })
+            });
+            applied += usize::from(ok);
+        }
+        Ok(applied)
+    })
+    .await
+    .map_err(|e| BenchError::Setup(format!("store read task: {e}")))?
 }
 
 /// Binds the `global` set and makes Placement `all`; returns once it selected `n`.

@@ -70,6 +70,10 @@ fn rollout_fanout_smoke_reaches_every_agent_through_one_replica_set() {
         assert_eq!(report["figures"][round]["api_calls"], 1);
         assert_eq!(report["figures"][round]["back"], 50, "{round}");
         assert_eq!(report["figures"][round]["all_back"], true, "{round}");
+        assert_eq!(
+            report["figures"][round]["applied_in_store_at_end"], 50,
+            "{round}"
+        );
     }
     assert_eq!(report["figures"]["update"]["latency"]["count"], 50);
 }
