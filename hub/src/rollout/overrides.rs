@@ -47,53 +47,39 @@ pub enum OverrideError {
     NotASpec(String),
 }
 
-/// Whether `labels` match `selector` (an empty selector matches everything).
+/// Whether `labels` match `selector` (an empty selector matches everything); an
+/// operator the selector does not know is an error, not a silent non-match.
 pub fn matches(
     selector: &LabelSelector,
     labels: &BTreeMap<String, String>,
     index: usize,
 ) -> Result<bool, OverrideError> {
-    if !selector
-        .match_labels
+    if let Some(operator) = unknown_operator(selector) {
+        return Err(OverrideError::Operator {
+            index,
+            operator: operator.to_string(),
+        });
+    }
+    Ok(selector.matches(labels))
+}
+
+/// The first `matchExpressions` operator that is not one of Kubernetes' four.
+fn unknown_operator(selector: &LabelSelector) -> Option<&str> {
+    selector
+        .match_expressions
         .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return Ok(false);
-    }
-    for r in &selector.match_expressions {
-        let value = labels.get(&r.key);
-        let ok = match r.operator.as_str() {
-            "In" => value.is_some_and(|v| r.values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            other => {
-                return Err(OverrideError::Operator {
-                    index,
-                    operator: other.to_string(),
-                });
-            }
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+        .map(|r| r.operator.as_str())
+        .find(|op| !matches!(*op, "In" | "NotIn" | "Exists" | "DoesNotExist"))
 }
 
 /// Checks every override once (operators and operation names) so a bad one is refused
 /// when the replica set is applied, not per cluster later.
 pub fn validate(overrides: &[ClusterOverride]) -> Result<(), OverrideError> {
     for (index, o) in overrides.iter().enumerate() {
-        if let Some(r) = o.cluster_selector.match_expressions.iter().find(|r| {
-            !matches!(
-                r.operator.as_str(),
-                "In" | "NotIn" | "Exists" | "DoesNotExist"
-            )
-        }) {
+        if let Some(operator) = unknown_operator(&o.cluster_selector) {
             return Err(OverrideError::Operator {
                 index,
-                operator: r.operator.clone(),
+                operator: operator.to_string(),
             });
         }
         for (op, p) in o.patch.iter().enumerate() {
@@ -250,6 +236,7 @@ mod tests {
                     operator: "In".into(),
                     values: vec!["eu".into(), "us".into()],
                 }],
+                ..Default::default()
             },
             patch: vec![PatchOperation {
                 op: op.into(),

@@ -14,8 +14,6 @@
 //! An OCM user's YAML without them means exactly what it means upstream, except the
 //! success rule (see [`SuccessRule`]).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -150,30 +148,8 @@ pub struct ClusterOverride {
     pub patch: Vec<PatchOperation>,
 }
 
-/// A Kubernetes `metav1.LabelSelector` (empty matches everything).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LabelSelector {
-    /// `matchLabels`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub match_labels: BTreeMap<String, String>,
-    /// `matchExpressions`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-/// `matchExpressions[]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LabelSelectorRequirement {
-    /// The label key.
-    pub key: String,
-    /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
-    pub operator: String,
-    /// Values for `In`/`NotIn`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
-}
+/// Overrides select clusters with the one Kubernetes label selector of `schemas`.
+pub use crate::selector::{LabelSelector, Requirement as LabelSelectorRequirement};
 
 /// One RFC 6902 operation (workbus applies `add`, `replace` and `remove`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
