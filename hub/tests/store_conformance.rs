@@ -53,6 +53,7 @@ conformance!(
     the_actor_of_a_change_reaches_its_sent_audit_row,
     secret_values_are_not_stored_in_clear,
     joins_csrs_accept_and_deny_survive_a_reopen,
+    pending_csrs_are_capped_and_the_refusal_is_echoed,
     leases_drive_health_deadlines,
     clustersets_and_bootstrap_tokens,
     placements_decisions_and_bindings,
