@@ -419,6 +419,27 @@ async fn placement_commands() {
     );
     let (ok, out, _) = run(&server, &["get", "placements", "-A"]).await;
     assert!(ok && out.starts_with("NAMESPACE   NAME"), "{out}");
+    // One by name, as kubectl: the table's row, or the object itself.
+    let (ok, out, _) = run(&server, &["get", "placement", "prod", "-n", "apps"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("prod   True"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        &server,
+        &["get", "placement", "prod", "-n", "apps", "-o", "json"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let one: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(one["kind"], "Placement");
+    assert_eq!(one["metadata"]["name"], "prod");
+    assert_eq!(one["status"]["numberOfSelectedClusters"], 1);
+    let (ok, _, err) = run(&server, &["get", "placement", "nope", "-n", "apps"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    let (ok, _, err) = run(&server, &["get", "placement", "prod", "-A"]).await;
+    assert!(!ok && err.contains("-A"), "{err}");
     let (ok, out, _) = run(
         &server,
         &["get", "placementdecisions", "-n", "apps", "-o", "wide"],

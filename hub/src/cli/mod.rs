@@ -257,9 +257,11 @@ pub enum GetWhat {
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
     },
-    /// List Placements (of namespace `default` unless -n or -A).
+    /// List Placements (of namespace `default` unless -n or -A), or show one by name.
     #[command(visible_alias = "placement")]
     Placements {
+        /// One Placement (in the namespace of -n, `default` without).
+        name: Option<String>,
         /// The namespace.
         #[arg(short = 'n', long = "namespace")]
         namespace: Option<String>,
@@ -673,6 +675,28 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 print_list(&v, output, |items| rollout::table_of(items, now))?;
             }
             GetWhat::Placements {
+                name: Some(name),
+                namespace,
+                all_namespaces: false,
+                output,
+            } => placements::get_placement(
+                &client,
+                namespace.as_deref().unwrap_or("default"),
+                &name,
+                output,
+                now,
+            )?,
+            GetWhat::Placements {
+                name: Some(_),
+                all_namespaces: true,
+                ..
+            } => {
+                return Err(CliError::Input(
+                    "a Placement name cannot be combined with -A (--all-namespaces)".into(),
+                ));
+            }
+            GetWhat::Placements {
+                name: None,
                 namespace,
                 all_namespaces,
                 output,
