@@ -80,9 +80,7 @@ impl std::fmt::Debug for DatabaseUrl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
     /// Neither `postgres://`, `postgresql://` nor `sqlite:`.
-    #[error(
-        "--store {0:?}: expected postgres://user@host:port/database or sqlite:<directory>"
-    )]
+    #[error("--store {0:?}: expected postgres://user@host:port/database or sqlite:<directory>")]
     Scheme(String),
     /// `sqlite:` without a directory.
     #[error("--store {0:?}: sqlite: needs a directory (sqlite:/var/lib/workbus)")]

@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use kube_clients::{
     kube_clients_required, kubectl_binaries, on_path, skip_missing_kube_client,
 };
-pub use postgres::{ThrowawayDatabase, postgres_or_skip};
 pub use mosquitto::{
     MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,
 };
+pub use postgres::{ThrowawayDatabase, postgres_or_skip};
 
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`) and a
 /// DNS-1123 label for a short `prefix`, so tests sharing a broker never see each other's

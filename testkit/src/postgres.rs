@@ -26,6 +26,23 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string())
 }
 
+/// Runs `f` on a thread of its own: the sync driver blocks on a runtime of its own,
+/// which it may not do on an async test's thread.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Runs statements on the server at `url` (a connection of its own, closed after).
+fn run(url: &str, sql: &str) -> Result<(), String> {
+    off_runtime(|| {
+        let mut client = connect(url)?;
+        client.batch_execute(sql).map_err(|e| format!("{sql}: {e}"))
+    })
+}
+
 fn connect(url: &str) -> Result<postgres::Client, String> {
     let mut config = postgres::Config::from_str(url).map_err(|e| format!("{url}: {e}"))?;
     config.connect_timeout(Duration::from_secs(3));
@@ -56,11 +73,8 @@ impl ThrowawayDatabase {
     /// Creates `workbus_<unique>` on the admin URL's server.
     pub fn create() -> Result<ThrowawayDatabase, String> {
         let admin_url = admin_url();
-        let mut admin = connect(&admin_url)?;
         let name = format!("workbus_{}", crate::unique("db").replace('-', "_"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .map_err(|e| format!("cannot create database {name}: {e}"))?;
+        run(&admin_url, &format!("CREATE DATABASE {name}"))?;
         let mut url =
             url::Url::parse(&admin_url).map_err(|e| format!("{}: {e}", redacted(&admin_url)))?;
         url.set_path(&format!("/{name}"));
@@ -89,7 +103,11 @@ impl ThrowawayDatabase {
     pub fn server_addr(&self) -> std::net::SocketAddr {
         let url = url::Url::parse(&self.url).expect("the URL parsed when created");
         let host = url.host_str().unwrap_or("127.0.0.1");
-        let host = if host == "localhost" { "127.0.0.1" } else { host };
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
         format!("{host}:{}", url.port().unwrap_or(5432))
             .parse()
             .expect("a numeric PostgreSQL host for a proxy")
@@ -100,7 +118,8 @@ impl ThrowawayDatabase {
         &self.name
     }
 
-    /// A plain client on the database (to inspect what the store wrote).
+    /// A plain client on the database (to inspect what the store wrote); for
+    /// synchronous tests (the driver blocks on a runtime of its own).
     pub fn client(&self) -> Result<postgres::Client, String> {
         connect(&self.url)
     }
@@ -108,14 +127,10 @@ impl ThrowawayDatabase {
 
 impl Drop for ThrowawayDatabase {
     fn drop(&mut self) {
-        let dropped = connect(&self.admin_url).and_then(|mut admin| {
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .map_err(|e| e.to_string())
-        });
+        let dropped = run(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
         if let Err(e) = dropped {
             let _ = writeln!(io::stderr(), "could not drop database {}: {e}", self.name);
         }

@@ -29,7 +29,11 @@ pub async fn start_hub_with(data_dir: &Path, source_id: &str, broker: BrokerSett
 }
 
 /// [`start_hub_with`] on any store (PostgreSQL: `StoreSettings::postgres`).
-pub async fn start_hub_on(store: StoreSettings, source_id: &str, broker: BrokerSettings) -> HubHandle {
+pub async fn start_hub_on(
+    store: StoreSettings,
+    source_id: &str,
+    broker: BrokerSettings,
+) -> HubHandle {
     Hub::start(HubConfig {
         store,
         listen: "127.0.0.1:0".parse().unwrap(),

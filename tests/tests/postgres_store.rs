@@ -74,7 +74,10 @@ async fn works_round_trip_and_survive_a_hub_restart_on_postgres() {
     })
     .await;
     assert_eq!(delete_work(&hub, &cluster, "app").await, 202);
-    wait_work(&hub, &mut changes, &cluster, "app", "app gone", |w| w.is_none()).await;
+    wait_work(&hub, &mut changes, &cluster, "app", "app gone", |w| {
+        w.is_none()
+    })
+    .await;
     assert!(
         sim.object("", "v1", "configmaps", "default", "app-config")
             .is_none()
@@ -103,9 +106,14 @@ async fn works_round_trip_and_survive_a_hub_restart_on_postgres() {
     .await;
     assert_eq!(code, 404, "the deleted work stays deleted");
     assert!(put_work(&hub, &cluster, "keep", "keep-config", "k2").await < 300);
-    wait_work(&hub, &mut changes, &cluster, "keep", "keep applied again", |w| {
-        applied_at(w, 2)
-    })
+    wait_work(
+        &hub,
+        &mut changes,
+        &cluster,
+        "keep",
+        "keep applied again",
+        |w| applied_at(w, 2),
+    )
     .await;
     assert_eq!(
         sim.object("", "v1", "configmaps", "default", "keep-config")
@@ -174,9 +182,14 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(put_work(&hub, &cluster, "app", "app-config", "v2").await < 300);
-    wait_work(&hub, &mut changes, &cluster, "app", "applied after the outage", |w| {
-        applied_at(w, 2)
-    })
+    wait_work(
+        &hub,
+        &mut changes,
+        &cluster,
+        "app",
+        "applied after the outage",
+        |w| applied_at(w, 2),
+    )
     .await;
 
     agent.shutdown().await;

@@ -138,7 +138,9 @@ impl ServeArgs {
         };
         let mut store = StoreSettings::parse(self.store.as_deref(), &self.data_dir)?;
         match (&mut store, &self.store_key_file) {
-            (StoreSettings::Postgres { key_file, .. }, Some(path)) => *key_file = Some(path.clone()),
+            (StoreSettings::Postgres { key_file, .. }, Some(path)) => {
+                *key_file = Some(path.clone())
+            }
             (StoreSettings::Sqlite { .. }, Some(_)) => {
                 return Err(crate::config::StoreUrlError::KeyFileWithSqlite.into());
             }

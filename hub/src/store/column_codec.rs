@@ -11,8 +11,8 @@ use workbus_schemas::Event;
 use workbus_schemas::mqtt::{MqttMessage, structured};
 
 use super::StoreError;
-use super::model::OutboxPayload;
 use super::keyring::Keyring;
+use super::model::OutboxPayload;
 
 /// The sealing of payload columns: with a keyring, values are sealed on write; on read
 /// sealed values are opened and plain (older) ones pass through.
@@ -31,7 +31,11 @@ impl Seal<'_> {
     }
 
     /// Seals bytes (the blob column `outbox.payload`).
-    pub(super) fn seal_bytes<'a>(self, column: &str, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+    pub(super) fn seal_bytes<'a>(
+        self,
+        column: &str,
+        plain: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, StoreError> {
         match self.0 {
             Some(keys) => keys
                 .seal(column, plain)
@@ -110,7 +114,6 @@ pub(super) fn parse_event(s: &str) -> Result<Event, String> {
     structured::decode(s.as_bytes()).map_err(|e| e.to_string())
 }
 
-
 /// The MQTT 5 properties of a queued message, as stored (`outbox.properties`).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,7 +145,6 @@ fn stored_message(
         publisher: None,
     })
 }
-
 
 /// The payload of an outbox row whose stored message is the caller's wire format: the
 /// message from its stored topic, properties and sealed payload (a row that does not

@@ -213,7 +213,10 @@ impl PostgresStore {
         Seal(self.keys.as_deref())
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.readers.with(&self.connector, f)
     }
 
@@ -232,7 +235,9 @@ fn run_transaction(
 ) -> Result<(), StoreError> {
     // One round trip: the lock is the transaction's first act, released by COMMIT or
     // ROLLBACK.
-    conn.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"))?;
+    conn.batch(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+    ))?;
     match body(&mut PgTx { conn, seal }) {
         Ok(()) => conn.batch("COMMIT"),
         Err(e) => {

@@ -33,9 +33,8 @@ impl Connector {
     /// Parses a store URL (`postgres://user[:password]@host[:port]/database?…`, libpq's
     /// key/value form too). The password never appears in errors or logs.
     pub(super) fn new(url: &str) -> Result<Connector, StoreError> {
-        let mut config = postgres::Config::from_str(url).map_err(|e| StoreError::Backend(
-            format!("invalid PostgreSQL URL: {e}"),
-        ))?;
+        let mut config = postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -57,9 +56,9 @@ impl Connector {
 
     /// Opens a connection; [`StoreError::Unavailable`] when the server cannot be reached.
     pub(super) fn connect(&self) -> Result<PgConn, StoreError> {
-        let client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+        let client = blocking(|| self.config.connect(NoTls)).map_err(|e| self.error(e))?;
         let mut conn = PgConn {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
             server: self.server.clone(),
         };
@@ -129,6 +128,25 @@ fn error_text(e: &postgres::Error) -> String {
     }
 }
 
+/// Runs `f`, which blocks on the driver's own runtime, wherever the caller is. The
+/// [`Store`](super::Store) is meant for blocking threads (the committer, the blocking
+/// pool), but a synchronous caller on an async worker thread must not crash the hub:
+/// `postgres` would panic there ("cannot start a runtime from within a runtime").
+/// On a multi-thread worker `block_in_place` hands the worker's tasks to another thread
+/// first; on a current-thread runtime `f` runs on a scoped thread; elsewhere (the
+/// blocking pool, plain threads) it just runs.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
+    }
+}
+
 /// Parameters of a statement.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -136,7 +154,8 @@ pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// through [`PgConn::query`]/[`PgConn::execute`], so each SQL text is parsed and planned
 /// once per connection (the hot paths run the same few statements thousands of times).
 pub(super) struct PgConn {
-    client: Client,
+    /// Always `Some` until dropped (taken so the drop can run off the async threads).
+    client: Option<Client>,
     statements: HashMap<String, Statement>,
     server: String,
 }
@@ -144,7 +163,14 @@ pub(super) struct PgConn {
 impl PgConn {
     /// Whether the connection is gone (then it is replaced, not reused).
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.as_ref().is_none_or(Client::is_closed)
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        self.client.as_mut().ok_or_else(|| StoreError::Unavailable {
+            server: self.server.clone(),
+            reason: "connection closed".into(),
+        })
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
@@ -154,10 +180,8 @@ impl PgConn {
         if self.statements.len() >= STATEMENT_CACHE {
             self.statements.clear();
         }
-        let s = self
-            .client
-            .prepare(sql)
-            .map_err(|e| map_error(&self.server, e))?;
+        let client = self.client()?;
+        let s = blocking(|| client.prepare(sql)).map_err(|e| map_error(&self.server, e))?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
@@ -165,9 +189,8 @@ impl PgConn {
     /// Rows of a statement.
     pub(super) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
         let s = self.statement(sql)?;
-        self.client
-            .query(&s, params)
-            .map_err(|e| map_error(&self.server, e))
+        let client = self.client()?;
+        blocking(|| client.query(&s, params)).map_err(|e| map_error(&self.server, e))
     }
 
     /// At most one row.
@@ -188,17 +211,25 @@ impl PgConn {
     /// Runs a statement; how many rows it changed.
     pub(super) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         let s = self.statement(sql)?;
-        self.client
-            .execute(&s, params)
-            .map_err(|e| map_error(&self.server, e))
+        let client = self.client()?;
+        blocking(|| client.execute(&s, params)).map_err(|e| map_error(&self.server, e))
     }
 
     /// Runs statements without parameters in one round trip (transaction control,
     /// migrations).
     pub(super) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.client
-            .batch_execute(sql)
-            .map_err(|e| map_error(&self.server, e))
+        let client = self.client()?;
+        blocking(|| client.batch_execute(sql)).map_err(|e| map_error(&self.server, e))
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closing says goodbye to the server through the driver's runtime, which must
+        // not happen on an async worker (the store may be dropped on one).
+        if let Some(client) = self.client.take() {
+            blocking(move || drop(client));
+        }
     }
 }
 

@@ -201,10 +201,8 @@ impl StoreTx for PgTx<'_> {
                 &work.deletion.map(ts),
             ],
         )?;
-        self.conn.execute(
-            "DELETE FROM work_tombstones WHERE uid = $1",
-            &[&work.uid],
-        )?;
+        self.conn
+            .execute("DELETE FROM work_tombstones WHERE uid = $1", &[&work.uid])?;
         Ok(())
     }
 
@@ -422,7 +420,9 @@ impl StoreTx for PgTx<'_> {
     }
 
     fn count_tokens(&mut self) -> Result<u64, StoreError> {
-        let row = self.conn.query_one("SELECT COUNT(*) FROM api_tokens", &[])?;
+        let row = self
+            .conn
+            .query_one("SELECT COUNT(*) FROM api_tokens", &[])?;
         Ok(col::<i64>(&row, 0)?.max(0) as u64)
     }
 

@@ -24,7 +24,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::checkpoint::{self, Checkpointer};
 pub(super) use super::column_codec::{Seal, parse_json, parse_ts, to_json, ts};
-use super::column_codec::{StoredProperties, event_json, outbox_event, outbox_message, parse_event};
+use super::column_codec::{
+    StoredProperties, event_json, outbox_event, outbox_message, parse_event,
+};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};

@@ -58,8 +58,7 @@ impl Backend for Postgres {
     }
 
     fn open(&self) -> Arc<dyn Store> {
-        workbus_hub::store::open(&StoreSettings::postgres(self.db.url(), self.dir.path()))
-            .unwrap()
+        workbus_hub::store::open(&StoreSettings::postgres(self.db.url(), self.dir.path())).unwrap()
     }
 
     /// Every value of every column of every table, as the server returns it (text as
