@@ -72,7 +72,13 @@ pub struct ThrowawayDatabase {
 impl ThrowawayDatabase {
     /// Creates `workbus_<unique>` on the admin URL's server.
     pub fn create() -> Result<ThrowawayDatabase, String> {
-        let admin_url = admin_url();
+        ThrowawayDatabase::create_on(&admin_url())
+    }
+
+    /// Creates `workbus_<unique>` on the server of `admin_url` (a role that may create
+    /// databases; benchmarks name it on their command line).
+    pub fn create_on(admin_url: &str) -> Result<ThrowawayDatabase, String> {
+        let admin_url = admin_url.to_string();
         let name = format!("workbus_{}", crate::unique("db").replace('-', "_"));
         run(&admin_url, &format!("CREATE DATABASE {name}"))?;
         let mut url =

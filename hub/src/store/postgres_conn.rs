@@ -310,6 +310,8 @@ impl ReaderPool {
                     if let Ok(mut state) = self.lock() {
                         state.open -= 1;
                     }
+                    // A waiter may open the connection this attempt could not.
+                    self.returned.notify_one();
                 });
             }
             let now = std::time::Instant::now();
