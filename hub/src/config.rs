@@ -36,7 +36,8 @@ pub enum BrokerSettings {
 }
 
 /// Where the hub keeps its state: which [`Store`](crate::store::Store) backend, and
-/// where (see [`crate::store::open`]).
+/// where (see [`crate::store::open`]). Written on the command line as `--store URL`
+/// ([`StoreSettings::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// The embedded SQLite database (`hub.db`) in this directory, created if
@@ -45,6 +46,48 @@ pub enum StoreSettings {
         /// The directory.
         data_dir: PathBuf,
     },
+    /// A PostgreSQL database (issue 16), which several hubs may share. The hub's own
+    /// files (the store key, the spec signing key, the broker's PKI) stay in `data_dir`.
+    Postgres {
+        /// `postgres://user[:password]@host[:port]/database[?options]`.
+        url: DatabaseUrl,
+        /// The hub's directory for its own files.
+        data_dir: PathBuf,
+        /// The store's key file; `<data_dir>/store.key` when `None`. Hubs sharing a
+        /// database must share this file (the keys that seal its payload columns).
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// A database URL; its `Debug` form hides the password (configs are logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                write!(f, "{:?}", u.as_str())
+            }
+            Ok(_) => write!(f, "{:?}", self.0),
+            Err(_) => f.write_str("\"<unparsable URL>\""),
+        }
+    }
+}
+
+/// Why a `--store` value names no store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    /// Neither `postgres://`, `postgresql://` nor `sqlite:`.
+    #[error("--store {0:?}: expected postgres://user@host:port/database or sqlite:<directory>")]
+    Scheme(String),
+    /// `sqlite:` without a directory.
+    #[error("--store {0:?}: sqlite: needs a directory (sqlite:/var/lib/workbus)")]
+    EmptySqlitePath(String),
+    /// `--store-key-file` with SQLite, whose key file is always beside its database.
+    #[error("--store-key-file is for PostgreSQL: SQLite keeps store.key beside hub.db")]
+    KeyFileWithSqlite,
 }
 
 impl StoreSettings {
@@ -52,6 +95,41 @@ impl StoreSettings {
     pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
         StoreSettings::Sqlite {
             data_dir: data_dir.into(),
+        }
+    }
+
+    /// PostgreSQL at `url`, the hub's own files in `data_dir`.
+    pub fn postgres(url: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        StoreSettings::Postgres {
+            url: DatabaseUrl(url.into()),
+            data_dir: data_dir.into(),
+            key_file: None,
+        }
+    }
+
+    /// The store a `--store` value names: `postgres://…` (or `postgresql://…`),
+    /// `sqlite:<dir>`, or — with no value — SQLite in `data_dir`. `data_dir` stays the
+    /// home of the hub's own files either way.
+    pub fn parse(store: Option<&str>, data_dir: &std::path::Path) -> Result<Self, StoreUrlError> {
+        let Some(value) = store else {
+            return Ok(StoreSettings::sqlite(data_dir));
+        };
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return Ok(StoreSettings::postgres(value, data_dir));
+        }
+        match value.strip_prefix("sqlite:") {
+            Some("") => Err(StoreUrlError::EmptySqlitePath(value.to_string())),
+            Some(dir) => Ok(StoreSettings::sqlite(dir)),
+            None => Err(StoreUrlError::Scheme(value.to_string())),
+        }
+    }
+
+    /// The directory of the hub's own files (keys, PKI; the database itself for SQLite).
+    pub fn data_dir(&self) -> &std::path::Path {
+        match self {
+            StoreSettings::Sqlite { data_dir } | StoreSettings::Postgres { data_dir, .. } => {
+                data_dir
+            }
         }
     }
 }

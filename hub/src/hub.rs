@@ -143,8 +143,7 @@ impl Hub {
             let store = crate::store::open(&settings)?;
             let generated =
                 tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
-            let crate::StoreSettings::Sqlite { data_dir } = &settings;
-            let key = crate::signing::load_or_create(data_dir)?;
+            let key = crate::signing::load_or_create(settings.data_dir())?;
             Ok::<_, HubError>((store, generated, key))
         })
         .await

@@ -3,7 +3,8 @@
 //! every connection open (what a SIGSTOPped broker or a black-holed link looks like to a
 //! client: bytes go out, nothing comes back), [`FaultProxy::cut`] closes every
 //! connection at once (a broker restart, seen from the client), [`FaultProxy::resume`]
-//! forwards again. Loopback only.
+//! forwards again, [`FaultProxy::refuse`] closes new connections as they arrive (a
+//! server that is down, seen from a client that connects anew). Loopback only.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,8 @@ pub struct FaultProxy {
     /// How many times [`FaultProxy::cut`] ran: a connection older than the last cut
     /// forwards nothing more, even while its task is still winding down.
     cuts: Arc<AtomicU64>,
+    /// Whether new connections are closed at once instead of forwarded.
+    refusing: Arc<std::sync::atomic::AtomicBool>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +38,7 @@ impl FaultProxy {
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let from_clients = Arc::new(AtomicU64::new(0));
         let cuts = Arc::new(AtomicU64::new(0));
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
@@ -43,6 +47,7 @@ impl FaultProxy {
             Counters {
                 from_clients: from_clients.clone(),
                 cuts: cuts.clone(),
+                refusing: refusing.clone(),
             },
         ));
         FaultProxy {
@@ -51,6 +56,7 @@ impl FaultProxy {
             connections,
             from_clients,
             cuts,
+            refusing,
             accept,
         }
     }
@@ -74,6 +80,12 @@ impl FaultProxy {
     /// Forwards again.
     pub fn resume(&self) {
         self.paused.send_replace(false);
+    }
+
+    /// While `true`, closes every new connection as soon as it is accepted (a server
+    /// that is down; [`FaultProxy::cut`] ends the open ones).
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 
     /// Closes every open connection (bytes held while paused are lost with it).
@@ -100,6 +112,7 @@ impl Drop for FaultProxy {
 struct Counters {
     from_clients: Arc<AtomicU64>,
     cuts: Arc<AtomicU64>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn accept_loop(
@@ -110,6 +123,10 @@ async fn accept_loop(
     counters: Counters,
 ) {
     while let Ok((client, _)) = listener.accept().await {
+        if counters.refusing.load(Ordering::SeqCst) {
+            drop(client);
+            continue;
+        }
         let paused = paused.subscribe();
         let epoch = counters.cuts.load(Ordering::SeqCst);
         if let Ok(mut set) = connections.lock() {

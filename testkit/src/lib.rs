@@ -14,6 +14,9 @@
 //! - [`kube_clients`]: kubectl and other Kubernetes clients found one way
 //!   ([`kubectl_binaries`], [`on_path`]), and [`skip_missing_kube_client`], the one way
 //!   a test skips when one is missing (a failure with `WORKBUS_REQUIRE_KUBE_CLIENTS=1`).
+//! - [`postgres`]: a [`ThrowawayDatabase`] per test on the local PostgreSQL (or
+//!   `WORKBUS_TEST_POSTGRES`), and [`postgres_or_skip`], the one way a test skips when
+//!   no server answers (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
 //! - [`unique`], [`free_port`]: names and ports no other test uses.
 //!
 //! It depends on no workspace crate, so the schemas, transport, agent, hub, integration
@@ -23,6 +26,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod kube_clients;
 pub mod mosquitto;
+pub mod postgres;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +38,7 @@ pub use mosquitto::{
     MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,
 };
+pub use postgres::{ThrowawayDatabase, postgres_or_skip};
 
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`) and a
 /// DNS-1123 label for a short `prefix`, so tests sharing a broker never see each other's

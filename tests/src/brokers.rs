@@ -101,6 +101,21 @@ impl TestBroker {
             .await
     }
 
+    /// [`TestBroker::start_hub`] on any store (a PostgreSQL database:
+    /// `StoreSettings::postgres`; the hub's own files in its `data_dir`).
+    pub async fn start_hub_on(
+        &self,
+        store: workbus_hub::StoreSettings,
+        source_id: &str,
+    ) -> HubHandle {
+        crate::hubs::start_hub_on(
+            store,
+            source_id,
+            self.hub_broker(source_id, self.host(), self.port()),
+        )
+        .await
+    }
+
     /// [`TestBroker::start_hub`] with the broker address replaced by `host:port` (a hub
     /// that cannot reach its broker).
     pub async fn start_hub_at(
@@ -110,7 +125,14 @@ impl TestBroker {
         host: &str,
         port: u16,
     ) -> HubHandle {
-        let broker = match self.secure() {
+        let broker = self.hub_broker(source_id, host, port);
+        crate::hubs::start_hub_with(data_dir, source_id, broker).await
+    }
+
+    /// The broker settings of a hub of `source_id` reaching this broker at `host:port`
+    /// (with its certificate when secured).
+    fn hub_broker(&self, source_id: &str, host: &str, port: u16) -> BrokerSettings {
+        match self.secure() {
             Some(s) => {
                 assert_eq!(
                     s.source_id(),
@@ -123,8 +145,7 @@ impl TestBroker {
                 host: host.to_owned(),
                 port,
             },
-        };
-        crate::hubs::start_hub_with(data_dir, source_id, broker).await
+        }
     }
 
     /// The config of an agent of `cluster` on this broker (see

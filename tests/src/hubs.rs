@@ -25,8 +25,17 @@ pub async fn start_hub(data_dir: &Path, source_id: &str, host: &str, port: u16) 
 /// [`start_hub`] with any broker settings (a secured broker: a transport with the hub's
 /// certificate, see [`crate::brokers::TestBroker::start_hub`]).
 pub async fn start_hub_with(data_dir: &Path, source_id: &str, broker: BrokerSettings) -> HubHandle {
+    start_hub_on(StoreSettings::sqlite(data_dir), source_id, broker).await
+}
+
+/// [`start_hub_with`] on any store (PostgreSQL: `StoreSettings::postgres`).
+pub async fn start_hub_on(
+    store: StoreSettings,
+    source_id: &str,
+    broker: BrokerSettings,
+) -> HubHandle {
     Hub::start(HubConfig {
-        store: StoreSettings::sqlite(data_dir),
+        store,
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source_id.to_string(),
         broker,

@@ -36,9 +36,19 @@ pub struct ServeArgs {
     /// REST listen address.
     #[arg(long, env = "WORKBUS_HUB_LISTEN", default_value_t = defaults::LISTEN)]
     pub listen: SocketAddr,
-    /// Directory of the SQLite database.
+    /// The hub's directory: the SQLite database (unless `--store` names another
+    /// store), the store key file, the signing key, the broker's PKI.
     #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Where the hub's state lives: `postgres://user[:password]@host[:port]/database`
+    /// (a PostgreSQL database, which several hubs may share) or `sqlite:<directory>`
+    /// [default: SQLite in --data-dir].
+    #[arg(long, value_name = "URL", env = "WORKBUS_STORE")]
+    pub store: Option<String>,
+    /// The key file that seals the store's payload columns [default:
+    /// <data-dir>/store.key]. Hubs sharing a PostgreSQL database must share this file.
+    #[arg(long, value_name = "FILE", env = "WORKBUS_STORE_KEY_FILE")]
+    pub store_key_file: Option<PathBuf>,
     /// Source id (`[a-z0-9-]+`).
     #[arg(long, env = "WORKBUS_HUB_SOURCE_ID", default_value = defaults::SOURCE_ID)]
     pub source_id: String,
@@ -83,6 +93,9 @@ pub enum ServeError {
     /// `--mqtt-config` could not be read or is invalid (names the file).
     #[error("--mqtt-config: {0}")]
     MqttConfig(#[from] LoadConfigError),
+    /// `--store` names no store, or `--store-key-file` was given for SQLite.
+    #[error(transparent)]
+    Store(#[from] crate::config::StoreUrlError),
     /// `--broker` is not `host:port`.
     #[error("--broker {value}: {source}")]
     Broker {
@@ -123,8 +136,18 @@ impl ServeArgs {
             }
             (None, None) => HubConfig::new().broker,
         };
+        let mut store = StoreSettings::parse(self.store.as_deref(), &self.data_dir)?;
+        match (&mut store, &self.store_key_file) {
+            (StoreSettings::Postgres { key_file, .. }, Some(path)) => {
+                *key_file = Some(path.clone())
+            }
+            (StoreSettings::Sqlite { .. }, Some(_)) => {
+                return Err(crate::config::StoreUrlError::KeyFileWithSqlite.into());
+            }
+            (_, None) => {}
+        }
         Ok(HubConfig {
-            store: StoreSettings::sqlite(&self.data_dir),
+            store,
             listen: self.listen,
             source_id: self.source_id.clone(),
             broker,

@@ -71,6 +71,13 @@ pub struct Offline {
     /// The hub's data directory (with --offline).
     #[arg(long, env = "WORKBUS_HUB_DATA_DIR", default_value = crate::defaults::DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The hub's store, as `serve --store` (with --offline) [default: SQLite in
+    /// --data-dir].
+    #[arg(long, value_name = "URL", env = "WORKBUS_STORE")]
+    pub store: Option<String>,
+    /// The store's key file, as `serve --store-key-file` (with --offline).
+    #[arg(long, value_name = "FILE", env = "WORKBUS_STORE_KEY_FILE")]
+    pub store_key_file: Option<PathBuf>,
 }
 
 /// `90s`, `30m`, `24h`, `7d` → seconds.
@@ -95,7 +102,14 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn open(offline: &Offline) -> Result<std::sync::Arc<dyn Store>, CliError> {
-    crate::store::open(&StoreSettings::sqlite(&offline.data_dir)).map_err(|e| {
+    let mut settings = StoreSettings::parse(offline.store.as_deref(), &offline.data_dir)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    if let (StoreSettings::Postgres { key_file, .. }, Some(path)) =
+        (&mut settings, &offline.store_key_file)
+    {
+        *key_file = Some(path.clone());
+    }
+    crate::store::open(&settings).map_err(|e| {
         CliError::Input(format!(
             "data directory {}: {e}",
             offline.data_dir.display()

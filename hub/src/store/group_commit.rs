@@ -75,6 +75,11 @@ impl<W: Write> Queued for QueuedWrite<W> {
 
     fn answer(self: Box<Self>, failed: Option<&StoreError>) {
         let result = match (failed, self.result) {
+            // An outage stays an outage (503 from the API, retried by callers).
+            (Some(StoreError::Unavailable { server, reason }), _) => Err(StoreError::Unavailable {
+                server: server.clone(),
+                reason: reason.clone(),
+            }),
             (Some(e), _) => Err(StoreError::Backend(format!("group commit failed: {e}"))),
             (None, Some(result)) => result,
             (None, None) => Err(StoreError::Backend("a queued write did not run".into())),

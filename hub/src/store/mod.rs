@@ -12,7 +12,8 @@
 //! - [`replicaset`] and [`replicaset_writes`]: ManifestWorkReplicaSets and their
 //!   rollout state (issue 14);
 //! - a backend: [`Store`] (reads and transactions) and [`StoreTx`] (row operations
-//!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one.
+//!   inside a transaction); [`sqlite::SqliteStore`] is the embedded one,
+//!   [`postgres::PostgresStore`] the server one (issue 16).
 //!
 //! Every write is synchronous and atomic: one that changes a work *and* queues its spec
 //! event does both in one transaction, which is what makes publishing durable (a
@@ -23,6 +24,7 @@
 //! the runtime.
 
 pub mod checkpoint;
+mod column_codec;
 pub mod group_commit;
 pub mod handle;
 pub mod keyring;
@@ -30,6 +32,13 @@ pub mod migrations;
 pub mod model;
 pub mod placement;
 pub mod placement_writes;
+pub mod postgres;
+mod postgres_conn;
+pub mod postgres_migrations;
+mod postgres_placement;
+mod postgres_registration;
+mod postgres_replicaset;
+mod postgres_tx;
 pub mod redact;
 pub mod registration;
 pub mod registration_writes;
@@ -94,6 +103,15 @@ pub enum StoreError {
     /// The database itself failed (I/O, lock, constraint).
     #[error("database error: {0}")]
     Backend(String),
+    /// The database server cannot be reached, or the connection to it was lost: a
+    /// transient fault (the REST API answers 503); the next call connects again.
+    #[error("the database at {server} is unavailable: {reason}")]
+    Unavailable {
+        /// `host:port` of the server.
+        server: String,
+        /// The driver's reason.
+        reason: String,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -249,27 +267,18 @@ pub const SQLITE_FILE: &str = "hub.db";
 /// The data directory is private (`0700`), and so are its files (`0600`: the database,
 /// its WAL and shared-memory files, the key file): created so, and tightened (with a
 /// warning) when found looser. Payload columns are sealed with the keys of
-/// [`keyring::KEY_FILE`], generated on first start.
+/// [`keyring::KEY_FILE`] (or PostgreSQL's `key_file`), generated on first start.
 pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    use workbus_process::private_fs;
+    let fs_error = |path: &std::path::Path, e: std::io::Error| {
+        StoreError::Backend(format!("cannot secure {}: {e}", path.display()))
+    };
+    let data_dir = settings.data_dir();
+    let tightened = private_fs::ensure_private_dir(data_dir).map_err(|e| fs_error(data_dir, e))?;
+    warn_tightened(data_dir, tightened);
     match settings {
         StoreSettings::Sqlite { data_dir } => {
-            use workbus_process::private_fs;
-            let fs_error = |path: &std::path::Path, e: std::io::Error| {
-                StoreError::Backend(format!("cannot secure {}: {e}", path.display()))
-            };
-            let tightened =
-                private_fs::ensure_private_dir(data_dir).map_err(|e| fs_error(data_dir, e))?;
-            warn_tightened(data_dir, tightened);
-            let key_path = data_dir.join(keyring::KEY_FILE);
-            let (keys, loaded) = keyring::Keyring::load_or_create(&key_path)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            match loaded {
-                keyring::LoadedFrom::Created => tracing::info!(
-                    path = %key_path.display(),
-                    "generated the store key file (keep a copy: without it sealed rows are lost)"
-                ),
-                keyring::LoadedFrom::Existing(t) => warn_tightened(&key_path, t),
-            }
+            let keys = load_keys(&data_dir.join(keyring::KEY_FILE))?;
             let db = data_dir.join(SQLITE_FILE);
             // Created 0600 before SQLite opens it; SQLite gives its WAL and SHM files the
             // database file's mode.
@@ -281,7 +290,34 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
             }
             Ok(Arc::new(store))
         }
+        StoreSettings::Postgres {
+            url,
+            data_dir,
+            key_file,
+        } => {
+            let key_path = key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(keyring::KEY_FILE));
+            let keys = load_keys(&key_path)?;
+            let store = postgres::PostgresStore::open(&url.0, Some(Arc::new(keys)))?;
+            tracing::info!(server = store.server(), "store: PostgreSQL");
+            Ok(Arc::new(store))
+        }
     }
+}
+
+/// The store's keyring from `path`, made (0600) on first start.
+fn load_keys(key_path: &std::path::Path) -> Result<keyring::Keyring, StoreError> {
+    let (keys, loaded) = keyring::Keyring::load_or_create(key_path)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    match loaded {
+        keyring::LoadedFrom::Created => tracing::info!(
+            path = %key_path.display(),
+            "generated the store key file (keep a copy: without it sealed rows are lost)"
+        ),
+        keyring::LoadedFrom::Existing(t) => warn_tightened(key_path, t),
+    }
+    Ok(keys)
 }
 
 /// The database file and the files SQLite keeps beside it.

@@ -14,18 +14,19 @@
 //! read. Audit copies have Secret values replaced with keyed digests
 //! ([`super::redact`]).
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use cloudevents::AttributesReader;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use workbus_schemas::Event;
-use workbus_schemas::mqtt::{MqttMessage, structured};
 
 use super::checkpoint::{self, Checkpointer};
+pub(super) use super::column_codec::{Seal, parse_json, parse_ts, to_json, ts};
+use super::column_codec::{
+    StoredProperties, event_json, outbox_event, outbox_message, parse_event,
+};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
@@ -46,112 +47,18 @@ pub struct SqliteStore {
     keys: Option<Arc<Keyring>>,
 }
 
-/// The sealing of payload columns: with a keyring, values are sealed on write; on read
-/// sealed values are opened and plain (older) ones pass through.
-#[derive(Clone, Copy)]
-pub(super) struct Seal<'k>(Option<&'k Keyring>);
-
-impl Seal<'_> {
-    /// Seals `plain` for `column` (`table.column`), or keeps it when there is no key.
-    pub(super) fn seal(self, column: &str, plain: String) -> Result<String, StoreError> {
-        match self.0 {
-            Some(keys) => keys
-                .seal(column, plain.as_bytes())
-                .map_err(|e| StoreError::Backend(format!("cannot seal {column}: {e}"))),
-            None => Ok(plain),
-        }
-    }
-
-    /// Seals bytes (the blob column `outbox.payload`).
-    fn seal_bytes<'a>(self, column: &str, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
-        match self.0 {
-            Some(keys) => keys
-                .seal(column, plain)
-                .map(|s| Cow::Owned(s.into_bytes()))
-                .map_err(|e| StoreError::Backend(format!("cannot seal {column}: {e}"))),
-            None => Ok(Cow::Borrowed(plain)),
-        }
-    }
-
-    /// Opens a stored value of `column`; `Err` is a reason for [`StoreError::Corrupt`].
-    fn open_bytes(self, column: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
-        match self.0 {
-            Some(keys) => match keys.open(column, &stored) {
-                Ok(Cow::Borrowed(_)) => Ok(stored),
-                Ok(Cow::Owned(plain)) => Ok(plain),
-                Err(e) => Err(format!("{column}: {e}")),
-            },
-            None if stored.starts_with(super::keyring::SEALED_PREFIX.as_bytes()) => {
-                Err(format!("{column}: sealed, but the store has no key file"))
-            }
-            None => Ok(stored),
-        }
-    }
-
-    /// Opens a stored text value of `column`.
-    pub(super) fn open(self, column: &str, stored: String) -> Result<String, String> {
-        let bytes = self.open_bytes(column, stored.into_bytes())?;
-        String::from_utf8(bytes).map_err(|_| format!("{column}: not UTF-8"))
-    }
-
-    /// The audit copy of an event's JSON: Secret values digested, then sealed.
-    fn audit_copy(self, event_json: String) -> Result<String, StoreError> {
-        let redacted = match self.0 {
-            Some(keys) => super::redact::redact_json_text(&event_json, &|v| keys.digest(v)),
-            None => event_json,
-        };
-        self.seal("audit.event", redacted)
-    }
-}
-
-/// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, so text order is
-/// time order.
-pub(super) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-pub(super) fn parse_ts(table: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt {
-            table,
-            reason: format!("bad time {s:?}: {e}"),
-        })
-}
-
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    what: &str,
-    s: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        table,
-        reason: format!("{what}: {e}"),
-    })
-}
-
-pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
-}
-
-fn event_json(event: &Event) -> Result<String, StoreError> {
-    serde_json::to_string(event).map_err(|e| StoreError::Event(e.to_string()))
-}
-
-fn parse_event(s: &str) -> Result<Event, String> {
-    structured::decode(s.as_bytes()).map_err(|e| e.to_string())
-}
-
-const WORK_SELECT: &str = "SELECT w.uid, w.cluster, w.name, w.labels, w.annotations, w.spec, \
+pub(super) const WORK_SELECT: &str = "SELECT w.uid, w.cluster, w.name, w.labels, w.annotations, w.spec, \
      w.generation, w.created, w.updated, w.deletion, s.status, s.generation, s.sequence_id, \
      s.status_hash, s.received FROM works w LEFT JOIN work_status s ON s.uid = w.uid";
 
-/// A work row as text, decoded outside the rusqlite closure so bad JSON becomes
-/// [`StoreError::Corrupt`] instead of a driver error.
-struct RawWork {
-    cols: [Option<String>; 15],
-    generation: i64,
-    status_generation: Option<i64>,
+/// A work row as text ([`WORK_SELECT`]'s columns), decoded outside the driver's row
+/// closure so bad JSON becomes [`StoreError::Corrupt`] instead of a driver error. The
+/// PostgreSQL backend reads the same columns into it.
+pub(super) struct RawWork {
+    /// The text columns (`generation` and the status generation left `None`).
+    pub(super) cols: [Option<String>; 15],
+    pub(super) generation: i64,
+    pub(super) status_generation: Option<i64>,
 }
 
 impl RawWork {
@@ -170,7 +77,8 @@ impl RawWork {
         })
     }
 
-    fn into_record(self, seal: Seal<'_>) -> Result<WorkRecord, StoreError> {
+    /// The row as a record.
+    pub(super) fn into_record(self, seal: Seal<'_>) -> Result<WorkRecord, StoreError> {
         let t = "works";
         let c = |i: usize| self.cols[i].clone().unwrap_or_default();
         let status = match (&self.cols[10], self.status_generation) {
@@ -303,38 +211,6 @@ struct OutboxRow {
     parked_at: Option<String>,
 }
 
-/// The MQTT 5 properties of a queued message, as stored (`outbox.properties`).
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredProperties {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    user_properties: Vec<(String, String)>,
-}
-
-/// The stored message columns (topic, properties, payload) back into a message.
-fn stored_message(
-    topic: String,
-    properties: Option<String>,
-    payload: Vec<u8>,
-) -> Result<MqttMessage, String> {
-    let properties: StoredProperties = match properties {
-        Some(json) => serde_json::from_str(&json).map_err(|e| format!("properties: {e}"))?,
-        None => StoredProperties {
-            content_type: None,
-            user_properties: Vec::new(),
-        },
-    };
-    Ok(MqttMessage {
-        topic,
-        content_type: properties.content_type,
-        user_properties: properties.user_properties,
-        payload,
-        publisher: None,
-    })
-}
-
 /// Reads outbox rows with id greater than `after`, oldest first; `parked` selects
 /// parked rather than pending ones (each through its own index). A row whose message
 /// was made by wire format `wire` comes with its message and without its event; any
@@ -363,23 +239,8 @@ fn outbox_rows(
             |r| {
                 let topic: Option<String> = r.get(8)?;
                 let payload = match topic {
-                    Some(topic) => {
-                        let properties: Option<String> = r.get(9)?;
-                        match seal
-                            .open_bytes("outbox.payload", r.get(10)?)
-                            .and_then(|payload| stored_message(topic, properties, payload))
-                        {
-                            Ok(message) => OutboxPayload::Message(message),
-                            Err(e) => OutboxPayload::Event(Err(format!("stored message: {e}"))),
-                        }
-                    }
-                    None => {
-                        let event: String = r.get(11)?;
-                        OutboxPayload::Event(
-                            seal.open("outbox.event", event)
-                                .and_then(|event| parse_event(&event)),
-                        )
-                    }
+                    Some(topic) => outbox_message(seal, topic, r.get(9)?, r.get(10)?),
+                    None => outbox_event(seal, r.get(11)?),
                 };
                 Ok(OutboxRow {
                     entry: OutboxEntry {

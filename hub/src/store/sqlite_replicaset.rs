@@ -11,10 +11,12 @@ use crate::rollout::cluster_status::{ClusterStatus, GroupKey};
 use crate::rollout::revision::revision;
 
 const T: &str = "replicasets";
-const SELECT: &str = "SELECT namespace, name, labels, spec, status, template_hash, previous, \
+pub(super) const SELECT: &str = "SELECT namespace, name, labels, spec, status, template_hash, previous, \
      approvals, halt, generation, created, updated, deletion FROM replicasets";
 
-type Raw = (
+/// A replica set row as text, in `SELECT` order; decoded by [`from_raw`] (the
+/// PostgreSQL backend reads the same columns and decodes them here too).
+pub(super) type Raw = (
     String,
     String,
     String,
@@ -53,7 +55,8 @@ fn opened(seal: Seal<'_>, column: &str, stored: String) -> Result<String, StoreE
         .map_err(|reason| StoreError::Corrupt { table: T, reason })
 }
 
-fn from_raw(raw: Raw, seal: Seal<'_>) -> Result<ReplicaSetRecord, StoreError> {
+/// A replica set row as stored into its record.
+pub(super) fn from_raw(raw: Raw, seal: Seal<'_>) -> Result<ReplicaSetRecord, StoreError> {
     let spec: workbus_schemas::replicaset::ManifestWorkReplicaSetSpec =
         parse_json(T, "spec", &opened(seal, "replicasets.spec", raw.3)?)?;
     let current = revision(&spec.manifest_work_template, &spec.overrides);
@@ -181,7 +184,6 @@ pub(super) fn states(
     conn: &Connection,
     key: &ReplicaSetKey,
 ) -> Result<Vec<ClusterRollout>, StoreError> {
-    let t = "replicaset_clusters";
     let rows = conn
         .prepare_cached(
             "SELECT cluster, placement, group_index, group_name, status, last_transition, \
@@ -200,21 +202,28 @@ pub(super) fn states(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(cluster, placement, index, name, status, at, revision)| {
-            Ok(ClusterRollout {
-                status: ClusterStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-                    table: t,
-                    reason: format!("unknown rollout status {status:?}"),
-                })?,
-                cluster,
-                placement,
-                group: GroupKey { index, name },
-                last_transition: parse_ts(t, &at)?,
-                revision,
-            })
-        })
-        .collect()
+    rows.into_iter().map(state_from_raw).collect()
+}
+
+/// A per-cluster rollout row (`cluster, placement, group_index, group_name, status,
+/// last_transition, revision`) as stored into its state; shared with PostgreSQL.
+pub(super) type RawState = (String, String, i32, String, String, String, String);
+
+/// A [`RawState`] into its [`ClusterRollout`].
+pub(super) fn state_from_raw(raw: RawState) -> Result<ClusterRollout, StoreError> {
+    let t = "replicaset_clusters";
+    let (cluster, placement, index, name, status, at, revision) = raw;
+    Ok(ClusterRollout {
+        status: ClusterStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+            table: t,
+            reason: format!("unknown rollout status {status:?}"),
+        })?,
+        cluster,
+        placement,
+        group: GroupKey { index, name },
+        last_transition: parse_ts(t, &at)?,
+        revision,
+    })
 }
 
 /// Inserts or replaces a cluster's rollout state.

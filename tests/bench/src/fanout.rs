@@ -63,7 +63,8 @@ pub struct Fanout {
 /// One fleet's run: connect, create, update. Returns its figures.
 async fn run_fleet(ctx: &Ctx, security: Security) -> Result<Value, BenchError> {
     let (kind, n, limit) = (ctx.broker, ctx.agents, ctx.timeout);
-    let mut fleet = Fleet::start_secured(kind, n, ResyncForm::Digest, security).await?;
+    let mut fleet =
+        Fleet::start_on(kind, n, ResyncForm::Digest, security, ctx.store.as_deref()).await?;
     let rss_before = self_rss_kb();
     let connect = fleet.wait_connected(limit).await?;
     // Idle connections settle (subscriptions, first resync) before the reading.
@@ -87,6 +88,7 @@ async fn run_fleet(ctx: &Ctx, security: Security) -> Result<Value, BenchError> {
     let per_connection_kb = rss_connected.saturating_sub(rss_before) as f64 / n.max(1) as f64;
     let figures = json!({
         "security": security.name(),
+        "store": if ctx.store.is_some() { "postgres" } else { "sqlite" },
         "connect_all_s": (connect.as_secs_f64() * 10.0).round() / 10.0,
         "hub_rss_per_idle_connection_kb": (per_connection_kb * 100.0).round() / 100.0,
         "create": create,

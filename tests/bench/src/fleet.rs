@@ -1,5 +1,6 @@
 //! A fleet under test: a broker (embedded in this process, or Mosquitto), a hub in this
-//! process with SQLite in a temporary directory, clusters registered in its store, and N
+//! process with SQLite in a temporary directory (or a fresh PostgreSQL database,
+//! [`Fleet::start_on`]), clusters registered in its store, and N
 //! simulated agents running as tokio tasks in child processes (`agents-worker`), so the
 //! hub/broker process and the agents each stay under the open-files hard limit.
 //!
@@ -428,6 +429,8 @@ pub struct Fleet {
     /// Number of agents.
     pub n: usize,
     _dir: tempfile::TempDir,
+    /// The hub's PostgreSQL database, dropped after the run.
+    _database: Option<workbus_testkit::ThrowawayDatabase>,
 }
 
 impl Fleet {
@@ -453,6 +456,18 @@ impl Fleet {
         form: ResyncForm,
         security: Security,
     ) -> Result<Fleet, BenchError> {
+        Fleet::start_on(kind, n, form, security, None).await
+    }
+
+    /// [`Fleet::start_secured`] with the hub's store on a fresh database of the
+    /// PostgreSQL server at `store` (an admin URL), or SQLite when `None`.
+    pub async fn start_on(
+        kind: BrokerKind,
+        n: usize,
+        form: ResyncForm,
+        security: Security,
+        store: Option<&str>,
+    ) -> Result<Fleet, BenchError> {
         let broker = match security {
             Security::Plain => kind.start().await?,
             Security::Tls if kind == BrokerKind::Embedded => TestBroker::embedded_secured().await,
@@ -469,7 +484,26 @@ impl Fleet {
         };
         let prefix = format!("b{id}");
         let dir = tempfile::tempdir().map_err(BenchError::io("temp dir"))?;
-        let hub = broker.start_hub(dir.path(), &source).await;
+        let database = match store {
+            Some(url) => {
+                let url = url.to_string();
+                let db = tokio::task::spawn_blocking(move || {
+                    workbus_testkit::ThrowawayDatabase::create_on(&url)
+                })
+                .await
+                .map_err(|e| BenchError::Setup(format!("database task: {e}")))?
+                .map_err(BenchError::Setup)?;
+                Some(db)
+            }
+            None => None,
+        };
+        let hub = match &database {
+            Some(db) => {
+                let settings = workbus_hub::StoreSettings::postgres(db.url(), dir.path());
+                broker.start_hub_on(settings, &source).await
+            }
+            None => broker.start_hub(dir.path(), &source).await,
+        };
         if !hub.wait_subscribed(Duration::from_secs(10)).await {
             return Err(BenchError::Timeout("hub did not subscribe".into()));
         }
@@ -521,6 +555,7 @@ impl Fleet {
             prefix,
             n,
             _dir: dir,
+            _database: database,
         })
     }
 

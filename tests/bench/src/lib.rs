@@ -64,7 +64,7 @@ impl BenchError {
     }
 }
 
-/// The options every scenario takes (`--agents`, `--broker`, `--timeout`).
+/// The options every scenario takes (`--agents`, `--broker`, `--timeout`, `--store`).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// Number of simulated agents (clusters).
@@ -73,6 +73,10 @@ pub struct Ctx {
     pub broker: BrokerKind,
     /// Upper bound of every wait.
     pub timeout: Duration,
+    /// `--store`: a PostgreSQL admin URL; the hub then runs on a fresh database on that
+    /// server (dropped after the run) instead of SQLite. Used by `fanout` and
+    /// `throughput`.
+    pub store: Option<String>,
 }
 
 /// One benchmark scenario.

@@ -53,6 +53,11 @@ struct Common {
     /// Upper bound of every wait, in seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Run the hub on PostgreSQL: an admin URL (`postgres://postgres@127.0.0.1:5432/postgres`);
+    /// each run gets a fresh database there. Default: SQLite in a temporary directory.
+    /// Used by fanout and throughput.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 impl Common {
@@ -62,6 +67,7 @@ impl Common {
             agents: self.agents,
             broker: self.broker,
             timeout: Duration::from_secs(self.timeout),
+            store: self.store.clone(),
         };
         run_and_report(scenario, &ctx, &self.json).await.map(drop)
     }

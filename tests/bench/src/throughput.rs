@@ -113,7 +113,14 @@ impl Scenario for Throughput {
             .clamp(1, MAX_WORKS_PER_CLUSTER);
         let capacity = n * works;
 
-        let mut fleet = Fleet::start(kind, n).await?;
+        let mut fleet = Fleet::start_on(
+            kind,
+            n,
+            crate::worker::ResyncForm::Digest,
+            crate::fleet::Security::Plain,
+            ctx.store.as_deref(),
+        )
+        .await?;
         let connect = fleet.wait_connected(limit).await?;
         let tracker = Tracker::start(&fleet.hub, &fleet.prefix, n, works);
         let plan = |slots: usize, rate: Option<f64>, value: String, concurrency: usize| PutPlan {
@@ -183,7 +190,11 @@ impl Scenario for Throughput {
         fleet.stop().await;
         let targets = vec![
             Target::on(
-                "round trips/s with p99 under 1 s (SQLite, synchronous=FULL)",
+                if ctx.store.is_some() {
+                    "round trips/s with p99 under 1 s (PostgreSQL, synchronous_commit=on)"
+                } else {
+                    "round trips/s with p99 under 1 s (SQLite, synchronous=FULL)"
+                },
                 best,
                 "/s",
             )
@@ -191,6 +202,7 @@ impl Scenario for Throughput {
         ];
         let params = json!({
             "agents": n, "broker": kind.name(), "works_per_cluster": works,
+            "store": if ctx.store.is_some() { "postgres" } else { "sqlite" },
             "step_s": step_len.as_secs_f64(), "rates": rates,
             "create_concurrency": CREATE_CONCURRENCY, "step_concurrency": STEP_CONCURRENCY,
             "timeout_s": limit.as_secs(),

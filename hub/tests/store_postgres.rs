@@ -1,0 +1,179 @@
+//! What only the PostgreSQL backend has (the shared behaviour is the conformance suite,
+//! `store_conformance.rs`): migrations run once when several hubs start together, write
+//! transactions of hubs sharing a database are serialised, the audit table refuses
+//! changes, a newer schema is refused, an unreachable server is a typed error naming
+//! host and port, and `--store` values. Tests needing a server print `SKIPPED` without
+//! one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use workbus_hub::StoreSettings;
+use workbus_hub::config::StoreUrlError;
+use workbus_hub::store::postgres::PostgresStore;
+use workbus_hub::store::postgres_migrations::latest_version;
+use workbus_hub::store::writes::CreateCluster;
+use workbus_hub::store::{Store, StoreError};
+
+#[test]
+fn hubs_starting_together_migrate_once() {
+    let Some(db) = workbus_testkit::postgres_or_skip("concurrent migrations") else {
+        return;
+    };
+    let opened: Vec<Result<PostgresStore, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| PostgresStore::open(db.url(), None)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for store in &opened {
+        let store = store.as_ref().expect("every hub opens the store");
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+    }
+    let mut client = db.client().unwrap();
+    let versions: i64 = client
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, latest_version(), "each migration applied once");
+}
+
+#[test]
+fn writers_of_hubs_sharing_a_database_are_serialised() {
+    let Some(db) = workbus_testkit::postgres_or_skip("serialised writers") else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let (a_inside, a_entered) = mpsc::channel();
+    let (release, a_released) = mpsc::channel::<()>();
+    let (b_inside, b_entered) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            a.transaction(&mut |_tx| {
+                a_inside.send(()).unwrap();
+                a_released.recv_timeout(Duration::from_secs(10)).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        });
+        a_entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        s.spawn(move || {
+            b.transaction(&mut |_tx| {
+                b_inside.send(()).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        });
+        // Nothing announces "B is waiting for the lock"; a bounded wait shows it does
+        // not get in while A's transaction is open.
+        assert!(
+            b_entered.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a second hub's write ran inside the first one's transaction"
+        );
+        release.send(()).unwrap();
+        b_entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second write runs once the first committed");
+    });
+}
+
+#[test]
+fn the_audit_table_is_append_only() {
+    let Some(db) = workbus_testkit::postgres_or_skip("append-only audit") else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    store
+        .write(CreateCluster {
+            name: "c1".into(),
+            labels: Default::default(),
+            now: chrono::Utc::now(),
+        })
+        .unwrap();
+    let mut client = db.client().unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO audit (at, direction, event_type, event) \
+             VALUES ('2026-01-01T00:00:00.000000000Z', 'sent', 't', '{}')",
+        )
+        .unwrap();
+    for sql in [
+        "UPDATE audit SET event_type = 'x'",
+        "DELETE FROM audit",
+        "TRUNCATE audit",
+    ] {
+        let e = client.batch_execute(sql).expect_err(sql);
+        assert!(
+            e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"),
+            "{sql}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let Some(db) = workbus_testkit::postgres_or_skip("newer schema") else {
+        return;
+    };
+    drop(PostgresStore::open(db.url(), None).unwrap());
+    db.client()
+        .unwrap()
+        .batch_execute("INSERT INTO schema_migrations (version) VALUES (999)")
+        .unwrap();
+    match PostgresStore::open(db.url(), None) {
+        Err(StoreError::Backend(m)) => assert!(m.contains("newer"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_a_typed_error_naming_it() {
+    // Port 1 on loopback: nothing listens there.
+    let err = PostgresStore::open("postgres://workbus@127.0.0.1:1/workbus", None)
+        .err()
+        .expect("no server there");
+    match &err {
+        StoreError::Unavailable { server, .. } => assert_eq!(server, "127.0.0.1:1"),
+        e => panic!("expected Unavailable, got {e:?}"),
+    }
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    assert!(!err.to_string().contains("password"), "{err}");
+}
+
+#[test]
+fn store_values_name_the_backend() {
+    let dir = std::path::Path::new("/var/lib/workbus");
+    assert_eq!(
+        StoreSettings::parse(None, dir).unwrap(),
+        StoreSettings::sqlite(dir)
+    );
+    assert_eq!(
+        StoreSettings::parse(Some("sqlite:/srv/hub"), dir).unwrap(),
+        StoreSettings::sqlite("/srv/hub")
+    );
+    for url in [
+        "postgres://workbus@db:5432/workbus",
+        "postgresql://workbus:secret@db/workbus",
+    ] {
+        let settings = StoreSettings::parse(Some(url), dir).unwrap();
+        assert_eq!(settings, StoreSettings::postgres(url, dir));
+        assert_eq!(settings.data_dir(), dir, "own files stay in the data dir");
+    }
+    assert!(matches!(
+        StoreSettings::parse(Some("mysql://x"), dir),
+        Err(StoreUrlError::Scheme(_))
+    ));
+    assert!(matches!(
+        StoreSettings::parse(Some("sqlite:"), dir),
+        Err(StoreUrlError::EmptySqlitePath(_))
+    ));
+    // Configs are logged: the password never shows.
+    let debug = format!(
+        "{:?}",
+        StoreSettings::postgres("postgres://workbus:secret@db/workbus", dir)
+    );
+    assert!(!debug.contains("secret"), "{debug}");
+}
