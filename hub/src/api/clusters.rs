@@ -16,9 +16,10 @@ use super::ApiState;
 use super::body::{check_cluster_name, check_labels};
 use super::error::ApiError;
 use super::guard::require_scope;
+use crate::audit::api_record::api_entry;
 use crate::auth::Principal;
 use crate::store::Cluster;
-use crate::store::writes::{CreateCluster, DeleteCluster};
+use crate::store::writes::{Audited, CreateCluster, DeleteCluster};
 
 /// The body of `POST /api/v1/clusters`.
 #[derive(Debug, Deserialize)]
@@ -46,13 +47,23 @@ pub async fn create(
         .wire
         .check_cluster(&body.name)
         .map_err(|e| ApiError::unpublishable(&format!("cluster {:?}", body.name), &e))?;
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.create",
+        Some(&body.name),
+        json!({"name": body.name, "labels": body.labels}),
+    );
     let cluster = state
         .store
         .run(move |s| {
-            s.write(CreateCluster {
-                name: body.name,
-                labels: body.labels,
-                now: Utc::now(),
+            s.write(Audited {
+                write: CreateCluster {
+                    name: body.name,
+                    labels: body.labels,
+                    now: Utc::now(),
+                },
+                entry,
             })
         })
         .await?;
@@ -95,9 +106,21 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     require_scope(&caller, &name)?;
     let target = name.clone();
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.delete",
+        Some(&name),
+        json!({"name": name}),
+    );
     state
         .store
-        .run(move |s| s.write(DeleteCluster { name: target }))
+        .run(move |s| {
+            s.write(Audited {
+                write: DeleteCluster { name: target },
+                entry,
+            })
+        })
         .await?;
     state.registration.clusters.notify_deleted(&name);
     // A joined cluster's identity is revoked with it: close its connections now.

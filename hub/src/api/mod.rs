@@ -87,6 +87,8 @@ pub struct ApiState {
     pub rollouts: crate::rollout::controller::RolloutHandle,
     /// Rollout transitions (`/api/v1/watch/replicasets`).
     pub rollout_events: crate::rollout::events::RolloutWatchers,
+    /// Seals the audit log (`/api/v1/audit/export` seals before it exports).
+    pub sealer: crate::audit::sealer::Sealer,
 }
 
 /// All routes.
