@@ -41,7 +41,7 @@ pub const CHAIN_TAG: &[u8] = b"workbus-audit-chain/v1\0";
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The newest record of the chain: what the next one links to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AuditHead {
     /// Its sequence number.
     pub seq: u64,

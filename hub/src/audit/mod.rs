@@ -14,5 +14,6 @@ pub mod api_record;
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod replay;
 pub mod sealer;
 pub mod verify;

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use workbus_schemas::signature::VerifyingKey;
 
 use super::chain::{AuditHead, AuditRecord, GENESIS};
@@ -34,7 +34,7 @@ const RECENT: usize = 4096;
 const LOOKAHEAD: usize = 4096;
 
 /// What is wrong with a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Problem {
     /// The record's hash does not match its fields: it was modified.
@@ -85,7 +85,7 @@ pub enum Problem {
 }
 
 /// The first bad record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// Its sequence number.
@@ -140,7 +140,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// What a verification found.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// Records checked.
