@@ -87,6 +87,8 @@ pub struct HubConfig {
 pub struct AuditSettings {
     /// When signed checkpoints are made.
     pub checkpoints: crate::audit::sealer::SealPolicy,
+    /// How long and how much of the log is kept (default: everything).
+    pub retention: crate::audit::retention::RetentionPolicy,
 }
 
 /// How the hub registers clusters that join over the bus (issue 13).

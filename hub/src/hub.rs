@@ -260,7 +260,11 @@ impl Hub {
             config.source_id.clone(),
             Some(data_dir.clone()),
         );
-        tasks.push(tokio::spawn(sealer.clone().run(config.audit.checkpoints)));
+        tasks.push(tokio::spawn(
+            sealer
+                .clone()
+                .run(config.audit.checkpoints, config.audit.retention),
+        ));
 
         let rollout_events = crate::rollout::events::RolloutWatchers::default();
         let rollout = crate::rollout::controller::RolloutController::new(

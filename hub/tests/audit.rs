@@ -171,7 +171,7 @@ fn a_removed_record_is_named() {
         .unwrap();
     assert_eq!(
         bad(&verify(dir.path(), &key)),
-        (8, Problem::Removed { expected: 8 })
+        (8, Problem::Removed { next: 9 })
     );
 }
 
@@ -303,4 +303,54 @@ fn an_export_verifies_offline_and_a_cut_file_does_not() {
     let mut edited = lines.clone();
     edited[3] = edited[3].replace("edge-", "edgy-");
     assert_eq!(bad(&check(&edited)), (4, Problem::Modified));
+}
+
+#[test]
+fn a_retention_cut_keeps_verification_green_and_a_further_cut_is_named() {
+    use workbus_hub::audit::retention::CutAudit;
+    let dir = tempfile::tempdir().unwrap();
+    let key = fill(dir.path());
+    let all = records(dir.path());
+    {
+        let s = store::open(&StoreSettings::sqlite(dir.path())).unwrap();
+        let (removed, checkpoint) = s
+            .write(CutAudit {
+                first_kept: 9,
+                prev_hash: all[7].hash.clone(),
+                key: Arc::new(checkpoint::load_or_create_key(dir.path()).unwrap().0),
+                source: "hub".into(),
+                at: Utc::now(),
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(removed, 8);
+        checkpoint::write_anchor(dir.path(), &checkpoint.event).unwrap();
+        // The triggers still refuse anything else.
+        let c = Connection::open(dir.path().join(store::SQLITE_FILE)).unwrap();
+        assert!(c.execute("DELETE FROM audit WHERE seq = 20", []).is_err());
+        assert!(
+            c.execute("UPDATE audit SET actor = 'x' WHERE seq = 20", [])
+                .is_err()
+        );
+    }
+    let report = verify(dir.path(), &key);
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.first_seq, Some(9));
+    assert_eq!(report.records, 24 - 8 + 2);
+    // An export after the cut verifies offline too.
+    let lines: Vec<String> = records(dir.path())
+        .iter()
+        .map(|r| export_line(r).unwrap())
+        .collect();
+    let mut v = Verifier::new(Some(key.verifying_key()), Start::Genesis, None);
+    lines.iter().for_each(|l| v.push(&parse_line(l).unwrap()));
+    assert!(v.finish(true).ok());
+    // Records removed beyond the recorded cut are named.
+    attacker(dir.path())
+        .execute("DELETE FROM audit WHERE seq < 12", [])
+        .unwrap();
+    assert_eq!(
+        bad(&verify(dir.path(), &key)),
+        (1, Problem::Removed { next: 12 })
+    );
 }

@@ -15,5 +15,6 @@ pub mod chain;
 pub mod checkpoint;
 pub mod export;
 pub mod replay;
+pub mod retention;
 pub mod sealer;
 pub mod verify;

@@ -2,7 +2,8 @@
 //! ([`super::checkpoint`]): after every [`SealPolicy::every_records`] records, after
 //! [`SealPolicy::every`] when anything was appended, at shutdown and before an export.
 //! Each checkpoint is a group-committed [`SealCheckpoint`] write, and once durable the
-//! anchor file is rewritten.
+//! anchor file is rewritten. The same task applies retention ([`Sealer::cut`]) once a
+//! minute.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +15,12 @@ use workbus_schemas::signature::SigningKey;
 
 use super::chain::AuditRecord;
 use super::checkpoint::{checkpoint_entry, checkpoint_event, write_anchor};
+use super::retention::{CutAudit, RetentionPolicy};
 use crate::store::writes::{Write, append_audit};
-use crate::store::{StoreError, StoreHandle, StoreTx};
+use crate::store::{AuditQuery, StoreError, StoreHandle, StoreTx};
+
+/// How often retention is applied.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When checkpoints are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,27 +128,106 @@ impl Sealer {
             .await?;
         if let Some(record) = &made {
             *last = Some(record.seq);
-            if let Some(dir) = &self.dir {
-                let (dir, event) = (dir.clone(), record.event.clone());
-                let written = tokio::task::spawn_blocking(move || write_anchor(&dir, &event))
-                    .await
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
-                if let Err(e) = written {
-                    tracing::error!(error = %e, "cannot write the audit anchor file");
-                }
-            }
+            self.write_anchor(record).await?;
         }
         Ok(made)
     }
 
+    /// Cuts the records `policy` no longer keeps (see [`super::retention`]): the cut
+    /// and its checkpoint are appended in the same transaction. Answers how many
+    /// records went.
+    pub async fn cut(&self, policy: RetentionPolicy) -> Result<u64, StoreError> {
+        if !policy.is_limited() {
+            return Ok(0);
+        }
+        let Some(head) = self.store.run(|s| s.audit_head()).await? else {
+            return Ok(0);
+        };
+        let first_recent = match policy.max_age {
+            Some(age) => {
+                let since =
+                    Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+                let query = AuditQuery {
+                    since: Some(since),
+                    limit: 1,
+                    ..Default::default()
+                };
+                let first = self.store.run(move |s| s.audit_records(&query)).await?;
+                first.first().map(|r| r.seq)
+            }
+            None => None,
+        };
+        let Some(first_kept) = policy.first_kept(&head, first_recent) else {
+            return Ok(0);
+        };
+        // The hash the first kept record links to: the last removed record's.
+        let query = AuditQuery {
+            after_seq: Some(first_kept.saturating_sub(2)),
+            to_seq: Some(first_kept - 1),
+            limit: 1,
+            ..Default::default()
+        };
+        let Some(last_removed) = self
+            .store
+            .run(move |s| s.audit_records(&query))
+            .await?
+            .pop()
+        else {
+            return Ok(0); // already cut
+        };
+        let mut last = self.last.lock().await;
+        let made = self
+            .store
+            .write(CutAudit {
+                first_kept,
+                prev_hash: last_removed.hash,
+                key: self.key.clone(),
+                source: self.source.clone(),
+                at: Utc::now(),
+            })
+            .await?;
+        let Some((removed, checkpoint)) = made else {
+            return Ok(0);
+        };
+        *last = Some(checkpoint.seq);
+        drop(last);
+        self.write_anchor(&checkpoint).await?;
+        tracing::info!(
+            first_kept,
+            removed,
+            "audit retention: the oldest records were cut"
+        );
+        Ok(removed)
+    }
+
+    async fn write_anchor(&self, checkpoint: &AuditRecord) -> Result<(), StoreError> {
+        if let Some(dir) = &self.dir {
+            let (dir, event) = (dir.clone(), checkpoint.event.clone());
+            let written = tokio::task::spawn_blocking(move || write_anchor(&dir, &event))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot write the audit anchor file");
+            }
+        }
+        Ok(())
+    }
+
     /// The periodic task: looks at the chain's head once a second and seals it by
-    /// `policy`. Runs until aborted.
-    pub async fn run(self, policy: SealPolicy) {
+    /// `policy`; applies `retention` once a minute. Runs until aborted.
+    pub async fn run(self, policy: SealPolicy, retention: RetentionPolicy) {
         let mut sealed_at = tokio::time::Instant::now();
+        let mut cut_at = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1).min(policy.every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if retention.is_limited() && cut_at.elapsed() >= RETENTION_INTERVAL {
+                cut_at = tokio::time::Instant::now();
+                if let Err(e) = self.cut(retention).await {
+                    tracing::warn!(error = %e, "cannot apply the audit retention");
+                }
+            }
             let head = match self.store.run(|s| s.audit_head()).await {
                 Ok(Some(head)) => head.seq,
                 Ok(None) => continue,

@@ -8,7 +8,8 @@
 //! - a record **modified** in place: its hash no longer matches its fields
 //!   ([`Problem::Modified`]);
 //! - a record **removed**: a gap in `seq` ([`Problem::Removed`]), or, if the later
-//!   records were renumbered, a record linking past its predecessor;
+//!   records were renumbered, a record linking past its predecessor; a log starting
+//!   after record 1 needs a signed retention cut naming that start (`retention`);
 //! - a record **inserted** (later ones renumbered): the next record links past it
 //!   ([`Problem::Inserted`] names the inserted one);
 //! - records **reordered**: a record links to a record that comes later
@@ -27,6 +28,7 @@ use workbus_schemas::signature::VerifyingKey;
 
 use super::chain::{AuditHead, AuditRecord, GENESIS};
 use super::checkpoint::{self, Sealed};
+use super::retention;
 
 /// How far back a link may point and still be classified (records kept in memory).
 const RECENT: usize = 4096;
@@ -39,10 +41,11 @@ const LOOKAHEAD: usize = 4096;
 pub enum Problem {
     /// The record's hash does not match its fields: it was modified.
     Modified,
-    /// Records are missing before this one: the sequence jumps from `expected`.
+    /// Records are missing from this one on, up to `next` (the first present again),
+    /// and no retention cut explains it.
     Removed {
-        /// The first missing sequence number.
-        expected: u64,
+        /// The sequence number present after the gap.
+        next: u64,
     },
     /// This record does not belong: the next one links past it, to `links_to`.
     Inserted {
@@ -99,12 +102,8 @@ impl std::fmt::Display for Finding {
         let seq = self.seq;
         match &self.problem {
             Problem::Modified => write!(f, "record {seq} was modified (its hash does not match)"),
-            Problem::Removed { expected } => {
-                write!(
-                    f,
-                    "records {expected}..{} were removed",
-                    seq.saturating_sub(1)
-                )
+            Problem::Removed { next } => {
+                write!(f, "records {seq}..{} were removed", next.saturating_sub(1))
             }
             Problem::Inserted { links_to } => write!(
                 f,
@@ -175,6 +174,15 @@ pub enum Start {
     First,
 }
 
+/// A log that starts after record 1, and whether a retention cut record naming exactly
+/// that start was seen (`recorded`) and then covered by a valid checkpoint (`sealed`).
+struct PrefixCut {
+    first_seq: u64,
+    prev_hash: String,
+    recorded: bool,
+    sealed: bool,
+}
+
 /// The streaming verifier: [`Verifier::push`] every record in chain order, then
 /// [`Verifier::finish`].
 pub struct Verifier {
@@ -186,6 +194,8 @@ pub struct Verifier {
     recent_order: VecDeque<String>,
     /// A broken link waiting to be classified: the hash it names, and records left.
     pending: Option<(Finding, String, usize)>,
+    /// The log starts after record 1: what a retention cut must explain.
+    prefix: Option<PrefixCut>,
     report: VerifyReport,
 }
 
@@ -201,6 +211,7 @@ impl Verifier {
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             pending: None,
+            prefix: None,
             report: VerifyReport::default(),
         }
     }
@@ -243,6 +254,16 @@ impl Verifier {
         }
         let (expected_seq, expected_prev) = match (&self.prev, &self.start) {
             (Some(p), _) => (p.seq + 1, p.hash.clone()),
+            // A log that starts later must be explained by a retention cut (`finish`).
+            (None, Start::Genesis) if record.seq > 1 => {
+                self.prefix = Some(PrefixCut {
+                    first_seq: record.seq,
+                    prev_hash: record.prev_hash.clone(),
+                    recorded: false,
+                    sealed: false,
+                });
+                (record.seq, record.prev_hash.clone())
+            }
             (None, Start::Genesis) => (1, GENESIS.to_string()),
             (None, Start::First) => (record.seq, record.prev_hash.clone()),
         };
@@ -250,12 +271,7 @@ impl Verifier {
             self.report.first_seq = Some(record.seq);
         }
         if record.seq > expected_seq {
-            return self.fail(
-                expected_seq,
-                Problem::Removed {
-                    expected: expected_seq,
-                },
-            );
+            return self.fail(expected_seq, Problem::Removed { next: record.seq });
         }
         if record.seq < expected_seq {
             return self.fail(record.seq, Problem::Duplicate);
@@ -322,13 +338,19 @@ impl Verifier {
         // always seals the record just before it.
         match &self.prev {
             Some(prev) if prev.seq == sealed.seq && prev.hash == sealed.hash => {}
-            // A range starting at this checkpoint: what it seals lies before the range.
-            None if self.start == Start::First => {}
+            // A range (or a cut log) starting at this checkpoint: what it seals lies
+            // before the first record.
+            None if self.start == Start::First || self.prefix.is_some() => {}
             _ => {
                 return Err(Problem::CheckpointMismatch {
                     sealed_seq: sealed.seq,
                 });
             }
+        }
+        if let Some(prefix) = &mut self.prefix
+            && prefix.recorded
+        {
+            prefix.sealed = true;
         }
         self.report.checkpoints += 1;
         self.report.last_checkpoint = Some(record.seq);
@@ -337,6 +359,13 @@ impl Verifier {
     }
 
     fn accept(&mut self, record: &AuditRecord) {
+        if let Some(prefix) = &mut self.prefix
+            && let Some(cut) = retention::cut_of(record)
+            && cut.first_seq == prefix.first_seq
+            && cut.prev_hash == prefix.prev_hash
+        {
+            prefix.recorded = true;
+        }
         let head = record.head();
         self.recent.insert(head.hash.clone(), head.seq);
         self.recent_order.push_back(head.hash.clone());
@@ -357,6 +386,17 @@ impl Verifier {
     pub fn finish(mut self, sealed_end: bool) -> VerifyReport {
         if let Some((finding, _, _)) = self.pending.take() {
             self.report.bad = Some(finding);
+        }
+        if self.report.bad.is_none()
+            && let Some(prefix) = &self.prefix
+            && !(prefix.recorded && prefix.sealed)
+        {
+            self.report.bad = Some(Finding {
+                seq: 1,
+                problem: Problem::Removed {
+                    next: prefix.first_seq,
+                },
+            });
         }
         if sealed_end && self.report.bad.is_none() && self.report.unsigned_tail > 0 {
             let last = self.prev.as_ref().map_or(0, |p| p.seq);

@@ -234,6 +234,7 @@ pub const MIGRATIONS: &[&str] = &[
     // Rows written before stay in `audit_legacy`, outside the chain (their events
     // were not kept in canonical form, so no hash could be re-derived for them).
     // Indexes: a work's history, a cluster's records by time, any time range.
+    // Retention cuts a prefix only (`audit_cuts`); the cut is itself a chain record.
     r#"
     ALTER TABLE audit RENAME TO audit_legacy;
     CREATE TABLE audit (
@@ -256,7 +257,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit(at);
     CREATE TRIGGER audit_chain_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    -- Retention removes a prefix, and only below a cut recorded first (`audit_cuts`,
+    -- written with the cut's own chain record, see `audit::retention`).
+    CREATE TABLE audit_cuts (
+        first_kept  INTEGER PRIMARY KEY NOT NULL,
+        at          TEXT NOT NULL
+    );
     CREATE TRIGGER audit_chain_no_delete BEFORE DELETE ON audit
+        WHEN OLD.seq >= (SELECT COALESCE(MAX(first_kept), 0) FROM audit_cuts)
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
 ];

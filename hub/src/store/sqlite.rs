@@ -710,6 +710,14 @@ impl StoreTx for SqliteTx<'_> {
         audit_rows::insert(self.conn, self.seal, record)
     }
 
+    fn remove_audit_before(
+        &mut self,
+        first_kept: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        audit_rows::remove_before(self.conn, first_kept, at)
+    }
+
     fn redact_for_audit(&mut self, event: &mut serde_json::Value) {
         if let Some(keys) = self.seal.0 {
             super::redact::redact_secrets(event, &|v| keys.digest(v));

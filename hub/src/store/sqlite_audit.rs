@@ -26,6 +26,25 @@ pub(super) fn head(conn: &Connection) -> Result<Option<AuditHead>, StoreError> {
     }))
 }
 
+/// Removes the records before `first_kept`: the cut is recorded first, which is what
+/// lets the delete pass the append-only trigger.
+pub(super) fn remove_before(
+    conn: &Connection,
+    first_kept: u64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, StoreError> {
+    let first_kept = i64::try_from(first_kept)
+        .map_err(|_| StoreError::Backend("audit sequence number overflow".into()))?;
+    conn.prepare_cached(
+        "INSERT INTO audit_cuts (first_kept, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![first_kept, ts(at)])?;
+    let removed = conn
+        .prepare_cached("DELETE FROM audit WHERE seq < ?1")?
+        .execute([first_kept])?;
+    Ok(removed as u64)
+}
+
 /// Stores one linked record.
 pub(super) fn insert(
     conn: &Connection,

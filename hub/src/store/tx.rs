@@ -126,6 +126,13 @@ pub trait StoreTx {
     /// Stores a linked audit record exactly as given (the event column may be sealed
     /// at rest; it must read back as the same text).
     fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Removes the audit records before `first_kept` (a retention cut, recorded in the
+    /// chain by the caller); answers how many went.
+    fn remove_audit_before(
+        &mut self,
+        first_kept: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Replaces Secret values in an event bound for the audit log by the store
     /// keyring's digests (`store::redact::redact_secrets`); without a keyring, nothing.
     fn redact_for_audit(&mut self, event: &mut serde_json::Value);
