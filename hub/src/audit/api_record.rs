@@ -1,5 +1,8 @@
-//! Audit records of API changes (direction `api`): who changed what through the REST
-//! API, appended in the transaction of the change itself (`store::writes::Audited`).
+//! Audit records the hub makes itself, besides the events it sends and receives: API
+//! changes (direction `api`: who changed what through the REST API, appended in the
+//! transaction of the change itself, `store::writes::Audited`) and its controllers'
+//! transitions (direction `internal`: rollout transitions, placement decisions,
+//! appended right after the change commits).
 //!
 //! Works are not recorded here: every accepted work change queues a spec event that
 //! carries its actor, and its `sent` record is the whole event with that actor (an
@@ -19,6 +22,9 @@ use crate::store::{AuditDirection, AuditEntry};
 
 /// The CloudEvent type of an API change is this prefix and the action.
 pub const API_TYPE_PREFIX: &str = "io.workbus.api.";
+/// The CloudEvent type of a controller's transition is this prefix and what changed
+/// (`rollout`, `placement`).
+pub const INTERNAL_TYPE_PREFIX: &str = "io.workbus.hub.";
 
 /// The audit entry of an API change: `action` (`cluster.create`, `token.revoke`, …) by
 /// `actor` on `object` (what was asked for, without secrets), about `cluster` if any.
@@ -52,5 +58,33 @@ pub fn api_entry(
         event_type,
         event,
         actor: Some(actor.to_string()),
+    }
+}
+
+/// The audit entry of a controller transition: `what` (`rollout`, `placement`) about
+/// `cluster` if any, `data` the transition as the controller announces it.
+pub fn internal_entry(source: &str, what: &str, cluster: Option<&str>, data: Value) -> AuditEntry {
+    let at = Utc::now();
+    let event_type = format!("{INTERNAL_TYPE_PREFIX}{what}");
+    let mut event = {
+        use cloudevents::EventBuilder;
+        cloudevents::EventBuilderV10::new()
+            .id(uuid::Uuid::new_v4().to_string())
+            .source(source)
+            .ty(event_type.clone())
+            .time(at)
+            .build()
+            // id, source and type are set: the builder has no other failure.
+            .unwrap_or_default()
+    };
+    set_json_data(&mut event, data);
+    AuditEntry {
+        at,
+        direction: AuditDirection::Internal,
+        cluster: cluster.map(str::to_string),
+        resource_id: None,
+        event_type,
+        event,
+        actor: None,
     }
 }

@@ -342,6 +342,19 @@ impl Write for AppendAudit {
     }
 }
 
+/// Appends several records in one transaction (a controller's transitions).
+#[derive(Debug, Clone)]
+pub struct AppendAudits(pub Vec<AuditEntry>);
+
+impl Write for AppendAudits {
+    type Output = ();
+    fn run(self, tx: &mut dyn StoreTx) -> Result<(), StoreError> {
+        self.0
+            .iter()
+            .try_for_each(|e| append_audit(tx, e).map(drop))
+    }
+}
+
 /// Runs a write and, in the same transaction, appends its audit record: an API
 /// change is in the log exactly when it is in the store. The record is not written
 /// when the change fails.
