@@ -72,7 +72,7 @@ fn entry(i: usize, clusters: usize, base: DateTime<Utc>) -> Result<AuditEntry, B
     let at = base + chrono::Duration::milliseconds(i as i64 * STEP_MS);
     let record = work(&cluster, w, generation, at);
     let fail = |e: String| BenchError::Setup(format!("cannot build record {i}: {e}"));
-    let (direction, event, actor) = if i % 2 == 0 {
+    let (direction, event, actor) = if i.is_multiple_of(2) {
         let event = change_event("bench", &record, SpecChange::Update, at).map_err(fail)?;
         (AuditDirection::Sent, event, Some("admin".to_string()))
     } else {
