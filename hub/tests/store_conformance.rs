@@ -16,7 +16,8 @@
 //! batches (a failing write rolled back
 //! alone, the rest durable), and Secret values never stored in clear (audit copies hold
 //! keyed digests); ManifestWorkReplicaSets (a reconcile's works, states and status in
-//! one transaction, durable; deletion; foreign works and stale reads left alone).
+//! one transaction, durable; deletion; foreign works and stale reads left alone); the
+//! audit hash chain (records kept byte for byte, every query filter, a retention cut).
 //! Backend-specific behaviour (SQLite migrations, triggers, corrupt rows) lives in
 //! `store_sqlite.rs`.
 
@@ -61,6 +62,7 @@ conformance!(
     replica_set_rollouts_are_written_at_once_and_survive_a_reopen,
     replica_set_deletion_background_and_foreground,
     record_rollout_leaves_foreign_works_and_stale_reads_alone,
+    the_audit_chain_is_stored_queried_and_cut,
 );
 
 /// The list itself is checked, so a backend cannot be dropped silently.

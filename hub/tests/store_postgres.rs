@@ -1,19 +1,21 @@
 //! What only the PostgreSQL backend has (the shared behaviour is the conformance suite,
 //! `store_conformance.rs`): migrations run once when several hubs start together, write
-//! transactions of hubs sharing a database are serialised, the audit table refuses
-//! changes, a newer schema is refused, an unreachable server is a typed error naming
-//! host and port, and `--store` values. Tests needing a server print `SKIPPED` without
-//! one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
+//! transactions of hubs sharing a database are serialised, the audit tables refuse
+//! changes (all but a retention cut's), a newer schema is refused, an unreachable
+//! server is a typed error naming host and port, and `--store` values. Tests needing a
+//! server print `SKIPPED` without one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
 
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::json;
 use workbus_hub::StoreSettings;
+use workbus_hub::audit::api_record::api_entry;
 use workbus_hub::config::StoreUrlError;
 use workbus_hub::store::postgres::PostgresStore;
 use workbus_hub::store::postgres_migrations::latest_version;
-use workbus_hub::store::writes::CreateCluster;
+use workbus_hub::store::writes::AppendAudit;
 use workbus_hub::store::{Store, StoreError};
 
 #[test]
@@ -80,36 +82,104 @@ fn writers_of_hubs_sharing_a_database_are_serialised() {
 }
 
 #[test]
-fn the_audit_table_is_append_only() {
+fn the_audit_table_is_append_only_except_below_a_recorded_cut() {
     let Some(db) = workbus_testkit::postgres_or_skip("append-only audit") else {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
-    store
-        .write(CreateCluster {
-            name: "c1".into(),
-            labels: Default::default(),
-            now: chrono::Utc::now(),
-        })
-        .unwrap();
+    for action in ["cluster.create", "cluster.label", "cluster.delete"] {
+        store
+            .write(AppendAudit(api_entry(
+                "src",
+                "alice",
+                action,
+                None,
+                json!({}),
+            )))
+            .unwrap();
+    }
     let mut client = db.client().unwrap();
     client
         .batch_execute(
-            "INSERT INTO audit (at, direction, event_type, event) \
+            "INSERT INTO audit_legacy (at, direction, event_type, event) \
              VALUES ('2026-01-01T00:00:00.000000000Z', 'sent', 't', '{}')",
         )
         .unwrap();
-    for sql in [
-        "UPDATE audit SET event_type = 'x'",
-        "DELETE FROM audit",
-        "TRUNCATE audit",
-    ] {
+    let refused = |client: &mut postgres::Client, sql: &str| {
         let e = client.batch_execute(sql).expect_err(sql);
         assert!(
             e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"),
             "{sql}: {e:?}"
         );
+    };
+    for sql in [
+        "UPDATE audit SET actor = 'mallory'",
+        "DELETE FROM audit WHERE seq = 1",
+        "TRUNCATE audit",
+        // The rows of before the chain (migration 2) are just as protected.
+        "DELETE FROM audit_legacy",
+        "TRUNCATE audit_legacy",
+    ] {
+        refused(&mut client, sql);
     }
+    // Retention: the store records a cut, then removes the prefix below it — and
+    // nothing at or above it.
+    store
+        .transaction(&mut |tx| tx.remove_audit_before(3, chrono::Utc::now()).map(drop))
+        .unwrap();
+    let seqs: Vec<i64> = client
+        .query("SELECT seq FROM audit ORDER BY seq", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs, [3]);
+    for sql in [
+        "DELETE FROM audit WHERE seq = 3",
+        "UPDATE audit SET actor = 'mallory' WHERE seq = 3",
+        "DELETE FROM audit_cuts",
+        "UPDATE audit_cuts SET first_kept = 100",
+    ] {
+        refused(&mut client, sql);
+    }
+}
+
+#[test]
+fn audit_rows_of_before_the_chain_are_kept_aside() {
+    let Some(db) = workbus_testkit::postgres_or_skip("audit chain migration") else {
+        return;
+    };
+    // A database at version 1, with an audit row of the unchained kind.
+    let mut client = db.client().unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, \
+             applied TIMESTAMPTZ NOT NULL DEFAULT now()); {} \
+             INSERT INTO schema_migrations (version) VALUES (1); \
+             INSERT INTO audit (at, direction, event_type, event) \
+             VALUES ('2026-01-01T00:00:00.000000000Z', 'sent', 't', '{{}}')",
+            workbus_hub::store::postgres_migrations::MIGRATIONS[0]
+        ))
+        .unwrap();
+    let opened = PostgresStore::open(db.url(), None).unwrap();
+    assert_eq!(opened.schema_version().unwrap(), latest_version());
+    let store: Arc<dyn Store> = Arc::new(opened);
+    let legacy: i64 = client
+        .query_one("SELECT COUNT(*) FROM audit_legacy", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(legacy, 1, "the old row is kept, outside the chain");
+    assert_eq!(store.audit_head().unwrap(), None, "the chain starts empty");
+    let first = store
+        .write(AppendAudit(api_entry(
+            "src",
+            "alice",
+            "token.create",
+            None,
+            json!({}),
+        )))
+        .unwrap();
+    assert_eq!(first.seq, 1);
 }
 
 #[test]

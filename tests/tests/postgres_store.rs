@@ -4,14 +4,19 @@
 //! REST API answers 503 (no panic, no lost acknowledged write) and the hub recovers by
 //! itself when it comes back (the outage is a fault proxy in front of the server, which
 //! refuses new connections and cuts the open ones — the shared server keeps running).
-//! Without a PostgreSQL server each test prints `SKIPPED` and passes, unless
+//! The audit log of such a hub verifies live, exported, and offline. Without a
+//! PostgreSQL server each test prints `SKIPPED` and passes, unless
 //! `WORKBUS_REQUIRE_POSTGRES=1`.
 
 use std::sync::Arc;
 
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
+use workbus_hub::audit::sealer::read_checked_anchor;
+use workbus_hub::audit::verify::verify_store;
+use workbus_hub::cli::audit::verify_file;
 use workbus_hub::{BrokerSettings, StoreSettings};
+use workbus_schemas::signature::VerifyingKey;
 use workbus_testkit::fault_proxy::FaultProxy;
 use workbus_tests::agents::start_agent;
 use workbus_tests::brokers::TestBroker;
@@ -123,6 +128,100 @@ async fn works_round_trip_and_survive_a_hub_restart_on_postgres() {
 
     agent.shutdown().await;
     hub.shutdown().await;
+    broker.stop().await;
+}
+
+/// The audit log of a hub on PostgreSQL (issue 15 on issue 16): the API change and the
+/// work's events are chained with their actor, `audit verify` passes live and after a
+/// restart on the same database, an export verifies with the public key alone, and once
+/// the hub stopped (its last record a checkpoint) the database verifies offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_of_a_hub_on_postgres_verifies() {
+    let Some(db) = workbus_testkit::postgres_or_skip("audit on PostgreSQL") else {
+        return;
+    };
+    let broker = TestBroker::embedded().await;
+    let source = broker.source_id();
+    let cluster = unique("edge");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("hub");
+    let store = StoreSettings::postgres(db.url(), &data_dir);
+    let hub = start_hub_on(store.clone(), &source, plain(&broker)).await;
+    let mut changes = hub.watch();
+    let agent = start_agent(
+        broker.agent_config(&source, &cluster, &data_dir),
+        sim(),
+        Arc::new(FileStore::open(&dir.path().join("agent")).unwrap()),
+    );
+    assert_eq!(register_cluster(&hub, &cluster).await, 201);
+    assert!(put_work(&hub, &cluster, "app", "app-config", "v1").await < 300);
+    wait_work(&hub, &mut changes, &cluster, "app", "applied", |w| {
+        applied_at(w, 1)
+    })
+    .await;
+    hub.shutdown().await;
+
+    // A new hub on the same database continues the chain; it verifies live.
+    let hub = start_hub_on(store.clone(), &source, plain(&broker)).await;
+    let (code, log) = rest(
+        &hub,
+        "GET",
+        &format!("/api/v1/audit/log?cluster={cluster}&direction=api"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{log}");
+    assert_eq!(
+        log["items"][0]["eventType"], "io.workbus.api.cluster.create",
+        "{log}"
+    );
+    assert!(log["items"][0]["actor"].is_string(), "{log}");
+    let (_, sent) = rest(
+        &hub,
+        "GET",
+        &format!("/api/v1/audit/log?cluster={cluster}&direction=sent"),
+        None,
+    )
+    .await;
+    assert!(
+        !sent["items"].as_array().unwrap().is_empty(),
+        "the work's spec event is a sent record: {sent}"
+    );
+    let (code, report) = rest(&hub, "GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        report["checkpoints"].as_u64().unwrap() >= 1,
+        "the first hub sealed the log at shutdown: {report}"
+    );
+    let (_, key) = rest(&hub, "GET", "/api/v1/audit/public-key", None).await;
+    let key = VerifyingKey::parse(key["publicKey"].as_str().unwrap()).unwrap();
+    let client = hub.client();
+    let file = dir.path().join("export.jsonl");
+    let out = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::create(&out).unwrap();
+        client.get_to("/api/v1/audit/export", &mut f).unwrap();
+    })
+    .await
+    .unwrap();
+    let report = verify_file(&file, key.clone()).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.unsigned_tail, 0, "{report:?}");
+
+    // Stopped: the database verifies offline against the anchor in the data directory.
+    agent.shutdown().await;
+    hub.shutdown().await;
+    let report = tokio::task::spawn_blocking(move || {
+        let s = workbus_hub::store::open(&store).unwrap();
+        let anchor = read_checked_anchor(&data_dir, &key).unwrap();
+        assert!(anchor.is_some(), "the hub wrote its audit.head");
+        verify_store(s.as_ref(), Some(key), None, None, anchor).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.unsigned_tail, 0, "{report:?}");
     broker.stop().await;
 }
 

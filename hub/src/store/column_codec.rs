@@ -66,13 +66,12 @@ impl Seal<'_> {
         String::from_utf8(bytes).map_err(|_| format!("{column}: not UTF-8"))
     }
 
-    /// The audit copy of an event's JSON: Secret values digested, then sealed.
-    pub(super) fn audit_copy(self, event_json: String) -> Result<String, StoreError> {
-        let redacted = match self.0 {
-            Some(keys) => super::redact::redact_json_text(&event_json, &|v| keys.digest(v)),
-            None => event_json,
-        };
-        self.seal("audit.event", redacted)
+    /// Replaces the Secret values of an event bound for the audit log by the keyring's
+    /// keyed digests ([`super::redact`]); without a keyring, nothing.
+    pub(super) fn redact_for_audit(self, event: &mut serde_json::Value) {
+        if let Some(keys) = self.0 {
+            super::redact::redact_secrets(event, &|v| keys.digest(v));
+        }
     }
 }
 

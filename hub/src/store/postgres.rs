@@ -27,10 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use postgres::Row;
 use workbus_schemas::placement::PlacementDecision;
 
-use super::column_codec::{Seal, outbox_event, outbox_message, parse_event, parse_json, parse_ts};
+use super::column_codec::{Seal, outbox_event, outbox_message, parse_json, parse_ts};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
+use super::postgres_audit as audit_rows;
 use super::postgres_conn::{Connector, PgConn, ReaderPool, col};
 use super::postgres_placement as pl;
 use super::postgres_registration as reg;
@@ -38,6 +39,7 @@ use super::postgres_replicaset as rsq;
 use super::postgres_tx::PgTx;
 use super::sqlite::{RawWork, WORK_SELECT};
 use super::{Store, StoreError, StoreTx, postgres_migrations};
+use crate::audit::chain::{AuditHead, AuditRecord};
 
 /// The advisory lock every write transaction holds: "workbus" + 0.
 pub const WRITER_LOCK: i64 = 0x776f_726b_6275_7300;
@@ -106,6 +108,20 @@ pub(super) fn work_by_uid(
     uid: &str,
 ) -> Result<Option<WorkRecord>, StoreError> {
     Ok(query_works(conn, seal, "WHERE w.uid = $1", &[&uid])?.pop())
+}
+
+/// Every work of `cluster` (deleting ones included), by name.
+pub(super) fn works_of_cluster(
+    conn: &mut PgConn,
+    seal: Seal<'_>,
+    cluster: &str,
+) -> Result<Vec<WorkRecord>, StoreError> {
+    query_works(
+        conn,
+        seal,
+        "WHERE w.cluster = $1 ORDER BY w.name",
+        &[&cluster],
+    )
 }
 
 /// An outbox row as read: the entry plus the columns only parked rows need.
@@ -328,14 +344,7 @@ impl Store for PostgresStore {
     }
 
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
-        self.read(|c| {
-            query_works(
-                c,
-                self.seal(),
-                "WHERE w.cluster = $1 ORDER BY w.name",
-                &[&cluster],
-            )
-        })
+        self.read(|c| works_of_cluster(c, self.seal(), cluster))
     }
 
     fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError> {
@@ -411,39 +420,15 @@ impl Store for PostgresStore {
         resource_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let limit = limit.min(i64::MAX as usize) as i64;
-        let rows = self.read(|c| {
-            c.query(
-                "SELECT at, direction, cluster, resource_id, event_type, event, actor FROM audit \
-                 WHERE $1::TEXT IS NULL OR resource_id = $1 ORDER BY id LIMIT $2",
-                &[&resource_id, &limit],
-            )
-        })?;
-        rows.iter()
-            .map(|r| {
-                let direction: &str = col(r, 1)?;
-                Ok(AuditEntry {
-                    at: parse_ts("audit", col(r, 0)?)?,
-                    direction: if direction == "sent" {
-                        AuditDirection::Sent
-                    } else {
-                        AuditDirection::Received
-                    },
-                    cluster: col(r, 2)?,
-                    resource_id: col(r, 3)?,
-                    event_type: col(r, 4)?,
-                    event: self
-                        .seal()
-                        .open("audit.event", col(r, 5)?)
-                        .and_then(|event| parse_event(&event))
-                        .map_err(|reason| StoreError::Corrupt {
-                            table: "audit",
-                            reason,
-                        })?,
-                    actor: col(r, 6)?,
-                })
-            })
-            .collect()
+        self.read(|c| audit_rows::entries(c, self.seal(), resource_id, limit))
+    }
+
+    fn audit_records(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(|c| audit_rows::records(c, self.seal(), query))
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        self.read(audit_rows::head)
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {

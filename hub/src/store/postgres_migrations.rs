@@ -1,6 +1,7 @@
 //! Versioned schema migrations of the PostgreSQL store.
 //!
-//! PostgreSQL's own list (its schema starts where SQLite's ninth migration ended):
+//! PostgreSQL's own list (its schema starts where SQLite's ninth migration ended; its
+//! second is SQLite's tenth, the audit hash chain):
 //! [`MIGRATIONS`] is append-only, migration *n* (1-based) moves the schema from version
 //! *n-1* to *n*, and table `schema_migrations` holds one row per applied version.
 //! Every pending migration runs in one transaction that first takes the advisory lock
@@ -195,6 +196,55 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (namespace, replicaset) REFERENCES replicasets(namespace, name)
             ON DELETE CASCADE
     );
+    "#,
+    // 2: the audit log becomes a hash chain (issue 15; SQLite's migration 10, which
+    // explains each column): records are stored exactly as `audit::chain` linked them,
+    // the event column sealed at rest. Rows written before stay in `audit_legacy`,
+    // outside the chain, still append-only. Retention removes a prefix only, below a
+    // cut recorded first in `audit_cuts` (see `audit::retention`); every other UPDATE,
+    // DELETE or TRUNCATE is refused — by triggers, like SQLite's (the chain, not the
+    // triggers, is the proof: `audit::verify`).
+    r#"
+    ALTER TABLE audit RENAME TO audit_legacy;
+    CREATE TABLE audit (
+        seq              BIGINT PRIMARY KEY,
+        at               TEXT COLLATE "C" NOT NULL,
+        direction        TEXT COLLATE "C" NOT NULL
+            CHECK (direction IN ('sent', 'received', 'api', 'internal')),
+        cluster          TEXT COLLATE "C",
+        source           TEXT COLLATE "C",
+        resource_id      TEXT COLLATE "C",
+        resource_version BIGINT,
+        event_type       TEXT COLLATE "C" NOT NULL,
+        actor            TEXT COLLATE "C",
+        event            TEXT COLLATE "C" NOT NULL,   -- canonical structured CloudEvent JSON, sealed
+        prev_hash        TEXT COLLATE "C" NOT NULL,
+        hash             TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX audit_work ON audit(resource_id, seq) WHERE resource_id IS NOT NULL;
+    CREATE INDEX audit_cluster_at ON audit(cluster, at);
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TABLE audit_cuts (
+        first_kept  BIGINT PRIMARY KEY,
+        at          TEXT COLLATE "C" NOT NULL
+    );
+    CREATE FUNCTION audit_chain_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' AND OLD.seq <
+                (SELECT COALESCE(MAX(first_kept), 0) FROM audit_cuts) THEN
+                RETURN OLD;
+            END IF;
+            RAISE EXCEPTION 'the audit log is append-only';
+        END $$;
+    CREATE TRIGGER audit_chain_no_change BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION audit_chain_guard();
+    CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+    -- Cuts are history too: only ever added.
+    CREATE TRIGGER audit_cuts_no_change BEFORE UPDATE OR DELETE ON audit_cuts
+        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+    CREATE TRIGGER audit_cuts_no_truncate BEFORE TRUNCATE ON audit_cuts
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
     "#,
 ];
 

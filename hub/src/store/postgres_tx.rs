@@ -8,10 +8,11 @@ use cloudevents::AttributesReader;
 use workbus_schemas::placement::{PlacementDecision, PlacementStatus};
 use workbus_schemas::registration::CertificateSigningRequest;
 
-use super::column_codec::{Seal, StoredProperties, event_json, to_json, ts};
+use super::column_codec::{Seal, StoredProperties, event_json, parse_event, to_json, ts};
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
-use super::postgres::{work_by_key, work_by_uid};
+use super::postgres::{work_by_key, work_by_uid, works_of_cluster};
+use super::postgres_audit as audit_rows;
 use super::postgres_conn::{PgConn, col};
 use super::postgres_placement as pl;
 use super::postgres_registration as reg;
@@ -19,6 +20,7 @@ use super::postgres_replicaset as rsq;
 use super::registration::{ClusterSet, JoinToken};
 use super::replicaset::{ClusterRollout, ReplicaSetKey, ReplicaSetRecord};
 use super::{StoreError, StoreTx};
+use crate::audit::chain::{AuditHead, AuditRecord};
 
 /// Removes the parked rows that row `$1` supersedes: older, parked, same cluster, and
 /// the same `resource_id` (for rows about no work: the same event type) — the rule of
@@ -27,41 +29,6 @@ const SUPERSEDE_PARKED: &str = "DELETE FROM outbox o USING outbox n \
      WHERE n.id = $1 AND o.parked IS NOT NULL AND o.id < $1 AND o.cluster = n.cluster \
      AND o.resource_id IS NOT DISTINCT FROM n.resource_id \
      AND (o.resource_id IS NOT NULL OR o.event_type = n.event_type)";
-
-/// One audit row as written: an [`AuditEntry`] with its event already as JSON text (a
-/// completed outbox row's event is copied without decoding it).
-pub(super) struct AuditRow<'a> {
-    pub(super) at: DateTime<Utc>,
-    pub(super) direction: AuditDirection,
-    pub(super) cluster: Option<&'a str>,
-    pub(super) resource_id: Option<&'a str>,
-    pub(super) event_type: &'a str,
-    pub(super) event_json: String,
-    pub(super) actor: Option<&'a str>,
-}
-
-/// Appends one audit row (Secret values digested, then sealed). Every audit insert goes
-/// through here, so the audit log's own columns (a hash chain, later) change here only.
-pub(super) fn insert_audit(
-    conn: &mut PgConn,
-    seal: Seal<'_>,
-    row: AuditRow<'_>,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &ts(row.at),
-            &row.direction.as_str(),
-            &row.cluster,
-            &row.resource_id,
-            &row.event_type,
-            &seal.audit_copy(row.event_json)?,
-            &row.actor,
-        ],
-    )?;
-    Ok(())
-}
 
 /// [`StoreTx`] over the writer connection inside its open transaction.
 pub(super) struct PgTx<'c> {
@@ -107,6 +74,10 @@ impl StoreTx for PgTx<'_> {
             .conn
             .query_one("SELECT COUNT(*) FROM works WHERE cluster = $1", &[&cluster])?;
         Ok(col::<i64>(&row, 0)?.max(0) as u64)
+    }
+
+    fn works_of(&mut self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
+        works_of_cluster(self.conn, self.seal, cluster)
     }
 
     fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -312,39 +283,39 @@ impl StoreTx for PgTx<'_> {
         Ok(())
     }
 
-    fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-        // The audit copy goes through Rust: Secret values are digested before it is
-        // sealed again (as `audit.event`).
+    fn complete_outbox(
+        &mut self,
+        id: i64,
+        sent_at: DateTime<Utc>,
+    ) -> Result<Option<AuditEntry>, StoreError> {
         let row = self.conn.query_opt(
             "SELECT cluster, resource_id, event_type, event, actor FROM outbox WHERE id = $1",
             &[&id],
         )?;
-        if let Some(row) = row {
-            let event_json = self
-                .seal
-                .open("outbox.event", col(&row, 3)?)
-                .map_err(|reason| StoreError::Corrupt {
-                    table: "outbox",
-                    reason,
-                })?;
-            insert_audit(
-                self.conn,
-                self.seal,
-                AuditRow {
-                    at: sent_at,
-                    direction: AuditDirection::Sent,
-                    cluster: col(&row, 0)?,
-                    resource_id: col(&row, 1)?,
-                    event_type: col(&row, 2)?,
-                    event_json,
-                    actor: col(&row, 4)?,
-                },
-            )?;
-        }
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let event = self
+            .seal
+            .open("outbox.event", col(&row, 3)?)
+            .and_then(|event| parse_event(&event))
+            .map_err(|reason| StoreError::Corrupt {
+                table: "outbox",
+                reason,
+            })?;
+        let sent = AuditEntry {
+            at: sent_at,
+            direction: AuditDirection::Sent,
+            cluster: col(&row, 0)?,
+            resource_id: col(&row, 1)?,
+            event_type: col(&row, 2)?,
+            event,
+            actor: col(&row, 4)?,
+        };
         self.conn.execute(SUPERSEDE_PARKED, &[&id])?;
         self.conn
             .execute("DELETE FROM outbox WHERE id = $1", &[&id])?;
-        Ok(())
+        Ok(Some(sent))
     }
 
     fn count_outbox_attempt(&mut self, id: i64) -> Result<(), StoreError> {
@@ -379,20 +350,24 @@ impl StoreTx for PgTx<'_> {
         Ok(())
     }
 
-    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(
-            self.conn,
-            self.seal,
-            AuditRow {
-                at: entry.at,
-                direction: entry.direction,
-                cluster: entry.cluster.as_deref(),
-                resource_id: entry.resource_id.as_deref(),
-                event_type: &entry.event_type,
-                event_json: event_json(&entry.event)?,
-                actor: entry.actor.as_deref(),
-            },
-        )
+    fn audit_head(&mut self) -> Result<Option<AuditHead>, StoreError> {
+        audit_rows::head(self.conn)
+    }
+
+    fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        audit_rows::insert(self.conn, self.seal, record)
+    }
+
+    fn remove_audit_before(
+        &mut self,
+        first_kept: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        audit_rows::remove_before(self.conn, first_kept, at)
+    }
+
+    fn redact_for_audit(&mut self, event: &mut serde_json::Value) {
+        self.seal.redact_for_audit(event);
     }
 
     fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError> {

@@ -23,6 +23,7 @@ use workbus_schemas::sequence_id::{DEFAULT_NODE, SequenceId};
 use workbus_schemas::work::ManifestWorkStatus;
 
 use super::Backend;
+pub use super::audit::*;
 pub use super::placement::*;
 pub use super::registration::*;
 pub use super::replicaset::*;

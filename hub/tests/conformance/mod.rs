@@ -1,5 +1,6 @@
 //! The backends the conformance suite runs on, and the suite's cases.
 
+pub mod audit;
 pub mod cases;
 pub mod placement;
 pub mod registration;
