@@ -182,6 +182,38 @@ fn audit_rows_of_before_the_chain_are_kept_aside() {
     assert_eq!(first.seq, 1);
 }
 
+/// Regression: after the network cut the writer's idle connection, the first write
+/// once the server answers again used to fail with `Unavailable` ("connection
+/// closed") — the dead connection shows only when used. It now begins on a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_write_after_a_cut_connection_succeeds() {
+    let Some(db) = workbus_testkit::postgres_or_skip("write after a cut connection") else {
+        return;
+    };
+    let proxy = workbus_testkit::fault_proxy::FaultProxy::start(db.server_addr()).await;
+    let url = db.url_via(proxy.addr());
+    let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
+        Arc::new(PostgresStore::open(&url, None).unwrap()) as Arc<dyn Store>
+    })
+    .await
+    .unwrap();
+    let write = |store: Arc<dyn Store>, action: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            store.write(AppendAudit(api_entry(
+                "src",
+                "alice",
+                action,
+                None,
+                json!({}),
+            )))
+        })
+    };
+    write(store.clone(), "token.create").await.unwrap().unwrap();
+    proxy.cut();
+    let record = write(store.clone(), "token.revoke").await.unwrap();
+    assert_eq!(record.expect("written on a fresh connection").seq, 2);
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let Some(db) = workbus_testkit::postgres_or_skip("newer schema") else {

@@ -243,17 +243,20 @@ impl PostgresStore {
     }
 }
 
-/// Runs `body` inside `BEGIN … COMMIT` with the writers' lock held.
+/// Opens the write transaction with the writers' lock held: one round trip, the lock
+/// the transaction's first act, released by COMMIT or ROLLBACK.
+fn begin(conn: &mut PgConn) -> Result<(), StoreError> {
+    conn.batch(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+    ))
+}
+
+/// Runs `body` inside the transaction [`begin`] opened, then `COMMIT`.
 fn run_transaction(
     conn: &mut PgConn,
     seal: Seal<'_>,
     body: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    // One round trip: the lock is the transaction's first act, released by COMMIT or
-    // ROLLBACK.
-    conn.batch(&format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
-    ))?;
     match body(&mut PgTx { conn, seal }) {
         Ok(()) => conn.batch("COMMIT"),
         Err(e) => {
@@ -270,8 +273,31 @@ impl Store for PostgresStore {
         body: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut guard = self.writer()?;
-        if guard.as_ref().is_none_or(PgConn::is_closed) {
+        let reused = guard.as_ref().is_some_and(|c| !c.is_closed());
+        if !reused {
+            *guard = None;
             *guard = Some(self.connector.connect()?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(StoreError::Backend("no write connection".into()));
+        };
+        match begin(conn) {
+            Ok(()) => {}
+            // An idle connection that the server or the network closed shows only when
+            // used (after an outage, the first write would fail although the server is
+            // back). Nothing ran yet, so the transaction may begin on a fresh one.
+            Err(StoreError::Unavailable { .. }) if reused => {
+                *guard = None;
+                let fresh = guard.insert(self.connector.connect()?);
+                if let Err(e) = begin(fresh) {
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+            Err(e) => {
+                *guard = None;
+                return Err(e);
+            }
         }
         let Some(conn) = guard.as_mut() else {
             return Err(StoreError::Backend("no write connection".into()));
