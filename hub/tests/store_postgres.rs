@@ -1,9 +1,11 @@
 //! What only the PostgreSQL backend has (the shared behaviour is the conformance suite,
 //! `store_conformance.rs`): migrations run once when several hubs start together, write
 //! transactions of hubs sharing a database are serialised, the audit tables refuse
-//! changes (all but a retention cut's), a newer schema is refused, an unreachable
-//! server is a typed error naming host and port, and `--store` values. Tests needing a
-//! server print `SKIPPED` without one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
+//! changes (all but a retention cut's) and a record changed anyway is found by `audit
+//! verify`, pre-chain audit rows are kept aside, the first write after a cut connection
+//! succeeds, a newer schema is refused, an unreachable server is a typed error naming
+//! host and port, and `--store` values. Tests needing a server print `SKIPPED` without
+//! one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use workbus_hub::StoreSettings;
 use workbus_hub::audit::api_record::api_entry;
+use workbus_hub::audit::verify::{Problem, verify_store};
 use workbus_hub::config::StoreUrlError;
 use workbus_hub::store::postgres::PostgresStore;
 use workbus_hub::store::postgres_migrations::latest_version;
@@ -142,6 +145,33 @@ fn the_audit_table_is_append_only_except_below_a_recorded_cut() {
     ] {
         refused(&mut client, sql);
     }
+}
+
+#[test]
+fn a_record_changed_in_the_database_is_named_by_verify() {
+    let Some(db) = workbus_testkit::postgres_or_skip("audit tampering") else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    for actor in ["alice", "bob", "carol"] {
+        store
+            .write(AppendAudit(api_entry("src", actor, "token.create", None, json!({}))))
+            .unwrap();
+    }
+    let report = verify_store(store.as_ref(), None, None, None, None).unwrap();
+    assert!(report.ok(), "{report:?}");
+    // The owner of the database can switch the triggers off; the chain still tells.
+    db.client()
+        .unwrap()
+        .batch_execute(
+            "ALTER TABLE audit DISABLE TRIGGER USER; \
+             UPDATE audit SET actor = 'mallory' WHERE seq = 2; \
+             ALTER TABLE audit ENABLE TRIGGER USER",
+        )
+        .unwrap();
+    let report = verify_store(store.as_ref(), None, None, None, None).unwrap();
+    let bad = report.bad.expect("the change is found");
+    assert_eq!((bad.seq, bad.problem), (2, Problem::Modified));
 }
 
 #[test]
