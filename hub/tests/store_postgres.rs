@@ -4,7 +4,7 @@
 //! changes (all but a retention cut's) and a record changed anyway is found by `audit
 //! verify`, pre-chain audit rows are kept aside, the first write after a cut connection
 //! succeeds, a newer schema is refused, an unreachable server is a typed error naming
-//! host and port, and `--store` values. Tests needing a server print `SKIPPED` without
+//! host and port, `--store` values, and `audit verify|export --data-dir --store` offline. Tests needing a server print `SKIPPED` without
 //! one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
 
 use std::sync::Arc;
@@ -155,7 +155,13 @@ fn a_record_changed_in_the_database_is_named_by_verify() {
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
     for actor in ["alice", "bob", "carol"] {
         store
-            .write(AppendAudit(api_entry("src", actor, "token.create", None, json!({}))))
+            .write(AppendAudit(api_entry(
+                "src",
+                actor,
+                "token.create",
+                None,
+                json!({}),
+            )))
             .unwrap();
     }
     let report = verify_store(store.as_ref(), None, None, None, None).unwrap();
@@ -308,4 +314,78 @@ fn store_values_name_the_backend() {
         StoreSettings::postgres("postgres://workbus:secret@db/workbus", dir)
     );
     assert!(!debug.contains("secret"), "{debug}");
+}
+
+#[test]
+fn audit_verify_and_export_offline_take_the_store() {
+    let Some(db) = workbus_testkit::postgres_or_skip("offline audit on PostgreSQL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = workbus_hub::audit::checkpoint::load_or_create_key(dir.path()).unwrap();
+    let key = Arc::new(key);
+    {
+        let store =
+            workbus_hub::store::open(&StoreSettings::postgres(db.url(), dir.path())).unwrap();
+        for actor in ["alice", "bob"] {
+            store
+                .write(AppendAudit(api_entry(
+                    "src",
+                    actor,
+                    "token.create",
+                    None,
+                    json!({}),
+                )))
+                .unwrap();
+        }
+        store
+            .write(workbus_hub::audit::sealer::SealCheckpoint {
+                key: key.clone(),
+                source: "src".into(),
+                at: chrono::Utc::now(),
+                unless_head: None,
+            })
+            .unwrap()
+            .expect("a checkpoint");
+    }
+    let hub = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
+            .args(args)
+            .env_remove("WORKBUS_STORE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let data_dir = dir.path().to_str().unwrap();
+    let (ok, out) = hub(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data_dir,
+        "--store",
+        db.url(),
+    ]);
+    assert!(ok, "{out}");
+    let file = dir.path().join("export.jsonl");
+    let (ok, out) = hub(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data_dir,
+        "--store",
+        db.url(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let report = workbus_hub::cli::audit::verify_file(&file, key.verifying_key()).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.records, report.unsigned_tail), (3, 0), "{report:?}");
+    // Without --store the directory is taken for a SQLite one, which it is not.
+    let (ok, out) = hub(&["audit", "verify", "--data-dir", data_dir]);
+    assert!(!ok && out.contains("no hub data directory"), "{out}");
 }
