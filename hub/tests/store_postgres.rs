@@ -4,8 +4,9 @@
 //! changes (all but a retention cut's) and a record changed anyway is found by `audit
 //! verify`, pre-chain audit rows are kept aside, the first write after a cut connection
 //! succeeds, a newer schema is refused, an unreachable server is a typed error naming
-//! host and port, `--store` values, and `audit verify|export --data-dir --store` offline. Tests needing a server print `SKIPPED` without
-//! one (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
+//! host and port, `--store` values, and `audit verify|export --data-dir --store`
+//! offline. Tests needing a server print `SKIPPED` without one (a failure with
+//! `WORKBUS_REQUIRE_POSTGRES=1`).
 
 use std::sync::Arc;
 use std::sync::mpsc;
