@@ -219,12 +219,13 @@ fn audit_rows_of_before_the_chain_are_kept_aside() {
     assert_eq!(first.seq, 1);
 }
 
-/// Regression: after the network cut the writer's idle connection, the first write
-/// once the server answers again used to fail with `Unavailable` ("connection
-/// closed") — the dead connection shows only when used. It now begins on a fresh one.
+/// Regression: after the network cut the store's idle connections, the first write
+/// (and the first read on each pooled connection) once the server answers again used
+/// to fail with `Unavailable` ("connection closed") — a dead connection shows only when
+/// used. Both now run on a fresh connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_write_after_a_cut_connection_succeeds() {
-    let Some(db) = workbus_testkit::postgres_or_skip("write after a cut connection") else {
+async fn the_first_read_and_write_after_a_cut_connection_succeed() {
+    let Some(db) = workbus_testkit::postgres_or_skip("store use after a cut connection") else {
         return;
     };
     let proxy = workbus_testkit::fault_proxy::FaultProxy::start(db.server_addr()).await;
@@ -245,8 +246,12 @@ async fn the_first_write_after_a_cut_connection_succeeds() {
             )))
         })
     };
+    let head = |store: Arc<dyn Store>| tokio::task::spawn_blocking(move || store.audit_head());
     write(store.clone(), "token.create").await.unwrap().unwrap();
+    assert_eq!(head(store.clone()).await.unwrap().unwrap().unwrap().seq, 1);
     proxy.cut();
+    let read = head(store.clone()).await.unwrap();
+    assert_eq!(read.expect("read on a fresh connection").unwrap().seq, 1);
     let record = write(store.clone(), "token.revoke").await.unwrap();
     assert_eq!(record.expect("written on a fresh connection").seq, 2);
 }

@@ -231,7 +231,7 @@ impl PostgresStore {
 
     fn read<T>(
         &self,
-        f: impl FnOnce(&mut PgConn) -> Result<T, StoreError>,
+        f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.readers.with(&self.connector, f)
     }

@@ -268,13 +268,31 @@ impl ReaderPool {
     }
 
     /// Runs `f` on a pooled connection (opened with `connector` when none is idle and
-    /// fewer than `max` are open). A connection that broke is not returned.
+    /// fewer than `max` are open). A connection that broke is not returned. An idle
+    /// connection that the server or the network closed shows only when used (after an
+    /// outage, every pooled connection is such): a read that failed on one runs again,
+    /// on the next, up to a fresh one — reads change nothing, so running one again is
+    /// safe.
     pub(super) fn with<T>(
         &self,
         connector: &Connector,
-        f: impl FnOnce(&mut PgConn) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.checkout(connector)?;
+        loop {
+            let (conn, reused) = self.checkout(connector)?;
+            match self.run(conn, &mut f) {
+                Err(StoreError::Unavailable { .. }) if reused => continue,
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs `f` on `conn`, then returns it to the pool unless it broke.
+    fn run<T>(
+        &self,
+        mut conn: PgConn,
+        f: &mut impl FnMut(&mut PgConn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = f(&mut conn);
         let mut state = self.lock()?;
         if conn.is_closed() || matches!(result, Err(StoreError::Unavailable { .. })) {
@@ -293,20 +311,21 @@ impl ReaderPool {
             .map_err(|_| StoreError::Backend("store reader pool lock poisoned".into()))
     }
 
-    fn checkout(&self, connector: &Connector) -> Result<PgConn, StoreError> {
+    /// A connection, and whether it was idle in the pool (`false`: opened now).
+    fn checkout(&self, connector: &Connector) -> Result<(PgConn, bool), StoreError> {
         let deadline = std::time::Instant::now() + CHECKOUT_WAIT;
         let mut state = self.lock()?;
         loop {
             while let Some(conn) = state.idle.pop() {
                 if !conn.is_closed() {
-                    return Ok(conn);
+                    return Ok((conn, true));
                 }
                 state.open -= 1;
             }
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return connector.connect().inspect_err(|_| {
+                return connector.connect().map(|c| (c, false)).inspect_err(|_| {
                     if let Ok(mut state) = self.lock() {
                         state.open -= 1;
                     }
