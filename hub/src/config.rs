@@ -78,6 +78,17 @@ pub struct HubConfig {
     pub registration: RegistrationSettings,
     /// ManifestWorkReplicaSet rollouts: placement decisions and the clock.
     pub rollout: crate::rollout::controller::RolloutSettings,
+    /// The audit log: checkpoints.
+    pub audit: AuditSettings,
+}
+
+/// The audit log's settings (issue 15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// When signed checkpoints are made.
+    pub checkpoints: crate::audit::sealer::SealPolicy,
+    /// How long and how much of the log is kept (default: everything).
+    pub retention: crate::audit::retention::RetentionPolicy,
 }
 
 /// How the hub registers clusters that join over the bus (issue 13).
@@ -171,6 +182,7 @@ impl HubConfig {
             api: ApiSettings::default(),
             registration: RegistrationSettings::default(),
             rollout: crate::rollout::controller::RolloutSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

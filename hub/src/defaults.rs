@@ -46,3 +46,10 @@ pub fn embedded_broker_listen(
 pub fn server_url() -> String {
     format!("http://{LISTEN}")
 }
+
+/// The audit log gets a signed checkpoint after at most this many records
+/// (`audit::sealer`).
+pub const AUDIT_CHECKPOINT_RECORDS: u64 = 1000;
+
+/// … and records wait at most this long for one.
+pub const AUDIT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -88,6 +88,7 @@ pub struct HubHandle {
     placements: crate::placement::controller::PlacementHooks,
     rollouts: crate::rollout::controller::RolloutHandle,
     rollout_events: crate::rollout::events::RolloutWatchers,
+    sealer: crate::audit::sealer::Sealer,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -139,16 +140,18 @@ impl Hub {
         let settings = config.store.clone();
         let given = config.api.admin_token.clone();
         let token_file = config.api.admin_token_file.clone();
-        let (opened, generated, (signing_key, new_key)) = tokio::task::spawn_blocking(move || {
-            let store = crate::store::open(&settings)?;
-            let generated =
-                tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
-            let crate::StoreSettings::Sqlite { data_dir } = &settings;
-            let key = crate::signing::load_or_create(data_dir)?;
-            Ok::<_, HubError>((store, generated, key))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let (opened, generated, (signing_key, new_key), audit_key) =
+            tokio::task::spawn_blocking(move || {
+                let store = crate::store::open(&settings)?;
+                let generated =
+                    tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
+                let crate::StoreSettings::Sqlite { data_dir } = &settings;
+                let key = crate::signing::load_or_create(data_dir)?;
+                let (audit_key, _) = crate::audit::checkpoint::load_or_create_key(data_dir)?;
+                Ok::<_, HubError>((store, generated, key, audit_key))
+            })
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
         let spec_signing_key = signing_key.verifying_key();
         if new_key {
             // Printed once, when made: agents verify spec events with it.
@@ -250,6 +253,19 @@ impl Hub {
             .run(),
         ));
 
+        let crate::StoreSettings::Sqlite { data_dir } = &config.store;
+        let sealer = crate::audit::sealer::Sealer::new(
+            store.clone(),
+            Arc::new(audit_key),
+            config.source_id.clone(),
+            Some(data_dir.clone()),
+        );
+        tasks.push(tokio::spawn(
+            sealer
+                .clone()
+                .run(config.audit.checkpoints, config.audit.retention),
+        ));
+
         let rollout_events = crate::rollout::events::RolloutWatchers::default();
         let rollout = crate::rollout::controller::RolloutController::new(
             store.clone(),
@@ -282,6 +298,7 @@ impl Hub {
             placements: placements.clone(),
             rollouts: rollouts.clone(),
             rollout_events: rollout_events.clone(),
+            sealer: sealer.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -309,6 +326,7 @@ impl Hub {
             placements,
             rollouts,
             rollout_events,
+            sealer,
             tasks,
         })
     }
@@ -376,6 +394,11 @@ impl HubHandle {
     }
 
     /// The store (for inspection; the hub keeps using it).
+    /// Seals the audit chain with a checkpoint now (see `audit::sealer`).
+    pub fn audit_sealer(&self) -> &crate::audit::sealer::Sealer {
+        &self.sealer
+    }
+
     pub fn store(&self) -> &StoreHandle {
         &self.store
     }
@@ -418,6 +441,11 @@ impl HubHandle {
         self.transport.shutdown(Duration::from_secs(1)).await;
         for task in self.tasks {
             let _ = task.await;
+        }
+        // The last record of every run is a checkpoint: the group committer has taken
+        // every write queued before this one.
+        if let Err(e) = self.sealer.seal().await {
+            tracing::warn!(error = %e, "cannot seal the audit log at shutdown");
         }
     }
 }

@@ -25,6 +25,7 @@
 //!   [`quickstart`]: the main job on embedded defaults.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -46,7 +46,18 @@ pub enum SigningKeyError {
 /// The signing key of the hub whose data directory is `dir`, and whether it was made
 /// now (the caller prints the public key once then).
 pub fn load_or_create(dir: &Path) -> Result<(SigningKey, bool), SigningKeyError> {
-    let path = dir.join(SIGNING_KEY_FILE);
+    load_or_create_pair(dir, SIGNING_KEY_FILE, SIGNING_PUB_FILE)
+}
+
+/// An Ed25519 key of the hub kept as `dir/key_file` (private, 0600, PKCS#8 in base64)
+/// and `dir/pub_file` (public, rewritten at every load): made when missing. The spec
+/// signing key and the audit checkpoint key (`audit::checkpoint`) are two such pairs.
+pub fn load_or_create_pair(
+    dir: &Path,
+    key_file: &str,
+    pub_file: &str,
+) -> Result<(SigningKey, bool), SigningKeyError> {
+    let path = dir.join(key_file);
     let file_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SigningKeyError::File { path, source }
@@ -71,7 +82,7 @@ pub fn load_or_create(dir: &Path) -> Result<(SigningKey, bool), SigningKeyError>
         Err(e) => return Err(file_err(&path)(e)),
     };
     let key = SigningKey::from_pkcs8(&der).map_err(key_err)?;
-    let public = dir.join(SIGNING_PUB_FILE);
+    let public = dir.join(pub_file);
     write_file(&public, &key.verifying_key().to_text(), 0o644).map_err(file_err(&public))?;
     Ok((key, created))
 }

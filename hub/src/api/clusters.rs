@@ -17,9 +17,12 @@ use super::ApiState;
 use super::body::{check_cluster_name, check_labels};
 use super::error::ApiError;
 use super::guard::require_scope;
+use crate::audit::api_record::api_entry;
 use crate::auth::Principal;
 use crate::store::Cluster;
-use crate::store::writes::{CascadeOutcome, CreateCluster, DeleteCluster, DeleteClusterCascade};
+use crate::store::writes::{
+    Audited, CascadeOutcome, CreateCluster, DeleteCluster, DeleteClusterCascade,
+};
 use crate::watch::{ChangeKind, WorkChange};
 use crate::work_view::manifest_work;
 
@@ -49,13 +52,23 @@ pub async fn create(
         .wire
         .check_cluster(&body.name)
         .map_err(|e| ApiError::unpublishable(&format!("cluster {:?}", body.name), &e))?;
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.create",
+        Some(&body.name),
+        json!({"name": body.name, "labels": body.labels}),
+    );
     let cluster = state
         .store
         .run(move |s| {
-            s.write(CreateCluster {
-                name: body.name,
-                labels: body.labels,
-                now: Utc::now(),
+            s.write(Audited {
+                write: CreateCluster {
+                    name: body.name,
+                    labels: body.labels,
+                    now: Utc::now(),
+                },
+                entry,
             })
         })
         .await?;
@@ -120,16 +133,26 @@ pub async fn delete(
             "force applies to the cluster's works: use cascade=true&force=true".to_string(),
         ));
     }
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.delete",
+        Some(&name),
+        json!({"name": name, "cascade": q.cascade, "force": q.force}),
+    );
     if q.cascade {
         let now = Utc::now();
         let outcome = state
             .store
-            .write(DeleteClusterCascade {
-                name: name.clone(),
-                force: q.force,
-                now,
-                build: super::works::event_builder(&state, now),
-                actor: Some(caller.name.clone()),
+            .write(Audited {
+                write: DeleteClusterCascade {
+                    name: name.clone(),
+                    force: q.force,
+                    now,
+                    build: super::works::event_builder(&state, now),
+                    actor: Some(caller.name.clone()),
+                },
+                entry,
             })
             .await?;
         state.outbox.notify_one();
@@ -171,7 +194,12 @@ pub async fn delete(
         let target = name.clone();
         state
             .store
-            .run(move |s| s.write(DeleteCluster { name: target }))
+            .run(move |s| {
+                s.write(Audited {
+                    write: DeleteCluster { name: target },
+                    entry,
+                })
+            })
             .await?;
     }
     state.registration.clusters.notify_deleted(&name);

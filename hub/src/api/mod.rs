@@ -22,10 +22,16 @@
 //! | `/api/v1/watch/replicasets` | GET server-sent rollout transitions (`namespace`, `name`) |
 //! | `/api/v1/tokens` | GET list, POST create (admin) |
 //! | `/api/v1/tokens/{name}` | DELETE revoke (admin) |
+//! | `/api/v1/audit/log` | GET audit records (filters, paged by `after`; see [`audit`]) |
+//! | `/api/v1/audit/replay` | GET what ran on a cluster at a time (`cluster`, `at`, `work`) |
+//! | `/api/v1/audit/verify` | GET the chain and checkpoint check (`from`, `to`; unscoped) |
+//! | `/api/v1/audit/export` | GET the sealed log as JSON lines (unscoped) |
+//! | `/api/v1/audit/public-key` | GET the checkpoint key (unscoped) |
 //!
 //! Every request passes [`guard`] (host, origin, token, role); [`server`] serves the
 //! router over TCP or TLS with bounded connections.
 
+pub mod audit;
 pub mod body;
 pub mod clusters;
 pub mod error;
@@ -87,6 +93,8 @@ pub struct ApiState {
     pub rollouts: crate::rollout::controller::RolloutHandle,
     /// Rollout transitions (`/api/v1/watch/replicasets`).
     pub rollout_events: crate::rollout::events::RolloutWatchers,
+    /// Seals the audit log (`/api/v1/audit/export` seals before it exports).
+    pub sealer: crate::audit::sealer::Sealer,
 }
 
 /// All routes.
@@ -109,6 +117,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/watch/works", get(watch::watch))
         .route("/api/v1/watch/tickets", post(watch::ticket))
         .route("/api/v1/outbox/parked", get(outbox::parked))
+        .route("/api/v1/audit/log", get(audit::log))
+        .route("/api/v1/audit/replay", get(audit::replay))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/audit/public-key", get(audit::public_key))
         .route("/api/v1/clusters/{name}/accept", post(registration::accept))
         .route("/api/v1/clusters/{name}/deny", post(registration::deny))
         .route("/api/v1/clusters/{name}/labels", post(registration::label))

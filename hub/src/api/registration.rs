@@ -26,6 +26,7 @@ use super::ApiState;
 use super::body::{check_cluster_name, check_labels};
 use super::error::ApiError;
 use super::guard::require_scope;
+use crate::audit::api_record::api_entry;
 use crate::auth::Principal;
 use crate::auth::secret;
 use crate::store::Cluster;
@@ -33,6 +34,7 @@ use crate::store::registration::{ClusterSelector, ClusterSet, JoinToken};
 use crate::store::registration_writes::{
     CreateClusterSet, CreateJoinToken, DeleteClusterSet, LabelCluster, RevokeJoinToken,
 };
+use crate::store::writes::{AppendAudit, Audited};
 
 /// Default lifetime of a bootstrap token (24 h, like `clusteradm get token`'s).
 pub const DEFAULT_BOOTSTRAP_TTL_SECONDS: i64 = 24 * 3600;
@@ -47,6 +49,7 @@ pub async fn accept(
 ) -> Result<Json<Cluster>, ApiError> {
     require_scope(&caller, &name)?;
     let cluster = state.registration.accept(&name).await?;
+    record_api(&state, &caller, "cluster.accept", &name).await?;
     tracing::info!(cluster = %name, actor = %caller.name, "cluster accepted");
     Ok(Json(cluster))
 }
@@ -59,8 +62,28 @@ pub async fn deny(
 ) -> Result<Json<Cluster>, ApiError> {
     require_scope(&caller, &name)?;
     let cluster = state.registration.deny(&name).await?;
+    record_api(&state, &caller, "cluster.deny", &name).await?;
     tracing::info!(cluster = %name, actor = %caller.name, "cluster denied");
     Ok(Json(cluster))
+}
+
+/// Appends the audit record of an accept or deny, once it committed (both run inside
+/// `RegistrationContext`, which also answers the agent).
+async fn record_api(
+    state: &ApiState,
+    caller: &Principal,
+    action: &str,
+    cluster: &str,
+) -> Result<(), ApiError> {
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        action,
+        Some(cluster),
+        json!({"name": cluster}),
+    );
+    state.store.write(AppendAudit(entry)).await?;
+    Ok(())
 }
 
 /// The body of `POST /api/v1/clusters/{name}/labels`.
@@ -91,14 +114,24 @@ pub async fn label(
         ));
     }
     let reg = &state.registration;
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.label",
+        Some(&name),
+        json!({"name": name, "set": body.set, "remove": body.remove}),
+    );
     let cluster = state
         .store
-        .write(LabelCluster {
-            name,
-            set: body.set,
-            remove: body.remove,
-            now: reg.clock.now(),
-            echo: reg.echo.clone(),
+        .write(Audited {
+            write: LabelCluster {
+                name,
+                set: body.set,
+                remove: body.remove,
+                now: reg.clock.now(),
+                echo: reg.echo.clone(),
+            },
+            entry,
         })
         .await?;
     state.outbox.notify_one();
@@ -247,7 +280,14 @@ pub async fn create_bootstrap_token(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (write, secret) = issue_bootstrap(body, &caller.name, state.registration.clock.now())?;
-    let token = state.store.write(write).await?;
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "bootstraptoken.create",
+        None,
+        serde_json::to_value(&write.0).unwrap_or(Value::Null),
+    );
+    let token = state.store.write(Audited { write, entry }).await?;
     tracing::info!(token = %token.name, auto_accept = token.auto_accept, actor = %caller.name, "bootstrap token created");
     let mut answer = serde_json::to_value(&token).unwrap_or(Value::Null);
     if let Some(map) = answer.as_object_mut() {
@@ -268,11 +308,21 @@ pub async fn revoke_bootstrap_token(
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "bootstraptoken.revoke",
+        None,
+        json!({"name": name}),
+    );
     state
         .store
-        .write(RevokeJoinToken {
-            name: name.clone(),
-            now: state.registration.clock.now(),
+        .write(Audited {
+            write: RevokeJoinToken {
+                name: name.clone(),
+                now: state.registration.clock.now(),
+            },
+            entry,
         })
         .await?;
     tracing::info!(token = %name, actor = %caller.name, "bootstrap token revoked");

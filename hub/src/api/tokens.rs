@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::audit::api_record::api_entry;
 use crate::auth::Principal;
 use crate::auth::tokens::{TokenError, TokenRequest, issue};
-use crate::store::writes::RevokeToken;
+use crate::store::writes::{Audited, RevokeToken};
 use crate::store::{ApiToken, Role};
 
 /// The body of `POST /api/v1/tokens`.
@@ -61,7 +62,14 @@ pub async fn create(
         clusters: body.clusters,
     };
     let (write, secret) = issue(request, &caller.name, Utc::now())?;
-    let token = state.store.write(write).await?;
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "token.create",
+        None,
+        shown(&write.0),
+    );
+    let token = state.store.write(Audited { write, entry }).await?;
     tracing::info!(token = %token.name, role = token.role.as_str(), actor = %caller.name, "API token created");
     let mut answer = shown(&token);
     if let Some(map) = answer.as_object_mut() {
@@ -83,9 +91,19 @@ pub async fn revoke(
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "token.revoke",
+        None,
+        json!({"name": name}),
+    );
     state
         .store
-        .write(RevokeToken { name: name.clone() })
+        .write(Audited {
+            write: RevokeToken { name: name.clone() },
+            entry,
+        })
         .await?;
     tracing::info!(token = %name, actor = %caller.name, "API token revoked");
     Ok(StatusCode::NO_CONTENT)

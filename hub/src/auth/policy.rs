@@ -8,6 +8,7 @@
 //! | `GET` `/api/v1/…` (and the watch) | `reader`; scoped tokens see their clusters only |
 //! | `POST /api/v1/watch/tickets` | `reader` (a ticket for one watch) |
 //! | `/api/v1/outbox/…` | `reader` without a scope (rows of every cluster) |
+//! | `/api/v1/audit/verify`, `…/export`, `…/public-key` | `reader` without a scope (the whole log); `…/log`, `…/replay`: a reader, scoped tokens name their cluster |
 //! | placements, decisions, bindings (and their watch) | `reader`/`writer` without a scope (they select among every cluster) |
 //! | other methods on `/api/v1/…` | `writer`; scoped tokens change their clusters only |
 //! | `/api/v1/tokens…` | `admin`, unscoped |
@@ -146,6 +147,13 @@ pub fn need(method: &Method, path: &str) -> Need {
         return Need::Unscoped(Role::Writer);
     }
     if path.starts_with("/api/v1/outbox/") {
+        return Need::Unscoped(Role::Reader);
+    }
+    // The whole audit log (every cluster's records): see `api::audit`.
+    if matches!(
+        path,
+        "/api/v1/audit/verify" | "/api/v1/audit/export" | "/api/v1/audit/public-key"
+    ) {
         return Need::Unscoped(Role::Reader);
     }
     if is_placement_path(path) {

@@ -182,6 +182,20 @@ impl Client {
         self.finish(self.authorized(self.agent.get(&self.url(path))).call())
     }
 
+    /// GET `path` and copy the answer to `out` as it arrives (no size limit: exports).
+    pub fn get_to(&self, path: &str, out: &mut dyn std::io::Write) -> Result<(), CliError> {
+        let mut resp = self
+            .authorized(self.agent.get(&self.url(path)))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        if resp.status().as_u16() >= 400 {
+            return self.finish(Ok(resp)).map(|_| ());
+        }
+        std::io::copy(&mut resp.body_mut().as_reader(), out)
+            .map_err(|e| self.transport_error(e))?;
+        Ok(())
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<Answer, CliError> {
         self.finish(self.authorized(self.agent.delete(&self.url(path))).call())

@@ -11,6 +11,7 @@
 //! with kubectl: an exported `WORKBUS_HUB_NAMESPACE` would silently retarget a `delete`.
 
 pub mod apply;
+pub mod audit;
 pub mod certs;
 pub mod client;
 pub mod output;
@@ -187,6 +188,13 @@ pub enum Command {
         /// What.
         #[command(subcommand)]
         what: rollout::RolloutCommand,
+    },
+    /// The audit log: records, replay of a cluster at a time, verification, export,
+    /// the checkpoint key (via the hub, or --data-dir / --file offline).
+    Audit {
+        /// What.
+        #[command(subcommand)]
+        what: audit::AuditCommand,
     },
     /// Manage API tokens (admin; or --offline on the data directory).
     Token {
@@ -851,6 +859,7 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             client.post("/api/v1/clusters", &json!({"name": name, "labels": map}))?;
             println!("cluster/{name} created");
         }
+        Command::Audit { what } => audit::run(&client, what)?,
         Command::Token { what } => token::run(&client, what)?,
         Command::Certs { what } => certs::run(&what).map_err(|e| CliError::Input(e.to_string()))?,
     }
@@ -904,6 +913,30 @@ mod tests {
             "workbus-hub rollout status --watch",
             "workbus-hub rollout approve --namespace",
             "workbus-hub rollout abort --namespace",
+            "workbus-hub audit log --cluster",
+            "workbus-hub audit log --work",
+            "workbus-hub audit log --resource-id",
+            "workbus-hub audit log --type",
+            "workbus-hub audit log --actor",
+            "workbus-hub audit log --direction",
+            "workbus-hub audit log --since",
+            "workbus-hub audit log --until",
+            "workbus-hub audit log --after",
+            "workbus-hub audit log --limit",
+            "workbus-hub audit log --watch",
+            "workbus-hub audit log --output",
+            "workbus-hub audit replay --cluster",
+            "workbus-hub audit replay --at",
+            "workbus-hub audit replay --work",
+            "workbus-hub audit replay --output",
+            "workbus-hub audit verify --from",
+            "workbus-hub audit verify --to",
+            "workbus-hub audit verify --data-dir",
+            "workbus-hub audit verify --file",
+            "workbus-hub audit verify --public-key",
+            "workbus-hub audit export --data-dir",
+            "workbus-hub audit export --out",
+            "workbus-hub audit public-key --data-dir",
             "workbus-hub token create --role",
             "workbus-hub token create --name",
             "workbus-hub token create --clusters",

@@ -72,6 +72,13 @@ pub struct ServeArgs {
         conflicts_with_all = ["broker", "mqtt_config"]
     )]
     pub insecure_broker: bool,
+    /// Audit retention by age: records older than this many days are cut (the cut is
+    /// recorded in the chain; default: kept forever).
+    #[arg(long, env = "WORKBUS_HUB_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u64>,
+    /// Audit retention by size: at most this many records are kept (default: all).
+    #[arg(long, env = "WORKBUS_HUB_AUDIT_RETENTION_RECORDS")]
+    pub audit_retention_records: Option<u64>,
     /// How the REST API is served.
     #[command(flatten)]
     pub api: ApiArgs,
@@ -129,6 +136,15 @@ impl ServeArgs {
             source_id: self.source_id.clone(),
             broker,
             api: self.api.api_settings(self.listen, &self.data_dir)?,
+            audit: crate::config::AuditSettings {
+                retention: crate::audit::retention::RetentionPolicy {
+                    max_age: self
+                        .audit_retention_days
+                        .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
+                    max_records: self.audit_retention_records,
+                },
+                ..Default::default()
+            },
             ..HubConfig::new()
         })
     }

@@ -298,6 +298,20 @@ impl PlacementController {
             match self.store.write(write).await {
                 Ok(true) => {
                     tracing::debug!(placement = %key, selected = outcome.selected.len(), "placement decisions written");
+                    let record = crate::audit::api_record::internal_entry(
+                        PLACEMENT_AUDIT_SOURCE,
+                        "placement",
+                        None,
+                        serde_json::json!({"namespace": key.namespace, "placement": key.name,
+                            "clusters": outcome.selected}),
+                    );
+                    if let Err(e) = self
+                        .store
+                        .write(crate::store::writes::AppendAudit(record))
+                        .await
+                    {
+                        tracing::error!(placement = %key, error = %e, "cannot audit placement decisions");
+                    }
                     self.watchers.notify(PlacementChange {
                         kind: "changed",
                         namespace: key.namespace,
@@ -315,6 +329,10 @@ impl PlacementController {
         }
     }
 }
+
+/// The `source` of the audit records of placement decisions (the controller has no
+/// source id of its own: decisions are not events on the bus).
+const PLACEMENT_AUDIT_SOURCE: &str = "workbus-hub/placement";
 
 /// The clusters of stored decisions.
 fn current_of(decisions: &[PlacementDecision]) -> BTreeSet<String> {

@@ -292,6 +292,26 @@ impl RolloutController {
                     object: manifest_work(w),
                 });
             }
+            let records: Vec<_> = out
+                .events
+                .iter()
+                .map(|e| {
+                    crate::audit::api_record::internal_entry(
+                        &self.source_id,
+                        "rollout",
+                        e.cluster.as_deref(),
+                        serde_json::to_value(e).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            if !records.is_empty()
+                && let Err(e) = self
+                    .store
+                    .write(crate::store::writes::AppendAudits(records))
+                    .await
+            {
+                tracing::error!(error = %e, "cannot audit rollout transitions");
+            }
             self.events.notify(out.events);
             return Ok(out.recheck);
         }

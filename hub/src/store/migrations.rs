@@ -228,6 +228,45 @@ pub const MIGRATIONS: &[&str] = &[
             ON DELETE CASCADE
     );
     "#,
+    // 10: the audit log becomes a hash chain (issue 15, `audit::chain`). Every record
+    // has a contiguous `seq`, the fields the hash covers, the canonical JSON of its
+    // (redacted) event — sealed at rest —, the previous record's hash and its own.
+    // Rows written before stay in `audit_legacy`, outside the chain (their events
+    // were not kept in canonical form, so no hash could be re-derived for them).
+    // Indexes: a work's history, a cluster's records by time, any time range.
+    // Retention cuts a prefix only (`audit_cuts`); the cut is itself a chain record.
+    r#"
+    ALTER TABLE audit RENAME TO audit_legacy;
+    CREATE TABLE audit (
+        seq              INTEGER PRIMARY KEY NOT NULL,
+        at               TEXT NOT NULL,
+        direction        TEXT NOT NULL
+            CHECK (direction IN ('sent', 'received', 'api', 'internal')),
+        cluster          TEXT,
+        source           TEXT,
+        resource_id      TEXT,
+        resource_version INTEGER,
+        event_type       TEXT NOT NULL,
+        actor            TEXT,
+        event            TEXT NOT NULL,       -- canonical structured CloudEvent JSON
+        prev_hash        TEXT NOT NULL,
+        hash             TEXT NOT NULL
+    );
+    CREATE INDEX audit_work ON audit(resource_id, seq) WHERE resource_id IS NOT NULL;
+    CREATE INDEX audit_cluster_at ON audit(cluster, at);
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TRIGGER audit_chain_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    -- Retention removes a prefix, and only below a cut recorded first (`audit_cuts`,
+    -- written with the cut's own chain record, see `audit::retention`).
+    CREATE TABLE audit_cuts (
+        first_kept  INTEGER PRIMARY KEY NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_chain_no_delete BEFORE DELETE ON audit
+        WHEN OLD.seq >= (SELECT COALESCE(MAX(first_kept), 0) FROM audit_cuts)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
 ];
 
 /// The schema version this binary writes.

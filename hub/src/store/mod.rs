@@ -37,6 +37,7 @@ pub mod replicaset;
 pub mod replicaset_writes;
 pub mod rules;
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_placement;
 mod sqlite_registration;
 mod sqlite_replicaset;
@@ -46,9 +47,10 @@ pub mod writes;
 pub use group_commit::{Batch, PendingWrite};
 pub use handle::StoreHandle;
 pub use model::{
-    ApiToken, ApplyOutcome, AuditDirection, AuditEntry, Cluster, DesiredWork, DropReason,
-    IncomingStatus, NewOutbox, OutboxEntry, OutboxPayload, Outgoing, ParkedOutbox, PendingDeletion,
-    QueuedMessage, Role, ScopeEntry, StatusOutcome, StoredStatus, WorkFilter, WorkKey, WorkRecord,
+    ApiToken, ApplyOutcome, AuditDirection, AuditEntry, AuditQuery, Cluster, DesiredWork,
+    DropReason, IncomingStatus, NewOutbox, OutboxEntry, OutboxPayload, Outgoing, ParkedOutbox,
+    PendingDeletion, QueuedMessage, Role, ScopeEntry, StatusOutcome, StoredStatus, WorkFilter,
+    WorkKey, WorkRecord,
 };
 pub use tx::StoreTx;
 pub use writes::Write;
@@ -175,6 +177,13 @@ pub trait Store: Send + Sync + 'static {
     /// Audit rows for a resource id (or all when `None`), oldest first, at most `limit`.
     fn audit(&self, resource_id: Option<&str>, limit: usize)
     -> Result<Vec<AuditEntry>, StoreError>;
+    /// The audit records `query` selects, in chain order (see [`AuditQuery`]).
+    fn audit_records(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<crate::audit::chain::AuditRecord>, StoreError>;
+    /// The newest audit record (`None` while the log is empty).
+    fn audit_head(&self) -> Result<Option<crate::audit::chain::AuditHead>, StoreError>;
 
     /// The API token whose secret hashes to `hash`. Read on every request (no cache),
     /// so a revoked token stops working at once.

@@ -331,23 +331,67 @@ pub struct ParkedOutbox {
 }
 
 /// Direction of an audited event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditDirection {
     /// Published by the hub (after the broker acknowledged it).
     Sent,
     /// Received from an agent.
     Received,
+    /// A change made through the API (or the CLI's `--offline` commands), with its actor.
+    Api,
+    /// The hub's own record: a checkpoint, a retention cut, a placement or rollout
+    /// transition.
+    Internal,
 }
 
 impl AuditDirection {
-    /// `sent` or `received`.
+    /// `sent`, `received`, `api` or `internal` (also the stored text).
     pub fn as_str(self) -> &'static str {
         match self {
             AuditDirection::Sent => "sent",
             AuditDirection::Received => "received",
+            AuditDirection::Api => "api",
+            AuditDirection::Internal => "internal",
         }
     }
+
+    /// The direction named `s`, if any.
+    pub fn parse(s: &str) -> Option<AuditDirection> {
+        match s {
+            "sent" => Some(AuditDirection::Sent),
+            "received" => Some(AuditDirection::Received),
+            "api" => Some(AuditDirection::Api),
+            "internal" => Some(AuditDirection::Internal),
+            _ => None,
+        }
+    }
+}
+
+/// A filter and page of the audit log (`audit log`, `verify`, `export`): every field
+/// set must match; records come in chain order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Only records with a sequence number above this one (paging, `--watch`).
+    pub after_seq: Option<u64>,
+    /// Only records with a sequence number up to this one.
+    pub to_seq: Option<u64>,
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// Only this work (`resourceid`).
+    pub resource_id: Option<String>,
+    /// Only this CloudEvent type.
+    pub event_type: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this direction.
+    pub direction: Option<AuditDirection>,
+    /// Only records at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only records before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// One audit row.

@@ -29,10 +29,12 @@ use super::checkpoint::{self, Checkpointer};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
+use super::sqlite_audit as audit_rows;
 use super::sqlite_placement as pl;
 use super::sqlite_registration as reg;
 use super::sqlite_replicaset as rsq;
 use super::{Store, StoreError, StoreTx, migrations};
+use crate::audit::chain::{AuditHead, AuditRecord};
 use workbus_schemas::placement::PlacementDecision;
 
 /// The SQLite implementation of [`Store`].
@@ -49,7 +51,7 @@ pub struct SqliteStore {
 /// The sealing of payload columns: with a keyring, values are sealed on write; on read
 /// sealed values are opened and plain (older) ones pass through.
 #[derive(Clone, Copy)]
-pub(super) struct Seal<'k>(Option<&'k Keyring>);
+pub(super) struct Seal<'k>(pub(super) Option<&'k Keyring>);
 
 impl Seal<'_> {
     /// Seals `plain` for `column` (`table.column`), or keeps it when there is no key.
@@ -92,15 +94,6 @@ impl Seal<'_> {
     pub(super) fn open(self, column: &str, stored: String) -> Result<String, String> {
         let bytes = self.open_bytes(column, stored.into_bytes())?;
         String::from_utf8(bytes).map_err(|_| format!("{column}: not UTF-8"))
-    }
-
-    /// The audit copy of an event's JSON: Secret values digested, then sealed.
-    fn audit_copy(self, event_json: String) -> Result<String, StoreError> {
-        let redacted = match self.0 {
-            Some(keys) => super::redact::redact_json_text(&event_json, &|v| keys.digest(v)),
-            None => event_json,
-        };
-        self.seal("audit.event", redacted)
     }
 }
 
@@ -264,24 +257,6 @@ fn work_by_uid(
     uid: &str,
 ) -> Result<Option<WorkRecord>, StoreError> {
     Ok(query_works(conn, seal, "WHERE w.uid = ?1", vec![uid.to_string().into()])?.pop())
-}
-
-fn insert_audit(tx: &Connection, seal: Seal<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
-    exec(
-        tx,
-        "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, actor) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            ts(entry.at),
-            entry.direction.as_str(),
-            entry.cluster,
-            entry.resource_id,
-            entry.event_type,
-            seal.audit_copy(event_json(&entry.event)?)?,
-            entry.actor
-        ],
-    )?;
-    Ok(())
 }
 
 /// Removes the parked rows that row `?1` supersedes: older, parked, same cluster, and
@@ -665,33 +640,48 @@ impl StoreTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError> {
-        // The audit copy goes through Rust: Secret values are digested before it is
-        // sealed again (as `audit.event`).
-        let event: Option<String> = self
+    fn complete_outbox(
+        &mut self,
+        id: i64,
+        sent_at: DateTime<Utc>,
+    ) -> Result<Option<AuditEntry>, StoreError> {
+        let row = self
             .conn
-            .prepare_cached("SELECT event FROM outbox WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached(
+                "SELECT cluster, resource_id, event_type, event, actor FROM outbox WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
             .optional()?;
-        if let Some(event) = event {
-            let event =
-                self.seal
-                    .open("outbox.event", event)
-                    .map_err(|reason| StoreError::Corrupt {
-                        table: "outbox",
-                        reason,
-                    })?;
-            exec(
-                self.conn,
-                "INSERT INTO audit (at, direction, cluster, resource_id, event_type, event, \
-                 actor) SELECT ?1, 'sent', cluster, resource_id, event_type, ?3, actor \
-                 FROM outbox WHERE id = ?2",
-                params![ts(sent_at), id, self.seal.audit_copy(event)?],
-            )?;
-        }
+        let Some((cluster, resource_id, event_type, event, actor)) = row else {
+            return Ok(None);
+        };
+        let event = self
+            .seal
+            .open("outbox.event", event)
+            .and_then(|event| parse_event(&event))
+            .map_err(|reason| StoreError::Corrupt {
+                table: "outbox",
+                reason,
+            })?;
         exec(self.conn, SUPERSEDE_PARKED, [id])?;
         exec(self.conn, "DELETE FROM outbox WHERE id = ?1", [id])?;
-        Ok(())
+        Ok(Some(AuditEntry {
+            at: sent_at,
+            direction: AuditDirection::Sent,
+            cluster: Some(cluster),
+            resource_id,
+            event_type,
+            event,
+            actor,
+        }))
     }
 
     fn count_outbox_attempt(&mut self, id: i64) -> Result<(), StoreError> {
@@ -729,8 +719,26 @@ impl StoreTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(self.conn, self.seal, entry)
+    fn audit_head(&mut self) -> Result<Option<AuditHead>, StoreError> {
+        audit_rows::head(self.conn)
+    }
+
+    fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        audit_rows::insert(self.conn, self.seal, record)
+    }
+
+    fn remove_audit_before(
+        &mut self,
+        first_kept: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        audit_rows::remove_before(self.conn, first_kept, at)
+    }
+
+    fn redact_for_audit(&mut self, event: &mut serde_json::Value) {
+        if let Some(keys) = self.seal.0 {
+            super::redact::redact_secrets(event, &|v| keys.digest(v));
+        }
     }
 
     fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError> {
@@ -1129,50 +1137,15 @@ impl Store for SqliteStore {
         resource_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT at, direction, cluster, resource_id, event_type, event, actor FROM audit \
-             WHERE ?1 IS NULL OR resource_id = ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![resource_id, limit as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(at, dir, cluster, resource_id, event_type, event, actor)| {
-                    Ok(AuditEntry {
-                        at: parse_ts("audit", &at)?,
-                        direction: if dir == "sent" {
-                            AuditDirection::Sent
-                        } else {
-                            AuditDirection::Received
-                        },
-                        cluster,
-                        resource_id,
-                        event_type,
-                        event: self
-                            .seal()
-                            .open("audit.event", event)
-                            .and_then(|event| parse_event(&event))
-                            .map_err(|reason| StoreError::Corrupt {
-                                table: "audit",
-                                reason,
-                            })?,
-                        actor,
-                    })
-                },
-            )
-            .collect()
+        audit_rows::entries(&*self.reader()?, self.seal(), resource_id, limit)
+    }
+
+    fn audit_records(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        audit_rows::records(&*self.reader()?, self.seal(), query)
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        audit_rows::head(&*self.reader()?)
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {

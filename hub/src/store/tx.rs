@@ -16,6 +16,8 @@ use super::placement::{ClusterSetBinding, PlacementRecord};
 
 use super::registration::{ClusterSet, JoinToken};
 use super::replicaset::{ClusterRollout, ReplicaSetKey, ReplicaSetRecord};
+use crate::audit::chain::{AuditHead, AuditRecord};
+
 use super::{
     ApiToken, AuditEntry, Cluster, NewOutbox, StoreError, StoredStatus, WorkKey, WorkRecord,
 };
@@ -99,9 +101,14 @@ pub trait StoreTx {
 
     /// Appends an event to the outbox, queued at `now`.
     fn insert_outbox(&mut self, event: &NewOutbox, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Removes a published outbox row and appends its `sent` audit row (at `sent_at`),
-    /// with the parked rows it supersedes (see [`Store::park_outbox`](super::Store)).
-    fn complete_outbox(&mut self, id: i64, sent_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Removes a published outbox row, with the parked rows it supersedes (see
+    /// [`Store::park_outbox`](super::Store)), and answers its `sent` audit entry (at
+    /// `sent_at`; `None` when there was no such row), which the caller appends.
+    fn complete_outbox(
+        &mut self,
+        id: i64,
+        sent_at: DateTime<Utc>,
+    ) -> Result<Option<AuditEntry>, StoreError>;
     /// Counts a failed publish attempt of an outbox row.
     fn count_outbox_attempt(&mut self, id: i64) -> Result<(), StoreError>;
     /// Parks a pending outbox row with `reason` and removes the parked rows it
@@ -115,8 +122,22 @@ pub trait StoreTx {
     /// Puts a parked outbox row back into the pending queue.
     fn unpark_outbox(&mut self, id: i64) -> Result<(), StoreError>;
 
-    /// Appends a row to the audit log.
-    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The newest record of the audit chain (`None` while it is empty). Appends go
+    /// through `writes::append_audit`, which links each record to this head.
+    fn audit_head(&mut self) -> Result<Option<AuditHead>, StoreError>;
+    /// Stores a linked audit record exactly as given (the event column may be sealed
+    /// at rest; it must read back as the same text).
+    fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Removes the audit records before `first_kept` (a retention cut, recorded in the
+    /// chain by the caller); answers how many went.
+    fn remove_audit_before(
+        &mut self,
+        first_kept: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Replaces Secret values in an event bound for the audit log by the store
+    /// keyring's digests (`store::redact::redact_secrets`); without a keyring, nothing.
+    fn redact_for_audit(&mut self, event: &mut serde_json::Value);
 
     /// Inserts an API token; `false` (and no change) when its name or digest is taken.
     fn insert_token(&mut self, token: &ApiToken) -> Result<bool, StoreError>;

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::chain::{self, AuditRecord, NewRecord};
+
 use super::rules::apply::{ApplyPlan, plan_apply};
 use super::rules::cluster::check_removal;
 use super::rules::deletion::{DeletionPlan, plan_deletion, plan_forced_removal, redrive_due};
@@ -439,9 +441,56 @@ pub struct CompleteOutbox {
 impl Write for CompleteOutbox {
     type Output = ();
     fn run(self, tx: &mut dyn StoreTx) -> Result<(), StoreError> {
-        self.ids
+        for &id in &self.ids {
+            if let Some(sent) = tx.complete_outbox(id, self.sent_at)? {
+                append_audit(tx, &sent)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends one record to the audit log (an API change with its actor, or one of the
+/// hub's own records) and answers it as linked.
+#[derive(Debug, Clone)]
+pub struct AppendAudit(pub AuditEntry);
+
+impl Write for AppendAudit {
+    type Output = AuditRecord;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<AuditRecord, StoreError> {
+        append_audit(tx, &self.0)
+    }
+}
+
+/// Appends several records in one transaction (a controller's transitions).
+#[derive(Debug, Clone)]
+pub struct AppendAudits(pub Vec<AuditEntry>);
+
+impl Write for AppendAudits {
+    type Output = ();
+    fn run(self, tx: &mut dyn StoreTx) -> Result<(), StoreError> {
+        self.0
             .iter()
-            .try_for_each(|&id| tx.complete_outbox(id, self.sent_at))
+            .try_for_each(|e| append_audit(tx, e).map(drop))
+    }
+}
+
+/// Runs a write and, in the same transaction, appends its audit record: an API
+/// change is in the log exactly when it is in the store. The record is not written
+/// when the change fails.
+pub struct Audited<W: Write> {
+    /// The change.
+    pub write: W,
+    /// Its audit record.
+    pub entry: AuditEntry,
+}
+
+impl<W: Write> Write for Audited<W> {
+    type Output = W::Output;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<W::Output, StoreError> {
+        let output = self.write.run(tx)?;
+        append_audit(tx, &self.entry)?;
+        Ok(output)
     }
 }
 
@@ -561,9 +610,33 @@ fn queue_spec(
     tx.insert_outbox(&queued, now)
 }
 
+/// Appends `entry` to the audit log: its event redacted by the backend's keys, then
+/// linked to the chain's head ([`chain::link`]), then stored. The one place records
+/// are made, for every backend.
+pub fn append_audit(tx: &mut dyn StoreTx, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
+    let mut event =
+        serde_json::to_value(&entry.event).map_err(|e| StoreError::Event(e.to_string()))?;
+    tx.redact_for_audit(&mut event);
+    let head = tx.audit_head()?;
+    let record = chain::link(
+        head.as_ref(),
+        NewRecord {
+            at: entry.at,
+            direction: entry.direction,
+            cluster: entry.cluster.clone(),
+            resource_id: entry.resource_id.clone(),
+            event_type: entry.event_type.clone(),
+            actor: entry.actor.clone(),
+            event,
+        },
+    );
+    tx.append_audit(&record)?;
+    Ok(record)
+}
+
 /// A received event's audit row, and the cluster's last-heard time.
 fn audit_received(tx: &mut dyn StoreTx, entry: &AuditEntry) -> Result<(), StoreError> {
-    tx.append_audit(entry)?;
+    append_audit(tx, entry)?;
     if entry.direction == AuditDirection::Received
         && let Some(cluster) = &entry.cluster
     {

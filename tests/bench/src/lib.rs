@@ -14,6 +14,7 @@
 //! [`footprint::Footprint`], [`kube_agent::KubeAgent`], [`join_storm::JoinStorm`],
 //! [`kill_unknown::KillUnknown`].
 
+pub mod audit_log;
 pub mod broker_cmp;
 pub mod child;
 pub mod fanout;

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use workbus_bench::audit_log::AuditLog;
 use workbus_bench::broker_cmp::{self, BrokerComparison};
 use workbus_bench::fanout::Fanout;
 use workbus_bench::footprint::Footprint;
@@ -148,6 +149,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         keep_alive: u64,
     },
+    /// The audit log at scale (issue 15): fill a store with --records records over
+    /// --agents clusters, then a cluster + time-range query, a replay, and `verify`.
+    AuditLog {
+        #[command(flatten)]
+        common: Common,
+        /// Records to fill.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
     /// Internal: the embedded broker in a child process (for the `broker` scenario).
     #[command(hide = true)]
     EmbeddedBroker,
@@ -188,6 +198,7 @@ async fn run(command: Command) -> Result<(), BenchError> {
     match command {
         Command::AgentsWorker(args) => worker::run(args).await,
         Command::EmbeddedBroker => broker_cmp::serve_embedded().await,
+        Command::AuditLog { common, records } => common.run(&AuditLog { records }).await,
         Command::Fanout { common, tls } => common.run(&Fanout { tls }).await,
         Command::RolloutFanout { common } => common.run(&RolloutFanout).await,
         Command::Throughput {

@@ -1,7 +1,7 @@
 //! Smoke test of the `workbus-bench` harness: small runs of `fanout` (also `--tls`),
 //! `rollout-fanout`,
 //! `throughput`, `broker`, `reconnect-storm`, `footprint`, `join-storm` and
-//! `kill-unknown` that check the harness works end to end
+//! `kill-unknown` and `audit-log` that check the harness works end to end
 //! and writes a well-formed JSON report. The figures themselves are not checked (debug
 //! build, shared CI machine). `broker` needs Mosquitto and is skipped, with a `SKIPPED`
 //! line, when it is not installed.
@@ -263,4 +263,18 @@ fn kill_unknown_smoke_reports_both_ways_to_vanish() {
         assert_eq!(f[leg]["time_to_unknown"]["count"], 2, "{leg}: {f}");
     }
     assert!(f["ocm_reference_s"].is_number());
+}
+
+#[test]
+fn audit_log_smoke_fills_queries_replays_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &["audit-log", "--records", "3000", "--agents", "5"],
+        &dir.path().join("audit-log.json"),
+    );
+    assert_eq!(report["scenario"], "audit-log");
+    // 3,000 records and a checkpoint after every 1,000.
+    assert_eq!(report["figures"]["records"], 3003);
+    assert_eq!(report["figures"]["replay_cluster_ms"]["works"], 10);
+    assert!(report["figures"]["verify_records_per_s"].as_f64().unwrap() > 0.0);
 }
