@@ -108,13 +108,7 @@ impl<S: AgentStore> Outgoing<S> {
 
     /// Queues a request, replacing one with the same key not yet sent.
     pub fn request(&self, item: OutgoingItem) {
-        let mut q = self.shared.queue();
-        if let Some(slot) = q.requests.iter_mut().find(|p| p.key == item.key) {
-            *slot = item;
-        } else {
-            q.requests.push_back(item);
-        }
-        drop(q);
+        coalesce(&mut self.shared.queue().requests, item);
         self.shared.wake.notify_one();
     }
 
@@ -166,6 +160,15 @@ impl<S: AgentStore> Drop for Outgoing<S> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+    }
+}
+
+/// Queues `item` in place of a request with the same key not yet sent, else last.
+fn coalesce(requests: &mut VecDeque<OutgoingItem>, item: OutgoingItem) {
+    if let Some(slot) = requests.iter_mut().find(|p| p.key == item.key) {
+        *slot = item;
+    } else {
+        requests.push_back(item);
     }
 }
 
@@ -250,5 +253,31 @@ async fn run<S: AgentStore>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, hash: &str) -> OutgoingItem {
+        OutgoingItem {
+            key: key.into(),
+            message: MqttMessage::default(),
+            hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn requests_coalesce_per_key_keeping_order() {
+        let mut q = VecDeque::new();
+        coalesce(&mut q, item("a", "1"));
+        coalesce(&mut q, item("b", "1"));
+        coalesce(&mut q, item("a", "2"));
+        let got: Vec<_> = q
+            .iter()
+            .map(|i| (i.key.as_str(), i.hash.as_str()))
+            .collect();
+        assert_eq!(got, vec![("a", "2"), ("b", "1")]);
     }
 }
