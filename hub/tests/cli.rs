@@ -93,6 +93,42 @@ async fn kubectl_like_commands() {
     assert!(ok && out.contains("deleted"));
     let (ok, _, err) = run(&server, &["delete", "cluster", "c1"]).await;
     assert!(!ok && err.contains("Conflict"), "{err}");
+    // No agent confirms here: the cascade waits, says so, and names the way out.
+    let (ok, _, err) = run(
+        &server,
+        &["delete", "cluster", "c1", "--cascade", "--timeout", "0"],
+    )
+    .await;
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("waiting for the agent of \"c1\" to delete 2 work(s)"),
+        "{err}"
+    );
+    assert!(err.contains("--cascade --force"), "{err}");
+    let (ok, _, err) = run(&server, &["delete", "cluster", "c1", "--force"]).await;
+    assert!(
+        !ok && err.contains("--cascade"),
+        "--force needs --cascade: {err}"
+    );
+    let (ok, out, _) = run(&server, &["delete", "work", "web", "-n", "c1", "--force"]).await;
+    assert!(
+        ok && out.contains("removed without the agent's confirmation"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&server, &["get", "work", "web", "-n", "c1"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    let (ok, out, err) = run(
+        &server,
+        &["delete", "cluster", "c1", "--cascade", "--force"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "cluster \"c1\" deleted with its works, without the agent's confirmation"
+    );
+    let (ok, out, _) = run(&server, &["get", "clusters"]).await;
+    assert!(ok && !out.contains("c1 "), "{out}");
     let (ok, _, err) = run("http://127.0.0.1:1", &["get", "clusters"]).await;
     assert!(!ok && err.contains("cannot talk to the hub"), "{err}");
     hub.shutdown().await;
@@ -383,6 +419,27 @@ async fn placement_commands() {
     );
     let (ok, out, _) = run(&server, &["get", "placements", "-A"]).await;
     assert!(ok && out.starts_with("NAMESPACE   NAME"), "{out}");
+    // One by name, as kubectl: the table's row, or the object itself.
+    let (ok, out, _) = run(&server, &["get", "placement", "prod", "-n", "apps"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("prod   True"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        &server,
+        &["get", "placement", "prod", "-n", "apps", "-o", "json"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let one: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(one["kind"], "Placement");
+    assert_eq!(one["metadata"]["name"], "prod");
+    assert_eq!(one["status"]["numberOfSelectedClusters"], 1);
+    let (ok, _, err) = run(&server, &["get", "placement", "nope", "-n", "apps"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    let (ok, _, err) = run(&server, &["get", "placement", "prod", "-A"]).await;
+    assert!(!ok && err.contains("-A"), "{err}");
     let (ok, out, _) = run(
         &server,
         &["get", "placementdecisions", "-n", "apps", "-o", "wide"],

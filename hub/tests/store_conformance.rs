@@ -4,7 +4,8 @@
 //!
 //! Covered: cluster and work CRUD with the generation rules, the outbox written in the
 //! same transaction as the change, the `sent` audit rows, persistence across a reopen,
-//! deletion (idempotent, confirmed by status, re-driven only while deleting),
+//! deletion (idempotent, confirmed by status, re-driven only while deleting; forced,
+//! and cascading with its cluster),
 //! generations continued across incarnations, the status acceptance rule's outcomes,
 //! parked outbox rows and their supersession, ready-to-publish messages kept byte for
 //! byte (and the event for any other wire format), API tokens (by digest, bootstrap
@@ -40,6 +41,7 @@ conformance!(
     the_outbox_and_the_sent_audit_rows,
     everything_answered_survives_a_reopen,
     deletion_is_idempotent_and_completed_by_the_agent,
+    forced_deletion_and_cascading_cluster_removal,
     generations_continue_across_incarnations,
     pending_deletions_are_redriven_only_while_deleting,
     statuses_follow_the_acceptance_rule,
@@ -51,6 +53,7 @@ conformance!(
     the_actor_of_a_change_reaches_its_sent_audit_row,
     secret_values_are_not_stored_in_clear,
     joins_csrs_accept_and_deny_survive_a_reopen,
+    pending_csrs_are_capped_and_the_refusal_is_echoed,
     leases_drive_health_deadlines,
     clustersets_and_bootstrap_tokens,
     placements_decisions_and_bindings,

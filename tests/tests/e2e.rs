@@ -15,7 +15,7 @@ use workbus_agent::target::sim::SimulatedCluster;
 use workbus_tests::agents::start_agent;
 use workbus_tests::brokers::TestBroker;
 use workbus_tests::hubs::{
-    applied_at, condition, delete_work, put_work, register_cluster, wait_work,
+    applied_at, condition, delete_work, put_work, register_cluster, rest, wait_work,
 };
 use workbus_tests::{unique, wait_until};
 
@@ -26,6 +26,7 @@ workbus_tests::on_both_brokers!(
     broker_restart_mid_stream_converges,
     unchanged_agent_resyncs_with_one_digest_round_trip,
     changed_works_fall_back_from_digest_and_converge,
+    dead_cluster_is_removed_and_cleaned_up_when_it_returns,
 );
 
 // The same suite as the product runs by default: mutual TLS, fleet ACL, signed specs.
@@ -517,6 +518,119 @@ async fn status_resync_digest_only(broker: &mut TestBroker) {
     assert_eq!(count(&stats.status_resyncs), resyncs_before + 1);
     assert_eq!(count(&stats.status_sent), sent_before);
     observer.abort();
+    agent.shutdown().await;
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17, "recovering from dead clusters": a cluster whose agent is gone for good.
+/// Its deletions stay pending (the agent cannot confirm) and block removing the
+/// cluster, until `delete --force` / `delete cluster --cascade --force` remove them on
+/// the hub alone. When the device comes back after all (same local state, its cluster
+/// registered again), its resync cleans it up: nothing the hub no longer holds stays
+/// applied.
+async fn dead_cluster_is_removed_and_cleaned_up_when_it_returns(broker: &mut TestBroker) {
+    let source = broker.source_id();
+    let cluster = unique("edge");
+    let dir = std::env::temp_dir().join(unique("e2e"));
+    let hub = broker.start_hub(&dir.join("hub"), &source).await;
+    let mut changes = hub.watch();
+    let sim = sim();
+    let config = broker.agent_config(&source, &cluster, &dir.join("hub"));
+    let agent = start_agent(
+        config.clone(),
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
+    );
+    register_cluster(&hub, &cluster).await;
+    for name in ["one", "two", "three"] {
+        put_work(&hub, &cluster, name, &format!("{name}-cm"), "1").await;
+    }
+    for name in ["one", "two", "three"] {
+        wait_work(&hub, &mut changes, &cluster, name, "applied", |w| {
+            applied_at(w, 1)
+        })
+        .await;
+    }
+
+    // The device dies. Deleting a work now waits forever for its confirmation…
+    agent.kill();
+    assert_eq!(delete_work(&hub, &cluster, "one").await, 202);
+    let works = format!("/api/v1/clusters/{cluster}/works");
+    let (code, one) = rest(&hub, "GET", &format!("{works}/one"), None).await;
+    assert_eq!(code, 200);
+    assert!(one["metadata"]["deletionTimestamp"].is_string());
+    // …and the cluster cannot go while it has works.
+    let cluster_path = format!("/api/v1/clusters/{cluster}");
+    assert_eq!(rest(&hub, "DELETE", &cluster_path, None).await.0, 409);
+    let (code, body) = rest(&hub, "DELETE", &format!("{cluster_path}?force=true"), None).await;
+    assert_eq!(code, 400, "force alone is refused: {body}");
+
+    // Forced: the work leaves the hub at once.
+    let (code, removed) = rest(&hub, "DELETE", &format!("{works}/one?force=true"), None).await;
+    assert_eq!(code, 200, "{removed}");
+    assert_eq!(removed["metadata"]["name"], "one");
+    assert_eq!(
+        rest(&hub, "GET", &format!("{works}/one"), None).await.0,
+        404
+    );
+
+    // Cascade without force: the rest are marked deleting, the cluster waits for them.
+    let (code, body) = rest(
+        &hub,
+        "DELETE",
+        &format!("{cluster_path}?cascade=true"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["remainingWorks"], 2);
+    let (_, two) = rest(&hub, "GET", &format!("{works}/two"), None).await;
+    assert!(two["metadata"]["deletionTimestamp"].is_string());
+    // Cascade with force: the cluster and its works go now.
+    let forced = format!("{cluster_path}?cascade=true&force=true");
+    assert_eq!(rest(&hub, "DELETE", &forced, None).await.0, 204);
+    assert_eq!(rest(&hub, "GET", &cluster_path, None).await.0, 404);
+    for name in ["two", "three"] {
+        assert_eq!(
+            rest(&hub, "GET", &format!("{works}/{name}"), None).await.0,
+            404
+        );
+    }
+    // The objects are still on the (dead) device.
+    for name in ["one", "two", "three"] {
+        let cm = format!("{name}-cm");
+        assert!(sim.object("", "v1", "configmaps", "default", &cm).is_some());
+    }
+
+    // The device returns with its old state; the operator registers the name again.
+    register_cluster(&hub, &cluster).await;
+    let agent = start_agent(
+        config,
+        sim.clone(),
+        Arc::new(FileStore::open(&dir.join("agent")).unwrap()),
+    );
+    wait_until(
+        "the returning agent removed every object the hub no longer holds",
+        || {
+            ["one", "two", "three"].iter().all(|name| {
+                let cm = format!("{name}-cm");
+                sim.object("", "v1", "configmaps", "default", &cm).is_none()
+            })
+        },
+    )
+    .await;
+    // Nothing came back to the hub: it holds no work of the cluster.
+    let (code, list) = rest(
+        &hub,
+        "GET",
+        &format!("/api/v1/works?cluster={cluster}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+
     agent.shutdown().await;
     hub.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

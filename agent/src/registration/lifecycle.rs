@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use workbus_schemas::event_type::{Action, SubResource};
 use workbus_schemas::mqtt::MqttMessage;
-use workbus_schemas::registration::names::condition;
+use workbus_schemas::registration::names::{condition, message, reason};
 use workbus_schemas::registration::{
     Lease, ManagedCluster, RegistrationBody, RegistrationEvent, RegistrationKind,
     RegistrationObject,
@@ -162,6 +162,19 @@ pub struct Lifecycle {
     rotation: Option<Rotation>,
     /// Since when the API server check has been failing.
     failing_since: Option<Instant>,
+    /// The last rotation's outcome, reported as `ClusterCertificateRotated`.
+    certificate: Option<CertificateRotated>,
+}
+
+/// The outcome of the last certificate rotation (OCM's `ClusterCertificateRotated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRotated {
+    /// `True` (rotated) or `False` (the hub refused the request).
+    pub status: &'static str,
+    /// `ClientCertificateUpdated` or `ClientCertificateUpdateFailed`.
+    pub reason: &'static str,
+    /// The new validity, or why the request was refused.
+    pub message: String,
 }
 
 impl Lifecycle {
@@ -196,6 +209,7 @@ impl Lifecycle {
             next_rotation: None,
             rotation,
             failing_since: None,
+            certificate: None,
         }
         .with_rotation_timer(Instant::now(), SystemTime::now())
     }
@@ -369,10 +383,16 @@ impl Lifecycle {
                         self.next_rotation = None;
                         steps.push(Step::Rotate(rotated));
                     }
-                    Some(Err(reason)) => {
-                        tracing::warn!(cluster = %self.out.cluster, %reason, "the hub refused the rotation request; trying again later");
+                    Some(Err(why)) => {
+                        tracing::warn!(cluster = %self.out.cluster, reason = %why, "the hub refused the rotation request; trying again later");
                         rotation.pending = None;
                         self.next_rotation = Some(now + ROTATION_RESEND);
+                        self.certificate = Some(CertificateRotated {
+                            status: "False",
+                            reason: reason::CLIENT_CERTIFICATE_UPDATE_FAILED,
+                            message: why,
+                        });
+                        self.next_status = Some(now);
                     }
                     None => {}
                 }
@@ -506,7 +526,7 @@ impl Lifecycle {
         if truncated {
             tracing::warn!(cluster = %self.out.cluster, "more than 20 custom cluster claims; the rest are not reported (CustomClusterClaimsTruncated)");
         }
-        let status = cluster_status(hub, info, &claims, wall)?;
+        let status = cluster_status(hub, info, &claims, self.certificate.as_ref(), wall)?;
         // Only what changed since the last report (a hub that rewrites something must
         // not make the agent answer every echo).
         if self
@@ -536,6 +556,15 @@ impl Lifecycle {
     /// it look old at once must not make the agent rotate in a loop).
     pub fn rotated(&mut self, identity: StoredIdentity, now: Instant, wall: SystemTime) {
         let fraction = fraction_left(self.jitter.unit());
+        self.certificate = Some(CertificateRotated {
+            status: "True",
+            reason: reason::CLIENT_CERTIFICATE_UPDATED,
+            message: message::certificate_rotated(
+                DateTime::<Utc>::from(identity.not_before),
+                DateTime::<Utc>::from(identity.not_after),
+            ),
+        });
+        self.next_status = Some(now);
         self.rotation = Some(Rotation {
             identity,
             fraction_left: fraction,
@@ -818,6 +847,100 @@ mod tests {
             serial: "02".into(),
         };
         l.rotated(fresh, t0, now);
-        assert!(l.next_due().unwrap() > t0 + Duration::from_secs(20 * 86_400));
+        assert!(l.next_rotation.unwrap() > t0 + Duration::from_secs(20 * 86_400));
+    }
+
+    /// §8 item 16: a request the hub does not take (it holds 10 pending ones already)
+    /// is reported as `ClusterCertificateRotated=False/ClientCertificateUpdateFailed`;
+    /// a rotation that succeeds as `True/ClientCertificateUpdated` with OCM's text.
+    #[test]
+    fn rotation_outcomes_are_reported_as_cluster_certificate_rotated() {
+        let now = SystemTime::now();
+        let old = StoredIdentity {
+            not_before: now - Duration::from_secs(81 * 86_400),
+            not_after: now + Duration::from_secs(19 * 86_400),
+            serial: "01".into(),
+        };
+        let mut l = Lifecycle::new(out(), Vec::new(), ConnectionClock::default(), 60, Some(old));
+        let t0 = Instant::now();
+        l.on_subscribed(t0, Utc::now());
+        l.on_event(hub_event(accepted(60)), t0, Utc::now());
+        let info = ClusterInfo::simulated("id");
+        let rotated_of = |step: Option<Step>| -> Option<(String, String, String)> {
+            let e = published(&[step?]).remove(0).1;
+            let RegistrationBody::Object(RegistrationObject::ManagedCluster(c)) = e.body else {
+                panic!()
+            };
+            let cond = c
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::CERTIFICATE_ROTATED)?;
+            Some((
+                cond.status.clone(),
+                cond.reason.clone(),
+                cond.message.clone(),
+            ))
+        };
+        assert_eq!(
+            rotated_of(l.report_status_at(&info, t0, Utc::now())),
+            None,
+            "no rotation yet: no condition"
+        );
+        let steps = l.on_timer(t0 + Duration::from_millis(1), Utc::now());
+        let RegistrationBody::Object(RegistrationObject::CertificateSigningRequest(mut csr)) =
+            published(&steps)
+                .into_iter()
+                .find(|(k, _)| *k == keys::CSR)
+                .unwrap()
+                .1
+                .body
+        else {
+            panic!()
+        };
+        // The hub's refusal comes back as a denied request.
+        csr.status.conditions.push(CsrCondition {
+            type_: csr_condition::DENIED.into(),
+            status: "True".into(),
+            reason: reason::CSR_REFUSED_BY_HUB.into(),
+            message: "too many".into(),
+            ..Default::default()
+        });
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(
+            l.on_event(
+                hub_event(RegistrationObject::CertificateSigningRequest(csr)),
+                t1,
+                Utc::now()
+            )
+            .is_empty()
+        );
+        assert_eq!(l.next_status, Some(t1), "reported at once");
+        assert_eq!(
+            rotated_of(l.report_status_at(&info, t1, Utc::now())),
+            Some((
+                "False".into(),
+                reason::CLIENT_CERTIFICATE_UPDATE_FAILED.into(),
+                format!("{}: too many", reason::CSR_REFUSED_BY_HUB)
+            ))
+        );
+        // A later rotation succeeds.
+        let from = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let fresh = StoredIdentity {
+            not_before: from.into(),
+            not_after: (from + chrono::Duration::days(30)).into(),
+            serial: "02".into(),
+        };
+        l.rotated(fresh, t1, now);
+        assert_eq!(
+            rotated_of(l.report_status_at(&info, t1, Utc::now())),
+            Some((
+                "True".into(),
+                reason::CLIENT_CERTIFICATE_UPDATED.into(),
+                "client certificate rotated starting from 2027-01-15 08:00:00 +0000 UTC to \
+                 2027-02-14 08:00:00 +0000 UTC"
+                    .into()
+            ))
+        );
     }
 }

@@ -209,6 +209,7 @@ pub fn cluster_status(
     hub: &ManagedCluster,
     info: &ClusterInfo,
     claims: &[(String, String)],
+    certificate: Option<&super::lifecycle::CertificateRotated>,
     now: DateTime<Utc>,
 ) -> Option<ManagedCluster> {
     if !hub.is_accepted() {
@@ -244,6 +245,16 @@ pub fn cluster_status(
         ),
     };
     set_condition(&mut c.status.conditions, available, at);
+    if let Some(rotated) = certificate {
+        let cond = Condition::new(
+            condition::CERTIFICATE_ROTATED,
+            rotated.status,
+            rotated.reason,
+            &rotated.message,
+            at,
+        );
+        set_condition(&mut c.status.conditions, cond, at);
+    }
     // Capacity keys not reported now are kept (OCM).
     for (k, v) in &info.capacity {
         c.status
@@ -453,11 +464,11 @@ mod tests {
     #[test]
     fn status_only_after_acceptance_with_facts_and_claims() {
         assert_eq!(
-            cluster_status(&ManagedCluster::named("c1"), &info(), &[], t(0)),
+            cluster_status(&ManagedCluster::named("c1"), &info(), &[], None, t(0)),
             None
         );
         let claims = vec![("id.k8s.io".to_string(), "id-1".to_string())];
-        let s = cluster_status(&accepted(), &info(), &claims, t(1)).unwrap();
+        let s = cluster_status(&accepted(), &info(), &claims, None, t(1)).unwrap();
         assert!(s.is_joined());
         assert_eq!(s.condition_status(condition::AVAILABLE), Some("True"));
         assert_eq!(s.metadata.resource_version, "3");
@@ -468,11 +479,11 @@ mod tests {
         // Same facts later: the same status; an API server problem: Available False.
         assert!(same_status(
             &s,
-            &cluster_status(&s, &info(), &claims, t(9)).unwrap()
+            &cluster_status(&s, &info(), &claims, None, t(9)).unwrap()
         ));
         let mut sick = info();
         sick.api_server = Err("status code: 500".into());
-        let s2 = cluster_status(&s, &sick, &claims, t(9)).unwrap();
+        let s2 = cluster_status(&s, &sick, &claims, None, t(9)).unwrap();
         assert_eq!(s2.condition_status(condition::AVAILABLE), Some("False"));
         assert!(!same_status(&s, &s2));
         let reserved = reserved_claims(&info());

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use serde::Deserialize;
@@ -18,7 +19,9 @@ use super::error::ApiError;
 use super::guard::require_scope;
 use crate::auth::Principal;
 use crate::store::Cluster;
-use crate::store::writes::{CreateCluster, DeleteCluster};
+use crate::store::writes::{CascadeOutcome, CreateCluster, DeleteCluster, DeleteClusterCascade};
+use crate::watch::{ChangeKind, WorkChange};
+use crate::work_view::manifest_work;
 
 /// The body of `POST /api/v1/clusters`.
 #[derive(Debug, Deserialize)]
@@ -87,18 +90,90 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("cluster {name:?} not found")))
 }
 
-/// `DELETE /api/v1/clusters/{name}`: 409 while the cluster has works.
+/// Query of `DELETE /api/v1/clusters/{name}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteClusterQuery {
+    /// Delete the cluster's works too: each is marked deleting (202 while any is left;
+    /// repeat the request until 204), or removed at once with `force`.
+    #[serde(default)]
+    pub cascade: bool,
+    /// With `cascade`: remove the works without their agent's confirmation (the agent
+    /// is gone for good). A returning agent is cleaned up by its resync.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `DELETE /api/v1/clusters/{name}`: 204 once removed; 409 while it has works, unless
+/// `cascade=true` (202 with `remainingWorks` until its agent confirmed every deletion;
+/// with `force=true` as well, 204 at once).
 pub async fn delete(
     State(state): State<ApiState>,
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    query: Result<Query<DeleteClusterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     require_scope(&caller, &name)?;
-    let target = name.clone();
-    state
-        .store
-        .run(move |s| s.write(DeleteCluster { name: target }))
-        .await?;
+    if q.force && !q.cascade {
+        return Err(ApiError::bad_request(
+            "force applies to the cluster's works: use cascade=true&force=true".to_string(),
+        ));
+    }
+    if q.cascade {
+        let now = Utc::now();
+        let outcome = state
+            .store
+            .write(DeleteClusterCascade {
+                name: name.clone(),
+                force: q.force,
+                now,
+                build: super::works::event_builder(&state, now),
+                actor: Some(caller.name.clone()),
+            })
+            .await?;
+        state.outbox.notify_one();
+        match outcome {
+            CascadeOutcome::Pending { marked, remaining } => {
+                state.store.deletion_requests().notify_one();
+                for work in &marked {
+                    state.watchers.notify(|| WorkChange {
+                        kind: ChangeKind::Spec,
+                        object: manifest_work(work),
+                    });
+                }
+                tracing::info!(cluster = %name, actor = %caller.name, marked = marked.len(), remaining, "cluster waits for its works' deletion");
+                let body = json!({
+                    "kind": "Status",
+                    "status": "Pending",
+                    "remainingWorks": remaining,
+                    "message": format!(
+                        "cluster {name:?} is removed once its agent confirms the deletion \
+                         of its {remaining} work(s); repeat the request to check, or add \
+                         force=true if the agent is gone for good"
+                    ),
+                });
+                return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+            }
+            CascadeOutcome::Removed { works } => {
+                for work in &works {
+                    state.watchers.notify(|| WorkChange {
+                        kind: ChangeKind::Deleted,
+                        object: manifest_work(work),
+                    });
+                }
+                if !works.is_empty() {
+                    tracing::warn!(cluster = %name, actor = %caller.name, works = works.len(), "works removed with their cluster without the agent's confirmation (forced)");
+                }
+            }
+        }
+    } else {
+        let target = name.clone();
+        state
+            .store
+            .run(move |s| s.write(DeleteCluster { name: target }))
+            .await?;
+    }
     state.registration.clusters.notify_deleted(&name);
     // A joined cluster's identity is revoked with it: close its connections now.
     let closed = state
@@ -107,5 +182,5 @@ pub async fn delete(
         .as_ref()
         .map_or(0, |d| d(&name));
     tracing::info!(cluster = %name, actor = %caller.name, closed, "cluster removed");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

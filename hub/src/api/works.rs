@@ -28,7 +28,7 @@ use super::guard::require_scope;
 use crate::auth::Principal;
 use crate::outbox::WorkEvents;
 use crate::source::spec_events::change_builder;
-use crate::store::writes::{ApplyWork, MarkDeleting};
+use crate::store::writes::{ApplyWork, ForceDeleteWork, MarkDeleting};
 use crate::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
 };
@@ -178,7 +178,10 @@ pub async fn list(
 
 /// The spec event builder for a change made at `now` (runs inside the store
 /// transaction, so the event carries exactly the committed generation).
-fn event_builder(state: &ApiState, now: chrono::DateTime<Utc>) -> SharedSpecEventBuilder {
+pub(super) fn event_builder(
+    state: &ApiState,
+    now: chrono::DateTime<Utc>,
+) -> SharedSpecEventBuilder {
     change_builder(state.wire.clone(), now)
 }
 
@@ -308,13 +311,28 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("work {cluster}/{name} not found")))
 }
 
-/// `DELETE /api/v1/clusters/{cluster}/works/{name}`: marks the work deleting (202);
-/// it disappears once the agent confirms the deletion.
+/// Query of `DELETE /api/v1/clusters/{cluster}/works/{name}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Remove the work at once, without the agent's confirmation (its agent is gone
+    /// for good). A returning agent is cleaned up by its resync.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `DELETE …/works/{name}`: marks the work deleting (202) — it goes once its agent
+/// confirms — or, with `force=true`, removes it at once (200, the work as it was).
 pub async fn delete(
     State(state): State<ApiState>,
     Extension(caller): Extension<Principal>,
     Path((cluster, name)): Path<(String, String)>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if q.force {
+        return force_delete(state, caller, WorkKey { cluster, name }).await;
+    }
     require_scope(&caller, &cluster)?;
     let key = WorkKey { cluster, name };
     let now = Utc::now();
@@ -351,4 +369,40 @@ pub async fn delete(
     });
     tracing::info!(cluster = %record.key.cluster, name = %record.key.name, actor = %caller.name, "work marked deleting");
     Ok((StatusCode::ACCEPTED, Json(manifest_work(&record))))
+}
+
+/// `delete --force`: the work leaves the hub now. Its delete event is still queued
+/// when it was live and the event can be published (a slow agent still gets it).
+async fn force_delete(
+    state: ApiState,
+    caller: Principal,
+    key: WorkKey,
+) -> Result<(StatusCode, Json<ManifestWork>), ApiError> {
+    require_scope(&caller, &key.cluster)?;
+    let now = Utc::now();
+    let lookup = key.clone();
+    let announce = match state.store.run(move |s| s.get_work(&lookup)).await? {
+        Some(work) => state
+            .wire
+            .check_work(&work, WorkEvents::Deletion, now)
+            .is_ok(),
+        None => false,
+    };
+    let record = state
+        .store
+        .write(ForceDeleteWork {
+            key,
+            now,
+            build: event_builder(&state, now),
+            actor: Some(caller.name.clone()),
+            announce,
+        })
+        .await?;
+    state.outbox.notify_one();
+    state.watchers.notify(|| WorkChange {
+        kind: ChangeKind::Deleted,
+        object: manifest_work(&record),
+    });
+    tracing::warn!(cluster = %record.key.cluster, name = %record.key.name, actor = %caller.name, "work removed without its agent's confirmation (forced)");
+    Ok((StatusCode::OK, Json(manifest_work(&record))))
 }

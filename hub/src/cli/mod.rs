@@ -264,9 +264,11 @@ pub enum GetWhat {
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
     },
-    /// List Placements (of namespace `default` unless -n or -A).
+    /// List Placements (of namespace `default` unless -n or -A), or show one by name.
     #[command(visible_alias = "placement")]
     Placements {
+        /// One Placement (in the namespace of -n, `default` without).
+        name: Option<String>,
         /// The namespace.
         #[arg(short = 'n', long = "namespace")]
         namespace: Option<String>,
@@ -382,11 +384,24 @@ pub enum DeleteWhat {
         /// Cluster (namespace).
         #[arg(short = 'n', long = "namespace")]
         namespace: String,
+        /// Remove it from the hub now, without the agent's confirmation (its agent is
+        /// gone for good; a returning agent is cleaned up by its resync).
+        #[arg(long)]
+        force: bool,
     },
-    /// A cluster (refused while it has works).
+    /// A cluster (refused while it has works, unless --cascade).
     Cluster {
         /// Cluster name.
         name: String,
+        /// Delete its works too, then the cluster once its agent confirmed them.
+        #[arg(long)]
+        cascade: bool,
+        /// With --cascade: remove the works without the agent's confirmation.
+        #[arg(long, requires = "cascade")]
+        force: bool,
+        /// With --cascade (without --force): how long to wait for the agent, in seconds.
+        #[arg(long, default_value_t = 60, requires = "cascade")]
+        timeout: u64,
     },
     /// A cluster set (`default` and `global` always exist).
     Clusterset {
@@ -487,6 +502,52 @@ fn print_list(
         _ => print!("{}", table(items)),
     }
     Ok(())
+}
+
+/// `delete cluster`: plain (refused while it has works), `--cascade --force` (removed
+/// at once with its works), or `--cascade`: the hub marks its works deleting and is
+/// asked again every second, with progress, until the agent confirmed them all or
+/// `timeout_secs` passed.
+fn delete_cluster(
+    client: &Client,
+    name: &str,
+    cascade: bool,
+    force: bool,
+    timeout_secs: u64,
+) -> Result<(), CliError> {
+    let path = format!("/api/v1/clusters/{}", encode_component(name));
+    if !cascade {
+        client.delete(&path)?;
+        println!("cluster \"{name}\" deleted");
+        return Ok(());
+    }
+    if force {
+        client.delete(&format!("{path}?cascade=true&force=true"))?;
+        println!("cluster \"{name}\" deleted with its works, without the agent's confirmation");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+    let mut last = None;
+    loop {
+        let answer = client.delete(&format!("{path}?cascade=true"))?;
+        if answer.status != 202 {
+            println!("cluster \"{name}\" deleted with its works");
+            return Ok(());
+        }
+        let remaining = answer.body["remainingWorks"].as_u64().unwrap_or(0);
+        if last != Some(remaining) {
+            eprintln!("waiting for the agent of {name:?} to delete {remaining} work(s)…");
+            last = Some(remaining);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(CliError::Input(format!(
+                "cluster {name:?} still has {remaining} work(s) waiting for its agent after \
+                 {timeout_secs}s; if the agent is gone for good, run: workbus-hub delete \
+                 cluster {name} --cascade --force"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 fn work_path(namespace: &str, name: &str) -> String {
@@ -624,6 +685,28 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
                 print_list(&v, output, |items| rollout::table_of(items, now))?;
             }
             GetWhat::Placements {
+                name: Some(name),
+                namespace,
+                all_namespaces: false,
+                output,
+            } => placements::get_placement(
+                &client,
+                namespace.as_deref().unwrap_or("default"),
+                &name,
+                output,
+                now,
+            )?,
+            GetWhat::Placements {
+                name: Some(_),
+                all_namespaces: true,
+                ..
+            } => {
+                return Err(CliError::Input(
+                    "a Placement name cannot be combined with -A (--all-namespaces)".into(),
+                ));
+            }
+            GetWhat::Placements {
+                name: None,
                 namespace,
                 all_namespaces,
                 output,
@@ -707,14 +790,31 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             println!("cluster/{cluster} is in clusterset/{set}");
         }
         Command::Delete { what } => match what {
-            DeleteWhat::Work { name, namespace } => {
+            DeleteWhat::Work {
+                name,
+                namespace,
+                force: false,
+            } => {
                 client.delete(&work_path(&namespace, &name))?;
                 println!("{WORK_KIND} \"{name}\" deleted (waiting for the agent to confirm)");
             }
-            DeleteWhat::Cluster { name } => {
-                client.delete(&format!("/api/v1/clusters/{}", encode_component(&name)))?;
-                println!("cluster \"{name}\" deleted");
+            DeleteWhat::Work {
+                name,
+                namespace,
+                force: true,
+            } => {
+                client.delete(&format!("{}?force=true", work_path(&namespace, &name)))?;
+                println!(
+                    "{WORK_KIND} \"{name}\" removed without the agent's confirmation \
+                     (a returning agent deletes it on resync)"
+                );
             }
+            DeleteWhat::Cluster {
+                name,
+                cascade,
+                force,
+                timeout,
+            } => delete_cluster(&client, &name, cascade, force, timeout)?,
             DeleteWhat::Clusterset { name } => {
                 client.delete(&format!("/api/v1/clustersets/{}", encode_component(&name)))?;
                 println!("clusterset \"{name}\" deleted");
@@ -810,6 +910,10 @@ mod tests {
             "workbus-hub get clustersetbindings --output",
             "workbus-hub describe work --namespace",
             "workbus-hub delete work --namespace",
+            "workbus-hub delete work --force",
+            "workbus-hub delete cluster --cascade",
+            "workbus-hub delete cluster --force",
+            "workbus-hub delete cluster --timeout",
             "workbus-hub delete placement --namespace",
             "workbus-hub create cluster --label",
             "workbus-hub create clusterset --selector",

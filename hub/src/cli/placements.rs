@@ -168,6 +168,30 @@ pub fn get_placements(
     show(&v, output, |l| placements_table(l, all, now))
 }
 
+/// `get placement NAME [-n ns]`: one Placement; `-o json|yaml` prints the object itself
+/// (as kubectl does for a named get).
+pub fn get_placement(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    output: Option<Output>,
+    now: DateTime<Utc>,
+) -> Result<(), CliError> {
+    let path = format!(
+        "/api/v1/namespaces/{}/placements/{}",
+        encode_component(namespace),
+        encode_component(name)
+    );
+    let v = client.get(&path)?.body;
+    match output {
+        Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output),
+        _ => {
+            print!("{}", placements_table(std::slice::from_ref(&v), false, now));
+            Ok(())
+        }
+    }
+}
+
 /// `get placementdecisions -n ns [--placement p]`.
 pub fn get_decisions(
     client: &Client,

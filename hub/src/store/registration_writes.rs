@@ -17,7 +17,7 @@ use workbus_schemas::registration::{
 
 use super::registration::{ClusterSet, JoinToken, Registration};
 use super::rules::availability::{Trigger, apply_health};
-use super::rules::csr::{CsrRefusal, approve, check_csr};
+use super::rules::csr::{CsrRefusal, approve, check_csr, refusal_echo};
 use super::rules::registration::{
     LeaseOutcome, RegistrationRefusal, accept, apply_agent_status, apply_lease, bump, deny,
     new_registration,
@@ -229,6 +229,12 @@ impl Write for SubmitCsr {
         }
         let pending = existing.iter().filter(|c| c.is_pending()).count();
         if let Err(refusal) = check_csr(&self.cluster, &self.csr, pending) {
+            // Not stored (that is the bound); the agent is told why, so it reports
+            // ClusterCertificateRotated=False instead of waiting in silence.
+            if let Some(denied) = refusal_echo(&self.csr, &refusal, self.now) {
+                let object = RegistrationObject::CertificateSigningRequest(denied);
+                queue(tx, &self.echo, object, Action::UpdateRequest, self.now)?;
+            }
             return Ok(CsrOutcome::Refused(refusal));
         }
         let mut csr = CertificateSigningRequest::default();

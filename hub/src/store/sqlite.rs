@@ -238,6 +238,19 @@ fn work_by_key(
     .pop())
 }
 
+fn works_of_cluster(
+    conn: &Connection,
+    seal: Seal<'_>,
+    cluster: &str,
+) -> Result<Vec<WorkRecord>, StoreError> {
+    query_works(
+        conn,
+        seal,
+        "WHERE w.cluster = ?1 ORDER BY w.name",
+        vec![cluster.to_string().into()],
+    )
+}
+
 /// Runs one statement through the connection's statement cache: the hot paths run the
 /// same few statements thousands of times per second, and parsing SQL each time was a
 /// measurable share of a group commit.
@@ -431,6 +444,10 @@ impl StoreTx for SqliteTx<'_> {
             .prepare_cached("SELECT COUNT(*) FROM works WHERE cluster = ?1")?
             .query_row([cluster], |r| r.get(0))?;
         Ok(n.max(0) as u64)
+    }
+
+    fn works_of(&mut self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
+        works_of_cluster(self.conn, self.seal, cluster)
     }
 
     fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -1028,12 +1045,7 @@ impl Store for SqliteStore {
     }
 
     fn works_of_cluster(&self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError> {
-        query_works(
-            &*self.reader()?,
-            self.seal(),
-            "WHERE w.cluster = ?1 ORDER BY w.name",
-            vec![cluster.to_string().into()],
-        )
+        works_of_cluster(&*self.reader()?, self.seal(), cluster)
     }
 
     fn pending_deletions(&self) -> Result<Vec<PendingDeletion>, StoreError> {

@@ -38,6 +38,8 @@ pub trait StoreTx {
     fn cluster_exists(&mut self, name: &str) -> Result<bool, StoreError>;
     /// How many works (deleting ones included) a cluster holds.
     fn count_works(&mut self, cluster: &str) -> Result<u64, StoreError>;
+    /// All works of a cluster (deleting ones included), by name.
+    fn works_of(&mut self, cluster: &str) -> Result<Vec<WorkRecord>, StoreError>;
     /// Records when an event from the cluster last arrived (no-op for unknown clusters).
     fn set_last_heard(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// One cluster, read inside the transaction.

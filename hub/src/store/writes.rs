@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::rules::apply::{ApplyPlan, plan_apply};
 use super::rules::cluster::check_removal;
-use super::rules::deletion::{DeletionPlan, plan_deletion, redrive_due};
+use super::rules::deletion::{DeletionPlan, plan_deletion, plan_forced_removal, redrive_due};
 use super::rules::status::{StatusDecision, decide};
 use super::tx::StoreTx;
 use super::{
@@ -189,6 +189,126 @@ impl Write for MarkDeleting {
             }
         }
     }
+}
+
+/// Removes a work from the hub without its agent's confirmation (`delete --force`, for a
+/// cluster whose agent is gone for good; [`rules::deletion`](super::rules::deletion)):
+/// a live work's delete event is queued first (when `announce` allows it), then the row
+/// goes, leaving its tombstone, in one transaction.
+pub struct ForceDeleteWork {
+    /// The work.
+    pub key: WorkKey,
+    /// The request time.
+    pub now: DateTime<Utc>,
+    /// Builds the delete event to queue.
+    pub build: SharedSpecEventBuilder,
+    /// Who asked (the API token's name), kept on the queued event and its audit row.
+    pub actor: Option<String>,
+    /// Whether a delete event may be queued at all (`false` when it could never be
+    /// published over MQTT: the work is removed without one).
+    pub announce: bool,
+}
+
+impl Write for ForceDeleteWork {
+    type Output = WorkRecord;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<WorkRecord, StoreError> {
+        let work = tx
+            .work_by_key(&self.key)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "work",
+                name: format!("{}/{}", self.key.cluster, self.key.name),
+            })?;
+        let actor = self.actor.as_deref();
+        force_remove(tx, work, self.now, self.announce, &self.build, actor)
+    }
+}
+
+/// Removes a cluster with its works (`delete cluster --cascade`). Without `force`,
+/// every live work is marked deleting (its delete event queued) and the cluster goes
+/// only once no work is left — repeat the request until then; with `force`, the works
+/// are removed at once ([`ForceDeleteWork`]) and the cluster with them.
+pub struct DeleteClusterCascade {
+    /// The cluster.
+    pub name: String,
+    /// Remove the works without their agent's confirmation.
+    pub force: bool,
+    /// The request time.
+    pub now: DateTime<Utc>,
+    /// Builds the delete events to queue.
+    pub build: SharedSpecEventBuilder,
+    /// Who asked (the API token's name).
+    pub actor: Option<String>,
+}
+
+/// What a cascading cluster deletion did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CascadeOutcome {
+    /// The cluster is gone; these works went with it (forced).
+    Removed {
+        /// The works removed, as they were.
+        works: Vec<WorkRecord>,
+    },
+    /// The cluster stays until its agent confirms these works' deletion.
+    Pending {
+        /// The works now marked deleting by this request (the others already were).
+        marked: Vec<WorkRecord>,
+        /// How many works are left, deleting.
+        remaining: u64,
+    },
+}
+
+impl Write for DeleteClusterCascade {
+    type Output = CascadeOutcome;
+    fn run(self, tx: &mut dyn StoreTx) -> Result<CascadeOutcome, StoreError> {
+        if !tx.cluster_exists(&self.name)? {
+            return Err(StoreError::NotFound {
+                kind: "cluster",
+                name: self.name,
+            });
+        }
+        let works = tx.works_of(&self.name)?;
+        let actor = self.actor.as_deref();
+        if self.force {
+            let mut removed = Vec::with_capacity(works.len());
+            for work in works {
+                removed.push(force_remove(tx, work, self.now, true, &self.build, actor)?);
+            }
+            DeleteCluster { name: self.name }.run(tx)?;
+            return Ok(CascadeOutcome::Removed { works: removed });
+        }
+        if works.is_empty() {
+            DeleteCluster { name: self.name }.run(tx)?;
+            return Ok(CascadeOutcome::Removed { works });
+        }
+        let remaining = works.len() as u64;
+        let mut marked = Vec::new();
+        for work in works {
+            if let DeletionPlan::Mark(work) = plan_deletion(work, self.now) {
+                tx.update_deletion(&work)?;
+                queue_spec(tx, &work, SpecChange::Delete, self.now, &self.build, actor)?;
+                marked.push(work);
+            }
+        }
+        Ok(CascadeOutcome::Pending { marked, remaining })
+    }
+}
+
+/// The forced removal of one work inside a transaction: its delete event (when live and
+/// `announce`), then the row and its status, leaving the tombstone.
+fn force_remove(
+    tx: &mut dyn StoreTx,
+    work: WorkRecord,
+    now: DateTime<Utc>,
+    announce: bool,
+    build: &SharedSpecEventBuilder,
+    actor: Option<&str>,
+) -> Result<WorkRecord, StoreError> {
+    let plan = plan_forced_removal(work, now);
+    if plan.announce && announce {
+        queue_spec(tx, &plan.work, SpecChange::Delete, now, build, actor)?;
+    }
+    tx.remove_work(&plan.work, now)?;
+    Ok(plan.work)
 }
 
 /// Queues the delete event of each listed work again, for those still deleting, reading

@@ -8,9 +8,9 @@ use cloudevents::AttributesReader;
 use serde_json::json;
 use workbus_hub::source::spec_events::change_event;
 use workbus_hub::store::writes::{
-    ApplyWork, AuditReceived, BootstrapToken, CompleteOutbox, CreateCluster, CreateToken,
-    DeleteCluster, Enqueue, IngestStatus, MarkDeleting, ParkOutbox, RedriveDeletions, RevokeToken,
-    TouchCluster, UnparkOutbox,
+    ApplyWork, AuditReceived, BootstrapToken, CascadeOutcome, CompleteOutbox, CreateCluster,
+    CreateToken, DeleteCluster, DeleteClusterCascade, Enqueue, ForceDeleteWork, IngestStatus,
+    MarkDeleting, ParkOutbox, RedriveDeletions, RevokeToken, TouchCluster, UnparkOutbox,
 };
 use workbus_hub::store::{
     ApiToken, ApplyOutcome, AuditDirection, AuditEntry, Batch, DesiredWork, DropReason,
@@ -335,6 +335,135 @@ pub fn deletion_is_idempotent_and_completed_by_the_agent(b: &dyn Backend) {
     );
     DeleteCluster { name: "c1".into() }.run_on(s).unwrap();
     assert!(s.list_clusters().unwrap().is_empty());
+}
+
+fn force_delete(s: &dyn Store, key: &WorkKey) -> Result<WorkRecord, StoreError> {
+    let now = Utc::now();
+    ForceDeleteWork {
+        key: key.clone(),
+        now,
+        build: build(now),
+        actor: Some("ops".into()),
+        announce: true,
+    }
+    .run_on(s)
+}
+
+fn cascade(s: &dyn Store, name: &str, force: bool) -> Result<CascadeOutcome, StoreError> {
+    let now = Utc::now();
+    DeleteClusterCascade {
+        name: name.into(),
+        force,
+        now,
+        build: build(now),
+        actor: Some("ops".into()),
+    }
+    .run_on(s)
+}
+
+fn delete_events(s: &dyn Store) -> usize {
+    s.outbox_batch(0, 100, NO_WIRE)
+        .unwrap()
+        .iter()
+        .filter(|e| action_of(e) == "delete_request")
+        .count()
+}
+
+/// `delete --force` and `delete cluster --cascade [--force]`: for clusters whose agent is
+/// gone for good (issue 17).
+pub fn forced_deletion_and_cascading_cluster_removal(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    cluster(s, "c1");
+    assert!(matches!(
+        force_delete(s, &key("c1", "nope")),
+        Err(StoreError::NotFound { kind: "work", .. })
+    ));
+    // A live work: its delete event is queued (a slow agent still gets it), the row goes.
+    apply(s, &desired("c1", "live", "a")).unwrap();
+    let removed = force_delete(s, &key("c1", "live")).unwrap();
+    assert!(removed.deletion.is_some());
+    assert!(s.get_work(&key("c1", "live")).unwrap().is_none());
+    assert_eq!(delete_events(s), 1);
+    // A deleting work: no second delete event; no pending deletion left behind.
+    apply(s, &desired("c1", "stuck", "a")).unwrap();
+    let marked = mark_deleting(s, &key("c1", "stuck")).unwrap();
+    assert_eq!(delete_events(s), 2);
+    let removed = force_delete(s, &key("c1", "stuck")).unwrap();
+    assert_eq!(
+        removed.deletion, marked.deletion,
+        "the first request time stays"
+    );
+    assert_eq!(delete_events(s), 2);
+    assert!(s.pending_deletions().unwrap().is_empty());
+    // The agent's late confirmation is a status about nothing.
+    assert_eq!(
+        ingest(s, status(&removed.uid, 1, &seq(0), true)),
+        StatusOutcome::Dropped(DropReason::UnknownWork)
+    );
+    // Re-created after a forced removal: the generation continues (tombstone).
+    apply(s, &desired("c1", "stuck", "b")).unwrap();
+    assert_eq!(
+        s.get_work(&key("c1", "stuck")).unwrap().unwrap().generation,
+        2
+    );
+
+    // Cascade without force: works marked deleting, the cluster stays until they go.
+    apply(s, &desired("c1", "other", "a")).unwrap();
+    mark_deleting(s, &key("c1", "other")).unwrap();
+    let before = delete_events(s);
+    let CascadeOutcome::Pending { marked, remaining } = cascade(s, "c1", false).unwrap() else {
+        panic!("the cluster has works: it must wait");
+    };
+    assert_eq!(remaining, 2);
+    assert_eq!(
+        marked.len(),
+        1,
+        "only the live work is marked by this request"
+    );
+    assert_eq!(marked[0].key, key("c1", "stuck"));
+    assert_eq!(delete_events(s), before + 1);
+    assert!(s.get_cluster("c1").unwrap().is_some());
+    // Asking again marks nothing more.
+    assert!(matches!(
+        cascade(s, "c1", false).unwrap(),
+        CascadeOutcome::Pending { marked, remaining: 2 } if marked.is_empty()
+    ));
+    // The agent confirms both: the next request removes the cluster.
+    for w in s.works_of_cluster("c1").unwrap() {
+        assert!(matches!(
+            ingest(s, status(&w.uid, w.generation, &seq(5), true)),
+            StatusOutcome::Deleted(_)
+        ));
+    }
+    assert!(matches!(
+        cascade(s, "c1", false).unwrap(),
+        CascadeOutcome::Removed { works } if works.is_empty()
+    ));
+    assert!(s.get_cluster("c1").unwrap().is_none());
+    assert!(matches!(
+        cascade(s, "c1", false),
+        Err(StoreError::NotFound {
+            kind: "cluster",
+            ..
+        })
+    ));
+
+    // Cascade with force: everything goes in one transaction, durably.
+    cluster(s, "c2");
+    apply(s, &desired("c2", "a", "1")).unwrap();
+    apply(s, &desired("c2", "b", "1")).unwrap();
+    mark_deleting(s, &key("c2", "b")).unwrap();
+    let CascadeOutcome::Removed { works } = cascade(s, "c2", true).unwrap() else {
+        panic!("forced: removed at once");
+    };
+    let names: Vec<_> = works.iter().map(|w| w.key.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let s = b.open();
+    let s = s.as_ref();
+    assert!(s.get_cluster("c2").unwrap().is_none());
+    assert!(s.works_of_cluster("c2").unwrap().is_empty());
+    assert!(s.pending_deletions().unwrap().is_empty());
 }
 
 pub fn generations_continue_across_incarnations(b: &dyn Backend) {

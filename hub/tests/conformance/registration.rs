@@ -12,12 +12,14 @@ use workbus_hub::store::registration_writes::{
     DenyCluster, EvaluateHealth, JoinCluster, JoinOutcome, LabelCluster, RegistrationEcho,
     RenewLease, RevokeJoinToken, SubmitCsr, UpdateClusterStatus,
 };
+use workbus_hub::store::rules::csr::CsrRefusal;
 use workbus_hub::store::rules::registration::{LeaseOutcome, RegistrationRefusal};
 use workbus_hub::store::writes::{CreateCluster, DeleteCluster};
 use workbus_hub::store::{NewOutbox, Store, StoreError};
 use workbus_schemas::event_type::SubResource;
 use workbus_schemas::registration::names::{
-    CLUSTER_NAME_LABEL, CLUSTERSET_LABEL, TAINT_UNREACHABLE, condition, signer,
+    CLUSTER_NAME_LABEL, CLUSTERSET_LABEL, MAX_PENDING_CSRS_PER_CLUSTER, TAINT_UNREACHABLE,
+    condition, signer,
 };
 use workbus_schemas::registration::{
     CertificateSigningRequest, Lease, ManagedCluster, MicroTime, encode_registration_event,
@@ -97,6 +99,56 @@ fn outbox_types(s: &dyn Store) -> Vec<String> {
         .into_iter()
         .map(|e| e.event_type)
         .collect()
+}
+
+/// At most 10 pending requests per cluster (OCM's bound, ocm#853): the 11th is not
+/// stored, and the agent is told why by a denied echo of its request, which its
+/// `ClusterCertificateRotated=False` then reports.
+pub fn pending_csrs_are_capped_and_the_refusal_is_echoed(b: &dyn Backend) {
+    let s = b.open();
+    let s = s.as_ref();
+    assert!(matches!(join(s, "edge-1", t(0)), JoinOutcome::Created(_)));
+    for i in 0..MAX_PENDING_CSRS_PER_CLUSTER {
+        assert_eq!(
+            submit(s, "edge-1", &format!("p{i:04}"), t(1)),
+            CsrOutcome::Pending
+        );
+    }
+    let echoes_before = s.outbox_batch(0, 1000, NO_WIRE).unwrap().len();
+    assert_eq!(
+        submit(s, "edge-1", "over1", t(2)),
+        CsrOutcome::Refused(CsrRefusal::TooManyPending)
+    );
+    let csrs = s.csrs_of_cluster("edge-1").unwrap();
+    assert_eq!(
+        csrs.len(),
+        MAX_PENDING_CSRS_PER_CLUSTER,
+        "the 11th is not stored"
+    );
+    let queued = s.outbox_batch(0, 1000, NO_WIRE).unwrap();
+    assert_eq!(queued.len(), echoes_before + 1, "one echo of the refusal");
+    let echo = queued
+        .last()
+        .unwrap()
+        .event()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        echo.ty(),
+        "certificates.k8s.io.v1.certificatesigningrequests.spec.update_request"
+    );
+    let event = workbus_schemas::registration::decode_registration_event(&echo).unwrap();
+    let workbus_schemas::registration::RegistrationBody::Object(
+        workbus_schemas::registration::RegistrationObject::CertificateSigningRequest(denied),
+    ) = event.body
+    else {
+        panic!("a CSR echo")
+    };
+    assert_eq!(denied.metadata.name, "edge-1-over1");
+    assert!(denied.is_denied());
+    assert!(denied.status.certificate.is_empty());
 }
 
 pub fn joins_csrs_accept_and_deny_survive_a_reopen(b: &dyn Backend) {

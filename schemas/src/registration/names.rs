@@ -107,6 +107,13 @@ pub mod reason {
     pub const CLOCK_OUT_OF_SYNC: &str = "ManagedClusterClockOutOfSync";
     /// CSR approval of a renewal.
     pub const AUTO_APPROVED_BY_HUB: &str = "AutoApprovedByHubCSRApprovingController";
+    /// ClusterCertificateRotated True (agent).
+    pub const CLIENT_CERTIFICATE_UPDATED: &str = "ClientCertificateUpdated";
+    /// ClusterCertificateRotated False (agent).
+    pub const CLIENT_CERTIFICATE_UPDATE_FAILED: &str = "ClientCertificateUpdateFailed";
+    /// A CSR the hub did not take (workbus: the refusal is echoed as a denied request
+    /// so the agent learns why, see `message::csr_refused`).
+    pub const CSR_REFUSED_BY_HUB: &str = "RefusedByHub";
 }
 
 /// Condition messages (OCM's exact texts).
@@ -128,6 +135,25 @@ pub mod message {
     /// CSR approval of a renewal.
     pub const AUTO_APPROVED_BY_HUB: &str =
         "Auto approving Managed cluster agent certificate after SubjectAccessReview.";
+
+    /// ClusterCertificateRotated True: OCM's text, the times as Go's `time.Time` prints
+    /// them with `%v` (`2026-01-02 03:04:05 +0000 UTC`).
+    pub fn certificate_rotated(
+        not_before: chrono::DateTime<chrono::Utc>,
+        not_after: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        const GO_TIME: &str = "%Y-%m-%d %H:%M:%S +0000 UTC";
+        format!(
+            "client certificate rotated starting from {} to {}",
+            not_before.format(GO_TIME),
+            not_after.format(GO_TIME)
+        )
+    }
+
+    /// The message of a CSR the hub did not take.
+    pub fn csr_refused(why: &str) -> String {
+        format!("the hub did not take this certificate signing request: {why}")
+    }
 }
 
 /// CSR signer names workbus uses.

@@ -7,7 +7,9 @@
 use chrono::{DateTime, Utc};
 use workbus_schemas::registration::CertificateSigningRequest;
 use workbus_schemas::registration::CsrCondition;
-use workbus_schemas::registration::names::{MAX_PENDING_CSRS_PER_CLUSTER, csr_condition, signer};
+use workbus_schemas::registration::names::{
+    MAX_PENDING_CSRS_PER_CLUSTER, csr_condition, message, reason, signer,
+};
 use workbus_schemas::topics::{SegmentKind, validate_segment};
 use workbus_schemas::work::Time;
 use workbus_schemas::work::status::condition_status;
@@ -107,6 +109,31 @@ pub fn deny(csr: &mut CertificateSigningRequest, reason: &str, message: &str, no
     });
 }
 
+/// What the agent is told of a request the hub did not take: the request's name and
+/// labels with a `Denied` condition naming the refusal (nothing of it is stored). `None`
+/// when the request does not belong to its sender's cluster by label or name: then
+/// there is no request of that cluster to answer about.
+pub fn refusal_echo(
+    received: &CertificateSigningRequest,
+    refusal: &CsrRefusal,
+    now: DateTime<Utc>,
+) -> Option<CertificateSigningRequest> {
+    if matches!(refusal, CsrRefusal::WrongCluster | CsrRefusal::BadName) {
+        return None;
+    }
+    let mut echo = CertificateSigningRequest::default();
+    echo.metadata.name = received.metadata.name.clone();
+    echo.metadata.labels = received.metadata.labels.clone();
+    echo.spec.signer_name = received.spec.signer_name.chars().take(80).collect();
+    deny(
+        &mut echo,
+        reason::CSR_REFUSED_BY_HUB,
+        &message::csr_refused(&refusal.to_string()),
+        now,
+    );
+    Some(echo)
+}
+
 #[cfg(test)]
 mod tests {
     use workbus_schemas::registration::names::CLUSTER_NAME_LABEL;
@@ -168,5 +195,26 @@ mod tests {
         let mut d = csr("c1-x", "c1");
         deny(&mut d, "R", "M", Utc::now());
         assert!(d.is_denied() && !d.is_approved());
+    }
+
+    #[test]
+    fn a_refusal_is_echoed_as_a_denied_request_of_the_cluster_only() {
+        let now = DateTime::from_timestamp(1_765_000_000, 0).unwrap();
+        let received = csr("c1-abcde", "c1");
+        let echo = refusal_echo(&received, &CsrRefusal::TooManyPending, now).unwrap();
+        assert!(echo.is_denied());
+        assert_eq!(echo.metadata.name, "c1-abcde");
+        assert_eq!(echo.cluster_name(), Some("c1"));
+        assert!(echo.spec.request.is_empty(), "the request is not sent back");
+        let denied = &echo.status.conditions[0];
+        assert_eq!(denied.reason, reason::CSR_REFUSED_BY_HUB);
+        assert_eq!(
+            denied.message,
+            "the hub did not take this certificate signing request: the cluster has 10 \
+             pending requests already"
+        );
+        for foreign in [CsrRefusal::WrongCluster, CsrRefusal::BadName] {
+            assert_eq!(refusal_echo(&received, &foreign, now), None);
+        }
     }
 }

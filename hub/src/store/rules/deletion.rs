@@ -4,6 +4,12 @@
 //! deleting when the re-drive is written: one completed (or completed and re-created)
 //! since it was listed gets no event, so a stale delete can never follow a newer
 //! incarnation's create.
+//!
+//! A **forced** deletion is for a cluster whose agent is gone for good: the work leaves
+//! the hub at once, without the agent's confirmation. A live work's delete event is
+//! still queued (best effort: a device that returns, or one that was merely slow, gets
+//! it); a device that returns later without it is cleaned up by its spec resync, whose
+//! answer carries a synthetic delete for every work the hub no longer holds.
 
 use chrono::{DateTime, Utc};
 
@@ -35,6 +41,30 @@ pub fn plan_deletion(mut work: WorkRecord, now: DateTime<Utc>) -> DeletionPlan {
     work.deletion = Some(now);
     work.updated = now;
     DeletionPlan::Mark(work)
+}
+
+/// What a forced deletion does to a stored work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForcedRemoval {
+    /// The work as it was when removed (a live one marked deleting at the request time).
+    pub work: WorkRecord,
+    /// Queue its delete event: it was live, so no delete event was queued before.
+    pub announce: bool,
+}
+
+/// Decides what a forced delete request at `now` does to `work`: it is removed either
+/// way; only a live one gets a delete event.
+pub fn plan_forced_removal(work: WorkRecord, now: DateTime<Utc>) -> ForcedRemoval {
+    match plan_deletion(work, now) {
+        DeletionPlan::Mark(work) => ForcedRemoval {
+            work,
+            announce: true,
+        },
+        DeletionPlan::AlreadyDeleting(work) => ForcedRemoval {
+            work,
+            announce: false,
+        },
+    }
 }
 
 /// Whether the delete event of the work found under a listed uid is due again: only
@@ -80,6 +110,20 @@ mod tests {
         assert_eq!(
             plan_deletion(marked.clone(), at(9)),
             DeletionPlan::AlreadyDeleting(marked)
+        );
+    }
+
+    #[test]
+    fn a_forced_removal_announces_only_a_live_work() {
+        let live = plan_forced_removal(work(None), at(5));
+        assert!(live.announce, "a live work's agent has not been told yet");
+        assert_eq!(live.work.deletion, Some(at(5)));
+        let deleting = plan_forced_removal(work(Some(at(1))), at(5));
+        assert!(!deleting.announce, "its delete event was queued before");
+        assert_eq!(
+            deleting.work.deletion,
+            Some(at(1)),
+            "the first request time stays"
         );
     }
 

@@ -4,7 +4,7 @@
 //! (through [`writes`](super::writes)), so a second backend cannot drift from the first.
 //!
 //! - [`apply`]: creating, updating or leaving a work unchanged, and its generation;
-//! - [`deletion`]: marking a work deleting and re-driving its delete event;
+//! - [`deletion`]: marking a work deleting, re-driving its delete event, forced removal;
 //! - [`status`]: the acceptance rule for a received status;
 //! - [`cluster`]: when a cluster may be removed;
 //! - [`registration`]: join, accept, deny, agent status and lease renewals (issue 13);
