@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -165,6 +165,8 @@ pub struct AgentHandle {
     stats: Arc<AgentStats>,
     transport_stats: Arc<TransportStats>,
     shutdown: Arc<Notify>,
+    /// Set by [`AgentHandle::kill`]: the loop handles no further event.
+    killed: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -196,6 +198,10 @@ impl AgentHandle {
     /// Stops the agent at once without a DISCONNECT: a crash, for fault tests. The store
     /// keeps whatever was written.
     pub fn kill(self) {
+        // An abort takes effect only when the task next yields; a loop busy with ready
+        // events (and synchronous store writes) could meanwhile handle one that arrived
+        // after the kill. The flag stops it before the next event.
+        self.killed.store(true, Ordering::SeqCst);
         self.task.abort();
     }
 
@@ -305,11 +311,13 @@ pub fn start<T: Target, S: AgentStore>(
         outgoing,
         stats: stats.clone(),
     };
-    let task = tokio::spawn(agent.run(transport, delivered_rx, shutdown.clone()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(agent.run(transport, delivered_rx, shutdown.clone(), killed.clone()));
     Ok(AgentHandle {
         stats,
         transport_stats,
         shutdown,
+        killed,
         task,
     })
 }
@@ -358,8 +366,12 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         mut transport: Transport,
         mut delivered: mpsc::UnboundedReceiver<Delivered>,
         shutdown: Arc<Notify>,
+        killed: Arc<AtomicBool>,
     ) {
         loop {
+            if killed.load(Ordering::SeqCst) {
+                return;
+            }
             let next = self
                 .due
                 .values()
@@ -382,6 +394,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             }
             tokio::select! {
                 event = transport.events.recv() => match event {
+                    // Killed while this event was being received: not handled.
+                    Some(_) if killed.load(Ordering::SeqCst) => return,
                     Some(event) => self.on_transport(event).await,
                     None => break,
                 },
