@@ -244,6 +244,13 @@ enum Command {
         #[arg(value_enum)]
         format: AclFormat,
     },
+    /// Health check (the container's HEALTHCHECK): exits 0 when ADDR accepts a TCP
+    /// connection within 3 s, 1 otherwise.
+    Probe {
+        /// The listener to check, `host:port`.
+        #[arg(default_value = "127.0.0.1:8883")]
+        addr: String,
+    },
 }
 
 /// `certs …`.
@@ -378,6 +385,8 @@ enum SetupError {
     NoIdentities,
     #[error("no password on standard input")]
     NoPassword,
+    #[error(transparent)]
+    Probe(#[from] workbus_process::probe::ProbeError),
 }
 
 impl Args {
@@ -621,6 +630,10 @@ async fn reload_on_sighup(handle: &BrokerHandle) {
 fn run_tool(args: &Args, command: &Command) -> Result<(), SetupError> {
     match command {
         Command::Certs(c) => run_certs(c),
+        Command::Probe { addr } => {
+            workbus_process::probe::probe_tcp(addr, workbus_process::probe::PROBE_TIMEOUT)?;
+            Ok(())
+        }
         Command::Passwd { file, identity } => {
             Identity::parse(identity)?;
             let mut line = String::new();

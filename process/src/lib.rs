@@ -11,11 +11,13 @@
 //! - [`defaults`]: the defaults the executables must agree on for the no-setup path to
 //!   connect (MQTT port, loopback broker, source id);
 //! - [`private_fs`]: directories `0700` and files `0600`, created so and tightened.
+//! - [`probe`]: the containers' health check (`probe ADDR`: a TCP connection in time).
 //!
 //! It depends on no workspace crate, so the broker (which must not link the protocol or
 //! client crates) can use it as well as hub and agent.
 
 pub mod private_fs;
+pub mod probe;
 
 use std::future::Future;
 
