@@ -35,6 +35,7 @@ pub mod ignore_fields;
 pub mod jitter;
 pub mod jq_path;
 pub mod jsonpath;
+pub mod metrics;
 pub mod outgoing;
 pub mod reconcile;
 pub mod registration;

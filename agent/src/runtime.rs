@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -120,6 +120,15 @@ pub struct AgentStats {
     /// Spec events rejected because they carry no valid signature by the configured
     /// hub key (`--spec-signing-key`); never applied.
     pub unverified: AtomicU64,
+    /// The spec resync after the latest subscribe is complete: its request was
+    /// acknowledged and, for the digest-only form, the source's reply arrived
+    /// (`/readyz`). False while disconnected.
+    pub resynced: AtomicBool,
+    /// CloudEvents acknowledged by the broker (statuses, spec resync requests), by
+    /// sdk-go's labels.
+    pub events_sent: crate::metrics::CloudEventCounts,
+    /// CloudEvents received, by sdk-go's labels.
+    pub events_received: crate::metrics::CloudEventCounts,
 }
 
 fn bump(c: &AtomicU64) {
@@ -277,6 +286,8 @@ pub fn start<T: Target, S: AgentStore>(
         queued_hash: HashMap::new(),
         digest_sources,
         spec_resync_unanswered: false,
+        resync_awaits_reply: false,
+        status_actions: HashMap::new(),
         lifecycle,
         reconnect_requested: false,
         config,
@@ -321,6 +332,11 @@ struct Agent<T: Target, S: AgentStore> {
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
     /// lost while the source was away).
     spec_resync_unanswered: bool,
+    /// The last spec resync request was the digest-only form: it is complete only with
+    /// the source's reply, not with its acknowledgement (`AgentStats::resynced`).
+    resync_awaits_reply: bool,
+    /// The action of each status queued and not yet acknowledged (its metric label).
+    status_actions: HashMap<String, Action>,
     /// The registered cluster's lifecycle (lease, status, rotation); `None` for agents
     /// of clusters created on the hub.
     lifecycle: Option<Lifecycle>,
@@ -383,6 +399,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             TransportEvent::Subscribed => self.on_subscribed(),
             TransportEvent::Message(m) => self.on_message(m).await,
             TransportEvent::Disconnected(reason) => {
+                self.stats.resynced.store(false, Ordering::Relaxed);
                 tracing::debug!(cluster = %self.config.cluster_name, %reason, "disconnected");
                 if let Some(l) = &mut self.lifecycle {
                     l.on_disconnected();
@@ -446,6 +463,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match spec_resync_message(&self.config, self.works.values(), form) {
             Ok(message) => {
                 self.spec_resync_unanswered = true;
+                self.stats.resynced.store(false, Ordering::Relaxed);
+                self.resync_awaits_reply = form == ResyncForm::DigestOnly;
                 bump(&self.stats.resync_requests);
                 if form == ResyncForm::DigestOnly {
                     bump(&self.stats.digest_requests);
@@ -467,11 +486,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match reply {
             ResyncReply::InSync => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_in_sync);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync: in sync, nothing changed");
             }
             ResyncReply::Done => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_done);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync done: the source sent what changed");
             }
@@ -522,6 +543,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 return;
             }
         };
+        self.stats
+            .events_received
+            .count(event.source(), &self.config.cluster_name, event.ty());
         if self.lifecycle.is_some() && registration_kind(&event).is_some() {
             self.on_registration_event(&event).await;
             return;
@@ -1005,7 +1029,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             &self.config,
             record,
             &record.state.status,
-            action,
+            action.clone(),
             &mut self.sequence,
         ) {
             Ok(built) => {
@@ -1014,6 +1038,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     r.last_sequence_id = built.sequence_id;
                 }
                 bump(&self.stats.status_queued);
+                self.status_actions.insert(uid.to_string(), action);
                 let _ = self.outgoing.send(OutgoingItem {
                     key: uid.to_string(),
                     message: built.message,
@@ -1024,11 +1049,33 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
     }
 
+    /// Counts an acknowledged ManifestWork event in `cloudevents_sent_total`.
+    fn count_sent(&self, sub_resource: SubResource, action: Action) {
+        let ty = workbus_schemas::event_type::EventType::manifest_bundles(sub_resource, action);
+        self.stats.events_sent.count(
+            &self.config.agent_id,
+            &self.config.cluster_name,
+            &ty.to_string(),
+        );
+    }
+
     fn on_delivered(&mut self, d: Delivered) {
-        if d.key == RESYNC_KEY || lifecycle_keys::is_lifecycle(&d.key) {
+        if d.key == RESYNC_KEY {
+            self.count_sent(SubResource::Spec, Action::ResyncRequest);
+            if !self.resync_awaits_reply {
+                self.stats.resynced.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        if lifecycle_keys::is_lifecycle(&d.key) {
             return;
         }
         bump(&self.stats.status_sent);
+        let action = self
+            .status_actions
+            .remove(&d.key)
+            .unwrap_or(Action::UpdateRequest);
+        self.count_sent(SubResource::Status, action);
         let deleted = self.is_deleted(&d.key);
         if let Some(r) = self.works.get_mut(&d.key) {
             if status_hash(&r.state.status) != d.hash {
