@@ -6,7 +6,6 @@ mod work_fixture;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use work_fixture::desired;
