@@ -537,6 +537,8 @@ impl Metrics {
 
     /// Sets the clusters-by-condition gauges (read from the store at scrape time).
     pub fn set_cluster_counts(&self, counts: &std::collections::BTreeMap<(String, String), u64>) {
+        // Not while another scrape encodes: it would see the family half refilled.
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         self.clusters.clear();
         for ((condition, status), n) in counts {
             self.clusters
