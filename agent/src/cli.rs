@@ -203,6 +203,11 @@ pub struct Args {
     /// The lease duration asked for when joining (the hub's ManagedCluster decides).
     #[arg(long, default_value_t = crate::registration::lease_timing::DEFAULT_LEASE_DURATION_SECONDS, env = "WORKBUS_AGENT_LEASE_DURATION_SECONDS")]
     pub lease_duration_seconds: u32,
+    /// Serve /metrics (Prometheus), /healthz, /livez and /readyz (ready = connected and
+    /// resynced) over HTTP on this address, e.g. 127.0.0.1:9102. Off by default; no
+    /// authentication: keep it on loopback or a management network.
+    #[arg(long, value_name = "ADDR", env = "WORKBUS_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. info or workbus_agent=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_AGENT_LOG")]
     pub log: Option<String>,

@@ -36,6 +36,7 @@ pub mod ignore_fields;
 pub mod jitter;
 pub mod jq_path;
 pub mod jsonpath;
+pub mod metrics;
 pub mod outbox;
 pub mod outgoing;
 pub mod reconcile;

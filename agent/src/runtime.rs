@@ -128,6 +128,15 @@ pub struct AgentStats {
     /// Spec events rejected because they carry no valid signature by the configured
     /// hub key (`--spec-signing-key`); never applied.
     pub unverified: AtomicU64,
+    /// The spec resync after the latest subscribe is complete: its request was
+    /// acknowledged and, for the digest-only form, the source's reply arrived
+    /// (`/readyz`). False while disconnected.
+    pub resynced: AtomicBool,
+    /// CloudEvents acknowledged by the broker (statuses, spec resync requests), by
+    /// sdk-go's labels.
+    pub events_sent: crate::metrics::CloudEventCounts,
+    /// CloudEvents received, by sdk-go's labels.
+    pub events_received: crate::metrics::CloudEventCounts,
 }
 
 fn bump(c: &AtomicU64) {
@@ -303,6 +312,8 @@ pub fn start<T: Target, S: AgentStore>(
         finals_dropped: BTreeSet::new(),
         digest_sources,
         spec_resync_unanswered: false,
+        resync_awaits_reply: false,
+        status_actions: HashMap::new(),
         lifecycle,
         reconnect_requested: false,
         config,
@@ -350,6 +361,11 @@ struct Agent<T: Target, S: AgentStore> {
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
     /// lost while the source was away).
     spec_resync_unanswered: bool,
+    /// The last spec resync request was the digest-only form: it is complete only with
+    /// the source's reply, not with its acknowledgement (`AgentStats::resynced`).
+    resync_awaits_reply: bool,
+    /// The action of each status queued and not yet acknowledged (its metric label).
+    status_actions: HashMap<String, Action>,
     /// The registered cluster's lifecycle (lease, status, rotation); `None` for agents
     /// of clusters created on the hub.
     lifecycle: Option<Lifecycle>,
@@ -418,6 +434,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             TransportEvent::Subscribed => self.on_subscribed(),
             TransportEvent::Message(m) => self.on_message(m).await,
             TransportEvent::Disconnected(reason) => {
+                self.stats.resynced.store(false, Ordering::Relaxed);
                 tracing::debug!(cluster = %self.config.cluster_name, %reason, "disconnected");
                 if let Some(l) = &mut self.lifecycle {
                     l.on_disconnected();
@@ -482,6 +499,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match spec_resync_message(&self.config, self.works.values(), form) {
             Ok(message) => {
                 self.spec_resync_unanswered = true;
+                self.stats.resynced.store(false, Ordering::Relaxed);
+                self.resync_awaits_reply = form == ResyncForm::DigestOnly;
                 bump(&self.stats.resync_requests);
                 if form == ResyncForm::DigestOnly {
                     bump(&self.stats.digest_requests);
@@ -503,11 +522,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match reply {
             ResyncReply::InSync => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_in_sync);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync: in sync, nothing changed");
             }
             ResyncReply::Done => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_done);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync done: the source sent what changed");
             }
@@ -558,6 +579,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 return;
             }
         };
+        self.stats
+            .events_received
+            .count(event.source(), &self.config.cluster_name, event.ty());
         if self.lifecycle.is_some() && registration_kind(&event).is_some() {
             self.on_registration_event(&event).await;
             return;
@@ -1038,7 +1062,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             &self.config,
             record,
             &record.state.status,
-            action,
+            action.clone(),
             &mut self.sequence,
         ) {
             Ok(built) => {
@@ -1046,6 +1070,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     r.last_sequence_id.clone_from(&built.sequence_id);
                 }
                 bump(&self.stats.status_queued);
+                self.status_actions.insert(uid.to_string(), action);
                 let queued =
                     self.outgoing
                         .status(uid, built.hash, built.sequence_id, built.message);
@@ -1074,11 +1099,36 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .store(self.outgoing.statuses_waiting() as u64, Ordering::Relaxed);
     }
 
+    /// Counts an acknowledged ManifestWork event in `cloudevents_sent_total`.
+    fn count_sent(&self, sub_resource: SubResource, action: Action) {
+        let ty = workbus_schemas::event_type::EventType::manifest_bundles(sub_resource, action);
+        self.stats.events_sent.count(
+            &self.config.agent_id,
+            &self.config.cluster_name,
+            &ty.to_string(),
+        );
+    }
+
     fn on_delivered(&mut self, d: Delivered) {
-        if d.key == RESYNC_KEY || lifecycle_keys::is_lifecycle(&d.key) {
+        if d.key == RESYNC_KEY {
+            self.count_sent(SubResource::Spec, Action::ResyncRequest);
+            if !self.resync_awaits_reply {
+                self.stats.resynced.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        if lifecycle_keys::is_lifecycle(&d.key) {
             return;
         }
         bump(&self.stats.status_sent);
+        // The action of the work's latest queued status (statuses are update requests
+        // but for the agent's own deletions; an older one delivered late counts as it).
+        let action = self
+            .status_actions
+            .get(&d.key)
+            .cloned()
+            .unwrap_or(Action::UpdateRequest);
+        self.count_sent(SubResource::Status, action);
         self.record_delivery(d);
         let waiting = self.outgoing.statuses_waiting();
         self.stats
@@ -1104,6 +1154,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
         if deleted {
             self.works.remove(&d.key);
+            self.status_actions.remove(&d.key);
             self.next_apply.remove(&d.key);
             self.reapply_due.remove(&d.key);
             self.due.remove(&d.key);

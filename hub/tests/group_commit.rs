@@ -6,7 +6,6 @@ mod work_fixture;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use work_fixture::desired;
@@ -63,8 +62,8 @@ async fn concurrent_writers_share_commits() {
         let (outcome, _) = j.await.unwrap().unwrap();
         assert_eq!(outcome, ApplyOutcome::Created);
     }
-    let commits = metrics.store_commits.load(Ordering::Relaxed);
-    assert_eq!(metrics.store_writes.load(Ordering::Relaxed), WRITERS as u64);
+    let commits = metrics.store_commits.get();
+    assert_eq!(metrics.store_writes.get(), WRITERS as u64);
     assert!(
         commits < WRITERS as u64,
         "{WRITERS} concurrent writes took {commits} commits: no grouping"

@@ -14,6 +14,7 @@
 //! - [`kube_clients`]: kubectl and other Kubernetes clients found one way
 //!   ([`kubectl_binaries`], [`on_path`]), and [`skip_missing_kube_client`], the one way
 //!   a test skips when one is missing (a failure with `WORKBUS_REQUIRE_KUBE_CLIENTS=1`).
+//! - [`metrics_doc`]: the metric table of `docs/metrics.md` against a scrape.
 //! - [`unique`], [`free_port`]: names and ports no other test uses.
 //!
 //! It depends on no workspace crate, so the schemas, transport, agent, hub, integration
@@ -22,6 +23,7 @@
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod kube_clients;
+pub mod metrics_doc;
 pub mod mosquitto;
 
 use std::net::{Ipv4Addr, TcpListener};

@@ -502,7 +502,7 @@ async fn offline_statuses_arrive_in_order_after_the_reconnect(broker: &mut TestB
     let mut spy = StatusSpy::start(broker, &rig.source, &rig.cluster).await;
     let stats = rig.agent.stats().clone();
     let metrics = rig.hub().metrics().clone();
-    let accepted = || count(&metrics.statuses_accepted);
+    let accepted = || metrics.statuses_accepted.get();
     assert_eq!(rig.put("app", "cm", "v1").await, 201);
     rig.wait_applied("app", 1).await;
     wait_until("every status is delivered", || {
