@@ -20,6 +20,7 @@ use crate::config::{
     AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_EVICTION_GRACE_PERIOD,
     DEFAULT_MAX_FEEDBACK_WATCH, DEFAULT_STATUS_SYNC_INTERVAL,
 };
+use crate::outbox::{DEFAULT_OUTBOX_MAX_BYTES, DEFAULT_OUTBOX_MAX_STATUSES, OutboxLimits};
 use crate::registration::claims::parse_claim;
 use crate::registration::identity_dir::IdentityDir;
 use crate::registration::{self, RegistrationConfig};
@@ -142,6 +143,15 @@ pub struct Args {
     /// configured with `feedbackScrapeType: Watch`; beyond it they are polled.
     #[arg(long, default_value_t = DEFAULT_MAX_FEEDBACK_WATCH, env = "WORKBUS_AGENT_MAX_FEEDBACK_WATCH")]
     pub max_feedback_watch: usize,
+    /// At most this many statuses wait in the outbox while the broker is away (kept on
+    /// disk in the data dir); beyond it the oldest intermediate transitions are dropped
+    /// first, every work's first and last transition last.
+    #[arg(long, default_value_t = DEFAULT_OUTBOX_MAX_STATUSES as u64, value_parser = clap::value_parser!(u64).range(1..), env = "WORKBUS_AGENT_OUTBOX_MAX_STATUSES")]
+    pub outbox_max_statuses: u64,
+    /// At most this many bytes of statuses wait in the outbox (see
+    /// --outbox-max-statuses).
+    #[arg(long, default_value_t = DEFAULT_OUTBOX_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..), env = "WORKBUS_AGENT_OUTBOX_MAX_BYTES")]
+    pub outbox_max_bytes: u64,
     /// The hub's spec signing key (its `signing.pub`: base64 of the Ed25519 public key).
     /// With it, spec events without a valid signature by this key are rejected; without
     /// it, every spec event is accepted (as OCM agents do).
@@ -193,6 +203,11 @@ pub struct Args {
     /// The lease duration asked for when joining (the hub's ManagedCluster decides).
     #[arg(long, default_value_t = crate::registration::lease_timing::DEFAULT_LEASE_DURATION_SECONDS, env = "WORKBUS_AGENT_LEASE_DURATION_SECONDS")]
     pub lease_duration_seconds: u32,
+    /// Serve /metrics (Prometheus), /healthz, /livez and /readyz (ready = connected and
+    /// resynced) over HTTP on this address, e.g. 127.0.0.1:9102. Off by default; no
+    /// authentication: keep it on loopback or a management network.
+    #[arg(long, value_name = "ADDR", env = "WORKBUS_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. info or workbus_agent=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_AGENT_LOG")]
     pub log: Option<String>,
@@ -295,6 +310,10 @@ impl Args {
         config.apply_resync_interval = self.apply_resync_interval;
         config.eviction_grace_period = self.appliedmanifestwork_eviction_grace_period;
         config.max_feedback_watch = self.max_feedback_watch;
+        config.outbox = OutboxLimits {
+            max_statuses: usize::try_from(self.outbox_max_statuses).unwrap_or(usize::MAX),
+            max_bytes: self.outbox_max_bytes,
+        };
         if let Some(path) = &self.spec_signing_key {
             let failed = |reason: String| CliError::SpecSigningKey {
                 path: path.display().to_string(),
@@ -521,6 +540,8 @@ mod tests {
         assert_eq!(args.apply_resync_interval, DEFAULT_APPLY_RESYNC_INTERVAL);
         assert_eq!(args.sim_ready_after, DEFAULT_READY_AFTER);
         assert_eq!(args.max_feedback_watch, DEFAULT_MAX_FEEDBACK_WATCH);
+        assert_eq!(args.outbox_max_statuses, DEFAULT_OUTBOX_MAX_STATUSES as u64);
+        assert_eq!(args.outbox_max_bytes, DEFAULT_OUTBOX_MAX_BYTES);
         assert_eq!(
             args.appliedmanifestwork_eviction_grace_period,
             DEFAULT_EVICTION_GRACE_PERIOD

@@ -86,6 +86,9 @@ pub struct AgentConfig {
     /// certificate (`crate::registration`). `None` (the default): the cluster was
     /// created on the hub and the agent is given its credentials, as before.
     pub registration: Option<crate::registration::RegistrationConfig>,
+    /// Bounds of the status outbox (`--outbox-max-statuses`, `--outbox-max-bytes`;
+    /// `crate::outbox`): what statuses produced while the broker is away may occupy.
+    pub outbox: crate::outbox::OutboxLimits,
 }
 
 impl AgentConfig {
@@ -124,6 +127,7 @@ impl AgentConfig {
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
             spec_signing_key: None,
             registration: None,
+            outbox: crate::outbox::OutboxLimits::default(),
             transport,
         })
     }

@@ -13,7 +13,8 @@
 //! - [`transport`]: the reconnecting MQTT session (shared with the hub).
 //! - [`spec_handler`]: the §7.2 rules for incoming spec events (pure).
 //! - [`status_report`]: building status events and resync requests.
-//! - [`outgoing`]: the coalescing, retrying publish queue.
+//! - [`outgoing`]: the retrying publish queue (requests coalesced, statuses in order);
+//!   [`outbox`]: its bounded, durable status outbox and compaction rule.
 //! - [`store`]: durable local state.
 //! - [`registration`]: joining the hub with a bootstrap token, the cluster's own
 //!   identity, lease renewals, ManagedCluster status and certificate rotation.
@@ -35,6 +36,8 @@ pub mod ignore_fields;
 pub mod jitter;
 pub mod jq_path;
 pub mod jsonpath;
+pub mod metrics;
+pub mod outbox;
 pub mod outgoing;
 pub mod reconcile;
 pub mod registration;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 use workbus_agent::cli::{Args, TargetKind};
+use workbus_agent::metrics::AgentStatus;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::any::AnyTarget;
 use workbus_agent::target::sim::{SNAPSHOT_FILE, SimConfig, SimulatedCluster};
 use workbus_agent::{registration, runtime};
+use workbus_process::status_endpoint::StatusEndpoint;
 use workbus_process::{defaults, init_logging, shutdown_signal};
 
 #[tokio::main]
@@ -80,6 +82,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
+    let client_id = config.transport.client_id.clone();
     let agent = match runtime::start(config, Arc::new(target), store) {
         Ok(a) => a,
         Err(e) => {
@@ -87,8 +90,35 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let endpoint = match args.metrics_listen {
+        Some(addr) => {
+            let status = AgentStatus::new(
+                agent.stats().clone(),
+                agent.transport_stats().clone(),
+                &client_id,
+            );
+            match StatusEndpoint::start(addr, Arc::new(status)).await {
+                Ok(ep) => {
+                    eprintln!(
+                        "workbus-agent: metrics and health on http://{}/metrics (/healthz, /readyz)",
+                        ep.local_addr()
+                    );
+                    Some(ep)
+                }
+                Err(e) => {
+                    eprintln!("workbus-agent: {e}");
+                    agent.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     stop.await;
     eprintln!("workbus-agent: shutting down");
+    if let Some(ep) = endpoint {
+        ep.shutdown().await;
+    }
     agent.shutdown().await;
     ExitCode::SUCCESS
 }

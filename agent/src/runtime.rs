@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -57,7 +57,8 @@ use crate::applied_work::AppliedWorkIdentity;
 use crate::config::AgentConfig;
 use crate::feedback_watch::{FeedbackWatches, WatchTarget};
 use crate::jitter::Jitter;
-use crate::outgoing::{self, Delivered, OutgoingItem, RESYNC_KEY};
+use crate::outbox::{DroppedAs, Outbox};
+use crate::outgoing::{Delivered, Outgoing, OutgoingItem, RESYNC_KEY};
 use crate::reconcile::{CleanupOutcome, Reconciler, WorkState};
 use crate::registration::{
     self,
@@ -85,9 +86,16 @@ pub struct AgentStats {
     pub other_cluster: AtomicU64,
     /// Messages that are not valid events, or events that fail to decode.
     pub malformed: AtomicU64,
-    /// Status events queued for publishing (a newer one of the same work replaces one
-    /// not yet sent).
+    /// Status events queued for publishing (into the outbox, [`crate::outbox`]).
     pub status_queued: AtomicU64,
+    /// Statuses waiting in the outbox for the broker (a gauge).
+    pub outbox_statuses: AtomicU64,
+    /// Intermediate and first transitions the outbox dropped to stay within its bounds
+    /// (`--outbox-max-statuses`, `--outbox-max-bytes`): lost from the hub's history.
+    pub outbox_compacted: AtomicU64,
+    /// Final states the outbox dropped as a last resort; each is queued again from the
+    /// work store once the outbox has drained (the hub still gets the final state).
+    pub outbox_compacted_finals: AtomicU64,
     /// Status events acknowledged by the broker.
     pub status_sent: AtomicU64,
     /// Spec resync requests sent.
@@ -120,6 +128,15 @@ pub struct AgentStats {
     /// Spec events rejected because they carry no valid signature by the configured
     /// hub key (`--spec-signing-key`); never applied.
     pub unverified: AtomicU64,
+    /// The spec resync after the latest subscribe is complete: its request was
+    /// acknowledged and, for the digest-only form, the source's reply arrived
+    /// (`/readyz`). False while disconnected.
+    pub resynced: AtomicBool,
+    /// CloudEvents acknowledged by the broker (statuses, spec resync requests), by
+    /// sdk-go's labels.
+    pub events_sent: crate::metrics::CloudEventCounts,
+    /// CloudEvents received, by sdk-go's labels.
+    pub events_received: crate::metrics::CloudEventCounts,
 }
 
 fn bump(c: &AtomicU64) {
@@ -157,6 +174,8 @@ pub struct AgentHandle {
     stats: Arc<AgentStats>,
     transport_stats: Arc<TransportStats>,
     shutdown: Arc<Notify>,
+    /// Set by [`AgentHandle::kill`]: the loop handles no further event.
+    killed: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -188,6 +207,10 @@ impl AgentHandle {
     /// Stops the agent at once without a DISCONNECT: a crash, for fault tests. The store
     /// keeps whatever was written.
     pub fn kill(self) {
+        // An abort takes effect only when the task next yields; a loop busy with ready
+        // events (and synchronous store writes) could meanwhile handle one that arrived
+        // after the kill. The flag stops it before the next event.
+        self.killed.store(true, Ordering::SeqCst);
         self.task.abort();
     }
 
@@ -205,11 +228,18 @@ pub fn start<T: Target, S: AgentStore>(
 ) -> Result<AgentHandle, AgentError> {
     let records = store.load()?;
     let digest_sources = store.digest_sources()?;
+    let outbox = Outbox::new(config.outbox, store.outbox_load()?);
+    if !outbox.is_empty() {
+        tracing::info!(cluster = %config.cluster_name, statuses = outbox.len(), bytes = outbox.bytes(), "statuses left in the outbox by the previous run are sent first");
+    }
     let mut sequence = SequenceIdGenerator::default();
-    // Never go below an id already sent, whatever the clock did meanwhile (§7.3).
+    // Never go below an id already sent or queued, whatever the clock did meanwhile
+    // (§7.3).
     if let Some(last) = records
         .iter()
-        .filter_map(|r| r.last_sequence_id.parse::<SequenceId>().ok())
+        .map(|r| r.last_sequence_id.as_str())
+        .chain(outbox.sequence_ids())
+        .filter_map(|id| id.parse::<SequenceId>().ok())
         .max()
     {
         sequence.resume_after(last);
@@ -236,12 +266,17 @@ pub fn start<T: Target, S: AgentStore>(
     };
     let transport = Transport::start(transport_config)?;
     let stats = Arc::new(AgentStats::default());
+    stats
+        .outbox_statuses
+        .store(outbox.len() as u64, Ordering::Relaxed);
     let transport_stats = transport.publisher.stats().clone();
     let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
-    let outgoing = outgoing::spawn(
+    let outgoing = Outgoing::spawn(
         transport.publisher.clone(),
         delivered_tx,
         config.transport.reconnect,
+        store.clone(),
+        outbox,
     );
     let shutdown = Arc::new(Notify::new());
     let now = Instant::now();
@@ -274,9 +309,11 @@ pub fn start<T: Target, S: AgentStore>(
         watches: FeedbackWatches::new(config.max_feedback_watch),
         jitter,
         due,
-        queued_hash: HashMap::new(),
+        finals_dropped: BTreeSet::new(),
         digest_sources,
         spec_resync_unanswered: false,
+        resync_awaits_reply: false,
+        status_actions: HashMap::new(),
         lifecycle,
         reconnect_requested: false,
         config,
@@ -285,11 +322,13 @@ pub fn start<T: Target, S: AgentStore>(
         outgoing,
         stats: stats.clone(),
     };
-    let task = tokio::spawn(agent.run(transport, delivered_rx, shutdown.clone()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(agent.run(transport, delivered_rx, shutdown.clone(), killed.clone()));
     Ok(AgentHandle {
         stats,
         transport_stats,
         shutdown,
+        killed,
         task,
     })
 }
@@ -303,8 +342,9 @@ struct Agent<T: Target, S: AgentStore> {
     due: HashMap<String, Instant>,
     /// When to look for AppliedManifestWorks to evict next (§6).
     next_sweep: Instant,
-    /// Hash of the status last queued per work (to queue only on change).
-    queued_hash: HashMap<String, String>,
+    /// Works whose final state the outbox dropped (its last resort): queued again from
+    /// the store once the outbox has drained.
+    finals_dropped: BTreeSet<String>,
     /// When each work is next fully applied (drift correction, see `refresh`):
     /// `apply_resync_interval` plus jitter after its last apply.
     next_apply: HashMap<String, Instant>,
@@ -321,13 +361,18 @@ struct Agent<T: Target, S: AgentStore> {
     /// Our last spec resync request got no `insync`/`done` reply yet (it may have been
     /// lost while the source was away).
     spec_resync_unanswered: bool,
+    /// The last spec resync request was the digest-only form: it is complete only with
+    /// the source's reply, not with its acknowledgement (`AgentStats::resynced`).
+    resync_awaits_reply: bool,
+    /// The action of each status queued and not yet acknowledged (its metric label).
+    status_actions: HashMap<String, Action>,
     /// The registered cluster's lifecycle (lease, status, rotation); `None` for agents
     /// of clusters created on the hub.
     lifecycle: Option<Lifecycle>,
     /// A rotated identity waits for the loop to reconnect with it.
     reconnect_requested: bool,
     sequence: SequenceIdGenerator,
-    outgoing: mpsc::UnboundedSender<OutgoingItem>,
+    outgoing: Outgoing<S>,
     stats: Arc<AgentStats>,
 }
 
@@ -337,8 +382,12 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         mut transport: Transport,
         mut delivered: mpsc::UnboundedReceiver<Delivered>,
         shutdown: Arc<Notify>,
+        killed: Arc<AtomicBool>,
     ) {
         loop {
+            if killed.load(Ordering::SeqCst) {
+                return;
+            }
             let next = self
                 .due
                 .values()
@@ -361,6 +410,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             }
             tokio::select! {
                 event = transport.events.recv() => match event {
+                    // Killed while this event was being received: not handled.
+                    Some(_) if killed.load(Ordering::SeqCst) => return,
                     Some(event) => self.on_transport(event).await,
                     None => break,
                 },
@@ -383,6 +434,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             TransportEvent::Subscribed => self.on_subscribed(),
             TransportEvent::Message(m) => self.on_message(m).await,
             TransportEvent::Disconnected(reason) => {
+                self.stats.resynced.store(false, Ordering::Relaxed);
                 tracing::debug!(cluster = %self.config.cluster_name, %reason, "disconnected");
                 if let Some(l) = &mut self.lifecycle {
                     l.on_disconnected();
@@ -416,8 +468,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .filter(|r| status_hash(&r.state.status) != r.reported_hash)
             .map(|r| r.uid().to_string())
             .collect();
+        // Statuses in the outbox go out by themselves; this catches what is in the store
+        // only (a status whose outbox entry was dropped, or could not be stored).
         for uid in unreported {
-            self.queued_hash.remove(&uid);
             self.queue_status(&uid, Action::UpdateRequest);
         }
     }
@@ -446,12 +499,14 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match spec_resync_message(&self.config, self.works.values(), form) {
             Ok(message) => {
                 self.spec_resync_unanswered = true;
+                self.stats.resynced.store(false, Ordering::Relaxed);
+                self.resync_awaits_reply = form == ResyncForm::DigestOnly;
                 bump(&self.stats.resync_requests);
                 if form == ResyncForm::DigestOnly {
                     bump(&self.stats.digest_requests);
                 }
                 // One key: a newer request replaces one not yet sent.
-                let _ = self.outgoing.send(OutgoingItem {
+                self.outgoing.request(OutgoingItem {
                     key: RESYNC_KEY.to_string(),
                     message,
                     hash: String::new(),
@@ -467,11 +522,13 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         match reply {
             ResyncReply::InSync => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_in_sync);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync: in sync, nothing changed");
             }
             ResyncReply::Done => {
                 self.spec_resync_unanswered = false;
+                self.stats.resynced.store(true, Ordering::Relaxed);
                 bump(&self.stats.spec_resyncs_done);
                 tracing::info!(cluster = %self.config.cluster_name, %source, works = self.works.len(), "resync done: the source sent what changed");
             }
@@ -522,6 +579,9 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                 return;
             }
         };
+        self.stats
+            .events_received
+            .count(event.source(), &self.config.cluster_name, event.ty());
         if self.lifecycle.is_some() && registration_kind(&event).is_some() {
             self.on_registration_event(&event).await;
             return;
@@ -593,7 +653,6 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
                     // The next incarnation of a deleted work (see `spec_handler`): it
                     // starts from nothing, not from the old one's applied state.
                     self.works.remove(&uid);
-                    self.queued_hash.remove(&uid);
                 }
                 self.apply(work).await;
             }
@@ -914,7 +973,7 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         for step in steps {
             match step {
                 LifecycleStep::Publish(key, message) => {
-                    let _ = self.outgoing.send(OutgoingItem {
+                    self.outgoing.request(OutgoingItem {
                         key: key.to_string(),
                         message,
                         hash: String::new(),
@@ -982,7 +1041,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             .is_some_and(|r| workbus_schemas::metadata::is_deleted(&r.state.status))
     }
 
-    /// Queues the work's status when it differs from what was last queued or reported.
+    /// Queues the work's status when it differs from what was last queued (and is still
+    /// waiting) or reported; a resync response always.
     fn queue_status(&mut self, uid: &str, action: Action) {
         let Some(record) = self.works.get(uid) else {
             return;
@@ -993,11 +1053,8 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             return; // nothing observed yet
         }
         let hash = status_hash(&record.state.status);
-        let last = self
-            .queued_hash
-            .get(uid)
-            .map(String::as_str)
-            .unwrap_or(record.reported_hash.as_str());
+        let waiting = self.outgoing.newest_hash(uid);
+        let last = waiting.as_deref().unwrap_or(record.reported_hash.as_str());
         if action == Action::UpdateRequest && hash == last {
             return;
         }
@@ -1005,30 +1062,89 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             &self.config,
             record,
             &record.state.status,
-            action,
+            action.clone(),
             &mut self.sequence,
         ) {
             Ok(built) => {
-                self.queued_hash.insert(uid.to_string(), built.hash.clone());
                 if let Some(r) = self.works.get_mut(uid) {
-                    r.last_sequence_id = built.sequence_id;
+                    r.last_sequence_id.clone_from(&built.sequence_id);
                 }
                 bump(&self.stats.status_queued);
-                let _ = self.outgoing.send(OutgoingItem {
-                    key: uid.to_string(),
-                    message: built.message,
-                    hash: built.hash,
-                });
+                self.status_actions.insert(uid.to_string(), action);
+                let queued =
+                    self.outgoing
+                        .status(uid, built.hash, built.sequence_id, built.message);
+                self.count_queued(queued);
             }
             Err(e) => tracing::error!(error = %e, "cannot build status event for {uid}"),
         }
     }
 
+    /// Counts what queueing a status did to the outbox.
+    fn count_queued(&mut self, queued: crate::outgoing::Queued) {
+        for e in queued.store_errors {
+            bump(&self.stats.store_errors);
+            tracing::error!(error = %e, "cannot store the status outbox; the status stays queued in memory");
+        }
+        for (uid, tier) in queued.dropped {
+            if tier == DroppedAs::Final {
+                bump(&self.stats.outbox_compacted_finals);
+                self.finals_dropped.insert(uid);
+            } else {
+                bump(&self.stats.outbox_compacted);
+            }
+        }
+        self.stats
+            .outbox_statuses
+            .store(self.outgoing.statuses_waiting() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts an acknowledged ManifestWork event in `cloudevents_sent_total`.
+    fn count_sent(&self, sub_resource: SubResource, action: Action) {
+        let ty = workbus_schemas::event_type::EventType::manifest_bundles(sub_resource, action);
+        self.stats.events_sent.count(
+            &self.config.agent_id,
+            &self.config.cluster_name,
+            &ty.to_string(),
+        );
+    }
+
     fn on_delivered(&mut self, d: Delivered) {
-        if d.key == RESYNC_KEY || lifecycle_keys::is_lifecycle(&d.key) {
+        if d.key == RESYNC_KEY {
+            self.count_sent(SubResource::Spec, Action::ResyncRequest);
+            if !self.resync_awaits_reply {
+                self.stats.resynced.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        if lifecycle_keys::is_lifecycle(&d.key) {
             return;
         }
         bump(&self.stats.status_sent);
+        // The action of the work's latest queued status (statuses are update requests
+        // but for the agent's own deletions; an older one delivered late counts as it).
+        let action = self
+            .status_actions
+            .get(&d.key)
+            .cloned()
+            .unwrap_or(Action::UpdateRequest);
+        self.count_sent(SubResource::Status, action);
+        self.record_delivery(d);
+        let waiting = self.outgoing.statuses_waiting();
+        self.stats
+            .outbox_statuses
+            .store(waiting as u64, Ordering::Relaxed);
+        if waiting == 0 && !self.finals_dropped.is_empty() {
+            // The outbox drained: the final states it had to drop go out now, from the
+            // store (queue_status skips those reported meanwhile).
+            for uid in std::mem::take(&mut self.finals_dropped) {
+                self.queue_status(&uid, Action::UpdateRequest);
+            }
+        }
+    }
+
+    /// Records a delivered status: the reported hash, or the end of a deleted work.
+    fn record_delivery(&mut self, d: Delivered) {
         let deleted = self.is_deleted(&d.key);
         if let Some(r) = self.works.get_mut(&d.key) {
             if status_hash(&r.state.status) != d.hash {
@@ -1038,10 +1154,10 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
         }
         if deleted {
             self.works.remove(&d.key);
+            self.status_actions.remove(&d.key);
             self.next_apply.remove(&d.key);
             self.reapply_due.remove(&d.key);
             self.due.remove(&d.key);
-            self.queued_hash.remove(&d.key);
             bump(&self.stats.deleted);
             if let Err(e) = self.store.remove(&d.key) {
                 bump(&self.stats.store_errors);
@@ -1105,8 +1221,17 @@ impl<T: Target, S: AgentStore> Agent<T, S> {
             hashes.iter().map(|(u, h)| (u.as_str(), h.as_str())),
         );
         tracing::info!(cluster = %self.config.cluster_name, source = event.source(), works = hashes.len(), sending = send.len(), "status resync: sending the statuses the source lacks");
+        let current: HashMap<&str, &str> = hashes
+            .iter()
+            .map(|(u, h)| (u.as_str(), h.as_str()))
+            .collect();
         for uid in send {
-            self.queued_hash.remove(&uid);
+            let hash = current.get(uid.as_str()).copied();
+            if hash.is_some() && self.outgoing.newest_hash(&uid).as_deref() == hash {
+                // Its current status is in the outbox already: that answers the source,
+                // a second event for the same status would not.
+                continue;
+            }
             self.queue_status(&uid, Action::ResyncResponse);
         }
     }

@@ -10,6 +10,14 @@
 //! The directories are `0700` and the files `0600` (works may carry Secrets).
 //! [`MemoryStore`] serves tests and benchmarks that run thousands of agents in one
 //! process.
+//!
+//! The status outbox ([`crate::outbox`]) is kept beside the works: one file per entry
+//! under `<data-dir>/outbox/`, named by its zero-padded id (so the directory lists in
+//! push order), written with the same temporary-file-sync-rename discipline and 0600.
+//! Delivered entries are unlinked without syncing the directory: an entry a crash brings
+//! back is published again byte for byte, which the hub drops as not newer.
+//! [`MemoryStore`] keeps no outbox (it would double the memory of thousands of agents);
+//! the agent's own in-memory outbox still orders and bounds their statuses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use workbus_process::private_fs;
 use workbus_schemas::work::ManifestWork;
 
+use crate::outbox::OutboxEntry;
 use crate::reconcile::WorkState;
 
 /// Everything the agent keeps about one work.
@@ -79,6 +88,13 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Replaces the set returned by [`AgentStore::digest_sources`]; durable when this
     /// returns.
     fn set_digest_sources(&self, sources: &BTreeSet<String>) -> Result<(), StoreError>;
+    /// The status outbox entries left by a previous run (any order). Unreadable entries
+    /// are skipped with a log line.
+    fn outbox_load(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Keeps an outbox entry; durable when this returns.
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Forgets an outbox entry (delivered or compacted away).
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
 }
 
 /// In-memory store (tests, benchmarks).
@@ -125,6 +141,18 @@ impl AgentStore for MemoryStore {
         }
         Ok(())
     }
+
+    fn outbox_load(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn outbox_put(&self, _entry: &OutboxEntry) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn outbox_remove(&self, _id: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One file per work, replaced atomically, plus `<data-dir>/digest-sources.json`.
@@ -132,19 +160,22 @@ impl AgentStore for MemoryStore {
 pub struct FileStore {
     dir: PathBuf,
     data_dir: PathBuf,
+    outbox_dir: PathBuf,
 }
 
 impl FileStore {
-    /// Opens (creating) the store under `data_dir/works`. The data directory and
-    /// `works` are private (`0700`) and every file in them `0600` (applied works may
-    /// hold Secrets): created so, and tightened (with a warning) when found looser.
+    /// Opens (creating) the store under `data_dir/works` and `data_dir/outbox`. The
+    /// data directory, `works` and `outbox` are private (`0700`) and every file in them
+    /// `0600` (applied works and their statuses may hold Secrets): created so, and
+    /// tightened (with a warning) when found looser.
     pub fn open(data_dir: &Path) -> Result<FileStore, StoreError> {
         let dir = data_dir.join("works");
-        for d in [data_dir, dir.as_path()] {
+        let outbox_dir = data_dir.join("outbox");
+        for d in [data_dir, dir.as_path(), outbox_dir.as_path()] {
             let tightened = private_fs::ensure_private_dir(d).map_err(|e| io(d, e))?;
             warn_tightened(d, tightened);
         }
-        for d in [data_dir, dir.as_path()] {
+        for d in [data_dir, dir.as_path(), outbox_dir.as_path()] {
             let entries = std::fs::read_dir(d).map_err(|e| io(d, e))?;
             for entry in entries {
                 let path = entry.map_err(|e| io(d, e))?.path();
@@ -155,7 +186,12 @@ impl FileStore {
         Ok(FileStore {
             dir,
             data_dir: data_dir.to_path_buf(),
+            outbox_dir,
         })
+    }
+
+    fn outbox_path(&self, id: u64) -> PathBuf {
+        self.outbox_dir.join(format!("{id:020}.json"))
     }
 
     fn digest_sources_path(&self) -> PathBuf {
@@ -248,6 +284,100 @@ impl AgentStore for FileStore {
         let bytes = serde_json::to_vec(sources).map_err(|e| StoreError::Encode(e.to_string()))?;
         write_atomically(&self.digest_sources_path(), &bytes)
     }
+
+    fn outbox_load(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let dir = &self.outbox_dir;
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let path = entry.map_err(|e| io(dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue; // leftovers of an interrupted write
+            }
+            let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            match serde_json::from_slice::<StoredOutboxEntry>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(OutboxEntry::try_from)
+            {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "skipping unreadable outbox entry")
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&StoredOutboxEntry::from(entry))
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        write_atomically(&self.outbox_path(entry.id), &bytes)
+    }
+
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        let path = self.outbox_path(id);
+        match std::fs::remove_file(&path) {
+            // No directory sync: see the module documentation.
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path, e)),
+        }
+    }
+}
+
+/// An [`OutboxEntry`] as the file store writes it: the message's payload in base64 (it
+/// is bytes; in binary mode usually JSON, but not necessarily).
+#[derive(Serialize, Deserialize)]
+struct StoredOutboxEntry {
+    id: u64,
+    key: String,
+    hash: String,
+    sequence_id: String,
+    topic: String,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    user_properties: Vec<(String, String)>,
+    payload: String,
+}
+
+impl From<&OutboxEntry> for StoredOutboxEntry {
+    fn from(e: &OutboxEntry) -> Self {
+        use base64::Engine;
+        StoredOutboxEntry {
+            id: e.id,
+            key: e.key.clone(),
+            hash: e.hash.clone(),
+            sequence_id: e.sequence_id.clone(),
+            topic: e.message.topic.clone(),
+            content_type: e.message.content_type.clone(),
+            user_properties: e.message.user_properties.clone(),
+            payload: base64::engine::general_purpose::STANDARD.encode(&e.message.payload),
+        }
+    }
+}
+
+impl TryFrom<StoredOutboxEntry> for OutboxEntry {
+    type Error = String;
+
+    fn try_from(s: StoredOutboxEntry) -> Result<Self, String> {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(s.payload.as_bytes())
+            .map_err(|e| format!("payload: {e}"))?;
+        Ok(OutboxEntry {
+            id: s.id,
+            key: s.key,
+            hash: s.hash,
+            sequence_id: s.sequence_id,
+            message: workbus_schemas::mqtt::MqttMessage {
+                topic: s.topic,
+                content_type: s.content_type,
+                user_properties: s.user_properties,
+                payload,
+                publisher: None,
+            },
+        })
+    }
 }
 
 /// Writes `bytes` to a temporary file, syncs it and renames it over `path` (then syncs
@@ -320,5 +450,39 @@ mod tests {
             sources
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_store_keeps_the_outbox_private_and_across_reopen() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::open(tmp.path()).unwrap();
+        let entry = |id: u64| OutboxEntry {
+            id,
+            key: "w".into(),
+            hash: format!("h{id}"),
+            sequence_id: id.to_string(),
+            message: workbus_schemas::mqtt::MqttMessage {
+                topic: "sources/s/clusters/c/agentevents".into(),
+                content_type: Some("application/json".into()),
+                user_properties: vec![("ce-id".into(), id.to_string())],
+                payload: vec![0, 159, 146, 150, b'{'],
+                publisher: None,
+            },
+        };
+        for id in [3, 1, 2] {
+            store.outbox_put(&entry(id)).unwrap();
+        }
+        store.outbox_remove(2).unwrap();
+        store.outbox_remove(2).unwrap();
+        std::fs::write(tmp.path().join("outbox/junk.json"), b"{").unwrap();
+        let mode = std::fs::metadata(tmp.path().join("outbox").join(format!("{:020}.json", 1)))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut loaded = FileStore::open(tmp.path()).unwrap().outbox_load().unwrap();
+        loaded.sort_by_key(|e| e.id);
+        assert_eq!(loaded, vec![entry(1), entry(3)]);
     }
 }

@@ -53,6 +53,7 @@ mod fd_budget;
 mod fleet_acl;
 mod frame;
 mod identity;
+pub mod metrics;
 mod per_address;
 mod publish;
 mod router;

@@ -12,15 +12,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use prometheus_client::registry::Registry;
 use workbus_broker::certs::{self, Validity};
 use workbus_broker::credentials::{self, Credentials};
 use workbus_broker::{
     Broker, BrokerConfig, BrokerHandle, ClientAuth, DEFAULT_TLS_LISTEN, FleetAcl, TlsConfig,
     external,
 };
+use workbus_process::status_endpoint::{StatusEndpoint, StatusSource};
 use workbus_process::{defaults, init_logging, shutdown_signal};
 use workbus_schemas::acl::{Identity, TopicAcl};
 use workbus_schemas::config::MqttConfig;
@@ -214,6 +217,11 @@ struct Args {
         default_value_t = BrokerConfig::default().fd_reserve
     )]
     fd_reserve: usize,
+    /// Serve /metrics (Prometheus), /healthz, /livez and /readyz over HTTP on this
+    /// address, e.g. 127.0.0.1:9101 (off by default; no authentication: keep it on
+    /// loopback or a management network).
+    #[arg(long, value_name = "ADDR", env = "WORKBUS_BROKER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log filter, e.g. info or workbus_broker=debug (without it: RUST_LOG, else info).
     #[arg(long, value_name = "FILTER", env = "WORKBUS_BROKER_LOG")]
     log: Option<String>,
@@ -243,6 +251,13 @@ enum Command {
         /// Which broker's format.
         #[arg(value_enum)]
         format: AclFormat,
+    },
+    /// Health check (the container's HEALTHCHECK): exits 0 when ADDR accepts a TCP
+    /// connection within 3 s, 1 otherwise.
+    Probe {
+        /// The listener to check, `host:port`.
+        #[arg(default_value = "127.0.0.1:8883")]
+        addr: String,
     },
 }
 
@@ -378,6 +393,8 @@ enum SetupError {
     NoIdentities,
     #[error("no password on standard input")]
     NoPassword,
+    #[error(transparent)]
+    Probe(#[from] workbus_process::probe::ProbeError),
 }
 
 impl Args {
@@ -561,13 +578,58 @@ async fn main() -> ExitCode {
     ) {
         println!("{line}");
     }
+    let endpoint = match args.metrics_listen {
+        Some(addr) => match StatusEndpoint::start(addr, Arc::new(BrokerStatus::new(&handle))).await
+        {
+            Ok(ep) => {
+                println!(
+                    "workbus-broker metrics and health on http://{}/metrics (/healthz, /readyz)",
+                    ep.local_addr()
+                );
+                Some(ep)
+            }
+            Err(e) => {
+                eprintln!("workbus-broker: {e}");
+                handle.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     tokio::select! {
         _ = stop => {}
         _ = reload_on_sighup(&handle) => {}
     }
     println!("workbus-broker shutting down");
+    if let Some(ep) = endpoint {
+        ep.shutdown().await;
+    }
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// What the standalone broker's `--metrics-listen` endpoint shows: its metrics, the
+/// process's and its build; ready once it listens (it does by the time this exists).
+struct BrokerStatus {
+    registry: Registry,
+}
+
+impl BrokerStatus {
+    fn new(handle: &BrokerHandle) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(handle.metrics()));
+        workbus_process::metrics::register_process_metrics(&mut registry, "broker");
+        Self { registry }
+    }
+}
+
+impl StatusSource for BrokerStatus {
+    fn metrics(&self) -> String {
+        workbus_process::metrics::encode(&self.registry)
+    }
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What the broker tells its operator at start: every listener with its protection, and
@@ -621,6 +683,10 @@ async fn reload_on_sighup(handle: &BrokerHandle) {
 fn run_tool(args: &Args, command: &Command) -> Result<(), SetupError> {
     match command {
         Command::Certs(c) => run_certs(c),
+        Command::Probe { addr } => {
+            workbus_process::probe::probe_tcp(addr, workbus_process::probe::PROBE_TIMEOUT)?;
+            Ok(())
+        }
         Command::Passwd { file, identity } => {
             Identity::parse(identity)?;
             let mut line = String::new();

@@ -146,10 +146,14 @@ impl ClientHandle {
             .fetch_sub(delivery.msg.queued_size(), Ordering::AcqRel);
     }
 
-    /// Bytes queued now (tests).
-    #[cfg(test)]
+    /// Bytes queued now.
     fn queued_bytes(&self) -> usize {
         self.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// Messages queued now (sent to the queue, not yet taken by the connection).
+    fn queued_messages(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Asks the connection to close; the first reason given wins.
@@ -381,7 +385,30 @@ pub(crate) struct Router {
     pub counters: Counters,
 }
 
+/// The outgoing queues of all connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct QueueDepths {
+    /// Messages queued over all connections.
+    pub messages: u64,
+    /// Their bytes ([`Message::queued_size`]).
+    pub bytes: u64,
+    /// Messages queued for the connection that has the most.
+    pub deepest: u64,
+}
+
 impl Router {
+    /// Sums the connections' queues (one pass over the clients, at scrape time).
+    pub fn queue_depths(&self) -> QueueDepths {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients.values().fold(QueueDepths::default(), |mut d, c| {
+            let n = c.queued_messages() as u64;
+            d.messages += n;
+            d.bytes += c.queued_bytes() as u64;
+            d.deepest = d.deepest.max(n);
+            d
+        })
+    }
+
     /// Records `handle` as the live connection for `client_id`; a previous connection with
     /// the same id is asked to close (MQTT 5 §3.1.4 "session takeover") — unless it
     /// belongs to another identity (the handles' `owner`s differ): then `handle` is not

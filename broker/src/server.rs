@@ -453,6 +453,41 @@ pub struct BrokerStats {
     pub refused_at_capacity: u64,
     /// Failed `accept` calls (typically out of file descriptors); each one backs off.
     pub accept_errors: u64,
+    /// Messages queued for delivery now, over all connections.
+    pub queued_messages: u64,
+    /// Bytes of those messages.
+    pub queued_bytes: u64,
+    /// Messages queued for the one connection that has the most (a slow consumer).
+    pub deepest_queue: u64,
+}
+
+impl BrokerStats {
+    /// The stats of the broker whose router this is.
+    pub(crate) fn of(router: &Router) -> Self {
+        let c = &router.counters;
+        let queues = router.queue_depths();
+        BrokerStats {
+            connected_clients: router.client_count(),
+            published: c.published.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
+            denied_subscriptions: c.denied_subscriptions.load(Ordering::Relaxed),
+            refused_connections: c.refused_connections.load(Ordering::Relaxed),
+            abuse_disconnects: c.abuse_disconnects.load(Ordering::Relaxed),
+            revoked_disconnects: c.revoked_disconnects.load(Ordering::Relaxed),
+            tls_handshake_failures: c.tls_handshake_failures.load(Ordering::Relaxed),
+            slow_consumer_disconnects: c.slow_consumer_disconnects.load(Ordering::Relaxed),
+            refused_subscriptions: c.refused_subscriptions.load(Ordering::Relaxed),
+            protocol_violations: c.protocol_violations.load(Ordering::Relaxed),
+            refused_per_address: c.refused_per_address.load(Ordering::Relaxed),
+            refused_at_capacity: c.refused_at_capacity.load(Ordering::Relaxed),
+            accept_errors: c.accept_errors.load(Ordering::Relaxed),
+            queued_messages: queues.messages,
+            queued_bytes: queues.bytes,
+            deepest_queue: queues.deepest,
+        }
+    }
 }
 
 /// A running broker. Dropping it stops the broker without waiting; call
@@ -502,25 +537,14 @@ impl BrokerHandle {
 
     /// Current counters.
     pub fn stats(&self) -> BrokerStats {
-        let c = &self.router.counters;
-        BrokerStats {
-            connected_clients: self.router.client_count(),
-            published: c.published.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            denied_publishes: c.denied_publishes.load(Ordering::Relaxed),
-            denied_subscriptions: c.denied_subscriptions.load(Ordering::Relaxed),
-            refused_connections: c.refused_connections.load(Ordering::Relaxed),
-            abuse_disconnects: c.abuse_disconnects.load(Ordering::Relaxed),
-            revoked_disconnects: c.revoked_disconnects.load(Ordering::Relaxed),
-            tls_handshake_failures: c.tls_handshake_failures.load(Ordering::Relaxed),
-            slow_consumer_disconnects: c.slow_consumer_disconnects.load(Ordering::Relaxed),
-            refused_subscriptions: c.refused_subscriptions.load(Ordering::Relaxed),
-            protocol_violations: c.protocol_violations.load(Ordering::Relaxed),
-            refused_per_address: c.refused_per_address.load(Ordering::Relaxed),
-            refused_at_capacity: c.refused_at_capacity.load(Ordering::Relaxed),
-            accept_errors: c.accept_errors.load(Ordering::Relaxed),
-        }
+        BrokerStats::of(&self.router)
+    }
+
+    /// The broker's metrics for a Prometheus registry (the standalone binary's, or the
+    /// hub's when it embeds this broker). Holds the broker weakly: once it is stopped
+    /// and dropped the collector writes nothing.
+    pub fn metrics(&self) -> crate::metrics::BrokerMetrics {
+        crate::metrics::BrokerMetrics::new(Arc::downgrade(&self.router))
     }
 
     /// Closes the connection of every client whose id satisfies `pred`, without a

@@ -180,8 +180,11 @@ pub async fn start_announced(
 impl EmbeddedBroker {
     /// Connects the broker's authorizer to the running hub (its store, clock and join
     /// grants): from now on bootstrap tokens are checked and denied clusters refused.
-    /// A plaintext broker has no authorizer; nothing happens.
+    /// A plaintext broker has no authorizer. Either way the hub's `/metrics` shows the
+    /// broker's metrics from now on.
     pub fn attach_hub(&self, hub: &crate::HubHandle) {
+        // The hub's /metrics shows this broker's counters too.
+        hub.metrics().attach_broker(self.handle.metrics());
         if let Some(a) = &self.authorizer {
             a.attach(HubBinding {
                 store: hub.store().clone(),

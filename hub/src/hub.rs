@@ -167,7 +167,7 @@ impl Hub {
             tracing::info!("no API token existed: made the first admin token");
         }
         let admin_token = config.api.admin_token.clone().or(generated);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(&config.source_id));
         let store = StoreHandle::new(opened, metrics.clone())?;
         let (topics, tc) = transport_config(&config)?;
         // What the outbox can publish, shared with the API so it refuses what cannot be.
@@ -190,7 +190,13 @@ impl Hub {
             what: "cannot read the listen address".into(),
             source,
         })?;
+        let client_id = tc.client_id.clone();
         let mut transport = Transport::start(tc)?;
+        metrics.register_collector(workbus_transport::metrics::TransportCollector::new(
+            transport.publisher.stats().clone(),
+            client_id,
+        ));
+        let outbox_progress = Arc::new(crate::outbox::progress::OutboxProgress::default());
         let notify = Arc::new(Notify::new());
         let watchers = Watchers::default();
         let cluster_watchers = crate::watch::ClusterWatchers::default();
@@ -239,6 +245,7 @@ impl Hub {
             wire: wire.clone(),
             notify: notify.clone(),
             metrics: metrics.clone(),
+            progress: outbox_progress.clone(),
         };
         tasks.push(tokio::spawn(publisher.run()));
         let placements = crate::placement::controller::PlacementHooks::default();
@@ -298,6 +305,8 @@ impl Hub {
             rollouts: rollouts.clone(),
             rollout_events: rollout_events.clone(),
             sealer: sealer.clone(),
+            transport: transport.publisher.stats().clone(),
+            outbox_progress,
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);

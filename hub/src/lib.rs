@@ -40,6 +40,7 @@ pub mod pki;
 pub mod placement;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
+pub mod readiness;
 pub mod rollout;
 pub mod signing;
 pub mod source;

@@ -280,11 +280,10 @@ async fn create_and_delete_once() -> DeletedOnce {
 /// processed it (dropped it, or — the bug — removed the work).
 async fn redeliver_first_deleted(s: &DeletedOnce) {
     let dropped = dropped_statuses(&s.hub);
-    let completed = s.hub.metrics().deletions_completed.load(Ordering::Relaxed);
+    let completed = s.hub.metrics().deletions_completed.get();
     s.observer.redeliver(&s.first_deleted).await;
     eventually("the redelivered Deleted status processed", || async {
-        dropped_statuses(&s.hub) > dropped
-            || s.hub.metrics().deletions_completed.load(Ordering::Relaxed) > completed
+        dropped_statuses(&s.hub) > dropped || s.hub.metrics().deletions_completed.get() > completed
     })
     .await;
 }

@@ -6,7 +6,6 @@ mod work_fixture;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use work_fixture::desired;
@@ -67,13 +66,11 @@ async fn concurrent_writers_share_commits() {
     // so the last batch may not be counted yet (seen on a loaded CI machine: 373 of
     // 400); no event announces the count, so poll it with a deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while metrics.store_writes.load(Ordering::Relaxed) < WRITERS as u64
-        && std::time::Instant::now() < deadline
-    {
+    while metrics.store_writes.get() < WRITERS as u64 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let commits = metrics.store_commits.load(Ordering::Relaxed);
-    assert_eq!(metrics.store_writes.load(Ordering::Relaxed), WRITERS as u64);
+    let commits = metrics.store_commits.get();
+    assert_eq!(metrics.store_writes.get(), WRITERS as u64);
     assert!(
         commits < WRITERS as u64,
         "{WRITERS} concurrent writes took {commits} commits: no grouping"

@@ -125,6 +125,7 @@ async fn start(rows: Vec<NewOutbox>, fails: Script) -> Rig {
         wire: Arc::new(wire()),
         notify: Arc::new(tokio::sync::Notify::new()),
         metrics: metrics.clone(),
+        progress: Default::default(),
     };
     Rig {
         store,
@@ -198,12 +199,7 @@ async fn a_row_the_broker_refuses_holds_only_its_cluster_and_is_parked() {
     let last_a2 = sent.iter().rposition(|s| s == "a2").unwrap();
     assert!(last_a2 > last_a1, "{sent:?}");
     assert_eq!(sent.iter().filter(|s| *s == "a1").count(), 3, "{sent:?}");
-    assert_eq!(
-        rig.metrics
-            .outbox_parked
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(rig.metrics.outbox_parked.get(), 1);
     assert_eq!(rig.store.run(|s| s.outbox_depth()).await.unwrap(), 0);
     rig.task.abort();
 }

@@ -10,12 +10,19 @@
 //!   variable) as a check each binary's tests run over its `clap::Command`;
 //! - [`defaults`]: the defaults the executables must agree on for the no-setup path to
 //!   connect (MQTT port, loopback broker, source id);
-//! - [`private_fs`]: directories `0700` and files `0600`, created so and tightened.
+//! - [`private_fs`]: directories `0700` and files `0600`, created so and tightened;
+//! - [`probe`]: the containers' health check (`probe ADDR`: a TCP connection in time);
+//! - [`metrics`]: the Prometheus metrics every executable exposes (process, build info)
+//!   and their text encoding; [`status_endpoint`]: `/metrics`, `/healthz`, `/readyz` for
+//!   the executables without a REST server.
 //!
 //! It depends on no workspace crate, so the broker (which must not link the protocol or
 //! client crates) can use it as well as hub and agent.
 
+pub mod metrics;
 pub mod private_fs;
+pub mod probe;
+pub mod status_endpoint;
 
 use std::future::Future;
 

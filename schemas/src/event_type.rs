@@ -99,6 +99,23 @@ impl FromStr for DataType {
     }
 }
 
+impl DataType {
+    /// This data type as one of the protocol's ([`KNOWN_DATA_TYPES`]), if it is one.
+    /// Metrics label events by it, so a peer's made-up types cannot grow a family.
+    pub fn known(&self) -> Option<DataTypeRef> {
+        KNOWN_DATA_TYPES.into_iter().find(|k| self.is(*k))
+    }
+}
+
+/// Every data type workbus exchanges: ManifestWorks and the registration types.
+pub const KNOWN_DATA_TYPES: [DataTypeRef; 5] = [
+    MANIFEST_BUNDLES,
+    crate::registration::names::MANAGED_CLUSTERS,
+    crate::registration::names::CERTIFICATE_SIGNING_REQUESTS,
+    crate::registration::names::LEASES,
+    crate::registration::names::EVENTS,
+];
+
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.group, self.version, self.resource)
@@ -183,6 +200,17 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The wire word of one of the protocol's actions; `None` for [`Action::Other`].
+    /// Metrics label events by it, so a peer's made-up actions cannot grow a family.
+    pub fn known(&self) -> Option<&str> {
+        match self {
+            Action::Other(_) => None,
+            known => Some(known.as_str()),
+        }
+    }
+}
+
 impl From<&str> for Action {
     fn from(s: &str) -> Self {
         match s {
@@ -258,6 +286,25 @@ impl FromStr for EventType {
             sub_resource,
             action: Action::from(parts[n - 1]),
         })
+    }
+}
+
+/// The word metrics use for a data type, sub-resource or action outside the protocol.
+pub const OTHER: &str = "other";
+
+/// An event type's data type, sub-resource and action as metrics label them: the
+/// protocol's own as they are, anything else (or an unparsable type) [`OTHER`], so a
+/// peer sending made-up types cannot grow a metric family without bound.
+pub fn label_parts(event_type: &str) -> (String, &'static str, String) {
+    match event_type.parse::<EventType>() {
+        Ok(t) => (
+            t.data_type
+                .known()
+                .map_or_else(|| OTHER.to_string(), |d| d.to_string()),
+            t.sub_resource.as_str(),
+            t.action.known().unwrap_or(OTHER).to_string(),
+        ),
+        Err(_) => (OTHER.to_string(), OTHER, OTHER.to_string()),
     }
 }
 

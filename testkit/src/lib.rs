@@ -17,6 +17,7 @@
 //! - [`postgres`]: a [`ThrowawayDatabase`] per test on the local PostgreSQL (or
 //!   `WORKBUS_TEST_POSTGRES`), and [`postgres_or_skip`], the one way a test skips when
 //!   no server answers (a failure with `WORKBUS_REQUIRE_POSTGRES=1`).
+//! - [`metrics_doc`]: the metric table of `docs/metrics.md` against a scrape.
 //! - [`unique`], [`free_port`]: names and ports no other test uses.
 //!
 //! It depends on no workspace crate, so the schemas, transport, agent, hub, integration
@@ -25,6 +26,7 @@
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod kube_clients;
+pub mod metrics_doc;
 pub mod mosquitto;
 pub mod postgres;
 

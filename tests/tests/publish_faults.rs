@@ -7,6 +7,10 @@
 //! Also a request lost the same way: an agent's spec resync request sent while its hub
 //! was down (found by the chaos suite) is asked again when the hub comes back.
 //!
+//! And statuses produced while the agent is offline (issue 15): every one of them
+//! reaches the hub after the reconnect, in order, from the agent's durable outbox — also
+//! when the agent was restarted meanwhile.
+//!
 //! The faults come from a [`FaultProxy`] between the client and a real broker (the
 //! embedded one, and Mosquitto, whose Receive Maximum of 20 makes packet ids come round
 //! quickly). Pausing the proxy is what a SIGSTOPped broker looks like to a client;
@@ -40,6 +44,8 @@ workbus_tests::on_both_brokers!(
     agent_keeps_converging_after_a_cut_in_flight_status,
     hub_keeps_publishing_after_a_cut_in_flight_spec,
     spec_resync_sent_while_the_hub_was_down_is_asked_again,
+    offline_statuses_arrive_in_order_after_the_reconnect,
+    statuses_left_in_the_outbox_are_sent_after_a_restart,
 );
 
 fn broker_addr(broker: &TestBroker) -> SocketAddr {
@@ -410,5 +416,189 @@ async fn spec_resync_sent_while_the_hub_was_down_is_asked_again(broker: &mut Tes
     rig.restart_hub().await;
     rig.wait_applied("app", 2).await;
     assert_eq!(rig.value_of("cm"), "v2");
+    rig.stop().await;
+}
+
+/// Watches a cluster's agent events topic directly on the broker: every status event the
+/// agent's statuses reached the broker with, in the broker's order.
+struct StatusSpy {
+    transport: Transport,
+    /// (resource id, sequence id) of each status received, in order.
+    seen: Vec<(String, String)>,
+}
+
+impl StatusSpy {
+    async fn start(broker: &TestBroker, source: &str, cluster: &str) -> StatusSpy {
+        let topics = workbus_schemas::topics::Topics::for_agent(source, cluster).unwrap();
+        let mut cfg = TransportConfig::new(broker.host(), broker.port(), unique("spy"));
+        cfg.subscriptions = vec![topics.agent_events];
+        let mut transport = Transport::start(cfg).unwrap();
+        next_subscribed(&mut transport).await;
+        StatusSpy {
+            transport,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Receives until `n` statuses were seen in all.
+    async fn until(&mut self, n: usize) {
+        while self.seen.len() < n {
+            let m = next_message(&mut self.transport).await;
+            let Ok(event) = workbus_schemas::mqtt::decode(&m) else {
+                continue;
+            };
+            if let Ok(s) = workbus_schemas::metadata::decode_status_event(&event) {
+                self.seen.push((s.resource_id, s.sequence_id));
+            }
+        }
+    }
+
+    /// Every status seen so far was new (no event twice) and, per work, newer than the
+    /// one before (ascending sequence ids).
+    fn assert_in_order_without_duplicates(&self) {
+        let mut last: std::collections::HashMap<&str, u64> = Default::default();
+        for (uid, seq) in &self.seen {
+            let seq: u64 = seq.parse().expect("a snowflake id");
+            if let Some(before) = last.insert(uid, seq) {
+                assert!(
+                    seq > before,
+                    "status {seq} of {uid} after {before}: out of order or repeated ({:?})",
+                    self.seen
+                );
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.transport.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// Makes the agent produce at least `transitions` statuses while it is offline (each
+/// waited for): the cluster's API server goes away and comes back in turn, which each
+/// status refresh reports (`Available` Unknown, then True again); it ends reachable.
+async fn transitions_while_offline(rig: &Rig, transitions: u64) {
+    let stats = rig.agent.stats().clone();
+    for n in 0..transitions.max(2).next_multiple_of(2) {
+        let before = count(&stats.status_queued);
+        if n % 2 == 0 {
+            rig.sim.set_unavailable(Some("connection refused"));
+        } else {
+            rig.sim.set_unavailable(None);
+        }
+        wait_until("the agent reports the API server's state", || {
+            count(&stats.status_queued) > before
+        })
+        .await;
+    }
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+async fn offline_statuses_arrive_in_order_after_the_reconnect(broker: &mut TestBroker) {
+    let mut rig = Rig::start(broker, Behind::Agent, Duration::from_millis(50)).await;
+    let mut spy = StatusSpy::start(broker, &rig.source, &rig.cluster).await;
+    let stats = rig.agent.stats().clone();
+    let metrics = rig.hub().metrics().clone();
+    let accepted = || metrics.statuses_accepted.get();
+    assert_eq!(rig.put("app", "cm", "v1").await, 201);
+    rig.wait_applied("app", 1).await;
+    wait_until("every status is delivered", || {
+        count(&stats.outbox_statuses) == 0
+            && count(&stats.status_sent) == count(&stats.status_queued)
+    })
+    .await;
+
+    // Offline: the agent's statuses wait in its outbox, each one (no coalescing).
+    rig.proxy.pause();
+    rig.proxy.cut();
+    let (sent, accepted_before) = (count(&stats.status_sent), accepted());
+    transitions_while_offline(&rig, 4).await;
+    let offline = count(&stats.status_queued) - sent;
+    assert!(offline >= 4, "{offline} statuses produced offline");
+    assert_eq!(count(&stats.status_sent), sent, "nothing went out offline");
+    assert!(count(&stats.outbox_statuses) >= 4);
+    assert_eq!(count(&stats.outbox_compacted), 0);
+
+    // Back online: all of them arrive, in order, and the hub accepts each one.
+    rig.proxy.resume();
+    wait_until("the outbox drains", || {
+        count(&stats.outbox_statuses) == 0
+            && count(&stats.status_sent) == count(&stats.status_queued)
+    })
+    .await;
+    wait_until("the hub accepts every offline status", || {
+        accepted() >= accepted_before + offline
+    })
+    .await;
+    spy.until(count(&stats.status_sent) as usize).await;
+    spy.assert_in_order_without_duplicates();
+    spy.stop().await;
+    rig.stop().await;
+}
+
+async fn statuses_left_in_the_outbox_are_sent_after_a_restart(broker: &mut TestBroker) {
+    let mut rig = Rig::start(broker, Behind::Agent, Duration::from_millis(50)).await;
+    let mut spy = StatusSpy::start(broker, &rig.source, &rig.cluster).await;
+    let stats = rig.agent.stats().clone();
+    assert_eq!(rig.put("app", "cm", "v1").await, 201);
+    rig.wait_applied("app", 1).await;
+    wait_until("every status is delivered", || {
+        count(&stats.outbox_statuses) == 0
+            && count(&stats.status_sent) == count(&stats.status_queued)
+    })
+    .await;
+    let sent_before = count(&stats.status_sent) as usize;
+
+    // Offline statuses, then the agent dies with them in its outbox.
+    rig.proxy.pause();
+    rig.proxy.cut();
+    transitions_while_offline(&rig, 3).await;
+    let outbox_dir = rig.dir.path().join("agent/outbox");
+    let left: Vec<(String, String)> = std::fs::read_dir(&outbox_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, v)
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap().to_string(),
+                v["sequence_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(left.len() >= 3, "{} statuses on disk", left.len());
+    let config = agent_config(
+        "127.0.0.1",
+        rig.proxy.addr().port(),
+        &rig.source,
+        &rig.cluster,
+    );
+    let agent = std::mem::replace(
+        &mut rig.agent,
+        start_agent(
+            config,
+            rig.sim.clone(),
+            Arc::new(FileStore::open(&rig.dir.path().join("agent")).unwrap()),
+        ),
+    );
+    agent.kill();
+
+    // The restarted agent sends them first, exactly as they were (same sequence ids).
+    rig.proxy.resume();
+    spy.until(sent_before + left.len()).await;
+    let after = &spy.seen[sent_before..sent_before + left.len()];
+    assert_eq!(after, left, "the outbox left by the killed agent, in order");
+    spy.assert_in_order_without_duplicates();
+    let stats = rig.agent.stats().clone();
+    wait_until("the outbox drains", || count(&stats.outbox_statuses) == 0).await;
+    spy.stop().await;
     rig.stop().await;
 }

@@ -44,6 +44,7 @@ use session::{SessionControl, SessionLoop};
 
 mod acks;
 mod from_config;
+pub mod metrics;
 mod session;
 mod tls;
 mod v311;
@@ -237,6 +238,11 @@ pub struct TransportStats {
     pub taken_over: AtomicU64,
     /// Whether the session is connected now.
     pub connected: AtomicBool,
+    /// Whether the session is connected and the broker granted every subscription
+    /// (between SUBACK and the next connection loss): receiving works.
+    pub subscribed: AtomicBool,
+    /// Time from handing a message to the session to the broker's acknowledgement.
+    pub publish_ack_seconds: metrics::AckLatency,
 }
 
 /// Size of a message as counted by the `message_bytes_*` counters.
@@ -288,6 +294,7 @@ impl Publisher {
     /// so a caller can keep many publishes in flight (pipelining) and still rely on
     /// per-topic order.
     pub async fn send(&self, message: &MqttMessage) -> Result<PendingAck, PublishError> {
+        let sent_at = std::time::Instant::now();
         let inner = &self.inner;
         check_publishable(message, &inner.limits)?;
         let (tx, rx) = oneshot::channel();
@@ -311,6 +318,7 @@ impl Publisher {
         }
         Ok(PendingAck {
             rx,
+            sent_at,
             bytes: message.payload.len() as u64,
             message_bytes: message_size(message),
             timeout: inner.ack_timeout,
@@ -394,6 +402,7 @@ impl Publisher {
 /// A publish on its way: resolves when the broker acknowledged it.
 pub struct PendingAck {
     rx: oneshot::Receiver<Result<(), PublishError>>,
+    sent_at: std::time::Instant,
     bytes: u64,
     message_bytes: u64,
     timeout: Duration,
@@ -405,6 +414,9 @@ impl PendingAck {
     pub async fn acknowledged(self) -> Result<(), PublishError> {
         match tokio::time::timeout(self.timeout, self.rx).await {
             Ok(Ok(Ok(()))) => {
+                self.stats
+                    .publish_ack_seconds
+                    .observe(self.sent_at.elapsed());
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_published

@@ -154,11 +154,11 @@ async fn on_event(session: &mut SessionLoop, mqtt: &impl Control, event: Session
             session.on_connected();
             match mqtt.subscribe().await {
                 Ok(true) => Flow::Continue,
-                Ok(false) => session.emit(TransportEvent::Subscribed).await.into(),
+                Ok(false) => session.subscribed().await,
                 Err(()) => Flow::Stop,
             }
         }
-        SessionEvent::Subscribed(Ok(())) => session.emit(TransportEvent::Subscribed).await.into(),
+        SessionEvent::Subscribed(Ok(())) => session.subscribed().await,
         SessionEvent::Subscribed(Err(reason)) => {
             // Like sdk-go: a refused subscription fails the whole connection; the broker
             // closes it after our DISCONNECT, and we retry after a backoff delay.
@@ -302,6 +302,12 @@ impl SessionLoop {
         }
     }
 
+    /// Every filter was granted: recorded (readiness reads it), then reported.
+    async fn subscribed(&mut self) -> Flow {
+        self.stats.subscribed.store(true, Ordering::Relaxed);
+        self.emit(TransportEvent::Subscribed).await.into()
+    }
+
     fn on_connected(&mut self) {
         let again = self.connected_once;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
@@ -337,6 +343,7 @@ impl SessionLoop {
     /// written, see [`acks`]).
     fn connection_lost(&self, unsent_dropped: usize) {
         self.stats.connected.store(false, Ordering::Relaxed);
+        self.stats.subscribed.store(false, Ordering::Relaxed);
         if let Ok(mut acks) = self.acks.lock() {
             let failed = acks.connection_lost(unsent_dropped);
             if failed > 0 {
@@ -354,6 +361,7 @@ impl SessionLoop {
     /// The session task ends: nobody will acknowledge anything any more.
     fn closed(&self) {
         self.stats.connected.store(false, Ordering::Relaxed);
+        self.stats.subscribed.store(false, Ordering::Relaxed);
         if let Ok(mut acks) = self.acks.lock() {
             acks.close();
         }

@@ -64,3 +64,54 @@ fn a_bad_environment_value_is_refused_like_a_bad_flag() {
     assert!(stderr.contains("--max-packet-size"), "{stderr}");
     assert!(stderr.contains("\"lots\" is not a size"), "{stderr}");
 }
+
+/// `deploy/broker/` (Dockerfile, systemd unit and env file) uses only flags and
+/// variables the binary has, and its HEALTHCHECK's `probe` tells a listening address
+/// from a closed one (`tests/tests/deploy_packaging.rs` checks the rest).
+#[test]
+fn packaging_uses_real_flags_and_the_probe_works() {
+    let help = broker().arg("--help").output().expect("--help runs");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/broker");
+    let read = |f: &str| std::fs::read_to_string(deploy.join(f)).expect(f);
+    let mut used = String::new();
+    for f in [
+        "Dockerfile",
+        "systemd/workbus-broker.service",
+        "systemd/workbus-broker.env",
+    ] {
+        used.push_str(&read(f));
+        used.push('\n');
+    }
+    let variables: Vec<&str> = used
+        .split(|c: char| c.is_whitespace() || c == '#')
+        .filter(|w| w.starts_with("WORKBUS_BROKER_"))
+        .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert!(variables.contains(&"WORKBUS_BROKER_TLS_LISTEN"));
+    for var in variables {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "{var} is not read by workbus-broker"
+        );
+    }
+    let unit = read("systemd/workbus-broker.service").replace("\\\n", " ");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    for flag in exec.split_whitespace().filter_map(|w| w.strip_prefix("--")) {
+        let flag = flag.split('=').next().unwrap_or(flag);
+        assert!(
+            help.contains(&format!("--{flag} ")),
+            "the unit uses --{flag}, which workbus-broker does not have"
+        );
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let probe = |addr: &str| broker().args(["probe", addr]).status().expect("probe runs");
+    assert!(probe(&addr).success());
+    drop(listener);
+    assert!(!probe(&addr).success());
+}

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod lifecycle;
 mod limits;
+mod metrics_endpoint;
 mod publisher_stamp;
 mod pubsub;
 mod robustness;

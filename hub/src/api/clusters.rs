@@ -133,15 +133,15 @@ pub async fn delete(
             "force applies to the cluster's works: use cascade=true&force=true".to_string(),
         ));
     }
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "cluster.delete",
+        Some(&name),
+        json!({"name": name, "cascade": q.cascade, "force": q.force}),
+    );
     if q.cascade {
         let now = Utc::now();
-        let entry = api_entry(
-            &state.source_id,
-            &caller.name,
-            "cluster.delete",
-            Some(&name),
-            json!({"name": name, "cascade": true, "force": q.force}),
-        );
         let outcome = state
             .store
             .write(Audited {
@@ -192,13 +192,6 @@ pub async fn delete(
         }
     } else {
         let target = name.clone();
-        let entry = api_entry(
-            &state.source_id,
-            &caller.name,
-            "cluster.delete",
-            Some(&name),
-            json!({"name": name}),
-        );
         state
             .store
             .run(move |s| {

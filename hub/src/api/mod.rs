@@ -1,5 +1,5 @@
 //! The REST API (axum, JSON; works also accepted as YAML): routes, shared state, and
-//! the small endpoints (`/healthz`, `/metrics`, `/openapi.json`).
+//! the small endpoints (`/healthz`, `/livez`, `/readyz`, `/metrics`, `/openapi.json`).
 //!
 //! | path | methods |
 //! |---|---|
@@ -95,6 +95,10 @@ pub struct ApiState {
     pub rollout_events: crate::rollout::events::RolloutWatchers,
     /// Seals the audit log (`/api/v1/audit/export` seals before it exports).
     pub sealer: crate::audit::sealer::Sealer,
+    /// The MQTT session's state (`/readyz`).
+    pub transport: Arc<workbus_transport::TransportStats>,
+    /// The outbox publisher's progress (`/readyz`).
+    pub outbox_progress: Arc<crate::outbox::progress::OutboxProgress>,
 }
 
 /// All routes.
@@ -191,6 +195,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -198,15 +204,27 @@ pub fn router(state: ApiState) -> Router {
             guard::guard,
         ))
         .layer(axum::middleware::from_fn(
-            move |req, next: axum::middleware::Next| {
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let metrics = metrics.clone();
+                // The route template, never the path itself: ids in labels would make a
+                // series per object.
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_string());
+                let method = req.method().clone();
+                let started = std::time::Instant::now();
                 async move {
                     let resp = next.run(req).await;
                     if resp.status().is_client_error() {
-                        metrics
-                            .api_rejected
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        metrics.api_rejected.inc();
                     }
+                    metrics.rest_request(
+                        route.as_deref(),
+                        method.as_str(),
+                        resp.status().as_u16(),
+                        started.elapsed(),
+                    );
                     resp
                 }
             },
@@ -220,6 +238,27 @@ async fn openapi() -> impl IntoResponse {
 
 async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok")
+}
+
+/// How long `/readyz` waits for the store.
+const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering;
+    let pending = tokio::time::timeout(READY_STORE_TIMEOUT, state.store.run(|s| s.outbox_depth()))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let observed = crate::readiness::Observed {
+        outbox_pending: pending,
+        connected: state.transport.connected.load(Ordering::Relaxed),
+        subscribed: state.transport.subscribed.load(Ordering::Relaxed),
+        outbox_idle: state.outbox_progress.since(),
+    };
+    match crate::readiness::decide(&observed) {
+        Ok(()) => (StatusCode::OK, "ok".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+    }
 }
 
 async fn not_found() -> error::ApiError {
@@ -237,11 +276,14 @@ async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
         })
         .await
         .ok();
-    let mut text = state.metrics.render(gauges);
     if let Ok(clusters) = state.store.run(|s| s.list_clusters()).await {
-        text.push_str(&crate::metrics::render_cluster_gauges(
-            &crate::metrics::cluster_condition_counts(&clusters),
-        ));
+        state
+            .metrics
+            .set_cluster_counts(&crate::metrics::cluster_condition_counts(&clusters));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let text = state.metrics.render(gauges);
+    (
+        [(header::CONTENT_TYPE, workbus_process::metrics::CONTENT_TYPE)],
+        text,
+    )
 }

@@ -25,10 +25,11 @@ use super::ApiState;
 use super::body::{body_format, desired_work, parse_work};
 use super::error::ApiError;
 use super::guard::require_scope;
+use crate::audit::api_record::api_entry;
 use crate::auth::Principal;
 use crate::outbox::WorkEvents;
 use crate::source::spec_events::change_builder;
-use crate::store::writes::{ApplyWork, ForceDeleteWork, MarkDeleting};
+use crate::store::writes::{ApplyWork, Audited, ForceDeleteWork, MarkDeleting};
 use crate::store::{
     ApplyOutcome, DesiredWork, SharedSpecEventBuilder, WorkFilter, WorkKey, WorkRecord,
 };
@@ -388,14 +389,24 @@ async fn force_delete(
             .is_ok(),
         None => false,
     };
+    let entry = api_entry(
+        &state.source_id,
+        &caller.name,
+        "work.delete",
+        Some(&key.cluster),
+        json!({"cluster": key.cluster, "name": key.name, "force": true}),
+    );
     let record = state
         .store
-        .write(ForceDeleteWork {
-            key,
-            now,
-            build: event_builder(&state, now),
-            actor: Some(caller.name.clone()),
-            announce,
+        .write(Audited {
+            write: ForceDeleteWork {
+                key,
+                now,
+                build: event_builder(&state, now),
+                actor: Some(caller.name.clone()),
+                announce,
+            },
+            entry,
         })
         .await?;
     state.outbox.notify_one();

@@ -4,6 +4,7 @@
 //! | route | needs |
 //! |---|---|
 //! | `/healthz`, `/openapi.json` | nothing (no state is revealed) |
+//! | `/livez`, `/readyz` | nothing (probes; only whether the hub works, and why not) |
 //! | `/metrics` | nothing from a loopback peer (a local Prometheus), else a reader |
 //! | `GET` `/api/v1/…` (and the watch) | `reader`; scoped tokens see their clusters only |
 //! | `POST /api/v1/watch/tickets` | `reader` (a ticket for one watch) |
@@ -130,6 +131,7 @@ fn is_placement_path(path: &str) -> bool {
 pub fn need(method: &Method, path: &str) -> Need {
     match path {
         "/healthz" | "/openapi.json" => return Need::Public,
+        "/livez" | "/readyz" => return Need::Public,
         "/metrics" => return Need::LoopbackOrReader,
         TICKETS_PATH => return Need::Role(Role::Reader),
         _ => {}
@@ -203,6 +205,8 @@ mod tests {
         assert!(!need(&Method::GET, "/api/v1/tokens").allows(&scoped_admin));
         assert!(need(&Method::POST, TICKETS_PATH).allows(&reader));
         assert_eq!(need(&Method::GET, "/healthz"), Need::Public);
+        assert_eq!(need(&Method::GET, "/livez"), Need::Public);
+        assert_eq!(need(&Method::GET, "/readyz"), Need::Public);
         assert_eq!(need(&Method::GET, "/metrics"), Need::LoopbackOrReader);
         assert!(!need(&Method::GET, "/api/v1/outbox/parked").allows(&scoped_admin));
         assert!(!need(&Method::POST, "/api/v1/bootstraptokens").allows(&writer));

@@ -209,6 +209,13 @@ pub enum Command {
         #[command(subcommand)]
         what: certs::CertsCommand,
     },
+    /// Health check (the container's HEALTHCHECK): exits 0 when ADDR (the REST API's
+    /// listener) accepts a TCP connection within 3 s, 1 otherwise. Local, no request.
+    Probe {
+        /// The listener to check, `host:port`.
+        #[arg(default_value_t = crate::defaults::LISTEN.to_string())]
+        addr: String,
+    },
 }
 
 /// Output formats.
@@ -595,6 +602,9 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
     if let Command::Certs { what } = &command {
         return certs::run(what).map_err(|e| CliError::Input(e.to_string()));
     }
+    if let Command::Probe { addr } = &command {
+        return probe(addr);
+    }
     let client = Client::with_settings(&args.settings()?)?;
     let now = Utc::now();
     match command {
@@ -862,8 +872,16 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
         Command::Audit { what } => audit::run(&client, what)?,
         Command::Token { what } => token::run(&client, what)?,
         Command::Certs { what } => certs::run(&what).map_err(|e| CliError::Input(e.to_string()))?,
+        Command::Probe { addr } => probe(&addr)?,
     }
     Ok(())
+}
+
+/// `probe ADDR` (`workbus_process::probe`).
+fn probe(addr: &str) -> Result<(), CliError> {
+    workbus_process::probe::probe_tcp(addr, workbus_process::probe::PROBE_TIMEOUT)
+        .map(|_| ())
+        .map_err(|e| CliError::Input(e.to_string()))
 }
 
 #[cfg(test)]

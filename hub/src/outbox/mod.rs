@@ -69,6 +69,7 @@
 //! current configuration (a larger packet limit, the structured encoding): those that
 //! now fit return to the queue.
 
+pub mod progress;
 pub mod wire;
 
 pub use wire::{Unpublishable, WireFormat, WorkEvents};
@@ -78,7 +79,6 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -148,6 +148,8 @@ pub struct OutboxPublisher<S: Sink = Publisher> {
     pub notify: Arc<Notify>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where it records its progress (read by `/readyz`).
+    pub progress: Arc<progress::OutboxProgress>,
 }
 
 /// Acknowledged rows whose removal is committing.
@@ -161,6 +163,8 @@ struct Sent {
     id: i64,
     cluster: String,
     ty: String,
+    /// The work the event is about, if any (starts its spec-to-status clock).
+    resource_id: Option<String>,
 }
 
 /// A row whose event is on its way to the broker.
@@ -321,6 +325,10 @@ impl<S: Sink> OutboxPublisher<S> {
                 }
             };
             if batch.is_empty() {
+                if schedule.next_expiry().is_none() {
+                    // Nothing pending and nothing held: caught up.
+                    self.progress.mark();
+                }
                 // Caught up: wait for a commit, the next held cluster's retry, or the
                 // safety poll.
                 let wait = schedule
@@ -394,6 +402,7 @@ impl<S: Sink> OutboxPublisher<S> {
                         id: entry.id,
                         cluster: entry.cluster.clone(),
                         ty: entry.event_type.clone(),
+                        resource_id: entry.resource_id.clone(),
                     },
                     ack,
                 }),
@@ -470,9 +479,7 @@ impl<S: Sink> OutboxPublisher<S> {
                 // A consequence of the failure already seen (a dead connection fails
                 // every later acknowledgement too), not this row's own doing: hold its
                 // cluster, count no strike against it.
-                self.metrics
-                    .publish_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.publish_failures.inc();
                 tracing::debug!(id = row.id, error = %e, "publish not acknowledged; will retry");
                 schedule.hold(&row.cluster, row.id, Instant::now());
             }
@@ -501,9 +508,7 @@ impl<S: Sink> OutboxPublisher<S> {
 
     /// Counts and logs a failed attempt (retried), also on the row.
     async fn count_failure(&self, id: i64, error: &PublishError) {
-        self.metrics
-            .publish_failures
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.publish_failures.inc();
         tracing::warn!(id, %error, "publish failed; will retry");
         if let Err(e) = self
             .store
@@ -536,7 +541,7 @@ impl<S: Sink> OutboxPublisher<S> {
             .await
         {
             Ok(superseded) => {
-                self.metrics.outbox_parked.fetch_add(1, Ordering::Relaxed);
+                self.metrics.outbox_parked.inc();
                 tracing::error!(
                     id,
                     cluster = %cut(cluster, 64),
@@ -625,8 +630,10 @@ impl<S: Sink> OutboxPublisher<S> {
     async fn finish_completion(&self, c: Completing, schedule: &mut Schedule) -> bool {
         match c.pending.outcome().await {
             Ok(_) => {
+                self.progress.mark();
                 for row in c.rows {
-                    self.metrics.sent(&row.ty);
+                    self.metrics
+                        .sent(&row.ty, &row.cluster, row.resource_id.as_deref());
                     tracing::debug!(id = row.id, ty = row.ty, "published");
                 }
                 true

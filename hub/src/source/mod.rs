@@ -195,7 +195,8 @@ impl SourceLoop {
                 return;
             }
         };
-        self.metrics.received(event.ty());
+        self.metrics
+            .received(event.ty(), event.cluster_name().ok().flatten());
         match (ty.sub_resource, &ty.action) {
             (SubResource::Spec, Action::ResyncRequest) => {
                 let cluster = match admission::claimed_cluster(
@@ -301,6 +302,7 @@ impl SourceLoop {
     }
 
     async fn answer_spec_resync(&self, event: Event, cluster: String) {
+        let arrived = std::time::Instant::now();
         let registered = {
             let cluster = cluster.clone();
             self.store.run(move |s| s.get_cluster(&cluster)).await
@@ -363,9 +365,10 @@ impl SourceLoop {
                     tracing::error!(%cluster, error = %e, "cannot build a spec resync answer");
                 }
                 tracing::info!(%cluster, answers = n, "spec resync answered");
+                self.metrics.spec_resyncs_answered.inc();
                 self.metrics
-                    .spec_resyncs_answered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .spec_resync_seconds
+                    .observe(arrived.elapsed().as_secs_f64());
                 self.outbox.notify_one();
             }
             Err(e) => tracing::error!(error = %e, "cannot answer a spec resync request"),

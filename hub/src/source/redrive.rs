@@ -30,7 +30,6 @@
 //! everything). Visible: `workbus_hub_deletions_redriven_total` and one info line per
 //! run that queued something.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -196,9 +195,7 @@ impl SourceLoop {
         if queued == 0 {
             return;
         }
-        self.metrics
-            .deletions_redriven
-            .fetch_add(queued as u64, Ordering::Relaxed);
+        self.metrics.deletions_redriven.inc_by(queued as u64);
         tracing::info!(
             queued,
             pending,

@@ -16,6 +16,7 @@ use cloudevents::AttributesReader;
 use workbus_schemas::Event;
 use workbus_schemas::acl::Identity;
 use workbus_schemas::event_type::{Action, SubResource};
+use workbus_schemas::extensions::OcmExtensions;
 use workbus_schemas::mqtt::MqttMessage;
 use workbus_schemas::registration::{
     RegistrationBody, RegistrationKind, RegistrationObject, decode_registration_event,
@@ -197,7 +198,8 @@ impl SourceLoop {
             };
             return self.refuse(&event, r, &message.topic);
         }
-        self.metrics.received(event.ty());
+        self.metrics
+            .received(event.ty(), event.cluster_name().ok().flatten());
         let ctx = &self.registration;
         let now = ctx.clock.now();
         let echo = ctx.echo.clone();

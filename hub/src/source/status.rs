@@ -8,8 +8,6 @@
 //! result to [`SourceLoop::finish_statuses`], which counts the outcomes and tells REST
 //! watchers in that same order.
 
-use std::sync::atomic::Ordering;
-
 use chrono::Utc;
 use tokio::sync::mpsc;
 use workbus_schemas::Event;
@@ -117,9 +115,8 @@ impl SourceLoop {
     ) {
         match outcome {
             Ok(StatusOutcome::Accepted(work)) => {
-                self.metrics
-                    .statuses_accepted
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.statuses_accepted.inc();
+                self.metrics.status_accepted(&work.uid);
                 tracing::debug!(uid = %work.uid, generation = work.generation, "status accepted");
                 self.watchers.notify(|| WorkChange {
                     kind: ChangeKind::Status,
@@ -127,9 +124,8 @@ impl SourceLoop {
                 });
             }
             Ok(StatusOutcome::Deleted(work)) => {
-                self.metrics
-                    .deletions_completed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.deletions_completed.inc();
+                self.metrics.status_accepted(&work.uid);
                 tracing::info!(uid = %work.uid, cluster = %work.key.cluster, name = %work.key.name, "deletion confirmed by the agent; work removed");
                 self.watchers.notify(|| WorkChange {
                     kind: ChangeKind::Deleted,

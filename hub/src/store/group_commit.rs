@@ -17,7 +17,6 @@
 //! [`StoreHandle::submit`]: super::StoreHandle::submit
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -203,11 +202,11 @@ fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>, metrics: Arc<Metri
         let n = batch.len() as u64;
         let started = std::time::Instant::now();
         let committed = batch.commit(store.as_ref());
-        metrics
-            .store_commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        metrics.store_commits.fetch_add(1, Ordering::Relaxed);
-        metrics.store_writes.fetch_add(n, Ordering::Relaxed);
+        let took = started.elapsed();
+        metrics.store_commit_micros.inc_by(took.as_micros() as u64);
+        metrics.store_commit_seconds.observe(took.as_secs_f64());
+        metrics.store_commits.inc();
+        metrics.store_writes.inc_by(n);
         if let Err(e) = &committed {
             tracing::error!(error = %e, writes = n, "group commit failed");
         }

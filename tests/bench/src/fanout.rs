@@ -96,11 +96,11 @@ async fn run_fleet(ctx: &Ctx, security: Security) -> Result<Value, BenchError> {
         "agents": agents,
         "broker": broker,
         "hub": {
-            "statuses_accepted": hub_metrics.statuses_accepted.load(Ordering::Relaxed),
-            "store_commits": hub_metrics.store_commits.load(Ordering::Relaxed),
-            "store_writes": hub_metrics.store_writes.load(Ordering::Relaxed),
-            "store_commit_s": measure::round(hub_metrics.store_commit_micros.load(Ordering::Relaxed) as f64 / 1e6),
-            "publish_failures": hub_metrics.publish_failures.load(Ordering::Relaxed),
+            "statuses_accepted": hub_metrics.statuses_accepted.get(),
+            "store_commits": hub_metrics.store_commits.get(),
+            "store_writes": hub_metrics.store_writes.get(),
+            "store_commit_s": measure::round(hub_metrics.store_commit_micros.get() as f64 / 1e6),
+            "publish_failures": hub_metrics.publish_failures.get(),
         },
     });
     fleet.stop().await;

@@ -156,7 +156,7 @@ async fn phase(
     // Every first-connect resync answered before works exist: a request answered late
     // would resend works created meanwhile and blur the storm's figures.
     let t_first = Instant::now();
-    while hub.spec_resyncs_answered.load(Ordering::Relaxed) < n as u64 {
+    while hub.spec_resyncs_answered.get() < n as u64 {
         if t_first.elapsed() > limit {
             return Err(BenchError::Timeout("first resyncs not answered".into()));
         }
@@ -174,7 +174,7 @@ async fn phase(
     .await?;
     let statuses = works as u64;
     let t_hub = Instant::now();
-    while hub.statuses_accepted.load(Ordering::Relaxed) < statuses {
+    while hub.statuses_accepted.get() < statuses {
         if t_hub.elapsed() > limit {
             return Err(BenchError::Timeout("statuses did not reach the hub".into()));
         }
@@ -197,7 +197,7 @@ async fn phase(
         .await?;
     }
     let before = quiesce(&mut fleet, limit).await?;
-    let answered_before = hub.spec_resyncs_answered.load(Ordering::Relaxed);
+    let answered_before = hub.spec_resyncs_answered.get();
     let (bp0, bd0) = broker_counts(&fleet.broker);
 
     // The storm: every agent connection cut at once; the hub's stays.
@@ -222,7 +222,7 @@ async fn phase(
             - get(&before, "resyncs_done")
     };
     loop {
-        let answered = hub.spec_resyncs_answered.load(Ordering::Relaxed) - answered_before;
+        let answered = hub.spec_resyncs_answered.get() - answered_before;
         if hub_all.is_none() && answered >= n as u64 {
             hub_all = Some(t0.elapsed());
         }
@@ -284,7 +284,7 @@ async fn phase(
             "specs_applied": d("applied"),
             "spec_duplicates": d("duplicates"),
             "statuses_sent": d("status_sent"),
-            "hub_spec_resyncs_answered": hub.spec_resyncs_answered.load(Ordering::Relaxed) - answered_before,
+            "hub_spec_resyncs_answered": hub.spec_resyncs_answered.get() - answered_before,
             "broker_published": bp1 - bp0,
             "broker_delivered": bd1 - bd0,
         },

@@ -41,9 +41,9 @@ async fn step(
     tracker.reset();
     let (slots, rate) = (plan.slots.len(), plan.rate);
     let metrics = fleet.hub.metrics().clone();
-    let commits0 = metrics.store_commits.load(Ordering::Relaxed);
-    let writes0 = metrics.store_writes.load(Ordering::Relaxed);
-    let commit_us0 = metrics.store_commit_micros.load(Ordering::Relaxed);
+    let commits0 = metrics.store_commits.get();
+    let writes0 = metrics.store_writes.get();
+    let commit_us0 = metrics.store_commit_micros.get();
     let bytes0 = measure::self_write_bytes();
     let t = Instant::now();
     let failed = put_works(&fleet.hub, &fleet.prefix, plan, tracker.clone()).await;
@@ -54,9 +54,9 @@ async fn step(
         .filter(|t| *t > 0.0)
         .map(|t| slots as f64 / (t / 1000.0));
     let issued_rate = slots as f64 / issue.as_secs_f64().max(1e-9);
-    let commits = metrics.store_commits.load(Ordering::Relaxed) - commits0;
-    let writes = metrics.store_writes.load(Ordering::Relaxed) - writes0;
-    let commit_s = (metrics.store_commit_micros.load(Ordering::Relaxed) - commit_us0) as f64 / 1e6;
+    let commits = metrics.store_commits.get() - commits0;
+    let writes = metrics.store_writes.get() - writes0;
+    let commit_s = (metrics.store_commit_micros.get() - commit_us0) as f64 / 1e6;
     let written = measure::self_write_bytes().saturating_sub(bytes0);
     let per_change = |v: f64| measure::round(v / slots as f64);
     json!({
@@ -181,10 +181,10 @@ impl Scenario for Throughput {
             "best_round_trips_per_s_p99_under_1s": best.map(measure::round),
             "agents": agents,
             "hub": {
-                "statuses_accepted": hub_metrics.statuses_accepted.load(Ordering::Relaxed),
-                "store_commits": hub_metrics.store_commits.load(Ordering::Relaxed),
-                "store_writes": hub_metrics.store_writes.load(Ordering::Relaxed),
-                "store_commit_s": measure::round(hub_metrics.store_commit_micros.load(Ordering::Relaxed) as f64 / 1e6),
+                "statuses_accepted": hub_metrics.statuses_accepted.get(),
+                "store_commits": hub_metrics.store_commits.get(),
+                "store_writes": hub_metrics.store_writes.get(),
+                "store_commit_s": measure::round(hub_metrics.store_commit_micros.get() as f64 / 1e6),
             },
         });
         fleet.stop().await;
