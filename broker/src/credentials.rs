@@ -7,10 +7,15 @@
 //! parameters), so verifications run on the blocking pool, at most
 //! [`MAX_CONCURRENT_CHECKS`] at a time: a reconnect storm of password clients costs time,
 //! never unbounded memory.
+//!
+//! The file can be reloaded while the broker runs ([`Credentials::reload`], on SIGHUP in
+//! the standalone broker): a file that does not parse changes nothing, and the identities
+//! whose line went or changed are returned so their established password sessions can be
+//! closed ([`crate::BrokerHandle::close_password_sessions`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -51,11 +56,36 @@ pub enum CredentialsError {
     Hash(String),
 }
 
-/// The identities of a credential file and their password hashes.
+/// Identity → Argon2 PHC hash.
+type Hashes = HashMap<String, String>;
+
+/// The identities of a credential file and their password hashes. Clones share the
+/// table, so a reload through one is seen by every clone (the broker's authorizer).
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    hashes: Arc<HashMap<String, String>>,
+    hashes: Arc<RwLock<Arc<Hashes>>>,
     checks: Arc<Semaphore>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsReload {
+    /// Identities listed now.
+    pub identities: usize,
+    /// Identities whose line was removed or whose hash changed (sorted): their
+    /// password sessions should end.
+    pub withdrawn: Vec<String>,
+}
+
+/// The identities of `old` that `new` removes or gives another hash (sorted).
+pub fn withdrawn(old: &Hashes, new: &Hashes) -> Vec<String> {
+    let mut names: Vec<String> = old
+        .iter()
+        .filter(|(name, hash)| new.get(*name) != Some(*hash))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 impl Credentials {
@@ -70,40 +100,41 @@ impl Credentials {
 
     /// Parses the text of a credential file (`path` is for messages).
     pub fn parse(path: &Path, text: &str) -> Result<Credentials, CredentialsError> {
-        let mut hashes = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |reason: String| CredentialsError::Line {
-                path: path.to_owned(),
-                line: i + 1,
-                reason,
-            };
-            let (name, hash) = line
-                .split_once(':')
-                .ok_or_else(|| bad("expected identity:hash".into()))?;
-            Identity::parse(name).map_err(|e| bad(e.to_string()))?;
-            PasswordHash::new(hash).map_err(|e| bad(format!("not a PHC hash: {e}")))?;
-            if hashes.insert(name.to_owned(), hash.to_owned()).is_some() {
-                return Err(bad(format!("{name} is listed twice")));
-            }
-        }
         Ok(Credentials {
-            hashes: Arc::new(hashes),
+            hashes: Arc::new(RwLock::new(Arc::new(parse_hashes(path, text)?))),
             checks: Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS)),
         })
     }
 
+    /// Reads `path` again and, when it parses, takes its table in place of the current
+    /// one (every clone sees it). A file that cannot be read or parsed changes nothing.
+    pub fn reload(&self, path: &Path) -> Result<CredentialsReload, CredentialsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let new = Arc::new(parse_hashes(path, &text)?);
+        let mut table = self.hashes.write().unwrap_or_else(PoisonError::into_inner);
+        let withdrawn = withdrawn(&table, &new);
+        *table = Arc::clone(&new);
+        Ok(CredentialsReload {
+            identities: new.len(),
+            withdrawn,
+        })
+    }
+
+    fn table(&self) -> Arc<Hashes> {
+        Arc::clone(&self.hashes.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Number of identities listed.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.table().len()
     }
 
     /// Whether no identity is listed.
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.table().is_empty()
     }
 
     /// Whether `password` is `name`'s. Unknown names cost a hash too, so timing does not
@@ -112,7 +143,7 @@ impl Credentials {
         if password.len() > MAX_PASSWORD {
             return false;
         }
-        let known = self.hashes.get(name).cloned();
+        let known = self.table().get(name).cloned();
         let Ok(_permit) = self.checks.acquire().await else {
             return false;
         };
@@ -126,6 +157,31 @@ impl Credentials {
         .await
         .unwrap_or(false)
     }
+}
+
+/// The table of a credential file's text (`path` is for messages).
+fn parse_hashes(path: &Path, text: &str) -> Result<Hashes, CredentialsError> {
+    let mut hashes = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: String| CredentialsError::Line {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        };
+        let (name, hash) = line
+            .split_once(':')
+            .ok_or_else(|| bad("expected identity:hash".into()))?;
+        Identity::parse(name).map_err(|e| bad(e.to_string()))?;
+        PasswordHash::new(hash).map_err(|e| bad(format!("not a PHC hash: {e}")))?;
+        if hashes.insert(name.to_owned(), hash.to_owned()).is_some() {
+            return Err(bad(format!("{name} is listed twice")));
+        }
+    }
+    Ok(hashes)
 }
 
 /// A hash of a random password nobody knows, checked for unknown user names.
@@ -168,6 +224,21 @@ pub fn set_line(text: &str, name: &str, hash: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_and_rehashed_identities_are_withdrawn_added_and_kept_ones_not() {
+        let table = |pairs: &[(&str, &str)]| -> Hashes {
+            pairs
+                .iter()
+                .map(|(n, h)| (n.to_string(), h.to_string()))
+                .collect()
+        };
+        let old = table(&[("a", "h1"), ("b", "h2"), ("c", "h3")]);
+        let new = table(&[("b", "h2x"), ("c", "h3"), ("d", "h4")]);
+        assert_eq!(withdrawn(&old, &new), vec!["a", "b"]);
+        assert!(withdrawn(&old, &old).is_empty());
+        assert!(withdrawn(&Hashes::new(), &new).is_empty());
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_files_parse() {

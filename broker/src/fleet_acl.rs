@@ -83,6 +83,12 @@ impl FleetAcl {
         self
     }
 
+    /// The credential file's table, when password logins are allowed (shared: a
+    /// [`Credentials::reload`] through it changes what this ACL accepts).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
     /// The topic ACL in use.
     pub fn topic_acl(&self) -> &TopicAcl {
         &self.acl

@@ -1,5 +1,5 @@
 //! `workbus-broker` binary: runs the broker until Ctrl-C or SIGTERM, then stops gracefully
-//! (SIGHUP reloads the TLS files); `certs …` makes the CA and certificates, `passwd` adds
+//! (SIGHUP reloads the TLS files and the credential file); `certs …` makes the CA and certificates, `passwd` adds
 //! a hashed credential, `acl …` prints the topic ACL for Mosquitto or EMQX.
 //!
 //! Every flag can also come from a `WORKBUS_BROKER_*` environment variable; the defaults
@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use workbus_schemas::topics::Topics;
 #[command(
     name = "workbus-broker",
     version,
-    about = "The workbus MQTT 5 and 3.1.1 broker: runs until Ctrl-C or SIGTERM, then stops gracefully (SIGHUP reloads the TLS files)"
+    about = "The workbus MQTT 5 and 3.1.1 broker: runs until Ctrl-C or SIGTERM, then stops gracefully (SIGHUP reloads the TLS files and the credential file)"
 )]
 struct Args {
     #[command(subcommand)]
@@ -129,7 +129,7 @@ struct Args {
     )]
     topics_config: Option<PathBuf>,
     /// Credential file (`identity:argon2-hash` lines, see `passwd`) for clients without
-    /// certificates.
+    /// certificates; re-read on SIGHUP, closing the sessions of identities it withdrew.
     #[arg(long, value_name = "FILE", env = "WORKBUS_BROKER_CREDENTIALS")]
     credentials: Option<PathBuf>,
     /// Refused operations after which a connection is closed (0: never).
@@ -571,6 +571,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The credential file and the table the ACL checks against, reloaded on SIGHUP.
+    let password_file = args
+        .credentials
+        .clone()
+        .zip(acl.as_ref().and_then(|a| a.credentials().cloned()));
     for line in banner(
         &handle,
         &config,
@@ -598,7 +603,7 @@ async fn main() -> ExitCode {
     };
     tokio::select! {
         _ = stop => {}
-        _ = reload_on_sighup(&handle) => {}
+        _ = reload_on_sighup(&handle, password_file.as_ref()) => {}
     }
     println!("workbus-broker shutting down");
     if let Some(ep) = endpoint {
@@ -664,8 +669,9 @@ fn banner(handle: &BrokerHandle, config: &BrokerConfig, acl_source: Option<&str>
     lines
 }
 
-/// Reloads the TLS files on every SIGHUP; never returns (unless signals are unavailable).
-async fn reload_on_sighup(handle: &BrokerHandle) {
+/// Reloads the TLS files and the credential file on every SIGHUP; never returns (unless
+/// signals are unavailable).
+async fn reload_on_sighup(handle: &BrokerHandle, password_file: Option<&(PathBuf, Credentials)>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return std::future::pending().await;
@@ -675,8 +681,31 @@ async fn reload_on_sighup(handle: &BrokerHandle) {
             Ok(r) => println!("workbus-broker TLS files reloaded ({r:?})"),
             Err(e) => eprintln!("workbus-broker: TLS reload failed, previous files kept: {e}"),
         }
+        if let Some((path, credentials)) = password_file {
+            reload_credentials(handle, path, credentials).await;
+        }
     }
     std::future::pending().await
+}
+
+/// Re-reads the credential file; the sessions of identities it withdrew are closed.
+async fn reload_credentials(handle: &BrokerHandle, path: &Path, credentials: &Credentials) {
+    let (path, table) = (path.to_owned(), credentials.clone());
+    // Reading a file is blocking work.
+    match tokio::task::spawn_blocking(move || table.reload(&path)).await {
+        Ok(Ok(reloaded)) => {
+            let closed = handle.close_password_sessions(&reloaded.withdrawn);
+            println!(
+                "workbus-broker credential file reloaded: {} identities, {} withdrawn, {closed} sessions closed",
+                reloaded.identities,
+                reloaded.withdrawn.len()
+            );
+        }
+        Ok(Err(e)) => {
+            eprintln!("workbus-broker: credential reload failed, previous file kept: {e}")
+        }
+        Err(e) => eprintln!("workbus-broker: credential reload failed: {e}"),
+    }
 }
 
 /// Runs one of the tools.

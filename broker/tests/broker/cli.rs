@@ -115,3 +115,71 @@ fn packaging_uses_real_flags_and_the_probe_works() {
     drop(listener);
     assert!(!probe(&addr).success());
 }
+
+/// SIGHUP re-reads the credential file (issue 12): a new identity logs in without a
+/// restart and a removed one's session is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_credential_file() {
+    use crate::common::{connect_v5, spawn_v5, v5_options};
+    use workbus_broker::credentials::{hash_password, set_line};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let line = |name: &str, password: &[u8]| set_line("", name, &hash_password(password).unwrap());
+    std::fs::write(&file, line("a", b"a-1")).unwrap();
+    let mut child = broker()
+        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--credentials"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = lines.recv_timeout(WAIT).expect("a listening line");
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("workbus-broker listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first}"));
+    let login = |who: &str, password: &str| {
+        let mut o = v5_options(addr, &format!("{who}-work-agent-client"));
+        o.set_credentials(who, password);
+        o
+    };
+    let (mut a, _) = connect_v5(login("a", "a-1")).await;
+    let mut b = spawn_v5(login("b", "b-1"));
+    let refused = b.expect_error("b unknown before the reload").await;
+    assert!(refused.contains("BadUserNamePassword"), "{refused}");
+
+    std::fs::write(&file, line("b", b"b-1")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let reloaded = loop {
+        let line = lines.recv_timeout(WAIT).expect("a reload line");
+        if line.starts_with("workbus-broker credential file reloaded") {
+            break line;
+        }
+    };
+    assert_eq!(
+        reloaded,
+        "workbus-broker credential file reloaded: 1 identities, 1 withdrawn, 1 sessions closed"
+    );
+    let why = a.expect_error("a's session closed").await;
+    assert!(why.contains("AdministrativeAction"), "{why}");
+    connect_v5(login("b", "b-1")).await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    assert!(child.wait().expect("exits").success());
+}

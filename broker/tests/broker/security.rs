@@ -541,3 +541,82 @@ async fn changed_files_are_picked_up_without_a_signal() {
     .await;
     broker.shutdown().await;
 }
+
+/// A reloaded credential file takes effect for new logins at once, and the password
+/// sessions of identities it removed or re-keyed are closed (issue 12: the file was read
+/// only at start). A bad file changes nothing.
+#[tokio::test]
+async fn a_reloaded_credential_file_withdraws_removed_and_changed_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let line = |name: &str, password: &[u8]| {
+        credentials::set_line("", name, &credentials::hash_password(password).unwrap())
+    };
+    let c_line = line("c", b"c-1");
+    std::fs::write(
+        &file,
+        format!("{}{}{c_line}", line("a", b"a-1"), line("b", b"b-1")),
+    )
+    .unwrap();
+    let creds = Credentials::load(&file).unwrap();
+    let acl = FleetAcl::for_source("workbus")
+        .unwrap()
+        .with_credentials(creds.clone());
+    let broker = start_with(local_config(), acl).await;
+    let addr = broker.local_addr();
+    let login = |who: &str, password: &str| {
+        let mut o = v5_options(addr, &format!("{who}-work-agent-client"));
+        o.set_credentials(who, password);
+        o
+    };
+    let (mut a, _) = connect_v5(login("a", "a-1")).await;
+    let (mut b, _) = connect_v5(login("b", "b-1")).await;
+    let (mut c, _) = connect_v5(login("c", "c-1")).await;
+
+    // A file that does not parse is refused and the old table stays in force.
+    std::fs::write(&file, "a:not-a-hash\n").unwrap();
+    assert!(creds.reload(&file).is_err());
+    assert_eq!(broker.close_password_sessions(&[]), 0);
+    let (mut a2, _) = connect_v5(login("a", "a-1")).await;
+
+    // a removed, b re-keyed, c unchanged, d added.
+    std::fs::write(
+        &file,
+        format!("{}{c_line}{}", line("b", b"b-2"), line("d", b"d-1")),
+    )
+    .unwrap();
+    let reloaded = creds.reload(&file).unwrap();
+    assert_eq!(reloaded.identities, 3);
+    assert_eq!(reloaded.withdrawn, vec!["a".to_string(), "b".to_string()]);
+    // The second a session (reconnected above with the same client id) replaced the
+    // first; one a and one b session are open.
+    assert_eq!(broker.close_password_sessions(&reloaded.withdrawn), 2);
+    // MQTT 5 clients are told why: DISCONNECT 0x98 (rumqttc ends its loop with it).
+    for client in [&mut a2, &mut b] {
+        let why = client.expect_error("a withdrawn session closed").await;
+        assert!(why.contains("AdministrativeAction"), "{why}");
+    }
+    // a's first session had already been taken over by its second.
+    a.expect_error("a's first session ended").await;
+    assert_eq!(broker.stats().revoked_disconnects, 2);
+
+    let refused = |mut client: V5| async move { client.expect_error("refused").await };
+    assert!(
+        refused(spawn_v5(login("a", "a-1")))
+            .await
+            .contains("BadUserNamePassword")
+    );
+    assert!(
+        refused(spawn_v5(login("b", "b-1")))
+            .await
+            .contains("BadUserNamePassword")
+    );
+    connect_v5(login("b", "b-2")).await;
+    connect_v5(login("d", "d-1")).await;
+    // c was not withdrawn: its session is still usable.
+    assert_eq!(
+        c.sub(&["sources/workbus/consumers/c/sourceevents"]).await,
+        vec![p5::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+    broker.shutdown().await;
+}
