@@ -88,6 +88,8 @@ use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{PublishError, Publisher};
 
 use crate::metrics::Metrics;
+use crate::replicas::Ownership;
+use crate::replicas::partition::PartitionSet;
 use crate::store::writes::{CompleteOutbox, OutboxAttemptFailed, ParkOutbox, UnparkOutbox};
 use crate::store::{OutboxEntry, OutboxPayload, PendingWrite, StoreHandle};
 
@@ -150,6 +152,9 @@ pub struct OutboxPublisher<S: Sink = Publisher> {
     pub metrics: Arc<Metrics>,
     /// Where it records its progress (read by `/readyz`).
     pub progress: Arc<progress::OutboxProgress>,
+    /// Which clusters' rows this replica publishes (all of them on a single hub; see
+    /// `replicas`): rows of other clusters are left to their owner.
+    pub ownership: Arc<Ownership>,
 }
 
 /// Acknowledged rows whose removal is committing.
@@ -307,8 +312,17 @@ impl<S: Sink> OutboxPublisher<S> {
         self.recheck_parked().await;
         let mut schedule = Schedule::default();
         let mut delay = RETRY_MIN;
+        let mut owned: PartitionSet = 0;
         loop {
             schedule.release_expired(Instant::now());
+            let now_owned = self.ownership.publishable(Instant::now());
+            if now_owned & !owned != 0 {
+                // Partitions gained (a claim, a takeover's quiet period over): their
+                // rows were skipped so far, so read the stored outbox from the start —
+                // the new owner begins with the oldest row the old one did not complete.
+                schedule.scan = 0;
+            }
+            owned = now_owned;
             let after = schedule.scan;
             let wire = self.wire.fingerprint().to_string();
             let batch = match self
@@ -361,6 +375,13 @@ impl<S: Sink> OutboxPublisher<S> {
         let mut end = PassEnd::Done;
         for entry in batch {
             if schedule.is_held(&entry.cluster) {
+                schedule.scan = entry.id;
+                continue;
+            }
+            // Checked for every row, at the instant it would go out: a replica whose
+            // lease deadline passed (paused, cut off from the database) stops here,
+            // before another may claim the partition.
+            if !self.ownership.owns(&entry.cluster) {
                 schedule.scan = entry.id;
                 continue;
             }

@@ -246,6 +246,33 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_cuts_no_truncate BEFORE TRUNCATE ON audit_cuts
         FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
     "#,
+    // 3: several active hubs (issue 16, ARCHITECTURE.md "Several hubs"): the replicas
+    // and their heartbeats, the partition leases (who publishes which clusters' outbox
+    // rows; `epoch` counts handovers), and a NOTIFY on every outbox insert so the owner
+    // of a cluster wakes whichever replica queued its event. Times are the server's.
+    r#"
+    CREATE TABLE hub_replicas (
+        replica_id   TEXT COLLATE "C" PRIMARY KEY,
+        rest_addr    TEXT COLLATE "C" NOT NULL,
+        started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        expires_at   TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE partition_leases (
+        partition    INTEGER PRIMARY KEY,
+        owner        TEXT COLLATE "C",
+        epoch        BIGINT NOT NULL DEFAULT 0,
+        acquired_at  TIMESTAMPTZ,
+        expires_at   TIMESTAMPTZ
+    );
+    CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('workbus_outbox', '');
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER outbox_queued AFTER INSERT ON outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+    "#,
 ];
 
 /// The schema version this binary writes.

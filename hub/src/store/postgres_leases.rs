@@ -1,0 +1,304 @@
+//! The rows of several active hubs on one PostgreSQL database (issue 16, see
+//! ARCHITECTURE.md "Several hubs"): the replicas' heartbeats (`hub_replicas`) and the
+//! partition leases (`partition_leases`), read and changed in one transaction per
+//! renewal; and the [`Listener`] that hears `NOTIFY workbus_outbox` (a trigger on every
+//! outbox insert, migration 3) so a replica publishes events another replica queued.
+//!
+//! The decisions are not here: [`LeaseTable::tick`] hands the rows to a pure planner
+//! (`replicas::planner`) and writes its answer. Every time is the server's `now()`, so
+//! the replicas' clocks never meet.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::StoreError;
+use super::postgres_conn::{Connector, PgConn, col};
+
+/// One live replica, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaRow {
+    /// Its id (`serve --replica-id`).
+    pub replica_id: String,
+    /// Where its REST API listens.
+    pub rest_addr: String,
+    /// When it first registered (RFC 3339, UTC).
+    pub started_at: String,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_secs: f64,
+}
+
+/// One partition's lease, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    /// The partition.
+    pub partition: u32,
+    /// Its holder, `None` when free.
+    pub owner: Option<String>,
+    /// Handovers so far (each claim adds one).
+    pub epoch: i64,
+    /// Seconds until it expires (negative: expired); `None` when never owned.
+    pub expires_in_secs: Option<f64>,
+}
+
+/// What a renewal changes, decided from the rows it read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseChanges {
+    /// Own leases to renew.
+    pub renew: Vec<u32>,
+    /// Partitions to take (epoch + 1).
+    pub claim: Vec<u32>,
+    /// Own leases to give up.
+    pub release: Vec<u32>,
+}
+
+/// What one renewal saw and did.
+#[derive(Debug, Clone, Default)]
+pub struct TickOutcome {
+    /// The live replicas (this one included), by id.
+    pub replicas: Vec<ReplicaRow>,
+    /// Every partition's lease after the changes.
+    pub leases: Vec<LeaseRow>,
+}
+
+/// The lease rows of one replica, on a connection of its own.
+pub struct LeaseTable {
+    connector: Connector,
+    conn: Option<PgConn>,
+}
+
+const LEASES: &str = "SELECT partition, owner, epoch, \
+     EXTRACT(EPOCH FROM (expires_at - now()))::float8 \
+     FROM partition_leases ORDER BY partition";
+
+impl LeaseTable {
+    /// Lease rows in the database at `url` (connects on first use).
+    pub fn new(url: &str) -> Result<LeaseTable, StoreError> {
+        Ok(LeaseTable {
+            connector: Connector::new(url)?,
+            conn: None,
+        })
+    }
+
+    fn conn(&mut self) -> Result<&mut PgConn, StoreError> {
+        if self.conn.as_ref().is_none_or(PgConn::is_closed) {
+            self.conn = Some(self.connector.connect()?);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// One renewal: heartbeats `replica_id` (expiring `ttl` from now), makes sure the
+    /// `partitions` lease rows exist, reads the live replicas and the leases (locked
+    /// until commit, so renewals of all replicas run one at a time), lets `decide`
+    /// choose, writes its changes and commits. A failed renewal rolls back and drops the
+    /// connection (the next one connects again).
+    pub fn tick(
+        &mut self,
+        replica_id: &str,
+        rest_addr: &str,
+        ttl: Duration,
+        partitions: u32,
+        decide: impl FnOnce(&[ReplicaRow], &[LeaseRow]) -> LeaseChanges,
+    ) -> Result<TickOutcome, StoreError> {
+        let conn = self.conn()?;
+        conn.batch("BEGIN")?;
+        let result = tick_in(conn, replica_id, rest_addr, ttl, partitions, decide);
+        let result = result.and_then(|outcome| conn.batch("COMMIT").map(|()| outcome));
+        if result.is_err() {
+            let _ = conn.batch("ROLLBACK");
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Gives up every lease of `replica_id` and removes its row (a clean stop: the
+    /// others take its partitions at their next renewal instead of after the expiry).
+    pub fn release_all(&mut self, replica_id: &str) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let id = replica_id.to_string();
+        conn.execute(
+            "UPDATE partition_leases SET owner = NULL, expires_at = now() WHERE owner = $1",
+            &[&id],
+        )?;
+        conn.execute("DELETE FROM hub_replicas WHERE replica_id = $1", &[&id])?;
+        Ok(())
+    }
+
+    /// The live replicas and every lease, read without changing anything (REST).
+    pub fn read(&mut self) -> Result<TickOutcome, StoreError> {
+        let conn = self.conn()?;
+        let result = read_rows(conn);
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+fn tick_in(
+    conn: &mut PgConn,
+    replica_id: &str,
+    rest_addr: &str,
+    ttl: Duration,
+    partitions: u32,
+    decide: impl FnOnce(&[ReplicaRow], &[LeaseRow]) -> LeaseChanges,
+) -> Result<TickOutcome, StoreError> {
+    let id = replica_id.to_string();
+    let addr = rest_addr.to_string();
+    let ttl = ttl.as_secs_f64();
+    let count = partitions as i32;
+    conn.execute(
+        "INSERT INTO hub_replicas (replica_id, rest_addr, heartbeat_at, expires_at) \
+         VALUES ($1, $2, now(), now() + make_interval(secs => $3)) \
+         ON CONFLICT (replica_id) DO UPDATE SET rest_addr = $2, heartbeat_at = now(), \
+         expires_at = now() + make_interval(secs => $3)",
+        &[&id, &addr, &ttl],
+    )?;
+    conn.execute(
+        "INSERT INTO partition_leases (partition) SELECT generate_series(0, $1 - 1) \
+         ON CONFLICT DO NOTHING",
+        &[&count],
+    )?;
+    // Locks every lease row until commit: renewals of all replicas are serialised, so
+    // each plans from rows no other replica is changing.
+    conn.query(
+        "SELECT partition FROM partition_leases ORDER BY partition FOR UPDATE",
+        &[],
+    )?;
+    let before = read_rows(conn)?;
+    let changes = decide(&before.replicas, &before.leases);
+    let as_i32 = |v: &[u32]| v.iter().map(|p| *p as i32).collect::<Vec<i32>>();
+    let (renew, claim, release) = (
+        as_i32(&changes.renew),
+        as_i32(&changes.claim),
+        as_i32(&changes.release),
+    );
+    if !renew.is_empty() {
+        conn.execute(
+            "UPDATE partition_leases SET expires_at = now() + make_interval(secs => $3) \
+             WHERE partition = ANY($1) AND owner = $2",
+            &[&renew, &id, &ttl],
+        )?;
+    }
+    if !claim.is_empty() {
+        // Only what is free or expired: the planner decided from these very rows (locked),
+        // the condition says so once more.
+        conn.execute(
+            "UPDATE partition_leases SET owner = $2, epoch = epoch + 1, acquired_at = now(), \
+             expires_at = now() + make_interval(secs => $3) \
+             WHERE partition = ANY($1) AND (owner IS NULL OR expires_at <= now())",
+            &[&claim, &id, &ttl],
+        )?;
+    }
+    if !release.is_empty() {
+        conn.execute(
+            "UPDATE partition_leases SET owner = NULL, expires_at = now() \
+             WHERE partition = ANY($1) AND owner = $2",
+            &[&release, &id],
+        )?;
+    }
+    read_rows(conn)
+}
+
+fn read_rows(conn: &mut PgConn) -> Result<TickOutcome, StoreError> {
+    let replicas = conn
+        .query(
+            "SELECT replica_id, rest_addr, \
+             to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+             EXTRACT(EPOCH FROM (now() - heartbeat_at))::float8 \
+             FROM hub_replicas WHERE expires_at > now() ORDER BY replica_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(ReplicaRow {
+                replica_id: col(r, 0)?,
+                rest_addr: col(r, 1)?,
+                started_at: col(r, 2)?,
+                heartbeat_age_secs: col(r, 3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let leases = conn
+        .query(LEASES, &[])?
+        .iter()
+        .map(|r| {
+            let partition: i32 = col(r, 0)?;
+            Ok(LeaseRow {
+                partition: u32::try_from(partition)
+                    .map_err(|_| StoreError::Backend(format!("partition {partition}")))?,
+                owner: col(r, 1)?,
+                epoch: col(r, 2)?,
+                expires_in_secs: col(r, 3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(TickOutcome { replicas, leases })
+}
+
+/// How long a listener waits for a notification before it checks whether to stop.
+const LISTEN_POLL: Duration = Duration::from_millis(500);
+/// Delay before listening again after the connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Hears `NOTIFY workbus_outbox` on a connection of its own (a thread: the driver
+/// blocks) and calls `on_notify` for each; reconnects after failures. Stops when the
+/// returned [`Listener`] is dropped.
+pub struct Listener {
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Starts listening on the database at `url`.
+    pub fn start(url: &str, on_notify: impl Fn() + Send + 'static) -> Result<Listener, StoreError> {
+        let connector = Connector::new(url)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("outbox-listener".into())
+            .spawn(move || listen(&connector, &flag, &on_notify))
+            .map_err(|e| StoreError::Backend(format!("cannot start the listener: {e}")))?;
+        Ok(Listener { stop })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn listen(connector: &Connector, stop: &AtomicBool, on_notify: &dyn Fn()) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut client = match connector.connect_client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for outbox notifications; retrying");
+                std::thread::sleep(LISTEN_RETRY);
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute("LISTEN workbus_outbox") {
+            tracing::warn!(error = %e, "cannot listen for outbox notifications; retrying");
+            std::thread::sleep(LISTEN_RETRY);
+            continue;
+        }
+        // Events may have been queued while not listening.
+        on_notify();
+        while !stop.load(Ordering::Relaxed) && !client.is_closed() {
+            let mut notifications = client.notifications();
+            let mut iter = notifications.timeout_iter(LISTEN_POLL);
+            match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
+                // Each commit that queued events: wake the publisher (cheap, and
+                // collapsed by its `Notify`).
+                Ok(Some(_)) => on_notify(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox notifications lost; listening again");
+                    std::thread::sleep(LISTEN_RETRY);
+                    break;
+                }
+            }
+        }
+    }
+}
