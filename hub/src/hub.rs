@@ -375,6 +375,7 @@ impl Hub {
             sealer: sealer.clone(),
             transport: transport.publisher.stats().clone(),
             outbox_progress,
+            leases: leases.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);

@@ -367,6 +367,7 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
     sampling.store(false, Ordering::Relaxed);
     sampler.await.unwrap();
     let history = history.lock().unwrap().clone();
+    eprintln!("multi-hub: acknowledged {acked:?}, attempted {attempted:?}, applied {history:?}");
     for (i, seen) in history.iter().enumerate() {
         assert!(
             seen.windows(2).all(|w| w[0] < w[1]),
