@@ -170,7 +170,18 @@ impl Hub {
             return Err(HubError::Plaintext(config.listen));
         }
         let replica = replica_id(&config)?;
-        let settings = config.store.clone();
+        let mut settings = config.store.clone();
+        if let (Some(id), crate::config::StoreSettings::Postgres { url, .. }) =
+            (&replica, &mut settings)
+        {
+            // Names this replica's connections: work change notices carry it, so the
+            // watch relay skips this replica's own changes.
+            url.0 = crate::store::postgres_leases::with_application_name(
+                &url.0,
+                &crate::replicas::watch_relay::origin(id),
+            );
+        }
+        let store_settings = settings.clone();
         let given = config.api.admin_token.clone();
         let token_file = config.api.admin_token_file.clone();
         let (opened, generated, (signing_key, new_key), audit_key) =
@@ -284,9 +295,17 @@ impl Hub {
             }));
         }
         tasks.push(tokio::spawn(source.run(events)));
-        let (ownership, leases) = match (&replica, &config.store) {
+        let (ownership, leases) = match (&replica, &store_settings) {
             (Some(id), crate::config::StoreSettings::Postgres { url, .. }) => {
                 let ownership = Arc::new(crate::replicas::Ownership::leased());
+                let (works, notices) =
+                    tokio::sync::mpsc::channel(crate::replicas::watch_relay::QUEUE);
+                tasks.push(tokio::spawn(crate::replicas::watch_relay::relay(
+                    notices,
+                    crate::replicas::watch_relay::origin(id),
+                    store.clone(),
+                    watchers.clone(),
+                )));
                 let leases = crate::replicas::lease::LeaseHandle::start(
                     &url.0,
                     id.clone(),
@@ -295,6 +314,7 @@ impl Hub {
                     notify.clone(),
                     peer_lost.clone(),
                     metrics.clone(),
+                    works,
                 )?;
                 tracing::info!(replica = %id, "one of several hubs: publishing the partitions it leases");
                 (ownership, Some(Arc::new(leases)))

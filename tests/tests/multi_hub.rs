@@ -383,3 +383,100 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
     a.proc.terminate(Duration::from_secs(10)).await.unwrap();
     broker.stop().await;
 }
+
+/// Watches across replicas (PostgreSQL LISTEN/NOTIFY): a watcher on replica B sees the
+/// spec changes made through replica A's REST API, the statuses whichever replica
+/// took them, and the deletion; a change made through B itself is announced once (B
+/// skips the notice of its own write). Two hubs in this process, sharing the store key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_one_replica_sees_changes_made_through_another() {
+    use workbus_hub::watch::ChangeKind;
+    use workbus_hub::{BrokerSettings, StoreSettings};
+    use workbus_tests::hubs::{delete_work, put_work, register_cluster, start_hub_on};
+
+    let Some(db) = workbus_testkit::postgres_or_skip("watches across replicas") else {
+        return;
+    };
+    let broker = TestBroker::embedded().await;
+    let source = broker.source_id();
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str| StoreSettings::Postgres {
+        url: workbus_hub::config::DatabaseUrl(db.url().to_string()),
+        data_dir: dir.path().join(name),
+        key_file: Some(dir.path().join("store.key")),
+    };
+    let plain = BrokerSettings::Address {
+        host: broker.host().to_string(),
+        port: broker.port(),
+    };
+    let hub_a = start_hub_on(store("a"), &source, plain.clone()).await;
+    let hub_b = start_hub_on(store("b"), &source, plain).await;
+    let mut watch_b = hub_b.watch();
+    let cluster = unique("watch");
+    assert_eq!(register_cluster(&hub_a, &cluster).await, 201);
+    let sim = Arc::new(SimulatedCluster::new(SimConfig {
+        ready_after: Duration::from_millis(50),
+        snapshot: None,
+    }));
+    let agent = start_agent(
+        broker.agent_config(&source, &cluster, &dir.path().join("a")),
+        sim,
+        Arc::new(MemoryStore::default()),
+    );
+
+    // Everything replica B's watchers hear about the work, until `until` holds.
+    let mut seen: Vec<(ChangeKind, i64, bool)> = Vec::new();
+    let mut wait = async |what: &str,
+                          seen: &mut Vec<(ChangeKind, i64, bool)>,
+                          until: &dyn Fn(&[(ChangeKind, i64, bool)]) -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !until(seen) {
+            let change = tokio::time::timeout_at(deadline, watch_b.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: B heard only {seen:?}"))
+                .expect("B's watchers stay open");
+            if change.object.metadata.name != "app" || change.cluster() != cluster {
+                continue;
+            }
+            let object = serde_json::to_value(&change.object).unwrap();
+            let generation = change.object.metadata.generation;
+            seen.push((
+                change.kind,
+                generation,
+                applied_at(Some(&object), generation),
+            ));
+        }
+    };
+
+    assert!(put_work(&hub_a, &cluster, "app", "app-config", "v1").await < 300);
+    wait("spec and applied status of generation 1", &mut seen, &|s| {
+        s.contains(&(ChangeKind::Spec, 1, false))
+            && s.iter()
+                .any(|c| c.0 == ChangeKind::Status && c.1 == 1 && c.2)
+    })
+    .await;
+
+    // Through B itself, then through A: B announces its own change once.
+    assert!(put_work(&hub_b, &cluster, "app", "app-config", "v2").await < 300);
+    assert!(put_work(&hub_a, &cluster, "app", "app-config", "v3").await < 300);
+    wait("generation 3's spec", &mut seen, &|s| {
+        s.iter().any(|c| c.0 == ChangeKind::Spec && c.1 == 3)
+    })
+    .await;
+    let own = seen
+        .iter()
+        .filter(|c| c.0 == ChangeKind::Spec && c.1 == 2)
+        .count();
+    assert_eq!(own, 1, "B's own change announced once: {seen:?}");
+
+    assert_eq!(delete_work(&hub_a, &cluster, "app").await, 202);
+    wait("the deletion", &mut seen, &|s| {
+        s.iter().any(|c| c.0 == ChangeKind::Deleted)
+    })
+    .await;
+
+    agent.shutdown().await;
+    hub_b.shutdown().await;
+    hub_a.shutdown().await;
+    broker.stop().await;
+}

@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -23,7 +23,9 @@ use super::planner::{self, LeaseView};
 use super::{LEASE_RENEW, LEASE_TTL, Ownership};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
-use crate::store::postgres_leases::{LeaseChanges, LeaseRow, LeaseTable, Listener, TickOutcome};
+use crate::store::postgres_leases::{
+    Heard, LeaseChanges, LeaseRow, LeaseTable, Listener, TickOutcome, WorkNotice,
+};
 
 /// What the replica saw at its last successful renewal (the REST replicas view).
 #[derive(Debug, Clone, Default)]
@@ -47,7 +49,7 @@ pub struct LeaseHandle {
 impl LeaseHandle {
     /// Starts the lease task of replica `replica_id` (REST at `rest_addr`) on the
     /// database at `url`, and the listener that wakes `outbox` on every outbox insert
-    /// of any replica.
+    /// of any replica and hands every work change to `works` (the watch relay).
     pub fn start(
         url: &str,
         replica_id: String,
@@ -56,10 +58,18 @@ impl LeaseHandle {
         outbox: Arc<Notify>,
         peer_lost: Arc<Notify>,
         metrics: Arc<Metrics>,
+        works: mpsc::Sender<WorkNotice>,
     ) -> Result<LeaseHandle, StoreError> {
         let table = LeaseTable::new(url)?;
         let wake = outbox.clone();
-        let listener = Listener::start(url, move || wake.notify_one())?;
+        let listener = Listener::start(url, move |heard| match heard {
+            Heard::OutboxQueued => wake.notify_one(),
+            Heard::Work(notice) => {
+                if works.try_send(notice).is_err() {
+                    tracing::debug!("work notices queue full; a watcher misses a change");
+                }
+            }
+        })?;
         let view = Arc::new(Mutex::new(ReplicaView {
             replica_id: replica_id.clone(),
             ..ReplicaView::default()

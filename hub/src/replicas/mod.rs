@@ -5,13 +5,15 @@
 //!
 //! - [`partition`]: cluster → partition (pure);
 //! - [`planner`]: which partitions a replica keeps, claims and releases (pure);
-//! - [`lease`]: the task renewing the leases and the [`Ownership`] the outbox reads.
+//! - [`lease`]: the task renewing the leases and the [`Ownership`] the outbox reads;
+//! - [`watch_relay`]: other replicas' work changes to this replica's watchers.
 //!
 //! A hub on SQLite is the only replica: [`Ownership::everything`].
 
 pub mod lease;
 pub mod partition;
 pub mod planner;
+pub mod watch_relay;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,15 +44,16 @@ pub enum ReplicaError {
     #[error("--replica-id needs a PostgreSQL store: a SQLite store serves exactly one hub")]
     SqliteIsSingleHub,
     /// The id is empty or unusable.
-    #[error("--replica-id {0:?}: use 1-128 characters of [A-Za-z0-9._-]")]
+    #[error("--replica-id {0:?}: use 1-50 characters of [A-Za-z0-9._-]")]
     InvalidId(String),
 }
 
-/// Checks a replica id: 1–128 characters of `[A-Za-z0-9._-]` (it is shown in tables
-/// and logs, and stored as a key).
+/// Checks a replica id: 1–50 characters of `[A-Za-z0-9._-]` (shown in tables and
+/// logs, stored as a key, and part of the connections' `application_name`, which
+/// PostgreSQL cuts at 63 bytes).
 pub fn check_id(id: &str) -> Result<(), ReplicaError> {
     let ok = !id.is_empty()
-        && id.len() <= 128
+        && id.len() <= 50
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -79,7 +82,7 @@ pub fn default_id() -> String {
                 '-'
             }
         })
-        .take(64)
+        .take(30)
         .collect();
     let host = if host.is_empty() { "hub".into() } else { host };
     let n = STARTED.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +230,7 @@ mod tests {
     fn replica_ids_are_checked() {
         assert!(check_id("hub-a.1_x").is_ok());
         assert!(check_id("").is_err() && check_id("a b").is_err());
-        assert!(check_id(&"x".repeat(129)).is_err());
+        assert!(check_id(&"x".repeat(51)).is_err() && check_id(&"x".repeat(50)).is_ok());
         let (a, b) = (default_id(), default_id());
         assert_ne!(a, b);
         assert!(check_id(&a).is_ok() && check_id(&b).is_ok());

@@ -240,23 +240,111 @@ fn read_rows(conn: &mut PgConn) -> Result<TickOutcome, StoreError> {
 const LISTEN_POLL: Duration = Duration::from_millis(500);
 /// Delay before listening again after the connection failed.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
+/// The channel of outbox inserts (migration 3's `outbox_notify`).
+const OUTBOX_CHANNEL: &str = "workbus_outbox";
+/// The channel of work changes (migration 3's `work_notify`).
+const WORKS_CHANNEL: &str = "workbus_works";
 
-/// Hears `NOTIFY workbus_outbox` on a connection of its own (a thread: the driver
-/// blocks) and calls `on_notify` for each; reconnects after failures. Stops when the
-/// returned [`Listener`] is dropped.
+/// What changed about a work, as a notification says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkNoticeKind {
+    /// The work row was written (created, changed, marked deleting).
+    Spec,
+    /// A status was stored.
+    Status,
+    /// The work row was removed (the agent confirmed its deletion).
+    Deleted,
+}
+
+/// One work change another connection committed (`NOTIFY workbus_works`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkNotice {
+    /// What changed.
+    pub kind: WorkNoticeKind,
+    /// The work's uid.
+    pub uid: String,
+    /// Its cluster (empty for a status).
+    pub cluster: String,
+    /// Its name (empty for a status).
+    pub name: String,
+    /// The generation written.
+    pub generation: i64,
+    /// The writing connection's `application_name` ([`with_application_name`]): a
+    /// replica skips its own changes, which it announced itself.
+    pub origin: String,
+}
+
+/// Parses a `workbus_works` payload: `kind|uid|cluster|name|generation|origin` (the
+/// origin last: it is the only part that is not a name or a number).
+pub fn parse_work_notice(payload: &str) -> Option<WorkNotice> {
+    let mut parts = payload.splitn(6, '|');
+    let kind = match parts.next()? {
+        "spec" => WorkNoticeKind::Spec,
+        "status" => WorkNoticeKind::Status,
+        "deleted" => WorkNoticeKind::Deleted,
+        _ => return None,
+    };
+    let uid = parts.next()?.to_string();
+    let cluster = parts.next()?.to_string();
+    let name = parts.next()?.to_string();
+    let generation = parts.next()?.parse().ok()?;
+    let origin = parts.next()?.to_string();
+    (!uid.is_empty()).then_some(WorkNotice {
+        kind,
+        uid,
+        cluster,
+        name,
+        generation,
+        origin,
+    })
+}
+
+/// `url` with its connections named `name` (`application_name`, which the change
+/// notifications carry as their origin), in either form a store URL may take.
+pub fn with_application_name(url: &str, name: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+            let kept: Vec<(String, String)> = u
+                .query_pairs()
+                .filter(|(k, _)| k != "application_name")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            u.query_pairs_mut()
+                .clear()
+                .extend_pairs(kept)
+                .append_pair("application_name", name);
+            u.to_string()
+        }
+        _ => format!("{url} application_name='{name}'"),
+    }
+}
+
+/// What a [`Listener`] heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Events were queued in the outbox (or the listener just (re)connected and may
+    /// have missed some).
+    OutboxQueued,
+    /// A work changed.
+    Work(WorkNotice),
+}
+
+/// Hears the store's notifications (`workbus_outbox`, `workbus_works`) on a connection
+/// of its own (a thread: the driver blocks) and hands each to `on`; reconnects after
+/// failures. Stops when dropped.
 pub struct Listener {
     stop: Arc<AtomicBool>,
 }
 
 impl Listener {
     /// Starts listening on the database at `url`.
-    pub fn start(url: &str, on_notify: impl Fn() + Send + 'static) -> Result<Listener, StoreError> {
+    pub fn start(url: &str, on: impl Fn(Heard) + Send + 'static) -> Result<Listener, StoreError> {
         let connector = Connector::new(url)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
-            .name("outbox-listener".into())
-            .spawn(move || listen(&connector, &flag, &on_notify))
+            .name("store-listener".into())
+            .spawn(move || listen(&connector, &flag, &on))
             .map_err(|e| StoreError::Backend(format!("cannot start the listener: {e}")))?;
         Ok(Listener { stop })
     }
@@ -268,37 +356,81 @@ impl Drop for Listener {
     }
 }
 
-fn listen(connector: &Connector, stop: &AtomicBool, on_notify: &dyn Fn()) {
+fn listen(connector: &Connector, stop: &AtomicBool, on: &dyn Fn(Heard)) {
     while !stop.load(Ordering::Relaxed) {
         let mut client = match connector.connect_client() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for outbox notifications; retrying");
+                tracing::warn!(error = %e, "cannot listen for store notifications; retrying");
                 std::thread::sleep(LISTEN_RETRY);
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute("LISTEN workbus_outbox") {
-            tracing::warn!(error = %e, "cannot listen for outbox notifications; retrying");
+        let sql = format!("LISTEN {OUTBOX_CHANNEL}; LISTEN {WORKS_CHANNEL}");
+        if let Err(e) = client.batch_execute(&sql) {
+            tracing::warn!(error = %e, "cannot listen for store notifications; retrying");
             std::thread::sleep(LISTEN_RETRY);
             continue;
         }
         // Events may have been queued while not listening.
-        on_notify();
+        on(Heard::OutboxQueued);
         while !stop.load(Ordering::Relaxed) && !client.is_closed() {
             let mut notifications = client.notifications();
             let mut iter = notifications.timeout_iter(LISTEN_POLL);
             match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
-                // Each commit that queued events: wake the publisher (cheap, and
-                // collapsed by its `Notify`).
-                Ok(Some(_)) => on_notify(),
+                Ok(Some(n)) if n.channel() == OUTBOX_CHANNEL => on(Heard::OutboxQueued),
+                Ok(Some(n)) => match parse_work_notice(n.payload()) {
+                    Some(notice) => on(Heard::Work(notice)),
+                    None => tracing::warn!(payload = n.payload(), "unreadable work notification"),
+                },
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "outbox notifications lost; listening again");
+                    tracing::warn!(error = %e, "store notifications lost; listening again");
                     std::thread::sleep(LISTEN_RETRY);
                     break;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_notices_round_trip_their_payload() {
+        let n = parse_work_notice("spec|u-1|edge-1|app|3|workbus-hub/a|b").unwrap();
+        assert_eq!(
+            n,
+            WorkNotice {
+                kind: WorkNoticeKind::Spec,
+                uid: "u-1".into(),
+                cluster: "edge-1".into(),
+                name: "app".into(),
+                generation: 3,
+                origin: "workbus-hub/a|b".into(),
+            }
+        );
+        let s = parse_work_notice("status|u-1|||2|x").unwrap();
+        assert_eq!(
+            (s.kind, s.cluster.as_str(), s.generation),
+            (WorkNoticeKind::Status, "", 2)
+        );
+        assert!(parse_work_notice("gone|u|c|n|1|o").is_none());
+        assert!(parse_work_notice("spec|u|c|n|x|o").is_none());
+        assert!(parse_work_notice("spec||c|n|1|o").is_none());
+    }
+
+    #[test]
+    fn the_application_name_is_set_in_either_url_form() {
+        assert_eq!(
+            with_application_name("postgres://u:p@h:5432/db?application_name=old&x=1", "wb/a"),
+            "postgres://u:p@h:5432/db?x=1&application_name=wb%2Fa"
+        );
+        assert_eq!(
+            with_application_name("host=h dbname=db", "wb/a"),
+            "host=h dbname=db application_name='wb/a'"
+        );
     }
 }

@@ -248,8 +248,9 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 3: several active hubs (issue 16, ARCHITECTURE.md "Several hubs"): the replicas
     // and their heartbeats, the partition leases (who publishes which clusters' outbox
-    // rows; `epoch` counts handovers), and a NOTIFY on every outbox insert so the owner
-    // of a cluster wakes whichever replica queued its event. Times are the server's.
+    // rows; `epoch` counts handovers), a NOTIFY on every outbox insert so the owner of
+    // a cluster wakes whichever replica queued its event, and one per work change for
+    // the other replicas' watches. Times are the server's.
     r#"
     CREATE TABLE hub_replicas (
         replica_id   TEXT COLLATE "C" PRIMARY KEY,
@@ -272,6 +273,28 @@ pub const MIGRATIONS: &[&str] = &[
         END $$;
     CREATE TRIGGER outbox_queued AFTER INSERT ON outbox
         FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+    -- Work changes for the watches of the other replicas (store::postgres_leases::
+    -- WorkNotice): kind|uid|cluster|name|generation|the writer's application_name.
+    CREATE FUNCTION work_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            origin TEXT := current_setting('application_name');
+        BEGIN
+            IF TG_TABLE_NAME = 'work_status' THEN
+                PERFORM pg_notify('workbus_works',
+                    'status|' || NEW.uid || '|||' || NEW.generation || '|' || origin);
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('workbus_works', 'deleted|' || OLD.uid || '|' || OLD.cluster
+                    || '|' || OLD.name || '|' || OLD.generation || '|' || origin);
+            ELSE
+                PERFORM pg_notify('workbus_works', 'spec|' || NEW.uid || '|' || NEW.cluster
+                    || '|' || NEW.name || '|' || NEW.generation || '|' || origin);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER works_changed AFTER INSERT OR UPDATE OR DELETE ON works
+        FOR EACH ROW EXECUTE FUNCTION work_notify();
+    CREATE TRIGGER work_status_changed AFTER INSERT OR UPDATE ON work_status
+        FOR EACH ROW EXECUTE FUNCTION work_notify();
     "#,
 ];
 
