@@ -480,3 +480,140 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
     hub_a.shutdown().await;
     broker.stop().await;
 }
+
+/// A PostgreSQL outage under two replicas (a fault proxy in front of the server
+/// refuses and cuts every connection): both answer 503, both stop publishing within
+/// their lease deadline (no replica keeps publishing on a lease it cannot renew), and
+/// once the server is back they reclaim every partition between them, acknowledged
+/// works are all there, and new changes through either replica reach the agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_ride_out_a_database_outage() {
+    use workbus_hub::{BrokerSettings, StoreSettings};
+    use workbus_testkit::fault_proxy::FaultProxy;
+    use workbus_tests::hubs::{put_work, register_cluster, rest, start_hub_on};
+
+    let Some(db) = workbus_testkit::postgres_or_skip("replicas and a database outage") else {
+        return;
+    };
+    let proxy = FaultProxy::start(db.server_addr()).await;
+    let broker = TestBroker::embedded().await;
+    let source = broker.source_id();
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str| StoreSettings::Postgres {
+        url: workbus_hub::config::DatabaseUrl(db.url_via(proxy.addr())),
+        data_dir: dir.path().join(name),
+        key_file: Some(dir.path().join("store.key")),
+    };
+    let plain = BrokerSettings::Address {
+        host: broker.host().to_string(),
+        port: broker.port(),
+    };
+    let hubs = [
+        start_hub_on(store("a"), &source, plain.clone()).await,
+        start_hub_on(store("b"), &source, plain).await,
+    ];
+    let owned = |hubs: &[workbus_hub::HubHandle; 2]| -> Vec<i64> {
+        hubs.iter()
+            .map(|h| h.metrics().partitions_owned.get())
+            .collect()
+    };
+    let clusters: Vec<String> = (0..4).map(|_| unique("outage")).collect();
+    let mut agents = Vec::new();
+    for cluster in &clusters {
+        assert_eq!(register_cluster(&hubs[0], cluster).await, 201);
+        agents.push(start_agent(
+            broker.agent_config(&source, cluster, &dir.path().join("a")),
+            Arc::new(SimulatedCluster::new(SimConfig {
+                ready_after: Duration::from_millis(50),
+                snapshot: None,
+            })),
+            Arc::new(MemoryStore::default()),
+        ));
+    }
+    // Applied at `generation` everywhere, read through replica A.
+    let converged = async |generation: i64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for cluster in &clusters {
+            let path = format!("/api/v1/clusters/{cluster}/works/app");
+            loop {
+                let (code, work) = rest(&hubs[0], "GET", &path, None).await;
+                if code == 200 && applied_at(Some(&work), generation) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {cluster}: {code} {work}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    for (i, cluster) in clusters.iter().enumerate() {
+        assert!(put_work(&hubs[i % 2], cluster, "app", "app-config", "v1").await < 300);
+    }
+    converged(1, "before the outage").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while owned(&hubs) != [32, 32] {
+        assert!(Instant::now() < deadline, "balanced: {:?}", owned(&hubs));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The database goes away.
+    proxy.refuse(true);
+    proxy.cut();
+    let path = format!("/api/v1/clusters/{}/works/app", clusters[0]);
+    for hub in &hubs {
+        assert_eq!(rest(hub, "GET", &path, None).await.0, 503);
+        assert_eq!(
+            put_work(hub, &clusters[0], "app", "app-config", "lost").await,
+            503
+        );
+    }
+    // Fenced: neither publishes past its own lease deadline (TTL − margin after the
+    // last renewal), well before anyone could claim its partitions.
+    let fenced_by = Instant::now() + workbus_hub::replicas::LEASE_TTL + Duration::from_secs(2);
+    loop {
+        let now: Vec<bool> = hubs
+            .iter()
+            .map(|h| {
+                h.leases()
+                    .expect("replicated")
+                    .ownership()
+                    .publishable(tokio::time::Instant::now())
+                    == 0
+            })
+            .collect();
+        if now == [true, true] {
+            break;
+        }
+        assert!(Instant::now() < fenced_by, "still publishing: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back: both answer again, every partition is held again, and changes flow.
+    proxy.refuse(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for hub in &hubs {
+        while rest(hub, "GET", &path, None).await.0 != 200 {
+            assert!(Instant::now() < deadline, "a replica did not recover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    while owned(&hubs).iter().sum::<i64>() != 64 {
+        assert!(Instant::now() < deadline, "partitions: {:?}", owned(&hubs));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    converged(1, "nothing lost in the outage").await;
+    for (i, cluster) in clusters.iter().enumerate() {
+        assert!(put_work(&hubs[(i + 1) % 2], cluster, "app", "app-config", "v2").await < 300);
+    }
+    converged(2, "after the outage").await;
+
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    let [a, b] = hubs;
+    b.shutdown().await;
+    a.shutdown().await;
+    broker.stop().await;
+}

@@ -930,6 +930,7 @@ mod tests {
             "workbus-hub get placementdecisions --namespace",
             "workbus-hub get placementdecisions --placement",
             "workbus-hub get placementdecisions --output",
+            "workbus-hub get replicas --output",
             "workbus-hub get clustersetbindings --namespace",
             "workbus-hub get clustersetbindings --output",
             "workbus-hub describe work --namespace",
