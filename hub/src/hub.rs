@@ -307,14 +307,18 @@ impl Hub {
                     watchers.clone(),
                 )));
                 let leases = crate::replicas::lease::LeaseHandle::start(
-                    &url.0,
-                    id.clone(),
-                    rest_addr.to_string(),
-                    ownership.clone(),
-                    notify.clone(),
-                    peer_lost.clone(),
-                    metrics.clone(),
-                    works,
+                    crate::replicas::lease::ReplicaIdentity {
+                        url: url.0.clone(),
+                        replica_id: id.clone(),
+                        rest_addr: rest_addr.to_string(),
+                    },
+                    crate::replicas::lease::LeaseOutputs {
+                        ownership: ownership.clone(),
+                        outbox: notify.clone(),
+                        peer_lost: peer_lost.clone(),
+                        metrics: metrics.clone(),
+                        works,
+                    },
                 )?;
                 tracing::info!(replica = %id, "one of several hubs: publishing the partitions it leases");
                 (ownership, Some(Arc::new(leases)))

@@ -1,16 +1,17 @@
 //! Several active hubs on one PostgreSQL (issue 16, ARCHITECTURE.md "Several hubs"):
-//! two `workbus-hub serve` processes (the chaos node's `hub`, the product's own entry
-//! point) share a throwaway database and a private Mosquitto (MQTT 5, shared
-//! subscriptions); real agents on simulated clusters. Works are written through both
-//! replicas' REST APIs; one replica is killed with SIGKILL in the middle of a fanout.
-//! Checked: the survivor holds every partition within 10 s of the kill (measured on the
-//! lease rows) and the dead replica's clusters are served again within 10 s; every work
-//! converges to a value at least as new as its last acknowledged write (nothing
-//! acknowledged lost, whichever replica acknowledged it); no agent ever applies an
-//! older write after a newer one (sampled applied history); the hub's statuses catch
-//! up (the survivor asks for a status resync once it took over a dead replica's
-//! leases). Without PostgreSQL or Mosquitto the test prints `SKIPPED` and passes
-//! (`WORKBUS_REQUIRE_POSTGRES=1` / `WORKBUS_REQUIRE_MOSQUITTO=1` make it fail instead).
+//! two and three `workbus-hub serve` processes (the chaos node's `hub`, the product's
+//! own entry point) share a throwaway database and a private Mosquitto (MQTT 5, shared
+//! subscriptions); real agents on simulated clusters. Works are written through every
+//! replica's REST API; one replica is killed with SIGKILL in the middle of a fanout.
+//! Checked: the survivors hold every partition, balanced, within 10 s of the kill
+//! (measured on the lease rows) and the dead replica's clusters are served again
+//! within 10 s; every work converges to a value at least as new as its last
+//! acknowledged write (nothing acknowledged lost, whichever replica acknowledged it);
+//! no agent ever applies an older write after a newer one (sampled applied history);
+//! the hub's statuses catch up (a survivor asks for a status resync once it took over
+//! a dead replica's leases). Also: watches across replicas, and a database outage under
+//! two replicas. Without PostgreSQL or Mosquitto the tests print `SKIPPED` and pass
+//! (`WORKBUS_REQUIRE_POSTGRES=1` / `WORKBUS_REQUIRE_MOSQUITTO=1` make them fail instead).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -143,53 +144,83 @@ fn round_of(sim: &SimulatedCluster) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
-    let Some(db) = workbus_testkit::postgres_or_skip("two hubs on one PostgreSQL") else {
+    kill_one_of_during_a_fanout(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hubs_share_a_fleet_and_a_killed_one_fails_over() {
+    kill_one_of_during_a_fanout(3).await;
+}
+
+/// `n` replicas balance the partitions; works are written through all of them; the
+/// last one is killed (SIGKILL) in the middle of the fanout; the others take its
+/// partitions over (and balance again) and every work converges, in order.
+async fn kill_one_of_during_a_fanout(n: usize) {
+    let what = format!("{n} hubs on one PostgreSQL");
+    let Some(db) = workbus_testkit::postgres_or_skip(&what) else {
         return;
     };
-    let Some(broker) = TestBroker::mosquitto_unless_missing("two hubs on one PostgreSQL").await
-    else {
+    let Some(broker) = TestBroker::mosquitto_unless_missing(&what).await else {
         return;
     };
     let node = Path::new(env!("CARGO_BIN_EXE_workbus-chaos-node"));
     let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = replica(node, "hub-a", dir.path(), &db, &broker, &source);
-    let mut b = replica(node, "hub-b", dir.path(), &db, &broker, &source);
+    let mut replicas: Vec<Replica> = ["hub-a", "hub-b", "hub-c"][..n]
+        .iter()
+        .map(|id| replica(node, id, dir.path(), &db, &broker, &source))
+        .collect();
+    let ids: Vec<String> = replicas.iter().map(|r| r.id.clone()).collect();
+    let partitions = PARTITIONS as usize;
+    // Balanced among `live`: each holds ⌊P/n⌋ or ⌈P/n⌉, all P held, nobody else.
+    let balanced = |o: &HashMap<u32, String>, live: &[String]| {
+        let (lo, hi) = (partitions / live.len(), partitions.div_ceil(live.len()));
+        o.len() == partitions
+            && live.iter().all(|id| (lo..=hi).contains(&count(o, id)))
+            && live.iter().map(|id| count(o, id)).sum::<usize>() == partitions
+    };
 
-    // Replica A first: it makes the shared store key and the first admin token; B gets
-    // A's signing and audit keys (replicas share them, as they share store.key).
-    a.proc.start().unwrap();
-    Rest::new(&a.base, "")
+    // Replica A first: it makes the shared store key and the first admin token; the
+    // others get A's signing and audit keys (replicas share them, as they share
+    // store.key).
+    replicas[0].proc.start().unwrap();
+    Rest::new(&replicas[0].base, "")
         .wait_healthy(Duration::from_secs(30))
         .await
-        .unwrap_or_else(|e| panic!("{e}; log: {}", log_tail(a.proc.log())));
-    let token = std::fs::read_to_string(a.data.join(workbus_hub::auth::tokens::ADMIN_TOKEN_FILE))
-        .unwrap()
-        .trim()
-        .to_string();
-    a.rest = Some(Rest::new(&a.base, &token));
-    std::fs::create_dir_all(&b.data).unwrap();
-    for file in [
-        workbus_hub::signing::SIGNING_KEY_FILE,
-        workbus_hub::signing::SIGNING_PUB_FILE,
-        workbus_hub::audit::checkpoint::AUDIT_KEY_FILE,
-    ] {
-        std::fs::copy(a.data.join(file), b.data.join(file)).unwrap();
-    }
+        .unwrap_or_else(|e| panic!("{e}; log: {}", log_tail(replicas[0].proc.log())));
+    let token = std::fs::read_to_string(
+        replicas[0]
+            .data
+            .join(workbus_hub::auth::tokens::ADMIN_TOKEN_FILE),
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    replicas[0].rest = Some(Rest::new(&replicas[0].base, &token));
     wait_owners(
         &db,
         Duration::from_secs(10),
         "A alone holds everything",
-        |o| count(o, "hub-a") == PARTITIONS as usize,
+        |o| count(o, "hub-a") == partitions,
     )
     .await;
-    start(&mut b, &token).await;
-    let half = PARTITIONS as usize / 2;
+    let a_data = replicas[0].data.clone();
+    for r in &mut replicas[1..] {
+        std::fs::create_dir_all(&r.data).unwrap();
+        for file in [
+            workbus_hub::signing::SIGNING_KEY_FILE,
+            workbus_hub::signing::SIGNING_PUB_FILE,
+            workbus_hub::audit::checkpoint::AUDIT_KEY_FILE,
+        ] {
+            std::fs::copy(a_data.join(file), r.data.join(file)).unwrap();
+        }
+        start(r, &token).await;
+    }
     wait_owners(
         &db,
-        Duration::from_secs(15),
+        Duration::from_secs(20),
         "the partitions balance",
-        |o| count(o, "hub-a") == half && count(o, "hub-b") == half,
+        |o| balanced(o, &ids),
     )
     .await;
 
@@ -203,16 +234,14 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
         if clusters.iter().filter(|(_, o)| *o == owner).count() < PER_REPLICA {
             clusters.push((name, owner));
         }
-        if clusters.len() == 2 * PER_REPLICA {
+        if clusters.len() == n * PER_REPLICA {
             break;
         }
     }
-    let rest_a = a.rest.clone().unwrap();
-    let rest_b = b.rest.clone().unwrap();
+    let rests: Vec<Rest> = replicas.iter().map(|r| r.rest.clone().unwrap()).collect();
     for (i, (cluster, _)) in clusters.iter().enumerate() {
-        // Registered through either replica.
-        let rest = if i % 2 == 0 { &rest_a } else { &rest_b };
-        let reply = rest
+        // Registered through any replica.
+        let reply = rests[i % n]
             .call_async("POST", "/api/v1/clusters", Some(json!({"name": cluster})))
             .await;
         assert!(
@@ -234,7 +263,7 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
         .zip(&sims)
         .map(|((cluster, _), sim)| {
             start_agent(
-                broker.agent_config(&source, cluster, &a.data),
+                broker.agent_config(&source, cluster, &a_data),
                 sim.clone(),
                 Arc::new(MemoryStore::default()),
             )
@@ -264,19 +293,21 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
         })
     };
 
-    // The fanout: every round writes every work, alternating between the replicas;
-    // replica B is killed (SIGKILL) in the middle of round KILL_ROUND.
+    // The fanout: every round writes every work, spread over the replicas; the last
+    // replica is killed (SIGKILL) in the middle of round KILL_ROUND.
+    let victim = n - 1;
+    let survivors: Vec<String> = ids[..victim].to_vec();
     let mut acked = vec![0u32; clusters.len()];
     let mut attempted = vec![0u32; clusters.len()];
     let mut killed_at: Option<Instant> = None;
     for round in 1..=ROUNDS {
         for (i, (cluster, _)) in clusters.iter().enumerate() {
             if round == KILL_ROUND && i == clusters.len() / 2 {
-                b.proc.kill9();
+                replicas[victim].proc.kill9();
                 killed_at = Some(Instant::now());
             }
-            let via_b = (round as usize + i) % 2 == 1 && killed_at.is_none();
-            let rest = if via_b { &rest_b } else { &rest_a };
+            let live = if killed_at.is_some() { victim } else { n };
+            let rest = &rests[(round as usize + i) % live];
             let path = format!("/api/v1/clusters/{cluster}/works/app");
             let body = configmap_work(cluster, "app", "app-config", &format!("g{round}"));
             match rest.call_async("PUT", &path, Some(body)).await {
@@ -289,34 +320,34 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
             }
         }
     }
-    let killed_at = killed_at.expect("B was killed");
+    let killed_at = killed_at.expect("a replica was killed");
 
-    // Failover: the survivor holds every partition within 10 s of the kill.
+    // Failover: the survivors hold every partition within 10 s of the kill, balanced.
     let took_over = wait_owners(
         &db,
         FAILOVER + Duration::from_secs(5),
-        "A takes over",
-        |o| count(o, "hub-a") == PARTITIONS as usize,
+        "the survivors take over",
+        |o| balanced(o, &survivors),
     )
     .await;
     let takeover = took_over - killed_at;
-    eprintln!("multi-hub: the survivor held every partition {takeover:?} after the kill");
+    eprintln!("multi-hub ({n}): the survivors held every partition {takeover:?} after the kill");
     assert!(takeover <= FAILOVER, "takeover took {takeover:?}");
 
     // Convergence: every agent applies a write at least as new as its last
     // acknowledged one (and no newer than the last attempted); the dead replica's
     // clusters are served again within 10 s of the kill.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut b_served: Option<Duration> = None;
+    let mut victim_served: Option<Duration> = None;
     loop {
         let rounds: Vec<Option<u32>> = sims.iter().map(|s| round_of(s)).collect();
         let done = |i: usize| rounds[i].is_some_and(|r| r >= acked[i] && r <= attempted[i]);
-        if b_served.is_none()
+        if victim_served.is_none()
             && (0..clusters.len())
-                .filter(|i| clusters[*i].1 == b.id)
+                .filter(|i| clusters[*i].1 == ids[victim])
                 .all(done)
         {
-            b_served = Some(killed_at.elapsed());
+            victim_served = Some(killed_at.elapsed());
         }
         if (0..clusters.len()).all(done) {
             break;
@@ -324,20 +355,22 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
         assert!(
             Instant::now() < deadline,
             "not converged: applied {rounds:?}, acknowledged {acked:?}; hub-a log: {}",
-            log_tail(a.proc.log())
+            log_tail(replicas[0].proc.log())
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let b_served = b_served.expect("set once converged");
-    eprintln!("multi-hub: the dead replica's clusters converged {b_served:?} after the kill");
-    assert!(b_served <= FAILOVER, "{b_served:?}");
+    let victim_served = victim_served.expect("set once converged");
+    eprintln!(
+        "multi-hub ({n}): the dead replica's clusters converged {victim_served:?} after the kill"
+    );
+    assert!(victim_served <= FAILOVER, "{victim_served:?}");
 
     // The hub's view catches up too: Applied at the work's current generation, through
-    // the survivor's REST API.
+    // a survivor's REST API.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (cluster, _) in &clusters {
         loop {
-            let reply = rest_a
+            let reply = rests[0]
                 .call_async(
                     "GET",
                     &format!("/api/v1/clusters/{cluster}/works/app"),
@@ -367,7 +400,9 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
     sampling.store(false, Ordering::Relaxed);
     sampler.await.unwrap();
     let history = history.lock().unwrap().clone();
-    eprintln!("multi-hub: acknowledged {acked:?}, attempted {attempted:?}, applied {history:?}");
+    eprintln!(
+        "multi-hub ({n}): acknowledged {acked:?}, attempted {attempted:?}, applied {history:?}"
+    );
     for (i, seen) in history.iter().enumerate() {
         assert!(
             seen.windows(2).all(|w| w[0] < w[1]),
@@ -380,7 +415,9 @@ async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
     for agent in agents {
         agent.shutdown().await;
     }
-    a.proc.terminate(Duration::from_secs(10)).await.unwrap();
+    for r in &mut replicas[..victim] {
+        r.proc.terminate(Duration::from_secs(10)).await.unwrap();
+    }
     broker.stop().await;
 }
 
@@ -424,11 +461,11 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
         Arc::new(MemoryStore::default()),
     );
 
-    // Everything replica B's watchers hear about the work, until `until` holds.
-    let mut seen: Vec<(ChangeKind, i64, bool)> = Vec::new();
-    let mut wait = async |what: &str,
-                          seen: &mut Vec<(ChangeKind, i64, bool)>,
-                          until: &dyn Fn(&[(ChangeKind, i64, bool)]) -> bool| {
+    // Everything replica B's watchers hear about the work (kind, generation, applied at
+    // that generation), until `until` holds.
+    type Heard = (ChangeKind, i64, bool);
+    let mut seen: Vec<Heard> = Vec::new();
+    let mut wait = async |what: &str, seen: &mut Vec<Heard>, until: &dyn Fn(&[Heard]) -> bool| {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !until(seen) {
             let change = tokio::time::timeout_at(deadline, watch_b.recv())
@@ -616,4 +653,33 @@ async fn replicas_ride_out_a_database_outage() {
     b.shutdown().await;
     a.shutdown().await;
     broker.stop().await;
+}
+
+/// SQLite serves exactly one hub: a replica id with a SQLite store is refused before
+/// anything starts.
+#[tokio::test]
+async fn a_sqlite_hub_refuses_a_replica_id() {
+    use workbus_hub::replicas::ReplicaError;
+    use workbus_hub::{Hub, HubConfig, HubError, StoreSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Hub::start(HubConfig {
+        store: StoreSettings::sqlite(dir.path()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        replica_id: Some("hub-a".into()),
+        ..HubConfig::new()
+    })
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(HubError::Replica(ReplicaError::SqliteIsSingleHub))
+        ),
+        "{:?}",
+        refused.err()
+    );
+    assert!(
+        !dir.path().join(workbus_hub::hub::DB_FILE).exists(),
+        "refused before the store was opened"
+    );
 }

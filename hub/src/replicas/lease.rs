@@ -38,6 +38,30 @@ pub struct ReplicaView {
     pub renewed: Option<Instant>,
 }
 
+/// Who a replica is and where its lease rows are.
+pub struct ReplicaIdentity {
+    /// The store's database URL (its connections named after the replica).
+    pub url: String,
+    /// `serve --replica-id`.
+    pub replica_id: String,
+    /// Where its REST API listens (shown to the others).
+    pub rest_addr: String,
+}
+
+/// What the lease task tells the rest of the hub.
+pub struct LeaseOutputs {
+    /// What the outbox may publish.
+    pub ownership: Arc<Ownership>,
+    /// Woken when partitions are gained and when any replica queued events.
+    pub outbox: Arc<Notify>,
+    /// Told when a partition was taken over from an expired lease.
+    pub peer_lost: Arc<Notify>,
+    /// `workbus_hub_partitions_owned`.
+    pub metrics: Arc<Metrics>,
+    /// Other connections' work changes, for the watch relay.
+    pub works: mpsc::Sender<WorkNotice>,
+}
+
 /// A running lease task.
 pub struct LeaseHandle {
     ownership: Arc<Ownership>,
@@ -47,22 +71,14 @@ pub struct LeaseHandle {
 }
 
 impl LeaseHandle {
-    /// Starts the lease task of replica `replica_id` (REST at `rest_addr`) on the
-    /// database at `url`, and the listener that wakes `outbox` on every outbox insert
-    /// of any replica and hands every work change to `works` (the watch relay).
-    pub fn start(
-        url: &str,
-        replica_id: String,
-        rest_addr: String,
-        ownership: Arc<Ownership>,
-        outbox: Arc<Notify>,
-        peer_lost: Arc<Notify>,
-        metrics: Arc<Metrics>,
-        works: mpsc::Sender<WorkNotice>,
-    ) -> Result<LeaseHandle, StoreError> {
-        let table = LeaseTable::new(url)?;
-        let wake = outbox.clone();
-        let listener = Listener::start(url, move |heard| match heard {
+    /// Starts the lease task of replica `me` on its database, and the listener that
+    /// wakes the outbox on every outbox insert of any replica and hands every work
+    /// change to the watch relay.
+    pub fn start(me: ReplicaIdentity, out: LeaseOutputs) -> Result<LeaseHandle, StoreError> {
+        let table = LeaseTable::new(&me.url)?;
+        let wake = out.outbox.clone();
+        let works = out.works;
+        let listener = Listener::start(&me.url, move |heard| match heard {
             Heard::OutboxQueued => wake.notify_one(),
             Heard::Work(notice) => {
                 if works.try_send(notice).is_err() {
@@ -71,19 +87,19 @@ impl LeaseHandle {
             }
         })?;
         let view = Arc::new(Mutex::new(ReplicaView {
-            replica_id: replica_id.clone(),
+            replica_id: me.replica_id.clone(),
             ..ReplicaView::default()
         }));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(
             Renewer {
-                replica_id,
-                rest_addr,
+                replica_id: me.replica_id,
+                rest_addr: me.rest_addr,
                 table: Arc::new(Mutex::new(table)),
-                ownership: ownership.clone(),
-                outbox,
-                peer_lost,
-                metrics,
+                ownership: out.ownership.clone(),
+                outbox: out.outbox,
+                peer_lost: out.peer_lost,
+                metrics: out.metrics,
                 view: view.clone(),
                 draining: HashMap::new(),
                 _listener: listener,
@@ -91,7 +107,7 @@ impl LeaseHandle {
             .run(stopped),
         );
         Ok(LeaseHandle {
-            ownership,
+            ownership: out.ownership,
             view,
             stop,
             task: Mutex::new(Some(task)),
