@@ -305,6 +305,7 @@ impl Hub {
                     crate::replicas::watch_relay::origin(id),
                     store.clone(),
                     watchers.clone(),
+                    cluster_watchers.clone(),
                 )));
                 let leases = crate::replicas::lease::LeaseHandle::start(
                     crate::replicas::lease::ReplicaIdentity {

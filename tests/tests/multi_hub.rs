@@ -422,7 +422,7 @@ async fn kill_one_of_during_a_fanout(n: usize) {
 }
 
 /// Watches across replicas (PostgreSQL LISTEN/NOTIFY): a watcher on replica B sees the
-/// spec changes made through replica A's REST API, the statuses whichever replica
+/// cluster registered and the spec changes made through replica A's REST API, the statuses whichever replica
 /// took them, and the deletion; a change made through B itself is announced once (B
 /// skips the notice of its own write). Two hubs in this process, sharing the store key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,8 +449,21 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
     let hub_a = start_hub_on(store("a"), &source, plain.clone()).await;
     let hub_b = start_hub_on(store("b"), &source, plain).await;
     let mut watch_b = hub_b.watch();
+    let mut clusters_b = hub_b.registration().clusters.subscribe();
     let cluster = unique("watch");
     assert_eq!(register_cluster(&hub_a, &cluster).await, 201);
+    // The cluster made through A reaches B's cluster watchers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let change = tokio::time::timeout_at(deadline, clusters_b.recv())
+            .await
+            .expect("B hears of the cluster made through A")
+            .expect("B's cluster watchers stay open");
+        let object = serde_json::to_value(&change.object).unwrap();
+        if object["metadata"]["name"] == cluster.as_str() && !change.is_deleted() {
+            break;
+        }
+    }
     let sim = Arc::new(SimulatedCluster::new(SimConfig {
         ready_after: Duration::from_millis(50),
         snapshot: None,

@@ -24,7 +24,7 @@ use super::{LEASE_RENEW, LEASE_TTL, Ownership};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::postgres_leases::{
-    Heard, LeaseChanges, LeaseRow, LeaseTable, Listener, TickOutcome, WorkNotice,
+    Heard, LeaseChanges, LeaseRow, LeaseTable, Listener, Notice, TickOutcome,
 };
 
 /// What the replica saw at its last successful renewal (the REST replicas view).
@@ -58,8 +58,8 @@ pub struct LeaseOutputs {
     pub peer_lost: Arc<Notify>,
     /// `workbus_hub_partitions_owned`.
     pub metrics: Arc<Metrics>,
-    /// Other connections' work changes, for the watch relay.
-    pub works: mpsc::Sender<WorkNotice>,
+    /// Other connections' work and cluster changes, for the watch relay.
+    pub works: mpsc::Sender<Notice>,
 }
 
 /// A running lease task.
@@ -80,9 +80,9 @@ impl LeaseHandle {
         let works = out.works;
         let listener = Listener::start(&me.url, move |heard| match heard {
             Heard::OutboxQueued => wake.notify_one(),
-            Heard::Work(notice) => {
+            Heard::Change(notice) => {
                 if works.try_send(notice).is_err() {
-                    tracing::debug!("work notices queue full; a watcher misses a change");
+                    tracing::debug!("change notices queue full; a watcher misses a change");
                 }
             }
         })?;

@@ -1,20 +1,22 @@
-//! Watches across replicas: work changes another replica committed reach this
-//! replica's [`Watchers`] (the SSE watch, the rollout controller) too. The store's
-//! triggers announce every work and status write (`NOTIFY workbus_works`, see
-//! `store::postgres_leases`); this task reads the work again and notifies, skipping the
-//! changes this replica made itself (it announced those as it made them — a notice
-//! carries its writer's `application_name`, which names the replica).
+//! Watches across replicas: work and cluster changes another replica committed reach
+//! this replica's [`Watchers`] (the SSE work watch, the rollout controller) and
+//! [`ClusterWatchers`] (the SSE cluster watch, the placement controller) too. The
+//! store's triggers announce every work, status and cluster write (`NOTIFY
+//! workbus_works` / `workbus_clusters`, see `store::postgres_leases`); this task reads
+//! the row again and notifies, skipping the changes this replica made itself (it
+//! announced those as it made them — a notice carries its writer's `application_name`,
+//! which names the replica).
 //!
-//! Notices are best effort, like the local broadcast: a full queue drops them (counted
-//! in the log), and SSE clients re-list after a gap as after a `lagged` event.
+//! Notices are best effort, like the local broadcast: a full queue drops them (logged at
+//! debug level), and SSE clients re-list after a gap as after a `lagged` event.
 
 use tokio::sync::mpsc;
 use workbus_schemas::work::ManifestWork;
 use workbus_schemas::work::meta::ObjectMeta;
 
 use crate::store::StoreHandle;
-use crate::store::postgres_leases::{WorkNotice, WorkNoticeKind};
-use crate::watch::{ChangeKind, Watchers, WorkChange};
+use crate::store::postgres_leases::{ClusterNotice, Notice, WorkNotice, WorkNoticeKind};
+use crate::watch::{ChangeKind, ClusterWatchers, Watchers, WorkChange};
 use crate::work_view::manifest_work;
 
 /// Notices waiting to be relayed.
@@ -26,39 +28,63 @@ pub fn origin(replica_id: &str) -> String {
     format!("workbus-hub/{replica_id}")
 }
 
-/// Relays notices of other replicas' changes to `watchers` until the sender is gone.
+/// Relays notices of other replicas' changes to `watchers` and `clusters` until the
+/// sender is gone.
 pub async fn relay(
-    mut notices: mpsc::Receiver<WorkNotice>,
+    mut notices: mpsc::Receiver<Notice>,
     own_origin: String,
     store: StoreHandle,
     watchers: Watchers,
+    clusters: ClusterWatchers,
 ) {
     while let Some(notice) = notices.recv().await {
-        if notice.origin == own_origin {
+        if notice.origin() == own_origin {
             continue;
         }
-        let kind = match notice.kind {
-            WorkNoticeKind::Spec => ChangeKind::Spec,
-            WorkNoticeKind::Status => ChangeKind::Status,
-            WorkNoticeKind::Deleted => {
-                watchers.notify(|| WorkChange {
-                    kind: ChangeKind::Deleted,
-                    object: deleted_work(&notice),
-                });
-                continue;
-            }
-        };
-        let uid = notice.uid.clone();
-        match store.run(move |s| s.get_work_by_uid(&uid)).await {
-            Ok(Some(work)) => watchers.notify(|| WorkChange {
-                kind,
-                object: manifest_work(&work),
-            }),
-            // Gone since: its deletion has a notice of its own.
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(uid = %notice.uid, error = %e, "cannot read a work another replica changed")
-            }
+        match notice {
+            Notice::Work(n) => work(n, &store, &watchers).await,
+            Notice::Cluster(n) => cluster(n, &store, &clusters).await,
+        }
+    }
+}
+
+async fn work(notice: WorkNotice, store: &StoreHandle, watchers: &Watchers) {
+    let kind = match notice.kind {
+        WorkNoticeKind::Spec => ChangeKind::Spec,
+        WorkNoticeKind::Status => ChangeKind::Status,
+        WorkNoticeKind::Deleted => {
+            watchers.notify(|| WorkChange {
+                kind: ChangeKind::Deleted,
+                object: deleted_work(&notice),
+            });
+            return;
+        }
+    };
+    let uid = notice.uid.clone();
+    match store.run(move |s| s.get_work_by_uid(&uid)).await {
+        Ok(Some(work)) => watchers.notify(|| WorkChange {
+            kind,
+            object: manifest_work(&work),
+        }),
+        // Gone since: its deletion has a notice of its own.
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(uid = %notice.uid, error = %e, "cannot read a work another replica changed")
+        }
+    }
+}
+
+async fn cluster(notice: ClusterNotice, store: &StoreHandle, clusters: &ClusterWatchers) {
+    if notice.deleted {
+        clusters.notify_deleted(&notice.name);
+        return;
+    }
+    let name = notice.name.clone();
+    match store.run(move |s| s.get_cluster(&name)).await {
+        Ok(Some(c)) => clusters.notify(&c),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(cluster = %notice.name, error = %e, "cannot read a cluster another replica changed")
         }
     }
 }

@@ -244,6 +244,8 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 const OUTBOX_CHANNEL: &str = "workbus_outbox";
 /// The channel of work changes (migration 3's `work_notify`).
 const WORKS_CHANNEL: &str = "workbus_works";
+/// The channel of cluster changes (migration 3's `cluster_notify`).
+const CLUSTERS_CHANNEL: &str = "workbus_clusters";
 
 /// What changed about a work, as a notification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +301,53 @@ pub fn parse_work_notice(payload: &str) -> Option<WorkNotice> {
     })
 }
 
+/// One cluster change another connection committed (`NOTIFY workbus_clusters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNotice {
+    /// The cluster.
+    pub name: String,
+    /// Whether it was removed (else created or changed).
+    pub deleted: bool,
+    /// The writing connection's `application_name` (see [`WorkNotice::origin`]).
+    pub origin: String,
+}
+
+/// Parses a `workbus_clusters` payload: `changed|name|origin` or `deleted|name|origin`.
+pub fn parse_cluster_notice(payload: &str) -> Option<ClusterNotice> {
+    let mut parts = payload.splitn(3, '|');
+    let deleted = match parts.next()? {
+        "changed" => false,
+        "deleted" => true,
+        _ => return None,
+    };
+    let name = parts.next()?.to_string();
+    let origin = parts.next()?.to_string();
+    (!name.is_empty()).then_some(ClusterNotice {
+        name,
+        deleted,
+        origin,
+    })
+}
+
+/// A change another connection committed, for the watch relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A work changed.
+    Work(WorkNotice),
+    /// A cluster changed.
+    Cluster(ClusterNotice),
+}
+
+impl Notice {
+    /// The writing connection's `application_name`.
+    pub fn origin(&self) -> &str {
+        match self {
+            Notice::Work(n) => &n.origin,
+            Notice::Cluster(n) => &n.origin,
+        }
+    }
+}
+
 /// `url` with its connections named `name` (`application_name`, which the change
 /// notifications carry as their origin), in either form a store URL may take.
 pub fn with_application_name(url: &str, name: &str) -> String {
@@ -325,11 +374,12 @@ pub enum Heard {
     /// Events were queued in the outbox (or the listener just (re)connected and may
     /// have missed some).
     OutboxQueued,
-    /// A work changed.
-    Work(WorkNotice),
+    /// A work or cluster changed.
+    Change(Notice),
 }
 
-/// Hears the store's notifications (`workbus_outbox`, `workbus_works`) on a connection
+/// Hears the store's notifications (`workbus_outbox`, `workbus_works`,
+/// `workbus_clusters`) on a connection
 /// of its own (a thread: the driver blocks) and hands each to `on`; reconnects after
 /// failures. Stops when dropped.
 pub struct Listener {
@@ -366,7 +416,8 @@ fn listen(connector: &Connector, stop: &AtomicBool, on: &dyn Fn(Heard)) {
                 continue;
             }
         };
-        let sql = format!("LISTEN {OUTBOX_CHANNEL}; LISTEN {WORKS_CHANNEL}");
+        let sql =
+            format!("LISTEN {OUTBOX_CHANNEL}; LISTEN {WORKS_CHANNEL}; LISTEN {CLUSTERS_CHANNEL}");
         if let Err(e) = client.batch_execute(&sql) {
             tracing::warn!(error = %e, "cannot listen for store notifications; retrying");
             std::thread::sleep(LISTEN_RETRY);
@@ -379,10 +430,21 @@ fn listen(connector: &Connector, stop: &AtomicBool, on: &dyn Fn(Heard)) {
             let mut iter = notifications.timeout_iter(LISTEN_POLL);
             match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
                 Ok(Some(n)) if n.channel() == OUTBOX_CHANNEL => on(Heard::OutboxQueued),
-                Ok(Some(n)) => match parse_work_notice(n.payload()) {
-                    Some(notice) => on(Heard::Work(notice)),
-                    None => tracing::warn!(payload = n.payload(), "unreadable work notification"),
-                },
+                Ok(Some(n)) => {
+                    let notice = if n.channel() == CLUSTERS_CHANNEL {
+                        parse_cluster_notice(n.payload()).map(Notice::Cluster)
+                    } else {
+                        parse_work_notice(n.payload()).map(Notice::Work)
+                    };
+                    match notice {
+                        Some(notice) => on(Heard::Change(notice)),
+                        None => tracing::warn!(
+                            channel = n.channel(),
+                            payload = n.payload(),
+                            "unreadable store notification"
+                        ),
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "store notifications lost; listening again");
@@ -420,6 +482,18 @@ mod tests {
         assert!(parse_work_notice("gone|u|c|n|1|o").is_none());
         assert!(parse_work_notice("spec|u|c|n|x|o").is_none());
         assert!(parse_work_notice("spec||c|n|1|o").is_none());
+    }
+
+    #[test]
+    fn cluster_notices_round_trip_their_payload() {
+        let n = parse_cluster_notice("deleted|edge-1|workbus-hub/a").unwrap();
+        assert_eq!(
+            (n.name.as_str(), n.deleted, n.origin.as_str()),
+            ("edge-1", true, "workbus-hub/a")
+        );
+        assert!(!parse_cluster_notice("changed|edge-1|").unwrap().deleted);
+        assert!(parse_cluster_notice("changed||o").is_none());
+        assert!(parse_cluster_notice("renamed|a|o").is_none());
     }
 
     #[test]

@@ -249,8 +249,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: several active hubs (issue 16, ARCHITECTURE.md "Several hubs"): the replicas
     // and their heartbeats, the partition leases (who publishes which clusters' outbox
     // rows; `epoch` counts handovers), a NOTIFY on every outbox insert so the owner of
-    // a cluster wakes whichever replica queued its event, and one per work change for
-    // the other replicas' watches. Times are the server's.
+    // a cluster wakes whichever replica queued its event, and one per work and cluster
+    // change for the other replicas' watches. Times are the server's.
     r#"
     CREATE TABLE hub_replicas (
         replica_id   TEXT COLLATE "C" PRIMARY KEY,
@@ -295,6 +295,25 @@ pub const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION work_notify();
     CREATE TRIGGER work_status_changed AFTER INSERT OR UPDATE ON work_status
         FOR EACH ROW EXECUTE FUNCTION work_notify();
+    -- Cluster changes likewise (changed|name|origin, deleted|name|origin); not the
+    -- last-heard time a status touches, only what a cluster watcher sees.
+    CREATE FUNCTION cluster_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            origin TEXT := current_setting('application_name');
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('workbus_clusters', 'deleted|' || OLD.name || '|' || origin);
+            ELSE
+                PERFORM pg_notify('workbus_clusters', 'changed|' || NEW.name || '|' || origin);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER clusters_added_or_removed AFTER INSERT OR DELETE ON clusters
+        FOR EACH ROW EXECUTE FUNCTION cluster_notify();
+    CREATE TRIGGER clusters_changed AFTER UPDATE ON clusters FOR EACH ROW
+        WHEN (OLD.labels IS DISTINCT FROM NEW.labels
+              OR OLD.registration IS DISTINCT FROM NEW.registration)
+        EXECUTE FUNCTION cluster_notify();
     "#,
 ];
 
