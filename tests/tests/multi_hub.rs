@@ -136,6 +136,51 @@ fn count(owners: &HashMap<u32, String>, id: &str) -> usize {
     owners.values().filter(|o| *o == id).count()
 }
 
+/// Waits until replica `rest`'s `GET /api/v1/replicas` lists exactly `live` (by id),
+/// with every partition held among them and `self` = `me`, and its
+/// `workbus_hub_partitions_owned` equals its own row's count. Returns the answer.
+async fn wait_replicas_view(rest: &Rest, me: &str, live: &[String]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = match rest.call_async("GET", "/api/v1/replicas", None).await {
+            Reply::Answer { code: 200, body } => body,
+            other => panic!("GET /api/v1/replicas: {other:?}"),
+        };
+        let items = view["items"].as_array().cloned().unwrap_or_default();
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i["replicaId"].as_str())
+            .collect();
+        let held: u64 = items
+            .iter()
+            .filter_map(|i| i["partitionsOwned"].as_u64())
+            .sum();
+        if view["mode"] == "replicated"
+            && view["self"] == me
+            && ids == live.iter().map(String::as_str).collect::<Vec<_>>()
+            && held == u64::from(PARTITIONS)
+        {
+            let mine = items
+                .iter()
+                .find(|i| i["self"] == true)
+                .and_then(|i| i["partitionsOwned"].as_u64())
+                .expect("its own row");
+            let metrics = match rest.call_async("GET", "/metrics", None).await {
+                Reply::Answer { code: 200, body } => body.as_str().unwrap_or("").to_string(),
+                other => panic!("GET /metrics: {other:?}"),
+            };
+            let gauge =
+                workbus_testkit::metrics_doc::sample(&metrics, "workbus_hub_partitions_owned");
+            // Both are set at each renewal: equal once the assignment is stable.
+            if gauge == Some(mine as f64) {
+                return view;
+            }
+        }
+        assert!(Instant::now() < deadline, "{me}'s replicas view: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The round a ConfigMap value `g<round>` stands for.
 fn round_of(sim: &SimulatedCluster) -> Option<u32> {
     sim.object("", "v1", "configmaps", "default", "app-config")
@@ -223,6 +268,10 @@ async fn kill_one_of_during_a_fanout(n: usize) {
         |o| balanced(o, &ids),
     )
     .await;
+    // Every replica shows the same replicas, itself marked, in REST and its metric.
+    for r in &replicas {
+        wait_replicas_view(r.rest.as_ref().unwrap(), &r.id, &ids).await;
+    }
 
     // Clusters: PER_REPLICA published by each replica.
     let owned = owners(&db).await;
@@ -333,6 +382,8 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     let takeover = took_over - killed_at;
     eprintln!("multi-hub ({n}): the survivors held every partition {takeover:?} after the kill");
     assert!(takeover <= FAILOVER, "takeover took {takeover:?}");
+    // The dead replica leaves the survivors' view once its heartbeat expired.
+    wait_replicas_view(&rests[0], &ids[0], &survivors).await;
 
     // Convergence: every agent applies a write at least as new as its last
     // acknowledged one (and no newer than the last attempted); the dead replica's
