@@ -320,7 +320,8 @@ impl Hub {
                         metrics: metrics.clone(),
                         works,
                     },
-                )?;
+                )
+                .await?;
                 tracing::info!(replica = %id, "one of several hubs: publishing the partitions it leases");
                 (ownership, Some(Arc::new(leases)))
             }

@@ -27,6 +27,9 @@ use crate::store::postgres_leases::{
     Heard, LeaseChanges, LeaseRow, LeaseTable, Listener, Notice, TickOutcome,
 };
 
+/// How long a starting replica waits for its notification listener.
+pub const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the replica saw at its last successful renewal (the REST replicas view).
 #[derive(Debug, Clone, Default)]
 pub struct ReplicaView {
@@ -74,11 +77,14 @@ impl LeaseHandle {
     /// Starts the lease task of replica `me` on its database, and the listener that
     /// wakes the outbox on every outbox insert of any replica and hands every work
     /// change to the watch relay.
-    pub fn start(me: ReplicaIdentity, out: LeaseOutputs) -> Result<LeaseHandle, StoreError> {
+    ///
+    /// Waits (at most [`LISTEN_WAIT`]) until the listener is in place, so that a
+    /// watcher of a started replica hears every change committed after the start.
+    pub async fn start(me: ReplicaIdentity, out: LeaseOutputs) -> Result<LeaseHandle, StoreError> {
         let table = LeaseTable::new(&me.url)?;
         let wake = out.outbox.clone();
         let works = out.works;
-        let listener = Listener::start(&me.url, move |heard| match heard {
+        let (listener, listening) = Listener::start(&me.url, move |heard| match heard {
             Heard::OutboxQueued => wake.notify_one(),
             Heard::Change(notice) => {
                 if works.try_send(notice).is_err() {
@@ -86,6 +92,9 @@ impl LeaseHandle {
                 }
             }
         })?;
+        if tokio::time::timeout(LISTEN_WAIT, listening).await.is_err() {
+            tracing::warn!("not yet listening for other replicas' changes; going on");
+        }
         let view = Arc::new(Mutex::new(ReplicaView {
             replica_id: me.replica_id.clone(),
             ..ReplicaView::default()

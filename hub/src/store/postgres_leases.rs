@@ -387,16 +387,21 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Starts listening on the database at `url`.
-    pub fn start(url: &str, on: impl Fn(Heard) + Send + 'static) -> Result<Listener, StoreError> {
+    /// Starts listening on the database at `url`. The receiver completes once the
+    /// first `LISTEN` is in place: changes committed after that are heard.
+    pub fn start(
+        url: &str,
+        on: impl Fn(Heard) + Send + 'static,
+    ) -> Result<(Listener, tokio::sync::oneshot::Receiver<()>), StoreError> {
         let connector = Connector::new(url)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (listening, ready) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("store-listener".into())
-            .spawn(move || listen(&connector, &flag, &on))
+            .spawn(move || listen(&connector, &flag, &on, listening))
             .map_err(|e| StoreError::Backend(format!("cannot start the listener: {e}")))?;
-        Ok(Listener { stop })
+        Ok((Listener { stop }, ready))
     }
 }
 
@@ -406,7 +411,13 @@ impl Drop for Listener {
     }
 }
 
-fn listen(connector: &Connector, stop: &AtomicBool, on: &dyn Fn(Heard)) {
+fn listen(
+    connector: &Connector,
+    stop: &AtomicBool,
+    on: &dyn Fn(Heard),
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     while !stop.load(Ordering::Relaxed) {
         let mut client = match connector.connect_client() {
             Ok(c) => c,
@@ -422,6 +433,9 @@ fn listen(connector: &Connector, stop: &AtomicBool, on: &dyn Fn(Heard)) {
             tracing::warn!(error = %e, "cannot listen for store notifications; retrying");
             std::thread::sleep(LISTEN_RETRY);
             continue;
+        }
+        if let Some(tell) = listening.take() {
+            let _ = tell.send(());
         }
         // Events may have been queued while not listening.
         on(Heard::OutboxQueued);
