@@ -546,13 +546,13 @@ impl HubHandle {
                 http.abort();
             }
         }
-        // The outbox stopped: give the partitions to the other replicas now rather
-        // than after the leases' expiry.
+        // Bounded: with the broker unreachable the DISCONNECT cannot go out.
+        self.transport.shutdown(Duration::from_secs(1)).await;
+        // The outbox stopped and nothing it sent is still on its way: give the
+        // partitions to the other replicas now rather than after the leases' expiry.
         if let Some(leases) = self.leases.take() {
             leases.shutdown().await;
         }
-        // Bounded: with the broker unreachable the DISCONNECT cannot go out.
-        self.transport.shutdown(Duration::from_secs(1)).await;
         for task in self.tasks {
             let _ = task.await;
         }

@@ -747,3 +747,57 @@ async fn a_sqlite_hub_refuses_a_replica_id() {
         "refused before the store was opened"
     );
 }
+
+/// A replica that stops cleanly releases its leases: the other takes its partitions at
+/// its next renewal, well before the leases would have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_hands_its_partitions_over_at_once() {
+    use workbus_hub::{BrokerSettings, StoreSettings};
+    use workbus_tests::hubs::start_hub_on;
+
+    let Some(db) = workbus_testkit::postgres_or_skip("a replica's clean stop") else {
+        return;
+    };
+    let broker = TestBroker::embedded().await;
+    let source = broker.source_id();
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str| StoreSettings::Postgres {
+        url: workbus_hub::config::DatabaseUrl(db.url().to_string()),
+        data_dir: dir.path().join(name),
+        key_file: Some(dir.path().join("store.key")),
+    };
+    let plain = BrokerSettings::Address {
+        host: broker.host().to_string(),
+        port: broker.port(),
+    };
+    let a = start_hub_on(store("a"), &source, plain.clone()).await;
+    let b = start_hub_on(store("b"), &source, plain).await;
+    let owned = |h: &workbus_hub::HubHandle| h.metrics().partitions_owned.get();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (owned(&a), owned(&b)) != (32, 32) {
+        assert!(
+            Instant::now() < deadline,
+            "balanced: {} {}",
+            owned(&a),
+            owned(&b)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.shutdown().await;
+    let stopped = Instant::now();
+    while owned(&a) != i64::from(PARTITIONS) {
+        assert!(
+            stopped.elapsed() < workbus_hub::replicas::LEASE_TTL,
+            "A holds {} partitions {:?} after B stopped",
+            owned(&a),
+            stopped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "multi-hub: A held every partition {:?} after B's clean stop",
+        stopped.elapsed()
+    );
+    a.shutdown().await;
+    broker.stop().await;
+}
