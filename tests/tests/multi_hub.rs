@@ -181,6 +181,29 @@ async fn wait_replicas_view(rest: &Rest, me: &str, live: &[String]) -> Value {
     }
 }
 
+/// Two replicas in this process on the database at `url` (sharing a store key in
+/// `dir`), on `broker`: A first, then B.
+async fn two_replicas(
+    url: &str,
+    broker: &TestBroker,
+    dir: &Path,
+) -> (workbus_hub::HubHandle, workbus_hub::HubHandle) {
+    use workbus_hub::{BrokerSettings, StoreSettings};
+    let store = |name: &str| StoreSettings::Postgres {
+        url: workbus_hub::config::DatabaseUrl(url.to_string()),
+        data_dir: dir.join(name),
+        key_file: Some(dir.join("store.key")),
+    };
+    let plain = BrokerSettings::Address {
+        host: broker.host().to_string(),
+        port: broker.port(),
+    };
+    let source = broker.source_id();
+    let a = workbus_tests::hubs::start_hub_on(store("a"), &source, plain.clone()).await;
+    let b = workbus_tests::hubs::start_hub_on(store("b"), &source, plain).await;
+    (a, b)
+}
+
 /// The round a ConfigMap value `g<round>` stands for.
 fn round_of(sim: &SimulatedCluster) -> Option<u32> {
     sim.object("", "v1", "configmaps", "default", "app-config")
@@ -479,8 +502,7 @@ async fn kill_one_of_during_a_fanout(n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_on_one_replica_sees_changes_made_through_another() {
     use workbus_hub::watch::ChangeKind;
-    use workbus_hub::{BrokerSettings, StoreSettings};
-    use workbus_tests::hubs::{delete_work, put_work, register_cluster, start_hub_on};
+    use workbus_tests::hubs::{delete_work, put_work, register_cluster};
 
     let Some(db) = workbus_testkit::postgres_or_skip("watches across replicas") else {
         return;
@@ -488,17 +510,7 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
     let broker = TestBroker::embedded().await;
     let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let store = |name: &str| StoreSettings::Postgres {
-        url: workbus_hub::config::DatabaseUrl(db.url().to_string()),
-        data_dir: dir.path().join(name),
-        key_file: Some(dir.path().join("store.key")),
-    };
-    let plain = BrokerSettings::Address {
-        host: broker.host().to_string(),
-        port: broker.port(),
-    };
-    let hub_a = start_hub_on(store("a"), &source, plain.clone()).await;
-    let hub_b = start_hub_on(store("b"), &source, plain).await;
+    let (hub_a, hub_b) = two_replicas(db.url(), &broker, dir.path()).await;
     let mut watch_b = hub_b.watch();
     let mut clusters_b = hub_b.registration().clusters.subscribe();
     let cluster = unique("watch");
@@ -589,9 +601,8 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
 /// works are all there, and new changes through either replica reach the agents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_ride_out_a_database_outage() {
-    use workbus_hub::{BrokerSettings, StoreSettings};
     use workbus_testkit::fault_proxy::FaultProxy;
-    use workbus_tests::hubs::{put_work, register_cluster, rest, start_hub_on};
+    use workbus_tests::hubs::{put_work, register_cluster, rest};
 
     let Some(db) = workbus_testkit::postgres_or_skip("replicas and a database outage") else {
         return;
@@ -600,19 +611,8 @@ async fn replicas_ride_out_a_database_outage() {
     let broker = TestBroker::embedded().await;
     let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let store = |name: &str| StoreSettings::Postgres {
-        url: workbus_hub::config::DatabaseUrl(db.url_via(proxy.addr())),
-        data_dir: dir.path().join(name),
-        key_file: Some(dir.path().join("store.key")),
-    };
-    let plain = BrokerSettings::Address {
-        host: broker.host().to_string(),
-        port: broker.port(),
-    };
-    let hubs = [
-        start_hub_on(store("a"), &source, plain.clone()).await,
-        start_hub_on(store("b"), &source, plain).await,
-    ];
+    let (a, b) = two_replicas(&db.url_via(proxy.addr()), &broker, dir.path()).await;
+    let hubs = [a, b];
     let owned = |hubs: &[workbus_hub::HubHandle; 2]| -> Vec<i64> {
         hubs.iter()
             .map(|h| h.metrics().partitions_owned.get())
@@ -752,26 +752,12 @@ async fn a_sqlite_hub_refuses_a_replica_id() {
 /// its next renewal, well before the leases would have expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replica_hands_its_partitions_over_at_once() {
-    use workbus_hub::{BrokerSettings, StoreSettings};
-    use workbus_tests::hubs::start_hub_on;
-
     let Some(db) = workbus_testkit::postgres_or_skip("a replica's clean stop") else {
         return;
     };
     let broker = TestBroker::embedded().await;
-    let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let store = |name: &str| StoreSettings::Postgres {
-        url: workbus_hub::config::DatabaseUrl(db.url().to_string()),
-        data_dir: dir.path().join(name),
-        key_file: Some(dir.path().join("store.key")),
-    };
-    let plain = BrokerSettings::Address {
-        host: broker.host().to_string(),
-        port: broker.port(),
-    };
-    let a = start_hub_on(store("a"), &source, plain.clone()).await;
-    let b = start_hub_on(store("b"), &source, plain).await;
+    let (a, b) = two_replicas(db.url(), &broker, dir.path()).await;
     let owned = |h: &workbus_hub::HubHandle| h.metrics().partitions_owned.get();
     let deadline = Instant::now() + Duration::from_secs(15);
     while (owned(&a), owned(&b)) != (32, 32) {

@@ -48,16 +48,14 @@ pub enum ReplicaError {
     InvalidId(String),
 }
 
+/// The longest replica id.
+pub const MAX_ID: usize = 50;
+
 /// Checks a replica id: 1–50 characters of `[A-Za-z0-9._-]` (shown in tables and
 /// logs, stored as a key, and part of the connections' `application_name`, which
 /// PostgreSQL cuts at 63 bytes).
 pub fn check_id(id: &str) -> Result<(), ReplicaError> {
-    let ok = !id.is_empty()
-        && id.len() <= 50
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::store::keyring::is_plain_id(id, MAX_ID) {
         Ok(())
     } else {
         Err(ReplicaError::InvalidId(id.to_string()))
