@@ -181,11 +181,12 @@ async fn wait_replicas_view(rest: &Rest, me: &str, live: &[String]) -> Value {
     }
 }
 
-/// Two replicas in this process on the database at `url` (sharing a store key in
-/// `dir`), on `broker`: A first, then B.
+/// Two replicas of source `source` in this process on the database at `url` (sharing
+/// a store key in `dir`), on `broker`: A first, then B.
 async fn two_replicas(
     url: &str,
     broker: &TestBroker,
+    source: &str,
     dir: &Path,
 ) -> (workbus_hub::HubHandle, workbus_hub::HubHandle) {
     use workbus_hub::{BrokerSettings, StoreSettings};
@@ -198,9 +199,8 @@ async fn two_replicas(
         host: broker.host().to_string(),
         port: broker.port(),
     };
-    let source = broker.source_id();
-    let a = workbus_tests::hubs::start_hub_on(store("a"), &source, plain.clone()).await;
-    let b = workbus_tests::hubs::start_hub_on(store("b"), &source, plain).await;
+    let a = workbus_tests::hubs::start_hub_on(store("a"), source, plain.clone()).await;
+    let b = workbus_tests::hubs::start_hub_on(store("b"), source, plain).await;
     (a, b)
 }
 
@@ -510,7 +510,7 @@ async fn a_watch_on_one_replica_sees_changes_made_through_another() {
     let broker = TestBroker::embedded().await;
     let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let (hub_a, hub_b) = two_replicas(db.url(), &broker, dir.path()).await;
+    let (hub_a, hub_b) = two_replicas(db.url(), &broker, &source, dir.path()).await;
     let mut watch_b = hub_b.watch();
     let mut clusters_b = hub_b.registration().clusters.subscribe();
     let cluster = unique("watch");
@@ -611,7 +611,7 @@ async fn replicas_ride_out_a_database_outage() {
     let broker = TestBroker::embedded().await;
     let source = broker.source_id();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_replicas(&db.url_via(proxy.addr()), &broker, dir.path()).await;
+    let (a, b) = two_replicas(&db.url_via(proxy.addr()), &broker, &source, dir.path()).await;
     let hubs = [a, b];
     let owned = |hubs: &[workbus_hub::HubHandle; 2]| -> Vec<i64> {
         hubs.iter()
@@ -757,7 +757,7 @@ async fn a_stopped_replica_hands_its_partitions_over_at_once() {
     };
     let broker = TestBroker::embedded().await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_replicas(db.url(), &broker, dir.path()).await;
+    let (a, b) = two_replicas(db.url(), &broker, &broker.source_id(), dir.path()).await;
     let owned = |h: &workbus_hub::HubHandle| h.metrics().partitions_owned.get();
     let deadline = Instant::now() + Duration::from_secs(15);
     while (owned(&a), owned(&b)) != (32, 32) {

@@ -69,6 +69,16 @@
 //! current configuration (a larger packet limit, the structured encoding): those that
 //! now fit return to the queue.
 
+//!
+//! # Several hubs
+//!
+//! With several hubs on one PostgreSQL store each publishes only the rows of clusters
+//! whose partition it leases (`replicas::Ownership`, checked before every row is handed
+//! to the transport; rows of other clusters are skipped, not parked or completed).
+//! When it gains partitions it reads the outbox again from the start, so it begins
+//! with the oldest row of each new cluster that the previous owner had not completed:
+//! per-cluster order survives a handover (see ARCHITECTURE.md, "Several hubs").
+
 pub mod progress;
 pub mod wire;
 
