@@ -212,18 +212,35 @@ fn round_of(sim: &SimulatedCluster) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hubs_share_a_fleet_and_a_killed_one_fails_over() {
-    kill_one_of_during_a_fanout(2).await;
+    fault_one_of_during_a_fanout(2, Fault::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hubs_share_a_fleet_and_a_killed_one_fails_over() {
-    kill_one_of_during_a_fanout(3).await;
+    fault_one_of_during_a_fanout(3, Fault::Kill).await;
+}
+
+/// The fencing case: a replica paused (SIGSTOP) past its lease loses its partitions;
+/// when it resumes it must not publish on the leases it lost (no agent may apply an
+/// older write after a newer one), and it rejoins the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_hub_is_fenced_and_rejoins() {
+    fault_one_of_during_a_fanout(2, Fault::Pause).await;
+}
+
+/// What happens to the last replica mid-fanout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP until the survivors took its partitions over, then SIGCONT.
+    Pause,
 }
 
 /// `n` replicas balance the partitions; works are written through all of them; the
-/// last one is killed (SIGKILL) in the middle of the fanout; the others take its
+/// last one is killed or paused in the middle of the fanout; the others take its
 /// partitions over (and balance again) and every work converges, in order.
-async fn kill_one_of_during_a_fanout(n: usize) {
+async fn fault_one_of_during_a_fanout(n: usize, fault: Fault) {
     let what = format!("{n} hubs on one PostgreSQL");
     let Some(db) = workbus_testkit::postgres_or_skip(&what) else {
         return;
@@ -375,7 +392,10 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     for round in 1..=ROUNDS {
         for (i, (cluster, _)) in clusters.iter().enumerate() {
             if round == KILL_ROUND && i == clusters.len() / 2 {
-                replicas[victim].proc.kill9();
+                match fault {
+                    Fault::Kill => replicas[victim].proc.kill9(),
+                    Fault::Pause => replicas[victim].proc.pause(),
+                }
                 killed_at = Some(Instant::now());
             }
             let live = if killed_at.is_some() { victim } else { n };
@@ -392,7 +412,7 @@ async fn kill_one_of_during_a_fanout(n: usize) {
             }
         }
     }
-    let killed_at = killed_at.expect("a replica was killed");
+    let killed_at = killed_at.expect("a replica was killed or paused");
 
     // Failover: the survivors hold every partition within 10 s of the kill, balanced.
     let took_over = wait_owners(
@@ -403,7 +423,9 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     )
     .await;
     let takeover = took_over - killed_at;
-    eprintln!("multi-hub ({n}): the survivors held every partition {takeover:?} after the kill");
+    eprintln!(
+        "multi-hub ({n}, {fault:?}): the survivors held every partition {takeover:?} after the fault"
+    );
     assert!(takeover <= FAILOVER, "takeover took {takeover:?}");
     // The dead replica leaves the survivors' view once its heartbeat expired.
     wait_replicas_view(&rests[0], &ids[0], &survivors).await;
@@ -435,9 +457,21 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     }
     let victim_served = victim_served.expect("set once converged");
     eprintln!(
-        "multi-hub ({n}): the dead replica's clusters converged {victim_served:?} after the kill"
+        "multi-hub ({n}, {fault:?}): the faulty replica's clusters converged {victim_served:?} after the fault"
     );
     assert!(victim_served <= FAILOVER, "{victim_served:?}");
+    if fault == Fault::Pause {
+        // Back from the pause (the sampler still watching the agents): fenced (its own deadline passed long ago), it renews
+        // nothing it lost and takes back only what the others shed for it.
+        replicas[victim].proc.resume();
+        wait_owners(
+            &db,
+            Duration::from_secs(20),
+            "the resumed replica rejoins",
+            |o| balanced(o, &ids),
+        )
+        .await;
+    }
 
     // The hub's view catches up too: Applied at the work's current generation, through
     // a survivor's REST API.
@@ -475,7 +509,7 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     sampler.await.unwrap();
     let history = history.lock().unwrap().clone();
     eprintln!(
-        "multi-hub ({n}): acknowledged {acked:?}, attempted {attempted:?}, applied {history:?}"
+        "multi-hub ({n}, {fault:?}): acknowledged {acked:?}, attempted {attempted:?}, applied {history:?}"
     );
     for (i, seen) in history.iter().enumerate() {
         assert!(
@@ -489,7 +523,11 @@ async fn kill_one_of_during_a_fanout(n: usize) {
     for agent in agents {
         agent.shutdown().await;
     }
-    for r in &mut replicas[..victim] {
+    let stopping = match fault {
+        Fault::Kill => victim,
+        Fault::Pause => n,
+    };
+    for r in &mut replicas[..stopping] {
         r.proc.terminate(Duration::from_secs(10)).await.unwrap();
     }
     broker.stop().await;
