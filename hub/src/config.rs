@@ -158,6 +158,9 @@ pub struct HubConfig {
     pub rollout: crate::rollout::controller::RolloutSettings,
     /// The audit log: checkpoints.
     pub audit: AuditSettings,
+    /// This hub's replica id among several hubs on one PostgreSQL store (issue 16);
+    /// `None` picks `<hostname>-<pid>` on PostgreSQL. Refused with SQLite.
+    pub replica_id: Option<String>,
 }
 
 /// The audit log's settings (issue 15).
@@ -261,6 +264,7 @@ impl HubConfig {
             registration: RegistrationSettings::default(),
             rollout: crate::rollout::controller::RolloutSettings::default(),
             audit: AuditSettings::default(),
+            replica_id: None,
         }
     }
 }

@@ -67,6 +67,9 @@ pub enum HubError {
     /// The spec signing key could not be loaded or made.
     #[error("spec signing key: {0}")]
     SigningKey(#[from] crate::signing::SigningKeyError),
+    /// The replica settings cannot run (several hubs, issue 16).
+    #[error(transparent)]
+    Replica(#[from] crate::replicas::ReplicaError),
 }
 
 /// Namespace for [`Hub::start`].
@@ -90,9 +93,30 @@ pub struct HubHandle {
     rollout_events: crate::rollout::events::RolloutWatchers,
     sealer: crate::audit::sealer::Sealer,
     tasks: Vec<JoinHandle<()>>,
+    /// The partition leases, when this hub is one of several (PostgreSQL).
+    leases: Option<Arc<crate::replicas::lease::LeaseHandle>>,
 }
 
-fn transport_config(config: &HubConfig) -> Result<(Topics, TransportConfig), HubError> {
+/// This hub's replica id when it is one of several hubs on a PostgreSQL store, `None`
+/// on SQLite (the only hub); `--replica-id` with SQLite is refused.
+fn replica_id(config: &HubConfig) -> Result<Option<String>, HubError> {
+    use crate::config::StoreSettings;
+    use crate::replicas::{ReplicaError, check_id, default_id};
+    match (&config.store, &config.replica_id) {
+        (StoreSettings::Sqlite { .. }, None) => Ok(None),
+        (StoreSettings::Sqlite { .. }, Some(_)) => Err(ReplicaError::SqliteIsSingleHub.into()),
+        (StoreSettings::Postgres { .. }, given) => {
+            let id = given.clone().unwrap_or_else(default_id);
+            check_id(&id)?;
+            Ok(Some(id))
+        }
+    }
+}
+
+fn transport_config(
+    config: &HubConfig,
+    replicated: bool,
+) -> Result<(Topics, TransportConfig), HubError> {
     let client_id = config.client_id.clone().unwrap_or_else(|| {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         format!("{}-hub-{}", config.source_id, &suffix[..8])
@@ -112,7 +136,15 @@ fn transport_config(config: &HubConfig) -> Result<(Topics, TransportConfig), Hub
         }
         BrokerSettings::Transport(tc) => (Topics::for_source(&config.source_id)?, (**tc).clone()),
     };
-    tc.subscriptions = topics::source_subscriptions(&topics, &config.source_id)?;
+    tc.subscriptions = if replicated {
+        // Several hubs: the broker hands each agent event to one of them.
+        let shared = topics
+            .clone()
+            .with_shared_group(&topics::replica_share_group(&config.source_id)?)?;
+        topics::source_subscriptions(&shared, &config.source_id)?
+    } else {
+        topics::source_subscriptions(&topics, &config.source_id)?
+    };
     if matches!(config.broker, BrokerSettings::Address { .. }) {
         // A local broker: reconnect quickly rather than after up to 30 s.
         tc.reconnect.max_delay = Duration::from_secs(5);
@@ -137,7 +169,19 @@ impl Hub {
         {
             return Err(HubError::Plaintext(config.listen));
         }
-        let settings = config.store.clone();
+        let replica = replica_id(&config)?;
+        let mut settings = config.store.clone();
+        if let (Some(id), crate::config::StoreSettings::Postgres { url, .. }) =
+            (&replica, &mut settings)
+        {
+            // Names this replica's connections: work change notices carry it, so the
+            // watch relay skips this replica's own changes.
+            url.0 = crate::store::postgres_leases::with_application_name(
+                &url.0,
+                &crate::replicas::watch_relay::origin(id),
+            );
+        }
+        let store_settings = settings.clone();
         let given = config.api.admin_token.clone();
         let token_file = config.api.admin_token_file.clone();
         let (opened, generated, (signing_key, new_key), audit_key) =
@@ -169,7 +213,7 @@ impl Hub {
         let admin_token = config.api.admin_token.clone().or(generated);
         let metrics = Arc::new(Metrics::new(&config.source_id));
         let store = StoreHandle::new(opened, metrics.clone())?;
-        let (topics, tc) = transport_config(&config)?;
+        let (topics, tc) = transport_config(&config, replica.is_some())?;
         // What the outbox can publish, shared with the API so it refuses what cannot be.
         let wire = Arc::new(
             WireFormat::new(
@@ -238,7 +282,56 @@ impl Hub {
                 .clone()
                 .run_health(config.registration.health_interval),
         )];
+        let peer_lost = Arc::new(Notify::new());
+        {
+            // A replica died: statuses it had taken may be lost; ask every cluster again.
+            let source = source.clone();
+            let peer_lost = peer_lost.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    peer_lost.notified().await;
+                    source.request_status_resync().await;
+                }
+            }));
+        }
         tasks.push(tokio::spawn(source.run(events)));
+        let (ownership, leases) = match (&replica, &store_settings) {
+            (Some(id), crate::config::StoreSettings::Postgres { url, .. }) => {
+                let ownership = Arc::new(crate::replicas::Ownership::leased());
+                let (works, notices) =
+                    tokio::sync::mpsc::channel(crate::replicas::watch_relay::QUEUE);
+                tasks.push(tokio::spawn(crate::replicas::watch_relay::relay(
+                    notices,
+                    crate::replicas::watch_relay::origin(id),
+                    store.clone(),
+                    watchers.clone(),
+                    cluster_watchers.clone(),
+                )));
+                let leases = crate::replicas::lease::LeaseHandle::start(
+                    crate::replicas::lease::ReplicaIdentity {
+                        url: url.0.clone(),
+                        replica_id: id.clone(),
+                        rest_addr: rest_addr.to_string(),
+                    },
+                    crate::replicas::lease::LeaseOutputs {
+                        ownership: ownership.clone(),
+                        outbox: notify.clone(),
+                        peer_lost: peer_lost.clone(),
+                        metrics: metrics.clone(),
+                        works,
+                    },
+                )
+                .await?;
+                tracing::info!(replica = %id, "one of several hubs: publishing the partitions it leases");
+                (ownership, Some(Arc::new(leases)))
+            }
+            _ => {
+                metrics
+                    .partitions_owned
+                    .set(i64::from(crate::replicas::partition::PARTITIONS));
+                (Arc::new(crate::replicas::Ownership::everything()), None)
+            }
+        };
         let publisher = OutboxPublisher {
             store: store.clone(),
             publisher: transport.publisher.clone(),
@@ -246,6 +339,7 @@ impl Hub {
             notify: notify.clone(),
             metrics: metrics.clone(),
             progress: outbox_progress.clone(),
+            ownership,
         };
         tasks.push(tokio::spawn(publisher.run()));
         let placements = crate::placement::controller::PlacementHooks::default();
@@ -307,6 +401,7 @@ impl Hub {
             sealer: sealer.clone(),
             transport: transport.publisher.stats().clone(),
             outbox_progress,
+            leases: leases.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state);
@@ -336,6 +431,7 @@ impl Hub {
             rollout_events,
             sealer,
             tasks,
+            leases,
         })
     }
 }
@@ -420,6 +516,11 @@ impl HubHandle {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The partition leases of this replica (`None` on SQLite: the only hub).
+    pub fn leases(&self) -> Option<&Arc<crate::replicas::lease::LeaseHandle>> {
+        self.leases.as_ref()
+    }
+
     /// The hub's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -447,6 +548,11 @@ impl HubHandle {
         }
         // Bounded: with the broker unreachable the DISCONNECT cannot go out.
         self.transport.shutdown(Duration::from_secs(1)).await;
+        // The outbox stopped and nothing it sent is still on its way: give the
+        // partitions to the other replicas now rather than after the leases' expiry.
+        if let Some(leases) = self.leases.take() {
+            leases.shutdown().await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }

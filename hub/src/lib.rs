@@ -41,6 +41,7 @@ pub mod placement;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod readiness;
+pub mod replicas;
 pub mod rollout;
 pub mod signing;
 pub mod source;

@@ -199,6 +199,9 @@ pub struct Metrics {
     pub spec_resync_seconds: Histogram,
     /// Outbox rows parked because they can never be published (see `outbox`).
     pub outbox_parked: Counter,
+    /// Partitions whose outbox rows this replica publishes (several hubs, issue 16;
+    /// all of them on a single hub).
+    pub partitions_owned: Gauge,
 }
 
 impl Default for Metrics {
@@ -241,6 +244,7 @@ impl Metrics {
             spec_resyncs_answered: Counter::default(),
             spec_resync_seconds: Histogram::new(LATENCY_BUCKETS),
             outbox_parked: Counter::default(),
+            partitions_owned: Gauge::default(),
         };
         m.register_all();
         m
@@ -342,6 +346,11 @@ impl Metrics {
             "workbus_hub_outbox_parked",
             "Events parked as unpublishable, kept until a newer event of the same work supersedes them",
             self.outbox_parked_now.clone(),
+        );
+        r.register(
+            "workbus_hub_partitions_owned",
+            "Cluster partitions whose events this hub replica publishes (of 64)",
+            self.partitions_owned.clone(),
         );
         r.register(
             "workbus_hub_clusters",

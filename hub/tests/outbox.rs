@@ -126,6 +126,7 @@ async fn start(rows: Vec<NewOutbox>, fails: Script) -> Rig {
         notify: Arc::new(tokio::sync::Notify::new()),
         metrics: metrics.clone(),
         progress: Default::default(),
+        ownership: Arc::new(workbus_hub::replicas::Ownership::everything()),
     };
     Rig {
         store,

@@ -627,6 +627,16 @@ pub fn check_publishable(topic: &str) -> Result<(), TopicError> {
     }
 }
 
+/// The MQTT 5 shared-subscription group of the hub replicas serving `source_id`
+/// (`<source id>-hubs`): every replica subscribes to `$share/<group>/<agentEvents>`
+/// ([`Topics::with_shared_group`]), so the broker hands each agent event to exactly one
+/// of them (workbus, issue 16; reference §1.6 for shared subscriptions).
+pub fn replica_share_group(source_id: &str) -> Result<String, TopicError> {
+    let group = format!("{source_id}-hubs");
+    validate_segment(SegmentKind::SharedGroup, &group)?;
+    Ok(group)
+}
+
 /// The subscription filters of a source (reference §1.3): `agentEvents` verbatim,
 /// after checking that its source slot is `source_id`, then `agentBroadcast` verbatim
 /// when set.
@@ -750,6 +760,21 @@ pub(crate) fn go_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replicas_share_the_agent_events_of_their_source() {
+        assert_eq!(replica_share_group("maestro").unwrap(), "maestro-hubs");
+        assert!(replica_share_group("Bad Id").is_err());
+        let topics = Topics::for_source("maestro")
+            .unwrap()
+            .with_shared_group(&replica_share_group("maestro").unwrap())
+            .unwrap();
+        assert_eq!(
+            source_subscriptions(&topics, "maestro").unwrap(),
+            vec!["$share/maestro-hubs/sources/maestro/consumers/+/agentevents".to_string()]
+        );
+    }
+
     use super::*;
     use crate::event_type::SubResource;
     use proptest::prelude::*;

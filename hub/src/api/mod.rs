@@ -39,6 +39,7 @@ pub mod guard;
 pub mod outbox;
 pub mod placements;
 pub mod registration;
+pub mod replicas;
 pub mod replicasets;
 pub mod server;
 pub mod tls;
@@ -99,6 +100,8 @@ pub struct ApiState {
     pub transport: Arc<workbus_transport::TransportStats>,
     /// The outbox publisher's progress (`/readyz`).
     pub outbox_progress: Arc<crate::outbox::progress::OutboxProgress>,
+    /// The partition leases when this hub is one of several (`/api/v1/replicas`).
+    pub leases: Option<Arc<crate::replicas::lease::LeaseHandle>>,
 }
 
 /// All routes.
@@ -121,6 +124,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/watch/works", get(watch::watch))
         .route("/api/v1/watch/tickets", post(watch::ticket))
         .route("/api/v1/outbox/parked", get(outbox::parked))
+        .route("/api/v1/replicas", get(replicas::list))
         .route("/api/v1/audit/log", get(audit::log))
         .route("/api/v1/audit/replay", get(audit::replay))
         .route("/api/v1/audit/verify", get(audit::verify))

@@ -16,6 +16,7 @@ pub mod certs;
 pub mod client;
 pub mod output;
 pub mod placements;
+pub mod replicas;
 pub mod rollout;
 pub mod serve;
 pub mod tls_args;
@@ -297,6 +298,13 @@ pub enum GetWhat {
         #[arg(long = "placement")]
         placement: Option<String>,
         /// Output format (default: table; `wide` adds placement, group, clusters).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// List the hub replicas on this hub's store and the partitions each publishes.
+    #[command(visible_alias = "replica")]
+    Replicas {
+        /// Output format (default: table).
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
     },
@@ -733,6 +741,13 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             GetWhat::Clustersetbindings { namespace, output } => {
                 placements::get_bindings(&client, namespace.as_deref(), output, now)?
             }
+            GetWhat::Replicas { output } => {
+                let v = client.get("/api/v1/replicas")?.body;
+                match output {
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
+                    _ => print!("{}", replicas::table(&v)),
+                }
+            }
             GetWhat::Clustersets { output } => {
                 let v = client.get("/api/v1/clustersets")?.body;
                 let items = v
@@ -915,6 +930,7 @@ mod tests {
             "workbus-hub get placementdecisions --namespace",
             "workbus-hub get placementdecisions --placement",
             "workbus-hub get placementdecisions --output",
+            "workbus-hub get replicas --output",
             "workbus-hub get clustersetbindings --namespace",
             "workbus-hub get clustersetbindings --output",
             "workbus-hub describe work --namespace",

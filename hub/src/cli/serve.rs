@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Source id (`[a-z0-9-]+`).
     #[arg(long, env = "WORKBUS_HUB_SOURCE_ID", default_value = defaults::SOURCE_ID)]
     pub source_id: String,
+    /// This hub's id among several hubs on one PostgreSQL store (default
+    /// `<hostname>-<pid>`); each live replica needs its own. Refused with SQLite.
+    #[arg(long, env = "WORKBUS_HUB_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// sdk-go MQTT config file (broker, TLS, topics).
     #[arg(long, env = "WORKBUS_HUB_MQTT_CONFIG", conflicts_with = "broker")]
     pub mqtt_config: Option<PathBuf>,
@@ -159,6 +163,7 @@ impl ServeArgs {
             source_id: self.source_id.clone(),
             broker,
             api: self.api.api_settings(self.listen, &self.data_dir)?,
+            replica_id: self.replica_id.clone(),
             audit: crate::config::AuditSettings {
                 retention: crate::audit::retention::RetentionPolicy {
                     max_age: self

@@ -69,6 +69,16 @@
 //! current configuration (a larger packet limit, the structured encoding): those that
 //! now fit return to the queue.
 
+//!
+//! # Several hubs
+//!
+//! With several hubs on one PostgreSQL store each publishes only the rows of clusters
+//! whose partition it leases (`replicas::Ownership`, checked before every row is handed
+//! to the transport; rows of other clusters are skipped, not parked or completed).
+//! When it gains partitions it reads the outbox again from the start, so it begins
+//! with the oldest row of each new cluster that the previous owner had not completed:
+//! per-cluster order survives a handover (see ARCHITECTURE.md, "Several hubs").
+
 pub mod progress;
 pub mod wire;
 
@@ -88,6 +98,8 @@ use workbus_schemas::mqtt::MqttMessage;
 use workbus_transport::{PublishError, Publisher};
 
 use crate::metrics::Metrics;
+use crate::replicas::Ownership;
+use crate::replicas::partition::PartitionSet;
 use crate::store::writes::{CompleteOutbox, OutboxAttemptFailed, ParkOutbox, UnparkOutbox};
 use crate::store::{OutboxEntry, OutboxPayload, PendingWrite, StoreHandle};
 
@@ -150,6 +162,9 @@ pub struct OutboxPublisher<S: Sink = Publisher> {
     pub metrics: Arc<Metrics>,
     /// Where it records its progress (read by `/readyz`).
     pub progress: Arc<progress::OutboxProgress>,
+    /// Which clusters' rows this replica publishes (all of them on a single hub; see
+    /// `replicas`): rows of other clusters are left to their owner.
+    pub ownership: Arc<Ownership>,
 }
 
 /// Acknowledged rows whose removal is committing.
@@ -307,8 +322,17 @@ impl<S: Sink> OutboxPublisher<S> {
         self.recheck_parked().await;
         let mut schedule = Schedule::default();
         let mut delay = RETRY_MIN;
+        let mut owned: PartitionSet = 0;
         loop {
             schedule.release_expired(Instant::now());
+            let now_owned = self.ownership.publishable(Instant::now());
+            if now_owned & !owned != 0 {
+                // Partitions gained (a claim, a takeover's quiet period over): their
+                // rows were skipped so far, so read the stored outbox from the start —
+                // the new owner begins with the oldest row the old one did not complete.
+                schedule.scan = 0;
+            }
+            owned = now_owned;
             let after = schedule.scan;
             let wire = self.wire.fingerprint().to_string();
             let batch = match self
@@ -361,6 +385,13 @@ impl<S: Sink> OutboxPublisher<S> {
         let mut end = PassEnd::Done;
         for entry in batch {
             if schedule.is_held(&entry.cluster) {
+                schedule.scan = entry.id;
+                continue;
+            }
+            // Checked for every row, at the instant it would go out: a replica whose
+            // lease deadline passed (paused, cut off from the database) stops here,
+            // before another may claim the partition.
+            if !self.ownership.owns(&entry.cluster) {
                 schedule.scan = entry.id;
                 continue;
             }

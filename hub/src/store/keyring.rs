@@ -276,14 +276,19 @@ fn default_key_id() -> String {
     chrono::Utc::now().format("k%Y%m%dT%H%M%S").to_string()
 }
 
-/// A key id: 1–64 of `[A-Za-z0-9._-]` (it is embedded in every sealed value).
-fn check_key_id(id: &str) -> Result<(), KeyError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_KEY_ID
+/// Whether `id` is 1–`max` characters of `[A-Za-z0-9._-]`: safe in a sealed value's
+/// prefix, a file name, a table cell or a log line (key ids; replica ids).
+pub(crate) fn is_plain_id(id: &str, max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A key id: 1–64 of `[A-Za-z0-9._-]` (it is embedded in every sealed value).
+fn check_key_id(id: &str) -> Result<(), KeyError> {
+    if is_plain_id(id, MAX_KEY_ID) {
         Ok(())
     } else {
         Err(KeyError::Format(format!(

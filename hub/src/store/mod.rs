@@ -36,6 +36,7 @@ pub mod placement_writes;
 pub mod postgres;
 mod postgres_audit;
 mod postgres_conn;
+pub mod postgres_leases;
 pub mod postgres_migrations;
 mod postgres_placement;
 mod postgres_registration;

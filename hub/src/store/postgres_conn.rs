@@ -69,6 +69,12 @@ impl Connector {
         Ok(conn)
     }
 
+    /// Opens a plain client (no prepared statements, no settings), for a connection
+    /// that only LISTENs ([`super::postgres_leases::Listener`]).
+    pub(super) fn connect_client(&self) -> Result<Client, StoreError> {
+        blocking(|| self.config.connect(NoTls)).map_err(|e| self.error(e))
+    }
+
     fn error(&self, e: postgres::Error) -> StoreError {
         map_error(&self.server, e)
     }

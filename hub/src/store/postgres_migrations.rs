@@ -246,6 +246,75 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_cuts_no_truncate BEFORE TRUNCATE ON audit_cuts
         FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
     "#,
+    // 3: several active hubs (issue 16, ARCHITECTURE.md "Several hubs"): the replicas
+    // and their heartbeats, the partition leases (who publishes which clusters' outbox
+    // rows; `epoch` counts handovers), a NOTIFY on every outbox insert so the owner of
+    // a cluster wakes whichever replica queued its event, and one per work and cluster
+    // change for the other replicas' watches. Times are the server's.
+    r#"
+    CREATE TABLE hub_replicas (
+        replica_id   TEXT COLLATE "C" PRIMARY KEY,
+        rest_addr    TEXT COLLATE "C" NOT NULL,
+        started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        expires_at   TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE partition_leases (
+        partition    INTEGER PRIMARY KEY,
+        owner        TEXT COLLATE "C",
+        epoch        BIGINT NOT NULL DEFAULT 0,
+        acquired_at  TIMESTAMPTZ,
+        expires_at   TIMESTAMPTZ
+    );
+    CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('workbus_outbox', '');
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER outbox_queued AFTER INSERT ON outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+    -- Work changes for the watches of the other replicas (store::postgres_leases::
+    -- WorkNotice): kind|uid|cluster|name|generation|the writer's application_name.
+    CREATE FUNCTION work_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            origin TEXT := current_setting('application_name');
+        BEGIN
+            IF TG_TABLE_NAME = 'work_status' THEN
+                PERFORM pg_notify('workbus_works',
+                    'status|' || NEW.uid || '|||' || NEW.generation || '|' || origin);
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('workbus_works', 'deleted|' || OLD.uid || '|' || OLD.cluster
+                    || '|' || OLD.name || '|' || OLD.generation || '|' || origin);
+            ELSE
+                PERFORM pg_notify('workbus_works', 'spec|' || NEW.uid || '|' || NEW.cluster
+                    || '|' || NEW.name || '|' || NEW.generation || '|' || origin);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER works_changed AFTER INSERT OR UPDATE OR DELETE ON works
+        FOR EACH ROW EXECUTE FUNCTION work_notify();
+    CREATE TRIGGER work_status_changed AFTER INSERT OR UPDATE ON work_status
+        FOR EACH ROW EXECUTE FUNCTION work_notify();
+    -- Cluster changes likewise (changed|name|origin, deleted|name|origin); not the
+    -- last-heard time a status touches, only what a cluster watcher sees.
+    CREATE FUNCTION cluster_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            origin TEXT := current_setting('application_name');
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('workbus_clusters', 'deleted|' || OLD.name || '|' || origin);
+            ELSE
+                PERFORM pg_notify('workbus_clusters', 'changed|' || NEW.name || '|' || origin);
+            END IF;
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER clusters_added_or_removed AFTER INSERT OR DELETE ON clusters
+        FOR EACH ROW EXECUTE FUNCTION cluster_notify();
+    CREATE TRIGGER clusters_changed AFTER UPDATE ON clusters FOR EACH ROW
+        WHEN (OLD.labels IS DISTINCT FROM NEW.labels
+              OR OLD.registration IS DISTINCT FROM NEW.registration)
+        EXECUTE FUNCTION cluster_notify();
+    "#,
 ];
 
 /// The schema version this binary writes.
