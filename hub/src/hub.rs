@@ -20,6 +20,7 @@ use crate::api::{self, ApiState};
 use crate::auth::origin::HostPolicy;
 use crate::auth::tokens::{self, TokenError};
 use crate::config::{BrokerSettings, HubConfig};
+use crate::data_dir_lock::DataDirLock;
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxPublisher, WireFormat};
 use crate::source::SourceLoop;
@@ -64,6 +65,9 @@ pub enum HubError {
     /// The first admin token could not be made or written.
     #[error("admin token: {0}")]
     Token(#[from] TokenError),
+    /// Another hub runs on the data directory (or its lock file is unusable).
+    #[error("{0}")]
+    DataDir(#[from] crate::data_dir_lock::DataDirLockError),
     /// The spec signing key could not be loaded or made.
     #[error("spec signing key: {0}")]
     SigningKey(#[from] crate::signing::SigningKeyError),
@@ -95,6 +99,8 @@ pub struct HubHandle {
     tasks: Vec<JoinHandle<()>>,
     /// The partition leases, when this hub is one of several (PostgreSQL).
     leases: Option<Arc<crate::replicas::lease::LeaseHandle>>,
+    /// Held while the hub runs (SQLite): no second hub on its data directory.
+    _data_dir_lock: Option<DataDirLock>,
 }
 
 /// This hub's replica id when it is one of several hubs on a PostgreSQL store, `None`
@@ -184,15 +190,22 @@ impl Hub {
         let store_settings = settings.clone();
         let given = config.api.admin_token.clone();
         let token_file = config.api.admin_token_file.clone();
-        let (opened, generated, (signing_key, new_key), audit_key) =
+        let (data_dir_lock, opened, generated, (signing_key, new_key), audit_key) =
             tokio::task::spawn_blocking(move || {
+                // SQLite: this hub owns the directory's database; a second one is refused.
+                let lock = match &settings {
+                    crate::config::StoreSettings::Sqlite { data_dir } => {
+                        Some(DataDirLock::acquire(data_dir)?)
+                    }
+                    crate::config::StoreSettings::Postgres { .. } => None,
+                };
                 let store = crate::store::open(&settings)?;
                 let generated =
                     tokens::bootstrap(store.as_ref(), given.as_deref(), token_file.as_deref())?;
                 let key = crate::signing::load_or_create(settings.data_dir())?;
                 let (audit_key, _) =
                     crate::audit::checkpoint::load_or_create_key(settings.data_dir())?;
-                Ok::<_, HubError>((store, generated, key, audit_key))
+                Ok::<_, HubError>((lock, store, generated, key, audit_key))
             })
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
@@ -432,6 +445,7 @@ impl Hub {
             sealer,
             tasks,
             leases,
+            _data_dir_lock: data_dir_lock,
         })
     }
 }

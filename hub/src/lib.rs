@@ -31,6 +31,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster_authorizer;
 pub mod config;
+pub mod data_dir_lock;
 pub mod defaults;
 pub mod embedded_broker;
 pub mod hub;

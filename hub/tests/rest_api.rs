@@ -436,3 +436,30 @@ async fn openapi_health_metrics_and_watch() {
     assert!(text.contains("workbus_hub_api_rejected_total 1"));
     hub.shutdown().await;
 }
+
+/// Issue 17: a second hub on the same data directory is refused with a message naming
+/// the holder, and the directory is free again once the first hub has stopped.
+#[tokio::test]
+async fn a_second_hub_on_one_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("lock");
+    let first = start_hub(dir.path(), &source).await;
+    let config = workbus_hub::HubConfig {
+        store: workbus_hub::StoreSettings::sqlite(dir.path()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source_id: source.clone(),
+        ..workbus_hub::HubConfig::new()
+    };
+    let refused = match workbus_hub::Hub::start(config).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a second hub started on the same data directory"),
+    };
+    assert!(
+        refused.contains("is in use by another hub")
+            && refused.contains(&format!("pid {}", std::process::id())),
+        "{refused}"
+    );
+    first.shutdown().await;
+    let again = start_hub(dir.path(), &source).await;
+    again.shutdown().await;
+}
