@@ -42,6 +42,7 @@ pub mod event_type;
 pub mod extensions;
 pub mod metadata;
 pub mod mqtt;
+pub mod peek;
 pub mod placement;
 #[cfg(feature = "protobuf")]
 pub mod proto;

@@ -83,6 +83,14 @@ pub enum CodecError {
     Bundle(#[from] BundleError),
 }
 
+/// Whether `event_type` names a ManifestWork (`manifestbundles`) event of `expected`:
+/// what [`decode_spec_event`] and [`decode_status_event`] accept, read from the type alone.
+pub fn is_work_event_type(event_type: &str, expected: SubResource) -> bool {
+    event_type
+        .parse::<EventType>()
+        .is_ok_and(|ty| ty.data_type.is_manifest_bundles() && ty.sub_resource == expected)
+}
+
 fn parse_type(event: &Event, expected: SubResource) -> Result<EventType, CodecError> {
     let ty: EventType = event.ty().parse()?;
     if !ty.data_type.is_manifest_bundles() {

@@ -164,42 +164,49 @@ pub fn format_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-fn push_field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+/// An optional text field's bytes.
+fn opt(s: &Option<String>) -> Option<&[u8]> {
+    s.as_deref().map(str::as_bytes)
+}
+
+/// Feeds one field: a presence byte, then its length and bytes when present.
+fn hash_field(hasher: &mut Sha256, value: Option<&[u8]>) {
     match value {
-        None => out.push(0),
+        None => hasher.update([0]),
         Some(bytes) => {
-            out.push(1);
             // Stored events are bounded far below 4 GiB; saturate rather than panic.
             let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(bytes);
+            hasher.update([1]);
+            hasher.update(len.to_be_bytes());
+            hasher.update(bytes);
         }
     }
 }
 
 /// The hash of `record` from its fields and `prev_hash` (its own `hash` is ignored).
 /// A `prev_hash` that is not 64 hex digits is hashed as its text, so such a record can
-/// never verify against a real chain.
+/// never verify against a real chain. The bytes are fed to SHA-256 as they are, not
+/// copied into one buffer first: `audit verify` runs this for every record.
 pub fn record_hash(record: &AuditRecord) -> String {
-    let mut out = Vec::with_capacity(record.event.len() + 256);
-    out.extend_from_slice(CHAIN_TAG);
-    match hex::decode(&record.prev_hash) {
-        Ok(raw) if raw.len() == 32 => out.extend_from_slice(&raw),
-        _ => push_field(&mut out, Some(record.prev_hash.as_bytes())),
+    let mut hasher = Sha256::new();
+    hasher.update(CHAIN_TAG);
+    let mut prev = [0u8; 32];
+    match hex::decode_to_slice(&record.prev_hash, &mut prev) {
+        Ok(()) => hasher.update(prev),
+        Err(_) => hash_field(&mut hasher, Some(record.prev_hash.as_bytes())),
     }
-    out.extend_from_slice(&record.seq.to_be_bytes());
-    let opt = |s: &Option<String>| s.as_deref().map(str::as_bytes).map(<[u8]>::to_vec);
-    push_field(&mut out, Some(format_time(record.at).as_bytes()));
-    push_field(&mut out, Some(record.direction.as_str().as_bytes()));
-    push_field(&mut out, opt(&record.cluster).as_deref());
-    push_field(&mut out, opt(&record.source).as_deref());
-    push_field(&mut out, opt(&record.resource_id).as_deref());
+    hasher.update(record.seq.to_be_bytes());
+    hash_field(&mut hasher, Some(format_time(record.at).as_bytes()));
+    hash_field(&mut hasher, Some(record.direction.as_str().as_bytes()));
+    hash_field(&mut hasher, opt(&record.cluster));
+    hash_field(&mut hasher, opt(&record.source));
+    hash_field(&mut hasher, opt(&record.resource_id));
     let version = record.resource_version.map(|v| v.to_string());
-    push_field(&mut out, version.as_deref().map(str::as_bytes));
-    push_field(&mut out, Some(record.event_type.as_bytes()));
-    push_field(&mut out, opt(&record.actor).as_deref());
-    push_field(&mut out, Some(record.event.as_bytes()));
-    hex::encode(Sha256::digest(&out))
+    hash_field(&mut hasher, version.as_deref().map(str::as_bytes));
+    hash_field(&mut hasher, Some(record.event_type.as_bytes()));
+    hash_field(&mut hasher, opt(&record.actor));
+    hash_field(&mut hasher, Some(record.event.as_bytes()));
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]
@@ -252,6 +259,50 @@ mod tests {
             change(&mut r);
             assert_ne!(r.computed_hash(), second.hash, "{r:?}");
         }
+    }
+
+    /// The bytes of the module documentation, hashed by an independent implementation
+    /// (Python's hashlib over the layout written out by hand): logs written by any
+    /// version of the hub keep verifying.
+    #[test]
+    fn the_hash_is_the_documented_layout() {
+        let at = DateTime::parse_from_rfc3339("2026-12-07T21:43:52.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let record = AuditRecord {
+            seq: 2,
+            at,
+            direction: AuditDirection::Received,
+            cluster: Some("edge-1".into()),
+            source: Some("s".into()),
+            resource_id: Some("uid-1".into()),
+            resource_version: Some(3),
+            event_type: "t".into(),
+            actor: None,
+            event: r#"{"a":1}"#.into(),
+            prev_hash: "ab".repeat(32),
+            hash: String::new(),
+        };
+        assert_eq!(
+            record_hash(&record),
+            "01cd19bd29d77a3d1b68281fd3ba3323988ba055340ad0b3c2409e74b5e34ef7"
+        );
+        // A prev_hash that is not 64 hex digits is hashed as a field of text.
+        let odd = AuditRecord {
+            seq: 1,
+            cluster: None,
+            source: None,
+            resource_id: None,
+            resource_version: None,
+            actor: Some("admin".into()),
+            event: "{}".into(),
+            prev_hash: "not-hex".into(),
+            ..record
+        };
+        assert_eq!(
+            record_hash(&odd),
+            "ad74c0843db519bb67f36a69461887684b1e38a5e1ccc80a1939437c936eafb5"
+        );
     }
 
     #[test]

@@ -8,12 +8,22 @@
 //!
 //! The fold over records ([`Replay`]) is pure; [`cluster_at`] and [`timeline`] read
 //! the records of one cluster (or work) up to the time through the store's indexes.
+//!
+//! The fold decides from each record's columns (direction, type, resource id and
+//! version) and a light reading of its event (`schemas::peek`: deleting, has data,
+//! `Deleted=True`), and keeps the records it will need; only the last spec and status
+//! of each work are decoded, when the fold is over. A logged event whose light reading
+//! passes but whose full decoding fails (the hub logs only events it made or accepted,
+//! so none should) drops its work from the answer instead of falling back to an older
+//! record.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use workbus_schemas::metadata::{decode_spec_event, decode_status_event};
+use workbus_schemas::event_type::SubResource;
+use workbus_schemas::metadata::{decode_spec_event, decode_status_event, is_work_event_type};
+use workbus_schemas::peek::peek;
 
 use super::chain::AuditRecord;
 use crate::store::{AuditDirection, AuditQuery, Store, StoreError};
@@ -40,92 +50,120 @@ pub struct WorkAt {
     pub status: Option<(DateTime<Utc>, i64, Value)>,
 }
 
-/// The fold: push records of one cluster in chain order.
+/// A work while the fold runs: what decides its next step, and the records to decode.
+#[derive(Debug)]
+struct Pending {
+    generation: i64,
+    deleting: bool,
+    spec: AuditRecord,
+    status: Option<AuditRecord>,
+}
+
+/// The fold: push records of one cluster in chain order, then [`Replay::finish`].
 #[derive(Debug, Default)]
 pub struct Replay {
-    works: BTreeMap<String, WorkAt>,
+    works: BTreeMap<String, Pending>,
 }
 
 impl Replay {
     /// Takes one record into account.
     pub fn push(&mut self, record: &AuditRecord) {
-        let Some(uid) = &record.resource_id else {
+        let (Some(uid), Some(generation)) = (&record.resource_id, record.resource_version) else {
             return;
         };
-        let Ok(event) = workbus_schemas::mqtt::structured::decode(record.event.as_bytes()) else {
+        let kind = match record.direction {
+            AuditDirection::Sent => SubResource::Spec,
+            AuditDirection::Received => SubResource::Status,
+            AuditDirection::Api | AuditDirection::Internal => return,
+        };
+        if !is_work_event_type(&record.event_type, kind) {
+            return;
+        }
+        let Ok(event) = peek(&record.event) else {
             return;
         };
-        match record.direction {
-            AuditDirection::Sent => {
-                if let Ok(spec) = decode_spec_event(&event) {
-                    let status = self.works.remove(uid).and_then(|w| w.status);
-                    self.works.insert(
-                        uid.clone(),
-                        WorkAt {
-                            name: spec.work.metadata.name.clone(),
-                            generation: spec.work.metadata.generation,
-                            deleting: spec.is_deleting(),
-                            sent_at: record.at,
-                            actor: record.actor.clone(),
-                            spec: serde_json::to_value(&spec.work.spec).unwrap_or(Value::Null),
-                            status,
-                        },
-                    );
-                }
-            }
-            AuditDirection::Received => {
-                // A dropped status is logged without its data.
-                if event.data().is_none() {
-                    return;
-                }
-                let Ok(status) = decode_status_event(&event) else {
-                    return;
-                };
-                let Some(work) = self.works.get_mut(uid) else {
-                    return;
-                };
-                if status.is_deleted() && work.deleting {
-                    self.works.remove(uid);
-                } else if status.generation == work.generation {
-                    work.status = Some((
-                        record.at,
-                        status.generation,
-                        serde_json::to_value(&status.status).unwrap_or(Value::Null),
-                    ));
-                }
-            }
-            AuditDirection::Api | AuditDirection::Internal => {}
+        if kind == SubResource::Spec {
+            let status = self.works.remove(uid).and_then(|w| w.status);
+            self.works.insert(
+                uid.clone(),
+                Pending {
+                    generation,
+                    deleting: event.deleting,
+                    spec: record.clone(),
+                    status,
+                },
+            );
+            return;
+        }
+        // A dropped status is logged without its data.
+        if !event.has_data {
+            return;
+        }
+        let Some(work) = self.works.get_mut(uid) else {
+            return;
+        };
+        if event.deleted && work.deleting {
+            self.works.remove(uid);
+        } else if generation == work.generation {
+            work.status = Some(record.clone());
         }
     }
 
-    /// The works, by resource id.
-    pub fn works(&self) -> &BTreeMap<String, WorkAt> {
-        &self.works
+    /// The works as they stood after the last record pushed, by resource id: each
+    /// one's last spec and status decoded.
+    pub fn finish(self) -> BTreeMap<String, WorkAt> {
+        self.works
+            .into_iter()
+            .filter_map(|(uid, pending)| Some((uid, decode(pending)?)))
+            .collect()
     }
+}
 
-    /// The works as the API shows them, by name.
-    pub fn to_json(&self) -> Vec<Value> {
-        let mut items: Vec<Value> = self
-            .works
-            .iter()
-            .map(|(uid, w)| {
-                json!({
-                    "name": w.name,
-                    "resourceId": uid,
-                    "generation": w.generation,
-                    "deleting": w.deleting,
-                    "sentAt": w.sent_at,
-                    "actor": w.actor,
-                    "spec": w.spec,
-                    "status": w.status.as_ref().map(|(at, generation, status)| json!({
-                        "receivedAt": at, "generation": generation, "status": status
-                    })),
-                })
+/// A work's last spec and status, decoded (`None` when the spec does not decode).
+fn decode(pending: Pending) -> Option<WorkAt> {
+    let structured =
+        |r: &AuditRecord| workbus_schemas::mqtt::structured::decode(r.event.as_bytes());
+    let spec = decode_spec_event(&structured(&pending.spec).ok()?).ok()?;
+    let status = pending.status.and_then(|record| {
+        let status = decode_status_event(&structured(&record).ok()?).ok()?;
+        Some((
+            record.at,
+            status.generation,
+            serde_json::to_value(&status.status).unwrap_or(Value::Null),
+        ))
+    });
+    Some(WorkAt {
+        name: spec.work.metadata.name.clone(),
+        generation: spec.work.metadata.generation,
+        deleting: spec.is_deleting(),
+        sent_at: pending.spec.at,
+        actor: pending.spec.actor,
+        spec: serde_json::to_value(&spec.work.spec).unwrap_or(Value::Null),
+        status,
+    })
+}
+
+/// The works as the API shows them, by name.
+pub fn to_json(works: &BTreeMap<String, WorkAt>) -> Vec<Value> {
+    let mut items: Vec<Value> = works
+        .iter()
+        .map(|(uid, w)| {
+            json!({
+                "name": w.name,
+                "resourceId": uid,
+                "generation": w.generation,
+                "deleting": w.deleting,
+                "sentAt": w.sent_at,
+                "actor": w.actor,
+                "spec": w.spec,
+                "status": w.status.as_ref().map(|(at, generation, status)| json!({
+                    "receivedAt": at, "generation": generation, "status": status
+                })),
             })
-            .collect();
-        items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        items
-    }
+        })
+        .collect();
+    items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    items
 }
 
 /// Reads every record `query` selects, page by page, into `each`.
@@ -158,7 +196,7 @@ pub fn cluster_at(
         ..Default::default()
     };
     scan(store, query, |r| replay.push(r))?;
-    Ok(replay.to_json())
+    Ok(to_json(&replay.finish()))
 }
 
 /// Every record of work `uid` up to `at`, oldest first, in short form.

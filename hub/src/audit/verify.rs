@@ -426,12 +426,17 @@ impl Verifier {
     }
 }
 
-/// Records read per page when verifying a store.
-pub const PAGE: usize = 10_000;
+/// Records read per page when verifying a store (small enough that the page being
+/// read and the one being checked stay in cache and allocator churn stays low).
+pub const PAGE: usize = 2_000;
 
 /// Verifies the records of `store` with sequence numbers in `from..=to` (all when
 /// `None`), page by page. `anchor` (what the newest known checkpoint seals) is only
 /// checked when the range reaches the end of the log.
+///
+/// Reading (the database, opening each sealed event) and checking (SHA-256 of each
+/// record) overlap: a reader thread fetches the next page while this one checks the
+/// last, one page ahead at most; it stops as soon as the checker has its answer.
 pub fn verify_store(
     store: &dyn crate::store::Store,
     key: Option<VerifyingKey>,
@@ -451,17 +456,35 @@ pub fn verify_store(
         limit: PAGE,
         ..Default::default()
     };
-    loop {
-        let page = store.audit_records(&query)?;
-        for record in &page {
-            verifier.push(record);
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE && !verifier.settled() => {
-                query.after_seq = Some(last.seq)
+    std::thread::scope(|scope| {
+        let (pages, received) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            loop {
+                let page = store.audit_records(&query);
+                let next = match &page {
+                    Ok(records) if records.len() == PAGE => records.last().map(|r| r.seq),
+                    _ => None,
+                };
+                // A closed channel: the checker has its answer.
+                if pages.send(page).is_err() {
+                    return;
+                }
+                match next {
+                    Some(seq) => query.after_seq = Some(seq),
+                    None => return,
+                }
             }
-            _ => break,
+        });
+        for page in received.iter() {
+            for record in &page? {
+                verifier.push(record);
+            }
+            if verifier.settled() {
+                break;
+            }
         }
-    }
-    Ok(verifier.finish(false))
+        // Dropping the receiver ends the reader at its next page.
+        drop(received);
+        Ok(verifier.finish(false))
+    })
 }

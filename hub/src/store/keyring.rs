@@ -201,15 +201,16 @@ impl Keyring {
         if buf.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(KeyError::Sealed("too short"));
         }
-        let mut body = buf.split_off(NONCE_LEN);
-        let nonce =
-            Nonce::try_assume_unique_for_key(&buf).map_err(|_| KeyError::Sealed("nonce"))?;
-        let plain = key
-            .open_in_place(nonce, Aad::from(column.as_bytes()), &mut body)
-            .map_err(|_| KeyError::Sealed("authentication failed"))?;
-        let len = plain.len();
-        body.truncate(len);
-        Ok(Cow::Owned(body))
+        let nonce = Nonce::try_assume_unique_for_key(&buf[..NONCE_LEN])
+            .map_err(|_| KeyError::Sealed("nonce"))?;
+        // Opened in the decoded buffer, the plaintext moved to its front: no second
+        // copy of every event `audit verify` reads.
+        let len = key
+            .open_within(nonce, Aad::from(column.as_bytes()), &mut buf, NONCE_LEN..)
+            .map_err(|_| KeyError::Sealed("authentication failed"))?
+            .len();
+        buf.truncate(len);
+        Ok(Cow::Owned(buf))
     }
 
     /// The keyed digest of `value` (HMAC-SHA256 under the digest key), as
