@@ -292,10 +292,14 @@ pub fn reconcile(input: Inputs<'_>) -> Outcome {
             awaiting = gate.map(|g| g.gate);
         }
         // Record what changed.
+        let group_of: BTreeMap<&str, &DecisionGroup> = groups
+            .iter()
+            .rev()
+            .flat_map(|g| g.clusters.iter().map(move |c| (c.as_str(), g)))
+            .collect();
         for (cluster, status) in &statuses {
-            let group = groups
-                .iter()
-                .find(|g| g.clusters.contains(cluster))
+            let group = group_of
+                .get(cluster.as_str())
                 .map(|g| g.key())
                 .unwrap_or_default();
             let before = states.get(cluster.as_str());

@@ -73,7 +73,12 @@ async fn settle(
     seen
 }
 
-async fn setup(hub: &HubHandle, prefix: &str, n: usize, placements: usize) -> Result<(), BenchError> {
+async fn setup(
+    hub: &HubHandle,
+    prefix: &str,
+    n: usize,
+    placements: usize,
+) -> Result<(), BenchError> {
     let prefix_owned = prefix.to_string();
     hub.store()
         .run(move |s| {
@@ -158,7 +163,9 @@ impl Scenario for PlacementRelabel {
             let client = hub.client();
             let path = format!("/api/v1/clusters/{}/labels", cluster_name(&prefix, cluster));
             tokio::task::spawn_blocking(move || {
-                client.post(&path, &json!({"set": {"team": new_team}})).map(drop)
+                client
+                    .post(&path, &json!({"set": {"team": new_team}}))
+                    .map(drop)
             })
             .await
             .map_err(|e| BenchError::Setup(format!("REST task: {e}")))?
@@ -186,8 +193,12 @@ impl Scenario for PlacementRelabel {
             )
         };
         let targets = vec![
-            Target::on(format!("worst hub CPU per label change{scale}"), worst, "ms")
-                .at_most(50.0),
+            Target::on(
+                format!("worst hub CPU per label change{scale}"),
+                worst,
+                "ms",
+            )
+            .at_most(50.0),
         ];
         let params = json!({"clusters": n, "placements": self.placements,
             "changes": self.changes, "broker": kind.name(), "quiet_ms": ms(QUIET)});

@@ -58,9 +58,10 @@ fn succeeded(change: &WorkChange) -> bool {
         return false;
     };
     ["Applied", "Available"].iter().all(|t| {
-        status.conditions.iter().any(|c| {
-            c.type_ == *t && c.status == "True" && c.observed_generation == generation
-        })
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == *t && c.status == "True" && c.observed_generation == generation)
     })
 }
 
@@ -204,9 +205,10 @@ impl Scenario for RolloutProgressive {
         };
         let overhead = gap(|g| g.first_spec);
         let to_first_status = gap(|g| g.first_status);
-        let worst = overhead.iter().copied().fold(None, |m: Option<f64>, v| {
-            Some(m.map_or(v, |m| m.max(v)))
-        });
+        let worst = overhead
+            .iter()
+            .copied()
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         let complete = overhead.len() == seen.groups.len().saturating_sub(1);
         let scale = if n >= 10_000 {
             String::new()
