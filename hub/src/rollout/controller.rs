@@ -14,7 +14,9 @@
 //! replica set, the clusters whose works changed; the loop keeps each replica set's
 //! states and works in a [`WorkingSet`] and a reconcile reads only those works again.
 //! Everything is read again on a lagged broadcast, a stale write, a new generation, and
-//! every [`RESYNC`]. Memory is bounded by the replica sets and their works (dirty
+//! every [`RESYNC`]. Reconciles that work changes alone trigger are paced: after one
+//! that took *d*, the next waits *d* (at most [`PACE_CAP`]), so a stream of statuses
+//! is taken in batches with the controller busy at most half the time. Memory is bounded by the replica sets and their works (dirty
 //! sets, recheck times, working sets).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,6 +140,25 @@ impl Dirty {
     fn take(&self) -> Marks {
         std::mem::take(&mut *self.marks())
     }
+
+    /// Puts work changes back for a later round (no wake-up: the round's timer comes).
+    fn defer(&self, key: ReplicaSetKey, pending: Pending) {
+        self.marks().works.entry(key).or_default().merge(pending);
+    }
+}
+
+/// Whether work changes alone may trigger a replica set's reconcile at `now`: not
+/// before the pace its last reconcile set ([`pace_after`]).
+fn may_reconcile(now: Instant, paced_until: Option<Instant>) -> bool {
+    paced_until.is_none_or(|t| t <= now)
+}
+
+/// When the next reconcile triggered by work changes alone may start, after one that
+/// ended at `end` and took `took`: as long again (capped at [`PACE_CAP`]), so a stream
+/// of statuses gets at most half of the controller's time and arrives in batches, not
+/// one reconcile per status.
+fn pace_after(end: Instant, took: std::time::Duration) -> Instant {
+    end + took.min(PACE_CAP)
 }
 
 /// Asks the controller to reconcile (the API after a change, tests after moving the
@@ -199,6 +220,9 @@ const ATTEMPTS: usize = 3;
 /// Work notifications sent between two yields (a quarter of the work broadcast's
 /// capacity).
 const NOTIFY_BATCH: usize = 256;
+
+/// The longest pause between reconciles of a replica set triggered by work changes.
+pub const PACE_CAP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The longest a [`WorkingSet`] is trusted: then everything is read again. Bounds what
 /// a change nobody announced (another hub on a shared database) can hide.
@@ -347,14 +371,8 @@ impl RolloutController {
             if let Some(e) = &out.error {
                 tracing::warn!(namespace = %key.namespace, name = %key.name, error = %e, "replica set cannot be rolled out as written");
             }
-            let idle = out.apply.is_empty()
-                && out.delete.is_empty()
-                && out.record.is_empty()
-                && out.forget.is_empty()
-                && out.halt.is_none()
-                && !out.deletion_complete
-                && out.status == rs.status;
-            if idle {
+            if out.is_idle(&rs.status) {
+                set.settle();
                 *held = Some(set);
                 return Ok(out.recheck);
             }
@@ -449,6 +467,8 @@ impl RolloutController {
         // A replica set's working set; dropped when it is gone (its reconcile leaves
         // none) or cannot be trusted.
         let mut sets: BTreeMap<ReplicaSetKey, WorkingSet> = BTreeMap::new();
+        // When work changes alone may next reconcile a replica set.
+        let mut paced: BTreeMap<ReplicaSetKey, Instant> = BTreeMap::new();
         // Work changes are drained apart from the reconciles, which would otherwise
         // leave the bounded broadcast unread for as long as they take.
         let _drain = AbortOnDrop(tokio::spawn(drain_work_changes(works, self.dirty.clone())));
@@ -461,7 +481,6 @@ impl RolloutController {
                 sets.clear();
             }
             let mut keys = std::mem::take(&mut marks.keys);
-            keys.extend(marks.works.keys().cloned());
             if marks.all {
                 match self.store.run(|s| s.list_replica_sets(None)).await {
                     Ok(list) => keys.extend(list.into_iter().map(|r| r.key)),
@@ -475,11 +494,33 @@ impl RolloutController {
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.extend(due);
+            // Work changes alone wait for their replica set's pace.
+            let started = Instant::now();
+            let mut deferred: Option<Instant> = None;
+            for (key, pending) in std::mem::take(&mut marks.works) {
+                if !keys.contains(&key)
+                    && sets.get(&key).is_some_and(|set| set.unchanged_by(&pending))
+                {
+                    // Nothing new since a reconcile that changed nothing (e.g. the
+                    // controller's own works announced back).
+                    continue;
+                }
+                let until = paced.get(&key).copied();
+                if keys.contains(&key) || may_reconcile(started, until) {
+                    keys.insert(key.clone());
+                    marks.works.insert(key, pending);
+                } else {
+                    deferred = [deferred, until].into_iter().flatten().min();
+                    self.dirty.defer(key, pending);
+                }
+            }
             for key in keys {
                 rechecks.remove(&key);
                 let mut held = sets.remove(&key);
                 let pending = marks.works.remove(&key).unwrap_or_default();
+                let began = Instant::now();
                 let result = self.reconcile_with(&key, &mut held, pending).await;
+                paced.insert(key.clone(), pace_after(Instant::now(), began.elapsed()));
                 if let Some(set) = held {
                     sets.insert(key.clone(), set);
                 }
@@ -487,7 +528,9 @@ impl RolloutController {
                     Ok(Some(at)) => {
                         rechecks.insert(key, at);
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        paced.remove(&key);
+                    }
                     Err(e) => {
                         tracing::error!(namespace = %key.namespace, name = %key.name, error = %e, "replica set reconcile failed");
                         // Retried on the next input or after a short wait.
@@ -499,6 +542,13 @@ impl RolloutController {
                 .values()
                 .min()
                 .map(|at| (*at - self.clock.now()).to_std().unwrap_or_default());
+            let wait = [
+                wait,
+                deferred.map(|t| t.saturating_duration_since(Instant::now())),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match wait {
                     Some(d) => tokio::time::sleep(d).await,
@@ -574,5 +624,22 @@ async fn drain_work_changes(mut works: broadcast::Receiver<WorkChange>, dirty: A
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn work_changes_wait_as_long_as_the_last_reconcile_took_at_most_the_cap() {
+        let end = Instant::now();
+        let next = pace_after(end, Duration::from_millis(40));
+        assert_eq!(next, end + Duration::from_millis(40));
+        assert!(!may_reconcile(end + Duration::from_millis(39), Some(next)));
+        assert!(may_reconcile(end + Duration::from_millis(40), Some(next)));
+        assert!(may_reconcile(end, None), "never reconciled: at once");
+        assert_eq!(pace_after(end, Duration::from_secs(9)), end + PACE_CAP);
     }
 }

@@ -77,6 +77,22 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// Whether it changes nothing: no write, and the status `prior` stays.
+    pub fn is_idle(
+        &self,
+        prior: &workbus_schemas::replicaset::ManifestWorkReplicaSetStatus,
+    ) -> bool {
+        self.apply.is_empty()
+            && self.delete.is_empty()
+            && self.record.is_empty()
+            && self.forget.is_empty()
+            && self.halt.is_none()
+            && !self.deletion_complete
+            && self.status == *prior
+    }
+}
+
 /// Reconciles once.
 pub fn reconcile(input: Inputs<'_>) -> Outcome {
     let rs = input.replica_set;

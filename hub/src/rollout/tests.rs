@@ -750,6 +750,9 @@ mod incremental {
         };
         let mut set = full(&w);
         let mut pending = Pending::default();
+        // Time, template or decisions moved since the last step: the controller
+        // reconciles whatever the works say (a recheck, a kick, a decision change).
+        let mut moved = true;
         for op in ops.into_iter().chain([Op::Step]) {
             match op {
                 Op::Report(i, k) => {
@@ -771,16 +774,27 @@ mod incremental {
                         announce(&mut pending, ChangeKind::Deleted, &gone);
                     }
                 }
-                Op::Advance(s) => w.now += Duration::seconds(s),
-                Op::Template => w.new_template(&format!("{}", w.rs.generation + 1)),
+                Op::Advance(s) => {
+                    w.now += Duration::seconds(s);
+                    moved = true;
+                }
+                Op::Template => {
+                    w.new_template(&format!("{}", w.rs.generation + 1));
+                    moved = true;
+                }
                 Op::Toggle(i) => {
+                    moved = true;
                     if !members.remove(&i) {
                         members.insert(i);
                     }
                     w.decisions.insert("p".into(), Some(groups(&members)));
                 }
                 Op::Step => {
-                    // What the controller does before a reconcile.
+                    // What the controller does before a reconcile: skip it when only
+                    // works changed and none needs reading after an idle reconcile —
+                    // the full reconcile must then be idle too.
+                    let skip = !moved && set.unchanged_by(&pending);
+                    moved = false;
                     if !set.is_current(&w.rs, Instant::now(), std::time::Duration::MAX) {
                         set = full(&w);
                     }
@@ -798,8 +812,17 @@ mod incremental {
                         cluster_labels: &w.labels,
                         now: w.now,
                     });
+                    let before = w.rs.status.clone();
                     let out = w.step();
                     assert_eq!(incremental, out, "incremental and full reconciles differ");
+                    let idle = out.is_idle(&before);
+                    assert!(
+                        !skip || idle,
+                        "a skipped reconcile would have changed something"
+                    );
+                    if idle {
+                        set.settle();
+                    }
                     // The write, mirrored; its works announced as the controller does.
                     let written: Vec<WorkRecord> = out
                         .delete

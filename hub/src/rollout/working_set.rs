@@ -104,6 +104,8 @@ pub struct WorkingSet {
     loaded: Instant,
     states: BTreeMap<String, ClusterRollout>,
     works: BTreeMap<String, WorkRecord>,
+    /// The last reconcile over exactly these inputs changed nothing.
+    settled: bool,
 }
 
 impl WorkingSet {
@@ -121,6 +123,7 @@ impl WorkingSet {
             loaded: now,
             states: states.into_iter().map(|s| (s.cluster.clone(), s)).collect(),
             works: BTreeMap::new(),
+            settled: false,
         };
         for w in works {
             let cluster = w.key.cluster.clone();
@@ -159,6 +162,7 @@ impl WorkingSet {
     /// The work under the replica set's name on `cluster` as just read (`None`: there
     /// is none). A work it does not own is no input, as in a full read.
     pub fn put_work(&mut self, key: &ReplicaSetKey, cluster: &str, work: Option<WorkRecord>) {
+        self.settled = false;
         match work.filter(|w| w.key.name == key.name && w.key.cluster == cluster && owns(w, key)) {
             Some(w) => {
                 self.works.insert(cluster.to_string(), w);
@@ -179,6 +183,7 @@ impl WorkingSet {
         skipped: &BTreeSet<String>,
         works: &[WorkRecord],
     ) {
+        self.settled = false;
         for cluster in forget {
             self.states.remove(cluster);
         }
@@ -191,6 +196,18 @@ impl WorkingSet {
             let cluster = w.key.cluster.clone();
             self.put_work(key, &cluster, Some(w.clone()));
         }
+    }
+
+    /// A reconcile over these inputs changed nothing.
+    pub fn settle(&mut self) {
+        self.settled = true;
+    }
+
+    /// Whether a reconcile would be a repeat: the last one over these inputs changed
+    /// nothing and none of `pending`'s works needs reading. (Only work changes can be
+    /// judged so: a replica set or decision change, or time, always reconciles.)
+    pub fn unchanged_by(&self, pending: &Pending) -> bool {
+        self.settled && self.needs_read(pending).is_empty()
     }
 
     /// The states, by cluster (the reconcile's `states` input).
@@ -256,6 +273,7 @@ mod tests {
             loaded: Instant::now(),
             states: BTreeMap::new(),
             works: BTreeMap::new(),
+            settled: false,
         };
         let w = work("c1", 2, "apps.web");
         set.recorded(&k, &[], &[], &BTreeSet::new(), std::slice::from_ref(&w));
@@ -280,5 +298,31 @@ mod tests {
         assert!(!set.works().contains_key("c2"));
         set.put_work(&k, "c1", None);
         assert!(set.works().is_empty());
+    }
+
+    #[test]
+    fn only_a_settled_set_with_nothing_to_read_skips_a_reconcile() {
+        let k = key();
+        let w = work("c1", 2, "apps.web");
+        let rs_created = DateTime::from_timestamp(0, 0).unwrap();
+        let mut set = WorkingSet {
+            generation: 1,
+            created: rs_created,
+            loaded: Instant::now(),
+            states: BTreeMap::new(),
+            works: BTreeMap::new(),
+            settled: false,
+        };
+        set.recorded(&k, &[], &[], &BTreeSet::new(), std::slice::from_ref(&w));
+        let mut own = Pending::default();
+        own.note(&change(ChangeKind::Spec, &w));
+        assert!(!set.unchanged_by(&own), "after a write, one more reconcile");
+        set.settle();
+        assert!(set.unchanged_by(&own));
+        let mut status = Pending::default();
+        status.note(&change(ChangeKind::Status, &w));
+        assert!(!set.unchanged_by(&status));
+        set.put_work(&k, "c1", Some(w));
+        assert!(!set.unchanged_by(&Pending::default()));
     }
 }
