@@ -18,7 +18,7 @@ use workbus_hub::store::writes::CreateCluster;
 
 use crate::fleet::{cluster_name, run_id};
 use crate::measure::{ms, round, summary};
-use crate::rollout_fanout::{NAMESPACE, rest};
+use crate::rollout_fanout::{NAMESPACE, bind_global, rest};
 use crate::{BenchError, Ctx, Report, Scenario, Target};
 
 /// A re-evaluation counts as settled after this long without a Placement change.
@@ -93,17 +93,7 @@ async fn setup(
         })
         .await
         .map_err(|e| BenchError::Setup(format!("cannot create clusters: {e}")))?;
-    rest(
-        hub,
-        &format!("/api/v1/namespaces/{NAMESPACE}/managedclustersetbindings/global"),
-        json!({
-            "apiVersion": "cluster.open-cluster-management.io/v1beta2",
-            "kind": "ManagedClusterSetBinding",
-            "metadata": {"name": "global", "namespace": NAMESPACE},
-            "spec": {"clusterSet": "global"}
-        }),
-    )
-    .await?;
+    bind_global(hub).await?;
     for p in 0..placements {
         let mut spec = json!({
             "clusterSets": ["global"],

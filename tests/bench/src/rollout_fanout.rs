@@ -128,15 +128,8 @@ async fn place_everything(hub: &HubHandle, n: usize, limit: Duration) -> Result<
     place(hub, n, limit, json!({"clusterSets": ["global"]})).await
 }
 
-/// Binds the `global` set and makes Placement `all` with `spec`; returns once it
-/// selected `n` clusters.
-pub(crate) async fn place(
-    hub: &HubHandle,
-    n: usize,
-    limit: Duration,
-    spec: Value,
-) -> Result<(), BenchError> {
-    let mut decided = hub.watch_placements();
+/// Binds cluster set `global` to the bench's namespace.
+pub(crate) async fn bind_global(hub: &HubHandle) -> Result<(), BenchError> {
     rest(
         hub,
         &format!("/api/v1/namespaces/{NAMESPACE}/managedclustersetbindings/global"),
@@ -147,7 +140,19 @@ pub(crate) async fn place(
             "spec": {"clusterSet": "global"}
         }),
     )
-    .await?;
+    .await
+}
+
+/// Binds the `global` set and makes Placement `all` with `spec`; returns once it
+/// selected `n` clusters.
+pub(crate) async fn place(
+    hub: &HubHandle,
+    n: usize,
+    limit: Duration,
+    spec: Value,
+) -> Result<(), BenchError> {
+    let mut decided = hub.watch_placements();
+    bind_global(hub).await?;
     rest(
         hub,
         &format!("/api/v1/namespaces/{NAMESPACE}/placements/all"),
