@@ -137,13 +137,26 @@ impl Dirty {
         self.wake.notify_one();
     }
 
-    fn take(&self) -> Marks {
-        std::mem::take(&mut *self.marks())
-    }
-
-    /// Puts work changes back for a later round (no wake-up: the round's timer comes).
-    fn defer(&self, key: ReplicaSetKey, pending: Pending) {
-        self.marks().works.entry(key).or_default().merge(pending);
+    /// Takes every mark, except the work changes of replica sets neither marked nor
+    /// `ready`: those stay (untouched, however many) for a later round, whose keys are
+    /// answered too.
+    fn take(&self, ready: impl Fn(&ReplicaSetKey) -> bool) -> (Marks, Vec<ReplicaSetKey>) {
+        let mut marks = self.marks();
+        let all = marks.all;
+        let works = std::mem::take(&mut marks.works);
+        let (now, later): (BTreeMap<_, _>, BTreeMap<_, _>) = works
+            .into_iter()
+            .partition(|(k, _)| all || marks.keys.contains(k) || ready(k));
+        let left = later.keys().cloned().collect();
+        marks.works = later;
+        let taken = Marks {
+            all,
+            resync: std::mem::take(&mut marks.resync),
+            keys: std::mem::take(&mut marks.keys),
+            works: now,
+        };
+        marks.all = false;
+        (taken, left)
     }
 }
 
@@ -476,7 +489,18 @@ impl RolloutController {
         let mut decisions_open = true;
         self.dirty.mark_all();
         loop {
-            let mut marks = self.dirty.take();
+            // Work changes alone wait for their replica set's pace (left marked).
+            let now = self.clock.now();
+            let due: BTreeSet<ReplicaSetKey> = rechecks
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let started = Instant::now();
+            let (mut marks, left) = self
+                .dirty
+                .take(|k| due.contains(k) || may_reconcile(started, paced.get(k).copied()));
+            let deferred: Option<Instant> = left.iter().filter_map(|k| paced.get(k)).min().copied();
             if marks.resync {
                 sets.clear();
             }
@@ -487,16 +511,7 @@ impl RolloutController {
                     Err(e) => tracing::error!(error = %e, "cannot list replica sets"),
                 }
             }
-            let now = self.clock.now();
-            let due: Vec<ReplicaSetKey> = rechecks
-                .iter()
-                .filter(|(_, at)| **at <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
             keys.extend(due);
-            // Work changes alone wait for their replica set's pace.
-            let started = Instant::now();
-            let mut deferred: Option<Instant> = None;
             for (key, pending) in std::mem::take(&mut marks.works) {
                 if !keys.contains(&key)
                     && sets.get(&key).is_some_and(|set| set.unchanged_by(&pending))
@@ -505,14 +520,8 @@ impl RolloutController {
                     // controller's own works announced back).
                     continue;
                 }
-                let until = paced.get(&key).copied();
-                if keys.contains(&key) || may_reconcile(started, until) {
-                    keys.insert(key.clone());
-                    marks.works.insert(key, pending);
-                } else {
-                    deferred = [deferred, until].into_iter().flatten().min();
-                    self.dirty.defer(key, pending);
-                }
+                keys.insert(key.clone());
+                marks.works.insert(key, pending);
             }
             for key in keys {
                 rechecks.remove(&key);
