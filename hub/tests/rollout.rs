@@ -2,8 +2,9 @@
 //! placement decisions, an injected clock, and work statuses ingested as the source
 //! loop would (then announced on the work watchers). Covers `All`, `Progressive` with an
 //! approval gate (through the running controller, awaiting its events), an injected
-//! failure that aborts and rolls back, and a hub restart mid-rollout that resumes
-//! exactly where it was.
+//! failure that aborts and rolls back, a hub restart mid-rollout that resumes
+//! exactly where it was, and the running controller's incremental reads recovering
+//! from a lagged work broadcast.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -153,6 +154,15 @@ impl Env {
     /// The agent of `cluster` reports `conds` for the work's current generation, as the
     /// source loop ingests it, and the change is announced.
     async fn report(&self, cluster: &str, conds: &[(&str, &str)]) {
+        let w = self.ingest(cluster, conds).await;
+        self.watchers.notify(|| WorkChange {
+            kind: ChangeKind::Status,
+            object: manifest_work(&w),
+        });
+    }
+
+    /// [`Env::report`] without the announcement.
+    async fn ingest(&self, cluster: &str, conds: &[(&str, &str)]) -> WorkRecord {
         let work = self.work(cluster).await.expect("work exists");
         let n = self.step.fetch_add(1, Ordering::Relaxed);
         let now = Utc::now();
@@ -191,13 +201,9 @@ impl Env {
             .write(IngestStatus { status, audit })
             .await
             .unwrap();
-        if let workbus_hub::store::StatusOutcome::Accepted(w) = outcome {
-            self.watchers.notify(|| WorkChange {
-                kind: ChangeKind::Status,
-                object: manifest_work(&w),
-            });
-        } else {
-            panic!("status not accepted: {outcome:?}");
+        match outcome {
+            workbus_hub::store::StatusOutcome::Accepted(w) => *w,
+            _ => panic!("status not accepted: {outcome:?}"),
         }
     }
 
@@ -332,6 +338,59 @@ async fn progressive_with_an_approval_gate_through_the_running_controller() {
         e.kind == RolloutEventKind::Phase && e.to == "Complete"
     })
     .await;
+    task.abort();
+}
+
+/// The running controller reads only the works announced as changed (its own works
+/// announced back not at all); a change it was never told about because its work
+/// broadcast overflowed is found by the full read a lagged receiver triggers.
+#[tokio::test]
+async fn a_lagged_work_broadcast_makes_the_running_controller_read_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let owned: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    let clusters: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let env = env(dir.path(), &clusters, start());
+    env.decisions
+        .set("apps", "fleet", DecisionGroup::indexed(&[("", &clusters)]));
+    let mut events = env.events.subscribe();
+    let handle = env.controller.handle();
+    let task = tokio::spawn(env.controller.clone().run(env.watchers.subscribe()));
+    env.apply(spec(json!({"type": "All"}), json!({}), "1"))
+        .await;
+    handle.kick(key());
+    until(&mut events, cluster_to("c19", "Progressing")).await;
+    for c in &clusters {
+        env.succeed(c).await;
+    }
+    until(&mut events, |e| {
+        e.kind == RolloutEventKind::Phase && e.to == "Complete"
+    })
+    .await;
+    // c00 degrades, unannounced; then more changes than the broadcast holds (of a
+    // work no replica set owns) pass while the controller's drain cannot run (this
+    // test's runtime has one thread).
+    let w = env
+        .ingest(
+            "c00",
+            &[
+                (wt::APPLIED, cs::TRUE),
+                (wt::AVAILABLE, cs::TRUE),
+                (wt::DEGRADED, cs::TRUE),
+            ],
+        )
+        .await;
+    let mut foreign = manifest_work(&w);
+    foreign.metadata.labels.clear();
+    for _ in 0..1100 {
+        env.watchers.notify(|| WorkChange {
+            kind: ChangeKind::Status,
+            object: foreign.clone(),
+        });
+    }
+    let failed = until(&mut events, cluster_to("c00", "Failed")).await;
+    assert_eq!(failed.from.as_deref(), Some("Succeeded"));
+    let rs = env.rs().await;
+    assert_eq!(rs.status.summary.degraded, 1, "{:?}", rs.status.summary);
     task.abort();
 }
 

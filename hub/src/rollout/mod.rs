@@ -12,6 +12,8 @@
 //! - [`revision`]: the template hash; [`summary`]: the replica set's status;
 //! - [`reconcile`]: one reconcile, inputs → writes + status + events;
 //! - [`events`]: rollout transitions and their fan-out;
+//! - [`working_set`]: the controller's incrementally kept copy of a replica set's
+//!   states and works (a reconcile reads only the works that changed);
 //! - [`controller`]: the task that reads, reconciles and records.
 
 pub mod cluster_status;
@@ -26,6 +28,7 @@ pub mod store_decisions;
 pub mod strategy;
 pub mod success;
 pub mod summary;
+pub mod working_set;
 
 #[cfg(test)]
 mod tests;

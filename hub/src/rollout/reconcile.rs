@@ -77,6 +77,22 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// Whether it changes nothing: no write, and the status `prior` stays.
+    pub fn is_idle(
+        &self,
+        prior: &workbus_schemas::replicaset::ManifestWorkReplicaSetStatus,
+    ) -> bool {
+        self.apply.is_empty()
+            && self.delete.is_empty()
+            && self.record.is_empty()
+            && self.forget.is_empty()
+            && self.halt.is_none()
+            && !self.deletion_complete
+            && self.status == *prior
+    }
+}
+
 /// Reconciles once.
 pub fn reconcile(input: Inputs<'_>) -> Outcome {
     let rs = input.replica_set;
@@ -292,10 +308,14 @@ pub fn reconcile(input: Inputs<'_>) -> Outcome {
             awaiting = gate.map(|g| g.gate);
         }
         // Record what changed.
+        let group_of: BTreeMap<&str, &DecisionGroup> = groups
+            .iter()
+            .rev()
+            .flat_map(|g| g.clusters.iter().map(move |c| (c.as_str(), g)))
+            .collect();
         for (cluster, status) in &statuses {
-            let group = groups
-                .iter()
-                .find(|g| g.clusters.contains(cluster))
+            let group = group_of
+                .get(cluster.as_str())
                 .map(|g| g.key())
                 .unwrap_or_default();
             let before = states.get(cluster.as_str());

@@ -56,7 +56,7 @@ impl Decisions for StoreDecisions {
 
 /// The decision groups of one Placement, by index: each group's clusters are those of
 /// the PlacementDecisions its status names. `None` when the Placement does not exist.
-fn read_groups(
+pub fn read_groups(
     store: &dyn Store,
     namespace: &str,
     placement: &str,

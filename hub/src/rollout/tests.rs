@@ -662,3 +662,216 @@ fn an_idle_reconcile_changes_nothing() {
     assert!(out.apply.is_empty() && out.record.is_empty() && out.events.is_empty());
     assert_eq!(out.status, w.rs.status);
 }
+
+/// The controller's incremental inputs ([`super::working_set`]) against a full read,
+/// after arbitrary sequences of statuses, time, template and decision changes: the
+/// working set brought up to date from the announced changes holds exactly the states
+/// and works a full read gives, and so the reconcile decides exactly the same.
+mod incremental {
+    use super::*;
+    use crate::rollout::working_set::{Pending, WorkingSet};
+    use crate::watch::{ChangeKind, WorkChange};
+    use crate::work_view::manifest_work;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    const CLUSTERS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A status for a cluster's work: 0 succeeded, 1 failed, 2 progressing,
+        /// 3 not applied.
+        Report(usize, u8),
+        /// The agent confirmed a deletion: the work is gone.
+        Gone(usize),
+        /// Time passes (seconds).
+        Advance(i64),
+        /// A new template (a new generation).
+        Template,
+        /// A cluster leaves or joins the decisions.
+        Toggle(usize),
+        /// A reconcile.
+        Step,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..CLUSTERS.len(), 0u8..4).prop_map(|(c, k)| Op::Report(c, k)),
+            1 => (0..CLUSTERS.len()).prop_map(Op::Gone),
+            2 => (1i64..400).prop_map(Op::Advance),
+            1 => Just(Op::Template),
+            1 => (0..CLUSTERS.len()).prop_map(Op::Toggle),
+            4 => Just(Op::Step),
+        ]
+    }
+
+    fn strategy_spec(kind: u8) -> ManifestWorkReplicaSetSpec {
+        match kind {
+            0 => spec(json!({"placementRefs": [{"name": "p",
+                "rolloutStrategy": {"type": "All", "all": {"progressDeadline": "5m"}}}]})),
+            1 => progressive(json!({"maxConcurrency": 2, "minSuccessTime": "1m",
+                "progressDeadline": "5m", "maxFailures": 2})),
+            _ => {
+                let mut s = spec(json!({"placementRefs": [{"name": "p",
+                    "rolloutStrategy": {"type": "ProgressivePerGroup",
+                        "progressivePerGroup": {"maxFailures": 1}}}]}));
+                s.rollout =
+                    Some(serde_json::from_value(json!({"rollbackOnFailure": true})).unwrap());
+                s
+            }
+        }
+    }
+
+    fn groups(members: &BTreeSet<usize>) -> Vec<DecisionGroup> {
+        let (first, rest): (Vec<&str>, Vec<&str>) =
+            members.iter().map(|i| CLUSTERS[*i]).partition(|c| *c < "d");
+        DecisionGroup::indexed(&[("canary", &first), ("", &rest)])
+    }
+
+    fn announce(pending: &mut Pending, kind: ChangeKind, w: &WorkRecord) {
+        pending.note(&WorkChange {
+            kind,
+            object: manifest_work(w),
+        });
+    }
+
+    fn run(kind: u8, ops: Vec<Op>) {
+        let mut members: BTreeSet<usize> = (0..CLUSTERS.len()).collect();
+        let mut w = World::new("ns", "rs", strategy_spec(kind), groups(&members));
+        let key = w.rs.key.clone();
+        let full = |w: &World| {
+            WorkingSet::load(
+                &w.rs,
+                w.states.values().cloned().collect(),
+                w.works.values().cloned(),
+                Instant::now(),
+            )
+        };
+        let mut set = full(&w);
+        let mut pending = Pending::default();
+        // Time, template or decisions moved since the last step: the controller
+        // reconciles whatever the works say (a recheck, a kick, a decision change).
+        let mut moved = true;
+        for op in ops.into_iter().chain([Op::Step]) {
+            match op {
+                Op::Report(i, k) => {
+                    let c = CLUSTERS[i];
+                    if !w.works.contains_key(c) {
+                        continue;
+                    }
+                    match k {
+                        0 => w.succeed(c),
+                        1 => w.fail(c),
+                        2 => w.report(c, &[(wt::APPLIED, cs::TRUE)]),
+                        _ => w.report(c, &[(wt::APPLIED, cs::FALSE)]),
+                    }
+                    announce(&mut pending, ChangeKind::Status, &w.works[c]);
+                }
+                Op::Gone(i) => {
+                    let c = CLUSTERS[i];
+                    if let Some(gone) = w.works.remove(c) {
+                        announce(&mut pending, ChangeKind::Deleted, &gone);
+                    }
+                }
+                Op::Advance(s) => {
+                    w.now += Duration::seconds(s);
+                    moved = true;
+                }
+                Op::Template => {
+                    w.new_template(&format!("{}", w.rs.generation + 1));
+                    moved = true;
+                }
+                Op::Toggle(i) => {
+                    moved = true;
+                    if !members.remove(&i) {
+                        members.insert(i);
+                    }
+                    w.decisions.insert("p".into(), Some(groups(&members)));
+                }
+                Op::Step => {
+                    // What the controller does before a reconcile: skip it when only
+                    // works changed and none needs reading after an idle reconcile —
+                    // the full reconcile must then be idle too.
+                    let skip = !moved && set.unchanged_by(&pending);
+                    moved = false;
+                    if !set.is_current(&w.rs, Instant::now(), std::time::Duration::MAX) {
+                        set = full(&w);
+                    }
+                    for c in set.needs_read(&std::mem::take(&mut pending)) {
+                        set.put_work(&key, &c, w.works.get(&c).cloned());
+                    }
+                    let reference = full(&w);
+                    prop_assert_eq_sets(&set, &reference);
+                    let states = set.states();
+                    let incremental = reconcile(Inputs {
+                        replica_set: &w.rs,
+                        decisions: &w.decisions,
+                        states: &states,
+                        works: set.works(),
+                        cluster_labels: &w.labels,
+                        now: w.now,
+                    });
+                    let before = w.rs.status.clone();
+                    let out = w.step();
+                    assert_eq!(incremental, out, "incremental and full reconciles differ");
+                    let idle = out.is_idle(&before);
+                    assert!(
+                        !skip || idle,
+                        "a skipped reconcile would have changed something"
+                    );
+                    if idle {
+                        set.settle();
+                    }
+                    // The write, mirrored; its works announced as the controller does.
+                    let written: Vec<WorkRecord> = out
+                        .delete
+                        .iter()
+                        .chain(out.apply.iter().map(|a| &a.cluster))
+                        .filter_map(|c| w.works.get(c).cloned())
+                        .collect();
+                    set.recorded(&key, &out.forget, &out.record, &BTreeSet::new(), &written);
+                    for work in &written {
+                        announce(&mut pending, ChangeKind::Spec, work);
+                    }
+                }
+            }
+        }
+    }
+
+    fn prop_assert_eq_sets(set: &WorkingSet, reference: &WorkingSet) {
+        assert_eq!(set.states(), reference.states(), "states differ");
+        assert_eq!(set.works(), reference.works(), "works differ");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn incremental_inputs_match_a_full_read(
+            kind in 0u8..3,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            run(kind, ops);
+        }
+    }
+
+    #[test]
+    fn own_writes_announced_back_need_no_read() {
+        let mut w = World::new("ns", "rs", strategy_spec(0), groups(&(0..4).collect()));
+        let key = w.rs.key.clone();
+        let mut set = WorkingSet::load(&w.rs, vec![], vec![], Instant::now());
+        let out = w.step();
+        let written: Vec<WorkRecord> = w.works.values().cloned().collect();
+        set.recorded(&key, &out.forget, &out.record, &BTreeSet::new(), &written);
+        let mut pending = Pending::default();
+        for work in &written {
+            announce(&mut pending, ChangeKind::Spec, work);
+        }
+        assert_eq!(pending.len(), 4);
+        assert!(set.needs_read(&pending).is_empty());
+        w.succeed("a");
+        announce(&mut pending, ChangeKind::Status, &w.works["a"]);
+        assert_eq!(set.needs_read(&pending), ["a"]);
+    }
+}

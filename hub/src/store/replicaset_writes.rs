@@ -207,6 +207,9 @@ pub struct RecordRollout {
     pub now: DateTime<Utc>,
     /// Builds the works' spec events.
     pub build: SharedSpecEventBuilder,
+    /// The audit records of the reconcile's transitions, appended in the same
+    /// transaction (one commit: the log holds a transition exactly when the store does).
+    pub audits: Vec<super::AuditEntry>,
 }
 
 /// What [`RecordRollout`] did.
@@ -234,6 +237,9 @@ impl Write for RecordRollout {
         if rs.generation != self.generation {
             out.stale = true;
             return Ok(out);
+        }
+        for entry in &self.audits {
+            super::writes::append_audit(tx, entry)?;
         }
         if self.deletion_complete {
             tx.remove_replica_set(&self.key)?;

@@ -110,7 +110,27 @@ fn record(generation: i64, clusters: &[&str], revision: &str) -> RecordRollout {
         source_id: "src".into(),
         now,
         build: events(now),
+        audits: clusters
+            .iter()
+            .map(|c| {
+                workbus_hub::audit::api_record::internal_entry(
+                    "src",
+                    "rollout",
+                    Some(c),
+                    json!({"cluster": c, "to": "Progressing"}),
+                )
+            })
+            .collect(),
     }
+}
+
+/// The rollout transitions in the audit log.
+fn rollout_audits(s: &dyn Store) -> usize {
+    s.audit(None, 10_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type.ends_with("rollout"))
+        .count()
 }
 
 /// A reconcile's writes (works, states, status) are one transaction and survive a
@@ -130,6 +150,11 @@ pub fn replica_set_rollouts_are_written_at_once_and_survive_a_reopen(b: &dyn Bac
             s.outbox_depth().unwrap(),
             3,
             "one spec event per work, same transaction"
+        );
+        assert_eq!(
+            rollout_audits(s),
+            3,
+            "the transitions' audit, same transaction"
         );
         let gate = GroupGate {
             placement: "fleet".into(),
@@ -266,7 +291,9 @@ pub fn record_rollout_leaves_foreign_works_and_stale_reads_alone(b: &dyn Backend
     );
     let mine = s.get_work(&foreign.key).unwrap().unwrap();
     assert_eq!(mine.spec, foreign.spec, "the user's work is untouched");
+    let audited = rollout_audits(s);
     let stale = s.write(record(generation + 1, &["c2"], &revision)).unwrap();
     assert!(stale.stale);
     assert_eq!(s.replica_set_clusters(&rs_key()).unwrap().len(), 1);
+    assert_eq!(rollout_audits(s), audited, "a stale write audits nothing");
 }

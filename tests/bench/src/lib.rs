@@ -12,7 +12,8 @@
 //! own options are its fields. Scenarios: [`fanout::Fanout`], [`throughput::Throughput`],
 //! [`reconnect::ReconnectStorm`], [`broker_cmp::BrokerComparison`],
 //! [`footprint::Footprint`], [`kube_agent::KubeAgent`], [`join_storm::JoinStorm`],
-//! [`kill_unknown::KillUnknown`].
+//! [`kill_unknown::KillUnknown`], [`rollout_fanout::RolloutFanout`],
+//! [`rollout_progressive::RolloutProgressive`], [`placement_relabel::PlacementRelabel`].
 
 pub mod audit_log;
 pub mod broker_cmp;
@@ -25,9 +26,11 @@ pub mod join_storm;
 pub mod kill_unknown;
 pub mod kube_agent;
 pub mod measure;
+pub mod placement_relabel;
 pub mod reconnect;
 pub mod report;
 pub mod rollout_fanout;
+pub mod rollout_progressive;
 pub mod throughput;
 pub mod worker;
 

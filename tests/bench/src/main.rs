@@ -6,6 +6,8 @@
 //! ```text
 //! workbus-bench fanout --agents 10000 --json fanout.json [--broker embedded|mosquitto] [--tls]
 //! workbus-bench rollout-fanout --agents 10000 --json rollout-fanout.json
+//! workbus-bench rollout-progressive --agents 10000 --json rollout-progressive.json
+//! workbus-bench placement-relabel --agents 10000 --json placement-relabel.json
 //! workbus-bench footprint --agents 2000 --json footprint.json
 //! workbus-bench kube-agent --json kube-agent.json
 //! workbus-bench broker --agents 1000 --json broker.json
@@ -26,8 +28,10 @@ use workbus_bench::footprint::Footprint;
 use workbus_bench::join_storm::JoinStorm;
 use workbus_bench::kill_unknown::KillUnknown;
 use workbus_bench::kube_agent::KubeAgent;
+use workbus_bench::placement_relabel::PlacementRelabel;
 use workbus_bench::reconnect::ReconnectStorm;
 use workbus_bench::rollout_fanout::RolloutFanout;
+use workbus_bench::rollout_progressive::RolloutProgressive;
 use workbus_bench::throughput::Throughput;
 use workbus_bench::worker::{self, WorkerArgs};
 use workbus_bench::{BenchError, BrokerKind, Ctx, Scenario, run_and_report};
@@ -90,6 +94,25 @@ enum Command {
     RolloutFanout {
         #[command(flatten)]
         common: Common,
+    },
+    /// One ManifestWorkReplicaSet (rollout ProgressivePerGroup) over a Placement of every
+    /// agent in 10 decision groups; the controller's overhead between a group's success
+    /// and the next group's first work (issue 14).
+    RolloutProgressive {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N clusters (no agents) and --placements Placements; hub CPU of the placement
+    /// re-evaluation after one cluster's label change (issue 14).
+    PlacementRelabel {
+        #[command(flatten)]
+        common: Common,
+        /// Placements to keep evaluated.
+        #[arg(long, default_value_t = 100)]
+        placements: usize,
+        /// Label changes to measure.
+        #[arg(long, default_value_t = 20)]
+        changes: usize,
     },
     /// Sustained REST updates; round trips per second with p99 under 1 s.
     Throughput {
@@ -207,6 +230,19 @@ async fn run(command: Command) -> Result<(), BenchError> {
         Command::AuditLog { common, records } => common.run(&AuditLog { records }).await,
         Command::Fanout { common, tls } => common.run(&Fanout { tls }).await,
         Command::RolloutFanout { common } => common.run(&RolloutFanout).await,
+        Command::RolloutProgressive { common } => common.run(&RolloutProgressive).await,
+        Command::PlacementRelabel {
+            common,
+            placements,
+            changes,
+        } => {
+            common
+                .run(&PlacementRelabel {
+                    placements,
+                    changes,
+                })
+                .await
+        }
         Command::Throughput {
             common,
             step_secs,

@@ -15,15 +15,15 @@ use crate::measure::{ms, summary};
 use crate::worker::ResyncForm;
 use crate::{BenchError, Ctx, Report, Scenario, Target};
 
-/// The namespace of the bench's Placement and replica set.
-const NAMESPACE: &str = "bench";
+/// The namespace of the bench's Placements and replica sets.
+pub(crate) const NAMESPACE: &str = "bench";
 
 /// The `rollout-fanout` scenario.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RolloutFanout;
 
 /// A REST call with the hub's admin token, off the runtime's threads.
-async fn rest(hub: &HubHandle, path: &str, body: Value) -> Result<(), BenchError> {
+pub(crate) async fn rest(hub: &HubHandle, path: &str, body: Value) -> Result<(), BenchError> {
     let client = hub.client();
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || client.put(&path, &body).map(drop))
@@ -125,7 +125,11 @@ async fn applied_in_store(
 
 /// Binds the `global` set and makes Placement `all`; returns once it selected `n`.
 async fn place_everything(hub: &HubHandle, n: usize, limit: Duration) -> Result<(), BenchError> {
-    let mut decided = hub.watch_placements();
+    place(hub, n, limit, json!({"clusterSets": ["global"]})).await
+}
+
+/// Binds cluster set `global` to the bench's namespace.
+pub(crate) async fn bind_global(hub: &HubHandle) -> Result<(), BenchError> {
     rest(
         hub,
         &format!("/api/v1/namespaces/{NAMESPACE}/managedclustersetbindings/global"),
@@ -136,7 +140,19 @@ async fn place_everything(hub: &HubHandle, n: usize, limit: Duration) -> Result<
             "spec": {"clusterSet": "global"}
         }),
     )
-    .await?;
+    .await
+}
+
+/// Binds the `global` set and makes Placement `all` with `spec`; returns once it
+/// selected `n` clusters.
+pub(crate) async fn place(
+    hub: &HubHandle,
+    n: usize,
+    limit: Duration,
+    spec: Value,
+) -> Result<(), BenchError> {
+    let mut decided = hub.watch_placements();
+    bind_global(hub).await?;
     rest(
         hub,
         &format!("/api/v1/namespaces/{NAMESPACE}/placements/all"),
@@ -144,7 +160,7 @@ async fn place_everything(hub: &HubHandle, n: usize, limit: Duration) -> Result<
             "apiVersion": "cluster.open-cluster-management.io/v1beta1",
             "kind": "Placement",
             "metadata": {"name": "all", "namespace": NAMESPACE},
-            "spec": {"clusterSets": ["global"]}
+            "spec": spec
         }),
     )
     .await?;

@@ -1,5 +1,5 @@
 //! Smoke test of the `workbus-bench` harness: small runs of `fanout` (also `--tls`),
-//! `rollout-fanout`,
+//! `rollout-fanout`, `rollout-progressive`, `placement-relabel`,
 //! `throughput`, `broker`, `reconnect-storm`, `footprint`, `join-storm` and
 //! `kill-unknown` and `audit-log` that check the harness works end to end
 //! and writes a well-formed JSON report. The figures themselves are not checked (debug
@@ -76,6 +76,47 @@ fn rollout_fanout_smoke_reaches_every_agent_through_one_replica_set() {
         );
     }
     assert_eq!(report["figures"]["update"]["latency"]["count"], 50);
+}
+
+#[test]
+fn rollout_progressive_smoke_measures_every_group_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &["rollout-progressive", "--agents", "40", "--timeout", "60"],
+        &dir.path().join("rollout-progressive.json"),
+    );
+    assert_eq!(report["scenario"], "rollout-progressive");
+    assert_eq!(report["figures"]["all_succeeded"], true);
+    assert_eq!(report["parameters"]["groups"], 10);
+    assert_eq!(report["figures"]["boundaries_measured"], 9);
+    assert_eq!(report["figures"]["controller_overhead"]["count"], 9);
+}
+
+#[test]
+fn placement_relabel_smoke_measures_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_bench(
+        &[
+            "placement-relabel",
+            "--agents",
+            "200",
+            "--placements",
+            "10",
+            "--changes",
+            "3",
+            "--timeout",
+            "60",
+        ],
+        &dir.path().join("placement-relabel.json"),
+    );
+    assert_eq!(report["scenario"], "placement-relabel");
+    assert_eq!(report["figures"]["hub_cpu_per_change"]["count"], 3);
+    assert_eq!(
+        report["figures"]["placement_changes_per_label_change"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
 }
 
 #[test]
