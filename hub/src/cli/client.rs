@@ -196,6 +196,32 @@ impl Client {
         Ok(())
     }
 
+    /// GET a server-sent-event stream at `path`, resuming after `last_event_id` when
+    /// given (`Last-Event-ID`). An error answer (e.g. `410 Gone`: re-list) is an error.
+    pub fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<super::sse::SseReader<std::io::BufReader<ureq::BodyReader<'static>>>, CliError>
+    {
+        let mut req = self
+            .authorized(self.agent.get(&self.url(path)))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header(crate::api::watch::LAST_EVENT_ID, id);
+        }
+        let resp = req.call().map_err(|e| self.transport_error(e))?;
+        if resp.status().as_u16() >= 400 {
+            return Err(match self.finish(Ok(resp)) {
+                Err(e) => e,
+                Ok(_) => self.transport_error("unexpected answer"),
+            });
+        }
+        Ok(super::sse::SseReader::new(std::io::BufReader::new(
+            resp.into_body().into_reader(),
+        )))
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<Answer, CliError> {
         self.finish(self.authorized(self.agent.delete(&self.url(path))).call())
