@@ -140,8 +140,7 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let (equalities, selector) =
-        parse_label_selector(q.label_selector.as_deref().unwrap_or(""))?;
+    let (equalities, selector) = parse_label_selector(q.label_selector.as_deref().unwrap_or(""))?;
     let filter = WorkFilter {
         cluster: q.cluster.clone().filter(|c| !c.is_empty()),
         labels: equalities,

@@ -156,11 +156,13 @@ impl Kind {
         !matches!(self, Kind::Clusters | Kind::Clustersets)
     }
 
-    /// The namespace of a named object without `-n` (works have none: `-n` is needed).
-    fn default_namespace(self) -> Option<&'static str> {
+    /// The namespace without `-n`, of a listing or of a named object (`None`: every
+    /// namespace for a listing; for a named work, `-n` is needed).
+    fn default_namespace(self, named: bool) -> Option<&'static str> {
         match self {
             Kind::Works | Kind::Clusters | Kind::Clustersets => None,
-            _ => Some("default"),
+            Kind::Placements | Kind::Placementdecisions => Some("default"),
+            Kind::Manifestworkreplicasets | Kind::Clustersetbindings => named.then_some("default"),
         }
     }
 
@@ -346,7 +348,7 @@ impl Query<'_> {
     ) -> Result<Option<Vec<Value>>, CliError> {
         match &self.name {
             Some(name) => {
-                let ns = match (&self.namespace, self.kind.default_namespace()) {
+                let ns = match (&self.namespace, self.kind.default_namespace(true)) {
                     (Some(ns), _) => ns.clone(),
                     (None, Some(d)) => d.to_owned(),
                     (None, None) if self.kind.namespaced() => {
@@ -409,7 +411,7 @@ pub fn run(
     let namespace = match (args.all_namespaces, args.namespace) {
         (true, _) => None,
         (false, Some(ns)) => Some(ns),
-        (false, None) if args.name.is_none() => kind.default_namespace().map(str::to_owned),
+        (false, None) if args.name.is_none() => kind.default_namespace(false).map(str::to_owned),
         (false, None) => None,
     };
     let namespace = namespace.filter(|_| kind.namespaced());

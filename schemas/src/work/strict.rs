@@ -76,7 +76,11 @@ fn config(
     add: &mut impl FnMut(&str, &Map<String, Value>, &[&str]),
 ) {
     add(p, &c.extra, &[]);
-    identifier(&format!("{p}.resourceIdentifier"), &c.resource_identifier, add);
+    identifier(
+        &format!("{p}.resourceIdentifier"),
+        &c.resource_identifier,
+        add,
+    );
     for (j, f) in c.feedback_rules.iter().enumerate() {
         let fp = format!("{p}.feedbackRules[{j}]");
         add(&fp, &f.extra, &[]);
