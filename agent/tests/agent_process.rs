@@ -241,3 +241,17 @@ async fn warns_about_unknown_keys_of_the_mqtt_config_file() {
     );
     assert!(line.contains("mqtt.yaml"), "{line}");
 }
+
+#[tokio::test]
+async fn version_flag_prints_the_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_workbus-agent"))
+        .arg("--version")
+        .output()
+        .await
+        .expect("the agent runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("workbus-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+}

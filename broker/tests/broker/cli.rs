@@ -115,3 +115,13 @@ fn packaging_uses_real_flags_and_the_probe_works() {
     drop(listener);
     assert!(!probe(&addr).success());
 }
+
+#[test]
+fn version_flag_prints_the_version() {
+    let out = broker().arg("--version").output().expect("the broker runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("workbus-broker {}", env!("CARGO_PKG_VERSION"))
+    );
+}
