@@ -481,27 +481,24 @@ fn watch_works(
     };
     let (mut stream, mut last_id) = relist(&mut header_printed)?;
     loop {
-        let event = stream.next_event();
-        match event {
-            Ok(Some(ev)) => {
-                if !ev.id.is_empty() {
-                    last_id = ev.id.clone();
-                }
-                match ev.event.as_str() {
-                    "spec" | "status" | "deleted" => {
-                        let change: Value = serde_json::from_str(&ev.data).unwrap_or_default();
-                        let object = change.get("object").cloned().unwrap_or_default();
-                        if query.matches(&object) {
-                            emit(printer, view, &object, &mut header_printed)?;
-                        }
-                        continue;
-                    }
-                    // Fell behind: resume from the last change seen.
-                    "lagged" => {}
-                    _ => continue,
-                }
+        // An error or the end of the stream: the connection dropped.
+        if let Ok(Some(ev)) = stream.next_event() {
+            if !ev.id.is_empty() {
+                last_id = ev.id.clone();
             }
-            Ok(None) | Err(_) => {}
+            match ev.event.as_str() {
+                "spec" | "status" | "deleted" => {
+                    let change: Value = serde_json::from_str(&ev.data).unwrap_or_default();
+                    let object = change.get("object").cloned().unwrap_or_default();
+                    if query.matches(&object) {
+                        emit(printer, view, &object, &mut header_printed)?;
+                    }
+                    continue;
+                }
+                // Fell behind: resume from the last change seen.
+                "lagged" => {}
+                _ => continue,
+            }
         }
         // The connection dropped (or lagged): resume after the last change seen.
         let deadline = Instant::now() + RECONNECT_FOR;
