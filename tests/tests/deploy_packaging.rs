@@ -272,13 +272,17 @@ fn hub_packaging_uses_real_flags() {
 /// functions (an identifier followed by `(`), aggregations (`sum by (…) (…)`) and
 /// keywords.
 fn promql_metrics(expr: &str) -> BTreeSet<String> {
-    const KEYWORDS: &[&str] = &[
+    // Followed by a parenthesised list of labels.
+    const LISTS: &[&str] = &[
         "by",
         "without",
         "on",
         "ignoring",
         "group_left",
         "group_right",
+    ];
+    // Operators, modifiers and aggregations (`sum by (…) (…)`).
+    const KEYWORDS: &[&str] = &[
         "bool",
         "and",
         "or",
@@ -296,14 +300,6 @@ fn promql_metrics(expr: &str) -> BTreeSet<String> {
         "bottomk",
         "topk",
         "quantile",
-    ];
-    const LISTS: &[&str] = &[
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
     ];
     let chars: Vec<char> = expr.chars().collect();
     let mut out = BTreeSet::new();
@@ -339,7 +335,8 @@ fn promql_metrics(expr: &str) -> BTreeSet<String> {
             let call = chars.get(next) == Some(&'(');
             if LISTS.contains(&word.as_str()) && call {
                 i = skip_to(next, ')');
-            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+            } else if !call && !KEYWORDS.contains(&word.as_str()) && !LISTS.contains(&word.as_str())
+            {
                 out.insert(word);
             }
         } else {

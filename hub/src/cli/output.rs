@@ -433,12 +433,7 @@ pub fn describe_work(w: &Value, now: DateTime<Utc>) -> String {
             .iter()
             .map(|m| {
                 let meta = m.get("resourceMeta").cloned().unwrap_or(Value::Null);
-                let ns = s(&meta, &["namespace"]);
-                let name = if ns.is_empty() {
-                    s(&meta, &["name"]).to_string()
-                } else {
-                    format!("{ns}/{}", s(&meta, &["name"]))
-                };
+                let name = namespaced_name(&meta);
                 let conds = m
                     .get("conditions")
                     .and_then(Value::as_array)
@@ -489,18 +484,23 @@ pub fn describe_work(w: &Value, now: DateTime<Utc>) -> String {
     out
 }
 
+/// A manifest's `namespace/name` (`name` when cluster-scoped), from its `resourceMeta`.
+fn namespaced_name(meta: &Value) -> String {
+    let ns = s(meta, &["namespace"]);
+    if ns.is_empty() {
+        s(meta, &["name"]).to_string()
+    } else {
+        format!("{ns}/{}", s(meta, &["name"]))
+    }
+}
+
 /// `describe work`'s "Failed manifests" section: every manifest condition whose status
 /// is `False`, with its reason and message (why the agent could not apply it).
 fn failed_manifests(manifests: &[Value], out: &mut String) {
     let mut lines = Vec::new();
     for m in manifests {
         let meta = m.get("resourceMeta").cloned().unwrap_or(Value::Null);
-        let ns = s(&meta, &["namespace"]);
-        let name = if ns.is_empty() {
-            s(&meta, &["name"]).to_string()
-        } else {
-            format!("{ns}/{}", s(&meta, &["name"]))
-        };
+        let name = namespaced_name(&meta);
         for c in m
             .get("conditions")
             .and_then(Value::as_array)
