@@ -1166,3 +1166,70 @@ async fn succeed(server: &str, args: &[&str]) -> String {
     assert!(ok, "{args:?}: {err}");
     out
 }
+
+/// `get clusters -w -l …`: the listing, then each change of a matching cluster; after a
+/// dropped connection (the cluster watch has no ids) it lists again.
+#[tokio::test]
+async fn cluster_watch_lists_changes_and_relists_after_a_drop() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-cwatch")).await;
+    let server = hub.base_url();
+    assert!(
+        run(&server, &["create", "cluster", "c1", "-l", "env=dev"])
+            .await
+            .0
+    );
+    let proxy = workbus_testkit::fault_proxy::FaultProxy::start(hub.rest_addr()).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
+        .args([
+            "get",
+            "clusters",
+            "-w",
+            "-l",
+            "env",
+            "--no-headers",
+            "--server",
+        ])
+        .arg(proxy.addr().to_string())
+        .env("WORKBUS_TOKEN", TOKEN)
+        .env_remove("WORKBUS_TOKEN_FILE")
+        .env_remove("WORKBUS_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let name_of = |line: &str| line.split_whitespace().next().unwrap_or("").to_owned();
+    assert_eq!(name_of(&next_line(&mut rx).await), "c1");
+    // Not matching -l: not shown; matching: shown.
+    assert!(run(&server, &["create", "cluster", "other"]).await.0);
+    assert!(
+        run(&server, &["create", "cluster", "c2", "-l", "env=prod"])
+            .await
+            .0
+    );
+    assert_eq!(name_of(&next_line(&mut rx).await), "c2");
+    proxy.cut();
+    // Listed again after the drop.
+    let mut relisted = vec![
+        name_of(&next_line(&mut rx).await),
+        name_of(&next_line(&mut rx).await),
+    ];
+    relisted.sort();
+    assert_eq!(relisted, ["c1", "c2"]);
+    child.kill().unwrap();
+    let _ = child.wait();
+    hub.shutdown().await;
+}

@@ -2,7 +2,7 @@
 //! `-n`/`-A`, set-based `-l`, `-o json|yaml|wide|name|jsonpath=…|custom-columns=…`
 //! ([`super::printer`]), `--no-headers`, `--ignore-not-found`, and `-w` (works: the
 //! SSE watch, resumed with `Last-Event-ID` after a dropped connection, re-listed when
-//! the hub answers 410 Gone).
+//! the hub answers 410 Gone; clusters: re-listed after a dropped connection).
 //!
 //! Label selectors are evaluated by the hub for works (`labelSelector` of
 //! `GET /api/v1/works`) and by the CLI for the other types (their list routes take
@@ -67,7 +67,8 @@ pub struct GetArgs {
     /// A named object that does not exist is no error (nothing is printed).
     #[arg(long)]
     pub ignore_not_found: bool,
-    /// After listing, print every change as it happens (works; until interrupted).
+    /// After listing, print every change as it happens (works and clusters; until
+    /// interrupted).
     #[arg(short = 'w', long)]
     pub watch: bool,
 }
@@ -396,9 +397,9 @@ pub fn run(
             "a name cannot be combined with -A (--all-namespaces)".into(),
         ));
     }
-    if args.watch && kind != Kind::Works {
+    if args.watch && !matches!(kind, Kind::Works | Kind::Clusters) {
         return Err(CliError::Input(format!(
-            "--watch is available for works (the hub has no resumable watch of {})",
+            "--watch is available for works and clusters (the hub has no watch of {})",
             kind.kubectl_name()
         )));
     }
@@ -436,7 +437,7 @@ pub fn run(
         table: &table,
     };
     if args.watch {
-        return watch_works(client, &query, &printer, &view, args.ignore_not_found);
+        return watch(client, &query, &printer, &view, args.ignore_not_found);
     }
     let Some(found) = query.fetch(client, args.ignore_not_found)? else {
         return Ok(());
@@ -452,26 +453,38 @@ pub fn run(
 /// How long `-w` keeps trying to reconnect before it gives up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
-/// `get works -w`: the watch opens first (so no change between the listing and the
-/// watch is lost), then the listing prints, then each change of a matching work.
-fn watch_works(
+/// `get works|clusters -w`: the watch opens first (so no change between the listing and
+/// the watch is lost), then the listing prints, then each change of a matching object.
+/// The work watch resumes after a dropped connection with `Last-Event-ID` (a `410
+/// Gone` means: list again); the cluster watch has no ids and lists again.
+fn watch(
     client: &Client,
     query: &Query,
     printer: &Printer,
     view: &View,
     ignore_not_found: bool,
 ) -> Result<(), CliError> {
-    let mut path = "/api/v1/watch/works?allowWatchBookmarks=true".to_owned();
-    if let Some(ns) = &query.namespace {
-        path.push_str(&format!("&cluster={}", encode_component(ns)));
-    }
+    let resumable = query.kind == Kind::Works;
+    let path = match query.kind {
+        Kind::Works => {
+            let mut path = "/api/v1/watch/works?allowWatchBookmarks=true".to_owned();
+            if let Some(ns) = &query.namespace {
+                path.push_str(&format!("&cluster={}", encode_component(ns)));
+            }
+            path
+        }
+        _ => "/api/v1/watch/clusters".to_owned(),
+    };
     let mut header_printed = false;
-    // Opens a fresh watch and prints the listing: at the start, and after a 410 Gone.
+    // Opens a fresh watch and prints the listing: at the start, after a 410 Gone, and
+    // after a dropped cluster watch.
     let relist = |header_printed: &mut bool| -> Result<_, CliError> {
         let mut stream = client.stream(&path, None)?;
         let mut last_id = String::new();
-        if let Ok(Some(bookmark)) = stream.next_event() {
-            last_id = bookmark.id;
+        if resumable {
+            if let Ok(Some(bookmark)) = stream.next_event() {
+                last_id = bookmark.id;
+            }
         }
         let found = query.fetch(client, ignore_not_found)?.unwrap_or_default();
         for object in &found {
@@ -486,38 +499,58 @@ fn watch_works(
             if !ev.id.is_empty() {
                 last_id = ev.id.clone();
             }
-            match ev.event.as_str() {
-                "spec" | "status" | "deleted" => {
-                    let change: Value = serde_json::from_str(&ev.data).unwrap_or_default();
-                    let object = change.get("object").cloned().unwrap_or_default();
+            if ev.event != "lagged" {
+                if let Some(object) = changed_object(client, query.kind, &ev) {
                     if query.matches(&object) {
                         emit(printer, view, &object, &mut header_printed)?;
                     }
-                    continue;
                 }
-                // Fell behind: resume from the last change seen.
-                "lagged" => {}
-                _ => continue,
+                continue;
             }
+            // Fell behind: resume from the last change seen.
         }
-        // The connection dropped (or lagged): resume after the last change seen.
         let deadline = Instant::now() + RECONNECT_FOR;
         loop {
-            let resume_from = Some(last_id.as_str()).filter(|id| !id.is_empty());
-            match client.stream(&path, resume_from) {
+            let resume_from = Some(last_id.as_str()).filter(|id| resumable && !id.is_empty());
+            let reopened = match resume_from {
+                Some(id) => client.stream(&path, Some(id)).map(|s| (s, last_id.clone())),
+                None => relist(&mut header_printed),
+            };
+            match reopened {
                 Ok(s) => {
-                    stream = s;
+                    (stream, last_id) = s;
                     break;
                 }
                 Err(CliError::Server { code: 410, .. }) => {
                     eprintln!("(watch expired: listing again)");
-                    (stream, last_id) = relist(&mut header_printed)?;
-                    break;
+                    last_id.clear();
                 }
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
         }
+    }
+}
+
+/// The object a watch event is about, as the listing shows it (`None`: not a change).
+/// A work event carries the work; a cluster event carries the ManagedCluster, so the
+/// cluster is read again (a deleted one keeps its name and labels).
+fn changed_object(client: &Client, kind: Kind, ev: &super::sse::SseEvent) -> Option<Value> {
+    let change: Value = serde_json::from_str(&ev.data).ok()?;
+    let object = change.get("object")?;
+    match (kind, ev.event.as_str()) {
+        (Kind::Works, "spec" | "status" | "deleted") => Some(object.clone()),
+        (Kind::Clusters, "changed" | "deleted") => {
+            let name = object.pointer("/metadata/name")?.as_str()?;
+            match (ev.event.as_str(), kind.get(client, "", name)) {
+                ("changed", Ok(cluster)) => Some(cluster),
+                _ => Some(serde_json::json!({
+                    "name": name,
+                    "labels": object.pointer("/metadata/labels").cloned().unwrap_or_default(),
+                })),
+            }
+        }
+        _ => None,
     }
 }
 
