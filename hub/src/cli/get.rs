@@ -481,10 +481,8 @@ fn watch(
     let relist = |header_printed: &mut bool| -> Result<_, CliError> {
         let mut stream = client.stream(&path, None)?;
         let mut last_id = String::new();
-        if resumable {
-            if let Ok(Some(bookmark)) = stream.next_event() {
-                last_id = bookmark.id;
-            }
+        if resumable && let Ok(Some(bookmark)) = stream.next_event() {
+            last_id = bookmark.id;
         }
         let found = query.fetch(client, ignore_not_found)?.unwrap_or_default();
         for object in &found {
@@ -500,10 +498,10 @@ fn watch(
                 last_id = ev.id.clone();
             }
             if ev.event != "lagged" {
-                if let Some(object) = changed_object(client, query.kind, &ev) {
-                    if query.matches(&object) {
-                        emit(printer, view, &object, &mut header_printed)?;
-                    }
+                if let Some(object) = changed_object(client, query.kind, &ev)
+                    && query.matches(&object)
+                {
+                    emit(printer, view, &object, &mut header_printed)?;
                 }
                 continue;
             }
