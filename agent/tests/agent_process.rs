@@ -215,3 +215,43 @@ async fn log_format_json_writes_one_object_per_line() {
     assert!(object["timestamp"].is_string());
     agent.terminate_within_bound().await;
 }
+
+#[tokio::test]
+async fn warns_about_unknown_keys_of_the_mqtt_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mqtt.yaml");
+    let broker = workbus_testkit::mosquitto().addr().to_string();
+    // `keepalive` is a typo of `keepAlive`: ignored, as by sdk-go, but said.
+    std::fs::write(
+        &config,
+        format!(
+            "brokerHost: {broker}\nkeepalive: 5\ntopics:\n  sourceEvents: sources/hub1/consumers/+/sourceevents\n  agentEvents: sources/hub1/consumers/+/agentevents\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = AgentProcess::start_with(
+        &broker,
+        &[&format!("--workload-source-config={}", config.display())],
+        None,
+    );
+    let line = agent.line_with("unknown key in the MQTT config file").await;
+    assert!(
+        line.contains("WARN") && line.contains("key=keepalive"),
+        "{line}"
+    );
+    assert!(line.contains("mqtt.yaml"), "{line}");
+}
+
+#[tokio::test]
+async fn version_flag_prints_the_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_workbus-agent"))
+        .arg("--version")
+        .output()
+        .await
+        .expect("the agent runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("workbus-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+}

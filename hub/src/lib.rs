@@ -48,6 +48,7 @@ pub mod signing;
 pub mod source;
 pub mod store;
 pub mod watch;
+pub mod watch_replay;
 pub mod work_view;
 
 pub use config::{ApiSettings, BrokerSettings, HubConfig, RegistrationSettings, StoreSettings};

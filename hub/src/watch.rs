@@ -43,12 +43,15 @@ impl WorkChange {
 #[derive(Debug, Clone)]
 pub struct Watchers {
     tx: broadcast::Sender<WorkChange>,
+    /// The REST watchers' numbered, resumable copy (`/api/v1/watch/works`).
+    rest: std::sync::Arc<crate::watch_replay::ReplayLog<WorkChange>>,
 }
 
 impl Default for Watchers {
     fn default() -> Self {
         Watchers {
             tx: broadcast::channel(1024).0,
+            rest: Default::default(),
         }
     }
 }
@@ -58,14 +61,29 @@ impl Watchers {
     /// only when someone listens: rendering a ManifestWork for every status would be
     /// wasted work on a hub nobody watches.
     pub fn notify(&self, change: impl FnOnce() -> WorkChange) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(change());
+        let in_hub = self.tx.receiver_count() > 0;
+        // Counts the change as skipped when no REST watcher needs it.
+        let rest = self.rest.wants();
+        if !in_hub && !rest {
+            return;
+        }
+        let change = change();
+        if rest {
+            self.rest.record(change.clone());
+        }
+        if in_hub {
+            let _ = self.tx.send(change);
         }
     }
 
-    /// A new watcher.
+    /// A new in-hub watcher.
     pub fn subscribe(&self) -> broadcast::Receiver<WorkChange> {
         self.tx.subscribe()
+    }
+
+    /// The REST watchers' resumable log.
+    pub fn rest(&self) -> &std::sync::Arc<crate::watch_replay::ReplayLog<WorkChange>> {
+        &self.rest
     }
 }
 

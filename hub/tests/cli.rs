@@ -79,7 +79,13 @@ async fn kubectl_like_commands() {
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["metadata"]["generation"], 1);
+    // A named get is a table row, as kubectl's; -o yaml shows the object.
     let (ok, out, _) = run(&server, &["get", "work", "web", "-n", "c1"]).await;
+    assert!(
+        ok && out.starts_with("NAMESPACE   NAME") && out.contains("\nc1          web"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&server, &["get", "work", "web", "-n", "c1", "-o", "yaml"]).await;
     assert!(ok && out.contains("kind: ManifestWork"));
     let (ok, out, _) = run(&server, &["describe", "work", "web", "-n", "c1"]).await;
     assert!(ok);
@@ -567,4 +573,663 @@ async fn apply_with_a_placement_wraps_plain_objects_into_a_replica_set() {
     .await;
     assert!(!ok);
     assert!(err.contains("not a ManifestWork"), "{err}");
+}
+
+/// Writes `text` to `name` in `dir` and returns the path as a string.
+fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A ManifestWork document with labels.
+fn work_yaml(cluster: &str, name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\nmetadata:\n  \
+         name: {name}\n  namespace: {cluster}\n  labels: {labels}\nspec:\n  workload:\n    \
+         manifests:\n    - apiVersion: v1\n      kind: ConfigMap\n      metadata: {{name: {name}, namespace: default}}\n"
+    )
+}
+
+/// `get TYPE NAME` for every type, every `-o` format, `--no-headers`,
+/// `--ignore-not-found`, set-based `-l` (clusters client-side, works on the hub),
+/// `-A`, applying the List `get -o yaml` prints, `delete -f`.
+#[tokio::test]
+async fn get_formats_selectors_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-get")).await;
+    let server = hub.base_url();
+    for (name, labels) in [
+        ("c1", ["-l", "env=dev", "-l", "tier=edge"]),
+        ("c2", ["-l", "env=prod", "-l", "zone=a"]),
+    ] {
+        let mut args = vec!["create", "cluster", name];
+        args.extend(labels);
+        assert!(run(&server, &args).await.0);
+    }
+    // Set-based selectors on clusters (client-side).
+    assert_eq!(
+        succeed(
+            &server,
+            &["get", "clusters", "-l", "env in (dev,qa)", "-o", "name"]
+        )
+        .await,
+        "managedcluster.cluster.open-cluster-management.io/c1\n"
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &["get", "clusters", "-l", "env!=dev", "-o", "name"]
+        )
+        .await,
+        "managedcluster.cluster.open-cluster-management.io/c2\n"
+    );
+    assert_eq!(
+        succeed(&server, &["get", "clusters", "-l", "!tier", "-o", "name"]).await,
+        "managedcluster.cluster.open-cluster-management.io/c2\n"
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "clusters",
+                "-l",
+                "tier,env notin (prod)",
+                "-o",
+                "name"
+            ]
+        )
+        .await,
+        "managedcluster.cluster.open-cluster-management.io/c1\n"
+    );
+    let (ok, _, err) = run(&server, &["get", "clusters", "-l", "env in dev"]).await;
+    assert!(!ok && err.contains("-l"), "{err}");
+    // Named gets of cluster-scoped types.
+    let out = succeed(&server, &["get", "cluster", "c1", "--no-headers"]).await;
+    assert!(out.starts_with("c1 ") && out.lines().count() == 1, "{out}");
+    assert_eq!(
+        succeed(
+            &server,
+            &["get", "clusterset", "global", "-o", "jsonpath={.name}"]
+        )
+        .await,
+        "global"
+    );
+    let (ok, _, err) = run(&server, &["get", "cluster", "nope"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    assert_eq!(
+        succeed(&server, &["get", "cluster", "nope", "--ignore-not-found"]).await,
+        ""
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &["get", "clusterset", "nope", "--ignore-not-found"]
+        )
+        .await,
+        ""
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &["get", "placement", "nope", "-n", "x", "--ignore-not-found"]
+        )
+        .await,
+        ""
+    );
+
+    // Works, labelled, in two clusters.
+    let mut docs = String::new();
+    for (c, n, l) in [
+        ("c1", "web", "{app: web, tier: front}"),
+        ("c1", "api", "{app: api}"),
+        ("c2", "web", "{app: web}"),
+    ] {
+        docs.push_str(&work_yaml(c, n, l));
+        docs.push_str("---\n");
+    }
+    let file = write_file(dir.path(), "works.yaml", &docs);
+    assert!(run(&server, &["apply", "-f", &file]).await.0);
+    // Set-based selectors on works, evaluated by the hub.
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "works",
+                "-A",
+                "-l",
+                "app notin (api),!tier",
+                "-o",
+                "name"
+            ]
+        )
+        .await,
+        "manifestwork.work.open-cluster-management.io/web\n"
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "works",
+                "-n",
+                "c1",
+                "-l",
+                "app",
+                "-o",
+                "jsonpath={.items[*].metadata.name}"
+            ]
+        )
+        .await,
+        "api web"
+    );
+    let r = http(
+        "GET",
+        format!("{server}/api/v1/works?labelSelector=app%20in%20(web),tier"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.body);
+    // Formats.
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "work",
+                "web",
+                "-n",
+                "c1",
+                "-o",
+                "jsonpath={.metadata.labels.app}"
+            ]
+        )
+        .await,
+        "web"
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "works",
+                "-n",
+                "c1",
+                "--no-headers",
+                "-o",
+                "custom-columns=NAME:.metadata.name,TIER:.metadata.labels.tier"
+            ]
+        )
+        .await,
+        "api    <none>\nweb    front\n"
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &[
+                "get",
+                "works",
+                "-n",
+                "c1",
+                "-o",
+                "custom-columns=NAME:.metadata.name"
+            ]
+        )
+        .await,
+        "NAME\napi\nweb\n"
+    );
+    let out = succeed(&server, &["get", "works", "-n", "c1", "--no-headers"]).await;
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.starts_with("c1 "), "{out}");
+    let (ok, _, err) = run(&server, &["get", "works", "-o", "table"]).await;
+    assert!(!ok && err.contains("allowed formats"), "{err}");
+    let (ok, _, err) = run(&server, &["get", "work", "web"]).await;
+    assert!(!ok && err.contains("-n"), "{err}");
+
+    // The List `get -o yaml` prints applies as it is.
+    let list = succeed(&server, &["get", "works", "-n", "c1", "-o", "yaml"]).await;
+    assert!(list.contains("kind: List"), "{list}");
+    let list_file = write_file(dir.path(), "list.yaml", &list);
+    assert_eq!(
+        succeed(&server, &["apply", "-f", &list_file]).await,
+        "manifestwork.work.open-cluster-management.io/api unchanged\n\
+         manifestwork.work.open-cluster-management.io/web unchanged\n"
+    );
+    // delete -f (no agent: the works wait for it) and --ignore-not-found.
+    let c2_file = write_file(dir.path(), "c2.yaml", &work_yaml("c2", "web", "{}"));
+    assert_eq!(
+        succeed(&server, &["delete", "-f", &c2_file]).await,
+        "manifestwork.work.open-cluster-management.io \"web\" deleted\n"
+    );
+    let gone = write_file(dir.path(), "gone.yaml", &work_yaml("c2", "nope", "{}"));
+    let (ok, _, err) = run(&server, &["delete", "-f", &gone]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    assert_eq!(
+        succeed(&server, &["delete", "-f", &gone, "--ignore-not-found"]).await,
+        ""
+    );
+    assert_eq!(
+        succeed(
+            &server,
+            &["delete", "work", "nope", "-n", "c1", "--ignore-not-found"]
+        )
+        .await,
+        ""
+    );
+    let (ok, _, err) = run(&server, &["delete", "work", "nope", "-n", "c1"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    hub.shutdown().await;
+}
+
+/// A typo in a ManifestWork is reported as kubectl's strict field validation does,
+/// not as a later rule.
+#[tokio::test]
+async fn unknown_fields_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-strict")).await;
+    let server = hub.base_url();
+    assert!(run(&server, &["create", "cluster", "c1"]).await.0);
+    let file = write_file(
+        dir.path(),
+        "typo.yaml",
+        "apiVersion: work.open-cluster-management.io/v1\nkind: ManifestWork\nmetadata:\n  \
+         name: w\n  namespace: c1\nspec:\n  workloads:\n    manifests:\n    - {apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: default}}\n",
+    );
+    let (ok, _, err) = run(&server, &["apply", "-f", &file]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("strict decoding error: unknown field \"spec.workloads\""),
+        "{err}"
+    );
+    assert!(!err.contains("should not be empty"), "{err}");
+    hub.shutdown().await;
+}
+
+/// `--server host:port` without a scheme works; a server that is not a hub is named
+/// as such instead of printing its page.
+#[tokio::test]
+async fn server_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-server")).await;
+    let bare = hub.rest_addr().to_string();
+    let (ok, out, err) = run(&bare, &["get", "clustersets", "-o", "name"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("managedclusterset.cluster.open-cluster-management.io/global"),
+        "{out}"
+    );
+
+    // A plain web server answering HTML (two requests at most).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for _ in 0..2 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let page = "<html><body>Welcome to nginx!</body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    let (ok, _, err) = run(&web, &["get", "clusters"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("is not a workbus hub") && err.contains("text/html"),
+        "{err}"
+    );
+    assert!(!err.contains("nginx"), "{err}");
+    let (ok, _, err) = run(&format!("http://{web}"), &["get", "works"]).await;
+    assert!(!ok && err.contains("is not a workbus hub"), "{err}");
+    server.join().unwrap();
+    hub.shutdown().await;
+}
+
+/// `wait --for=condition=…` on a work until its agent reports it, `--for=delete`,
+/// and the timeout (exit 1, kubectl's words).
+#[tokio::test]
+async fn wait_for_conditions_and_deletion() {
+    use workbus_schemas::sequence_id::SequenceIdGenerator;
+    let dir = tempfile::tempdir().unwrap();
+    let source = unique("cli-wait");
+    let CreatedWork {
+        hub,
+        cluster,
+        agent,
+        uid,
+    } = CreatedWork::start(dir.path(), &source).await;
+    let server = hub.base_url();
+    let target = "work/w1";
+    let (ok, _, err) = run(
+        &server,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "--timeout=1s",
+            target,
+            "-n",
+            &cluster,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "timed out waiting for the condition on manifestwork.work.open-cluster-management.io/w1"
+        ),
+        "{err}"
+    );
+    // Waiting, then the agent reports Available.
+    let waiting = {
+        let (server, cluster) = (server.clone(), cluster.clone());
+        tokio::spawn(async move {
+            run(
+                &server,
+                &[
+                    "wait",
+                    "--for=condition=Available",
+                    "--timeout=30s",
+                    "manifestwork",
+                    "w1",
+                    "-n",
+                    &cluster,
+                ],
+            )
+            .await
+        })
+    };
+    let status = serde_json::json!({"conditions": [
+        {"type": "Applied", "status": "True", "observedGeneration": 1,
+         "lastTransitionTime": "2025-12-16T06:00:17Z", "reason": "AppliedManifestWorkComplete", "message": "ok"},
+        {"type": "Available", "status": "True", "observedGeneration": 1,
+         "lastTransitionTime": "2025-12-16T06:00:17Z", "reason": "ResourcesAvailable", "message": "ok"}]});
+    let seq = SequenceIdGenerator::default().next().unwrap().to_string();
+    agent.send_status(&uid, 1, &seq, status).await;
+    let (ok, out, err) = waiting.await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "manifestwork.work.open-cluster-management.io/w1 condition met\n"
+    );
+    // Status False is waited for as asked.
+    let (ok, _, _) = run(
+        &server,
+        &[
+            "wait",
+            "--for=condition=Applied=False",
+            "--timeout=0s",
+            target,
+            "-n",
+            &cluster,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    // --for=delete: gone at once with --force.
+    assert!(
+        run(
+            &server,
+            &["delete", "work", "w1", "-n", &cluster, "--force"]
+        )
+        .await
+        .0
+    );
+    let (ok, out, err) = run(
+        &server,
+        &[
+            "wait",
+            "--for=delete",
+            "--timeout=10s",
+            target,
+            "-n",
+            &cluster,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("w1 condition met"), "{out}");
+    let (ok, _, err) = run(&server, &["wait", "--for=ready", target, "-n", &cluster]).await;
+    assert!(!ok && err.contains("--for"), "{err}");
+    hub.shutdown().await;
+}
+
+/// `completion bash|zsh|fish` prints a script for that shell; `--version` answers.
+#[tokio::test]
+async fn completion_and_version() {
+    for (shell, marker) in [
+        ("bash", "complete -F _workbus__hub"),
+        ("zsh", "#compdef workbus-hub"),
+        ("fish", "complete -c workbus-hub"),
+    ] {
+        let (ok, out, err) = run("http://127.0.0.1:1", &["completion", shell]).await;
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(marker),
+            "{shell}: {}",
+            &out[..out.len().min(300)]
+        );
+        assert!(out.contains("placementdecisions"), "{shell}");
+    }
+    let (ok, out, _) = run("http://127.0.0.1:1", &["--version"]).await;
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        format!("workbus-hub {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `get works -w` prints the listing, then every change; when its connection drops
+/// it resumes with `Last-Event-ID` and prints exactly the changes it missed (no
+/// re-listing while the hub holds them).
+#[tokio::test]
+async fn watch_resumes_after_a_dropped_connection() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-watch")).await;
+    create_cluster(&hub, "c1").await;
+    put_work(&hub, &work_json("c1", "w1", "a")).await;
+    let proxy = workbus_testkit::fault_proxy::FaultProxy::start(hub.rest_addr()).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
+        .args(["get", "works", "-n", "c1", "-w", "--server"])
+        .arg(proxy.addr().to_string())
+        .env("WORKBUS_TOKEN", TOKEN)
+        .env_remove("WORKBUS_TOKEN_FILE")
+        .env_remove("WORKBUS_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let name_of = |line: &str| line.split_whitespace().nth(1).unwrap_or("").to_owned();
+    assert!(next_line(&mut rx).await.starts_with("NAMESPACE   NAME"));
+    assert_eq!(name_of(&next_line(&mut rx).await), "w1");
+    put_work(&hub, &work_json("c1", "w2", "a")).await;
+    assert_eq!(name_of(&next_line(&mut rx).await), "w2");
+
+    // The connection drops; changes happen while the watch is away.
+    proxy.refuse(true);
+    proxy.cut();
+    put_work(&hub, &work_json("c1", "w3", "a")).await;
+    put_work(&hub, &work_json("c1", "w1", "b")).await;
+    proxy.refuse(false);
+    assert_eq!(name_of(&next_line(&mut rx).await), "w3");
+    let line = next_line(&mut rx).await;
+    assert_eq!(name_of(&line), "w1");
+    assert!(
+        line.split_whitespace().nth(2) == Some("2"),
+        "generation 2: {line}"
+    );
+    put_work(&hub, &work_json("c1", "w4", "a")).await;
+    assert_eq!(
+        name_of(&next_line(&mut rx).await),
+        "w4",
+        "no re-listing in between"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    hub.shutdown().await;
+}
+
+/// The watch's resume protocol at the REST level: every event has an id, a resume
+/// replays what came after it, an id the hub does not hold is `410 Gone`.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_ids_and_expired_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("watch-id")).await;
+    create_cluster(&hub, "c1").await;
+    let base = hub.base_url();
+    let open = |last: Option<String>| {
+        let url = format!("{base}/api/v1/watch/works?cluster=c1&allowWatchBookmarks=true");
+        tokio::task::spawn_blocking(move || {
+            let client = workbus_hub::cli::client::Client::new(&url[..url.find("/api").unwrap()])
+                .with_token(Some(TOKEN.into()));
+            client.stream(&url[url.find("/api").unwrap()..], last.as_deref())
+        })
+    };
+    let mut stream = open(None).await.unwrap().unwrap();
+    let bookmark = tokio::task::block_in_place(|| stream.next_event().unwrap().unwrap());
+    assert_eq!(bookmark.event, "bookmark");
+    assert!(!bookmark.id.is_empty());
+    drop(stream);
+    for n in ["a", "b"] {
+        put_work(&hub, &work_json("c1", n, "x")).await;
+    }
+    let mut resumed = open(Some(bookmark.id.clone())).await.unwrap().unwrap();
+    let (first, second) = tokio::task::block_in_place(|| {
+        (
+            resumed.next_event().unwrap().unwrap(),
+            resumed.next_event().unwrap().unwrap(),
+        )
+    });
+    assert_eq!(
+        (first.event.as_str(), second.event.as_str()),
+        ("spec", "spec")
+    );
+    let name = |e: &workbus_hub::cli::sse::SseEvent| {
+        serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!((name(&first), name(&second)), ("a".into(), "b".into()));
+    assert_ne!(first.id, second.id);
+    // Resuming after the first replays the second only.
+    let mut again = open(Some(first.id.clone())).await.unwrap().unwrap();
+    let next = tokio::task::block_in_place(|| again.next_event().unwrap().unwrap());
+    assert_eq!(next.id, second.id);
+    // Unknown ids: 410 Gone, reason Expired.
+    for bogus in ["other-process.1".to_owned(), format!("{}9", second.id)] {
+        match open(Some(bogus)).await.unwrap() {
+            Err(workbus_hub::cli::client::CliError::Server { code, reason, .. }) => {
+                assert_eq!((code, reason.as_str()), (410, "Expired"));
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("resumed from an id the hub never gave"),
+        }
+    }
+    hub.shutdown().await;
+}
+
+/// The next line a watch printed (bounded by `WAIT`).
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a line from the watch")
+        .expect("the watch is running")
+}
+
+/// Runs a command that must succeed; its standard output.
+async fn succeed(server: &str, args: &[&str]) -> String {
+    let (ok, out, err) = run(server, args).await;
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+/// `get clusters -w -l …`: the listing, then each change of a matching cluster; after a
+/// dropped connection (the cluster watch has no ids) it lists again.
+#[tokio::test]
+async fn cluster_watch_lists_changes_and_relists_after_a_drop() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path(), &unique("cli-cwatch")).await;
+    let server = hub.base_url();
+    assert!(
+        run(&server, &["create", "cluster", "c1", "-l", "env=dev"])
+            .await
+            .0
+    );
+    let proxy = workbus_testkit::fault_proxy::FaultProxy::start(hub.rest_addr()).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_workbus-hub"))
+        .args([
+            "get",
+            "clusters",
+            "-w",
+            "-l",
+            "env",
+            "--no-headers",
+            "--server",
+        ])
+        .arg(proxy.addr().to_string())
+        .env("WORKBUS_TOKEN", TOKEN)
+        .env_remove("WORKBUS_TOKEN_FILE")
+        .env_remove("WORKBUS_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let name_of = |line: &str| line.split_whitespace().next().unwrap_or("").to_owned();
+    assert_eq!(name_of(&next_line(&mut rx).await), "c1");
+    // Not matching -l: not shown; matching: shown.
+    assert!(run(&server, &["create", "cluster", "other"]).await.0);
+    assert!(
+        run(&server, &["create", "cluster", "c2", "-l", "env=prod"])
+            .await
+            .0
+    );
+    assert_eq!(name_of(&next_line(&mut rx).await), "c2");
+    proxy.cut();
+    // Listed again after the drop.
+    let mut relisted = vec![
+        name_of(&next_line(&mut rx).await),
+        name_of(&next_line(&mut rx).await),
+    ];
+    relisted.sort();
+    assert_eq!(relisted, ["c1", "c2"]);
+    child.kill().unwrap();
+    let _ = child.wait();
+    hub.shutdown().await;
 }

@@ -327,10 +327,22 @@ async fn list_filters_and_pagination() {
             .status,
         400
     );
+    // Set-based selectors (a bare key: it exists); a malformed one is a 400.
     assert_eq!(
         http(
             "GET",
             format!("{base}/api/v1/works?labelSelector=novalue"),
+            None,
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        http(
+            "GET",
+            format!("{base}/api/v1/works?labelSelector=a%20in%20b"),
             None,
             None
         )

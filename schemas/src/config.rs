@@ -408,6 +408,61 @@ impl MqttConfig {
         }
     }
 
+    /// The keys of a config file that sdk-go's `MQTTConfig` does not know (top level
+    /// and under `topics`, e.g. `broker` for `brokerHost`, `topic`), in file order.
+    /// They are ignored, as in Go; callers warn about them, since a misspelt key
+    /// otherwise silently takes its default. Unparsable bytes have none (parsing
+    /// reports them).
+    pub fn unknown_keys(bytes: &[u8]) -> Vec<String> {
+        const KNOWN: &[&str] = &[
+            "brokerHost",
+            "username",
+            "password",
+            "keepAlive",
+            "dialTimeout",
+            "pubQoS",
+            "subQoS",
+            "topics",
+            "caFile",
+            "caData",
+            "clientCertFile",
+            "clientCertData",
+            "clientKeyFile",
+            "clientKeyData",
+        ];
+        const KNOWN_TOPICS: &[&str] = &[
+            "sourceEvents",
+            "agentEvents",
+            "sourceBroadcast",
+            "agentBroadcast",
+        ];
+        let Ok(serde_norway::Value::Mapping(top)) = serde_norway::from_slice(bytes) else {
+            return Vec::new();
+        };
+        let name = |k: &serde_norway::Value| match k {
+            serde_norway::Value::String(s) => s.clone(),
+            other => serde_norway::to_string(other)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+        };
+        let mut unknown = Vec::new();
+        for (k, v) in &top {
+            let key = name(k);
+            if !KNOWN.contains(&key.as_str()) {
+                unknown.push(key);
+            } else if let (true, serde_norway::Value::Mapping(topics)) = (key == "topics", v) {
+                unknown.extend(
+                    topics
+                        .keys()
+                        .map(name)
+                        .filter(|t| !KNOWN_TOPICS.contains(&t.as_str()))
+                        .map(|t| format!("topics.{t}")),
+                );
+            }
+        }
+        unknown
+    }
+
     /// Parses the bytes of a config file (YAML or JSON).
     ///
     /// Checks run in sdk-go's order, so the first error reported is the one a Go peer
@@ -1355,5 +1410,18 @@ mod tests {
         fn duration_like_strings_never_panic(s in "[-+]?([0-9.]{0,22}(ns|us|ms|s|m|h|µs|d|)){0,4}") {
             let _ = parse_go_duration(&s);
         }
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_not_refused() {
+        let text = "broker: b:1883\nbrokerHost: b:1883\nkeepalive: 5\ntopics:\n  sourceEvents: sources/s/consumers/+/sourceevents\n  agentEvents: sources/s/consumers/+/agentevents\n  sourceBroadcst: x\n";
+        assert_eq!(
+            MqttConfig::unknown_keys(text.as_bytes()),
+            ["broker", "keepalive", "topics.sourceBroadcst"]
+        );
+        assert!(MqttConfig::from_bytes(text.as_bytes()).is_ok());
+        assert!(MqttConfig::unknown_keys(b"{\"brokerHost\": \"x:1\"}").is_empty());
+        assert!(MqttConfig::unknown_keys(b"").is_empty());
+        assert!(MqttConfig::unknown_keys(b"- a\n").is_empty());
     }
 }

@@ -12,6 +12,11 @@
 //!    Dockerfile use exists in its command line (the broker's:
 //!    `broker/tests/packaging.rs`, which can run the broker binary).
 //!
+//! 4. the Grafana dashboard `deploy/grafana/workbus.json`: valid JSON, a Fleet, Traffic,
+//!    Latency and Errors row, and every panel query naming only metrics that
+//!    `docs/metrics.md` lists (which `hub/tests/observability.rs` and its siblings check
+//!    against the binaries' scrapes), so a renamed metric cannot leave a blank panel.
+//!
 //! Without `systemd-analyze` part 1 skips with a `SKIPPED` line, unless
 //! `WORKBUS_REQUIRE_SYSTEMD=1` (set by `.ci/run`, which installs `systemd`).
 
@@ -260,4 +265,163 @@ fn hub_packaging_uses_real_flags() {
         );
     }
     assert!(unit.contains("EnvironmentFile=/etc/workbus-hub/workbus-hub.env"));
+}
+
+/// The metric names a PromQL expression refers to: its identifiers outside strings,
+/// label matchers `{…}`, ranges `[…]` and `by`/`without`/`on`/`ignoring` lists, less
+/// functions (an identifier followed by `(`), aggregations (`sum by (…) (…)`) and
+/// keywords.
+fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    // Followed by a parenthesised list of labels.
+    const LISTS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    // Operators, modifiers and aggregations (`sum by (…) (…)`).
+    const KEYWORDS: &[&str] = &[
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    let skip_to = |i: usize, close: char| {
+        chars[i..]
+            .iter()
+            .position(|&c| c == close)
+            .map_or(chars.len(), |p| i + p + 1)
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            i = skip_to(i + 1, '"');
+        } else if c == '{' {
+            i = skip_to(i, '}');
+        } else if c == '[' {
+            i = skip_to(i, ']');
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next] == ' ' {
+                next += 1;
+            }
+            let call = chars.get(next) == Some(&'(');
+            if LISTS.contains(&word.as_str()) && call {
+                i = skip_to(next, ')');
+            } else if !call && !KEYWORDS.contains(&word.as_str()) && !LISTS.contains(&word.as_str())
+            {
+                out.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn promql_metrics_finds_the_metric_names_only() {
+    let found = promql_metrics(
+        "histogram_quantile(0.99, sum by (le, path) (rate(a_bucket{code=~\"5..\", x=\"y z\"}[5m]))) \
+         / on (job) group_left b_total + c offset 5m",
+    );
+    assert_eq!(found, ["a_bucket", "b_total", "c"].map(String::from).into());
+}
+
+#[test]
+fn grafana_dashboard_queries_only_documented_metrics() {
+    let path = deploy_dir().join("grafana/workbus.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read(&path)).expect("the dashboard is JSON");
+    let documented = workbus_testkit::metrics_doc::documented(&["hub", "agent", "broker"]);
+    let known = |name: &str| {
+        documented.contains_key(name)
+            || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|base| documented.get(base).is_some_and(|t| t == "histogram"))
+            })
+    };
+    let mut panels: Vec<&serde_json::Value> = Vec::new();
+    let mut stack: Vec<&serde_json::Value> =
+        dashboard["panels"].as_array().unwrap().iter().collect();
+    while let Some(p) = stack.pop() {
+        stack.extend(p["panels"].as_array().into_iter().flatten());
+        panels.push(p);
+    }
+    let rows: BTreeSet<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for section in ["Fleet", "Traffic", "Latency", "Errors"] {
+        assert!(rows.contains(section), "a {section} row: {rows:?}");
+    }
+    let ids: Vec<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "every panel has an id");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        ids.len(),
+        "ids are unique"
+    );
+    let mut unknown = Vec::new();
+    let mut queries = 0;
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(!targets.is_empty(), "panel {title:?} has a query");
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "panel {title:?}"
+        );
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap_or("");
+            let metrics = promql_metrics(expr);
+            assert!(
+                !metrics.is_empty(),
+                "panel {title:?}: {expr:?} names no metric"
+            );
+            queries += 1;
+            unknown.extend(
+                metrics
+                    .into_iter()
+                    .filter(|m| !known(m))
+                    .map(|m| format!("{title}: {m}")),
+            );
+        }
+    }
+    assert!(queries >= 20, "{queries} queries");
+    assert!(
+        unknown.is_empty(),
+        "metrics not in docs/metrics.md: {unknown:?}"
+    );
 }

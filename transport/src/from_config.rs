@@ -49,16 +49,27 @@ impl LoadConfigError {
     }
 }
 
-/// Reads and parses the sdk-go MQTT config file at `path` (YAML or JSON, §1.8).
+/// Reads and parses the sdk-go MQTT config file at `path` (YAML or JSON, §1.8); each
+/// key sdk-go does not know is logged as a warning (and ignored, as in Go).
 pub fn load_mqtt_config(path: &Path) -> Result<MqttConfig, LoadConfigError> {
     let bytes = std::fs::read(path).map_err(|source| LoadConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    MqttConfig::from_bytes(&bytes).map_err(|source| LoadConfigError::Invalid {
+    let config = MqttConfig::from_bytes(&bytes).map_err(|source| LoadConfigError::Invalid {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    for key in MqttConfig::unknown_keys(&bytes) {
+        tracing::warn!(
+            file = %path.display(),
+            key = %key,
+            "unknown key in the MQTT config file, ignored (sdk-go's keys: brokerHost, \
+             username, password, keepAlive, dialTimeout, pubQoS, subQoS, topics.*, caFile, \
+             caData, clientCertFile, clientCertData, clientKeyFile, clientKeyData)"
+        );
+    }
+    Ok(config)
 }
 
 impl TransportConfig {

@@ -183,3 +183,13 @@ async fn sighup_reloads_the_credential_file() {
     assert!(status.success());
     assert!(child.wait().expect("exits").success());
 }
+
+#[test]
+fn version_flag_prints_the_version() {
+    let out = broker().arg("--version").output().expect("the broker runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("workbus-broker {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -72,6 +72,19 @@ pub fn parse_work(format: BodyFormat, body: &[u8]) -> Result<ManifestWork, ApiEr
     }
     let work: ManifestWork = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("body is not a ManifestWork: {e}")))?;
+    // Strict field validation, worded as Kubernetes' (kubectl's default).
+    let unknown = workbus_schemas::work::strict::unknown_fields(&work);
+    if !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "ManifestWork in version \"v1\" cannot be handled as a ManifestWork: strict \
+             decoding error: {}",
+            fields.join(", ")
+        )));
+    }
     if work.api_version != ManifestWork::API_VERSION || work.kind != ManifestWork::KIND {
         return Err(ApiError::bad_request(format!(
             "expected apiVersion {:?} and kind {:?}, got {:?} and {:?}",

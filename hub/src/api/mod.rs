@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `/api/v1/clusters` | GET list, POST create |
 //! | `/api/v1/clusters/{name}` | GET, DELETE (409 while it has works; `cascade=true`: 202 until its works are deleted, with `force=true` 204 at once) |
-//! | `/api/v1/works` | GET list (`cluster`, `labelSelector`, `limit`, `continue`), POST create |
+//! | `/api/v1/works` | GET list (`cluster`, set-based `labelSelector`, `limit`, `continue`), POST create (unknown fields refused, named) |
 //! | `/api/v1/clusters/{cluster}/works/{name}` | GET, PUT create-or-update, DELETE (202; `force=true`: removed at once, 200) |
-//! | `/api/v1/watch/works` | GET server-sent events (`cluster`; `ticket` for browsers) |
+//! | `/api/v1/watch/works` | GET server-sent events with ids (`cluster`, `allowWatchBookmarks`; `ticket` for browsers; `Last-Event-ID` resumes, 410 when expired) |
 //! | `/api/v1/watch/tickets` | POST a one-use ticket for the watch |
 //! | `/api/v1/outbox/parked` | GET the events parked as unpublishable (`after`, `limit`) |
 //! | `/api/v1/namespaces/{ns}/placements/{name}` | GET, PUT, DELETE (see [`placements`]) |

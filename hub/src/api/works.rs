@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use workbus_schemas::selector::LabelSelector;
 use workbus_schemas::work::ManifestWork;
 
 use super::ApiState;
@@ -49,7 +50,8 @@ pub const OUTCOME_HEADER: &str = "x-workbus-outcome";
 pub struct ListQuery {
     /// Only this cluster.
     pub cluster: Option<String>,
-    /// `k=v,k2=v2`: every label must match.
+    /// A label selector (`k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`,
+    /// comma-separated): every term must hold.
     pub label_selector: Option<String>,
     /// Page size (1..=1000).
     pub limit: Option<usize>,
@@ -74,26 +76,19 @@ fn query_fingerprint(q: &ListQuery) -> String {
     )
 }
 
-/// Parses `k=v,k2=v2`.
-pub fn parse_label_selector(s: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').ok_or_else(|| {
-            ApiError::bad_request(format!("labelSelector term {part:?} is not key=value"))
-        })?;
-        let k = k.trim();
-        let v = v.trim().trim_start_matches('=');
-        let key_ok = !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-        if !key_ok {
-            return Err(ApiError::bad_request(format!(
-                "invalid label key {k:?} in labelSelector"
-            )));
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+/// Parses a label selector (`a=b,c!=d,e in (x,y),!f,g`, `workbus_schemas::selector`)
+/// into the store's equality terms (each `k=v`, which the store's index serves) and the
+/// whole selector (applied to every work the store returns).
+pub fn parse_label_selector(s: &str) -> Result<(Vec<(String, String)>, LabelSelector), ApiError> {
+    let selector = workbus_schemas::selector::parse(s)
+        .map_err(|e| ApiError::bad_request(format!("labelSelector {s:?}: {e}")))?;
+    let equalities = selector
+        .match_expressions
+        .iter()
+        .filter(|r| r.operator == workbus_schemas::selector::operator::IN && r.values.len() == 1)
+        .map(|r| (r.key.clone(), r.values[0].clone()))
+        .collect();
+    Ok((equalities, selector))
 }
 
 fn encode_token(key: &WorkKey, q: &ListQuery) -> String {
@@ -145,9 +140,10 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
+    let (equalities, selector) = parse_label_selector(q.label_selector.as_deref().unwrap_or(""))?;
     let filter = WorkFilter {
         cluster: q.cluster.clone().filter(|c| !c.is_empty()),
-        labels: parse_label_selector(q.label_selector.as_deref().unwrap_or(""))?,
+        labels: equalities,
         after: q
             .continue_token
             .as_deref()
@@ -164,7 +160,13 @@ pub async fn list(
     } else {
         None
     };
-    let items: Vec<ManifestWork> = works.iter().map(manifest_work).collect();
+    // The set-based terms: a page may come out shorter than `limit` (even empty) while
+    // a continue token still leads on, as with Kubernetes.
+    let items: Vec<ManifestWork> = works
+        .iter()
+        .filter(|w| selector.matches(&w.labels))
+        .map(manifest_work)
+        .collect();
     let mut metadata = serde_json::Map::new();
     if let Some(token) = next {
         metadata.insert("continue".into(), token.into());

@@ -8,12 +8,13 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use workbus_schemas::placement::names::{kind, kubectl};
+use workbus_schemas::placement::names::kind;
 use workbus_schemas::replicaset;
 
 use super::client::CliError;
-use super::client::{Client, encode_component};
-use super::{WORK_KIND, read_documents, work_path};
+use super::client::Client;
+use super::get::Kind;
+use super::read_documents;
 
 /// Applies every document of `file`.
 pub fn run(client: &Client, file: &PathBuf) -> Result<(), CliError> {
@@ -30,32 +31,16 @@ pub fn run(client: &Client, file: &PathBuf) -> Result<(), CliError> {
                 "every object needs metadata.name and metadata.namespace".into(),
             ));
         }
-        let namespaced = |resource: &str| {
-            format!(
-                "/api/v1/namespaces/{}/{resource}/{}",
-                encode_component(&ns),
-                encode_component(&name)
-            )
-        };
         let kind_name = text("/kind");
-        let (path, shown) = match kind_name.as_str() {
-            "ManifestWork" => (work_path(&ns, &name), WORK_KIND),
-            k if k == kind::PLACEMENT => (namespaced("placements"), kubectl::PLACEMENT),
-            k if k == kind::MANAGED_CLUSTER_SET_BINDING => (
-                namespaced("managedclustersetbindings"),
-                kubectl::MANAGED_CLUSTER_SET_BINDING,
-            ),
-            k if k == replicaset::names::KIND => (
-                super::rollout::path(&ns, &name),
-                replicaset::names::KUBECTL_NAME,
-            ),
-            other => {
-                return Err(CliError::Input(format!(
-                    "{name}: kind {other:?} cannot be applied (ManifestWork, Placement, \
-                     ManagedClusterSetBinding, ManifestWorkReplicaSet)"
-                )));
-            }
+        let Some((kind, path)) = Kind::from_object_kind(&kind_name)
+            .and_then(|k| k.object_path(&ns, &name).map(|p| (k, p)))
+        else {
+            return Err(CliError::Input(format!(
+                "{name}: kind {kind_name:?} cannot be applied (ManifestWork, Placement, \
+                 ManagedClusterSetBinding, ManifestWorkReplicaSet)"
+            )));
         };
+        let shown = kind.kubectl_name();
         let answer = client.put(&path, &doc)?;
         let word = match (answer.outcome.as_deref(), answer.status) {
             (Some("created"), _) | (None, 201) => "created",

@@ -207,7 +207,7 @@ fn log(client: &Client, args: LogArgs) -> Result<(), CliError> {
                     println!("{item}");
                 }
             }
-            Some(Output::Yaml) => print_value(&Value::Array(items.clone()), args.output)?,
+            Some(Output::Yaml) => print_value(&Value::Array(items.clone()), &args.output)?,
             _ if items.is_empty() && first && !args.watch => eprintln!("No records found"),
             _ if items.is_empty() => {}
             _ => {
@@ -252,7 +252,7 @@ fn replay(
     );
     let answer = client.get(&path)?.body;
     if matches!(output, Some(Output::Json) | Some(Output::Yaml)) {
-        return print_value(&answer, output);
+        return print_value(&answer, &output);
     }
     let items = answer["items"].as_array().cloned().unwrap_or_default();
     if work.is_some() {

@@ -75,7 +75,7 @@ impl Client {
     /// A client as `settings` describe.
     pub fn with_settings(settings: &ClientSettings) -> Result<Client, CliError> {
         let roots = match &settings.ca_file {
-            None => RootCerts::Specific(Arc::new(system_roots(&settings.server))),
+            None => RootCerts::Specific(Arc::new(system_roots(&with_scheme(&settings.server)))),
             Some(path) => {
                 let pem = std::fs::read(path)
                     .map_err(|e| CliError::Input(format!("--ca-file {}: {e}", path.display())))?;
@@ -111,7 +111,7 @@ impl Client {
             .build()
             .into();
         Client {
-            server: server.trim_end_matches('/').to_string(),
+            server: with_scheme(server.trim_end_matches('/')),
             agent,
             token: None,
         }
@@ -149,6 +149,12 @@ impl Client {
             .get(crate::api::works::OUTCOME_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let text = resp
             .body_mut()
             .read_to_string()
@@ -156,7 +162,15 @@ impl Client {
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            match serde_json::from_str(&text) {
+                Ok(v) => v,
+                // The hub answers JSON (plain text only for a few framework errors):
+                // an HTML page or a non-JSON success is another server.
+                Err(_) if status < 400 || content_type.contains("html") => {
+                    return Err(not_a_hub(&self.server, status, &content_type));
+                }
+                Err(_) => Value::String(text),
+            }
         };
         if status >= 400 {
             let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
@@ -171,6 +185,11 @@ impl Client {
             outcome,
             body,
         })
+    }
+
+    /// The server URL the client talks to (`http://` added when none was given).
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     fn url(&self, path: &str) -> String {
@@ -196,6 +215,32 @@ impl Client {
         Ok(())
     }
 
+    /// GET a server-sent-event stream at `path`, resuming after `last_event_id` when
+    /// given (`Last-Event-ID`). An error answer (e.g. `410 Gone`: re-list) is an error.
+    pub fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<super::sse::SseReader<std::io::BufReader<ureq::BodyReader<'static>>>, CliError>
+    {
+        let mut req = self
+            .authorized(self.agent.get(&self.url(path)))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header(crate::api::watch::LAST_EVENT_ID, id);
+        }
+        let resp = req.call().map_err(|e| self.transport_error(e))?;
+        if resp.status().as_u16() >= 400 {
+            return Err(match self.finish(Ok(resp)) {
+                Err(e) => e,
+                Ok(_) => self.transport_error("unexpected answer"),
+            });
+        }
+        Ok(super::sse::SseReader::new(std::io::BufReader::new(
+            resp.into_body().into_reader(),
+        )))
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<Answer, CliError> {
         self.finish(self.authorized(self.agent.delete(&self.url(path))).call())
@@ -217,6 +262,32 @@ impl Client {
                 .header("content-type", "application/json")
                 .send(body.to_string()),
         )
+    }
+}
+
+/// `host:port` as `http://host:port` (kubectl accepts a server without a scheme); a URL
+/// with a scheme stays as it is.
+pub fn with_scheme(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// The error for a server that is not a workbus hub.
+fn not_a_hub(server: &str, status: u16, content_type: &str) -> CliError {
+    CliError::Transport {
+        server: server.to_owned(),
+        detail: format!(
+            "it is not a workbus hub: it answered HTTP {status} with {} instead of the hub's \
+             JSON (is --server the hub's REST address, e.g. http://127.0.0.1:8080?)",
+            if content_type.is_empty() {
+                "a non-JSON body"
+            } else {
+                content_type
+            }
+        ),
     }
 }
 

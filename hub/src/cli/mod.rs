@@ -14,23 +14,29 @@ pub mod apply;
 pub mod audit;
 pub mod certs;
 pub mod client;
+pub mod get;
+pub mod jsonpath;
 pub mod output;
 pub mod placements;
+pub mod printer;
 pub mod replicas;
 pub mod rollout;
 pub mod serve;
+pub mod sse;
 pub mod tls_args;
 pub mod token;
+pub mod wait;
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use client::{CliError, Client, ClientSettings, encode_component};
+pub use printer::Output;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -147,11 +153,28 @@ pub enum Command {
         #[command(subcommand)]
         what: DescribeWhat,
     },
-    /// Delete a work (it disappears once the agent confirms).
+    /// Delete resources by type and name, or those of a file (`-f`). A work
+    /// disappears once its agent confirms.
+    #[command(args_conflicts_with_subcommands = true)]
     Delete {
+        /// Delete the objects of this file (what `apply -f` takes, a `List` too;
+        /// `-` reads standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: Option<PathBuf>,
+        /// An object that does not exist is no error.
+        #[arg(long, global = true)]
+        ignore_not_found: bool,
         /// What.
         #[command(subcommand)]
-        what: DeleteWhat,
+        what: Option<DeleteWhat>,
+    },
+    /// Wait until an object has a condition (`--for=condition=Available`) or is gone
+    /// (`--for=delete`); exits 1 after `--timeout`.
+    Wait(wait::WaitArgs),
+    /// Print the shell completion script: `source <(workbus-hub completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Register resources.
     Create {
@@ -219,105 +242,68 @@ pub enum Command {
     },
 }
 
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// JSON.
-    Json,
-    /// YAML.
-    Yaml,
-    /// A table with more columns.
-    Wide,
-}
-
-/// `get` targets.
+/// `get` targets: every one takes [`get::GetArgs`] (an optional name, `-n`, `-A`, `-l`,
+/// `-o`, `--no-headers`, `--ignore-not-found`, `-w`).
 #[derive(Debug, Subcommand)]
 pub enum GetWhat {
-    /// List works.
-    #[command(visible_aliases = ["manifestworks", "mw"])]
-    Works {
-        /// Only this cluster.
-        #[arg(short = 'n', long = "namespace")]
-        namespace: Option<String>,
-        /// Label selector `k=v,k2=v2`.
-        #[arg(short = 'l', long = "selector")]
-        selector: Option<String>,
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
-    /// Show one work.
-    #[command(visible_alias = "manifestwork")]
-    Work(WorkRef),
-    /// List clusters.
-    #[command(visible_aliases = ["cluster", "managedclusters"])]
-    Clusters {
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
-    /// List ManifestWorkReplicaSets.
+    /// ManifestWorks (`-n CLUSTER`; every cluster without it).
+    #[command(visible_aliases = ["work", "manifestworks", "manifestwork", "mw"])]
+    Works(get::GetArgs),
+    /// Clusters.
+    #[command(visible_aliases = ["cluster", "managedclusters", "managedcluster"])]
+    Clusters(get::GetArgs),
+    /// ManifestWorkReplicaSets (every namespace without -n).
     #[command(visible_aliases = ["manifestworkreplicaset", "mwrs"])]
-    Manifestworkreplicasets {
-        /// Only this namespace.
-        #[arg(short = 'n', long = "namespace")]
-        namespace: Option<String>,
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
-    /// List cluster sets.
-    #[command(visible_aliases = ["clusterset", "managedclustersets"])]
-    Clustersets {
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
-    /// List Placements (of namespace `default` unless -n or -A), or show one by name.
+    Manifestworkreplicasets(get::GetArgs),
+    /// Cluster sets.
+    #[command(visible_aliases = ["clusterset", "managedclustersets", "managedclusterset"])]
+    Clustersets(get::GetArgs),
+    /// Placements (of namespace `default` unless -n or -A).
     #[command(visible_alias = "placement")]
-    Placements {
-        /// One Placement (in the namespace of -n, `default` without).
-        name: Option<String>,
-        /// The namespace.
-        #[arg(short = 'n', long = "namespace")]
-        namespace: Option<String>,
-        /// Every namespace.
-        #[arg(short = 'A', long = "all-namespaces")]
-        all_namespaces: bool,
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
-    /// List the PlacementDecisions of a namespace.
+    Placements(get::GetArgs),
+    /// PlacementDecisions (of namespace `default` unless -n).
     #[command(visible_alias = "placementdecision")]
     Placementdecisions {
-        /// The namespace.
-        #[arg(short = 'n', long = "namespace", default_value = "default")]
-        namespace: String,
+        /// The common flags.
+        #[command(flatten)]
+        args: get::GetArgs,
         /// Only this Placement's.
         #[arg(long = "placement")]
         placement: Option<String>,
-        /// Output format (default: table; `wide` adds placement, group, clusters).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
     },
-    /// List the hub replicas on this hub's store and the partitions each publishes.
+    /// The hub replicas on this hub's store and the partitions each publishes.
     #[command(visible_alias = "replica")]
     Replicas {
-        /// Output format (default: table).
+        /// Output format: json or yaml (default: table).
         #[arg(short = 'o', long = "output")]
         output: Option<Output>,
     },
-    /// List ManagedClusterSetBindings.
-    #[command(visible_aliases = ["clustersetbinding", "managedclustersetbindings"])]
-    Clustersetbindings {
-        /// Only this namespace.
-        #[arg(short = 'n', long = "namespace")]
-        namespace: Option<String>,
-        /// Output format (default: table).
-        #[arg(short = 'o', long = "output")]
-        output: Option<Output>,
-    },
+    /// ManagedClusterSetBindings (every namespace without -n).
+    #[command(visible_aliases = [
+        "clustersetbinding",
+        "managedclustersetbindings",
+        "managedclustersetbinding"
+    ])]
+    Clustersetbindings(get::GetArgs),
+}
+
+impl GetWhat {
+    /// The type and the flags; `Err` with its output format for `get replicas`,
+    /// which is not a Kubernetes-style list (no names, labels or namespaces).
+    fn into_parts(self) -> Result<(get::Kind, get::GetArgs, Option<String>), Option<Output>> {
+        Ok(match self {
+            GetWhat::Works(a) => (get::Kind::Works, a, None),
+            GetWhat::Clusters(a) => (get::Kind::Clusters, a, None),
+            GetWhat::Manifestworkreplicasets(a) => (get::Kind::Manifestworkreplicasets, a, None),
+            GetWhat::Clustersets(a) => (get::Kind::Clustersets, a, None),
+            GetWhat::Placements(a) => (get::Kind::Placements, a, None),
+            GetWhat::Placementdecisions { args, placement } => {
+                (get::Kind::Placementdecisions, args, placement)
+            }
+            GetWhat::Clustersetbindings(a) => (get::Kind::Clustersetbindings, a, None),
+            GetWhat::Replicas { output } => return Err(output),
+        })
+    }
 }
 
 /// `accept cluster X` / `deny cluster X`.
@@ -354,19 +340,6 @@ pub enum ClustersetCommand {
         /// Set name.
         set: String,
     },
-}
-
-/// A work by name and cluster.
-#[derive(Debug, Args)]
-pub struct WorkRef {
-    /// Work name.
-    pub name: String,
-    /// Cluster (namespace).
-    #[arg(short = 'n', long = "namespace")]
-    pub namespace: String,
-    /// Output format (default: YAML).
-    #[arg(short = 'o', long = "output")]
-    pub output: Option<Output>,
 }
 
 /// `describe` targets.
@@ -488,7 +461,7 @@ fn parse_label_changes(
 
 const WORK_KIND: &str = workbus_schemas::work::ManifestWork::KUBECTL_NAME;
 
-fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
+fn print_value(v: &Value, output: &Option<Output>) -> Result<(), CliError> {
     match output {
         Some(Output::Json) => {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -497,25 +470,6 @@ fn print_value(v: &Value, output: Option<Output>) -> Result<(), CliError> {
             let yaml = serde_norway::to_string(v).map_err(|e| CliError::Input(e.to_string()))?;
             print!("{yaml}");
         }
-    }
-    Ok(())
-}
-
-/// Prints a list answer as JSON/YAML, or its items as `table` renders them.
-fn print_list(
-    v: &Value,
-    output: Option<Output>,
-    table: impl FnOnce(&[Value]) -> String,
-) -> Result<(), CliError> {
-    let items = v
-        .get("items")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    match output {
-        Some(Output::Json) | Some(Output::Yaml) => print_value(v, output)?,
-        _ if items.is_empty() => eprintln!("No resources found"),
-        _ => print!("{}", table(items)),
     }
     Ok(())
 }
@@ -574,7 +528,7 @@ fn work_path(namespace: &str, name: &str) -> String {
     )
 }
 
-/// Reads the documents of an apply file (YAML stream or JSON).
+/// Reads the documents of an apply file (YAML stream or JSON; a `List`'s items).
 pub fn read_documents(file: &PathBuf) -> Result<Vec<Value>, CliError> {
     let mut text = String::new();
     if file.as_os_str() == "-" {
@@ -590,14 +544,98 @@ pub fn read_documents(file: &PathBuf) -> Result<Vec<Value>, CliError> {
         let v = Value::deserialize(doc).map_err(|e| {
             CliError::Input(format!("{}: not valid YAML/JSON: {e}", file.display()))
         })?;
-        if !v.is_null() {
-            docs.push(v);
+        // The `List` that `get -o yaml` prints: its items.
+        match v {
+            Value::Null => {}
+            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                docs.extend(
+                    m.get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            v => docs.push(v),
         }
     }
     if docs.is_empty() {
         return Err(CliError::Input(format!("{}: no objects", file.display())));
     }
     Ok(docs)
+}
+
+fn local_command() -> CliError {
+    CliError::Input("a local command reached the client".into())
+}
+
+/// `delete TYPE NAME`.
+fn delete_named(client: &Client, what: DeleteWhat) -> Result<(), CliError> {
+    match what {
+        DeleteWhat::Work {
+            name,
+            namespace,
+            force: false,
+        } => {
+            client.delete(&work_path(&namespace, &name))?;
+            println!("{WORK_KIND} \"{name}\" deleted (waiting for the agent to confirm)");
+        }
+        DeleteWhat::Work {
+            name,
+            namespace,
+            force: true,
+        } => {
+            client.delete(&format!("{}?force=true", work_path(&namespace, &name)))?;
+            println!(
+                "{WORK_KIND} \"{name}\" removed without the agent's confirmation \
+                     (a returning agent deletes it on resync)"
+            );
+        }
+        DeleteWhat::Cluster {
+            name,
+            cascade,
+            force,
+            timeout,
+        } => delete_cluster(client, &name, cascade, force, timeout)?,
+        DeleteWhat::Clusterset { name } => {
+            client.delete(&format!("/api/v1/clustersets/{}", encode_component(&name)))?;
+            println!("clusterset \"{name}\" deleted");
+        }
+        DeleteWhat::Placement { name, namespace } => {
+            placements::delete_placement(client, &namespace, &name)?
+        }
+    }
+    Ok(())
+}
+
+/// `delete -f FILE`: every object of the file, as kubectl (each line
+/// `<kind.group> "<name>" deleted`; the first error is returned after trying all).
+fn delete_file(client: &Client, file: &PathBuf, ignore_not_found: bool) -> Result<(), CliError> {
+    let mut first_error = None;
+    for doc in read_documents(file)? {
+        let text = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let (kind_name, ns, name) = (
+            text("/kind"),
+            text("/metadata/namespace"),
+            text("/metadata/name"),
+        );
+        let Some((kind, path)) = get::Kind::from_object_kind(kind_name)
+            .and_then(|k| k.object_path(ns, name).map(|p| (k, p)))
+        else {
+            first_error.get_or_insert(CliError::Input(format!(
+                "{name}: kind {kind_name:?} cannot be deleted from a file"
+            )));
+            continue;
+        };
+        match client.delete(&path) {
+            Ok(_) => println!("{} \"{name}\" deleted", kind.kubectl_name()),
+            Err(e) if ignore_not_found && get::is_not_found(&e) => {}
+            Err(e) => {
+                eprintln!("{e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn not_a_client_command() -> CliError {
@@ -612,6 +650,18 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
     }
     if let Command::Probe { addr } = &command {
         return probe(addr);
+    }
+    if let Command::Completion { shell } = &command {
+        // Rendered first: clap_complete panics on a write error (`| head`).
+        let mut script = Vec::new();
+        clap_complete::generate(
+            *shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "workbus-hub",
+            &mut script,
+        );
+        return std::io::Write::write_all(&mut std::io::stdout(), &script)
+            .map_err(|e| CliError::Input(format!("cannot write the script: {e}")));
     }
     let client = Client::with_settings(&args.settings()?)?;
     let now = Utc::now();
@@ -630,134 +680,15 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             name,
             namespace,
         } => apply::wrap(&client, &file, &placement, name.as_deref(), &namespace)?,
-        Command::Get { what } => match what {
-            GetWhat::Works {
-                namespace,
-                selector,
-                output,
-            } => {
-                let mut items = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let mut query = vec!["limit=500".to_string()];
-                    if let Some(ns) = &namespace {
-                        query.push(format!("cluster={}", encode_component(ns)));
-                    }
-                    if let Some(sel) = &selector {
-                        query.push(format!("labelSelector={}", encode_component(sel)));
-                    }
-                    if let Some(t) = &token {
-                        query.push(format!("continue={}", encode_component(t)));
-                    }
-                    let page = client
-                        .get(&format!("/api/v1/works?{}", query.join("&")))?
-                        .body;
-                    items.extend(
-                        page.get("items")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                    token = page
-                        .pointer("/metadata/continue")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                    if token.is_none() {
-                        break;
-                    }
-                }
-                match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(
-                        &json!({"apiVersion": "v1", "kind": "List", "items": items}),
-                        output,
-                    )?,
-                    _ if items.is_empty() => eprintln!("No resources found"),
-                    wide => print!(
-                        "{}",
-                        output::works_table(&items, wide == Some(Output::Wide), now)
-                    ),
-                }
+        Command::Get { what } => match what.into_parts() {
+            Ok((kind, args, placement)) => {
+                get::run(&client, kind, args, placement.as_deref(), now)?
             }
-            GetWhat::Work(w) => {
-                let v = client.get(&work_path(&w.namespace, &w.name))?.body;
-                match w.output {
-                    Some(Output::Wide) => print!("{}", output::works_table(&[v], true, now)),
-                    other => print_value(&v, other)?,
-                }
-            }
-            GetWhat::Clusters { output } => {
-                let v = client.get("/api/v1/clusters")?.body;
-                print_list(&v, output, |items| output::clusters_table(items, now))?;
-            }
-            GetWhat::Manifestworkreplicasets { namespace, output } => {
-                let path = match &namespace {
-                    Some(ns) => format!(
-                        "/api/v1/namespaces/{}/manifestworkreplicasets",
-                        encode_component(ns)
-                    ),
-                    None => "/api/v1/manifestworkreplicasets".to_string(),
-                };
-                let v = client.get(&path)?.body;
-                print_list(&v, output, |items| rollout::table_of(items, now))?;
-            }
-            GetWhat::Placements {
-                name: Some(name),
-                namespace,
-                all_namespaces: false,
-                output,
-            } => placements::get_placement(
-                &client,
-                namespace.as_deref().unwrap_or("default"),
-                &name,
-                output,
-                now,
-            )?,
-            GetWhat::Placements {
-                name: Some(_),
-                all_namespaces: true,
-                ..
-            } => {
-                return Err(CliError::Input(
-                    "a Placement name cannot be combined with -A (--all-namespaces)".into(),
-                ));
-            }
-            GetWhat::Placements {
-                name: None,
-                namespace,
-                all_namespaces,
-                output,
-            } => placements::get_placements(
-                &client,
-                namespace.as_deref(),
-                all_namespaces,
-                output,
-                now,
-            )?,
-            GetWhat::Placementdecisions {
-                namespace,
-                placement,
-                output,
-            } => placements::get_decisions(&client, &namespace, placement.as_deref(), output, now)?,
-            GetWhat::Clustersetbindings { namespace, output } => {
-                placements::get_bindings(&client, namespace.as_deref(), output, now)?
-            }
-            GetWhat::Replicas { output } => {
+            Err(output) => {
                 let v = client.get("/api/v1/replicas")?.body;
                 match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
+                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, &output)?,
                     _ => print!("{}", replicas::table(&v)),
-                }
-            }
-            GetWhat::Clustersets { output } => {
-                let v = client.get("/api/v1/clustersets")?.body;
-                let items = v
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                match output {
-                    Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output)?,
-                    _ => print!("{}", output::clustersets_table(&items)),
                 }
             }
         },
@@ -812,40 +743,33 @@ pub fn run_client(args: &ClientArgs, command: Command) -> Result<(), CliError> {
             )?;
             println!("cluster/{cluster} is in clusterset/{set}");
         }
-        Command::Delete { what } => match what {
-            DeleteWhat::Work {
-                name,
-                namespace,
-                force: false,
-            } => {
-                client.delete(&work_path(&namespace, &name))?;
-                println!("{WORK_KIND} \"{name}\" deleted (waiting for the agent to confirm)");
+        Command::Delete {
+            file: Some(file),
+            ignore_not_found,
+            ..
+        } => delete_file(&client, &file, ignore_not_found)?,
+        Command::Delete {
+            what: None,
+            file: None,
+            ..
+        } => {
+            return Err(CliError::Input(
+                "delete what? TYPE NAME (e.g. delete work web -n c1) or -f FILE".into(),
+            ));
+        }
+        Command::Delete {
+            what: Some(what),
+            ignore_not_found,
+            ..
+        } => {
+            let deleted = delete_named(&client, what);
+            match deleted {
+                Err(e) if ignore_not_found && get::is_not_found(&e) => {}
+                other => other?,
             }
-            DeleteWhat::Work {
-                name,
-                namespace,
-                force: true,
-            } => {
-                client.delete(&format!("{}?force=true", work_path(&namespace, &name)))?;
-                println!(
-                    "{WORK_KIND} \"{name}\" removed without the agent's confirmation \
-                     (a returning agent deletes it on resync)"
-                );
-            }
-            DeleteWhat::Cluster {
-                name,
-                cascade,
-                force,
-                timeout,
-            } => delete_cluster(&client, &name, cascade, force, timeout)?,
-            DeleteWhat::Clusterset { name } => {
-                client.delete(&format!("/api/v1/clustersets/{}", encode_component(&name)))?;
-                println!("clusterset \"{name}\" deleted");
-            }
-            DeleteWhat::Placement { name, namespace } => {
-                placements::delete_placement(&client, &namespace, &name)?
-            }
-        },
+        }
+        Command::Wait(args) => wait::run(&client, args)?,
+        Command::Completion { .. } => return Err(local_command()),
         Command::Create {
             what: CreateWhat::Clusterset { name, selector },
         } => {
@@ -916,30 +840,72 @@ mod tests {
             "workbus-hub apply --name",
             "workbus-hub apply --namespace",
             "workbus-hub get works --namespace",
+            "workbus-hub get works --all-namespaces",
             "workbus-hub get works --selector",
             "workbus-hub get works --output",
-            "workbus-hub get work --namespace",
-            "workbus-hub get work --output",
+            "workbus-hub get works --no-headers",
+            "workbus-hub get works --ignore-not-found",
+            "workbus-hub get works --watch",
+            "workbus-hub get clusters --namespace",
+            "workbus-hub get clusters --all-namespaces",
+            "workbus-hub get clusters --selector",
             "workbus-hub get clusters --output",
+            "workbus-hub get clusters --no-headers",
+            "workbus-hub get clusters --ignore-not-found",
+            "workbus-hub get clusters --watch",
             "workbus-hub get manifestworkreplicasets --namespace",
+            "workbus-hub get manifestworkreplicasets --all-namespaces",
+            "workbus-hub get manifestworkreplicasets --selector",
             "workbus-hub get manifestworkreplicasets --output",
+            "workbus-hub get manifestworkreplicasets --no-headers",
+            "workbus-hub get manifestworkreplicasets --ignore-not-found",
+            "workbus-hub get manifestworkreplicasets --watch",
+            "workbus-hub get clustersets --namespace",
+            "workbus-hub get clustersets --all-namespaces",
+            "workbus-hub get clustersets --selector",
             "workbus-hub get clustersets --output",
+            "workbus-hub get clustersets --no-headers",
+            "workbus-hub get clustersets --ignore-not-found",
+            "workbus-hub get clustersets --watch",
             "workbus-hub get placements --namespace",
             "workbus-hub get placements --all-namespaces",
+            "workbus-hub get placements --selector",
             "workbus-hub get placements --output",
+            "workbus-hub get placements --no-headers",
+            "workbus-hub get placements --ignore-not-found",
+            "workbus-hub get placements --watch",
             "workbus-hub get placementdecisions --namespace",
-            "workbus-hub get placementdecisions --placement",
+            "workbus-hub get placementdecisions --all-namespaces",
+            "workbus-hub get placementdecisions --selector",
             "workbus-hub get placementdecisions --output",
+            "workbus-hub get placementdecisions --no-headers",
+            "workbus-hub get placementdecisions --ignore-not-found",
+            "workbus-hub get placementdecisions --watch",
+            "workbus-hub get placementdecisions --placement",
             "workbus-hub get replicas --output",
             "workbus-hub get clustersetbindings --namespace",
+            "workbus-hub get clustersetbindings --all-namespaces",
+            "workbus-hub get clustersetbindings --selector",
             "workbus-hub get clustersetbindings --output",
+            "workbus-hub get clustersetbindings --no-headers",
+            "workbus-hub get clustersetbindings --ignore-not-found",
+            "workbus-hub get clustersetbindings --watch",
             "workbus-hub describe work --namespace",
+            "workbus-hub delete --filename",
+            "workbus-hub delete --ignore-not-found",
             "workbus-hub delete work --namespace",
             "workbus-hub delete work --force",
+            "workbus-hub delete work --ignore-not-found",
             "workbus-hub delete cluster --cascade",
             "workbus-hub delete cluster --force",
             "workbus-hub delete cluster --timeout",
+            "workbus-hub delete cluster --ignore-not-found",
+            "workbus-hub delete clusterset --ignore-not-found",
             "workbus-hub delete placement --namespace",
+            "workbus-hub delete placement --ignore-not-found",
+            "workbus-hub wait --namespace",
+            "workbus-hub wait --for",
+            "workbus-hub wait --timeout",
             "workbus-hub create cluster --label",
             "workbus-hub create clusterset --selector",
             "workbus-hub create clustersetbinding --namespace",

@@ -433,12 +433,7 @@ pub fn describe_work(w: &Value, now: DateTime<Utc>) -> String {
             .iter()
             .map(|m| {
                 let meta = m.get("resourceMeta").cloned().unwrap_or(Value::Null);
-                let ns = s(&meta, &["namespace"]);
-                let name = if ns.is_empty() {
-                    s(&meta, &["name"]).to_string()
-                } else {
-                    format!("{ns}/{}", s(&meta, &["name"]))
-                };
+                let name = namespaced_name(&meta);
                 let conds = m
                     .get("conditions")
                     .and_then(Value::as_array)
@@ -484,6 +479,82 @@ pub fn describe_work(w: &Value, now: DateTime<Utc>) -> String {
         for line in table(&["#", "KIND", "NAME", "CONDITIONS", "FEEDBACK"], &rows).lines() {
             let _ = writeln!(out, "  {line}");
         }
+        failed_manifests(&res, &mut out);
     }
     out
+}
+
+/// A manifest's `namespace/name` (`name` when cluster-scoped), from its `resourceMeta`.
+fn namespaced_name(meta: &Value) -> String {
+    let ns = s(meta, &["namespace"]);
+    if ns.is_empty() {
+        s(meta, &["name"]).to_string()
+    } else {
+        format!("{ns}/{}", s(meta, &["name"]))
+    }
+}
+
+/// `describe work`'s "Failed manifests" section: every manifest condition whose status
+/// is `False`, with its reason and message (why the agent could not apply it).
+fn failed_manifests(manifests: &[Value], out: &mut String) {
+    let mut lines = Vec::new();
+    for m in manifests {
+        let meta = m.get("resourceMeta").cloned().unwrap_or(Value::Null);
+        let name = namespaced_name(&meta);
+        for c in m
+            .get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| s(c, &["status"]) == "False")
+        {
+            lines.push(format!(
+                "  #{} {} {name}: {}=False ({}): {}",
+                meta.get("ordinal")
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+                s(&meta, &["kind"]),
+                s(c, &["type"]),
+                s(c, &["reason"]),
+                s(c, &["message"])
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(out, "Failed manifests:");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn describe_work_names_each_failed_manifest_and_why() {
+        let work = json!({
+            "metadata": {"name": "web", "namespace": "c1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"workload": {"manifests": [{}, {}]}},
+            "status": {"resourceStatus": {"manifests": [
+                {"resourceMeta": {"ordinal": 0, "kind": "ConfigMap", "name": "ok", "namespace": "default"},
+                 "conditions": [{"type": "Applied", "status": "True", "reason": "AppliedManifestComplete"}]},
+                {"resourceMeta": {"ordinal": 1, "kind": "Deployment", "name": "bad", "namespace": "apps"},
+                 "conditions": [{"type": "Applied", "status": "False", "reason": "AppliedManifestFailed",
+                                 "message": "namespaces \"apps\" not found"}]}
+            ]}}
+        });
+        let text = describe_work(&work, Utc::now());
+        assert!(text.contains("Failed manifests:\n"), "{text}");
+        assert!(
+            text.contains(
+                "  #1 Deployment apps/bad: Applied=False (AppliedManifestFailed): namespaces \"apps\" not found\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("ok: Applied"), "{text}");
+    }
 }

@@ -1,15 +1,14 @@
-//! The Placement commands: `get placements|placementdecisions|clustersetbindings`,
-//! `delete placement`, `create clustersetbinding`, with kubectl's columns
-//! (`kubectl get placement`: NAME, SUCCEEDED, REASON, SELECTEDCLUSTERS, AGE).
+//! The Placement commands: the tables of `get placements|placementdecisions|
+//! clustersetbindings` with kubectl's columns (`kubectl get placement`: NAME, SUCCEEDED,
+//! REASON, SELECTEDCLUSTERS, AGE), `delete placement`, `create clustersetbinding`.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use workbus_schemas::placement::names::{PLACEMENT_LABEL, condition};
 
 use super::client::CliError;
 use super::client::{Client, encode_component};
 use super::output::{age, table};
-use super::{Output, print_value};
 
 fn text(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
@@ -28,13 +27,6 @@ fn created_age(v: &Value, now: DateTime<Utc>) -> String {
             .and_then(Value::as_str),
         now,
     )
-}
-
-fn items(v: &Value) -> Vec<Value> {
-    v.get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// The `kubectl get placement` table (NAMESPACE first with `all_namespaces`).
@@ -127,108 +119,6 @@ pub fn bindings_table(items: &[Value], now: DateTime<Utc>) -> String {
         })
         .collect();
     table(&["NAMESPACE", "NAME", "BOUND", "AGE"], &rows)
-}
-
-fn show(
-    v: &Value,
-    output: Option<Output>,
-    render: impl FnOnce(&[Value]) -> String,
-) -> Result<(), CliError> {
-    let list = items(v);
-    match output {
-        Some(Output::Json) | Some(Output::Yaml) => print_value(
-            &json!({"apiVersion": "v1", "kind": "List", "items": list}),
-            output,
-        ),
-        _ if list.is_empty() => {
-            eprintln!("No resources found");
-            Ok(())
-        }
-        _ => {
-            print!("{}", render(&list));
-            Ok(())
-        }
-    }
-}
-
-/// `get placements [-n ns | -A]`.
-pub fn get_placements(
-    client: &Client,
-    namespace: Option<&str>,
-    all: bool,
-    output: Option<Output>,
-    now: DateTime<Utc>,
-) -> Result<(), CliError> {
-    let path = match (namespace, all) {
-        (Some(ns), false) => format!("/api/v1/placements?namespace={}", encode_component(ns)),
-        (None, false) => "/api/v1/placements?namespace=default".to_owned(),
-        (_, true) => "/api/v1/placements".to_owned(),
-    };
-    let v = client.get(&path)?.body;
-    show(&v, output, |l| placements_table(l, all, now))
-}
-
-/// `get placement NAME [-n ns]`: one Placement; `-o json|yaml` prints the object itself
-/// (as kubectl does for a named get).
-pub fn get_placement(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    output: Option<Output>,
-    now: DateTime<Utc>,
-) -> Result<(), CliError> {
-    let path = format!(
-        "/api/v1/namespaces/{}/placements/{}",
-        encode_component(namespace),
-        encode_component(name)
-    );
-    let v = client.get(&path)?.body;
-    match output {
-        Some(Output::Json) | Some(Output::Yaml) => print_value(&v, output),
-        _ => {
-            print!("{}", placements_table(std::slice::from_ref(&v), false, now));
-            Ok(())
-        }
-    }
-}
-
-/// `get placementdecisions -n ns [--placement p]`.
-pub fn get_decisions(
-    client: &Client,
-    namespace: &str,
-    placement: Option<&str>,
-    output: Option<Output>,
-    now: DateTime<Utc>,
-) -> Result<(), CliError> {
-    let mut path = format!(
-        "/api/v1/namespaces/{}/placementdecisions",
-        encode_component(namespace)
-    );
-    if let Some(p) = placement {
-        path.push_str(&format!("?placement={}", encode_component(p)));
-    }
-    let v = client.get(&path)?.body;
-    show(&v, output, |l| {
-        decisions_table(l, output == Some(Output::Wide), now)
-    })
-}
-
-/// `get clustersetbindings [-n ns]`.
-pub fn get_bindings(
-    client: &Client,
-    namespace: Option<&str>,
-    output: Option<Output>,
-    now: DateTime<Utc>,
-) -> Result<(), CliError> {
-    let path = match namespace {
-        Some(ns) => format!(
-            "/api/v1/managedclustersetbindings?namespace={}",
-            encode_component(ns)
-        ),
-        None => "/api/v1/managedclustersetbindings".to_owned(),
-    };
-    let v = client.get(&path)?.body;
-    show(&v, output, |l| bindings_table(l, now))
 }
 
 /// `delete placement NAME -n ns`.

@@ -27,6 +27,12 @@ pub mod kubectl {
     /// ManagedClusterSetBinding.
     pub const MANAGED_CLUSTER_SET_BINDING: &str =
         "managedclustersetbinding.cluster.open-cluster-management.io";
+    /// PlacementDecision.
+    pub const PLACEMENT_DECISION: &str = "placementdecision.cluster.open-cluster-management.io";
+    /// ManagedCluster.
+    pub const MANAGED_CLUSTER: &str = "managedcluster.cluster.open-cluster-management.io";
+    /// ManagedClusterSet.
+    pub const MANAGED_CLUSTER_SET: &str = "managedclusterset.cluster.open-cluster-management.io";
 }
 
 /// Label on a PlacementDecision naming its Placement.

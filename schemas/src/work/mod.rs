@@ -85,6 +85,7 @@ pub mod meta;
 pub mod names;
 pub mod spec;
 pub mod status;
+pub mod strict;
 pub mod validation;
 
 pub use meta::{ObjectMeta, Time, TimeParseError};
