@@ -8,6 +8,9 @@
 //!   `mosquitto` executable, which `.ci/run` installs) and test runs never see each
 //!   other's traffic. [`skip_without_mosquitto`] is the one way a test skips, visibly,
 //!   when the executable is not installed.
+//! - [`nats`]: [`NatsCluster`], a real clustered MQTT broker (three `nats-server` nodes
+//!   with JetStream and MQTT on loopback) whose nodes can be killed and restarted;
+//!   [`skip_without_nats`] (a failure with `WORKBUS_REQUIRE_NATS=1`).
 //! - [`fault_proxy`]: a loopback TCP proxy that pauses, or cuts every connection
 //!   without DISCONNECT (a killed client or broker, seen from the other side).
 //! - [`fixtures`]: Maestro's golden events.
@@ -28,6 +31,7 @@ pub mod fixtures;
 pub mod kube_clients;
 pub mod metrics_doc;
 pub mod mosquitto;
+pub mod nats;
 pub mod postgres;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -40,6 +44,7 @@ pub use mosquitto::{
     MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,
 };
+pub use nats::{NatsCluster, nats_program, skip_without_nats};
 pub use postgres::{ThrowawayDatabase, postgres_or_skip};
 
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`) and a

@@ -271,11 +271,12 @@ impl Drop for MosquittoProcess {
     }
 }
 
-/// Spawns `command` so that the child is SIGKILLed when this process ends.
+/// Spawns `command` so that the child is SIGKILLed when this process ends (also the
+/// NATS nodes of [`crate::nats`]).
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits (a test's
 /// thread, a blocking-pool thread), so one thread that lives as long as the process
 /// forks every such child.
-fn spawn_tied(mut command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied(mut command: Command) -> io::Result<Child> {
     type Job = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
