@@ -121,8 +121,8 @@ fn node_config(index: usize, all: &[Ports], data: &Path, cluster: &str) -> Strin
 
 impl NatsCluster {
     /// Starts three nodes on free loopback ports; returns once every node's MQTT
-    /// listener accepts connections (JetStream may still be electing its leaders: MQTT
-    /// clients are refused until it has, and retry).
+    /// listener accepts connections and its `/healthz` says JetStream is ready (until
+    /// then MQTT clients are refused).
     pub fn launch() -> Result<NatsCluster, String> {
         let program = nats_program()?;
         let name = crate::unique("wbnats");
@@ -161,6 +161,9 @@ impl NatsCluster {
         for i in 0..NODES {
             cluster.await_listening(i)?;
         }
+        for i in 0..NODES {
+            cluster.await_healthy(i)?;
+        }
         Ok(cluster)
     }
 
@@ -194,13 +197,35 @@ impl NatsCluster {
     }
 
     /// Starts node `index` again on its ports and data; returns once its MQTT listener
-    /// accepts connections. Nothing when it is running.
+    /// accepts connections. Nothing when it is running. Its JetStream may take a while
+    /// longer to catch up with the others (`/healthz` answers 503 meanwhile, at times
+    /// for more than 20 s here); MQTT clients it refuses meanwhile move on to another
+    /// node. [`NatsCluster::await_healthy`] waits for it.
     pub fn restart(&mut self, index: usize) -> Result<(), String> {
         if self.nodes[index].child.is_some() {
             return Ok(());
         }
         self.spawn(index)?;
         self.await_listening(index)
+    }
+
+    /// Waits (20 s at most) until node `index`'s monitoring endpoint answers
+    /// `/healthz` with 200: the server is up and its JetStream current.
+    pub fn await_healthy(&self, index: usize) -> Result<(), String> {
+        let addr = self.monitor_addr(index);
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            match http_status(addr, "/healthz") {
+                Ok(200) => return Ok(()),
+                last if Instant::now() > deadline => {
+                    return Err(format!(
+                        "nats-server node {} not healthy within {START_LIMIT:?} (last: {last:?})",
+                        index + 1
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     fn spawn(&mut self, index: usize) -> Result<(), String> {
@@ -250,6 +275,22 @@ impl NatsCluster {
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("n{}.log", index + 1))).unwrap_or_default()
     }
+}
+
+/// The HTTP status of `GET path` on `addr` (HTTP/1.0: the server closes after
+/// answering).
+fn http_status(addr: SocketAddr, path: &str) -> io::Result<u16> {
+    use std::io::Read;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP answer: {line:?}")))
 }
 
 impl Drop for NatsCluster {
