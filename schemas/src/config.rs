@@ -251,10 +251,6 @@ impl fmt::Display for BrokerAddr {
     }
 }
 
-/// The config key of workbus's extra broker addresses (see [`MqttConfig::broker_hosts`]);
-/// sdk-go ignores it, so a file with it still configures a Go peer (on `brokerHost`).
-pub const BROKER_HOSTS_KEY: &str = "brokerHosts";
-
 /// A parsed and validated MQTT config (sdk-go `MQTTConfig` plus its defaults).
 #[derive(Clone, PartialEq, Eq)]
 pub struct MqttConfig {
