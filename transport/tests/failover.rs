@@ -163,3 +163,60 @@ async fn a_refusing_address_is_skipped_without_a_backoff_delay() {
     t.shutdown(Duration::from_secs(1)).await;
     live.shutdown().await;
 }
+
+/// A TLS broker on `addr` with the certificate and key at `cert`, `key` (server
+/// authentication only).
+async fn tls_broker(addr: &str, cert: std::path::PathBuf, key: std::path::PathBuf) -> BrokerHandle {
+    let tls = workbus_broker::TlsConfig {
+        cert_file: cert,
+        key_file: key,
+        client_ca_file: None,
+        client_auth: workbus_broker::ClientAuth::Off,
+        reload_interval: None,
+        crl_file: None,
+    };
+    Broker::new(BrokerConfig::with_tls(addr.parse().unwrap(), tls))
+        .start()
+        .await
+        .expect("TLS broker starts")
+}
+
+/// TLS checks each address by its own name: the first broker's certificate names only
+/// 127.0.0.2 (besides the loopback names every one gets, 127.0.0.1 included), the second's
+/// not 127.0.0.2. Reaching the second at 127.0.0.1 works only if the session verifies it
+/// as 127.0.0.1, not as the first address it started with.
+#[tokio::test]
+async fn tls_verifies_each_address_by_its_own_name() {
+    use workbus_broker::certs::{self, Validity};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path();
+    let first = certs::init(pki, &["127.0.0.2".to_owned()]).expect("a CA and a certificate");
+    let (first_cert, first_key) = (pki.join("first.pem"), pki.join("first-key.pem"));
+    std::fs::rename(&first.cert, &first_cert).unwrap();
+    std::fs::rename(&first.key, &first_key).unwrap();
+    let second = certs::issue_server(pki, &[], Validity::starting_now(Duration::from_secs(3600)))
+        .expect("a second certificate");
+    let a = tls_broker("127.0.0.2:0", first_cert, first_key).await;
+    let b = tls_broker("127.0.0.1:0", second.cert, second.key).await;
+    let at = |host: &str, h: &BrokerHandle| Endpoint {
+        host: host.into(),
+        port: h.tls_addrs()[0].port(),
+    };
+    let mut config = TransportConfig::new("", 0, unique("sni"));
+    config.endpoints = Endpoints::new([at("127.0.0.2", &a), at("127.0.0.1", &b)]).unwrap();
+    config.tls = Some(workbus_transport::TlsSettings {
+        ca_pem: Some(workbus_transport::PemSource::File(pki.join(certs::CA_CERT))),
+        ..Default::default()
+    });
+    config.subscriptions = vec![unique("workbus-test/sni")];
+    config.reconnect.min_delay = Duration::from_millis(50);
+    config.reconnect.max_delay = Duration::from_millis(200);
+    let mut t = Transport::start(config).unwrap();
+    next_subscribed(&mut t).await;
+    assert_eq!(t.publisher.connected_endpoint(), Some(&at("127.0.0.2", &a)));
+    a.shutdown().await;
+    next_subscribed(&mut t).await;
+    assert_eq!(t.publisher.connected_endpoint(), Some(&at("127.0.0.1", &b)));
+    t.shutdown(Duration::from_secs(1)).await;
+    b.shutdown().await;
+}
