@@ -61,6 +61,24 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{pid:x}-{t:x}-{n}")
 }
 
+/// A server executable the tests start: `$<env>` (taken as given), else `name` on
+/// `PATH`, in `/usr/sbin` (where Debian installs servers) or `/usr/local/sbin`. `Err`
+/// (saying what to do: `install`) only when none is found.
+pub fn system_program(env: &str, name: &str, install: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} not found (PATH, /usr/sbin, /usr/local/sbin): {install}"))
+}
+
 /// A free loopback port (bound and released at once; the caller keeps using it, e.g. for
 /// restarts on the same port).
 pub fn free_port() -> u16 {

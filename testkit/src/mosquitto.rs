@@ -34,17 +34,7 @@ const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// `PATH`, in `/usr/sbin` (where Debian installs it) or `/usr/local/sbin`. `Err` (saying
 /// what to install) only when none is found.
 pub fn mosquitto_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("WORKBUS_MOSQUITTO") {
-        return Ok(PathBuf::from(p));
-    }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("mosquitto not found (PATH, /usr/sbin, /usr/local/sbin): {INSTALL}"))
+    crate::system_program("WORKBUS_MOSQUITTO", "mosquitto", INSTALL)
 }
 
 /// Where a private Mosquitto logs.

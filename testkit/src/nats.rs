@@ -37,19 +37,7 @@ pub const NODES: usize = 3;
 /// `nats-server` on `PATH`, in `/usr/sbin` (where Debian installs it) or
 /// `/usr/local/sbin`. `Err` (saying what to install) only when none is found.
 pub fn nats_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("WORKBUS_NATS_SERVER") {
-        return Ok(PathBuf::from(p));
-    }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!("nats-server not found (PATH, /usr/sbin, /usr/local/sbin): {INSTALL}")
-        })
+    crate::system_program("WORKBUS_NATS_SERVER", "nats-server", INSTALL)
 }
 
 /// For a test that needs NATS. When no executable is installed ([`nats_program`]

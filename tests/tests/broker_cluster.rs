@@ -15,11 +15,11 @@ use std::time::Duration;
 use workbus_agent::runtime::AgentHandle;
 use workbus_agent::store::FileStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_hub::{ApiSettings, BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
+use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
 use workbus_schemas::mqtt::Encoding;
 use workbus_testkit::{NatsCluster, skip_without_nats};
 use workbus_tests::agents::{agent_config, start_agent};
-use workbus_tests::hubs::{ADMIN_TOKEN, applied_at, put_work, register_cluster, wait_work};
+use workbus_tests::hubs::{applied_at, hub_config, put_work, register_cluster, wait_work};
 use workbus_tests::{unique, wait_until};
 use workbus_transport::{Endpoint, Endpoints, Protocol};
 
@@ -102,18 +102,15 @@ async fn agents_fail_over_to_another_node_and_lose_nothing() {
     let source = unique("natshub");
 
     // The hub prefers another node than the agents: it stays connected through the loss.
+    let nodes = BrokerSettings::Endpoints(endpoints(&nats, [1, 2, 0]));
     let hub = Hub::start(HubConfig {
-        store: StoreSettings::sqlite(dir.path().join("hub")),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source_id: source.clone(),
-        broker: BrokerSettings::Endpoints(endpoints(&nats, [1, 2, 0])),
         protocol: Protocol::V311,
         encoding: Encoding::Structured,
-        api: ApiSettings {
-            admin_token: Some(ADMIN_TOKEN.into()),
-            ..ApiSettings::default()
-        },
-        ..HubConfig::new()
+        ..hub_config(
+            StoreSettings::sqlite(dir.path().join("hub")),
+            &source,
+            nodes,
+        )
     })
     .await
     .expect("hub starts");

@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering;
 
 use workbus_agent::store::MemoryStore;
 use workbus_agent::target::sim::{SimConfig, SimulatedCluster};
-use workbus_hub::{ApiSettings, BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
+use workbus_hub::{BrokerSettings, Hub, HubConfig, HubHandle, StoreSettings};
 use workbus_schemas::mqtt::Encoding;
 use workbus_tests::agents::{agent_config, start_agent};
 use workbus_tests::brokers::TestBroker;
-use workbus_tests::hubs::{ADMIN_TOKEN, applied_at, put_work, register_cluster, wait_work};
+use workbus_tests::hubs::{applied_at, hub_config, put_work, register_cluster, wait_work};
 use workbus_tests::{unique, wait_until};
 use workbus_transport::Protocol;
 
@@ -35,21 +35,14 @@ async fn hub(
     protocol: Protocol,
     encoding: Encoding,
 ) -> HubHandle {
+    let broker = BrokerSettings::Address {
+        host: broker.host().to_owned(),
+        port: broker.port(),
+    };
     Hub::start(HubConfig {
-        store: StoreSettings::sqlite(dir),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source_id: source.to_owned(),
-        broker: BrokerSettings::Address {
-            host: broker.host().to_owned(),
-            port: broker.port(),
-        },
         protocol,
         encoding,
-        api: ApiSettings {
-            admin_token: Some(ADMIN_TOKEN.into()),
-            ..ApiSettings::default()
-        },
-        ..HubConfig::new()
+        ..hub_config(StoreSettings::sqlite(dir), source, broker)
     })
     .await
     .expect("hub starts")
@@ -117,17 +110,18 @@ fn binary_mode_over_mqtt_311_is_refused_at_start() {
     rt.block_on(async {
         let broker = TestBroker::embedded().await;
         let dir = tempfile::tempdir().unwrap();
+        let address = BrokerSettings::Address {
+            host: broker.host().to_owned(),
+            port: broker.port(),
+        };
         let started = Hub::start(HubConfig {
-            store: StoreSettings::sqlite(dir.path()),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            source_id: unique("hub311"),
-            broker: BrokerSettings::Address {
-                host: broker.host().to_owned(),
-                port: broker.port(),
-            },
             protocol: Protocol::V311,
             encoding: Encoding::Binary,
-            ..HubConfig::new()
+            ..hub_config(
+                StoreSettings::sqlite(dir.path()),
+                &unique("hub311"),
+                address,
+            )
         })
         .await;
         assert!(
