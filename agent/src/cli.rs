@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use workbus_process::defaults;
 use workbus_schemas::config::{ConfigError, format_go_duration, parse_go_duration};
 use workbus_schemas::topics::Topics;
-use workbus_transport::{LoadConfigError, Protocol, TransportConfig, load_mqtt_config};
+use workbus_transport::{Endpoints, LoadConfigError, Protocol, TransportConfig, load_mqtt_config};
 
 use crate::config::{
     AgentConfig, DEFAULT_APPLY_RESYNC_INTERVAL, DEFAULT_EVICTION_GRACE_PERIOD,
@@ -51,16 +51,7 @@ pub enum TargetKind {
     Kube,
 }
 
-/// MQTT protocol version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MqttVersion {
-    /// MQTT 5 (binary-mode events, as sdk-go).
-    #[value(name = "5")]
-    V5,
-    /// MQTT 3.1.1 (structured-mode events; for small brokers and devices).
-    #[value(name = "3.1.1")]
-    V311,
-}
+pub use workbus_process::MqttVersion;
 
 /// Writes a value as it is spelled on the command line (clap shows defaults this way).
 fn write_value_name(value: &impl ValueEnum, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,12 +62,6 @@ fn write_value_name(value: &impl ValueEnum, f: &mut fmt::Formatter<'_>) -> fmt::
 }
 
 impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_value_name(self, f)
-    }
-}
-
-impl fmt::Display for MqttVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_value_name(self, f)
     }
@@ -104,9 +89,18 @@ pub struct Args {
     /// client id is this plus `-client`.
     #[arg(long, env = "WORKBUS_AGENT_CLIENT_ID")]
     pub cloudevents_client_id: Option<String>,
-    /// Broker address when no config file is given.
-    #[arg(long, default_value_t = defaults::LOCAL_BROKER.to_string(), env = "WORKBUS_AGENT_BROKER")]
-    pub broker: String,
+    /// Broker address (`host:port`) when no config file is given. Several (comma
+    /// separated, or the flag repeated) are the nodes of one clustered broker: the
+    /// first is tried first, a lost or refused connection moves on to the next (round
+    /// robin). The first also names the hub in AppliedManifestWork names: keep it.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_values_t = [defaults::LOCAL_BROKER.to_string()],
+        env = "WORKBUS_AGENT_BROKER",
+        value_delimiter = ','
+    )]
+    pub broker: Vec<String>,
     /// Source id whose topics to use when no config file is given.
     #[arg(long, default_value = defaults::SOURCE_ID, env = "WORKBUS_AGENT_SOURCE_ID")]
     pub source_id: String,
@@ -285,15 +279,13 @@ impl Args {
                 (mqtt.topics.clone(), transport)
             }
             None => {
-                let addr =
-                    workbus_schemas::config::split_host_port(&self.broker).map_err(|source| {
-                        CliError::Broker {
-                            value: self.broker.clone(),
-                            source,
-                        }
-                    })?;
+                let value = self.broker.join(",");
+                let endpoints = Endpoints::parse(&value)
+                    .map_err(|source| CliError::Broker { value, source })?;
                 let topics = Topics::for_agent(&self.source_id, cluster)?;
-                (topics, TransportConfig::new(addr.host, addr.port, ""))
+                let mut transport = TransportConfig::new("", 0, "");
+                transport.endpoints = endpoints;
+                (topics, transport)
             }
         };
         transport.protocol = match self.mqtt_version {
@@ -414,7 +406,7 @@ mod tests {
         .unwrap();
         let config = args.agent_config().unwrap();
         assert_eq!(config.transport.client_id, "c1-work-agent-client");
-        assert_eq!(config.transport.host, "broker");
+        assert_eq!(config.transport.endpoints.to_string(), "broker:1883");
         assert_eq!(config.hub_host, "broker:1883");
         assert_eq!(
             config.transport.subscriptions,
@@ -546,17 +538,14 @@ mod tests {
             args.appliedmanifestwork_eviction_grace_period,
             DEFAULT_EVICTION_GRACE_PERIOD
         );
-        assert_eq!(args.broker, "127.0.0.1:1883");
+        assert_eq!(args.broker, ["127.0.0.1:1883"]);
         assert_eq!(args.source_id, defaults::SOURCE_ID);
         assert_eq!(args.target, TargetKind::Sim);
         assert_eq!(args.mqtt_version, MqttVersion::V5);
         assert_eq!(args.data_dir(), PathBuf::from("workbus-agent-data/edge-1"));
         let config = args.agent_config().unwrap();
         assert_eq!(config.transport.protocol, Protocol::V5);
-        assert_eq!(
-            (config.transport.host.as_str(), config.transport.port),
-            ("127.0.0.1", 1883)
-        );
+        assert_eq!(config.transport.endpoints.to_string(), "127.0.0.1:1883");
         assert_eq!(config.hub_host, "127.0.0.1:1883");
         assert_eq!(config.eviction_grace_period, DEFAULT_EVICTION_GRACE_PERIOD);
         let grace = Args::try_parse_from([
@@ -598,5 +587,38 @@ mod tests {
                 .unwrap();
         let e = bad_broker.agent_config().unwrap_err().to_string();
         assert!(e.starts_with("--broker nope: "), "{e}");
+    }
+
+    #[test]
+    fn several_brokers_are_tried_in_the_order_given() {
+        let config = |flags: &[&str]| {
+            let argv = ["workbus-agent", "--spoke-cluster-name=c1"]
+                .iter()
+                .chain(flags)
+                .copied();
+            Args::try_parse_from(argv).unwrap().agent_config().unwrap()
+        };
+        for flags in [
+            &["--broker=a:1883,b:1884", "--broker", "c:1885"][..],
+            &["--broker=a:1883", "--broker=b:1884", "--broker=c:1885"],
+        ] {
+            let c = config(flags);
+            assert_eq!(c.transport.endpoints.to_string(), "a:1883,b:1884,c:1885");
+            // The first address names the hub (AppliedManifestWork names).
+            assert_eq!(c.hub_host, "a:1883");
+        }
+
+        let dir = std::env::temp_dir().join(format!("workbus-cli-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("mqtt.yaml");
+        std::fs::write(
+            &cfg,
+            "brokerHost: a:1883\nbrokerHosts: [b:1883, c:1883]\ntopics:\n  sourceEvents: sources/maestro/consumers/c1/sourceevents\n  agentEvents: sources/maestro/consumers/c1/agentevents\n",
+        )
+        .unwrap();
+        let c = config(&[&format!("--workload-source-config={}", cfg.display())]);
+        assert_eq!(c.transport.endpoints.to_string(), "a:1883,b:1883,c:1883");
+        assert_eq!(c.hub_host, "a:1883");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -123,7 +123,7 @@ impl AgentConfig {
             apply_resync_jitter: DEFAULT_APPLY_RESYNC_JITTER,
             max_feedback_watch: DEFAULT_MAX_FEEDBACK_WATCH,
             resync_digest: true,
-            hub_host: host_port(&transport.host, transport.port),
+            hub_host: transport.endpoints.first().to_string(),
             eviction_grace_period: DEFAULT_EVICTION_GRACE_PERIOD,
             spec_signing_key: None,
             registration: None,
@@ -138,24 +138,14 @@ impl AgentConfig {
     }
 }
 
-/// `host:port` as sdk-go's `brokerHost` spells it (IPv6 addresses in brackets), for
-/// agents configured without a config file.
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn hub_host_is_the_broker_address() {
-        assert_eq!(host_port("broker", 1883), "broker:1883");
-        assert_eq!(host_port("::1", 1883), "[::1]:1883");
+        let ipv6 = TransportConfig::new("::1", 1883, "");
+        assert_eq!(ipv6.endpoints.first().to_string(), "[::1]:1883");
         let topics = Topics::for_agent("maestro", "c1").unwrap();
         let config =
             AgentConfig::new("c1", None, topics, TransportConfig::new("broker", 1883, "")).unwrap();

@@ -59,11 +59,10 @@ async fn main() -> ExitCode {
         TargetKind::Kube => return ExitCode::from(2),
     };
     eprintln!(
-        "workbus-agent: cluster {} (agent id {}), broker {}:{}, data in {}, target: {}",
+        "workbus-agent: cluster {} (agent id {}), broker {}, data in {}, target: {}",
         config.cluster_name,
         config.agent_id,
-        config.transport.host,
-        config.transport.port,
+        config.transport.endpoints,
         data_dir.display(),
         target.describe()
     );

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use workbus_schemas::config::MqttConfig;
 use workbus_schemas::mqtt::Encoding;
-use workbus_transport::TransportConfig;
+use workbus_transport::{Endpoints, Protocol, TransportConfig};
 
 use crate::api::server::ServerLimits;
 use crate::api::tls::TlsFiles;
@@ -28,10 +28,13 @@ pub enum BrokerSettings {
         /// Port.
         port: u16,
     },
+    /// Several plain-TCP addresses of one clustered broker (tried in order, see
+    /// `workbus_transport::Endpoints`), default topics.
+    Endpoints(Endpoints),
     /// An sdk-go MQTT config file (broker, TLS, credentials, QoS and topics).
     MqttConfig(Box<MqttConfig>),
-    /// A fully specified transport (default topics; its subscriptions are replaced by
-    /// the source's).
+    /// A fully specified transport, its protocol version included (default topics; its
+    /// subscriptions are replaced by the source's).
     Transport(Box<TransportConfig>),
 }
 
@@ -145,8 +148,13 @@ pub struct HubConfig {
     pub source_id: String,
     /// The broker.
     pub broker: BrokerSettings,
-    /// How events are laid out on MQTT (binary by default, as sdk-go).
+    /// How events are laid out on MQTT (binary by default, as sdk-go). Structured mode
+    /// reaches agents of either protocol version (see `docs/brokers.md`); MQTT 3.1.1
+    /// carries nothing else.
     pub encoding: Encoding,
+    /// The MQTT version spoken to a broker given by address or sdk-go config file (a
+    /// [`BrokerSettings::Transport`] names its own).
+    pub protocol: Protocol,
     /// MQTT client id; default `<source-id>-hub-<random>` so replicas never collide.
     pub client_id: Option<String>,
     /// The REST API's TLS, hosts, tokens and bounds.
@@ -259,6 +267,7 @@ impl HubConfig {
                 port: LOCAL_BROKER.port(),
             },
             encoding: Encoding::Binary,
+            protocol: Protocol::V5,
             client_id: None,
             api: ApiSettings::default(),
             registration: RegistrationSettings::default(),

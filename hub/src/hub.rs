@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+use workbus_schemas::mqtt::Encoding;
 use workbus_schemas::signature::VerifyingKey;
 use workbus_schemas::topics::{self, TopicError, Topics};
-use workbus_transport::{TlsError, Transport, TransportConfig, TransportConfigError};
+use workbus_transport::{Protocol, TlsError, Transport, TransportConfig, TransportConfigError};
 
 use crate::api::tls::TlsSetupError;
 use crate::api::{self, ApiState};
@@ -74,6 +75,9 @@ pub enum HubError {
     /// The replica settings cannot run (several hubs, issue 16).
     #[error(transparent)]
     Replica(#[from] crate::replicas::ReplicaError),
+    /// Binary-mode events over MQTT 3.1.1, which has no user properties to carry them.
+    #[error("MQTT 3.1.1 carries structured-mode events only; use the structured encoding")]
+    BinaryOverMqtt311,
 }
 
 /// Namespace for [`Hub::start`].
@@ -132,6 +136,11 @@ fn transport_config(
             Topics::for_source(&config.source_id)?,
             TransportConfig::new(host.clone(), *port, client_id),
         ),
+        BrokerSettings::Endpoints(endpoints) => {
+            let mut tc = TransportConfig::new("", 0, client_id);
+            tc.endpoints = endpoints.clone();
+            (Topics::for_source(&config.source_id)?, tc)
+        }
         BrokerSettings::MqttConfig(mqtt) => {
             let topics = mqtt.topics.clone();
             topics.validate_for_source(&config.source_id)?;
@@ -142,6 +151,12 @@ fn transport_config(
         }
         BrokerSettings::Transport(tc) => (Topics::for_source(&config.source_id)?, (**tc).clone()),
     };
+    if !matches!(config.broker, BrokerSettings::Transport(_)) {
+        tc.protocol = config.protocol;
+    }
+    if tc.protocol == Protocol::V311 && config.encoding == Encoding::Binary {
+        return Err(HubError::BinaryOverMqtt311);
+    }
     tc.subscriptions = if replicated {
         // Several hubs: the broker hands each agent event to one of them.
         let shared = topics
@@ -151,8 +166,12 @@ fn transport_config(
     } else {
         topics::source_subscriptions(&topics, &config.source_id)?
     };
-    if matches!(config.broker, BrokerSettings::Address { .. }) {
-        // A local broker: reconnect quickly rather than after up to 30 s.
+    if matches!(
+        config.broker,
+        BrokerSettings::Address { .. } | BrokerSettings::Endpoints(_)
+    ) {
+        // A broker given by address (a local one, or nodes of a cluster): reconnect
+        // quickly rather than after up to 30 s.
         tc.reconnect.max_delay = Duration::from_secs(5);
     }
     Ok((topics, tc))

@@ -93,6 +93,29 @@ pub struct LogFilterError {
     pub source: tracing_subscriber::filter::ParseError,
 }
 
+/// The MQTT protocol version a hub or an agent speaks (`--mqtt-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MqttVersion {
+    /// MQTT 5 (binary-mode events, as sdk-go).
+    #[default]
+    #[value(name = "5")]
+    V5,
+    /// MQTT 3.1.1 (structured-mode events only: it has no user properties; for small
+    /// brokers, clustered brokers such as NATS, and devices).
+    #[value(name = "3.1.1")]
+    V311,
+}
+
+impl std::fmt::Display for MqttVersion {
+    /// As it is spelled on the command line (clap shows defaults this way).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MqttVersion::V5 => "5",
+            MqttVersion::V311 => "3.1.1",
+        })
+    }
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {

@@ -240,11 +240,26 @@ pub struct BrokerAddr {
     pub port: u16,
 }
 
+impl fmt::Display for BrokerAddr {
+    /// `host:port` as `brokerHost` spells it (IPv6 addresses in brackets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// A parsed and validated MQTT config (sdk-go `MQTTConfig` plus its defaults).
 #[derive(Clone, PartialEq, Eq)]
 pub struct MqttConfig {
     /// `brokerHost`, as written (`host:port`); see [`MqttConfig::broker_addr`].
     pub broker_host: String,
+    /// `brokerHosts` (workbus's extension, unknown to sdk-go): further `host:port`
+    /// addresses of the same clustered broker, tried after `brokerHost` in this order
+    /// when a connection is lost or refused (see [`MqttConfig::broker_addrs`]).
+    pub broker_hosts: Vec<String>,
     /// `username`; `None` when absent or empty (then no username is sent, as in Go).
     pub username: Option<String>,
     /// `password`; `None` when absent or empty.
@@ -270,6 +285,7 @@ impl fmt::Debug for MqttConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttConfig")
             .field("broker_host", &self.broker_host)
+            .field("broker_hosts", &self.broker_hosts)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("keep_alive", &self.keep_alive)
@@ -289,6 +305,8 @@ impl fmt::Debug for MqttConfig {
 struct RawConfig {
     #[serde(rename = "brokerHost")]
     broker_host: Option<String>,
+    #[serde(rename = "brokerHosts")]
+    broker_hosts: Option<Vec<String>>,
     username: Option<String>,
     password: Option<String>,
     #[serde(rename = "keepAlive")]
@@ -320,6 +338,8 @@ struct RawConfig {
 struct OutConfig<'a> {
     #[serde(rename = "brokerHost")]
     broker_host: &'a str,
+    #[serde(rename = "brokerHosts", skip_serializing_if = "<[String]>::is_empty")]
+    broker_hosts: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     username: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -397,6 +417,7 @@ impl MqttConfig {
     pub fn new(broker_host: impl Into<String>, topics: Topics) -> MqttConfig {
         MqttConfig {
             broker_host: broker_host.into(),
+            broker_hosts: Vec::new(),
             username: None,
             password: None,
             keep_alive: DEFAULT_KEEP_ALIVE,
@@ -416,6 +437,7 @@ impl MqttConfig {
     pub fn unknown_keys(bytes: &[u8]) -> Vec<String> {
         const KNOWN: &[&str] = &[
             "brokerHost",
+            "brokerHosts",
             "username",
             "password",
             "keepAlive",
@@ -493,6 +515,7 @@ impl MqttConfig {
 
         Ok(MqttConfig {
             broker_host,
+            broker_hosts: raw.broker_hosts.unwrap_or_default(),
             username: non_empty(raw.username),
             password: non_empty(raw.password),
             keep_alive: raw.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE),
@@ -527,6 +550,20 @@ impl MqttConfig {
         split_host_port(&self.broker_host)
     }
 
+    /// Every broker address in the order a client tries them: `brokerHost` first, then
+    /// each `brokerHosts` entry (an entry equal to `brokerHost`, or to an earlier entry,
+    /// is skipped). Each is checked as [`MqttConfig::broker_addr`] checks `brokerHost`.
+    pub fn broker_addrs(&self) -> Result<Vec<BrokerAddr>, ConfigError> {
+        let mut addrs = vec![self.broker_addr()?];
+        for value in &self.broker_hosts {
+            let addr = split_host_port(value)?;
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        Ok(addrs)
+    }
+
     /// Writes the config as YAML that both workbus and sdk-go read back to the same
     /// settings (except that Go dials plain TCP for a [`TlsMode::ServerAuth`] config).
     /// Defaults are written out explicitly; inline PEM data is base64-encoded.
@@ -543,6 +580,7 @@ impl MqttConfig {
         let (client_key_file, client_key_data) = pem_out("clientKeyFile", "clientKeyData", key)?;
         let out = OutConfig {
             broker_host: &self.broker_host,
+            broker_hosts: &self.broker_hosts,
             username: self.username.as_deref().filter(|s| !s.is_empty()),
             password: self.password.as_deref().filter(|s| !s.is_empty()),
             keep_alive: self.keep_alive,
@@ -601,6 +639,26 @@ impl FromStr for MqttConfig {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         MqttConfig::from_bytes(s.as_bytes())
     }
+}
+
+/// Splits a list of `host:port` addresses separated by commas (spaces around them
+/// allowed; empty entries and repeats dropped), as `--broker a:1883,b:1883` is written.
+/// At least one address is required.
+pub fn split_broker_list(value: &str) -> Result<Vec<BrokerAddr>, ConfigError> {
+    let mut addrs: Vec<BrokerAddr> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let addr = split_host_port(part)?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(ConfigError::InvalidBrokerHost {
+            value: value.to_string(),
+            reason: "no address given",
+        });
+    }
+    Ok(addrs)
 }
 
 /// Splits `host:port`; see [`MqttConfig::broker_addr`].
@@ -1106,6 +1164,57 @@ mod tests {
     }
 
     #[test]
+    fn broker_hosts_extend_broker_host_in_order() {
+        // A Go agent's file (no brokerHosts) loads unchanged: one address.
+        let go = parse(&format!("brokerHost: a:1883\n{TOPICS_YAML}")).unwrap();
+        assert!(go.broker_hosts.is_empty());
+        assert_eq!(go.broker_addrs().unwrap(), vec![go.broker_addr().unwrap()]);
+
+        let c = parse(&format!(
+            "brokerHost: a:1883\nbrokerHosts: [b:1883, a:1883, \"[::1]:1884\", b:1883]\n{TOPICS_YAML}"
+        ))
+        .unwrap();
+        let shown: Vec<String> = c
+            .broker_addrs()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(shown, ["a:1883", "b:1883", "[::1]:1884"]);
+        // Written back as read, and read back the same.
+        let yaml = c.to_yaml().unwrap();
+        assert!(yaml.contains("brokerHosts:"), "{yaml}");
+        assert_eq!(parse(&yaml).unwrap(), c);
+        assert!(!go.to_yaml().unwrap().contains("brokerHosts"));
+
+        let bad = parse(&format!(
+            "brokerHost: a:1883\nbrokerHosts: [b]\n{TOPICS_YAML}"
+        ))
+        .unwrap();
+        assert_eq!(
+            bad.broker_addrs().unwrap_err().to_string(),
+            "invalid brokerHost \"b\": missing port in address"
+        );
+    }
+
+    #[test]
+    fn broker_lists_split_on_commas() {
+        let shown = |s: &str| -> Vec<String> {
+            split_broker_list(s)
+                .unwrap()
+                .iter()
+                .map(|a| a.to_string())
+                .collect()
+        };
+        assert_eq!(shown("a:1883"), ["a:1883"]);
+        assert_eq!(shown("a:1883, b:1884,,a:1883"), ["a:1883", "b:1884"]);
+        assert_eq!(shown("[::1]:1,10.0.0.1:2"), ["[::1]:1", "10.0.0.1:2"]);
+        assert!(split_broker_list("").is_err());
+        assert!(split_broker_list(" , ").is_err());
+        assert!(split_broker_list("a:1883,b").is_err());
+    }
+
+    #[test]
     fn broker_addr() {
         let addr = |s: &str| split_host_port(s);
         assert_eq!(
@@ -1421,6 +1530,11 @@ mod tests {
         );
         assert!(MqttConfig::from_bytes(text.as_bytes()).is_ok());
         assert!(MqttConfig::unknown_keys(b"{\"brokerHost\": \"x:1\"}").is_empty());
+        // workbus's own extension is known too.
+        assert!(
+            MqttConfig::unknown_keys(b"{\"brokerHost\": \"x:1\", \"brokerHosts\": [\"y:1\"]}")
+                .is_empty()
+        );
         assert!(MqttConfig::unknown_keys(b"").is_empty());
         assert!(MqttConfig::unknown_keys(b"- a\n").is_empty());
     }

@@ -8,6 +8,9 @@
 //!   `mosquitto` executable, which `.ci/run` installs) and test runs never see each
 //!   other's traffic. [`skip_without_mosquitto`] is the one way a test skips, visibly,
 //!   when the executable is not installed.
+//! - [`nats`]: [`NatsCluster`], a real clustered MQTT broker (three `nats-server` nodes
+//!   with JetStream and MQTT on loopback) whose nodes can be killed and restarted;
+//!   [`skip_without_nats`] (a failure with `WORKBUS_REQUIRE_NATS=1`).
 //! - [`fault_proxy`]: a loopback TCP proxy that pauses, or cuts every connection
 //!   without DISCONNECT (a killed client or broker, seen from the other side).
 //! - [`fixtures`]: Maestro's golden events.
@@ -28,6 +31,7 @@ pub mod fixtures;
 pub mod kube_clients;
 pub mod metrics_doc;
 pub mod mosquitto;
+pub mod nats;
 pub mod postgres;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -40,6 +44,7 @@ pub use mosquitto::{
     MosquittoLog, MosquittoProcess, mosquitto, mosquitto_config, mosquitto_program,
     skip_without_mosquitto,
 };
+pub use nats::{NatsCluster, nats_program, skip_without_nats};
 pub use postgres::{ThrowawayDatabase, postgres_or_skip};
 
 /// A name unique to this process and call, valid as a topic segment (`[a-z0-9-]+`) and a
@@ -54,6 +59,24 @@ pub fn unique(prefix: &str) -> String {
         .map(|d| d.as_micros() % 1_000_000_000)
         .unwrap_or(0);
     format!("{prefix}-{pid:x}-{t:x}-{n}")
+}
+
+/// A server executable the tests start: `$<env>` (taken as given), else `name` on
+/// `PATH`, in `/usr/sbin` (where Debian installs servers) or `/usr/local/sbin`. `Err`
+/// (saying what to do: `install`) only when none is found.
+pub fn system_program(env: &str, name: &str, install: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} not found (PATH, /usr/sbin, /usr/local/sbin): {install}"))
 }
 
 /// A free loopback port (bound and released at once; the caller keeps using it, e.g. for

@@ -34,17 +34,7 @@ const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// `PATH`, in `/usr/sbin` (where Debian installs it) or `/usr/local/sbin`. `Err` (saying
 /// what to install) only when none is found.
 pub fn mosquitto_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("WORKBUS_MOSQUITTO") {
-        return Ok(PathBuf::from(p));
-    }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("mosquitto not found (PATH, /usr/sbin, /usr/local/sbin): {INSTALL}"))
+    crate::system_program("WORKBUS_MOSQUITTO", "mosquitto", INSTALL)
 }
 
 /// Where a private Mosquitto logs.
@@ -271,11 +261,12 @@ impl Drop for MosquittoProcess {
     }
 }
 
-/// Spawns `command` so that the child is SIGKILLed when this process ends.
+/// Spawns `command` so that the child is SIGKILLed when this process ends (also the
+/// NATS nodes of [`crate::nats`]).
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits (a test's
 /// thread, a blocking-pool thread), so one thread that lives as long as the process
 /// forks every such child.
-fn spawn_tied(mut command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied(mut command: Command) -> io::Result<Child> {
     type Job = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.

@@ -34,7 +34,15 @@ pub async fn start_hub_on(
     source_id: &str,
     broker: BrokerSettings,
 ) -> HubHandle {
-    Hub::start(HubConfig {
+    Hub::start(hub_config(store, source_id, broker))
+        .await
+        .expect("hub starts")
+}
+
+/// The config of the hubs started here (REST on a free loopback port, [`ADMIN_TOKEN`]),
+/// for a test that changes more (the MQTT version, the encoding) before starting it.
+pub fn hub_config(store: StoreSettings, source_id: &str, broker: BrokerSettings) -> HubConfig {
+    HubConfig {
         store,
         listen: "127.0.0.1:0".parse().unwrap(),
         source_id: source_id.to_string(),
@@ -44,9 +52,7 @@ pub async fn start_hub_on(
             ..ApiSettings::default()
         },
         ..HubConfig::new()
-    })
-    .await
-    .expect("hub starts")
+    }
 }
 
 /// A REST call on a blocking thread with the hub's admin token: `method` is GET, PUT,

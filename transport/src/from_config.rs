@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use workbus_schemas::config::{ConfigError, MqttConfig, TlsMode};
 
-use super::{TlsSettings, TransportConfig};
+use super::{Endpoints, TlsSettings, TransportConfig};
 
 /// Why a config file cannot become a transport.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportConfigError {
-    /// `brokerHost` is not `host:port`.
+    /// `brokerHost` or a `brokerHosts` entry is not `host:port`.
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -73,15 +73,17 @@ pub fn load_mqtt_config(path: &Path) -> Result<MqttConfig, LoadConfigError> {
 }
 
 impl TransportConfig {
-    /// A transport for `client_id` subscribing to `subscriptions`, with broker address,
-    /// credentials, keep-alive, QoS and TLS material from `config`.
+    /// A transport for `client_id` subscribing to `subscriptions`, with broker addresses
+    /// (`brokerHost`, then `brokerHosts`), credentials, keep-alive, QoS and TLS material
+    /// from `config`.
     pub fn from_mqtt_config(
         config: &MqttConfig,
         client_id: impl Into<String>,
         subscriptions: Vec<String>,
     ) -> Result<TransportConfig, TransportConfigError> {
-        let addr = config.broker_addr()?;
-        let mut t = TransportConfig::new(addr.host, addr.port, client_id);
+        let first = config.broker_addr()?;
+        let mut t = TransportConfig::new(String::new(), 0, client_id);
+        t.endpoints = Endpoints::starting_with(first, config.broker_addrs()?);
         t.subscriptions = subscriptions;
         t.keep_alive = Duration::from_secs(u64::from(config.keep_alive.max(1)));
         t.pub_qos = config.pub_qos.as_u8();

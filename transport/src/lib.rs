@@ -8,7 +8,9 @@
 //!   subscribes to all configured filters in one SUBSCRIBE and then reports
 //!   [`TransportEvent::Subscribed`] — the caller's cue to send a resync request;
 //! - reconnects forever with exponential backoff and jitter (a fleet of edge agents must
-//!   not reconnect in lock-step after a broker restart);
+//!   not reconnect in lock-step after a broker restart), moving round the configured
+//!   broker addresses (the nodes of a clustered broker) when a connection is lost or
+//!   refused (see `endpoints`);
 //! - [`Publisher::publish`] resolves only when the broker has acknowledged the message
 //!   (PUBACK for QoS 1), which is what the hub's outbox needs to delete a row safely; a
 //!   lost connection fails exactly the publishes it dropped ([`PublishError::ConnectionLost`],
@@ -27,7 +29,7 @@
 //! compiling the agent, and the agent (the constrained side) pulls in nothing of the
 //! hub's: `schemas ← transport ← {hub, agent}`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +45,7 @@ use acks::AckTracker;
 use session::{SessionControl, SessionLoop};
 
 mod acks;
+mod endpoints;
 mod from_config;
 pub mod metrics;
 mod session;
@@ -51,6 +54,7 @@ mod v311;
 mod v5;
 mod will;
 
+pub use endpoints::{Endpoint, Endpoints, NoEndpoints};
 pub use from_config::{LoadConfigError, TransportConfigError, load_mqtt_config};
 pub use tls::{PemSource, TlsError, TlsSettings};
 pub use will::Will;
@@ -102,10 +106,10 @@ impl ReconnectPolicy {
 /// Everything needed to open and keep one MQTT session.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Broker host name or address.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
+    /// The broker's addresses, tried in this order (the first is preferred; a lost or
+    /// refused connection moves on to the next, see `endpoints`). TLS checks each
+    /// address's host name (SNI and certificate verification).
+    pub endpoints: Endpoints,
     /// MQTT ClientIdentifier (agents: `<agent id>-client`).
     pub client_id: String,
     /// Optional username/password.
@@ -152,8 +156,7 @@ impl TransportConfig {
     /// A plain-TCP MQTT 5 config with the protocol defaults (keep-alive 60 s, QoS 1).
     pub fn new(host: impl Into<String>, port: u16, client_id: impl Into<String>) -> Self {
         TransportConfig {
-            host: host.into(),
-            port,
+            endpoints: Endpoints::one(host, port),
             client_id: client_id.into(),
             credentials: None,
             keep_alive: Duration::from_secs(60),
@@ -238,6 +241,9 @@ pub struct TransportStats {
     pub taken_over: AtomicU64,
     /// Whether the session is connected now.
     pub connected: AtomicBool,
+    /// The index (in [`TransportConfig::endpoints`]) of the broker address the session
+    /// is connected to, or tries next.
+    pub endpoint: AtomicUsize,
     /// Whether the session is connected and the broker granted every subscription
     /// (between SUBACK and the next connection loss): receiving works.
     pub subscribed: AtomicBool,
@@ -275,6 +281,7 @@ struct PublisherInner {
     ack_timeout: Duration,
     stats: Arc<TransportStats>,
     control: Arc<SessionControl>,
+    endpoints: Endpoints,
 }
 
 #[derive(Clone)]
@@ -335,6 +342,16 @@ impl Publisher {
     /// next connection loss).
     pub fn is_connected(&self) -> bool {
         self.inner.stats.connected.load(Ordering::Relaxed)
+    }
+
+    /// The broker address the session is connected to, `None` while disconnected.
+    pub fn connected_endpoint(&self) -> Option<&Endpoint> {
+        let inner = &self.inner;
+        self.is_connected().then(|| {
+            inner
+                .endpoints
+                .get(inner.stats.endpoint.load(Ordering::Relaxed))
+        })
     }
 
     /// Why the TLS material could not be loaded for the last connection attempt, until
@@ -494,6 +511,7 @@ impl Transport {
                 ack_timeout: config.ack_timeout,
                 stats,
                 control,
+                endpoints: config.endpoints.clone(),
             }),
         };
         Ok(Transport {

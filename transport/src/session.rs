@@ -6,9 +6,12 @@
 //! Per connection: CONNACK → subscribe to every filter in one SUBSCRIBE → SUBACK →
 //! `Subscribed` (a refused filter fails the connection, like sdk-go). On a lost
 //! connection: settle what rumqttc buffered and dropped (see [`super::acks`]), report
-//! `Disconnected`, wait the next backoff delay, load the TLS material afresh (files may
-//! have been rotated; unusable material is reported and retried with backoff, never
-//! replaced by the previous material), and let rumqttc reconnect.
+//! `Disconnected`, pick the broker address of the next attempt and the wait before it
+//! (see [`crate::endpoints`]: round robin, the backoff delay per full cycle), wait,
+//! set up the next connection there (address, TLS server name, a fresh Will), load
+//! the TLS material afresh (files may have been rotated; unusable material is reported
+//! and retried with backoff, never replaced by the previous material), and let rumqttc
+//! reconnect.
 //!
 //! A DISCONNECT the owner did not send as its goodbye (a requested reconnect, or ours
 //! after a refused subscription) restarts the connection: once it is written the loop
@@ -23,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use workbus_schemas::mqtt::MqttMessage;
 
+use super::endpoints::{Ending, Endpoint, Endpoints, Pause, Rotation};
 use super::{
     AckTracker, ReconnectPolicy, TlsError, TlsSettings, TransportConfig, TransportEvent,
     TransportStats, message_size,
@@ -91,6 +95,9 @@ pub(super) trait MqttSession: Send {
     /// it drops with the CleanStart session (a collision held back, requests drained
     /// from its channel). Forgets the dropped requests.
     fn settle_lost_connection(&mut self) -> (Vec<SessionEvent>, usize);
+    /// Sets up the next connection attempt: to `endpoint` (also the TLS server name),
+    /// with a Will made now (see `crate::will`).
+    fn prepare_connection(&mut self, endpoint: &Endpoint);
     /// Drops the connection now (our DISCONNECT has been written); what rumqttc held
     /// of it is then settled as for a lost connection.
     fn drop_connection(&mut self);
@@ -116,19 +123,19 @@ pub(super) async fn run(mut session: SessionLoop, mut mqtt: impl MqttSession) {
                 mqtt.drop_connection();
                 match session.restart_reason.take() {
                     Some(reason) => {
-                        on_connection_lost(&mut session, &mut mqtt, reason, Wait::Backoff).await
+                        on_connection_lost(&mut session, &mut mqtt, reason, Requested::No).await
                     }
                     None => {
                         tracing::info!(client_id = %session.client_id, "reconnecting as requested");
                         let reason = "reconnect requested".to_owned();
-                        on_connection_lost(&mut session, &mut mqtt, reason, Wait::None).await
+                        on_connection_lost(&mut session, &mut mqtt, reason, Requested::Yes).await
                     }
                 }
             }
             Ok(event) => on_event(&mut session, &control, event).await,
             Err(PollError::Done) => Flow::Stop,
             Err(PollError::Lost(error)) => {
-                on_connection_lost(&mut session, &mut mqtt, error, Wait::Backoff).await
+                on_connection_lost(&mut session, &mut mqtt, error, Requested::No).await
             }
             Err(PollError::TakenOver(error)) => {
                 session.stats.taken_over.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +145,7 @@ pub(super) async fn run(mut session: SessionLoop, mut mqtt: impl MqttSession) {
                     "another client connected with this client id and took the session over \
                      (a cloned device image, or a second agent for the same cluster?); reconnecting"
                 );
-                on_connection_lost(&mut session, &mut mqtt, error, Wait::Backoff).await
+                on_connection_lost(&mut session, &mut mqtt, error, Requested::No).await
             }
         };
         if flow == Flow::Stop {
@@ -193,22 +200,22 @@ async fn on_packet(session: &mut SessionLoop, event: SessionEvent) -> Flow {
     }
 }
 
-/// How long to wait before the next connection attempt.
+/// Whether the owner asked for the new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// The next backoff delay.
-    Backoff,
-    /// None: the owner asked for this reconnect.
-    None,
+enum Requested {
+    /// Yes: same address, no wait.
+    Yes,
+    /// No: the connection failed, or was lost or refused.
+    No,
 }
 
-/// Settles what the lost connection leaves behind, reports it, waits before the next
-/// attempt and loads the TLS material for it.
+/// Settles what the lost connection leaves behind, reports it, picks the address of
+/// the next attempt, waits before it and loads the TLS material for it.
 async fn on_connection_lost(
     session: &mut SessionLoop,
     mqtt: &mut impl MqttSession,
     error: String,
-    wait: Wait,
+    requested: Requested,
 ) -> Flow {
     session.restart_reason = None;
     let (buffered, unsent_dropped) = mqtt.settle_lost_connection();
@@ -229,20 +236,29 @@ async fn on_connection_lost(
     let was_connected = session.stats.connected.load(Ordering::Relaxed);
     session.connection_lost(unsent_dropped);
     session.control.restarted.notify_waiters();
-    let delay = match wait {
-        Wait::Backoff => session.next_delay(),
-        Wait::None => Duration::ZERO,
+    let ending = match requested {
+        Requested::Yes => Ending::Requested,
+        Requested::No if was_connected => Ending::Lost,
+        Requested::No => Ending::Failed,
     };
-    // One line per attempt: during an outage they come at most every `max_delay`.
+    let (next, pause) = session.rotation.after(ending);
+    let delay = match pause {
+        Pause::Backoff => session.next_delay(),
+        Pause::None => Duration::ZERO,
+    };
+    let next = session.endpoints.get(next).clone();
+    // One line per attempt: during an outage a cycle of them comes at most every
+    // `max_delay`.
     if was_connected {
-        tracing::warn!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, "disconnected from the MQTT broker; reconnecting");
+        tracing::warn!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, %next, "disconnected from the MQTT broker; reconnecting");
     } else {
-        tracing::info!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, "cannot connect to the MQTT broker; retrying");
+        tracing::info!(client_id = %session.client_id, broker = %session.broker, %error, ?delay, %next, "cannot connect to the MQTT broker; retrying");
     }
     if !session.emit(TransportEvent::Disconnected(error)).await {
         return Flow::Stop;
     }
     session.wait(delay).await;
+    session.switch_to(mqtt, &next);
     session.load_tls(mqtt).await.into()
 }
 
@@ -270,7 +286,10 @@ pub(super) struct SessionLoop {
     policy: ReconnectPolicy,
     connected_once: bool,
     client_id: String,
-    /// `host:port`, for the log lines.
+    /// Every address of the broker, and which one is in use.
+    endpoints: Endpoints,
+    rotation: Rotation,
+    /// `host:port` of the address in use, for the log lines.
     broker: String,
     /// Why we sent a DISCONNECT to start over (a refused subscription).
     restart_reason: Option<String>,
@@ -297,7 +316,9 @@ impl SessionLoop {
             policy: config.reconnect,
             connected_once: false,
             client_id: config.client_id.clone(),
-            broker: format!("{}:{}", config.host, config.port),
+            endpoints: config.endpoints.clone(),
+            rotation: Rotation::new(config.endpoints.len()),
+            broker: config.endpoints.first().to_string(),
             restart_reason: None,
         }
     }
@@ -317,7 +338,24 @@ impl SessionLoop {
         self.connected_once = true;
         self.stats.connected.store(true, Ordering::Relaxed);
         self.delays = self.policy.delays();
-        tracing::info!(client_id = %self.client_id, broker = %self.broker, reconnect = again, "connected to the MQTT broker");
+        self.rotation.connected();
+        tracing::info!(
+            client_id = %self.client_id,
+            broker = %self.broker,
+            endpoint = self.rotation.current() + 1,
+            endpoints = self.endpoints.len(),
+            reconnect = again,
+            "connected to the MQTT broker"
+        );
+    }
+
+    /// The next connection attempt goes to `endpoint` (the rotation's current one).
+    fn switch_to(&mut self, mqtt: &mut impl MqttSession, endpoint: &Endpoint) {
+        self.broker = endpoint.to_string();
+        self.stats
+            .endpoint
+            .store(self.rotation.current(), Ordering::Relaxed);
+        mqtt.prepare_connection(endpoint);
     }
 
     fn on_outgoing_publish(&self, pkid: u16) {

@@ -11,16 +11,18 @@ use rumqttc::{
 use tokio::task::JoinHandle;
 use workbus_schemas::mqtt::MqttMessage;
 
+use super::endpoints::Endpoint;
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
-use super::will::Will;
 use super::{PublishError, TransportConfig, qos_v4};
 
-pub(super) fn spawn(
+/// rumqttc's options for a connection to `endpoint`: everything from `config`, a Will
+/// made now, the TLS client configuration (its server name is the endpoint's host).
+fn options(
     config: &TransportConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    session: SessionLoop,
-) -> (AsyncClient, JoinHandle<()>) {
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(&config.client_id, &endpoint.host, endpoint.port);
     // rumqttc's MQTT 3.1.1 client takes whole seconds (or zero: no keep-alive) and
     // panics on a fraction; round a fraction up.
     let keep_alive = match config.keep_alive {
@@ -38,9 +40,18 @@ pub(super) fn spawn(
     }
     if let Some(tls) = tls {
         options.set_transport(RumqttTransport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
         ));
     }
+    options
+}
+
+pub(super) fn spawn(
+    config: &TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    session: SessionLoop,
+) -> (AsyncClient, JoinHandle<()>) {
+    let options = options(config, config.endpoints.first(), tls.as_ref());
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     // See v5.rs: small latency-bound messages need TCP_NODELAY.
     let mut network = rumqttc::NetworkOptions::new();
@@ -55,18 +66,21 @@ pub(super) fn spawn(
         client: client.clone(),
         eventloop,
         filters,
-        will: config.will.clone(),
+        config: config.clone(),
+        tls,
     };
     let task = tokio::spawn(session::run(session, mqtt));
     (client, task)
 }
 
-/// rumqttc's MQTT 3.1.1 client, its event loop, the filters to subscribe and the Will.
+/// rumqttc's MQTT 3.1.1 client, its event loop, the filters to subscribe, and what the
+/// options of the next connection are made from.
 struct V311Session {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<SubscribeFilter>,
-    will: Option<Will>,
+    config: TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl MqttSession for V311Session {
@@ -102,11 +116,11 @@ impl MqttSession for V311Session {
             .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
             .count();
         pending.retain(|r| !matches!(r, Request::Publish(_)));
-        // The next connection carries its own Will (see `crate::will`).
-        if let Some(will) = &self.will {
-            self.eventloop.mqtt_options.set_last_will(will.v311());
-        }
         (buffered, collided + unsent)
+    }
+
+    fn prepare_connection(&mut self, endpoint: &Endpoint) {
+        self.eventloop.mqtt_options = options(&self.config, endpoint, self.tls.as_ref());
     }
 
     fn drop_connection(&mut self) {
@@ -117,8 +131,9 @@ impl MqttSession for V311Session {
         self.eventloop
             .mqtt_options
             .set_transport(RumqttTransport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
             ));
+        self.tls = Some(tls);
     }
 }
 

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use workbus_schemas::acl::PUBLISHER_PROPERTY;
 use workbus_schemas::mqtt::MqttMessage;
 
+use super::endpoints::Endpoint;
 use super::session::{self, Control, MqttSession, PollError, SessionEvent, SessionLoop};
-use super::will::Will;
 use super::{PublishError, TransportConfig, qos_v5};
 
 /// The shortest keep-alive rumqttc's MQTT 5 client takes (it panics below).
@@ -42,12 +42,14 @@ fn keep_alive(configured: Duration) -> Duration {
 /// Most QoS 1 publishes in flight on one MQTT 5 connection (rumqttc's v4 default).
 const MAX_OUTGOING_INFLIGHT: u16 = 100;
 
-pub(super) fn spawn(
+/// rumqttc's options for a connection to `endpoint`: everything from `config`, a Will
+/// made now, the TLS client configuration (its server name is the endpoint's host).
+fn options(
     config: &TransportConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    session: SessionLoop,
-) -> (AsyncClient, JoinHandle<()>) {
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(&config.client_id, &endpoint.host, endpoint.port);
     options.set_keep_alive(keep_alive(config.keep_alive));
     options.set_clean_start(true);
     options.set_max_packet_size(Some(config.max_packet_size as u32));
@@ -63,7 +65,7 @@ pub(super) fn spawn(
     }
     if let Some(tls) = tls {
         options.set_transport(RumqttTransport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
         ));
     }
     // Events are small and latency-bound (publish → PUBACK): without TCP_NODELAY, Nagle
@@ -71,6 +73,15 @@ pub(super) fn spawn(
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);
     options.set_network_options(network);
+    options
+}
+
+pub(super) fn spawn(
+    config: &TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    session: SessionLoop,
+) -> (AsyncClient, JoinHandle<()>) {
+    let options = options(config, config.endpoints.first(), tls.as_ref());
     let (client, eventloop) = AsyncClient::new(options, 64);
     let filters: Vec<Filter> = config
         .subscriptions
@@ -81,18 +92,21 @@ pub(super) fn spawn(
         client: client.clone(),
         eventloop,
         filters,
-        will: config.will.clone(),
+        config: config.clone(),
+        tls,
     };
     let task = tokio::spawn(session::run(session, mqtt));
     (client, task)
 }
 
-/// rumqttc's MQTT 5 client, its event loop, the filters to subscribe and the Will.
+/// rumqttc's MQTT 5 client, its event loop, the filters to subscribe, and what the
+/// options of the next connection are made from.
 struct V5Session {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<Filter>,
-    will: Option<Will>,
+    config: TransportConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl MqttSession for V5Session {
@@ -137,11 +151,11 @@ impl MqttSession for V5Session {
             .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
             .count();
         pending.retain(|r| !matches!(r, Request::Publish(_)));
-        // The next connection carries its own Will (see `crate::will`).
-        if let Some(will) = &self.will {
-            self.eventloop.options.set_last_will(will.v5());
-        }
         (buffered, collided + unsent)
+    }
+
+    fn prepare_connection(&mut self, endpoint: &Endpoint) {
+        self.eventloop.options = options(&self.config, endpoint, self.tls.as_ref());
     }
 
     fn drop_connection(&mut self) {
@@ -152,8 +166,9 @@ impl MqttSession for V5Session {
         self.eventloop
             .options
             .set_transport(RumqttTransport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
             ));
+        self.tls = Some(tls);
     }
 }
 

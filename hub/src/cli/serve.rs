@@ -1,7 +1,11 @@
 //! `workbus-hub serve`: runs a hub until Ctrl-C / SIGTERM. Broker settings come from
-//! `--mqtt-config FILE` (sdk-go format) or `--broker HOST:PORT`; with neither, the hub
-//! starts its embedded MQTT broker on `--broker-listen` (the no-setup default) and agents
-//! connect there. Every flag can also come from a `WORKBUS_HUB_*` environment variable.
+//! `--mqtt-config FILE` (sdk-go format, `brokerHosts` for several addresses) or
+//! `--broker HOST:PORT[,HOST:PORT…]` (the nodes of a clustered broker, tried in order);
+//! with neither, the hub starts its embedded MQTT broker on `--broker-listen` (the
+//! no-setup default) and agents connect there. `--mqtt-version 3.1.1` (brokers without
+//! MQTT 5, such as NATS) implies `--event-encoding structured`, which also reaches MQTT
+//! 3.1.1 agents through an MQTT 5 broker. Every flag can also come from a
+//! `WORKBUS_HUB_*` environment variable.
 //!
 //! The embedded broker serves mutual TLS with topic ACLs (default `0.0.0.0:8883`): the
 //! first start makes a CA and certificates in `<data-dir>/pki/` (server names from
@@ -19,9 +23,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use workbus_process::shutdown_signal;
-use workbus_schemas::config::{ConfigError, split_host_port};
-use workbus_transport::{LoadConfigError, load_mqtt_config};
+use workbus_process::{MqttVersion, shutdown_signal};
+use workbus_schemas::config::ConfigError;
+use workbus_schemas::mqtt::Encoding;
+use workbus_transport::{Endpoints, LoadConfigError, Protocol, load_mqtt_config};
 
 use super::tls_args::{ApiArgs, ApiArgsError};
 use crate::config::{BrokerSettings, HubConfig, StoreSettings};
@@ -59,9 +64,24 @@ pub struct ServeArgs {
     /// sdk-go MQTT config file (broker, TLS, topics).
     #[arg(long, env = "WORKBUS_HUB_MQTT_CONFIG", conflicts_with = "broker")]
     pub mqtt_config: Option<PathBuf>,
-    /// External broker `host:port` (plain TCP, default topics).
-    #[arg(long, env = "WORKBUS_HUB_BROKER")]
-    pub broker: Option<String>,
+    /// External broker `host:port` (plain TCP, default topics). Several (comma
+    /// separated, or the flag repeated) are the nodes of one clustered broker: the first
+    /// is tried first, a lost or refused connection moves on to the next (round robin).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "WORKBUS_HUB_BROKER",
+        value_delimiter = ','
+    )]
+    pub broker: Vec<String>,
+    /// MQTT version spoken to an external broker (`--broker`, `--mqtt-config`).
+    #[arg(long, value_enum, default_value_t, env = "WORKBUS_HUB_MQTT_VERSION")]
+    pub mqtt_version: MqttVersion,
+    /// How events are laid out: `binary` (`ce-*` user properties, as sdk-go; MQTT 5
+    /// only) or `structured` (one JSON document: readable by every agent, MQTT 3.1.1
+    /// ones included) [default: binary, structured with --mqtt-version 3.1.1].
+    #[arg(long, value_enum, env = "WORKBUS_HUB_EVENT_ENCODING")]
+    pub event_encoding: Option<EventEncoding>,
     /// Where the embedded broker listens when no external broker is given (a free port
     /// is used if this one is taken) [default: 0.0.0.0:8883 (TLS), 127.0.0.1:1883 with
     /// --insecure-broker].
@@ -98,6 +118,15 @@ pub struct ServeArgs {
     pub api: ApiArgs,
 }
 
+/// `--event-encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventEncoding {
+    /// `ce-*` user properties and the Content Type property (MQTT 5 only).
+    Binary,
+    /// One `application/cloudevents+json` document per message.
+    Structured,
+}
+
 /// Why `serve` could not run a hub; each names the flag or the part that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -115,6 +144,9 @@ pub enum ServeError {
         /// Why it is not `host:port`.
         source: ConfigError,
     },
+    /// `--event-encoding binary` with `--mqtt-version 3.1.1`.
+    #[error("--event-encoding binary needs MQTT 5; MQTT 3.1.1 carries structured events only")]
+    BinaryOverMqtt311,
     /// The REST flags describe no allowed way to serve.
     #[error(transparent)]
     Api(#[from] ApiArgsError),
@@ -133,20 +165,17 @@ impl ServeArgs {
     /// The hub config these flags describe (with neither `--mqtt-config` nor `--broker`,
     /// the broker is [`HubConfig::new`]'s until [`serve`] starts the embedded one).
     pub fn hub_config(&self) -> Result<HubConfig, ServeError> {
-        let broker = match (&self.mqtt_config, &self.broker) {
+        let broker = match (&self.mqtt_config, self.broker.is_empty()) {
             (Some(path), _) => BrokerSettings::MqttConfig(Box::new(load_mqtt_config(path)?)),
-            (None, Some(addr)) => {
-                let a = split_host_port(addr).map_err(|source| ServeError::Broker {
-                    value: addr.clone(),
-                    source,
-                })?;
-                BrokerSettings::Address {
-                    host: a.host,
-                    port: a.port,
-                }
+            (None, false) => {
+                let value = self.broker.join(",");
+                let endpoints = Endpoints::parse(&value)
+                    .map_err(|source| ServeError::Broker { value, source })?;
+                BrokerSettings::Endpoints(endpoints)
             }
-            (None, None) => HubConfig::new().broker,
+            (None, true) => HubConfig::new().broker,
         };
+        let (protocol, encoding) = self.protocol_and_encoding()?;
         let mut store = StoreSettings::parse(self.store.as_deref(), &self.data_dir)?;
         match (&mut store, &self.store_key_file) {
             (StoreSettings::Postgres { key_file, .. }, Some(path)) => {
@@ -162,6 +191,8 @@ impl ServeArgs {
             listen: self.listen,
             source_id: self.source_id.clone(),
             broker,
+            protocol,
+            encoding,
             api: self.api.api_settings(self.listen, &self.data_dir)?,
             replica_id: self.replica_id.clone(),
             audit: crate::config::AuditSettings {
@@ -175,6 +206,22 @@ impl ServeArgs {
             },
             ..HubConfig::new()
         })
+    }
+
+    /// `--mqtt-version` and `--event-encoding` (whose default follows the version).
+    pub fn protocol_and_encoding(&self) -> Result<(Protocol, Encoding), ServeError> {
+        let protocol = match self.mqtt_version {
+            MqttVersion::V5 => Protocol::V5,
+            MqttVersion::V311 => Protocol::V311,
+        };
+        let encoding = match (self.event_encoding, protocol) {
+            (Some(EventEncoding::Binary), Protocol::V311) => {
+                return Err(ServeError::BinaryOverMqtt311);
+            }
+            (Some(EventEncoding::Binary), Protocol::V5) | (None, Protocol::V5) => Encoding::Binary,
+            (Some(EventEncoding::Structured), _) | (None, Protocol::V311) => Encoding::Structured,
+        };
+        Ok((protocol, encoding))
     }
 
     /// Where the embedded broker listens: `--broker-listen`, else the default of its
@@ -211,7 +258,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // Before anything slow: a signal during start-up then stops the hub cleanly.
     let stop = shutdown_signal();
     let mut config = args.hub_config()?;
-    let embedded = if args.mqtt_config.is_none() && args.broker.is_none() {
+    let embedded = if args.mqtt_config.is_none() && args.broker.is_empty() {
         let listen = args.embedded_broker_listen();
         let security = args.broker_security(listen)?;
         let broker = embedded_broker::start_announced(listen, &security, "").await?;
@@ -344,5 +391,53 @@ mod tests {
         assert!(shown.starts_with("--mqtt-config: cannot read "), "{shown}");
         let e = serve_args(&["--broker", "nope"]).hub_config().unwrap_err();
         assert!(e.to_string().starts_with("--broker nope: "), "{e}");
+    }
+
+    #[test]
+    fn several_brokers_and_the_mqtt_version() {
+        for flags in [
+            &[
+                "--allow-plaintext",
+                "--broker=a:1883,b:1884",
+                "--broker",
+                "c:1885",
+            ][..],
+            &[
+                "--allow-plaintext",
+                "--broker=a:1883",
+                "--broker=b:1884",
+                "--broker=c:1885",
+            ],
+        ] {
+            let config = serve_args(flags).hub_config().unwrap();
+            match &config.broker {
+                BrokerSettings::Endpoints(e) => assert_eq!(e.to_string(), "a:1883,b:1884,c:1885"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                (config.protocol, config.encoding),
+                (Protocol::V5, Encoding::Binary)
+            );
+        }
+        let config = |flags: &[&str]| {
+            let flags: Vec<&str> = ["--allow-plaintext", "--broker=a:1883"]
+                .iter()
+                .chain(flags)
+                .copied()
+                .collect();
+            serve_args(&flags).hub_config()
+        };
+        let v311 = config(&["--mqtt-version=3.1.1"]).unwrap();
+        assert_eq!(
+            (v311.protocol, v311.encoding),
+            (Protocol::V311, Encoding::Structured)
+        );
+        let mixed = config(&["--event-encoding=structured"]).unwrap();
+        assert_eq!(
+            (mixed.protocol, mixed.encoding),
+            (Protocol::V5, Encoding::Structured)
+        );
+        let e = config(&["--mqtt-version=3.1.1", "--event-encoding=binary"]).unwrap_err();
+        assert!(matches!(e, ServeError::BinaryOverMqtt311), "{e}");
     }
 }

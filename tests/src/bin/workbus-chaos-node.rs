@@ -125,10 +125,9 @@ async fn agent(args: workbus_agent::cli::Args, keep_alive_secs: Option<u64>) -> 
         snapshot: Some(data_dir.join(SIM_SNAPSHOT)),
     }));
     eprintln!(
-        "workbus-chaos-node agent: cluster {}, broker {}:{}, keep-alive {:?}, data in {}",
+        "workbus-chaos-node agent: cluster {}, broker {}, keep-alive {:?}, data in {}",
         config.cluster_name,
-        config.transport.host,
-        config.transport.port,
+        config.transport.endpoints,
         config.transport.keep_alive,
         data_dir.display()
     );
