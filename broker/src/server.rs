@@ -368,25 +368,34 @@ async fn reload(state: Arc<TlsState>, router: Arc<Router>) -> Result<Reloaded, T
     tokio::task::spawn_blocking(move || {
         let reloaded = state.reload()?;
         if reloaded == Reloaded::Changed {
-            let cut = router.kick_where(
-                |_, client| state.is_revoked(&client.certificates),
-                crate::router::Kick::Revoked,
+            revoke_where(
+                &router,
+                |client| state.is_revoked(&client.certificates),
+                "closed connections of revoked client certificates",
             );
-            if cut > 0 {
-                router
-                    .counters
-                    .revoked_disconnects
-                    .fetch_add(cut as u64, Ordering::Relaxed);
-                warn!(
-                    connections = cut,
-                    "closed connections of revoked client certificates"
-                );
-            }
         }
         Ok(reloaded)
     })
     .await
     .unwrap_or_else(|e| Err(TlsError::Rustls(format!("reload task failed: {e}"))))
+}
+
+/// Closes the connections `pred` picks as an administrative action (DISCONNECT 0x98 on
+/// MQTT 5), counts them in `revoked_disconnects` and says `why`; returns how many.
+fn revoke_where(
+    router: &Router,
+    pred: impl Fn(&crate::router::ClientHandle) -> bool,
+    why: &str,
+) -> usize {
+    let cut = router.kick_where(|_, client| pred(client), crate::router::Kick::Revoked);
+    if cut > 0 {
+        router
+            .counters
+            .revoked_disconnects
+            .fetch_add(cut as u64, Ordering::Relaxed);
+        warn!(connections = cut, "{why}");
+    }
+    cut
 }
 
 async fn supervise(
@@ -544,27 +553,17 @@ impl BrokerHandle {
         if identities.is_empty() {
             return 0;
         }
-        let cut = self.router.kick_where(
-            |_, client| {
+        revoke_where(
+            &self.router,
+            |client| {
                 client.certificates.is_empty()
                     && client
                         .owner
                         .as_deref()
                         .is_some_and(|owner| identities.iter().any(|i| i == owner))
             },
-            crate::router::Kick::Revoked,
-        );
-        if cut > 0 {
-            self.router
-                .counters
-                .revoked_disconnects
-                .fetch_add(cut as u64, Ordering::Relaxed);
-            warn!(
-                connections = cut,
-                "closed password sessions of withdrawn credentials"
-            );
-        }
-        cut
+            "closed password sessions of withdrawn credentials",
+        )
     }
 
     /// Current counters.

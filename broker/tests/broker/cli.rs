@@ -12,12 +12,9 @@ fn broker() -> Command {
     command
 }
 
-#[test]
-fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
-    let mut child = broker()
-        .env("WORKBUS_BROKER_LISTEN", "127.0.0.1:0")
-        .env("WORKBUS_BROKER_ACL", "off")
-        .env("WORKBUS_BROKER_LOG", "warn")
+/// Starts `command` with its standard output read line by line on a thread.
+fn spawn_reading_stdout(command: &mut Command) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -29,6 +26,17 @@ fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
             let _ = tx.send(line);
         }
     });
+    (child, lines)
+}
+
+#[test]
+fn environment_variables_configure_the_binary_and_sigterm_stops_it() {
+    let (mut child, lines) = spawn_reading_stdout(
+        broker()
+            .env("WORKBUS_BROKER_LISTEN", "127.0.0.1:0")
+            .env("WORKBUS_BROKER_ACL", "off")
+            .env("WORKBUS_BROKER_LOG", "warn"),
+    );
     let first = lines.recv_timeout(WAIT).expect("a listening line");
     // Not the default 127.0.0.1:1883: the variable was read.
     assert!(
@@ -126,20 +134,11 @@ async fn sighup_reloads_the_credential_file() {
     let file = dir.path().join("credentials");
     let line = |name: &str, password: &[u8]| set_line("", name, &hash_password(password).unwrap());
     std::fs::write(&file, line("a", b"a-1")).unwrap();
-    let mut child = broker()
-        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--credentials"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the broker starts");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, lines) = spawn_reading_stdout(
+        broker()
+            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--credentials"])
+            .arg(&file),
+    );
     let first = lines.recv_timeout(WAIT).expect("a listening line");
     let addr: std::net::SocketAddr = first
         .strip_prefix("workbus-broker listening on ")
