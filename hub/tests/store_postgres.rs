@@ -3,7 +3,7 @@
 //! transactions of hubs sharing a database are serialised, the audit tables refuse
 //! changes (all but a retention cut's) and a record changed anyway is found by `audit
 //! verify`, pre-chain audit rows are kept aside, the first write after a cut connection
-//! succeeds, a newer schema is refused, an unreachable server is a typed error naming
+//! succeeds, a writer stopped inside a transaction loses the writers' lock, a newer schema is refused, an unreachable server is a typed error naming
 //! host and port, `--store` values, and `audit verify|export --data-dir --store`
 //! offline. Tests needing a server print `SKIPPED` without one (a failure with
 //! `WORKBUS_REQUIRE_POSTGRES=1`).
@@ -83,6 +83,79 @@ fn writers_of_hubs_sharing_a_database_are_serialised() {
             .recv_timeout(Duration::from_secs(10))
             .expect("the second write runs once the first committed");
     });
+}
+
+/// A hub stopped inside a write transaction (SIGSTOP, a frozen VM) must not hold the
+/// writers' lock for as long as it is stopped: the server ends its session after
+/// `STALLED_TRANSACTION_TIMEOUT` idle in the transaction, the other hub's write goes
+/// through, and the stopped one's transaction is not committed. Regression: the
+/// multi-hub "paused replica" test hung when the pause caught a replica in a write.
+/// Registers cluster `name` inside a write transaction.
+fn create_cluster(tx: &mut dyn workbus_hub::store::StoreTx, name: &str) -> Result<(), StoreError> {
+    use workbus_hub::store::writes::{CreateCluster, Write};
+    CreateCluster {
+        name: name.into(),
+        labels: Default::default(),
+        now: chrono::Utc::now(),
+    }
+    .run(tx)
+    .map(drop)
+}
+
+#[test]
+fn a_writer_stalled_inside_a_transaction_loses_the_lock() {
+    use workbus_hub::store::postgres::STALLED_TRANSACTION_TIMEOUT;
+    let Some(db) = workbus_testkit::postgres_or_skip("stalled writer") else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let (a_inside, a_entered) = mpsc::channel();
+    let (release, a_released) = mpsc::channel::<()>();
+    let (b_done, b_finished) = mpsc::channel();
+    std::thread::scope(|s| {
+        let stalled = s.spawn({
+            let a = a.clone();
+            move || {
+                a.transaction(&mut |tx| {
+                    a_inside.send(()).unwrap();
+                    // Stopped: nothing reaches the server until released.
+                    let _ = a_released.recv_timeout(Duration::from_secs(30));
+                    create_cluster(tx, "stalled")
+                })
+            }
+        });
+        a_entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        let started = std::time::Instant::now();
+        s.spawn(move || {
+            let result = b.transaction(&mut |tx| create_cluster(tx, "live"));
+            b_done.send(result.map_err(|e| e.to_string())).unwrap();
+        });
+        let written = b_finished
+            .recv_timeout(STALLED_TRANSACTION_TIMEOUT + Duration::from_secs(10))
+            .expect("the live hub's write got the lock once the stalled session was ended");
+        assert_eq!(written, Ok(()));
+        assert!(started.elapsed() >= STALLED_TRANSACTION_TIMEOUT - Duration::from_secs(1));
+        release.send(()).unwrap();
+        let result = stalled.join().unwrap();
+        assert!(
+            result.is_err(),
+            "the stalled transaction must not commit: {result:?}"
+        );
+    });
+    let names: Vec<String> = a
+        .list_clusters()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        names.contains(&"live".to_string()) && !names.contains(&"stalled".to_string()),
+        "{names:?}"
+    );
+    // The stalled hub's store works again on a fresh connection.
+    a.transaction(&mut |tx| create_cluster(tx, "back"))
+        .expect("a write after the session was ended");
 }
 
 #[test]

@@ -44,6 +44,15 @@ use crate::audit::chain::{AuditHead, AuditRecord};
 /// The advisory lock every write transaction holds: "workbus" + 0.
 pub const WRITER_LOCK: i64 = 0x776f_726b_6275_7300;
 
+/// How long a session may sit inside a transaction without sending anything before
+/// the server ends it (`idle_in_transaction_session_timeout`, set on every connection).
+/// A hub that stops mid-transaction — SIGSTOP, a frozen VM, a debugger — would
+/// otherwise keep [`WRITER_LOCK`] and stall every other hub's writes for as long as it
+/// is stopped (its socket stays open, so keepalives never fire). The hub's own
+/// transactions send their statements back to back; the transaction cut off is never
+/// answered as committed.
+pub const STALLED_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Read connections per hub. Reads are short; four keep the REST API, the outbox
 /// publisher and the controllers from queueing behind one another.
 pub const READERS: usize = 4;

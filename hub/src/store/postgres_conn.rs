@@ -64,8 +64,13 @@ impl Connector {
         };
         // Durability is the server's default; said explicitly so that a database or
         // role configured with `synchronous_commit = off` cannot weaken it: a write is
-        // answered only after its COMMIT is flushed.
-        conn.batch("SET synchronous_commit = on")?;
+        // answered only after its COMMIT is flushed. A stopped hub's transaction (and the
+        // writers' lock it holds) is ended by the server after
+        // `STALLED_TRANSACTION_TIMEOUT`.
+        conn.batch(&format!(
+            "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = {}",
+            super::postgres::STALLED_TRANSACTION_TIMEOUT.as_millis()
+        ))?;
         Ok(conn)
     }
 
