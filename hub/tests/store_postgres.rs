@@ -45,13 +45,18 @@ fn hubs_starting_together_migrate_once() {
     assert_eq!(versions, latest_version(), "each migration applied once");
 }
 
+/// The stores of two hubs sharing the database at `url`.
+fn two_hubs_stores(url: &str) -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let open = || -> Arc<dyn Store> { Arc::new(PostgresStore::open(url, None).unwrap()) };
+    (open(), open())
+}
+
 #[test]
 fn writers_of_hubs_sharing_a_database_are_serialised() {
     let Some(db) = workbus_testkit::postgres_or_skip("serialised writers") else {
         return;
     };
-    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
-    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let (a, b) = two_hubs_stores(db.url());
     let (a_inside, a_entered) = mpsc::channel();
     let (release, a_released) = mpsc::channel::<()>();
     let (b_inside, b_entered) = mpsc::channel();
@@ -108,8 +113,7 @@ fn a_writer_stalled_inside_a_transaction_loses_the_lock() {
     let Some(db) = workbus_testkit::postgres_or_skip("stalled writer") else {
         return;
     };
-    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
-    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(db.url(), None).unwrap());
+    let (a, b) = two_hubs_stores(db.url());
     let (a_inside, a_entered) = mpsc::channel();
     let (release, a_released) = mpsc::channel::<()>();
     let (b_done, b_finished) = mpsc::channel();

@@ -170,3 +170,28 @@ pub(super) fn outbox_event(seal: Seal<'_>, event: String) -> OutboxPayload {
             .and_then(|event| parse_event(&event)),
     )
 }
+
+/// An outbox row as a backend reads it: the entry plus the columns only parked rows
+/// need.
+pub(super) struct OutboxRow {
+    pub(super) entry: super::model::OutboxEntry,
+    pub(super) parked: Option<String>,
+    pub(super) created: String,
+    pub(super) parked_at: Option<String>,
+}
+
+impl OutboxRow {
+    /// The row as a parked event (its park time falls back to its creation time).
+    pub(super) fn into_parked(self) -> Result<super::model::ParkedOutbox, StoreError> {
+        let created = parse_ts("outbox", &self.created)?;
+        Ok(super::model::ParkedOutbox {
+            entry: self.entry,
+            reason: self.parked.unwrap_or_default(),
+            created,
+            parked_at: match self.parked_at {
+                Some(t) => parse_ts("outbox", &t)?,
+                None => created,
+            },
+        })
+    }
+}

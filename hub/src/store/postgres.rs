@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use postgres::Row;
 use workbus_schemas::placement::PlacementDecision;
 
-use super::column_codec::{Seal, outbox_event, outbox_message, parse_json, parse_ts};
+use super::column_codec::{OutboxRow, Seal, outbox_event, outbox_message, parse_json, parse_ts};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
@@ -131,14 +131,6 @@ pub(super) fn works_of_cluster(
         "WHERE w.cluster = $1 ORDER BY w.name",
         &[&cluster],
     )
-}
-
-/// An outbox row as read: the entry plus the columns only parked rows need.
-struct OutboxRow {
-    entry: OutboxEntry,
-    parked: Option<String>,
-    created: String,
-    parked_at: Option<String>,
 }
 
 /// Outbox rows with id greater than `after`, oldest first, pending or parked; the
@@ -425,18 +417,7 @@ impl Store for PostgresStore {
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
         self.read(|c| outbox_rows(c, self.seal(), true, after, limit, None))?
             .into_iter()
-            .map(|row| {
-                let created = parse_ts("outbox", &row.created)?;
-                Ok(ParkedOutbox {
-                    entry: row.entry,
-                    reason: row.parked.unwrap_or_default(),
-                    created,
-                    parked_at: match row.parked_at {
-                        Some(t) => parse_ts("outbox", &t)?,
-                        None => created,
-                    },
-                })
-            })
+            .map(OutboxRow::into_parked)
             .collect()
     }
 

@@ -23,10 +23,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::checkpoint::{self, Checkpointer};
-pub(super) use super::column_codec::{Seal, parse_json, parse_ts, to_json, ts};
 use super::column_codec::{
-    StoredProperties, event_json, outbox_event, outbox_message, parse_event,
+    OutboxRow, StoredProperties, event_json, outbox_event, outbox_message, parse_event,
 };
+pub(super) use super::column_codec::{Seal, parse_json, parse_ts, to_json, ts};
 use super::keyring::Keyring;
 use super::model::*;
 use super::placement::{ClusterSetBinding, PlacementRecord};
@@ -186,14 +186,6 @@ const SUPERSEDE_PARKED: &str = "DELETE FROM outbox WHERE parked IS NOT NULL AND 
      AND cluster = (SELECT cluster FROM outbox WHERE id = ?1) \
      AND resource_id IS (SELECT resource_id FROM outbox WHERE id = ?1) \
      AND (resource_id IS NOT NULL OR event_type = (SELECT event_type FROM outbox WHERE id = ?1))";
-
-/// An outbox row as read: the entry plus the columns only parked rows need.
-struct OutboxRow {
-    entry: OutboxEntry,
-    parked: Option<String>,
-    created: String,
-    parked_at: Option<String>,
-}
 
 /// Reads outbox rows with id greater than `after`, oldest first; `parked` selects
 /// parked rather than pending ones (each through its own index). A row whose message
@@ -976,18 +968,7 @@ impl Store for SqliteStore {
     fn parked_outbox(&self, after: i64, limit: usize) -> Result<Vec<ParkedOutbox>, StoreError> {
         outbox_rows(&*self.reader()?, self.seal(), true, after, limit, None)?
             .into_iter()
-            .map(|row| {
-                let created = parse_ts("outbox", &row.created)?;
-                Ok(ParkedOutbox {
-                    entry: row.entry,
-                    reason: row.parked.unwrap_or_default(),
-                    created,
-                    parked_at: match row.parked_at {
-                        Some(t) => parse_ts("outbox", &t)?,
-                        None => created,
-                    },
-                })
-            })
+            .map(OutboxRow::into_parked)
             .collect()
     }
 
